@@ -1,0 +1,1 @@
+"""The ``escrow`` command line: thin commands that parse, call the library and format."""

@@ -1,0 +1,102 @@
+"""Entry point: the ``escrow`` click group.
+
+Commands are registered by module path and imported only when invoked, so
+``escrow log`` does not pay for WeasyPrint or the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from escrow import __version__
+from escrow.cli.app import App
+from escrow.errors import EscrowError
+
+#: command name -> "module:attribute" (a click.Command)
+COMMANDS: dict[str, str] = {
+    "init": "escrow.cli.init_cmd:init",
+    "build": "escrow.cli.build_cmd:build",
+    "capture": "escrow.cli.build_cmd:capture",
+    "record": "escrow.cli.build_cmd:record",
+    "verify": "escrow.cli.verify_cmd:verify",
+    "log": "escrow.cli.log_cmd:log",
+    "show": "escrow.cli.log_cmd:show",
+    "logs": "escrow.cli.log_cmd:logs",
+    "ledger": "escrow.cli.ledger_cmd:ledger",
+    "post": "escrow.cli.ledger_cmd:post",
+    "pack": "escrow.cli.pack_cmd:pack",
+    "keys": "escrow.cli.keys_cmd:keys",
+    "sign": "escrow.cli.documents_cmd:sign",
+    "schema": "escrow.cli.documents_cmd:schema",
+    "export": "escrow.cli.documents_cmd:export",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:
+                return None  # not built yet
+            raise
+        cmd = getattr(module, attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="escrow")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--home", type=click.Path(file_okay=False), help="ESCROW_HOME for this run.")
+@click.option("--db-url", help="Ledger database URL (ESCROW_DB_URL).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, home: str | None, db_url: str | None) -> None:
+    """Record phoenix Docker builds as signed manifests in a tamper-evident ledger,
+    verify and rebuild them, and render signed PDF audit packs.
+
+    Exit codes: 0 success; 1 a check failed; 2 usage or input error;
+    3 environment error (Docker engine or database unreachable, key locked).
+    """
+    overrides: dict[str, Any] = {}
+    if home:
+        overrides["home"] = home
+    if db_url:
+        overrides["db_url"] = db_url
+    ctx.obj = App(debug=debug, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="escrow", standalone_mode=False)
+    except EscrowError as e:
+        if debug:
+            raise
+        click.echo(f"escrow: error: {e.diagnostics()}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("escrow: aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if e.exit_code == 2 else e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Where escrow keeps its state, and how settings are resolved.
+
+Precedence: command-line option > environment variable > ``config.json`` in
+``ESCROW_HOME`` > default.  The embedded default is a SQLite ledger and keys
+under ``ESCROW_HOME`` (``$XDG_DATA_HOME/escrow``, i.e. ``~/.local/share/escrow``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from escrow.errors import InputError
+
+LOG_ORIGIN_DEFAULT = "escrow.local/ledger"
+
+
+def default_home() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "escrow"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_url: str
+    key_path: Path
+    log_key_path: Path
+    passphrase: str | None
+    origin: str
+    server: str | None
+    token: str | None
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+
+def _file_config(home: Path) -> dict[str, Any]:
+    path = home / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(
+            f"Cannot read the configuration file {path}: {e}.",
+            hint="Fix or remove the file.",
+        ) from e
+    if not isinstance(data, dict):
+        raise InputError(f"The configuration file {path} must hold a JSON object.")
+    return data
+
+
+def load_settings(
+    *,
+    home: str | Path | None = None,
+    db_url: str | None = None,
+    key: str | Path | None = None,
+    server: str | None = None,
+    token: str | None = None,
+) -> Settings:
+    env = os.environ
+    home_path = Path(home or env.get("ESCROW_HOME") or default_home()).expanduser()
+    cfg = _file_config(home_path)
+    url = db_url or env.get("ESCROW_DB_URL") or cfg.get("db_url") or (
+        f"sqlite:///{home_path / 'ledger.db'}"
+    )
+    key_path = Path(
+        key or env.get("ESCROW_KEY") or cfg.get("key") or home_path / "keys" / "build.key.pem"
+    )
+    return Settings(
+        home=home_path,
+        db_url=str(url),
+        key_path=key_path,
+        log_key_path=Path(cfg.get("log_key") or home_path / "keys" / "log.key.pem"),
+        passphrase=env.get("ESCROW_KEY_PASSPHRASE") or None,
+        origin=str(cfg.get("origin") or LOG_ORIGIN_DEFAULT),
+        server=server or env.get("ESCROW_SERVER") or cfg.get("server") or None,
+        token=token or env.get("ESCROW_TOKEN") or cfg.get("token") or None,
+    )

@@ -1,0 +1,96 @@
+"""Errors raised by escrow, and the exit code each maps to.
+
+Every error escrow raises on purpose derives from :class:`EscrowError`; the CLI
+catches only that class, prints :meth:`EscrowError.diagnostics` (one sentence
+saying what failed and what to do) and exits with :attr:`EscrowError.exit_code`.
+Anything else that reaches the top level is a bug and keeps its traceback.
+
+Hierarchy::
+
+    EscrowError                       (exit 2 unless a subclass says otherwise)
+    ├── UsageError                    bad option or argument            exit 2
+    ├── InputError                    a file or document we were given  exit 2
+    │   └── SchemaError               document fails its JSON Schema    exit 2
+    ├── CheckFailed                   a verification found a problem    exit 1
+    │   ├── SignatureError            a signature does not verify
+    │   ├── LedgerTamperError         the stored log disagrees with itself
+    │   └── BuildFailed               the recorded build failed
+    └── EnvironmentProblem            something outside escrow          exit 3
+        ├── EngineUnavailable         Docker Engine unreachable
+        ├── DatabaseUnavailable       ledger database unreachable
+        └── KeyLocked                 key missing or passphrase wrong
+"""
+
+from __future__ import annotations
+
+
+class EscrowError(Exception):
+    """Base of every error escrow raises deliberately."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """One or two sentences for a person: what failed, and what to do."""
+        if self.hint:
+            return f"{self.message.rstrip('.')}. {self.hint}"
+        return self.message
+
+
+class UsageError(EscrowError):
+    exit_code = 2
+
+
+class InputError(EscrowError):
+    exit_code = 2
+
+
+class SchemaError(InputError):
+    """A document does not match its schema; ``pointer`` is the JSON Pointer of the bad field."""
+
+    def __init__(self, message: str, *, pointer: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.pointer = pointer
+
+
+class CheckFailed(EscrowError):
+    exit_code = 1
+
+
+class SignatureError(CheckFailed):
+    pass
+
+
+class LedgerTamperError(CheckFailed):
+    """The ledger's stored data disagrees with itself; ``index`` is the first bad entry."""
+
+    def __init__(
+        self, message: str, *, index: int | None = None, kind: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.index = index
+        self.kind = kind
+
+
+class BuildFailed(CheckFailed):
+    pass
+
+
+class EnvironmentProblem(EscrowError):
+    exit_code = 3
+
+
+class EngineUnavailable(EnvironmentProblem):
+    pass
+
+
+class DatabaseUnavailable(EnvironmentProblem):
+    pass
+
+
+class KeyLocked(EnvironmentProblem):
+    pass

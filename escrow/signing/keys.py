@@ -1,0 +1,192 @@
+"""Signing keys: Ed25519 (default) and ECDSA P-256.
+
+Key ID = hex SHA-256 of the DER SubjectPublicKeyInfo.  Private keys are
+PKCS#8 PEM, encrypted with a passphrase when one is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from escrow.documents.types import KeyID
+from escrow.errors import InputError, KeyLocked, SignatureError
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKeyT = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+class KeyType(StrEnum):
+    ED25519 = "ed25519"
+    ECDSA_P256 = "ecdsa-p256"
+
+
+def key_id_of(public: PublicKeyT) -> KeyID:
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyID(hashlib.sha256(der).hexdigest())
+
+
+def _type_of(public: PublicKeyT) -> KeyType:
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return KeyType.ED25519
+    if isinstance(public.curve, ec.SECP256R1):
+        return KeyType.ECDSA_P256
+    raise InputError(f"Unsupported elliptic curve {public.curve.name}; use Ed25519 or P-256.")
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A verifying key."""
+
+    key: PublicKeyT
+
+    @property
+    def keyid(self) -> KeyID:
+        return key_id_of(self.key)
+
+    @property
+    def type(self) -> KeyType:
+        return _type_of(self.key)
+
+    def pem(self) -> str:
+        return self.key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii")
+
+    def raw(self) -> bytes:
+        """32-byte raw Ed25519 key (used by signed notes)."""
+        if not isinstance(self.key, ed25519.Ed25519PublicKey):
+            raise InputError("Only Ed25519 keys have a raw 32-byte form.")
+        return self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Raise :class:`SignatureError` unless ``signature`` is valid over ``data``."""
+        try:
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                self.key.verify(signature, data)
+            else:
+                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature as e:
+            raise SignatureError(f"The signature by key {self.keyid[:16]}… does not verify.") from e
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes) -> PublicKey:
+        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as e:
+            raise InputError(f"Not a PEM public key: {e}.") from e
+        if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+            raise InputError("Unsupported public key type; use Ed25519 or ECDSA P-256.")
+        pub = cls(key)
+        _ = pub.type  # reject other curves
+        return pub
+
+    @classmethod
+    def from_raw_ed25519(cls, raw: bytes) -> PublicKey:
+        return cls(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key that signs."""
+
+    key: PrivateKey
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.key.public_key())
+
+    @property
+    def keyid(self) -> KeyID:
+        return self.public.keyid
+
+    @property
+    def type(self) -> KeyType:
+        return self.public.type
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return self.key.sign(data)
+        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    @classmethod
+    def generate(cls, key_type: KeyType = KeyType.ED25519) -> SigningKey:
+        if key_type is KeyType.ED25519:
+            return cls(ed25519.Ed25519PrivateKey.generate())
+        return cls(ec.generate_private_key(ec.SECP256R1()))
+
+    def private_pem(self, passphrase: str | None = None) -> bytes:
+        enc: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
+        )
+
+    def save(self, path: Path, passphrase: str | None = None) -> None:
+        """Write the key to ``path`` (mode 0600); never overwrites an existing file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.private_pem(passphrase))
+        pub = path.with_name(path.name.replace(".key.pem", "") + ".pub.pem")
+        if not pub.exists():
+            pub.write_text(self.public.pem(), encoding="ascii")
+
+    @classmethod
+    def load(cls, path: Path, passphrase: str | None = None) -> SigningKey:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as e:
+            raise KeyLocked(
+                f"The signing key {path} does not exist.",
+                hint="Run `escrow init` first, or point ESCROW_KEY at a key.",
+            ) from e
+        except OSError as e:
+            raise KeyLocked(f"The signing key {path} cannot be read: {e.strerror}.") from e
+        encrypted = b"ENCRYPTED PRIVATE KEY" in data
+        if encrypted and not passphrase:
+            raise KeyLocked(
+                f"The signing key {path} is encrypted and no passphrase was given.",
+                hint="Set ESCROW_KEY_PASSPHRASE.",
+            )
+        try:
+            key = serialization.load_pem_private_key(
+                data, password=passphrase.encode("utf-8") if encrypted and passphrase else None
+            )
+        except (ValueError, TypeError) as e:
+            if encrypted:
+                raise KeyLocked(
+                    f"The passphrase for the signing key {path} is wrong.",
+                    hint="Check ESCROW_KEY_PASSPHRASE.",
+                ) from e
+            raise InputError(f"The signing key {path} is not a PKCS#8 PEM private key.") from e
+        if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+            raise InputError(f"The key {path} is neither Ed25519 nor ECDSA P-256.")
+        sk = cls(key)
+        _ = sk.type
+        return sk
+
+
+def b64decode_any(text: str | bytes) -> bytes:
+    """Decode standard or URL-safe base64, padded or not (DSSE accepts both)."""
+    s = text.decode("ascii") if isinstance(text, bytes) else text
+    s = s.strip().replace("-", "+").replace("_", "/")
+    s += "=" * (-len(s) % 4)
+    try:
+        return base64.b64decode(s, validate=True)
+    except (ValueError, base64.binascii.Error) as e:  # type: ignore[attr-defined]
+        raise InputError("The value is not valid base64.") from e
