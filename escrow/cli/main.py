@@ -25,7 +25,7 @@ COMMANDS: dict[str, str] = {
     "verify": "escrow.cli.verify_cmd:verify",
     "log": "escrow.cli.log_cmd:log",
     "show": "escrow.cli.log_cmd:show",
-    "logs": "escrow.cli.log_cmd:logs",
+    "logs": "escrow.cli.build_cmd:logs",
     "ledger": "escrow.cli.ledger_cmd:ledger",
     "post": "escrow.cli.ledger_cmd:post",
     "pack": "escrow.cli.pack_cmd:pack",

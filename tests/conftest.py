@@ -1,0 +1,117 @@
+"""Shared fixtures: a fresh ESCROW_HOME, the CLI in-process, the real Docker Engine.
+
+The Docker Engine and PostgreSQL are started by ``scripts/test.sh``; a test
+that needs one and cannot reach it fails (it never skips silently).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ASSETS = Path(__file__).parent / "assets"
+BASE_TAG = "escrow-test/base:latest"
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.stdout)
+
+
+def run_cli(args: list[str], *, input: str | bytes | None = None) -> Result:
+    """Run ``escrow ARGS`` in this process, capturing stdout/stderr and the exit code."""
+    from escrow.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    raw = input.encode() if isinstance(input, str) else (input or b"")
+    stdin = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
+    old = sys.stdout, sys.stderr, sys.stdin
+    sys.stdout, sys.stderr, sys.stdin = out, err, stdin
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as e:
+        code = int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.stdout, sys.stderr, sys.stdin = old
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
+
+
+@pytest.fixture
+def escrow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, initialised ESCROW_HOME (SQLite ledger, build and log keys)."""
+    home = tmp_path / "escrow-home"
+    monkeypatch.setenv("ESCROW_HOME", str(home))
+    for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+        monkeypatch.delenv(var, raising=False)
+    r = run_cli(["init"])
+    assert r.exit_code == 0, r.stderr
+    return home
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure here means no engine
+        pytest.fail(f"The Docker Engine is not reachable ({e}); scripts/test.sh starts it.")
+    yield client
+    client.close()
+
+
+def build_base_image(tag: str = BASE_TAG) -> str:
+    """Build a tiny FROM-scratch image holding Debian's static busybox; return its ID."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    ctx = Path(os.environ.get("TMPDIR", "/tmp")) / f"escrow-base-{os.getpid()}"
+    ctx.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, ctx / "busybox")
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        'ENV PATH=/bin\nCMD ["sh"]\n'
+    )
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True
+    )
+    out = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", tag],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    shutil.rmtree(ctx, ignore_errors=True)
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    """ID of ``escrow-test/base:latest`` (built once per session if missing)."""
+    try:
+        return str(docker_client.images.get(BASE_TAG).id)
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound; built below
+        return build_base_image()
