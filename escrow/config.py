@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from typing import Any
 from escrow.errors import InputError
 
 LOG_ORIGIN_DEFAULT = "escrow.local/ledger"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` removed, for printing."""
+    return re.sub(r"(?<=//)[^@/]*@", "", url)
 
 
 def default_home() -> Path:
@@ -70,8 +76,11 @@ def load_settings(
     env = os.environ
     home_path = Path(home or env.get("ESCROW_HOME") or default_home()).expanduser()
     cfg = _file_config(home_path)
-    url = db_url or env.get("ESCROW_DB_URL") or cfg.get("db_url") or (
-        f"sqlite:///{home_path / 'ledger.db'}"
+    url = (
+        db_url
+        or env.get("ESCROW_DB_URL")
+        or cfg.get("db_url")
+        or (f"sqlite:///{home_path / 'ledger.db'}")
     )
     key_path = Path(
         key or env.get("ESCROW_KEY") or cfg.get("key") or home_path / "keys" / "build.key.pem"

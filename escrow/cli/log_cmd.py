@@ -1,0 +1,88 @@
+"""``escrow log`` and ``escrow show``: list and print ledger entries."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.documents.types import SCHEMA_NAMES
+
+
+def _kind(predicate_type: str) -> str:
+    return SCHEMA_NAMES.get(predicate_type, predicate_type)
+
+
+def entry_summary(entry: Any) -> dict[str, Any]:
+    status: str | None = None
+    try:
+        pred = entry.statement().get("predicate", {})
+        status = pred.get("build", {}).get("status") if isinstance(pred, dict) else None
+    except Exception:  # noqa: BLE001 - a damaged entry is still listed; `verify` explains it
+        status = "unreadable"
+    return {
+        "index": entry.index,
+        "leaf_hash": entry.leaf_hash,
+        "kind": _kind(entry.predicate_type),
+        "project": entry.project,
+        "image_id": entry.image_id,
+        "status": status,
+        "signer": entry.signer,
+        "integrated_at": entry.integrated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@click.command()
+@click.option("--project", help="Only entries of this project.")
+@click.option("--image", "image_id", help="Only entries of this image ID (sha256:…).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--after", type=click.IntRange(min=-1), default=None, help="Cursor: entries after this index."
+)
+@json_option
+@pass_app
+def log(
+    app: App,
+    project: str | None,
+    image_id: str | None,
+    limit: int,
+    after: int | None,
+    as_json: bool,
+) -> None:
+    """List ledger entries, oldest first."""
+    ledger = app.ledger()
+    entries = ledger.entries(project=project, image_id=image_id, after=after, limit=limit)
+    rows = [entry_summary(e) for e in entries]
+    if as_json:
+        app.emit_json({"entries": rows, "size": ledger.size()})
+        return
+    if not rows:
+        app.say("No entries.")
+        return
+    for r in rows:
+        image = (r["image_id"] or "-").removeprefix("sha256:")[:12]
+        app.out(
+            f"{r['index']:>6}  {r['integrated_at'][:19]}  {r['kind']:<20} "
+            f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}"
+        )
+
+
+@click.command()
+@click.argument("index", type=click.IntRange(min=0))
+@json_option
+@pass_app
+def show(app: App, index: int, as_json: bool) -> None:
+    """Print entry INDEX: its envelope and the decoded statement."""
+    import json
+
+    ledger = app.ledger()
+    entry = ledger.get(index)
+    envelope = json.loads(entry.envelope)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    doc = {**entry_summary(entry), "envelope": envelope, "statement": statement}
+    if as_json:
+        app.emit_json(doc)
+        return
+    app.out(json.dumps(doc, indent=2))

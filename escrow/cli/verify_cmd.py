@@ -1,0 +1,132 @@
+"""``escrow verify``: check a recorded build, or a DSSE envelope offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import CheckFailed, EscrowError, UsageError
+
+
+class DockerFacts:
+    """Image facts from the real engine, or ``None`` for images it does not have."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls) -> DockerFacts | None:
+        try:
+            import docker
+
+            client = docker.from_env()
+            client.ping()
+        except Exception:  # noqa: BLE001 - no engine: the image check is reported as skipped
+            return None
+        return cls(client)
+
+    def image_facts(self, ref: str) -> dict[str, Any] | None:
+        import docker.errors
+
+        try:
+            image = self.client.images.get(ref)
+        except (docker.errors.ImageNotFound, docker.errors.NullResource):
+            return None
+        except docker.errors.APIError:
+            return None
+        return {"id": image.id, "diff_ids": list(image.attrs.get("RootFS", {}).get("Layers", []))}
+
+
+def _verify_envelope(
+    app: App, path: str, key_files: tuple[str, ...], threshold: int, as_json: bool
+) -> None:
+    from escrow.signing.dsse import Envelope
+    from escrow.signing.keys import PublicKey
+
+    data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
+    env = Envelope.from_bytes(data)
+    if key_files:
+        keys = [PublicKey.from_pem(Path(k).read_bytes()) for k in key_files]
+    else:
+        ledger = app.ledger()
+        keys = [PublicKey.from_pem(k.public_pem) for k in ledger.keys() if k.status == "active"]
+    if not keys:
+        raise UsageError("There is no trusted key to verify with.", hint="Pass --key PUBLIC.pem.")
+    good = env.verify(keys, threshold=threshold)
+    if as_json:
+        app.emit_json({"ok": True, "verified_keyids": good, "threshold": threshold})
+    else:
+        app.out(f"OK: envelope verified by {len(good)} trusted key(s): {', '.join(good)}")
+
+
+@click.command()
+@click.argument("target", required=False)
+@click.option(
+    "--envelope", "envelope_path", help="Verify this DSSE envelope file offline ('-' = stdin)."
+)
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trusted public key (PEM) for --envelope; repeatable.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Distinct trusted keys that must have signed.",
+)
+@json_option
+@pass_app
+def verify(
+    app: App,
+    target: str | None,
+    envelope_path: str | None,
+    key_files: tuple[str, ...],
+    threshold: int,
+    as_json: bool,
+) -> None:
+    """Verify the build TARGET (a ledger index, an image ID or an image in the engine).
+
+    Checks the entry's signature against the key valid when it was appended, its
+    inclusion in the ledger under the latest signed checkpoint, and — when the
+    image is in the engine — that its image ID and diff IDs are the recorded ones.
+    Exit 1 when any check fails.
+    """
+    if envelope_path:
+        if target:
+            raise UsageError("Give either TARGET or --envelope, not both.")
+        _verify_envelope(app, envelope_path, key_files, threshold, as_json)
+        return
+    if not target:
+        raise UsageError(
+            "Nothing to verify.", hint="Give a ledger index, an image, or --envelope FILE."
+        )
+    from escrow.verification import resolve_target, verify_entry
+
+    ledger = app.ledger()
+    engine = DockerFacts.connect()
+    entry = resolve_target(ledger, target, engine)
+    result = verify_entry(ledger, entry, engine=engine)
+    if engine is None and entry.image_id:
+        app.say("note: the Docker Engine is not reachable; the image was not compared.")
+    if as_json:
+        app.emit_json(result.to_dict())
+    else:
+        for c in result.checks:
+            app.out(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {c.detail}")
+        if result.rebuild_verdict:
+            app.out(f"     rebuild    latest verdict: {result.rebuild_verdict}")
+    if not result.ok:
+        names = ", ".join(c.name for c in result.failed())
+        raise CheckFailed(f"Entry {entry.index} failed verification ({names}).")
+    if not as_json:
+        app.say(f"Entry {entry.index} verified.")
+
+
+__all__ = ["verify", "EscrowError"]

@@ -1,0 +1,169 @@
+"""Verify one ledger entry: signature, inclusion under the latest checkpoint, and the image.
+
+Used by ``escrow verify``; every check is reported, and a verification with
+nothing to check is an error (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from escrow.errors import EscrowError, InputError
+
+if TYPE_CHECKING:
+    from escrow.ledger.store import Entry, Ledger
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class EntryVerification:
+    index: int
+    leaf_hash: str
+    project: str | None
+    image_id: str | None
+    predicate_type: str
+    checks: list[Check] = field(default_factory=list)
+    rebuild_verdict: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def _key_valid_at(ledger: Ledger, keyid: str, entry: Entry) -> tuple[bool, str]:
+    for rec in ledger.keys():
+        if rec.keyid != keyid:
+            continue
+        ends = [t for t in (rec.revoked_at, rec.retired_at) if t is not None]
+        if rec.added_at and rec.added_at > entry.integrated_at:
+            return False, f"key {keyid[:16]}… was added after the entry was appended"
+        if ends and min(ends) <= entry.integrated_at:
+            return False, f"key {keyid[:16]}… was {rec.status} before the entry was appended"
+        note = f" (since {rec.status})" if rec.status != "active" else ""
+        return True, f"signed by {rec.name} key {keyid[:16]}…{note}"
+    return False, f"key {keyid[:16]}… is not registered in the ledger"
+
+
+def verify_entry(ledger: Ledger, entry: Entry, *, engine: Any | None = None) -> EntryVerification:
+    """Run every check on ``entry``; never raises for a failed check, only records it."""
+    from escrow.ledger import checkpoint as cp
+    from escrow.ledger import merkle
+    from escrow.signing.dsse import Envelope
+    from escrow.signing.keys import PublicKey
+
+    result = EntryVerification(
+        index=entry.index,
+        leaf_hash=entry.leaf_hash,
+        project=entry.project,
+        image_id=entry.image_id,
+        predicate_type=entry.predicate_type,
+    )
+    add = result.checks.append
+
+    # 1. signature, by a key valid when the entry was appended
+    try:
+        env = Envelope.from_bytes(entry.envelope)
+        keys = {k.keyid: PublicKey.from_pem(k.public_pem) for k in ledger.keys()}
+        good = env.verify(keys)
+        valid, detail = _key_valid_at(ledger, good[0], entry)
+        add(Check("signature", valid, detail))
+    except EscrowError as e:
+        add(Check("signature", False, e.diagnostics()))
+
+    # 2. inclusion of the exact stored bytes under the latest signed checkpoint
+    try:
+        checkpoint = cp.verify_checkpoint(ledger.checkpoint().note, ledger.verifier_key())
+        leaf = merkle.leaf_hash(entry.envelope)
+        proof = ledger.inclusion_proof(entry.index, checkpoint.size)
+        included = merkle.verify_inclusion(
+            leaf, entry.index, checkpoint.size, proof, checkpoint.root
+        )
+        add(
+            Check(
+                "inclusion",
+                included,
+                f"included in the signed checkpoint of size {checkpoint.size}"
+                if included
+                else f"the stored bytes do not hash into checkpoint {checkpoint.size}'s root",
+            )
+        )
+    except EscrowError as e:
+        add(Check("inclusion", False, e.diagnostics()))
+
+    # 3. the image in the engine, when it is there
+    if engine is not None and entry.image_id:
+        try:
+            statement = entry.statement()
+            recorded = [layer["diffId"] for layer in statement["predicate"].get("layers", [])]
+            found = engine.image_facts(entry.image_id)
+        except (EscrowError, KeyError, TypeError) as e:
+            add(Check("image", False, f"cannot compare the image: {e}"))
+        else:
+            if found is None:
+                add(Check("image", True, "image not in the engine; not compared"))
+            else:
+                same = found["id"] == entry.image_id and found["diff_ids"] == recorded
+                add(
+                    Check(
+                        "image",
+                        same,
+                        "engine's image ID and diff IDs equal the recorded ones"
+                        if same
+                        else "the engine's image differs from the recorded image ID or diff IDs",
+                    )
+                )
+
+    # 4. the latest rebuild verdict, when there is one
+    try:
+        from escrow.documents.types import REBUILD_VERIFICATION
+
+        for e in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=entry.image_id):
+            pred = e.statement().get("predicate", {})
+            if pred.get("original", {}).get("index") == entry.index:
+                result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
+    except (EscrowError, AttributeError, TypeError):
+        pass
+
+    if not result.checks:
+        raise InputError(f"Entry {entry.index} has nothing that can be verified.")
+    return result
+
+
+def resolve_target(ledger: Ledger, target: str, engine: Any | None = None) -> Entry:
+    """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
+    from escrow.documents.types import BUILD_MANIFEST
+
+    if target.isdigit():
+        return ledger.get(int(target))
+    image_id: str | None = None
+    hexpart = target.removeprefix("sha256:")
+    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
+        image_id = "sha256:" + hexpart
+    elif engine is not None:
+        facts = engine.image_facts(target)
+        if facts is not None:
+            image_id = str(facts["id"])
+    if image_id is None:
+        raise InputError(
+            f"{target!r} is neither a ledger index, an image ID nor an image in the engine.",
+            hint="Use `escrow log` to list entries.",
+        )
+    found = ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
+    if not found:
+        raise InputError(f"No build of image {image_id} is recorded in the ledger.")
+    return found[-1]

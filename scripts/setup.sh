@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Shared set-up, sourced by scripts/example.sh and scripts/test.sh.
+# Installs what is missing (Debian packages, the Python environment) and starts
+# the Docker Engine when none answers.  Safe to run again: it only does what is missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+export PATH="$VENV/bin:$PATH"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# Debian packages: the engine, the example's busybox, WeasyPrint's Pango and fonts,
+# poppler for PDF checks, PostgreSQL, the registry and skopeo for the tests.
+APT_PACKAGES=(docker.io busybox-static poppler-utils postgresql docker-registry skopeo
+  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core git ca-certificates)
+
+missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+ensure_packages() {
+  local missing
+  mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}")
+  if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    missing+=(python3 python3-venv)
+  fi
+  ((${#missing[@]} == 0)) && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    say "missing Debian packages: ${missing[*]}"
+    say "run as root, or install them first: sudo apt-get install ${missing[*]}"
+    exit 3
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_python() {
+  local stamp="$VENV/.escrow-installed"
+  local want
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    say "creating the Python environment in $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    say "installing escrow and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$VENV/bin/python" -c 'import escrow, docker, weasyprint, sqlmodel' \
+      || { say "the Python environment could not be installed"; exit 3; }
+    echo "$want" >"$stamp"
+  fi
+}
+
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  if ! command -v dockerd >/dev/null; then
+    say "the Docker Engine is not installed: install Debian's docker.io (apt-get install docker.io)"
+    exit 3
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    say "no Docker Engine answers and only root can start one here:"
+    say "ask an administrator to start dockerd, or add your user to the docker group"
+    exit 3
+  fi
+  say "starting the Docker Engine (dockerd) in the background; log in /var/log/escrow-dockerd.log"
+  setsid nohup dockerd >/var/log/escrow-dockerd.log 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  say "dockerd did not come up; see /var/log/escrow-dockerd.log"
+  exit 3
+}
+
+ensure_packages
+ensure_python
+ensure_docker

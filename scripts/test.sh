@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (Debian packages, Python environment, Docker
+# Engine, a throwaway PostgreSQL cluster), run the linters, then the whole suite.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$ROOT"
+
+ESCROW_TEST_PG_URL="$(bash scripts/pg.sh)"
+export ESCROW_TEST_PG_URL
+
+say "lint: ruff"
+ruff check escrow tests bench
+ruff format --check escrow tests bench
+
+say "tests"
+python -m pytest "$@"
