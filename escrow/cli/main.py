@@ -33,6 +33,13 @@ COMMANDS: dict[str, str] = {
     "sign": "escrow.cli.documents_cmd:sign",
     "schema": "escrow.cli.documents_cmd:schema",
     "export": "escrow.cli.documents_cmd:export",
+    "rebuild": "escrow.cli.rebuild_cmd:rebuild",
+    "diff": "escrow.cli.rebuild_cmd:diff",
+    "deposit": "escrow.cli.deposit_cmd:deposit",
+    "gc": "escrow.cli.deposit_cmd:gc",
+    "serve": "escrow.cli.server_cmd:serve",
+    "tokens": "escrow.cli.server_cmd:tokens",
+    "attach": "escrow.cli.registry_cmd:attach",
 }
 
 
