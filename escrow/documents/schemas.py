@@ -1,44 +1,181 @@
 """JSON Schema (draft 2020-12) validation of escrow's documents.
 
 Schemas live in ``schemas/<name>.schema.json`` (package data); each ``$id``
-is its document's type URI.  Errors name the JSON Pointer of the bad field.
+is its document's type URI, as listed once in :data:`escrow.documents.types.SCHEMA_IDS`.
+Schemas may ``$ref`` one another by ``$id``; nothing is fetched from the network.
+
+Errors name the JSON Pointer (RFC 6901) of the bad field and what was expected.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from escrow._resources import data_dir
-from escrow.documents.types import SCHEMA_NAMES, STATEMENT_TYPE
+from escrow.documents.types import DOCUMENT_SCHEMAS, SCHEMA_IDS, SCHEMA_NAMES, STATEMENT_TYPE
 from escrow.errors import InputError, SchemaError
+
+_MAX_SHOWN = 80  # characters of an offending value quoted in a message
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One way a document fails its schema."""
+
+    pointer: str  # JSON Pointer of the bad field ("" = the document root)
+    message: str  # what was expected, one sentence without a final period
+
+    def __str__(self) -> str:
+        return f"{self.pointer or '/'}: {self.message}"
 
 
 def schema_names() -> list[str]:
+    """Names of the schemas shipped in ``schemas/``."""
     return sorted(p.name.removesuffix(".schema.json") for p in data_dir("schemas").glob("*.json"))
+
+
+def resolve_name(name_or_uri: str) -> str:
+    """Schema name for a name (``build-manifest``), file name or type URI."""
+    n = name_or_uri.strip().removesuffix(".json").removesuffix(".schema")
+    if n in SCHEMA_IDS or n in schema_names():
+        return n
+    for name, uri in SCHEMA_IDS.items():
+        if uri == name_or_uri.strip():
+            return name
+    raise InputError(
+        f"There is no schema named {name_or_uri!r}.",
+        hint=f"Known schemas: {', '.join(schema_names())}.",
+    )
 
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
+    """The schema ``name``; its ``$id`` must be the type URI of :data:`SCHEMA_IDS`."""
     path = data_dir("schemas") / f"{name}.schema.json"
     if not path.is_file():
         raise InputError(
             f"There is no schema named {name!r}.",
             hint=f"Known schemas: {', '.join(schema_names())}.",
         )
-    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise InputError(f"The schema file {path} is not valid JSON: {e}.") from e
+    if not isinstance(schema, dict):
+        raise InputError(f"The schema file {path} does not hold a JSON object.")
+    expected = SCHEMA_IDS.get(name)
+    if expected is not None and schema.get("$id") != expected:
+        raise InputError(
+            f"The schema file {path} declares $id {schema.get('$id')!r}, not {expected!r}.",
+            hint="Each schema's $id must be its document type URI (escrow/documents/types.py).",
+        )
     return schema
+
+
+@cache
+def _registry() -> Registry:  # type: ignore[type-arg]
+    resources = []
+    for name in schema_names():
+        schema = load_schema(name)
+        if isinstance(schema.get("$id"), str):
+            resources.append((schema["$id"], Resource.from_contents(schema, DRAFT202012)))
+    return Registry().with_resources(resources)
 
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(
+        schema, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _escape(token: object) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def _pointer(path: Any) -> str:
+    return "".join("/" + _escape(p) for p in path)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+_BOUNDS = {
+    "minItems": ("at least", " item(s)"),
+    "maxItems": ("at most", " item(s)"),
+    "minLength": ("at least", " character(s)"),
+    "maxLength": ("at most", " character(s)"),
+    "minimum": ("a number ≥", ""),
+    "maximum": ("a number ≤", ""),
+    "minProperties": ("at least", " propert(y/ies)"),
+}
+
+
+def _problem(error: ValidationError) -> SchemaProblem:
+    pointer = _pointer(error.absolute_path)
+    v, expected, inst = error.validator, error.validator_value, error.instance
+    got = _JSON_TYPES.get(type(inst), type(inst).__name__)
+    if v == "required" and isinstance(inst, dict):
+        missing = [p for p in expected if p not in inst]
+        if missing:
+            return SchemaProblem(
+                f"{pointer}/{_escape(missing[0])}", "a required property is missing"
+            )
+    if v == "type":
+        want = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        return SchemaProblem(pointer, f"expected {want}, got {got} {_show(inst)}")
+    if v == "enum":
+        return SchemaProblem(
+            pointer, f"expected one of {', '.join(_show(x) for x in expected)}; got {_show(inst)}"
+        )
+    if v == "const":
+        return SchemaProblem(pointer, f"expected {_show(expected)}, got {_show(inst)}")
+    if v == "pattern":
+        return SchemaProblem(
+            pointer, f"{_show(inst)} does not match the pattern {expected}"
+        )
+    if v == "additionalProperties" and isinstance(inst, dict):
+        return SchemaProblem(pointer, error.message)
+    if v in _BOUNDS:
+        what, unit = _BOUNDS[v]
+        return SchemaProblem(pointer, f"expected {what} {expected}{unit}, got {_show(inst)}")
+    if v == "contains":
+        return SchemaProblem(pointer, "no item matches what this field must contain")
+    if v == "not":
+        return SchemaProblem(pointer, "this combination of fields is not allowed")
+    message = error.message
+    if len(message) > 2 * _MAX_SHOWN:
+        message = f"{got} {_show(inst)} fails the {v!r} rule of the schema"
+    return SchemaProblem(pointer, message)
+
+
+def problems(document: Any, name: str) -> list[SchemaProblem]:
+    """Every way ``document`` fails the schema ``name`` (empty when valid), by pointer."""
+    found = {_problem(best_match([e])): None for e in _validator(name).iter_errors(document)}
+    return sorted(found, key=lambda p: p.pointer)
 
 
 def validate(document: Any, name: str) -> None:
@@ -46,29 +183,29 @@ def validate(document: Any, name: str) -> None:
     error = best_match(_validator(name).iter_errors(document))
     if error is None:
         return
-    pointer = "/" + "/".join(str(p) for p in error.absolute_path) if error.absolute_path else ""
-    where = pointer or "/ (the document root)"
+    p = _problem(error)
     raise SchemaError(
-        f"The {name} document is invalid at {where}: {error.message}.",
-        pointer=pointer,
+        f"The {name} document is invalid at {p.pointer or '/ (the document root)'}: "
+        f"{p.message}.",
+        pointer=p.pointer,
     )
 
 
-def predicate_schema_name(predicate_type: str) -> str:
+def predicate_schema_name(predicate_type: str, *, known: dict[str, str] | None = None) -> str:
+    table = SCHEMA_NAMES if known is None else known
     try:
-        return SCHEMA_NAMES[predicate_type]
+        return table[predicate_type]
     except KeyError:
         raise SchemaError(
             f"Unknown predicate type {predicate_type!r}.",
             pointer="/predicateType",
-            hint=f"escrow records: {', '.join(sorted(SCHEMA_NAMES))}.",
+            hint=f"escrow records: {', '.join(sorted(table))}.",
         ) from None
 
 
-def validate_statement(statement: Any) -> str:
-    """Validate an in-toto Statement v1 and its escrow predicate; return the predicate type."""
+def _check_statement(statement: Any, known: dict[str, str]) -> str:
     if not isinstance(statement, dict):
-        raise SchemaError("The statement is not a JSON object.", pointer="")
+        raise SchemaError("The document is not a JSON object.", pointer="")
     if statement.get("_type") != STATEMENT_TYPE:
         raise SchemaError(
             f"The document is not an in-toto Statement v1 (_type must be {STATEMENT_TYPE!r}).",
@@ -76,5 +213,37 @@ def validate_statement(statement: Any) -> str:
         )
     validate(statement, "statement")
     ptype = str(statement["predicateType"])
-    validate(statement, predicate_schema_name(ptype))
+    validate(statement, predicate_schema_name(ptype, known=known))
     return ptype
+
+
+def validate_statement(statement: Any) -> str:
+    """Validate an in-toto Statement v1 whose predicate the ledger records; return its type."""
+    return _check_statement(statement, SCHEMA_NAMES)
+
+
+def validate_document(statement: Any) -> str:
+    """Like :func:`validate_statement`, also accepting exports (SLSA Provenance v1)."""
+    return _check_statement(statement, DOCUMENT_SCHEMAS)
+
+
+def statement_problems(statement: Any) -> tuple[str | None, list[SchemaProblem]]:
+    """(schema name, every problem) for a statement of any type :func:`validate_document` takes."""
+    if not isinstance(statement, dict):
+        return None, [SchemaProblem("", "expected a JSON object (an in-toto Statement v1)")]
+    found = problems(statement, "statement")
+    ptype = statement.get("predicateType")
+    name = DOCUMENT_SCHEMAS.get(ptype) if isinstance(ptype, str) else None
+    if name is None:
+        if not any(p.pointer == "/predicateType" for p in found):
+            found.append(
+                SchemaProblem(
+                    "/predicateType",
+                    f"unknown predicate type {_show(ptype)}; expected one of "
+                    + ", ".join(sorted(DOCUMENT_SCHEMAS)),
+                )
+            )
+        return "statement", sorted(found, key=lambda p: p.pointer)
+    seen = {(p.pointer, p.message) for p in found}
+    found += [p for p in problems(statement, name) if (p.pointer, p.message) not in seen]
+    return name, sorted(found, key=lambda p: p.pointer)
