@@ -4,16 +4,21 @@ Signatures are over the pre-authentication encoding::
 
     PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
 
-with LEN the decimal byte length.  Envelopes are serialised as compact JSON
-with the payload in standard base64; both standard and URL-safe base64 are
-accepted on input.
+with LEN the decimal byte length.  Envelopes are serialised as RFC 8785
+canonical JSON with the payload in standard base64; both standard and URL-safe
+base64 are accepted on input.
+
+Multi-signature envelopes follow the protocol's ``(t, n)`` rule: an envelope is
+valid when its signatures verify with at least ``t`` *distinct* trusted keys
+(distinct by key ID, the SHA-256 of the DER SubjectPublicKeyInfo), however many
+signatures one key contributed.  The ``keyid`` of a signature is only a hint.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +29,7 @@ from escrow.signing.keys import PublicKey, SigningKey, b64decode_any
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding of ``payload_type`` (UTF-8) and ``payload``."""
     t = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
@@ -32,6 +38,16 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 class Signature:
     keyid: str
     sig: bytes
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """The outcome for one signature of an envelope (see :meth:`Envelope.check`)."""
+
+    index: int
+    keyid: str  # as written in the envelope (a hint; may be "")
+    verified_by: KeyID | None  # the trusted key it verifies with, if any
+    duplicate: bool = False  # verified, but by a key already counted
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,7 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, data: Any) -> Envelope:
+        """Parse a DSSE JSON envelope; one clear :class:`InputError` for any malformation."""
         if not isinstance(data, Mapping):
             raise InputError("The envelope is not a JSON object.")
         payload = data.get("payload")
@@ -64,7 +81,7 @@ class Envelope:
         sigs = data.get("signatures")
         if not isinstance(payload, str):
             raise InputError("The envelope has no string field 'payload'.")
-        if not isinstance(ptype, str):
+        if not isinstance(ptype, str) or not ptype:
             raise InputError("The envelope has no string field 'payloadType'.")
         if not isinstance(sigs, list) or not sigs:
             raise InputError("The envelope has no signatures.")
@@ -73,22 +90,32 @@ class Envelope:
             if not isinstance(s, Mapping) or not isinstance(s.get("sig"), str):
                 raise InputError(f"Signature {i} of the envelope has no string field 'sig'.")
             keyid = s.get("keyid", "")
+            if keyid is None:
+                keyid = ""
             if not isinstance(keyid, str):
                 raise InputError(f"Signature {i} of the envelope has a non-string 'keyid'.")
-            parsed.append(Signature(keyid=keyid, sig=b64decode_any(s["sig"])))
-        return cls(payload=b64decode_any(payload), payload_type=ptype, signatures=tuple(parsed))
+            sig = _b64(s["sig"], f"signatures[{i}].sig")
+            if not sig:
+                raise InputError(f"Signature {i} of the envelope is empty.")
+            parsed.append(Signature(keyid=keyid, sig=sig))
+        return cls(payload=_b64(payload, "payload"), payload_type=ptype, signatures=tuple(parsed))
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> Envelope:
+        """Parse envelope JSON text; truncated or non-JSON input is an :class:`InputError`."""
+        if isinstance(data, bytes | bytearray) and not data.strip():
+            raise InputError("The envelope is empty.")
+        if isinstance(data, str) and not data.strip():
+            raise InputError("The envelope is empty.")
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
-            raise InputError(f"The envelope is not valid JSON: {e}.") from e
+            raise InputError(f"The envelope is not valid JSON ({e}).") from e
         return cls.from_dict(obj)
 
     # -- payload ------------------------------------------------------
     def statement(self) -> dict[str, Any]:
-        """The decoded payload as a JSON object (not yet schema-validated)."""
+        """The payload as a JSON object, not schema-validated (see :meth:`read_statement`)."""
         if self.payload_type != PAYLOAD_TYPE:
             raise InputError(
                 f"The envelope's payloadType is {self.payload_type!r}, not {PAYLOAD_TYPE!r}."
@@ -101,46 +128,122 @@ class Envelope:
             raise InputError("The envelope's payload is not a JSON object.")
         return obj
 
-    # -- signing and verifying ----------------------------------------
-    def signed_by(self, key: SigningKey) -> Envelope:
-        sig = Signature(keyid=key.keyid, sig=key.sign(pae(self.payload_type, self.payload)))
-        return Envelope(self.payload, self.payload_type, (*self.signatures, sig))
+    def read_statement(self) -> dict[str, Any]:
+        """The payload as an in-toto Statement, validated against its schemas.
 
-    def verify(
-        self, trusted: Mapping[str, PublicKey] | Iterable[PublicKey], threshold: int = 1
-    ) -> list[KeyID]:
-        """Key IDs of the distinct trusted keys whose signatures verify.
-
-        Raises :class:`SignatureError` when fewer than ``threshold`` do.
+        Accepts every type :func:`escrow.documents.schemas.validate_document` knows.
         """
-        if threshold < 1:
-            raise InputError("The signature threshold must be at least 1.")
-        keys = dict(trusted) if isinstance(trusted, Mapping) else {k.keyid: k for k in trusted}
+        from escrow.documents.schemas import validate_document
+
+        statement = self.statement()
+        validate_document(statement)
+        return statement
+
+    # -- signing and verifying ----------------------------------------
+    def signed_by(self, *keys: SigningKey) -> Envelope:
+        """A copy with one more signature per key (PAE over the unchanged payload)."""
         data = pae(self.payload_type, self.payload)
-        good: list[KeyID] = []
-        for s in self.signatures:
+        new = tuple(Signature(keyid=k.keyid, sig=k.sign(data)) for k in keys)
+        return Envelope(self.payload, self.payload_type, (*self.signatures, *new))
+
+    def check(self, trusted: Mapping[str, PublicKey] | Iterable[PublicKey]) -> list[SignatureCheck]:
+        """Which trusted key, if any, each signature verifies with.
+
+        A signature whose ``keyid`` names a trusted key is checked with that key
+        only; one with an unknown or empty ``keyid`` is tried with every trusted key.
+        """
+        keys = _distinct(trusted)
+        data = pae(self.payload_type, self.payload)
+        counted: set[KeyID] = set()
+        out: list[SignatureCheck] = []
+        for i, s in enumerate(self.signatures):
             candidates = [keys[s.keyid]] if s.keyid in keys else list(keys.values())
+            found: KeyID | None = None
             for key in candidates:
-                if key.keyid in good:
-                    continue
                 try:
                     key.verify(s.sig, data)
                 except SignatureError:
                     continue
-                good.append(key.keyid)
+                found = key.keyid
                 break
+            out.append(SignatureCheck(i, s.keyid, found, found is not None and found in counted))
+            if found is not None:
+                counted.add(found)
+        return out
+
+    def verify(
+        self,
+        trusted: Mapping[str, PublicKey] | Iterable[PublicKey],
+        threshold: int = 1,
+        *,
+        payload_type: str | None = PAYLOAD_TYPE,
+    ) -> list[KeyID]:
+        """Key IDs of the distinct trusted keys whose signatures verify, in signature order.
+
+        Raises :class:`SignatureError` (exit 1) when fewer than ``threshold`` do, and
+        :class:`InputError` (exit 2) when there is nothing to check: no trusted keys, a
+        threshold below 1 or above the number of distinct trusted keys, or a
+        ``payloadType`` other than ``payload_type`` (``None`` accepts any).
+        """
+        if threshold < 1:
+            raise InputError("The signature threshold must be at least 1.")
+        keys = _distinct(trusted)
+        if not keys:
+            raise InputError(
+                "No trusted public key was given to verify the envelope with.",
+                hint="Pass the signer's public key (e.g. --key build.pub.pem).",
+            )
+        if threshold > len(keys):
+            raise InputError(
+                f"The threshold {threshold} is more than the {len(keys)} distinct trusted "
+                f"key(s) given, so it can never be met.",
+                hint="Give more keys or lower --threshold.",
+            )
+        if payload_type is not None and self.payload_type != payload_type:
+            raise InputError(
+                f"The envelope's payloadType is {self.payload_type!r}, not {payload_type!r}."
+            )
+        if not self.signatures:
+            raise SignatureError("The envelope has no signatures.")
+        good = [c.verified_by for c in self.check(keys) if c.verified_by and not c.duplicate]
         if len(good) < threshold:
             if not good:
-                ids = ", ".join(s.keyid[:16] or "(none)" for s in self.signatures)
+                ids = ", ".join((s.keyid[:16] or "(none)") for s in self.signatures)
                 raise SignatureError(
-                    f"No signature on the envelope verifies with a trusted key (key IDs: {ids})."
+                    f"No signature on the envelope verifies with a trusted key "
+                    f"(signature key IDs: {ids})."
                 )
             raise SignatureError(
-                f"Only {len(good)} of the required {threshold} trusted keys signed the envelope."
+                f"Only {len(good)} distinct trusted key(s) signed the envelope; "
+                f"the threshold is {threshold}."
             )
         return good
 
 
-def sign_statement(statement: Mapping[str, Any], key: SigningKey) -> Envelope:
-    """Sign the RFC 8785 canonical bytes of ``statement``."""
-    return Envelope(payload=canonical_bytes(statement)).signed_by(key)
+def _distinct(trusted: Mapping[str, PublicKey] | Iterable[PublicKey]) -> dict[str, PublicKey]:
+    """Trusted keys by their canonical key ID (labels of a mapping are ignored)."""
+    values = trusted.values() if isinstance(trusted, Mapping) else trusted
+    return {k.keyid: k for k in values}
+
+
+def _b64(text: str, where: str) -> bytes:
+    try:
+        return b64decode_any(text)
+    except InputError as e:
+        raise InputError(f"The envelope's {where} is not valid base64.") from e
+
+
+def sign_statement(
+    statement: Mapping[str, Any], key: SigningKey | Sequence[SigningKey]
+) -> Envelope:
+    """Validate ``statement`` against its schemas, then sign its RFC 8785 canonical bytes.
+
+    With several keys the envelope carries one signature per key (multi-signature).
+    """
+    from escrow.documents.schemas import validate_document
+
+    keys = [key] if isinstance(key, SigningKey) else list(key)
+    if not keys:
+        raise InputError("No signing key was given.")
+    validate_document(dict(statement))
+    return Envelope(payload=canonical_bytes(statement)).signed_by(*keys)

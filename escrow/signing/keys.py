@@ -188,5 +188,5 @@ def b64decode_any(text: str | bytes) -> bytes:
     s += "=" * (-len(s) % 4)
     try:
         return base64.b64decode(s, validate=True)
-    except (ValueError, base64.binascii.Error) as e:  # type: ignore[attr-defined]
+    except ValueError as e:  # binascii.Error is a ValueError
         raise InputError("The value is not valid base64.") from e
