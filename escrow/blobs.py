@@ -1,0 +1,123 @@
+"""A content-addressed blob store: ``ESCROW_HOME/blobs/<aa>/<sha256 hex>``.
+
+Blobs are named by the hex SHA-256 of their bytes, written once (to a
+temporary file in the same folder, then renamed into place, so a reader never
+sees half a blob) and deduplicated: putting bytes that are already stored is a
+no-op.  Build logs, large context file lists and the command logs of
+``escrow record`` live here; manifests hold only their digest and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from escrow.errors import InputError
+
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+def _check_digest(digest: str) -> str:
+    d = digest.removeprefix("sha256:").lower()
+    if not _HEX.match(d):
+        raise InputError(f"{digest!r} is not a SHA-256 hex digest.")
+    return d
+
+
+class BlobStore:
+    """Blobs under ``root`` named by their SHA-256."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, digest: str) -> Path:
+        d = _check_digest(digest)
+        return self.root / d[:2] / d
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, str) and self.path(digest).is_file()
+
+    def exists(self, digest: str) -> bool:
+        return digest in self
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; return its hex SHA-256 (the blob's name)."""
+        digest, _ = self.put_chunks([data])
+        return digest
+
+    def put_file(self, fileobj: BinaryIO) -> tuple[str, int]:
+        """Store everything read from ``fileobj``; return ``(sha256 hex, size)``."""
+
+        def chunks() -> Iterator[bytes]:
+            while chunk := fileobj.read(_CHUNK):
+                yield chunk
+
+        return self.put_chunks(chunks())
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store the concatenation of ``chunks``; return ``(sha256 hex, size)``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    h.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            digest = h.hexdigest()
+            final = self.path(digest)
+            if final.is_file():
+                os.unlink(tmp)  # deduplicated: the same bytes are already stored
+                return digest, size
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            return digest, size
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def get(self, digest: str) -> bytes:
+        """The bytes of a stored blob; :class:`InputError` when it is missing or corrupt."""
+        path = self.path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as e:
+            raise InputError(
+                f"The blob {_check_digest(digest)} is not in the blob store {self.root}.",
+                hint="It was recorded on another machine, or the blob store was cleaned.",
+            ) from e
+        if hashlib.sha256(data).hexdigest() != _check_digest(digest):
+            raise InputError(f"The blob {path} does not match its SHA-256 name (corrupted).")
+        return data
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError as e:
+            raise InputError(
+                f"The blob {_check_digest(digest)} is not in the blob store {self.root}."
+            ) from e
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def __iter__(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir() and len(sub.name) == 2:
+                for f in sorted(sub.iterdir()):
+                    if _HEX.match(f.name):
+                        yield f.name

@@ -1,0 +1,330 @@
+"""``escrow build``: a phoenix build through the engine, recorded as a build manifest.
+
+:func:`phoenix_build` makes the context archive once (hashing it and every
+entry), names every base image before the build starts, sends that same
+archive to the engine's classic builder (no cache, intermediates removed),
+records the steps as they run (logs to the blob store) and the image after,
+and returns the in-toto Statement — succeeded or failed.  Signing and
+appending are the caller's (:mod:`escrow.capture.publish`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from escrow.blobs import BlobStore
+from escrow.capture import dockerfile as dfparse
+from escrow.capture.context import ContextArchive, make_context
+from escrow.capture.engine import Engine
+from escrow.capture.manifest import (
+    LOG_TAIL_LINES,
+    builder_section,
+    capture_image_facts,
+    image_subject,
+    log_ref,
+    recipe_section,
+    recipe_subject,
+    statement,
+)
+from escrow.capture.progress import NoProgress, Progress
+from escrow.capture.secrets import Redactor
+from escrow.capture.source import builder_id, ci_facts, git_source
+from escrow.capture.steps import StepParser, StepRecord, StreamResult, utc_now
+from escrow.errors import EscrowError, InputError, UsageError
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    tags: tuple[str, ...]
+    dockerfile: Path | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+    platform: str | None = None
+    project: str | None = None
+
+
+@dataclass
+class BuildOutcome:
+    statement: dict[str, Any]
+    status: str
+    build_id: str
+    project: str
+    image_id: str | None = None
+    failure: dict[str, Any] | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_build_args(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``K=V`` strings → pairs; a value without ``=`` is a usage error."""
+    out: list[tuple[str, str]] = []
+    for v in values:
+        name, eq, value = v.partition("=")
+        if not eq or not name:
+            raise UsageError(
+                f"The build argument {v!r} has no '='.",
+                hint="Write --build-arg NAME=VALUE.",
+            )
+        out.append((name, value))
+    return tuple(out)
+
+
+def default_project(context: Path) -> str:
+    return Path(context).resolve().name or "default"
+
+
+def _learn_dockerfile_secrets(df: dfparse.Dockerfile, redactor: Redactor) -> None:
+    """Literal ``ENV``/``ARG`` values with secret names in the Dockerfile itself."""
+    for ins in df.instructions:
+        if ins.keyword not in ("ENV", "ARG"):
+            continue
+        words = ins.args.split()
+        if ins.keyword == "ENV" and len(words) >= 2 and "=" not in words[0]:
+            pairs = [(words[0], " ".join(words[1:]))]  # legacy ``ENV NAME value``
+        else:
+            pairs = [(n, v) for n, _, v in (w.partition("=") for w in words)]
+        for name, value in pairs:
+            value = value.strip("\"'")
+            if value and redactor.is_secret(name):
+                redactor.learn(name, value)
+
+
+def resolve_bases(
+    df: dfparse.Dockerfile, engine: Engine, *, pull_missing: bool = True
+) -> tuple[list[dict[str, Any]], bool]:
+    """``inputs.baseImages``: every stage's base, resolved in the engine before the build.
+
+    A base image neither in the engine nor pullable is an :class:`InputError`.
+    Returns the records and whether any base had to be pulled.
+    """
+    pulled = False
+    records: list[dict[str, Any]] = []
+    cache: dict[str, dict[str, Any]] = {}
+    for stage in df.stages:
+        record: dict[str, Any] = {
+            "stage": stage.index,
+            "stageName": stage.name,
+            "reference": stage.reference,
+            "imageId": None,
+            "repoDigest": None,
+        }
+        if stage.platform:
+            record["platform"] = stage.platform
+        if stage.is_scratch:
+            record["source"] = "scratch"
+        elif stage.from_stage is not None:
+            record["source"] = "stage"
+            record["fromStage"] = stage.from_stage
+        else:
+            record["source"] = "image"
+            inspect = cache.get(stage.reference) or engine.inspect_image(stage.reference)
+            if inspect is None and pull_missing:
+                try:
+                    engine.pull(stage.reference, stage.platform)
+                except InputError as e:
+                    raise InputError(
+                        f"The base image {stage.reference} (stage {stage.index}, line "
+                        f"{stage.instruction.line}) is not in the Docker Engine and cannot be "
+                        f"pulled: {e.message.rstrip('.')}.",
+                        hint="Build or load it first (docker load), or fix the FROM line.",
+                    ) from e
+                pulled = True
+                inspect = engine.inspect_image(stage.reference)
+            if inspect is None:
+                raise InputError(
+                    f"The base image {stage.reference} (stage {stage.index}) is not in the "
+                    "Docker Engine.",
+                    hint="Build or load it first (docker load), or fix the FROM line.",
+                )
+            cache[stage.reference] = inspect
+            record["imageId"] = str(inspect["Id"])
+            digests = [str(d) for d in inspect.get("RepoDigests") or []]
+            repo = stage.reference.split("@", 1)[0].rsplit(":", 1)[0]
+            match = [d for d in digests if d.split("@", 1)[0] == repo] or digests
+            record["repoDigest"] = match[0] if match else None
+        records.append(record)
+    return records, pulled
+
+
+def _resolve_step_images(steps: list[StepRecord], engine: Engine) -> dict[str, str]:
+    full: dict[str, str] = {}
+    for s in steps:
+        short = s.image_short
+        if short and short not in full:
+            inspect = engine.inspect_image(short)
+            if inspect is not None:
+                full[short] = str(inspect["Id"])
+    return full
+
+
+def _log_tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def steps_section(
+    result: StreamResult, engine: Engine, blobs: BlobStore, redactor: Redactor
+) -> list[dict[str, Any]]:
+    full = _resolve_step_images(result.steps, engine)
+    out: list[dict[str, Any]] = []
+    for s in result.steps:
+        failed = s is result.failed_step
+        image_id = None if failed or not s.image_short else full.get(s.image_short)
+        out.append(
+            {
+                "index": s.index,
+                "instruction": redactor.text(s.instruction),
+                "stage": s.stage,
+                "imageId": image_id,
+                "exitCode": s.exit_code,
+                "startedOn": s.started_on,
+                "durationMs": s.duration_ms,
+                "log": log_ref(blobs, redactor.data(bytes(s.log))),
+            }
+        )
+    return out
+
+
+def phoenix_build(
+    request: BuildRequest,
+    *,
+    engine: Engine,
+    blobs: BlobStore,
+    redactor: Redactor | None = None,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BuildOutcome:
+    """Build and record; a failed build returns ``status == "failed"`` (it does not raise).
+
+    Raises :class:`InputError` for bad inputs found before the build starts
+    (context, Dockerfile, a missing base image, a target that does not exist,
+    a Dockerfile the engine rejects) and :class:`EngineUnavailable`.
+    """
+    redactor = redactor or Redactor()
+    progress = progress or NoProgress()
+    if not request.tags:
+        raise UsageError("A build needs a tag.", hint="Pass -t NAME:TAG.")
+    started_on = utc_now()
+    build_id = str(uuid.uuid4())
+    project = request.project or default_project(request.context)
+    args = dict(request.build_args)
+    arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
+
+    with make_context(request.context, request.dockerfile) as ctx:
+        df = dfparse.parse(ctx.dockerfile_bytes.decode("utf-8", errors="replace"), args)
+        if request.target is not None:
+            df.stage_index(request.target)
+        _learn_dockerfile_secrets(df, redactor)
+        engine_facts = engine.facts()
+        bases, pulled = resolve_bases(df, engine)
+        source = git_source(ctx.root)
+        ci = ci_facts(environ)
+        inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
+
+        progress.start(f"escrow: phoenix build of {ctx.root} as {request.tags[0]}")
+        parser = StepParser(progress, redactor.text)
+        try:
+            for msg in engine.build(
+                ctx.rewind(),
+                dockerfile=ctx.dockerfile_in_archive,
+                tags=list(request.tags),
+                build_args=args,
+                target=request.target,
+                platform=request.platform,
+            ):
+                parser.feed(msg)
+        except EscrowError:
+            progress.finish("escrow: the build did not run.")
+            raise
+    result = parser.finish()
+    if result.error is not None and not result.steps:
+        progress.finish("escrow: the Docker Engine rejected the build.")
+        raise InputError(
+            f"The Docker Engine rejected the build: {redactor.text(result.error).rstrip('.')}.",
+            hint="Fix the Dockerfile (see the message) and build again.",
+        )
+
+    steps = steps_section(result, engine, blobs, redactor)
+    status = "succeeded" if result.error is None and result.image_id else "failed"
+    predicate: dict[str, Any] = {
+        "build": {
+            "id": build_id,
+            "project": project,
+            "kind": "dockerfile",
+            "status": status,
+            "startedOn": started_on,
+            "finishedOn": utc_now(),
+            "phoenix": {
+                "noCache": True,
+                "removeIntermediates": True,
+                "pulledBase": pulled,
+                "cleanContext": not (source or {}).get("dirty", False),
+            },
+        },
+        "builder": builder_section(engine_facts, ci, builder_id(ci)),
+        "inputs": inputs,
+        "steps": steps,
+    }
+    outcome = BuildOutcome(statement={}, status=status, build_id=build_id, project=project)
+    if status == "succeeded":
+        assert result.image_id is not None
+        facts = capture_image_facts(engine, result.image_id, redactor)
+        if facts is None:
+            raise InputError(f"The built image {result.image_id} vanished from the engine.")
+        image, layers, history = facts
+        for tag in request.tags:
+            if tag not in image["tags"]:
+                image["tags"].append(tag)
+        predicate.update({"image": image, "layers": layers, "history": history})
+        subject = image_subject(image, request.tags[0])
+        outcome.image_id = image["id"]
+        progress.finish(f"escrow: built {image['id']} ({request.tags[0]})")
+    else:
+        failed = result.failed_step
+        failure: dict[str, Any] = {
+            "step": failed.index if failed else None,
+            "instruction": redactor.text(failed.instruction) if failed else None,
+            "exitCode": result.error_code,
+            "message": redactor.text(result.error or "the build produced no image"),
+            "logTail": _log_tail(redactor.data(bytes(failed.log))) if failed else "",
+        }
+        predicate["build"]["failure"] = failure
+        outcome.failure = failure
+        subject = recipe_subject(inputs["recipe"]["path"], inputs["recipe"]["sha256"])
+        where = f"step {failed.index}" if failed else "the build"
+        progress.finish(f"escrow: {where} failed: {failure['message']}")
+    outcome.statement = redactor.document(statement(subject, predicate))
+    outcome.steps = steps
+    return outcome
+
+
+def _inputs(
+    ctx: ContextArchive,
+    df: dfparse.Dockerfile,
+    request: BuildRequest,
+    arg_records: list[dict[str, Any]],
+    bases: list[dict[str, Any]],
+    source: dict[str, Any] | None,
+    blobs: BlobStore,
+    redactor: Redactor,
+) -> dict[str, Any]:
+    inputs: dict[str, Any] = {
+        "recipe": recipe_section(ctx.dockerfile_path, ctx.dockerfile_bytes, redactor),
+        "context": ctx.to_manifest(blobs),
+        "buildArgs": arg_records,
+        "target": request.target,
+        "platform": request.platform,
+        "baseImages": bases,
+    }
+    if df.global_args:
+        inputs["globalArgs"] = [
+            {"name": n, "default": d if not redactor.is_secret(n) or d is None else None}
+            for n, d in df.global_args
+        ]
+    if source is not None:
+        inputs["source"] = source
+    return inputs

@@ -1,0 +1,191 @@
+"""Where a build came from: the git revision of its context, the CI job, the host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from escrow.capture.secrets import strip_url_credentials
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(
+            ["git", "-C", str(cwd), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def git_source(context: Path) -> dict[str, Any] | None:
+    """The source revision when ``context`` is in a git work tree, else ``None``.
+
+    ``remote`` is the URL of ``origin`` (or the first remote) with any
+    credentials stripped; ``dirty`` says whether the context folder has
+    uncommitted or untracked (not ignored) changes; ``path`` is the context's
+    folder inside the repository.
+    """
+    if shutil.which("git") is None:
+        return None
+    top = _git(context, "rev-parse", "--show-toplevel")
+    if not top:
+        return None
+    commit = _git(context, "rev-parse", "--verify", "-q", "HEAD")
+    branch = _git(context, "symbolic-ref", "--short", "-q", "HEAD")
+    remotes = (_git(context, "remote") or "").split()
+    remote_name = "origin" if "origin" in remotes else (remotes[0] if remotes else None)
+    remote = _git(context, "remote", "get-url", remote_name) if remote_name else None
+    status = _git(context, "status", "--porcelain", "--untracked-files=normal", "--", ".")
+    try:
+        rel = Path(context).resolve().relative_to(Path(top).resolve()).as_posix()
+    except ValueError:
+        rel = "."
+    return {
+        "remote": strip_url_credentials(remote) if remote else None,
+        "commit": commit or None,
+        "branch": branch or None,
+        "dirty": bool(status),
+        "path": rel or ".",
+    }
+
+
+# (system, marker variable, run id, job URL (or a function), runner, job name)
+def _ci_github(env: Mapping[str, str]) -> dict[str, str | None]:
+    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+    url = f"{server}/{repo}/actions/runs/{run}" if repo and run else None
+    return {
+        "runId": run,
+        "jobUrl": url,
+        "runner": env.get("RUNNER_NAME"),
+        "job": env.get("GITHUB_JOB"),
+        "pipeline": env.get("GITHUB_WORKFLOW"),
+    }
+
+
+def _ci_azure(env: Mapping[str, str]) -> dict[str, str | None]:
+    base, project, build = (
+        env.get("SYSTEM_COLLECTIONURI"),
+        env.get("SYSTEM_TEAMPROJECT"),
+        env.get("BUILD_BUILDID"),
+    )
+    url = f"{base.rstrip('/')}/{project}/_build/results?buildId={build}" if base and build else None
+    return {
+        "runId": build,
+        "jobUrl": url,
+        "runner": env.get("AGENT_NAME"),
+        "job": env.get("SYSTEM_JOBDISPLAYNAME"),
+        "pipeline": env.get("BUILD_DEFINITIONNAME"),
+    }
+
+
+def _simple(
+    run: str, url: str | None, runner: str | None, job: str | None, pipeline: str | None = None
+) -> Any:
+    def facts(env: Mapping[str, str]) -> dict[str, str | None]:
+        return {
+            "runId": env.get(run),
+            "jobUrl": env.get(url) if url else None,
+            "runner": env.get(runner) if runner else None,
+            "job": env.get(job) if job else None,
+            "pipeline": env.get(pipeline) if pipeline else None,
+        }
+
+    return facts
+
+
+_CI_SYSTEMS: list[tuple[str, str, Any]] = [
+    ("github-actions", "GITHUB_ACTIONS", _ci_github),
+    (
+        "gitlab-ci",
+        "GITLAB_CI",
+        _simple(
+            "CI_JOB_ID", "CI_JOB_URL", "CI_RUNNER_DESCRIPTION", "CI_JOB_NAME", "CI_PIPELINE_ID"
+        ),
+    ),
+    ("jenkins", "JENKINS_URL", _simple("BUILD_ID", "BUILD_URL", "NODE_NAME", "JOB_NAME")),
+    (
+        "buildkite",
+        "BUILDKITE",
+        _simple(
+            "BUILDKITE_JOB_ID",
+            "BUILDKITE_BUILD_URL",
+            "BUILDKITE_AGENT_NAME",
+            "BUILDKITE_LABEL",
+            "BUILDKITE_PIPELINE_SLUG",
+        ),
+    ),
+    (
+        "circleci",
+        "CIRCLECI",
+        _simple(
+            "CIRCLE_BUILD_NUM",
+            "CIRCLE_BUILD_URL",
+            "CIRCLE_NODE_INDEX",
+            "CIRCLE_JOB",
+            "CIRCLE_WORKFLOW_ID",
+        ),
+    ),
+    ("azure-pipelines", "TF_BUILD", _ci_azure),
+    (
+        "travis-ci",
+        "TRAVIS",
+        _simple("TRAVIS_JOB_ID", "TRAVIS_JOB_WEB_URL", None, "TRAVIS_JOB_NAME", "TRAVIS_BUILD_ID"),
+    ),
+    (
+        "bitbucket-pipelines",
+        "BITBUCKET_BUILD_NUMBER",
+        _simple(
+            "BITBUCKET_BUILD_NUMBER",
+            None,
+            "BITBUCKET_STEP_RUN_NUMBER",
+            "BITBUCKET_STEP_UUID",
+            "BITBUCKET_PIPELINE_UUID",
+        ),
+    ),
+    (
+        "drone",
+        "DRONE",
+        _simple(
+            "DRONE_BUILD_NUMBER", "DRONE_BUILD_LINK", "DRONE_RUNNER_HOSTNAME", "DRONE_STAGE_NAME"
+        ),
+    ),
+    (
+        "teamcity",
+        "TEAMCITY_VERSION",
+        _simple("BUILD_NUMBER", None, "AGENT_NAME", "TEAMCITY_BUILDCONF_NAME"),
+    ),
+]
+
+
+def ci_facts(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """CI job facts from the usual environment variables, or ``None`` outside CI."""
+    env = os.environ if env is None else env
+    for system, marker, facts in _CI_SYSTEMS:
+        if env.get(marker):
+            found: dict[str, str | None] = facts(env)
+            return _clean({"system": system, **found})
+    if env.get("CI", "").lower() in ("true", "1", "yes"):
+        return {"system": "unknown"}
+    return None
+
+
+def _clean(d: dict[str, str | None]) -> dict[str, Any]:
+    return {k: strip_url_credentials(v) for k, v in d.items() if v}
+
+
+def builder_id(ci: Mapping[str, Any] | None) -> str:
+    """The builder's ID: the CI runner's name when known, else the host name."""
+    if ci and ci.get("runner"):
+        return str(ci["runner"])
+    return socket.gethostname()

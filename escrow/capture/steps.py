@@ -1,0 +1,163 @@
+"""Turn the classic builder's JSON stream into steps: text, image, exit code, times, log."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from escrow.capture.progress import NoProgress, Progress
+
+_STEP = re.compile(r"^Step (?P<n>\d+)/(?P<total>\d+) : (?P<text>.*)$")
+_RUNNING = re.compile(r"^(?P<pre>.*) ---> Running in (?P<id>[0-9a-f]{12,64})$")
+_IMAGE = re.compile(r"^(?P<pre>.*) ---> (?P<id>[0-9a-f]{12,64})$")
+_REMOVING = re.compile(r"^(?P<pre>.*)Removing intermediate container (?P<id>[0-9a-f]{12,64})$")
+_CACHE = re.compile(r"^(?P<pre>.*) ---> Using cache$")
+_DONE = re.compile(r"^(Successfully built [0-9a-f]+|Successfully tagged .+)$")
+_EXIT = re.compile(r"returned a non-zero code: (?P<code>\d+)")
+# the classic builder wraps a RUN's stderr in red
+_ANSI_STDERR = re.compile(r"\x1b\[(?:91|0)m")
+
+
+def utc_now() -> str:
+    """Now as RFC 3339 UTC with microseconds and ``Z``."""
+    return rfc3339(datetime.now(UTC))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class StepRecord:
+    index: int
+    total: int | None
+    instruction: str
+    stage: int | None
+    started_on: str
+    started: float
+    image_short: str | None = None
+    container: str | None = None
+    exit_code: int | None = 0
+    duration_ms: int = 0
+    log: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class StreamResult:
+    steps: list[StepRecord]
+    image_id: str | None  # full "sha256:…" of the last stage, from the aux message
+    stage_images: list[str]
+    error: str | None
+    error_code: int | None
+    failed_step: StepRecord | None
+    #: engine output before the first step (nothing normally)
+    preamble: str
+
+
+class StepParser:
+    """Feed :meth:`feed` every decoded message of ``APIClient.build(decode=True)``."""
+
+    def __init__(
+        self, progress: Progress | None = None, scrub: Callable[[str], str] | None = None
+    ) -> None:
+        self.progress = progress or NoProgress()
+        self._scrub = scrub or (lambda text: text)
+        self.steps: list[StepRecord] = []
+        self.stage_images: list[str] = []
+        self.error: str | None = None
+        self.error_code: int | None = None
+        self._buf = ""
+        self._stage = -1
+        self._preamble: list[str] = []
+
+    @property
+    def current(self) -> StepRecord | None:
+        return self.steps[-1] if self.steps else None
+
+    def feed(self, msg: dict[str, Any]) -> None:
+        if "stream" in msg:
+            self._buf += _ANSI_STDERR.sub("", str(msg["stream"]))
+            while "\n" in self._buf:
+                line, self._buf = self._buf.split("\n", 1)
+                self._line(line)
+        if "aux" in msg and isinstance(msg["aux"], dict) and msg["aux"].get("ID"):
+            self.stage_images.append(str(msg["aux"]["ID"]))
+        if msg.get("error") or msg.get("errorDetail"):
+            detail = msg.get("errorDetail") or {}
+            self.error = str(detail.get("message") or msg.get("error") or "the build failed")
+            code = detail.get("code")
+            if not isinstance(code, int):
+                m = _EXIT.search(self.error)
+                code = int(m.group("code")) if m else None
+            self.error_code = code
+
+    def _log(self, text: str) -> None:
+        step = self.current
+        if step is None:
+            self._preamble.append(text)
+            return
+        step.log += (text + "\n").encode("utf-8", errors="surrogateescape")
+        self.progress.output(self._scrub(text))
+
+    def _line(self, line: str) -> None:
+        m = _STEP.match(line)
+        if m:
+            self._close_step()
+            text = m.group("text")
+            if text.split(" ", 1)[0].upper() == "FROM":
+                self._stage += 1
+            step = StepRecord(
+                index=int(m.group("n")),
+                total=int(m.group("total")),
+                instruction=text,
+                stage=self._stage if self._stage >= 0 else None,
+                started_on=utc_now(),
+                started=time.monotonic(),
+            )
+            self.steps.append(step)
+            self.progress.step(step.index, step.total, self._scrub(step.instruction))
+            return
+        step = self.current
+        for pattern, kind in ((_RUNNING, "run"), (_REMOVING, "rm"), (_IMAGE, "img"), (_CACHE, "")):
+            m = pattern.match(line)
+            if m and step is not None:
+                if m.group("pre"):
+                    self._log(m.group("pre"))
+                if kind == "run":
+                    step.container = m.group("id")
+                elif kind == "img":
+                    step.image_short = m.group("id")
+                return
+        if _DONE.match(line):
+            return
+        self._log(line)
+
+    def _close_step(self) -> None:
+        step = self.current
+        if step is not None and step.duration_ms == 0:
+            step.duration_ms = max(0, round((time.monotonic() - step.started) * 1000))
+            self.progress.step_done(step.index, step.duration_ms, step.exit_code)
+
+    def finish(self) -> StreamResult:
+        if self._buf:
+            self._line(self._buf)
+            self._buf = ""
+        failed: StepRecord | None = None
+        if self.error is not None and self.current is not None:
+            failed = self.current
+            failed.exit_code = self.error_code
+            failed.log += (self.error + "\n").encode("utf-8")
+        self._close_step()
+        return StreamResult(
+            steps=self.steps,
+            image_id=self.stage_images[-1] if self.stage_images and not self.error else None,
+            stage_images=self.stage_images,
+            error=self.error,
+            error_code=self.error_code,
+            failed_step=failed,
+            preamble="\n".join(self._preamble),
+        )

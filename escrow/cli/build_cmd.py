@@ -1,0 +1,323 @@
+"""``escrow build``, ``escrow capture``, ``escrow record`` and ``escrow logs``.
+
+Thin: parse the options, call :mod:`escrow.capture`, sign and append, print.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import BuildFailed, CheckFailed, InputError
+
+if TYPE_CHECKING:
+    from escrow.capture.publish import Publisher
+    from escrow.capture.secrets import Redactor
+    from escrow.ledger.store import Entry
+
+_secret_option = click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="NAME",
+    help="Treat the build argument or variable NAME as a secret (recorded only as a salted "
+    "SHA-256). Names matching ESCROW_SECRET_PATTERNS are secret anyway.",
+)
+_project_option = click.option(
+    "--project", help="Project the entry belongs to (default: the context folder's name)."
+)
+_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+
+
+def _redactor(app: App, secrets: tuple[str, ...]) -> Redactor:
+    from escrow.capture.secrets import Redactor, secret_patterns
+
+    return Redactor(secret_patterns(app.settings.home), secrets)
+
+
+def _result(entry: Entry, created: bool, statement: dict[str, Any]) -> dict[str, Any]:
+    pred = statement["predicate"]
+    build = pred["build"]
+    return {
+        "index": entry.index,
+        "leaf_hash": entry.leaf_hash,
+        "image_id": (pred.get("image") or {}).get("id"),
+        "status": build["status"],
+        "project": build["project"],
+        "build_id": build["id"],
+        "created": created,
+    }
+
+
+def _report(
+    app: App, as_json: bool, entry: Entry, created: bool, statement: dict[str, Any]
+) -> None:
+    result = _result(entry, created, statement)
+    failure = statement["predicate"]["build"].get("failure")
+    if failure is not None:
+        result["failure"] = failure
+    if as_json:
+        app.emit_json(result)
+    else:
+        app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash})")
+        app.out(f"status:   {result['status']}")
+        app.out(f"project:  {result['project']}")
+        app.out(f"build id: {result['build_id']}")
+        if result["image_id"]:
+            app.out(f"image:    {result['image_id']}")
+    if failure is not None:
+        where = f"step {failure['step']}" if failure.get("step") else "the build"
+        code = failure.get("exitCode")
+        raise BuildFailed(
+            f"{where[0].upper()}{where[1:]} failed"
+            + (f" with exit code {code}" if code is not None else "")
+            + f"; the failure is recorded as ledger entry {entry.index}."
+        )
+
+
+def _publisher(app: App) -> Publisher:
+    from escrow.capture.publish import Publisher
+
+    return Publisher.open(app.settings)
+
+
+@click.command()
+@click.argument("context", type=click.Path(path_type=Path))
+@click.option(
+    "-f",
+    "--file",
+    "dockerfile",
+    type=click.Path(path_type=Path),
+    help="The Dockerfile (default: CONTEXT/Dockerfile).",
+)
+@click.option("-t", "--tag", "tags", multiple=True, required=True, help="Name:tag of the image.")
+@click.option(
+    "--build-arg",
+    "build_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A build argument (repeatable).",
+)
+@click.option("--target", help="Build only up to this stage.")
+@click.option("--platform", help="Target platform, e.g. linux/amd64.")
+@_project_option
+@_secret_option
+@_quiet_option
+@json_option
+@pass_app
+def build(
+    app: App,
+    context: Path,
+    dockerfile: Path | None,
+    tags: tuple[str, ...],
+    build_args: tuple[str, ...],
+    target: str | None,
+    platform: str | None,
+    project: str | None,
+    secrets: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Phoenix-build CONTEXT (no cache, intermediates removed) and record it.
+
+    The context archive is made once by escrow (honouring .dockerignore),
+    hashed, and sent as-is to the Docker Engine; the steps, their logs and
+    the image are recorded in a signed build manifest appended to the
+    ledger.  A failed build is recorded too, and exits with code 1.
+    """
+    from escrow.blobs import BlobStore
+    from escrow.capture.build import BuildRequest, parse_build_args, phoenix_build
+    from escrow.capture.engine import DockerEngine
+    from escrow.capture.progress import make_progress
+
+    args = parse_build_args(build_args)
+    if not context.is_dir():
+        raise InputError(
+            f"The build context {context} is not a directory.",
+            hint="Pass the folder holding the files the Dockerfile uses.",
+        )
+    publisher = _publisher(app)
+    request = BuildRequest(
+        context=context,
+        tags=tags,
+        dockerfile=dockerfile,
+        build_args=args,
+        target=target,
+        platform=platform,
+        project=project,
+    )
+    outcome = phoenix_build(
+        request,
+        engine=DockerEngine(),
+        blobs=BlobStore(app.settings.blobs_dir),
+        redactor=_redactor(app, secrets),
+        progress=make_progress(sys.stderr, quiet=quiet),
+    )
+    entry, created = publisher.publish(outcome.statement)
+    _report(app, as_json, entry, created, outcome.statement)
+
+
+@click.command()
+@click.argument("image")
+@click.option(
+    "--context",
+    "context",
+    type=click.Path(path_type=Path),
+    help="The build context the image was made from (recorded as inputs).",
+)
+@click.option(
+    "-f",
+    "--file",
+    "dockerfile",
+    type=click.Path(path_type=Path),
+    help="The Dockerfile or build script the image was made from.",
+)
+@_project_option
+@_secret_option
+@json_option
+@pass_app
+def capture(
+    app: App,
+    image: str,
+    context: Path | None,
+    dockerfile: Path | None,
+    project: str | None,
+    secrets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Record IMAGE, built by other means (e.g. `docker commit` steps), as it is.
+
+    Records its config, full history (each commit's command or comment),
+    layers mapped to history entries, and the inputs when --context is given.
+    """
+    from escrow.blobs import BlobStore
+    from escrow.capture.capture import capture_image
+    from escrow.capture.engine import DockerEngine
+
+    publisher = _publisher(app)
+    statement = capture_image(
+        image,
+        engine=DockerEngine(),
+        blobs=BlobStore(app.settings.blobs_dir),
+        context=context,
+        dockerfile=dockerfile,
+        project=project,
+        redactor=_redactor(app, secrets),
+    )
+    entry, created = publisher.publish(statement)
+    _report(app, as_json, entry, created, statement)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--image", help="The image the command produces (recorded when it succeeds).")
+@click.option(
+    "--context",
+    "context",
+    type=click.Path(path_type=Path),
+    help="The folder the command builds from (default: the working directory).",
+)
+@_project_option
+@_secret_option
+@_quiet_option
+@json_option
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_app
+def record(
+    app: App,
+    image: str | None,
+    context: Path | None,
+    project: str | None,
+    secrets: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (after --) and record it: argv, exit code, duration, log,
+    the context digest before and after, and the image it produced.
+
+    escrow exits with the command's own exit code.
+    """
+    from escrow.blobs import BlobStore
+    from escrow.capture.engine import DockerEngine
+    from escrow.capture.record import record_command
+
+    publisher = _publisher(app)
+    outcome = record_command(
+        list(command),
+        image=image,
+        context=context,
+        project=project,
+        engine=DockerEngine() if image else None,
+        blobs=BlobStore(app.settings.blobs_dir),
+        redactor=_redactor(app, secrets),
+        echo=None if quiet else sys.stderr,
+    )
+    entry, created = publisher.publish(outcome.statement)
+    result = _result(entry, created, outcome.statement)
+    result["exit_code"] = outcome.exit_code
+    cmd = outcome.statement["predicate"]["command"]
+    result["inputs_changed"] = cmd["inputsChanged"]
+    if as_json:
+        app.emit_json(result)
+    else:
+        app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash})")
+        app.out(f"status:    {result['status']} (exit code {outcome.exit_code})")
+        app.out(f"project:   {result['project']}")
+        if result["image_id"]:
+            app.out(f"image:     {result['image_id']}")
+    if cmd["inputsChanged"]:
+        app.say(
+            "escrow: warning: the command changed its own inputs (the context digest differs"
+            " before and after)."
+        )
+    if outcome.exit_code != 0:
+        app.say(
+            f"escrow: the command exited with code {outcome.exit_code}; "
+            f"recorded as ledger entry {entry.index}."
+        )
+        sys.exit(outcome.exit_code)
+
+
+@click.command()
+@click.argument("index", type=int)
+@click.argument("step", type=int, required=False)
+@json_option
+@pass_app
+def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
+    """Print the recorded logs of ledger entry INDEX (all steps, or STEP)."""
+    from escrow.blobs import BlobStore
+    from escrow.capture.logs import entry_logs
+
+    entry = app.ledger().get(index)
+    items = entry_logs(entry.statement(), BlobStore(app.settings.blobs_dir), step)
+    if as_json:
+        app.emit_json(
+            {
+                "index": index,
+                "logs": [
+                    {
+                        **{k: v for k, v in item.items() if k != "data"},
+                        "text": item["data"].decode("utf-8", errors="replace"),
+                    }
+                    for item in items
+                ],
+            }
+        )
+        return
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+    for item in items:
+        if step is None:
+            app.say(f"── step {item['step']}: {item['instruction']}")
+        if out is not None:
+            sys.stdout.flush()
+            out.write(item["data"])
+            out.flush()
+        else:
+            sys.stdout.write(item["data"].decode("utf-8", errors="replace"))
+
+
+__all__ = ["build", "capture", "record", "logs", "CheckFailed"]
