@@ -1,0 +1,418 @@
+"""Compare two layers entry by entry, and two images layer by layer.
+
+Two entries at the same path compare equal when their type, permission bits,
+uid, gid, content (size and SHA-256), link target, device numbers and xattrs
+agree.  Everything else a tar archive carries — mtime/atime/ctime, the header
+format (ustar, pax, GNU), user and group *names*, other pax records, the order
+of the entries, the layer's compression — is ignored, and each of those that
+actually differed is named as a *normalisation* ("mtime", "entry-order", …), so
+an ``equivalent`` verdict says exactly what had to be overlooked.
+
+Whiteouts: a ``.wh.NAME`` entry deletes ``NAME`` from the layers below.  When
+only the rebuilt layer deletes a path, the path is reported ``removed``; when
+only the original deletes it, ``added``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from escrow.errors import EscrowError
+from escrow.rebuild.layers import Entry, EntryType, LayerIndex, display
+
+#: differences kept per layer in documents; the total is always counted
+MAX_DIFFERENCES = 500
+
+
+class Verdict(StrEnum):
+    IDENTICAL = "identical"
+    EQUIVALENT = "equivalent"
+    DIFFERENT = "different"
+    NOT_REPRODUCED = "not-reproduced"
+    UNKNOWN = "unknown"
+
+
+class Kind(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CONTENT = "content"
+    MODE = "mode"
+    OWNER = "owner"
+    TYPE = "type"
+    LINK = "link"
+
+
+_KIND_ORDER = {k: i for i, k in enumerate(Kind)}
+
+
+@dataclass(frozen=True)
+class PathDifference:
+    path: str
+    kind: Kind
+    original: Entry | None = None
+    rebuilt: Entry | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": display(self.path), "kind": str(self.kind)}
+        if self.original is not None:
+            d["original"] = self.original.info()
+        if self.rebuilt is not None:
+            d["rebuilt"] = self.rebuilt.info()
+        if self.note:
+            d["note"] = self.note
+        return d
+
+    def describe(self) -> str:
+        """One line for people: ``/etc/app.conf: mode 0644 -> 0600``."""
+        a, b = self.original, self.rebuilt
+        path = display(self.path)
+        if self.kind is Kind.ADDED:
+            return f"{path}: added" + (f" ({self.note})" if self.note else "")
+        if self.kind is Kind.REMOVED:
+            return f"{path}: removed" + (f" ({self.note})" if self.note else "")
+        assert a is not None and b is not None
+        if self.kind is Kind.CONTENT:
+            return (
+                f"{path}: content {a.size} bytes sha256:{(a.sha256 or '')[:12]} -> "
+                f"{b.size} bytes sha256:{(b.sha256 or '')[:12]}"
+            )
+        if self.kind is Kind.MODE:
+            text = f"{path}: mode {a.mode:04o} -> {b.mode:04o}"
+            if a.xattrs != b.xattrs:
+                text += f" (xattrs {_xattr_names(a)} -> {_xattr_names(b)})"
+            return text
+        if self.kind is Kind.OWNER:
+            return f"{path}: owner {a.uid}:{a.gid} -> {b.uid}:{b.gid}"
+        if self.kind is Kind.LINK:
+            return f"{path}: link -> {display(a.link or '')!r} became {display(b.link or '')!r}"
+        return f"{path}: type {a.type} -> {b.type}"
+
+
+def _xattr_names(e: Entry) -> str:
+    return ",".join(display(k) for k, _ in e.xattrs) or "none"
+
+
+@dataclass
+class LayerComparison:
+    """The file-level comparison of two layers."""
+
+    differences: list[PathDifference]
+    normalisations: list[str]
+    original_entries: int
+    rebuilt_entries: int
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.DIFFERENT if self.differences else Verdict.EQUIVALENT
+
+
+def _pair(path: str, a: Entry, b: Entry) -> list[PathDifference]:
+    a_wh, b_wh = a.type is EntryType.WHITEOUT, b.type is EntryType.WHITEOUT
+    if a_wh and b_wh:
+        return []
+    if b_wh:
+        return [PathDifference(path, Kind.REMOVED, a, None, "the rebuilt layer deletes it")]
+    if a_wh:
+        return [PathDifference(path, Kind.ADDED, None, b, "the original layer deletes it")]
+    if a.type != b.type or a.device != b.device:
+        return [PathDifference(path, Kind.TYPE, a, b)]
+    out: list[PathDifference] = []
+    if a.link != b.link:
+        out.append(PathDifference(path, Kind.LINK, a, b))
+    if a.type is EntryType.FILE and (a.size != b.size or a.sha256 != b.sha256):
+        out.append(PathDifference(path, Kind.CONTENT, a, b))
+    if a.mode != b.mode or a.xattrs != b.xattrs:
+        out.append(PathDifference(path, Kind.MODE, a, b))
+    if a.uid != b.uid or a.gid != b.gid:
+        out.append(PathDifference(path, Kind.OWNER, a, b))
+    return out
+
+
+def _only(path: str, e: Entry, *, in_original: bool) -> PathDifference:
+    if e.type is EntryType.WHITEOUT:
+        if in_original:
+            return PathDifference(path, Kind.ADDED, note="only the original layer deletes it")
+        return PathDifference(path, Kind.REMOVED, note="only the rebuilt layer deletes it")
+    if in_original:
+        return PathDifference(path, Kind.REMOVED, e, None)
+    return PathDifference(path, Kind.ADDED, None, e)
+
+
+def compare_indexes(original: LayerIndex, rebuilt: LayerIndex) -> LayerComparison:
+    """Compare two indexed layers; see the module docstring for what counts."""
+    a, b = original.entries, rebuilt.entries
+    differences: list[PathDifference] = []
+    found: set[str] = set()
+    common: list[str] = []
+    for path, ea in a.items():
+        eb = b.get(path)
+        if eb is None:
+            differences.append(_only(path, ea, in_original=True))
+            continue
+        common.append(path)
+        differences.extend(_pair(path, ea, eb))
+        if ea.mtime != eb.mtime:
+            found.add("mtime")
+        if ea.atime != eb.atime:
+            found.add("atime")
+        if ea.ctime != eb.ctime:
+            found.add("ctime")
+        if ea.fmt != eb.fmt:
+            found.add("tar-format")
+        if ea.uname != eb.uname or ea.gname != eb.gname:
+            found.add("owner-names")
+        if ea.pax != eb.pax:
+            found.add("pax-headers")
+    differences.extend(
+        _only(path, eb, in_original=False) for path, eb in b.items() if path not in a
+    )
+    # entry order: the common paths, in original order, must be increasing in rebuilt order
+    common.sort(key=lambda p: a[p].order)
+    last = -1
+    for p in common:
+        if b[p].order < last:
+            found.add("entry-order")
+            break
+        last = b[p].order
+    if original.compression != rebuilt.compression:
+        found.add("compression")
+    if original.duplicates != rebuilt.duplicates:
+        found.add("duplicate-entries")
+    differences.sort(key=lambda d: (d.path, _KIND_ORDER[d.kind]))
+    if not differences and not found:
+        # same entries, same metadata, different bytes: tar padding or end-of-archive blocks
+        found.add("archive-bytes")
+    return LayerComparison(
+        differences=differences,
+        normalisations=sorted(found),
+        original_entries=original.count,
+        rebuilt_entries=rebuilt.count,
+    )
+
+
+EMPTY_LAYER = LayerIndex(entries={}, count=0)
+
+
+# ---------------------------------------------------------------------------
+# images
+
+
+class LayerSource(Protocol):
+    """Where file-level comparison gets a layer's entries from (the engine, or a fake)."""
+
+    def index(self, side: str, diff_id: str) -> LayerIndex:
+        """Entries of layer ``diff_id`` of the ``"original"`` or ``"rebuilt"`` image.
+
+        Raises :class:`~escrow.errors.EscrowError` when the layer cannot be read.
+        """
+        ...
+
+
+@dataclass
+class LayerResult:
+    index: int
+    original: str | None
+    rebuilt: str | None
+    created_by: str | None
+    verdict: Verdict
+    comparison: LayerComparison | None = None
+    note: str | None = None
+
+    def to_dict(self, limit: int = MAX_DIFFERENCES) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "index": self.index,
+            "original": self.original,
+            "rebuilt": self.rebuilt,
+            "verdict": str(self.verdict),
+        }
+        if self.created_by is not None:
+            d["createdBy"] = self.created_by
+        c = self.comparison
+        if self.verdict is Verdict.EQUIVALENT and c is not None:
+            d["normalisations"] = list(c.normalisations)
+        if self.verdict is Verdict.DIFFERENT:
+            diffs = c.differences if c is not None else []
+            d["differences"] = [x.to_dict() for x in diffs[:limit]]
+            if len(diffs) > limit:
+                d["truncated"] = True
+                d["differenceCount"] = len(diffs)
+            if c is not None and c.normalisations:
+                d["normalisations"] = list(c.normalisations)
+        if c is not None:
+            d["entries"] = {"original": c.original_entries, "rebuilt": c.rebuilt_entries}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass(frozen=True)
+class ConfigDifference:
+    field: str
+    original: Any
+    rebuilt: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "original": self.original, "rebuilt": self.rebuilt}
+
+
+@dataclass
+class ImageComparison:
+    original_image: str | None
+    rebuilt_image: str | None
+    layers: list[LayerResult]
+    config: list[ConfigDifference] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.original_image is not None and self.original_image == self.rebuilt_image:
+            return Verdict.IDENTICAL
+        verdicts = {layer.verdict for layer in self.layers}
+        if self.config or Verdict.DIFFERENT in verdicts:
+            return Verdict.DIFFERENT
+        if Verdict.EQUIVALENT in verdicts:
+            return Verdict.EQUIVALENT
+        return Verdict.IDENTICAL
+
+    @property
+    def normalisations(self) -> list[str]:
+        names = {
+            n
+            for layer in self.layers
+            if layer.comparison is not None and layer.verdict is Verdict.EQUIVALENT
+            for n in layer.comparison.normalisations
+        }
+        return sorted(names)
+
+
+def _layer_list(predicate: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    return [
+        (str(layer["diffId"]), layer.get("createdBy")) for layer in predicate.get("layers") or []
+    ]
+
+
+#: fields of ``image`` compared besides ``image.config``; creation times are not compared
+_IMAGE_FIELDS = ("os", "architecture", "variant", "author", "comment")
+_HISTORY_FIELDS = ("createdBy", "emptyLayer", "comment", "author")
+
+
+def compare_config(
+    original: Mapping[str, Any], rebuilt: Mapping[str, Any]
+) -> list[ConfigDifference]:
+    """The image fields of two build-manifest predicates that differ, creation times aside:
+    the runtime config field by field, the platform, and the history's commands."""
+    img_a, img_b = original.get("image") or {}, rebuilt.get("image") or {}
+    cfg_a, cfg_b = img_a.get("config") or {}, img_b.get("config") or {}
+    out = [
+        ConfigDifference(f"config.{key}", cfg_a.get(key), cfg_b.get(key))
+        for key in sorted(set(cfg_a) | set(cfg_b))
+        if cfg_a.get(key) != cfg_b.get(key)
+    ]
+    out.extend(
+        ConfigDifference(key, img_a.get(key), img_b.get(key))
+        for key in _IMAGE_FIELDS
+        if img_a.get(key) != img_b.get(key)
+    )
+    hist_a, hist_b = original.get("history") or [], rebuilt.get("history") or []
+    for i in range(max(len(hist_a), len(hist_b))):
+        ha = hist_a[i] if i < len(hist_a) else None
+        hb = hist_b[i] if i < len(hist_b) else None
+        if ha is None or hb is None:
+            out.append(ConfigDifference(f"history[{i}]", _strip_created(ha), _strip_created(hb)))
+            continue
+        out.extend(
+            ConfigDifference(f"history[{i}].{key}", ha.get(key), hb.get(key))
+            for key in _HISTORY_FIELDS
+            if ha.get(key) != hb.get(key)
+        )
+    return out
+
+
+def _strip_created(entry: Mapping[str, Any] | None) -> Any:
+    if entry is None:
+        return None
+    return {k: v for k, v in entry.items() if k != "created"}
+
+
+def compare_layers(
+    original: Sequence[tuple[str, str | None]],
+    rebuilt: Sequence[tuple[str, str | None]],
+    source: LayerSource | None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[LayerResult]:
+    """Layer ``i`` of one image against layer ``i`` of the other: identical diff IDs need no
+    more; differing ones are compared file by file through ``source`` (when given)."""
+    results: list[LayerResult] = []
+    for i in range(max(len(original), len(rebuilt))):
+        a_id, a_by = original[i] if i < len(original) else (None, None)
+        b_id, b_by = rebuilt[i] if i < len(rebuilt) else (None, None)
+        created_by = a_by if a_by is not None else b_by
+        if a_id is not None and a_id == b_id:
+            results.append(LayerResult(i, a_id, b_id, created_by, Verdict.IDENTICAL))
+            continue
+        if source is None:
+            results.append(
+                LayerResult(
+                    i,
+                    a_id,
+                    b_id,
+                    created_by,
+                    Verdict.DIFFERENT,
+                    note="diff IDs differ; files not compared",
+                )
+            )
+            continue
+        if progress is not None:
+            progress(f"comparing the files of layer {i}")
+        try:
+            a_index = source.index("original", a_id) if a_id is not None else EMPTY_LAYER
+            b_index = source.index("rebuilt", b_id) if b_id is not None else EMPTY_LAYER
+        except EscrowError as e:
+            results.append(
+                LayerResult(
+                    i,
+                    a_id,
+                    b_id,
+                    created_by,
+                    Verdict.DIFFERENT,
+                    note=f"diff IDs differ; files not compared: {e.diagnostics()}",
+                )
+            )
+            continue
+        comparison = compare_indexes(a_index, b_index)
+        if a_id is None or b_id is None:
+            verdict = Verdict.DIFFERENT
+            comparison.normalisations = [
+                n for n in comparison.normalisations if n != "archive-bytes"
+            ]
+        else:
+            verdict = comparison.verdict
+        note = None
+        if a_id is None:
+            note = "the rebuild has an extra layer"
+        elif b_id is None:
+            note = "the rebuild lacks this layer"
+        results.append(LayerResult(i, a_id, b_id, created_by, verdict, comparison, note))
+    return results
+
+
+def compare_images(
+    original: Mapping[str, Any],
+    rebuilt: Mapping[str, Any],
+    source: LayerSource | None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> ImageComparison:
+    """Compare the images of two build-manifest predicates (image ID, config, layers)."""
+    a_img = (original.get("image") or {}).get("id")
+    b_img = (rebuilt.get("image") or {}).get("id")
+    same = a_img is not None and a_img == b_img
+    layers = compare_layers(
+        _layer_list(original), _layer_list(rebuilt), None if same else source, progress=progress
+    )
+    config = [] if same else compare_config(original, rebuilt)
+    return ImageComparison(a_img, b_img, layers, config)
