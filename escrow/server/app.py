@@ -1,0 +1,687 @@
+"""The FastAPI application: the ledger, tokens and pack jobs under ``/v1``.
+
+``create_app(ServerConfig(settings))`` builds it; ``app_from_env`` is the
+factory ``escrow serve --workers N`` hands to Uvicorn (each worker process
+builds its own app from the environment the command set).
+
+Every handler calls :class:`escrow.ledger.store.Ledger` — the same code as the
+CLI — and maps :class:`~escrow.errors.EscrowError` to HTTP in
+:mod:`escrow.server.http`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from escrow import __version__
+from escrow.config import Settings, load_settings
+from escrow.errors import EscrowError
+from escrow.server import models as m
+from escrow.server.auth import Principal, Role, TokenStore
+from escrow.server.http import ApiError, GuardMiddleware, install_error_handlers, pointer_of
+from escrow.server.packs import PackJobs, PackRunner
+
+if TYPE_CHECKING:
+    from escrow.ledger.store import Entry, Ledger, Prepared
+    from escrow.signing.dsse import Envelope
+
+_M = TypeVar("_M", bound=BaseModel)
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    settings: Settings
+    max_body: int = DEFAULT_MAX_BODY
+    #: Render pack jobs in this process (a child process per job); 0 queues them only.
+    pack_workers: int = 1
+
+
+# -- responses -------------------------------------------------------------------
+
+
+def _rfc3339(t: datetime) -> str:
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "index": entry.index,
+        "leaf_hash": entry.leaf_hash,
+        "predicate_type": entry.predicate_type,
+        "project": entry.project,
+        "image_id": entry.image_id,
+        "signer": entry.signer,
+        "integrated_at": _rfc3339(entry.integrated_at),
+        "envelope": json.loads(entry.envelope),
+    }
+
+
+def checkpoint_json(ledger: Ledger) -> dict[str, Any]:
+    cp = ledger.checkpoint()
+    return {
+        "origin": cp.origin,
+        "size": cp.size,
+        "root": cp.root.hex(),
+        "note": cp.note,
+        "verifier_key": ledger.verifier_key(),
+    }
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": m.ErrorBody} for c in codes}
+
+
+# -- authentication --------------------------------------------------------------
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `escrow tokens create --role pipeline|auditor|admin`.",
+)
+
+
+def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    challenge = {"WWW-Authenticate": 'Bearer realm="escrow"'}
+    if credentials is None:
+        raise ApiError(
+            401,
+            "This request needs a bearer token (Authorization: Bearer …).",
+            location="header",
+            field="Authorization",
+            headers=challenge,
+        )
+    tokens: TokenStore = request.app.state.tokens
+    principal = tokens.resolve(credentials.credentials)
+    if principal is None:
+        raise ApiError(
+            401,
+            "The bearer token is unknown or revoked.",
+            location="header",
+            field="Authorization",
+            headers=challenge,
+        )
+    request.state.principal = principal
+    return principal
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    allowed = ", ".join(r.value for r in (*roles, Role.ADMIN))
+
+    def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not principal.may(*roles):
+            raise ApiError(
+                403,
+                f"The token {principal.name!r} has the role {principal.role.value}; "
+                f"this needs one of: {allowed}.",
+            )
+        return principal
+
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(require(Role.PIPELINE, Role.AUDITOR))]
+Poster = Annotated[Principal, Depends(require(Role.PIPELINE))]
+Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
+Admin = Annotated[Principal, Depends(require())]
+
+
+def _ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+LedgerDep = Annotated["Ledger", Depends(_ledger)]
+
+
+# -- body parsing ----------------------------------------------------------------
+
+
+def _validate(model: type[_M], doc: Any, prefix: Sequence[Any] = ()) -> _M:
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        ptr = pointer_of([*prefix, *first.get("loc", ())])
+        raise ApiError(
+            422,
+            f"The request body is invalid at {ptr or '/'}: {first.get('msg', 'invalid')}.",
+            location="body",
+            pointer=ptr,
+        ) from e
+
+
+def _envelope(e: m.EnvelopeIn, prefix: str) -> Envelope:
+    from escrow.signing.dsse import Envelope, Signature
+    from escrow.signing.keys import b64decode_any
+
+    def b64(text: str, where: str) -> bytes:
+        try:
+            return b64decode_any(text)
+        except EscrowError as err:
+            raise ApiError(
+                422,
+                f"The value at {where} is not valid base64.",
+                location="body",
+                pointer=where,
+            ) from err
+
+    payload = b64(e.payload, f"{prefix}/payload")
+    sigs = tuple(
+        Signature(keyid=s.keyid, sig=b64(s.sig, f"{prefix}/signatures/{i}/sig"))
+        for i, s in enumerate(e.signatures)
+    )
+    return Envelope(payload=payload, payload_type=e.payloadType, signatures=sigs)
+
+
+def _parse_entries(raw: bytes) -> tuple[list[Envelope], bool]:
+    """The envelopes of a POST /v1/entries body, and whether it was a batch."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(
+            422, f"The request body is not valid JSON ({e}).", location="body", pointer=""
+        ) from e
+    if isinstance(doc, dict) and "envelopes" in doc:
+        batch = _validate(m.BatchIn, doc)
+        return [_envelope(e, f"/envelopes/{i}") for i, e in enumerate(batch.envelopes)], True
+    return [_envelope(_validate(m.EnvelopeIn, doc), "")], False
+
+
+# -- the application -------------------------------------------------------------
+
+
+def create_app(config: ServerConfig | None = None) -> FastAPI:
+    """The escrow API over the ledger that ``config.settings`` names."""
+    cfg = config or ServerConfig(settings=load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from escrow.ledger.store import Ledger, db_errors, make_engine
+
+        ledger = await run_in_threadpool(Ledger.open, cfg.settings)
+        # The server's own tables (tokens, pack jobs) live in the ledger's database,
+        # through an engine made the same way as the ledger's.
+        engine = make_engine(cfg.settings.db_url)
+        with db_errors(cfg.settings.db_url):
+            await run_in_threadpool(TokenStore.create_tables, engine)
+            await run_in_threadpool(PackJobs.create_tables, engine)
+        app.state.ledger = ledger
+        app.state.tokens = TokenStore(engine)
+        app.state.jobs = PackJobs(engine)
+        runner: PackRunner | None = None
+        if cfg.pack_workers > 0:
+            runner = PackRunner(app.state.jobs, cfg.settings)
+            runner.start()
+        app.state.runner = runner
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await run_in_threadpool(runner.stop)
+            engine.dispose()
+            ledger.close()
+
+    app = FastAPI(
+        title="escrow",
+        version=__version__,
+        description=(
+            "Record phoenix Docker builds as signed manifests in a tamper-evident ledger "
+            "(RFC 9162 Merkle tree, C2SP signed checkpoints) and request signed PDF audit "
+            "packs. Bearer tokens with roles: `pipeline` posts entries, `auditor` requests "
+            "packs, both read; `admin` may do everything, including keys and tokens. "
+            "Every error is a JSON `ErrorBody` naming the bad field or JSON Pointer."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.config = cfg
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, max_body=cfg.max_body)
+    app.include_router(_health_router())
+    app.include_router(_v1_router())
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Uvicorn factory: settings from the environment ``escrow serve`` prepared."""
+    max_body = int(os.environ.get("ESCROW_SERVER_MAX_BODY") or DEFAULT_MAX_BODY)
+    workers = int(os.environ.get("ESCROW_SERVER_PACK_WORKERS") or 1)
+    return create_app(ServerConfig(load_settings(), max_body=max_body, pack_workers=workers))
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get(
+        "/healthz",
+        response_model=m.HealthOut,
+        responses=_responses(503),
+        tags=["health"],
+        summary="Ready when the database answers",
+    )
+    def healthz(request: Request) -> dict[str, Any]:
+        ledger = getattr(request.app.state, "ledger", None)
+        if ledger is None:
+            raise ApiError(503, "The server is starting.", error="unavailable")
+        return {"status": "ok", "size": ledger.size()}
+
+    return router
+
+
+IndexPath = Annotated[int, Path(ge=0, le=m.MAX_INT, description="Ledger index (0-based).")]
+Text = Annotated[str | None, Query(max_length=200, pattern=m.NO_NUL)]
+
+
+def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
+    v1 = APIRouter(prefix="/v1")
+    common = _responses(401, 403, 422)
+
+    # -- entries -------------------------------------------------------------------
+
+    @v1.post(
+        "/entries",
+        tags=["entries"],
+        summary="Append a DSSE envelope, or a batch of them",
+        status_code=201,
+        responses={
+            201: {"model": m.PostEntryOut | m.PostBatchOut, "description": "Appended."},
+            200: {
+                "model": m.PostEntryOut | m.PostBatchOut,
+                "description": "Already in the log (idempotent): the existing entries.",
+            },
+            **_responses(401, 403, 413, 422),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/EnvelopeIn"},
+                                {"$ref": "#/components/schemas/BatchIn"},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def post_entries(request: Request, principal: Poster) -> JSONResponse:
+        raw = await request.body()
+        envelopes, batch = _parse_entries(raw)
+        ledger: Ledger = request.app.state.ledger
+        result, created = await run_in_threadpool(_append, ledger, envelopes, batch)
+        made = [e["entry"]["index"] for e in result.get("entries", [result]) if e["created"]]
+        request.state.audit = (
+            f"appended {', '.join(map(str, made))}" if made else "nothing new (already in the log)"
+        )
+        return JSONResponse(result, status_code=201 if created else 200)
+
+    @v1.get(
+        "/entries",
+        response_model=m.EntryPage,
+        responses=common,
+        tags=["entries"],
+        summary="List entries, oldest first, with filters and a cursor",
+    )
+    def list_entries(
+        _: Reader,
+        ledger: LedgerDep,
+        project: Text = None,
+        image_id: Text = None,
+        diff_id: Text = None,
+        signer: Text = None,
+        predicate_type: Text = None,
+        since: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+        until: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+        after: Annotated[
+            int | None, Query(ge=-1, le=m.MAX_INT, description="Cursor: entries after this index")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=m.MAX_PAGE)] = 100,
+    ) -> dict[str, Any]:
+        entries = ledger.entries(
+            project=project,
+            image_id=image_id,
+            diff_id=diff_id,
+            signer=signer,
+            predicate_type=predicate_type,
+            since=_utc_query(since, "since"),
+            until=_utc_query(until, "until"),
+            after=after,
+            limit=limit,
+        )
+        return {
+            "entries": [entry_json(e) for e in entries],
+            "size": ledger.size(),
+            "next_cursor": entries[-1].index if len(entries) == limit else None,
+        }
+
+    @v1.get(
+        "/entries/{index}",
+        response_model=m.EntryOut,
+        responses=_responses(401, 403, 404, 422),
+        tags=["entries"],
+        summary="One entry",
+    )
+    def get_entry(index: IndexPath, _: Reader, ledger: LedgerDep) -> dict[str, Any]:
+        _check_index(ledger, index)
+        return entry_json(ledger.get(index))
+
+    @v1.get(
+        "/entries/{index}/proof",
+        response_model=m.InclusionProofOut,
+        responses=_responses(401, 403, 404, 422),
+        tags=["proofs"],
+        summary="Inclusion proof of an entry (RFC 9162 §2.1.3)",
+    )
+    def get_proof(
+        index: IndexPath,
+        _: Reader,
+        ledger: LedgerDep,
+        tree_size: Annotated[
+            int | None, Query(ge=1, le=m.MAX_INT, description="Default: the latest size")
+        ] = None,
+    ) -> dict[str, Any]:
+        size = _check_index(ledger, index)
+        n = size if tree_size is None else tree_size
+        if n > size or n <= index:
+            raise ApiError(
+                422,
+                f"tree_size must be between {index + 1} and the log's size {size}.",
+                location="query",
+                field="tree_size",
+            )
+        entry = ledger.get(index)
+        return {
+            "index": index,
+            "tree_size": n,
+            "leaf_hash": entry.leaf_hash,
+            "root": ledger.root(n).hex(),
+            "hashes": [h.hex() for h in ledger.inclusion_proof(index, n)],
+        }
+
+    @v1.get(
+        "/checkpoint",
+        response_model=m.CheckpointOut,
+        responses=_responses(401, 403),
+        tags=["proofs"],
+        summary="The latest signed checkpoint",
+    )
+    def get_checkpoint(_: Reader, ledger: LedgerDep) -> dict[str, Any]:
+        return checkpoint_json(ledger)
+
+    @v1.get(
+        "/consistency",
+        response_model=m.ConsistencyProofOut,
+        responses=common,
+        tags=["proofs"],
+        summary="Consistency proof between two tree sizes (RFC 9162 §2.1.4)",
+    )
+    def get_consistency(
+        _: Reader,
+        ledger: LedgerDep,
+        old: Annotated[int, Query(ge=0, le=m.MAX_INT)],
+        new: Annotated[int | None, Query(ge=0, le=m.MAX_INT)] = None,
+    ) -> dict[str, Any]:
+        size = ledger.size()
+        n = size if new is None else new
+        if n > size:
+            raise ApiError(
+                422, f"new must be at most the log's size {size}.", location="query", field="new"
+            )
+        if old > n:
+            raise ApiError(422, f"old must be at most new ({n}).", location="query", field="old")
+        hashes = [] if old in (0, n) else ledger.consistency_proof(old, n)
+        return {
+            "old": old,
+            "new": n,
+            "old_root": (ledger.root(old) if old else EMPTY_ROOT).hex(),
+            "new_root": (ledger.root(n) if n else EMPTY_ROOT).hex(),
+            "hashes": [h.hex() for h in hashes],
+        }
+
+    # -- keys ------------------------------------------------------------------
+
+    @v1.get(
+        "/keys",
+        response_model=m.KeysOut,
+        responses=_responses(401, 403),
+        tags=["keys"],
+        summary="Registered signing keys and their history, and the log's verifier key",
+    )
+    def get_keys(_: Reader, ledger: LedgerDep) -> dict[str, Any]:
+        return {
+            "verifier_key": ledger.verifier_key(),
+            "keys": [k.to_dict() for k in ledger.keys()],
+        }
+
+    # -- tokens ----------------------------------------------------------------
+
+    @v1.get(
+        "/tokens",
+        response_model=m.TokensOut,
+        responses=_responses(401, 403),
+        tags=["tokens"],
+        summary="Tokens (never the secrets)",
+    )
+    def list_tokens(request: Request, _: Admin) -> dict[str, Any]:
+        tokens: TokenStore = request.app.state.tokens
+        return {"tokens": [t.to_dict() for t in tokens.list()]}
+
+    @v1.post(
+        "/tokens",
+        status_code=201,
+        response_model=m.TokenCreatedOut,
+        responses=_responses(401, 403, 413, 422),
+        tags=["tokens"],
+        summary="Create a token; the response is the only time it is shown",
+    )
+    def create_token(request: Request, body: m.TokenIn, _: Admin) -> dict[str, Any]:
+        tokens: TokenStore = request.app.state.tokens
+        token, info = tokens.create(body.name, Role(body.role))
+        request.state.audit = f"created token {info.id} {info.name!r} ({info.role.value})"
+        return {**info.to_dict(), "token": token}
+
+    @v1.delete(
+        "/tokens/{token_id}",
+        response_model=m.TokenOut,
+        responses=_responses(401, 403, 404, 422),
+        tags=["tokens"],
+        summary="Revoke a token",
+    )
+    def revoke_token(
+        request: Request,
+        token_id: Annotated[str, Path(max_length=200, pattern=m.NO_NUL)],
+        _: Admin,
+    ) -> dict[str, Any]:
+        tokens: TokenStore = request.app.state.tokens
+        if not any(t.id == token_id for t in tokens.list()):
+            raise ApiError(404, f"There is no token with the ID {token_id!r}.")
+        info = tokens.revoke(token_id)
+        request.state.audit = f"revoked token {info.id} {info.name!r}"
+        return info.to_dict()
+
+    # -- packs -----------------------------------------------------------------
+
+    @v1.post(
+        "/packs",
+        status_code=202,
+        response_model=m.PackJobOut,
+        responses=_responses(401, 403, 413, 422),
+        tags=["packs"],
+        summary="Request a signed PDF audit pack; rendered in the background",
+    )
+    def request_pack(
+        request: Request, response: Response, body: m.PackIn, principal: Auditor
+    ) -> dict[str, Any]:
+        scope = {
+            "projects": body.projects,
+            "since": _time_text(body.since, "since"),
+            "until": _time_text(body.until, "until"),
+            "entries": body.entries,
+            "since_checkpoint": body.since_checkpoint,
+        }
+        jobs: PackJobs = request.app.state.jobs
+        job = jobs.submit(scope, principal.name)
+        runner: PackRunner | None = request.app.state.runner
+        if runner is not None:
+            runner.wake()
+        response.headers["Location"] = f"/v1/packs/{job.id}"
+        request.state.audit = f"queued pack job {job.id}"
+        return job.to_dict()
+
+    JobPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job ID")]
+
+    @v1.get(
+        "/packs/{job_id}",
+        response_model=m.PackJobOut,
+        responses=_responses(401, 403, 404, 422),
+        tags=["packs"],
+        summary="A pack job's status; `pdf_url` once the signed PDF exists",
+    )
+    def get_pack(request: Request, job_id: JobPath, _: Auditor) -> dict[str, Any]:
+        jobs: PackJobs = request.app.state.jobs
+        job = jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"There is no pack job {job_id}.")
+        return job.to_dict()
+
+    @v1.get(
+        "/packs/{job_id}/pdf",
+        response_class=Response,
+        responses={
+            200: {"content": {"application/pdf": {}}, "description": "The signed PDF."},
+            **_responses(401, 403, 404, 409, 422),
+        },
+        tags=["packs"],
+        summary="The signed PDF of a finished pack job",
+    )
+    def get_pack_pdf(request: Request, job_id: JobPath, _: Auditor) -> Response:
+        jobs: PackJobs = request.app.state.jobs
+        job = jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"There is no pack job {job_id}.")
+        if job.status != "succeeded":
+            raise ApiError(409, f"The pack job {job_id} is {job.status}, not finished.")
+        pdf = jobs.pdf(job_id) or b""
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="pack-{job_id}.pdf"'},
+        )
+
+    return v1
+
+
+def _utc_query(t: datetime | None, name: str) -> datetime | None:
+    if t is None:
+        return None
+    try:
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    except (OverflowError, ValueError) as e:
+        raise ApiError(422, f"{name} is out of range.", location="query", field=name) from e
+
+
+def _time_text(t: datetime | None, name: str) -> str | None:
+    u = _utc_query(t, name)
+    return _rfc3339(u) if u is not None else None
+
+
+def _check_index(ledger: Ledger, index: int) -> int:
+    size = ledger.size()
+    if index >= size:
+        raise ApiError(404, f"There is no entry {index}; the log has {size} entries.")
+    return size
+
+
+def _append(ledger: Ledger, envelopes: list[Envelope], batch: bool) -> tuple[dict[str, Any], bool]:
+    """Append every envelope (all checked first); the response body and whether any was new."""
+    from escrow.ledger.store import prepare
+
+    prepared = []
+    for i, env in enumerate(envelopes):
+        try:
+            prepared.append(prepare(env))
+        except EscrowError as e:
+            if batch:
+                raise _in_batch(e, i) from e
+            raise
+    if batch:
+        _precheck_signatures(ledger, prepared)
+    done: list[tuple[Entry, bool]] = []
+    for i, p in enumerate(prepared):
+        try:
+            done.append(ledger.append_prepared(p))
+        except EscrowError as e:
+            if batch:
+                raise _in_batch(e, i) from e
+            raise
+    cp = checkpoint_json(ledger)
+    n = cp["size"]
+    posted = [
+        {
+            "created": created,
+            "entry": entry_json(entry),
+            "inclusion_proof": {
+                "index": entry.index,
+                "tree_size": n,
+                "leaf_hash": entry.leaf_hash,
+                "root": cp["root"],
+                "hashes": [h.hex() for h in ledger.inclusion_proof(entry.index, n)],
+            },
+        }
+        for entry, created in done
+    ]
+    any_created = any(c for _, c in done)
+    if batch:
+        return {"entries": posted, "checkpoint": cp}, any_created
+    return {**posted[0], "checkpoint": cp}, any_created
+
+
+def _precheck_signatures(ledger: Ledger, prepared: Sequence[Prepared]) -> None:
+    """Refuse a batch before appending anything when an envelope has no valid signer.
+
+    The ledger checks again, under its lock, as each envelope is appended.
+    """
+    from escrow.documents.types import KEY_EVENT
+    from escrow.signing.keys import PublicKey
+
+    active = [PublicKey.from_pem(k.public_pem) for k in ledger.keys() if k.status == "active"]
+    for i, p in enumerate(prepared):
+        if p.predicate_type == KEY_EVENT:
+            continue  # signed by the log key; the ledger checks that
+        try:
+            p.envelope.verify(active)
+        except EscrowError as e:
+            raise _in_batch(e, i) from e
+
+
+def _in_batch(e: EscrowError, i: int) -> ApiError:
+    from escrow.server.http import from_escrow_error
+
+    err = from_escrow_error(e)
+    err.message = f"Envelope {i} of the batch: {err.message}"
+    if err.location == "body":
+        err.pointer = f"/envelopes/{i}{err.pointer or ''}"
+    elif err.location == "payload":
+        err.location = f"payload of /envelopes/{i}"
+    return err

@@ -1,0 +1,269 @@
+"""HTTP plumbing: JSON error bodies, the body-size limit, and the audit log line.
+
+Every error the server sends is a JSON :class:`~escrow.server.models.ErrorBody`;
+bad input is a 4xx that names the field (a query or path parameter) or the
+JSON Pointer (in the body, or in the statement inside the envelope).  Only a
+fault of the server itself is a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from escrow.errors import (
+    CheckFailed,
+    EnvironmentProblem,
+    EscrowError,
+    InputError,
+    LedgerTamperError,
+    SchemaError,
+    SignatureError,
+)
+
+log = logging.getLogger("escrow.server")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer: status, code and one sentence, optionally naming where."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error: str | None = None,
+        location: str | None = None,
+        pointer: str | None = None,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error = error or _CODES.get(status, "error")
+        self.location = location
+        self.pointer = pointer
+        self.field = field
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": self.error,
+            "message": self.message,
+            "location": self.location,
+            "pointer": self.pointer,
+            "field": self.field,
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def pointer_of(parts: Sequence[Any]) -> str:
+    """RFC 6901 JSON Pointer of a path."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def from_escrow_error(e: EscrowError) -> ApiError:
+    """Map escrow's error tree to HTTP."""
+    msg = e.diagnostics()
+    if isinstance(e, SchemaError):
+        return ApiError(422, msg, error="schema", location="payload", pointer=e.pointer)
+    if isinstance(e, SignatureError):
+        return ApiError(422, msg, error="signature", location="body", pointer="/signatures")
+    if isinstance(e, LedgerTamperError):
+        return ApiError(500, msg, error="ledger_integrity")
+    if isinstance(e, CheckFailed):
+        return ApiError(422, msg, error="check_failed")
+    if isinstance(e, EnvironmentProblem):
+        return ApiError(503, msg, error="unavailable")
+    if isinstance(e, InputError):
+        return ApiError(422, msg, error="invalid", location="body")
+    return ApiError(400, msg, error="bad_request")
+
+
+def _validation_error(exc: RequestValidationError) -> ApiError:
+    errors = list(exc.errors())
+    if not errors:
+        return ApiError(422, "The request is invalid.")
+    first = errors[0]
+    loc = list(first.get("loc", ()))
+    where = str(loc[0]) if loc else "body"
+    rest = loc[1:]
+    text = str(first.get("msg", "invalid value")).rstrip(".")
+    if first.get("type") == "json_invalid":
+        return ApiError(
+            422, f"The request body is not valid JSON ({text}).", location="body", pointer=""
+        )
+    if where == "body":
+        ptr = pointer_of(rest)
+        return ApiError(
+            422,
+            f"The request body is invalid at {ptr or '/'}: {text}.",
+            location="body",
+            pointer=ptr,
+        )
+    name = str(rest[0]) if rest else where
+    return ApiError(
+        422, f"The {where} parameter {name!r} is invalid: {text}.", location=where, field=name
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return exc.response()
+
+    async def on_escrow_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, EscrowError)
+        err = from_escrow_error(exc)
+        if err.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc.diagnostics())
+        return err.response()
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _validation_error(exc).response()
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        messages = {
+            404: f"There is no resource at {request.url.path}.",
+            405: f"{request.method} is not allowed on {request.url.path}.",
+        }
+        message = messages.get(exc.status_code, detail)
+        where = "body" if exc.status_code == 413 else None
+        return ApiError(
+            exc.status_code, message, location=where, headers=dict(exc.headers or {})
+        ).response()
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s crashed", request.method, request.url.path)
+        return ApiError(500, "The server failed; see its log.", error="internal").response()
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(EscrowError, on_escrow_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive`` once a body passes the limit.
+
+    An ``HTTPException`` so that FastAPI's body parsing lets it through and the
+    handler above answers with the JSON 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"The request body is larger than the server's limit of {limit} bytes."
+        )
+
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class GuardMiddleware:
+    """Refuse bodies over ``max_body`` bytes with 413, and log who changed what.
+
+    The limit is checked against ``Content-Length`` before anything is read,
+    and against the bytes actually received for chunked bodies.  Every
+    request with a changing method gets one log line naming the token's name
+    and role (or "no valid token"), the status, and what it did.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    def _too_large(self) -> JSONResponse:
+        return ApiError(
+            413,
+            f"The request body is larger than the server's limit of {self.max_body} bytes.",
+            location="body",
+        ).response()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        method = scope.get("method", "GET")
+        status: list[int] = []
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_body:
+                    await self._too_large()(scope, receive, send)
+                    self._audit(scope, state, 413)
+                    return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if status:
+                raise
+            status.append(413)
+            await self._too_large()(scope, receive, send)
+        finally:
+            if method in _WRITE_METHODS:
+                self._audit(scope, state, status[0] if status else 500)
+
+    @staticmethod
+    def _audit(scope: Scope, state: dict[str, Any], status: int) -> None:
+        if scope.get("method") not in _WRITE_METHODS:
+            return
+        who = state.get("principal")
+        did = state.get("audit")
+        log.info(
+            "%s %s -> %d by %s%s",
+            scope.get("method"),
+            scope.get("path"),
+            status,
+            str(who) if who is not None else "no valid token",
+            f": {did}" if did else "",
+        )

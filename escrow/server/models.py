@@ -1,0 +1,226 @@
+"""The shapes of the HTTP API (request and response bodies), for FastAPI and OpenAPI.
+
+Kept apart from the ledger's own types: these are the wire format.  Hashes and
+roots are hex strings; times are RFC 3339 UTC with ``Z``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Signatures one envelope may carry; more is refused (422), never stored.
+MAX_SIGNATURES = 16
+#: Envelopes in one batch POST.
+MAX_BATCH = 1000
+#: Page size of GET /v1/entries.
+MAX_PAGE = 1000
+#: Largest index or tree size accepted anywhere (fits a signed 64-bit column).
+MAX_INT = 2**62
+
+Hex64 = Field(pattern=r"^[0-9a-f]{64}$")
+NO_NUL = r"^[^\x00]*$"
+
+
+class ErrorBody(BaseModel):
+    """Every error response: what failed, and where."""
+
+    error: str = Field(description="Machine-readable error code, e.g. `schema`, `forbidden`.")
+    message: str = Field(description="One sentence: what failed and what to do.")
+    location: str | None = Field(
+        None,
+        description="Where the bad value is: `body`, `payload` (the decoded statement inside "
+        "the envelope), `query`, `path` or `header`.",
+    )
+    pointer: str | None = Field(
+        None, description="JSON Pointer (RFC 6901) of the bad value inside `location`."
+    )
+    field: str | None = Field(None, description="Name of the bad query or path parameter.")
+
+
+class SignatureIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    keyid: str = Field("", max_length=256)
+    sig: str = Field(min_length=1, max_length=4096, description="Base64 (standard or URL-safe).")
+
+
+class EnvelopeIn(BaseModel):
+    """A DSSE envelope (https://github.com/secure-systems-lab/dsse)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    payload: str = Field(description="Base64 of the in-toto Statement.")
+    payloadType: str = Field(max_length=256)  # noqa: N815 - DSSE field name
+    signatures: list[SignatureIn] = Field(min_length=1, max_length=MAX_SIGNATURES)
+
+
+class BatchIn(BaseModel):
+    """Several envelopes, appended in order; all are checked before any is appended."""
+
+    envelopes: list[EnvelopeIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class SignatureOut(BaseModel):
+    keyid: str
+    sig: str
+
+
+class EnvelopeOut(BaseModel):
+    payload: str
+    payloadType: str  # noqa: N815 - DSSE field name
+    signatures: list[SignatureOut]
+
+
+class EntryOut(BaseModel):
+    index: int
+    leaf_hash: str
+    predicate_type: str
+    project: str | None
+    image_id: str | None
+    signer: str
+    integrated_at: str
+    envelope: EnvelopeOut = Field(
+        description="The stored envelope; its RFC 8785 canonical JSON is the leaf."
+    )
+
+
+class CheckpointOut(BaseModel):
+    origin: str
+    size: int
+    root: str = Field(description="Hex root hash of the tree of `size` leaves.")
+    note: str = Field(description="The signed note (C2SP tlog-checkpoint).")
+    verifier_key: str = Field(description="The log's note verifier key.")
+
+
+class InclusionProofOut(BaseModel):
+    index: int
+    tree_size: int
+    leaf_hash: str
+    root: str
+    hashes: list[str]
+
+
+class ConsistencyProofOut(BaseModel):
+    old: int
+    new: int
+    old_root: str
+    new_root: str
+    hashes: list[str]
+
+
+class PostedEntry(BaseModel):
+    created: bool = Field(description="False when the same envelope was already in the log.")
+    entry: EntryOut
+    inclusion_proof: InclusionProofOut
+
+
+class PostEntryOut(PostedEntry):
+    checkpoint: CheckpointOut
+
+
+class PostBatchOut(BaseModel):
+    entries: list[PostedEntry]
+    checkpoint: CheckpointOut
+
+
+class EntryPage(BaseModel):
+    entries: list[EntryOut]
+    size: int = Field(description="Size of the log when the page was read.")
+    next_cursor: int | None = Field(
+        None, description="Pass as `after` for the next page; null on the last page."
+    )
+
+
+class KeyOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    keyid: str
+    name: str
+    algorithm: str
+    status: str
+    added_at: str | None
+    added_index: int | None
+    revoked_at: str | None
+    retired_at: str | None
+    reason: str | None
+    ended_index: int | None
+    public_key: str = Field(description="PEM SubjectPublicKeyInfo.")
+
+
+class KeysOut(BaseModel):
+    verifier_key: str
+    keys: list[KeyOut]
+
+
+class KeyAddIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    public_pem: str = Field(min_length=1, max_length=16384)
+
+
+class KeyRevokeIn(BaseModel):
+    reason: str = Field("", max_length=2000, pattern=NO_NUL)
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    role: Literal["pipeline", "auditor", "admin"]
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: str
+    revoked_at: str | None
+    active: bool
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The bearer token. Shown once; only its hash is stored.")
+
+
+class TokensOut(BaseModel):
+    tokens: list[TokenOut]
+
+
+class PackIn(BaseModel):
+    """The scope of an audit pack, as with `escrow pack`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    projects: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] = Field(
+        default_factory=list, max_length=100, description="Projects; empty means all."
+    )
+    since: datetime | None = Field(None, description="RFC 3339 time (inclusive).")
+    until: datetime | None = Field(None, description="RFC 3339 time (inclusive).")
+    entries: list[Annotated[int, Field(ge=0, le=MAX_INT)]] = Field(
+        default_factory=list, max_length=10000, description="Only these ledger indexes."
+    )
+    since_checkpoint: str | None = Field(
+        None,
+        max_length=8192,
+        pattern=NO_NUL,
+        description="The auditor's previous checkpoint (signed note) to prove consistency with.",
+    )
+
+
+class PackJobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    scope: dict[str, Any]
+    requested_by: str
+    requested_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    pdf_sha256: str | None
+    pdf_size: int | None
+    pdf_url: str | None = Field(None, description="Where to GET the signed PDF once it exists.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    size: int
