@@ -81,7 +81,7 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def _registry() -> Registry:  # type: ignore[type-arg]
+def _registry() -> Registry:
     resources = []
     for name in schema_names():
         schema = load_schema(name)
@@ -154,9 +154,7 @@ def _problem(error: ValidationError) -> SchemaProblem:
     if v == "const":
         return SchemaProblem(pointer, f"expected {_show(expected)}, got {_show(inst)}")
     if v == "pattern":
-        return SchemaProblem(
-            pointer, f"{_show(inst)} does not match the pattern {expected}"
-        )
+        return SchemaProblem(pointer, f"{_show(inst)} does not match the pattern {expected}")
     if v == "additionalProperties" and isinstance(inst, dict):
         return SchemaProblem(pointer, error.message)
     if v in _BOUNDS:
@@ -185,8 +183,7 @@ def validate(document: Any, name: str) -> None:
         return
     p = _problem(error)
     raise SchemaError(
-        f"The {name} document is invalid at {p.pointer or '/ (the document root)'}: "
-        f"{p.message}.",
+        f"The {name} document is invalid at {p.pointer or '/ (the document root)'}: {p.message}.",
         pointer=p.pointer,
     )
 

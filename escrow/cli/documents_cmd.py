@@ -1,0 +1,385 @@
+"""``escrow sign``, ``escrow schema`` and ``escrow export``: documents for pipeline authors.
+
+* ``escrow sign [FILE|-]`` validates in-toto Statements (one JSON document, or
+  JSON Lines) and prints one DSSE envelope per line.  If any statement is
+  invalid, each bad one gets one error line and nothing is signed (exit 2).
+* ``escrow schema list|show NAME|validate FILE...`` exposes the JSON Schemas.
+* ``escrow export --slsa INDEX`` writes the SLSA Provenance v1 Statement of a
+  recorded build (see docs/slsa.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import CheckFailed, EscrowError, InputError
+
+# -- shared helpers --------------------------------------------------------------
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as e:
+        raise InputError(f"The file {path} does not exist.") from e
+    except IsADirectoryError as e:
+        raise InputError(f"{path} is a directory, not a file.") from e
+    except OSError as e:
+        raise InputError(f"The file {path} cannot be read: {e.strerror}.") from e
+
+
+def _write_output(path: str, text: str) -> None:
+    """Write ``text`` to stdout ('-') or atomically to ``path`` (temporary file, then rename)."""
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Parsed:
+    """One document of the input: where it came from, and it or why it is not JSON."""
+
+    where: str  # "line 3", or "" for a single document
+    document: Any = None
+    error: str | None = None
+
+
+def parse_documents(data: bytes, *, source: str = "the input") -> list[Parsed]:
+    """One JSON document, or JSON Lines (one document per non-blank line)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{source} is not UTF-8 text ({e.reason}).") from e
+    if not text.strip():
+        raise InputError(f"{source} is empty; expected a Statement or JSON Lines of Statements.")
+    try:
+        return [Parsed("", json.loads(text))]
+    except ValueError as whole:
+        lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+        try:
+            json.loads(lines[0][1])
+        except ValueError:
+            raise InputError(f"{source} is not valid JSON ({whole}).") from whole
+    out: list[Parsed] = []
+    for n, line in lines:
+        try:
+            out.append(Parsed(f"line {n}", json.loads(line)))
+        except ValueError as e:
+            out.append(Parsed(f"line {n}", error=f"not valid JSON ({e})"))
+    return out
+
+
+def _passphrase(app: App, prompt: bool, what: str) -> str | None:
+    if prompt:
+        value: str = click.prompt(f"Passphrase for {what}", hide_input=True, err=True)
+        return value
+    return app.settings.passphrase
+
+
+# -- escrow sign -----------------------------------------------------------------
+
+
+def _statement_error(doc: Any) -> str | None:
+    from escrow.documents.schemas import validate_document
+
+    if isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc:
+        return "this is a DSSE envelope, not a Statement; escrow sign takes Statements"
+    try:
+        validate_document(doc)
+    except EscrowError as e:
+        return e.diagnostics()
+    return None
+
+
+@click.command()
+@click.argument("file", default="-", required=False)
+@click.option(
+    "--key",
+    "key_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Private key (PKCS#8 PEM) to sign with; repeat for a multi-signature envelope. "
+    "Default: the build key (ESCROW_KEY).",
+)
+@click.option(
+    "--passphrase-prompt",
+    is_flag=True,
+    help="Ask for the key passphrase (else ESCROW_KEY_PASSPHRASE).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the envelopes here (atomically) instead of stdout.",
+)
+@json_option
+@pass_app
+def sign(
+    app: App,
+    file: str,
+    key_paths: tuple[str, ...],
+    passphrase_prompt: bool,
+    output: str,
+    as_json: bool,
+) -> None:
+    """Validate and sign in-toto Statements from FILE (or stdin): one JSON document or
+    JSON Lines.  Prints one DSSE envelope per line.
+
+    Every statement is checked against its schema first; if any is invalid, each
+    one gets an error line, nothing is signed and the exit code is 2.
+    """
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    source = "standard input" if file == "-" else file
+    docs = parse_documents(_read_input(file), source=source)
+    errors: list[str] = []
+    for p in docs:
+        problem = p.error or _statement_error(p.document)
+        if problem:
+            errors.append(f"{p.where}: {problem}" if p.where else problem)
+    if errors:
+        if len(docs) == 1:
+            raise InputError(f"Nothing was signed: {errors[0]}")
+        for e in errors:
+            app.say(f"escrow: error: {e}")
+        raise InputError(
+            f"{len(errors)} of {len(docs)} statements are invalid; nothing was signed."
+        )
+    paths = [Path(k) for k in key_paths] or [app.settings.key_path]
+    passphrase = _passphrase(app, passphrase_prompt, "the signing key")
+    keys = [SigningKey.load(p, passphrase) for p in paths]
+    envelopes = [sign_statement(p.document, keys) for p in docs]
+    if as_json:
+        text = json.dumps(
+            {
+                "envelopes": [e.to_dict() for e in envelopes],
+                "count": len(envelopes),
+                "keyids": [k.keyid for k in keys],
+            },
+            indent=2,
+        )
+        _write_output(output, text + "\n")
+    else:
+        _write_output(output, "".join(e.to_bytes().decode("utf-8") + "\n" for e in envelopes))
+    app.say(f"Signed {len(envelopes)} statement(s) with {', '.join(k.keyid[:16] for k in keys)}.")
+
+
+# -- escrow schema ---------------------------------------------------------------
+
+
+@click.group()
+def schema() -> None:
+    """The JSON Schemas (draft 2020-12) of escrow's documents."""
+
+
+@schema.command("list")
+@json_option
+@pass_app
+def schema_list(app: App, as_json: bool) -> None:
+    """List the schemas: name, $id (the document type URI) and title."""
+    from escrow.documents.schemas import load_schema, schema_names
+
+    rows = [
+        {"name": n, "id": load_schema(n).get("$id"), "title": load_schema(n).get("title")}
+        for n in schema_names()
+    ]
+    if as_json:
+        app.emit_json({"schemas": rows})
+        return
+    for r in rows:
+        app.out(f"{r['name']:<22} {r['id']}")
+
+
+@schema.command("show")
+@click.argument("name")
+@json_option
+@pass_app
+def schema_show(app: App, name: str, as_json: bool) -> None:
+    """Print the schema NAME (a name such as build-manifest, or a type URI)."""
+    from escrow.documents.schemas import load_schema, resolve_name
+
+    app.emit_json(load_schema(resolve_name(name)))
+
+
+def _file_report(path: str, forced: str | None) -> dict[str, Any]:
+    from escrow.documents.schemas import SchemaProblem, problems, statement_problems
+    from escrow.documents.types import SCHEMA_IDS
+    from escrow.signing.dsse import Envelope
+
+    report: dict[str, Any] = {"file": path, "valid": False, "schema": None, "id": None}
+    try:
+        parsed = parse_documents(_read_input(path), source=path)
+    except InputError as e:
+        return {**report, "unreadable": True, "errors": [{"pointer": "", "message": e.message}]}
+    results: list[dict[str, Any]] = []
+    for p in parsed:
+        if p.error is not None:
+            results.append({"where": p.where, "schema": None, "errors": [("", p.error)]})
+            continue
+        doc, via = p.document, None
+        if isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc:
+            try:
+                doc, via = Envelope.from_dict(doc).statement(), "envelope payload"
+            except InputError as e:
+                results.append({"where": p.where, "schema": None, "errors": [("", e.message)]})
+                continue
+        found: list[SchemaProblem]
+        if forced:
+            name: str | None = forced
+            found = problems(doc, forced)
+        else:
+            name, found = statement_problems(doc)
+        results.append(
+            {
+                "where": p.where,
+                "schema": name,
+                "via": via,
+                "errors": [(x.pointer, x.message) for x in found],
+            }
+        )
+    names = {r["schema"] for r in results if r["schema"]}
+    name = names.pop() if len(names) == 1 else None
+    return {
+        **report,
+        "valid": not any(r["errors"] for r in results),
+        "schema": name,
+        "id": SCHEMA_IDS.get(name) if name else None,
+        "documents": len(results),
+        "errors": [
+            {"pointer": ptr, "message": msg, **({"where": r["where"]} if r["where"] else {})}
+            for r in results
+            for ptr, msg in r["errors"]
+        ],
+    }
+
+
+@schema.command("validate")
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--schema",
+    "schema_name",
+    help="Validate against this schema instead of the one named by each predicateType.",
+)
+@json_option
+@pass_app
+def schema_validate(
+    app: App, files: tuple[str, ...], schema_name: str | None, as_json: bool
+) -> None:
+    """Validate FILE(s) ('-' = stdin): Statements, DSSE envelopes (their payload) or JSON Lines.
+
+    Exit 0 when all are valid, 1 when any is invalid, 2 when a file cannot be read.
+    Every problem names the JSON Pointer of the bad field.
+    """
+    from escrow.documents.schemas import resolve_name
+
+    forced = resolve_name(schema_name) if schema_name else None
+    reports = [_file_report(f, forced) for f in files]
+    if as_json:
+        app.emit_json({"valid": all(r["valid"] for r in reports), "files": reports})
+    else:
+        for r in reports:
+            if r["valid"]:
+                app.out(f"{r['file']}: valid {r['schema']} ({r['id']})")
+                continue
+            kind = f" {r['schema']}" if r.get("schema") else ""
+            app.out(f"{r['file']}: invalid{kind}")
+            for e in r["errors"]:
+                where = f"{e['where']}: " if e.get("where") else ""
+                app.out(f"  {where}{e['pointer'] or '/'}: {e['message']}")
+    if any(r.get("unreadable") for r in reports):
+        raise InputError("Some files could not be read as JSON; see above.")
+    bad = [r["file"] for r in reports if not r["valid"]]
+    if bad:
+        raise CheckFailed(f"{len(bad)} of {len(reports)} file(s) are invalid: {', '.join(bad)}.")
+
+
+# -- escrow export ---------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--slsa",
+    "index",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Ledger index of a build manifest: export it as SLSA Provenance v1.",
+)
+@click.option("--sign", "do_sign", is_flag=True, help="Print a signed DSSE envelope instead.")
+@click.option(
+    "--passphrase-prompt",
+    is_flag=True,
+    help="Ask for the key passphrase (else ESCROW_KEY_PASSPHRASE).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write here (atomically) instead of stdout.",
+)
+@json_option
+@pass_app
+def export(
+    app: App, index: int, do_sign: bool, passphrase_prompt: bool, output: str, as_json: bool
+) -> None:
+    """Export the build recorded at ledger INDEX as an in-toto Statement with the
+    SLSA Provenance v1 predicate (docs/slsa.md), for tools that speak SLSA.
+    """
+    from escrow.documents.schemas import validate_document, validate_statement
+    from escrow.documents.slsa import provenance_statement
+    from escrow.documents.types import BUILD_MANIFEST
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    entry = app.ledger().get(index)
+    manifest = entry.statement()
+    ptype = validate_statement(manifest)
+    if ptype != BUILD_MANIFEST:
+        raise InputError(
+            f"Ledger entry {index} is a {ptype} document, not a build manifest.",
+            hint="Pick the index of a build (escrow log).",
+        )
+    statement = provenance_statement(
+        manifest,
+        envelope=entry.envelope,
+        ledger={
+            "ledgerIndex": entry.index,
+            "leafHash": entry.leaf_hash,
+            "origin": app.settings.origin,
+        },
+    )
+    validate_document(statement)
+    if do_sign:
+        key = SigningKey.load(
+            app.settings.key_path, _passphrase(app, passphrase_prompt, "the signing key")
+        )
+        env = sign_statement(statement, key)
+        text = (json.dumps(env.to_dict(), indent=2) if as_json else env.to_bytes().decode()) + "\n"
+    else:
+        text = json.dumps(statement, indent=2, ensure_ascii=False) + "\n"
+    _write_output(output, text)
+    if output != "-":
+        app.say(f"Wrote the SLSA provenance of entry {index} to {output}.")
