@@ -1,0 +1,294 @@
+"""``escrow ledger …`` (checkpoints, proofs, audit) and ``escrow post`` (append envelopes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import CheckFailed, EscrowError, InputError, LedgerTamperError
+
+
+@click.group()
+def ledger() -> None:
+    """The transparency log: signed checkpoints, inclusion and consistency proofs, audit.
+
+    Auditors keep the latest checkpoint they saw and later run
+    `escrow ledger consistency --from saved.checkpoint` to prove the log only grew.
+    """
+
+
+@ledger.command()
+@json_option
+@pass_app
+def checkpoint(app: App, as_json: bool) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note)."""
+    with app.ledger() as lg:
+        cp = lg.checkpoint()
+        doc = {**cp.to_dict(), "verifier_key": lg.verifier_key()}
+    if as_json:
+        app.emit_json(doc)
+    else:
+        sys.stdout.write(cp.note)
+        sys.stdout.flush()
+
+
+@ledger.command("verifier-key")
+@json_option
+@pass_app
+def verifier_key(app: App, as_json: bool) -> None:
+    """Print the log's note verifier key (<name>+<key hash>+<base64 key>)."""
+    with app.ledger() as lg:
+        key = lg.verifier_key()
+    if as_json:
+        app.emit_json({"verifier_key": key})
+    else:
+        app.out(key)
+
+
+@ledger.command()
+@click.argument("index", type=click.IntRange(min=0))
+@pass_app
+def leaf(app: App, index: int) -> None:
+    """Write the exact stored leaf bytes of entry INDEX to stdout, nothing else."""
+    with app.ledger() as lg:
+        data = lg.get(index).envelope
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        sys.stdout.flush()
+        buffer.write(data)
+        buffer.flush()
+    else:  # a text-only stdout (tests capturing output): the leaf is ASCII JSON
+        sys.stdout.write(data.decode("utf-8"))
+
+
+@ledger.command()
+@click.argument("index", type=click.IntRange(min=0))
+@click.option("--tree-size", type=click.IntRange(min=1), help="Prove against this tree size.")
+@json_option
+@pass_app
+def proof(app: App, index: int, tree_size: int | None, as_json: bool) -> None:
+    """Print the RFC 9162 inclusion proof of entry INDEX."""
+    from escrow.ledger import merkle
+
+    with app.ledger() as lg:
+        size = tree_size if tree_size is not None else lg.size()
+        path = lg.inclusion_proof(index, size)
+        root = lg.root(size)
+        leaf_hash = lg.get(index).leaf_hash
+    if not merkle.verify_inclusion(bytes.fromhex(leaf_hash), index, size, path, root):
+        raise LedgerTamperError(
+            f"The stored tree does not prove entry {index}.",
+            index=index,
+            kind="subtree-hash",
+            hint="Run `escrow ledger verify`.",
+        )
+    doc = {
+        "index": index,
+        "tree_size": size,
+        "leaf_hash": leaf_hash,
+        "root": root.hex(),
+        "proof": [h.hex() for h in path],
+    }
+    if as_json:
+        app.emit_json(doc)
+        return
+    app.out(
+        f"index      {index}\ntree size  {size}\nleaf hash  {leaf_hash}\nroot       {root.hex()}"
+    )
+    for i, h in enumerate(path):
+        app.out(f"proof[{i}]   {h.hex()}")
+
+
+@ledger.command()
+@click.argument("old_size", type=click.IntRange(min=0), required=False)
+@click.argument("new_size", type=click.IntRange(min=0), required=False)
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A checkpoint note saved earlier: check its signature and that the log extends it.",
+)
+@json_option
+@pass_app
+def consistency(
+    app: App, old_size: int | None, new_size: int | None, from_file: str | None, as_json: bool
+) -> None:
+    """Print the RFC 9162 consistency proof from OLD_SIZE to NEW_SIZE (default: now).
+
+    With --from, exit 1 unless the saved checkpoint is signed by the log key and
+    the log today extends it.
+    """
+    from escrow.ledger import merkle
+    from escrow.ledger.checkpoint import verify_checkpoint
+
+    if (old_size is None) == (from_file is None):
+        raise click.UsageError("Give either OLD_SIZE or --from CHECKPOINT_FILE.")
+    with app.ledger() as lg:
+        old_claimed: bytes | None = None
+        if from_file is not None:
+            if new_size is not None or old_size is not None:
+                raise click.UsageError("With --from, give no sizes: the proof is to today's log.")
+            try:
+                note = Path(from_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(f"Cannot read the checkpoint file {from_file}: {e}.") from e
+            old = verify_checkpoint(note, lg.verifier_key())
+            if old.origin != lg.origin:
+                raise CheckFailed(
+                    f"The checkpoint is for the log {old.origin!r}, not {lg.origin!r}."
+                )
+            current = lg.size()
+            if old.size > current:
+                raise CheckFailed(
+                    f"The log holds {current} entries, fewer than the {old.size} of the "
+                    "checkpoint: it does not extend it (truncated, or forked).",
+                )
+            old_size, old_claimed = old.size, old.root
+        assert old_size is not None
+        new = new_size if new_size is not None else lg.size()
+        if old_size > new:
+            raise InputError(f"The old size {old_size} is larger than the new size {new}.")
+        path = lg.consistency_proof(old_size, new)
+        old_root, new_root = lg.root(old_size), lg.root(new)
+    ok = merkle.verify_consistency(old_size, new, old_root, new_root, path)
+    extends = ok and (old_claimed is None or old_claimed == old_root)
+    doc: dict[str, Any] = {
+        "old_size": old_size,
+        "new_size": new,
+        "old_root": (old_claimed or old_root).hex(),
+        "new_root": new_root.hex(),
+        "proof": [h.hex() for h in path],
+    }
+    if from_file is not None:
+        doc["consistent"] = extends
+    if as_json:
+        app.emit_json(doc)
+    else:
+        app.out(f"old size  {old_size}\nnew size  {new}")
+        app.out(f"old root  {doc['old_root']}\nnew root  {new_root.hex()}")
+        for i, h in enumerate(path):
+            app.out(f"proof[{i}]  {h.hex()}")
+    if not ok:
+        raise LedgerTamperError(
+            "The stored tree does not prove its own consistency.",
+            kind="subtree-hash",
+            hint="Run `escrow ledger verify`.",
+        )
+    if not extends:
+        raise CheckFailed(
+            f"The log does not extend the checkpoint: its first {old_size} entries have "
+            "another root than the checkpoint's.",
+        )
+    if from_file is not None and not as_json:
+        app.say(f"The log (size {new}) extends the checkpoint of size {old_size}.")
+
+
+@ledger.command("verify")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes for signature checks (default: one per core for large logs).",
+)
+@json_option
+@pass_app
+def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
+    """Audit the whole log: leaf hashes, tree, signatures, keys and checkpoints.
+
+    Exit 1 naming the first bad index and the kind of problem when anything disagrees.
+    """
+    with app.ledger() as lg:
+        report = lg.verify(workers=workers)
+    if as_json:
+        app.emit_json(report.to_dict())
+    else:
+        for p in report.problems[:50]:
+            where = f"entry {p.index}" if p.index is not None else "log"
+            app.out(f"FAIL {p.kind:<20} {where}: {p.message}")
+        if report.ok:
+            app.out(
+                f"OK: {report.entries_checked} entries, {report.signatures_checked} signatures, "
+                f"{report.checkpoints_checked} checkpoints; root {report.root.hex()}"
+            )
+    first = report.first
+    if first is not None:
+        where = f"at entry {first.index}" if first.index is not None else "in the checkpoints"
+        raise LedgerTamperError(
+            f"The ledger failed verification {where}: {first.kind} ({first.message})",
+            index=first.index,
+            kind=first.kind,
+        )
+
+
+def _documents(data: bytes) -> list[tuple[int, bytes]]:
+    """``(line number, bytes)`` of each envelope: one JSON document, or JSON Lines."""
+    text = data.strip()
+    if not text:
+        raise InputError("The input holds no envelope.")
+    try:
+        json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+    return [(1, text)]
+
+
+@click.command()
+@click.argument("source", default="-", metavar="[FILE|-]")
+@json_option
+@pass_app
+def post(app: App, source: str, as_json: bool) -> None:
+    """Append DSSE envelopes (one JSON document, or JSON Lines) to the ledger.
+
+    Each envelope must be signed by a registered, active key.  One result line per
+    envelope; invalid envelopes are rejected one by one with the reason while the
+    valid ones are still appended.  Exit 1 when any was rejected.
+    """
+    from escrow.ledger.store import prepare
+
+    try:
+        if source == "-":
+            stdin = getattr(sys.stdin, "buffer", None)
+            data = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+        else:
+            data = Path(source).read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read {source}: {e.strerror}.") from e
+    docs = _documents(data)
+    results: list[dict[str, Any]] = []
+    with app.ledger() as lg:
+        for line, raw in docs:
+            try:
+                entry, created = lg.append_prepared(prepare(raw))
+            except (InputError, CheckFailed) as e:
+                if isinstance(e, LedgerTamperError):
+                    raise
+                results.append({"line": line, "status": "rejected", "error": e.diagnostics()})
+                if not as_json:
+                    app.out(f"rejected line {line}: {e.diagnostics()}")
+                continue
+            status = "appended" if created else "exists"
+            results.append(
+                {"line": line, "status": status, "index": entry.index, "leaf_hash": entry.leaf_hash}
+            )
+            if not as_json:
+                app.out(f"{status} {entry.index} {entry.leaf_hash}")
+    rejected = sum(r["status"] == "rejected" for r in results)
+    if as_json:
+        app.emit_json(
+            {
+                "results": results,
+                "appended": sum(r["status"] == "appended" for r in results),
+                "existing": sum(r["status"] == "exists" for r in results),
+                "rejected": rejected,
+            }
+        )
+    if rejected:
+        raise CheckFailed(f"{rejected} of {len(results)} envelopes were rejected.")
+
+
+__all__ = ["ledger", "post", "EscrowError"]

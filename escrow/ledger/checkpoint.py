@@ -1,0 +1,139 @@
+"""Signed checkpoints in the C2SP ``tlog-checkpoint`` / ``signed-note`` format.
+
+A checkpoint note::
+
+    <origin>\\n<size>\\n<base64 root>\\n
+    \\n
+    — <key name> <base64(4-byte key hash || Ed25519 signature)>\\n
+
+The signature is over the note body (the first three lines, each ending in a
+newline).  The key hash is the first 4 bytes of
+``SHA-256(name || 0x0A || 0x01 || 32-byte public key)``, and the verifier key is
+``<name>+<8 hex digits of the key hash>+<base64(0x01 || public key)>``, the form
+Go's ``golang.org/x/mod/sumdb/note`` reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from escrow.errors import InputError, SignatureError
+from escrow.ledger.models import Checkpoint
+from escrow.signing.keys import PublicKey, SigningKey
+
+EM_DASH = "\u2014"
+_ED25519_ALG = b"\x01"
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c.isspace() for c in name) or "+" in name:
+        raise InputError(
+            f"The note key name {name!r} must be non-empty, without spaces or '+'.",
+            hint="Set a log origin such as 'escrow.example.com/ledger'.",
+        )
+
+
+def key_hash(name: str, raw_public: bytes) -> bytes:
+    """First 4 bytes of SHA-256(name || '\\n' || 0x01 || public key)."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + _ED25519_ALG + raw_public).digest()[:4]
+
+
+def verifier_key_line(name: str, public: PublicKey) -> str:
+    """The note verifier key ``<name>+<hash hex>+<base64(0x01 || public key)>``."""
+    _check_name(name)
+    raw = public.raw()
+    return f"{name}+{key_hash(name, raw).hex()}+{base64.b64encode(_ED25519_ALG + raw).decode()}"
+
+
+def parse_verifier_key(line: str) -> tuple[str, bytes, PublicKey]:
+    """``(name, key hash, public key)`` of a verifier key line; InputError when malformed."""
+    parts = line.strip().split("+", 2)  # base64 may hold "+" too
+    if len(parts) != 3:
+        raise InputError("The verifier key must look like <name>+<8 hex digits>+<base64 key>.")
+    name, hash_hex, b64 = parts
+    try:
+        khash = bytes.fromhex(hash_hex)
+        blob = base64.b64decode(b64, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise InputError("The verifier key has a bad key hash or base64 key.") from e
+    if len(khash) != 4 or len(blob) != 33 or blob[:1] != _ED25519_ALG:
+        raise InputError("The verifier key is not an Ed25519 note key.")
+    if key_hash(name, blob[1:]) != khash:
+        raise InputError("The verifier key's hash does not match its name and key.")
+    return name, khash, PublicKey.from_raw_ed25519(blob[1:])
+
+
+def checkpoint_body(origin: str, size: int, root: bytes) -> str:
+    if not origin or "\n" in origin:
+        raise InputError("The log origin must be one non-empty line.")
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def sign_checkpoint(origin: str, size: int, root: bytes, key: SigningKey, name: str) -> str:
+    """The signed-note text of checkpoint ``(origin, size, root)``, signed by ``key``."""
+    _check_name(name)
+    body = checkpoint_body(origin, size, root)
+    raw = key.public.raw()
+    sig = key.sign(body.encode("utf-8"))
+    blob = base64.b64encode(key_hash(name, raw) + sig).decode()
+    return f"{body}\n{EM_DASH} {name} {blob}\n"
+
+
+def parse_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
+    """``(body, [(name, key hash, signature)])`` of a signed note."""
+    head, sep, sigs = note.partition("\n\n")
+    if not sep or not sigs.endswith("\n"):
+        raise InputError("The checkpoint is not a signed note (no blank line before signatures).")
+    body = head + "\n"
+    out: list[tuple[str, bytes, bytes]] = []
+    for line in sigs[:-1].split("\n"):
+        prefix = EM_DASH + " "
+        fields = line[len(prefix) :].split(" ") if line.startswith(prefix) else []
+        if len(fields) != 2:
+            raise InputError(f"The checkpoint has a malformed signature line {line[:60]!r}.")
+        try:
+            blob = base64.b64decode(fields[1], validate=True)
+        except (ValueError, binascii.Error) as e:
+            raise InputError("A checkpoint signature is not valid base64.") from e
+        if len(blob) < 5:
+            raise InputError("A checkpoint signature is too short.")
+        out.append((fields[0], blob[:4], blob[4:]))
+    return body, out
+
+
+def parse_checkpoint_body(body: str) -> tuple[str, int, bytes]:
+    lines = body.split("\n")
+    if len(lines) < 4:
+        raise InputError("The checkpoint body must hold an origin, a size and a root hash.")
+    origin, size_s, root_b64 = lines[0], lines[1], lines[2]
+    if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
+        raise InputError(f"The checkpoint tree size {size_s[:30]!r} is not a decimal number.")
+    try:
+        root = base64.b64decode(root_b64, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise InputError("The checkpoint root hash is not valid base64.") from e
+    if len(root) != 32:
+        raise InputError("The checkpoint root hash is not 32 bytes.")
+    return origin, int(size_s), root
+
+
+def verify_checkpoint(note: str, verifier_key: str) -> Checkpoint:
+    """Parse ``note`` and check it is signed by ``verifier_key``; SignatureError if not."""
+    name, khash, public = parse_verifier_key(verifier_key)
+    body, sigs = parse_note(note)
+    origin, size, root = parse_checkpoint_body(body)
+    for sig_name, sig_hash, sig in sigs:
+        if sig_name != name or sig_hash != khash:
+            continue
+        try:
+            public.verify(sig, body.encode("utf-8"))
+        except SignatureError:
+            continue
+        return Checkpoint(origin=origin, size=size, root=root, note=note)
+    raise SignatureError(
+        f"The checkpoint of {origin!r} at size {size} is not signed by the key "
+        f"{name}+{khash.hex()}.",
+        hint="It was signed by another key, or its text was changed.",
+    )

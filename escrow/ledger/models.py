@@ -1,0 +1,182 @@
+"""Value objects of the ledger's public face (no database imports here)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from escrow.errors import InputError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One leaf of the log."""
+
+    index: int  # 0-based position in the log
+    leaf_hash: str  # hex SHA-256(0x00 || envelope)
+    envelope: bytes  # the exact stored leaf bytes (canonical DSSE JSON)
+    predicate_type: str
+    project: str | None
+    image_id: str | None  # "sha256:…" for build manifests and rebuild verifications
+    signer: str  # key ID that signed it
+    integrated_at: datetime  # UTC
+
+    def statement(self) -> dict[str, Any]:
+        """The decoded in-toto Statement of the envelope."""
+        from escrow.signing.dsse import Envelope
+
+        return Envelope.from_bytes(self.envelope).statement()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary without the envelope bytes (JSON-ready)."""
+        return {
+            "index": self.index,
+            "leaf_hash": self.leaf_hash,
+            "predicate_type": self.predicate_type,
+            "project": self.project,
+            "image_id": self.image_id,
+            "signer": self.signer,
+            "integrated_at": rfc3339(self.integrated_at),
+        }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed tree head: C2SP tlog-checkpoint body plus its signed-note text."""
+
+    origin: str
+    size: int
+    root: bytes
+    note: str  # the full signed-note text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "size": self.size,
+            "root": self.root.hex(),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A signing key registered in the ledger and its history.
+
+    ``status`` is ``active`` (may sign new entries), ``revoked`` or ``retired``.
+    A key retired with an ``effective`` time in the future stays ``active`` until then.
+    """
+
+    keyid: str
+    name: str
+    algorithm: str
+    public_pem: str
+    status: str
+    added_at: datetime
+    added_index: int
+    revoked_at: datetime | None = None
+    retired_at: datetime | None = None
+    reason: str | None = None
+    ended_index: int | None = None  # ledger index of the revoke/retire event
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keyid": self.keyid,
+            "name": self.name,
+            "algorithm": self.algorithm,
+            "status": self.status,
+            "added_at": rfc3339(self.added_at),
+            "added_index": self.added_index,
+            "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None,
+            "retired_at": rfc3339(self.retired_at) if self.retired_at else None,
+            "reason": self.reason,
+            "ended_index": self.ended_index,
+            "public_key": self.public_pem,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One disagreement found by :meth:`Ledger.verify`.
+
+    ``kind`` is one of :data:`PROBLEM_KINDS`; ``index`` is the first entry concerned
+    (``None`` for problems of a checkpoint as a whole, e.g. a signature by another key).
+    """
+
+    index: int | None
+    kind: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "kind": self.kind, "message": self.message}
+
+
+#: Every ``Problem.kind``, with what it means.
+PROBLEM_KINDS: dict[str, str] = {
+    "edited": "the stored envelope bytes no longer hash to the recorded leaf hash",
+    "deleted": "an entry is missing from the middle of the log",
+    "reordered": "an entry sits at another position than the one it was appended at",
+    "forged": "an entry is not signed by any key the log ever registered",
+    "bad-signature": "an entry's signature by a registered key does not verify",
+    "key-not-valid": "an entry is signed by a key that was not valid at that position",
+    "subtree-hash": "a stored complete-subtree hash disagrees with its children",
+    "truncated": "the log holds fewer entries than a signed checkpoint covers",
+    "uncheckpointed": "entries exist beyond the latest signed checkpoint",
+    "checkpoint-signature": "a checkpoint is not signed by the log key",
+    "checkpoint-root": "a checkpoint's root does not match the log at its size",
+}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of :meth:`Ledger.verify`; ``ok`` only when nothing disagrees."""
+
+    size: int
+    root: bytes
+    entries_checked: int
+    signatures_checked: int
+    checkpoints_checked: int
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.entries_checked == self.size
+
+    @property
+    def first(self) -> Problem | None:
+        """The problem at the lowest index (entry problems before checkpoint-wide ones)."""
+        if not self.problems:
+            return None
+        return min(
+            self.problems,
+            key=lambda p: (p.index is None, p.index if p.index is not None else 0),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "root": self.root.hex(),
+            "entries_checked": self.entries_checked,
+            "signatures_checked": self.signatures_checked,
+            "checkpoints_checked": self.checkpoints_checked,
+            "first_bad_index": first.index if first else None,
+            "first_problem": first.to_dict() if first else None,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def rfc3339(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"The {what} is not valid JSON: {e}.") from e
+    if not isinstance(obj, dict):
+        raise InputError(f"The {what} is not a JSON object.")
+    return obj

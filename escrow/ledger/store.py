@@ -1,0 +1,924 @@
+"""The ledger: an append-only RFC 9162 transparency log on SQLite or PostgreSQL.
+
+``Ledger.append`` parses a DSSE envelope, validates its statement against its
+schema, checks its signature against a key registered and valid at append
+time (key events: the log key), and in ONE transaction — serialised by the
+database (SQLite ``BEGIN IMMEDIATE`` in WAL mode; PostgreSQL
+``pg_advisory_xact_lock``) — stores the envelope with its query columns, the
+hashes of the complete subtrees the new leaf finishes, and a new signed
+checkpoint.  A process killed mid-append leaves nothing half-written, and
+concurrent writers in any number of processes or servers cannot fork the tree.
+
+Proofs and roots are assembled from O(log n) stored complete-subtree hashes
+(:mod:`escrow.ledger.merkle`), read in one query.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from escrow.config import Settings
+from escrow.documents.canonical import canonical_bytes
+from escrow.documents.schemas import validate_statement
+from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION, STATEMENT_TYPE
+from escrow.errors import (
+    DatabaseUnavailable,
+    EscrowError,
+    InputError,
+    KeyLocked,
+    LedgerTamperError,
+    SignatureError,
+)
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import sign_checkpoint, verifier_key_line, verify_checkpoint
+from escrow.ledger.models import Checkpoint, Entry, KeyRecord, VerifyReport, rfc3339
+from escrow.signing.dsse import Envelope
+from escrow.signing.keys import PublicKey, SigningKey
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine, Row
+
+__all__ = ["Checkpoint", "Entry", "KeyRecord", "Ledger", "VerifyReport"]
+
+#: PostgreSQL advisory lock key serialising appends ("escrow" in ASCII).
+PG_LOCK_KEY = 0x657363726F77
+#: A signed checkpoint is kept in ``ledger_checkpoint`` every this many entries
+#: (the latest one is always in ``ledger_head``).
+CHECKPOINT_EVERY = 1024
+#: Statuses of a registered key.
+ACTIVE, REVOKED, RETIRED = "active", "revoked", "retired"
+
+
+def now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def to_us(t: datetime) -> int:
+    if t.tzinfo is None:
+        raise InputError(f"The time {t.isoformat()} has no time zone; give UTC.")
+    return int(t.timestamp() * 1_000_000)
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InputError(f"{text!r} is not an RFC 3339 time.") from e
+    if t.tzinfo is None:
+        raise InputError(f"The time {text!r} has no time zone; add 'Z' for UTC.")
+    return t.astimezone(UTC)
+
+
+# -- database plumbing ------------------------------------------------------------
+
+
+def redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown as its scheme only
+        return url.split(":", 1)[0] + ":…"
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine: SQLite in WAL mode (synchronous=FULL), or PostgreSQL."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise InputError(f"The ledger database URL {redacted(url)!r} is not valid: {e}.") from e
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise InputError("The SQLite ledger needs a file: use sqlite:////path/to/ledger.db.")
+        try:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseUnavailable(
+                f"Cannot create the folder of the SQLite ledger {parsed.database}: {e.strerror}."
+            ) from e
+        engine = create_engine(parsed, connect_args={"timeout": 120, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=120000")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("escrow_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if backend == "postgresql":
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except (NoSuchModuleError, ModuleNotFoundError) as e:
+            raise InputError(
+                f"Unsupported PostgreSQL driver in {redacted(url)!r}.",
+                hint="Use postgresql+psycopg://user@host:port/dbname.",
+            ) from e
+    raise InputError(
+        f"Unsupported ledger database {backend!r}.",
+        hint="Use sqlite:////path/ledger.db or postgresql+psycopg://….",
+    )
+
+
+@contextmanager
+def db_errors(url: str) -> Iterator[None]:
+    """Turn driver failures into :class:`DatabaseUnavailable` (exit 3)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+    try:
+        yield
+    except OperationalError as e:
+        raise DatabaseUnavailable(
+            f"The ledger database {redacted(url)} is unavailable: {str(e.orig).strip()}.",
+            hint="Check ESCROW_DB_URL and that the database server is running.",
+        ) from e
+    except DBAPIError as e:
+        raise DatabaseUnavailable(
+            f"The ledger database {redacted(url)} failed: {str(e.orig).strip()}."
+        ) from e
+    except SQLAlchemyError as e:
+        raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
+
+
+# -- what an append needs to know about an envelope -------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    envelope: Envelope
+    leaf: bytes
+    leaf_hash: bytes
+    statement: dict[str, Any]
+    predicate_type: str
+    project: str | None
+    image_id: str | None
+    diff_ids: tuple[str, ...]
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def index_fields(
+    predicate_type: str, statement: Mapping[str, Any]
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """``(project, image_id, diff_ids)`` of a statement (docs/ARCHITECTURE.md)."""
+    pred = statement.get("predicate")
+    if not isinstance(pred, Mapping):
+        return None, None, ()
+    if predicate_type == BUILD_MANIFEST:
+        build = pred.get("build")
+        image = pred.get("image")
+        layers = pred.get("layers")
+        project = _str_or_none(build.get("project")) if isinstance(build, Mapping) else None
+        image_id = _str_or_none(image.get("id")) if isinstance(image, Mapping) else None
+        diff_ids: list[str] = []
+        if isinstance(layers, list):
+            for layer in layers:
+                d = _str_or_none(layer.get("diffId")) if isinstance(layer, Mapping) else None
+                if d and d not in diff_ids:
+                    diff_ids.append(d)
+        return project, image_id, tuple(diff_ids)
+    if predicate_type == REBUILD_VERIFICATION:
+        original = pred.get("original")
+        image_id = _str_or_none(original.get("imageId")) if isinstance(original, Mapping) else None
+        return _str_or_none(pred.get("project")), image_id, ()
+    return None, None, ()
+
+
+def prepare(envelope: Envelope | bytes | str) -> Prepared:
+    """Parse, canonicalise and schema-validate an envelope (no database access)."""
+    env = envelope if isinstance(envelope, Envelope) else Envelope.from_bytes(envelope)
+    leaf = env.to_bytes()
+    statement = env.statement()
+    ptype = validate_statement(statement)
+    project, image_id, diff_ids = index_fields(ptype, statement)
+    return Prepared(
+        envelope=env,
+        leaf=leaf,
+        leaf_hash=merkle.leaf_hash(leaf),
+        statement=statement,
+        predicate_type=ptype,
+        project=project,
+        image_id=image_id,
+        diff_ids=diff_ids,
+    )
+
+
+def key_event_statement(
+    event: str,
+    public: PublicKey,
+    name: str,
+    effective: datetime,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The in-toto Statement of a key event (docs/ARCHITECTURE.md, "Key events")."""
+    keyid = public.keyid
+    predicate: dict[str, Any] = {
+        "event": event,
+        "keyid": keyid,
+        "name": name,
+        "algorithm": public.type.value,
+        "publicKey": public.pem(),
+        "effectiveFrom": rfc3339(effective.astimezone(UTC)),
+    }
+    if reason:
+        predicate["reason"] = reason
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": f"key:{keyid}", "digest": {"sha256": keyid}}],
+        "predicateType": KEY_EVENT,
+        "predicate": predicate,
+    }
+
+
+# -- the ledger -------------------------------------------------------------------
+
+
+class Ledger:
+    """An RFC 9162 Merkle-tree log of DSSE envelopes with signed C2SP checkpoints."""
+
+    checkpoint_every: int = CHECKPOINT_EVERY
+
+    def __init__(
+        self, engine: Engine, settings: Settings, origin: str, log_public: PublicKey | None
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self.url = settings.db_url
+        self.origin = origin
+        self._log_public = log_public
+        self._log_key: SigningKey | None = None
+        self._pg = engine.dialect.name == "postgresql"
+        self._key_cache: dict[str, PublicKey] = {}
+        self._lock = threading.Lock()
+
+    # -- opening ------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings) -> Ledger:
+        """Open (creating the tables if missing) the ledger at ``settings.db_url``."""
+        engine = make_engine(settings.db_url)
+        try:
+            log_public = cls._log_public_from_files(settings)
+            with db_errors(settings.db_url):
+                origin, stored_pub = cls._initialise(engine, settings, log_public)
+        except BaseException:
+            engine.dispose()
+            raise
+        if (
+            log_public is not None
+            and stored_pub is not None
+            and (log_public.keyid != stored_pub.keyid)
+        ):
+            engine.dispose()
+            raise KeyLocked(
+                f"The log key {settings.log_key_path} does not belong to this ledger "
+                f"(it was created with log key {stored_pub.keyid[:16]}…).",
+                hint="Point ESCROW_HOME at the matching keys, or use another database.",
+            )
+        return cls(engine, settings, origin, log_public or stored_pub)
+
+    @staticmethod
+    def _log_public_from_files(settings: Settings) -> PublicKey | None:
+        priv = settings.log_key_path
+        pub = priv.with_name(priv.name.replace(".key.pem", "") + ".pub.pem")
+        if pub.is_file():
+            return PublicKey.from_pem(pub.read_bytes())
+        if priv.is_file() and (settings.passphrase or b"ENCRYPTED" not in priv.read_bytes()):
+            return SigningKey.load(priv, settings.passphrase).public
+        return None
+
+    @staticmethod
+    def _initialise(
+        engine: Engine, settings: Settings, log_public: PublicKey | None
+    ) -> tuple[str, PublicKey | None]:
+        from sqlalchemy import insert, inspect, select
+
+        from escrow.ledger.tables import ALL_TABLES, HEAD, META, NODE
+
+        with engine.connect() as conn:
+            if inspect(conn).has_table("ledger_head"):
+                meta = dict(conn.execute(select(META.c.name, META.c.value)).tuples().all())
+                conn.rollback()
+                if "origin" in meta:
+                    pem = meta.get("log_public_key")
+                    return meta["origin"], PublicKey.from_pem(pem) if pem else None
+        with engine.connect() as conn:
+            conn.execution_options(escrow_write=True)
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                NODE.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
+                meta = dict(conn.execute(select(META.c.name, META.c.value)).tuples().all())
+                if "origin" not in meta:
+                    meta["origin"] = settings.origin
+                    conn.execute(insert(META), {"name": "origin", "value": settings.origin})
+                if "log_public_key" not in meta and log_public is not None:
+                    meta["log_public_key"] = log_public.pem()
+                    conn.execute(
+                        insert(META), {"name": "log_public_key", "value": log_public.pem()}
+                    )
+                if conn.execute(select(HEAD.c.id)).first() is None:
+                    conn.execute(
+                        insert(HEAD),
+                        {
+                            "id": 1,
+                            "size": 0,
+                            "root": merkle.EMPTY_ROOT,
+                            "note": "",
+                            "frontier": b"",
+                            "key_version": 0,
+                            "updated_us": now_us(),
+                        },
+                    )
+        pem = meta.get("log_public_key")
+        return meta["origin"], PublicKey.from_pem(pem) if pem else None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with db_errors(self.url), self._engine.connect() as conn, conn.begin():
+            if self._pg:
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with db_errors(self.url), self._engine.connect() as conn:
+            conn.execution_options(escrow_write=True)
+            with conn.begin():
+                if self._pg:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                yield conn
+
+    # -- keys -------------------------------------------------------------------
+    @property
+    def log_public(self) -> PublicKey:
+        if self._log_public is None:
+            self._log_public = self._signer().public
+        return self._log_public
+
+    def _signer(self) -> SigningKey:
+        if self._log_key is None:
+            key = SigningKey.load(self._settings.log_key_path, self._settings.passphrase)
+            if self._log_public is not None and key.keyid != self._log_public.keyid:
+                raise KeyLocked(
+                    f"The log key {self._settings.log_key_path} does not belong to this ledger.",
+                    hint="Point ESCROW_HOME at the keys the ledger was created with.",
+                )
+            self._log_key = key
+            if self._log_public is None:
+                self._log_public = key.public
+                self._remember_log_public(key.public)
+        return self._log_key
+
+    def _remember_log_public(self, public: PublicKey) -> None:
+        from sqlalchemy import insert, select
+
+        from escrow.ledger.tables import META
+
+        with self._write() as conn:
+            row = conn.execute(select(META.c.value).where(META.c.name == "log_public_key")).first()
+            if row is None:
+                conn.execute(insert(META), {"name": "log_public_key", "value": public.pem()})
+
+    def verifier_key(self) -> str:
+        """The note verifier key line of the log key: ``<origin>+<hash>+<key>``."""
+        return verifier_key_line(self.origin, self.log_public)
+
+    def _public(self, keyid: str, pem: str) -> PublicKey:
+        pub = self._key_cache.get(keyid)
+        if pub is None:
+            pub = PublicKey.from_pem(pem)
+            self._key_cache[keyid] = pub
+        return pub
+
+    def _key_rows(self, conn: Connection, keyids: Iterable[str]) -> dict[str, Row[Any]]:
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import KEY
+
+        ids = sorted(set(keyids))
+        stmt = select(KEY).where(KEY.c.keyid.in_(ids)) if ids else select(KEY)
+        return {r.keyid: r for r in conn.execute(stmt)}
+
+    @staticmethod
+    def _valid_now(row: Row[Any], at_us: int) -> bool:
+        if row.status == ACTIVE:
+            return True
+        return bool(row.status == RETIRED and row.retired_us is not None and row.retired_us > at_us)
+
+    def _record(self, row: Row[Any]) -> KeyRecord:
+        status = row.status
+        if status == RETIRED and row.retired_us is not None and row.retired_us > now_us():
+            status = ACTIVE
+        return KeyRecord(
+            keyid=row.keyid,
+            name=row.name,
+            algorithm=row.algorithm,
+            public_pem=row.public_pem,
+            status=status,
+            added_at=from_us(row.added_us),
+            added_index=row.added_index,
+            revoked_at=from_us(row.revoked_us) if row.revoked_us is not None else None,
+            retired_at=from_us(row.retired_us) if row.retired_us is not None else None,
+            reason=row.reason,
+            ended_index=row.ended_index,
+        )
+
+    def keys(self) -> list[KeyRecord]:
+        """Registered keys with their status and history, in order of registration."""
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import KEY
+
+        with self._read() as conn:
+            rows = conn.execute(select(KEY).order_by(KEY.c.added_index)).all()
+        return [self._record(r) for r in rows]
+
+    def key(self, keyid: str) -> KeyRecord:
+        """One registered key by full key ID or unique prefix; InputError when unknown."""
+        matches = [k for k in self.keys() if k.keyid.startswith(keyid.lower())] if keyid else []
+        if len(matches) != 1:
+            raise InputError(
+                f"No registered key has the ID {keyid!r}."
+                if not matches
+                else f"The key ID prefix {keyid!r} is ambiguous.",
+                hint="List the keys with `escrow keys list`.",
+            )
+        return matches[0]
+
+    def register_key(self, public: PublicKey, name: str) -> Entry:
+        """Append an ``added`` key event for ``public`` (idempotent for an active key)."""
+        existing = self._existing_key_entry(public.keyid)
+        if existing is not None:
+            return existing
+        statement = key_event_statement("added", public, name, datetime.now(UTC))
+        try:
+            entry, _ = self.append(self._sign(statement))
+        except InputError:
+            existing = self._existing_key_entry(public.keyid)
+            if existing is not None:  # registered concurrently by another process
+                return existing
+            raise
+        return entry
+
+    def _existing_key_entry(self, keyid: str) -> Entry | None:
+        with self._read() as conn:
+            row = self._key_rows(conn, [keyid]).get(keyid)
+        if row is None:
+            return None
+        if row.status == REVOKED:
+            raise InputError(
+                f"The key {keyid[:16]}… was revoked and cannot be registered again.",
+                hint="Generate a new key.",
+            )
+        return self.get(row.added_index)
+
+    def _key_event_for(
+        self, event: str, keyid: str, effective: datetime, reason: str | None
+    ) -> Entry:
+        rec = self.key(keyid)
+        if rec.status != ACTIVE:
+            raise InputError(f"The key {rec.keyid[:16]}… is already {rec.status}.")
+        public = PublicKey.from_pem(rec.public_pem)
+        statement = key_event_statement(event, public, rec.name, effective, reason)
+        entry, _ = self.append(self._sign(statement))
+        return entry
+
+    def revoke_key(self, keyid: str, reason: str) -> Entry:
+        """Append a ``revoked`` key event: the key signs nothing appended from now on."""
+        if not reason.strip():
+            raise InputError("Give a reason for revoking the key.")
+        return self._key_event_for("revoked", keyid, datetime.now(UTC), reason.strip())
+
+    def retire_key(
+        self, keyid: str, effective_from: datetime | None = None, reason: str | None = None
+    ) -> Entry:
+        """Append a ``retired`` key event; the key signs until ``effective_from`` (default now)."""
+        effective = effective_from or datetime.now(UTC)
+        if effective.tzinfo is None:
+            raise InputError("The retirement time needs a time zone (UTC).")
+        return self._key_event_for("retired", keyid, effective, reason or "retired")
+
+    def _sign(self, statement: Mapping[str, Any]) -> Envelope:
+        return Envelope(payload=canonical_bytes(statement)).signed_by(self._signer())
+
+    # -- appending ----------------------------------------------------------------
+    def append(self, envelope: Envelope | bytes | str) -> tuple[Entry, bool]:
+        """Append a DSSE envelope; return ``(entry, created)``.
+
+        Idempotent: an envelope already in the log returns its entry with
+        ``created=False``.  Raises :class:`InputError`/:class:`SchemaError` for a
+        malformed envelope and :class:`SignatureError` when no registered key that
+        is valid now (the log key, for key events) signed it; nothing is appended then.
+        """
+        p = prepare(envelope)
+        return self.append_prepared(p)
+
+    def append_prepared(self, p: Prepared) -> tuple[Entry, bool]:
+        """:meth:`append` for an envelope :func:`prepare` already checked."""
+        existing = self._find(p.leaf_hash)
+        if existing is not None:
+            return existing, False
+        candidates = self._verified_signers(p)
+        self._signer()  # load the log key before taking the lock
+        with self._write() as conn:
+            return self._append_locked(conn, p, candidates)
+
+    def append_many(
+        self, envelopes: Iterable[Envelope | bytes | str | Prepared]
+    ) -> Iterator[tuple[Entry, bool] | EscrowError]:
+        """Append each envelope in its own transaction; yield its result or its error."""
+        for item in envelopes:
+            try:
+                p = item if isinstance(item, Prepared) else prepare(item)
+                yield self.append_prepared(p)
+            except (InputError, SignatureError) as e:
+                yield e
+
+    def _find(self, leaf_hash: bytes) -> Entry | None:
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import ENTRY
+
+        with self._read() as conn:
+            row = conn.execute(select(ENTRY).where(ENTRY.c.leaf_hash == leaf_hash)).first()
+        return self._entry(row) if row is not None else None
+
+    def _verified_signers(self, p: Prepared) -> list[str]:
+        """Key IDs whose signature on the envelope verifies (before taking the lock)."""
+        env = p.envelope
+        if p.predicate_type == KEY_EVENT:
+            try:
+                return list(env.verify([self.log_public]))
+            except SignatureError as e:
+                raise SignatureError(
+                    "The key event is not signed by this ledger's log key.",
+                    hint="Key events are made by `escrow keys`, which signs them with the log key.",
+                ) from e
+        wanted = [s.keyid for s in env.signatures if s.keyid]
+        with self._read() as conn:
+            rows = self._key_rows(conn, wanted if len(wanted) == len(env.signatures) else [])
+        trusted = {k: self._public(k, r.public_pem) for k, r in rows.items()}
+        if not trusted:
+            ids = ", ".join(s.keyid[:16] or "(none)" for s in env.signatures)
+            raise SignatureError(
+                f"The envelope is not signed by a key registered in this ledger (key IDs: {ids}).",
+                hint="Register the key with `escrow keys add`, or sign with a registered key.",
+            )
+        return list(env.verify(trusted))
+
+    def _append_locked(
+        self, conn: Connection, p: Prepared, candidates: Sequence[str]
+    ) -> tuple[Entry, bool]:
+        from sqlalchemy import insert, select, update
+
+        from escrow.ledger.tables import CHECKPOINT, DIFF, ENTRY, HEAD, NODE
+
+        head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
+        row = conn.execute(select(ENTRY).where(ENTRY.c.leaf_hash == p.leaf_hash)).first()
+        if row is not None:
+            return self._entry(row), False
+        at = now_us()
+        n = head.size
+        key_version = head.key_version
+        if p.predicate_type == KEY_EVENT:
+            self._apply_key_event(conn, p.statement, n, at)
+            signer: str = self.log_public.keyid
+            key_version += 1
+        else:
+            rows = self._key_rows(conn, candidates)
+            valid = [k for k in candidates if k in rows and self._valid_now(rows[k], at)]
+            if not valid:
+                states = ", ".join(f"{k[:16]}… {rows[k].status}" for k in candidates if k in rows)
+                raise SignatureError(
+                    f"The envelope is signed only by keys that may not sign now ({states}).",
+                    hint="Sign with an active registered key.",
+                )
+            signer = valid[0]
+        # The new leaf and every subtree it completes, from the right edge of size n.
+        frontier = [head.frontier[i : i + 32] for i in range(0, len(head.frontier), 32)]
+        h = p.leaf_hash
+        nodes = [(merkle.stored_count(n), h)]
+        level = 0
+        while (n >> level) & 1:
+            h = merkle.node_hash(frontier.pop(), h)
+            level += 1
+            nodes.append((merkle.stored_count(n) + level, h))
+        frontier.append(h)
+        root = merkle.hash_of_nodes(frontier)
+        size = n + 1
+        note = sign_checkpoint(self.origin, size, root, self._signer(), self.origin)
+        conn.execute(
+            insert(ENTRY),
+            {
+                "idx": n,
+                "leaf_hash": p.leaf_hash,
+                "envelope": p.leaf,
+                "predicate_type": p.predicate_type,
+                "project": p.project,
+                "image_id": p.image_id,
+                "signer": signer,
+                "integrated_us": at,
+            },
+        )
+        if p.diff_ids:
+            conn.execute(insert(DIFF), [{"diff_id": d, "idx": n} for d in p.diff_ids])
+        conn.execute(insert(NODE), [{"id": i, "hash": hh} for i, hh in nodes])
+        conn.execute(
+            update(HEAD)
+            .where(HEAD.c.id == 1)
+            .values(
+                size=size,
+                root=root,
+                note=note,
+                frontier=b"".join(frontier),
+                key_version=key_version,
+                updated_us=at,
+            )
+        )
+        if size % self.checkpoint_every == 0:
+            conn.execute(
+                insert(CHECKPOINT), {"size": size, "root": root, "note": note, "created_us": at}
+            )
+        entry = Entry(
+            index=n,
+            leaf_hash=p.leaf_hash.hex(),
+            envelope=p.leaf,
+            predicate_type=p.predicate_type,
+            project=p.project,
+            image_id=p.image_id,
+            signer=signer,
+            integrated_at=from_us(at),
+        )
+        return entry, True
+
+    def _apply_key_event(
+        self, conn: Connection, statement: Mapping[str, Any], index: int, at: int
+    ) -> None:
+        from sqlalchemy import insert, update
+
+        from escrow.ledger.tables import KEY
+
+        pred = statement["predicate"]
+        keyid = pred["keyid"]
+        if statement["subject"][0]["digest"]["sha256"] != keyid:
+            raise InputError("The key event's subject digest is not its key ID.")
+        public = PublicKey.from_pem(pred["publicKey"])
+        if public.keyid != keyid or public.type.value != pred["algorithm"]:
+            raise InputError("The key event's key ID or algorithm does not match its public key.")
+        row = self._key_rows(conn, [keyid]).get(keyid)
+        event = pred["event"]
+        effective = to_us(parse_time(pred["effectiveFrom"]))
+        if event == "added":
+            if row is not None:
+                raise InputError(f"The key {keyid[:16]}… is already registered.")
+            conn.execute(
+                insert(KEY),
+                {
+                    "keyid": keyid,
+                    "name": pred["name"],
+                    "algorithm": pred["algorithm"],
+                    "public_pem": pred["publicKey"],
+                    "status": ACTIVE,
+                    "added_us": at,
+                    "added_index": index,
+                },
+            )
+            return
+        if row is None:
+            raise InputError(f"The key {keyid[:16]}… is not registered.")
+        if row.status == REVOKED or (event == "retired" and row.status == RETIRED):
+            raise InputError(f"The key {keyid[:16]}… is already {row.status}.")
+        values: dict[str, Any] = {
+            "status": event,
+            "reason": pred.get("reason"),
+            "ended_index": index,
+        }
+        if event == "revoked":
+            values["revoked_us"] = at
+        else:
+            values["retired_us"] = max(effective, at)
+        conn.execute(update(KEY).where(KEY.c.keyid == keyid).values(**values))
+
+    # -- reading ------------------------------------------------------------------
+    @staticmethod
+    def _entry(row: Row[Any]) -> Entry:
+        return Entry(
+            index=row.idx,
+            leaf_hash=bytes(row.leaf_hash).hex(),
+            envelope=bytes(row.envelope),
+            predicate_type=row.predicate_type,
+            project=row.project,
+            image_id=row.image_id,
+            signer=row.signer,
+            integrated_at=from_us(row.integrated_us),
+        )
+
+    def size(self) -> int:
+        """Number of entries in the log (the latest checkpoint's tree size)."""
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import HEAD
+
+        with self._read() as conn:
+            return int(conn.execute(select(HEAD.c.size).where(HEAD.c.id == 1)).scalar_one())
+
+    def get(self, index: int) -> Entry:
+        """The entry at ``index``; InputError when there is none."""
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import ENTRY
+
+        with self._read() as conn:
+            row = conn.execute(select(ENTRY).where(ENTRY.c.idx == index)).first()
+        if row is None or index < 0:
+            raise InputError(
+                f"The ledger has no entry {index} (it holds {self.size()} entries, from 0)."
+            )
+        return self._entry(row)
+
+    def get_by_leaf_hash(self, leaf_hash_hex: str) -> Entry:
+        try:
+            h = bytes.fromhex(leaf_hash_hex)
+        except ValueError as e:
+            raise InputError(f"{leaf_hash_hex!r} is not a hex leaf hash.") from e
+        entry = self._find(h)
+        if entry is None:
+            raise InputError(f"The ledger has no entry with leaf hash {leaf_hash_hex}.")
+        return entry
+
+    def entries(
+        self,
+        *,
+        project: str | None = None,
+        image_id: str | None = None,
+        diff_id: str | None = None,
+        signer: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        predicate_type: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[Entry]:
+        """Entries matching every given filter, oldest first, through indexed columns.
+
+        Pagination: pass the last index you received as ``after`` to get the next page.
+        ``since`` is inclusive, ``until`` exclusive.
+        """
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import DIFF, ENTRY
+
+        if limit < 1:
+            raise InputError("The page size (limit) must be at least 1.")
+        stmt = select(ENTRY)
+        if project is not None:
+            stmt = stmt.where(ENTRY.c.project == project)
+        if image_id is not None:
+            stmt = stmt.where(ENTRY.c.image_id == image_id)
+        if diff_id is not None:
+            stmt = stmt.where(ENTRY.c.idx.in_(select(DIFF.c.idx).where(DIFF.c.diff_id == diff_id)))
+        if signer is not None:
+            stmt = stmt.where(ENTRY.c.signer == signer)
+        if predicate_type is not None:
+            stmt = stmt.where(ENTRY.c.predicate_type == predicate_type)
+        if since is not None:
+            stmt = stmt.where(ENTRY.c.integrated_us >= to_us(since))
+        if until is not None:
+            stmt = stmt.where(ENTRY.c.integrated_us < to_us(until))
+        if after is not None:
+            stmt = stmt.where(ENTRY.c.idx > after)
+        stmt = stmt.order_by(ENTRY.c.idx).limit(limit)
+        with self._read() as conn:
+            return [self._entry(r) for r in conn.execute(stmt)]
+
+    # -- hashes and proofs ----------------------------------------------------------
+    def _tree_size(self, conn: Connection, tree_size: int | None) -> int:
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import HEAD
+
+        current = int(conn.execute(select(HEAD.c.size).where(HEAD.c.id == 1)).scalar_one())
+        if tree_size is None:
+            return current
+        if not 0 <= tree_size <= current:
+            raise InputError(
+                f"The tree size {tree_size} is not between 0 and the log's size {current}."
+            )
+        return tree_size
+
+    def _hashes(self, conn: Connection, nodes: Sequence[merkle.Node]) -> dict[merkle.Node, bytes]:
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import NODE
+
+        if not nodes:
+            return {}
+        ids = {merkle.stored_index(lv, i): (lv, i) for lv, i in nodes}
+        rows = conn.execute(select(NODE.c.id, NODE.c.hash).where(NODE.c.id.in_(list(ids))))
+        found = {ids[r.id]: bytes(r.hash) for r in rows}
+        missing = [n for n in nodes if n not in found]
+        if missing:
+            lv, i = missing[0]
+            raise LedgerTamperError(
+                f"The stored hash of the subtree at level {lv}, index {i} is missing.",
+                index=i << lv,
+                kind="subtree-hash",
+                hint="Run `escrow ledger verify`.",
+            )
+        return found
+
+    def root(self, tree_size: int | None = None) -> bytes:
+        """MTH of the first ``tree_size`` entries (default: all), from stored hashes."""
+        with self._read() as conn:
+            size = self._tree_size(conn, tree_size)
+            nodes = merkle.range_nodes(0, size)
+            found = self._hashes(conn, nodes)
+        return merkle.hash_of_nodes([found[n] for n in nodes])
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``tree_size``."""
+        with self._read() as conn:
+            size = self._tree_size(conn, tree_size)
+            if not 0 <= index < size:
+                raise InputError(f"The entry {index} is not in a tree of size {size}.")
+            plan = merkle.inclusion_plan(index, size)
+            return merkle.assemble(plan, self._hashes(conn, merkle.plan_nodes(plan)))
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """RFC 9162 consistency proof from tree size ``old`` to ``new`` (default: now)."""
+        with self._read() as conn:
+            size = self._tree_size(conn, new)
+            if not 0 <= old <= size:
+                raise InputError(f"The old size {old} is not between 0 and the new size {size}.")
+            plan = merkle.consistency_plan(old, size)
+            return merkle.assemble(plan, self._hashes(conn, merkle.plan_nodes(plan)))
+
+    # -- checkpoints ----------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """The latest signed checkpoint (signed with every append)."""
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import HEAD
+
+        with self._read() as conn:
+            head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
+        if not head.note:  # an empty log: sign the empty tree now
+            note = sign_checkpoint(self.origin, 0, merkle.EMPTY_ROOT, self._signer(), self.origin)
+            return Checkpoint(origin=self.origin, size=0, root=merkle.EMPTY_ROOT, note=note)
+        return verify_checkpoint(head.note, self.verifier_key())
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """The retained signed checkpoints (every :attr:`checkpoint_every` entries)."""
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import CHECKPOINT
+
+        with self._read() as conn:
+            rows = conn.execute(select(CHECKPOINT).order_by(CHECKPOINT.c.size)).all()
+        return [
+            Checkpoint(origin=self.origin, size=r.size, root=bytes(r.root), note=r.note)
+            for r in rows
+        ]
+
+    # -- verification -----------------------------------------------------------------
+    def verify(self, *, workers: int | None = None, chunk_size: int | None = None) -> VerifyReport:
+        """Re-derive every leaf hash, subtree hash and root from the stored bytes, check
+        every signature against the key valid at that position and every checkpoint
+        against the log key; see :mod:`escrow.ledger.verify`."""
+        from escrow.ledger.verify import verify_ledger
+
+        return verify_ledger(self, workers=workers, chunk_size=chunk_size)

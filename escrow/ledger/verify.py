@@ -1,0 +1,502 @@
+"""``Ledger.verify``: re-derive everything from the stored bytes and name the first problem.
+
+The log is checked in chunks of ``2**k`` entries, in parallel worker processes
+for large logs (each worker reads its own rows; Ed25519 verification is the
+bulk of the work).  Per chunk: every leaf hash is recomputed from the stored
+envelope bytes and compared with the recorded leaf hash and the stored tree;
+every complete-subtree hash inside the chunk is recomputed and compared; every
+envelope signature is checked against the keys the ledger knows.
+
+Then, in order over the whole log: key events (which must be signed by the
+log key) are replayed, so each entry is checked against the keys that were
+valid at its position; the root is recomputed and compared with the latest
+signed checkpoint (whose signature is checked against the log key), and every
+retained checkpoint is checked the same way, which proves it consistent with
+the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from escrow.documents.types import KEY_EVENT
+from escrow.errors import EscrowError, InputError, SignatureError
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import verify_checkpoint
+from escrow.ledger.models import Problem, VerifyReport
+from escrow.signing.dsse import Envelope, pae
+from escrow.signing.keys import PublicKey
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from escrow.ledger.store import Ledger
+
+CHUNK_LEVEL = 12  # chunks of 4096 entries
+PARALLEL_MIN = 2 << CHUNK_LEVEL  # below this many entries, verify in this process
+ZERO = bytes(32)
+
+
+@dataclass
+class ChunkResult:
+    start: int
+    end: int
+    leaves: bytes  # recomputed leaf hashes, 32 bytes each (zeros for missing rows)
+    levels: list[bytes]  # levels[l - 1]: recomputed complete subtrees of level l in the chunk
+    outer: list[tuple[int, int, bytes]]  # stored (level, index, hash) reaching past the chunk
+    signers: list[tuple[int, ...]]  # per entry: candidate keys whose signature verifies
+    times: list[int]  # per entry: integrated_us
+    key_events: dict[int, dict[str, Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    moved: list[tuple[int, bytes]] = field(default_factory=list)  # consistent row, wrong place
+    signatures: int = 0
+
+
+def _pubs(candidates: Sequence[tuple[str, str]]) -> tuple[list[PublicKey], dict[str, int]]:
+    pubs = [PublicKey.from_pem(pem) for _, pem in candidates]
+    return pubs, {keyid: i for i, (keyid, _) in enumerate(candidates)}
+
+
+def check_chunk(
+    conn: Connection, start: int, end: int, candidates: Sequence[tuple[str, str]]
+) -> ChunkResult:
+    """Check entries ``[start, end)``; candidate 0 is the log key."""
+    from sqlalchemy import select
+
+    from escrow.ledger.tables import ENTRY, NODE
+
+    pubs, by_id = _pubs(candidates)
+    n = end - start
+    rows = conn.execute(
+        select(ENTRY.c.idx, ENTRY.c.envelope, ENTRY.c.leaf_hash, ENTRY.c.integrated_us)
+        .where(ENTRY.c.idx >= start, ENTRY.c.idx < end)
+        .order_by(ENTRY.c.idx)
+    ).all()
+    lo, hi = merkle.stored_count(start), merkle.stored_count(end)
+    stored = {
+        r.id: bytes(r.hash)
+        for r in conn.execute(select(NODE.c.id, NODE.c.hash).where(NODE.c.id >= lo, NODE.c.id < hi))
+    }
+    res = ChunkResult(start, end, b"", [], [], [()] * n, [0] * n)
+    leaves = [ZERO] * n
+    present = [False] * n
+    for r in rows:
+        i = r.idx
+        k = i - start
+        present[k] = True
+        data = bytes(r.envelope)
+        h = merkle.leaf_hash(data)
+        leaves[k] = h
+        res.times[k] = r.integrated_us
+        node0 = stored.get(merkle.stored_index(0, i))
+        if h != bytes(r.leaf_hash):
+            res.problems.append(
+                Problem(i, "edited", f"Entry {i}: the stored envelope bytes were changed.")
+            )
+        elif node0 is None:
+            res.problems.append(
+                Problem(i, "subtree-hash", f"Entry {i}: its stored leaf hash is missing.")
+            )
+        elif h != node0:
+            res.moved.append((i, h))
+        _check_signature(res, i, k, data, pubs, by_id)
+    for k in range(n):
+        if not present[k]:
+            res.problems.append(Problem(start + k, "deleted", f"Entry {start + k} is missing."))
+    res.leaves = b"".join(leaves)
+    # every complete subtree inside the chunk
+    level_hashes = [leaves]
+    while len(level_hashes[-1]) > 1:
+        below = level_hashes[-1]
+        level_hashes.append(
+            [merkle.node_hash(below[j], below[j + 1]) for j in range(0, len(below) - 1, 2)]
+        )
+    res.levels = [b"".join(hs) for hs in level_hashes[1:]]
+    seen_bad: set[tuple[int, int]] = set()
+    for m in range(start, end):
+        if not present[m - start]:
+            continue
+        for level, idx in merkle.new_nodes(m)[1:]:
+            sid = merkle.stored_index(level, idx)
+            got = stored.get(sid)
+            first = idx << level
+            if first < start:
+                if got is not None:
+                    res.outer.append((level, idx, got))
+                continue
+            want = level_hashes[level][(first - start) >> level]
+            if got == want:
+                continue
+            # only report a node whose children are stored as recomputed
+            children_ok = all(
+                stored.get(merkle.stored_index(level - 1, c))
+                == level_hashes[level - 1][((c << (level - 1)) - start) >> (level - 1)]
+                for c in (2 * idx, 2 * idx + 1)
+            )
+            if children_ok and (level - 1, 2 * idx) not in seen_bad:
+                seen_bad.add((level, idx))
+                res.problems.append(
+                    Problem(
+                        first,
+                        "subtree-hash",
+                        f"The stored hash of entries {first}..{first + (1 << level) - 1} "
+                        "does not match the entries.",
+                    )
+                )
+    return res
+
+
+def _check_signature(
+    res: ChunkResult, i: int, k: int, data: bytes, pubs: list[PublicKey], by_id: dict[str, int]
+) -> None:
+    try:
+        env = Envelope.from_bytes(data)
+    except InputError:
+        res.problems.append(Problem(i, "edited", f"Entry {i} is not a readable DSSE envelope."))
+        return
+    signed = pae(env.payload_type, env.payload)
+    verified: list[int] = []
+    known = False
+    for s in env.signatures:
+        c = by_id.get(s.keyid)
+        if c is None:
+            continue
+        known = True
+        res.signatures += 1
+        try:
+            pubs[c].verify(s.sig, signed)
+        except SignatureError:
+            continue
+        verified.append(c)
+    res.signers[k] = tuple(verified)
+    if not verified:
+        if known:
+            res.problems.append(
+                Problem(i, "bad-signature", f"Entry {i}: its signature does not verify.")
+            )
+        else:
+            ids = ", ".join(s.keyid[:16] or "(none)" for s in env.signatures)
+            res.problems.append(
+                Problem(
+                    i, "forged", f"Entry {i} is signed by a key the log never registered ({ids})."
+                )
+            )
+        return
+    if 0 in verified:  # signed by the log key: a key event
+        try:
+            st = json.loads(env.payload)
+        except ValueError:
+            return
+        if isinstance(st, dict) and st.get("predicateType") == KEY_EVENT:
+            pred = st.get("predicate")
+            if isinstance(pred, dict):
+                res.key_events[i] = pred
+
+
+# -- worker processes ---------------------------------------------------------------
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _chunk_in_worker(
+    url: str, start: int, end: int, candidates: Sequence[tuple[str, str]]
+) -> ChunkResult:
+    from escrow.ledger.store import db_errors, make_engine
+
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = make_engine(url)
+    with db_errors(url), engine.connect() as conn:
+        return check_chunk(conn, start, end, candidates)
+
+
+def _run_chunks(
+    ledger: Ledger,
+    spans: list[tuple[int, int]],
+    candidates: list[tuple[str, str]],
+    workers: int,
+) -> list[ChunkResult]:
+    from escrow.ledger.store import db_errors
+
+    if workers <= 1 or len(spans) <= 1:
+        with db_errors(ledger.url), ledger._engine.connect() as conn:  # noqa: SLF001
+            return [check_chunk(conn, a, b, candidates) for a, b in spans]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["escrow.ledger.verify", "escrow.ledger.store"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(spans)), mp_context=ctx) as pool:
+        futures = [pool.submit(_chunk_in_worker, ledger.url, a, b, candidates) for a, b in spans]
+        return [f.result() for f in futures]
+
+
+# -- the whole log ------------------------------------------------------------------
+
+
+def verify_ledger(
+    ledger: Ledger, *, workers: int | None = None, chunk_size: int | None = None
+) -> VerifyReport:
+    from sqlalchemy import func, select
+
+    from escrow.ledger.tables import CHECKPOINT, ENTRY, HEAD, KEY
+
+    chunk = chunk_size or (1 << CHUNK_LEVEL)
+    if chunk & (chunk - 1):
+        raise InputError("The verification chunk size must be a power of two.")
+    with ledger._read() as conn:  # noqa: SLF001 - one snapshot of the log's state
+        head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
+        top = conn.execute(select(func.max(ENTRY.c.idx))).scalar()
+        kept = conn.execute(select(CHECKPOINT).order_by(CHECKPOINT.c.size)).all()
+        key_rows = conn.execute(select(KEY.c.keyid, KEY.c.public_pem)).all()
+    rows = 0 if top is None else int(top) + 1
+    log_public = ledger.log_public
+    verifier = ledger.verifier_key()
+    candidates: list[tuple[str, str]] = [(log_public.keyid, log_public.pem())]
+    for keyid, pem in key_rows:
+        try:
+            if PublicKey.from_pem(pem).keyid == keyid and keyid != log_public.keyid:
+                candidates.append((keyid, pem))
+        except EscrowError:
+            continue  # a mangled key row: entries it signed are reported as forged
+    problems: list[Problem] = []
+
+    # 1. the latest checkpoint
+    latest_size, latest_root = 0, merkle.EMPTY_ROOT
+    if not head.note:
+        if rows:
+            problems.append(
+                Problem(None, "checkpoint-signature", "The log has entries but no checkpoint.")
+            )
+        else:
+            problems.append(Problem(None, "empty", "The log is empty; there is nothing to verify."))
+    else:
+        try:
+            ck = verify_checkpoint(head.note, verifier)
+            latest_size, latest_root = ck.size, ck.root
+        except (SignatureError, InputError) as e:
+            problems.append(
+                Problem(None, "checkpoint-signature", f"The latest checkpoint: {e.message}")
+            )
+            latest_size = int(head.size)
+
+    # 2. every entry, in chunks
+    spans = [(a, min(a + chunk, rows)) for a in range(0, rows, chunk)]
+    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers is None and rows < PARALLEL_MIN:
+        n_workers = 1
+    results = _run_chunks(ledger, spans, candidates, n_workers)
+    signatures = sum(r.signatures for r in results)
+    for r in results:
+        problems.extend(r.problems)
+    moved = [m for r in results for m in r.moved]
+    if moved:
+        problems.extend(_classify_moved(ledger, moved[:20]))
+
+    # 3. keys valid at each position
+    problems.extend(_replay_keys(results, candidates))
+
+    # 4. the tree: levels of recomputed hashes over [0, rows)
+    levels = _levels(results, rows)
+    leaf_problem = any(p.index is not None for p in problems)
+    if not leaf_problem:
+        for r in results:
+            for level, idx, got in r.outer:
+                want = _node(levels, level, idx)
+                if want is not None and want != got:
+                    first = idx << level
+                    problems.append(
+                        Problem(
+                            first,
+                            "subtree-hash",
+                            f"The stored hash of entries {first}..{first + (1 << level) - 1} "
+                            "does not match the entries.",
+                        )
+                    )
+
+    def root_at(size: int) -> bytes:
+        hs = [_node(levels, lv, i) for lv, i in merkle.range_nodes(0, size)]
+        return merkle.hash_of_nodes([h or ZERO for h in hs])
+
+    checked = 0
+    for name, size, root, note in [
+        *[(f"checkpoint at size {c.size}", c.size, bytes(c.root), c.note) for c in kept],
+        ("latest checkpoint", latest_size, latest_root, None),
+    ]:
+        checked += 1
+        if note is not None:
+            try:
+                ck = verify_checkpoint(note, verifier)
+            except (SignatureError, InputError) as e:
+                problems.append(Problem(None, "checkpoint-signature", f"The {name}: {e.message}"))
+                continue
+            if ck.size != size or ck.root != root:
+                problems.append(
+                    Problem(None, "checkpoint-signature", f"The {name} differs from its note.")
+                )
+                continue
+        if size > rows:
+            problems.append(
+                Problem(
+                    rows,
+                    "truncated",
+                    f"The log holds {rows} entries but the signed {name} covers {size}.",
+                )
+            )
+            continue
+        if root_at(size) != root:
+            problems.append(
+                Problem(
+                    None,
+                    "checkpoint-root",
+                    f"The root of the first {size} entries does not match the {name}.",
+                )
+            )
+    if head.note and rows > latest_size:
+        problems.append(
+            Problem(
+                latest_size,
+                "uncheckpointed",
+                f"Entries {latest_size}..{rows - 1} are not covered by the latest signed "
+                "checkpoint (appended outside escrow).",
+            )
+        )
+    problems = _dedupe(problems)
+    return VerifyReport(
+        size=latest_size,
+        root=latest_root,
+        entries_checked=rows,
+        signatures_checked=signatures,
+        checkpoints_checked=checked if head.note else 0,
+        problems=problems,
+    )
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[int | None, str]] = set()
+    out: list[Problem] = []
+    order = {"deleted": 0, "reordered": 1, "edited": 2, "forged": 3, "bad-signature": 4}
+    for p in sorted(problems, key=lambda p: (p.index is None, p.index or 0, order.get(p.kind, 9))):
+        if (p.index, p.kind) not in seen:
+            seen.add((p.index, p.kind))
+            out.append(p)
+    return out
+
+
+def _classify_moved(ledger: Ledger, moved: list[tuple[int, bytes]]) -> list[Problem]:
+    """A row that hashes to its own recorded leaf hash but not the stored tree's:
+    reordered when that hash sits elsewhere in the tree, edited otherwise."""
+    from sqlalchemy import select
+
+    from escrow.ledger.tables import NODE
+
+    out: list[Problem] = []
+    with ledger._read() as conn:  # noqa: SLF001
+        for i, h in moved:
+            ids = [r.id for r in conn.execute(select(NODE.c.id).where(NODE.c.hash == h))]
+            if ids:
+                out.append(Problem(i, "reordered", f"Entry {i} is not the entry appended at {i}."))
+            else:
+                out.append(
+                    Problem(
+                        i, "edited", f"Entry {i}: the stored envelope and leaf hash were changed."
+                    )
+                )
+    return out
+
+
+def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) -> list[Problem]:
+    from escrow.ledger.store import parse_time, to_us
+
+    ids = [k for k, _ in candidates]
+    state: dict[str, tuple[int, int | None, int | None]] = {}  # keyid -> (added, ended, until)
+    out: list[Problem] = []
+    for r in results:
+        for k, verified in enumerate(r.signers):
+            i = r.start + k
+            if not verified:
+                continue  # reported by the chunk
+            event = r.key_events.get(i)
+            if event is not None:
+                keyid = str(event.get("keyid", ""))
+                kind = event.get("event")
+                if kind == "added" and keyid not in state:
+                    state[keyid] = (i, None, None)
+                elif kind in ("revoked", "retired") and keyid in state:
+                    until: int | None = None
+                    if kind == "retired":
+                        try:
+                            until = max(to_us(parse_time(str(event.get("effectiveFrom")))), 0)
+                        except EscrowError:
+                            until = None
+                    state[keyid] = (state[keyid][0], i, until)
+                continue
+            ok = False
+            ever = False
+            for c in verified:
+                if c == 0:
+                    continue
+                st = state.get(ids[c])
+                if st is None:
+                    continue
+                ever = True
+                added, ended, until = st
+                if ended is None or (until is not None and r.times[k] < until):
+                    ok = True
+                    break
+            if not ok:
+                if ever:
+                    out.append(
+                        Problem(
+                            i,
+                            "key-not-valid",
+                            f"Entry {i} is signed by a key that was revoked or retired before it.",
+                        )
+                    )
+                else:
+                    out.append(
+                        Problem(
+                            i,
+                            "forged",
+                            f"Entry {i} is signed by a key no key event of the log registered.",
+                        )
+                    )
+    return out
+
+
+def _levels(results: list[ChunkResult], rows: int) -> list[bytes]:
+    levels = [b"".join(r.leaves for r in results)]
+    depth = 1
+    while (rows >> depth) > 0:
+        chunk_parts = [r.levels[depth - 1] if depth - 1 < len(r.levels) else None for r in results]
+        if (
+            results
+            and all(
+                p is not None and len(p) == 32 * ((r.end - r.start) >> depth)
+                for p, r in zip(chunk_parts, results, strict=True)
+            )
+            and all((r.start >> depth) << depth == r.start for r in results)
+        ):
+            levels.append(b"".join(p for p in chunk_parts if p is not None))
+        else:
+            below = levels[-1]
+            count = len(below) // 64
+            levels.append(
+                b"".join(
+                    merkle.node_hash(below[64 * j : 64 * j + 32], below[64 * j + 32 : 64 * j + 64])
+                    for j in range(count)
+                )
+            )
+        depth += 1
+    return levels
+
+
+def _node(levels: list[bytes], level: int, idx: int) -> bytes | None:
+    if level >= len(levels):
+        return None
+    h = levels[level][32 * idx : 32 * idx + 32]
+    return h if len(h) == 32 else None
