@@ -1,0 +1,160 @@
+"""``escrow pack``: render a signed PDF audit pack; ``escrow pack verify``: check one offline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import InputError, UsageError
+
+
+def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
+    """RFC 3339 (``Z`` or offset) or a bare date; naive times are UTC."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+            return day + timedelta(days=1, microseconds=-1) if end_of_day else day
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a date or an RFC 3339 time.",
+            hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--project", "projects", multiple=True, help="Project in scope (repeatable).")
+@click.option("--since", help="First date or time in scope (integration time).")
+@click.option("--until", help="Last date or time in scope (a bare date includes that day).")
+@click.option("--entries", "entries", help="Ledger indexes in scope, e.g. 3,5,7-9.")
+@click.option("--requester", default="", help="Who asked for the pack (shown on the cover).")
+@click.option(
+    "--since-checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The auditor's previous checkpoint note: the pack proves the log only grew since.",
+)
+@click.option(
+    "--generated-at",
+    help="Generation time to print (RFC 3339); the same ledger, options and time "
+    "give a byte-identical PDF before it is signed.",
+)
+@click.option(
+    "--render-only",
+    is_flag=True,
+    help="Write the PDF as rendered, unsigned, and record nothing (to compare a re-rendering).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PDF to write."
+)
+@json_option
+@click.pass_context
+def pack(
+    ctx: click.Context,
+    projects: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    entries: str | None,
+    requester: str,
+    since_checkpoint: Path | None,
+    generated_at: str | None,
+    render_only: bool,
+    output: Path | None,
+    as_json: bool,
+) -> None:
+    """Render a signed PDF audit pack of recorded builds.
+
+    \b
+    escrow pack --project P [--since D] [--until D] -o pack.pdf
+    escrow pack verify pack.pdf [--trust CERT.pem]
+
+    The PDF embeds every envelope, inclusion proof, the checkpoint and the
+    public keys, is signed (PAdES, ECDSA P-256) and its statement is appended
+    to the ledger.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    assert app is not None
+    if output is None:
+        raise UsageError("Say where to write the pack with -o FILE.pdf.")
+    from escrow.pack.collect import PackRequest, parse_entry_list
+    from escrow.pack.render import render_pack
+
+    old_note: str | None = None
+    if since_checkpoint is not None:
+        try:
+            old_note = since_checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"Cannot read the previous checkpoint {since_checkpoint}: {e}.") from e
+    when = (
+        parse_time(generated_at, "--generated-at")
+        if generated_at
+        else datetime.now(UTC).replace(microsecond=0)
+    )
+    request = PackRequest(
+        generated_at=when,
+        projects=tuple(dict.fromkeys(projects)),
+        since=parse_time(since, "--since") if since else None,
+        until=parse_time(until, "--until", end_of_day=True) if until else None,
+        entries=parse_entry_list(entries) if entries else (),
+        entries_text=entries or "",
+        requester=requester,
+        since_checkpoint=old_note,
+    )
+    if request.since and request.until and request.since > request.until:
+        raise UsageError("--since is after --until.")
+    ledger = app.ledger()
+    result = render_pack(
+        app.settings, ledger, request, output, sign=not render_only, record=not render_only
+    )
+    for w in result.warnings:
+        app.say(f"escrow: warning: the renderer said: {w}")
+    if as_json:
+        app.emit_json(result.to_json())
+        return
+    app.say(
+        f"Pack {result.pack_id}: {len(result.entries)} builds, {result.pages} pages, "
+        f"{result.overall.lower()}."
+    )
+    if result.index is not None:
+        app.say(f"Recorded as ledger entry {result.index} (leaf {result.leaf_hash}).")
+    elif render_only:
+        app.say("Rendered only: not signed, not recorded.")
+    app.say(f"SHA-256 {result.sha256}")
+    app.out(str(result.path))
+
+
+@pack.command("verify")
+@click.argument("pdf", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--trust",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Certificate (PEM) the pack signature must chain to.",
+)
+@json_option
+@pass_app
+def verify(app: App, pdf: Path, trust: Path | None, as_json: bool) -> None:
+    """Check a pack offline, from the file alone; exit 1 naming what failed."""
+    from escrow.errors import CheckFailed
+    from escrow.pack.verify import verify_pack
+
+    report = verify_pack(pdf, trust=trust)
+    if as_json:
+        app.emit_json(report.to_json())
+    else:
+        for check in report.checks:
+            mark = "ok  " if check.ok else "FAIL"
+            app.say(f"{mark} {check.name}: {check.detail}")
+    if not report.ok:
+        failed = report.first_failure
+        assert failed is not None
+        raise CheckFailed(f"The pack {pdf} fails verification: {failed.name}: {failed.detail}.")
+    if not as_json:
+        app.out(f"{pdf}: pack {report.pack_id} verified ({report.summary()}).")

@@ -1,0 +1,754 @@
+"""Collect: ledger entries → the pack's view model and the evidence to embed.
+
+This is the only part of the pack that reads the ledger.  It re-checks what it
+shows — each envelope's signature against the key registered for it, each
+inclusion proof against the checkpoint, the checkpoint's own signature, and
+the consistency proof from the auditor's previous checkpoint — so the pack
+states what was verified when it was made, not what the database claims.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from escrow import __version__
+from escrow.documents.canonical import canonical_bytes
+from escrow.documents.types import AUDIT_PACK, BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
+from escrow.errors import InputError
+from escrow.pack.model import (
+    Anomaly,
+    BaseImageRow,
+    BuildArgRow,
+    BuildView,
+    ConsistencyView,
+    KeyEventRow,
+    KeyView,
+    LayerRow,
+    LedgerView,
+    PackView,
+    RebuildView,
+    ScopeView,
+    SignerView,
+    StepRow,
+    SummaryView,
+    Verdict,
+)
+from escrow.signing.dsse import Envelope
+from escrow.signing.keys import PublicKey
+
+PAGE = 500  # entries fetched per ledger query
+
+
+class EntryLike(Protocol):
+    @property
+    def index(self) -> int: ...
+    @property
+    def leaf_hash(self) -> str: ...
+    @property
+    def envelope(self) -> bytes: ...
+    @property
+    def predicate_type(self) -> str: ...
+    @property
+    def signer(self) -> str: ...
+    @property
+    def integrated_at(self) -> datetime: ...
+    def statement(self) -> dict[str, Any]: ...
+
+
+class CheckpointLike(Protocol):
+    @property
+    def origin(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def root(self) -> bytes: ...
+    @property
+    def note(self) -> str: ...
+
+
+class LedgerReader(Protocol):
+    """What the pack needs from :class:`escrow.ledger.store.Ledger`."""
+
+    def get(self, index: int) -> Any: ...
+    def entries(self, **filters: Any) -> Sequence[Any]: ...
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]: ...
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]: ...
+    def checkpoint(self) -> Any: ...
+    def verifier_key(self) -> str: ...
+    def keys(self) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class PackRequest:
+    """What the auditor asked for."""
+
+    generated_at: datetime
+    projects: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    entries: tuple[int, ...] = ()
+    entries_text: str = ""
+    requester: str = ""
+    since_checkpoint: str | None = None  # the auditor's previous checkpoint note
+
+
+@dataclass(frozen=True)
+class ProofRecord:
+    index: int
+    leaf_hash: str
+    hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything embedded in the PDF so that it alone suffices to verify."""
+
+    envelopes: tuple[tuple[int, bytes], ...]  # (index, exact leaf bytes), ascending
+    proofs: tuple[ProofRecord, ...]
+    checkpoint_note: str
+    tree_size: int
+    root_hex: str
+    verifier_key: str
+    keys: tuple[KeyView, ...]
+    consistency: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Collected:
+    view: PackView
+    evidence: Evidence
+    predicate: dict[str, Any] = field(default_factory=dict)
+
+
+# -- small helpers -------------------------------------------------------------
+
+
+def rfc3339(t: datetime) -> str:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    t = t.astimezone(UTC)
+    if t.microsecond:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_entry_list(text: str) -> tuple[int, ...]:
+    """``"3,5,7-9"`` → ``(3, 5, 7, 8, 9)``."""
+    out: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo or hi - lo > 1_000_000:
+                    raise ValueError
+                out.update(range(lo, hi + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise InputError(
+                f"The entry list {text!r} is not valid.",
+                hint="Give ledger indexes and ranges like 3,5,7-9.",
+            ) from None
+    if any(i < 0 for i in out):
+        raise InputError(f"The entry list {text!r} holds a negative index.")
+    return tuple(sorted(out))
+
+
+def _s(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _i(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _d(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _l(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _pairs(mapping: Mapping[str, Any], skip: Iterable[str] = ()) -> tuple[tuple[str, str], ...]:
+    skipped = set(skip)
+    out: list[tuple[str, str]] = []
+    for k, v in mapping.items():
+        if k in skipped or v is None or v == "" or v == {} or v == []:
+            continue
+        if isinstance(v, dict):
+            out.extend((f"{k}.{k2}", v2) for k2, v2 in _pairs(v))
+        else:
+            out.append((k, _s(v)))
+    return tuple(out)
+
+
+def _ms_between(start: str, end: str) -> int | None:
+    try:
+        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((b - a).total_seconds() * 1000)
+
+
+# -- one build ------------------------------------------------------------------
+
+
+def verdict_of(predicate: Mapping[str, Any]) -> tuple[Verdict, tuple[str, ...]]:
+    """Overall verdict and the differences of a rebuild-verification predicate."""
+    raw = _d(predicate.get("verdict"))
+    details: list[str] = []
+    for layer in _l(raw.get("layers")):
+        ld = _d(layer)
+        lv = _s(ld.get("verdict"))
+        if lv == "equivalent":
+            norms = ", ".join(_s(n) for n in _l(ld.get("normalisations")))
+            details.append(
+                f"layer {_s(ld.get('index'))}: equivalent after {norms or 'normalising'}"
+            )
+        elif lv and lv != "identical":
+            details.append(f"layer {_s(ld.get('index'))}: {lv}")
+        diffs = _l(ld.get("differences"))
+        details.extend(f"  {_s(_d(d).get('kind'))}: {_s(_d(d).get('path'))}" for d in diffs[:40])
+        total = _i(ld.get("differenceCount")) or len(diffs)
+        if total > min(len(diffs), 40):
+            details.append(f"  … {total - min(len(diffs), 40)} more differences")
+    details.extend(f"config {_s(_d(c).get('field'))} differs" for c in _l(raw.get("config")))
+    failure = _d(raw.get("failure"))
+    if failure:
+        details.append(
+            f"failed at step {_s(failure.get('step'))} {_s(failure.get('instruction'))}"
+            f" (exit {_s(failure.get('exitCode'))}) {_s(failure.get('message'))}".rstrip()
+        )
+    details.extend(
+        f"missing {_s(_d(m).get('kind'))}: {_s(_d(m).get('name'))}" for m in _l(raw.get("missing"))
+    )
+    try:
+        verdict = Verdict(_s(raw.get("overall")))
+    except ValueError:
+        verdict = Verdict.UNKNOWN
+    if verdict is Verdict.NOT_CHECKED:
+        verdict = Verdict.UNKNOWN
+    return verdict, tuple(details)
+
+
+def build_view(
+    *,
+    index: int,
+    leaf_hash: str,
+    integrated_at: str,
+    statement: Mapping[str, Any],
+    signer: str,
+    signer_name: str = "",
+    algorithm: str = "",
+    signature_verified: bool = False,
+    signature_problem: str = "",
+    inclusion_proof: Sequence[str] = (),
+    inclusion_verified: bool = False,
+    rebuilds: Sequence[RebuildView] = (),
+    anomalies: Sequence[str] = (),
+) -> BuildView:
+    """The view of one build-manifest statement (tolerant of missing fields)."""
+    p = _d(statement.get("predicate"))
+    build = _d(p.get("build"))
+    builder = _d(p.get("builder"))
+    inputs = _d(p.get("inputs"))
+    recipe = _d(inputs.get("recipe"))
+    context = _d(inputs.get("context"))
+    image = _d(p.get("image"))
+    config = _d(image.get("config"))
+    started, finished = _s(build.get("startedOn")), _s(build.get("finishedOn"))
+    subjects = tuple(
+        (_s(_d(s).get("name")), _s(_d(_d(s).get("digest")).get("sha256")))
+        for s in _l(statement.get("subject"))
+    )
+    build_args = tuple(
+        BuildArgRow(
+            name=_s(_d(a).get("name")),
+            value=None if _d(a).get("secret") else _s(_d(a).get("value")),
+            secret=bool(_d(a).get("secret")),
+            salt=_s(_d(a).get("salt")),
+            sha256=_s(_d(a).get("sha256")),
+        )
+        for a in _l(inputs.get("buildArgs"))
+    )
+    base_images = tuple(
+        BaseImageRow(
+            stage=_s(_d(b).get("stageName") or _d(b).get("stage")),
+            reference=_s(_d(b).get("reference")),
+            image_id=_s(_d(b).get("imageId")),
+            repo_digest=_s(_d(b).get("repoDigest")),
+        )
+        for b in _l(inputs.get("baseImages"))
+    )
+    steps = tuple(
+        StepRow(
+            index=_i(_d(s).get("index")) or n + 1,
+            instruction=_s(_d(s).get("instruction") or _d(s).get("command")),
+            image_id=_s(_d(s).get("imageId")),
+            exit_code=_i(_d(s).get("exitCode")),
+            started_on=_s(_d(s).get("startedOn")),
+            duration_ms=_i(_d(s).get("durationMs")),
+            log_sha256=_s(_d(_d(s).get("log")).get("sha256")),
+            log_size=_i(_d(_d(s).get("log")).get("size")),
+        )
+        for n, s in enumerate(_l(p.get("steps")))
+    )
+    layers = tuple(
+        LayerRow(
+            index=_i(_d(la).get("index")) if _i(_d(la).get("index")) is not None else n,  # type: ignore[arg-type]
+            diff_id=_s(_d(la).get("diffId")),
+            size=_i(_d(la).get("size")),
+            created_by=_s(_d(la).get("createdBy")),
+        )
+        for n, la in enumerate(_l(p.get("layers")))
+    )
+    platform = "/".join(x for x in (_s(image.get("os")), _s(image.get("architecture"))) if x)
+    return BuildView(
+        anchor=f"entry-{index}",
+        index=index,
+        leaf_hash=leaf_hash,
+        integrated_at=integrated_at,
+        project=_s(build.get("project")),
+        build_id=_s(build.get("id")),
+        kind=_s(build.get("kind")),
+        status=_s(build.get("status")) or "unknown",
+        started_on=started,
+        finished_on=finished,
+        duration_ms=_ms_between(started, finished) if started and finished else None,
+        image_id=_s(image.get("id")),
+        subjects=subjects,
+        tags=tuple(_s(t) for t in _l(image.get("tags"))),
+        builder=_pairs(builder),
+        phoenix=_pairs(_d(build.get("phoenix"))),
+        recipe_path=_s(recipe.get("path")),
+        recipe_sha256=_s(recipe.get("sha256")),
+        recipe_size=_i(recipe.get("size")),
+        recipe_text=_s(recipe.get("text")),
+        context_digest=_s(context.get("treeDigest")),
+        context_archive_digest=_s(context.get("archiveDigest")),
+        context_size=_i(context.get("totalSize")),
+        context_files=_i(context.get("fileCount")),
+        build_args=build_args,
+        source=_pairs(_d(inputs.get("source"))),
+        base_images=base_images,
+        steps=steps,
+        layers=layers,
+        image_size=_i(image.get("size")),
+        platform=platform,
+        labels=tuple((k, _s(v)) for k, v in sorted(_d(config.get("Labels")).items())),
+        signer=signer,
+        signer_name=signer_name,
+        algorithm=algorithm,
+        signature_verified=signature_verified,
+        signature_problem=signature_problem,
+        inclusion_proof=tuple(inclusion_proof),
+        inclusion_verified=inclusion_verified,
+        rebuilds=tuple(rebuilds),
+        anomalies=tuple(anomalies),
+    )
+
+
+# -- keys ----------------------------------------------------------------------
+
+
+def key_views(records: Iterable[Any]) -> dict[str, KeyView]:
+    """Keys and their events from :meth:`Ledger.keys` records."""
+    out: dict[str, KeyView] = {}
+    for rec in records:
+        events = [KeyEventRow("added", rfc3339(rec.added_at), "", rec.added_index)]
+        for event, when in (("revoked", rec.revoked_at), ("retired", rec.retired_at)):
+            if when is not None:
+                events.append(KeyEventRow(event, rfc3339(when), _s(rec.reason), rec.ended_index))
+        out[rec.keyid] = KeyView(
+            keyid=rec.keyid,
+            name=_s(rec.name),
+            algorithm=_s(rec.algorithm),
+            status=_s(rec.status),
+            public_key_pem=_s(rec.public_pem),
+            events=tuple(events),
+        )
+    return out
+
+
+# -- the whole pack --------------------------------------------------------------
+
+
+def _all_entries(ledger: LedgerReader, **filters: Any) -> list[Any]:
+    out: list[Any] = []
+    after: int | None = None
+    while True:
+        page = list(ledger.entries(**filters, after=after, limit=PAGE))
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        after = page[-1].index
+
+
+def pack_id_for(predicate_core: Mapping[str, Any]) -> str:
+    h = hashlib.sha256(canonical_bytes(dict(predicate_core))).hexdigest()[:16].upper()
+    return "EP-" + "-".join(h[i : i + 4] for i in range(0, 16, 4))
+
+
+def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> Collected:
+    """Read the ledger and build the view model and evidence of one pack."""
+    from escrow.ledger import checkpoint as cpmod
+    from escrow.ledger import merkle
+
+    cp = ledger.checkpoint()
+    verifier = ledger.verifier_key()
+    try:
+        cpmod.verify_checkpoint(cp.note, verifier)
+        note_ok = True
+    except Exception:  # noqa: BLE001 - shown as "not verified" in the pack
+        note_ok = False
+    size, root = int(cp.size), bytes(cp.root)
+
+    # builds in scope
+    if request.entries:
+        chosen = [ledger.get(i) for i in request.entries if i < size]
+        missing = [i for i in request.entries if i >= size]
+        if missing:
+            raise InputError(
+                f"The ledger has no entry {missing[0]} (it holds {size} entries).",
+                hint="Check the --entries list against `escrow log`.",
+            )
+        scoped = [
+            e
+            for e in chosen
+            if e.predicate_type == BUILD_MANIFEST
+            and (not request.projects or e.project in request.projects)
+        ]
+    else:
+        filters: dict[str, Any] = {"predicate_type": BUILD_MANIFEST}
+        if request.since:
+            filters["since"] = request.since
+        if request.until:
+            filters["until"] = request.until
+        if request.projects:
+            scoped = []
+            for project in request.projects:
+                scoped.extend(_all_entries(ledger, project=project, **filters))
+        else:
+            scoped = _all_entries(ledger, **filters)
+    scoped = sorted({e.index: e for e in scoped if e.index < size}.values(), key=lambda e: e.index)
+
+    # keys and their history (key events are ledger entries, embedded as evidence)
+    key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]
+    key_states = key_views(ledger.keys())
+    public_keys: dict[str, PublicKey] = {}
+    for keyid, k in key_states.items():
+        if k.public_key_pem:
+            try:
+                public_keys[keyid] = PublicKey.from_pem(k.public_key_pem)
+            except InputError:
+                continue
+
+    # rebuild verdicts pointing at the builds in scope
+    wanted = {e.index for e in scoped}
+    rebuilds: dict[int, list[tuple[Any, RebuildView]]] = {}
+    for r in _all_entries(ledger, predicate_type=REBUILD_VERIFICATION):
+        if r.index >= size:
+            continue
+        rp = _d(r.statement().get("predicate"))
+        original = _i(_d(rp.get("original")).get("index"))
+        if original is None or original not in wanted:
+            continue
+        verdict, diffs = verdict_of(rp)
+        rebuild = _d(rp.get("rebuild"))
+        rebuilds.setdefault(original, []).append(
+            (
+                r,
+                RebuildView(
+                    index=r.index,
+                    verdict=verdict,
+                    rebuilt_on=_s(rebuild.get("finishedOn") or rebuild.get("startedOn"))
+                    or rfc3339(r.integrated_at),
+                    image_id=_s(rebuild.get("imageId")),
+                    differences=diffs,
+                ),
+            )
+        )
+
+    proofs: dict[int, ProofRecord] = {}
+
+    def prove(entry: Any) -> tuple[tuple[str, ...], bool]:
+        hashes = ledger.inclusion_proof(entry.index, size)
+        leaf = merkle.leaf_hash(entry.envelope)
+        ok = leaf.hex() == entry.leaf_hash and merkle.verify_inclusion(
+            leaf, entry.index, size, hashes, root
+        )
+        hexes = tuple(h.hex() for h in hashes)
+        proofs[entry.index] = ProofRecord(entry.index, entry.leaf_hash, hexes)
+        return hexes, ok
+
+    # anomalies across builds
+    seen_base: dict[str, tuple[str, int]] = {}
+    builds: list[BuildView] = []
+    anomalies: list[Anomaly] = []
+    signed_count: dict[str, int] = {}
+    for entry in scoped:
+        st = entry.statement()
+        p = _d(st.get("predicate"))
+        notes: list[str] = []
+        key = key_states.get(entry.signer)
+        problem = ""
+        verified = False
+        pub = public_keys.get(entry.signer)
+        if pub is None:
+            problem = "the signing key is not registered in the ledger"
+        else:
+            try:
+                Envelope.from_bytes(entry.envelope).verify([pub])
+                verified = True
+            except Exception as e:  # noqa: BLE001 - recorded as a failed check
+                problem = str(e)
+        signed_count[entry.signer] = signed_count.get(entry.signer, 0) + 1
+        if key is not None and key.status in ("revoked", "retired"):
+            text = f"entry {entry.index} is signed by key {entry.signer[:16]}…, now {key.status}"
+            notes.append(text)
+            anomalies.append(Anomaly("key", text, f"entry-{entry.index}"))
+        for b in _l(_d(p.get("inputs")).get("baseImages")):
+            ref, iid = _s(_d(b).get("reference")), _s(_d(b).get("imageId"))
+            if not ref or not iid:
+                continue
+            prev = seen_base.get(ref)
+            if prev is not None and prev[0] != iid:
+                text = f"base image {ref} changed between entry {prev[1]} and entry {entry.index}"
+                notes.append(text)
+                anomalies.append(Anomaly("base", text, f"entry-{entry.index}"))
+            seen_base[ref] = (iid, entry.index)
+        secrets = [
+            _s(_d(a).get("name"))
+            for a in _l(_d(p.get("inputs")).get("buildArgs"))
+            if _d(a).get("secret")
+        ]
+        if secrets:
+            text = f"entry {entry.index}: secret build args recorded as salted digests: " + (
+                ", ".join(secrets)
+            )
+            anomalies.append(Anomaly("secret", text, f"entry-{entry.index}"))
+        ctx = _d(_d(p.get("inputs")).get("context"))
+        if ctx.get("changedDuringBuild") or ctx.get("changed"):
+            text = f"entry {entry.index}: the build context changed while it was being built"
+            notes.append(text)
+            anomalies.append(Anomaly("inputs", text, f"entry-{entry.index}"))
+        hexes, inc_ok = prove(entry)
+        rb = rebuilds.get(entry.index, [])
+        for r, _ in rb:
+            prove(r)
+        builds.append(
+            build_view(
+                index=entry.index,
+                leaf_hash=entry.leaf_hash,
+                integrated_at=rfc3339(entry.integrated_at),
+                statement=st,
+                signer=entry.signer,
+                signer_name=key.name if key else "",
+                algorithm=(key.algorithm if key else "") or (pub.type.value if pub else ""),
+                signature_verified=verified,
+                signature_problem=problem,
+                inclusion_proof=hexes,
+                inclusion_verified=inc_ok,
+                rebuilds=[v for _, v in rb],
+                anomalies=notes,
+            )
+        )
+    for entry in key_entries:
+        prove(entry)
+
+    consistency_view: ConsistencyView | None = None
+    consistency_doc: dict[str, Any] | None = None
+    if request.since_checkpoint is not None:
+        consistency_view, consistency_doc = _consistency(
+            ledger, request.since_checkpoint, verifier, size, root
+        )
+
+    keys = tuple(
+        replace(k, entries_signed=signed_count.get(k.keyid, 0))
+        for k in sorted(key_states.values(), key=lambda k: k.events[0].index or 0)
+    )
+
+    counts: dict[str, int] = {v.value: 0 for v in Verdict}
+    for b in builds:
+        counts[b.verdict.value] += 1
+    summary = SummaryView(
+        builds=len(builds),
+        failed=sum(1 for b in builds if b.status == "failed"),
+        signatures_verified=sum(1 for b in builds if b.signature_verified),
+        signatures_total=len(builds),
+        inclusion_verified=sum(1 for b in builds if b.inclusion_verified),
+        verdicts=tuple((v.value, counts[v.value]) for v in Verdict),
+        anomalies=tuple(anomalies),
+    )
+    checks_ok = (
+        note_ok
+        and summary.signatures_verified == len(builds)
+        and summary.inclusion_verified == len(builds)
+        and (consistency_view is None or consistency_view.verified)
+    )
+    bad_rebuilds = counts[Verdict.DIFFERENT.value] + counts[Verdict.NOT_REPRODUCED.value]
+    serious = [a for a in anomalies if a.kind in ("key", "inputs", "base")]
+    if not checks_ok:
+        overall = "Verification failed"
+    elif bad_rebuilds or serious:
+        overall = "Verified, with findings"
+    else:
+        overall = "Verified"
+
+    scope = ScopeView(
+        projects=tuple(request.projects),
+        since=rfc3339(request.since) if request.since else "",
+        until=rfc3339(request.until) if request.until else "",
+        entries=tuple(b.index for b in builds),
+        requested_entries=request.entries_text,
+    )
+    checkpoint_doc: dict[str, Any] = {"origin": cp.origin, "size": size, "rootHash": root.hex()}
+    core: dict[str, Any] = {
+        "scope": {
+            "projects": list(scope.projects),
+            "since": scope.since or None,
+            "until": scope.until or None,
+            "entries": list(scope.entries),
+        },
+        "requester": request.requester or None,
+        "generatedAt": rfc3339(request.generated_at),
+        "checkpoint": checkpoint_doc,
+    }
+    pack_id = pack_id_for(core)
+    envelope_entries = {e.index: e.envelope for e in scoped}
+    for rb_list in rebuilds.values():
+        for r, _ in rb_list:
+            envelope_entries[r.index] = r.envelope
+    for k_entry in key_entries:
+        envelope_entries[k_entry.index] = k_entry.envelope
+    predicate: dict[str, Any] = {
+        "packId": pack_id,
+        **core,
+        "checkpoint": {**checkpoint_doc, "note": cp.note},
+        "evidence": sorted(envelope_entries),
+        "signer": {"certificateSha256": signer.sha256, "subject": signer.subject},
+        "summary": {
+            "builds": summary.builds,
+            "failed": summary.failed,
+            "signaturesVerified": summary.signatures_verified,
+            "inclusionVerified": summary.inclusion_verified,
+            "rebuilds": {v.value.replace(" ", "-"): counts[v.value] for v in Verdict},
+            "anomalies": len(anomalies),
+            "overall": overall,
+        },
+        "escrowVersion": __version__,
+    }
+    if consistency_view is not None:
+        predicate["sinceCheckpoint"] = {
+            "size": consistency_view.old_size,
+            "rootHash": consistency_view.old_root_hex,
+            "verified": consistency_view.verified,
+        }
+    ledger_view = LedgerView(
+        origin=cp.origin,
+        size=size,
+        root_hex=root.hex(),
+        root_b64=base64.b64encode(root).decode("ascii"),
+        note=cp.note,
+        verifier_key=verifier,
+        note_verified=note_ok,
+        consistency=consistency_view,
+    )
+    view = PackView(
+        pack_id=pack_id,
+        title=f"Audit pack {pack_id}",
+        requester=request.requester,
+        generated_at=rfc3339(request.generated_at),
+        scope=scope,
+        ledger=ledger_view,
+        summary=summary,
+        builds=tuple(builds),
+        keys=keys,
+        signer=signer,
+        overall=overall,
+        overall_ok=checks_ok,
+        escrow_version=__version__,
+    )
+    evidence = Evidence(
+        envelopes=tuple(sorted(envelope_entries.items())),
+        proofs=tuple(proofs[i] for i in sorted(proofs)),
+        checkpoint_note=cp.note,
+        tree_size=size,
+        root_hex=root.hex(),
+        verifier_key=verifier,
+        keys=keys,
+        consistency=consistency_doc,
+    )
+    return Collected(view=view, evidence=evidence, predicate=predicate)
+
+
+def _consistency(
+    ledger: LedgerReader, old_note: str, verifier: str, size: int, root: bytes
+) -> tuple[ConsistencyView, dict[str, Any]]:
+    from escrow.ledger import checkpoint as cpmod
+    from escrow.ledger import merkle
+
+    problem = ""
+    try:
+        old = cpmod.verify_checkpoint(old_note, verifier)
+        note_ok = True
+    except Exception as e:  # noqa: BLE001 - reported in the pack
+        raise InputError(
+            f"The previous checkpoint does not verify with this ledger's key: {e}.",
+            hint="Give the checkpoint note this ledger issued earlier.",
+        ) from e
+    old_size, old_root = int(old.size), bytes(old.root)
+    if old_size > size:
+        raise InputError(
+            f"The previous checkpoint has {old_size} entries, more than the ledger's {size}.",
+            hint="This ledger was truncated or the checkpoint belongs to another log.",
+        )
+    proof = ledger.consistency_proof(old_size, size) if 0 < old_size < size else []
+    if old_size == size:
+        ok = old_root == root
+    elif old_size == 0:
+        ok = True
+    else:
+        ok = merkle.verify_consistency(old_size, size, old_root, root, proof)
+    if not ok:
+        problem = "the consistency proof does not verify: the log was rewritten"
+    view = ConsistencyView(
+        old_size=old_size,
+        old_root_hex=old_root.hex(),
+        new_size=size,
+        new_root_hex=root.hex(),
+        proof=tuple(h.hex() for h in proof),
+        old_note_verified=note_ok,
+        verified=ok,
+        problem=problem,
+    )
+    doc = {
+        "oldCheckpoint": old_note,
+        "oldSize": old_size,
+        "oldRootHash": old_root.hex(),
+        "newSize": size,
+        "newRootHash": root.hex(),
+        "proof": list(view.proof),
+    }
+    return view, doc
+
+
+AUDIT_PACK_TYPE = AUDIT_PACK

@@ -1,0 +1,225 @@
+"""The view model of an audit pack: plain, frozen dataclasses.
+
+:mod:`escrow.pack.collect` fills it from the ledger; :mod:`escrow.pack.render`
+turns it into HTML and PDF.  Nothing here touches the ledger, the network or
+WeasyPrint, so the templates can be developed and tested against a model
+built from a fixture.  Every string in it may come from a build and is
+untrusted: the templates autoescape all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """Rebuild verdicts (DESIGN.md, rebuild verification) plus "not checked"."""
+
+    IDENTICAL = "identical"
+    EQUIVALENT = "equivalent"
+    DIFFERENT = "different"
+    NOT_REPRODUCED = "not-reproduced"
+    UNKNOWN = "unknown"
+    NOT_CHECKED = "not checked"
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    index: int
+    diff_id: str
+    size: int | None
+    created_by: str
+
+
+@dataclass(frozen=True)
+class StepRow:
+    index: int
+    instruction: str
+    image_id: str
+    exit_code: int | None
+    started_on: str
+    duration_ms: int | None
+    log_sha256: str
+    log_size: int | None
+
+
+@dataclass(frozen=True)
+class BuildArgRow:
+    name: str
+    value: str | None
+    secret: bool
+    salt: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BaseImageRow:
+    stage: str
+    reference: str
+    image_id: str
+    repo_digest: str
+
+
+@dataclass(frozen=True)
+class RebuildView:
+    index: int
+    verdict: Verdict
+    rebuilt_on: str
+    image_id: str
+    differences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildView:
+    anchor: str
+    index: int
+    leaf_hash: str
+    integrated_at: str
+    project: str
+    build_id: str
+    kind: str
+    status: str
+    started_on: str
+    finished_on: str
+    duration_ms: int | None
+    image_id: str
+    subjects: tuple[tuple[str, str], ...]
+    tags: tuple[str, ...]
+    builder: tuple[tuple[str, str], ...]
+    phoenix: tuple[tuple[str, str], ...]
+    recipe_path: str
+    recipe_sha256: str
+    recipe_size: int | None
+    recipe_text: str
+    context_digest: str
+    context_archive_digest: str
+    context_size: int | None
+    context_files: int | None
+    build_args: tuple[BuildArgRow, ...]
+    source: tuple[tuple[str, str], ...]
+    base_images: tuple[BaseImageRow, ...]
+    steps: tuple[StepRow, ...]
+    layers: tuple[LayerRow, ...]
+    image_size: int | None
+    platform: str
+    labels: tuple[tuple[str, str], ...]
+    signer: str
+    signer_name: str
+    algorithm: str
+    signature_verified: bool
+    signature_problem: str
+    inclusion_proof: tuple[str, ...]
+    inclusion_verified: bool
+    rebuilds: tuple[RebuildView, ...] = ()
+    anomalies: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.rebuilds[-1].verdict if self.rebuilds else Verdict.NOT_CHECKED
+
+
+@dataclass(frozen=True)
+class KeyEventRow:
+    event: str
+    effective_from: str
+    reason: str
+    index: int | None
+
+
+@dataclass(frozen=True)
+class KeyView:
+    keyid: str
+    name: str
+    algorithm: str
+    status: str
+    public_key_pem: str
+    events: tuple[KeyEventRow, ...]
+    entries_signed: int = 0
+
+
+@dataclass(frozen=True)
+class ConsistencyView:
+    old_size: int
+    old_root_hex: str
+    new_size: int
+    new_root_hex: str
+    proof: tuple[str, ...]
+    old_note_verified: bool
+    verified: bool
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    origin: str
+    size: int
+    root_hex: str
+    root_b64: str
+    note: str
+    verifier_key: str
+    note_verified: bool
+    consistency: ConsistencyView | None = None
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    text: str
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class SummaryView:
+    builds: int
+    failed: int
+    signatures_verified: int
+    signatures_total: int
+    inclusion_verified: int
+    verdicts: tuple[tuple[str, int], ...]
+    anomalies: tuple[Anomaly, ...]
+
+
+@dataclass(frozen=True)
+class ScopeView:
+    projects: tuple[str, ...]
+    since: str
+    until: str
+    entries: tuple[int, ...]
+    requested_entries: str
+
+    def describe(self) -> str:
+        parts = []
+        parts.append("projects " + ", ".join(self.projects) if self.projects else "all projects")
+        if self.since or self.until:
+            parts.append(f"from {self.since or 'the start'} to {self.until or 'now'}")
+        if self.requested_entries:
+            parts.append(f"entries {self.requested_entries}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SignerView:
+    """The certificate that will sign the PDF (known before rendering)."""
+
+    subject: str
+    sha256: str
+    key_algorithm: str
+
+
+@dataclass(frozen=True)
+class PackView:
+    pack_id: str
+    title: str
+    requester: str
+    generated_at: str
+    scope: ScopeView
+    ledger: LedgerView
+    summary: SummaryView
+    builds: tuple[BuildView, ...]
+    keys: tuple[KeyView, ...]
+    signer: SignerView
+    overall: str
+    overall_ok: bool
+    escrow_version: str
+    attachments: tuple[tuple[str, str], ...] = field(default_factory=tuple)

@@ -1,0 +1,355 @@
+"""Render: view model → HTML (Jinja2, autoescaped) → PDF (WeasyPrint).
+
+WeasyPrint gets a URL fetcher that serves only the files of the package's
+``reports/`` folder and refuses everything else, so nothing recorded from a
+build (labels, commands, paths) can make the renderer read a file or open a
+connection.  The same view model, attachments and ``generated_at`` give the
+same bytes: ``SOURCE_DATE_EPOCH`` is set while rendering, the document and
+attachment dates are the generation time, and the PDF identifier is derived
+from the pack ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import jinja2
+from markupsafe import Markup
+
+from escrow._resources import data_dir
+from escrow.errors import EscrowError, InputError
+from escrow.pack.model import PackView
+
+TEMPLATE = "pack.html.j2"
+SOFT_HYPHEN = "\u00ad"
+_DIGEST = re.compile(r"^(?:(sha256|sha512|sha384):)?([0-9a-f]{32,128})$")
+_ALLOWED_SUFFIXES = {".css", ".woff", ".woff2", ".ttf", ".otf", ".png", ".svg"}
+_render_lock = threading.Lock()
+
+
+class RenderError(EscrowError):
+    """The pack could not be rendered (exit 2: nothing was written)."""
+
+
+class FetchRefused(ValueError):
+    """A URL the pack renderer will not fetch."""
+
+
+# -- Jinja2 -----------------------------------------------------------------------
+
+
+def digest_markup(value: Any) -> Markup:
+    """A digest in monospace, with break opportunities every 8 hex characters.
+
+    The breaks are soft hyphens: invisible unless the line breaks there, when
+    WeasyPrint draws "-" — which ``pdftotext`` removes when it joins the two
+    lines, so the full digest stays findable in the PDF's text.
+    """
+    text = "" if value is None else str(value)
+    m = _DIGEST.match(text)
+    if not m:
+        return Markup('<span class="dg">{}</span>').format(text)
+    algo, hexpart = m.group(1), m.group(2)
+    groups = [hexpart[i : i + 8] for i in range(0, len(hexpart), 8)]
+    body = SOFT_HYPHEN.join(groups)
+    prefix = f"{algo}:" if algo else ""
+    return Markup('<span class="dg">{}{}</span>').format(prefix, body)
+
+
+def human_bytes(value: Any) -> str:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "—"
+    if value < 1024:
+        return f"{value} B"
+    size = float(value)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}"
+    return f"{value} B"
+
+
+def short_digest(value: Any) -> str:
+    """Docker's short form: algorithm and the first 12 hex digits."""
+    text = "" if value is None else str(value)
+    m = _DIGEST.match(text)
+    if not m:
+        return text
+    return (f"{m.group(1)}:" if m.group(1) else "") + m.group(2)[:12]
+
+
+def human_ms(value: Any) -> str:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "—"
+    if value < 1000:
+        return f"{value} ms"
+    if value < 60_000:
+        return f"{value / 1000:.1f} s"
+    return f"{value // 60_000} min {value % 60_000 / 1000:.0f} s"
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("reports"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        lstrip_blocks=False,
+    )
+    env.filters["digest"] = digest_markup
+    env.filters["bytes"] = human_bytes
+    env.filters["ms"] = human_ms
+    env.filters["short"] = short_digest
+    return env
+
+
+def render_html(view: PackView) -> str:
+    try:
+        return environment().get_template(TEMPLATE).render(v=view)
+    except jinja2.TemplateError as e:
+        raise RenderError(f"The pack template failed to render: {e}.") from e
+
+
+# -- WeasyPrint ------------------------------------------------------------------
+
+
+def reports_url() -> str:
+    return data_dir("reports").resolve().as_uri() + "/"
+
+
+def make_fetcher() -> Any:
+    """A WeasyPrint URL fetcher serving only files of the ``reports/`` folder."""
+    from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
+
+    root = data_dir("reports").resolve()
+
+    class ReportsFetcher(URLFetcher):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(allowed_protocols={"file"}, fail_on_errors=True)
+            self.refused: list[str] = []
+            self.served: list[str] = []
+
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            parts = urlsplit(url)
+            path = Path(unquote(parts.path)).resolve() if parts.scheme == "file" else None
+            if (
+                path is None
+                or parts.netloc not in ("", "localhost")
+                or not path.is_relative_to(root)
+                or path.suffix not in _ALLOWED_SUFFIXES
+                or not path.is_file()
+            ):
+                self.refused.append(url)
+                raise FatalURLFetchingError(f"refused to fetch {url!r}")
+            self.served.append(url)
+            mime = "text/css" if path.suffix == ".css" else None
+            headers_out = {"Content-Type": mime} if mime else {}
+            return URLFetcherResponse(path.as_uri(), path.read_bytes(), headers_out)
+
+    return ReportsFetcher()
+
+
+@dataclass(frozen=True)
+class AttachmentFile:
+    name: str
+    data: bytes
+    description: str
+
+
+@dataclass
+class Rendered:
+    pdf: bytes
+    pages: int
+    warnings: list[str]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _source_date_epoch(when: datetime) -> Iterator[None]:
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(when.timestamp()))
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = old
+
+
+def render_pdf(
+    view: PackView,
+    attachments: Sequence[AttachmentFile],
+    generated_at: datetime,
+    *,
+    strict: bool = False,
+    html: str | None = None,
+) -> Rendered:
+    """Render the pack to PDF bytes (unsigned). ``strict``: any WeasyPrint warning is an error."""
+    import weasyprint
+    from weasyprint.urls import FatalURLFetchingError
+
+    source = html if html is not None else render_html(view)
+    fetcher = make_fetcher()
+    capture = _Capture()
+    loggers = [logging.getLogger("weasyprint"), logging.getLogger("weasyprint.progress")]
+    with _render_lock, _source_date_epoch(generated_at):
+        for lg in loggers:
+            lg.addHandler(capture)
+        try:
+            doc = weasyprint.HTML(
+                string=source, base_url=reports_url(), url_fetcher=fetcher
+            ).render()
+            files = [
+                weasyprint.Attachment(
+                    string=a.data,
+                    name=a.name,
+                    description=a.description,
+                    created=generated_at,
+                    modified=generated_at,
+                    relationship="Data",
+                )
+                for a in attachments
+            ]
+            identifier = hashlib.sha256(view.pack_id.encode()).hexdigest()[:32].encode()
+            pdf = doc.write_pdf(
+                attachments=files,
+                pdf_identifier=identifier,
+                pdf_variant="pdf/a-3b",
+            )
+        except FatalURLFetchingError as e:
+            raise RenderError(
+                f"The pack renderer refused to load {', '.join(fetcher.refused) or 'a resource'}.",
+                hint="Only the package's own reports/ files may be loaded.",
+            ) from e
+        finally:
+            for lg in loggers:
+                lg.removeHandler(capture)
+    warnings = list(capture.messages)
+    if strict and warnings:
+        raise RenderError(f"WeasyPrint warned while rendering the pack: {warnings[0]}")
+    if not isinstance(pdf, bytes):
+        raise InputError("WeasyPrint returned no PDF bytes.")
+    return Rendered(pdf=pdf, pages=len(doc.pages), warnings=warnings)
+
+
+# -- the whole pipeline ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackResult:
+    path: Path
+    pack_id: str
+    pages: int
+    sha256: str
+    rendered_sha256: str
+    entries: tuple[int, ...]
+    index: int | None
+    leaf_hash: str | None
+    overall: str
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "pack_id": self.pack_id,
+            "pages": self.pages,
+            "sha256": self.sha256,
+            "rendered_sha256": self.rendered_sha256,
+            "entries": list(self.entries),
+            "index": self.index,
+            "leaf_hash": self.leaf_hash,
+            "overall": self.overall,
+        }
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def render_pack(
+    settings: Any,
+    ledger: Any,
+    request: Any,
+    output: Path,
+    *,
+    sign: bool = True,
+    record: bool = True,
+    strict: bool = False,
+) -> PackResult:
+    """Collect, render, embed, sign, record and write one pack.
+
+    With ``sign=False`` the rendered PDF is written as is and nothing is
+    recorded (``--render-only``: for comparing a re-rendering with a pack).
+    The output appears only once the pack statement is in the ledger.
+    """
+    from escrow.documents.schemas import validate_statement
+    from escrow.pack.collect import collect
+    from escrow.pack.evidence import attachments_for, statement_for
+    from escrow.pack.model import SignerView
+    from escrow.pack.sign import ensure_pack_signer, sign_pdf
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    signer = ensure_pack_signer(settings)
+    signer_view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256, SHA-256")
+    build_key = SigningKey.load(settings.key_path, settings.passphrase) if record and sign else None
+    collected = collect(ledger, request, signer_view)
+    rendered = render_pdf(
+        collected.view, attachments_for(collected), request.generated_at, strict=strict
+    )
+    rendered_sha = hashlib.sha256(rendered.pdf).hexdigest()
+    data = sign_pdf(rendered.pdf, signer, settings.passphrase) if sign else rendered.pdf
+    sha = hashlib.sha256(data).hexdigest()
+    tmp = _atomic_write(output, data)
+    index: int | None = None
+    leaf: str | None = None
+    try:
+        if build_key is not None:
+            statement = statement_for(collected.predicate, sha, rendered_sha)
+            validate_statement(statement)
+            entry, _ = ledger.append(sign_statement(statement, build_key))
+            index, leaf = entry.index, entry.leaf_hash
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return PackResult(
+        path=output,
+        pack_id=collected.view.pack_id,
+        pages=rendered.pages,
+        sha256=sha,
+        rendered_sha256=rendered_sha,
+        entries=collected.view.scope.entries,
+        index=index,
+        leaf_hash=leaf,
+        overall=collected.view.overall,
+        warnings=tuple(rendered.warnings),
+    )

@@ -1,0 +1,196 @@
+"""The pack's PDF signature: PAdES with an ECDSA P-256 key and an X.509 certificate.
+
+ECDSA P-256 because common PDF validators (poppler's ``pdfsig`` among them)
+do not accept Ed25519 yet.  The key and certificate live in
+``ESCROW_HOME/keys/pack.key.pem`` and ``pack.cert.pem``; :func:`ensure_pack_signer`
+creates a self-signed pair on first use, and a certificate issued by the
+user's own CA can be put in their place (``escrow keys``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from escrow.config import Settings
+from escrow.errors import EscrowError, InputError, KeyLocked
+
+FIELD_NAME = "EscrowPackSignature"
+
+
+class PackSigningError(EscrowError):
+    """The PDF could not be signed."""
+
+
+@dataclass(frozen=True)
+class PackSigner:
+    key_path: Path
+    cert_path: Path
+
+    def certificate(self) -> x509.Certificate:
+        return load_certificate(self.cert_path.read_bytes())
+
+    @property
+    def cert_sha256(self) -> str:
+        return certificate_sha256(self.certificate())
+
+    @property
+    def subject(self) -> str:
+        return self.certificate().subject.rfc4514_string()
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as e:
+        raise InputError(f"Not an X.509 certificate (PEM or DER): {e}.") from e
+
+
+def certificate_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def pack_key_paths(settings: Settings) -> tuple[Path, Path]:
+    return settings.keys_dir / "pack.key.pem", settings.keys_dir / "pack.cert.pem"
+
+
+def _load_private(path: Path, passphrase: str | None) -> ec.EllipticCurvePrivateKey:
+    data = path.read_bytes()
+    encrypted = b"ENCRYPTED PRIVATE KEY" in data
+    if encrypted and not passphrase:
+        raise KeyLocked(
+            f"The pack signing key {path} is encrypted and no passphrase was given.",
+            hint="Set ESCROW_KEY_PASSPHRASE.",
+        )
+    try:
+        key = serialization.load_pem_private_key(
+            data, password=passphrase.encode() if encrypted and passphrase else None
+        )
+    except (ValueError, TypeError) as e:
+        raise KeyLocked(f"The pack signing key {path} cannot be loaded: {e}.") from e
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise InputError(f"The pack signing key {path} is not an ECDSA P-256 key.")
+    return key
+
+
+def self_signed_certificate(
+    key: ec.EllipticCurvePrivateKey, common_name: str, now: datetime | None = None
+) -> x509.Certificate:
+    now = now or datetime.now(UTC)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "escrow"),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def ensure_pack_signer(settings: Settings) -> PackSigner:
+    """The pack signing key and certificate, created (self-signed) on first use."""
+    key_path, cert_path = pack_key_paths(settings)
+    if not key_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        enc: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(settings.passphrase.encode())
+            if settings.passphrase
+            else serialization.NoEncryption()
+        )
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it meanwhile
+            pass
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(
+                    key.private_bytes(
+                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
+                    )
+                )
+    key = _load_private(key_path, settings.passphrase)
+    if not cert_path.exists():
+        cert = self_signed_certificate(key, f"escrow pack signer ({settings.origin})")
+        tmp = cert_path.with_suffix(".tmp")
+        tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        os.replace(tmp, cert_path)
+    cert = load_certificate(cert_path.read_bytes())
+    pub = cert.public_key()
+    if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.public_numbers() != (
+        key.public_key().public_numbers()
+    ):
+        raise InputError(
+            f"The pack certificate {cert_path} does not belong to the key {key_path}.",
+            hint="Install the certificate issued for this key, or remove both to start afresh.",
+        )
+    return PackSigner(key_path=key_path, cert_path=cert_path)
+
+
+def sign_pdf(pdf: bytes, signer: PackSigner, passphrase: str | None = None) -> bytes:
+    """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    try:
+        simple = signers.SimpleSigner.load(  # type: ignore[no-untyped-call]
+            str(signer.key_path),
+            str(signer.cert_path),
+            key_passphrase=passphrase.encode() if passphrase else None,
+        )
+    except Exception as e:  # noqa: BLE001 - pyHanko raises several types here
+        raise KeyLocked(f"The pack signing key or certificate cannot be loaded: {e}.") from e
+    if simple is None:
+        raise KeyLocked(
+            f"The pack signing key {signer.key_path} cannot be loaded.",
+            hint="Check ESCROW_KEY_PASSPHRASE.",
+        )
+    meta = signers.PdfSignatureMetadata(
+        field_name=FIELD_NAME,
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+        reason="escrow audit pack",
+        name=signer.subject,
+    )
+    out = io.BytesIO()
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        signers.sign_pdf(writer, meta, signer=simple, output=out)
+    except Exception as e:  # noqa: BLE001 - wrap pyHanko's errors at the boundary
+        raise PackSigningError(f"Signing the pack PDF failed: {e}.") from e
+    return out.getvalue()

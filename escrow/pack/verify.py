@@ -1,0 +1,509 @@
+"""``escrow pack verify``: check a pack offline, from the file alone.
+
+Checks, in order, each reported by name:
+
+1. the PDF signature: intact, valid, covering the whole file, its signature
+   container padded only with zeros (so no byte of the file is unsigned), made
+   by the certificate the pack names (and chaining to ``--trust`` when given);
+2. the checkpoint note's signature, with the embedded verifier key;
+3. the signer keys: each one registered by a key-event envelope signed by the
+   log's key and included in the checkpoint;
+4. each embedded envelope: its leaf hash, its inclusion proof against the
+   checkpoint, its signature by a key valid at its index;
+5. the pack statement's predicate against the evidence (scope, checkpoint, signer);
+6. the consistency proof from the auditor's previous checkpoint, when present;
+7. the printed pages: every image ID, diff ID and leaf hash of the builds in
+   scope appears in the text, and every 64-hex digest printed is one found in
+   the embedded evidence (text extracted with poppler's ``pdftotext``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
+from escrow.errors import CheckFailed, EnvironmentProblem, EscrowError, InputError
+from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
+from escrow.signing.dsse import Envelope
+from escrow.signing.keys import PublicKey
+
+HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class PackReport:
+    path: Path
+    sha256: str
+    pack_id: str = ""
+    rendered_sha256: str = ""
+    checks: list[Check] = field(default_factory=list)
+    envelopes: int = 0
+    builds: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def first_failure(self) -> Check | None:
+        if not self.checks:
+            return Check("pack", False, "nothing was checked")
+        return next((c for c in self.checks if not c.ok), None)
+
+    def summary(self) -> str:
+        return f"{len(self.checks)} checks, {self.envelopes} envelopes, {self.builds} builds"
+
+    def add(self, name: str, ok: bool, detail: str) -> bool:
+        self.checks.append(Check(name, ok, detail))
+        return ok
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "pack_id": self.pack_id,
+            "rendered_sha256": self.rendered_sha256,
+            "envelopes": self.envelopes,
+            "builds": self.builds,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+# -- PDF -----------------------------------------------------------------------------
+
+
+def _name_tree(node: Any) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if "/Names" in node:
+        arr = node["/Names"]
+        out.extend((str(arr[i]), arr[i + 1]) for i in range(0, len(arr) - 1, 2))
+    if "/Kids" in node:
+        for kid in node["/Kids"]:
+            out.extend(_name_tree(kid.get_object()))
+    return out
+
+
+def embedded_files(reader: Any) -> dict[str, bytes]:
+    root = reader.root
+    try:
+        tree = root["/Names"]["/EmbeddedFiles"]
+    except KeyError:
+        return {}
+    files: dict[str, bytes] = {}
+    for name, spec in _name_tree(tree.get_object()):
+        spec = spec.get_object()
+        fname = str(spec.get("/UF", spec.get("/F", name)))
+        if fname in files:
+            raise CheckFailed(f"The pack holds two attachments named {fname}.")
+        files[fname] = spec["/EF"]["/F"].get_object().data
+    return files
+
+
+def _check_padding(data: bytes, byte_range: Any) -> str:
+    """The signature /Contents hex string: DER then only zeros. Empty string when so."""
+    _, len1, start2, _ = (int(x) for x in byte_range)
+    gap = data[len1:start2]
+    if len(gap) < 2 or gap[:1] != b"<" or gap[-1:] != b">":
+        return "the signature contents are not a hex string"
+    try:
+        raw = bytes.fromhex(gap[1:-1].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return "the signature contents are not valid hex"
+    if len(raw) < 2 or raw[0] != 0x30:
+        return "the signature contents are not a DER SEQUENCE"
+    first = raw[1]
+    if first < 0x80:
+        end = 2 + first
+    else:
+        n = first & 0x7F
+        end = 2 + n + int.from_bytes(raw[2 : 2 + n], "big")
+    if end > len(raw) or any(raw[end:]):
+        return "the signature contents carry bytes outside the signed data"
+    return ""
+
+
+def _check_pdf_signature(
+    report: PackReport, data: bytes, trust: Path | None
+) -> tuple[Any, str | None]:
+    """Returns the reader (for attachments) and the signer certificate's SHA-256."""
+    from pyhanko.pdf_utils.misc import PdfReadError
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+    from pyhanko_certvalidator import ValidationContext
+
+    from escrow.pack.sign import certificate_sha256, load_certificate
+
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        sigs = list(reader.embedded_signatures)
+    except (PdfReadError, ValueError, KeyError, IndexError) as e:
+        report.add("pdf signature", False, f"the file is not a readable PDF ({e})")
+        return None, None
+    except Exception as e:  # noqa: BLE001 - any parser failure means a damaged file
+        report.add("pdf signature", False, f"the PDF cannot be parsed ({type(e).__name__}: {e})")
+        return None, None
+    if len(sigs) != 1:
+        report.add("pdf signature", False, f"expected one signature, found {len(sigs)}")
+        return reader, None
+    sig = sigs[0]
+    try:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        signer_der = sig.signer_cert.dump()
+        cert = load_certificate(signer_der)
+        fingerprint = certificate_sha256(cert)
+        roots = [load_certificate(trust.read_bytes())] if trust else [cert]
+        from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
+
+        vc = ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots],
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+        )
+        status = validate_pdf_signature(sig, signer_validation_context=vc)
+    except (OSError, InputError) as e:
+        raise InputError(f"Cannot read the trusted certificate {trust}: {e}.") from e
+    except Exception as e:  # noqa: BLE001 - damaged signature containers raise many types
+        report.add("pdf signature", False, f"the signature cannot be validated ({e})")
+        return reader, None
+    problems = []
+    if not status.intact:
+        problems.append("the signed bytes were changed")
+    if not status.valid:
+        problems.append("the signature value does not verify")
+    if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
+        problems.append("the signature does not cover the whole file")
+    padding = _check_padding(data, sig.byte_range)
+    if padding:
+        problems.append(padding)
+    if trust is not None and not status.trusted:
+        problems.append(f"the signer certificate does not chain to {trust}")
+    if problems:
+        report.add("pdf signature", False, "; ".join(problems))
+        return reader, fingerprint
+    who = cert.subject.rfc4514_string()
+    anchor = f"trusted via {trust.name}" if trust else "not anchored (no --trust given)"
+    report.add("pdf signature", True, f"valid, whole file, by {who} ({anchor})")
+    return reader, fingerprint
+
+
+# -- text ----------------------------------------------------------------------------
+
+
+def pdf_text(path: Path) -> str:
+    exe = shutil.which("pdftotext")
+    if exe is None:
+        raise EnvironmentProblem(
+            "pdftotext (poppler-utils) is needed to check the digests printed in the pack.",
+            hint="Install poppler-utils.",
+        )
+    try:
+        out = subprocess.run(
+            [exe, "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True, timeout=600
+        )
+    except subprocess.CalledProcessError as e:
+        raise CheckFailed(
+            f"pdftotext cannot read {path}: {e.stderr.decode(errors='replace')}"
+        ) from e
+    return out.stdout.decode("utf-8", errors="replace")
+
+
+# -- evidence ------------------------------------------------------------------------
+
+
+def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | None) -> set[str]:
+    """Run checks 2–6; return the digests the evidence vouches for."""
+    from escrow.ledger import checkpoint as cpmod
+    from escrow.ledger import merkle
+
+    vouched: set[str] = set()
+    # 2. checkpoint
+    try:
+        cp = cpmod.verify_checkpoint(ev.checkpoint_note, ev.verifier_key)
+        _, _, log_key = cpmod.parse_verifier_key(ev.verifier_key)
+    except EscrowError as e:
+        report.add("checkpoint", False, e.diagnostics())
+        return vouched
+    root_hex = cp.root.hex()
+    vouched.add(root_hex)
+    proofs = ev.proofs
+    ok = proofs.get("treeSize") == cp.size and proofs.get("rootHash") == root_hex
+    report.add(
+        "checkpoint",
+        ok,
+        f"signed by {ev.verifier_key.split('+')[0]}, size {cp.size}"
+        if ok
+        else "the inclusion proofs are not against the embedded checkpoint",
+    )
+    if not ok:
+        return vouched
+
+    # 4 (first pass). envelopes: leaf hashes and inclusion
+    records = proofs.get("proofs")
+    if not isinstance(records, list) or len(records) != len(ev.envelopes):
+        report.add("inclusion proofs", False, "there is not one proof per embedded envelope")
+        return vouched
+    envelopes: dict[int, tuple[bytes, dict[str, Any], Envelope]] = {}
+    bad_inclusion: list[str] = []
+    for raw, rec in zip(ev.envelopes, records, strict=True):
+        try:
+            index = int(rec["index"])
+            hashes = [bytes.fromhex(h) for h in rec["hashes"]]
+            env = Envelope.from_bytes(raw)
+            st = env.statement()
+        except (KeyError, TypeError, ValueError, EscrowError) as e:
+            bad_inclusion.append(f"a malformed envelope or proof ({e})")
+            continue
+        leaf = merkle.leaf_hash(raw)
+        if leaf.hex() != rec.get("leafHash"):
+            bad_inclusion.append(
+                f"entry {index}: the envelope's leaf hash differs from the proof's"
+            )
+        elif not merkle.verify_inclusion(leaf, index, cp.size, hashes, cp.root):
+            bad_inclusion.append(f"entry {index}: the inclusion proof does not verify")
+        vouched.add(leaf.hex())
+        vouched.update(h.hex() for h in hashes)
+        envelopes[index] = (raw, st, env)
+    report.add(
+        "inclusion proofs",
+        not bad_inclusion,
+        bad_inclusion[0]
+        if bad_inclusion
+        else f"{len(envelopes)} envelopes included in checkpoint {cp.size}",
+    )
+    report.envelopes = len(envelopes)
+
+    # 3. keys: registered by key events signed by the log key
+    registered: dict[str, tuple[PublicKey, int, int | None]] = {}  # key, added, ended
+    key_problems: list[str] = []
+    for index, (_, st, env) in sorted(envelopes.items()):
+        if st.get("predicateType") != KEY_EVENT:
+            continue
+        try:
+            env.verify([log_key])
+        except EscrowError:
+            key_problems.append(f"entry {index}: the key event is not signed by the log key")
+            continue
+        p = st.get("predicate") or {}
+        keyid = str(p.get("keyid", ""))
+        if p.get("event") == "added":
+            try:
+                pub = PublicKey.from_pem(str(p.get("publicKey", "")))
+            except InputError:
+                key_problems.append(f"entry {index}: the key event holds no valid public key")
+                continue
+            if pub.keyid != keyid:
+                key_problems.append(f"entry {index}: the key event's key ID is not its key's")
+                continue
+            registered[keyid] = (pub, index, None)
+        elif p.get("event") in ("revoked", "retired") and keyid in registered:
+            pub, added, _ = registered[keyid]
+            registered[keyid] = (pub, added, index)
+    for k in ev.signer_keys:
+        keyid = str(k.get("keyid", "")) if isinstance(k, dict) else ""
+        vouched.add(keyid)
+        if keyid not in registered:
+            key_problems.append(f"signer key {keyid[:16]}… has no key event in the evidence")
+        elif PublicKey.from_pem(str(k.get("publicKey", ""))).keyid != keyid:
+            key_problems.append(f"signer key {keyid[:16]}…: its PEM is not that key")
+    report.add(
+        "signer keys",
+        not key_problems,
+        key_problems[0] if key_problems else f"{len(registered)} keys registered by the log key",
+    )
+
+    # 4 (second pass). envelope signatures by a key valid at that index
+    sig_problems: list[str] = []
+    for index, (_, st, env) in sorted(envelopes.items()):
+        if st.get("predicateType") == KEY_EVENT:
+            continue
+        usable = [
+            registered[s.keyid][0]
+            for s in env.signatures
+            if s.keyid in registered and _valid_at(registered[s.keyid], index)
+        ]
+        if not usable:
+            sig_problems.append(f"entry {index}: no signer key valid at this index")
+            continue
+        try:
+            env.verify(usable)
+        except EscrowError:
+            sig_problems.append(f"entry {index}: the envelope signature does not verify")
+    report.add(
+        "envelope signatures",
+        not sig_problems,
+        sig_problems[0] if sig_problems else f"{len(envelopes)} envelopes signed by valid keys",
+    )
+
+    # 5. the pack statement
+    pred = ev.pack_statement.get("predicate")
+    stmt_problems: list[str] = []
+    if not isinstance(pred, dict):
+        stmt_problems.append("pack-statement.json has no predicate")
+        pred = {}
+    report.pack_id = str(pred.get("packId", ""))
+    cpd = pred.get("checkpoint") or {}
+    if cpd.get("size") != cp.size or cpd.get("rootHash") != root_hex:
+        stmt_problems.append("its checkpoint is not the embedded one")
+    if sorted(pred.get("evidence") or []) != sorted(envelopes):
+        stmt_problems.append("its evidence list differs from the embedded envelopes")
+    scope = [int(i) for i in ((pred.get("scope") or {}).get("entries") or [])]
+    for i in scope:
+        if i not in envelopes or envelopes[i][1].get("predicateType") != BUILD_MANIFEST:
+            stmt_problems.append(f"build {i} in scope has no embedded build manifest")
+            break
+    signer_sha = (pred.get("signer") or {}).get("certificateSha256")
+    if cert_sha is not None and signer_sha != cert_sha:
+        stmt_problems.append("the PDF is signed by another certificate than the pack names")
+    if signer_sha:
+        vouched.add(str(signer_sha))
+    report.builds = len(scope)
+    report.add(
+        "pack statement",
+        not stmt_problems,
+        stmt_problems[0] if stmt_problems else f"pack {report.pack_id}, {len(scope)} builds",
+    )
+
+    # 6. consistency
+    if ev.consistency is not None:
+        c = ev.consistency
+        try:
+            old = cpmod.verify_checkpoint(str(c.get("oldCheckpoint", "")), ev.verifier_key)
+            proof = [bytes.fromhex(h) for h in c.get("proof", [])]
+            ok = (
+                c.get("newSize") == cp.size
+                and c.get("newRootHash") == root_hex
+                and merkle.verify_consistency(old.size, cp.size, old.root, cp.root, proof)
+            )
+            detail = (
+                f"checkpoint {old.size} → {cp.size}: the log only grew"
+                if ok
+                else "the consistency proof does not verify"
+            )
+            vouched.add(old.root.hex())
+            vouched.update(h.hex() for h in proof)
+        except (EscrowError, ValueError, TypeError) as e:
+            ok, detail = False, f"the previous checkpoint does not verify ({e})"
+        report.add("consistency", ok, detail)
+
+    # every 64-hex digest anywhere in the signed evidence is vouched for
+    for raw, _, env in envelopes.values():
+        vouched.update(HEX64.findall(env.payload.decode("utf-8", errors="replace")))
+        vouched.update(HEX64.findall(raw.decode("utf-8", errors="replace")))
+    return vouched
+
+
+def _valid_at(key: tuple[PublicKey, int, int | None], index: int) -> bool:
+    """Whether a key added at ``key[1]`` and ended at ``key[2]`` may sign entry ``index``."""
+    _, added, ended = key
+    return added < index and (ended is None or index < ended)
+
+
+def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: set[str]) -> None:
+    text = pdf_text(path)
+    flat = text
+    required: list[tuple[str, str]] = []
+    pred = ev.pack_statement.get("predicate") or {}
+    scope = {int(i) for i in ((pred.get("scope") or {}).get("entries") or [])}
+    rebuild_of: set[int] = set()
+    for raw, rec in zip(ev.envelopes, ev.proofs.get("proofs") or [], strict=False):
+        try:
+            st = Envelope.from_bytes(raw).statement()
+        except EscrowError:
+            continue
+        index = int(rec.get("index", -1))
+        if st.get("predicateType") == REBUILD_VERIFICATION:
+            rebuild_of.add(index)
+        if index not in scope or st.get("predicateType") != BUILD_MANIFEST:
+            continue
+        p = st.get("predicate") or {}
+        image = (p.get("image") or {}).get("id")
+        if image:
+            required.append((f"entry {index} image ID", str(image)))
+        required.extend(
+            (f"entry {index} diff ID", str(layer["diffId"]))
+            for layer in p.get("layers") or []
+            if isinstance(layer, dict) and layer.get("diffId")
+        )
+        required.append((f"entry {index} leaf hash", str(rec.get("leafHash"))))
+    if report.pack_id:
+        required.append(("pack ID", report.pack_id))
+    missing = [f"{what} {value}" for what, value in required if value not in flat]
+    printed = set(HEX64.findall(text))
+    unvouched = sorted(printed - vouched)
+    if missing:
+        report.add("printed digests", False, f"the pages do not show the {missing[0]}")
+    elif unvouched:
+        report.add(
+            "printed digests",
+            False,
+            f"the pages show {unvouched[0]}, found in no embedded evidence",
+        )
+    else:
+        report.add(
+            "printed digests",
+            True,
+            f"{len(required)} required values shown; "
+            f"all {len(printed)} printed digests are in the evidence",
+        )
+
+
+def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
+    """Verify the pack at ``path``; the report lists every check (fail closed)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read the pack {path}: {e.strerror}.") from e
+    report = PackReport(path=path, sha256=hashlib.sha256(data).hexdigest())
+    reader, cert_sha = _check_pdf_signature(report, data, trust)
+    if reader is None:
+        return report
+    try:
+        files = embedded_files(reader)
+        ev = parse_attachments(files)
+    except CheckFailed as e:
+        report.add("attachments", False, e.message)
+        return report
+    except Exception as e:  # noqa: BLE001 - a damaged object tree
+        report.add("attachments", False, f"the attachments cannot be read ({e})")
+        return report
+    report.add("attachments", True, f"{len(files)} attachments: {', '.join(sorted(files))}")
+    vouched = _verify_evidence(report, ev, cert_sha)
+    if report.ok:
+        _check_text(report, path, ev, vouched)
+    # The PDF as rendered (before the signature's incremental update), for comparing
+    # with a re-rendering made with --render-only.
+    first = _first_revision_end(data)
+    if first:
+        report.rendered_sha256 = hashlib.sha256(data[:first]).hexdigest()
+    return report
+
+
+def _first_revision_end(data: bytes) -> int:
+    """End of the first revision: just after its ``%%EOF`` line."""
+    marker = data.find(b"%%EOF")
+    if marker < 0:
+        return 0
+    end = marker + len(b"%%EOF")
+    while end < len(data) and data[end : end + 1] in (b"\r", b"\n"):
+        end += 1
+    return end
