@@ -202,7 +202,9 @@ def predicate_schema_name(predicate_type: str, *, known: dict[str, str] | None =
 
 def _check_statement(statement: Any, known: dict[str, str]) -> str:
     if not isinstance(statement, dict):
-        raise SchemaError("The document is not a JSON object.", pointer="")
+        raise SchemaError(
+            "The document is not a JSON object, so not an in-toto Statement v1.", pointer=""
+        )
     if statement.get("_type") != STATEMENT_TYPE:
         raise SchemaError(
             f"The document is not an in-toto Statement v1 (_type must be {STATEMENT_TYPE!r}).",
