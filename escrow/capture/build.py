@@ -94,11 +94,13 @@ def _learn_dockerfile_secrets(df: dfparse.Dockerfile, redactor: Redactor) -> Non
 
 
 def resolve_bases(
-    df: dfparse.Dockerfile, engine: Engine, *, pull_missing: bool = True
+    df: dfparse.Dockerfile, engine: Engine, *, strict: bool = True
 ) -> tuple[list[dict[str, Any]], bool]:
     """``inputs.baseImages``: every stage's base, resolved in the engine before the build.
 
-    A base image neither in the engine nor pullable is an :class:`InputError`.
+    ``strict`` (``escrow build``): a base image neither in the engine nor
+    pullable is an :class:`InputError`.  Otherwise (``escrow capture``, whose
+    image is already built) a missing base is recorded as ``unresolved``.
     Returns the records and whether any base had to be pulled.
     """
     pulled = False
@@ -122,7 +124,11 @@ def resolve_bases(
         else:
             record["source"] = "image"
             inspect = cache.get(stage.reference) or engine.inspect_image(stage.reference)
-            if inspect is None and pull_missing:
+            if inspect is None and not strict:
+                record["source"] = "unresolved"
+                records.append(record)
+                continue
+            if inspect is None:
                 try:
                     engine.pull(stage.reference, stage.platform)
                 except InputError as e:
@@ -215,6 +221,7 @@ def phoenix_build(
     arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
 
     with make_context(request.context, request.dockerfile) as ctx:
+        assert ctx.dockerfile_bytes is not None and ctx.dockerfile_in_archive is not None
         df = dfparse.parse(ctx.dockerfile_bytes.decode("utf-8", errors="replace"), args)
         if request.target is not None:
             df.stage_index(request.target)
@@ -312,6 +319,7 @@ def _inputs(
     blobs: BlobStore,
     redactor: Redactor,
 ) -> dict[str, Any]:
+    assert ctx.dockerfile_path is not None and ctx.dockerfile_bytes is not None
     inputs: dict[str, Any] = {
         "recipe": recipe_section(ctx.dockerfile_path, ctx.dockerfile_bytes, redactor),
         "context": ctx.to_manifest(blobs),

@@ -146,9 +146,10 @@ class ContextArchive:
     files: list[dict[str, Any]]
     tree_digest: str
     #: the Dockerfile's name inside the archive (what the engine is told to use)
-    dockerfile_in_archive: str
-    dockerfile_path: str
-    dockerfile_bytes: bytes
+    dockerfile_in_archive: str | None
+    #: the Dockerfile as recorded: relative to the context, or absolute when outside it
+    dockerfile_path: str | None
+    dockerfile_bytes: bytes | None
     dockerignore: list[str] | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -159,10 +160,6 @@ class ContextArchive:
     @property
     def total_size(self) -> int:
         return sum(int(f["size"]) for f in self.files if f["type"] == "file")
-
-    @property
-    def dockerfile_sha256(self) -> str:
-        return hashlib.sha256(self.dockerfile_bytes).hexdigest()
 
     def rewind(self) -> IO[bytes]:
         self.archive.seek(0)
@@ -223,9 +220,17 @@ def make_context(
     context_dir: str | os.PathLike[str],
     dockerfile: str | os.PathLike[str] | None = None,
     *,
+    require_dockerfile: bool = True,
+    embed_dockerfile: bool = True,
+    keep_archive: bool = True,
     spool_dir: str | None = None,
 ) -> ContextArchive:
     """Build the context archive once, hashing every entry and the archive.
+
+    With ``require_dockerfile=False`` (``escrow capture``/``record``) a context
+    without a Dockerfile is fine; with ``embed_dockerfile=False`` a ``-f`` file
+    outside the context is hashed as the recipe but not put in the archive;
+    with ``keep_archive=False`` the archive is hashed but not kept.
 
     Raises :class:`InputError` when the context is not a directory or the
     Dockerfile is missing.
@@ -237,26 +242,39 @@ def make_context(
             hint="Pass the folder holding the files the Dockerfile uses.",
         )
     root = root.resolve()
-    df_path = resolve_dockerfile(root, dockerfile).resolve()
-    df_bytes = df_path.read_bytes()
+    df_path: Path | None = None
+    df_bytes: bytes | None = None
+    if require_dockerfile or dockerfile is not None or (root / "Dockerfile").is_file():
+        df_path = resolve_dockerfile(root, dockerfile).resolve()
+        try:
+            df_bytes = df_path.read_bytes()
+        except OSError as e:
+            raise InputError(f"Cannot read the Dockerfile {df_path}: {e.strerror}.") from e
     exclude = read_dockerignore(root)
 
     # Mirror docker.api.build.process_dockerfile / docker.utils.build.tar.
     extra: list[tuple[str, bytes]] = []
+    rel: str | None = None
+    shown: str | None = None
+    if df_path is not None and df_bytes is not None:
+        try:
+            rel = shown = df_path.relative_to(root).as_posix()
+        except ValueError:
+            shown = str(df_path)
+            if embed_dockerfile:
+                rel = f".dockerfile.{hashlib.sha256(df_bytes).hexdigest()[:40]}"
+                ignore_text = "\n".join([*(exclude or [".dockerignore"]), rel])
+                extra = [(".dockerignore", ignore_text.encode("utf-8")), (rel, df_bytes)]
     try:
-        rel = df_path.relative_to(root).as_posix()
-        inside = True
-    except ValueError:
-        inside = False
-        rel = f".dockerfile.{hashlib.sha256(df_bytes).hexdigest()[:40]}"
-        ignore_text = "\n".join([*(exclude or [".dockerignore"]), rel])
-        extra = [(".dockerignore", ignore_text.encode("utf-8")), (rel, df_bytes)]
-    try:
-        names = _walk(root, exclude or [], rel if inside else None)
+        names = _walk(root, exclude or [], rel)
     except OSError as e:
         raise InputError(f"Cannot read the build context {root}: {e}.") from e
 
-    spool = tempfile.TemporaryFile(prefix="escrow-context-", dir=spool_dir)  # noqa: SIM115
+    spool: IO[bytes] = (
+        tempfile.TemporaryFile(prefix="escrow-context-", dir=spool_dir)  # noqa: SIM115
+        if keep_archive
+        else _NullSink()
+    )
     try:
         writer = _HashingWriter(spool)
         files = _write_archive(root, names, extra, writer)
@@ -273,10 +291,20 @@ def make_context(
         files=files,
         tree_digest=tree_digest(files),
         dockerfile_in_archive=rel,
-        dockerfile_path=rel if inside else str(df_path),
+        dockerfile_path=shown,
         dockerfile_bytes=df_bytes,
         dockerignore=exclude,
     )
+
+
+class _NullSink(io.RawIOBase):
+    """Where the archive goes when only its digest is wanted."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return len(data)
 
 
 def _write_archive(

@@ -168,16 +168,10 @@ def layers_and_history(
             layer["comment"] = item["comment"]
         layers.append(layer)
     # layers no history entry accounts for (images imported without history)
-    for i in range(len(layers), len(diff_ids)):
-        layers.append(
-            {
-                "index": i,
-                "diffId": diff_ids[i],
-                "size": None,
-                "historyIndex": None,
-                "createdBy": None,
-            }
-        )
+    layers.extend(
+        {"index": i, "diffId": diff_ids[i], "size": None, "historyIndex": None, "createdBy": None}
+        for i in range(len(layers), len(diff_ids))
+    )
     return layers, history
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, CheckFailed, InputError
+from escrow.errors import BuildFailed, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -318,6 +318,3 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
             out.flush()
         else:
             sys.stdout.write(item["data"].decode("utf-8", errors="replace"))
-
-
-__all__ = ["build", "capture", "record", "logs", "CheckFailed"]

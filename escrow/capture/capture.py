@@ -1,0 +1,147 @@
+"""``escrow capture IMAGE``: record an image that something else built.
+
+A scripted build that runs commands in a container and commits each stage
+(``docker commit``), another build tool, an imported image: escrow records
+what the engine holds — config, the full history (each commit's command or
+comment), layers mapped to history entries — and the inputs when given.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from escrow.blobs import BlobStore
+from escrow.capture import dockerfile as dfparse
+from escrow.capture.build import default_project, resolve_bases
+from escrow.capture.context import make_context
+from escrow.capture.engine import Engine
+from escrow.capture.manifest import (
+    builder_section,
+    capture_image_facts,
+    image_subject,
+    recipe_section,
+    statement,
+)
+from escrow.capture.secrets import Redactor
+from escrow.capture.source import builder_id, ci_facts, git_source
+from escrow.capture.steps import utc_now
+from escrow.errors import InputError
+
+
+def image_not_found(ref: str) -> InputError:
+    return InputError(
+        f"The image {ref} does not exist in the Docker Engine.",
+        hint="Check the name with `docker images`, or build it first.",
+    )
+
+
+def capture_inputs(
+    context: Path | None,
+    dockerfile: Path | None,
+    engine: Engine,
+    blobs: BlobStore,
+    redactor: Redactor,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``inputs`` from an optional context folder and recipe file; and the git source."""
+    inputs: dict[str, Any] = {"buildArgs": [], "baseImages": []}
+    source: dict[str, Any] | None = None
+    if context is not None:
+        with make_context(
+            context,
+            dockerfile,
+            require_dockerfile=False,
+            embed_dockerfile=False,
+            keep_archive=False,
+        ) as ctx:
+            inputs["context"] = ctx.to_manifest(blobs)
+            if ctx.dockerfile_bytes is not None and ctx.dockerfile_path is not None:
+                inputs["recipe"] = recipe_section(
+                    ctx.dockerfile_path, ctx.dockerfile_bytes, redactor
+                )
+        source = git_source(Path(context))
+    elif dockerfile is not None:
+        try:
+            data = Path(dockerfile).read_bytes()
+        except OSError as e:
+            raise InputError(f"Cannot read the recipe {dockerfile}: {e.strerror}.") from e
+        inputs["recipe"] = recipe_section(str(dockerfile), data, redactor)
+        source = git_source(Path(dockerfile).resolve().parent)
+    recipe = inputs.get("recipe")
+    if recipe is not None:
+        try:
+            df = dfparse.parse(str(recipe.get("text") or ""))
+        except InputError:
+            df = None  # a build script, not a Dockerfile
+        if df is not None and df.stages:
+            inputs["baseImages"], _ = resolve_bases(df, engine, strict=False)
+    if source is not None:
+        inputs["source"] = source
+    return inputs, source
+
+
+def capture_image(
+    image: str,
+    *,
+    engine: Engine,
+    blobs: BlobStore,
+    context: Path | None = None,
+    dockerfile: Path | None = None,
+    project: str | None = None,
+    redactor: Redactor | None = None,
+    environ: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The build-manifest Statement of ``image`` as the engine holds it."""
+    redactor = redactor or Redactor()
+    started_on = utc_now()
+    engine_facts = engine.facts()
+    facts = capture_image_facts(engine, image, redactor)
+    if facts is None:
+        raise image_not_found(image)
+    image_doc, layers, history = facts
+    inputs, source = capture_inputs(context, dockerfile, engine, blobs, redactor)
+    if project is None:
+        tags = image_doc["tags"]
+        project = (
+            default_project(context)
+            if context is not None
+            else _repo_name(image if image in tags or not tags else tags[0])
+        )
+    ci = ci_facts(environ)
+    predicate: dict[str, Any] = {
+        "build": {
+            "id": str(uuid.uuid4()),
+            "project": project,
+            "kind": "image",
+            "status": "succeeded",
+            "startedOn": started_on,
+            "finishedOn": utc_now(),
+            "phoenix": {
+                "noCache": False,
+                "removeIntermediates": False,
+                "pulledBase": False,
+                "cleanContext": not (source or {}).get("dirty", False),
+            },
+        },
+        "builder": builder_section(engine_facts, ci, builder_id(ci)),
+        "inputs": inputs,
+        "steps": [],
+        "image": image_doc,
+        "layers": layers,
+        "history": history,
+    }
+    name = image if image in image_doc["tags"] else None
+    return dict(redactor.document(statement(image_subject(image_doc, name), predicate)))
+
+
+def _repo_name(ref: str) -> str:
+    """``registry:5000/team/app:tag`` → ``app`` (the default project of a capture)."""
+    if (
+        ref.startswith("sha256:")
+        or len(ref) in (12, 64)
+        and all(c in "0123456789abcdef" for c in ref)
+    ):
+        return "default"
+    last = ref.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[0] or "default"

@@ -1,0 +1,214 @@
+"""``escrow record -- COMMAND…``: run any build command and record it.
+
+Records the argv, working directory, exit code, duration and output log
+(stdout and stderr merged, to the blob store), the context digest before and
+after (a command that changes its own inputs is flagged, with the changed
+paths), and — when ``--image`` is given and the command succeeded — the
+image it produced.  The caller exits with the command's own exit code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from escrow.blobs import BlobStore
+from escrow.capture.build import default_project
+from escrow.capture.capture import image_not_found
+from escrow.capture.context import ContextArchive, make_context
+from escrow.capture.engine import Engine
+from escrow.capture.manifest import (
+    LOG_TAIL_LINES,
+    builder_section,
+    capture_image_facts,
+    image_subject,
+    log_ref,
+    statement,
+)
+from escrow.capture.secrets import Redactor
+from escrow.capture.source import builder_id, ci_facts, git_source
+from escrow.capture.steps import utc_now
+from escrow.documents.canonical import canonical_bytes
+from escrow.errors import EscrowError, UsageError
+
+#: changed paths listed in ``command.changedPaths`` (at most)
+MAX_CHANGED_PATHS = 100
+
+
+@dataclass
+class RecordOutcome:
+    statement: dict[str, Any]
+    exit_code: int
+    status: str
+
+
+def _snapshot(context: Path) -> ContextArchive:
+    return make_context(
+        context, None, require_dockerfile=False, embed_dockerfile=False, keep_archive=False
+    )
+
+
+def changed_paths(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    """Paths added, removed or changed between two context file lists."""
+    a = {str(f["path"]): f for f in before}
+    b = {str(f["path"]): f for f in after}
+    return sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
+
+
+def _learn_argv(argv: list[str], redactor: Redactor) -> None:
+    """``NAME=value`` words of the command line with secret names (``--build-arg T=…``)."""
+    for word in argv:
+        name, eq, value = word.partition("=")
+        if eq and name and redactor.is_secret(name.lstrip("-")):
+            redactor.learn(name.lstrip("-"), value)
+
+
+def _run(argv: list[str], echo: TextIO | None, redactor: Redactor) -> tuple[int, bytes, int]:
+    """Run ``argv``; return ``(exit code, merged output, duration ms)``."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except FileNotFoundError:
+        msg = f"escrow: command not found: {argv[0]}\n".encode()
+        if echo is not None:
+            echo.write(msg.decode())
+        return 127, msg, 0
+    except PermissionError:
+        msg = f"escrow: permission denied: {argv[0]}\n".encode()
+        if echo is not None:
+            echo.write(msg.decode())
+        return 126, msg, 0
+    assert proc.stdout is not None
+    log = bytearray()
+    try:
+        for line in iter(proc.stdout.readline, b""):
+            log += line
+            if echo is not None:
+                echo.write(redactor.text(line.decode("utf-8", errors="replace")))
+                echo.flush()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait()
+    duration = round((time.monotonic() - started) * 1000)
+    if code < 0:  # killed by a signal: report it the way a shell does
+        code = 128 - code
+    return code, bytes(log), duration
+
+
+def record_command(
+    argv: list[str],
+    *,
+    image: str | None = None,
+    context: Path | None = None,
+    project: str | None = None,
+    engine: Engine | None = None,
+    blobs: BlobStore,
+    redactor: Redactor | None = None,
+    echo: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RecordOutcome:
+    if not argv:
+        raise UsageError("No command to record.", hint="Write: escrow record -- COMMAND [ARGS]…")
+    if image is not None and engine is None:
+        raise UsageError("Recording an image needs the Docker Engine.")
+    env = os.environ if environ is None else environ
+    redactor = redactor or Redactor()
+    redactor.learn_env(env)
+    _learn_argv(argv, redactor)
+    context = context or Path.cwd()
+    engine_facts = engine.facts() if engine is not None else None
+    started_on = utc_now()
+    with _snapshot(context) as before:
+        context_doc = before.to_manifest(blobs)
+        before_files = before.files
+        before_digest = before.tree_digest
+    source = git_source(Path(context))
+
+    exit_code, log, duration = _run(argv, echo, redactor)
+
+    with _snapshot(context) as after:
+        after_digest = after.tree_digest
+        changed = changed_paths(before_files, after.files) if after_digest != before_digest else []
+    finished_on = utc_now()
+    scrubbed_log = redactor.data(log)
+    command: dict[str, Any] = {
+        "argv": [redactor.text(a) for a in argv],
+        "cwd": str(Path.cwd()),
+        "exitCode": exit_code,
+        "durationMs": duration,
+        "log": log_ref(blobs, scrubbed_log),
+        "contextBefore": before_digest,
+        "contextAfter": after_digest,
+        "inputsChanged": after_digest != before_digest,
+    }
+    if changed:
+        command["changedPaths"] = [redactor.text(p) for p in changed[:MAX_CHANGED_PATHS]]
+    ci = ci_facts(env)
+    builder = builder_section(engine_facts or {}, ci, builder_id(ci))
+    if engine_facts is None:
+        builder.pop("engine")
+    inputs: dict[str, Any] = {"context": context_doc, "buildArgs": [], "baseImages": []}
+    if source is not None:
+        inputs["source"] = source
+    predicate: dict[str, Any] = {
+        "build": {
+            "id": str(uuid.uuid4()),
+            "project": project or default_project(context),
+            "kind": "command",
+            "status": "succeeded" if exit_code == 0 else "failed",
+            "startedOn": started_on,
+            "finishedOn": finished_on,
+            "phoenix": {
+                "noCache": False,
+                "removeIntermediates": False,
+                "pulledBase": False,
+                "cleanContext": not (source or {}).get("dirty", False),
+            },
+        },
+        "builder": builder,
+        "inputs": inputs,
+        "steps": [],
+        "command": command,
+    }
+    subject = _command_subject(command["argv"])
+    failure_message: str | None = None
+    if exit_code == 0 and image is not None and engine is not None:
+        try:
+            facts = capture_image_facts(engine, image, redactor)
+        except EscrowError:
+            raise
+        if facts is None:
+            failure_message = str(image_not_found(image).message)
+        else:
+            image_doc, layers, history = facts
+            predicate.update({"image": image_doc, "layers": layers, "history": history})
+            subject = image_subject(image_doc, image if image in image_doc["tags"] else None)
+    elif exit_code != 0:
+        failure_message = f"The command exited with code {exit_code}."
+    if failure_message is not None:
+        predicate["build"]["status"] = "failed"
+        tail = scrubbed_log.decode("utf-8", errors="replace").rstrip("\n").splitlines()
+        predicate["build"]["failure"] = {
+            "step": None,
+            "instruction": " ".join(command["argv"]),
+            "exitCode": exit_code,
+            "message": failure_message,
+            "logTail": "\n".join(tail[-LOG_TAIL_LINES:]),
+        }
+    doc = dict(redactor.document(statement(subject, predicate)))
+    return RecordOutcome(doc, exit_code, predicate["build"]["status"])
+
+
+def _command_subject(argv: list[str]) -> list[dict[str, Any]]:
+    """A command's subject: ``command:<argv0>`` with the SHA-256 of its canonical argv."""
+    digest = hashlib.sha256(canonical_bytes(argv)).hexdigest()
+    return [{"name": f"command:{Path(argv[0]).name}", "digest": {"sha256": digest}}]
