@@ -35,6 +35,7 @@ from escrow.server.http import ApiError, GuardMiddleware, install_error_handlers
 from escrow.server.packs import PackJobs, PackRunner
 
 if TYPE_CHECKING:
+    from escrow.ledger.models import KeyRecord
     from escrow.ledger.store import Entry, Ledger, Prepared
     from escrow.signing.dsse import Envelope
 
@@ -474,6 +475,64 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
             "keys": [k.to_dict() for k in ledger.keys()],
         }
 
+    key_responses: dict[int | str, dict[str, Any]] = {
+        201: {"model": m.PostEntryOut, "description": "The key event was appended."},
+        **_responses(401, 403, 404, 413, 422),
+    }
+    KeyPath = Annotated[str, Path(pattern=r"^[0-9a-f]{4,64}$", description="Key ID or prefix")]
+
+    @v1.post(
+        "/keys",
+        status_code=201,
+        responses={**key_responses, 200: {"model": m.PostEntryOut, "description": "Known."}},
+        tags=["keys"],
+        summary="Register a signing key (a key event signed with the log key)",
+    )
+    def add_key(request: Request, body: m.KeyAddIn, _: Admin, ledger: LedgerDep) -> JSONResponse:
+        from escrow.signing.keys import PublicKey
+
+        try:
+            public = PublicKey.from_pem(body.public_key)
+        except EscrowError as e:
+            raise ApiError(422, e.diagnostics(), location="body", pointer="/public_key") from e
+        known = any(k.keyid == public.keyid for k in ledger.keys())
+        entry = ledger.register_key(public, body.name)
+        request.state.audit = f"registered key {public.keyid} as entry {entry.index}"
+        return JSONResponse(_key_event_body(ledger, entry, not known), 200 if known else 201)
+
+    @v1.post(
+        "/keys/{keyid}/revoke",
+        status_code=201,
+        response_model=m.PostEntryOut,
+        responses=key_responses,
+        tags=["keys"],
+        summary="Revoke a signing key: it signs nothing appended from now on",
+    )
+    def revoke_key(
+        request: Request, keyid: KeyPath, body: m.KeyRevokeIn, _: Admin, ledger: LedgerDep
+    ) -> dict[str, Any]:
+        rec = _key_or_404(ledger, keyid)
+        entry = ledger.revoke_key(rec.keyid, body.reason)
+        request.state.audit = f"revoked key {rec.keyid} as entry {entry.index}"
+        return _key_event_body(ledger, entry, True)
+
+    @v1.post(
+        "/keys/{keyid}/retire",
+        status_code=201,
+        response_model=m.PostEntryOut,
+        responses=key_responses,
+        tags=["keys"],
+        summary="Retire a signing key, now or from a given time",
+    )
+    def retire_key(
+        request: Request, keyid: KeyPath, body: m.KeyRetireIn, _: Admin, ledger: LedgerDep
+    ) -> dict[str, Any]:
+        rec = _key_or_404(ledger, keyid)
+        effective = _utc_query(body.effective_from, "effective_from")
+        entry = ledger.retire_key(rec.keyid, effective, body.reason or None)
+        request.state.audit = f"retired key {rec.keyid} as entry {entry.index}"
+        return _key_event_body(ledger, entry, True)
+
     # -- tokens ----------------------------------------------------------------
 
     @v1.get(
@@ -606,6 +665,38 @@ def _time_text(t: datetime | None, name: str) -> str | None:
     return _rfc3339(u) if u is not None else None
 
 
+def _key_or_404(ledger: Ledger, keyid: str) -> KeyRecord:
+    matches = [k for k in ledger.keys() if k.keyid.startswith(keyid)]
+    if not matches:
+        raise ApiError(404, f"No registered key has the ID {keyid!r}.")
+    if len(matches) > 1:
+        raise ApiError(
+            422, f"The key ID prefix {keyid!r} is ambiguous.", location="path", field="keyid"
+        )
+    return matches[0]
+
+
+def _key_event_body(ledger: Ledger, entry: Entry, created: bool) -> dict[str, Any]:
+    cp = checkpoint_json(ledger)
+    return {
+        "created": created,
+        "entry": entry_json(entry),
+        "inclusion_proof": _inclusion(ledger, entry, cp),
+        "checkpoint": cp,
+    }
+
+
+def _inclusion(ledger: Ledger, entry: Entry, cp: dict[str, Any]) -> dict[str, Any]:
+    n = int(cp["size"])
+    return {
+        "index": entry.index,
+        "tree_size": n,
+        "leaf_hash": entry.leaf_hash,
+        "root": cp["root"],
+        "hashes": [h.hex() for h in ledger.inclusion_proof(entry.index, n)],
+    }
+
+
 def _check_index(ledger: Ledger, index: int) -> int:
     size = ledger.size()
     if index >= size:
@@ -636,18 +727,11 @@ def _append(ledger: Ledger, envelopes: list[Envelope], batch: bool) -> tuple[dic
                 raise _in_batch(e, i) from e
             raise
     cp = checkpoint_json(ledger)
-    n = cp["size"]
     posted = [
         {
             "created": created,
             "entry": entry_json(entry),
-            "inclusion_proof": {
-                "index": entry.index,
-                "tree_size": n,
-                "leaf_hash": entry.leaf_hash,
-                "root": cp["root"],
-                "hashes": [h.hex() for h in ledger.inclusion_proof(entry.index, n)],
-            },
+            "inclusion_proof": _inclusion(ledger, entry, cp),
         }
         for entry, created in done
     ]

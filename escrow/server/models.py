@@ -156,12 +156,19 @@ class KeysOut(BaseModel):
 
 
 class KeyAddIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
-    public_pem: str = Field(min_length=1, max_length=16384)
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    public_key: str = Field(min_length=1, max_length=16384, description="PEM public key.")
 
 
 class KeyRevokeIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, pattern=NO_NUL)
+
+
+class KeyRetireIn(BaseModel):
     reason: str = Field("", max_length=2000, pattern=NO_NUL)
+    effective_from: datetime | None = Field(
+        None, description="RFC 3339; the key may sign until then (default: now)."
+    )
 
 
 class TokenIn(BaseModel):

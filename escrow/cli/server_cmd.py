@@ -1,0 +1,180 @@
+"""``escrow serve`` and ``escrow tokens``: the HTTP server and its bearer tokens."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import UsageError
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+ROLES = ("pipeline", "auditor", "admin")
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """Uvicorn's logging, plus the ``escrow.server`` audit lines, all on stderr."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg: dict[str, Any] = {
+        **LOGGING_CONFIG,
+        "formatters": dict(LOGGING_CONFIG["formatters"]),
+        "handlers": dict(LOGGING_CONFIG["handlers"]),
+        "loggers": dict(LOGGING_CONFIG["loggers"]),
+    }
+    cfg["formatters"]["escrow"] = {
+        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+    }
+    cfg["handlers"]["escrow"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "escrow",
+        "stream": "ext://sys.stderr",
+    }
+    cfg["loggers"]["escrow"] = {"handlers": ["escrow"], "level": level, "propagate": False}
+    return cfg
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes (each renders pack jobs too).",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BODY,
+    show_default=True,
+    envvar="ESCROW_SERVER_MAX_BODY",
+    help="Largest request body in bytes; larger ones get 413 (ESCROW_SERVER_MAX_BODY).",
+)
+@click.option(
+    "--no-packs",
+    is_flag=True,
+    help="Queue pack requests but do not render them here (another server does).",
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@pass_app
+def serve(
+    app: App,
+    host: str,
+    port: int,
+    workers: int,
+    max_body: int,
+    no_packs: bool,
+    access_log: bool,
+) -> None:
+    """Serve the ledger over HTTP (FastAPI + Uvicorn): routes under /v1, /openapi.json, /healthz.
+
+    Several `escrow serve` processes may share one PostgreSQL ledger
+    (ESCROW_DB_URL). Requests need a bearer token from `escrow tokens create`.
+    """
+    import uvicorn
+
+    from escrow.config import redact_url
+    from escrow.ledger.store import Ledger
+
+    s = app.settings
+    with Ledger.open(s) as ledger:  # fail now, with exit 3, when the database is unreachable
+        verifier = ledger.verifier_key()
+        size = ledger.size()
+    # Worker processes build their app from the environment (escrow.server.app:app_from_env).
+    os.environ["ESCROW_HOME"] = str(s.home)
+    os.environ["ESCROW_DB_URL"] = s.db_url
+    os.environ["ESCROW_SERVER_MAX_BODY"] = str(max_body)
+    os.environ["ESCROW_SERVER_PACK_WORKERS"] = "0" if no_packs else "1"
+    app.say(
+        f"escrow: serving the ledger {redact_url(s.db_url)} ({size} entries) "
+        f"on http://{host}:{port} with {workers} worker(s)"
+    )
+    app.say(f"escrow: log verifier key: {verifier}")
+    uvicorn.run(
+        "escrow.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=_log_config("INFO"),
+        access_log=access_log,
+        server_header=False,
+    )
+
+
+@click.group()
+def tokens() -> None:
+    """Bearer tokens of the server: create (shown once), list, revoke.
+
+    Works on the ledger database directly (ESCROW_DB_URL), on the server's host.
+    """
+
+
+def _store(app: App) -> Any:
+    from escrow.ledger.store import Ledger, db_errors, make_engine
+    from escrow.server.auth import TokenStore
+
+    s = app.settings
+    Ledger.open(s).close()  # the database answers and holds a ledger
+    engine = make_engine(s.db_url)
+    with db_errors(s.db_url):
+        TokenStore.create_tables(engine)
+    return TokenStore(engine)
+
+
+@tokens.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the token may do.")
+@click.option("--name", required=True, help="Who uses it (shown in the server log).")
+@json_option
+@pass_app
+def tokens_create(app: App, role: str, name: str, as_json: bool) -> None:
+    """Create a token and print it once; only its SHA-256 is stored."""
+    from escrow.server.auth import Role
+
+    token, info = _store(app).create(name, Role(role))
+    if as_json:
+        app.emit_json({**info.to_dict(), "token": token})
+        return
+    app.out(token)
+    app.say(
+        f"Token {info.id} {info.name!r} ({info.role.value}) created. It is shown only now: "
+        "store it as a secret (ESCROW_TOKEN)."
+    )
+
+
+@tokens.command("list")
+@click.option("--active", is_flag=True, help="Only tokens that are not revoked.")
+@json_option
+@pass_app
+def tokens_list(app: App, active: bool, as_json: bool) -> None:
+    """List tokens (never the secrets)."""
+    rows = [t.to_dict() for t in _store(app).list(include_revoked=not active)]
+    if as_json:
+        app.emit_json({"tokens": rows})
+        return
+    if not rows:
+        app.say("No tokens.")
+        return
+    for r in rows:
+        state = "active" if r["active"] else f"revoked {r['revoked_at']}"
+        app.out(f"{r['id']}  {r['role']:<8}  {r['created_at'][:19]}  {state:<28}  {r['name']}")
+
+
+@tokens.command("revoke")
+@click.argument("token")
+@json_option
+@pass_app
+def tokens_revoke(app: App, token: str, as_json: bool) -> None:
+    """Revoke TOKEN (its ID or its active name); requests with it then get 401."""
+    if not token.strip():
+        raise UsageError("Give the ID or name of the token to revoke.")
+    info = _store(app).revoke(token.strip())
+    if as_json:
+        app.emit_json(info.to_dict())
+        return
+    app.say(f"Token {info.id} {info.name!r} is revoked.")

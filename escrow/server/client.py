@@ -1,0 +1,588 @@
+"""The CLI's client of an escrow server: :class:`RemoteLedger`.
+
+It has the methods of :class:`escrow.ledger.store.Ledger` the commands use and
+returns the same :class:`Entry`, :class:`Checkpoint` and :class:`KeyRecord`
+values, so ``escrow build/post/log/show/verify/ledger …`` work against a
+server as they do against a local ledger.  It trusts nothing the server says
+without checking:
+
+* every checkpoint's signature is verified against the **trusted log key**:
+  ``verifier_key`` given to the constructor (``ESCROW_SERVER_KEY``, the line
+  ``escrow serve`` and ``escrow init`` print), otherwise the key pinned for
+  this server in ``ESCROW_HOME/servers/<host>_<port>.json``, otherwise — on
+  first use only — the key the server announces, which is then pinned (and
+  said so on stderr);
+* every new checkpoint must be consistent (RFC 9162 consistency proof) with
+  the last one this ``ESCROW_HOME`` saw from that server, which is kept in the
+  same file: a server that rewrote or forked its log is caught;
+* every appended or fetched entry's leaf hash is recomputed from its bytes,
+  and its inclusion proof is verified against the verified checkpoint before
+  ``append`` or ``get`` returns.
+
+Any failed check raises :class:`~escrow.errors.CheckFailed` (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from escrow.errors import (
+    CheckFailed,
+    EnvironmentProblem,
+    EscrowError,
+    InputError,
+    KeyLocked,
+    LedgerTamperError,
+    SchemaError,
+    SignatureError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from escrow.config import Settings
+    from escrow.ledger.models import Checkpoint, Entry, KeyRecord
+    from escrow.signing.dsse import Envelope
+    from escrow.signing.keys import PublicKey
+
+MAX_PAGE = 1000
+
+
+class ServerUnavailable(EnvironmentProblem):
+    """The escrow server cannot be reached or failed (exit 3)."""
+
+
+class ServerAuthError(KeyLocked):
+    """The server refused the token: missing, unknown, revoked, or the wrong role (exit 3)."""
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _time_param(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        raise InputError(f"The time {t.isoformat()} has no time zone; give UTC.")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _slug(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "server"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = parts.path.strip("/")
+    raw = f"{host}_{port}" + (f"_{path}" if path else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+
+class RemoteLedger:
+    """A ledger on an escrow server, checked as it is read (see the module docstring).
+
+    ``url``: the server's base URL (``http://host:8080``); ``token``: a bearer token;
+    ``home``: ``ESCROW_HOME``, where the server's log key and last checkpoint are
+    pinned; ``verifier_key``: the log's note verifier key line, to trust it
+    explicitly instead of pinning on first use.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        home: Path,
+        verifier_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"The server URL {url!r} is not an http(s) URL.",
+                hint="Use --server http://host:port or ESCROW_SERVER.",
+            )
+        self.url = url.rstrip("/")
+        self.token = token
+        self.home = Path(home)
+        self.state_path = self.home / "servers" / f"{_slug(self.url)}.json"
+        self._explicit_key = verifier_key.strip() if verifier_key else None
+        self._trusted: str | None = self._explicit_key
+        self._checkpoint: Checkpoint | None = None
+        headers = {"User-Agent": "escrow-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    @classmethod
+    def open(cls, settings: Settings) -> RemoteLedger:
+        """The server of ``settings.server`` with ``settings.token``; ``ESCROW_SERVER_KEY`` pins."""
+        if not settings.server:
+            raise UsageError("No server is configured (--server or ESCROW_SERVER).")
+        return cls(
+            settings.server,
+            settings.token,
+            home=settings.home,
+            verifier_key=os.environ.get("ESCROW_SERVER_KEY") or None,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- HTTP -------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.TimeoutException as e:
+            raise ServerUnavailable(
+                f"The escrow server {self.url} did not answer in time.",
+                hint="Check that `escrow serve` is running there.",
+            ) from e
+        except httpx.HTTPError as e:
+            raise ServerUnavailable(
+                f"Cannot reach the escrow server {self.url}: {e}.",
+                hint="Check ESCROW_SERVER and that `escrow serve` is running.",
+            ) from e
+        if r.status_code < 400:
+            if r.headers.get("content-type", "").startswith("application/json"):
+                return r.json()
+            return r.content
+        raise self._error(r)
+
+    def _error(self, r: httpx.Response) -> EscrowError:
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        msg = str(body.get("message") or f"HTTP {r.status_code}").rstrip(".")
+        where = f"The escrow server {self.url} answered {r.status_code}: {msg}."
+        code = body.get("error")
+        if r.status_code == 401:
+            return ServerAuthError(where, hint="Set ESCROW_TOKEN (or --token) to a valid token.")
+        if r.status_code == 403:
+            return ServerAuthError(where, hint="Use a token with a role that may do this.")
+        if code == "schema":
+            return SchemaError(f"{msg}.", pointer=str(body.get("pointer") or ""))
+        if code == "signature" or code == "check_failed":
+            return SignatureError(f"{msg}.") if code == "signature" else CheckFailed(f"{msg}.")
+        if r.status_code == 404 and code == "not_found":
+            return InputError(f"{msg}.")
+        if 400 <= r.status_code < 500:
+            return InputError(where)
+        return ServerUnavailable(where)
+
+    # -- trust ------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise InputError(
+                f"Cannot read the pinned server state {self.state_path}: {e}.",
+                hint="Fix or remove the file (the server's log key is then pinned again).",
+            ) from e
+        return data if isinstance(data, dict) else {}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".server-", dir=self.state_path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(state, f, indent=2)
+            os.replace(tmp, self.state_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _trusted_key(self, announced: str | None = None) -> str:
+        if self._trusted:
+            return self._trusted
+        pinned = self._state().get("verifier_key")
+        if isinstance(pinned, str) and pinned:
+            self._trusted = pinned
+            return pinned
+        if announced is None:
+            announced = str(self._request("GET", "/v1/checkpoint")["verifier_key"])
+        from escrow.ledger.checkpoint import parse_verifier_key
+
+        parse_verifier_key(announced)  # well-formed, or InputError
+        self._trusted = announced
+        self._save_state({"url": self.url, "verifier_key": announced})
+        import sys
+
+        print(
+            f"escrow: trusting the log key of {self.url} on first use: {announced} "
+            f"(pinned in {self.state_path}; set ESCROW_SERVER_KEY to trust a key explicitly)",
+            file=sys.stderr,
+        )
+        return announced
+
+    def _accept(self, cp_json: dict[str, Any]) -> Checkpoint:
+        """Verify a checkpoint from the server and its consistency with the last one seen."""
+        from escrow.ledger import merkle
+        from escrow.ledger.checkpoint import verify_checkpoint
+
+        key = self._trusted_key(str(cp_json.get("verifier_key") or "") or None)
+        announced = cp_json.get("verifier_key")
+        if announced and announced != key:
+            raise SignatureError(
+                f"The escrow server {self.url} signs with the log key {announced}, "
+                f"not the trusted {key}.",
+                hint=f"If the server's log key was legitimately replaced, remove {self.state_path}"
+                " or set ESCROW_SERVER_KEY.",
+            )
+        cp = verify_checkpoint(str(cp_json["note"]), key)
+        if cp.size != int(cp_json["size"]) or cp.root.hex() != cp_json["root"]:
+            raise LedgerTamperError(
+                f"The escrow server {self.url} sent a checkpoint whose fields disagree with its "
+                "signed note.",
+                kind="checkpoint-root",
+            )
+        state = self._state()
+        last = state.get("checkpoint") if state.get("verifier_key") == key else None
+        if isinstance(last, str):
+            old = verify_checkpoint(last, key)
+            if old.size > cp.size:
+                raise LedgerTamperError(
+                    f"The escrow server's log shrank: it shows {cp.size} entries, but this "
+                    f"machine already saw a signed checkpoint of {old.size}.",
+                    kind="truncated",
+                )
+            if old.size == cp.size and old.root != cp.root:
+                raise LedgerTamperError(
+                    f"The escrow server shows two different roots for size {cp.size}: "
+                    "its log was forked or rewritten.",
+                    kind="checkpoint-root",
+                )
+            if old.size < cp.size:
+                proof = self._request(
+                    "GET", "/v1/consistency", params={"old": old.size, "new": cp.size}
+                )
+                hashes = [bytes.fromhex(h) for h in proof["hashes"]]
+                if not merkle.verify_consistency(old.size, cp.size, old.root, cp.root, hashes):
+                    raise LedgerTamperError(
+                        f"The escrow server's checkpoint of size {cp.size} is not consistent "
+                        f"with the one of size {old.size} this machine saw before: its log "
+                        "was rewritten.",
+                        kind="checkpoint-root",
+                    )
+        if not isinstance(last, str) or verify_checkpoint(last, key).size < cp.size:
+            # re-read: another process may have pinned a newer one meanwhile
+            fresh = self._state()
+            fresh_last = fresh.get("checkpoint")
+            if not isinstance(fresh_last, str) or (
+                verify_checkpoint(fresh_last, key).size < cp.size
+            ):
+                self._save_state({"url": self.url, "verifier_key": key, "checkpoint": cp.note})
+        if self._checkpoint is None or self._checkpoint.size <= cp.size:
+            self._checkpoint = cp
+        return cp
+
+    def _check_inclusion(self, entry: Entry, proof: list[bytes], cp: Checkpoint) -> None:
+        from escrow.ledger import merkle
+
+        if not merkle.verify_inclusion(
+            bytes.fromhex(entry.leaf_hash), entry.index, cp.size, proof, cp.root
+        ):
+            raise LedgerTamperError(
+                f"The escrow server's inclusion proof of entry {entry.index} does not verify "
+                f"against its signed checkpoint of size {cp.size}.",
+                index=entry.index,
+                kind="edited",
+            )
+
+    def _entry(self, data: dict[str, Any]) -> Entry:
+        from escrow.documents.canonical import canonical_bytes
+        from escrow.ledger import merkle
+        from escrow.ledger.models import Entry
+
+        leaf = canonical_bytes(data["envelope"])
+        computed = merkle.leaf_hash(leaf).hex()
+        if computed != data["leaf_hash"]:
+            raise LedgerTamperError(
+                f"Entry {data['index']} from the escrow server does not hash to its leaf hash.",
+                index=int(data["index"]),
+                kind="edited",
+            )
+        integrated = _parse_time(data["integrated_at"])
+        assert integrated is not None
+        return Entry(
+            index=int(data["index"]),
+            leaf_hash=computed,
+            envelope=leaf,
+            predicate_type=str(data["predicate_type"]),
+            project=data.get("project"),
+            image_id=data.get("image_id"),
+            signer=str(data["signer"]),
+            integrated_at=integrated,
+        )
+
+    # -- the Ledger interface -------------------------------------------------------
+    def verifier_key(self) -> str:
+        """The trusted log verifier key (given, pinned, or pinned now on first use)."""
+        return self._trusted_key()
+
+    def checkpoint(self) -> Checkpoint:
+        """The server's latest checkpoint, verified (signature and consistency)."""
+        return self._accept(self._request("GET", "/v1/checkpoint"))
+
+    def _current(self) -> Checkpoint:
+        return self._checkpoint if self._checkpoint is not None else self.checkpoint()
+
+    def size(self) -> int:
+        return self.checkpoint().size
+
+    def append(self, envelope: Envelope | bytes | str) -> tuple[Entry, bool]:
+        """Post one envelope; verify the returned entry, inclusion proof and checkpoint."""
+        from escrow.ledger.store import prepare
+
+        p = prepare(envelope)  # the same local checks as the ledger: fail before posting
+        body = p.envelope.to_dict()
+        data = self._request("POST", "/v1/entries", json=body)
+        cp = self._accept(data["checkpoint"])
+        entry = self._entry(data["entry"])
+        if entry.envelope != p.leaf:
+            raise LedgerTamperError(
+                f"The escrow server recorded entry {entry.index} with other bytes than were posted."
+            )
+        proof = data["inclusion_proof"]
+        if int(proof["tree_size"]) != cp.size:
+            raise LedgerTamperError("The inclusion proof is not for the returned checkpoint.")
+        self._check_inclusion(entry, [bytes.fromhex(h) for h in proof["hashes"]], cp)
+        return entry, bool(data["created"])
+
+    def get(self, index: int) -> Entry:
+        """Entry ``index``, with its inclusion under the latest checkpoint verified."""
+        if index < 0:
+            raise InputError(f"The ledger has no entry {index}.")
+        entry = self._entry(self._request("GET", f"/v1/entries/{index}"))
+        cp = self._current()
+        if entry.index >= cp.size:
+            cp = self.checkpoint()
+        self._check_inclusion(entry, self._proof(entry.index, cp.size), cp)
+        return entry
+
+    def _proof(self, index: int, tree_size: int) -> list[bytes]:
+        data = self._request("GET", f"/v1/entries/{index}/proof", params={"tree_size": tree_size})
+        return [bytes.fromhex(h) for h in data["hashes"]]
+
+    def entries(
+        self,
+        *,
+        project: str | None = None,
+        image_id: str | None = None,
+        diff_id: str | None = None,
+        signer: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        predicate_type: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[Entry]:
+        """Entries matching every filter, oldest first (pages of at most 1000 requested)."""
+        if limit < 1:
+            raise InputError("The page size (limit) must be at least 1.")
+        params: dict[str, Any] = {
+            "project": project,
+            "image_id": image_id,
+            "diff_id": diff_id,
+            "signer": signer,
+            "since": _time_param(since),
+            "until": _time_param(until),
+            "predicate_type": predicate_type,
+        }
+        params = {k: v for k, v in params.items() if v is not None}
+        out: list[Entry] = []
+        cursor = after
+        while len(out) < limit:
+            page_params = {**params, "limit": min(MAX_PAGE, limit - len(out))}
+            if cursor is not None:
+                page_params["after"] = cursor
+            page = self._request("GET", "/v1/entries", params=page_params)
+            out.extend(self._entry(e) for e in page["entries"])
+            cursor = page.get("next_cursor")
+            if cursor is None or not page["entries"]:
+                break
+        return out
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]:
+        """The inclusion proof; verified here when it is for the latest checkpoint."""
+        cp = self._current() if tree_size is None else None
+        n = cp.size if cp is not None else tree_size
+        assert n is not None
+        data = self._request("GET", f"/v1/entries/{index}/proof", params={"tree_size": n})
+        proof = [bytes.fromhex(h) for h in data["hashes"]]
+        if cp is not None:
+            from escrow.ledger import merkle
+
+            if not merkle.verify_inclusion(
+                bytes.fromhex(data["leaf_hash"]), index, cp.size, proof, cp.root
+            ):
+                raise LedgerTamperError(
+                    f"The escrow server's inclusion proof of entry {index} does not verify.",
+                    index=index,
+                )
+        return proof
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        params: dict[str, Any] = {"old": old}
+        if new is not None:
+            params["new"] = new
+        data = self._request("GET", "/v1/consistency", params=params)
+        return [bytes.fromhex(h) for h in data["hashes"]]
+
+    def root(self, tree_size: int | None = None) -> bytes:
+        """The root of ``tree_size`` entries, proved consistent with the signed checkpoint."""
+        from escrow.ledger import merkle
+
+        cp = self.checkpoint()
+        if tree_size is None or tree_size == cp.size:
+            return cp.root
+        if not 0 <= tree_size <= cp.size:
+            raise InputError(
+                f"The tree size {tree_size} is not between 0 and the log's size {cp.size}."
+            )
+        data = self._request("GET", "/v1/consistency", params={"old": tree_size, "new": cp.size})
+        old_root = bytes.fromhex(data["old_root"])
+        hashes = [bytes.fromhex(h) for h in data["hashes"]]
+        if not merkle.verify_consistency(tree_size, cp.size, old_root, cp.root, hashes):
+            raise LedgerTamperError(
+                f"The escrow server's root of size {tree_size} is not consistent with its "
+                f"signed checkpoint of size {cp.size}.",
+            )
+        return old_root
+
+    def keys(self) -> list[KeyRecord]:
+        from escrow.ledger.models import KeyRecord
+
+        data = self._request("GET", "/v1/keys")
+        out: list[KeyRecord] = []
+        for k in data["keys"]:
+            added = _parse_time(k.get("added_at"))
+            out.append(
+                KeyRecord(
+                    keyid=str(k["keyid"]),
+                    name=str(k["name"]),
+                    algorithm=str(k["algorithm"]),
+                    public_pem=str(k["public_key"]),
+                    status=str(k["status"]),
+                    added_at=added if added is not None else datetime.fromtimestamp(0, UTC),
+                    added_index=int(k.get("added_index") or 0),
+                    revoked_at=_parse_time(k.get("revoked_at")),
+                    retired_at=_parse_time(k.get("retired_at")),
+                    reason=k.get("reason"),
+                    ended_index=k.get("ended_index"),
+                )
+            )
+        return out
+
+    def key(self, keyid: str) -> KeyRecord:
+        matches = [k for k in self.keys() if k.keyid.startswith(keyid.lower())] if keyid else []
+        if len(matches) != 1:
+            raise InputError(
+                f"No registered key has the ID {keyid!r}."
+                if not matches
+                else f"The key ID prefix {keyid!r} is ambiguous."
+            )
+        return matches[0]
+
+    # -- key administration (admin tokens) --------------------------------------------
+    def _key_event(self, path: str, body: dict[str, Any]) -> Entry:
+        data = self._request("POST", path, json=body)
+        cp = self._accept(data["checkpoint"])
+        entry = self._entry(data["entry"])
+        self._check_inclusion(
+            entry, [bytes.fromhex(h) for h in data["inclusion_proof"]["hashes"]], cp
+        )
+        return entry
+
+    def register_key(self, public: PublicKey, name: str) -> Entry:
+        return self._key_event("/v1/keys", {"name": name, "public_key": public.pem()})
+
+    def revoke_key(self, keyid: str, reason: str) -> Entry:
+        return self._key_event(f"/v1/keys/{keyid}/revoke", {"reason": reason})
+
+    def retire_key(
+        self, keyid: str, effective_from: datetime | None = None, reason: str | None = None
+    ) -> Entry:
+        body: dict[str, Any] = {"reason": reason or ""}
+        if effective_from is not None:
+            body["effective_from"] = _time_param(effective_from)
+        return self._key_event(f"/v1/keys/{keyid}/retire", body)
+
+    def verify(self, **_: Any) -> Any:
+        raise UsageError(
+            "`escrow ledger verify` re-reads the whole database and is not available "
+            "through a server.",
+            hint="Run it on the server's host (ESCROW_DB_URL), or use `escrow verify INDEX`.",
+        )
+
+    # -- packs (auditor tokens) -------------------------------------------------------
+    def request_pack(
+        self,
+        *,
+        projects: list[str] | tuple[str, ...] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        entries: list[int] | tuple[int, ...] = (),
+        since_checkpoint: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a pack job; return the job (``id``, ``status`` …)."""
+        body: dict[str, Any] = {"projects": list(projects), "entries": list(entries)}
+        if since is not None:
+            body["since"] = _time_param(since)
+        if until is not None:
+            body["until"] = _time_param(until)
+        if since_checkpoint:
+            body["since_checkpoint"] = since_checkpoint
+        job: dict[str, Any] = self._request("POST", "/v1/packs", json=body)
+        return job
+
+    def pack_job(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self._request("GET", f"/v1/packs/{job_id}")
+        return job
+
+    def wait_pack(self, job_id: str, *, timeout: float = 600.0, poll: float = 1.0) -> bytes:
+        """Wait for a pack job and return the signed PDF; InputError when it failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.pack_job(job_id)
+            if job["status"] == "succeeded":
+                pdf: bytes = self._request("GET", f"/v1/packs/{job_id}/pdf")
+                return pdf
+            if job["status"] == "failed":
+                raise InputError(f"The server could not make the pack: {job.get('error')}")
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(
+                    f"The pack job {job_id} did not finish within {timeout:.0f} s.",
+                    hint=f"Fetch it later from {self.url}/v1/packs/{job_id}.",
+                )
+            time.sleep(poll)
