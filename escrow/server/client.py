@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from escrow.config import Settings
     from escrow.ledger.models import Checkpoint, Entry, KeyRecord
+    from escrow.ledger.store import Prepared
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
@@ -350,6 +351,11 @@ class RemoteLedger:
         """The trusted log verifier key (given, pinned, or pinned now on first use)."""
         return self._trusted_key()
 
+    @property
+    def origin(self) -> str:
+        """The log's origin line, from its verified checkpoint."""
+        return self._current().origin
+
     def checkpoint(self) -> Checkpoint:
         """The server's latest checkpoint, verified (signature and consistency)."""
         return self._accept(self._request("GET", "/v1/checkpoint"))
@@ -364,7 +370,11 @@ class RemoteLedger:
         """Post one envelope; verify the returned entry, inclusion proof and checkpoint."""
         from escrow.ledger.store import prepare
 
-        p = prepare(envelope)  # the same local checks as the ledger: fail before posting
+        # the same local checks as the ledger (parse, schema): fail before posting
+        return self.append_prepared(prepare(envelope))
+
+    def append_prepared(self, p: Prepared) -> tuple[Entry, bool]:
+        """:meth:`append` for an envelope :func:`escrow.ledger.store.prepare` checked."""
         body = p.envelope.to_dict()
         data = self._request("POST", "/v1/entries", json=body)
         cp = self._accept(data["checkpoint"])

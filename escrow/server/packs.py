@@ -336,7 +336,34 @@ def render_job(settings: Settings, job_id: str) -> None:
 
 
 def _issue_pack(ledger: Any, settings: Settings, job: JobInfo) -> tuple[bytes, int | None]:
-    raise EscrowError("Pack rendering is not available yet.")
+    """Render, sign and record the pack with :func:`escrow.pack.render.render_pack`."""
+    import tempfile
+    from pathlib import Path
+
+    from escrow.pack.collect import PackRequest
+    from escrow.pack.render import render_pack
+
+    scope = job.scope
+
+    def when(key: str) -> datetime | None:
+        text = scope.get(key)
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+
+    entries = tuple(int(i) for i in scope.get("entries") or ())
+    request = PackRequest(
+        generated_at=datetime.now(UTC).replace(microsecond=0),
+        projects=tuple(dict.fromkeys(str(p) for p in scope.get("projects") or ())),
+        since=when("since"),
+        until=when("until"),
+        entries=entries,
+        entries_text=",".join(map(str, entries)),
+        requester=job.requested_by,
+        since_checkpoint=scope.get("since_checkpoint"),
+    )
+    with tempfile.TemporaryDirectory(prefix="escrow-pack-") as tmp:
+        out = Path(tmp) / f"pack-{job.id}.pdf"
+        result = render_pack(settings, ledger, request, out)
+        return out.read_bytes(), result.index
 
 
 def main(argv: list[str] | None = None) -> int:
