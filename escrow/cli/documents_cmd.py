@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import CheckFailed, EscrowError, InputError
+from escrow.errors import CheckFailed, EscrowError, InputError, UsageError
 
 # -- shared helpers --------------------------------------------------------------
 
@@ -92,8 +92,9 @@ def parse_documents(data: bytes, *, source: str = "the input") -> list[Parsed]:
 
 def _passphrase(app: App, prompt: bool, what: str) -> str | None:
     if prompt:
-        value: str = click.prompt(f"Passphrase for {what}", hide_input=True, err=True)
-        return value
+        from escrow.cli.keys_cmd import ask_passphrase
+
+        return ask_passphrase(what, confirm=False)
     return app.settings.passphrase
 
 
@@ -153,6 +154,11 @@ def sign(
     from escrow.signing.dsse import sign_statement
     from escrow.signing.keys import SigningKey
 
+    if passphrase_prompt and file == "-" and not sys.stdin.isatty():
+        raise UsageError(
+            "--passphrase-prompt reads the passphrase from standard input, "
+            "so the statements must come from a FILE."
+        )
     source = "standard input" if file == "-" else file
     docs = parse_documents(_read_input(file), source=source)
     errors: list[str] = []

@@ -1,0 +1,351 @@
+"""``escrow keys``: generate, list, export, revoke and rotate signing keys.
+
+Private keys are PKCS#8 PEM files ``ESCROW_HOME/keys/<name>.key.pem`` (mode
+0600, encrypted when ``ESCROW_KEY_PASSPHRASE`` is set or ``--passphrase-prompt``
+is given) with the public key beside them as ``<name>.pub.pem``.  Every key
+event (added, revoked, retired) is a signed entry in the ledger.
+
+Rotation keeps the configured path: ``keys rotate --name build`` moves the old
+key aside as ``build-<keyid8>.key.pem`` (and ``.pub.pem``), writes the new key
+to ``build.key.pem``, registers it, and retires the old one from now (or
+``--from DATE``).  ``ESCROW_KEY`` / the config file need no change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import InputError, UsageError
+from escrow.signing.keys import KeyType, PublicKey, SigningKey
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+type_option = click.option(
+    "--type",
+    "key_type",
+    type=click.Choice([t.value for t in KeyType]),
+    help="Key algorithm (default: Ed25519 for generate, the old key's for rotate).",
+)
+prompt_option = click.option(
+    "--passphrase-prompt",
+    is_flag=True,
+    help="Ask for the passphrase (one line of stdin when it is not a terminal) "
+    "instead of reading ESCROW_KEY_PASSPHRASE.",
+)
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name) or name.endswith((".key", ".pub")):
+        raise UsageError(
+            f"The key name {name!r} is not allowed.",
+            hint="Use up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit.",
+        )
+    return name
+
+
+def key_path(app: App, name: str) -> Path:
+    """Where the private key ``name`` lives; ``build`` is the configured build key."""
+    if name == "build":
+        return app.settings.key_path
+    return app.settings.keys_dir / f"{_check_name(name)}.key.pem"
+
+
+def pub_path(private: Path) -> Path:
+    return private.with_name(private.name.removesuffix(".key.pem") + ".pub.pem")
+
+
+def ask_passphrase(what: str, *, confirm: bool) -> str | None:
+    """Ask on the terminal; when stdin is not a terminal, read one line from it."""
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        if not line:
+            raise UsageError(f"No passphrase for {what} on standard input.")
+        return line.rstrip("\r\n") or None
+    value: str = click.prompt(
+        f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm, err=True
+    )
+    return value or None
+
+
+def _passphrase(app: App, prompt: bool, *, confirm: bool) -> str | None:
+    if prompt:
+        return ask_passphrase("the key", confirm=confirm)
+    return app.settings.passphrase
+
+
+def _write_new(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    """Write ``data`` to a fresh temporary file beside ``path``; return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _local_keys(app: App) -> dict[str, Path]:
+    """Key ID -> private key file, for the keys whose ``.pub.pem`` is beside them."""
+    found: dict[str, Path] = {}
+    folders = {app.settings.keys_dir, app.settings.key_path.parent}
+    for folder in folders:
+        for pub in sorted(folder.glob("*.pub.pem")) if folder.is_dir() else []:
+            private = pub.with_name(pub.name.removesuffix(".pub.pem") + ".key.pem")
+            try:
+                keyid = PublicKey.from_pem(pub.read_bytes()).keyid
+            except (InputError, OSError):
+                continue
+            if private.exists():
+                found.setdefault(keyid, private)
+    return found
+
+
+def parse_when(text: str) -> datetime:
+    """RFC 3339 (``2027-01-31T12:00:00Z``) or a date (``2027-01-31``, midnight UTC)."""
+    s = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
+            return datetime.combine(datetime.fromisoformat(s).date(), time(), tzinfo=UTC)
+        when = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as e:
+        raise UsageError(
+            f"{text!r} is not a date or an RFC 3339 time.",
+            hint="Use e.g. 2027-01-31 or 2027-01-31T12:00:00Z.",
+        ) from e
+    if when.tzinfo is None:
+        raise UsageError(f"The time {text!r} has no time zone.", hint="End it with Z for UTC.")
+    return when.astimezone(UTC)
+
+
+def _rfc3339(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@click.group()
+def keys() -> None:
+    """Signing keys: generate, list, export, revoke, rotate (each event is a ledger entry)."""
+
+
+@keys.command()
+@type_option
+@click.option("--name", help="File name under ESCROW_HOME/keys (default: key-<keyid8>).")
+@prompt_option
+@json_option
+@pass_app
+def generate(
+    app: App, key_type: str | None, name: str | None, passphrase_prompt: bool, as_json: bool
+) -> None:
+    """Generate a key, save it as PKCS#8 PEM and register it in the ledger."""
+    key = SigningKey.generate(KeyType(key_type or KeyType.ED25519.value))
+    name = _check_name(name or f"key-{key.keyid[:8]}")
+    path = key_path(app, name)
+    if path.exists():
+        raise InputError(
+            f"A key named {name!r} already exists ({path}); nothing was overwritten.",
+            hint=f"Choose another --name, or replace it with `escrow keys rotate --name {name}`.",
+        )
+    passphrase = _passphrase(app, passphrase_prompt, confirm=True)
+    ledger = app.ledger()
+    tmp = _write_new(path, key.private_pem(passphrase))
+    try:
+        entry = ledger.register_key(key.public, name)
+        os.link(tmp, path)  # fails rather than overwrite a key written meanwhile
+        pub_path(path).write_text(key.public.pem(), encoding="ascii")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.unlink()
+    result = {
+        "keyid": key.keyid,
+        "name": name,
+        "algorithm": key.type.value,
+        "path": str(path),
+        "public_key_path": str(pub_path(path)),
+        "encrypted": bool(passphrase),
+        "ledger_index": entry.index,
+    }
+    if as_json:
+        app.emit_json(result)
+        return
+    app.out(key.keyid)
+    app.say(
+        f"Saved {key.type.value} key {name!r} to {path} and registered it (entry {entry.index})."
+    )
+
+
+@keys.command("list")
+@json_option
+@pass_app
+def list_(app: App, as_json: bool) -> None:
+    """List the registered keys, their status and history, and which are on this machine."""
+    records = app.ledger().keys()
+    local = _local_keys(app)
+    build = pub_path(app.settings.key_path)
+    build_id = PublicKey.from_pem(build.read_bytes()).keyid if build.exists() else None
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        row = record.to_dict()
+        row["private_key_path"] = str(local[record.keyid]) if record.keyid in local else None
+        row["build_key"] = record.keyid == build_id
+        rows.append(row)
+    if as_json:
+        app.emit_json({"keys": rows})
+        return
+    if not rows:
+        app.say("No keys are registered; run `escrow init` or `escrow keys generate`.")
+        return
+    app.out(f"{'KEY ID':<18} {'NAME':<16} {'ALGORITHM':<11} {'STATUS':<8} {'ADDED':<21} ENDED")
+    for r, rec in zip(rows, records, strict=True):
+        ended = rec.revoked_at or rec.retired_at
+        mark = " *" if r["build_key"] else ""
+        app.out(
+            f"{rec.keyid[:16]:<18} {rec.name[:16]:<16} {rec.algorithm:<11} {rec.status:<8} "
+            f"{_rfc3339(rec.added_at.replace(microsecond=0)):<21} "
+            f"{_rfc3339(ended.replace(microsecond=0)) if ended else '-'}"
+            f"{' (' + rec.reason + ')' if rec.reason else ''}{mark}"
+        )
+    if build_id:
+        app.say("* the configured build key")
+
+
+@keys.command()
+@click.argument("keyid")
+@json_option
+@pass_app
+def export(app: App, keyid: str, as_json: bool) -> None:
+    """Print the public key KEYID (full ID or unique prefix) as PEM."""
+    rec = app.ledger().key(keyid)
+    if as_json:
+        app.emit_json(rec.to_dict())
+        return
+    app.out(rec.public_pem.rstrip("\n"))
+
+
+@keys.command()
+@click.argument("keyid")
+@click.option("--reason", required=True, help="Why the key is revoked (recorded in the ledger).")
+@json_option
+@pass_app
+def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
+    """Revoke KEYID: it signs nothing appended from now on.
+
+    Entries it signed before stay valid and are marked in verify output and packs.
+    """
+    ledger = app.ledger()
+    rec = ledger.key(keyid)
+    entry = ledger.revoke_key(rec.keyid, reason)
+    build = pub_path(app.settings.key_path)
+    is_build = build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == rec.keyid
+    result = {
+        "keyid": rec.keyid,
+        "name": rec.name,
+        "status": "revoked",
+        "reason": reason.strip(),
+        "ledger_index": entry.index,
+        "build_key": is_build,
+    }
+    if as_json:
+        app.emit_json(result)
+    else:
+        app.out(f"Revoked {rec.keyid} ({rec.name}) at entry {entry.index}.")
+    if is_build:
+        app.say(
+            "The configured build key is revoked: run `escrow keys rotate` before signing again."
+        )
+
+
+@keys.command()
+@click.option("--name", default="build", show_default=True, help="Which key to rotate.")
+@type_option
+@click.option(
+    "--from",
+    "effective",
+    help="Retire the old key from this date or RFC 3339 time (default: now).",
+)
+@prompt_option
+@json_option
+@pass_app
+def rotate(
+    app: App,
+    name: str,
+    key_type: str | None,
+    effective: str | None,
+    passphrase_prompt: bool,
+    as_json: bool,
+) -> None:
+    """Replace key NAME with a new one; the old key is retired from now (or --from).
+
+    The new key takes the old one's file name, so the configuration need not
+    change; the old key is kept as <name>-<keyid8>.key.pem.
+    """
+    path = key_path(app, name)
+    now = datetime.now(UTC)
+    when = parse_when(effective) if effective else now
+    if when < now.replace(microsecond=0):
+        raise UsageError(
+            "A key cannot be retired from a time in the past.",
+            hint="Give a future --from, or revoke the key (`escrow keys revoke`).",
+        )
+    passphrase = _passphrase(app, passphrase_prompt, confirm=False)
+    old = SigningKey.load(path, passphrase)
+    ledger = app.ledger()
+    rec = ledger.key(old.keyid)  # InputError when the key was never registered
+    new = SigningKey.generate(KeyType(key_type) if key_type else old.type)
+    archived = path.with_name(f"{path.name.removesuffix('.key.pem')}-{old.keyid[:8]}.key.pem")
+    if archived.exists():
+        archived = path.with_name(f"{path.name.removesuffix('.key.pem')}-{old.keyid}.key.pem")
+    tmp = _write_new(path, new.private_pem(passphrase))
+    try:
+        added = ledger.register_key(new.public, rec.name)
+        # a revoked (or already retired) key just gets replaced
+        retired = (
+            ledger.retire_key(old.keyid, when, f"rotated to {new.keyid[:16]}")
+            if rec.status == "active"
+            else None
+        )
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.link(path, archived)
+    if pub_path(path).exists():
+        os.replace(pub_path(path), pub_path(archived))
+    else:
+        pub_path(archived).write_text(old.public.pem(), encoding="ascii")
+    os.replace(tmp, path)
+    pub_path(path).write_text(new.public.pem(), encoding="ascii")
+    after = ledger.key(old.keyid)
+    ended = after.retired_at or after.revoked_at
+    result = {
+        "name": name,
+        "path": str(path),
+        "new": {"keyid": new.keyid, "algorithm": new.type.value, "ledger_index": added.index},
+        "old": {
+            "keyid": old.keyid,
+            "status": after.status if retired is None else "retired",
+            "retired_from": _rfc3339(ended),
+            "path": str(archived),
+            "ledger_index": retired.index if retired is not None else after.ended_index,
+        },
+    }
+    if as_json:
+        app.emit_json(result)
+        return
+    app.out(new.keyid)
+    app.say(
+        f"Rotated {name!r}: new key {new.keyid[:16]}… in {path}; old key {old.keyid[:16]}… "
+        f"{'retired' if retired else rec.status} from {_rfc3339(ended)}, kept as {archived}."
+    )
