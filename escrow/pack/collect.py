@@ -363,6 +363,8 @@ def build_view(
         inclusion_verified=inclusion_verified,
         rebuilds=tuple(rebuilds),
         anomalies=tuple(anomalies),
+        failure=_pairs(_d(build.get("failure")), skip=("logTail",)),
+        failure_log=_s(_d(build.get("failure")).get("logTail")),
     )
 
 

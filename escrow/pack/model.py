@@ -113,6 +113,8 @@ class BuildView:
     inclusion_verified: bool
     rebuilds: tuple[RebuildView, ...] = ()
     anomalies: tuple[str, ...] = ()
+    failure: tuple[tuple[str, str], ...] = ()
+    failure_log: str = ""
 
     @property
     def verdict(self) -> Verdict:

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,12 +83,10 @@ def human_bytes(value: Any) -> str:
 
 
 def short_digest(value: Any) -> str:
-    """Docker's short form: algorithm and the first 12 hex digits."""
+    """Docker's short form: the first 12 hex digits."""
     text = "" if value is None else str(value)
     m = _DIGEST.match(text)
-    if not m:
-        return text
-    return (f"{m.group(1)}:" if m.group(1) else "") + m.group(2)[:12]
+    return m.group(2)[:12] if m else text
 
 
 def human_ms(value: Any) -> str:
@@ -233,11 +232,15 @@ def render_pdf(
                 for a in attachments
             ]
             identifier = hashlib.sha256(view.pack_id.encode()).hexdigest()[:32].encode()
-            pdf = doc.write_pdf(
-                attachments=files,
-                pdf_identifier=identifier,
-                pdf_variant="pdf/a-3b",
-            )
+            with warnings.catch_warnings():
+                # WeasyPrint opens its sRGB ICC profile for PDF/A and never closes
+                # it (weasyprint/pdf/__init__.py); that one ResourceWarning is not ours.
+                warnings.filterwarnings("ignore", category=ResourceWarning, message=".*sRGB2014")
+                pdf = doc.write_pdf(
+                    attachments=files,
+                    pdf_identifier=identifier,
+                    pdf_variant="pdf/a-3b",
+                )
         except FatalURLFetchingError as e:
             raise RenderError(
                 f"The pack renderer refused to load {', '.join(fetcher.refused) or 'a resource'}.",
@@ -246,12 +249,12 @@ def render_pdf(
         finally:
             for lg in loggers:
                 lg.removeHandler(capture)
-    warnings = list(capture.messages)
-    if strict and warnings:
-        raise RenderError(f"WeasyPrint warned while rendering the pack: {warnings[0]}")
+    said = list(capture.messages)
+    if strict and said:
+        raise RenderError(f"WeasyPrint warned while rendering the pack: {said[0]}")
     if not isinstance(pdf, bytes):
         raise InputError("WeasyPrint returned no PDF bytes.")
-    return Rendered(pdf=pdf, pages=len(doc.pages), warnings=warnings)
+    return Rendered(pdf=pdf, pages=len(doc.pages), warnings=said)
 
 
 # -- the whole pipeline ----------------------------------------------------------

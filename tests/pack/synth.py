@@ -52,7 +52,15 @@ def manifest_variant(
         p["build"]["status"] = "failed"
         p["steps"][-1]["exitCode"] = 1
         p.pop("image", None)
-        p["layers"] = []
+        p.pop("layers", None)
+        p.pop("history", None)
+        p["build"]["failure"] = {
+            "step": 3,
+            "instruction": "RUN echo built > /built",
+            "exitCode": 1,
+            "message": "The command '/bin/sh -c echo built > /built' returned a non-zero code: 1",
+            "logTail": "sh: cannot create /built: Read-only file system\n",
+        }
         st["subject"] = [
             {"name": "escrow-example/app:latest", "digest": {"sha256": _h(project, n, "recipe")}}
         ]

@@ -1,0 +1,355 @@
+"""escrow pack and escrow pack verify, end to end on a real ledger, real PDFs and poppler."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PackLedger, pdftotext
+
+from escrow.documents.types import AUDIT_PACK
+
+GENERATED = "2026-12-04T16:00:00Z"
+
+# escrow/ledger/store.py (not ours) calls SQLAlchemy's deprecated Result.tuples();
+# narrow exception until it is fixed there.
+pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
+
+
+def make_pack(cli: Any, out: Path, *args: str) -> dict[str, Any]:
+    r = cli(["pack", *args, "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert "warning" not in r.stderr.lower(), r.stderr
+    return dict(r.json())
+
+
+def verify(cli: Any, pdf: Path, *args: str) -> Any:
+    return cli(["pack", "verify", str(pdf), *args, "--json"])
+
+
+def test_pack_json_result_ledger_entry_and_text(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    builds = [pack_ledger.add(i) for i in range(3)]
+    other = pack_ledger.add(9, project="other")
+    out = tmp_path / "out" / "pack.pdf"
+    res = make_pack(cli, out, "--project", "example", "--requester", "ACME Escrow Agents")
+
+    assert set(res) >= {"path", "pages", "sha256", "entries", "index", "leaf_hash"}
+    assert Path(res["path"]) == out and out.is_file()
+    assert not [p for p in out.parent.iterdir() if p.name != "pack.pdf"], "temp file left behind"
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert res["sha256"] == hashlib.sha256(data).hexdigest()
+    assert res["entries"] == [e.index for e in builds]
+    assert res["pages"] >= 5
+
+    # the pack statement is on record, its subject the signed file
+    entry = pack_ledger.ledger.get(res["index"])
+    assert entry.leaf_hash == res["leaf_hash"]
+    st = entry.statement()
+    assert st["predicateType"] == AUDIT_PACK
+    assert st["subject"][0]["digest"]["sha256"] == res["sha256"]
+    assert st["predicate"]["scope"]["entries"] == res["entries"]
+    assert st["predicate"]["requester"] == "ACME Escrow Agents"
+
+    text = pdftotext(out)
+    for b in builds:
+        p = b.statement()["predicate"]
+        assert p["image"]["id"] in text
+        for layer in p["layers"]:
+            assert layer["diffId"] in text, layer["diffId"]
+        assert b.leaf_hash in text
+    assert other.statement()["predicate"]["image"]["id"] not in text
+    assert "ACME Escrow Agents" in text
+    assert st["predicate"]["packId"] in text
+    for heading in (
+        "2. Summary",
+        "3. Control mapping",
+        "4. Index of builds",
+        "5. Builds",
+        "6. Keys in force",
+        "7. Ledger checkpoint",
+        "8. How to verify this pack",
+        "SOC 2 CC8.1",
+        "A.8.32",
+        "PS.3.1",
+    ):
+        assert heading in text
+    assert "Not checked" in text
+
+
+def test_metadata_bookmarks_and_page_numbers(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    pack_ledger.add(0)
+    out = tmp_path / "p.pdf"
+    res = make_pack(cli, out, "--project", "example")
+    info = subprocess.run(["pdfinfo", str(out)], capture_output=True, text=True, check=True).stdout
+    pack_id = pack_ledger.ledger.get(res["index"]).statement()["predicate"]["packId"]
+    assert re.search(rf"Title:\s+Audit pack {pack_id}", info)
+    assert re.search(r"Author:\s+escrow", info)
+    assert re.search(r"Subject:\s+Signed audit pack", info)
+    assert "CreationDate:" in info
+    assert re.search(r"Page size:\s+595.276 x 841.89 pts \(A4\)", info)
+    text = pdftotext(out)
+    assert f"Page 1 of {res['pages']}" in text
+    assert f"Page {res['pages']} of {res['pages']}" in text
+    assert text.count(pack_id) >= res["pages"]  # running header on every page but the cover
+    dests = subprocess.run(
+        ["pdfinfo", "-dests", str(out)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "entry-1" in dests and "summary" in dests  # the table of contents' link targets
+    titles = outline_titles(out)
+    assert titles[:2] == ["Cover", "2. Summary"]
+    assert "8. How to verify this pack" in titles
+    assert "Entry 1 — example — succeeded" in titles
+
+
+def outline_titles(pdf: Path) -> list[str]:
+    """The titles of the PDF's bookmarks (outline), depth first."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    with pdf.open("rb") as f:
+        root = PdfFileReader(f, strict=False).root
+        out: list[str] = []
+
+        def walk(node: Any) -> None:
+            while node is not None:
+                node = node.get_object()
+                out.append(str(node["/Title"]))
+                if "/First" in node:
+                    walk(node["/First"])
+                node = node.get("/Next")
+
+        walk(root["/Outlines"]["/First"])
+    return out
+
+
+def test_pdfsig_reports_valid_and_attachments_extract(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    builds = [pack_ledger.add(i) for i in range(2)]
+    out = tmp_path / "p.pdf"
+    make_pack(cli, out, "--project", "example")
+    sig = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True).stdout
+    assert "Signature is Valid" in sig, sig
+    assert "Total document signed" in sig
+
+    ex = tmp_path / "x"
+    ex.mkdir()
+    subprocess.run(["pdfdetach", "-saveall", "-o", str(ex), str(out)], check=True)
+    names = sorted(p.name for p in ex.iterdir())
+    assert names == sorted(
+        [
+            "envelopes.jsonl",
+            "inclusion-proofs.json",
+            "checkpoint.txt",
+            "verifier-key.txt",
+            "signer-keys.json",
+            "pack-statement.json",
+        ]
+    )
+    lines = (ex / "envelopes.jsonl").read_bytes().splitlines()
+    proofs = json.loads((ex / "inclusion-proofs.json").read_text())
+    by_index = {p["index"]: line for p, line in zip(proofs["proofs"], lines, strict=True)}
+    for b in builds:
+        assert by_index[b.index] == b.envelope  # exactly the stored leaf bytes
+    from escrow.ledger import checkpoint, merkle
+
+    cp = checkpoint.verify_checkpoint(
+        (ex / "checkpoint.txt").read_text(), (ex / "verifier-key.txt").read_text().strip()
+    )
+    for p, line in zip(proofs["proofs"], lines, strict=True):
+        leaf = merkle.leaf_hash(line)
+        hashes = [bytes.fromhex(h) for h in p["hashes"]]
+        assert merkle.verify_inclusion(leaf, p["index"], cp.size, hashes, cp.root)
+    keys = json.loads((ex / "signer-keys.json").read_text())
+    assert builds[0].signer in {k["keyid"] for k in keys}
+
+
+def test_pack_verify_passes_and_names_a_wrong_trust_anchor(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    pack_ledger.add(0)
+    out = tmp_path / "p.pdf"
+    make_pack(cli, out, "--project", "example")
+    cert = pack_ledger.home / "keys" / "pack.cert.pem"
+    r = verify(cli, out, "--trust", str(cert))
+    assert r.exit_code == 0, r.stderr
+    rep = r.json()
+    assert rep["ok"] is True
+    names = [c["name"] for c in rep["checks"]]
+    assert names == [
+        "pdf signature",
+        "attachments",
+        "checkpoint",
+        "inclusion proofs",
+        "signer keys",
+        "envelope signatures",
+        "pack statement",
+        "printed digests",
+    ]
+    assert all(c["ok"] for c in rep["checks"])
+
+    # another certificate as the trust anchor: the signature is valid, but not trusted
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from escrow.pack.sign import self_signed_certificate
+
+    other = self_signed_certificate(ec.generate_private_key(ec.SECP256R1()), "someone else")
+    other_pem = tmp_path / "other.pem"
+    other_pem.write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    r = verify(cli, out, "--trust", str(other_pem))
+    assert r.exit_code == 1
+    assert "pdf signature" in r.stderr and "does not chain" in r.stderr
+
+
+def _gap(data: bytes) -> tuple[int, int]:
+    m = re.search(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]", data)
+    assert m
+    return int(m.group(2)), int(m.group(3))
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["header", "first-third", "middle", "signature-der", "signature-padding", "last"],
+)
+def test_one_byte_change_anywhere_fails(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    pack_ledger.add(0)
+    out = tmp_path / "p.pdf"
+    make_pack(cli, out, "--project", "example")
+    data = bytearray(out.read_bytes())
+    start, end = _gap(bytes(data))
+    pos = {
+        "header": 5,
+        "first-third": len(data) // 3,
+        "middle": len(data) // 2,
+        "signature-der": start + 41,
+        "signature-padding": end - 3,
+        "last": len(data) - 3,
+    }[where]
+    if start <= pos < end:  # inside the hex string: change to another hex digit
+        data[pos] = ord("1") if data[pos] != ord("1") else ord("2")
+    else:
+        data[pos] ^= 0x01
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(bytes(data))
+    r = verify(cli, bad)
+    assert r.exit_code == 1, (where, r.stdout)
+    assert "fails verification" in r.stderr
+    assert r.json()["ok"] is False
+
+
+def test_failed_build_rebuild_verdict_and_revoked_key(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok = pack_ledger.add(0)
+    failed = pack_ledger.add(1, status="failed")
+    moved = pack_ledger.add(2, base_image_id="sha256:" + "ab" * 32)
+    p = ok.statement()["predicate"]
+    rebuild = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [
+            {"name": "escrow-example/app:latest", "digest": {"sha256": p["image"]["id"][7:]}}
+        ],
+        "predicateType": "https://escrow.dev/rebuild-verification/v1",
+        "predicate": {
+            "original": {"index": ok.index, "leafHash": ok.leaf_hash, "imageId": p["image"]["id"]},
+            "project": "example",
+            "rebuild": {
+                "imageId": "sha256:" + "cd" * 32,
+                "layers": [],
+                "builder": {"id": "rebuilder"},
+                "startedOn": "2026-12-02T10:00:00Z",
+                "finishedOn": "2026-12-02T10:00:05Z",
+            },
+            "verdict": {
+                "overall": "different",
+                "layers": [
+                    {
+                        "index": 2,
+                        "original": p["layers"][2]["diffId"],
+                        "rebuilt": "sha256:" + "ef" * 32,
+                        "verdict": "different",
+                        "differences": [{"path": "built-marker-file", "kind": "content"}],
+                    }
+                ],
+            },
+        },
+    }
+    pack_ledger.add_statement(rebuild)
+    pack_ledger.ledger.revoke_key(ok.signer, "laptop lost")
+    # the revoked key cannot sign the pack statement: the pack is refused and nothing written
+    out = tmp_path / "p.pdf"
+    r = cli(["pack", "--project", "example", "-o", str(out)])
+    assert r.exit_code == 1 and "revoked" in r.stderr
+    assert not out.exists() and list(tmp_path.glob(".p.pdf*")) == []
+    from escrow.signing.keys import SigningKey
+
+    new_key = SigningKey.generate()
+    new_key.save(tmp_path / "new.key.pem")
+    pack_ledger.ledger.register_key(new_key.public, "build-2")
+    monkeypatch.setenv("ESCROW_KEY", str(tmp_path / "new.key.pem"))
+    res = make_pack(cli, out, "--project", "example")
+    assert res["entries"] == [ok.index, failed.index, moved.index]
+    text = pdftotext(out)
+    assert "different" in text and "built-marker-file" in text
+    assert "Failed builds 1" in text or re.search(r"Failed builds\s+1", text)
+    assert "failed" in text
+    assert "now revoked" in text
+    assert "changed between entry" in text
+    assert "Verified, with findings" in text
+    st = pack_ledger.ledger.get(res["index"]).statement()
+    assert st["predicate"]["summary"]["rebuilds"]["different"] == 1
+    assert st["predicate"]["summary"]["failed"] == 1
+    # the evidence still verifies: the entries were signed before the revocation
+    r = verify(cli, out)
+    assert r.exit_code == 0, r.stdout
+
+
+def test_scope_by_entries_and_dates(pack_ledger: PackLedger, cli: Any, tmp_path: Path) -> None:
+    e = [pack_ledger.add(i) for i in range(4)]
+    res = make_pack(cli, tmp_path / "a.pdf", "--entries", f"{e[0].index},{e[2].index}-{e[3].index}")
+    assert res["entries"] == [e[0].index, e[2].index, e[3].index]
+    res = make_pack(cli, tmp_path / "b.pdf", "--project", "example", "--until", "2000-01-01")
+    assert res["entries"] == []
+    res = make_pack(cli, tmp_path / "c.pdf", "--project", "example", "--since", "2000-01-01")
+    assert res["entries"] == [x.index for x in e]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--project", "example"], "-o FILE.pdf"),
+        (["--entries", "3-x", "-o", "x.pdf"], "entry list"),
+        (["--since", "yesterday", "-o", "x.pdf"], "--since"),
+        (["--entries", "999", "-o", "x.pdf"], "no entry 999"),
+    ],
+    ids=["no-output", "bad-entries", "bad-date", "unknown-entry"],
+)
+def test_usage_errors_exit_2(
+    pack_ledger: PackLedger, cli: Any, args: list[str], message: str
+) -> None:
+    r = cli(["pack", *args])
+    assert r.exit_code == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_verify_a_file_that_is_not_a_pack(cli: Any, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pdf"
+    junk.write_bytes(b"%PDF-1.7\nnot really\n%%EOF\n")
+    r = cli(["pack", "verify", str(junk)])
+    assert r.exit_code == 1
+    assert "pdf signature" in r.stderr
+    r = cli(["pack", "verify", str(tmp_path / "missing.pdf")])
+    assert r.exit_code == 2
