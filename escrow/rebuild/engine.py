@@ -1,0 +1,79 @@
+"""Layers read out of the Docker Engine with ``docker save``, for file-level comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from escrow.errors import EscrowError, InputError
+from escrow.rebuild.layers import LayerIndex, SavedImage, save_image
+
+
+def wanted_layers(original: Sequence[str], rebuilt: Sequence[str]) -> tuple[set[str], set[str]]:
+    """Diff IDs of each side whose position holds a different diff ID on the other side."""
+    want_a: set[str] = set()
+    want_b: set[str] = set()
+    for i in range(max(len(original), len(rebuilt))):
+        a = original[i] if i < len(original) else None
+        b = rebuilt[i] if i < len(rebuilt) else None
+        if a != b:
+            if a is not None:
+                want_a.add(a)
+            if b is not None:
+                want_b.add(b)
+    return want_a, want_b
+
+
+class EngineLayers:
+    """A :class:`~escrow.rebuild.compare.LayerSource` over two images in the engine.
+
+    Each image is saved at most once, on first use; its layer blobs are spooled
+    under ``workdir`` (the system temporary directory by default) and deleted by
+    :meth:`close`.  When an image cannot be saved, every layer asked of it
+    raises the same error (the comparison records it as a note).
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        images: Mapping[str, str | None],
+        want: dict[str, set[str]] | None = None,
+        workdir: str | Path | None = None,
+    ) -> None:
+        self._api = api
+        self._images = images
+        self._want = want or {}
+        self._workdir = workdir
+        self._saved: dict[str, SavedImage] = {}
+        self._failed: dict[str, EscrowError] = {}
+
+    def _image(self, side: str) -> SavedImage:
+        if side in self._saved:
+            return self._saved[side]
+        if side in self._failed:
+            raise self._failed[side]
+        ref = self._images.get(side)
+        try:
+            if ref is None:
+                raise InputError(f"There is no {side} image to read layers from.")
+            saved = save_image(self._api, ref, want=self._want.get(side), workdir=self._workdir)
+        except EscrowError as e:
+            self._failed[side] = e
+            raise
+        self._saved[side] = saved
+        return saved
+
+    def index(self, side: str, diff_id: str) -> LayerIndex:
+        return self._image(side).index(diff_id)
+
+    def close(self) -> None:
+        for saved in self._saved.values():
+            saved.close()
+        self._saved.clear()
+
+    def __enter__(self) -> EngineLayers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

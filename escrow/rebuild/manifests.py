@@ -1,0 +1,481 @@
+"""What changed between two build manifests: inputs, steps, image and layers (``escrow diff``)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from escrow.errors import InputError
+from escrow.rebuild.compare import (
+    ImageComparison,
+    LayerSource,
+    Verdict,
+    compare_images,
+)
+from escrow.rebuild.layers import display
+
+#: unified-diff context lines around each Dockerfile change
+DIFF_CONTEXT = 1
+
+
+@dataclass(frozen=True)
+class Side:
+    """One entry being compared: its ledger index and build-manifest predicate."""
+
+    index: int
+    predicate: Mapping[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        build = self.predicate.get("build") or {}
+        image = self.predicate.get("image") or {}
+        return {
+            "index": self.index,
+            "buildId": build.get("id"),
+            "project": build.get("project"),
+            "status": build.get("status"),
+            "startedOn": build.get("startedOn"),
+            "imageId": image.get("id"),
+            "tags": list(image.get("tags") or []),
+        }
+
+
+# ---------------------------------------------------------------------------
+# context files
+
+
+def file_list(context: Mapping[str, Any], blobs: Any | None) -> list[dict[str, Any]] | None:
+    """The recorded context file list, inline or from the blob store; None when unavailable."""
+    if isinstance(context.get("files"), list):
+        return list(context["files"])
+    ref = context.get("filesBlob")
+    if ref is None or blobs is None:
+        return None
+    digest = str(ref.get("sha256", ""))
+    if digest not in blobs:
+        return None
+    data = json.loads(blobs.get(digest))
+    return list(data) if isinstance(data, list) else None
+
+
+def diff_file_lists(
+    original: Sequence[Mapping[str, Any]], rebuilt: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``{"added": [...], "removed": [...], "changed": [{"path", "kinds"}]}`` by path."""
+    a = {str(f["path"]): f for f in original}
+    b = {str(f["path"]): f for f in rebuilt}
+    changed = []
+    for path in sorted(set(a) & set(b)):
+        fa, fb = a[path], b[path]
+        kinds = []
+        if fa.get("type") != fb.get("type"):
+            kinds.append("type")
+        if fa.get("sha256") != fb.get("sha256") or fa.get("size") != fb.get("size"):
+            kinds.append("content")
+        if fa.get("mode") != fb.get("mode"):
+            kinds.append("mode")
+        if fa.get("linkTarget") != fb.get("linkTarget"):
+            kinds.append("link")
+        if kinds:
+            changed.append({"path": path, "kinds": kinds})
+    return {
+        "added": sorted(set(b) - set(a)),
+        "removed": sorted(set(a) - set(b)),
+        "changed": changed,
+    }
+
+
+# ---------------------------------------------------------------------------
+# inputs
+
+
+def _context_diff(a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None) -> dict[str, Any]:
+    ca, cb = a.get("context") or {}, b.get("context") or {}
+    out: dict[str, Any] = {
+        "original": ca.get("treeDigest"),
+        "rebuilt": cb.get("treeDigest"),
+        "same": ca.get("treeDigest") == cb.get("treeDigest"),
+    }
+    if out["same"]:
+        return out
+    la, lb = file_list(ca, blobs), file_list(cb, blobs)
+    if la is None or lb is None:
+        out["note"] = "the recorded file list of one entry is not available"
+    else:
+        out.update(diff_file_lists(la, lb))
+    return out
+
+
+def _recipe_diff(
+    a: Mapping[str, Any], b: Mapping[str, Any], names: tuple[str, str]
+) -> dict[str, Any]:
+    ra, rb = a.get("recipe") or {}, b.get("recipe") or {}
+    out: dict[str, Any] = {
+        "original": ra.get("path"),
+        "rebuilt": rb.get("path"),
+        "same": ra.get("sha256") == rb.get("sha256"),
+    }
+    if out["same"]:
+        return out
+    ta, tb = ra.get("text"), rb.get("text")
+    if ta is None or tb is None:
+        out["note"] = "the recorded Dockerfile text of one entry is not available"
+        return out
+    lines = list(
+        difflib.unified_diff(
+            str(ta).splitlines(),
+            str(tb).splitlines(),
+            names[0],
+            names[1],
+            n=DIFF_CONTEXT,
+            lineterm="",
+        )
+    )
+    out["diff"] = lines
+    out["linesAdded"] = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
+    out["linesRemoved"] = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
+    return out
+
+
+def _base_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
+    ba = {int(x["stage"]): x for x in a.get("baseImages") or []}
+    bb = {int(x["stage"]): x for x in b.get("baseImages") or []}
+    out = []
+    for stage in sorted(set(ba) | set(bb)):
+        xa, xb = ba.get(stage), bb.get(stage)
+        if xa is None or xb is None:
+            out.append(
+                {
+                    "stage": stage,
+                    "change": "added" if xa is None else "removed",
+                    "original": xa,
+                    "rebuilt": xb,
+                }
+            )
+            continue
+        if xa.get("reference") != xb.get("reference"):
+            change = "reference"
+        elif xa.get("imageId") != xb.get("imageId"):
+            change = "image"  # the same reference now names another image
+        else:
+            continue
+        out.append(
+            {
+                "stage": stage,
+                "change": change,
+                "reference": xb.get("reference"),
+                "original": {
+                    "reference": xa.get("reference"),
+                    "imageId": xa.get("imageId"),
+                    "repoDigest": xa.get("repoDigest"),
+                },
+                "rebuilt": {
+                    "reference": xb.get("reference"),
+                    "imageId": xb.get("imageId"),
+                    "repoDigest": xb.get("repoDigest"),
+                },
+            }
+        )
+    return out
+
+
+def _arg_value(record: Mapping[str, Any] | None) -> str | None:
+    if record is None:
+        return None
+    if record.get("secret"):
+        return f"[secret {record.get('name')}]"
+    value = record.get("value")
+    return None if value is None else str(value)
+
+
+def _args_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
+    aa = {str(x["name"]): x for x in a.get("buildArgs") or []}
+    ab = {str(x["name"]): x for x in b.get("buildArgs") or []}
+    out = []
+    for name in sorted(set(aa) | set(ab)):
+        xa, xb = aa.get(name), ab.get(name)
+        if xa is not None and xb is not None and xa.get("secret") and xb.get("secret"):
+            # salted digests of two recordings cannot be compared
+            continue
+        va, vb = _arg_value(xa), _arg_value(xb)
+        if xa is None or xb is None or va != vb:
+            out.append(
+                {
+                    "name": name,
+                    "original": va,
+                    "rebuilt": vb,
+                    "change": "added" if xa is None else "removed" if xb is None else "value",
+                }
+            )
+    return out
+
+
+def _simple(
+    a: Mapping[str, Any], b: Mapping[str, Any], keys: Sequence[str]
+) -> list[dict[str, Any]]:
+    return [
+        {"field": k, "original": a.get(k), "rebuilt": b.get(k)}
+        for k in keys
+        if a.get(k) != b.get(k)
+    ]
+
+
+def diff_inputs(
+    a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None, names: tuple[str, str]
+) -> dict[str, Any]:
+    ia, ib = a.get("inputs") or {}, b.get("inputs") or {}
+    out: dict[str, Any] = {
+        "recipe": _recipe_diff(ia, ib, names),
+        "context": _context_diff(ia, ib, blobs),
+        "baseImages": _base_diff(ia, ib),
+        "buildArgs": _args_diff(ia, ib),
+        "other": _simple(ia, ib, ("target", "platform")),
+    }
+    sa, sb = ia.get("source") or {}, ib.get("source") or {}
+    out["source"] = _simple(sa, sb, ("remote", "branch", "commit", "dirty"))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# steps
+
+
+def _step(s: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {
+        "index": s.get("index"),
+        "instruction": s.get("instruction"),
+        "exitCode": s.get("exitCode"),
+    }
+
+
+def diff_steps(
+    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Steps added, removed or changed (instruction text or exit code), aligned with difflib."""
+    ta = [str(s.get("instruction")) for s in a]
+    tb = [str(s.get("instruction")) for s in b]
+    out: list[dict[str, Any]] = []
+    matcher = difflib.SequenceMatcher(a=ta, b=tb, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
+                if a[i].get("exitCode") != b[j].get("exitCode"):
+                    out.append(
+                        {"change": "exit-code", "original": _step(a[i]), "rebuilt": _step(b[j])}
+                    )
+            continue
+        for k in range(max(i2 - i1, j2 - j1)):
+            sa = a[i1 + k] if i1 + k < i2 else None
+            sb = b[j1 + k] if j1 + k < j2 else None
+            change = (
+                "changed"
+                if sa is not None and sb is not None
+                else ("added" if sa is None else "removed")
+            )
+            out.append({"change": change, "original": _step(sa), "rebuilt": _step(sb)})
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the whole diff
+
+
+def diff_manifests(
+    a: Side,
+    b: Side,
+    *,
+    blobs: Any | None = None,
+    source: LayerSource | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The ``escrow diff`` document: summaries, inputs, steps, image and layers."""
+    for side in (a, b):
+        if "build" not in side.predicate or "inputs" not in side.predicate:
+            raise InputError(f"Entry {side.index} is not a build manifest.")
+    names = (f"entry {a.index}", f"entry {b.index}")
+    doc: dict[str, Any] = {
+        "original": a.summary(),
+        "rebuilt": b.summary(),
+        "inputs": diff_inputs(a.predicate, b.predicate, blobs, names),
+        "steps": diff_steps(a.predicate.get("steps") or [], b.predicate.get("steps") or []),
+        "filesCompared": source is not None,
+    }
+    if a.predicate.get("image") and b.predicate.get("image"):
+        comparison = compare_images(a.predicate, b.predicate, source, progress=progress)
+        doc["image"] = image_document(comparison)
+    else:
+        doc["image"] = None
+    return doc
+
+
+def image_document(c: ImageComparison) -> dict[str, Any]:
+    verdict = c.verdict
+    doc: dict[str, Any] = {
+        "verdict": str(verdict),
+        "original": c.original_image,
+        "rebuilt": c.rebuilt_image,
+        "layers": [layer.to_dict() for layer in c.layers],
+        "config": [d.to_dict() for d in c.config],
+    }
+    if verdict is Verdict.EQUIVALENT:
+        doc["normalisations"] = c.normalisations
+    return doc
+
+
+# ---------------------------------------------------------------------------
+# human text
+
+
+def _short(image_id: Any) -> str:
+    return str(image_id)[:19] if image_id else "(none)"
+
+
+def _json_short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> list[str]:
+    out = []
+    for layer in layers:
+        verdict = layer["verdict"]
+        by = f"  {display(str(layer['createdBy']))[:70]}" if layer.get("createdBy") else ""
+        if verdict == "identical":
+            out.append(f"  layer {layer['index']}: identical{by}")
+            continue
+        line = f"  layer {layer['index']}: {verdict}"
+        if layer.get("normalisations"):
+            line += f" (normalised: {', '.join(layer['normalisations'])})"
+        out.append(line + by)
+        diffs = layer.get("differences") or []
+        out.extend(f"      {d['kind']:<8} {d['path']}" + _detail(d) for d in diffs)
+        if layer.get("truncated"):
+            out.append(f"      … {layer['differenceCount'] - len(diffs)} more")
+        if layer.get("note"):
+            out.append(f"      ({layer['note']})")
+        elif verdict == "different" and not diffs and not files_compared:
+            out.append("      (files not compared; add --files)")
+    return out
+
+
+def _detail(d: Mapping[str, Any]) -> str:
+    a, b = d.get("original") or {}, d.get("rebuilt") or {}
+    kind = d["kind"]
+    if kind == "content":
+        return f"  {a.get('size')} -> {b.get('size')} bytes"
+    if kind == "mode":
+        text = f"  {a.get('mode', 0):04o} -> {b.get('mode', 0):04o}"
+        if a.get("xattrs") != b.get("xattrs"):
+            text += f"  xattrs {sorted(a.get('xattrs') or {})} -> {sorted(b.get('xattrs') or {})}"
+        return text
+    if kind == "owner":
+        return f"  {a.get('uid')}:{a.get('gid')} -> {b.get('uid')}:{b.get('gid')}"
+    if kind == "type":
+        return f"  {a.get('type')} -> {b.get('type')}"
+    if kind == "link":
+        return f"  {a.get('linkTarget')!r} -> {b.get('linkTarget')!r}"
+    if d.get("note"):
+        return f"  ({d['note']})"
+    return ""
+
+
+def render_diff(doc: Mapping[str, Any]) -> str:
+    """``escrow diff`` as a short report."""
+    a, b = doc["original"], doc["rebuilt"]
+    lines = [
+        f"Entries {a['index']} and {b['index']} (project {a['project']}"
+        + (f" / {b['project']}" if b["project"] != a["project"] else "")
+        + ")"
+    ]
+    lines.extend(
+        f"  {s['index']}: {s['startedOn']}  {s['status']}  {_short(s['imageId'])}" for s in (a, b)
+    )
+
+    inputs = doc["inputs"]
+    lines += ["", "Inputs"]
+    quiet = True
+    ctx = inputs["context"]
+    if not ctx["same"]:
+        quiet = False
+        if "note" in ctx:
+            lines.append(f"  context: tree digest changed ({ctx['note']})")
+        else:
+            lines.append(
+                f"  context: {len(ctx['changed'])} changed, {len(ctx['added'])} added, "
+                f"{len(ctx['removed'])} removed"
+            )
+            lines += [f"    changed  {c['path']} ({', '.join(c['kinds'])})" for c in ctx["changed"]]
+            lines += [f"    added    {p}" for p in ctx["added"]]
+            lines += [f"    removed  {p}" for p in ctx["removed"]]
+    recipe = inputs["recipe"]
+    if not recipe["same"]:
+        quiet = False
+        if "diff" in recipe:
+            lines.append(
+                f"  Dockerfile: {recipe['linesRemoved']} line(s) removed, "
+                f"{recipe['linesAdded']} added"
+            )
+            lines += [f"    {x}" for x in recipe["diff"][2:]]
+        else:
+            lines.append(f"  Dockerfile: changed ({recipe.get('note', '')})")
+    for base in inputs["baseImages"]:
+        quiet = False
+        if base["change"] == "image":
+            lines.append(
+                f"  base image {base['reference']} (stage {base['stage']}): "
+                f"{_short(base['original']['imageId'])} -> {_short(base['rebuilt']['imageId'])} "
+                "(same reference, another image)"
+            )
+        elif base["change"] == "reference":
+            lines.append(
+                f"  base image of stage {base['stage']}: {base['original']['reference']} -> "
+                f"{base['rebuilt']['reference']}"
+            )
+        else:
+            lines.append(f"  stage {base['stage']}: base image {base['change']}")
+    for arg in inputs["buildArgs"]:
+        quiet = False
+        lines.append(f"  build arg {arg['name']}: {arg['original']} -> {arg['rebuilt']}")
+    for item in [*inputs["other"], *inputs["source"]]:
+        quiet = False
+        lines.append(f"  {item['field']}: {item['original']} -> {item['rebuilt']}")
+    if quiet:
+        lines.append("  unchanged")
+
+    lines += ["", "Steps"]
+    if not doc["steps"]:
+        lines.append("  same instructions, same exit codes")
+    for s in doc["steps"]:
+        sa, sb = s["original"], s["rebuilt"]
+        if s["change"] == "added":
+            lines.append(f"  + step {sb['index']}: {sb['instruction']}")
+        elif s["change"] == "removed":
+            lines.append(f"  - step {sa['index']}: {sa['instruction']}")
+        elif s["change"] == "exit-code":
+            lines.append(
+                f"  step {sb['index']}: exit code {sa['exitCode']} -> {sb['exitCode']}: "
+                f"{sb['instruction']}"
+            )
+        else:
+            lines.append(f"  - step {sa['index']}: {sa['instruction']}")
+            lines.append(f"  + step {sb['index']}: {sb['instruction']}")
+
+    image = doc.get("image")
+    lines += ["", "Image"]
+    if image is None:
+        lines.append("  not compared: at least one build produced no image")
+    else:
+        lines.append(
+            f"  {image['verdict']}: {_short(image['original'])} -> {_short(image['rebuilt'])}"
+        )
+        for c in image["config"]:
+            lines.append(
+                f"  {c['field']}: {_json_short(c['original'])} -> {_json_short(c['rebuilt'])}"
+            )
+        lines += ["", "Layers"]
+        lines += render_layers(image["layers"], doc.get("filesCompared", False))
+    return "\n".join(lines)

@@ -1,0 +1,557 @@
+"""``escrow rebuild``: rebuild a recorded phoenix build and record a signed verdict.
+
+1. **Inputs.**  The context directory must have the recorded tree digest
+   (computed by :func:`escrow.capture.context.make_context`, the very function
+   that recorded it), else :class:`ContextMismatch` (exit 2) lists the files
+   changed, missing and extra.  Every base image must be in the engine under
+   its recorded image ID, and secret build arguments (recorded only as salted
+   digests) must be given again and match; otherwise the verdict is
+   ``unknown``, naming what is missing.
+2. **Build.**  A phoenix build through :func:`escrow.capture.build.phoenix_build`
+   with the recorded Dockerfile, build args and target.  Base images are pinned
+   by image ID: when every recorded reference still names its recorded image,
+   the recorded Dockerfile is built as it is; when a reference has moved (or is
+   gone) the ``FROM`` lines are rewritten to the recorded image IDs
+   (``FROM sha256:…``) in a copy of the Dockerfile kept outside the context —
+   the engine is never re-tagged, so builds running at the same time are not
+   affected.  Either way the image IDs the build actually started from are
+   checked against the record afterwards.
+3. **Compare and record.**  Image ID, runtime config field by field, diff IDs in
+   order, files of differing layers (:mod:`escrow.rebuild.compare`).  The
+   verdict is a rebuild-verification Statement, signed with the build key and
+   appended to the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, STATEMENT_TYPE
+from escrow.errors import InputError, UsageError
+from escrow.rebuild.compare import ImageComparison, Verdict, compare_images
+from escrow.rebuild.engine import EngineLayers, wanted_layers
+from escrow.rebuild.manifests import diff_file_lists, file_list
+
+if TYPE_CHECKING:
+    from escrow.blobs import BlobStore
+    from escrow.capture.engine import DockerEngine
+    from escrow.capture.progress import Progress
+    from escrow.config import Settings
+    from escrow.ledger.store import Entry, Ledger
+
+_RECORDED_BY = {"image": "capture", "command": "record"}
+
+#: tag given to rebuilt images unless another is asked for
+DEFAULT_TAG = "escrow-rebuild:entry-{index}"
+
+
+class ContextMismatch(InputError):
+    """The context given for a rebuild is not the recorded one."""
+
+    def __init__(self, message: str, *, changes: dict[str, Any], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.changes = changes
+
+
+@dataclass
+class RebuildOptions:
+    context: Path | None = None
+    #: build argument values given again (secret ones are recorded only as digests)
+    build_args: dict[str, str] = field(default_factory=dict)
+    tag: str | None = None
+    remove: bool = False
+    workdir: Path | None = None
+
+
+@dataclass
+class RebuildResult:
+    statement: dict[str, Any]
+    verdict: Verdict
+    comparison: ImageComparison | None = None
+    entry: Entry | None = None
+    rebuilt_image: str | None = None
+    pinned_from: str = "as-recorded"
+
+
+# ---------------------------------------------------------------------------
+# the original entry
+
+
+def load_original(ledger: Ledger, index: int) -> tuple[Entry, dict[str, Any]]:
+    """The entry to rebuild and its build-manifest predicate, after checking its signature."""
+    from escrow.signing.dsse import Envelope
+    from escrow.signing.keys import PublicKey
+
+    entry = ledger.get(index)
+    if entry.predicate_type != BUILD_MANIFEST:
+        raise InputError(
+            f"Entry {index} is not a build manifest ({entry.predicate_type}).",
+            hint="Rebuild an entry recorded by `escrow build`; `escrow log` lists them.",
+        )
+    key = ledger.key(entry.signer)
+    Envelope.from_bytes(entry.envelope).verify([PublicKey.from_pem(key.public_pem)])
+    predicate: dict[str, Any] = entry.statement()["predicate"]
+    build = predicate.get("build") or {}
+    if build.get("kind", "dockerfile") != "dockerfile":
+        how = _RECORDED_BY.get(str(build.get("kind")), "?")
+        raise InputError(
+            f"Entry {index} was recorded by `escrow {how}`, "
+            "not by a Dockerfile build escrow ran, so there is no recipe to rebuild.",
+        )
+    if build.get("status") != "succeeded" or not (predicate.get("image") or {}).get("id"):
+        raise InputError(
+            f"Entry {index} is a failed build; there is no image to reproduce.",
+            hint="Rebuild an entry whose build succeeded.",
+        )
+    return entry, predicate
+
+
+# ---------------------------------------------------------------------------
+# inputs
+
+
+def _outside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return True
+    return False
+
+
+def recipe_file(predicate: Mapping[str, Any], context: Path, scratch: Path) -> Path:
+    """The Dockerfile to build: in the context, or (when it was outside) the recorded text."""
+    recipe = predicate["inputs"]["recipe"]
+    path = str(recipe["path"])
+    if not os.path.isabs(path):
+        return context / path
+    text = recipe.get("text")
+    data = None if text is None else str(text).encode("utf-8")
+    if data is None or hashlib.sha256(data).hexdigest() != recipe["sha256"]:
+        raise InputError(
+            f"The Dockerfile of this build ({path}, outside the context) was recorded with "
+            "secrets redacted or without its text, so it cannot be rebuilt from the ledger.",
+            hint="Keep Dockerfiles with secret literals inside the build context.",
+        )
+    out = scratch / "recipe" / Path(path).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out
+
+
+def check_context(
+    predicate: Mapping[str, Any], context: Path, dockerfile: Path, blobs: BlobStore | None
+) -> str:
+    """Raise :class:`ContextMismatch` unless ``context`` has the recorded tree digest."""
+    from escrow.capture.context import make_context
+
+    recorded = predicate["inputs"]["context"]
+    if not dockerfile.is_file():
+        rel = str(predicate["inputs"]["recipe"]["path"])
+        raise ContextMismatch(
+            f"The build context {context} is not the recorded one: {rel} is missing.",
+            changes={"changed": [], "missing": [rel], "extra": []},
+            hint="Pass the context the build used (--context DIR).",
+        )
+    with make_context(context, dockerfile) as ctx:
+        digest, files = ctx.tree_digest, ctx.files
+    if digest == recorded.get("treeDigest"):
+        return digest
+    listed = file_list(recorded, blobs)
+    if listed is None:
+        raise ContextMismatch(
+            f"The build context {context} is not the recorded one (tree digest "
+            f"{digest[:12]}… instead of {str(recorded.get('treeDigest'))[:12]}…); the recorded "
+            "file list is not available to say which files differ.",
+            changes={"treeDigest": digest, "recorded": recorded.get("treeDigest")},
+        )
+    d = diff_file_lists(listed, files)
+    changes = {
+        "changed": d["changed"],
+        "missing": d["removed"],
+        "extra": d["added"],
+        "treeDigest": digest,
+        "recorded": recorded.get("treeDigest"),
+    }
+    parts = []
+    if d["changed"]:
+        parts.append("changed: " + ", ".join(c["path"] for c in d["changed"][:10]))
+    if d["removed"]:
+        parts.append("missing: " + ", ".join(d["removed"][:10]))
+    if d["added"]:
+        parts.append("extra: " + ", ".join(d["added"][:10]))
+    raise ContextMismatch(
+        f"The build context {context} differs from the recorded one ({'; '.join(parts)}).",
+        changes=changes,
+        hint="Restore the files as they were at build time, or pass the right --context.",
+    )
+
+
+@dataclass
+class BasePlan:
+    missing: list[dict[str, Any]]
+    rewrite: bool
+    pins: list[dict[str, Any]]
+
+
+def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
+    """Every recorded base image present under its image ID; does any reference need pinning?"""
+    missing: list[dict[str, Any]] = []
+    pins: list[dict[str, Any]] = []
+    rewrite = False
+    for base in predicate["inputs"].get("baseImages") or []:
+        image_id = base.get("imageId")
+        if not image_id:
+            continue  # scratch or an earlier stage
+        ref = str(base.get("reference"))
+        if engine.inspect_image(str(image_id)) is None:
+            missing.append(
+                {
+                    "kind": "base-image",
+                    "name": ref,
+                    "digest": str(image_id),
+                    "reason": f"image {str(image_id)[:19]} is not in the Docker Engine",
+                }
+            )
+            continue
+        current = engine.inspect_image(ref)
+        now = str(current["Id"]) if current else None
+        if now != image_id:
+            rewrite = True
+        pins.append(
+            {"stage": base.get("stage"), "reference": ref, "imageId": image_id, "referenceNow": now}
+        )
+    return BasePlan(missing, rewrite, pins)
+
+
+def check_build_args(
+    predicate: Mapping[str, Any], given: Mapping[str, str]
+) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """The build arguments to pass, and those missing (secret ones not given again)."""
+    recorded = list(predicate["inputs"].get("buildArgs") or [])
+    names = {str(r["name"]) for r in recorded}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise UsageError(
+            f"The build argument(s) {', '.join(unknown)} were not used by the recorded build.",
+            hint="Only give --build-arg for the secret arguments the build was recorded with.",
+        )
+    args: list[tuple[str, str]] = []
+    missing: list[dict[str, Any]] = []
+    for r in recorded:
+        name = str(r["name"])
+        needs_value = bool(r.get("secret")) or bool(r.get("credentialsStripped"))
+        if not needs_value and r.get("value") is not None:
+            if name in given and given[name] != r["value"]:
+                raise UsageError(
+                    f"The build argument {name} was recorded as {r['value']!r}; "
+                    "a rebuild uses the recorded value.",
+                )
+            args.append((name, str(r["value"])))
+            continue
+        if name not in given:
+            missing.append(
+                {
+                    "kind": "build-arg",
+                    "name": name,
+                    "reason": "recorded as a salted digest; give it with --build-arg",
+                }
+            )
+            continue
+        value = given[name]
+        if "salt" in r and "sha256" in r:
+            digest = hashlib.sha256(bytes.fromhex(str(r["salt"])) + value.encode()).hexdigest()
+            if digest != r["sha256"]:
+                raise InputError(
+                    f"The value given for the build argument {name} is not the recorded one "
+                    "(its salted SHA-256 differs).",
+                    hint="Give the value the original build used.",
+                )
+        args.append((name, value))
+    return args, missing
+
+
+def rewrite_from_lines(text: str, build_args: Mapping[str, str], ids: Mapping[int, str]) -> str:
+    """Rewrite the ``FROM`` of each stage index in ``ids`` to that image ID."""
+    from escrow.capture import dockerfile as dfparse
+
+    df = dfparse.parse(text, build_args)
+    lines = text.split("\n")
+    for stage in df.stages:
+        if stage.index not in ids:
+            continue
+        n = stage.instruction.line - 1
+        line = lines[n]
+        at = line.upper().find("FROM")
+        pos = line.find(stage.raw_reference, at + 4) if at >= 0 else -1
+        if pos < 0:
+            raise InputError(
+                f"The FROM of stage {stage.index} (line {stage.instruction.line}) spans lines; "
+                "escrow cannot pin it to the recorded image.",
+            )
+        lines[n] = line[:pos] + ids[stage.index] + line[pos + len(stage.raw_reference) :]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# the statement
+
+
+def _layers_of(predicate: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    out = []
+    for layer in (predicate or {}).get("layers") or []:
+        item: dict[str, Any] = {"index": int(layer["index"]), "diffId": str(layer["diffId"])}
+        if layer.get("size") is not None:
+            item["size"] = int(layer["size"])
+        if layer.get("createdBy") is not None:
+            item["createdBy"] = str(layer["createdBy"])
+        out.append(item)
+    return out
+
+
+def verdict_statement(
+    entry: Entry,
+    original: Mapping[str, Any],
+    *,
+    rebuilt: Mapping[str, Any] | None,
+    builder: Mapping[str, Any],
+    started_on: str,
+    finished_on: str,
+    verdict: dict[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    image = original["image"]
+    image_id = str(image["id"])
+    name = (image.get("tags") or [image_id])[0]
+    rebuild: dict[str, Any] = {
+        "imageId": ((rebuilt or {}).get("image") or {}).get("id"),
+        "layers": _layers_of(rebuilt),
+        "builder": dict(builder),
+        "startedOn": started_on,
+        "finishedOn": finished_on,
+    }
+    if rebuilt is not None:
+        rebuild["buildId"] = rebuilt["build"]["id"]
+    rebuild.update(extra or {})
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": str(name), "digest": {"sha256": image_id.removeprefix("sha256:")}}],
+        "predicateType": REBUILD_VERIFICATION,
+        "predicate": {
+            "original": {
+                "index": entry.index,
+                "leafHash": entry.leaf_hash,
+                "imageId": image_id,
+                "buildId": str(original["build"]["id"]),
+            },
+            "project": str(original["build"]["project"]),
+            "rebuild": rebuild,
+            "verdict": verdict,
+        },
+    }
+
+
+def verdict_document(c: ImageComparison) -> dict[str, Any]:
+    v = c.verdict
+    doc: dict[str, Any] = {
+        "overall": str(v),
+        "layers": [layer.to_dict() for layer in c.layers],
+        "config": [d.to_dict() for d in c.config],
+    }
+    if v is Verdict.EQUIVALENT:
+        doc["normalisations"] = c.normalisations
+    return doc
+
+
+# ---------------------------------------------------------------------------
+# the rebuild
+
+
+def _scratch_dir(context: Path, home: Path, workdir: Path | None) -> Path:
+    for parent in (workdir, Path(tempfile.gettempdir()), home):
+        if parent is not None and _outside(parent, context):
+            parent.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix="escrow-rebuild-", dir=parent))
+    raise UsageError(
+        "The temporary folder and ESCROW_HOME are both inside the build context.",
+        hint="Pass a --workdir outside the context.",
+    )
+
+
+def rebuild_entry(
+    settings: Settings,
+    index: int,
+    options: RebuildOptions,
+    *,
+    progress: Progress | None = None,
+    say: Callable[[str], None] | None = None,
+    engine: DockerEngine | None = None,
+) -> RebuildResult:
+    """Rebuild entry ``index``, compare, sign the verdict and append it to the ledger."""
+    from escrow.blobs import BlobStore
+    from escrow.capture.build import BuildRequest, phoenix_build
+    from escrow.capture.engine import DockerEngine
+    from escrow.capture.manifest import builder_section
+    from escrow.capture.publish import Publisher
+    from escrow.capture.source import builder_id, ci_facts
+    from escrow.capture.steps import utc_now
+
+    say = say or (lambda _m: None)
+    publisher = Publisher.open(settings)  # fail fast on a locked key or a missing ledger
+    entry, original = load_original(publisher.ledger, index)
+    if options.context is None:
+        raise UsageError(
+            f"Rebuilding entry {index} needs its build context.",
+            hint="Pass the folder the build used: --context DIR.",
+        )
+    context = Path(options.context)
+    if not context.is_dir():
+        raise InputError(f"The build context {context} is not a directory.")
+    engine = engine or DockerEngine()
+    blobs = BlobStore(settings.blobs_dir)
+    scratch = _scratch_dir(context, settings.home, options.workdir)
+    try:
+        dockerfile = recipe_file(original, context, scratch)
+        check_context(original, context, dockerfile, blobs)
+        say(f"escrow: the context of entry {index} matches the record")
+        started_on = utc_now()
+        builder = builder_section(engine.facts(), ci_facts(), builder_id(ci_facts()))
+        plan = check_bases(original, engine)
+        args, missing_args = check_build_args(original, options.build_args)
+        missing = plan.missing + missing_args
+
+        def finish(
+            verdict: dict[str, Any], rebuilt: Mapping[str, Any] | None, result_extra: dict[str, Any]
+        ) -> RebuildResult:
+            extra: dict[str, Any] = {"pinning": result_extra.get("pinning", "as-recorded")}
+            statement = verdict_statement(
+                entry,
+                original,
+                rebuilt=rebuilt,
+                builder=builder,
+                started_on=started_on,
+                finished_on=utc_now(),
+                verdict=verdict,
+                extra=extra,
+            )
+            appended, _ = publisher.publish(statement)
+            return RebuildResult(
+                statement=statement,
+                verdict=Verdict(verdict["overall"]),
+                comparison=result_extra.get("comparison"),
+                entry=appended,
+                rebuilt_image=((rebuilt or {}).get("image") or {}).get("id"),
+                pinned_from=extra["pinning"],
+            )
+
+        if missing:
+            return finish({"overall": "unknown", "layers": [], "missing": missing}, None, {})
+
+        pinning = "as-recorded"
+        build_file = dockerfile
+        if plan.rewrite:
+            pinning = "rewritten-from"
+            text = dockerfile.read_text(encoding="utf-8")
+            ids = {int(p["stage"]): str(p["imageId"]) for p in plan.pins}
+            pinned = scratch / "pinned" / "Dockerfile"
+            pinned.parent.mkdir(parents=True, exist_ok=True)
+            pinned.write_text(rewrite_from_lines(text, dict(args), ids), encoding="utf-8")
+            build_file = pinned
+            for p in plan.pins:
+                if p["referenceNow"] != p["imageId"]:
+                    say(
+                        f"escrow: {p['reference']} now names "
+                        f"{str(p['referenceNow'])[:19] if p['referenceNow'] else 'nothing'}; "
+                        f"building FROM the recorded {str(p['imageId'])[:19]}"
+                    )
+
+        inputs = original["inputs"]
+        tag = options.tag or DEFAULT_TAG.format(index=index)
+        request = BuildRequest(
+            context=context,
+            tags=(tag,),
+            dockerfile=build_file,
+            build_args=tuple(args),
+            target=inputs.get("target"),
+            platform=inputs.get("platform"),
+            project=str(original["build"]["project"]),
+        )
+        try:
+            outcome = phoenix_build(request, engine=engine, blobs=blobs, progress=progress)
+        except InputError as e:  # the engine refused what it built before
+            failure = {"step": None, "exitCode": None, "logTail": "", "message": e.diagnostics()}
+            return finish(
+                {"overall": "not-reproduced", "layers": [], "failure": failure},
+                None,
+                {"pinning": pinning},
+            )
+        rebuilt = outcome.statement["predicate"]
+        if outcome.status != "succeeded":
+            f = outcome.failure or {}
+            failure = {
+                "step": f.get("step"),
+                "exitCode": f.get("exitCode"),
+                "logTail": str(f.get("logTail") or ""),
+                "message": str(f.get("message") or "the rebuild failed"),
+            }
+            if f.get("instruction"):
+                failure["instruction"] = str(f["instruction"])
+            return finish(
+                {"overall": "not-reproduced", "layers": [], "failure": failure},
+                rebuilt,
+                {"pinning": pinning},
+            )
+
+        # the build must have started from the recorded images
+        used = {
+            int(b["stage"]): b.get("imageId") for b in rebuilt["inputs"].get("baseImages") or []
+        }
+        drift = [
+            {
+                "kind": "base-image",
+                "name": str(p["reference"]),
+                "digest": str(p["imageId"]),
+                "reason": f"the rebuild started from {str(used.get(int(p['stage'])))[:19]}",
+            }
+            for p in plan.pins
+            if used.get(int(p["stage"])) != p["imageId"]
+        ]
+        if drift:
+            return finish(
+                {"overall": "unknown", "layers": [], "missing": drift},
+                rebuilt,
+                {"pinning": pinning},
+            )
+
+        say("escrow: comparing the rebuilt image with the original")
+        a_ids = [str(x["diffId"]) for x in original.get("layers") or []]
+        b_ids = [str(x["diffId"]) for x in rebuilt.get("layers") or []]
+        want_a, want_b = wanted_layers(a_ids, b_ids)
+        images = {"original": str(original["image"]["id"]), "rebuilt": str(rebuilt["image"]["id"])}
+        with EngineLayers(
+            engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=scratch
+        ) as source:
+            comparison = compare_images(original, rebuilt, source, progress=say)
+        result = finish(
+            verdict_document(comparison), rebuilt, {"pinning": pinning, "comparison": comparison}
+        )
+        if options.remove:
+            _remove_image(engine, tag, say)
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_image(engine: DockerEngine, tag: str, say: Callable[[str], None]) -> None:
+    import docker.errors
+
+    try:
+        engine.api.remove_image(tag)
+    except docker.errors.APIError as e:  # the verdict is recorded: warn, do not fail
+        say(f"escrow: warning: could not remove the rebuilt image {tag}: {e.explanation or e}")
