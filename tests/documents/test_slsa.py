@@ -250,3 +250,12 @@ def test_export_output_is_json_for_jq(cli: Any, recorded: tuple[int, bytes, Sign
     r = cli(["export", "--slsa", str(recorded[0]), "--json"])
     assert r.exit_code == 0
     assert json.loads(r.stdout)["predicateType"] == SLSA_PROVENANCE
+
+
+def test_golden_fixture_matches_the_mapping(manifest: dict[str, Any]) -> None:
+    """tests/assets/documents/slsa-provenance.example.json is this mapping of the example."""
+    envelope = b'{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[]}'
+    ledger = {"ledgerIndex": 3, "leafHash": "5d3f" + "0" * 60, "origin": "escrow.local/ledger"}
+    golden = load(ASSETS / "documents" / "slsa-provenance.example.json")
+    assert provenance_statement(manifest, envelope=envelope, ledger=ledger) == golden
+    assert oracle_errors(golden) == []
