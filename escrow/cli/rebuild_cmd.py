@@ -1,0 +1,201 @@
+"""``escrow rebuild`` and ``escrow diff``: reproduce a build; explain how two builds differ."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+
+#: exit code of a rebuild whose verdict is not identical/equivalent
+CHECK_FAILED = 1
+
+
+def _render_verdict(statement: dict[str, Any]) -> str:
+    from escrow.rebuild.manifests import render_layers
+
+    pred = statement["predicate"]
+    verdict = pred["verdict"]
+    original, rebuild = pred["original"], pred["rebuild"]
+    lines = [
+        f"Rebuild of entry {original['index']} (project {pred['project']}): {verdict['overall']}",
+        f"  original {original['imageId'][:19]}  rebuilt {(rebuild['imageId'] or '(none)')[:19]}",
+    ]
+    if rebuild.get("pinning") == "rewritten-from":
+        lines.append("  base images pinned by rewriting FROM to the recorded image IDs")
+    if verdict.get("normalisations"):
+        lines.append(f"  normalised: {', '.join(verdict['normalisations'])}")
+    lines.extend(
+        f"  missing {m['kind']} {m['name']}: {m.get('reason', '')}"
+        for m in verdict.get("missing") or []
+    )
+    failure = verdict.get("failure")
+    if failure:
+        step = failure.get("step")
+        lines.append(
+            f"  failed at step {step if step is not None else '?'}"
+            + (f" ({failure['instruction']})" if failure.get("instruction") else "")
+            + f", exit code {failure.get('exitCode')}: {failure.get('message', '')}"
+        )
+        lines += [f"    | {x}" for x in str(failure.get("logTail") or "").splitlines()[-10:]]
+    for c in verdict.get("config") or []:
+        lines.append(f"  config {c['field']}: {c['original']!r} -> {c['rebuilt']!r}")
+    if verdict.get("layers"):
+        lines.append("Layers")
+        lines += render_layers(verdict["layers"], True)
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("index", type=click.IntRange(min=0))
+@click.option(
+    "--context",
+    "context",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The build context the entry was built from (checked against its tree digest).",
+)
+@click.option(
+    "--build-arg",
+    "build_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Value of a secret build argument (recorded only as a salted digest); repeatable.",
+)
+@click.option(
+    "-t", "--tag", help="Tag for the rebuilt image [default: escrow-rebuild:entry-INDEX]."
+)
+@click.option("--rm", "remove", is_flag=True, help="Remove the rebuilt image once compared.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where layer archives are spooled while compared [default: the temporary folder].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No build progress on stderr.")
+@json_option
+@pass_app
+def rebuild(
+    app: App,
+    index: int,
+    context: Path | None,
+    build_args: tuple[str, ...],
+    tag: str | None,
+    remove: bool,
+    workdir: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Rebuild ledger entry INDEX from its recorded inputs and record a signed verdict.
+
+    The context must have the recorded tree digest (exit 2 otherwise, listing the
+    files changed, missing and extra). Base images must be in the engine under
+    their recorded image IDs; the build is pinned to them. The verdict —
+    identical, equivalent, different, not-reproduced or unknown, per layer with
+    the evidence — is signed and appended to the ledger.
+
+    Exit codes: 0 identical or equivalent; 1 different, not-reproduced or unknown;
+    2 bad input (context differs); 3 engine or database unreachable.
+    """
+    from escrow.capture.build import parse_build_args
+    from escrow.capture.progress import make_progress
+    from escrow.rebuild.verify import ContextMismatch, RebuildOptions, rebuild_entry
+
+    options = RebuildOptions(
+        context=context,
+        build_args=dict(parse_build_args(build_args)),
+        tag=tag,
+        remove=remove,
+        workdir=workdir,
+    )
+    try:
+        result = rebuild_entry(
+            app.settings,
+            index,
+            options,
+            progress=make_progress(sys.stderr, quiet=quiet),
+            say=app.say,
+        )
+    except ContextMismatch as e:
+        if as_json:
+            app.emit_json({"ok": False, "error": e.diagnostics(), "context": e.changes})
+        raise
+    doc = {
+        "ok": result.verdict.value in ("identical", "equivalent"),
+        "verdict": result.verdict.value,
+        "entry": result.entry.to_dict() if result.entry is not None else None,
+        "rebuiltImage": result.rebuilt_image,
+        "statement": result.statement,
+    }
+    if as_json:
+        app.emit_json(doc)
+    else:
+        app.out(_render_verdict(result.statement))
+        if result.entry is not None:
+            app.out(
+                f"Verdict recorded as entry {result.entry.index} "
+                f"(leaf hash {result.entry.leaf_hash[:16]}…)."
+            )
+    if not doc["ok"]:
+        raise click.exceptions.Exit(CHECK_FAILED)
+
+
+@click.command()
+@click.argument("a", type=click.IntRange(min=0))
+@click.argument("b", type=click.IntRange(min=0))
+@click.option(
+    "--files",
+    is_flag=True,
+    help="Compare the files of differing layers (both images must still be in the engine).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where layer archives are spooled while compared [default: the temporary folder].",
+)
+@json_option
+@pass_app
+def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: bool) -> None:
+    """What changed between ledger entries A and B (two builds of the same recipe, say):
+    inputs (context files, Dockerfile lines, base images behind the same tag, build
+    args), steps, image config and layers; with --files, the files in differing layers.
+    """
+    from escrow.blobs import BlobStore
+    from escrow.documents.types import BUILD_MANIFEST
+    from escrow.errors import InputError
+    from escrow.rebuild.manifests import Side, diff_manifests, render_diff
+
+    ledger = app.ledger()
+    sides = []
+    for index in (a, b):
+        entry = ledger.get(index)
+        if entry.predicate_type != BUILD_MANIFEST:
+            raise InputError(
+                f"Entry {index} is not a build manifest ({entry.predicate_type}).",
+                hint="`escrow log` lists the builds.",
+            )
+        sides.append(Side(index, entry.statement()["predicate"]))
+    blobs = BlobStore(app.settings.blobs_dir)
+    if not files:
+        doc = diff_manifests(sides[0], sides[1], blobs=blobs)
+    else:
+        from escrow.capture.engine import DockerEngine
+        from escrow.rebuild.engine import EngineLayers, wanted_layers
+
+        ids = [[str(x["diffId"]) for x in s.predicate.get("layers") or []] for s in sides]
+        want_a, want_b = wanted_layers(ids[0], ids[1])
+        images = {
+            "original": (sides[0].predicate.get("image") or {}).get("id"),
+            "rebuilt": (sides[1].predicate.get("image") or {}).get("id"),
+        }
+        engine = DockerEngine()
+        engine.facts()  # exit 3 now if the engine is unreachable
+        with EngineLayers(
+            engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=workdir
+        ) as source:
+            doc = diff_manifests(sides[0], sides[1], blobs=blobs, source=source, progress=app.say)
+    if as_json:
+        app.emit_json(doc)
+    else:
+        app.out(render_diff(doc))
