@@ -289,6 +289,8 @@ def _health_router() -> APIRouter:
 
 IndexPath = Annotated[int, Path(ge=0, le=m.MAX_INT, description="Ledger index (0-based).")]
 Text = Annotated[str | None, Query(max_length=200, pattern=m.NO_NUL)]
+KeyPath = Annotated[str, Path(pattern=r"^[0-9a-f]{4,64}$", description="Key ID or prefix")]
+JobPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job ID")]
 
 
 def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
@@ -479,7 +481,6 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         201: {"model": m.PostEntryOut, "description": "The key event was appended."},
         **_responses(401, 403, 404, 413, 422),
     }
-    KeyPath = Annotated[str, Path(pattern=r"^[0-9a-f]{4,64}$", description="Key ID or prefix")]
 
     @v1.post(
         "/keys",
@@ -607,8 +608,6 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         response.headers["Location"] = f"/v1/packs/{job.id}"
         request.state.audit = f"queued pack job {job.id}"
         return job.to_dict()
-
-    JobPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job ID")]
 
     @v1.get(
         "/packs/{job_id}",
