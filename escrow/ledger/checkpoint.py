@@ -71,14 +71,38 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
     return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
 
 
+def sign_note(text: str, key: SigningKey, name: str) -> str:
+    """A signed note: ``text`` (ending in a newline), a blank line, one signature line."""
+    _check_name(name)
+    if not text.endswith("\n") or "\n\n" in text:
+        raise InputError("A note's text must end in a newline and hold no blank line.")
+    raw = key.public.raw()
+    sig = key.sign(text.encode("utf-8"))
+    blob = base64.b64encode(key_hash(name, raw) + sig).decode()
+    return f"{text}\n{EM_DASH} {name} {blob}\n"
+
+
+def open_note(note: str, verifier_key: str) -> str:
+    """The text of ``note`` once a signature by ``verifier_key`` verifies (else SignatureError)."""
+    name, khash, public = parse_verifier_key(verifier_key)
+    text, sigs = parse_note(note)
+    for sig_name, sig_hash, sig in sigs:
+        if sig_name != name or sig_hash != khash:
+            continue
+        try:
+            public.verify(sig, text.encode("utf-8"))
+        except SignatureError:
+            continue
+        return text
+    raise SignatureError(
+        f"The note is not signed by the key {name}+{khash.hex()}.",
+        hint="It was signed by another key, or its text was changed.",
+    )
+
+
 def sign_checkpoint(origin: str, size: int, root: bytes, key: SigningKey, name: str) -> str:
     """The signed-note text of checkpoint ``(origin, size, root)``, signed by ``key``."""
-    _check_name(name)
-    body = checkpoint_body(origin, size, root)
-    raw = key.public.raw()
-    sig = key.sign(body.encode("utf-8"))
-    blob = base64.b64encode(key_hash(name, raw) + sig).decode()
-    return f"{body}\n{EM_DASH} {name} {blob}\n"
+    return sign_note(checkpoint_body(origin, size, root), key, name)
 
 
 def parse_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
@@ -121,19 +145,14 @@ def parse_checkpoint_body(body: str) -> tuple[str, int, bytes]:
 
 def verify_checkpoint(note: str, verifier_key: str) -> Checkpoint:
     """Parse ``note`` and check it is signed by ``verifier_key``; SignatureError if not."""
-    name, khash, public = parse_verifier_key(verifier_key)
-    body, sigs = parse_note(note)
+    body, _ = parse_note(note)
     origin, size, root = parse_checkpoint_body(body)
-    for sig_name, sig_hash, sig in sigs:
-        if sig_name != name or sig_hash != khash:
-            continue
-        try:
-            public.verify(sig, body.encode("utf-8"))
-        except SignatureError:
-            continue
-        return Checkpoint(origin=origin, size=size, root=root, note=note)
-    raise SignatureError(
-        f"The checkpoint of {origin!r} at size {size} is not signed by the key "
-        f"{name}+{khash.hex()}.",
-        hint="It was signed by another key, or its text was changed.",
-    )
+    try:
+        open_note(note, verifier_key)
+    except SignatureError as e:
+        raise SignatureError(
+            f"The checkpoint of {origin!r} at size {size} is not signed by the log key "
+            f"{verifier_key.split('+')[0]}+{verifier_key.split('+')[1]}.",
+            hint="It was signed by another key, or its text was changed.",
+        ) from e
+    return Checkpoint(origin=origin, size=size, root=root, note=note)

@@ -320,7 +320,7 @@ class Ledger:
 
         with engine.connect() as conn:
             if inspect(conn).has_table("ledger_head"):
-                meta = dict(conn.execute(select(META.c.name, META.c.value)).tuples().all())
+                meta = {r[0]: r[1] for r in conn.execute(select(META.c.name, META.c.value))}
                 conn.rollback()
                 if "origin" in meta:
                     pem = meta.get("log_public_key")
@@ -331,7 +331,7 @@ class Ledger:
                 if engine.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
                 NODE.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
-                meta = dict(conn.execute(select(META.c.name, META.c.value)).tuples().all())
+                meta = {r[0]: r[1] for r in conn.execute(select(META.c.name, META.c.value))}
                 if "origin" not in meta:
                     meta["origin"] = settings.origin
                     conn.execute(insert(META), {"name": "origin", "value": settings.origin})
@@ -611,7 +611,7 @@ class Ledger:
         row = conn.execute(select(ENTRY).where(ENTRY.c.leaf_hash == p.leaf_hash)).first()
         if row is not None:
             return self._entry(row), False
-        at = now_us()
+        at = max(now_us(), head.updated_us)  # integration times never decrease
         n = head.size
         key_version = head.key_version
         if p.predicate_type == KEY_EVENT:
@@ -815,15 +815,36 @@ class Ledger:
             stmt = stmt.where(ENTRY.c.signer == signer)
         if predicate_type is not None:
             stmt = stmt.where(ENTRY.c.predicate_type == predicate_type)
-        if since is not None:
-            stmt = stmt.where(ENTRY.c.integrated_us >= to_us(since))
-        if until is not None:
-            stmt = stmt.where(ENTRY.c.integrated_us < to_us(until))
         if after is not None:
             stmt = stmt.where(ENTRY.c.idx > after)
         stmt = stmt.order_by(ENTRY.c.idx).limit(limit)
         with self._read() as conn:
+            # integration times never decrease along the log, so a time range is an
+            # index range, found with two seeks on the time index
+            if since is not None:
+                first = self._first_at_or_after(conn, to_us(since))
+                if first is None:
+                    return []
+                stmt = stmt.where(ENTRY.c.idx >= first)
+            if until is not None:
+                end = self._first_at_or_after(conn, to_us(until))
+                if end is not None:
+                    stmt = stmt.where(ENTRY.c.idx < end)
             return [self._entry(r) for r in conn.execute(stmt)]
+
+    @staticmethod
+    def _first_at_or_after(conn: Connection, us: int) -> int | None:
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import ENTRY
+
+        row = conn.execute(
+            select(ENTRY.c.idx)
+            .where(ENTRY.c.integrated_us >= us)
+            .order_by(ENTRY.c.integrated_us, ENTRY.c.idx)
+            .limit(1)
+        ).first()
+        return None if row is None else int(row.idx)
 
     # -- hashes and proofs ----------------------------------------------------------
     def _tree_size(self, conn: Connection, tree_size: int | None) -> int:

@@ -29,7 +29,7 @@ class EntryRow(SQLModel, table=True):
         Index("ix_ledger_entry_image_id", "image_id", "idx"),
         Index("ix_ledger_entry_signer", "signer", "idx"),
         Index("ix_ledger_entry_predicate_type", "predicate_type", "idx"),
-        Index("ix_ledger_entry_integrated", "integrated_us"),
+        Index("ix_ledger_entry_integrated", "integrated_us", "idx"),
     )
 
     idx: int = Field(sa_column=Column(BigId, primary_key=True, autoincrement=False))

@@ -1,0 +1,218 @@
+"""The Ledger API on both databases: appends, idempotence, rejections, keys, queries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from ledger_helpers import LedgerEnv, diff_ids, manifest, raw_sign
+
+from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
+from escrow.errors import DatabaseUnavailable, InputError, KeyLocked, SchemaError, SignatureError
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import verify_checkpoint
+from escrow.ledger.store import Ledger
+from escrow.signing.dsse import Envelope, Signature, sign_statement
+from escrow.signing.keys import KeyType, SigningKey
+
+
+def test_append_then_idempotent_reappend(env: LedgerEnv) -> None:
+    with env.open() as lg:
+        assert lg.size() == 1  # the build key's key event
+        env0 = env.envelope(0)
+        entry, created = lg.append(env0)
+        assert created and entry.index == 1 and lg.size() == 2
+        assert entry.envelope == env0.to_bytes()
+        assert entry.leaf_hash == merkle.leaf_hash(env0.to_bytes()).hex()
+        assert entry.signer == env.build_key.keyid
+        assert entry.project == "proj" and entry.image_id and entry.image_id.startswith("sha256:")
+        assert entry.statement()["predicateType"] == BUILD_MANIFEST
+        # the same envelope again, also as non-canonical JSON: the existing entry
+        again, created = lg.append(env0.to_bytes())
+        assert not created and again == entry
+        pretty = json.dumps(json.loads(env0.to_bytes()), indent=3).encode()
+        again, created = lg.append(pretty)
+        assert not created and again.index == 1
+        assert lg.size() == 2
+        assert lg.get(1) == entry
+
+
+def _bad_envelopes(env: LedgerEnv) -> list[tuple[str, bytes, type[Exception]]]:
+    stranger = SigningKey.generate()
+    good = env.envelope(7)
+    changed = dataclasses.replace(
+        good, payload=good.payload.replace(b'"project":"proj"', b'"project":"prox"')
+    )
+    invalid = manifest(8)
+    del invalid["predicate"]["build"]
+    log_signed_manifest = sign_statement(manifest(9), env.log_key)
+    forged_key_event = sign_statement(
+        {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": f"key:{stranger.keyid}", "digest": {"sha256": stranger.keyid}}],
+            "predicateType": KEY_EVENT,
+            "predicate": {
+                "event": "added",
+                "keyid": stranger.keyid,
+                "name": "evil",
+                "algorithm": "ed25519",
+                "publicKey": stranger.public.pem(),
+                "effectiveFrom": "2026-01-01T00:00:00Z",
+            },
+        },
+        env.build_key,
+    )
+    no_sig = Envelope(payload=good.payload, signatures=(Signature("", b"x" * 64),))
+    return [
+        ("not JSON", b"{nope", InputError),
+        ("not an envelope", b'{"a": 1}', InputError),
+        ("unknown key", env.envelope(10, key=stranger).to_bytes(), SignatureError),
+        ("payload changed", changed.to_bytes(), SignatureError),
+        ("schema-invalid", raw_sign(invalid, env.build_key).to_bytes(), SchemaError),
+        ("log key signing a manifest", log_signed_manifest.to_bytes(), SignatureError),
+        ("key event not by the log key", forged_key_event.to_bytes(), SignatureError),
+        ("garbage signature", no_sig.to_bytes(), SignatureError),
+    ]
+
+
+def test_invalid_envelopes_are_rejected_and_nothing_appended(env: LedgerEnv) -> None:
+    with env.open() as lg:
+        before = (lg.size(), lg.root(), lg.checkpoint().note)
+        for name, data, exc in _bad_envelopes(env):
+            with pytest.raises(exc):
+                lg.append(data)
+            assert (lg.size(), lg.root(), lg.checkpoint().note) == before, name
+        assert lg.verify().ok
+
+
+def test_key_lifecycle(env: LedgerEnv) -> None:
+    with env.open() as lg:
+        first = lg.register_key(env.build_key.public, "build")
+        assert first.index == 0 and lg.size() == 1  # idempotent
+        p256 = SigningKey.generate(KeyType.ECDSA_P256)
+        ev = lg.register_key(p256.public, "release")
+        assert ev.predicate_type == KEY_EVENT and ev.signer == lg.log_public.keyid
+        lg.append(env.envelope(1, key=p256))
+        # retire in the future: still signs; retire now: signs no more
+        later = datetime.now(UTC) + timedelta(days=1)
+        lg.retire_key(p256.keyid, later)
+        rec = {k.keyid: k for k in lg.keys()}[p256.keyid]
+        assert rec.status == "active" and rec.retired_at is not None
+        lg.append(env.envelope(2, key=p256))
+        extra = SigningKey.generate()
+        lg.register_key(extra.public, "extra")
+        lg.retire_key(extra.keyid)
+        with pytest.raises(SignatureError):
+            lg.append(env.envelope(3, key=extra))
+        # revoke: nothing more, and it cannot come back
+        entry = lg.revoke_key(env.build_key.keyid, "laptop stolen")
+        assert entry.statement()["predicate"]["reason"] == "laptop stolen"
+        size = lg.size()
+        with pytest.raises(SignatureError, match="may not sign"):
+            lg.append(env.envelope(4))
+        assert lg.size() == size
+        with pytest.raises(InputError):
+            lg.register_key(env.build_key.public, "build")
+        with pytest.raises(InputError):
+            lg.revoke_key(env.build_key.keyid, "again")
+        keys = {k.keyid: k for k in lg.keys()}
+        assert keys[env.build_key.keyid].status == "revoked"
+        assert keys[env.build_key.keyid].reason == "laptop stolen"
+        assert keys[extra.keyid].status == "retired"
+        assert [k.name for k in lg.keys()] == ["build", "release", "extra"]
+        assert lg.key(p256.keyid[:10]).algorithm == "ecdsa-p256"
+        report = lg.verify()
+        assert report.ok, report.problems
+
+
+def test_queries_use_indexed_columns_with_pagination(env: LedgerEnv) -> None:
+    other = SigningKey.generate()
+    with env.open() as lg:
+        lg.register_key(other.public, "other")
+        t0 = datetime.now(UTC)
+        made = []
+        for n in range(12):
+            project = "alpha" if n % 3 else "beta"
+            key = other if n == 5 else env.build_key
+            made.append(lg.append(env.envelope(n, project=project, key=key))[0])
+        t1 = datetime.now(UTC)
+        alpha = [e.index for e in made if e.project == "alpha"]
+        assert [e.index for e in lg.entries(project="alpha")] == alpha
+        page1 = lg.entries(project="alpha", limit=3)
+        page2 = lg.entries(project="alpha", limit=3, after=page1[-1].index)
+        page3 = lg.entries(project="alpha", limit=3, after=page2[-1].index)
+        assert [e.index for e in page1 + page2 + page3] == alpha
+        assert lg.entries(project="alpha", after=alpha[-1]) == []
+        target = made[4]
+        assert lg.entries(image_id=target.image_id) == [target]
+        st = target.statement()
+        assert lg.entries(diff_id=diff_ids(st)[1]) == [target]
+        assert len(lg.entries(diff_id=diff_ids(st)[0])) == 12  # the shared base layer
+        assert [e.index for e in lg.entries(signer=other.keyid)] == [made[5].index]
+        assert len(lg.entries(predicate_type=KEY_EVENT)) == 2
+        assert len(lg.entries(predicate_type=BUILD_MANIFEST, since=t0, until=t1)) == 12
+        assert lg.entries(since=t1 + timedelta(seconds=1)) == []
+        assert lg.entries(project="nobody") == []
+        with pytest.raises(InputError):
+            lg.entries(limit=0)
+
+
+def test_sqlite_queries_use_indexes(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    env = LedgerEnv.create(tmp_path / "home", f"sqlite:///{tmp_path / 'l.db'}")
+    with env.open() as lg:
+        lg.append(env.envelope(1))
+    engine = create_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    with engine.connect() as conn:
+        for sql in (
+            "SELECT * FROM ledger_entry WHERE project = 'p' AND idx > 5 ORDER BY idx LIMIT 10",
+            "SELECT * FROM ledger_entry WHERE image_id = 'x' ORDER BY idx LIMIT 10",
+            "SELECT * FROM ledger_entry WHERE signer = 'x' ORDER BY idx LIMIT 10",
+            "SELECT idx FROM ledger_entry WHERE integrated_us >= 5 ORDER BY integrated_us LIMIT 1",
+            "SELECT idx FROM ledger_diff_id WHERE diff_id = 'x'",
+        ):
+            plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+            assert "USING" in plan and "SCAN ledger_entry" not in plan.replace("USING INDEX", ""), (
+                sql,
+                plan,
+            )
+    engine.dispose()
+
+
+def test_checkpoint_matches_root_and_verifier_key(env: LedgerEnv) -> None:
+    with env.open() as lg:
+        for n in range(5):
+            lg.append(env.envelope(n))
+        cp = lg.checkpoint()
+        assert cp.size == lg.size() == 6 and cp.root == lg.root()
+        assert cp.origin == env.settings.origin
+        again = verify_checkpoint(cp.note, lg.verifier_key())
+        assert again == cp
+        assert lg.verifier_key().startswith(env.settings.origin + "+")
+
+
+def test_unreachable_database_is_exit_3(tmp_path: Path) -> None:
+    env = LedgerEnv.create(tmp_path / "home", f"sqlite:///{tmp_path / 'x.db'}", register=False)
+    settings = dataclasses.replace(
+        env.settings, db_url="postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
+    with pytest.raises(DatabaseUnavailable) as info:
+        Ledger.open(settings)
+    assert info.value.exit_code == 3
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    settings = dataclasses.replace(env.settings, db_url=f"sqlite:///{blocked}/sub/l.db")
+    with pytest.raises(DatabaseUnavailable):
+        Ledger.open(settings)
+
+
+def test_another_log_key_is_refused(env: LedgerEnv, tmp_path: Path) -> None:
+    other_home = tmp_path / "other"
+    other = LedgerEnv.create(other_home, f"sqlite:///{tmp_path / 'other.db'}", register=False)
+    settings = dataclasses.replace(other.settings, db_url=env.settings.db_url)
+    with pytest.raises(KeyLocked):
+        Ledger.open(settings)
