@@ -65,7 +65,7 @@ class Parsed:
     error: str | None = None
 
 
-def parse_documents(data: bytes, *, source: str = "the input") -> list[Parsed]:
+def parse_documents(data: bytes, *, source: str = "The input") -> list[Parsed]:
     """One JSON document, or JSON Lines (one document per non-blank line)."""
     try:
         text = data.decode("utf-8-sig")
@@ -159,7 +159,7 @@ def sign(
             "--passphrase-prompt reads the passphrase from standard input, "
             "so the statements must come from a FILE."
         )
-    source = "standard input" if file == "-" else file
+    source = "Standard input" if file == "-" else f"The file {file}"
     docs = parse_documents(_read_input(file), source=source)
     errors: list[str] = []
     for p in docs:
@@ -237,7 +237,9 @@ def _file_report(path: str, forced: str | None) -> dict[str, Any]:
 
     report: dict[str, Any] = {"file": path, "valid": False, "schema": None, "id": None}
     try:
-        parsed = parse_documents(_read_input(path), source=path)
+        parsed = parse_documents(
+            _read_input(path), source="Standard input" if path == "-" else f"The file {path}"
+        )
     except InputError as e:
         return {**report, "unreadable": True, "errors": [{"pointer": "", "message": e.message}]}
     results: list[dict[str, Any]] = []
