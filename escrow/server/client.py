@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import time
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,6 +131,8 @@ class RemoteLedger:
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
+        # Commands may drop the ledger without closing it: close the connections then.
+        weakref.finalize(self, self._http.close)
 
     @classmethod
     def open(cls, settings: Settings) -> RemoteLedger:

@@ -1,0 +1,123 @@
+"""The CLI as a client: ESCROW_SERVER/ESCROW_TOKEN make the commands work against a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import LiveServer, manifest
+
+from escrow.signing.dsse import sign_statement
+
+
+@pytest.fixture
+def client_env(live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A separate, empty ESCROW_HOME pointed at the live server."""
+    home = tmp_path / "client-home"
+    monkeypatch.setenv("ESCROW_HOME", str(home))
+    monkeypatch.setenv("ESCROW_SERVER", live_server.url)
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["pipeline"])
+    monkeypatch.delenv("ESCROW_SERVER_KEY", raising=False)
+    return home
+
+
+def test_post_log_show_verify_and_proofs_through_the_server(
+    live_server: LiveServer,
+    client_env: Path,
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = sign_statement(manifest("via-server"), live_server.build_key())
+    path = tmp_path / "envelope.json"
+    path.write_bytes(env.to_bytes())
+
+    posted = cli(["post", str(path), "--json"])
+    assert posted.exit_code == 0, posted.stderr
+    result = posted.json()["results"][0]
+    assert result["status"] == "appended"
+    index = result["index"]
+    with live_server.ledger() as ledger:
+        assert ledger.get(index).leaf_hash == result["leaf_hash"]
+    assert not (client_env / "ledger.db").exists()  # nothing local was written
+    assert (client_env / "servers").is_dir()  # the server's log key is pinned
+
+    again = cli(["post", str(path), "--json"])
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["results"][0] == {**result, "status": "exists"}
+
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["auditor"])
+    listed = cli(["log", "--project", "via-server", "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert [e["index"] for e in listed.json()["entries"]] == [index]
+
+    shown = cli(["show", str(index), "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()["statement"]["predicate"]["build"]["project"] == "via-server"
+
+    verified = cli(["verify", str(index), "--json"])
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    checks = {c["name"]: c["ok"] for c in verified.json()["checks"]}
+    assert checks["signature"] and checks["inclusion"]
+
+    cp = cli(["ledger", "checkpoint", "--json"])
+    assert cp.exit_code == 0, cp.stderr
+    with live_server.ledger() as ledger:
+        assert cp.json()["root"] == ledger.root().hex()
+        assert cp.json()["size"] == ledger.size()
+
+    proof = cli(["ledger", "proof", str(index), "--json"])
+    assert proof.exit_code == 0, proof.stderr
+
+    saved = tmp_path / "old.checkpoint"
+    saved.write_text(cp.json()["note"])
+    with live_server.client("pipeline") as c:
+        assert c.post("/v1/entries", json=live_server.envelope()).status_code == 201
+    consistency = cli(["ledger", "consistency", "--from", str(saved), "--json"])
+    assert consistency.exit_code == 0, consistency.stderr
+    assert consistency.json()["consistent"] is True
+
+
+def test_rejections_and_refusals_keep_their_exit_codes(
+    live_server: LiveServer,
+    client_env: Path,
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from escrow.signing.keys import SigningKey
+
+    unknown = sign_statement(manifest(), SigningKey.generate())
+    path = tmp_path / "unknown.json"
+    path.write_bytes(unknown.to_bytes())
+    r = cli(["post", str(path), "--json"])
+    assert r.exit_code == 1, r.stderr
+    assert r.json()["rejected"] == 1
+
+    good = tmp_path / "good.json"
+    good.write_bytes(sign_statement(manifest(), live_server.build_key()).to_bytes())
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["auditor"])
+    r = cli(["post", str(good), "--json"])
+    assert r.exit_code == 3, r.stdout + r.stderr
+    assert "403" in r.stderr
+
+    monkeypatch.setenv("ESCROW_TOKEN", "escrow_wrong")
+    r = cli(["log", "--json"])
+    assert r.exit_code == 3
+    assert "401" in r.stderr
+    assert r.stdout == ""
+
+    # a server that is not the pinned one: refused, exit 1
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["auditor"])
+    assert cli(["log", "--json"]).exit_code == 0  # pins the server's log key
+    state = next((client_env / "servers").glob("*.json"))
+    pinned = json.loads(state.read_text())
+    from escrow.ledger.checkpoint import verifier_key_line
+
+    pinned["verifier_key"] = verifier_key_line("escrow.local/ledger", SigningKey.generate().public)
+    pinned.pop("checkpoint", None)
+    state.write_text(json.dumps(pinned))
+    r = cli(["log", "--json"])
+    assert r.exit_code == 1, r.stdout + r.stderr
