@@ -174,23 +174,31 @@ class Redactor:
         return strip_url_credentials(text)
 
     def _history_args(self, text: str) -> str:
-        """Scrub ``|N NAME=value …`` build-arg prefixes whatever the value's length."""
+        """Scrub ``|N NAME=value …`` build-arg prefixes whatever the value's length.
+
+        Idempotent: an argument already replaced by its placeholder is kept.
+        """
         m = _HISTORY_ARGS.match(text)
         if not m:
             return text
         n = int(m.group("n"))
-        rest = text[m.end() :].split(" ")
-        if len(rest) < n:
-            return text
-        args = []
-        for word in rest[:n]:
-            name, eq, value = word.partition("=")
-            if eq and self.is_secret(name):
+        words = text[m.end() :].split(" ")
+        out: list[str] = []
+        i = taken = 0
+        while taken < n and i < len(words):
+            name, eq, value = words[i].partition("=")
+            if eq and value == "[secret" and i + 1 < len(words) and words[i + 1] == f"{name}]":
+                out += words[i : i + 2]
+                i += 2
+            elif eq and self.is_secret(name):
                 self.learn(name, value)
-                args.append(f"{name}={self.placeholder(name)}")
+                out.append(f"{name}={self.placeholder(name)}")
+                i += 1
             else:
-                args.append(word)
-        return " ".join([f"|{n}", *args, *rest[n:]])
+                out.append(words[i])
+                i += 1
+            taken += 1
+        return " ".join([f"|{n}", *out, *words[i:]])
 
     def data(self, data: bytes) -> bytes:
         """Bytes (a log) with every known secret value and URL credential removed."""
