@@ -365,7 +365,29 @@ def build_view(
         anomalies=tuple(anomalies),
         failure=_pairs(_d(build.get("failure")), skip=("logTail",)),
         failure_log=_s(_d(build.get("failure")).get("logTail")),
+        command=_command_pairs(_d(p.get("command"))),
     )
+
+
+def _command_pairs(command: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The recorded build command of ``escrow record``."""
+    if not command:
+        return ()
+    argv = " ".join(_s(a) for a in _l(command.get("argv")))
+    paths = [_s(x) for x in _l(command.get("changedPaths"))]
+    rows = [
+        ("command", argv),
+        ("working directory", _s(command.get("cwd"))),
+        ("exit code", _s(command.get("exitCode"))),
+        ("duration (ms)", _s(command.get("durationMs"))),
+        ("context before", _s(command.get("contextBefore"))),
+        ("context after", _s(command.get("contextAfter"))),
+        ("inputs changed during the build", _s(bool(command.get("inputsChanged")))),
+    ]
+    if paths:
+        more = f" … and {len(paths) - 20} more" if len(paths) > 20 else ""
+        rows.append(("changed paths", ", ".join(paths[:20]) + more))
+    return tuple(rows)
 
 
 # -- keys ----------------------------------------------------------------------
@@ -547,8 +569,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
                 ", ".join(secrets)
             )
             anomalies.append(Anomaly("secret", text, f"entry-{entry.index}"))
-        ctx = _d(_d(p.get("inputs")).get("context"))
-        if ctx.get("changedDuringBuild") or ctx.get("changed"):
+        if _d(p.get("command")).get("inputsChanged"):
             text = f"entry {entry.index}: the build context changed while it was being built"
             notes.append(text)
             anomalies.append(Anomaly("inputs", text, f"entry-{entry.index}"))

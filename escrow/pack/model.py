@@ -115,6 +115,7 @@ class BuildView:
     anomalies: tuple[str, ...] = ()
     failure: tuple[tuple[str, str], ...] = ()
     failure_log: str = ""
+    command: tuple[tuple[str, str], ...] = ()
 
     @property
     def verdict(self) -> Verdict:

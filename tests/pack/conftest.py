@@ -60,3 +60,59 @@ def pdftotext(path: Path) -> str:
 
 def statement_of(entry: Any) -> dict[str, Any]:
     return json.loads(json.dumps(entry.statement()))
+
+
+def example_view(n: int = 2, **kw: Any) -> Any:
+    """A view model of ``n`` builds made from the example manifest, without a ledger."""
+    from escrow.pack.collect import build_view
+    from escrow.pack.model import (
+        KeyEventRow,
+        KeyView,
+        LedgerView,
+        PackView,
+        ScopeView,
+        SignerView,
+        SummaryView,
+    )
+
+    builds = tuple(
+        build_view(
+            index=i,
+            leaf_hash=f"{i:02x}" * 32,
+            integrated_at="2026-12-04T15:44:36Z",
+            statement=manifest_variant(i, **kw),
+            signer="cd" * 32,
+            signer_name="build",
+            algorithm="ed25519",
+            signature_verified=True,
+            inclusion_proof=["ef" * 32] * 3,
+            inclusion_verified=True,
+        )
+        for i in range(n)
+    )
+    return PackView(
+        pack_id="EP-0000-1111-2222-3333",
+        title="Audit pack EP-0000-1111-2222-3333",
+        requester="tests",
+        generated_at="2026-12-04T16:00:00Z",
+        scope=ScopeView(("example",), "", "", tuple(range(n)), ""),
+        ledger=LedgerView(
+            "escrow.local/ledger", n, "12" * 32, "EjQ=", "note\n", "vkey+0000+AQ==", True
+        ),
+        summary=SummaryView(n, 0, n, n, n, (("not checked", n),), ()),
+        builds=builds,
+        keys=(
+            KeyView(
+                "cd" * 32,
+                "build",
+                "ed25519",
+                "active",
+                "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n",
+                (KeyEventRow("added", "2026-12-04T15:00:00Z", "", 0),),
+            ),
+        ),
+        signer=SignerView("CN=test", "99" * 32, "ECDSA P-256"),
+        overall="Verified",
+        overall_ok=True,
+        escrow_version="0.1.0",
+    )
