@@ -10,9 +10,6 @@ import click
 
 from escrow.cli.app import App, json_option, pass_app
 
-#: exit code of a rebuild whose verdict is not identical/equivalent
-CHECK_FAILED = 1
-
 
 def _render_verdict(statement: dict[str, Any]) -> str:
     from escrow.rebuild.manifests import render_layers
@@ -138,7 +135,12 @@ def rebuild(
                 f"(leaf hash {result.entry.leaf_hash[:16]}…)."
             )
     if not doc["ok"]:
-        raise click.exceptions.Exit(CHECK_FAILED)
+        from escrow.errors import CheckFailed
+
+        raise CheckFailed(
+            f"The rebuild of entry {index} is {result.verdict.value}"
+            + (f"; the verdict is entry {result.entry.index}." if result.entry else ".")
+        )
 
 
 @click.command()
