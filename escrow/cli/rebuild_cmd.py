@@ -33,10 +33,10 @@ def _render_verdict(statement: dict[str, Any]) -> str:
     if failure:
         step = failure.get("step")
         lines.append(
-            f"  failed at step {step if step is not None else '?'}"
-            + (f" ({failure['instruction']})" if failure.get("instruction") else "")
-            + f", exit code {failure.get('exitCode')}: {failure.get('message', '')}"
+            f"  failed at step {step if step is not None else '?'}, "
+            f"exit code {failure.get('exitCode')}: {failure.get('instruction') or ''}"
         )
+        lines.append(f"    {failure.get('message', '')}")
         lines += [f"    | {x}" for x in str(failure.get("logTail") or "").splitlines()[-10:]]
     for c in verdict.get("config") or []:
         lines.append(f"  config {c['field']}: {c['original']!r} -> {c['rebuilt']!r}")

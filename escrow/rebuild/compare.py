@@ -137,9 +137,11 @@ def _only(path: str, e: Entry, *, in_original: bool) -> PathDifference:
         if in_original:
             return PathDifference(path, Kind.ADDED, note="only the original layer deletes it")
         return PathDifference(path, Kind.REMOVED, note="only the rebuilt layer deletes it")
+    # a directory entry in one layer only: usually its contents changed underneath
+    note = "a directory entry in this layer only" if e.type is EntryType.DIR else None
     if in_original:
-        return PathDifference(path, Kind.REMOVED, e, None)
-    return PathDifference(path, Kind.ADDED, None, e)
+        return PathDifference(path, Kind.REMOVED, e, None, note)
+    return PathDifference(path, Kind.ADDED, None, e, note)
 
 
 def compare_indexes(original: LayerIndex, rebuilt: LayerIndex) -> LayerComparison:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import json
 import shutil
 import subprocess
@@ -868,7 +869,9 @@ def save_image(
     import requests.exceptions
 
     try:
+        api.inspect_image(image)
         stream = api.get_image(image)
+        first = next(stream, b"")  # the request is made here: map its errors now
     except docker.errors.NotFound as e:
         raise InputError(f"The image {image} is not in the Docker Engine.") from e
     except docker.errors.APIError as e:
@@ -877,8 +880,9 @@ def save_image(
         ) from e
     except requests.exceptions.RequestException as e:
         raise EngineUnavailable(f"The Docker Engine is unreachable: {e}.") from e
+    chunks = itertools.chain([first], stream)
     return read_saved_image(
-        IterSource(stream, f"docker save {image}"),
+        IterSource(chunks, f"docker save {image}"),
         want=want,
         image_id=image if image.startswith("sha256:") else None,
         workdir=workdir,

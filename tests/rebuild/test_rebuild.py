@@ -54,8 +54,7 @@ def next_second() -> None:
 def test_copy_env_label_is_identical(cli: Any, recorder: Recorder) -> None:
     built = recorder.build(
         {
-            "Dockerfile": BASE
-            + "COPY hello.txt /hello.txt\nENV GREETING=hello\nLABEL team=qa\n",
+            "Dockerfile": BASE + "COPY hello.txt /hello.txt\nENV GREETING=hello\nLABEL team=qa\n",
             "hello.txt": "hello\n",
         }
     )
