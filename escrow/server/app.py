@@ -254,11 +254,35 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.config = cfg
+    _document_entry_bodies(app)
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body)
     app.include_router(_health_router())
     app.include_router(_v1_router())
     return app
+
+
+def _document_entry_bodies(app: FastAPI) -> None:
+    """Add EnvelopeIn and BatchIn (read by hand in POST /v1/entries) to the OpenAPI components."""
+    from pydantic.json_schema import models_json_schema
+
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = original()
+        _, defs = models_json_schema(
+            [(m.EnvelopeIn, "validation"), (m.BatchIn, "validation")],
+            ref_template="#/components/schemas/{model}",
+        )
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in defs.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:
@@ -493,7 +517,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         from escrow.signing.keys import PublicKey
 
         try:
-            public = PublicKey.from_pem(body.public_key)
+            public = PublicKey.from_pem(body.public_key.encode("ascii"))
         except EscrowError as e:
             raise ApiError(422, e.diagnostics(), location="body", pointer="/public_key") from e
         known = any(k.keyid == public.keyid for k in ledger.keys())

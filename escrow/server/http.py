@@ -155,6 +155,10 @@ def install_error_handlers(app: FastAPI) -> None:
             404: f"There is no resource at {request.url.path}.",
             405: f"{request.method} is not allowed on {request.url.path}.",
         }
+        if exc.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
+            return ApiError(
+                422, "The request body is not valid JSON text.", location="body", pointer=""
+            ).response()
         message = messages.get(exc.status_code, detail)
         where = "body" if exc.status_code == 413 else None
         return ApiError(

@@ -157,7 +157,12 @@ class KeysOut(BaseModel):
 
 class KeyAddIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
-    public_key: str = Field(min_length=1, max_length=16384, description="PEM public key.")
+    public_key: str = Field(
+        min_length=1,
+        max_length=16384,
+        pattern=r"^[\t\n\r\x20-\x7e]+$",
+        description="PEM public key.",
+    )
 
 
 class KeyRevokeIn(BaseModel):
