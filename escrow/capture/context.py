@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from escrow.blobs import BlobStore
 from escrow.errors import InputError
@@ -270,11 +270,11 @@ def make_context(
     except OSError as e:
         raise InputError(f"Cannot read the build context {root}: {e}.") from e
 
-    spool: IO[bytes] = (
-        tempfile.TemporaryFile(prefix="escrow-context-", dir=spool_dir)  # noqa: SIM115
-        if keep_archive
-        else _NullSink()
-    )
+    spool: IO[bytes]
+    if keep_archive:
+        spool = tempfile.TemporaryFile(prefix="escrow-context-", dir=spool_dir)  # noqa: SIM115
+    else:
+        spool = cast(IO[bytes], _NullSink())
     try:
         writer = _HashingWriter(spool)
         files = _write_archive(root, names, extra, writer)
@@ -331,7 +331,7 @@ def _write_archive(
                 try:
                     with open(full, "rb") as f:
                         reader = _HashingReader(f)
-                        t.addfile(info, reader)  # type: ignore[arg-type]
+                        t.addfile(info, reader)
                 except OSError as e:
                     raise InputError(f"Cannot read {full} in the build context: {e}.") from e
                 entry = replace(entry, sha256=reader.hash.hexdigest())

@@ -71,24 +71,17 @@ def _unavailable(e: BaseException) -> EngineUnavailable:
     )
 
 
-class _ChunkReader:
-    """A read-only file over an iterator of byte chunks (for streaming ``tarfile``)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            data, self._buf = self._buf, b""
-        else:
-            data, self._buf = self._buf[:n], self._buf[n:]
-        return data
+def _check_socket(base_url: str) -> None:
+    """Fail clearly (and without leaking the SDK's half-opened socket) when a local
+    engine socket is missing or not permitted."""
+    if base_url and not base_url.startswith(("unix://", "http+unix://")):
+        return
+    path = base_url.split("://", 1)[1] if base_url else "/var/run/docker.sock"
+    path = "/" + path.lstrip("/")
+    if not os.path.exists(path):
+        raise _unavailable(FileNotFoundError(path))
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise _unavailable(PermissionError(f"Permission denied: {path}"))
 
 
 class DockerEngine:
@@ -103,8 +96,10 @@ class DockerEngine:
             import docker
             from docker.utils import kwargs_from_env
 
+            kwargs = kwargs_from_env()
+            _check_socket(str(kwargs.get("base_url") or os.environ.get("DOCKER_HOST") or ""))
             try:
-                self._api = docker.APIClient(version="auto", **kwargs_from_env())
+                self._api = docker.APIClient(version="auto", **kwargs)
             except docker.errors.DockerException as e:
                 raise _unavailable(e) from e
         return self._api
@@ -209,28 +204,40 @@ class DockerEngine:
         """
         hexid = image_id.removeprefix("sha256:")
         names = {f"{hexid}.json", f"blobs/sha256/{hexid}"}
+        api = self.api
         try:
-            chunks = self.api.get_image(image_id, chunk_size=1 << 20)
-            reader = _ChunkReader(iter(chunks))
-            with tarfile.open(fileobj=reader, mode="r|") as t:  # type: ignore[call-overload]
-                for member in t:
-                    if member.name in names:
-                        f = t.extractfile(member)
-                        if f is None:
-                            break
-                        config: dict[str, Any] = json.loads(f.read())
-                        return config
+            # the SDK's get_image() hides the response; this is its own request, closable
+            response = api._get(api._url("/images/{0}/get", image_id), stream=True)
+            try:
+                api._raise_for_status(response)
+                with tarfile.open(fileobj=response.raw, mode="r|") as t:
+                    for member in t:
+                        if member.name in names:
+                            f = t.extractfile(member)
+                            if f is None:
+                                break
+                            config: dict[str, Any] = json.loads(f.read())
+                            return config
+            finally:
+                response.close()
         except tarfile.TarError as e:
             raise EngineUnavailable(
                 f"The Docker Engine sent an unreadable image archive for {image_id}: {e}."
             ) from e
         except self._errors() as e:
             raise _unavailable(e) from e
-        finally:
-            close = getattr(locals().get("chunks"), "close", None)
-            if close is not None:
-                close()
         raise EngineUnavailable(f"The Docker Engine's export of {image_id} holds no image config.")
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def __enter__(self) -> DockerEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def history(self, image_id: str) -> list[dict[str, Any]]:
         try:

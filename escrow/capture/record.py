@@ -86,18 +86,19 @@ def _run(argv: list[str], echo: TextIO | None, redactor: Redactor) -> tuple[int,
         if echo is not None:
             echo.write(msg.decode())
         return 126, msg, 0
-    assert proc.stdout is not None
     log = bytearray()
-    try:
-        for line in iter(proc.stdout.readline, b""):
-            log += line
-            if echo is not None:
-                echo.write(redactor.text(line.decode("utf-8", errors="replace")))
-                echo.flush()
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait()
+    with proc:
+        assert proc.stdout is not None
+        try:
+            for line in iter(proc.stdout.readline, b""):
+                log += line
+                if echo is not None:
+                    echo.write(redactor.text(line.decode("utf-8", errors="replace")))
+                    echo.flush()
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait()
     duration = round((time.monotonic() - started) * 1000)
     if code < 0:  # killed by a signal: report it the way a shell does
         code = 128 - code

@@ -121,16 +121,16 @@ class StepParser:
             self.steps.append(step)
             self.progress.step(step.index, step.total, self._scrub(step.instruction))
             return
-        step = self.current
+        current = self.current
         for pattern, kind in ((_RUNNING, "run"), (_REMOVING, "rm"), (_IMAGE, "img"), (_CACHE, "")):
             m = pattern.match(line)
-            if m and step is not None:
+            if m and current is not None:
                 if m.group("pre"):
                     self._log(m.group("pre"))
                 if kind == "run":
-                    step.container = m.group("id")
+                    current.container = m.group("id")
                 elif kind == "img":
-                    step.image_short = m.group("id")
+                    current.image_short = m.group("id")
                 return
         if _DONE.match(line):
             return

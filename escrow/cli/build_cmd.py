@@ -150,13 +150,14 @@ def build(
         platform=platform,
         project=project,
     )
-    outcome = phoenix_build(
-        request,
-        engine=DockerEngine(),
-        blobs=BlobStore(app.settings.blobs_dir),
-        redactor=_redactor(app, secrets),
-        progress=make_progress(sys.stderr, quiet=quiet),
-    )
+    with DockerEngine() as engine:
+        outcome = phoenix_build(
+            request,
+            engine=engine,
+            blobs=BlobStore(app.settings.blobs_dir),
+            redactor=_redactor(app, secrets),
+            progress=make_progress(sys.stderr, quiet=quiet),
+        )
     entry, created = publisher.publish(outcome.statement)
     _report(app, as_json, entry, created, outcome.statement)
 
@@ -199,15 +200,16 @@ def capture(
     from escrow.capture.engine import DockerEngine
 
     publisher = _publisher(app)
-    statement = capture_image(
-        image,
-        engine=DockerEngine(),
-        blobs=BlobStore(app.settings.blobs_dir),
-        context=context,
-        dockerfile=dockerfile,
-        project=project,
-        redactor=_redactor(app, secrets),
-    )
+    with DockerEngine() as engine:
+        statement = capture_image(
+            image,
+            engine=engine,
+            blobs=BlobStore(app.settings.blobs_dir),
+            context=context,
+            dockerfile=dockerfile,
+            project=project,
+            redactor=_redactor(app, secrets),
+        )
     entry, created = publisher.publish(statement)
     _report(app, as_json, entry, created, statement)
 
@@ -246,16 +248,17 @@ def record(
     from escrow.capture.record import record_command
 
     publisher = _publisher(app)
-    outcome = record_command(
-        list(command),
-        image=image,
-        context=context,
-        project=project,
-        engine=DockerEngine() if image else None,
-        blobs=BlobStore(app.settings.blobs_dir),
-        redactor=_redactor(app, secrets),
-        echo=None if quiet else sys.stderr,
-    )
+    with DockerEngine() as engine:
+        outcome = record_command(
+            list(command),
+            image=image,
+            context=context,
+            project=project,
+            engine=engine if image else None,
+            blobs=BlobStore(app.settings.blobs_dir),
+            redactor=_redactor(app, secrets),
+            echo=None if quiet else sys.stderr,
+        )
     entry, created = publisher.publish(outcome.statement)
     result = _result(entry, created, outcome.statement)
     result["exit_code"] = outcome.exit_code
@@ -280,6 +283,11 @@ def record(
             f"recorded as ledger entry {entry.index}."
         )
         sys.exit(outcome.exit_code)
+    failure = outcome.statement["predicate"]["build"].get("failure")
+    if failure is not None:
+        raise BuildFailed(
+            f"{failure['message'].rstrip('.')}; recorded as failed ledger entry {entry.index}."
+        )
 
 
 @click.command()

@@ -1,0 +1,174 @@
+"""Failed builds are recorded; bad inputs are one-sentence errors with the right exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from escrow.blobs import BlobStore
+from tests.conftest import BASE_TAG
+
+from .conftest import show, write_tree
+
+pytestmark = pytest.mark.docker
+
+
+def _size(cli: Any) -> int:
+    r = cli(["log", "--json"])
+    assert r.exit_code == 0, r.stderr
+    data = r.json()
+    entries = data if isinstance(data, list) else data.get("entries", [])
+    return len(entries)
+
+
+def test_a_failing_run_step_is_recorded_as_failed_and_exits_1(
+    escrow_home: Path, cli: Any, base_image: str, tmp_path: Path
+) -> None:
+    ctx = write_tree(
+        tmp_path / "broken",
+        {
+            "Dockerfile": f"FROM {BASE_TAG}\nRUN echo preparing\n"
+            "RUN echo line1 && echo oops >&2 && exit 42\nRUN echo never\n",
+        },
+    )
+    r = cli(["build", str(ctx), "-t", "escrow-test/broken:1", "--json"])
+    assert r.exit_code == 1, r.stderr
+    result = r.json()
+    assert result["status"] == "failed" and result["image_id"] is None
+    assert (
+        "Step 3 failed with exit code 42" in r.stderr
+        and f"ledger entry {result['index']}" in r.stderr
+    )
+    assert "Traceback" not in r.stderr
+    st = show(result["index"])
+    p = st["predicate"]
+    failure = p["build"]["failure"]
+    assert failure["step"] == 3 and failure["exitCode"] == 42
+    assert failure["instruction"] == "RUN echo line1 && echo oops >&2 && exit 42"
+    assert "line1\n" in failure["logTail"] and "oops\n" in failure["logTail"]
+    assert "returned a non-zero code: 42" in failure["logTail"]
+    assert "image" not in p and "layers" not in p
+    assert [s["index"] for s in p["steps"]] == [1, 2, 3]
+    assert [s["exitCode"] for s in p["steps"]] == [0, 0, 42]
+    recipe = p["inputs"]["recipe"]
+    assert st["subject"] == [
+        {"name": "dockerfile:Dockerfile", "digest": {"sha256": recipe["sha256"]}}
+    ]
+    # signed and in the ledger like any other entry
+    v = cli(["verify", str(result["index"]), "--json"])
+    checks = {c["name"]: c["ok"] for c in v.json()["checks"]}
+    assert checks.get("signature") is True and checks.get("inclusion") is True, v.stdout
+    logs = cli(["logs", str(result["index"]), "3"])
+    assert logs.exit_code == 0 and "oops" in logs.stdout
+    assert (
+        BlobStore(escrow_home / "blobs").get(p["steps"][2]["log"]["sha256"]).count(b"line1\n") == 1
+    )
+
+
+def test_a_missing_base_image_is_an_error_before_the_build(
+    escrow_home: Path, cli: Any, tmp_path: Path
+) -> None:
+    ctx = write_tree(
+        tmp_path / "nobase",
+        {
+            "Dockerfile": "ARG TAG=9\nFROM scratch AS a\n"
+            "FROM escrow-test/no-such-base:${TAG} AS b\nRUN true\n",
+        },
+    )
+    before = _size(cli)
+    r = cli(["build", str(ctx), "-t", "escrow-test/nobase:1"])
+    assert r.exit_code == 2, r.stderr
+    assert "escrow-test/no-such-base:9 (stage 1, line 3)" in r.stderr
+    assert "cannot be pulled" in r.stderr and "Step" not in r.stderr
+    assert _size(cli) == before
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "message"),
+    [
+        ("no-dockerfile", 2, "There is no Dockerfile at"),
+        ("context-is-a-file", 2, "is not a directory"),
+        ("context-missing", 2, "is not a directory"),
+        ("build-arg-without-equals", 2, "has no '='"),
+        ("engine-rejects-dockerfile", 2, "unknown instruction: FROB"),
+        ("unknown-target", 2, "no stage named 'nope'"),
+        ("engine-unreachable", 3, "is not reachable"),
+        ("capture-missing-image", 2, "does not exist in the Docker Engine"),
+        ("logs-no-such-step", 2, None),
+    ],
+)
+def test_errors_are_one_sentence_with_the_right_exit_code(
+    escrow_home: Path,
+    cli: Any,
+    base_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    code: int,
+    message: str | None,
+) -> None:
+    good = write_tree(tmp_path / "good", {"Dockerfile": f"FROM {BASE_TAG}\nRUN true\n"})
+    args: list[str]
+    if case == "no-dockerfile":
+        args = ["build", str(write_tree(tmp_path / "empty", {"x": "y"})), "-t", "t:1"]
+    elif case == "context-is-a-file":
+        (tmp_path / "file").write_text("x")
+        args = ["build", str(tmp_path / "file"), "-t", "t:1"]
+    elif case == "context-missing":
+        args = ["build", str(tmp_path / "missing"), "-t", "t:1"]
+    elif case == "build-arg-without-equals":
+        args = ["build", str(good), "-t", "t:1", "--build-arg", "NOVALUE"]
+    elif case == "engine-rejects-dockerfile":
+        bad = write_tree(tmp_path / "bad", {"Dockerfile": f"FROM {BASE_TAG}\nFROB x\n"})
+        args = ["build", str(bad), "-t", "t:1"]
+    elif case == "unknown-target":
+        args = ["build", str(good), "-t", "t:1", "--target", "nope"]
+    elif case == "engine-unreachable":
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+        args = ["build", str(good), "-t", "t:1"]
+    elif case == "capture-missing-image":
+        args = ["capture", "escrow-test/never-built:0"]
+    else:
+        args = ["logs", "0", "99"]
+    before = _size(cli)
+    r = cli(args)
+    assert r.exit_code == code, (r.stdout, r.stderr)
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith("escrow: error: ") and "Traceback" not in r.stderr
+    assert r.stderr.count("escrow: error: ") == 1 and r.stdout == ""
+    if message:
+        assert message in r.stderr
+    assert _size(cli) == before
+
+
+def test_build_arg_and_target_are_recorded(
+    escrow_home: Path, cli: Any, base_image: str, tmp_path: Path
+) -> None:
+    ctx = write_tree(
+        tmp_path / "tgt",
+        {
+            "Dockerfile": f"FROM {BASE_TAG} AS one\nARG V\nRUN echo $V > /v\n"
+            "FROM one AS two\nRUN false\n",
+        },
+    )
+    r = cli(
+        [
+            "build",
+            str(ctx),
+            "-t",
+            "escrow-test/tgt:1",
+            "--target",
+            "one",
+            "--build-arg",
+            "V=7",
+            "--project",
+            "targets",
+            "--json",
+        ]
+    )
+    assert r.exit_code == 0, r.stderr
+    inputs = show(r.json()["index"])["predicate"]["inputs"]
+    assert inputs["target"] == "one" and inputs["buildArgs"] == [{"name": "V", "value": "7"}]
+    assert r.json()["project"] == "targets"
