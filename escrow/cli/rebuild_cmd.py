@@ -196,6 +196,8 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
         with EngineLayers(
             engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=workdir
         ) as source:
+            if want_a or want_b:
+                source.prefetch()
             doc = diff_manifests(sides[0], sides[1], blobs=blobs, source=source, progress=app.say)
     if as_json:
         app.emit_json(doc)

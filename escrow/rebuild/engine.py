@@ -64,6 +64,26 @@ class EngineLayers:
         self._saved[side] = saved
         return saved
 
+    def prefetch(self) -> None:
+        """Save both images at once (the engine tars one while escrow reads the other).
+
+        Errors are kept and raised by :meth:`index`, as when saving lazily.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        sides = [s for s in self._images if s not in self._saved and s not in self._failed]
+        if len(sides) < 2:
+            return
+
+        def attempt(side: str) -> None:
+            try:
+                self._image(side)
+            except EscrowError:
+                pass  # remembered in self._failed
+
+        with ThreadPoolExecutor(max_workers=len(sides)) as pool:
+            list(pool.map(attempt, sides))
+
     def index(self, side: str, diff_id: str) -> LayerIndex:
         return self._image(side).index(diff_id)
 

@@ -537,6 +537,8 @@ def rebuild_entry(
         with EngineLayers(
             engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=scratch
         ) as source:
+            if want_a or want_b:
+                source.prefetch()
             comparison = compare_images(original, rebuilt, source, progress=say)
         result = finish(
             verdict_document(comparison), rebuilt, {"pinning": pinning, "comparison": comparison}
