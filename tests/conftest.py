@@ -95,9 +95,7 @@ def build_base_image(tag: str = BASE_TAG) -> str:
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
         'ENV PATH=/bin\nCMD ["sh"]\n'
     )
-    subprocess.run(
-        ["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True
-    )
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True)
     out = subprocess.run(
         ["docker", "image", "inspect", "-f", "{{.Id}}", tag],
         check=True,

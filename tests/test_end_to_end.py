@@ -21,8 +21,15 @@ def app_build(escrow_home: Path, cli: Any, base_image: str, tmp_path: Path) -> d
     shutil.copytree(EXAMPLE_APP, ctx)
     r = cli(
         [
-            "build", str(ctx), "-t", "escrow-test/e2e-app:latest", "--project", "e2e",
-            "--build-arg", "BASE=escrow-test/base:latest", "--json",
+            "build",
+            str(ctx),
+            "-t",
+            "escrow-test/e2e-app:latest",
+            "--project",
+            "e2e",
+            "--build-arg",
+            "BASE=escrow-test/base:latest",
+            "--json",
         ]
     )
     assert r.exit_code == 0, r.stderr
@@ -40,7 +47,9 @@ def _inspect(ref: str) -> dict[str, Any]:
     return data
 
 
-def test_build_records_the_engines_image_id_and_diff_ids(app_build: dict[str, Any], cli: Any) -> None:
+def test_build_records_the_engines_image_id_and_diff_ids(
+    app_build: dict[str, Any], cli: Any
+) -> None:
     inspected = _inspect("escrow-test/e2e-app:latest")
     assert app_build["image_id"] == inspected["Id"]
     shown = cli(["show", str(app_build["index"]), "--json"])

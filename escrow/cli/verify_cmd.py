@@ -56,6 +56,7 @@ def _verify_envelope(
     if not keys:
         raise UsageError("There is no trusted key to verify with.", hint="Pass --key PUBLIC.pem.")
     good = env.verify(keys, threshold=threshold)
+    env.read_statement()  # a signed payload must also be a valid escrow Statement
     if as_json:
         app.emit_json({"ok": True, "verified_keyids": good, "threshold": threshold})
     else:
