@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -272,6 +273,7 @@ class PackResult:
     leaf_hash: str | None
     overall: str
     warnings: tuple[str, ...]
+    timings: tuple[tuple[str, float], ...] = ()  # seconds per phase, for benchmarks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -324,12 +326,16 @@ def render_pack(
     signer = ensure_pack_signer(settings)
     signer_view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256, SHA-256")
     build_key = SigningKey.load(settings.key_path, settings.passphrase) if record and sign else None
+    t0 = time.perf_counter()
     collected = collect(ledger, request, signer_view)
+    t1 = time.perf_counter()
     rendered = render_pdf(
         collected.view, attachments_for(collected), request.generated_at, strict=strict
     )
+    t2 = time.perf_counter()
     rendered_sha = hashlib.sha256(rendered.pdf).hexdigest()
     data = sign_pdf(rendered.pdf, signer, settings.passphrase) if sign else rendered.pdf
+    t3 = time.perf_counter()
     sha = hashlib.sha256(data).hexdigest()
     tmp = _atomic_write(output, data)
     index: int | None = None
@@ -344,6 +350,7 @@ def render_pack(
     finally:
         if tmp.exists():
             tmp.unlink()
+    t4 = time.perf_counter()
     return PackResult(
         path=output,
         pack_id=collected.view.pack_id,
@@ -355,4 +362,5 @@ def render_pack(
         leaf_hash=leaf,
         overall=collected.view.overall,
         warnings=tuple(rendered.warnings),
+        timings=(("collect", t1 - t0), ("render", t2 - t1), ("sign", t3 - t2), ("record", t4 - t3)),
     )
