@@ -142,7 +142,8 @@ def main() -> None:
     if len(rows) >= 2:
         (n0, a), (n1, b) = rows[0], rows[-1]
         print(
-            f"growth {n0}->{n1} builds: x{n1 / n0:.0f} builds, x{b['total'] / a['total']:.1f} time, "
+            f"growth {n0}->{n1} builds: x{n1 / n0:.0f} builds, "
+            f"x{b['total'] / a['total']:.1f} time, "
             f"x{b['pages'] / a['pages']:.1f} pages; per build {a['total'] / n0:.3f} s -> "
             f"{b['total'] / n1:.3f} s"
         )
