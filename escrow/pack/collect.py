@@ -363,10 +363,18 @@ def build_view(
         inclusion_verified=inclusion_verified,
         rebuilds=tuple(rebuilds),
         anomalies=tuple(anomalies),
-        failure=_pairs(_d(build.get("failure")), skip=("logTail",)),
+        failure=_failure_pairs(_d(build.get("failure"))),
         failure_log=_s(_d(build.get("failure")).get("logTail")),
         command=_command_pairs(_d(p.get("command"))),
     )
+
+
+def _failure_pairs(failure: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    labels = (("step", "step"), ("instruction", "instruction"), ("exitCode", "exit code"))
+    rows = [(label, _s(failure.get(k))) for k, label in labels if failure.get(k) is not None]
+    if failure.get("message"):
+        rows.append(("message", _s(failure.get("message"))))
+    return tuple(rows)
 
 
 def _command_pairs(command: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

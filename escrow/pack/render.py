@@ -90,6 +90,14 @@ def short_digest(value: Any) -> str:
     return m.group(2)[:12] if m else text
 
 
+def short_time(value: Any) -> str:
+    """``2026-12-01T10:00:02.5Z`` → ``2026-12-01 10:00:02``."""
+    text = "" if value is None else str(value)
+    if len(text) >= 19 and text[10] == "T":
+        return text[:10] + " " + text[11:19]
+    return text
+
+
 def human_ms(value: Any) -> str:
     if not isinstance(value, int) or isinstance(value, bool):
         return "—"
@@ -113,6 +121,7 @@ def environment() -> jinja2.Environment:
     env.filters["bytes"] = human_bytes
     env.filters["ms"] = human_ms
     env.filters["short"] = short_digest
+    env.filters["when"] = short_time
     return env
 
 
