@@ -6,7 +6,9 @@
 # Idempotent: a cluster already running on the port is reused.  Debian's
 # postgresql package is installed when missing (needs root).  The cluster lives
 # in a temporary folder, listens on 127.0.0.1 only, trusts local connections and
-# runs as the `postgres` user.  `scripts/pg.sh stop` stops it and removes it.
+# runs as the `postgres` user, with fsync off (a crash of the test machine may lose
+# it; the ledger's crash tests kill the client, not the server).
+# `scripts/pg.sh stop` stops it and removes it.
 #
 # Environment: ESCROW_PG_PORT (default 54329), ESCROW_PG_DIR (default /tmp/escrow-pg-$PORT).
 set -euo pipefail
@@ -61,7 +63,7 @@ if [ ! -f "$data/PG_VERSION" ]; then
 fi
 if ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_pg "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200" start >&2 || {
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >&2 || {
         cat "$dir/server.log" >&2
         exit 3
     }

@@ -15,6 +15,7 @@ Proofs and roots are assembled from O(log n) stored complete-subtree hashes
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -254,6 +255,10 @@ def key_event_statement(
     }
 
 
+class _AlreadyThere(Exception):
+    """Internal: the envelope was appended by another writer; roll back and return it."""
+
+
 # -- the ledger -------------------------------------------------------------------
 
 
@@ -273,7 +278,10 @@ class Ledger:
         self._log_key: SigningKey | None = None
         self._pg = engine.dialect.name == "postgresql"
         self._key_cache: dict[str, PublicKey] = {}
+        self._keys: dict[str, Row[Any]] | None = None  # the key table, as of _keys_version
+        self._keys_version = -1
         self._lock = threading.Lock()
+        self._lock_fd: int | None = None
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -358,6 +366,9 @@ class Ledger:
 
     def close(self) -> None:
         self._engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -367,20 +378,60 @@ class Ledger:
 
     # -- transactions -----------------------------------------------------------
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with db_errors(self.url), self._engine.connect() as conn, conn.begin():
-            if self._pg:
-                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield conn
+    def _read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read connection; ``snapshot``: every statement sees the same state.
+
+        Stored hashes and entries never change once written, so plain reads on
+        PostgreSQL run in autocommit mode (no BEGIN/COMMIT round trips).
+        """
+        with db_errors(self.url), self._engine.connect() as conn:
+            if self._pg and not snapshot:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+                return
+            with conn.begin():
+                if self._pg:
+                    conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield conn
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with db_errors(self.url), self._engine.connect() as conn:
+        """One write transaction, serialised against every other writer.
+
+        PostgreSQL: ``pg_advisory_xact_lock``.  SQLite: ``BEGIN IMMEDIATE``, entered
+        under an exclusive ``flock`` on ``<db>.lock`` (and a thread lock), so waiting
+        writers queue in the kernel instead of SQLite's sleeping busy handler.
+        """
+        with db_errors(self.url), self._writer_lock(), self._engine.connect() as conn:
             conn.execution_options(escrow_write=True)
             with conn.begin():
                 if self._pg:
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
                 yield conn
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        if self._pg:
+            yield
+            return
+        import fcntl
+
+        with self._lock:
+            if self._lock_fd is None:
+                from sqlalchemy.engine import make_url
+
+                path = f"{make_url(self.url).database}.lock"
+                try:
+                    self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError as e:
+                    raise DatabaseUnavailable(
+                        f"Cannot open the lock file {path}: {e.strerror}."
+                    ) from e
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # -- keys -------------------------------------------------------------------
     @property
@@ -554,8 +605,13 @@ class Ledger:
             return existing, False
         candidates = self._verified_signers(p)
         self._signer()  # load the log key before taking the lock
-        with self._write() as conn:
-            return self._append_locked(conn, p, candidates)
+        try:
+            with self._write() as conn:
+                return self._append_locked(conn, p, candidates)
+        except _AlreadyThere:
+            found = self._find(p.leaf_hash)
+            assert found is not None
+            return found, False
 
     def append_many(
         self, envelopes: Iterable[Envelope | bytes | str | Prepared]
@@ -577,6 +633,35 @@ class Ledger:
             row = conn.execute(select(ENTRY).where(ENTRY.c.leaf_hash == leaf_hash)).first()
         return self._entry(row) if row is not None else None
 
+    def _load_keys(self, conn: Connection) -> None:
+        """Cache the key table with the head's key version (read in one snapshot)."""
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import HEAD, KEY
+
+        version = int(conn.execute(select(HEAD.c.key_version).where(HEAD.c.id == 1)).scalar_one())
+        self._keys = {r.keyid: r for r in conn.execute(select(KEY))}
+        self._keys_version = version
+
+    def _cached_keys(self, *, refresh: bool = False) -> dict[str, Row[Any]]:
+        if self._keys is None or refresh:
+            with self._read(snapshot=True) as conn:
+                self._load_keys(conn)
+        assert self._keys is not None
+        return self._keys
+
+    def _signers_among(self, p: Prepared, keys: Mapping[str, Row[Any]]) -> list[str]:
+        env = p.envelope
+        wanted = {s.keyid for s in env.signatures}
+        rows = keys if "" in wanted else {k: keys[k] for k in wanted if k in keys}
+        trusted = {k: self._public(k, r.public_pem) for k, r in rows.items()}
+        if not trusted:
+            return []
+        try:
+            return list(env.verify(trusted))
+        except SignatureError:
+            return []
+
     def _verified_signers(self, p: Prepared) -> list[str]:
         """Key IDs whose signature on the envelope verifies (before taking the lock)."""
         env = p.envelope
@@ -588,29 +673,25 @@ class Ledger:
                     "The key event is not signed by this ledger's log key.",
                     hint="Key events are made by `escrow keys`, which signs them with the log key.",
                 ) from e
-        wanted = [s.keyid for s in env.signatures if s.keyid]
-        with self._read() as conn:
-            rows = self._key_rows(conn, wanted if len(wanted) == len(env.signatures) else [])
-        trusted = {k: self._public(k, r.public_pem) for k, r in rows.items()}
-        if not trusted:
+        good = self._signers_among(p, self._cached_keys())
+        if not good:  # perhaps a key registered since the cache was filled
+            good = self._signers_among(p, self._cached_keys(refresh=True))
+        if not good:
             ids = ", ".join(s.keyid[:16] or "(none)" for s in env.signatures)
             raise SignatureError(
                 f"The envelope is not signed by a key registered in this ledger (key IDs: {ids}).",
                 hint="Register the key with `escrow keys add`, or sign with a registered key.",
             )
-        return list(env.verify(trusted))
+        return good
 
     def _append_locked(
         self, conn: Connection, p: Prepared, candidates: Sequence[str]
     ) -> tuple[Entry, bool]:
         from sqlalchemy import insert, select, update
 
-        from escrow.ledger.tables import CHECKPOINT, DIFF, ENTRY, HEAD, NODE
+        from escrow.ledger.tables import CHECKPOINT, DIFF, HEAD, NODE
 
         head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
-        row = conn.execute(select(ENTRY).where(ENTRY.c.leaf_hash == p.leaf_hash)).first()
-        if row is not None:
-            return self._entry(row), False
         at = max(now_us(), head.updated_us)  # integration times never decrease
         n = head.size
         key_version = head.key_version
@@ -618,8 +699,12 @@ class Ledger:
             self._apply_key_event(conn, p.statement, n, at)
             signer: str = self.log_public.keyid
             key_version += 1
+            self._keys = None  # re-read after this commit
         else:
-            rows = self._key_rows(conn, candidates)
+            if key_version != self._keys_version or self._keys is None:
+                self._load_keys(conn)  # keys changed since we checked: check again
+                candidates = self._signers_among(p, self._keys or {})
+            rows = self._keys or {}
             valid = [k for k in candidates if k in rows and self._valid_now(rows[k], at)]
             if not valid:
                 states = ", ".join(f"{k[:16]}… {rows[k].status}" for k in candidates if k in rows)
@@ -628,6 +713,8 @@ class Ledger:
                     hint="Sign with an active registered key.",
                 )
             signer = valid[0]
+        if not self._insert_entry(conn, p, n, signer, at):
+            raise _AlreadyThere  # appended by another writer since we looked
         # The new leaf and every subtree it completes, from the right edge of size n.
         frontier = [head.frontier[i : i + 32] for i in range(0, len(head.frontier), 32)]
         h = p.leaf_hash
@@ -641,19 +728,6 @@ class Ledger:
         root = merkle.hash_of_nodes(frontier)
         size = n + 1
         note = sign_checkpoint(self.origin, size, root, self._signer(), self.origin)
-        conn.execute(
-            insert(ENTRY),
-            {
-                "idx": n,
-                "leaf_hash": p.leaf_hash,
-                "envelope": p.leaf,
-                "predicate_type": p.predicate_type,
-                "project": p.project,
-                "image_id": p.image_id,
-                "signer": signer,
-                "integrated_us": at,
-            },
-        )
         if p.diff_ids:
             conn.execute(insert(DIFF), [{"diff_id": d, "idx": n} for d in p.diff_ids])
         conn.execute(insert(NODE), [{"id": i, "hash": hh} for i, hh in nodes])
@@ -684,6 +758,30 @@ class Ledger:
             integrated_at=from_us(at),
         )
         return entry, True
+
+    def _insert_entry(self, conn: Connection, p: Prepared, n: int, signer: str, at: int) -> bool:
+        """Insert the entry row unless its leaf hash is already there; False then."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from escrow.ledger.tables import ENTRY
+
+        dialect_insert = postgresql.insert if self._pg else sqlite.insert
+        stmt = (
+            dialect_insert(ENTRY)
+            .values(
+                idx=n,
+                leaf_hash=p.leaf_hash,
+                envelope=p.leaf,
+                predicate_type=p.predicate_type,
+                project=p.project,
+                image_id=p.image_id,
+                signer=signer,
+                integrated_us=at,
+            )
+            .on_conflict_do_nothing(index_elements=[ENTRY.c.leaf_hash])
+            .returning(ENTRY.c.idx)
+        )
+        return conn.execute(stmt).first() is not None
 
     def _apply_key_event(
         self, conn: Connection, statement: Mapping[str, Any], index: int, at: int

@@ -248,7 +248,7 @@ def verify_ledger(
     chunk = chunk_size or (1 << CHUNK_LEVEL)
     if chunk & (chunk - 1):
         raise InputError("The verification chunk size must be a power of two.")
-    with ledger._read() as conn:  # noqa: SLF001 - one snapshot of the log's state
+    with ledger._read(snapshot=True) as conn:  # noqa: SLF001 - one snapshot of the log
         head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
         top = conn.execute(select(func.max(ENTRY.c.idx))).scalar()
         kept = conn.execute(select(CHECKPOINT).order_by(CHECKPOINT.c.size)).all()

@@ -1,0 +1,201 @@
+"""Tampering with the stored log is detected, naming the first bad index and the kind.
+
+Each case edits the database directly, as an operator with database access
+could, then runs ``Ledger.verify`` (in process, and with worker processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from ledger_helpers import LedgerEnv
+
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import sign_checkpoint
+from escrow.ledger.store import Ledger
+from escrow.signing.keys import SigningKey
+
+SIZE = 12  # entry 0 is the build key's key event
+
+
+@contextmanager
+def sql(lg: Ledger) -> Iterator[Any]:
+    """A raw connection to the ledger's database, committed at the end."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(lg.url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def q(conn: Any, statement: str, **params: Any) -> Any:
+    from sqlalchemy import text
+
+    return conn.execute(text(statement), params)
+
+
+def rebuild_tree(conn: Any) -> None:
+    """What a careful forger does: recompute every stored hash and the head's root."""
+    rows = q(conn, "SELECT idx, envelope FROM ledger_entry ORDER BY idx").all()
+    leaves = [merkle.leaf_hash(bytes(r.envelope)) for r in rows]
+    for r, h in zip(rows, leaves, strict=True):
+        q(conn, "UPDATE ledger_entry SET leaf_hash = :h WHERE idx = :i", h=h, i=r.idx)
+    q(conn, "DELETE FROM ledger_node")
+    levels = merkle.build_levels(leaves)
+    for level, hashes in enumerate(levels):
+        for i, h in enumerate(hashes):
+            q(
+                conn,
+                "INSERT INTO ledger_node (id, hash) VALUES (:id, :h)",
+                id=merkle.stored_index(level, i),
+                h=h,
+            )
+    root = merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
+    q(conn, "UPDATE ledger_head SET root = :r, size = :s", r=root, s=len(leaves))
+
+
+def edit_bytes(lg: Ledger, env: LedgerEnv) -> None:
+    with sql(lg) as conn:
+        data = bytes(q(conn, "SELECT envelope FROM ledger_entry WHERE idx = 5").scalar_one())
+        pos = data.index(b'"payload":"') + 40
+        flipped = data[:pos] + (b"A" if data[pos : pos + 1] != b"A" else b"B") + data[pos + 1 :]
+        q(conn, "UPDATE ledger_entry SET envelope = :e WHERE idx = 5", e=flipped)
+
+
+def delete_row(lg: Ledger, env: LedgerEnv) -> None:
+    with sql(lg) as conn:
+        q(conn, "DELETE FROM ledger_entry WHERE idx = 4")
+
+
+def reorder_rows(lg: Ledger, env: LedgerEnv) -> None:
+    cols = "envelope, leaf_hash, predicate_type, project, image_id, signer, integrated_us"
+    with sql(lg) as conn:
+        a = q(conn, f"SELECT {cols} FROM ledger_entry WHERE idx = 3").one()._asdict()
+        b = q(conn, f"SELECT {cols} FROM ledger_entry WHERE idx = 8").one()._asdict()
+        q(conn, "UPDATE ledger_entry SET leaf_hash = :z WHERE idx = 3", z=b"tmp")
+        sets = ", ".join(f"{c} = :{c}" for c in cols.split(", "))
+        q(conn, f"UPDATE ledger_entry SET {sets} WHERE idx = 8", **a)
+        q(conn, f"UPDATE ledger_entry SET {sets} WHERE idx = 3", **b)
+
+
+def forge_entry(lg: Ledger, env: LedgerEnv) -> None:
+    forged = env.envelope(99, key=SigningKey.generate()).to_bytes()
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_entry SET envelope = :e WHERE idx = 7", e=forged)
+        rebuild_tree(conn)
+
+
+def forge_appended(lg: Ledger, env: LedgerEnv) -> None:
+    forged = env.envelope(99, key=SigningKey.generate()).to_bytes()
+    with sql(lg) as conn:
+        q(
+            conn,
+            "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, signer, "
+            "integrated_us) VALUES (:i, :h, :e, 'x', 'x', 0)",
+            i=SIZE,
+            h=merkle.leaf_hash(forged),
+            e=forged,
+        )
+        rebuild_tree(conn)
+
+
+def checkpoint_by_other_key(lg: Ledger, env: LedgerEnv) -> None:
+    cp = lg.checkpoint()
+    note = sign_checkpoint(cp.origin, cp.size, cp.root, SigningKey.generate(), cp.origin)
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_head SET note = :n", n=note)
+
+
+def truncate(lg: Ledger, env: LedgerEnv) -> None:
+    with sql(lg) as conn:
+        q(conn, "DELETE FROM ledger_entry WHERE idx >= 9")
+        rebuild_tree(conn)
+
+
+def truncate_and_roll_back_head(lg: Ledger, env: LedgerEnv) -> None:
+    """Cut the log to 4 entries and put back the (genuine) checkpoint of size 4:
+    the retained checkpoint of size 8 still shows the log was longer."""
+    with sql(lg) as conn:
+        old = q(conn, "SELECT size, root, note FROM ledger_checkpoint WHERE size = 4").one()
+        q(conn, "DELETE FROM ledger_entry WHERE idx >= 4")
+        rebuild_tree(conn)
+        q(conn, "UPDATE ledger_head SET note = :n, size = 4, root = :r", n=old.note, r=old.root)
+
+
+CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = [
+    ("edited-bytes", edit_bytes, 5, "edited"),
+    ("deleted-row", delete_row, 4, "deleted"),
+    ("reordered-rows", reorder_rows, 3, "reordered"),
+    ("forged-entry", forge_entry, 7, "forged"),
+    ("forged-appended", forge_appended, SIZE, "forged"),
+    ("checkpoint-by-another-key", checkpoint_by_other_key, None, "checkpoint-signature"),
+    ("truncated", truncate, 9, "truncated"),
+    ("truncated-head-rolled-back", truncate_and_roll_back_head, 4, "truncated"),
+]
+
+
+def build(env: LedgerEnv) -> Ledger:
+    lg = env.open()
+    lg.checkpoint_every = 4  # keep checkpoints at sizes 4 and 8 too
+    for n in range(1, SIZE):
+        lg.append(env.envelope(n))
+    assert lg.size() == SIZE
+    return lg
+
+
+@pytest.mark.parametrize(("name", "tamper", "index", "kind"), CASES, ids=[c[0] for c in CASES])
+def test_tampering_is_detected(
+    env: LedgerEnv,
+    name: str,
+    tamper: Callable[[Ledger, LedgerEnv], None],
+    index: int | None,
+    kind: str,
+) -> None:
+    with build(env) as lg:
+        clean = lg.verify()
+        assert clean.ok, clean.problems
+        assert clean.checkpoints_checked == 4  # kept at 4, 8 and 12, and the latest
+        tamper(lg, env)
+        report = lg.verify()
+        assert not report.ok
+        first = report.first
+        assert first is not None
+        assert (first.index, first.kind) == (index, kind), report.problems
+
+
+def test_key_valid_at_each_position(env: LedgerEnv) -> None:
+    """An entry signed by a key after its revocation is reported, not one before."""
+    with build(env) as lg:
+        lg.revoke_key(env.build_key.keyid, "compromised")  # entry 12
+        late = env.envelope(50).to_bytes()  # signed by the revoked key
+        with sql(lg) as conn:
+            q(
+                conn,
+                "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, signer, "
+                "integrated_us) VALUES (13, :h, :e, 'x', 'x', 0)",
+                h=merkle.leaf_hash(late),
+                e=late,
+            )
+            rebuild_tree(conn)
+        report = lg.verify()
+        first = report.first
+        assert first is not None and (first.index, first.kind) == (13, "key-not-valid")
+        assert all(p.index is None or p.index >= 13 for p in report.problems)
+
+
+@pytest.mark.slow
+def test_parallel_verify_agrees(env: LedgerEnv) -> None:
+    """Worker processes over many chunks find the same first problem."""
+    with build(env) as lg:
+        report = lg.verify(workers=2, chunk_size=2)
+        assert report.ok and report.entries_checked == SIZE, report.problems
+        reorder_rows(lg, env)
+        report = lg.verify(workers=2, chunk_size=2)
+        first = report.first
+        assert first is not None and (first.index, first.kind) == (3, "reordered")
