@@ -133,3 +133,22 @@ def test_the_pack_holds_the_image_id_and_every_diff_id(
     assert inspected["Id"].removeprefix("sha256:") in flat
     for diff_id in inspected["RootFS"]["Layers"]:
         assert diff_id.removeprefix("sha256:") in flat
+
+
+def test_verify_shows_the_latest_rebuild_verdict(
+    escrow_home: Path, cli: Any, base_image: str, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "app"
+    shutil.copytree(EXAMPLE_APP, ctx)
+    args = ["--build-arg", "BASE=escrow-test/base:latest"]
+    built = cli(["build", str(ctx), "-t", "escrow-test/e2e-rb:latest", *args, "--json"])
+    assert built.exit_code == 0, built.stderr
+    index = built.json()["index"]
+    before = cli(["verify", str(index), "--json"]).json()
+    assert before["rebuild_verdict"] is None
+    rebuilt = cli(["rebuild", str(index), "--context", str(ctx), "--rm", "--json"])
+    assert rebuilt.exit_code == 0, rebuilt.stdout + rebuilt.stderr
+    after = cli(["verify", str(index), "--json"])
+    assert after.exit_code == 0, after.stdout + after.stderr
+    assert after.json()["rebuild_verdict"] in {"identical", "equivalent"}
+    assert cli(["verify", str(index)]).stdout.count("latest verdict") == 1
