@@ -236,7 +236,7 @@ def phoenix_build(
         parser = StepParser(progress, redactor.text)
         try:
             for msg in engine.build(
-                ctx.rewind(),
+                ctx.body(),
                 dockerfile=ctx.dockerfile_in_archive,
                 tags=list(request.tags),
                 build_args=args,

@@ -21,20 +21,27 @@ import hashlib
 import io
 import json
 import os
+import queue
 import stat
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, cast
 
 from escrow.blobs import BlobStore
 from escrow.errors import InputError
 
+#: archives up to this size stay in memory; larger ones go to a temporary file
+SPOOL_IN_MEMORY = 128 << 20
+
 #: file lists longer than this go to the blob store, with only their digest in the manifest
 FILES_INLINE_LIMIT = 1000
 
-_COPY_BUFSIZE = 1 << 20
+_CHUNK = 1 << 20
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
 _TYPES = {
     tarfile.REGTYPE: "file",
     tarfile.AREGTYPE: "file",
@@ -103,36 +110,69 @@ def read_dockerignore(root: Path) -> list[str] | None:
         ]
 
 
-class _HashingWriter:
-    """File-like sink for :class:`tarfile.TarFile` that hashes and counts what it writes."""
+class _ArchiveSink:
+    """Where the archive bytes go: the spool file, and a SHA-256 computed in a thread.
+
+    Small writes (headers, small files) are gathered into 1 MiB buffers; hashlib
+    releases the GIL on large updates, so the archive digest is computed on a
+    second core while the main thread reads and hashes the files.
+    """
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
-        self.hash = hashlib.sha256()
         self.size = 0
+        self._hash = hashlib.sha256()
+        self._buf = bytearray()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, name="escrow-archive-hash", daemon=True)
+        self._thread.start()
 
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def _emit(self, data: bytes) -> None:
         self.out.write(data)
+        self._queue.put(data)
+
+    def write(self, data: bytes) -> None:
         self.size += len(data)
-        return len(data)
+        if len(data) >= _CHUNK // 4:
+            self._flush_buffer()
+            self._emit(data)
+            return
+        self._buf += data
+        if len(self._buf) >= _CHUNK:
+            self._flush_buffer()
 
-    def tell(self) -> int:
-        return self.size
+    def _flush_buffer(self) -> None:
+        if self._buf:
+            self._emit(bytes(self._buf))
+            self._buf.clear()
 
-    def flush(self) -> None:
+    def finish(self) -> str:
+        """Flush everything; the archive's hex SHA-256."""
+        self._flush_buffer()
+        self._queue.put(None)
+        self._thread.join()
         self.out.flush()
+        return self._hash.hexdigest()
+
+    def abort(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
-class _HashingReader:
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.hash = hashlib.sha256()
+class _Body:
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self._f = f
+        self._size = size
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.hash.update(data)
-        return data
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._f.read(n)
 
 
 @dataclass
@@ -164,6 +204,11 @@ class ContextArchive:
     def rewind(self) -> IO[bytes]:
         self.archive.seek(0)
         return self.archive
+
+    def body(self) -> _Body:
+        """The archive as an HTTP request body (``read`` and ``len``; never spilled to disk
+        just because someone asked for a file descriptor)."""
+        return _Body(self.rewind(), self.archive_size)
 
     def close(self) -> None:
         if not self._closed:
@@ -211,6 +256,22 @@ def resolve_dockerfile(root: Path, dockerfile: str | os.PathLike[str] | None) ->
 
 
 def _walk(root: Path, exclude: list[str], dockerfile_rel: str | None) -> list[str]:
+    """The context's paths, selected by the Docker SDK's own ``exclude_paths``.
+
+    Without any ``.dockerignore`` pattern the SDK's matcher holds only the
+    negations ``!Dockerfile`` and ``!.dockerignore`` and so keeps every path;
+    then a plain ``os.walk`` (symlinked folders listed, not followed, as the SDK
+    does) gives the same list much faster.
+    """
+    if not exclude:
+        out: list[str] = []
+        base = str(root)
+        for dirpath, dirs, names in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            prefix = "" if rel == "." else rel + os.sep
+            out.extend(prefix + n for n in dirs)
+            out.extend(prefix + n for n in names)
+        return sorted(out)
     from docker.utils.build import exclude_paths
 
     return sorted(exclude_paths(str(root), list(exclude), dockerfile=dockerfile_rel))
@@ -272,22 +333,29 @@ def make_context(
 
     spool: IO[bytes]
     if keep_archive:
-        spool = tempfile.TemporaryFile(prefix="escrow-context-", dir=spool_dir)  # noqa: SIM115
+        # in memory up to SPOOL_IN_MEMORY, then a temporary file
+        spool = cast(
+            IO[bytes],
+            tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                max_size=SPOOL_IN_MEMORY, prefix="escrow-context-", dir=spool_dir
+            ),
+        )
     else:
         spool = cast(IO[bytes], _NullSink())
+    sink = _ArchiveSink(spool)
     try:
-        writer = _HashingWriter(spool)
-        files = _write_archive(root, names, extra, writer)
-        writer.flush()
+        files = _write_archive(root, names, extra, sink)
+        archive_sha256 = sink.finish()
     except BaseException:
+        sink.abort()
         spool.close()
         raise
     files.sort(key=lambda f: str(f["path"]))
     return ContextArchive(
         root=root,
         archive=spool,
-        archive_sha256=writer.hash.hexdigest(),
-        archive_size=writer.size,
+        archive_sha256=archive_sha256,
+        archive_size=sink.size,
         files=files,
         tree_digest=tree_digest(files),
         dockerfile_in_archive=rel,
@@ -307,44 +375,193 @@ class _NullSink(io.RawIOBase):
         return len(data)
 
 
+class _Describer:
+    """``TarFile.gettarinfo`` for the context walk, with owner names looked up once.
+
+    Same result as ``tarfile.TarFile.gettarinfo`` (a test holds them equal):
+    hard links to a file already archived become ``LNKTYPE`` entries, symlinks
+    are not followed, sockets are skipped (``None``).
+    """
+
+    def __init__(self) -> None:
+        self.inodes: dict[tuple[int, int], str] = {}
+        self._unames: dict[int, str] = {}
+        self._gnames: dict[int, str] = {}
+
+    def _uname(self, uid: int) -> str:
+        if uid not in self._unames:
+            try:
+                import pwd
+
+                self._unames[uid] = pwd.getpwuid(uid)[0]
+            except (KeyError, ImportError):
+                self._unames[uid] = ""
+        return self._unames[uid]
+
+    def _gname(self, gid: int) -> str:
+        if gid not in self._gnames:
+            try:
+                import grp
+
+                self._gnames[gid] = grp.getgrgid(gid)[0]
+            except (KeyError, ImportError):
+                self._gnames[gid] = ""
+        return self._gnames[gid]
+
+    def describe(self, path: str, arcname: str) -> tarfile.TarInfo | None:
+        st = os.lstat(path)
+        mode = st.st_mode
+        linkname = ""
+        if stat.S_ISREG(mode):
+            inode = (st.st_ino, st.st_dev)
+            if st.st_nlink > 1 and inode in self.inodes and arcname != self.inodes[inode]:
+                kind = tarfile.LNKTYPE
+                linkname = self.inodes[inode]
+            else:
+                kind = tarfile.REGTYPE
+                if inode[0]:
+                    self.inodes[inode] = arcname
+        elif stat.S_ISDIR(mode):
+            kind = tarfile.DIRTYPE
+        elif stat.S_ISFIFO(mode):
+            kind = tarfile.FIFOTYPE
+        elif stat.S_ISLNK(mode):
+            kind = tarfile.SYMTYPE
+            linkname = os.readlink(path)
+        elif stat.S_ISCHR(mode):
+            kind = tarfile.CHRTYPE
+        elif stat.S_ISBLK(mode):
+            kind = tarfile.BLKTYPE
+        else:
+            return None
+        info = tarfile.TarInfo(arcname)
+        info.mode = mode
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.size = st.st_size if kind == tarfile.REGTYPE else 0
+        info.mtime = int(st.st_mtime)  # whole seconds, as the docker CLI sends them
+        info.type = kind
+        info.linkname = linkname
+        info.uname = self._uname(st.st_uid)
+        info.gname = self._gname(st.st_gid)
+        if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        return info
+
+
+_FAST_TYPES = (tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
+_MAX7 = 8**7
+_MAX11 = 8**11
+
+
+def tar_header(info: tarfile.TarInfo) -> bytes:
+    """``info.tobuf(PAX_FORMAT, "utf-8", "surrogateescape")``, fast for the common case.
+
+    An entry whose names are short ASCII and whose numbers fit needs no PAX
+    extended header: its header is the plain ustar block ``tobuf`` would make
+    (a test holds the two equal); anything else goes through ``tobuf``.
+    """
+    name = (
+        info.name + "/"
+        if info.type == tarfile.DIRTYPE and not info.name.endswith("/")
+        else info.name
+    )
+    if (
+        info.type in _FAST_TYPES
+        and name.isascii()
+        and len(name) <= 100
+        and info.linkname.isascii()
+        and len(info.linkname) <= 100
+        and info.uname.isascii()
+        and len(info.uname) <= 32
+        and info.gname.isascii()
+        and len(info.gname) <= 32
+        and 0 <= info.uid < _MAX7
+        and 0 <= info.gid < _MAX7
+        and 0 <= info.size < _MAX11
+        and isinstance(info.mtime, int)
+        and 0 <= info.mtime < _MAX11
+    ):
+        buf = b"".join(
+            (
+                name.encode("ascii").ljust(100, b"\0"),
+                b"%07o\0" % (info.mode & 0o7777),
+                b"%07o\0" % info.uid,
+                b"%07o\0" % info.gid,
+                b"%011o\0" % info.size,
+                b"%011o\0" % info.mtime,
+                b"        ",
+                info.type,
+                info.linkname.encode("ascii").ljust(100, b"\0"),
+                tarfile.POSIX_MAGIC,
+                info.uname.encode("ascii").ljust(32, b"\0"),
+                info.gname.encode("ascii").ljust(32, b"\0"),
+            )
+        ).ljust(_BLOCK, b"\0")
+        return buf[:148] + b"%06o\0" % sum(buf) + buf[155:]
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
 def _write_archive(
-    root: Path, names: list[str], extra: list[tuple[str, bytes]], writer: _HashingWriter
+    root: Path, names: list[str], extra: list[tuple[str, bytes]], sink: _ArchiveSink
 ) -> list[dict[str, Any]]:
+    """Write the archive as ``TarFile.addfile`` would (PAX format), hashing each file.
+
+    Modification times are whole seconds, as the docker CLI sends them (moby's
+    ``archive.FileInfoHeader`` truncates them), which also spares a PAX header
+    per file.
+    """
     files: list[dict[str, Any]] = []
     extra_names = {name for name, _ in extra}
-    t = tarfile.open(mode="w", fileobj=writer, copybufsize=_COPY_BUFSIZE)  # type: ignore[call-overload]
-    with t:
-        for name in names:
-            if name in extra_names:
-                continue
-            full = os.path.join(root, name)
-            try:
-                info = t.gettarinfo(full, arcname=name)
-            except OSError as e:
-                raise InputError(f"Cannot read {full} in the build context: {e.strerror}.") from e
-            if info is None:  # a socket: docker skips it too
-                continue
-            if info.mtime < 0 or info.mtime > 8**11 - 1:
-                info.mtime = int(info.mtime)
-            entry = _entry(info)
-            if info.isfile():
-                try:
-                    with open(full, "rb") as f:
-                        reader = _HashingReader(f)
-                        t.addfile(info, reader)
-                except OSError as e:
-                    raise InputError(f"Cannot read {full} in the build context: {e}.") from e
-                entry = replace(entry, sha256=reader.hash.hexdigest())
-            else:
-                t.addfile(info, None)
-            files.append(entry.to_dict())
-        for name, data in extra:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-            digest = hashlib.sha256(data).hexdigest()
-            files.append(FileEntry(name, "file", info.mode, len(data), digest).to_dict())
+    describer = _Describer()
+    for name in names:
+        if name in extra_names:
+            continue
+        full = os.path.join(root, name)
+        try:
+            info = describer.describe(full, name)
+        except OSError as e:
+            raise InputError(f"Cannot read {full} in the build context: {e.strerror}.") from e
+        if info is None:  # a socket: docker skips it too
+            continue
+        entry = _entry(info)
+        sink.write(tar_header(info))
+        if info.type == tarfile.REGTYPE:
+            entry = replace(entry, sha256=_copy_file(full, info.size, sink))
+        files.append(entry.to_dict())
+    for name, data in extra:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        sink.write(tar_header(info))
+        sink.write(data + b"\0" * (-len(data) % _BLOCK))
+        digest = hashlib.sha256(data).hexdigest()
+        files.append(FileEntry(name, "file", info.mode, len(data), digest).to_dict())
+    # end of archive: two zero blocks, padded to a whole record (as TarFile.close)
+    sink.write(b"\0" * (2 * _BLOCK))
+    sink.write(b"\0" * (-sink.size % _RECORD))
     return files
+
+
+def _copy_file(path: str, size: int, sink: _ArchiveSink) -> str:
+    """Copy ``size`` bytes of ``path`` into the archive (padded); their SHA-256."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            left = size
+            while left:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    raise InputError(
+                        f"The file {path} in the build context shrank while it was read.",
+                        hint="Do not change the context while escrow builds it.",
+                    )
+                h.update(chunk)
+                sink.write(chunk)
+                left -= len(chunk)
+    except OSError as e:
+        raise InputError(f"Cannot read {path} in the build context: {e.strerror}.") from e
+    if size % _BLOCK:
+        sink.write(b"\0" * (_BLOCK - size % _BLOCK))
+    return h.hexdigest()
 
 
 def _entry(info: tarfile.TarInfo) -> FileEntry:

@@ -11,12 +11,20 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from escrow.errors import EngineUnavailable, EscrowError, InputError
 
 if TYPE_CHECKING:
     import docker
+
+
+class ArchiveBody(Protocol):
+    """A context archive to upload: readable, with a known length."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def __len__(self) -> int: ...
 
 
 class Engine(Protocol):
@@ -28,7 +36,7 @@ class Engine(Protocol):
 
     def build(
         self,
-        archive: IO[bytes],
+        archive: ArchiveBody,
         *,
         dockerfile: str,
         tags: list[str],
@@ -131,7 +139,7 @@ class DockerEngine:
 
     def build(
         self,
-        archive: IO[bytes],
+        archive: ArchiveBody,
         *,
         dockerfile: str,
         tags: list[str],

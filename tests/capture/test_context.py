@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import docker.utils.build as sdk
 import pytest
@@ -35,6 +37,8 @@ def tree(tmp_path: Path) -> Path:
             "build/x/y.o": b"\x7fELF",
             "build/x/y.c": "int main;\n",
             "bin/tool": b"#!/bin/sh\necho tool\n",
+            "long/" + "n" * 120 + ".txt": "a name longer than a ustar header holds\n",
+            "ünïcödé.txt": "non-ASCII name\n",
         },
     )
     os.chmod(root / "bin" / "tool", 0o755)
@@ -43,13 +47,36 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def test_the_archive_is_byte_identical_to_the_docker_sdks(tree: Path) -> None:
-    patterns = [ln.strip() for ln in IGNORE.splitlines() if ln.strip() and ln[0] != "#"]
+def _members(data: bytes) -> list[tuple[Any, ...]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        out = []
+        for m in t:
+            f = t.extractfile(m) if m.isfile() else None
+            content = f.read() if f is not None else None
+            out.append(
+                (m.name, m.type, m.mode, m.size, m.linkname, m.uid, m.gid, int(m.mtime), content)
+            )
+        return out
+
+
+@pytest.mark.parametrize("ignore", [True, False], ids=["with-dockerignore", "without"])
+def test_the_archive_holds_what_the_docker_sdk_would_send(tree: Path, ignore: bool) -> None:
+    """Same entries, types, modes, owners, link targets and contents as the SDK's
+    ``docker.utils.build.tar``; modification times in whole seconds, as the docker
+    CLI sends them."""
+    patterns = None
+    if ignore:
+        patterns = [ln.strip() for ln in IGNORE.splitlines() if ln.strip() and ln[0] != "#"]
+    else:
+        (tree / ".dockerignore").unlink()
     with sdk.tar(str(tree), exclude=patterns, dockerfile=("Dockerfile", None)) as reference:
         theirs = reference.read()
     with make_context(tree) as ctx:
         ours = ctx.rewind().read()
-    assert hashlib.sha256(ours).hexdigest() == hashlib.sha256(theirs).hexdigest()
+    assert _members(ours) == _members(theirs)
+    assert len(ours) % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(ours)) as t:
+        assert all(m.mtime == int(m.mtime) for m in t)
 
 
 def test_dockerignore_is_honoured_with_dockers_own_rules(tree: Path) -> None:
@@ -193,3 +220,89 @@ def test_without_keeping_the_archive_the_digests_are_the_same(tree: Path) -> Non
             hashed.tree_digest,
         )
         assert isinstance(kept.rewind().read(1), bytes)
+
+
+def _tarfile_archive(root: Path, names: list[str]) -> bytes:
+    """The archive Python's own tarfile writes for ``names`` (mtimes in whole seconds)."""
+    out = io.BytesIO()
+    with tarfile.open(mode="w", fileobj=out, format=tarfile.PAX_FORMAT) as t:
+        for name in names:
+            info = t.gettarinfo(str(root / name), arcname=name)
+            if info is None:
+                continue
+            info.mtime = int(info.mtime)
+            if info.isfile():
+                with open(root / name, "rb") as f:
+                    t.addfile(info, f)
+            else:
+                t.addfile(info)
+    return out.getvalue()
+
+
+def test_the_archive_is_byte_identical_to_tarfiles_own(tree: Path) -> None:
+    os.mkfifo(tree / "pipe")
+    (tree / ".dockerignore").unlink()
+    with make_context(tree) as ctx:
+        ours = ctx.rewind().read()
+        names = [f["path"] for f in ctx.files]
+    assert "pipe" in names and "ünïcödé.txt" in names
+    assert ours == _tarfile_archive(tree, names)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "a.txt", "size": 5, "mtime": 1_700_000_000, "uname": "root", "gname": "root"},
+        {"name": "dir", "type": tarfile.DIRTYPE, "mode": 0o755},
+        {"name": "dir/", "type": tarfile.DIRTYPE},
+        {"name": "l", "type": tarfile.SYMTYPE, "linkname": "../target", "mode": 0o777},
+        {"name": "h", "type": tarfile.LNKTYPE, "linkname": "a.txt"},
+        {"name": "x" * 100},
+        {"name": "x" * 101},
+        {"name": "d/" + "y" * 99, "type": tarfile.DIRTYPE},
+        {"name": "ünï"},
+        {"name": "a", "linkname": "é", "type": tarfile.SYMTYPE},
+        {"name": "a", "uid": 8**7, "gid": 5},
+        {"name": "a", "size": 8**11},
+        {"name": "a", "mtime": 1.5},
+        {"name": "a", "uname": "u" * 33},
+        {"name": "fifo", "type": tarfile.FIFOTYPE},
+        {"name": "dev", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3},
+        {"name": "bad\udcff", "size": 1},
+    ],
+)
+def test_fast_headers_equal_tobuf(fields: dict[str, Any]) -> None:
+    from escrow.capture.context import tar_header
+
+    info = tarfile.TarInfo(fields.pop("name"))
+    for key, value in fields.items():
+        setattr(info, key, value)
+    assert tar_header(info) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def test_the_describer_equals_gettarinfo(tree: Path) -> None:
+    from escrow.capture.context import _Describer
+
+    os.mkfifo(tree / "pipe")
+    ours = _Describer()
+    theirs = tarfile.open(mode="w", fileobj=io.BytesIO())
+    for name in ["app.py", "hard.py", "link.py", "sub", "pipe", "bin/tool", "ünïcödé.txt"]:
+        a = ours.describe(str(tree / name), name)
+        b = theirs.gettarinfo(str(tree / name), arcname=name)
+        assert a is not None and b is not None
+        b.mtime = int(b.mtime)
+        keys = (
+            "name",
+            "mode",
+            "uid",
+            "gid",
+            "size",
+            "mtime",
+            "type",
+            "linkname",
+            "uname",
+            "gname",
+            "devmajor",
+            "devminor",
+        )
+        assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}, name

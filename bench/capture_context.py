@@ -1,0 +1,94 @@
+"""Context capture throughput: escrow's archive + hashes against a plain hashlib walk.
+
+    .venv/bin/python bench/capture_context.py [--files 20000] [--gib 1.0] [--runs 3]
+
+For each tree (small files only, large files only, the whole tree) it times,
+in the same run and alternating, after one warm-up pass (page cache warm):
+
+* reference — ``os.walk`` + ``hashlib.file_digest(f, "sha256")`` of every file;
+* escrow — ``make_context``: the SDK's .dockerignore selection, the tar archive
+  written to a temporary file (what is sent to the engine), every file and the
+  archive hashed;
+* escrow (digest only) — the same without keeping the archive (``escrow record``).
+
+Target (issue 5): escrow at least 0.5x the reference throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from capture_tree import make_tree, tree_bytes  # noqa: E402
+
+from escrow.capture.context import make_context  # noqa: E402
+
+
+def reference(root: Path) -> None:
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                hashlib.file_digest(f, "sha256")
+
+
+def escrow_archive(root: Path) -> None:
+    with make_context(root, require_dockerfile=False):
+        pass
+
+
+def escrow_digest_only(root: Path) -> None:
+    with make_context(root, require_dockerfile=False, keep_archive=False):
+        pass
+
+
+def timed(fn: Callable[[Path], None], root: Path) -> float:
+    t = time.perf_counter()
+    fn(root)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=20_000)
+    ap.add_argument("--gib", type=float, default=1.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/escrow-bench-context"))
+    args = ap.parse_args()
+    root = make_tree(args.dir, args.files, int(args.gib * (1 << 30)))
+    cases = [("small files", root / "small"), ("large files", root / "large"), ("whole tree", root)]
+    fns = [
+        ("reference hashlib walk", reference),
+        ("escrow archive + hashes", escrow_archive),
+        ("escrow hashes, no archive", escrow_digest_only),
+    ]
+    print(f"# context capture, {args.runs} runs each (median), page cache warm")
+    print(
+        f"{'tree':<12} {'files':>7} {'MiB':>7}  {'method':<26} {'s':>7} {'MiB/s':>8} {'files/s':>9} {'vs ref':>7}"
+    )
+    for label, path in cases:
+        n, size = tree_bytes(path)
+        reference(path)  # warm-up: page cache
+        times: dict[str, list[float]] = {name: [] for name, _ in fns}
+        for _ in range(args.runs):
+            for name, fn in fns:
+                times[name].append(timed(fn, path))
+        ref = statistics.median(times[fns[0][0]])
+        for name, _ in fns:
+            t = statistics.median(times[name])
+            print(
+                f"{label:<12} {n:>7} {size / 2**20:>7.0f}  {name:<26} {t:>7.2f} "
+                f"{size / 2**20 / t:>8.0f} {n / t:>9.0f} {ref / t:>6.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
