@@ -17,7 +17,7 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     try:
         if len(value) == 10:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-            return day + timedelta(days=1, microseconds=-1) if end_of_day else day
+            return day + timedelta(days=1) if end_of_day else day  # --until is exclusive
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
@@ -32,7 +32,7 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
 @click.group(invoke_without_command=True)
 @click.option("--project", "projects", multiple=True, help="Project in scope (repeatable).")
 @click.option("--since", help="First date or time in scope (integration time).")
-@click.option("--until", help="Last date or time in scope (a bare date includes that day).")
+@click.option("--until", help="End of the scope, exclusive (a bare date includes that whole day).")
 @click.option("--entries", "entries", help="Ledger indexes in scope, e.g. 3,5,7-9.")
 @click.option("--requester", default="", help="Who asked for the pack (shown on the cover).")
 @click.option(
@@ -111,9 +111,12 @@ def pack(
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
     ledger = app.ledger()
-    result = render_pack(
-        app.settings, ledger, request, output, sign=not render_only, record=not render_only
-    )
+    try:
+        result = render_pack(
+            app.settings, ledger, request, output, sign=not render_only, record=not render_only
+        )
+    finally:
+        ledger.close()
     for w in result.warnings:
         app.say(f"escrow: warning: the renderer said: {w}")
     if as_json:

@@ -467,6 +467,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             for e in chosen
             if e.predicate_type == BUILD_MANIFEST
             and (not request.projects or e.project in request.projects)
+            and (request.since is None or e.integrated_at >= request.since)
+            and (request.until is None or e.integrated_at < request.until)
         ]
     else:
         filters: dict[str, Any] = {"predicate_type": BUILD_MANIFEST}

@@ -4,7 +4,8 @@ ECDSA P-256 because common PDF validators (poppler's ``pdfsig`` among them)
 do not accept Ed25519 yet.  The key and certificate live in
 ``ESCROW_HOME/keys/pack.key.pem`` and ``pack.cert.pem``; :func:`ensure_pack_signer`
 creates a self-signed pair on first use, and a certificate issued by the
-user's own CA can be put in their place (``escrow keys``).
+user's own CA can be put in their place (``escrow keys``), with any
+intermediate certificates in ``pack.chain.pem`` (embedded in the signature).
 """
 
 from __future__ import annotations
@@ -168,9 +169,11 @@ def sign_pdf(pdf: bytes, signer: PackSigner, passphrase: str | None = None) -> b
     from pyhanko.sign import fields, signers
 
     try:
+        chain = signer.cert_path.with_name("pack.chain.pem")
         simple = signers.SimpleSigner.load(  # type: ignore[no-untyped-call]
             str(signer.key_path),
             str(signer.cert_path),
+            ca_chain_files=(str(chain),) if chain.is_file() else None,
             key_passphrase=passphrase.encode() if passphrase else None,
         )
     except Exception as e:  # noqa: BLE001 - pyHanko raises several types here
