@@ -748,6 +748,11 @@ def _consistency(
             f"The previous checkpoint does not verify with this ledger's key: {e}.",
             hint="Give the checkpoint note this ledger issued earlier.",
         ) from e
+    if old.origin != ledger.checkpoint().origin:
+        raise InputError(
+            f"The previous checkpoint is for the log {old.origin!r}, not this one.",
+            hint="Give a checkpoint note this ledger issued.",
+        )
     old_size, old_root = int(old.size), bytes(old.root)
     if old_size > size:
         raise InputError(

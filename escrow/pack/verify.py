@@ -499,8 +499,15 @@ def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
 
 
 def _first_revision_end(data: bytes) -> int:
-    """End of the first revision: just after its ``%%EOF`` line."""
-    marker = data.find(b"%%EOF")
+    """End of the rendered PDF: the last ``%%EOF`` before the signature's contents.
+
+    The signature is an incremental update appended to the rendered file, so the
+    revision it extends ends at the last end-of-file marker before its /Contents.
+    """
+    m = re.search(rb"/ByteRange\s*\[\s*0\s+(\d+)\s+\d+\s+\d+\s*\]", data)
+    if m is None:
+        return 0
+    marker = data.rfind(b"%%EOF", 0, int(m.group(1)))
     if marker < 0:
         return 0
     end = marker + len(b"%%EOF")
