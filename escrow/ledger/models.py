@@ -125,6 +125,7 @@ PROBLEM_KINDS: dict[str, str] = {
     "uncheckpointed": "entries exist beyond the latest signed checkpoint",
     "checkpoint-signature": "a checkpoint is not signed by the log key",
     "checkpoint-root": "a checkpoint's root does not match the log at its size",
+    "empty": "the log holds nothing to verify (verification fails closed)",
 }
 
 

@@ -17,9 +17,11 @@ the latest.
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
-from collections.abc import Sequence
+from base64 import b64decode
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +58,39 @@ class ChunkResult:
     signatures: int = 0
 
 
-def _pubs(candidates: Sequence[tuple[str, str]]) -> tuple[list[PublicKey], dict[str, int]]:
-    pubs = [PublicKey.from_pem(pem) for _, pem in candidates]
+Verifier = Callable[[bytes, bytes], None]  # (signature, data); raises InvalidSignature
+
+
+def _verifier(public: PublicKey) -> Verifier:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    key = public.key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key.verify
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    return lambda sig, data: key.verify(sig, data, ecdsa)
+
+
+def _pubs(candidates: Sequence[tuple[str, str]]) -> tuple[list[Verifier], dict[str, int]]:
+    pubs = [_verifier(PublicKey.from_pem(pem)) for _, pem in candidates]
     return pubs, {keyid: i for i, (keyid, _) in enumerate(candidates)}
+
+
+def _parse(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+    """``(payloadType, payload, [(keyid, sig)])`` of stored (canonical) envelope bytes."""
+    try:
+        obj = json.loads(data)
+        sigs = [
+            (str(s.get("keyid", "")), b64decode(s["sig"], validate=True)) for s in obj["signatures"]
+        ]
+        ptype = obj["payloadType"]
+        if isinstance(ptype, str) and sigs:
+            return ptype, b64decode(obj["payload"], validate=True), sigs
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        pass
+    env = Envelope.from_bytes(data)  # the exact reason, as an InputError
+    return env.payload_type, env.payload, [(s.keyid, s.sig) for s in env.signatures]
 
 
 def check_chunk(
@@ -151,25 +183,27 @@ def check_chunk(
 
 
 def _check_signature(
-    res: ChunkResult, i: int, k: int, data: bytes, pubs: list[PublicKey], by_id: dict[str, int]
+    res: ChunkResult, i: int, k: int, data: bytes, pubs: list[Verifier], by_id: dict[str, int]
 ) -> None:
+    from cryptography.exceptions import InvalidSignature
+
     try:
-        env = Envelope.from_bytes(data)
+        ptype, payload, sigs = _parse(data)
     except InputError:
         res.problems.append(Problem(i, "edited", f"Entry {i} is not a readable DSSE envelope."))
         return
-    signed = pae(env.payload_type, env.payload)
+    signed = pae(ptype, payload)
     verified: list[int] = []
     known = False
-    for s in env.signatures:
-        c = by_id.get(s.keyid)
+    for keyid, sig in sigs:
+        c = by_id.get(keyid)
         if c is None:
             continue
         known = True
         res.signatures += 1
         try:
-            pubs[c].verify(s.sig, signed)
-        except SignatureError:
+            pubs[c](sig, signed)
+        except InvalidSignature:
             continue
         verified.append(c)
     res.signers[k] = tuple(verified)
@@ -179,7 +213,7 @@ def _check_signature(
                 Problem(i, "bad-signature", f"Entry {i}: its signature does not verify.")
             )
         else:
-            ids = ", ".join(s.keyid[:16] or "(none)" for s in env.signatures)
+            ids = ", ".join(keyid[:16] or "(none)" for keyid, _ in sigs)
             res.problems.append(
                 Problem(
                     i, "forged", f"Entry {i} is signed by a key the log never registered ({ids})."
@@ -188,7 +222,7 @@ def _check_signature(
         return
     if 0 in verified:  # signed by the log key: a key event
         try:
-            st = json.loads(env.payload)
+            st = json.loads(payload)
         except ValueError:
             return
         if isinstance(st, dict) and st.get("predicateType") == KEY_EVENT:

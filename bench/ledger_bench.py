@@ -1,0 +1,323 @@
+"""Ledger benchmarks (issue 3): each figure beside its reference, measured in the same run.
+
+    .venv/bin/python bench/ledger_bench.py [--appends 1000] [--proof-size 1000000]
+                                          [--verify-size 100000] [--dir DIR]
+
+1. Durable appends, one commit each, sequential (``Ledger.append`` of signed build
+   manifests on SQLite, WAL, synchronous=FULL) against raw ``sqlite3`` inserting rows
+   of the same size with one commit each (WAL, synchronous=FULL).  Limit: at least
+   half the raw rate.
+2. Inclusion proofs at 1,000,000 entries on SQLite (``Ledger.inclusion_proof`` at
+   random indexes).  The subtree-hash table is BULK-LOADED directly (2n - popcount(n)
+   hashes computed here) instead of appending a million signed envelopes.  Limit:
+   median under 5 ms.
+3. ``Ledger.verify`` of 100,000 entries against verifying 100,000 Ed25519 signatures
+   and hashing the same bytes on all cores (a warm process pool).  The 100,000
+   envelopes (signed, ~1 KB each) are BULK-LOADED with their tree and a signed
+   checkpoint.  Limit: within 1.5x.
+
+The database lives under ``--dir`` (default: a temporary folder in /var/tmp, on disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from escrow.config import load_settings
+from escrow.documents.canonical import canonical_bytes
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import sign_checkpoint
+from escrow.ledger.store import Ledger, now_us, prepare
+from escrow.signing.dsse import Envelope, pae
+from escrow.signing.keys import PublicKey, SigningKey
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def line(name: str, value: str, reference: str, verdict: str) -> None:
+    print(f"{name:<44} {value:>18}   reference {reference:>18}   {verdict}", flush=True)
+
+
+def new_home(base: Path, name: str) -> tuple[Any, SigningKey]:
+    home = base / name
+    settings = dataclasses.replace(
+        load_settings(home=home), db_url=f"sqlite:///{home / 'ledger.db'}"
+    )
+    SigningKey.generate().save(settings.log_key_path)
+    SigningKey.generate().save(settings.key_path)
+    build = SigningKey.load(settings.key_path)
+    with Ledger.open(settings) as lg:
+        lg.register_key(build.public, "build")
+    return settings, build
+
+
+def manifest(n: int) -> dict[str, Any]:
+    st: dict[str, Any] = json.loads((ROOT / "tests/assets/build-manifest.example.json").read_text())
+    digest = hashlib.sha256(f"bench-{n}".encode()).hexdigest()
+    st["subject"][0]["digest"]["sha256"] = digest
+    st["predicate"]["build"]["id"] = f"bench-{n}"
+    st["predicate"]["image"]["id"] = f"sha256:{digest}"
+    return st
+
+
+# -- 1. durable appends ----------------------------------------------------------
+
+
+def raw_sqlite_rate(path: Path, count: int, size: int) -> float:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    rows = [os.urandom(size) for _ in range(count)]
+    start = time.perf_counter()
+    for i, data in enumerate(rows):
+        db.execute("BEGIN")
+        db.execute("INSERT INTO t (id, data) VALUES (?, ?)", (i, data))
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
+    return count / elapsed
+
+
+def bench_appends(base: Path, count: int) -> None:
+    settings, build = new_home(base, "appends")
+    envelopes = [
+        Envelope(payload=canonical_bytes(manifest(n))).signed_by(build) for n in range(count)
+    ]
+    size = len(envelopes[0].to_bytes())
+    with Ledger.open(settings) as lg:
+        lg.append(envelopes[0])  # warm caches (schemas, keys, log key)
+        start = time.perf_counter()
+        for env in envelopes[1:]:
+            lg.append(env)
+        elapsed = time.perf_counter() - start
+        rate = (count - 1) / elapsed
+        # the same, with the schema validation and parsing done beforehand
+        prepared = [
+            prepare(env)
+            for env in (
+                Envelope(payload=canonical_bytes(manifest(n + count))).signed_by(build)
+                for n in range(count)
+            )
+        ]
+        start = time.perf_counter()
+        for p in prepared:
+            lg.append_prepared(p)
+        stored_rate = count / (time.perf_counter() - start)
+    raw = raw_sqlite_rate(base / "raw.db", count, size)
+    ok = "PASS" if rate >= raw / 2 else "FAIL"
+    line(
+        f"durable appends/s ({size} B manifests)",
+        f"{rate:,.0f}/s",
+        f"raw {raw:,.0f}/s",
+        f"{ok}: {rate / raw:.2f}x of raw (limit >= 0.50x)",
+    )
+    line(
+        "  of which storage (validated beforehand)",
+        f"{stored_rate:,.0f}/s",
+        f"raw {raw:,.0f}/s",
+        f"{stored_rate / raw:.2f}x of raw",
+    )
+
+
+# -- 2. inclusion proofs at 1,000,000 --------------------------------------------
+
+
+def bulk_tree(conn: sqlite3.Connection, leaves: list[bytes]) -> bytes:
+    """Insert every complete-subtree hash of ``leaves``; return the root."""
+    levels = merkle.build_levels(leaves)
+    batch: list[tuple[int, bytes]] = []
+    for level, hashes in enumerate(levels):
+        for i, h in enumerate(hashes):
+            batch.append((merkle.stored_index(level, i), h))
+            if len(batch) >= 100_000:
+                conn.executemany("INSERT INTO ledger_node (id, hash) VALUES (?, ?)", batch)
+                batch.clear()
+    conn.executemany("INSERT INTO ledger_node (id, hash) VALUES (?, ?)", batch)
+    return merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
+
+
+def frontier(leaves: list[bytes]) -> bytes:
+    levels = merkle.build_levels(leaves)
+    return b"".join(levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves)))
+
+
+def bench_proofs(base: Path, size: int, samples: int = 2000) -> None:
+    home = base / "proofs"
+    settings = dataclasses.replace(load_settings(home=home), db_url=f"sqlite:///{home / 'l.db'}")
+    SigningKey.generate().save(settings.log_key_path)
+    with Ledger.open(settings):
+        pass  # create the tables
+    t0 = time.perf_counter()
+    leaves = [merkle.leaf_hash(i.to_bytes(8, "big")) for i in range(size)]
+    db = sqlite3.connect(home / "l.db")
+    with db:
+        db.execute("DELETE FROM ledger_node")
+        root = bulk_tree(db, leaves)
+        db.execute(
+            "UPDATE ledger_head SET size = ?, root = ?, frontier = ?",
+            (size, root, frontier(leaves)),
+        )
+    db.close()
+    load = time.perf_counter() - t0
+    rng = random.Random(7)
+    times = []
+    with Ledger.open(settings) as lg:
+        for _ in range(samples):
+            i = rng.randrange(size)
+            t = time.perf_counter()
+            proof = lg.inclusion_proof(i)
+            times.append(time.perf_counter() - t)
+            if len(times) % 200 == 0:
+                assert merkle.verify_inclusion(leaves[i], i, size, proof, root)
+        assert lg.root() == root
+        # reference: one primary-key SELECT through the same engine
+        from sqlalchemy import select
+
+        from escrow.ledger.tables import NODE
+
+        ref = []
+        with lg._engine.connect() as conn:  # noqa: SLF001 - the same engine and connection pool
+            for _ in range(samples):
+                t = time.perf_counter()
+                conn.execute(select(NODE.c.hash).where(NODE.c.id == rng.randrange(size))).first()
+                ref.append(time.perf_counter() - t)
+    med = statistics.median(times) * 1000
+    ok = "PASS" if med < 5 else "FAIL"
+    line(
+        f"inclusion proof median at {size:,}",
+        f"{med:.3f} ms",
+        "limit 5 ms",
+        f"{ok} (p95 {sorted(times)[int(0.95 * len(times))] * 1000:.3f} ms, "
+        f"one PK SELECT {statistics.median(ref) * 1000:.3f} ms; bulk load {load:.0f} s)",
+    )
+
+
+# -- 3. verify 100,000 -------------------------------------------------------------
+
+
+def _ref_chunk(args: tuple[bytes, list[bytes]]) -> int:
+    raw, blobs = args
+    pub = PublicKey.from_raw_ed25519(raw)
+    ok = 0
+    for blob in blobs:
+        hashlib.sha256(b"\x00" + blob).digest()
+        payload, sig = blob[:-64], blob[-64:]
+        pub.verify(sig, pae("application/vnd.in-toto+json", payload))
+        ok += 1
+    return ok
+
+
+def bench_verify(base: Path, size: int) -> None:
+    settings, build = new_home(base, "verify")
+    t0 = time.perf_counter()
+    pad = "x" * 700
+    payloads = [
+        canonical_bytes(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [
+                    {
+                        "name": f"img-{n}",
+                        "digest": {"sha256": hashlib.sha256(str(n).encode()).hexdigest()},
+                    }
+                ],
+                "predicateType": "https://escrow.dev/build-manifest/v1",
+                "predicate": {"build": {"id": f"b{n}", "project": "bench"}, "pad": pad},
+            }
+        )
+        for n in range(1, size)
+    ]
+    envelopes = [Envelope(payload=p).signed_by(build) for p in payloads]
+    blobs = [e.to_bytes() for e in envelopes]
+    db = sqlite3.connect(settings.home / "ledger.db")
+    with db:
+        first = db.execute("SELECT envelope FROM ledger_entry WHERE idx = 0").fetchone()[0]
+        leaves = [merkle.leaf_hash(first)] + [merkle.leaf_hash(b) for b in blobs]
+        at = now_us()
+        db.executemany(
+            "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, "
+            "image_id, signer, integrated_us) VALUES (?, ?, ?, ?, 'bench', NULL, ?, ?)",
+            [
+                (i + 1, leaves[i + 1], b, "https://escrow.dev/build-manifest/v1", build.keyid, at)
+                for i, b in enumerate(blobs)
+            ],
+        )
+        db.execute("DELETE FROM ledger_node")
+        root = bulk_tree(db, leaves)
+        log = SigningKey.load(settings.log_key_path)
+        note = sign_checkpoint(settings.origin, size, root, log, settings.origin)
+        db.execute(
+            "UPDATE ledger_head SET size = ?, root = ?, note = ?, frontier = ?",
+            (size, root, note, frontier(leaves)),
+        )
+    db.close()
+    load = time.perf_counter() - t0
+    with Ledger.open(settings) as lg:
+        t = time.perf_counter()
+        report = lg.verify()
+        ours = time.perf_counter() - t
+    assert report.ok and report.entries_checked == size, report.problems[:3]
+    # reference: verify the same signatures and hash the same bytes on every core
+    raw = build.public.raw()
+    sig_blobs = [e.payload + e.signatures[0].sig for e in envelopes]
+    workers = os.cpu_count() or 1
+    per = (len(sig_blobs) + workers * 8 - 1) // (workers * 8)
+    chunks = [(raw, sig_blobs[i : i + per]) for i in range(0, len(sig_blobs), per)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_ref_chunk, [(raw, sig_blobs[:10])] * workers))  # warm the pool
+        t = time.perf_counter()
+        done = sum(pool.map(_ref_chunk, chunks))
+        ref = time.perf_counter() - t
+    assert done == size - 1
+    ratio = ours / ref
+    ok = "PASS" if ratio <= 1.5 else "FAIL"
+    line(
+        f"ledger verify of {size:,} entries",
+        f"{ours:.2f} s",
+        f"{ref:.2f} s",
+        f"{ok}: {ratio:.2f}x (limit <= 1.5x; {workers} cores; bulk load {load:.0f} s)",
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--appends", type=int, default=1000)
+    ap.add_argument("--proof-size", type=int, default=1_000_000)
+    ap.add_argument("--verify-size", type=int, default=100_000)
+    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--only", choices=["appends", "proofs", "verify"], default=None)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="escrow-ledger-bench-", dir=args.dir or "/var/tmp"))
+    print(
+        f"escrow ledger benchmark — {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"sqlite {sqlite3.sqlite_version}, data in {base}",
+        flush=True,
+    )
+    try:
+        if args.only in (None, "appends"):
+            bench_appends(base, args.appends)
+        if args.only in (None, "proofs"):
+            bench_proofs(base, args.proof_size)
+        if args.only in (None, "verify"):
+            bench_verify(base, args.verify_size)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

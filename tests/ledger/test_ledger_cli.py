@@ -1,0 +1,182 @@
+"""``escrow ledger …`` and ``escrow post`` through the CLI, on both databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ledger_helpers import LedgerEnv, raw_sign
+
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import sign_checkpoint, verify_checkpoint
+from escrow.signing.keys import SigningKey
+
+
+@pytest.fixture
+def home(env: LedgerEnv, monkeypatch: pytest.MonkeyPatch) -> LedgerEnv:
+    monkeypatch.setenv("ESCROW_HOME", str(env.home))
+    monkeypatch.setenv("ESCROW_DB_URL", env.settings.db_url)
+    for var in ("ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+        monkeypatch.delenv(var, raising=False)
+    with env.open() as lg:
+        for n in range(1, 6):
+            lg.append(env.envelope(n))
+    return env
+
+
+def test_checkpoint_and_verifier_key(home: LedgerEnv, cli: Any) -> None:
+    r = cli(["ledger", "checkpoint", "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert set(doc) == {"origin", "size", "root", "note", "verifier_key"}
+    with home.open() as lg:
+        assert doc["size"] == lg.size() == 6 and doc["root"] == lg.root().hex()
+        assert doc["verifier_key"] == lg.verifier_key()
+    cp = verify_checkpoint(doc["note"], doc["verifier_key"])
+    assert cp.root.hex() == doc["root"]
+    r = cli(["ledger", "checkpoint"])
+    assert r.exit_code == 0 and r.stdout == doc["note"]
+    r = cli(["ledger", "verifier-key"])
+    assert r.exit_code == 0 and r.stdout.strip() == doc["verifier_key"]
+
+
+def test_leaf_prints_exact_bytes(home: LedgerEnv, cli: Any) -> None:
+    with home.open() as lg:
+        want = lg.get(3).envelope
+    r = cli(["ledger", "leaf", "3"])
+    assert r.exit_code == 0 and r.stdout.encode() == want
+    escrow = Path(sys.executable).with_name("escrow")
+    out = subprocess.run(
+        [str(escrow), "ledger", "leaf", "3"], capture_output=True, env=dict(os.environ), check=True
+    )
+    assert out.stdout == want
+    r = cli(["ledger", "leaf", "99"])
+    assert r.exit_code == 2 and "no entry 99" in r.stderr
+
+
+def test_proof(home: LedgerEnv, cli: Any) -> None:
+    for args, size in (
+        (["ledger", "proof", "2", "--json"], 6),
+        (["ledger", "proof", "2", "--tree-size", "4", "--json"], 4),
+    ):
+        r = cli(args)
+        assert r.exit_code == 0, r.stderr
+        doc = r.json()
+        assert set(doc) == {"index", "tree_size", "leaf_hash", "root", "proof"}
+        assert doc["index"] == 2 and doc["tree_size"] == size
+        assert merkle.verify_inclusion(
+            bytes.fromhex(doc["leaf_hash"]),
+            2,
+            size,
+            [bytes.fromhex(h) for h in doc["proof"]],
+            bytes.fromhex(doc["root"]),
+        )
+    assert cli(["ledger", "proof", "7", "--json"]).exit_code == 2
+
+
+def test_consistency(home: LedgerEnv, cli: Any, tmp_path: Path) -> None:
+    r = cli(["ledger", "consistency", "3", "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert set(doc) == {"old_size", "new_size", "old_root", "new_root", "proof"}
+    assert (doc["old_size"], doc["new_size"]) == (3, 6)
+    assert merkle.verify_consistency(
+        3,
+        6,
+        bytes.fromhex(doc["old_root"]),
+        bytes.fromhex(doc["new_root"]),
+        [bytes.fromhex(h) for h in doc["proof"]],
+    )
+    assert cli(["ledger", "consistency", "2", "5", "--json"]).json()["new_size"] == 5
+    # an auditor's saved checkpoint, then the log grows
+    saved = tmp_path / "saved.checkpoint"
+    saved.write_text(cli(["ledger", "checkpoint"]).stdout)
+    with home.open() as lg:
+        lg.append(home.envelope(50))
+        origin = lg.origin
+    r = cli(["ledger", "consistency", "--from", str(saved), "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["consistent"] is True and (doc["old_size"], doc["new_size"]) == (6, 7)
+    # a checkpoint signed by another key
+    other = tmp_path / "other.checkpoint"
+    other.write_text(sign_checkpoint(origin, 6, bytes(32), SigningKey.generate(), origin))
+    r = cli(["ledger", "consistency", "--from", str(other), "--json"])
+    assert r.exit_code == 1 and "not signed by the log key" in r.stderr
+    # a genuine signature over another history (a fork): the log does not extend it
+    fork = tmp_path / "fork.checkpoint"
+    fork.write_text(sign_checkpoint(origin, 6, bytes(32), home.log_key, origin))
+    r = cli(["ledger", "consistency", "--from", str(fork), "--json"])
+    assert r.exit_code == 1 and r.json()["consistent"] is False
+    bigger = tmp_path / "bigger.checkpoint"
+    bigger.write_text(sign_checkpoint(origin, 99, bytes(32), home.log_key, origin))
+    assert cli(["ledger", "consistency", "--from", str(bigger)]).exit_code == 1
+    assert cli(["ledger", "consistency"]).exit_code == 2
+
+
+def test_verify_ok_then_tampered(home: LedgerEnv, cli: Any) -> None:
+    r = cli(["ledger", "verify", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["ok"] is True and r.json()["entries_checked"] == 6
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(home.settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_entry WHERE idx = 2"))
+    engine.dispose()
+    r = cli(["ledger", "verify", "--json"])
+    assert r.exit_code == 1
+    doc = r.json()
+    assert doc["ok"] is False and doc["first_bad_index"] == 2
+    assert doc["first_problem"]["kind"] == "deleted"
+    r = cli(["ledger", "verify"])
+    assert r.exit_code == 1 and "entry 2" in r.stderr and "deleted" in r.stdout
+
+
+def test_post_mixed_input(home: LedgerEnv, cli: Any, tmp_path: Path) -> None:
+    good = [home.envelope(100 + i).to_bytes().decode() for i in range(3)]
+    stranger = home.envelope(200, key=SigningKey.generate()).to_bytes().decode()
+    lines = [good[0], "{not json", good[1], stranger, "", good[2]]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    r = cli(["post", str(src)])
+    assert r.exit_code == 1, r.stderr
+    out = r.stdout.splitlines()
+    assert len(out) == 5
+    assert out[0].startswith("appended 6 ") and out[2].startswith("appended 7 ")
+    assert out[1].startswith("rejected line 2:") and out[3].startswith("rejected line 4:")
+    assert "not signed by a key registered" in out[3]
+    assert out[4].startswith("appended 8 ")
+    with home.open() as lg:
+        assert lg.size() == 9
+    # posting again: the same entries, nothing new; JSON output; stdin
+    r = cli(["post", "--json", "-"], input="\n".join(good) + "\n")
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert [x["status"] for x in doc["results"]] == ["exists"] * 3
+    assert [x["index"] for x in doc["results"]] == [6, 7, 8]
+    assert (doc["appended"], doc["existing"], doc["rejected"]) == (0, 3, 0)
+    # one pretty-printed JSON document
+    single = json.dumps(json.loads(home.envelope(300).to_bytes()), indent=2)
+    r = cli(["post", "--json"], input=single)
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["results"][0]["status"] == "appended"
+    invalid = manifest_without_project(home)
+    r = cli(["post", "--json"], input=invalid)
+    assert r.exit_code == 1
+    res = r.json()["results"][0]
+    assert res["status"] == "rejected" and "/predicate/build" in res["error"]
+    assert cli(["post"], input="").exit_code == 2
+
+
+def manifest_without_project(env: LedgerEnv) -> str:
+    from ledger_helpers import manifest
+
+    st = manifest(400)
+    del st["predicate"]["build"]["project"]
+    return raw_sign(st, env.build_key).to_bytes().decode()
