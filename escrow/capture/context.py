@@ -18,7 +18,6 @@ the tree digest itself.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import queue
@@ -180,9 +179,10 @@ class ContextArchive:
     """The context archive (a temporary file) and what was recorded about it."""
 
     root: Path
-    archive: IO[bytes]
-    archive_sha256: str
-    archive_size: int
+    #: the archive (``None`` when only the file list and tree digest were wanted)
+    archive: IO[bytes] | None
+    archive_sha256: str | None
+    archive_size: int | None
     files: list[dict[str, Any]]
     tree_digest: str
     #: the Dockerfile's name inside the archive (what the engine is told to use)
@@ -202,16 +202,18 @@ class ContextArchive:
         return sum(int(f["size"]) for f in self.files if f["type"] == "file")
 
     def rewind(self) -> IO[bytes]:
+        if self.archive is None:
+            raise ValueError("this context was hashed without keeping an archive")
         self.archive.seek(0)
         return self.archive
 
     def body(self) -> _Body:
         """The archive as an HTTP request body (``read`` and ``len``; never spilled to disk
         just because someone asked for a file descriptor)."""
-        return _Body(self.rewind(), self.archive_size)
+        return _Body(self.rewind(), self.archive_size or 0)
 
     def close(self) -> None:
-        if not self._closed:
+        if not self._closed and self.archive is not None:
             self.archive.close()
             self._closed = True
 
@@ -225,13 +227,12 @@ class ContextArchive:
         self, blobs: BlobStore | None, inline_limit: int = FILES_INLINE_LIMIT
     ) -> dict[str, Any]:
         """The ``inputs.context`` object; a long file list goes to ``blobs``."""
-        doc: dict[str, Any] = {
-            "treeDigest": self.tree_digest,
-            "archiveDigest": self.archive_sha256,
-            "archiveSize": self.archive_size,
-            "fileCount": self.file_count,
-            "totalSize": self.total_size,
-        }
+        doc: dict[str, Any] = {"treeDigest": self.tree_digest}
+        if self.archive_sha256 is not None:
+            doc["archiveDigest"] = self.archive_sha256
+            doc["archiveSize"] = self.archive_size
+        doc["fileCount"] = self.file_count
+        doc["totalSize"] = self.total_size
         if self.dockerignore is not None:
             doc["dockerignore"] = list(self.dockerignore)
         if len(self.files) > inline_limit and blobs is not None:
@@ -331,17 +332,28 @@ def make_context(
     except OSError as e:
         raise InputError(f"Cannot read the build context {root}: {e}.") from e
 
-    spool: IO[bytes]
-    if keep_archive:
-        # in memory up to SPOOL_IN_MEMORY, then a temporary file
-        spool = cast(
-            IO[bytes],
-            tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                max_size=SPOOL_IN_MEMORY, prefix="escrow-context-", dir=spool_dir
-            ),
+    if not keep_archive:
+        files = _write_archive(root, names, extra, None)
+        files.sort(key=lambda f: str(f["path"]))
+        return ContextArchive(
+            root=root,
+            archive=None,
+            archive_sha256=None,
+            archive_size=None,
+            files=files,
+            tree_digest=tree_digest(files),
+            dockerfile_in_archive=rel,
+            dockerfile_path=shown,
+            dockerfile_bytes=df_bytes,
+            dockerignore=exclude,
         )
-    else:
-        spool = cast(IO[bytes], _NullSink())
+    # in memory up to SPOOL_IN_MEMORY, then a temporary file
+    spool = cast(
+        IO[bytes],
+        tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPOOL_IN_MEMORY, prefix="escrow-context-", dir=spool_dir
+        ),
+    )
     sink = _ArchiveSink(spool)
     try:
         files = _write_archive(root, names, extra, sink)
@@ -363,16 +375,6 @@ def make_context(
         dockerfile_bytes=df_bytes,
         dockerignore=exclude,
     )
-
-
-class _NullSink(io.RawIOBase):
-    """Where the archive goes when only its digest is wanted."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        return len(data)
 
 
 class _Describer:
@@ -502,7 +504,7 @@ def tar_header(info: tarfile.TarInfo) -> bytes:
 
 
 def _write_archive(
-    root: Path, names: list[str], extra: list[tuple[str, bytes]], sink: _ArchiveSink
+    root: Path, names: list[str], extra: list[tuple[str, bytes]], sink: _ArchiveSink | None
 ) -> list[dict[str, Any]]:
     """Write the archive as ``TarFile.addfile`` would (PAX format), hashing each file.
 
@@ -524,25 +526,37 @@ def _write_archive(
         if info is None:  # a socket: docker skips it too
             continue
         entry = _entry(info)
-        sink.write(tar_header(info))
+        if sink is not None:
+            sink.write(tar_header(info))
         if info.type == tarfile.REGTYPE:
             entry = replace(entry, sha256=_copy_file(full, info.size, sink))
         files.append(entry.to_dict())
     for name, data in extra:
         info = tarfile.TarInfo(name)
         info.size = len(data)
-        sink.write(tar_header(info))
-        sink.write(data + b"\0" * (-len(data) % _BLOCK))
+        if sink is not None:
+            sink.write(tar_header(info))
+            sink.write(data + b"\0" * (-len(data) % _BLOCK))
         digest = hashlib.sha256(data).hexdigest()
         files.append(FileEntry(name, "file", info.mode, len(data), digest).to_dict())
-    # end of archive: two zero blocks, padded to a whole record (as TarFile.close)
-    sink.write(b"\0" * (2 * _BLOCK))
-    sink.write(b"\0" * (-sink.size % _RECORD))
+    if sink is not None:
+        # end of archive: two zero blocks, padded to a whole record (as TarFile.close)
+        sink.write(b"\0" * (2 * _BLOCK))
+        sink.write(b"\0" * (-sink.size % _RECORD))
     return files
 
 
-def _copy_file(path: str, size: int, sink: _ArchiveSink) -> str:
-    """Copy ``size`` bytes of ``path`` into the archive (padded); their SHA-256."""
+def _copy_file(path: str, size: int, sink: _ArchiveSink | None) -> str:
+    """Copy ``size`` bytes of ``path`` into the archive (padded); their SHA-256.
+
+    Without a sink (no archive is kept) the file is only hashed.
+    """
+    if sink is None:
+        try:
+            with open(path, "rb") as f:
+                return hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as e:
+            raise InputError(f"Cannot read {path} in the build context: {e.strerror}.") from e
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:

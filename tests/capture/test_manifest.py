@@ -108,6 +108,14 @@ VALID = [
         ),
     ),
     ("no-ci", _set("predicate/builder/ci", KeyError)),
+    (
+        "record-context-without-archive",
+        lambda d: (
+            d["predicate"]["build"].update(kind="image"),
+            d["predicate"]["inputs"]["context"].pop("archiveDigest"),
+            d["predicate"]["inputs"]["context"].pop("archiveSize"),
+        ),
+    ),
 ]
 INVALID = [
     ("failed-with-image", lambda d: _failed_keeping_image(d)),
@@ -129,6 +137,14 @@ INVALID = [
     ("secret-with-value", _set("predicate/inputs/buildArgs/1/value", "plain")),
     ("secret-without-salt", _set("predicate/inputs/buildArgs/1/salt", KeyError)),
     ("bad-status", _set("predicate/build/status", "ok")),
+    (
+        "dockerfile-build-without-archive-digest",
+        lambda d: (
+            d["predicate"]["inputs"]["context"].pop("archiveDigest"),
+            d["predicate"]["inputs"]["context"].pop("archiveSize"),
+        ),
+    ),
+    ("archive-size-without-digest", _set("predicate/inputs/context/archiveDigest", KeyError)),
     ("subject-not-hex", _set("subject/0/digest/sha256", "xyz")),
     ("log-without-size", _set("predicate/steps/0/log/size", KeyError)),
     (
