@@ -116,3 +116,18 @@ def example_view(n: int = 2, **kw: Any) -> Any:
         overall_ok=True,
         escrow_version="0.1.0",
     )
+
+
+def run_escrow(args: list[str]) -> int:
+    """``escrow ARGS`` in this process, output discarded; the exit code (for module fixtures)."""
+    import contextlib
+    import io
+
+    from escrow.cli.main import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
