@@ -130,13 +130,14 @@ def start_serve(
     """``escrow serve`` as a real process; returns once /healthz answers."""
     env = {**os.environ, "ESCROW_HOME": str(home), "ESCROW_DB_URL": db_url}
     env.pop("ESCROW_SERVER", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "escrow.cli.main", "serve", "--port", str(port), *(extra or [])],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-        cwd=ROOT,
-    )
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "escrow.cli.main", "serve", "--port", str(port), *(extra or [])],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=ROOT,
+        )
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
@@ -147,7 +148,7 @@ def start_serve(
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            proc.terminate()
+            stop(proc)
             pytest.fail(f"escrow serve did not become ready: {log.read_text()[-2000:]}")
         time.sleep(0.1)
 

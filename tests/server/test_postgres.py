@@ -1,0 +1,137 @@
+"""Two `escrow serve` processes on one PostgreSQL ledger, 8 concurrent clients posting to both."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import free_port, make_tokens, manifest, start_serve, stop
+
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import verify_checkpoint
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+CLIENTS = 8
+PER_CLIENT = 20
+
+
+def _admin_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the test cluster (ESCROW_TEST_PG_URL)."""
+    base = os.environ.get("ESCROW_TEST_PG_URL")
+    if not base:
+        pytest.fail(
+            "ESCROW_TEST_PG_URL is not set; run `export ESCROW_TEST_PG_URL=$(scripts/pg.sh)`."
+        )
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"escrow_server_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_two_servers_on_one_postgres_ledger(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from escrow.config import load_settings
+    from escrow.ledger.store import Ledger
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    home = tmp_path / "server-home"
+    for var in ("ESCROW_HOME", "ESCROW_DB_URL", "ESCROW_SERVER", "ESCROW_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    # a separate process: `escrow init` leaves its ledger connection to the garbage collector
+    r = subprocess.run(
+        [sys.executable, "-m", "escrow.cli.main", "--home", str(home), "--db-url", pg_url, "init"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ESCROW_")},
+    )
+    assert r.returncode == 0, r.stderr
+    settings = load_settings(home=home, db_url=pg_url)
+    tokens = make_tokens(settings)
+    key = SigningKey.load(settings.key_path)
+    work = [
+        [sign_statement(manifest(f"p{c}"), key).to_dict() for _ in range(PER_CLIENT)]
+        for c in range(CLIENTS)
+    ]
+
+    ports = [free_port(), free_port()]
+    servers = [
+        start_serve(home, pg_url, port=p, log=tmp_path / f"serve-{i}.log")
+        for i, p in enumerate(ports)
+    ]
+    try:
+
+        def client(c: int) -> list[tuple[str, int, dict[str, Any]]]:
+            acked: list[tuple[str, int, dict[str, Any]]] = []
+            clients = [
+                httpx.Client(
+                    base_url=f"http://127.0.0.1:{p}",
+                    headers={"Authorization": f"Bearer {tokens['pipeline']}"},
+                    timeout=120,
+                )
+                for p in ports
+            ]
+            try:
+                for i, env in enumerate(work[c]):
+                    r = clients[(c + i) % 2].post("/v1/entries", json=env)
+                    assert r.status_code == 201, r.text
+                    body = r.json()
+                    acked.append((body["entry"]["leaf_hash"], body["entry"]["index"], body))
+                # the same envelope again, to the other server: the existing entry
+                again = clients[(c + 1) % 2].post("/v1/entries", json=work[c][0])
+                assert again.status_code == 200, again.text
+                assert again.json()["entry"]["index"] == acked[0][1]
+            finally:
+                for h in clients:
+                    h.close()
+            return acked
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            results = [a for batch in pool.map(client, range(CLIENTS)) for a in batch]
+    finally:
+        for proc in servers:
+            stop(proc)
+
+    assert len(results) == CLIENTS * PER_CLIENT
+    with Ledger.open(settings) as ledger:
+        report = ledger.verify()
+        assert report.ok, report.to_dict()
+        size = ledger.size()
+        stored = ledger.entries(limit=size + 10)
+        verifier = ledger.verifier_key()
+    assert [e.index for e in stored] == list(range(size))  # one tree, no gaps
+    counts = Counter(e.leaf_hash for e in stored)
+    by_hash = {e.leaf_hash: e.index for e in stored}
+    for leaf_hash, index, body in results:
+        assert counts[leaf_hash] == 1  # every acknowledged entry exactly once
+        assert by_hash[leaf_hash] == index
+        cp = verify_checkpoint(body["checkpoint"]["note"], verifier)
+        proof = [bytes.fromhex(h) for h in body["inclusion_proof"]["hashes"]]
+        assert merkle.verify_inclusion(bytes.fromhex(leaf_hash), index, cp.size, proof, cp.root)
+    # 1 key event from init + every posted envelope, nothing else
+    assert size == 1 + CLIENTS * PER_CLIENT
+    logs = "".join((tmp_path / f"serve-{i}.log").read_text() for i in range(2))
+    assert "by 'test-pipeline' (pipeline" in logs
