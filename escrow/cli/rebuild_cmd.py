@@ -52,8 +52,21 @@ def _render_verdict(statement: dict[str, Any]) -> str:
     "--context",
     "context",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The build context the entry was built from (checked against its tree digest).",
+    help="The build context the entry was built from (checked against its tree digest) "
+    "[default: the context from the deposit store].",
 )
+@click.option(
+    "--deposit-store",
+    metavar="PATH",
+    help="The deposit store [default: ESCROW_DEPOSIT_STORE, else ESCROW_HOME/deposits].",
+)
+@click.option(
+    "--imported",
+    is_flag=True,
+    help="INDEX is an entry of an imported deposit (`escrow deposit import`), i.e. its "
+    "index in the ledger it was exported from; it is not in the local ledger.",
+)
+@click.option("--origin", help="With --imported: the origin of that ledger, if several.")
 @click.option(
     "--build-arg",
     "build_args",
@@ -77,6 +90,9 @@ def rebuild(
     app: App,
     index: int,
     context: Path | None,
+    deposit_store: str | None,
+    imported: bool,
+    origin: str | None,
     build_args: tuple[str, ...],
     tag: str | None,
     remove: bool,
@@ -87,8 +103,11 @@ def rebuild(
     """Rebuild ledger entry INDEX from its recorded inputs and record a signed verdict.
 
     The context must have the recorded tree digest (exit 2 otherwise, listing the
-    files changed, missing and extra). Base images must be in the engine under
-    their recorded image IDs; the build is pinned to them. The verdict —
+    files changed, missing and extra). Without --context everything comes from
+    the deposit store (`escrow deposit`): the context is restored from it, base
+    images the engine lacks are loaded from it, and the original layers are read
+    from it. Base images must be in the engine (or the deposit) under their
+    recorded image IDs; the build is pinned to them. The verdict —
     identical, equivalent, different, not-reproduced or unknown, per layer with
     the evidence — is signed and appended to the ledger.
 
@@ -105,6 +124,9 @@ def rebuild(
         tag=tag,
         remove=remove,
         workdir=workdir,
+        deposit_store=deposit_store,
+        imported=imported,
+        origin=origin,
     )
     try:
         result = rebuild_entry(

@@ -68,6 +68,12 @@ class RebuildOptions:
     tag: str | None = None
     remove: bool = False
     workdir: Path | None = None
+    #: the deposit store (``None``: ``--deposit-store`` / ``ESCROW_DEPOSIT_STORE`` / default)
+    deposit_store: str | None = None
+    #: take the entry from an imported deposit (its index in the ledger it came from)
+    imported: bool = False
+    #: with ``imported``: the origin of that ledger, when several were imported
+    origin: str | None = None
 
 
 @dataclass
@@ -125,14 +131,17 @@ def _outside(path: Path, root: Path) -> bool:
     return False
 
 
-def recipe_file(predicate: Mapping[str, Any], context: Path, scratch: Path) -> Path:
-    """The Dockerfile to build: in the context, or (when it was outside) the recorded text."""
+def recipe_file(
+    predicate: Mapping[str, Any], context: Path, scratch: Path, deposited: bytes | None = None
+) -> Path:
+    """The Dockerfile to build: in the context, or (when it was outside) the recorded text
+    (or the ``deposited`` bytes)."""
     recipe = predicate["inputs"]["recipe"]
     path = str(recipe["path"])
     if not os.path.isabs(path):
         return context / path
     text = recipe.get("text")
-    data = None if text is None else str(text).encode("utf-8")
+    data = deposited if deposited is not None else None if text is None else str(text).encode()
     if data is None or hashlib.sha256(data).hexdigest() != recipe["sha256"]:
         raise InputError(
             f"The Dockerfile of this build ({path}, outside the context) was recorded with "
@@ -404,21 +413,44 @@ def rebuild_entry(
 
     say = say or (lambda _m: None)
     publisher = Publisher.open(settings)  # fail fast on a locked key or a missing ledger
-    entry, original = load_original(publisher.ledger, index)
-    if options.context is None:
-        raise UsageError(
-            f"Rebuilding entry {index} needs its build context.",
-            hint="Pass the folder the build used: --context DIR.",
-        )
-    context = Path(options.context)
-    if not context.is_dir():
-        raise InputError(f"The build context {context} is not a directory.")
+    store = None
+    if options.imported or options.context is None:
+        from escrow.deposit.store import open_store
+
+        store = open_store(settings.home, options.deposit_store)
+    if options.imported:
+        from escrow.deposit.bundle import imported_entry
+
+        assert store is not None
+        entry, original = imported_entry(store, index, options.origin)
+        _check_rebuildable(index, original)
+    else:
+        entry, original = load_original(publisher.ledger, index)
+    deposited_dockerfile: bytes | None = None
     engine = engine or DockerEngine()
     blobs = BlobStore(settings.blobs_dir)
-    scratch = _scratch_dir(context, settings.home, options.workdir)
+    if options.context is None:
+        from escrow.deposit.rebuild import prepare_from_deposit
+
+        assert store is not None
+        scratch = _scratch_dir(settings.home, settings.home, options.workdir)
+        try:
+            prepared = prepare_from_deposit(store, entry, original, engine, scratch, say)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        context = prepared.context
+        deposited_dockerfile = prepared.dockerfile
+        deposit_blobs = _DepositBlobs(store, blobs)
+    else:
+        context = Path(options.context)
+        if not context.is_dir():
+            raise InputError(f"The build context {context} is not a directory.")
+        scratch = _scratch_dir(context, settings.home, options.workdir)
+        deposit_blobs = None
     try:
-        dockerfile = recipe_file(original, context, scratch)
-        check_context(original, context, dockerfile, blobs)
+        dockerfile = recipe_file(original, context, scratch, deposited_dockerfile)
+        check_context(original, context, dockerfile, deposit_blobs or blobs)  # type: ignore[arg-type]
         say(f"escrow: the context of entry {index} matches the record")
         started_on = utc_now()
         builder = builder_section(engine.facts(), ci_facts(), builder_id(ci_facts()))
@@ -430,6 +462,10 @@ def rebuild_entry(
             verdict: dict[str, Any], rebuilt: Mapping[str, Any] | None, result_extra: dict[str, Any]
         ) -> RebuildResult:
             extra: dict[str, Any] = {"pinning": result_extra.get("pinning", "as-recorded")}
+            if store is not None and options.context is None:
+                extra["inputsFrom"] = "deposit"
+            if options.imported:
+                extra["originalFrom"] = "imported-deposit"
             statement = verdict_statement(
                 entry,
                 original,
@@ -534,12 +570,22 @@ def rebuild_entry(
         b_ids = [str(x["diffId"]) for x in rebuilt.get("layers") or []]
         want_a, want_b = wanted_layers(a_ids, b_ids)
         images = {"original": str(original["image"]["id"]), "rebuilt": str(rebuilt["image"]["id"])}
+        layers: Any = None
+        if store is not None:
+            from escrow.deposit.rebuild import DepositLayers
+
+            if DepositLayers(store, None).covers(want_a):
+                want_a = set()  # the original layers come from the deposit
         with EngineLayers(
             engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=scratch
         ) as source:
             if want_a or want_b:
                 source.prefetch()
-            comparison = compare_images(original, rebuilt, source, progress=say)
+            if store is not None:
+                from escrow.deposit.rebuild import DepositLayers
+
+                layers = DepositLayers(store, source)
+            comparison = compare_images(original, rebuilt, layers or source, progress=say)
         result = finish(
             verdict_document(comparison), rebuilt, {"pinning": pinning, "comparison": comparison}
         )
@@ -548,6 +594,34 @@ def rebuild_entry(
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _DepositBlobs:
+    """Blob lookups (the recorded file list) in the blob store, else the deposit store."""
+
+    def __init__(self, store: Any, blobs: BlobStore) -> None:
+        self._store = store
+        self._blobs = blobs
+
+    def get(self, digest: str) -> bytes:
+        if self._blobs.exists(digest):
+            return self._blobs.get(digest)
+        data: bytes = self._store.get(digest)
+        return data
+
+    def exists(self, digest: str) -> bool:
+        return self._blobs.exists(digest) or bool(self._store.has(digest))
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, str) and self.exists(digest)
+
+
+def _check_rebuildable(index: int, predicate: Mapping[str, Any]) -> None:
+    build = predicate.get("build") or {}
+    if build.get("kind", "dockerfile") != "dockerfile":
+        raise InputError(f"The imported entry {index} is not a Dockerfile build escrow ran.")
+    if build.get("status") != "succeeded" or not (predicate.get("image") or {}).get("id"):
+        raise InputError(f"The imported entry {index} is a failed build; there is nothing to reproduce.")
 
 
 def _remove_image(engine: DockerEngine, tag: str, say: Callable[[str], None]) -> None:

@@ -1,0 +1,220 @@
+"""Images in the deposit store: saved from the engine layer by layer, loaded back.
+
+An image is stored as its config blob (named by the image ID, since the image
+ID is the SHA-256 of the config) and one blob per layer, uncompressed, named
+by its diff ID (the SHA-256 of the uncompressed layer).  A base layer shared
+by a hundred builds is therefore stored once, and the config alone says which
+layers an image needs (``rootfs.diff_ids``).
+
+Saving streams ``docker save`` of every wanted image at once (the engine sends
+each layer once) straight into the store, hashing as it writes; the names the
+archive gives (``<v1>/layer.tar`` in the classic layout, ``blobs/sha256/<hex>``
+in the OCI layout) are checked against the configs once ``manifest.json``
+arrives.  Loading builds a classic ``docker load`` archive from the blobs, as a
+stream, and checks the engine reports the recorded image ID.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from escrow.deposit.store import DepositStore, check_digest
+from escrow.errors import EngineUnavailable, InputError
+
+_CHUNK = 1 << 20
+_SMALL = 4 << 20
+
+
+def image_layers(store: DepositStore, image_id: str) -> list[str]:
+    """The diff IDs of a stored image (from its config); :class:`InputError` when absent."""
+    config = json.loads(store.get(image_id))
+    if not isinstance(config, dict):
+        raise InputError(f"The deposited config of {image_id} is not a JSON object.")
+    return [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+
+
+def missing_parts(store: DepositStore, image_id: str) -> list[str]:
+    """What of image ``image_id`` the store lacks: ``[]``, ``["config"]`` or diff IDs."""
+    if not store.has(image_id):
+        return ["config"]
+    return [d for d in image_layers(store, image_id) if not store.has(d)]
+
+
+@dataclass
+class SaveReport:
+    images: dict[str, list[str]] = field(default_factory=dict)  # image ID -> diff IDs
+    bytes_read: int = 0
+    bytes_written: int = 0  # new blobs only
+    blobs_new: int = 0
+
+
+def _save_stream(api: Any, names: Sequence[str]) -> Iterator[bytes]:
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        response = api._get(api._url("/images/get"), params={"names": list(names)}, stream=True)
+        api._raise_for_status(response)
+    except docker.errors.NotFound as e:
+        raise InputError(f"An image to deposit is not in the Docker Engine: {e.explanation}.") from e
+    except docker.errors.APIError as e:
+        raise EngineUnavailable(f"The Docker Engine could not save images: {e.explanation}.") from e
+    except requests.exceptions.RequestException as e:
+        raise EngineUnavailable(f"The Docker Engine is unreachable: {e}.") from e
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from response.iter_content(_CHUNK, decode_unicode=False)
+        finally:
+            response.close()
+
+    return chunks()
+
+
+def save_images(api: Any, store: DepositStore, image_ids: Sequence[str]) -> SaveReport:
+    """Stream ``docker save`` of ``image_ids`` into ``store``: configs and layers by digest."""
+    from escrow.rebuild.layers import BlockReader, IterSource, iter_members
+
+    report = SaveReport()
+    if not image_ids:
+        return report
+    src = IterSource(_save_stream(api, image_ids), "docker save")
+    reader = BlockReader(src)
+    small: dict[str, bytes] = {}
+    stored: dict[str, str] = {}  # member name -> digest
+    links: dict[str, str] = {}
+    for member in iter_members(reader):
+        name = member.name.lstrip("./")
+        if member.tartype == tarfile.SYMTYPE:  # a layer shared by two saved images
+            links[name] = posixpath.normpath(
+                posixpath.join(posixpath.dirname(name), member.linkname)
+            )
+            continue
+        if member.tartype not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            continue
+        report.bytes_read += member.size
+        if name in ("manifest.json", "index.json") or (
+            member.size <= _SMALL and not name.endswith("layer.tar") and "/" not in name
+        ):
+            small[name] = member.read(_SMALL)
+            if name.endswith(".json") and name not in ("manifest.json", "index.json"):
+                stored[name] = store.put(small[name])
+            continue
+        if name.endswith("/json") or name.endswith("/VERSION") or name == "oci-layout":
+            continue
+        w = store.writer()
+        try:
+            member.feed(w.write)
+        except BaseException:
+            w.abort()
+            raise
+        expected = name.rsplit("/", 1)[-1] if name.startswith("blobs/sha256/") else None
+        digest = w.commit(expected)
+        if getattr(w, "created", True):
+            report.bytes_written += member.size
+            report.blobs_new += 1
+        stored[name] = digest
+    for name, target in links.items():
+        if target in stored:
+            stored[name] = stored[target]
+    if "manifest.json" not in small:
+        raise EngineUnavailable("The Docker Engine's image archive has no manifest.json.")
+    try:
+        manifest = json.loads(small["manifest.json"])
+    except ValueError as e:
+        raise EngineUnavailable("The Docker Engine's image archive manifest is not JSON.") from e
+    for item in manifest:
+        config_name = str(item["Config"]).lstrip("./")
+        config_digest = stored.get(config_name)
+        if config_digest is None:
+            raise EngineUnavailable(f"The image archive lacks the config {config_name}.")
+        config = json.loads(store.get(config_digest))
+        diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+        layers = [stored.get(str(x).lstrip("./")) for x in item.get("Layers") or []]
+        if [f"sha256:{d}" for d in layers] != diff_ids:
+            raise EngineUnavailable(
+                f"The layers the engine saved for sha256:{config_digest} do not hash to its "
+                "diff IDs (the archive is not what the image config describes)."
+            )
+        report.images[f"sha256:{config_digest}"] = diff_ids
+    for wanted in image_ids:
+        if wanted.startswith("sha256:") and wanted not in report.images:
+            raise EngineUnavailable(f"The Docker Engine did not save the image {wanted}.")
+    return report
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+
+def load_archive(store: DepositStore, image_id: str, tags: Sequence[str] = ()) -> Iterator[bytes]:
+    """A classic ``docker load`` archive of a stored image, as a stream of chunks."""
+    config = store.get(image_id)
+    hexid = check_digest(image_id)
+    diff_ids = [str(d) for d in json.loads(config)["rootfs"]["diff_ids"]]
+    layer_names = [f"{check_digest(d)}/layer.tar" for d in diff_ids]
+    manifest = json.dumps(
+        [{"Config": f"{hexid}.json", "RepoTags": list(tags) or None, "Layers": layer_names}]
+    ).encode()
+
+    def header(name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mode = 0o644
+        return info.tobuf(tarfile.USTAR_FORMAT)
+
+    def pad(size: int) -> bytes:
+        return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+    yield header(f"{hexid}.json", len(config)) + config + pad(len(config))
+    seen: set[str] = set()
+    for diff_id, name in zip(diff_ids, layer_names, strict=True):
+        if name in seen:
+            continue
+        seen.add(name)
+        size = store.size(diff_id)
+        yield header(name, size)
+        with store.open(diff_id) as f:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+        yield pad(size)
+    yield header("manifest.json", len(manifest)) + manifest + pad(len(manifest))
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def load_image(api: Any, store: DepositStore, image_id: str, tags: Iterable[str] = ()) -> None:
+    """``docker load`` a stored image; :class:`EngineUnavailable` when the engine refuses."""
+    import docker.errors
+    import requests.exceptions
+
+    missing = missing_parts(store, image_id)
+    if missing:
+        raise InputError(
+            f"The deposit lacks parts of the image {image_id[:19]} ({', '.join(missing[:3])}).",
+            hint="`escrow deposit check INDEX` lists what is missing.",
+        )
+    try:
+        for item in api.load_image(load_archive(store, image_id, list(tags))):
+            if isinstance(item, dict) and item.get("error"):
+                raise EngineUnavailable(
+                    f"The Docker Engine could not load {image_id[:19]}: {item['error']}."
+                )
+    except docker.errors.APIError as e:
+        raise EngineUnavailable(
+            f"The Docker Engine could not load {image_id[:19]}: {e.explanation}."
+        ) from e
+    except requests.exceptions.RequestException as e:
+        raise EngineUnavailable(f"The Docker Engine is unreachable: {e}.") from e
+    try:
+        got = api.inspect_image(image_id)
+    except docker.errors.APIError as e:
+        raise EngineUnavailable(
+            f"The Docker Engine did not keep the loaded image {image_id[:19]}."
+        ) from e
+    if got.get("Id") != image_id:
+        raise EngineUnavailable(f"The Docker Engine loaded {got.get('Id')} for {image_id}.")

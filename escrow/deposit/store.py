@@ -1,0 +1,332 @@
+"""The deposit store: blobs named by their SHA-256, and a few named references.
+
+Layout of the file-system store (``ESCROW_HOME/deposits`` unless configured)::
+
+    blobs/sha256/<aa>/<hex>      every blob, named by the SHA-256 of its bytes, read-only
+    refs/entries/<leaf hash>     the deposit record of a ledger entry (its digest)
+    refs/imports/<leaf hash>     the import record of an entry imported from another ledger
+    .lock                        deposits take it shared, ``gc --apply`` exclusive
+
+A blob is written once: to a temporary file in the store, flushed, then
+renamed into place, so a reader never sees half a blob; putting bytes that
+are already stored is a no-op.  References are small text files replaced
+atomically.  :class:`DepositStore` is the interface (a registry-backed store
+implements the same methods).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from escrow.errors import EnvironmentProblem, InputError
+
+HEX = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+#: reference namespaces
+ENTRIES = "entries"
+IMPORTS = "imports"
+_NAMESPACES = (ENTRIES, IMPORTS)
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` as bare lower-case hex; :class:`InputError` unless it is a SHA-256."""
+    d = digest.removeprefix("sha256:").lower()
+    if not HEX.match(d):
+        raise InputError(f"{digest!r} is not a SHA-256 hex digest.")
+    return d
+
+
+class BlobWriter(Protocol):
+    """A blob being written: feed it bytes, then :meth:`commit` (or :meth:`abort`)."""
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def commit(self, expected: str | None = None) -> str:
+        """Store the blob; its hex SHA-256.  ``expected`` (hex) must match, else
+        :class:`InputError` and nothing is stored."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class DepositStore(Protocol):
+    """What the deposit code needs of a store (files here; a registry in issue 10)."""
+
+    #: human description for messages (a path or a URL)
+    location: str
+
+    def put(self, data: bytes) -> str: ...
+
+    def writer(self) -> BlobWriter: ...
+
+    def get(self, digest: str) -> bytes: ...
+
+    def open(self, digest: str) -> BinaryIO: ...
+
+    def has(self, digest: str) -> bool: ...
+
+    def size(self, digest: str) -> int: ...
+
+    def delete(self, digest: str) -> None: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def set_ref(self, namespace: str, name: str, digest: str) -> None: ...
+
+    def get_ref(self, namespace: str, name: str) -> str | None: ...
+
+    def delete_ref(self, namespace: str, name: str) -> None: ...
+
+    def refs(self, namespace: str) -> Iterator[tuple[str, str]]: ...
+
+    def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]: ...
+
+
+class _FileWriter:
+    def __init__(self, store: FileDepositStore) -> None:
+        self._store = store
+        store.root.mkdir(parents=True, exist_ok=True)
+        self._tmpdir = store.root / "tmp"
+        self._tmpdir.mkdir(exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix="incoming-", dir=self._tmpdir)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._done = False
+        #: after :meth:`commit`: whether the blob was new to the store
+        self.created = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        try:
+            digest = self._hash.hexdigest()
+            if expected is not None and check_digest(expected) != digest:
+                raise InputError(
+                    f"A blob that should have SHA-256 {check_digest(expected)[:16]}… has "
+                    f"{digest[:16]}… (corrupted or substituted)."
+                )
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            final = self._store.path(digest)
+            if final.is_file():
+                os.unlink(self._tmp)  # deduplicated
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(self._tmp, 0o444)
+                os.replace(self._tmp, final)
+                self.created = True
+            self._done = True
+            return digest
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+class FileDepositStore:
+    """The deposit store in a folder of the local file system."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+
+    # -- blobs -----------------------------------------------------------
+    def path(self, digest: str) -> Path:
+        d = check_digest(digest)
+        return self.root / "blobs" / "sha256" / d[:2] / d
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def writer(self) -> _FileWriter:
+        return _FileWriter(self)
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if self.has(digest):
+            return digest
+        w = self.writer()
+        w.write(data)
+        return w.commit(digest)
+
+    def put_chunks(self, chunks: Iterable[bytes], expected: str | None = None) -> str:
+        w = self.writer()
+        try:
+            for chunk in chunks:
+                w.write(chunk)
+        except BaseException:
+            w.abort()
+            raise
+        return w.commit(expected)
+
+    def put_file(self, path: Path, expected: str | None = None) -> str:
+        with open(path, "rb") as f:
+            return self.put_chunks(iter(lambda: f.read(_CHUNK), b""), expected)
+
+    def get(self, digest: str) -> bytes:
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError as e:
+            raise InputError(
+                f"The blob {check_digest(digest)} is not in the deposit store {self.root}."
+            ) from e
+        if hashlib.sha256(data).hexdigest() != check_digest(digest):
+            raise InputError(
+                f"The deposited blob {self.path(digest)} does not match its SHA-256 name "
+                "(corrupted)."
+            )
+        return data
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError as e:
+            raise InputError(
+                f"The blob {check_digest(digest)} is not in the deposit store {self.root}."
+            ) from e
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError as e:
+            raise InputError(
+                f"The blob {check_digest(digest)} is not in the deposit store {self.root}."
+            ) from e
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(digest).unlink()
+
+    def __iter__(self) -> Iterator[str]:
+        base = self.root / "blobs" / "sha256"
+        if not base.is_dir():
+            return
+        for sub in sorted(base.iterdir()):
+            if sub.is_dir() and len(sub.name) == 2:
+                for f in sorted(sub.iterdir()):
+                    if HEX.match(f.name):
+                        yield f.name
+
+    # -- references --------------------------------------------------------
+    def _ref_path(self, namespace: str, name: str) -> Path:
+        if namespace not in _NAMESPACES:
+            raise InputError(f"Unknown reference namespace {namespace!r}.")
+        return self.root / "refs" / namespace / check_digest(name)
+
+    def set_ref(self, namespace: str, name: str, digest: str) -> None:
+        path = self._ref_path(namespace, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ref-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(check_digest(digest) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def get_ref(self, namespace: str, name: str) -> str | None:
+        try:
+            text = self._ref_path(namespace, name).read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        return check_digest(text)
+
+    def delete_ref(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._ref_path(namespace, name).unlink()
+
+    def refs(self, namespace: str) -> Iterator[tuple[str, str]]:
+        folder = self.root / "refs" / namespace
+        if not folder.is_dir():
+            return
+        for f in sorted(folder.iterdir()):
+            if HEX.match(f.name):
+                value = self.get_ref(namespace, f.name)
+                if value is not None:
+                    yield f.name, value
+
+    # -- locking -----------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, *, exclusive: bool) -> Iterator[None]:
+        """Deposits hold the lock shared, ``gc --apply`` exclusive: gc never removes a
+        blob a deposit in progress has just written but not yet referenced."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise EnvironmentProblem(
+                f"Cannot open the deposit store {self.root}: {e.strerror}.",
+                hint="Check the path and its permissions (--deposit-store, ESCROW_DEPOSIT_STORE).",
+            ) from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def clean_tmp(self) -> None:
+        """Remove temporary files left by interrupted writes (under the exclusive lock)."""
+        tmp = self.root / "tmp"
+        if tmp.is_dir():
+            for f in tmp.iterdir():
+                with contextlib.suppress(OSError):
+                    if f.is_dir():
+                        import shutil
+
+                        shutil.rmtree(f)
+                    else:
+                        f.unlink()
+
+
+def store_location(settings_home: Path, override: str | Path | None = None) -> str:
+    """Where the deposit store is: ``override`` > ``ESCROW_DEPOSIT_STORE`` >
+    ``config.json`` ``deposit_store`` > ``ESCROW_HOME/deposits``."""
+    if override:
+        return str(override)
+    env = os.environ.get("ESCROW_DEPOSIT_STORE")
+    if env:
+        return env
+    from escrow.config import _file_config
+
+    cfg = _file_config(settings_home).get("deposit_store")
+    if cfg:
+        return str(cfg)
+    return str(settings_home / "deposits")
+
+
+def open_store(settings_home: Path, override: str | Path | None = None) -> FileDepositStore:
+    """The deposit store of these settings (see :func:`store_location`)."""
+    location = store_location(settings_home, override)
+    if "://" in location:
+        raise InputError(
+            f"The deposit store {location} is not a folder; registry-backed stores are not "
+            "available in this version.",
+            hint="Use a folder path for --deposit-store / ESCROW_DEPOSIT_STORE.",
+        )
+    return FileDepositStore(Path(location).expanduser())
