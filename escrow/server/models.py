@@ -230,6 +230,7 @@ class PackJobOut(BaseModel):
     error: str | None
     pdf_sha256: str | None
     pdf_size: int | None
+    entry_index: int | None = Field(None, description="The pack's own entry in the ledger.")
     pdf_url: str | None = Field(None, description="Where to GET the signed PDF once it exists.")
 
 

@@ -1,0 +1,55 @@
+"""`escrow serve` as a process: several workers on one SQLite ledger, the body limit option."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import free_port, make_tokens, manifest, start_serve, stop
+
+pytestmark = pytest.mark.slow
+
+
+def test_serve_with_workers_and_a_body_limit(escrow_home: Path, tmp_path: Path) -> None:
+    from escrow.config import load_settings
+    from escrow.ledger.store import Ledger
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    settings = load_settings()
+    tokens = make_tokens(settings)
+    key = SigningKey.load(settings.key_path)
+    envs = [sign_statement(manifest(), key).to_dict() for _ in range(24)]
+    port = free_port()
+    proc = start_serve(
+        escrow_home,
+        settings.db_url,
+        port=port,
+        log=tmp_path / "serve.log",
+        extra=["--workers", "2", "--max-body", "20000", "--no-packs"],
+    )
+    try:
+        headers = {"Authorization": f"Bearer {tokens['pipeline']}"}
+
+        def post(env: dict[str, Any]) -> int:
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/entries", json=env, headers=headers)
+            assert r.status_code == 201, r.text
+            return int(r.json()["entry"]["index"])
+
+        with ThreadPoolExecutor(6) as pool:
+            indexes = sorted(pool.map(post, envs))
+        too_big = httpx.post(
+            f"http://127.0.0.1:{port}/v1/entries", content=b"x" * 20001, headers=headers
+        )
+        assert too_big.status_code == 413
+    finally:
+        stop(proc)
+    assert indexes == list(range(1, 25))
+    with Ledger.open(settings) as ledger:
+        assert ledger.verify().ok
+        assert ledger.size() == 25
+    log = (tmp_path / "serve.log").read_text()
+    assert "log verifier key: escrow.local/ledger+" in log
