@@ -1,4 +1,4 @@
-"""`escrow tokens` (shown once, stored hashed, revocable) and pack jobs rendered off the request path."""
+"""`escrow tokens` (shown once, stored hashed, revocable) and background pack jobs."""
 
 from __future__ import annotations
 
