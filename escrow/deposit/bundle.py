@@ -329,7 +329,7 @@ def import_deposit(
                 record = json.loads(staged.get(record_digest))
                 if (record.get("entry") or {}).get("leafHash") != item["leafHash"]:
                     raise CheckFailed(f"The deposit record of entry {index} is for another entry.")
-                report = check_record(staged, statement["predicate"], record, verify=False)
+                report = check_record(staged, statement["predicate"], record, digest=record_digest)
                 if not report.complete:
                     names = ", ".join(f"{m['kind']} {m['name']}" for m in report.missing[:5])
                     raise CheckFailed(f"The deposit of entry {index} is incomplete ({names}).")

@@ -1,0 +1,387 @@
+"""``escrow deposit …`` (deposit, check, export, import, stats) and ``escrow gc``.
+
+Thin: parse the options, call :mod:`escrow.deposit`, print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from escrow.cli.app import App, json_option, pass_app
+from escrow.errors import CheckFailed, InputError
+
+if TYPE_CHECKING:
+    from escrow.deposit.store import FileDepositStore
+
+_store_option = click.option(
+    "--deposit-store",
+    metavar="PATH",
+    help="The deposit store [default: ESCROW_DEPOSIT_STORE, else deposit_store in "
+    "config.json, else ESCROW_HOME/deposits].",
+)
+
+
+def _store(app: App, override: str | None) -> FileDepositStore:
+    from escrow.deposit.store import open_store
+
+    return open_store(app.settings.home, override)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _missing_lines(items: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  missing {m['kind']} {m['name']}"
+        + (f" ({str(m['digest'])[:19]})" if m.get("digest") else "")
+        + f": {m['reason']}"
+        for m in items
+    ]
+
+
+class DepositGroup(click.Group):
+    """``escrow deposit INDEX`` is short for ``escrow deposit add INDEX``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        if first is not None and args[first] not in self.commands:
+            args = ["add", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "INDEX [OPTIONS]  |  COMMAND [ARGS]...")
+
+
+@click.group(cls=DepositGroup)
+def deposit() -> None:
+    """Escrow deposits: everything a rebuild needs, stored once by SHA-256.
+
+    `escrow deposit INDEX` (short for `escrow deposit add INDEX`) deposits the
+    inputs of ledger entry INDEX: the context, the Dockerfile, the step logs,
+    the base images layer by layer and the built image. `escrow build`
+    deposits by default. `escrow rebuild INDEX` without --context then takes
+    everything from the deposit.
+    """
+
+
+@deposit.command("add")
+@click.argument("index", type=click.IntRange(min=0))
+@click.option(
+    "--context",
+    "context",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The build context the entry was built from (re-archived; its tree digest must "
+    "be the recorded one).",
+)
+@click.option(
+    "-f",
+    "--file",
+    "dockerfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Dockerfile, when it was outside the context.",
+)
+@click.option(
+    "--no-image",
+    is_flag=True,
+    help="Do not deposit the built image (a rebuild elsewhere then cannot compare "
+    "differing layers file by file).",
+)
+@_store_option
+@json_option
+@pass_app
+def add(
+    app: App,
+    index: int,
+    context: Path | None,
+    dockerfile: Path | None,
+    no_image: bool,
+    deposit_store: str | None,
+    as_json: bool,
+) -> None:
+    """Deposit the inputs of ledger entry INDEX while they are still at hand.
+
+    Without --context only the images, the Dockerfile (if deposited before) and
+    the logs are deposited. Exits 1 when the deposit is still incomplete,
+    listing what is missing.
+    """
+    from escrow.deposit.deposit import deposit_entry
+
+    store = _store(app, deposit_store)
+    entry = app.ledger().get(index)
+    result = deposit_entry(
+        store,
+        entry,
+        blobs_dir=app.settings.blobs_dir,
+        context_dir=context,
+        dockerfile=dockerfile,
+        include_image=not no_image,
+        say=app.say,
+    )
+    doc = result.to_dict()
+    if as_json:
+        app.emit_json(doc)
+    else:
+        app.out(f"deposit of entry {index}: {'complete' if result.complete else 'INCOMPLETE'}")
+        app.out(f"record:    {result.record}")
+        app.out(f"deposited: {', '.join(result.deposited) or 'nothing new'}")
+        app.out(f"new bytes: {_size(result.bytes_new)}")
+        for line in _missing_lines(result.missing):
+            app.out(line)
+        for m in result.optional_missing:
+            app.out(f"  not deposited (optional) {m['kind']}: {m['reason']}")
+    if not result.complete:
+        raise CheckFailed(
+            f"The deposit of entry {index} is incomplete ({len(result.missing)} item(s) missing).",
+            hint="Pass --context DIR (and -f FILE) with the inputs as they were at build time.",
+        )
+
+
+@deposit.command("check")
+@click.argument("index", type=click.IntRange(min=0))
+@click.option("--verify", is_flag=True, help="Also re-hash every deposited blob.")
+@click.option(
+    "--imported", is_flag=True, help="INDEX is an entry of an imported deposit."
+)
+@click.option("--origin", help="With --imported: the origin of that ledger, if several.")
+@_store_option
+@json_option
+@pass_app
+def check(
+    app: App,
+    index: int,
+    verify: bool,
+    imported: bool,
+    origin: str | None,
+    deposit_store: str | None,
+    as_json: bool,
+) -> None:
+    """Whether the deposit of entry INDEX holds everything a rebuild needs.
+
+    Exit codes: 0 complete; 1 incomplete (what is missing is listed).
+    """
+    from escrow.deposit.deposit import check_entry
+
+    store = _store(app, deposit_store)
+    if imported:
+        from escrow.deposit.bundle import imported_entry
+
+        entry, _ = imported_entry(store, index, origin)
+    else:
+        entry = app.ledger().get(index)
+    report = check_entry(store, entry, verify=verify)
+    doc = {
+        "index": index,
+        "leafHash": entry.leaf_hash,
+        "complete": report.complete,
+        "record": report.record,
+        "missing": report.missing,
+        "optionalMissing": report.optional,
+        "verifiedBlobs": report.verified,
+    }
+    if as_json:
+        app.emit_json(doc)
+    else:
+        app.out(f"deposit of entry {index}: {'complete' if report.complete else 'INCOMPLETE'}")
+        for line in _missing_lines(report.missing):
+            app.out(line)
+        for m in report.optional:
+            app.out(f"  not deposited (optional) {m['kind']}: {m['reason']}")
+        if verify:
+            app.out(f"re-hashed {report.verified} blob(s)")
+    if not report.complete:
+        raise CheckFailed(
+            f"The deposit of entry {index} is incomplete ({len(report.missing)} item(s) missing)."
+        )
+
+
+@deposit.command("export")
+@click.argument("indexes", nargs=-1, required=True, type=click.IntRange(min=0))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The tar file to write.",
+)
+@_store_option
+@json_option
+@pass_app
+def export(
+    app: App, indexes: tuple[int, ...], output: Path, deposit_store: str | None, as_json: bool
+) -> None:
+    """Write a self-contained escrow deposit of entries INDEX... to a tar file.
+
+    It holds the deposited inputs and images, the signed envelopes, their
+    inclusion proofs, the ledger checkpoint, its verifier key and the signers'
+    public keys, with a table of contents (TOC.json) — for an escrow agent.
+    """
+    from escrow.deposit.bundle import export_deposit
+
+    store = _store(app, deposit_store)
+    toc = export_deposit(app.ledger(), store, list(indexes), output)
+    total = sum(int(b["size"]) for b in toc["blobs"])
+    doc = {
+        "output": str(output),
+        "entries": [e["index"] for e in toc["entries"]],
+        "blobs": len(toc["blobs"]),
+        "bytes": total,
+        "origin": toc["origin"],
+        "treeSize": toc["treeSize"],
+        "verifierKey": toc["verifierKey"],
+    }
+    if as_json:
+        app.emit_json(doc)
+    else:
+        app.out(
+            f"wrote {output}: {len(toc['entries'])} entr{'y' if len(toc['entries']) == 1 else 'ies'}"
+            f", {len(toc['blobs'])} blobs ({_size(total)})"
+        )
+        app.out(f"ledger {toc['origin']} at size {toc['treeSize']}")
+        app.out(f"verifier key: {toc['verifierKey']}")
+
+
+@deposit.command("import")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--verifier-key",
+    metavar="KEY|@FILE",
+    help="The ledger's note verifier key the deposit must be signed under (recommended; "
+    "otherwise the key inside the archive is trusted and printed).",
+)
+@click.option(
+    "--max-member-size",
+    type=click.IntRange(min=1),
+    default=64 << 30,
+    show_default=True,
+    help="Refuse archive members larger than this many bytes.",
+)
+@_store_option
+@json_option
+@pass_app
+def import_(
+    app: App,
+    archive: Path,
+    verifier_key: str | None,
+    max_member_size: int,
+    deposit_store: str | None,
+    as_json: bool,
+) -> None:
+    """Verify an exported deposit completely, then store it.
+
+    Checked before anything is stored: the checkpoint signature, each entry's
+    inclusion proof and signature, every blob's SHA-256, the completeness of
+    each deposit, and that no member would be written outside the store.
+    Imported entries are rebuilt with `escrow rebuild --imported INDEX`.
+    """
+    from escrow.deposit.bundle import import_deposit
+
+    if verifier_key is not None and verifier_key.startswith("@"):
+        try:
+            verifier_key = Path(verifier_key[1:]).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise InputError(f"Cannot read the verifier key file {verifier_key[1:]}.") from e
+    store = _store(app, deposit_store)
+    result = import_deposit(
+        store, archive, verifier_key=verifier_key, max_member=max_member_size
+    )
+    if as_json:
+        app.emit_json(result.to_dict())
+        return
+    app.out(f"imported {len(result.entries)} entr{'y' if len(result.entries) == 1 else 'ies'}"
+            f" from ledger {result.origin} (size {result.tree_size})")
+    app.out(f"verifier key: {result.verifier_key}")
+    for e in result.entries:
+        app.out(f"  entry {e['index']}  {e['project']}  {e['imageId']}")
+    app.out(f"{result.blobs_new} new blobs ({_size(result.bytes_new)})")
+    if verifier_key is None:
+        app.say(
+            "escrow: note: the archive was checked against its own verifier key; compare it with "
+            "the one the vendor published (or pass --verifier-key)."
+        )
+
+
+def _figures_text(name: str, f: dict[str, Any]) -> str:
+    return (
+        f"{name}: {f['entries']} entries, {f['blobs']} blobs, stored {_size(f['bytesStored'])}, "
+        f"dedup saved {_size(f['bytesSavedByDedup'])} (of {_size(f['bytesLogical'])})"
+    )
+
+
+@deposit.command("stats")
+@_store_option
+@json_option
+@pass_app
+def stats(app: App, deposit_store: str | None, as_json: bool) -> None:
+    """Bytes stored, bytes deduplication saved, per project and for the whole store."""
+    from escrow.deposit.gc import store_stats
+
+    doc = store_stats(_store(app, deposit_store))
+    if as_json:
+        app.emit_json(doc)
+        return
+    app.out(f"deposit store {doc['store']}")
+    app.out(_figures_text("all projects", doc))
+    app.out(f"on disk: {doc['blobsOnDisk']} blobs, {_size(doc['bytesOnDisk'])}; "
+            f"unreferenced: {doc['unreferenced']['blobs']} blobs, "
+            f"{_size(doc['unreferenced']['bytes'])}; imported entries: {doc['imports']}")
+    for name, f in doc["projects"].items():
+        app.out("  " + _figures_text(name, f))
+
+
+@click.command()
+@click.option(
+    "--keep-days", type=click.IntRange(min=0), help="Keep entries built in the last N days."
+)
+@click.option(
+    "--keep-last", type=click.IntRange(min=0), help="Keep the N most recent entries per project."
+)
+@click.option("--apply", is_flag=True, help="Remove what is reclaimable (default: a dry run).")
+@_store_option
+@json_option
+@pass_app
+def gc(
+    app: App,
+    keep_days: int | None,
+    keep_last: int | None,
+    apply: bool,
+    deposit_store: str | None,
+    as_json: bool,
+) -> None:
+    """Report, and with --apply reclaim, deposit space under a retention policy.
+
+    Per project: bytes stored, bytes deduplication saved, the entries retained
+    and dropped, and what would be reclaimed. An entry is retained when either
+    rule keeps it (with neither, all are); imported deposits are always
+    retained. Nothing a retained entry needs is ever removed.
+    """
+    from escrow.deposit.gc import collect_garbage
+
+    doc = collect_garbage(
+        _store(app, deposit_store), keep_days=keep_days, keep_last=keep_last, apply=apply
+    )
+    if as_json:
+        app.emit_json(doc)
+        return
+    for name, f in doc["projects"].items():
+        app.out(_figures_text(name, f))
+        app.out(
+            f"  retained {len(f['retained'])}, dropped {len(f['dropped'])}"
+            + (f" ({', '.join(map(str, f['dropped'][:10]))})" if f["dropped"] else "")
+            + f"; reclaimable {_size(f['reclaimableBytes'])}"
+        )
+    verb = "reclaimed" if apply else "would reclaim"
+    app.out(
+        f"{verb} {doc['reclaimBlobs']} blobs, {_size(doc['reclaimBytes'])} "
+        f"(of {_size(doc['bytesStored'])} stored; {doc['unreferenced']['blobs']} unreferenced)"
+    )
+    if not apply:
+        app.say("escrow: dry run; pass --apply to remove.")

@@ -1,0 +1,181 @@
+"""What the deposit store holds, and reclaiming space under a retention policy.
+
+Every blob is *referenced* by the deposit records it belongs to (and by import
+records).  A blob's bytes are stored once however many records reference it:
+``logical`` bytes count each reference, ``stored`` bytes count each blob once,
+and the difference is what deduplication saved.
+
+``gc`` keeps, per project, the entries within ``keep_days`` days or among
+the ``keep_last`` most recent (either rule retains; with neither, everything
+is retained), and every imported deposit.  It drops the references of the
+other entries and reclaims the blobs that no retained record references, plus
+blobs no record references at all (left by interrupted deposits).  It is a dry
+run unless ``apply``; applying holds the store's exclusive lock, so no deposit
+is half-way through while blobs are removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from escrow.deposit.deposit import record_blobs
+from escrow.deposit.store import ENTRIES, IMPORTS, FileDepositStore
+
+
+@dataclass
+class _Item:
+    namespace: str
+    leaf: str
+    project: str
+    index: int
+    at: datetime
+    blobs: set[str] = field(default_factory=set)
+
+
+def _parse_time(text: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+
+
+def _items(store: FileDepositStore) -> list[_Item]:
+    items: list[_Item] = []
+    for leaf, digest in store.refs(ENTRIES):
+        if not store.has(digest):
+            continue
+        record = json.loads(store.get(digest))
+        e = record.get("entry") or {}
+        item = _Item(
+            ENTRIES,
+            leaf,
+            str(e.get("project") or "(none)"),
+            int(e.get("index", -1)),
+            _parse_time(e.get("integratedAt")),
+        )
+        item.blobs = {digest, *record_blobs(store, record)}
+        items.append(item)
+    for leaf, digest in store.refs(IMPORTS):
+        if not store.has(digest):
+            continue
+        doc = json.loads(store.get(digest))
+        item = _Item(
+            IMPORTS,
+            leaf,
+            str(doc.get("project") or "(none)"),
+            int(doc.get("index", -1)),
+            _parse_time(doc.get("integratedAt")),
+        )
+        item.blobs = {digest, str(doc["envelope"]), str(doc["record"])}
+        if store.has(str(doc["record"])):
+            item.blobs.update(record_blobs(store, json.loads(store.get(str(doc["record"])))))
+        items.append(item)
+    return items
+
+
+def _sizes(store: FileDepositStore) -> dict[str, int]:
+    return {d: store.path(d).stat().st_size for d in store}
+
+
+def _figures(blobs_per_item: list[set[str]], sizes: dict[str, int]) -> dict[str, int]:
+    unique: set[str] = set().union(*blobs_per_item) if blobs_per_item else set()
+    logical = sum(sizes.get(b, 0) for s in blobs_per_item for b in s)
+    stored = sum(sizes.get(b, 0) for b in unique)
+    return {
+        "entries": len(blobs_per_item),
+        "blobs": len(unique),
+        "bytesStored": stored,
+        "bytesLogical": logical,
+        "bytesSavedByDedup": logical - stored,
+    }
+
+
+def store_stats(store: FileDepositStore) -> dict[str, Any]:
+    """Figures for the whole store, and per project."""
+    with store.lock(exclusive=False):
+        sizes = _sizes(store)
+        items = _items(store)
+    referenced: set[str] = set().union(*(i.blobs for i in items)) if items else set()
+    unref = set(sizes) - referenced
+    by_project: dict[str, list[_Item]] = defaultdict(list)
+    for item in items:
+        by_project[item.project].append(item)
+    doc = {
+        "store": store.location,
+        **_figures([i.blobs for i in items], sizes),
+        "blobsOnDisk": len(sizes),
+        "bytesOnDisk": sum(sizes.values()),
+        "imports": sum(1 for i in items if i.namespace == IMPORTS),
+        "unreferenced": {"blobs": len(unref), "bytes": sum(sizes[b] for b in unref)},
+        "projects": {
+            p: _figures([i.blobs for i in group], sizes) for p, group in sorted(by_project.items())
+        },
+    }
+    return doc
+
+
+def collect_garbage(
+    store: FileDepositStore,
+    *,
+    keep_days: int | None = None,
+    keep_last: int | None = None,
+    apply: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Report (and with ``apply`` reclaim) what the retention policy lets go."""
+    now = now or datetime.now(UTC)
+    with store.lock(exclusive=apply):
+        sizes = _sizes(store)
+        items = _items(store)
+        by_project: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_project[item.project].append(item)
+        retained: list[_Item] = []
+        dropped: list[_Item] = []
+        for group in by_project.values():
+            group.sort(key=lambda i: (i.at, i.index), reverse=True)
+            for rank, item in enumerate(group):
+                keep = (
+                    item.namespace == IMPORTS
+                    or (keep_days is None and keep_last is None)
+                    or (keep_last is not None and rank < keep_last)
+                    or (keep_days is not None and item.at >= now - timedelta(days=keep_days))
+                )
+                (retained if keep else dropped).append(item)
+        gone_keys = {(i.namespace, i.leaf) for i in dropped}
+        needed: set[str] = set().union(*(i.blobs for i in retained)) if retained else set()
+        referenced: set[str] = set().union(*(i.blobs for i in items)) if items else set()
+        orphans = set(sizes) - referenced
+        projects: dict[str, Any] = {}
+        for name, group in sorted(by_project.items()):
+            gone = [i for i in group if (i.namespace, i.leaf) in gone_keys]
+            freed = set().union(*(i.blobs for i in gone)) - needed if gone else set()
+            projects[name] = {
+                **_figures([i.blobs for i in group], sizes),
+                "retained": [i.index for i in group if (i.namespace, i.leaf) not in gone_keys],
+                "dropped": [i.index for i in gone],
+                "reclaimableBlobs": len(freed & set(sizes)),
+                "reclaimableBytes": sum(sizes.get(b, 0) for b in freed),
+            }
+        reclaim = (set().union(*(i.blobs for i in dropped)) - needed if dropped else set()) | orphans
+        reclaim &= set(sizes)
+        if apply:
+            for item in dropped:
+                store.delete_ref(item.namespace, item.leaf)
+            for digest in sorted(reclaim):
+                store.delete(digest)
+            store.clean_tmp()
+    return {
+        "store": store.location,
+        "applied": apply,
+        "policy": {"keepDays": keep_days, "keepLast": keep_last},
+        "projects": projects,
+        "unreferenced": {"blobs": len(orphans), "bytes": sum(sizes[b] for b in orphans)},
+        "reclaimBlobs": len(reclaim),
+        "reclaimBytes": sum(sizes[b] for b in reclaim),
+        "bytesStored": sum(sizes.values()),
+    }
