@@ -1,0 +1,167 @@
+"""Deposits on the real Docker Engine: deposit, check, rebuild from the deposit alone,
+export/import into a fresh ESCROW_HOME, gc."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deposit.conftest import Builds, docker
+
+pytestmark = pytest.mark.docker
+
+
+def _store_blobs(home: Path) -> set[str]:
+    root = home / "deposits" / "blobs" / "sha256"
+    return {p.name for p in root.glob("*/*")} if root.is_dir() else set()
+
+
+def test_deposit_check_and_rebuild_from_the_deposit_alone(
+    builds: Builds, cli: Any, escrow_home: Path
+) -> None:
+    ctx = builds.context({"app.txt": "hello\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile())
+    (ctx / "outside-link").symlink_to("/etc/hostname")  # a link of the user's own, kept as is
+    index, statement = builds.build(ctx)
+
+    r = cli(["deposit", "check", str(index), "--json"])
+    assert r.exit_code == 1, r.stderr
+    assert r.json()["missing"][0]["kind"] == "deposit"
+
+    r = cli(["deposit", str(index), "--json"])  # no --context: the context is missing
+    assert r.exit_code == 1, r.stderr
+    kinds = {m["kind"] for m in r.json()["missing"]}
+    assert "context" in kinds and "base-image" not in kinds
+
+    r = cli(["deposit", str(index), "--context", str(ctx), "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["complete"] and {"context", "dockerfile", "base-images", "image"} <= set(
+        doc["deposited"]
+    )
+    r = cli(["deposit", "check", str(index), "--verify", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["complete"] and r.json()["verifiedBlobs"] > 5
+
+    # the base layers are stored by diff ID, uncompressed
+    blobs = _store_blobs(escrow_home)
+    for layer in statement["predicate"]["layers"]:
+        assert layer["diffId"].removeprefix("sha256:") in blobs
+
+    # the engine loses the image and its base, the original context is gone
+    image_id = statement["predicate"]["image"]["id"]
+    docker("rmi", "-f", builds.tags[-1])
+    docker("rmi", "-f", builds.base_tag)
+    assert docker("image", "inspect", builds.base_id, check=False).returncode != 0
+    assert docker("image", "inspect", image_id, check=False).returncode != 0
+    shutil.rmtree(ctx)
+
+    tag = builds.rebuild_tag()
+    r = cli(["rebuild", str(index), "-q", "-t", tag, "--json"])
+    assert r.exit_code == 0, r.stderr + r.stdout
+    doc = r.json()
+    assert doc["verdict"] in ("identical", "equivalent")
+    assert doc["statement"]["predicate"]["rebuild"]["inputsFrom"] == "deposit"
+    # the RUN layer's files were compared against the deposited original layer
+    layers = doc["statement"]["predicate"]["verdict"]["layers"]
+    assert all("files not compared" not in (x.get("note") or "") for x in layers)
+    assert docker("image", "inspect", builds.base_id, check=False).returncode == 0
+
+
+def test_deposit_check_lists_a_missing_layer(builds: Builds, cli: Any, escrow_home: Path) -> None:
+    ctx = builds.context({"app.txt": "x\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile(run=False))
+    index, statement = builds.build(ctx)
+    assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+    base_layer = json.loads(
+        docker("image", "inspect", "-f", "{{json .RootFS.Layers}}", builds.base_id).stdout
+    )[0]
+    path = escrow_home / "deposits" / "blobs" / "sha256"
+    hexid = base_layer.removeprefix("sha256:")
+    (path / hexid[:2] / hexid).unlink()
+    r = cli(["deposit", "check", str(index), "--json"])
+    assert r.exit_code == 1
+    missing = r.json()["missing"]
+    assert [m["kind"] for m in missing] == ["base-image"]
+    assert missing[0]["digest"] == base_layer
+    # without the deposit and without --context, rebuild says what to do
+    r = cli(["rebuild", str(index), "-q"])
+    assert r.exit_code == 2
+    assert "incomplete" in r.stderr
+
+
+def test_export_import_rebuild_in_a_fresh_home(
+    builds: Builds, cli: Any, escrow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = builds.context({"app.txt": "escrow\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile())
+    index, statement = builds.build(ctx)
+    assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+    out = tmp_path / "deposit.tar"
+    r = cli(["deposit", "export", str(index), "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.stderr
+    verifier = r.json()["verifierKey"]
+
+    # another machine: a fresh ESCROW_HOME, no image, no base, no context
+    other = tmp_path / "agent-home"
+    monkeypatch.setenv("ESCROW_HOME", str(other))
+    assert cli(["init"]).exit_code == 0
+    docker("rmi", "-f", builds.tags[-1])
+    docker("rmi", "-f", builds.base_tag)
+    shutil.rmtree(ctx)
+
+    r = cli(["deposit", "import", str(out), "--verifier-key", "escrow.other/ledger+00000000+AAAA"])
+    assert r.exit_code != 0
+    assert not _store_blobs(other)
+
+    r = cli(["deposit", "import", str(out), "--verifier-key", verifier, "--json"])
+    assert r.exit_code == 0, r.stderr
+    imported = r.json()["entries"][0]
+    assert imported["index"] == index
+    # not pretending: the local ledger does not hold the entry
+    assert cli(["deposit", "check", str(index)]).exit_code == 2
+    assert cli(["deposit", "check", "--imported", str(index)]).exit_code == 0
+
+    tag = builds.rebuild_tag()
+    r = cli(["rebuild", "--imported", str(index), "-q", "-t", tag, "--json"])
+    assert r.exit_code == 0, r.stderr + r.stdout
+    doc = r.json()
+    assert doc["verdict"] in ("identical", "equivalent")
+    assert doc["statement"]["predicate"]["original"]["leafHash"] == imported["leafHash"]
+    assert doc["statement"]["predicate"]["original"]["index"] == index
+    assert doc["statement"]["predicate"]["rebuild"]["originalFrom"] == "imported-deposit"
+
+
+def test_gc_keeps_what_retained_entries_need(
+    builds: Builds, cli: Any, escrow_home: Path
+) -> None:
+    indexes = []
+    for i in range(3):
+        ctx = builds.context({"app.txt": f"day {i}\n", "shared.txt": "same every day\n"})
+        (ctx / "Dockerfile").write_text(builds.dockerfile(run=False))
+        index, _ = builds.build(ctx, project="gc-test")
+        assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+        indexes.append(index)
+
+    stats = cli(["deposit", "stats", "--json"]).json()
+    assert stats["projects"]["gc-test"]["entries"] == 3
+    assert stats["bytesSavedByDedup"] > 0  # the base layers and shared.txt are stored once
+
+    before = _store_blobs(escrow_home)
+    dry = cli(["gc", "--keep-last", "1", "--json"]).json()
+    assert dry["applied"] is False and dry["reclaimBytes"] > 0
+    assert _store_blobs(escrow_home) == before  # a dry run removes nothing
+    project = dry["projects"]["gc-test"]
+    assert project["retained"] == [indexes[-1]]
+    assert sorted(project["dropped"]) == indexes[:-1]
+
+    r = cli(["gc", "--keep-last", "1", "--apply", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert len(_store_blobs(escrow_home)) < len(before)
+    assert cli(["deposit", "check", str(indexes[-1]), "--verify"]).exit_code == 0
+    for dropped in indexes[:-1]:
+        assert cli(["deposit", "check", str(dropped)]).exit_code == 1
