@@ -128,3 +128,24 @@ def test_errors_map_to_escrow_errors(live_server: LiveServer, tmp_path: Path) ->
         assert se.value.pointer == "/predicate/build/status"
         with pytest.raises(EscrowError):
             remote.get(10_000)
+
+
+def test_key_administration_through_the_server(live_server: LiveServer, tmp_path: Path) -> None:
+    new_key = SigningKey.generate()
+    with _remote(live_server, tmp_path, role="pipeline") as pipeline:
+        with pytest.raises(ServerAuthError):
+            pipeline.register_key(new_key.public, "ci-2")
+    with _remote(live_server, tmp_path, role="admin") as admin:
+        added = admin.register_key(new_key.public, "ci-2")
+        assert added.predicate_type.endswith("/key-event/v1")
+        assert admin.register_key(new_key.public, "ci-2") == added  # idempotent
+        assert admin.key(new_key.keyid[:12]).status == "active"
+        entry, created = admin.append(sign_statement(manifest("k"), new_key))
+        assert created and entry.signer == new_key.keyid
+        retired = admin.retire_key(new_key.keyid, reason="rotated")
+        assert retired.index > entry.index
+        assert admin.key(new_key.keyid).status == "retired"
+        with pytest.raises(SignatureError):
+            admin.append(sign_statement(manifest("k2"), new_key))
+        with pytest.raises(EscrowError):
+            admin.revoke_key("ffff", "nope")
