@@ -165,3 +165,73 @@ def test_gc_keeps_what_retained_entries_need(
     assert cli(["deposit", "check", str(indexes[-1]), "--verify"]).exit_code == 0
     for dropped in indexes[:-1]:
         assert cli(["deposit", "check", str(dropped)]).exit_code == 1
+
+
+def _rewrite(src: Path, dst: Path, change: Any) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+        for m in tin:
+            data = tin.extractfile(m).read() if m.isreg() else b""  # type: ignore[union-attr]
+            data = change(m.name, data)
+            m.size = len(data)
+            tout.addfile(m, io.BytesIO(data))
+
+
+def _flip_layer(name: str, data: bytes) -> bytes:
+    if name.startswith("blobs/") and len(data) > 100_000:
+        return data[:-600] + bytes(b ^ 1 for b in data[-600:-599]) + data[-599:]
+    return data
+
+
+def _edit_envelope(name: str, data: bytes) -> bytes:
+    if name.startswith("entries/"):
+        doc = json.loads(data)
+        doc["payloadType"] = "application/vnd.in-toto+json "
+        return json.dumps(doc).encode()
+    return data
+
+
+def _edit_checkpoint(name: str, data: bytes) -> bytes:
+    if name == "checkpoint.txt":
+        lines = data.decode().split("\n")
+        lines[1] = str(int(lines[1]) + 1)
+        return "\n".join(lines).encode()
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_flip_layer, "does not match its SHA-256"),
+        (_edit_envelope, "leaf hash"),
+        (_edit_checkpoint, "checkpoint"),
+    ],
+    ids=["altered-layer", "altered-envelope", "altered-checkpoint"],
+)
+def test_import_of_an_altered_deposit_stores_nothing(
+    builds: Builds,
+    cli: Any,
+    escrow_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Any,
+    message: str,
+) -> None:
+    ctx = builds.context({"app.txt": "alter\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile(run=False))
+    index, _ = builds.build(ctx)
+    assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+    good = tmp_path / "good.tar"
+    assert cli(["deposit", "export", str(index), "-o", str(good)]).exit_code == 0
+    bad = tmp_path / "bad.tar"
+    _rewrite(good, bad, change)
+    monkeypatch.setenv("ESCROW_HOME", str(tmp_path / "agent"))
+    assert cli(["init"]).exit_code == 0
+    r = cli(["deposit", "import", str(bad)])
+    assert r.exit_code in (1, 2), r.stderr
+    assert message in r.stderr, r.stderr
+    assert not _store_blobs(tmp_path / "agent")
+    assert not (tmp_path / "agent" / "deposits" / "refs").exists()
+    assert cli(["deposit", "import", str(good)]).exit_code == 0
