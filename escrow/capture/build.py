@@ -10,8 +10,9 @@ appending are the caller's (:mod:`escrow.capture.publish`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,11 +157,19 @@ def resolve_bases(
     return records, pulled
 
 
-def _resolve_step_images(steps: list[StepRecord], engine: Engine) -> dict[str, str]:
+def _resolve_step_images(
+    steps: list[StepRecord], engine: Engine, known: list[str]
+) -> dict[str, str]:
+    """Short step image IDs → full IDs: from ``known`` (the final image's history
+    endpoint names every local intermediate image), else one inspect each."""
     full: dict[str, str] = {}
     for s in steps:
         short = s.image_short
         if short and short not in full:
+            match = [k for k in known if k.removeprefix("sha256:").startswith(short)]
+            if len(match) == 1:
+                full[short] = match[0]
+                continue
             inspect = engine.inspect_image(short)
             if inspect is not None:
                 full[short] = str(inspect["Id"])
@@ -173,9 +182,13 @@ def _log_tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def steps_section(
-    result: StreamResult, engine: Engine, blobs: BlobStore, redactor: Redactor
+    result: StreamResult,
+    engine: Engine,
+    blobs: BlobStore,
+    redactor: Redactor,
+    known_images: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    full = _resolve_step_images(result.steps, engine)
+    full = _resolve_step_images(result.steps, engine, known_images or [])
     out: list[dict[str, Any]] = []
     for s in result.steps:
         failed = s is result.failed_step
@@ -203,6 +216,7 @@ def phoenix_build(
     redactor: Redactor | None = None,
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
+    on_build_started: Callable[[], None] | None = None,
 ) -> BuildOutcome:
     """Build and record; a failed build returns ``status == "failed"`` (it does not raise).
 
@@ -226,14 +240,17 @@ def phoenix_build(
         if request.target is not None:
             df.stage_index(request.target)
         _learn_dockerfile_secrets(df, redactor)
+        # git runs in its own processes while the engine works
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-git")
+        source_future = pool.submit(git_source, ctx.root)
+        pool.shutdown(wait=False)
         engine_facts = engine.facts()
         bases, pulled = resolve_bases(df, engine)
-        source = git_source(ctx.root)
         ci = ci_facts(environ)
-        inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
-
         progress.start(f"escrow: phoenix build of {ctx.root} as {request.tags[0]}")
         parser = StepParser(progress, redactor.text)
+        if on_build_started is not None:
+            on_build_started()
         try:
             for msg in engine.build(
                 ctx.body(),
@@ -247,6 +264,8 @@ def phoenix_build(
         except EscrowError:
             progress.finish("escrow: the build did not run.")
             raise
+        source = source_future.result()
+        inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
     result = parser.finish()
     if result.error is not None and not result.steps:
         progress.finish("escrow: the Docker Engine rejected the build.")
@@ -255,8 +274,12 @@ def phoenix_build(
             hint="Fix the Dockerfile (see the message) and build again.",
         )
 
-    steps = steps_section(result, engine, blobs, redactor)
     status = "succeeded" if result.error is None and result.image_id else "failed"
+    history_items = (
+        engine.history(result.image_id) if status == "succeeded" and result.image_id else []
+    )
+    known = [str(h.get("Id")) for h in history_items if str(h.get("Id", "")).startswith("sha256:")]
+    steps = steps_section(result, engine, blobs, redactor, known)
     predicate: dict[str, Any] = {
         "build": {
             "id": build_id,
@@ -279,7 +302,7 @@ def phoenix_build(
     outcome = BuildOutcome(statement={}, status=status, build_id=build_id, project=project)
     if status == "succeeded":
         assert result.image_id is not None
-        facts = capture_image_facts(engine, result.image_id, redactor)
+        facts = capture_image_facts(engine, result.image_id, redactor, history=history_items)
         if facts is None:
             raise InputError(f"The built image {result.image_id} vanished from the engine.")
         image, layers, history = facts

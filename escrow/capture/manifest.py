@@ -176,15 +176,22 @@ def layers_and_history(
 
 
 def capture_image_facts(
-    engine: Engine, image_ref: str, redactor: Redactor
+    engine: Engine,
+    image_ref: str,
+    redactor: Redactor,
+    *,
+    history: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]] | None:
-    """``(image, layers, history)`` of an image in the engine, or ``None`` if it is missing."""
+    """``(image, layers, history)`` of an image in the engine, or ``None`` if it is missing.
+
+    ``history`` is the history endpoint's answer when the caller already has it.
+    """
     inspect = engine.inspect_image(image_ref)
     if inspect is None:
         return None
     image_id = str(inspect["Id"])
     raw = engine.image_config(image_id)
-    sizes = engine.history(image_id)
+    sizes = history if history else engine.history(image_id)
     image = image_section(inspect, raw, redactor)
     layers, history = layers_and_history(raw, sizes, redactor)
     return image, layers, history

@@ -140,7 +140,6 @@ def build(
             f"The build context {context} is not a directory.",
             hint="Pass the folder holding the files the Dockerfile uses.",
         )
-    publisher = _publisher(app)
     request = BuildRequest(
         context=context,
         tags=tags,
@@ -150,15 +149,16 @@ def build(
         platform=platform,
         project=project,
     )
-    with DockerEngine() as engine:
+    with _publisher(app) as publisher, DockerEngine() as engine:
         outcome = phoenix_build(
             request,
             engine=engine,
             blobs=BlobStore(app.settings.blobs_dir),
             redactor=_redactor(app, secrets),
             progress=make_progress(sys.stderr, quiet=quiet),
+            on_build_started=publisher.start,
         )
-    entry, created = publisher.publish(outcome.statement)
+        entry, created = publisher.publish(outcome.statement)
     _report(app, as_json, entry, created, outcome.statement)
 
 
@@ -199,8 +199,7 @@ def capture(
     from escrow.capture.capture import capture_image
     from escrow.capture.engine import DockerEngine
 
-    publisher = _publisher(app)
-    with DockerEngine() as engine:
+    with _publisher(app) as publisher, DockerEngine() as engine:
         statement = capture_image(
             image,
             engine=engine,
@@ -210,7 +209,7 @@ def capture(
             project=project,
             redactor=_redactor(app, secrets),
         )
-    entry, created = publisher.publish(statement)
+        entry, created = publisher.publish(statement)
     _report(app, as_json, entry, created, statement)
 
 
@@ -247,8 +246,7 @@ def record(
     from escrow.capture.engine import DockerEngine
     from escrow.capture.record import record_command
 
-    publisher = _publisher(app)
-    with DockerEngine() as engine:
+    with _publisher(app) as publisher, DockerEngine() as engine:
         outcome = record_command(
             list(command),
             image=image,
@@ -259,7 +257,7 @@ def record(
             redactor=_redactor(app, secrets),
             echo=None if quiet else sys.stderr,
         )
-    entry, created = publisher.publish(outcome.statement)
+        entry, created = publisher.publish(outcome.statement)
     result = _result(entry, created, outcome.statement)
     result["exit_code"] = outcome.exit_code
     cmd = outcome.statement["predicate"]["command"]

@@ -1,0 +1,88 @@
+"""``escrow build`` of the example against plain ``docker build --no-cache`` of the same context.
+
+    .venv/bin/python bench/capture_build.py [--runs 5]
+
+Both are run as a pipeline would (new processes), alternating, on the same
+engine's classic builder, each from the same copy of ``examples/app`` with the
+test base image.  escrow's time includes everything it adds: Python start-up
+and imports, the context archive and hashes, base-image resolution, step
+logs to the blob store, the image config, signing and the ledger append.
+Target (issue 5): escrow at most 1.10x the time of docker build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+DOCKER = "/usr/bin/docker"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    from tests.conftest import BASE_TAG, build_base_image
+
+    if subprocess.run([DOCKER, "image", "inspect", BASE_TAG], capture_output=True).returncode:
+        build_base_image()
+    work = Path(tempfile.mkdtemp(prefix="escrow-bench-build-"))
+    ctx = work / "app"
+    shutil.copytree(REPO / "examples" / "app", ctx)
+    env = dict(os.environ, ESCROW_HOME=str(work / "home"))
+    env.pop("ESCROW_DB_URL", None)
+    subprocess.run([BIN / "escrow", "init"], env=env, check=True, capture_output=True)
+    base = ["--build-arg", f"BASE={BASE_TAG}"]
+    commands = {
+        "docker build --no-cache": [
+            DOCKER,
+            "build",
+            "--no-cache",
+            "-q",
+            "-t",
+            "escrow-bench/app:docker",
+            *base,
+            str(ctx),
+        ],
+        "escrow build": [
+            str(BIN / "escrow"),
+            "build",
+            str(ctx),
+            "-t",
+            "escrow-bench/app:escrow",
+            *base,
+            "--json",
+            "-q",
+        ],
+    }
+    for cmd in commands.values():  # warm-up
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(args.runs):
+        for name, cmd in commands.items():
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - t)
+    ref = statistics.median(times["docker build --no-cache"])
+    print(
+        f"# example app, {args.runs} runs each (median, min-max); "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    for name, ts in times.items():
+        t = statistics.median(ts)
+        print(f"{name:<24} {t:6.2f} s  ({min(ts):.2f}-{max(ts):.2f})  {t / ref:5.2f}x docker build")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
