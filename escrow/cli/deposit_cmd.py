@@ -148,9 +148,7 @@ def add(
 @deposit.command("check")
 @click.argument("index", type=click.IntRange(min=0))
 @click.option("--verify", is_flag=True, help="Also re-hash every deposited blob.")
-@click.option(
-    "--imported", is_flag=True, help="INDEX is an entry of an imported deposit."
-)
+@click.option("--imported", is_flag=True, help="INDEX is an entry of an imported deposit.")
 @click.option("--origin", help="With --imported: the origin of that ledger, if several.")
 @_store_option
 @json_option
@@ -241,8 +239,9 @@ def export(
     if as_json:
         app.emit_json(doc)
     else:
+        count = len(toc["entries"])
         app.out(
-            f"wrote {output}: {len(toc['entries'])} entr{'y' if len(toc['entries']) == 1 else 'ies'}"
+            f"wrote {output}: {count} entr{'y' if count == 1 else 'ies'}"
             f", {len(toc['blobs'])} blobs ({_size(total)})"
         )
         app.out(f"ledger {toc['origin']} at size {toc['treeSize']}")
@@ -290,17 +289,17 @@ def import_(
         except OSError as e:
             raise InputError(f"Cannot read the verifier key file {verifier_key[1:]}.") from e
     store = _store(app, deposit_store)
-    result = import_deposit(
-        store, archive, verifier_key=verifier_key, max_member=max_member_size
-    )
+    result = import_deposit(store, archive, verifier_key=verifier_key, max_member=max_member_size)
     if as_json:
         app.emit_json(result.to_dict())
         return
-    app.out(f"imported {len(result.entries)} entr{'y' if len(result.entries) == 1 else 'ies'}"
-            f" from ledger {result.origin} (size {result.tree_size})")
+    app.out(
+        f"imported {len(result.entries)} entr{'y' if len(result.entries) == 1 else 'ies'}"
+        f" from ledger {result.origin} (size {result.tree_size})"
+    )
     app.out(f"verifier key: {result.verifier_key}")
-    for e in result.entries:
-        app.out(f"  entry {e['index']}  {e['project']}  {e['imageId']}")
+    for item in result.entries:
+        app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}")
     app.out(f"{result.blobs_new} new blobs ({_size(result.bytes_new)})")
     if verifier_key is None:
         app.say(
@@ -330,9 +329,11 @@ def stats(app: App, deposit_store: str | None, as_json: bool) -> None:
         return
     app.out(f"deposit store {doc['store']}")
     app.out(_figures_text("all projects", doc))
-    app.out(f"on disk: {doc['blobsOnDisk']} blobs, {_size(doc['bytesOnDisk'])}; "
-            f"unreferenced: {doc['unreferenced']['blobs']} blobs, "
-            f"{_size(doc['unreferenced']['bytes'])}; imported entries: {doc['imports']}")
+    app.out(
+        f"on disk: {doc['blobsOnDisk']} blobs, {_size(doc['bytesOnDisk'])}; "
+        f"unreferenced: {doc['unreferenced']['blobs']} blobs, "
+        f"{_size(doc['unreferenced']['bytes'])}; imported entries: {doc['imports']}"
+    )
     for name, f in doc["projects"].items():
         app.out("  " + _figures_text(name, f))
 

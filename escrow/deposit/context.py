@@ -64,9 +64,7 @@ def store_context(
                 h = hashlib.sha256()
                 copy(size, h.update)
                 if h.hexdigest() != digest:
-                    raise InputError(
-                        f"The context file {name} does not have its recorded SHA-256."
-                    )
+                    raise InputError(f"The context file {name} does not have its recorded SHA-256.")
             else:
                 w = store.writer()
                 try:

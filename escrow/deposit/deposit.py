@@ -77,8 +77,7 @@ class Needs:
             for b in inputs.get("baseImages") or []
             if b.get("imageId")
         ]
-        seen: set[str] = set()
-        unique = [b for b in bases if not (b["imageId"] in seen or seen.add(b["imageId"]))]
+        unique = list({b["imageId"]: b for b in reversed(bases)}.values())[::-1]
         image_id = (predicate.get("image") or {}).get("id")
         return cls(
             recipe=inputs.get("recipe") or None,
@@ -235,6 +234,8 @@ def _archive_from_dir(
             hint="Pass the context as it was at build time; `escrow rebuild INDEX --context DIR` "
             "lists the files that differ.",
         )
+    if ctx.archive is None:  # pragma: no cover - keep_archive is the default
+        raise InputError(f"No archive was made of the build context {context_dir}.")
     return ctx.archive, ctx.dockerfile_bytes
 
 
@@ -333,10 +334,7 @@ def deposit_entry(
             record["filesBlob"] = needs.files_blob
 
         # -- images
-        wanted: list[str] = []
-        for base in needs.bases:
-            if missing_parts(store, base["imageId"]):
-                wanted.append(base["imageId"])
+        wanted = [b["imageId"] for b in needs.bases if missing_parts(store, b["imageId"])]
         if include_image and needs.image_id and missing_parts(store, needs.image_id):
             wanted.append(needs.image_id)
         if wanted:
@@ -349,9 +347,7 @@ def deposit_entry(
                 say(f"escrow: saving {len(present)} image(s) into the deposit store")
                 report = save_images(engine.api, store, present)
                 result.bytes_new += report.bytes_written
-        record["baseImages"] = [
-            b for b in needs.bases if not missing_parts(store, b["imageId"])
-        ]
+        record["baseImages"] = [b for b in needs.bases if not missing_parts(store, b["imageId"])]
         if record["baseImages"]:
             result.deposited.append("base-images")
         if include_image and needs.image_id and not missing_parts(store, needs.image_id):
@@ -458,7 +454,8 @@ def check_record(
                     "kind": "context",
                     "name": "build context",
                     "digest": needs.context.get("treeDigest"),
-                    "reason": "the build context is not deposited (escrow deposit INDEX --context DIR)",
+                    "reason": "the build context is not deposited "
+                    "(escrow deposit INDEX --context DIR)",
                 }
             )
         elif not store.has(str(ctx["index"])):
@@ -473,15 +470,15 @@ def check_record(
         need("file-list", "context file list", needs.files_blob, "the file list is not deposited")
     for base in needs.bases:
         parts = missing_parts(store, base["imageId"])
-        for part in parts:
-            missing.append(
-                {
-                    "kind": "base-image",
-                    "name": base["reference"],
-                    "digest": base["imageId"] if part == "config" else part,
-                    "reason": "image config not deposited" if part == "config" else "layer missing",
-                }
-            )
+        missing.extend(
+            {
+                "kind": "base-image",
+                "name": base["reference"],
+                "digest": base["imageId"] if part == "config" else part,
+                "reason": "image config not deposited" if part == "config" else "layer missing",
+            }
+            for part in parts
+        )
     if needs.image_id:
         parts = missing_parts(store, needs.image_id)
         if parts:

@@ -161,7 +161,9 @@ def collect_garbage(
                 "reclaimableBlobs": len(freed & set(sizes)),
                 "reclaimableBytes": sum(sizes.get(b, 0) for b in freed),
             }
-        reclaim = (set().union(*(i.blobs for i in dropped)) - needed if dropped else set()) | orphans
+        reclaim = (
+            set().union(*(i.blobs for i in dropped)) - needed if dropped else set()
+        ) | orphans
         reclaim &= set(sizes)
         if apply:
             for item in dropped:

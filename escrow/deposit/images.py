@@ -61,7 +61,9 @@ def _save_stream(api: Any, names: Sequence[str]) -> Iterator[bytes]:
         response = api._get(api._url("/images/get"), params={"names": list(names)}, stream=True)
         api._raise_for_status(response)
     except docker.errors.NotFound as e:
-        raise InputError(f"An image to deposit is not in the Docker Engine: {e.explanation}.") from e
+        raise InputError(
+            f"An image to deposit is not in the Docker Engine: {e.explanation}."
+        ) from e
     except docker.errors.APIError as e:
         raise EngineUnavailable(f"The Docker Engine could not save images: {e.explanation}.") from e
     except requests.exceptions.RequestException as e:

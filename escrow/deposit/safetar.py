@@ -129,14 +129,14 @@ def safe_extract(
     """
     target = Path(target)
     if target.exists():
-        raise InputError(f"The folder {target} already exists; escrow extracts only into a new one.")
+        raise InputError(
+            f"The folder {target} already exists; escrow extracts only into a new one."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".escrow-extract-", dir=target.parent))
     written: list[str] = []
     try:
-        _extract_into(
-            fileobj, staging, what, links_outside, max_member, max_total, accept, written
-        )
+        _extract_into(fileobj, staging, what, links_outside, max_member, max_total, accept, written)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -162,9 +162,7 @@ def _extract_into(
     try:
         with tarfile.open(fileobj=fileobj, mode="r|") as tar:
             for info in tar:
-                name = check_member(
-                    info, what, links_outside=links_outside, max_member=max_member
-                )
+                name = check_member(info, what, links_outside=links_outside, max_member=max_member)
                 if not name:
                     continue
                 if accept is not None and not accept(name, info):

@@ -621,7 +621,9 @@ def _check_rebuildable(index: int, predicate: Mapping[str, Any]) -> None:
     if build.get("kind", "dockerfile") != "dockerfile":
         raise InputError(f"The imported entry {index} is not a Dockerfile build escrow ran.")
     if build.get("status") != "succeeded" or not (predicate.get("image") or {}).get("id"):
-        raise InputError(f"The imported entry {index} is a failed build; there is nothing to reproduce.")
+        raise InputError(
+            f"The imported entry {index} is a failed build; there is nothing to reproduce."
+        )
 
 
 def _remove_image(engine: DockerEngine, tag: str, say: Callable[[str], None]) -> None:

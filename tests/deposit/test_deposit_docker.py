@@ -136,9 +136,7 @@ def test_export_import_rebuild_in_a_fresh_home(
     assert doc["statement"]["predicate"]["rebuild"]["originalFrom"] == "imported-deposit"
 
 
-def test_gc_keeps_what_retained_entries_need(
-    builds: Builds, cli: Any, escrow_home: Path
-) -> None:
+def test_gc_keeps_what_retained_entries_need(builds: Builds, cli: Any, escrow_home: Path) -> None:
     indexes = []
     for i in range(3):
         ctx = builds.context({"app.txt": f"day {i}\n", "shared.txt": "same every day\n"})
