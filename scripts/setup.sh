@@ -13,7 +13,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages: the engine, the example's busybox, WeasyPrint's Pango and fonts,
 # poppler for PDF checks, PostgreSQL, the registry and skopeo for the tests.
 APT_PACKAGES=(docker.io busybox-static poppler-utils postgresql docker-registry skopeo
-  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core git ca-certificates)
+  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core zstd git ca-certificates)
 
 missing_packages() {
   local p

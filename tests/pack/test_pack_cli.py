@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PackLedger, pdftotext
+from .conftest import PackLedger, pdftotext
 from synth import manifest_variant
 
 from escrow.documents.types import AUDIT_PACK
@@ -222,7 +222,7 @@ def _gap(data: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def signed_pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One genuine signed pack, made once for the tampering cases."""
-    from conftest import run_escrow
+    from .conftest import run_escrow
 
     from escrow.config import load_settings
     from escrow.ledger.store import Ledger

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import pdftotext
+from .conftest import pdftotext
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "app"
 TAG = "escrow-test/pack-app:latest"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PackLedger, example_view, pdftotext
+from .conftest import PackLedger, example_view, pdftotext
 
 from escrow.pack.render import AttachmentFile, digest_markup, render_html, render_pdf
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PackLedger
+from .conftest import PackLedger
 
 from escrow.pack.collect import Collected, PackRequest, collect
 from escrow.pack.evidence import attachments_for
