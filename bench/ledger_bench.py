@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -118,6 +119,13 @@ def bench_appends(base: Path, count: int) -> None:
         for p in prepared:
             lg.append_prepared(p)
         stored_rate = count / (time.perf_counter() - start)
+    from escrow.documents.schemas import validate_statement
+
+    statements = [manifest(n + 2 * count) for n in range(min(count, 200))]
+    start = time.perf_counter()
+    for st in statements:
+        validate_statement(st)
+    validate_ms = (time.perf_counter() - start) / len(statements) * 1000
     raw = raw_sqlite_rate(base / "raw.db", count, size)
     ok = "PASS" if rate >= raw / 2 else "FAIL"
     line(
@@ -127,7 +135,13 @@ def bench_appends(base: Path, count: int) -> None:
         f"{ok}: {rate / raw:.2f}x of raw (limit >= 0.50x)",
     )
     line(
-        "  of which storage (validated beforehand)",
+        "  validate_statement (documents.schemas)",
+        f"{validate_ms:.2f} ms/env",
+        f"raw {1000 / raw:.2f} ms/row",
+        "the JSON Schema check alone, per envelope",
+    )
+    line(
+        "  appends of envelopes validated beforehand",
         f"{stored_rate:,.0f}/s",
         f"raw {raw:,.0f}/s",
         f"{stored_rate / raw:.2f}x of raw",
@@ -210,8 +224,12 @@ def bench_proofs(base: Path, size: int, samples: int = 2000) -> None:
 # -- 3. verify 100,000 -------------------------------------------------------------
 
 
-def _ref_chunk(args: tuple[bytes, list[bytes]]) -> int:
-    raw, blobs = args
+_REF: tuple[bytes, list[bytes]] = (b"", [])  # inherited by the forked reference workers
+
+
+def _ref_chunk(span: tuple[int, int]) -> int:
+    raw, all_blobs = _REF
+    blobs = all_blobs[span[0] : span[1]]
     pub = PublicKey.from_raw_ed25519(raw)
     ok = 0
     for blob in blobs:
@@ -222,7 +240,7 @@ def _ref_chunk(args: tuple[bytes, list[bytes]]) -> int:
     return ok
 
 
-def bench_verify(base: Path, size: int) -> None:
+def bench_verify(base: Path, size: int, repeat: int) -> None:
     settings, build = new_home(base, "verify")
     t0 = time.perf_counter()
     pad = "x" * 700
@@ -267,30 +285,40 @@ def bench_verify(base: Path, size: int) -> None:
         )
     db.close()
     load = time.perf_counter() - t0
-    with Ledger.open(settings) as lg:
-        t = time.perf_counter()
-        report = lg.verify()
-        ours = time.perf_counter() - t
-    assert report.ok and report.entries_checked == size, report.problems[:3]
-    # reference: verify the same signatures and hash the same bytes on every core
-    raw = build.public.raw()
-    sig_blobs = [e.payload + e.signatures[0].sig for e in envelopes]
+    ours_runs: list[float] = []
+    ref_runs: list[float] = []
+    # reference: verify the same signatures and hash the same bytes on every core; the
+    # data is already in the (forked) workers, so this is the computation alone
+    global _REF
+    _REF = (build.public.raw(), [e.payload + e.signatures[0].sig for e in envelopes])
+    n = len(_REF[1])
     workers = os.cpu_count() or 1
-    per = (len(sig_blobs) + workers * 8 - 1) // (workers * 8)
-    chunks = [(raw, sig_blobs[i : i + per]) for i in range(0, len(sig_blobs), per)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_ref_chunk, [(raw, sig_blobs[:10])] * workers))  # warm the pool
-        t = time.perf_counter()
-        done = sum(pool.map(_ref_chunk, chunks))
-        ref = time.perf_counter() - t
-    assert done == size - 1
+    per = (n + workers * 8 - 1) // (workers * 8)
+    spans = [(i, min(i + per, n)) for i in range(0, n, per)]
+    ctx = multiprocessing.get_context("fork")
+    # alternate the two, `repeat` times each, and keep the best of each (other load on
+    # the machine only ever makes a run slower)
+    for _ in range(repeat):
+        with Ledger.open(settings) as lg:
+            t = time.perf_counter()
+            report = lg.verify()
+            ours_runs.append(time.perf_counter() - t)
+        assert report.ok and report.entries_checked == size, report.problems[:3]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            list(pool.map(_ref_chunk, [(0, 10)] * workers))  # start the workers
+            t = time.perf_counter()
+            done = sum(pool.map(_ref_chunk, spans))
+            ref_runs.append(time.perf_counter() - t)
+        assert done == size - 1
+    ours, ref = min(ours_runs), min(ref_runs)
     ratio = ours / ref
     ok = "PASS" if ratio <= 1.5 else "FAIL"
     line(
         f"ledger verify of {size:,} entries",
         f"{ours:.2f} s",
         f"{ref:.2f} s",
-        f"{ok}: {ratio:.2f}x (limit <= 1.5x; {workers} cores; bulk load {load:.0f} s)",
+        f"{ok}: {ratio:.2f}x (limit <= 1.5x; {workers} cores; best of {repeat}; "
+        f"bulk load {load:.0f} s)",
     )
 
 
@@ -300,6 +328,7 @@ def main() -> None:
     ap.add_argument("--proof-size", type=int, default=1_000_000)
     ap.add_argument("--verify-size", type=int, default=100_000)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="verify runs (best of each kept)")
     ap.add_argument("--only", choices=["appends", "proofs", "verify"], default=None)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="escrow-ledger-bench-", dir=args.dir or "/var/tmp"))
@@ -314,7 +343,7 @@ def main() -> None:
         if args.only in (None, "proofs"):
             bench_proofs(base, args.proof_size)
         if args.only in (None, "verify"):
-            bench_verify(base, args.verify_size)
+            bench_verify(base, args.verify_size, args.repeat)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

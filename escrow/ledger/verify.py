@@ -34,7 +34,7 @@ from escrow.signing.dsse import Envelope, pae
 from escrow.signing.keys import PublicKey
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection
 
     from escrow.ledger.store import Ledger
 
@@ -233,20 +233,6 @@ def _check_signature(
 
 # -- worker processes ---------------------------------------------------------------
 
-_ENGINES: dict[str, Engine] = {}
-
-
-def _chunk_in_worker(
-    url: str, start: int, end: int, candidates: Sequence[tuple[str, str]]
-) -> ChunkResult:
-    from escrow.ledger.store import db_errors, make_engine
-
-    engine = _ENGINES.get(url)
-    if engine is None:
-        engine = _ENGINES[url] = make_engine(url)
-    with db_errors(url), engine.connect() as conn:
-        return check_chunk(conn, start, end, candidates)
-
 
 def _run_chunks(
     ledger: Ledger,
@@ -259,14 +245,80 @@ def _run_chunks(
     if workers <= 1 or len(spans) <= 1:
         with db_errors(ledger.url), ledger._engine.connect() as conn:  # noqa: SLF001
             return [check_chunk(conn, a, b, candidates) for a, b in spans]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    return _run_in_subprocesses(ledger.url, spans, candidates, min(workers, len(spans)))
 
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["escrow.ledger.verify", "escrow.ledger.store"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(spans)), mp_context=ctx) as pool:
-        futures = [pool.submit(_chunk_in_worker, ledger.url, a, b, candidates) for a, b in spans]
-        return [f.result() for f in futures]
+
+def _run_in_subprocesses(
+    url: str, spans: list[tuple[int, int]], candidates: list[tuple[str, str]], workers: int
+) -> list[ChunkResult]:
+    """Check the chunks in this process and ``workers - 1`` fresh interpreters (``python -m
+    escrow.ledger._verify_worker``), each reading its own rows from the database.
+
+    Plain subprocesses rather than multiprocessing: nothing of the caller's
+    ``__main__`` is re-imported and nothing is forked from a threaded server.
+    """
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from escrow.ledger.store import db_errors, make_engine
+
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    groups = [spans[w::workers] for w in range(workers)]
+    procs = []
+    for group in groups[1:]:  # this process takes groups[0] while the others start
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "escrow.ledger._verify_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdin is not None
+        pickle.dump((url, group, candidates), proc.stdin)
+        proc.stdin.close()
+        procs.append(proc)
+    engine = make_engine(url)
+    try:
+        with db_errors(url), engine.connect() as conn:
+            results = [check_chunk(conn, a, b, candidates) for a, b in groups[0]]
+    finally:
+        engine.dispose()
+    failure = ""
+    for proc in procs:
+        assert proc.stdout is not None and proc.stderr is not None
+        out = proc.stdout.read()
+        err = proc.stderr.read()  # small: a traceback at most
+        proc.stdout.close()
+        proc.stderr.close()
+        if proc.wait() != 0:
+            failure = failure or err.decode("utf-8", "replace").strip().splitlines()[-1:][0]
+            continue
+        results.extend(pickle.loads(out))  # noqa: S301 - our own worker's output
+    if failure:
+        raise EscrowError(f"A verification worker failed: {failure}")
+    return sorted(results, key=lambda r: r.start)
+
+
+def worker_main() -> None:
+    """Entry point of ``python -m escrow.ledger._verify_worker`` (pickles in and out)."""
+    import pickle
+    import sys
+
+    from escrow.ledger.store import db_errors, make_engine
+
+    url, spans, candidates = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent
+    engine = make_engine(url)
+    try:
+        with db_errors(url), engine.connect() as conn:
+            out = [check_chunk(conn, a, b, candidates) for a, b in spans]
+    finally:
+        engine.dispose()
+    sys.stdout.buffer.write(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+    sys.stdout.buffer.flush()
 
 
 # -- the whole log ------------------------------------------------------------------
@@ -280,7 +332,7 @@ def verify_ledger(
     from escrow.ledger.tables import CHECKPOINT, ENTRY, HEAD, KEY
 
     chunk = chunk_size or (1 << CHUNK_LEVEL)
-    if chunk & (chunk - 1):
+    if chunk < 1 or chunk & (chunk - 1):
         raise InputError("The verification chunk size must be a power of two.")
     with ledger._read(snapshot=True) as conn:  # noqa: SLF001 - one snapshot of the log
         head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
@@ -319,10 +371,14 @@ def verify_ledger(
             latest_size = int(head.size)
 
     # 2. every entry, in chunks
-    spans = [(a, min(a + chunk, rows)) for a in range(0, rows, chunk)]
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers is None and rows < PARALLEL_MIN:
         n_workers = 1
+    if chunk_size is None and n_workers > 1:
+        # small enough chunks that dealing them round-robin balances the workers
+        while chunk > 256 and rows < chunk * n_workers * 8:
+            chunk //= 2
+    spans = [(a, min(a + chunk, rows)) for a in range(0, rows, chunk)]
     results = _run_chunks(ledger, spans, candidates, n_workers)
     signatures = sum(r.signatures for r in results)
     for r in results:
