@@ -16,6 +16,7 @@ stream, and checks the engine reports the recorded image ID.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import tarfile
@@ -78,13 +79,40 @@ def _save_stream(api: Any, names: Sequence[str]) -> Iterator[bytes]:
     return chunks()
 
 
-def save_images(api: Any, store: DepositStore, image_ids: Sequence[str]) -> SaveReport:
-    """Stream ``docker save`` of ``image_ids`` into ``store``: configs and layers by digest."""
+def _known_layers(api: Any, store: DepositStore, image_ids: Sequence[str]) -> dict[int, set[str]]:
+    """Size -> diff IDs of the layers of ``image_ids`` that the store already holds."""
+    import docker.errors
+
+    known: dict[int, set[str]] = {}
+    for image_id in image_ids:
+        try:
+            inspect = api.inspect_image(image_id)
+        except docker.errors.APIError:  # the save itself reports it
+            inspect = {}
+        for diff_id in (inspect.get("RootFS") or {}).get("Layers") or []:
+            d = str(diff_id).removeprefix("sha256:")
+            if store.has(d):
+                known.setdefault(store.size(d), set()).add(d)
+    return known
+
+
+def save_images(
+    api: Any, store: DepositStore, image_ids: Sequence[str], *, speculate: bool = True
+) -> SaveReport:
+    """Stream ``docker save`` of ``image_ids`` into ``store``: configs and layers by digest.
+
+    A layer whose size is that of a layer of these images the store already
+    holds is only hashed, not written (the base layers of a daily build); if
+    its hash turns out to be another, the save is streamed once more without
+    this shortcut.
+    """
     from escrow.rebuild.layers import BlockReader, IterSource, iter_members
 
     report = SaveReport()
     if not image_ids:
         return report
+    known = _known_layers(api, store, image_ids) if speculate else {}
+    lost = False
     src = IterSource(_save_stream(api, image_ids), "docker save")
     reader = BlockReader(src)
     small: dict[str, bytes] = {}
@@ -109,6 +137,14 @@ def save_images(api: Any, store: DepositStore, image_ids: Sequence[str]) -> Save
             continue
         if name.endswith("/json") or name.endswith("/VERSION") or name == "oci-layout":
             continue
+        if member.size in known:
+            h = hashlib.sha256()
+            member.feed(h.update)
+            if h.hexdigest() in known[member.size]:
+                stored[name] = h.hexdigest()
+            else:
+                lost = True
+            continue
         w = store.writer()
         try:
             member.feed(w.write)
@@ -124,6 +160,8 @@ def save_images(api: Any, store: DepositStore, image_ids: Sequence[str]) -> Save
     for name, target in links.items():
         if target in stored:
             stored[name] = stored[target]
+    if lost:
+        return save_images(api, store, image_ids, speculate=False)
     if "manifest.json" not in small:
         raise EngineUnavailable("The Docker Engine's image archive has no manifest.json.")
     try:

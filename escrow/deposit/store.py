@@ -118,13 +118,14 @@ class _FileWriter:
                     f"A blob that should have SHA-256 {check_digest(expected)[:16]}… has "
                     f"{digest[:16]}… (corrupted or substituted)."
                 )
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
             final = self._store.path(digest)
             if final.is_file():
+                self._file.close()
                 os.unlink(self._tmp)  # deduplicated
             else:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(self._tmp, 0o444)
                 os.replace(self._tmp, final)
