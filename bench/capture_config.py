@@ -50,9 +50,9 @@ def main() -> None:
             image_id = str(image["Id"])
             size = int(image["Size"]) / 2**20
             for name, fn in (
-                ("inspect endpoint", lambda: engine.inspect_image(image_id)),
-                ("history endpoint", lambda: engine.history(image_id)),
-                ("config via save stream", lambda: engine.image_config(image_id)),
+                ("inspect endpoint", lambda i=image_id: engine.inspect_image(i)),
+                ("history endpoint", lambda i=image_id: engine.history(i)),
+                ("config via save stream", lambda i=image_id: engine.image_config(i)),
             ):
                 ts = []
                 for _ in range(args.runs):

@@ -19,7 +19,7 @@ from typing import Any
 
 from escrow.blobs import BlobStore
 from escrow.capture import dockerfile as dfparse
-from escrow.capture.context import ContextArchive, make_context
+from escrow.capture.context import ContextArchive, ContextStream
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
     LOG_TAIL_LINES,
@@ -234,38 +234,40 @@ def phoenix_build(
     args = dict(request.build_args)
     arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
 
-    with make_context(request.context, request.dockerfile) as ctx:
-        assert ctx.dockerfile_bytes is not None and ctx.dockerfile_in_archive is not None
-        df = dfparse.parse(ctx.dockerfile_bytes.decode("utf-8", errors="replace"), args)
-        if request.target is not None:
-            df.stage_index(request.target)
-        _learn_dockerfile_secrets(df, redactor)
-        # git runs in its own processes while the engine works
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-git")
-        source_future = pool.submit(git_source, ctx.root)
-        pool.shutdown(wait=False)
-        engine_facts = engine.facts()
-        bases, pulled = resolve_bases(df, engine)
-        ci = ci_facts(environ)
-        progress.start(f"escrow: phoenix build of {ctx.root} as {request.tags[0]}")
-        parser = StepParser(progress, redactor.text)
-        if on_build_started is not None:
-            on_build_started()
-        try:
-            for msg in engine.build(
-                ctx.body(),
-                dockerfile=ctx.dockerfile_in_archive,
-                tags=list(request.tags),
-                build_args=args,
-                target=request.target,
-                platform=request.platform,
-            ):
-                parser.feed(msg)
-        except EscrowError:
-            progress.finish("escrow: the build did not run.")
-            raise
-        source = source_future.result()
-        inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
+    stream = ContextStream(request.context, request.dockerfile)
+    root = stream.plan.root
+    df = dfparse.parse(stream.dockerfile_bytes.decode("utf-8", errors="replace"), args)
+    if request.target is not None:
+        df.stage_index(request.target)
+    _learn_dockerfile_secrets(df, redactor)
+    # git runs in its own processes while the engine works
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-git")
+    source_future = pool.submit(git_source, root)
+    pool.shutdown(wait=False)
+    engine_facts = engine.facts()
+    bases, pulled = resolve_bases(df, engine)
+    ci = ci_facts(environ)
+    progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
+    parser = StepParser(progress, redactor.text)
+    if on_build_started is not None:
+        on_build_started()
+    try:
+        for msg in engine.build(
+            stream.chunks(),
+            dockerfile=stream.dockerfile_in_archive,
+            tags=list(request.tags),
+            build_args=args,
+            target=request.target,
+            platform=request.platform,
+        ):
+            parser.feed(msg)
+    except EscrowError:
+        progress.finish("escrow: the build did not run.")
+        stream.result()  # an unreadable context file is the better explanation
+        raise
+    ctx = stream.result()
+    source = source_future.result()
+    inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
     result = parser.finish()
     if result.error is not None and not result.steps:
         progress.finish("escrow: the Docker Engine rejected the build.")

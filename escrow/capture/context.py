@@ -25,12 +25,13 @@ import stat
 import tarfile
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 
 from escrow.blobs import BlobStore
-from escrow.errors import InputError
+from escrow.errors import EscrowError, InputError
 
 #: archives up to this size stay in memory; larger ones go to a temporary file
 SPOOL_IN_MEMORY = 128 << 20
@@ -109,6 +110,12 @@ def read_dockerignore(root: Path) -> list[str] | None:
         ]
 
 
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class _ArchiveSink:
     """Where the archive bytes go: the spool file, and a SHA-256 computed in a thread.
 
@@ -117,7 +124,7 @@ class _ArchiveSink:
     second core while the main thread reads and hashes the files.
     """
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: _Writable) -> None:
         self.out = out
         self.size = 0
         self._hash = hashlib.sha256()
@@ -162,18 +169,6 @@ class _ArchiveSink:
         self._thread.join()
 
 
-class _Body:
-    def __init__(self, f: IO[bytes], size: int) -> None:
-        self._f = f
-        self._size = size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def read(self, n: int = -1, /) -> bytes:
-        return self._f.read(n)
-
-
 @dataclass
 class ContextArchive:
     """The context archive (a temporary file) and what was recorded about it."""
@@ -206,11 +201,6 @@ class ContextArchive:
             raise ValueError("this context was hashed without keeping an archive")
         self.archive.seek(0)
         return self.archive
-
-    def body(self) -> _Body:
-        """The archive as an HTTP request body (``read`` and ``len``; never spilled to disk
-        just because someone asked for a file descriptor)."""
-        return _Body(self.rewind(), self.archive_size or 0)
 
     def close(self) -> None:
         if not self._closed and self.archive is not None:
@@ -278,25 +268,24 @@ def _walk(root: Path, exclude: list[str], dockerfile_rel: str | None) -> list[st
     return sorted(exclude_paths(str(root), list(exclude), dockerfile=dockerfile_rel))
 
 
-def make_context(
+@dataclass(frozen=True)
+class _Plan:
+    root: Path
+    names: list[str]
+    extra: list[tuple[str, bytes]]
+    rel: str | None
+    shown: str | None
+    df_bytes: bytes | None
+    exclude: list[str] | None
+
+
+def _plan(
     context_dir: str | os.PathLike[str],
-    dockerfile: str | os.PathLike[str] | None = None,
-    *,
-    require_dockerfile: bool = True,
-    embed_dockerfile: bool = True,
-    keep_archive: bool = True,
-    spool_dir: str | None = None,
-) -> ContextArchive:
-    """Build the context archive once, hashing every entry and the archive.
-
-    With ``require_dockerfile=False`` (``escrow capture``/``record``) a context
-    without a Dockerfile is fine; with ``embed_dockerfile=False`` a ``-f`` file
-    outside the context is hashed as the recipe but not put in the archive;
-    with ``keep_archive=False`` the archive is hashed but not kept.
-
-    Raises :class:`InputError` when the context is not a directory or the
-    Dockerfile is missing.
-    """
+    dockerfile: str | os.PathLike[str] | None,
+    require_dockerfile: bool,
+    embed_dockerfile: bool,
+) -> _Plan:
+    """What goes in the archive: the Dockerfile and the paths the SDK selects."""
     root = Path(context_dir)
     if not root.is_dir():
         raise InputError(
@@ -332,6 +321,31 @@ def make_context(
     except OSError as e:
         raise InputError(f"Cannot read the build context {root}: {e}.") from e
 
+    return _Plan(root, names, extra, rel, shown, df_bytes, exclude)
+
+
+def make_context(
+    context_dir: str | os.PathLike[str],
+    dockerfile: str | os.PathLike[str] | None = None,
+    *,
+    require_dockerfile: bool = True,
+    embed_dockerfile: bool = True,
+    keep_archive: bool = True,
+    spool_dir: str | None = None,
+) -> ContextArchive:
+    """Build the context archive once, hashing every entry and the archive.
+
+    With ``require_dockerfile=False`` (``escrow capture``/``record``) a context
+    without a Dockerfile is fine; with ``embed_dockerfile=False`` a ``-f`` file
+    outside the context is hashed as the recipe but not put in the archive;
+    with ``keep_archive=False`` the archive is hashed but not kept.
+
+    Raises :class:`InputError` when the context is not a directory or the
+    Dockerfile is missing.
+    """
+    plan = _plan(context_dir, dockerfile, require_dockerfile, embed_dockerfile)
+    root, names, extra = plan.root, plan.names, plan.extra
+    rel, shown, df_bytes, exclude = plan.rel, plan.shown, plan.df_bytes, plan.exclude
     if not keep_archive:
         files = _write_archive(root, names, extra, None)
         files.sort(key=lambda f: str(f["path"]))
@@ -583,3 +597,92 @@ def _entry(info: tarfile.TarInfo) -> FileEntry:
     link = info.linkname if info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE) else None
     size = info.size if kind == "file" else 0
     return FileEntry(info.name, kind, stat.S_IMODE(info.mode), size, None, link)
+
+
+class ContextStream:
+    """The context archive made *while* it is uploaded (``escrow build``).
+
+    A producer thread walks, reads and hashes the files and writes the archive
+    into a bounded queue; :meth:`chunks` hands those bytes to the HTTP request
+    body.  Each file is read once, so what is hashed is exactly what the engine
+    receives, and nothing is written to disk.  After the upload,
+    :meth:`result` gives the :class:`ContextArchive` (digests and file list).
+    """
+
+    def __init__(
+        self, context_dir: str | os.PathLike[str], dockerfile: str | os.PathLike[str] | None
+    ) -> None:
+        self.plan = _plan(context_dir, dockerfile, True, True)
+        assert self.plan.df_bytes is not None and self.plan.rel is not None
+        self.dockerfile_bytes: bytes = self.plan.df_bytes
+        self.dockerfile_in_archive: str = self.plan.rel
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._result: ContextArchive | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _produce(self) -> None:
+        sink = _ArchiveSink(_QueueWriter(self._queue))
+        try:
+            files = _write_archive(self.plan.root, self.plan.names, self.plan.extra, sink)
+            digest = sink.finish()
+            files.sort(key=lambda f: str(f["path"]))
+            p = self.plan
+            self._result = ContextArchive(
+                root=p.root,
+                archive=None,
+                archive_sha256=digest,
+                archive_size=sink.size,
+                files=files,
+                tree_digest=tree_digest(files),
+                dockerfile_in_archive=p.rel,
+                dockerfile_path=p.shown,
+                dockerfile_bytes=p.df_bytes,
+                dockerignore=p.exclude,
+            )
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            sink.abort()
+            self._error = e
+        finally:
+            self._queue.put(None)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The archive's bytes, produced as they are consumed (start it once)."""
+        if self._thread is not None:
+            raise RuntimeError("the context stream was already consumed")
+        self._thread = threading.Thread(target=self._produce, name="escrow-context", daemon=True)
+        self._thread.start()
+        while (chunk := self._queue.get()) is not None:
+            yield chunk
+
+    def result(self) -> ContextArchive:
+        """The recorded context, once the whole archive was produced."""
+        if self._thread is None:
+            for _ in self.chunks():
+                pass
+        assert self._thread is not None
+        # drain what the consumer left (the engine may stop reading early)
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+        if self._error is not None:
+            if isinstance(self._error, EscrowError):
+                raise self._error
+            raise InputError(f"Making the context archive failed: {self._error}.") from self._error
+        assert self._result is not None
+        return self._result
+
+
+class _QueueWriter:
+    def __init__(self, q: queue.Queue[bytes | None]) -> None:
+        self._q = q
+
+    def write(self, data: bytes) -> int:
+        self._q.put(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass

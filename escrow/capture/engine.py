@@ -10,21 +10,13 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from escrow.errors import EngineUnavailable, EscrowError, InputError
 
 if TYPE_CHECKING:
     import docker
-
-
-class ArchiveBody(Protocol):
-    """A context archive to upload: readable, with a known length."""
-
-    def read(self, n: int = -1, /) -> bytes: ...
-
-    def __len__(self) -> int: ...
 
 
 class Engine(Protocol):
@@ -36,7 +28,7 @@ class Engine(Protocol):
 
     def build(
         self,
-        archive: ArchiveBody,
+        archive: Iterable[bytes],
         *,
         dockerfile: str,
         tags: list[str],
@@ -44,7 +36,8 @@ class Engine(Protocol):
         target: str | None,
         platform: str | None,
     ) -> Iterator[dict[str, Any]]:
-        """Run a no-cache build of ``archive``; yield the engine's decoded JSON messages."""
+        """Run a no-cache build of ``archive`` (the context tar, streamed); yield the
+        engine's decoded JSON messages."""
         ...
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
@@ -139,7 +132,7 @@ class DockerEngine:
 
     def build(
         self,
-        archive: ArchiveBody,
+        archive: Iterable[bytes],
         *,
         dockerfile: str,
         tags: list[str],

@@ -306,3 +306,27 @@ def test_the_describer_equals_gettarinfo(tree: Path) -> None:
             "devminor",
         )
         assert {k: getattr(a, k) for k in keys} == {k: getattr(b, k) for k in keys}, name
+
+
+def test_the_streamed_archive_is_the_spooled_one(tree: Path) -> None:
+    from escrow.capture.context import ContextStream
+
+    stream = ContextStream(tree, None)
+    sent = b"".join(stream.chunks())
+    streamed = stream.result()
+    with make_context(tree) as spooled:
+        assert sent == spooled.rewind().read()
+        assert streamed.archive_sha256 == hashlib.sha256(sent).hexdigest() == spooled.archive_sha256
+        assert streamed.archive_size == len(sent)
+        assert (streamed.files, streamed.tree_digest) == (spooled.files, spooled.tree_digest)
+
+
+def test_a_file_gone_before_it_is_read_fails_the_stream_with_an_input_error(tree: Path) -> None:
+    from escrow.capture.context import ContextStream
+
+    stream = ContextStream(tree, None)  # the walk is done here
+    (tree / "app.py").unlink()
+    for _ in stream.chunks():
+        pass
+    with pytest.raises(InputError, match="app.py"):
+        stream.result()
