@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import PackLedger, pdftotext
-from synth import manifest_variant
 
 from escrow.documents.types import AUDIT_PACK
+
+from .conftest import PackLedger, pdftotext
+from .synth import manifest_variant
 
 GENERATED = "2026-12-04T16:00:00Z"
 
@@ -222,12 +223,12 @@ def _gap(data: bytes) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def signed_pack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One genuine signed pack, made once for the tampering cases."""
-    from .conftest import run_escrow
-
     from escrow.config import load_settings
     from escrow.ledger.store import Ledger
     from escrow.signing.dsse import sign_statement
     from escrow.signing.keys import SigningKey
+
+    from .conftest import run_escrow
 
     tmp = tmp_path_factory.mktemp("signed-pack")
     with pytest.MonkeyPatch.context() as mp:

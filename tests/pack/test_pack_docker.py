@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from .conftest import pdftotext
 
 EXAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "app"

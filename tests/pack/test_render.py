@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import PackLedger, example_view, pdftotext
 
 from escrow.pack.render import AttachmentFile, digest_markup, render_html, render_pdf
+
+from .conftest import PackLedger, example_view, pdftotext
 
 WHEN = datetime(2026, 12, 4, 16, 0, tzinfo=UTC)
 D = "sha256:" + "0123456789abcdef" * 4

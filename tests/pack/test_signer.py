@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import PackLedger
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from escrow.errors import InputError
 from escrow.pack.sign import ensure_pack_signer
+
+from .conftest import PackLedger
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 

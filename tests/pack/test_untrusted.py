@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import PackLedger, pdftotext
 
 from escrow.pack.render import RenderError, make_fetcher, reports_url
+
+from .conftest import PackLedger, pdftotext
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 
@@ -112,9 +113,9 @@ def test_fetcher_serves_only_the_reports_folder(listener: socket.socket, tmp_pat
 
 
 def test_a_template_that_loads_anything_else_fails_to_render(listener: socket.socket) -> None:
-    from .conftest import example_view
-
     from escrow.pack.render import render_pdf
+
+    from .conftest import example_view
 
     port = listener.getsockname()[1]
     html = (

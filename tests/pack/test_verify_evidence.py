@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .conftest import PackLedger
 
 from escrow.pack.collect import Collected, PackRequest, collect
 from escrow.pack.evidence import attachments_for
@@ -20,6 +19,8 @@ from escrow.pack.model import SignerView
 from escrow.pack.render import render_pdf
 from escrow.pack.sign import ensure_pack_signer, sign_pdf
 from escrow.pack.verify import verify_pack
+
+from .conftest import PackLedger
 
 WHEN = datetime(2026, 12, 4, 16, 0, tzinfo=UTC)
 
