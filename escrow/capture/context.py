@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
@@ -539,12 +539,20 @@ def _write_archive(
             raise InputError(f"Cannot read {full} in the build context: {e.strerror}.") from e
         if info is None:  # a socket: docker skips it too
             continue
-        entry = _entry(info)
+        kind = _TYPES.get(info.type, "other")
+        entry: dict[str, Any] = {
+            "path": name,
+            "type": kind,
+            "mode": stat.S_IMODE(info.mode),
+            "size": info.size if kind == "file" else 0,
+        }
         if sink is not None:
             sink.write(tar_header(info))
         if info.type == tarfile.REGTYPE:
-            entry = replace(entry, sha256=_copy_file(full, info.size, sink))
-        files.append(entry.to_dict())
+            entry["sha256"] = _copy_file(full, info.size, sink)
+        elif info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            entry["linkTarget"] = info.linkname
+        files.append(entry)
     for name, data in extra:
         info = tarfile.TarInfo(name)
         info.size = len(data)
@@ -590,13 +598,6 @@ def _copy_file(path: str, size: int, sink: _ArchiveSink | None) -> str:
     if size % _BLOCK:
         sink.write(b"\0" * (_BLOCK - size % _BLOCK))
     return h.hexdigest()
-
-
-def _entry(info: tarfile.TarInfo) -> FileEntry:
-    kind = _TYPES.get(info.type, "other")
-    link = info.linkname if info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE) else None
-    size = info.size if kind == "file" else 0
-    return FileEntry(info.name, kind, stat.S_IMODE(info.mode), size, None, link)
 
 
 class ContextStream:
