@@ -78,7 +78,7 @@ class LiveProgress:
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console
 
-        self.console = Console(file=stream or sys.stderr)
+        self.console = Console(file=stream or sys.stderr, highlight=False)
         self._live: Any = None
         self._current: tuple[int, int | None, str, float] | None = None
         self._last_output = ""
