@@ -636,15 +636,25 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     @v1.get(
         "/packs/{job_id}",
         response_model=m.PackJobOut,
-        responses=_responses(401, 403, 404, 422),
+        responses={
+            200: {
+                "content": {"application/pdf": {}},
+                "description": "The job's status; with `Accept: application/pdf`, once the job "
+                "has succeeded, the signed PDF itself.",
+            },
+            **_responses(401, 403, 404, 422),
+        },
         tags=["packs"],
-        summary="A pack job's status; `pdf_url` once the signed PDF exists",
+        summary="A pack job's status, then the signed PDF (`Accept: application/pdf`)",
     )
-    def get_pack(request: Request, job_id: JobPath, _: Auditor) -> dict[str, Any]:
+    def get_pack(request: Request, job_id: JobPath, _: Auditor) -> Any:
         jobs: PackJobs = request.app.state.jobs
         job = jobs.get(job_id)
         if job is None:
             raise ApiError(404, f"There is no pack job {job_id}.")
+        accept = request.headers.get("accept", "")
+        if job.status == "succeeded" and "application/pdf" in accept:
+            return _pdf_response(jobs, job_id)
         return job.to_dict()
 
     @v1.get(
@@ -664,12 +674,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
             raise ApiError(404, f"There is no pack job {job_id}.")
         if job.status != "succeeded":
             raise ApiError(409, f"The pack job {job_id} is {job.status}, not finished.")
-        pdf = jobs.pdf(job_id) or b""
-        return Response(
-            pdf,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="pack-{job_id}.pdf"'},
-        )
+        return _pdf_response(jobs, job_id)
 
     return v1
 
@@ -681,6 +686,14 @@ def _utc_query(t: datetime | None, name: str) -> datetime | None:
         return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
     except (OverflowError, ValueError) as e:
         raise ApiError(422, f"{name} is out of range.", location="query", field=name) from e
+
+
+def _pdf_response(jobs: PackJobs, job_id: str) -> Response:
+    return Response(
+        jobs.pdf(job_id) or b"",
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="pack-{job_id}.pdf"'},
+    )
 
 
 def _time_text(t: datetime | None, name: str) -> str | None:

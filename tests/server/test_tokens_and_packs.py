@@ -114,6 +114,9 @@ def test_pack_job_renders_in_the_background_and_serves_the_signed_pdf(
             assert pdf.headers["content-type"] == "application/pdf"
             assert pdf.content.startswith(b"%PDF")
             assert hashlib.sha256(pdf.content).hexdigest() == job["pdf_sha256"]
+            direct = auditor.get(f"/v1/packs/{job['id']}", headers={"Accept": "application/pdf"})
+            assert direct.headers["content-type"] == "application/pdf"
+            assert direct.content == pdf.content
             # issuing the pack is itself an entry in the ledger
             pack_entry = pipeline.get(f"/v1/entries/{job['entry_index']}").json()
             assert pack_entry["predicate_type"].endswith("/audit-pack/v1")
