@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SMALL_LIMIT, LiveServer, manifest
+from server_helpers import SMALL_LIMIT, LiveServer, manifest
 
 from escrow.documents.canonical import canonical_bytes
 from escrow.ledger import merkle

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveServer, manifest
+from server_helpers import LiveServer, manifest
 
 from escrow.signing.dsse import sign_statement
 

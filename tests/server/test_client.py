@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, free_port, manifest
+from server_helpers import LiveServer, free_port, manifest
 
 from escrow.errors import EscrowError, LedgerTamperError, SchemaError, SignatureError
 from escrow.ledger.checkpoint import sign_checkpoint, verifier_key_line

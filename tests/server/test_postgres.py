@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, make_tokens, manifest, start_serve, stop
+from server_helpers import free_port, make_tokens, manifest, start_serve, stop
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint

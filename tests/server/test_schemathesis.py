@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer
+from server_helpers import LiveServer
 
 pytestmark = pytest.mark.slow
 

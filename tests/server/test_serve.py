@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, make_tokens, manifest, start_serve, stop
+from server_helpers import free_port, make_tokens, manifest, start_serve, stop
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, start_serve, stop
+from server_helpers import free_port, start_serve, stop
 
 
 def test_tokens_create_list_revoke(escrow_home: Path, cli: Any) -> None:
@@ -70,7 +70,7 @@ def test_tokens_create_list_revoke(escrow_home: Path, cli: Any) -> None:
 def test_pack_job_renders_in_the_background_and_serves_the_signed_pdf(
     escrow_home: Path, cli: Any, tmp_path: Path
 ) -> None:
-    from conftest import make_tokens, manifest
+    from server_helpers import make_tokens, manifest
 
     from escrow.config import load_settings
     from escrow.signing.dsse import sign_statement

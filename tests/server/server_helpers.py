@@ -1,0 +1,122 @@
+"""Helpers of the server tests: envelopes, tokens, ports, `escrow serve` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ROOT = Path(__file__).resolve().parent.parent.parent
+SMALL_LIMIT = 256 * 1024
+
+
+def manifest(project: str = "example", build_id: str | None = None) -> dict[str, Any]:
+    """The example build manifest, made unique by ``build_id``."""
+    st: dict[str, Any] = json.loads((ASSETS / "build-manifest.example.json").read_text())
+    st["predicate"]["build"]["project"] = project
+    st["predicate"]["build"]["id"] = build_id or str(uuid.uuid4())
+    return st
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    with free_socket() as s:
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    home: Path
+    settings: Any
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def client(self, role: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.auth(role) if role else {}, timeout=60)
+
+    def ledger(self) -> Any:
+        from escrow.ledger.store import Ledger
+
+        return Ledger.open(self.settings)
+
+    def build_key(self) -> Any:
+        from escrow.signing.keys import SigningKey
+
+        return SigningKey.load(self.settings.key_path)
+
+    def envelope(self, statement: dict[str, Any] | None = None) -> dict[str, Any]:
+        from escrow.signing.dsse import sign_statement
+
+        result: dict[str, Any] = sign_statement(statement or manifest(), self.build_key()).to_dict()
+        return result
+
+
+def make_tokens(settings: Any) -> dict[str, str]:
+    from escrow.ledger.store import make_engine
+    from escrow.server.auth import Role, TokenStore
+
+    engine = make_engine(settings.db_url)
+    TokenStore.create_tables(engine)
+    store = TokenStore(engine)
+    out = {role.value: store.create(f"test-{role.value}", role)[0] for role in Role}
+    engine.dispose()
+    return out
+
+
+def start_serve(
+    home: Path, db_url: str, *, port: int, log: Path, extra: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``escrow serve`` as a real process; returns once /healthz answers."""
+    env = {**os.environ, "ESCROW_HOME": str(home), "ESCROW_DB_URL": db_url}
+    env.pop("ESCROW_SERVER", None)
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "escrow.cli.main", "serve", "--port", str(port), *(extra or [])],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=ROOT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"escrow serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"escrow serve did not become ready: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
