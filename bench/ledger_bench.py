@@ -78,73 +78,82 @@ def manifest(n: int) -> dict[str, Any]:
 # -- 1. durable appends ----------------------------------------------------------
 
 
-def raw_sqlite_rate(path: Path, count: int, size: int) -> float:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
-    rows = [os.urandom(size) for _ in range(count)]
-    start = time.perf_counter()
-    for i, data in enumerate(rows):
-        db.execute("BEGIN")
-        db.execute("INSERT INTO t (id, data) VALUES (?, ?)", (i, data))
-        db.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    db.close()
-    return count / elapsed
+class RawSqlite:
+    """The reference: raw ``sqlite3``, WAL, synchronous=FULL, one commit per row."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+        self.next = 0
+
+    def insert(self, rows: list[bytes]) -> float:
+        start = time.perf_counter()
+        for data in rows:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT INTO t (id, data) VALUES (?, ?)", (self.next, data))
+            self.db.execute("COMMIT")
+            self.next += 1
+        return len(rows) / (time.perf_counter() - start)
 
 
-def bench_appends(base: Path, count: int) -> None:
+def bench_appends(base: Path, count: int, repeat: int) -> None:
+    """Alternate batches of ledger appends and raw inserts; keep each one's best batch."""
     settings, build = new_home(base, "appends")
-    envelopes = [
-        Envelope(payload=canonical_bytes(manifest(n))).signed_by(build) for n in range(count)
+    batch = max(count // repeat, 1)
+    envs = [
+        Envelope(payload=canonical_bytes(manifest(n))).signed_by(build)
+        for n in range(2 * batch * repeat + 1)
     ]
-    size = len(envelopes[0].to_bytes())
+    size = len(envs[0].to_bytes())
+    raw = RawSqlite(base / "raw.db")
+    full: list[float] = []
+    stored: list[float] = []
+    refs: list[float] = []
     with Ledger.open(settings) as lg:
-        lg.append(envelopes[0])  # warm caches (schemas, keys, log key)
-        start = time.perf_counter()
-        for env in envelopes[1:]:
-            lg.append(env)
-        elapsed = time.perf_counter() - start
-        rate = (count - 1) / elapsed
-        # the same, with the schema validation and parsing done beforehand
-        prepared = [
-            prepare(env)
-            for env in (
-                Envelope(payload=canonical_bytes(manifest(n + count))).signed_by(build)
-                for n in range(count)
-            )
-        ]
-        start = time.perf_counter()
-        for p in prepared:
-            lg.append_prepared(p)
-        stored_rate = count / (time.perf_counter() - start)
+        lg.append(envs.pop())  # warm caches (schemas, keys, log key)
+        for r in range(repeat):
+            mine = envs[2 * r * batch : (2 * r + 1) * batch]
+            start = time.perf_counter()
+            for env in mine:
+                lg.append(env)
+            full.append(len(mine) / (time.perf_counter() - start))
+            refs.append(raw.insert([os.urandom(size) for _ in range(batch)]))
+            prepared = [prepare(e) for e in envs[(2 * r + 1) * batch : (2 * r + 2) * batch]]
+            start = time.perf_counter()
+            for p in prepared:
+                lg.append_prepared(p)
+            stored.append(len(prepared) / (time.perf_counter() - start))
     from escrow.documents.schemas import validate_statement
 
-    statements = [manifest(n + 2 * count) for n in range(min(count, 200))]
-    start = time.perf_counter()
-    for st in statements:
-        validate_statement(st)
-    validate_ms = (time.perf_counter() - start) / len(statements) * 1000
-    raw = raw_sqlite_rate(base / "raw.db", count, size)
-    ok = "PASS" if rate >= raw / 2 else "FAIL"
+    statements = [manifest(n) for n in range(100)]
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for st in statements:
+            validate_statement(st)
+        best = min(best, (time.perf_counter() - start) / len(statements))
+    rate, stored_rate, ref = max(full), max(stored), max(refs)
+    ok = "PASS" if rate >= ref / 2 else "FAIL"
+    note = f"best of {repeat} alternating batches of {batch}"
     line(
         f"durable appends/s ({size} B manifests)",
         f"{rate:,.0f}/s",
-        f"raw {raw:,.0f}/s",
-        f"{ok}: {rate / raw:.2f}x of raw (limit >= 0.50x)",
+        f"raw {ref:,.0f}/s",
+        f"{ok}: {rate / ref:.2f}x of raw (limit >= 0.50x; {note})",
     )
     line(
         "  validate_statement (documents.schemas)",
-        f"{validate_ms:.2f} ms/env",
-        f"raw {1000 / raw:.2f} ms/row",
+        f"{best * 1000:.2f} ms/env",
+        f"raw {1000 / ref:.2f} ms/row",
         "the JSON Schema check alone, per envelope",
     )
     line(
         "  appends of envelopes validated beforehand",
         f"{stored_rate:,.0f}/s",
-        f"raw {raw:,.0f}/s",
-        f"{stored_rate / raw:.2f}x of raw",
+        f"raw {ref:,.0f}/s",
+        f"{stored_rate / ref:.2f}x of raw",
     )
 
 
@@ -328,7 +337,7 @@ def main() -> None:
     ap.add_argument("--proof-size", type=int, default=1_000_000)
     ap.add_argument("--verify-size", type=int, default=100_000)
     ap.add_argument("--dir", type=Path, default=None)
-    ap.add_argument("--repeat", type=int, default=3, help="verify runs (best of each kept)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each kind (best kept)")
     ap.add_argument("--only", choices=["appends", "proofs", "verify"], default=None)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="escrow-ledger-bench-", dir=args.dir or "/var/tmp"))
@@ -339,7 +348,7 @@ def main() -> None:
     )
     try:
         if args.only in (None, "appends"):
-            bench_appends(base, args.appends)
+            bench_appends(base, args.appends, args.repeat * 2)
         if args.only in (None, "proofs"):
             bench_proofs(base, args.proof_size)
         if args.only in (None, "verify"):
