@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +166,19 @@ def test_build_arg_and_target_are_recorded(
             "V=7",
             "--project",
             "targets",
+            "--build-arg",
+            "LICENSE=lic-0042-zz",
+            "--secret",
+            "LICENSE",
             "--json",
         ]
     )
     assert r.exit_code == 0, r.stderr
-    inputs = show(r.json()["index"])["predicate"]["inputs"]
-    assert inputs["target"] == "one" and inputs["buildArgs"] == [{"name": "V", "value": "7"}]
+    st = show(r.json()["index"])
+    inputs = st["predicate"]["inputs"]
+    assert inputs["target"] == "one" and inputs["buildArgs"][0] == {"name": "V", "value": "7"}
+    # --secret NAME makes any build argument a secret
+    lic = inputs["buildArgs"][1]
+    assert lic["name"] == "LICENSE" and lic["secret"] is True and "value" not in lic
+    assert "lic-0042-zz" not in json.dumps(st)
     assert r.json()["project"] == "targets"
