@@ -91,6 +91,9 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp/escrow-bench-context"))
     args = ap.parse_args()
     root = make_tree(args.dir, args.files, int(args.gib * (1 << 30)))
+    for sub in ("small", "large"):  # each case is a build context of its own
+        if not (root / sub / "Dockerfile").is_file():
+            (root / sub / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
     cases = [("small files", root / "small"), ("large files", root / "large"), ("whole tree", root)]
     fns = [
         ("reference hashlib walk", reference),
