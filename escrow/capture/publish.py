@@ -18,12 +18,18 @@ from escrow.signing.keys import SigningKey
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger
+    from escrow.server.client import RemoteLedger
 
 
-def _open_ledger(settings: Settings) -> Ledger:
+def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
     from escrow.documents.schemas import validate
     from escrow.errors import SchemaError
     from escrow.ledger.store import Ledger
+
+    if settings.server:  # a pipeline posting to `escrow serve`: the client checks the proofs
+        from escrow.server.client import RemoteLedger
+
+        return RemoteLedger.open(settings)
 
     try:  # compile the build-manifest validator now, off the critical path
         validate({}, "build-manifest")
@@ -36,7 +42,9 @@ def _open_ledger(settings: Settings) -> Ledger:
 class Publisher:
     key: SigningKey
     settings: Settings
-    _ledger: concurrent.futures.Future[Ledger] | None = field(default=None, repr=False)
+    _ledger: concurrent.futures.Future[Ledger | RemoteLedger] | None = field(
+        default=None, repr=False
+    )
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod
@@ -53,7 +61,7 @@ class Publisher:
             self._ledger = self._pool.submit(_open_ledger, self.settings)
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> Ledger | RemoteLedger:
         """The ledger (waits for the background open; re-raises its error)."""
         self.start()
         assert self._ledger is not None

@@ -14,6 +14,7 @@ from escrow.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Ledger
+    from escrow.server.client import RemoteLedger
 
 
 @dataclass
@@ -31,8 +32,21 @@ class App:
     def settings(self) -> Settings:
         return load_settings(**self.overrides)
 
-    def ledger(self) -> Ledger:
-        """Open the local ledger (SQLite by default, ``ESCROW_DB_URL`` otherwise)."""
+    def ledger(self) -> Ledger | RemoteLedger:
+        """The ledger this run works on.
+
+        A server when ``--server``/``ESCROW_SERVER`` is set (the client verifies every
+        proof and checkpoint it is given), else the local one (SQLite by default,
+        ``ESCROW_DB_URL`` otherwise).
+        """
+        if self.settings.server:
+            from escrow.server.client import RemoteLedger
+
+            return RemoteLedger.open(self.settings)
+        return self.local_ledger()
+
+    def local_ledger(self) -> Ledger:
+        """The local ledger, even when a server is configured (``init``, ``ledger verify``)."""
         from escrow.ledger.store import Ledger
 
         return Ledger.open(self.settings)

@@ -17,6 +17,7 @@ from escrow.errors import BuildFailed, InputError
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
     from escrow.capture.secrets import Redactor
+    from escrow.deposit.deposit import DepositResult
     from escrow.ledger.store import Entry
 
 _secret_option = click.option(
@@ -54,12 +55,20 @@ def _result(entry: Entry, created: bool, statement: dict[str, Any]) -> dict[str,
 
 
 def _report(
-    app: App, as_json: bool, entry: Entry, created: bool, statement: dict[str, Any]
+    app: App,
+    as_json: bool,
+    entry: Entry,
+    created: bool,
+    statement: dict[str, Any],
+    *,
+    deposit: DepositResult | None = None,
 ) -> None:
     result = _result(entry, created, statement)
     failure = statement["predicate"]["build"].get("failure")
     if failure is not None:
         result["failure"] = failure
+    if deposit is not None:
+        result["deposit"] = {"complete": deposit.complete, "missing": deposit.missing}
     if as_json:
         app.emit_json(result)
     else:
@@ -104,6 +113,11 @@ def _publisher(app: App) -> Publisher:
 )
 @click.option("--target", help="Build only up to this stage.")
 @click.option("--platform", help="Target platform, e.g. linux/amd64.")
+@click.option(
+    "--no-deposit",
+    is_flag=True,
+    help="Do not deposit the inputs (context, base images, logs) for a later rebuild.",
+)
 @_project_option
 @_secret_option
 @_quiet_option
@@ -117,6 +131,7 @@ def build(
     build_args: tuple[str, ...],
     target: str | None,
     platform: str | None,
+    no_deposit: bool,
     project: str | None,
     secrets: tuple[str, ...],
     quiet: bool,
@@ -159,7 +174,19 @@ def build(
             on_build_started=publisher.start,
         )
         entry, created = publisher.publish(outcome.statement)
-    _report(app, as_json, entry, created, outcome.statement)
+        deposit = None
+        if not no_deposit and not app.settings.server:
+            from escrow.deposit.deposit import deposit_build
+
+            deposit = deposit_build(
+                app.settings,
+                entry.index,
+                context_dir=context,
+                dockerfile=dockerfile,
+                engine=engine,
+                say=app.say if not quiet else None,
+            )
+    _report(app, as_json, entry, created, outcome.statement, deposit=deposit)
 
 
 @click.command()

@@ -34,15 +34,17 @@ def init(app: App, key_type: str, as_json: bool) -> None:
         SigningKey.generate(KeyType(key_type)).save(s.key_path, s.passphrase)
         created.append(str(s.key_path))
     build_key = SigningKey.load(s.key_path, s.passphrase)
-    ledger = app.ledger()
-    ledger.register_key(build_key.public, "build")
+    with app.local_ledger() as ledger:
+        ledger.register_key(build_key.public, "build")
+        verifier_key = ledger.verifier_key()
+        size = ledger.size()
     result = {
         "home": str(s.home),
         "db_url": redact_url(s.db_url),
         "build_key": build_key.keyid,
-        "log_verifier_key": ledger.verifier_key(),
+        "log_verifier_key": verifier_key,
         "created": created,
-        "size": ledger.size(),
+        "size": size,
     }
     if as_json:
         app.emit_json(result)

@@ -68,8 +68,17 @@ class LazyGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--home", type=click.Path(file_okay=False), help="ESCROW_HOME for this run.")
 @click.option("--db-url", help="Ledger database URL (ESCROW_DB_URL).")
+@click.option("--server", help="Work against this escrow server (ESCROW_SERVER).")
+@click.option("--token", help="Bearer token for --server (ESCROW_TOKEN).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, home: str | None, db_url: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    debug: bool,
+    home: str | None,
+    db_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Record phoenix Docker builds as signed manifests in a tamper-evident ledger,
     verify and rebuild them, and render signed PDF audit packs.
 
@@ -81,6 +90,10 @@ def cli(ctx: click.Context, debug: bool, home: str | None, db_url: str | None) -
         overrides["home"] = home
     if db_url:
         overrides["db_url"] = db_url
+    if server:
+        overrides["server"] = server
+    if token:
+        overrides["token"] = token
     ctx.obj = App(debug=debug, overrides=overrides)
 
 

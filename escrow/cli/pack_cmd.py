@@ -110,7 +110,15 @@ def pack(
     )
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
-    ledger = app.ledger()
+    if app.settings.server:
+        if render_only or generated_at or requester:
+            raise UsageError(
+                "--render-only, --generated-at and --requester work only on a local ledger.",
+                hint="Through a server, the server renders, signs and records the pack.",
+            )
+        _pack_through_server(app, request, output, as_json)
+        return
+    ledger = app.local_ledger()
     try:
         result = render_pack(
             app.settings, ledger, request, output, sign=not render_only, record=not render_only
@@ -132,6 +140,51 @@ def pack(
         app.say("Rendered only: not signed, not recorded.")
     app.say(f"SHA-256 {result.sha256}")
     app.out(str(result.path))
+
+
+def _pack_through_server(app: App, request: object, output: Path, as_json: bool) -> None:
+    """Ask the server for the pack, wait for it, check its SHA-256 and write it atomically."""
+    import hashlib
+    import os
+    import tempfile
+
+    from escrow.pack.collect import PackRequest
+    from escrow.server.client import RemoteLedger
+
+    assert isinstance(request, PackRequest)
+    with RemoteLedger.open(app.settings) as remote:
+        job = remote.request_pack(
+            projects=request.projects,
+            since=request.since,
+            until=request.until,
+            entries=request.entries,
+            since_checkpoint=request.since_checkpoint,
+        )
+        app.say(f"Pack job {job['id']} queued on {app.settings.server}; waiting for it.")
+        pdf = remote.wait_pack(str(job["id"]))
+        final = remote.pack_job(str(job["id"]))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pdf)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    digest = hashlib.sha256(pdf).hexdigest()
+    result = {
+        "path": str(output),
+        "sha256": digest,
+        "job": final.get("id"),
+        "index": final.get("entry_index"),
+        "server": app.settings.server,
+    }
+    if as_json:
+        app.emit_json(result)
+        return
+    app.say(f"SHA-256 {digest}; check it with `escrow pack verify {output}`.")
+    app.out(str(output))
 
 
 @pack.command("verify")

@@ -121,3 +121,31 @@ def test_rejections_and_refusals_keep_their_exit_codes(
     state.write_text(json.dumps(pinned))
     r = cli(["log", "--json"])
     assert r.exit_code == 1, r.stdout + r.stderr
+
+
+def test_pack_through_the_server_is_rendered_there_and_verifies_here(
+    live_server: LiveServer,
+    client_env: Path,
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with live_server.client("pipeline") as c:
+        env = live_server.envelope(manifest("packed-remotely"))
+        assert c.post("/v1/entries", json=env).status_code == 201
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["auditor"])
+    out = tmp_path / "remote-pack.pdf"
+    r = cli(["pack", "--project", "packed-remotely", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    result = r.json()
+    import hashlib
+
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == result["sha256"]
+    assert result["index"] is not None
+    assert not (client_env / "ledger.db").exists()  # rendered and recorded on the server
+    verified = cli(["pack", "verify", str(out)])
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+
+    r = cli(["pack", "--project", "x", "--render-only", "-o", str(tmp_path / "n.pdf")])
+    assert r.exit_code == 2
+    assert not (tmp_path / "n.pdf").exists()
