@@ -81,7 +81,10 @@ class PublicKey:
 
     @classmethod
     def from_pem(cls, pem: str | bytes) -> PublicKey:
-        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        try:
+            data = pem.encode("ascii") if isinstance(pem, str) else pem
+        except UnicodeEncodeError as e:
+            raise InputError("Not a PEM public key: it holds characters that are not ASCII.") from e
         try:
             key = serialization.load_pem_public_key(data)
         except ValueError as e:
