@@ -7,6 +7,10 @@ cd "$ROOT"
 
 ESCROW_TEST_PG_URL="$(bash scripts/pg.sh)"
 export ESCROW_TEST_PG_URL
+if [[ -f scripts/registry.sh ]]; then
+  ESCROW_TEST_REGISTRY="$(bash scripts/registry.sh)"
+  export ESCROW_TEST_REGISTRY
+fi
 
 say "lint: ruff"
 ruff check escrow tests bench
