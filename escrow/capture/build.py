@@ -47,6 +47,8 @@ class BuildRequest:
     target: str | None = None
     platform: str | None = None
     project: str | None = None
+    #: pull every base image fresh from its registry and pin it by manifest digest
+    pull: bool = False
 
 
 @dataclass
@@ -94,14 +96,51 @@ def _learn_dockerfile_secrets(df: dfparse.Dockerfile, redactor: Redactor) -> Non
                 redactor.learn(name, value)
 
 
+def _pull_base(engine: Engine, reference: str, platform: str | None) -> tuple[dict[str, Any], str]:
+    """``escrow build --pull``: pull ``reference`` fresh; (inspect, repo digest).
+
+    The repo digest is the registry manifest digest the engine pulled (for
+    ``name@sha256:…`` the one named), and the pulled image must carry it.
+    """
+    from escrow.registry.pull import pull_error
+
+    try:
+        digest = engine.pull(reference, platform)
+    except InputError as e:
+        raise pull_error(reference, e) from e
+    inspect = engine.inspect_image(reference)
+    if inspect is None:
+        raise InputError(f"The base image {reference} was pulled but is not in the Docker Engine.")
+    name, _, pinned = reference.partition("@")
+    if pinned and digest and digest != pinned:
+        from escrow.registry.errors import RegistryIntegrityError
+
+        raise RegistryIntegrityError(
+            f"Pulling {reference} gave the manifest {digest}, not the one named; nothing was "
+            "built or recorded."
+        )
+    digest = pinned or digest
+    carried = [str(d) for d in inspect.get("RepoDigests") or []]
+    match = [d for d in carried if d.split("@", 1)[1] == digest] if digest else []
+    if not match:
+        raise InputError(
+            f"The base image {reference} was pulled, but the engine names no registry digest "
+            f"for it{f' ({digest})' if digest else ''}; it cannot be pinned.",
+            hint="Pull from a registry (an image only built or loaded locally has no digest).",
+        )
+    return inspect, match[0]
+
+
 def resolve_bases(
-    df: dfparse.Dockerfile, engine: Engine, *, strict: bool = True
+    df: dfparse.Dockerfile, engine: Engine, *, strict: bool = True, pull: bool = False
 ) -> tuple[list[dict[str, Any]], bool]:
     """``inputs.baseImages``: every stage's base, resolved in the engine before the build.
 
     ``strict`` (``escrow build``): a base image neither in the engine nor
     pullable is an :class:`InputError`.  Otherwise (``escrow capture``, whose
     image is already built) a missing base is recorded as ``unresolved``.
+    ``pull`` (``escrow build --pull``): every base is pulled fresh and pinned
+    by its registry manifest digest (``repoDigest``, ``pinnedBy``).
     Returns the records and whether any base had to be pulled.
     """
     pulled = False
@@ -124,6 +163,17 @@ def resolve_bases(
             record["fromStage"] = stage.from_stage
         else:
             record["source"] = "image"
+            if pull:
+                if stage.reference not in cache:
+                    fresh, repo_digest = _pull_base(engine, stage.reference, stage.platform)
+                    cache[stage.reference] = {**fresh, "_pinned": repo_digest}
+                pulled = True
+                pinned = cache[stage.reference]
+                record["imageId"] = str(pinned["Id"])
+                record["repoDigest"] = str(pinned["_pinned"])
+                record["pinnedBy"] = "digest" if "@" in stage.reference else "tag"
+                records.append(record)
+                continue
             inspect = cache.get(stage.reference) or engine.inspect_image(stage.reference)
             if inspect is None and not strict:
                 record["source"] = "unresolved"
@@ -245,7 +295,7 @@ def phoenix_build(
     source_future = pool.submit(git_source, root)
     pool.shutdown(wait=False)
     engine_facts = engine.facts()
-    bases, pulled = resolve_bases(df, engine)
+    bases, pulled = resolve_bases(df, engine, pull=request.pull)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     parser = StepParser(progress, redactor.text)

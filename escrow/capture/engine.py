@@ -52,8 +52,9 @@ class Engine(Protocol):
         """``/images/{id}/history``, oldest entry first (gives layer sizes)."""
         ...
 
-    def pull(self, ref: str, platform: str | None = None) -> None:
-        """Pull ``ref``; :class:`InputError` when it cannot be pulled."""
+    def pull(self, ref: str, platform: str | None = None) -> str | None:
+        """Pull ``ref``; :class:`InputError` when it cannot be pulled.  Returns the
+        registry manifest digest the engine reports (``sha256:…``), when it does."""
         ...
 
 
@@ -247,20 +248,50 @@ class DockerEngine:
             raise _unavailable(e) from e
         return list(reversed(items))
 
-    def pull(self, ref: str, platform: str | None = None) -> None:
+    def pull(self, ref: str, platform: str | None = None) -> str | None:
         import docker
 
         repo, tag = _split_ref(ref)
+        digest: str | None = None
         try:
             for msg in self.api.pull(repo, tag=tag, platform=platform, stream=True, decode=True):
                 if isinstance(msg, dict) and msg.get("error"):
-                    raise InputError(f"Pulling {ref} failed: {msg['error']}.")
+                    raise InputError(f"Pulling {ref} failed: {str(msg['error']).rstrip('.')}.")
+                status = str(msg.get("status", "")) if isinstance(msg, dict) else ""
+                if status.startswith("Digest: sha256:"):
+                    digest = status.removeprefix("Digest: ").strip()
         except docker.errors.APIError as e:
             raise InputError(f"Pulling {ref} failed: {e.explanation or e}.") from e
         except EscrowError:
             raise
         except self._errors() as e:
             raise _unavailable(e) from e
+        return digest
+
+    def push(self, ref: str) -> dict[str, Any]:
+        """Push ``ref`` (``HOST/REPO:TAG``); the engine's result ``{"Tag", "Digest",
+        "Size"}``.  :class:`InputError` when the engine reports a failure."""
+        import docker
+
+        repo, tag = _split_ref(ref)
+        result: dict[str, Any] = {}
+        try:
+            for msg in self.api.push(repo, tag=tag, stream=True, decode=True):
+                if not isinstance(msg, dict):
+                    continue
+                if msg.get("error"):
+                    raise InputError(f"Pushing {ref} failed: {str(msg['error']).rstrip('.')}.")
+                if isinstance(msg.get("aux"), dict) and msg["aux"].get("Digest"):
+                    result = dict(msg["aux"])
+        except docker.errors.APIError as e:
+            raise InputError(f"Pushing {ref} failed: {e.explanation or e}.") from e
+        except EscrowError:
+            raise
+        except self._errors() as e:
+            raise _unavailable(e) from e
+        if not result:
+            raise InputError(f"Pushing {ref} ended without the engine naming a digest.")
+        return result
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, InputError
+from escrow.errors import BuildFailed, EscrowError, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -62,6 +62,7 @@ def _report(
     statement: dict[str, Any],
     *,
     deposit: DepositResult | None = None,
+    registry: dict[str, Any] | None = None,
 ) -> None:
     result = _result(entry, created, statement)
     failure = statement["predicate"]["build"].get("failure")
@@ -69,6 +70,8 @@ def _report(
         result["failure"] = failure
     if deposit is not None:
         result["deposit"] = {"complete": deposit.complete, "missing": deposit.missing}
+    if registry is not None:
+        result.update(registry)
     if as_json:
         app.emit_json(result)
     else:
@@ -78,6 +81,12 @@ def _report(
         app.out(f"build id: {result['build_id']}")
         if result["image_id"]:
             app.out(f"image:    {result['image_id']}")
+        for b in (registry or {}).get("bases") or []:
+            app.out(f"base:     {b['reference']} = {b['repoDigest']} ({b['imageId']})")
+        for p in (registry or {}).get("pushed") or []:
+            app.out(f"pushed:   {p['reference']} = {p['digest']}")
+    for moved in (registry or {}).get("movedBases") or []:
+        app.say(f"escrow: note: {moved['message']}")
     if failure is not None:
         where = f"step {failure['step']}" if failure.get("step") else "the build"
         code = failure.get("exitCode")
@@ -118,6 +127,24 @@ def _publisher(app: App) -> Publisher:
     is_flag=True,
     help="Do not deposit the inputs (context, base images, logs) for a later rebuild.",
 )
+@click.option(
+    "--pull",
+    is_flag=True,
+    help="Pull every base image fresh from its registry and pin it by its manifest digest "
+    "(FROM name@sha256:… is honoured); reports a base tag that moved since the last build.",
+)
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Push the result to the registry named by each -t tag and record the pushed "
+    "manifest digest as a second subject.",
+)
+@click.option(
+    "--deposit-store",
+    metavar="PATH|oci://HOST[:PORT]/REPO",
+    help="The deposit store [default: ESCROW_DEPOSIT_STORE, else deposit_store in "
+    "config.json, else ESCROW_HOME/deposits].",
+)
 @_project_option
 @_secret_option
 @_quiet_option
@@ -132,6 +159,9 @@ def build(
     target: str | None,
     platform: str | None,
     no_deposit: bool,
+    pull: bool,
+    push: bool,
+    deposit_store: str | None,
     project: str | None,
     secrets: tuple[str, ...],
     quiet: bool,
@@ -143,6 +173,10 @@ def build(
     hashed, and sent as-is to the Docker Engine; the steps, their logs and
     the image are recorded in a signed build manifest appended to the
     ledger.  A failed build is recorded too, and exits with code 1.
+
+    With --pull every base is pulled fresh and pinned by digest; with --push
+    the result is pushed and its manifest digest recorded.  A push that fails
+    leaves the build recorded without any pushed digest, and exits with 3.
     """
     from escrow.blobs import BlobStore
     from escrow.capture.build import BuildRequest, parse_build_args, phoenix_build
@@ -163,7 +197,19 @@ def build(
         target=target,
         platform=platform,
         project=project,
+        pull=pull,
     )
+    store = None
+    if not no_deposit and not app.settings.server:
+        from escrow.deposit.store import open_store
+
+        store = open_store(app.settings.home, deposit_store)  # a bad location fails first
+    if push:
+        from escrow.registry.pull import check_push_tags
+
+        check_push_tags(tags)
+    registry: dict[str, Any] | None = None
+    push_error: EscrowError | None = None
     with _publisher(app) as publisher, DockerEngine() as engine:
         outcome = phoenix_build(
             request,
@@ -173,9 +219,31 @@ def build(
             progress=make_progress(sys.stderr, quiet=quiet),
             on_build_started=publisher.start,
         )
+        if push and outcome.status == "succeeded":
+            from escrow.registry.pull import push_image, record_push
+
+            try:
+                pushed = [push_image(engine, tag) for tag in tags]
+                record_push(outcome.statement, pushed)
+                registry = {"pushed": pushed}
+            except EscrowError as e:
+                push_error = e
         entry, created = publisher.publish(outcome.statement)
+        if pull:
+            from escrow.registry.pins import moved_bases
+
+            predicate = outcome.statement["predicate"]
+            registry = registry or {}
+            registry["bases"] = [
+                {k: b.get(k) for k in ("stage", "reference", "repoDigest", "imageId", "pinnedBy")}
+                for b in predicate["inputs"]["baseImages"]
+                if b.get("source") == "image"
+            ]
+            registry["movedBases"] = moved_bases(
+                publisher.ledger, predicate, before=entry.index, project=outcome.project
+            )
         deposit = None
-        if not no_deposit and not app.settings.server:
+        if store is not None:
             from escrow.deposit.deposit import deposit_build
 
             deposit = deposit_build(
@@ -184,9 +252,20 @@ def build(
                 context_dir=context,
                 dockerfile=dockerfile,
                 engine=engine,
+                store=store,
                 say=app.say if not quiet else None,
             )
-    _report(app, as_json, entry, created, outcome.statement, deposit=deposit)
+    if push_error is not None:
+        if not as_json:
+            app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash}), NOT pushed")
+        else:
+            app.emit_json({**_result(entry, created, outcome.statement), "pushed": []})
+        push_error.message = (
+            f"{push_error.message.rstrip('.')}. The build is recorded as ledger entry "
+            f"{entry.index} without any pushed digest."
+        )
+        raise push_error
+    _report(app, as_json, entry, created, outcome.statement, deposit=deposit, registry=registry)
 
 
 @click.command()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from escrow.deposit.deposit import check_record, find_record, record_blobs, utc_now
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
-from escrow.deposit.store import HEX, IMPORTS, FileDepositStore
+from escrow.deposit.store import HEX, IMPORTS, DepositStore, FileDepositStore
 from escrow.documents.types import BUILD_MANIFEST
 from escrow.errors import CheckFailed, InputError, SignatureError
 
@@ -63,7 +63,7 @@ def _blob_name(digest: str) -> str:
 
 
 def export_deposit(
-    ledger: Ledger, store: FileDepositStore, indexes: Sequence[int], out: Path
+    ledger: Ledger, store: DepositStore, indexes: Sequence[int], out: Path
 ) -> dict[str, Any]:
     """Write the deposits of ``indexes`` to the tar ``out`` (atomically); the TOC."""
     from escrow.ledger.models import rfc3339
@@ -224,7 +224,7 @@ def _read(root: Path, name: str, limit: int = _TOC_LIMIT) -> bytes:
 
 
 def import_deposit(
-    store: FileDepositStore,
+    store: DepositStore,
     archive: Path,
     *,
     verifier_key: str | None = None,
@@ -240,8 +240,11 @@ def import_deposit(
         src = open(archive, "rb")  # noqa: SIM115 - closed below
     except OSError as e:
         raise InputError(f"Cannot read the deposit archive {archive}: {e.strerror}.") from e
-    (store.root / "tmp").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="import-", dir=store.root / "tmp"))
+    if isinstance(store, FileDepositStore):
+        (store.root / "tmp").mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="import-", dir=store.root / "tmp"))
+    else:  # a registry: staged in a local temporary folder, uploaded once verified
+        work = Path(tempfile.mkdtemp(prefix="escrow-import-"))
     try:
         with store.lock(exclusive=False):
             staged_root = work / "deposit"
@@ -342,6 +345,17 @@ def import_deposit(
             # -- everything verified: store it
             blobs_new = bytes_new = 0
             for digest, size in listed.items():
+                if not isinstance(store, FileDepositStore):
+                    if store.has(digest):
+                        continue
+                    w = store.writer()
+                    with staged.open(digest) as f:
+                        while chunk := f.read(1 << 20):
+                            w.write(chunk)
+                    w.commit(digest)
+                    blobs_new += 1
+                    bytes_new += size
+                    continue
                 final = store.path(digest)
                 if final.is_file():
                     continue
@@ -391,7 +405,7 @@ def import_deposit(
 # imported entries, for rebuild
 
 
-def imported_entries(store: FileDepositStore) -> list[dict[str, Any]]:
+def imported_entries(store: DepositStore) -> list[dict[str, Any]]:
     out = []
     for _leaf, digest in store.refs(IMPORTS):
         if store.has(digest):
@@ -400,7 +414,7 @@ def imported_entries(store: FileDepositStore) -> list[dict[str, Any]]:
 
 
 def imported_entry(
-    store: FileDepositStore, index: int, origin: str | None = None
+    store: DepositStore, index: int, origin: str | None = None
 ) -> tuple[Entry, dict[str, Any]]:
     """The imported entry ``index`` (of the ledger ``origin``), signature checked again."""
     from escrow.ledger import merkle

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from escrow.deposit.deposit import record_blobs
-from escrow.deposit.store import ENTRIES, IMPORTS, FileDepositStore
+from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _parse_time(text: Any) -> datetime:
         return datetime.fromtimestamp(0, UTC)
 
 
-def _items(store: FileDepositStore) -> list[_Item]:
+def _items(store: DepositStore) -> list[_Item]:
     items: list[_Item] = []
     for leaf, digest in store.refs(ENTRIES):
         if not store.has(digest):
@@ -77,8 +77,11 @@ def _items(store: FileDepositStore) -> list[_Item]:
     return items
 
 
-def _sizes(store: FileDepositStore) -> dict[str, int]:
-    return {d: store.path(d).stat().st_size for d in store}
+def _sizes(store: DepositStore) -> dict[str, int]:
+    sizes = getattr(store, "sizes", None)  # a registry store reads them from its manifests
+    if callable(sizes):
+        return dict(sizes())
+    return {d: store.size(d) for d in store}
 
 
 def _figures(blobs_per_item: list[set[str]], sizes: dict[str, int]) -> dict[str, int]:
@@ -94,7 +97,7 @@ def _figures(blobs_per_item: list[set[str]], sizes: dict[str, int]) -> dict[str,
     }
 
 
-def store_stats(store: FileDepositStore) -> dict[str, Any]:
+def store_stats(store: DepositStore) -> dict[str, Any]:
     """Figures for the whole store, and per project."""
     with store.lock(exclusive=False):
         sizes = _sizes(store)
@@ -119,7 +122,7 @@ def store_stats(store: FileDepositStore) -> dict[str, Any]:
 
 
 def collect_garbage(
-    store: FileDepositStore,
+    store: DepositStore,
     *,
     keep_days: int | None = None,
     keep_last: int | None = None,
@@ -170,7 +173,9 @@ def collect_garbage(
                 store.delete_ref(item.namespace, item.leaf)
             for digest in sorted(reclaim):
                 store.delete(digest)
-            store.clean_tmp()
+            clean = getattr(store, "clean_tmp", None)
+            if callable(clean):
+                clean()
     return {
         "store": store.location,
         "applied": apply,

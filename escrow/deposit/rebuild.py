@@ -107,7 +107,7 @@ class DepositLayers:
     """A layer source reading the original image's layers from the deposit store, and
     anything else from ``fallback`` (the engine)."""
 
-    def __init__(self, store: FileDepositStore, fallback: Any) -> None:
+    def __init__(self, store: DepositStore, fallback: Any) -> None:
         self._store = store
         self._fallback = fallback
 
@@ -119,9 +119,13 @@ class DepositLayers:
 
         if side == "original" and self._store.has(diff_id):
             try:
-                return LayerIndex.of_file(
-                    self._store.path(diff_id), f"deposited layer {diff_id[:19]}"
+                store = self._store
+                path = (
+                    store.path(diff_id)
+                    if isinstance(store, FileDepositStore)
+                    else store.local_path(diff_id)  # type: ignore[attr-defined]
                 )
+                return LayerIndex.of_file(path, f"deposited layer {diff_id[:19]}")
             except EscrowError:
                 pass
         index: LayerIndex = self._fallback.index(side, diff_id)

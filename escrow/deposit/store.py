@@ -59,7 +59,8 @@ class BlobWriter(Protocol):
 
 @runtime_checkable
 class DepositStore(Protocol):
-    """What the deposit code needs of a store (files here; a registry in issue 10)."""
+    """What the deposit code needs of a store (a folder, :class:`FileDepositStore`, or a
+    registry repository, :class:`escrow.deposit.oci.OciDepositStore`)."""
 
     #: human description for messages (a path or a URL)
     location: str
@@ -321,13 +322,18 @@ def store_location(settings_home: Path, override: str | Path | None = None) -> s
     return str(settings_home / "deposits")
 
 
-def open_store(settings_home: Path, override: str | Path | None = None) -> FileDepositStore:
-    """The deposit store of these settings (see :func:`store_location`)."""
+def open_store(settings_home: Path, override: str | Path | None = None) -> DepositStore:
+    """The deposit store of these settings (see :func:`store_location`): a folder, or a
+    registry repository for ``oci://HOST[:PORT]/REPO`` (:mod:`escrow.deposit.oci`)."""
     location = store_location(settings_home, override)
+    if location.startswith("oci://"):
+        from escrow.deposit.oci import OciDepositStore
+
+        return OciDepositStore(location)
     if "://" in location:
         raise InputError(
-            f"The deposit store {location} is not a folder; registry-backed stores are not "
-            "available in this version.",
-            hint="Use a folder path for --deposit-store / ESCROW_DEPOSIT_STORE.",
+            f"The deposit store {location} is neither a folder nor an oci:// registry repository.",
+            hint="Use a folder path or oci://HOST[:PORT]/REPO for --deposit-store / "
+            "ESCROW_DEPOSIT_STORE.",
         )
     return FileDepositStore(Path(location).expanduser())

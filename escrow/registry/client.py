@@ -1,0 +1,433 @@
+"""A registry client on the ``oras`` library (OCI distribution), checking every digest.
+
+:class:`RegistryClient` is what escrow asks of a registry: manifests (raw
+bytes, their SHA-256 checked against the digest asked for or announced),
+blobs (streamed, hashed while they arrive, refused when the bytes do not
+match the digest), uploads, tags, deletes and the OCI referrers API.  The
+HTTP work — upload sessions, authentication, URLs — is the ``oras``
+package's (``oras.provider.Registry``); escrow adds fail-fast timeouts
+(oras retries a refused connection for minutes), the digest checks and one
+clear error per failure (:mod:`escrow.registry.errors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from escrow.registry.errors import (
+    RegistryAuthError,
+    RegistryIntegrityError,
+    RegistryNotFound,
+    RegistryUnavailable,
+)
+from escrow.registry.reference import is_insecure
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+_CHUNK = 1 << 20
+#: blobs larger than this are uploaded in chunks (PATCH), not in one PUT
+_CHUNKED = 32 << 20
+#: (connect, read) timeouts in seconds; ESCROW_REGISTRY_TIMEOUT overrides the read one
+_CONNECT_TIMEOUT = 5.0
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry served it; ``digest`` is the SHA-256 of ``data``."""
+
+    data: bytes
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        doc = json.loads(self.data)
+        if not isinstance(doc, dict):
+            raise RegistryIntegrityError(f"The manifest {self.digest} is not a JSON object.")
+        return doc
+
+
+def _oras_registry(host: str, insecure: bool) -> Any:
+    import oras.provider
+    import requests
+
+    read_timeout = float(os.environ.get("ESCROW_REGISTRY_TIMEOUT", "300"))
+
+    class _Session(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", (_CONNECT_TIMEOUT, read_timeout))
+            return super().request(*args, **kwargs)
+
+    class _Registry(oras.provider.Registry):  # type: ignore[misc]
+        def do_request(self, *args: Any, **kwargs: Any) -> Any:
+            # oras' own do_request retries connection errors for minutes; escrow fails fast
+            return oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
+
+    reg = _Registry(hostname=host, insecure=insecure)
+    from http.cookiejar import DefaultCookiePolicy
+
+    session = _Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    reg.session = session
+    reg.auth.session = session
+    return reg
+
+
+class RegistryClient:
+    """One registry (``HOST[:PORT]``); plain HTTP for loopback hosts (see
+    :func:`~escrow.registry.reference.is_insecure`)."""
+
+    def __init__(self, host: str, *, insecure: bool | None = None) -> None:
+        self.host = host
+        self.insecure = is_insecure(host) if insecure is None else insecure
+        self._reg = _oras_registry(host, self.insecure)
+        self._auth_loaded = False
+        self._referrers: dict[str, bool] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"{'http' if self.insecure else 'https'}://{self.host}"
+
+    # -- plumbing -----------------------------------------------------------
+    def _container(self, repository: str) -> Any:
+        import oras.container
+
+        return oras.container.Container(f"{self.host}/{repository}", registry=self.host)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        stream: bool = False,
+        ok: tuple[int, ...] = (200,),
+        missing_ok: bool = False,
+    ) -> Any:
+        import oras.auth
+        import requests
+
+        if not url.startswith("http"):
+            url = f"{'http' if self.insecure else 'https'}://{url}"
+        if not self._auth_loaded:
+            self._auth_loaded = True
+            try:
+                self._reg.auth.load_configs(self._container("escrow/probe"))
+            except Exception:  # noqa: BLE001, S110 - no usable docker config: anonymous access
+                pass
+        try:
+            response = self._reg.do_request(
+                url, method, data=data, headers=dict(headers or {}), stream=stream
+            )
+        except requests.exceptions.SSLError as e:
+            raise RegistryUnavailable(
+                f"The TLS handshake with the registry {self.host} failed while {what}.",
+                hint="Check its certificate, or list it in ESCROW_INSECURE_REGISTRIES if it "
+                "speaks plain HTTP.",
+            ) from e
+        except requests.exceptions.RequestException as e:
+            raise RegistryUnavailable(
+                f"The registry {self.host} is not reachable while {what} ({type(e).__name__}).",
+                hint="Check the address and that the registry is running.",
+            ) from e
+        except (ValueError, oras.auth.AuthenticationException) as e:
+            raise RegistryAuthError(
+                f"The registry {self.host} asks for credentials escrow does not have while {what}.",
+                hint=f"Log in first (docker login {self.host}).",
+            ) from e
+        status = int(response.status_code)
+        if status in ok:
+            return response
+        body = ""
+        if not stream:
+            body = response.text[:300]
+        response.close()
+        if status in (401, 403):
+            raise RegistryAuthError(
+                f"The registry {self.host} refused access ({status}) while {what}.",
+                hint=f"Log in with an account that may do this (docker login {self.host}).",
+            )
+        if status == 404:
+            if missing_ok:
+                return None
+            raise RegistryNotFound(f"The registry {self.host} has no such thing while {what}.")
+        if status >= 500:
+            raise RegistryUnavailable(
+                f"The registry {self.host} failed ({status}) while {what}: {_error_text(body)}."
+            )
+        raise RegistryUnavailable(
+            f"The registry {self.host} answered {status} while {what}: {_error_text(body)}."
+        )
+
+    # -- the API -------------------------------------------------------------
+    def ping(self) -> None:
+        """``GET /v2/``: reachable, speaks the distribution API, lets us in."""
+        self._request("GET", f"{self.host}/v2/", what="checking its API version")
+
+    def manifest(
+        self, repository: str, ref: str, *, accept: tuple[str, ...] = MANIFEST_TYPES
+    ) -> Manifest:
+        """The manifest ``ref`` (tag or digest); its bytes must hash to the digest asked
+        for, or (by tag) to the ``Docker-Content-Digest`` the registry announces."""
+        got = self.find_manifest(repository, ref, accept=accept)
+        if got is None:
+            raise RegistryNotFound(
+                f"The registry {self.host} has no manifest {repository}:{ref}"
+                if not ref.startswith("sha256:")
+                else f"The registry {self.host} has no manifest {repository}@{ref}.",
+                hint="Check the repository and tag (skopeo inspect shows what is there).",
+            )
+        return got
+
+    def find_manifest(
+        self, repository: str, ref: str, *, accept: tuple[str, ...] = MANIFEST_TYPES
+    ) -> Manifest | None:
+        c = self._container(repository)
+        response = self._request(
+            "GET",
+            c.manifest_url(ref),
+            what=f"reading the manifest {repository}:{ref}",
+            headers={"Accept": ", ".join(accept)},
+            missing_ok=True,
+        )
+        if response is None:
+            return None
+        data = bytes(response.content)
+        digest = sha256_digest(data)
+        expected = (
+            ref if ref.startswith("sha256:") else response.headers.get("Docker-Content-Digest")
+        )
+        if expected and expected != digest:
+            raise RegistryIntegrityError(
+                f"The registry {self.host} served a manifest for {repository}"
+                f"{'@' if ref.startswith('sha256:') else ':'}{ref} whose bytes hash to "
+                f"{digest}, not {expected} (corrupted or substituted); nothing was used.",
+                hint="Do not trust this registry's copy; re-push the image from a trusted source.",
+            )
+        media_type = str(response.headers.get("Content-Type", "")).split(";")[0].strip()
+        if media_type not in MANIFEST_TYPES:
+            try:
+                media_type = str(json.loads(data).get("mediaType") or media_type)
+            except (ValueError, AttributeError):
+                pass
+        return Manifest(data, media_type, digest)
+
+    def head_manifest(self, repository: str, ref: str) -> str | None:
+        """The digest of manifest ``ref``, or ``None`` when there is none (one HEAD)."""
+        c = self._container(repository)
+        response = self._request(
+            "HEAD",
+            c.manifest_url(ref),
+            what=f"looking up {repository}:{ref}",
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            missing_ok=True,
+        )
+        if response is None:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if not digest:  # a registry that does not announce it: read and hash
+            got = self.find_manifest(repository, ref)
+            return None if got is None else got.digest
+        return str(digest)
+
+    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str) -> str:
+        """Store manifest ``data`` under ``ref`` (a tag, or its own digest); its digest."""
+        digest = sha256_digest(data)
+        c = self._container(repository)
+        response = self._request(
+            "PUT",
+            c.manifest_url(ref),
+            what=f"storing the manifest {repository}:{ref}",
+            headers={"Content-Type": media_type},
+            data=data,
+            ok=(200, 201, 202),
+        )
+        announced = response.headers.get("Docker-Content-Digest")
+        if announced and announced != digest:
+            raise RegistryIntegrityError(
+                f"The registry {self.host} stored the manifest {repository}:{ref} as "
+                f"{announced}, not as the {digest} escrow sent."
+            )
+        return digest
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        c = self._container(repository)
+        response = self._request(
+            "DELETE",
+            c.manifest_url(digest),
+            what=f"deleting the manifest {repository}@{digest}",
+            ok=(200, 202),
+            missing_ok=True,
+        )
+        return response is not None
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository`` (``[]`` when it does not exist yet)."""
+        c = self._container(repository)
+        url: str | None = c.tags_url(N=1000)
+        out: list[str] = []
+        while url:
+            response = self._request(
+                "GET", url, what=f"listing the tags of {repository}", missing_ok=True
+            )
+            if response is None:
+                return out
+            out.extend(response.json().get("tags") or [])
+            link = response.links.get("next", {}).get("url")
+            url = f"{self.base_url}{link}" if link and link.startswith("/") else link
+        return out
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of blob ``digest`` in ``repository``, or ``None`` when it has none."""
+        c = self._container(repository)
+        response = self._request(
+            "HEAD", c.get_blob_url(digest), what=f"looking up the blob {digest}", missing_ok=True
+        )
+        if response is None:
+            return None
+        return int(response.headers.get("Content-Length", "0"))
+
+    def blob_chunks(self, repository: str, digest: str) -> Iterator[bytes]:
+        """Blob ``digest`` as chunks; after the last chunk its SHA-256 is checked, and a
+        mismatch is a :class:`RegistryIntegrityError` (consume it all before trusting it)."""
+        import requests
+
+        c = self._container(repository)
+        response = self._request(
+            "GET", c.get_blob_url(digest), what=f"reading the blob {digest}", stream=True
+        )
+        h = hashlib.sha256()
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                h.update(chunk)
+                yield chunk
+        except requests.exceptions.RequestException as e:
+            raise RegistryUnavailable(
+                f"The registry {self.host} broke off while sending the blob {digest}."
+            ) from e
+        finally:
+            response.close()
+        if "sha256:" + h.hexdigest() != digest:
+            raise RegistryIntegrityError(
+                f"The registry {self.host} served bytes for the blob {digest} of {repository} "
+                f"that hash to sha256:{h.hexdigest()} (corrupted or tampered storage).",
+                hint="Nothing from this blob was used; restore it from a trusted copy.",
+            )
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        return b"".join(self.blob_chunks(repository, digest))
+
+    def blob_to_file(self, repository: str, digest: str, out: IO[bytes]) -> int:
+        n = 0
+        for chunk in self.blob_chunks(repository, digest):
+            out.write(chunk)
+            n += len(chunk)
+        return n
+
+    def put_blob(self, repository: str, path: str, digest: str, size: int) -> bool:
+        """Upload the file ``path`` as blob ``digest`` (oras: monolithic or chunked);
+        ``False`` when the registry already had it."""
+        import oras.auth
+        import requests
+
+        if self.blob_size(repository, digest) is not None:
+            return False
+        layer = {"digest": digest, "size": size, "mediaType": "application/octet-stream"}
+        try:
+            response = self._reg.upload_blob(
+                path, self._container(repository), layer, do_chunked=size > _CHUNKED
+            )
+        except requests.exceptions.RequestException as e:
+            raise RegistryUnavailable(
+                f"The registry {self.host} is not reachable while uploading the blob {digest}."
+            ) from e
+        except (ValueError, oras.auth.AuthenticationException) as e:
+            raise RegistryAuthError(
+                f"The registry {self.host} refused the upload of the blob {digest} ({e}).",
+                hint=f"Log in with an account that may push (docker login {self.host}).",
+            ) from e
+        if response.status_code in (401, 403):
+            raise RegistryAuthError(
+                f"The registry {self.host} refused the upload of the blob {digest} "
+                f"({response.status_code}).",
+                hint=f"Log in with an account that may push (docker login {self.host}).",
+            )
+        if response.status_code not in (200, 201, 202):
+            raise RegistryUnavailable(
+                f"The registry {self.host} did not accept the blob {digest} "
+                f"({response.status_code}: {_error_text(response.text)})."
+            )
+        return True
+
+    def put_blob_bytes(self, repository: str, data: bytes) -> str:
+        digest = sha256_digest(data)
+        if self.blob_size(repository, digest) is not None:
+            return digest
+        fd, tmp = tempfile.mkstemp(prefix="escrow-blob-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.put_blob(repository, tmp, digest, len(data))
+        finally:
+            os.unlink(tmp)
+        return digest
+
+    def delete_blob(self, repository: str, digest: str) -> bool:
+        c = self._container(repository)
+        response = self._request(
+            "DELETE",
+            c.get_blob_url(digest),
+            what=f"deleting the blob {digest}",
+            ok=(200, 202),
+            missing_ok=True,
+        )
+        return response is not None
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The OCI 1.1 referrers of ``digest``, or ``None`` when the registry has no
+        referrers API (then the tag scheme ``sha256-<hex>.att`` is the way)."""
+        if self._referrers.get(repository) is False:
+            return None
+        c = self._container(repository)
+        url = f"{self.host}/v2/{c.api_prefix}/referrers/{digest}"
+        response = self._request(
+            "GET",
+            url,
+            what=f"asking for the referrers of {digest}",
+            headers={"Accept": OCI_INDEX},
+            missing_ok=True,
+        )
+        ctype = "" if response is None else str(response.headers.get("Content-Type", ""))
+        if response is None or not ctype.startswith(OCI_INDEX):
+            self._referrers[repository] = False
+            return None
+        self._referrers[repository] = True
+        return list(response.json().get("manifests") or [])
+
+
+def _error_text(body: str) -> str:
+    try:
+        doc = json.loads(body)
+        errors = doc.get("errors") or []
+        text = "; ".join(
+            f"{e.get('code', '')} {e.get('message', '')}".strip()
+            for e in errors
+            if isinstance(e, dict)
+        )
+        return text or body.strip()[:200] or "no details"
+    except (ValueError, AttributeError):
+        return body.strip()[:200] or "no details"

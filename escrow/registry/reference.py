@@ -1,0 +1,87 @@
+"""Image references: ``[HOST[:PORT]/]REPO[:TAG][@sha256:HEX]``, the Docker way."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+
+from escrow.errors import InputError
+
+DOCKER_HUB = "docker.io"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference; ``registry`` is ``docker.io`` when none was named."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        rest, _, digest = text.strip().partition("@")
+        if digest and not _DIGEST.match(digest):
+            raise InputError(f"The image reference {text!r} has a malformed digest {digest!r}.")
+        first, slash, remainder = rest.partition("/")
+        if slash and ("." in first or ":" in first or first == "localhost"):
+            registry, path = first, remainder
+        else:
+            registry, path = DOCKER_HUB, rest
+        name, colon, tag = path.rpartition(":")
+        if not colon or "/" in tag:
+            name, tag = path, ""
+        if registry == DOCKER_HUB and "/" not in name:
+            name = f"library/{name}"
+        if not _REPO.match(name):
+            raise InputError(f"The image reference {text!r} does not name a repository.")
+        if tag and not _TAG.match(tag):
+            raise InputError(f"The image reference {text!r} has a malformed tag {tag!r}.")
+        return cls(registry, name, tag or None, digest or None)
+
+    @property
+    def name(self) -> str:
+        """``HOST/REPO`` (without ``docker.io/library/`` for Docker Hub images)."""
+        if self.registry == DOCKER_HUB:
+            return self.repository.removeprefix("library/")
+        return f"{self.registry}/{self.repository}"
+
+    def with_tag(self, tag: str | None) -> Reference:
+        return Reference(self.registry, self.repository, tag, None)
+
+    def with_digest(self, digest: str) -> Reference:
+        return Reference(self.registry, self.repository, self.tag, digest)
+
+    @property
+    def ref(self) -> str:
+        """What to ask a manifest for: the digest if any, else the tag (``latest``)."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def is_insecure(registry: str) -> bool:
+    """Plain HTTP for loopback registries (as Docker Engine does) and for the hosts
+    listed in ``ESCROW_INSECURE_REGISTRIES`` (comma-separated ``HOST[:PORT]``)."""
+    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
+    host = host.strip("[]")
+    listed = {h.strip() for h in os.environ.get("ESCROW_INSECURE_REGISTRIES", "").split(",")}
+    if registry in listed or host in listed or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
