@@ -92,12 +92,15 @@ def verify(
     threshold: int,
     as_json: bool,
 ) -> None:
-    """Verify the build TARGET (a ledger index, an image ID or an image in the engine).
+    """Verify the build TARGET (a ledger index, an image ID, an image in the engine,
+    or HOST[:PORT]/REPO@sha256:… in a registry).
 
     Checks the entry's signature against the key valid when it was appended, its
     inclusion in the ledger under the latest signed checkpoint, and — when the
     image is in the engine — that its image ID and diff IDs are the recorded ones.
-    Exit 1 when any check fails.
+    For an image in a registry, the attestation `escrow attach` put beside it is
+    read from the registry (every digest checked) and the entry it names is
+    checked the same way. Exit 1 when any check fails.
     """
     if envelope_path:
         if target:
@@ -108,6 +111,11 @@ def verify(
         raise UsageError(
             "Nothing to verify.", hint="Give a ledger index, an image, or --envelope FILE."
         )
+    from escrow.registry.attest import is_registry_reference
+
+    if is_registry_reference(target):
+        _verify_in_registry(app, target, as_json)
+        return
     from escrow.verification import resolve_target, verify_entry
 
     ledger = app.ledger()
@@ -128,6 +136,27 @@ def verify(
         raise CheckFailed(f"Entry {entry.index} failed verification ({names}).")
     if not as_json:
         app.say(f"Entry {entry.index} verified.")
+
+
+def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
+    from escrow.registry.attest import verify_reference
+
+    result = verify_reference(app.ledger(), target)
+    if as_json:
+        app.emit_json(result.to_dict())
+    else:
+        app.out(f"image {result.reference}")
+        app.out(f"  manifest {result.manifest_digest}, image ID {result.image_id}")
+        for a in result.attestations:
+            app.out(f"  entry {a.index} ({a.project})")
+            for c in a.checks:
+                app.out(f"  {'ok  ' if c.ok else 'FAIL'} {c.name:<10} {c.detail}")
+        for p in result.problems:
+            app.out(f"  FAIL {p}")
+    if not result.ok:
+        raise CheckFailed(f"The attestations of {target} failed verification.")
+    if not as_json:
+        app.say(f"{target} verified through the registry and the ledger.")
 
 
 __all__ = ["verify", "EscrowError"]
