@@ -17,15 +17,19 @@ from server_helpers import SMALL_LIMIT, LiveServer, free_socket, make_tokens
 
 
 @pytest.fixture
-def live_server(escrow_home: Path) -> Iterator[LiveServer]:
-    """``escrow_home``'s ledger served on 127.0.0.1 (body limit 256 KiB, no pack rendering)."""
+def live_server(escrow_home: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """``escrow_home``'s ledger served on 127.0.0.1 (body limit 256 KiB).
+
+    No pack rendering unless parametrised indirectly with the number of pack workers.
+    """
     import uvicorn
 
     from escrow.config import load_settings
     from escrow.server.app import ServerConfig, create_app
 
     settings = load_settings()
-    app = create_app(ServerConfig(settings, max_body=SMALL_LIMIT, pack_workers=0))
+    pack_workers = int(getattr(request, "param", 0))
+    app = create_app(ServerConfig(settings, max_body=SMALL_LIMIT, pack_workers=pack_workers))
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")

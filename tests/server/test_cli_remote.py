@@ -123,6 +123,7 @@ def test_rejections_and_refusals_keep_their_exit_codes(
     assert r.exit_code == 1, r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("live_server", [1], indirect=True, ids=["one-pack-worker"])
 def test_pack_through_the_server_is_rendered_there_and_verifies_here(
     live_server: LiveServer,
     client_env: Path,
