@@ -119,6 +119,8 @@ def _pull_base(engine: Engine, reference: str, platform: str | None) -> tuple[di
             f"Pulling {reference} gave the manifest {digest}, not the one named; nothing was "
             "built or recorded."
         )
+    if not pinned:
+        digest = _registry_digest(reference, digest)
     digest = pinned or digest
     carried = [str(d) for d in inspect.get("RepoDigests") or []]
     match = [d for d in carried if d.split("@", 1)[1] == digest] if digest else []
@@ -129,6 +131,27 @@ def _pull_base(engine: Engine, reference: str, platform: str | None) -> tuple[di
             hint="Pull from a registry (an image only built or loaded locally has no digest).",
         )
     return inspect, match[0]
+
+
+def _registry_digest(reference: str, engine_digest: str | None) -> str | None:
+    """The tag's manifest digest, read from the registry by escrow itself: its bytes must
+    hash to the digest the registry announces, and that must be what the engine pulled
+    (the engine checks the digests of pulls by digest, not the manifest of a tag)."""
+    from escrow.registry.client import RegistryClient
+    from escrow.registry.errors import RegistryIntegrityError
+    from escrow.registry.reference import Reference
+
+    ref = Reference.parse(reference)
+    manifest = RegistryClient(ref.registry).manifest(ref.repository, ref.tag or "latest")
+    if engine_digest and manifest.digest != engine_digest:
+        raise RegistryIntegrityError(
+            f"Pulling the base image {reference}: the engine got the manifest {engine_digest}, "
+            f"but the registry names {manifest.digest} for the tag; nothing was built or "
+            "recorded.",
+            hint="The registry's copy is corrupted or changed during the pull; pull again, "
+            "or pin the base by digest.",
+        )
+    return manifest.digest
 
 
 def resolve_bases(

@@ -60,6 +60,7 @@ class Manifest:
 
 
 def _oras_registry(host: str, insecure: bool) -> Any:
+    import oras.auth
     import oras.provider
     import requests
 
@@ -76,6 +77,24 @@ def _oras_registry(host: str, insecure: bool) -> Any:
             return oras.provider.Registry.do_request.__wrapped__(self, *args, **kwargs)
 
     reg = _Registry(hostname=host, insecure=insecure)
+    token_auth = reg.auth.authenticate_request
+
+    def authenticate_request(original: Any, headers: Any, refresh: bool = False) -> Any:
+        # a registry asking for Basic auth (htpasswd): the docker login credentials, if any
+        challenge = str(original.headers.get("Www-Authenticate", ""))
+        if challenge.lower().startswith("basic"):
+            basic = getattr(reg.auth, "_basic_auth", None)
+            if not basic:
+                raise oras.auth.AuthenticationException("no basic auth credentials")
+            headers = dict(headers or {})
+            headers["Authorization"] = f"Basic {basic}"
+            return headers, True
+        try:
+            return token_auth(original, headers, refresh)
+        except Exception as e:  # a token service that cannot be used is a refusal
+            raise oras.auth.AuthenticationException(str(e)) from e
+
+    reg.auth.authenticate_request = authenticate_request
     from http.cookiejar import DefaultCookiePolicy
 
     session = _Session()

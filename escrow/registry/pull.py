@@ -32,7 +32,14 @@ _UNREACHABLE = (
     "server gave http response to https client",
     "tls:",
 )
-_AUTH = ("unauthorized", "authentication required", "denied", "401", "403")
+_AUTH = (
+    "unauthorized",
+    "authentication required",
+    "no basic auth credentials",
+    "denied",
+    "401",
+    "403",
+)
 _INTEGRITY = ("digest", "did not match", "verification failed", "checksum")
 _MISSING = ("manifest unknown", "not found", "name unknown", "404")
 
