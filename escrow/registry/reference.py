@@ -76,8 +76,10 @@ class Reference:
 def is_insecure(registry: str) -> bool:
     """Plain HTTP for loopback registries (as Docker Engine does) and for the hosts
     listed in ``ESCROW_INSECURE_REGISTRIES`` (comma-separated ``HOST[:PORT]``)."""
-    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    host = host.strip("[]")
+    if registry.startswith("["):  # [IPv6]:PORT
+        host = registry[1:].split("]", 1)[0]
+    else:
+        host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
     listed = {h.strip() for h in os.environ.get("ESCROW_INSECURE_REGISTRIES", "").split(",")}
     if registry in listed or host in listed or host == "localhost":
         return True
