@@ -163,6 +163,31 @@ def db_errors(url: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
 
 
+#: How long a writer waits for another writer before giving up (exit 3).
+WRITER_WAIT_S = 120.0
+
+
+def _flock(fd: int, timeout: float) -> None:
+    """Take an exclusive ``flock`` on ``fd``, waiting at most ``timeout`` seconds."""
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise DatabaseUnavailable(
+                    f"Another writer has held the ledger for over {timeout:.0f} s.",
+                    hint="Check for a stuck escrow process.",
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+
+
 # -- what an append needs to know about an envelope -------------------------------
 
 
@@ -446,7 +471,7 @@ class Ledger:
                     raise DatabaseUnavailable(
                         f"Cannot open the lock file {path}: {e.strerror}."
                     ) from e
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            _flock(self._lock_fd, WRITER_WAIT_S)
             try:
                 yield
             finally:
