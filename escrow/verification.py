@@ -13,6 +13,7 @@ from escrow.errors import EscrowError, InputError
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger
+    from escrow.server.client import RemoteLedger
 
 
 @dataclass
@@ -45,7 +46,7 @@ class EntryVerification:
         return d
 
 
-def _key_valid_at(ledger: Ledger, keyid: str, entry: Entry) -> tuple[bool, str]:
+def _key_valid_at(ledger: Ledger | RemoteLedger, keyid: str, entry: Entry) -> tuple[bool, str]:
     for rec in ledger.keys():
         if rec.keyid != keyid:
             continue
@@ -59,7 +60,9 @@ def _key_valid_at(ledger: Ledger, keyid: str, entry: Entry) -> tuple[bool, str]:
     return False, f"key {keyid[:16]}… is not registered in the ledger"
 
 
-def verify_entry(ledger: Ledger, entry: Entry, *, engine: Any | None = None) -> EntryVerification:
+def verify_entry(
+    ledger: Ledger | RemoteLedger, entry: Entry, *, engine: Any | None = None
+) -> EntryVerification:
     """Run every check on ``entry``; never raises for a failed check, only records it."""
     from escrow.ledger import checkpoint as cp
     from escrow.ledger import merkle
@@ -132,8 +135,8 @@ def verify_entry(ledger: Ledger, entry: Entry, *, engine: Any | None = None) -> 
     try:
         from escrow.documents.types import REBUILD_VERIFICATION
 
-        for e in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=entry.image_id):
-            pred = e.statement().get("predicate", {})
+        for rb in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=entry.image_id):
+            pred = rb.statement().get("predicate", {})
             if pred.get("original", {}).get("index") == entry.index:
                 result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
     except (EscrowError, AttributeError, TypeError):
@@ -144,7 +147,7 @@ def verify_entry(ledger: Ledger, entry: Entry, *, engine: Any | None = None) -> 
     return result
 
 
-def resolve_target(ledger: Ledger, target: str, engine: Any | None = None) -> Entry:
+def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None) -> Entry:
     """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
     from escrow.documents.types import BUILD_MANIFEST
 
