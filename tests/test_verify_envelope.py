@@ -64,3 +64,20 @@ def test_a_signed_payload_that_is_not_a_statement_is_refused(
 def test_target_and_envelope_together_is_a_usage_error(cli: Any, tmp_path: Path) -> None:
     r = cli(["verify", "3", "--envelope", str(tmp_path / "x.json")])
     assert r.exit_code == 2
+
+
+def test_a_missing_envelope_file_is_one_sentence_exit_2(cli: Any, tmp_path: Path) -> None:
+    """Regression: a missing --envelope file raised FileNotFoundError with a traceback."""
+    r = cli(["verify", "--envelope", str(tmp_path / "nope.json"), "--key", __file__])
+    assert r.exit_code == 2, r.stderr
+    assert "Cannot read the envelope" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_an_envelope_on_stdin_verifies(
+    cli: Any, key: tuple[SigningKey, Path], tmp_path: Path
+) -> None:
+    k, pub = key
+    data = sign_statement(_manifest(), k).to_bytes()
+    r = cli(["verify", "--envelope", "-", "--key", str(pub), "--json"], input=data)
+    assert r.exit_code == 0, r.stderr

@@ -14,7 +14,7 @@ from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import CheckFailed, InputError
 
 if TYPE_CHECKING:
-    from escrow.deposit.store import FileDepositStore
+    from escrow.deposit.store import DepositStore
 
 _store_option = click.option(
     "--deposit-store",
@@ -24,7 +24,7 @@ _store_option = click.option(
 )
 
 
-def _store(app: App, override: str | None) -> FileDepositStore:
+def _store(app: App, override: str | None) -> DepositStore:
     from escrow.deposit.store import open_store
 
     return open_store(app.settings.home, override)
@@ -225,7 +225,7 @@ def export(
     from escrow.deposit.bundle import export_deposit
 
     store = _store(app, deposit_store)
-    toc = export_deposit(app.ledger(), store, list(indexes), output)
+    toc = export_deposit(app.local_ledger(), store, list(indexes), output)
     total = sum(int(b["size"]) for b in toc["blobs"])
     doc = {
         "output": str(output),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import CheckFailed, EscrowError, UsageError
+from escrow.errors import CheckFailed, EscrowError, InputError, UsageError
 
 
 class DockerFacts:
@@ -46,7 +47,10 @@ def _verify_envelope(
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
-    data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read the envelope {path}: {e.strerror}.") from e
     env = Envelope.from_bytes(data)
     if key_files:
         keys = [PublicKey.from_pem(Path(k).read_bytes()) for k in key_files]

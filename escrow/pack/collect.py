@@ -534,7 +534,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         return hexes, ok
 
     # anomalies across builds
-    seen_base: dict[str, tuple[str, int]] = {}
+    seen_base: dict[str, tuple[str, int, str]] = {}
     builds: list[BuildView] = []
     anomalies: list[Anomaly] = []
     signed_count: dict[str, int] = {}
@@ -561,14 +561,21 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             anomalies.append(Anomaly("key", text, f"entry-{entry.index}"))
         for b in _l(_d(p.get("inputs")).get("baseImages")):
             ref, iid = _s(_d(b).get("reference")), _s(_d(b).get("imageId"))
+            dig = _s(_d(b).get("repoDigest"))
             if not ref or not iid:
                 continue
             prev = seen_base.get(ref)
-            if prev is not None and prev[0] != iid:
+            moved = prev is not None and bool(dig) and bool(prev[2]) and prev[2] != dig
+            if prev is not None and (prev[0] != iid or moved):
                 text = f"base image {ref} changed between entry {prev[1]} and entry {entry.index}"
+                if moved:
+                    text += (
+                        ": the tag now points to another digest ("
+                        f"{prev[2].rsplit('@', 1)[-1]} -> {dig.rsplit('@', 1)[-1]})"
+                    )
                 notes.append(text)
                 anomalies.append(Anomaly("base", text, f"entry-{entry.index}"))
-            seen_base[ref] = (iid, entry.index)
+            seen_base[ref] = (iid, entry.index, dig)
         secrets = [
             _s(_d(a).get("name"))
             for a in _l(_d(p.get("inputs")).get("buildArgs"))

@@ -157,8 +157,10 @@ def _base_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any
             continue
         if xa.get("reference") != xb.get("reference"):
             change = "reference"
-        elif xa.get("imageId") != xb.get("imageId"):
-            change = "image"  # the same reference now names another image
+        elif xa.get("imageId") != xb.get("imageId") or (
+            xa.get("repoDigest") and xb.get("repoDigest") and xa["repoDigest"] != xb["repoDigest"]
+        ):
+            change = "image"  # the same reference now names another image (or manifest)
         else:
             continue
         out.append(
@@ -430,6 +432,12 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 f"{_short(base['original']['imageId'])} -> {_short(base['rebuilt']['imageId'])} "
                 "(same reference, another image)"
             )
+            da, db = base["original"].get("repoDigest"), base["rebuilt"].get("repoDigest")
+            if da and db and da != db:
+                lines.append(
+                    f"    the tag now points to another digest: {str(da).rsplit('@', 1)[-1]} -> "
+                    f"{str(db).rsplit('@', 1)[-1]}"
+                )
         elif base["change"] == "reference":
             lines.append(
                 f"  base image of stage {base['stage']}: {base['original']['reference']} -> "

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from escrow.capture.progress import Progress
     from escrow.config import Settings
     from escrow.ledger.store import Entry, Ledger
+    from escrow.server.client import RemoteLedger
 
 _RECORDED_BY = {"image": "capture", "command": "record"}
 
@@ -90,7 +91,7 @@ class RebuildResult:
 # the original entry
 
 
-def load_original(ledger: Ledger, index: int) -> tuple[Entry, dict[str, Any]]:
+def load_original(ledger: Ledger | RemoteLedger, index: int) -> tuple[Entry, dict[str, Any]]:
     """The entry to rebuild and its build-manifest predicate, after checking its signature."""
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
