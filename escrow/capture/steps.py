@@ -16,6 +16,8 @@ _RUNNING = re.compile(r"^(?P<pre>.*) ---> Running in (?P<id>[0-9a-f]{12,64})$")
 _IMAGE = re.compile(r"^(?P<pre>.*) ---> (?P<id>[0-9a-f]{12,64})$")
 _REMOVING = re.compile(r"^(?P<pre>.*)Removing intermediate container (?P<id>[0-9a-f]{12,64})$")
 _CACHE = re.compile(r"^(?P<pre>.*) ---> Using cache$")
+# `FROM scratch` has no image: the engine prints an empty arrow
+_NO_IMAGE = re.compile(r"^(?P<pre>.*) ---> ?$")
 _DONE = re.compile(r"^(Successfully built [0-9a-f]+|Successfully tagged .+)$")
 _EXIT = re.compile(r"returned a non-zero code: (?P<code>\d+)")
 # the classic builder wraps a RUN's stderr in red
@@ -122,7 +124,14 @@ class StepParser:
             self.progress.step(step.index, step.total, self._scrub(step.instruction))
             return
         current = self.current
-        for pattern, kind in ((_RUNNING, "run"), (_REMOVING, "rm"), (_IMAGE, "img"), (_CACHE, "")):
+        patterns = (
+            (_RUNNING, "run"),
+            (_REMOVING, "rm"),
+            (_IMAGE, "img"),
+            (_CACHE, ""),
+            (_NO_IMAGE, ""),
+        )
+        for pattern, kind in patterns:
             m = pattern.match(line)
             if m and current is not None:
                 if m.group("pre"):

@@ -121,3 +121,19 @@ def test_plain_progress_prints_steps_and_scrubbed_output(capsys: Any) -> None:
     assert "step 3/6: RUN echo [x] && echo err >&2" in err
     assert "  | [x]\n" in err
     assert "step 6 failed with exit code 3" in err
+
+
+def test_from_scratch_empty_arrow_is_not_log_output() -> None:
+    """Regression: `FROM scratch`'s empty ` ---> ` line was shown and logged as output."""
+    result = _parse(
+        [
+            {"stream": "Step 1/2 : FROM scratch\n"},
+            {"stream": " ---> \n"},
+            {"stream": "Step 2/2 : COPY busybox /bin/busybox\n"},
+            {"stream": " ---> 81c345f3fcd6\n"},
+            {"aux": {"ID": "sha256:" + "8" * 64}},
+        ]
+    )
+    assert [bytes(s.log) for s in result.steps] == [b"", b""]
+    assert result.steps[0].image_short is None
+    assert result.steps[1].image_short == "81c345f3fcd6"
