@@ -5,11 +5,20 @@ is its document's type URI, as listed once in :data:`escrow.documents.types.SCHE
 Schemas may ``$ref`` one another by ``$id``; nothing is fetched from the network.
 
 Errors name the JSON Pointer (RFC 6901) of the bad field and what was expected.
+
+Valid documents take a fast path: ``jsonschema_rs`` (Rust), compiled once per process
+against the same schemas, registry and format checks.  Its verdict is trusted only when
+it says *valid* and the document is plain JSON whose strings are printable ASCII (where
+Python's and Rust's regular expressions agree, e.g. on ``\\s``); anything else goes
+through ``jsonschema``, which decides and words every error exactly as before.
+Meta-schema checks of the shipped schemas run in the test suite, not on every load.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -92,11 +101,105 @@ def _registry() -> Registry:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
-    schema = load_schema(name)
-    Draft202012Validator.check_schema(schema)
     return Draft202012Validator(
-        schema, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+        load_schema(name), registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
     )
+
+
+def check_schemas() -> None:
+    """Check every shipped schema against its meta-schema (the test suite runs this)."""
+    for name in schema_names():
+        Draft202012Validator.check_schema(load_schema(name))
+
+
+# -- the fast path ---------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x07\x0b\x0e-\x1f\x7f]")
+
+
+@cache
+def _fast_registry() -> Any:
+    import jsonschema_rs
+
+    resources = [(load_schema(n).get("$id"), load_schema(n)) for n in schema_names()]
+    return jsonschema_rs.Registry(
+        [(u, s) for u, s in resources if isinstance(u, str)], retriever=_offline
+    )
+
+
+def _offline(uri: str) -> Any:
+    """Nothing is fetched: every ``$ref`` must name one of escrow's own ``$id`` s."""
+    raise ValueError(f"escrow schemas do not fetch {uri!r}")
+
+
+@cache
+def _fast_validator(name: str) -> Any:
+    """The ``jsonschema_rs`` validator of ``name``; None when it cannot be compiled."""
+    try:
+        import jsonschema_rs
+
+        return jsonschema_rs.Draft202012Validator(
+            load_schema(name),
+            registry=_fast_registry(),
+            retriever=_offline,
+            validate_formats=True,
+        )
+    except Exception:  # noqa: BLE001 - no fast path; jsonschema decides everything
+        return None
+
+
+def _plain_json(document: Any) -> bool:
+    """True for plain JSON values (no tuples, NaN, non-str keys) with printable-ASCII strings."""
+    strings: list[str] = []
+    add, add_all = strings.append, strings.extend
+    stack = [document]
+    pop, push_all = stack.pop, stack.extend
+    while stack:
+        x = pop()
+        t = type(x)
+        if t is str:
+            add(x)
+        elif t is dict:
+            add_all(x)
+            push_all(x.values())
+        elif t is list:
+            push_all(x)
+        elif t is float:
+            if not math.isfinite(x):
+                return False
+        elif not (t is int or t is bool or x is None):
+            return False
+    try:
+        text = "".join(strings)
+    except TypeError:  # a key that is not a string
+        return False
+    return text.isascii() and _CONTROL.search(text) is None
+
+
+def plain_json_text(source: bytes | str) -> bool:
+    """True when ``json.loads(source)`` can only give what :func:`_plain_json` accepts."""
+    raw = source.encode("utf-8") if isinstance(source, str) else bytes(source)
+    if not raw.isascii() or b"\x7f" in raw or b"\\u" in raw:
+        return False
+    return b"NaN" not in raw and b"Infinity" not in raw
+
+
+def _fast_valid(document: Any, names: tuple[str, ...], plain: bool | None) -> bool:
+    """True only when the document is certainly valid against every schema in ``names``."""
+    if plain is None:
+        plain = _plain_json(document)
+    if not plain:
+        return False
+    for name in names:
+        fast = _fast_validator(name)
+        if fast is None:
+            return False
+        try:
+            if not fast.is_valid(document):
+                return False
+        except Exception:  # noqa: BLE001 - let jsonschema decide and explain
+            return False
+    return True
 
 
 def _escape(token: object) -> str:
@@ -172,12 +275,20 @@ def _problem(error: ValidationError) -> SchemaProblem:
 
 def problems(document: Any, name: str) -> list[SchemaProblem]:
     """Every way ``document`` fails the schema ``name`` (empty when valid), by pointer."""
+    if _fast_valid(document, (name,), None):
+        return []
     found = {_problem(best_match([e])): None for e in _validator(name).iter_errors(document)}
     return sorted(found, key=lambda p: p.pointer)
 
 
 def validate(document: Any, name: str) -> None:
     """Raise :class:`SchemaError` naming the JSON Pointer of the first bad field."""
+    if _fast_valid(document, (name,), None):
+        return
+    _validate_slow(document, name)
+
+
+def _validate_slow(document: Any, name: str) -> None:
     error = best_match(_validator(name).iter_errors(document))
     if error is None:
         return
@@ -200,7 +311,7 @@ def predicate_schema_name(predicate_type: str, *, known: dict[str, str] | None =
         ) from None
 
 
-def _check_statement(statement: Any, known: dict[str, str]) -> str:
+def _check_statement(statement: Any, known: dict[str, str], source: bytes | None = None) -> str:
     if not isinstance(statement, dict):
         raise SchemaError(
             "The document is not a JSON object, so not an in-toto Statement v1.", pointer=""
@@ -210,20 +321,30 @@ def _check_statement(statement: Any, known: dict[str, str]) -> str:
             f"The document is not an in-toto Statement v1 (_type must be {STATEMENT_TYPE!r}).",
             pointer="/_type",
         )
-    validate(statement, "statement")
+    ptype = statement.get("predicateType")
+    name = known.get(ptype) if isinstance(ptype, str) else None
+    if name is not None:
+        plain = plain_json_text(source) if source is not None else None
+        if _fast_valid(statement, ("statement", name), plain):
+            return str(ptype)
+    _validate_slow(statement, "statement")
     ptype = str(statement["predicateType"])
-    validate(statement, predicate_schema_name(ptype, known=known))
+    _validate_slow(statement, predicate_schema_name(ptype, known=known))
     return ptype
 
 
-def validate_statement(statement: Any) -> str:
-    """Validate an in-toto Statement v1 whose predicate the ledger records; return its type."""
-    return _check_statement(statement, SCHEMA_NAMES)
+def validate_statement(statement: Any, *, source: bytes | None = None) -> str:
+    """Validate an in-toto Statement v1 whose predicate the ledger records; return its type.
+
+    ``source``: the JSON text ``statement`` was just parsed from (``json.loads``), if
+    at hand; it lets the fast path skip walking the document.
+    """
+    return _check_statement(statement, SCHEMA_NAMES, source)
 
 
-def validate_document(statement: Any) -> str:
+def validate_document(statement: Any, *, source: bytes | None = None) -> str:
     """Like :func:`validate_statement`, also accepting exports (SLSA Provenance v1)."""
-    return _check_statement(statement, DOCUMENT_SCHEMAS)
+    return _check_statement(statement, DOCUMENT_SCHEMAS, source)
 
 
 def statement_problems(statement: Any) -> tuple[str | None, list[SchemaProblem]]:

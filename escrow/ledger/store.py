@@ -239,7 +239,7 @@ def prepare(envelope: Envelope | bytes | str) -> Prepared:
     env = envelope if isinstance(envelope, Envelope) else Envelope.from_bytes(envelope)
     leaf = env.to_bytes()
     statement = env.statement()
-    ptype = validate_statement(statement)
+    ptype = validate_statement(statement, source=env.payload)
     project, image_id, diff_ids = index_fields(ptype, statement)
     return Prepared(
         envelope=env,
