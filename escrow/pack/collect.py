@@ -483,6 +483,11 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         else:
             scoped = _all_entries(ledger, **filters)
     scoped = sorted({e.index: e for e in scoped if e.index < size}.values(), key=lambda e: e.index)
+    if not scoped:  # fail closed: a pack that evidences nothing must not read "verified"
+        raise InputError(
+            "No recorded build is in the scope of this pack.",
+            hint="Check --project, --since, --until and --entries against `escrow log`.",
+        )
 
     # keys and their history (key events are ledger entries, embedded as evidence)
     key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]

@@ -346,8 +346,10 @@ def test_scope_by_entries_and_dates(pack_ledger: PackLedger, cli: Any, tmp_path:
     e = [pack_ledger.add(i) for i in range(4)]
     res = make_pack(cli, tmp_path / "a.pdf", "--entries", f"{e[0].index},{e[2].index}-{e[3].index}")
     assert res["entries"] == [e[0].index, e[2].index, e[3].index]
-    res = make_pack(cli, tmp_path / "b.pdf", "--project", "example", "--until", "2000-01-01")
-    assert res["entries"] == []
+    empty = cli(
+        ["pack", "--project", "example", "--until", "2000-01-01", "-o", str(tmp_path / "b")]
+    )
+    assert empty.exit_code == 2, empty.stderr  # nothing in scope: refused, not an empty pack
     res = make_pack(cli, tmp_path / "c.pdf", "--project", "example", "--since", "2000-01-01")
     assert res["entries"] == [x.index for x in e]
 
@@ -379,3 +381,15 @@ def test_verify_a_file_that_is_not_a_pack(cli: Any, tmp_path: Path) -> None:
     assert "pdf signature" in r.stderr
     r = cli(["pack", "verify", str(tmp_path / "missing.pdf")])
     assert r.exit_code == 2
+
+
+def test_a_pack_with_no_build_in_scope_is_refused(
+    escrow_home: Path, cli: Any, tmp_path: Path
+) -> None:
+    """Regression: an empty scope gave a 'verified' pack of 0 builds (fail closed instead)."""
+    out = tmp_path / "empty.pdf"
+    r = cli(["pack", "--project", "nothing-recorded", "-o", str(out)])
+    assert r.exit_code == 2, r.stdout + r.stderr
+    assert "No recorded build is in the scope" in r.stderr
+    assert not out.exists()
+    assert cli(["log", "--json"]).json()["size"] == 1  # only the key event; nothing recorded
