@@ -2,6 +2,8 @@
 # Set up everything the tests need (Debian packages, Python environment, Docker
 # Engine, a throwaway PostgreSQL cluster), run the linters, then the whole suite.
 set -euo pipefail
+# test-only packages: Go and golang.org/x/mod, to check checkpoints with Go's own note verifier
+export ESCROW_EXTRA_PACKAGES="golang-go golang-golang-x-mod-dev"
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
