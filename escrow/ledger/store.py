@@ -15,6 +15,8 @@ Proofs and roots are assembled from O(log n) stored complete-subtree hashes
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -297,6 +299,33 @@ _HEAD_UPDATE_SQL = (
     "UPDATE ledger_head SET size = ?, root = ?, note = ?, frontier = ?, key_version = ?, "
     "updated_us = ? WHERE id = 1"
 )
+
+
+class _Rows:
+    """``.first()``/``.one()`` of a DBAPI cursor, rows with attribute access by column."""
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def first(self) -> Any:
+        row = self._cur.fetchone()
+        self._cur.fetchall()  # finish the statement (RETURNING) before the commit
+        self._cur.close()
+        if row is None:
+            return None
+        names = tuple(d[0] for d in self._cur.description)
+        return _row_type(names)(*row)
+
+    def one(self) -> Any:
+        row = self.first()
+        if row is None:
+            raise DatabaseUnavailable("The ledger head row is missing.")
+        return row
+
+
+@functools.cache
+def _row_type(names: tuple[str, ...]) -> Any:
+    return collections.namedtuple("_Row", names)
 
 
 class _AlreadyThere(Exception):
@@ -674,11 +703,21 @@ class Ledger:
         return self._entry(row) if row is not None else None
 
     def _sql(self, conn: Connection, sql: str, params: Any) -> Any:
-        """Run hot-path SQL straight on the driver (written with ``?`` placeholders)."""
+        """Run hot-path SQL straight on the driver (written with ``?`` placeholders).
+
+        SQLite: on the DBAPI cursor of ``conn``, inside its transaction, with no
+        SQLAlchemy statement machinery (about 50 µs a statement less).
+        """
+        many = isinstance(params, list)
         if self._pg:
             sql = sql.replace("?", "%s")
-        many = isinstance(params, list)
-        return conn.exec_driver_sql(sql, params if many else tuple(params))
+            return conn.exec_driver_sql(sql, params if many else tuple(params))
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if many:
+            cur.executemany(sql, params)
+        else:
+            cur.execute(sql, tuple(params))
+        return _Rows(cur)
 
     def _load_keys(self, conn: Connection) -> None:
         """Cache the key table with the head's key version (read in one snapshot)."""
