@@ -401,6 +401,15 @@ def _command_pairs(command: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 # -- keys ----------------------------------------------------------------------
 
 
+def _in_force(rec: Any, since: datetime | None, until: datetime | None) -> bool:
+    """Whether the key was valid at some moment of ``[since, until)``."""
+    ends = [t for t in (rec.revoked_at, rec.retired_at) if t is not None]
+    ended = min(ends) if ends else None
+    if until is not None and rec.added_at >= until:
+        return False
+    return not (since is not None and ended is not None and ended <= since)
+
+
 def key_views(records: Iterable[Any]) -> dict[str, KeyView]:
     """Keys and their events from :meth:`Ledger.keys` records."""
     out: dict[str, KeyView] = {}
@@ -491,7 +500,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
 
     # keys and their history (key events are ledger entries, embedded as evidence)
     key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]
-    key_states = key_views(ledger.keys())
+    key_records = list(ledger.keys())
+    key_states = key_views(key_records)
     public_keys: dict[str, PublicKey] = {}
     for keyid, k in key_states.items():
         if k.public_key_pem:
@@ -626,9 +636,15 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             ledger, request.since_checkpoint, verifier, size, root
         )
 
+    # keys in force during the period (valid at some time in it), and any key that
+    # signed an entry in scope, whatever its state now
+    in_force = {
+        rec.keyid for rec in key_records if _in_force(rec, request.since, request.until)
+    } | {keyid for keyid, n in signed_count.items() if n}
     keys = tuple(
         replace(k, entries_signed=signed_count.get(k.keyid, 0))
         for k in sorted(key_states.values(), key=lambda k: k.events[0].index or 0)
+        if k.keyid in in_force
     )
 
     counts: dict[str, int] = {v.value: 0 for v in Verdict}

@@ -393,3 +393,32 @@ def test_a_pack_with_no_build_in_scope_is_refused(
     assert "No recorded build is in the scope" in r.stderr
     assert not out.exists()
     assert cli(["log", "--json"]).json()["size"] == 1  # only the key event; nothing recorded
+
+
+def test_keys_section_lists_the_keys_in_force_during_the_period(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """A key revoked before the period and unused in it is not 'in force'; the signer is."""
+    import time
+    from datetime import UTC, datetime
+
+    from escrow.signing.keys import SigningKey
+
+    old = SigningKey.generate()
+    pack_ledger.ledger.register_key(old.public, "old")
+    pack_ledger.ledger.revoke_key(old.keyid, "replaced")
+    time.sleep(0.05)
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    time.sleep(0.05)
+    build = pack_ledger.add(1)
+    out = tmp_path / "period.pdf"
+    make_pack(cli, out, "--project", "example", "--since", since)
+    text = " ".join(pdftotext(out).split())
+    keys_part = text.split("Signing keys in force at some time")[1].split("7. Ledger")[0]
+    assert build.signer[:16] in keys_part.replace(" ", "")
+    assert old.keyid[:16] not in keys_part.replace(" ", "")
+    everything = tmp_path / "all.pdf"
+    make_pack(cli, everything, "--project", "example")
+    all_text = " ".join(pdftotext(everything).split())
+    all_keys = all_text.split("Signing keys in force at some time")[1].split("7. Ledger")[0]
+    assert old.keyid[:16] in all_keys.replace(" ", "")
