@@ -152,3 +152,18 @@ def test_verify_shows_the_latest_rebuild_verdict(
     assert after.exit_code == 0, after.stdout + after.stderr
     assert after.json()["rebuild_verdict"] in {"identical", "equivalent"}
     assert cli(["verify", str(index)]).stdout.count("latest verdict") == 1
+
+
+def test_commands_on_a_home_that_was_never_initialised_say_so(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: `escrow log` on a mistyped ESCROW_HOME created an empty ledger there."""
+    home = tmp_path / "typo"
+    monkeypatch.setenv("ESCROW_HOME", str(home))
+    monkeypatch.delenv("ESCROW_DB_URL", raising=False)
+    monkeypatch.delenv("ESCROW_SERVER", raising=False)
+    for args in (["log"], ["show", "0"], ["verify", "0"], ["ledger", "verify"]):
+        r = cli(args)
+        assert r.exit_code == 3, (args, r.stdout, r.stderr)
+        assert "There is no ledger" in r.stderr and "escrow init" in r.stderr
+    assert not (home / "ledger.db").exists()

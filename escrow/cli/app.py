@@ -6,11 +6,13 @@ import json
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from escrow.config import Settings, load_settings
+from escrow.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Ledger
@@ -45,10 +47,22 @@ class App:
             return RemoteLedger.open(self.settings)
         return self.local_ledger()
 
-    def local_ledger(self) -> Ledger:
-        """The local ledger, even when a server is configured (``init``, ``ledger verify``)."""
+    def local_ledger(self, *, create: bool = False) -> Ledger:
+        """The local ledger, even when a server is configured (``init``, ``ledger verify``).
+
+        Only ``escrow init`` creates one (``create=True``): a mistyped ESCROW_HOME must
+        not look like an empty, healthy ledger.
+        """
         from escrow.ledger.store import Ledger
 
+        url = self.settings.db_url
+        if not create and url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.exists():
+                raise DatabaseUnavailable(
+                    f"There is no ledger at {path}.",
+                    hint="Run `escrow init` first, or set ESCROW_HOME or ESCROW_DB_URL.",
+                )
         return Ledger.open(self.settings)
 
     # -- output ----------------------------------------------------------

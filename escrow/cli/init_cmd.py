@@ -34,7 +34,7 @@ def init(app: App, key_type: str, as_json: bool) -> None:
         SigningKey.generate(KeyType(key_type)).save(s.key_path, s.passphrase)
         created.append(str(s.key_path))
     build_key = SigningKey.load(s.key_path, s.passphrase)
-    with app.local_ledger() as ledger:
+    with app.local_ledger(create=True) as ledger:
         ledger.register_key(build_key.public, "build")
         verifier_key = ledger.verifier_key()
         size = ledger.size()
