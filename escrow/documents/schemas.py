@@ -21,16 +21,16 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from escrow._resources import data_dir
 from escrow.documents.types import DOCUMENT_SCHEMAS, SCHEMA_IDS, SCHEMA_NAMES, STATEMENT_TYPE
 from escrow.errors import InputError, SchemaError
+
+if TYPE_CHECKING:  # jsonschema is imported only to decide and explain what the fast path cannot
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
 
 _MAX_SHOWN = 80  # characters of an offending value quoted in a message
 
@@ -91,6 +91,9 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     resources = []
     for name in schema_names():
         schema = load_schema(name)
@@ -101,6 +104,8 @@ def _registry() -> Registry:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(
         load_schema(name), registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
     )
@@ -108,6 +113,8 @@ def _validator(name: str) -> Draft202012Validator:
 
 def check_schemas() -> None:
     """Check every shipped schema against its meta-schema (the test suite runs this)."""
+    from jsonschema import Draft202012Validator
+
     for name in schema_names():
         Draft202012Validator.check_schema(load_schema(name))
 
@@ -277,6 +284,8 @@ def problems(document: Any, name: str) -> list[SchemaProblem]:
     """Every way ``document`` fails the schema ``name`` (empty when valid), by pointer."""
     if _fast_valid(document, (name,), None):
         return []
+    from jsonschema.exceptions import best_match
+
     found = {_problem(best_match([e])): None for e in _validator(name).iter_errors(document)}
     return sorted(found, key=lambda p: p.pointer)
 
@@ -289,6 +298,8 @@ def validate(document: Any, name: str) -> None:
 
 
 def _validate_slow(document: Any, name: str) -> None:
+    from jsonschema.exceptions import best_match
+
     error = best_match(_validator(name).iter_errors(document))
     if error is None:
         return
