@@ -93,6 +93,27 @@ def _parse(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     return env.payload_type, env.payload, [(s.keyid, s.sig) for s in env.signatures]
 
 
+def _index_disagreement(
+    data: bytes, predicate_type: str, project: str | None, image_id: str | None
+) -> str | None:
+    """Which indexed column, if any, disagrees with what the envelope's statement says."""
+    from escrow.ledger.store import index_fields
+
+    try:
+        payload = json.loads(b64decode(json.loads(data)["payload"], validate=True))
+        ptype = payload["predicateType"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None  # an unreadable envelope is reported by the signature check
+    if ptype != predicate_type:
+        return "predicate type"
+    want_project, want_image, _ = index_fields(ptype, payload)
+    if want_project != project:
+        return "project"
+    if want_image != image_id:
+        return "image ID"
+    return None
+
+
 def check_chunk(
     conn: Connection, start: int, end: int, candidates: Sequence[tuple[str, str]]
 ) -> ChunkResult:
@@ -104,7 +125,15 @@ def check_chunk(
     pubs, by_id = _pubs(candidates)
     n = end - start
     rows = conn.execute(
-        select(ENTRY.c.idx, ENTRY.c.envelope, ENTRY.c.leaf_hash, ENTRY.c.integrated_us)
+        select(
+            ENTRY.c.idx,
+            ENTRY.c.envelope,
+            ENTRY.c.leaf_hash,
+            ENTRY.c.integrated_us,
+            ENTRY.c.predicate_type,
+            ENTRY.c.project,
+            ENTRY.c.image_id,
+        )
         .where(ENTRY.c.idx >= start, ENTRY.c.idx < end)
         .order_by(ENTRY.c.idx)
     ).all()
@@ -135,6 +164,17 @@ def check_chunk(
             )
         elif h != node0:
             res.moved.append((i, h))
+        if h == bytes(r.leaf_hash):
+            bad = _index_disagreement(data, r.predicate_type, r.project, r.image_id)
+            if bad:
+                res.problems.append(
+                    Problem(
+                        i,
+                        "index",
+                        f"Entry {i}: its indexed {bad} disagrees with its envelope "
+                        "(queries would not find it as recorded).",
+                    )
+                )
         _check_signature(res, i, k, data, pubs, by_id)
     for k in range(n):
         if not present[k]:

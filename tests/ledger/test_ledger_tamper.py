@@ -128,8 +128,21 @@ def truncate_and_roll_back_head(lg: Ledger, env: LedgerEnv) -> None:
         q(conn, "UPDATE ledger_head SET note = :n, size = 4, root = :r", n=old.note, r=old.root)
 
 
+def reindex_project(lg: Ledger, env: LedgerEnv) -> None:
+    """Hide an entry from project queries by editing its indexed column only."""
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_entry SET project = 'elsewhere' WHERE idx = 6")
+
+
+def reindex_image(lg: Ledger, env: LedgerEnv) -> None:
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_entry SET image_id = NULL WHERE idx = 2")
+
+
 CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = [
     ("edited-bytes", edit_bytes, 5, "edited"),
+    ("reindexed-project", reindex_project, 6, "index"),
+    ("reindexed-image", reindex_image, 2, "index"),
     ("deleted-row", delete_row, 4, "deleted"),
     ("reordered-rows", reorder_rows, 3, "reordered"),
     ("forged-entry", forge_entry, 7, "forged"),
@@ -174,13 +187,19 @@ def test_key_valid_at_each_position(env: LedgerEnv) -> None:
     with build(env) as lg:
         lg.revoke_key(env.build_key.keyid, "compromised")  # entry 12
         late = env.envelope(50).to_bytes()  # signed by the revoked key
+        from escrow.ledger.store import prepare
+
+        cols = prepare(late)  # a careful forger fills the indexed columns as append would
         with sql(lg) as conn:
             q(
                 conn,
-                "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, signer, "
-                "integrated_us) VALUES (13, :h, :e, 'x', 'x', 0)",
+                "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, "
+                "image_id, signer, integrated_us) VALUES (13, :h, :e, :t, :p, :img, 'x', 0)",
                 h=merkle.leaf_hash(late),
                 e=late,
+                t=cols.predicate_type,
+                p=cols.project,
+                img=cols.image_id,
             )
             rebuild_tree(conn)
         report = lg.verify()
