@@ -63,8 +63,13 @@ ensure_python() {
 
 ensure_docker() {
   if docker info >/dev/null 2>&1; then return 0; fi
-  if ! command -v dockerd >/dev/null; then
+  if ! command -v dockerd >/dev/null && [[ ! -x /usr/sbin/dockerd ]]; then
     say "the Docker Engine is not installed: install Debian's docker.io (apt-get install docker.io)"
+    exit 3
+  fi
+  if [[ $(id -u) -ne 0 && -S /var/run/docker.sock && -z "${DOCKER_HOST:-}" ]]; then
+    say "the Docker Engine is running but $(id -un) may not use /var/run/docker.sock:"
+    say "add the user to the docker group (usermod -aG docker $(id -un)) or run as root"
     exit 3
   fi
   if [[ $(id -u) -ne 0 ]]; then
@@ -73,7 +78,7 @@ ensure_docker() {
     exit 3
   fi
   say "starting the Docker Engine (dockerd) in the background; log in /var/log/escrow-dockerd.log"
-  setsid nohup dockerd >/var/log/escrow-dockerd.log 2>&1 </dev/null &
+  setsid nohup "$(command -v dockerd || echo /usr/sbin/dockerd)" >/var/log/escrow-dockerd.log 2>&1 </dev/null &
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 0.5
@@ -83,5 +88,5 @@ ensure_docker() {
 }
 
 ensure_packages
+ensure_docker   # before the Python environment: a user who cannot reach an engine learns it at once
 ensure_python
-ensure_docker
