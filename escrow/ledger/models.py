@@ -121,7 +121,9 @@ PROBLEM_KINDS: dict[str, str] = {
     "bad-signature": "an entry's signature by a registered key does not verify",
     "key-not-valid": "an entry is signed by a key that was not valid at that position",
     "subtree-hash": "a stored complete-subtree hash disagrees with its children",
-    "index": "an entry's indexed columns (predicate type, project, image ID) disagree with it",
+    "index": (
+        "an entry's indexed columns (predicate type, project, image ID, diff IDs) disagree with it"
+    ),
     "truncated": "the log holds fewer entries than a signed checkpoint covers",
     "uncheckpointed": "entries exist beyond the latest signed checkpoint",
     "checkpoint-signature": "a checkpoint is not signed by the log key",

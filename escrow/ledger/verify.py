@@ -94,7 +94,11 @@ def _parse(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
 
 
 def _index_disagreement(
-    data: bytes, predicate_type: str, project: str | None, image_id: str | None
+    data: bytes,
+    predicate_type: str,
+    project: str | None,
+    image_id: str | None,
+    diff_ids: frozenset[str],
 ) -> str | None:
     """Which indexed column, if any, disagrees with what the envelope's statement says."""
     from escrow.ledger.store import index_fields
@@ -106,11 +110,13 @@ def _index_disagreement(
         return None  # an unreadable envelope is reported by the signature check
     if ptype != predicate_type:
         return "predicate type"
-    want_project, want_image, _ = index_fields(ptype, payload)
+    want_project, want_image, want_diffs = index_fields(ptype, payload)
     if want_project != project:
         return "project"
     if want_image != image_id:
         return "image ID"
+    if frozenset(want_diffs) != diff_ids:
+        return "layer diff IDs"
     return None
 
 
@@ -120,7 +126,7 @@ def check_chunk(
     """Check entries ``[start, end)``; candidate 0 is the log key."""
     from sqlalchemy import select
 
-    from escrow.ledger.tables import ENTRY, NODE
+    from escrow.ledger.tables import DIFF, ENTRY, NODE
 
     pubs, by_id = _pubs(candidates)
     n = end - start
@@ -137,6 +143,11 @@ def check_chunk(
         .where(ENTRY.c.idx >= start, ENTRY.c.idx < end)
         .order_by(ENTRY.c.idx)
     ).all()
+    indexed_diffs: dict[int, set[str]] = {}
+    for d in conn.execute(
+        select(DIFF.c.idx, DIFF.c.diff_id).where(DIFF.c.idx >= start, DIFF.c.idx < end)
+    ):
+        indexed_diffs.setdefault(int(d.idx), set()).add(str(d.diff_id))
     lo, hi = merkle.stored_count(start), merkle.stored_count(end)
     stored = {
         r.id: bytes(r.hash)
@@ -165,7 +176,13 @@ def check_chunk(
         elif h != node0:
             res.moved.append((i, h))
         if h == bytes(r.leaf_hash):
-            bad = _index_disagreement(data, r.predicate_type, r.project, r.image_id)
+            bad = _index_disagreement(
+                data,
+                r.predicate_type,
+                r.project,
+                r.image_id,
+                frozenset(indexed_diffs.get(i, ())),
+            )
             if bad:
                 res.problems.append(
                     Problem(

@@ -139,10 +139,17 @@ def reindex_image(lg: Ledger, env: LedgerEnv) -> None:
         q(conn, "UPDATE ledger_entry SET image_id = NULL WHERE idx = 2")
 
 
+def unindex_diff_id(lg: Ledger, env: LedgerEnv) -> None:
+    """Hide an entry from diff-ID queries by deleting its side-table row."""
+    with sql(lg) as conn:
+        q(conn, "DELETE FROM ledger_diff_id WHERE idx = 9")
+
+
 CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = [
     ("edited-bytes", edit_bytes, 5, "edited"),
     ("reindexed-project", reindex_project, 6, "index"),
     ("reindexed-image", reindex_image, 2, "index"),
+    ("unindexed-diff-id", unindex_diff_id, 9, "index"),
     ("deleted-row", delete_row, 4, "deleted"),
     ("reordered-rows", reorder_rows, 3, "reordered"),
     ("forged-entry", forge_entry, 7, "forged"),
@@ -201,6 +208,8 @@ def test_key_valid_at_each_position(env: LedgerEnv) -> None:
                 p=cols.project,
                 img=cols.image_id,
             )
+            for diff_id in cols.diff_ids:
+                q(conn, "INSERT INTO ledger_diff_id (diff_id, idx) VALUES (:d, 13)", d=diff_id)
             rebuild_tree(conn)
         report = lg.verify()
         first = report.first
