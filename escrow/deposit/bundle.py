@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from escrow.deposit.deposit import check_record, find_record, record_blobs, utc_now
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
 from escrow.deposit.store import HEX, IMPORTS, DepositStore, FileDepositStore
-from escrow.documents.types import BUILD_MANIFEST
+from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import CheckFailed, InputError, SignatureError
 
 if TYPE_CHECKING:
@@ -60,6 +60,115 @@ def _blob_name(digest: str) -> str:
 
 # ---------------------------------------------------------------------------
 # export
+
+
+def _key_history(
+    ledger: Ledger, keyids: set[str], tree_size: int, envelopes: dict[str, bytes]
+) -> list[dict[str, Any]]:
+    """The key events (added, revoked, retired) of ``keyids``, with inclusion proofs.
+
+    They let an importer check that each signer was registered, and not revoked
+    or retired, when it signed — not only that its signature verifies.
+    """
+    out: list[dict[str, Any]] = []
+    after: int | None = None
+    while True:
+        page = list(ledger.entries(predicate_type=KEY_EVENT, after=after, limit=500))
+        for e in page:
+            if e.index >= tree_size:
+                continue
+            pred = e.statement().get("predicate") or {}
+            if pred.get("keyid") not in keyids:
+                continue
+            name = f"entries/{e.index}.envelope.json"
+            envelopes[name] = e.envelope
+            out.append(
+                {
+                    "index": e.index,
+                    "leafHash": e.leaf_hash,
+                    "keyid": pred.get("keyid"),
+                    "event": pred.get("event"),
+                    "envelope": name,
+                    "inclusionProof": [h.hex() for h in ledger.inclusion_proof(e.index, tree_size)],
+                }
+            )
+        if len(page) < 500:
+            return out
+        after = page[-1].index
+
+
+def _verified_key_history(
+    staged_root: Path, toc: dict[str, Any], checkpoint: Any, verifier: str
+) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    """Key events of the archive, each included in the checkpoint and signed by the log key."""
+    from escrow.ledger import merkle
+    from escrow.ledger.checkpoint import parse_verifier_key
+    from escrow.signing.dsse import Envelope
+
+    if "keyEvents" not in toc:
+        raise InputError(
+            "The deposit archive lacks the key history of its signers; nothing was imported.",
+            hint="Export it again with this version of escrow.",
+        )
+    _, _, log_public = parse_verifier_key(verifier)
+    history: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for ev in toc["keyEvents"]:
+        index = int(ev["index"])
+        data = _read(staged_root, str(ev["envelope"]))
+        leaf = merkle.leaf_hash(data)
+        proof = [bytes.fromhex(h) for h in ev.get("inclusionProof") or []]
+        if leaf.hex() != ev.get("leafHash"):
+            raise CheckFailed(
+                f"The key event at ledger index {index} does not have its listed leaf hash; "
+                "nothing was imported."
+            )
+        if not merkle.verify_inclusion(leaf, index, checkpoint.size, proof, checkpoint.root):
+            raise CheckFailed(
+                f"The key event at ledger index {index} does not verify against the deposit's "
+                "checkpoint; nothing was imported."
+            )
+        env = Envelope.from_bytes(data)
+        env.verify([log_public])  # key events are signed by the log's own key
+        statement = env.statement()
+        if statement.get("predicateType") != KEY_EVENT:
+            raise InputError(f"Ledger entry {index} of the key history is not a key event.")
+        pred = statement.get("predicate") or {}
+        history.setdefault(str(pred.get("keyid")), []).append((index, pred))
+    return history
+
+
+def _check_key_valid(
+    history: dict[str, list[tuple[int, dict[str, Any]]]], signer: str, item: dict[str, Any]
+) -> None:
+    """Raise unless ``signer`` was added before entry ``item`` and not revoked/retired by then."""
+    from escrow.signing.keys import PublicKey
+
+    index = int(item["index"])
+    events = sorted(history.get(signer, []), key=lambda e: e[0])
+    added = [p for i, p in events if i < index and p.get("event") == "added"]
+    if not added or PublicKey.from_pem(str(added[0].get("publicKey", ""))).keyid != signer:
+        raise CheckFailed(
+            f"Entry {index} is signed by key {signer[:16]}…, which the deposit's key history "
+            "does not show registered before it; nothing was imported."
+        )
+    when = _parse_time(str(item.get("integratedAt", "")))
+    for i, p in events:
+        kind = p.get("event")
+        if i >= index or kind not in ("revoked", "retired"):
+            continue
+        effective = _parse_time(str(p.get("effectiveFrom", "")))
+        if kind == "revoked" or effective is None or when is None or effective <= when:
+            raise CheckFailed(
+                f"Entry {index} is signed by key {signer[:16]}…, which was {kind} before it; "
+                "nothing was imported."
+            )
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def export_deposit(
@@ -112,6 +221,7 @@ def export_deposit(
                 "record": digest,
             }
         )
+    key_events = _key_history(ledger, set(keys), checkpoint.size, envelopes)
     toc = {
         "format": FORMAT,
         "createdAt": utc_now(),
@@ -122,6 +232,7 @@ def export_deposit(
         "rootHash": checkpoint.root.hex(),
         "entries": entries,
         "keys": {k: f"keys/{k}.pem" for k in sorted(keys)},
+        "keyEvents": key_events,
         "blobs": [{"sha256": b, "size": store.size(b)} for b in sorted(blobs)],
     }
     out = Path(out)
@@ -298,7 +409,10 @@ def import_deposit(
                         f"The deposited blob {digest} does not match its SHA-256 (corrupted or "
                         "altered); nothing was imported."
                     )
-            # -- every entry
+            # -- the signers' key history, then every entry
+            key_history = _verified_key_history(
+                staged_root, toc, checkpoint, verifier_key or included
+            )
             checked: list[tuple[dict[str, Any], bytes, str]] = []
             for item in toc.get("entries") or []:
                 index = int(item["index"])
@@ -326,6 +440,7 @@ def import_deposit(
                     raise SignatureError(f"The key file {keyfile} is not the key {signer}.")
                 env = Envelope.from_bytes(envelope)
                 env.verify([public])
+                _check_key_valid(key_history, signer, item)
                 statement = env.statement()
                 if statement.get("predicateType") != BUILD_MANIFEST:
                     raise InputError(f"Entry {index} of the deposit is not a build manifest.")

@@ -199,14 +199,38 @@ def _edit_checkpoint(name: str, data: bytes) -> bytes:
     return data
 
 
+def _drop_key_history(name: str, data: bytes) -> bytes:
+    if name == "TOC.json":
+        doc = json.loads(data)
+        doc.pop("keyEvents")
+        return json.dumps(doc).encode()
+    return data
+
+
+def _empty_key_history(name: str, data: bytes) -> bytes:
+    if name == "TOC.json":
+        doc = json.loads(data)
+        doc["keyEvents"] = []
+        return json.dumps(doc).encode()
+    return data
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (_flip_layer, "does not match its SHA-256"),
         (_edit_envelope, "leaf hash"),
         (_edit_checkpoint, "checkpoint"),
+        (_drop_key_history, "lacks the key history"),
+        (_empty_key_history, "does not show registered"),
     ],
-    ids=["altered-layer", "altered-envelope", "altered-checkpoint"],
+    ids=[
+        "altered-layer",
+        "altered-envelope",
+        "altered-checkpoint",
+        "no-key-history",
+        "signer-not-registered",
+    ],
 )
 def test_import_of_an_altered_deposit_stores_nothing(
     builds: Builds,
