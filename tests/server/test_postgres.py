@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pgkit import fresh_pg_database
 from server_helpers import free_port, make_tokens, manifest, start_serve, stop
 
 from escrow.ledger import merkle
@@ -25,29 +25,10 @@ CLIENTS = 8
 PER_CLIENT = 20
 
 
-def _admin_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database on the test cluster (ESCROW_TEST_PG_URL)."""
-    base = os.environ.get("ESCROW_TEST_PG_URL")
-    if not base:
-        pytest.fail(
-            "ESCROW_TEST_PG_URL is not set; run `export ESCROW_TEST_PG_URL=$(scripts/pg.sh)`."
-        )
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"escrow_server_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_admin_url(base), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_pg_database("escrow_server")
 
 
 def test_two_servers_on_one_postgres_ledger(
