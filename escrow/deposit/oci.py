@@ -38,9 +38,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from escrow.deposit.store import _NAMESPACES, ENTRIES, IMPORTS, check_digest
+from escrow.deposit.store import _NAMESPACES, ENTRIES, IMPORTS, SpoolWriter, check_digest
 from escrow.errors import InputError
 
 SCHEME = "oci://"
@@ -67,51 +67,21 @@ def parse_location(location: str) -> tuple[str, str]:
     return host, repo
 
 
-class _OciWriter:
+class _OciWriter(SpoolWriter):
     """Spools a blob to a local temporary file, hashing it; uploads on commit
     unless the registry already holds it."""
 
     def __init__(self, store: OciDepositStore) -> None:
+        super().__init__(store.scratch, "escrow-oci-")
         self._store = store
-        self._file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in commit/abort
-            prefix="escrow-oci-", dir=store.scratch, delete=False
-        )
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self.created = False
-        self._done = False
 
-    def write(self, data: bytes | memoryview) -> None:
-        self._hash.update(data)
-        self._file.write(data)
-        self.size += len(data)
-
-    def commit(self, expected: str | None = None) -> str:
-        try:
-            digest = self._hash.hexdigest()
-            if expected is not None and check_digest(expected) != digest:
-                raise InputError(
-                    f"A blob that should have SHA-256 {check_digest(expected)[:16]}… has "
-                    f"{digest[:16]}… (corrupted or substituted)."
-                )
-            self._file.close()
-            if not self._store.has(digest):
-                self.created = self._store.client.put_blob(
-                    self._store.repository, self._file.name, f"sha256:{digest}", self.size
-                )
-            self._store._sizes[digest] = self.size
-            return digest
-        finally:
-            self.abort()
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._file.name)
+    def _store_blob(self, digest: str) -> None:
+        self._file.close()
+        if not self._store.has(digest):
+            self.created = self._store.client.put_blob(
+                self._store.repository, self._tmp, f"sha256:{digest}", self.size
+            )
+        self._store._sizes[digest] = self.size
 
 
 class OciDepositStore:

@@ -92,13 +92,16 @@ class DepositStore(Protocol):
     def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]: ...
 
 
-class _FileWriter:
-    def __init__(self, store: FileDepositStore) -> None:
-        self._store = store
-        store.root.mkdir(parents=True, exist_ok=True)
-        self._tmpdir = store.root / "tmp"
-        self._tmpdir.mkdir(exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix="incoming-", dir=self._tmpdir)
+class SpoolWriter:
+    """A blob being written: spooled to a temporary file and hashed, stored on :meth:`commit`.
+
+    Subclasses say where a verified blob goes (:meth:`_store_blob`); the temporary
+    file is always removed, committed or not.
+    """
+
+    def __init__(self, directory: Path, prefix: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
         self._file = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self.size = 0
@@ -119,23 +122,13 @@ class _FileWriter:
                     f"A blob that should have SHA-256 {check_digest(expected)[:16]}… has "
                     f"{digest[:16]}… (corrupted or substituted)."
                 )
-            final = self._store.path(digest)
-            if final.is_file():
-                self._file.close()
-                os.unlink(self._tmp)  # deduplicated
-            else:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(self._tmp, 0o444)
-                os.replace(self._tmp, final)
-                self.created = True
-            self._done = True
+            self._store_blob(digest)
             return digest
-        except BaseException:
+        finally:
             self.abort()
-            raise
+
+    def _store_blob(self, digest: str) -> None:
+        raise NotImplementedError
 
     def abort(self) -> None:
         if self._done:
@@ -145,6 +138,25 @@ class _FileWriter:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+class _FileWriter(SpoolWriter):
+    def __init__(self, store: FileDepositStore) -> None:
+        store.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(store.root / "tmp", "incoming-")
+        self._store = store
+
+    def _store_blob(self, digest: str) -> None:
+        final = self._store.path(digest)
+        if final.is_file():
+            return  # deduplicated: the spooled copy is removed
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self._tmp, 0o444)
+        os.replace(self._tmp, final)
+        self.created = True
 
 
 class FileDepositStore:
