@@ -45,7 +45,13 @@ from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey, SigningKey
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from sqlalchemy.engine import Connection, Engine, Row
+    from sqlalchemy.pool import PoolProxiedConnection
+
+    #: What :meth:`Ledger._sql` runs on: SQLAlchemy, or the SQLite writer's DBAPI connection.
+    _Conn = Connection | sqlite3.Connection
 
 __all__ = ["Checkpoint", "Entry", "KeyRecord", "Ledger", "VerifyReport"]
 
@@ -94,6 +100,16 @@ def redacted(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
+def _sqlite_pragmas(dbapi_conn: Any) -> None:
+    """Every SQLite connection of the ledger: we issue BEGIN ourselves; WAL, synchronous=FULL."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=120000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine: SQLite in WAL mode (synchronous=FULL), or PostgreSQL."""
     from sqlalchemy import create_engine, event
@@ -118,12 +134,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=120000")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
+            _sqlite_pragmas(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -148,10 +159,19 @@ def make_engine(url: str) -> Engine:
 @contextmanager
 def db_errors(url: str) -> Iterator[None]:
     """Turn driver failures into :class:`DatabaseUnavailable` (exit 3)."""
+    import sqlite3
+
     from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
     try:
         yield
+    except sqlite3.OperationalError as e:  # the SQLite writer's own connection
+        raise DatabaseUnavailable(
+            f"The ledger database {redacted(url)} is unavailable: {str(e).strip()}.",
+            hint="Check ESCROW_DB_URL and that the database file can be written.",
+        ) from e
+    except sqlite3.Error as e:
+        raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
     except OperationalError as e:
         raise DatabaseUnavailable(
             f"The ledger database {redacted(url)} is unavailable: {str(e.orig).strip()}.",
@@ -299,6 +319,24 @@ _HEAD_UPDATE_SQL = (
     "UPDATE ledger_head SET size = ?, root = ?, note = ?, frontier = ?, key_version = ?, "
     "updated_us = ? WHERE id = 1"
 )
+_CHECKPOINT_SQL = "INSERT INTO ledger_checkpoint (size, root, note, created_us) VALUES (?, ?, ?, ?)"
+_KEYS_SQL = (
+    "SELECT keyid, name, algorithm, public_pem, status, added_us, added_index, revoked_us, "
+    "retired_us, reason, ended_index FROM ledger_key"
+)
+_KEY_VERSION_SQL = "SELECT key_version FROM ledger_head WHERE id = 1"
+_KEY_INSERT_SQL = (
+    "INSERT INTO ledger_key (keyid, name, algorithm, public_pem, status, added_us, added_index) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_KEY_END_SQL = {
+    REVOKED: "UPDATE ledger_key SET status = ?, reason = ?, ended_index = ?, revoked_us = ? "
+    "WHERE keyid = ?",
+    RETIRED: "UPDATE ledger_key SET status = ?, reason = ?, ended_index = ?, retired_us = ? "
+    "WHERE keyid = ?",
+}
+_META_SQL = "SELECT value FROM ledger_meta WHERE name = ?"
+_META_INSERT_SQL = "INSERT INTO ledger_meta (name, value) VALUES (?, ?)"
 
 
 class _Rows:
@@ -321,6 +359,14 @@ class _Rows:
         if row is None:
             raise DatabaseUnavailable("The ledger head row is missing.")
         return row
+
+    def all(self) -> list[Any]:
+        rows = self._cur.fetchall()
+        self._cur.close()
+        if not rows:
+            return []
+        row_type = _row_type(tuple(d[0] for d in self._cur.description))
+        return [row_type(*r) for r in rows]
 
 
 @functools.cache
@@ -351,10 +397,12 @@ class Ledger:
         self._log_key: SigningKey | None = None
         self._pg = engine.dialect.name == "postgresql"
         self._key_cache: dict[str, PublicKey] = {}
-        self._keys: dict[str, Row[Any]] | None = None  # the key table, as of _keys_version
+        self._keys: dict[str, Any] | None = None  # the key table, as of _keys_version
         self._keys_version = -1
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
+        # SQLite: the writer's own connection, held from the first write until close()
+        self._writer: PoolProxiedConnection | None = None
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -438,6 +486,10 @@ class Ledger:
         return meta["origin"], PublicKey.from_pem(pem) if pem else None
 
     def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
         self._engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -468,19 +520,50 @@ class Ledger:
                 yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self) -> Iterator[Connection | sqlite3.Connection]:
         """One write transaction, serialised against every other writer.
 
-        PostgreSQL: ``pg_advisory_xact_lock``.  SQLite: ``BEGIN IMMEDIATE``, entered
-        under an exclusive ``flock`` on ``<db>.lock`` (and a thread lock), so waiting
-        writers queue in the kernel instead of SQLite's sleeping busy handler.
+        PostgreSQL: a pooled connection, ``pg_advisory_xact_lock``.  SQLite: the
+        ledger's own DBAPI connection (see :meth:`_writer_db`) with ``BEGIN
+        IMMEDIATE``/``COMMIT`` issued here, entered under an exclusive ``flock`` on
+        ``<db>.lock`` (and a thread lock), so waiting writers queue in the kernel
+        instead of SQLite's sleeping busy handler.  Statements go through :meth:`_sql`.
         """
-        with db_errors(self.url), self._writer_lock(), self._engine.connect() as conn:
-            conn.execution_options(escrow_write=True)
-            with conn.begin():
-                if self._pg:
+        if self._pg:
+            with db_errors(self.url), self._engine.connect() as conn:
+                with conn.begin():
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
-                yield conn
+                    yield conn
+            return
+        with db_errors(self.url), self._writer_lock():
+            db = self._writer_db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback(db)
+                raise
+
+    def _writer_db(self) -> sqlite3.Connection:
+        """The SQLite writer's connection (WAL, synchronous=FULL), checked out of the
+        pool once and kept until :meth:`close`: no pool checkout or SQLAlchemy event per
+        append.  Call with ``self._lock`` held."""
+        if self._writer is None:
+            self._writer = self._engine.raw_connection()
+        db = self._writer.driver_connection
+        assert db is not None
+        return db  # type: ignore[no-any-return]
+
+    def _rollback(self, db: sqlite3.Connection) -> None:
+        """Roll back the writer's transaction; a connection that cannot is dropped."""
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.invalidate()
 
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
@@ -528,14 +611,9 @@ class Ledger:
         return self._log_key
 
     def _remember_log_public(self, public: PublicKey) -> None:
-        from sqlalchemy import insert, select
-
-        from escrow.ledger.tables import META
-
         with self._write() as conn:
-            row = conn.execute(select(META.c.value).where(META.c.name == "log_public_key")).first()
-            if row is None:
-                conn.execute(insert(META), {"name": "log_public_key", "value": public.pem()})
+            if self._sql(conn, _META_SQL, ("log_public_key",)).first() is None:
+                self._sql(conn, _META_INSERT_SQL, ("log_public_key", public.pem()))
 
     def verifier_key(self) -> str:
         """The note verifier key line of the log key: ``<origin>+<hash>+<key>``."""
@@ -548,17 +626,15 @@ class Ledger:
             self._key_cache[keyid] = pub
         return pub
 
-    def _key_rows(self, conn: Connection, keyids: Iterable[str]) -> dict[str, Row[Any]]:
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import KEY
-
+    def _key_rows(self, conn: _Conn, keyids: Iterable[str]) -> dict[str, Any]:
         ids = sorted(set(keyids))
-        stmt = select(KEY).where(KEY.c.keyid.in_(ids)) if ids else select(KEY)
-        return {r.keyid: r for r in conn.execute(stmt)}
+        sql = _KEYS_SQL
+        if ids:
+            sql += f" WHERE keyid IN ({', '.join('?' * len(ids))})"
+        return {r.keyid: r for r in self._sql(conn, sql, tuple(ids)).all()}
 
     @staticmethod
-    def _valid_now(row: Row[Any], at_us: int) -> bool:
+    def _valid_now(row: Any, at_us: int) -> bool:
         if row.status == ACTIVE:
             return True
         return bool(row.status == RETIRED and row.retired_us is not None and row.retired_us > at_us)
@@ -702,41 +778,44 @@ class Ledger:
             row = self._sql(conn, _FIND_SQL, (leaf_hash,)).first()
         return self._entry(row) if row is not None else None
 
-    def _sql(self, conn: Connection, sql: str, params: Any) -> Any:
-        """Run hot-path SQL straight on the driver (written with ``?`` placeholders).
+    def _sql(self, conn: _Conn, sql: str, params: Any) -> Any:
+        """Run SQL straight on the driver (written with ``?`` placeholders); a list
+        of parameter tuples runs it once per tuple.
 
-        SQLite: on the DBAPI cursor of ``conn``, inside its transaction, with no
+        ``conn`` is a SQLAlchemy connection, or on SQLite the writer's DBAPI
+        connection.  SQLite: on a DBAPI cursor, inside the transaction, with no
         SQLAlchemy statement machinery (about 50 µs a statement less).
         """
+        import sqlite3
+
         many = isinstance(params, list)
-        if self._pg:
+        if isinstance(conn, sqlite3.Connection):
+            cur = conn.cursor()
+        elif self._pg:
             sql = sql.replace("?", "%s")
             return conn.exec_driver_sql(sql, params if many else tuple(params))
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        else:
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         if many:
             cur.executemany(sql, params)
         else:
             cur.execute(sql, tuple(params))
         return _Rows(cur)
 
-    def _load_keys(self, conn: Connection) -> None:
+    def _load_keys(self, conn: _Conn) -> None:
         """Cache the key table with the head's key version (read in one snapshot)."""
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import HEAD, KEY
-
-        version = int(conn.execute(select(HEAD.c.key_version).where(HEAD.c.id == 1)).scalar_one())
-        self._keys = {r.keyid: r for r in conn.execute(select(KEY))}
+        version = int(self._sql(conn, _KEY_VERSION_SQL, ()).one().key_version)
+        self._keys = self._key_rows(conn, ())
         self._keys_version = version
 
-    def _cached_keys(self, *, refresh: bool = False) -> dict[str, Row[Any]]:
+    def _cached_keys(self, *, refresh: bool = False) -> dict[str, Any]:
         if self._keys is None or refresh:
             with self._read(snapshot=True) as conn:
                 self._load_keys(conn)
         assert self._keys is not None
         return self._keys
 
-    def _signers_among(self, p: Prepared, keys: Mapping[str, Row[Any]]) -> list[str]:
+    def _signers_among(self, p: Prepared, keys: Mapping[str, Any]) -> list[str]:
         env = p.envelope
         wanted = {s.keyid for s in env.signatures}
         rows = keys if "" in wanted else {k: keys[k] for k in wanted if k in keys}
@@ -771,12 +850,8 @@ class Ledger:
         return good
 
     def _append_locked(
-        self, conn: Connection, p: Prepared, candidates: Sequence[str]
+        self, conn: _Conn, p: Prepared, candidates: Sequence[str]
     ) -> tuple[Entry, bool]:
-        from sqlalchemy import insert
-
-        from escrow.ledger.tables import CHECKPOINT
-
         head = self._sql(conn, _HEAD_SQL, ()).one()
         at = max(now_us(), head.updated_us)  # integration times never decrease
         n = head.size
@@ -819,9 +894,7 @@ class Ledger:
         self._sql(conn, _NODE_SQL, list(nodes))
         self._sql(conn, _HEAD_UPDATE_SQL, (size, root, note, b"".join(frontier), key_version, at))
         if size % self.checkpoint_every == 0:
-            conn.execute(
-                insert(CHECKPOINT), {"size": size, "root": root, "note": note, "created_us": at}
-            )
+            self._sql(conn, _CHECKPOINT_SQL, (size, root, note, at))
         entry = Entry(
             index=n,
             leaf_hash=p.leaf_hash.hex(),
@@ -834,18 +907,14 @@ class Ledger:
         )
         return entry, True
 
-    def _insert_entry(self, conn: Connection, p: Prepared, n: int, signer: str, at: int) -> bool:
+    def _insert_entry(self, conn: _Conn, p: Prepared, n: int, signer: str, at: int) -> bool:
         """Insert the entry row unless its leaf hash is already there; False then."""
         params = (n, p.leaf_hash, p.leaf, p.predicate_type, p.project, p.image_id, signer, at)
         return self._sql(conn, _INSERT_ENTRY_SQL, params).first() is not None
 
     def _apply_key_event(
-        self, conn: Connection, statement: Mapping[str, Any], index: int, at: int
+        self, conn: _Conn, statement: Mapping[str, Any], index: int, at: int
     ) -> None:
-        from sqlalchemy import insert, update
-
-        from escrow.ledger.tables import KEY
-
         pred = statement["predicate"]
         keyid = pred["keyid"]
         if statement["subject"][0]["digest"]["sha256"] != keyid:
@@ -859,33 +928,15 @@ class Ledger:
         if event == "added":
             if row is not None:
                 raise InputError(f"The key {keyid[:16]}… is already registered.")
-            conn.execute(
-                insert(KEY),
-                {
-                    "keyid": keyid,
-                    "name": pred["name"],
-                    "algorithm": pred["algorithm"],
-                    "public_pem": pred["publicKey"],
-                    "status": ACTIVE,
-                    "added_us": at,
-                    "added_index": index,
-                },
-            )
+            params = (keyid, pred["name"], pred["algorithm"], pred["publicKey"], ACTIVE, at, index)
+            self._sql(conn, _KEY_INSERT_SQL, params)
             return
         if row is None:
             raise InputError(f"The key {keyid[:16]}… is not registered.")
         if row.status == REVOKED or (event == "retired" and row.status == RETIRED):
             raise InputError(f"The key {keyid[:16]}… is already {row.status}.")
-        values: dict[str, Any] = {
-            "status": event,
-            "reason": pred.get("reason"),
-            "ended_index": index,
-        }
-        if event == "revoked":
-            values["revoked_us"] = at
-        else:
-            values["retired_us"] = max(effective, at)
-        conn.execute(update(KEY).where(KEY.c.keyid == keyid).values(**values))
+        ended = at if event == REVOKED else max(effective, at)
+        self._sql(conn, _KEY_END_SQL[event], (event, pred.get("reason"), index, ended, keyid))
 
     # -- reading ------------------------------------------------------------------
     @staticmethod
