@@ -290,8 +290,13 @@ def phoenix_build(
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
     on_build_started: Callable[[], None] | None = None,
+    config_of: Callable[[str], dict[str, Any]] | None = None,
 ) -> BuildOutcome:
     """Build and record; a failed build returns ``status == "failed"`` (it does not raise).
+
+    ``config_of(image_id)``: how to read the built image's raw config, when not
+    with :meth:`Engine.image_config` (``escrow build`` saves the image into its
+    deposit store and reads the config from there: one ``docker save``, not two).
 
     Raises :class:`InputError` for bad inputs found before the build starts
     (context, Dockerfile, a missing base image, a target that does not exist,
@@ -313,11 +318,11 @@ def phoenix_build(
     if request.target is not None:
         df.stage_index(request.target)
     _learn_dockerfile_secrets(df, redactor)
-    # git runs in its own processes while the engine works
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-git")
+    # git and the engine's own facts are asked for while the engine builds
+    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="escrow-facts")
     source_future = pool.submit(git_source, root)
+    facts_future = pool.submit(engine.facts)
     pool.shutdown(wait=False)
-    engine_facts = engine.facts()
     bases, pulled = resolve_bases(df, engine, pull=request.pull)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
@@ -340,6 +345,7 @@ def phoenix_build(
         raise
     ctx = stream.result()
     source = source_future.result()
+    engine_facts = facts_future.result()
     inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
     result = parser.finish()
     if result.error is not None and not result.steps:
@@ -377,7 +383,9 @@ def phoenix_build(
     outcome = BuildOutcome(statement={}, status=status, build_id=build_id, project=project)
     if status == "succeeded":
         assert result.image_id is not None
-        facts = capture_image_facts(engine, result.image_id, redactor, history=history_items)
+        facts = capture_image_facts(
+            engine, result.image_id, redactor, history=history_items, config_of=config_of
+        )
         if facts is None:
             raise InputError(f"The built image {result.image_id} vanished from the engine.")
         image, layers, history = facts

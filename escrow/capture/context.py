@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import stat
+import sys
 import tarfile
 import tempfile
 import threading
@@ -263,9 +264,58 @@ def _walk(root: Path, exclude: list[str], dockerfile_rel: str | None) -> list[st
             out.extend(prefix + n for n in dirs)
             out.extend(prefix + n for n in names)
         return sorted(out)
-    from docker.utils.build import exclude_paths
-
+    exclude_paths = sdk_exclude_paths()
     return sorted(exclude_paths(str(root), list(exclude), dockerfile=dockerfile_rel))
+
+
+_SDK_ALIAS = "escrow._docker_sdk"
+
+
+def sdk_exclude_paths() -> Any:
+    """The Docker SDK's own ``docker.utils.build.exclude_paths``.
+
+    ``import docker.utils.build`` runs ``docker/__init__.py``, which imports
+    the whole API client with ``requests`` and ``urllib3`` (~0.15 s, before
+    the build can start).  The pattern rules need none of it: ``build.py``
+    imports only ``..constants`` (→ ``.version``) and ``.fnmatch``.  So the
+    SDK's files are loaded as they are under a private package name whose
+    packages are empty namespaces — the same code, none of the client.  If
+    the SDK is already imported, or that layout ever changes, the plain
+    import is used.
+    """
+    loaded = sys.modules.get("docker.utils.build")
+    if loaded is not None:
+        return loaded.exclude_paths
+    mod: Any = sys.modules.get(f"{_SDK_ALIAS}.utils.build")
+    if mod is None:
+        try:
+            mod = _load_sdk_build()
+        except Exception:  # noqa: BLE001 - any surprise: the ordinary import
+            import docker.utils.build
+
+            mod = docker.utils.build
+    return mod.exclude_paths
+
+
+def _load_sdk_build() -> Any:
+    import importlib
+    import importlib.machinery
+    import types
+
+    spec = importlib.machinery.PathFinder.find_spec("docker")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the Docker SDK is not installed")
+    root = list(spec.submodule_search_locations)[0]
+    for name, folder in ((_SDK_ALIAS, root), (f"{_SDK_ALIAS}.utils", os.path.join(root, "utils"))):
+        if name not in sys.modules:
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [folder]
+            pkg.__package__ = name
+            sys.modules[name] = pkg
+    mod = importlib.import_module(f"{_SDK_ALIAS}.utils.build")
+    if not os.path.samefile(str(mod.__file__), os.path.join(root, "utils", "build.py")):
+        raise ImportError("not the SDK's build.py")
+    return mod
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ The shape is ``schemas/build-manifest.schema.json`` (the authority) and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from escrow import __version__
@@ -181,16 +181,19 @@ def capture_image_facts(
     redactor: Redactor,
     *,
     history: list[dict[str, Any]] | None = None,
+    config_of: Callable[[str], dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]] | None:
     """``(image, layers, history)`` of an image in the engine, or ``None`` if it is missing.
 
-    ``history`` is the history endpoint's answer when the caller already has it.
+    ``history`` is the history endpoint's answer when the caller already has it;
+    ``config_of(image_id)`` gives the raw config another way than
+    :meth:`Engine.image_config` (``escrow build`` reads it from its deposit).
     """
     inspect = engine.inspect_image(image_ref)
     if inspect is None:
         return None
     image_id = str(inspect["Id"])
-    raw = engine.image_config(image_id)
+    raw = config_of(image_id) if config_of is not None else engine.image_config(image_id)
     sizes = history if history else engine.history(image_id)
     image = image_section(inspect, raw, redactor)
     layers, history = layers_and_history(raw, sizes, redactor)

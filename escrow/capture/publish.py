@@ -22,8 +22,7 @@ if TYPE_CHECKING:
 
 
 def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
-    from escrow.documents.schemas import validate
-    from escrow.errors import SchemaError
+    from escrow.documents.schemas import prepare
     from escrow.ledger.store import Ledger
 
     if settings.server:  # a pipeline posting to `escrow serve`: the client checks the proofs
@@ -31,10 +30,7 @@ def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
 
         return RemoteLedger.open(settings)
 
-    try:  # compile the build-manifest validator now, off the critical path
-        validate({}, "build-manifest")
-    except SchemaError:
-        pass
+    prepare("statement", "build-manifest")  # compiled now, off the critical path
     return Ledger.open(settings)
 
 

@@ -211,6 +211,14 @@ def build(
     registry: dict[str, Any] | None = None
     push_error: EscrowError | None = None
     with _publisher(app) as publisher, DockerEngine() as engine:
+        config_of = None
+        if store is not None:
+            from escrow.deposit.images import saved_config
+
+            def config_of(image_id: str) -> dict[str, Any]:
+                assert store is not None
+                return saved_config(engine, store, image_id)
+
         outcome = phoenix_build(
             request,
             engine=engine,
@@ -218,6 +226,7 @@ def build(
             redactor=_redactor(app, secrets),
             progress=make_progress(sys.stderr, quiet=quiet),
             on_build_started=publisher.start,
+            config_of=config_of,
         )
         if push and outcome.status == "succeeded":
             from escrow.registry.pull import push_image, record_push
@@ -244,15 +253,15 @@ def build(
             )
         deposit = None
         if store is not None:
-            from escrow.deposit.deposit import deposit_build
+            from escrow.deposit.deposit import deposit_entry
 
-            deposit = deposit_build(
-                app.settings,
-                entry.index,
+            deposit = deposit_entry(
+                store,
+                entry,
+                blobs_dir=app.settings.blobs_dir,
                 context_dir=context,
                 dockerfile=dockerfile,
                 engine=engine,
-                store=store,
                 say=app.say if not quiet else None,
             )
     if push_error is not None:

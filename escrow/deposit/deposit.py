@@ -345,7 +345,7 @@ def deposit_entry(
             present = [i for i in wanted if engine.inspect_image(i) is not None]
             if present:
                 say(f"escrow: saving {len(present)} image(s) into the deposit store")
-                report = save_images(engine.api, store, present)
+                report = save_images(engine, store, present)
                 result.bytes_new += report.bytes_written
         record["baseImages"] = [b for b in needs.bases if not missing_parts(store, b["imageId"])]
         if record["baseImages"]:

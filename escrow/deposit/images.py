@@ -22,10 +22,13 @@ import posixpath
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from escrow.deposit.store import DepositStore, check_digest
 from escrow.errors import EngineUnavailable, InputError
+
+if TYPE_CHECKING:
+    from escrow.capture.engine import DockerEngine
 
 _CHUNK = 1 << 20
 _SMALL = 4 << 20
@@ -54,40 +57,19 @@ class SaveReport:
     blobs_new: int = 0
 
 
-def _save_stream(api: Any, names: Sequence[str]) -> Iterator[bytes]:
-    import docker.errors
-    import requests.exceptions
-
-    try:
-        response = api._get(api._url("/images/get"), params={"names": list(names)}, stream=True)
-        api._raise_for_status(response)
-    except docker.errors.NotFound as e:
-        raise InputError(
-            f"An image to deposit is not in the Docker Engine: {e.explanation}."
-        ) from e
-    except docker.errors.APIError as e:
-        raise EngineUnavailable(f"The Docker Engine could not save images: {e.explanation}.") from e
-    except requests.exceptions.RequestException as e:
-        raise EngineUnavailable(f"The Docker Engine is unreachable: {e}.") from e
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            yield from response.iter_content(_CHUNK, decode_unicode=False)
-        finally:
-            response.close()
-
-    return chunks()
+def _save_stream(engine: DockerEngine, names: Sequence[str]) -> Iterator[bytes]:
+    return engine.save(names, chunk_size=_CHUNK)
 
 
-def _known_layers(api: Any, store: DepositStore, image_ids: Sequence[str]) -> dict[int, set[str]]:
+def _known_layers(
+    engine: DockerEngine, store: DepositStore, image_ids: Sequence[str]
+) -> dict[int, set[str]]:
     """Size -> diff IDs of the layers of ``image_ids`` that the store already holds."""
-    import docker.errors
-
     known: dict[int, set[str]] = {}
     for image_id in image_ids:
         try:
-            inspect = api.inspect_image(image_id)
-        except docker.errors.APIError:  # the save itself reports it
+            inspect = engine.inspect_image(image_id) or {}
+        except EngineUnavailable:  # the save itself reports it
             inspect = {}
         for diff_id in (inspect.get("RootFS") or {}).get("Layers") or []:
             d = str(diff_id).removeprefix("sha256:")
@@ -96,8 +78,19 @@ def _known_layers(api: Any, store: DepositStore, image_ids: Sequence[str]) -> di
     return known
 
 
+def saved_config(engine: DockerEngine, store: DepositStore, image_id: str) -> dict[str, Any]:
+    """Save image ``image_id`` into ``store`` unless it is all there; its raw config."""
+    with store.lock(exclusive=False):
+        if missing_parts(store, image_id):
+            save_images(engine, store, [image_id])
+        config = json.loads(store.get(image_id))
+    if not isinstance(config, dict):
+        raise InputError(f"The deposited config of {image_id} is not a JSON object.")
+    return config
+
+
 def save_images(
-    api: Any, store: DepositStore, image_ids: Sequence[str], *, speculate: bool = True
+    engine: DockerEngine, store: DepositStore, image_ids: Sequence[str], *, speculate: bool = True
 ) -> SaveReport:
     """Stream ``docker save`` of ``image_ids`` into ``store``: configs and layers by digest.
 
@@ -111,9 +104,9 @@ def save_images(
     report = SaveReport()
     if not image_ids:
         return report
-    known = _known_layers(api, store, image_ids) if speculate else {}
+    known = _known_layers(engine, store, image_ids) if speculate else {}
     lost = False
-    src = IterSource(_save_stream(api, image_ids), "docker save")
+    src = IterSource(_save_stream(engine, image_ids), "docker save")
     reader = BlockReader(src)
     small: dict[str, bytes] = {}
     stored: dict[str, str] = {}  # member name -> digest
@@ -161,7 +154,7 @@ def save_images(
         if target in stored:
             stored[name] = stored[target]
     if lost:
-        return save_images(api, store, image_ids, speculate=False)
+        return save_images(engine, store, image_ids, speculate=False)
     if "manifest.json" not in small:
         raise EngineUnavailable("The Docker Engine's image archive has no manifest.json.")
     try:

@@ -290,6 +290,12 @@ def problems(document: Any, name: str) -> list[SchemaProblem]:
     return sorted(found, key=lambda p: p.pointer)
 
 
+def prepare(*names: str) -> None:
+    """Compile the fast validators of ``names`` now (e.g. in a thread while a build runs)."""
+    for name in names:
+        _fast_validator(name)
+
+
 def validate(document: Any, name: str) -> None:
     """Raise :class:`SchemaError` naming the JSON Pointer of the first bad field."""
     if _fast_valid(document, (name,), None):
