@@ -307,11 +307,15 @@ _FIND_SQL = (
     "SELECT idx, leaf_hash, envelope, predicate_type, project, image_id, signer, integrated_us "
     "FROM ledger_entry WHERE leaf_hash = ?"
 )
-_HEAD_SQL = "SELECT size, frontier, key_version, updated_us FROM ledger_head WHERE id = 1"
+#: The head, and the index of the entry with the leaf hash if there is one (the
+#: idempotency check, in the write transaction).
+_HEAD_SQL = (
+    "SELECT size, frontier, key_version, updated_us, "
+    "(SELECT idx FROM ledger_entry WHERE leaf_hash = ?) AS existing FROM ledger_head WHERE id = 1"
+)
 _INSERT_ENTRY_SQL = (
     "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, image_id, "
-    "signer, integrated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (leaf_hash) DO NOTHING RETURNING idx"
+    "signer, integrated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DIFF_SQL = "INSERT INTO ledger_diff_id (diff_id, idx) VALUES (?, ?)"
 _NODE_SQL = "INSERT INTO ledger_node (id, hash) VALUES (?, ?)"
@@ -357,7 +361,7 @@ class _Rows:
     def one(self) -> Any:
         row = self.first()
         if row is None:
-            raise DatabaseUnavailable("The ledger head row is missing.")
+            raise DatabaseUnavailable("A row the ledger database must hold is missing.")
         return row
 
     def all(self) -> list[Any]:
@@ -372,10 +376,6 @@ class _Rows:
 @functools.cache
 def _row_type(names: tuple[str, ...]) -> Any:
     return collections.namedtuple("_Row", names)
-
-
-class _AlreadyThere(Exception):
-    """Internal: the envelope was appended by another writer; roll back and return it."""
 
 
 # -- the ledger -------------------------------------------------------------------
@@ -748,19 +748,15 @@ class Ledger:
         return self.append_prepared(p)
 
     def append_prepared(self, p: Prepared) -> tuple[Entry, bool]:
-        """:meth:`append` for an envelope :func:`prepare` already checked."""
-        existing = self._find(p.leaf_hash)
-        if existing is not None:
-            return existing, False
+        """:meth:`append` for an envelope :func:`prepare` already checked.
+
+        The signatures are checked before taking the writer lock; whether the
+        envelope is already in the log is looked up inside the write transaction.
+        """
         candidates = self._verified_signers(p)
         self._signer()  # load the log key before taking the lock
-        try:
-            with self._write() as conn:
-                return self._append_locked(conn, p, candidates)
-        except _AlreadyThere:
-            found = self._find(p.leaf_hash)
-            assert found is not None
-            return found, False
+        with self._write() as conn:
+            return self._append_locked(conn, p, candidates)
 
     def append_many(
         self, envelopes: Iterable[Envelope | bytes | str | Prepared]
@@ -852,7 +848,9 @@ class Ledger:
     def _append_locked(
         self, conn: _Conn, p: Prepared, candidates: Sequence[str]
     ) -> tuple[Entry, bool]:
-        head = self._sql(conn, _HEAD_SQL, ()).one()
+        head = self._sql(conn, _HEAD_SQL, (p.leaf_hash,)).one()
+        if head.existing is not None:  # already in the log: change nothing
+            return self._entry(self._sql(conn, _FIND_SQL, (p.leaf_hash,)).one()), False
         at = max(now_us(), head.updated_us)  # integration times never decrease
         n = head.size
         key_version = head.key_version
@@ -874,8 +872,8 @@ class Ledger:
                     hint="Sign with an active registered key.",
                 )
             signer = valid[0]
-        if not self._insert_entry(conn, p, n, signer, at):
-            raise _AlreadyThere  # appended by another writer since we looked
+        params = (n, p.leaf_hash, p.leaf, p.predicate_type, p.project, p.image_id, signer, at)
+        self._sql(conn, _INSERT_ENTRY_SQL, params)
         # The new leaf and every subtree it completes, from the right edge of size n.
         frontier = [head.frontier[i : i + 32] for i in range(0, len(head.frontier), 32)]
         h = p.leaf_hash
@@ -906,11 +904,6 @@ class Ledger:
             integrated_at=from_us(at),
         )
         return entry, True
-
-    def _insert_entry(self, conn: _Conn, p: Prepared, n: int, signer: str, at: int) -> bool:
-        """Insert the entry row unless its leaf hash is already there; False then."""
-        params = (n, p.leaf_hash, p.leaf, p.predicate_type, p.project, p.image_id, signer, at)
-        return self._sql(conn, _INSERT_ENTRY_SQL, params).first() is not None
 
     def _apply_key_event(
         self, conn: _Conn, statement: Mapping[str, Any], index: int, at: int

@@ -62,6 +62,28 @@ def test_eight_processes_append_200_each(env: LedgerEnv, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
+def test_two_processes_append_the_same_envelopes(env: LedgerEnv, tmp_path: Path) -> None:
+    """Idempotence across processes: each envelope is stored once, and both writers
+    get its one entry back."""
+    go = tmp_path / "go"
+    procs = [spawn(env, "same", 60, go) for _ in range(2)]
+    for p in procs:
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "READY", p.stderr.read() if p.stderr else ""
+    go.touch()
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        results.append(acks(out.splitlines()))
+    assert results[0] == results[1]  # the same index for the same envelope, in both
+    assert sorted(i for i, _ in results[0]) == list(range(1, 61))
+    with env.open() as lg:
+        assert lg.size() == 61
+        assert lg.verify().ok
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [25, 60])
 def test_kill_9_during_bulk_append(env: LedgerEnv, kill_after: int) -> None:
     p = spawn(env, "bulk", 400)

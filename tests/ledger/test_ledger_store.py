@@ -14,7 +14,7 @@ from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import DatabaseUnavailable, InputError, KeyLocked, SchemaError, SignatureError
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
-from escrow.ledger.store import Ledger
+from escrow.ledger.store import Ledger, Prepared
 from escrow.signing.dsse import Envelope, Signature, sign_statement
 from escrow.signing.keys import KeyType, SigningKey
 
@@ -38,6 +38,39 @@ def test_append_then_idempotent_reappend(env: LedgerEnv) -> None:
         assert not created and again.index == 1
         assert lg.size() == 2
         assert lg.get(1) == entry
+
+
+def test_reappend_of_what_another_writer_appended_meanwhile(env: LedgerEnv) -> None:
+    """Another writer appends the envelope after this one checked its signature and
+    before it took the writer lock: the existing entry comes back, nothing is added."""
+    envelope = env.envelope(3)
+    with env.open() as mine, env.open() as other:
+        check = mine._verified_signers  # noqa: SLF001 - to write inside the window
+        theirs = []
+
+        def check_then_other_appends(p: Prepared) -> list[str]:
+            found = check(p)
+            theirs.append(other.append(envelope))
+            return found
+
+        mine._verified_signers = check_then_other_appends  # type: ignore[method-assign]
+        entry, created = mine.append(envelope)
+        [(first, first_created)] = theirs
+        assert first_created and not created and entry == first
+        assert mine.size() == other.size() == 2
+        assert mine.checkpoint().size == 2 and mine.verify().ok
+
+
+def test_sqlite_writer_connection_is_durable(tmp_path: Path) -> None:
+    """The SQLite writer's own connection commits in WAL mode with synchronous=FULL."""
+    env = LedgerEnv.create(tmp_path / "home", f"sqlite:///{tmp_path / 'l.db'}")
+    with env.open() as lg:
+        lg.append(env.envelope(1))
+        db = lg._writer_db()  # noqa: SLF001 - the connection appends go through
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert not db.in_transaction
+    assert lg._writer is None  # noqa: SLF001 - closed with the ledger
 
 
 def _bad_envelopes(env: LedgerEnv) -> list[tuple[str, bytes, type[Exception]]]:
