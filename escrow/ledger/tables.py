@@ -11,106 +11,105 @@
 * ``ledger_meta`` — the log's identity (origin, log public key).
 
 Times are integer microseconds since the Unix epoch (UTC), portable and indexable.
+
+SQLAlchemy Core tables, not SQLModel models: the ledger only ever reads and writes
+rows with SQL of its own, and importing SQLModel (with pydantic) costs ~0.3 s of
+CPU in every command that opens the ledger — ``escrow build`` included.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 #: 64-bit on PostgreSQL; SQLite's INTEGER PRIMARY KEY (the rowid) otherwise.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+metadata = MetaData()
 
-class EntryRow(SQLModel, table=True):
-    __tablename__ = "ledger_entry"
-    __table_args__ = (
-        Index("ix_ledger_entry_project", "project", "idx"),
-        Index("ix_ledger_entry_image_id", "image_id", "idx"),
-        Index("ix_ledger_entry_signer", "signer", "idx"),
-        Index("ix_ledger_entry_predicate_type", "predicate_type", "idx"),
-        Index("ix_ledger_entry_integrated", "integrated_us", "idx"),
-    )
+ENTRY = Table(
+    "ledger_entry",
+    metadata,
+    Column("idx", BigId, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary, nullable=False, unique=True),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("predicate_type", String(200), nullable=False),
+    Column("project", String(200), nullable=True),
+    Column("image_id", String(80), nullable=True),
+    Column("signer", String(64), nullable=False),
+    Column("integrated_us", BigInteger, nullable=False),
+    Index("ix_ledger_entry_project", "project", "idx"),
+    Index("ix_ledger_entry_image_id", "image_id", "idx"),
+    Index("ix_ledger_entry_signer", "signer", "idx"),
+    Index("ix_ledger_entry_predicate_type", "predicate_type", "idx"),
+    Index("ix_ledger_entry_integrated", "integrated_us", "idx"),
+)
 
-    idx: int = Field(sa_column=Column(BigId, primary_key=True, autoincrement=False))
-    leaf_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
-    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    predicate_type: str = Field(sa_column=Column(String(200), nullable=False))
-    project: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
-    image_id: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
-    signer: str = Field(sa_column=Column(String(64), nullable=False))
-    integrated_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+DIFF = Table(
+    "ledger_diff_id",
+    metadata,
+    Column("diff_id", String(80), primary_key=True),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+)
 
+NODE = Table(
+    "ledger_node",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary, nullable=False),
+)
 
-class DiffIdRow(SQLModel, table=True):
-    __tablename__ = "ledger_diff_id"
+HEAD = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("key_version", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
 
-    diff_id: str = Field(sa_column=Column(String(80), primary_key=True))
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+CHECKPOINT = Table(
+    "ledger_checkpoint",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
 
+KEY = Table(
+    "ledger_key",
+    metadata,
+    Column("keyid", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("algorithm", String(20), nullable=False),
+    Column("public_pem", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("added_us", BigInteger, nullable=False),
+    Column("added_index", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+    Column("retired_us", BigInteger, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("ended_index", BigInteger, nullable=True),
+)
 
-class NodeRow(SQLModel, table=True):
-    __tablename__ = "ledger_node"
+META = Table(
+    "ledger_meta",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", Text, nullable=False),
+)
 
-    id: int = Field(sa_column=Column(BigId, primary_key=True, autoincrement=False))
-    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-
-
-class HeadRow(SQLModel, table=True):
-    __tablename__ = "ledger_head"
-
-    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    size: int = Field(sa_column=Column(BigInteger, nullable=False))
-    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    note: str = Field(sa_column=Column(Text, nullable=False))
-    frontier: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    key_version: int = Field(sa_column=Column(BigInteger, nullable=False))
-    updated_us: int = Field(sa_column=Column(BigInteger, nullable=False))
-
-
-class CheckpointRow(SQLModel, table=True):
-    __tablename__ = "ledger_checkpoint"
-
-    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    note: str = Field(sa_column=Column(Text, nullable=False))
-    created_us: int = Field(sa_column=Column(BigInteger, nullable=False))
-
-
-class KeyRow(SQLModel, table=True):
-    __tablename__ = "ledger_key"
-
-    keyid: str = Field(sa_column=Column(String(64), primary_key=True))
-    name: str = Field(sa_column=Column(String(200), nullable=False))
-    algorithm: str = Field(sa_column=Column(String(20), nullable=False))
-    public_pem: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(sa_column=Column(String(10), nullable=False))
-    added_us: int = Field(sa_column=Column(BigInteger, nullable=False))
-    added_index: int = Field(sa_column=Column(BigInteger, nullable=False))
-    revoked_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    retired_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    ended_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-
-
-class MetaRow(SQLModel, table=True):
-    __tablename__ = "ledger_meta"
-
-    name: str = Field(sa_column=Column(String(50), primary_key=True))
-    value: str = Field(sa_column=Column(Text, nullable=False))
-
-
-def table(model: type[SQLModel]) -> Table:
-    t = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(t, Table)
-    return t
-
-
-ENTRY = table(EntryRow)
-DIFF = table(DiffIdRow)
-NODE = table(NodeRow)
-HEAD = table(HeadRow)
-CHECKPOINT = table(CheckpointRow)
-KEY = table(KeyRow)
-META = table(MetaRow)
 ALL_TABLES = [ENTRY, DIFF, NODE, HEAD, CHECKPOINT, KEY, META]
