@@ -205,6 +205,8 @@ def test_sqlite_queries_use_indexes(tmp_path: Path) -> None:
             "SELECT * FROM ledger_entry WHERE project = 'p' AND idx > 5 ORDER BY idx LIMIT 10",
             "SELECT * FROM ledger_entry WHERE image_id = 'x' ORDER BY idx LIMIT 10",
             "SELECT * FROM ledger_entry WHERE signer = 'x' ORDER BY idx LIMIT 10",
+            # key events and rebuild verifications are few among many build manifests
+            "SELECT * FROM ledger_entry WHERE predicate_type = 'k' AND idx > 5 ORDER BY idx",
             "SELECT idx FROM ledger_entry WHERE integrated_us >= 5 ORDER BY integrated_us LIMIT 1",
             "SELECT idx FROM ledger_diff_id WHERE diff_id = 'x'",
         ):
