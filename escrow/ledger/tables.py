@@ -59,6 +59,9 @@ DIFF = Table(
     metadata,
     Column("diff_id", String(80), primary_key=True),
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    # SQLite: the primary key is the table (a rowid table would be a second b-tree
+    # holding the same pairs, one more page for every append to write)
+    sqlite_with_rowid=False,
 )
 
 NODE = Table(
