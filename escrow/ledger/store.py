@@ -92,6 +92,8 @@ def parse_time(text: str) -> datetime:
 
 
 def redacted(url: str) -> str:
+    if url.startswith("sqlite"):
+        return url  # a file path: no credentials in it
     from sqlalchemy.engine import make_url
 
     try:
@@ -108,6 +110,29 @@ def _sqlite_pragmas(dbapi_conn: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a plain ``sqlite:///PATH`` URL (no driver options, no query), else None."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            if path and path != ":memory:" and not any(c in path for c in "?%#"):
+                return path
+    return None
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    """A stdlib connection configured as the SQLAlchemy engine's are (see :func:`make_engine`)."""
+    import sqlite3
+
+    db = sqlite3.connect(path, timeout=120, check_same_thread=False, isolation_level=None)
+    try:
+        _sqlite_pragmas(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def make_engine(url: str) -> Engine:
@@ -158,30 +183,36 @@ def make_engine(url: str) -> Engine:
 
 @contextmanager
 def db_errors(url: str) -> Iterator[None]:
-    """Turn driver failures into :class:`DatabaseUnavailable` (exit 3)."""
-    import sqlite3
+    """Turn driver failures into :class:`DatabaseUnavailable` (exit 3).
 
-    from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+    SQLAlchemy's exceptions are only looked at when SQLAlchemy is loaded: the SQLite
+    append path runs on :mod:`sqlite3` alone.
+    """
+    import sqlite3
+    import sys
 
     try:
         yield
-    except sqlite3.OperationalError as e:  # the SQLite writer's own connection
+    except sqlite3.OperationalError as e:  # the ledger's own sqlite3 connections
         raise DatabaseUnavailable(
             f"The ledger database {redacted(url)} is unavailable: {str(e).strip()}.",
             hint="Check ESCROW_DB_URL and that the database file can be written.",
         ) from e
     except sqlite3.Error as e:
         raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
-    except OperationalError as e:
-        raise DatabaseUnavailable(
-            f"The ledger database {redacted(url)} is unavailable: {str(e.orig).strip()}.",
-            hint="Check ESCROW_DB_URL and that the database server is running.",
-        ) from e
-    except DBAPIError as e:
-        raise DatabaseUnavailable(
-            f"The ledger database {redacted(url)} failed: {str(e.orig).strip()}."
-        ) from e
-    except SQLAlchemyError as e:
+    except Exception as e:
+        exc: Any = sys.modules.get("sqlalchemy.exc")
+        if exc is None or not isinstance(e, exc.SQLAlchemyError):
+            raise
+        if isinstance(e, exc.OperationalError):
+            raise DatabaseUnavailable(
+                f"The ledger database {redacted(url)} is unavailable: {str(e.orig).strip()}.",
+                hint="Check ESCROW_DB_URL and that the database server is running.",
+            ) from e
+        if isinstance(e, exc.DBAPIError):
+            raise DatabaseUnavailable(
+                f"The ledger database {redacted(url)} failed: {str(e.orig).strip()}."
+            ) from e
         raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
 
 
@@ -340,6 +371,7 @@ _KEY_END_SQL = {
     "WHERE keyid = ?",
 }
 _META_SQL = "SELECT value FROM ledger_meta WHERE name = ?"
+_META_ALL_SQL = "SELECT name, value FROM ledger_meta"
 _META_INSERT_SQL = "INSERT INTO ledger_meta (name, value) VALUES (?, ?)"
 
 
@@ -387,27 +419,55 @@ class Ledger:
     checkpoint_every: int = CHECKPOINT_EVERY
 
     def __init__(
-        self, engine: Engine, settings: Settings, origin: str, log_public: PublicKey | None
+        self,
+        engine: Engine | None,
+        settings: Settings,
+        origin: str,
+        log_public: PublicKey | None,
+        *,
+        writer: sqlite3.Connection | None = None,
     ) -> None:
-        self._engine = engine
+        self._engine_made = engine
         self._settings = settings
         self.url = settings.db_url
         self.origin = origin
         self._log_public = log_public
         self._log_key: SigningKey | None = None
-        self._pg = engine.dialect.name == "postgresql"
+        self._pg = (
+            engine.dialect.name == "postgresql"
+            if engine is not None
+            else settings.db_url.startswith("postgresql")
+        )
+        self._sqlite_file = None if self._pg else sqlite_file(settings.db_url)
         self._key_cache: dict[str, PublicKey] = {}
         self._keys: dict[str, Any] | None = None  # the key table, as of _keys_version
         self._keys_version = -1
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
-        # SQLite: the writer's own connection, held from the first write until close()
-        self._writer: PoolProxiedConnection | None = None
+        # SQLite: the writer's own connection, held from the first write until close():
+        # a stdlib connection to a plain sqlite:/// file, else one out of the pool
+        self._writer: sqlite3.Connection | None = writer
+        self._writer_proxy: PoolProxiedConnection | None = None
+        self._engine_lock = threading.Lock()
+
+    @property
+    def _engine(self) -> Engine:
+        """The SQLAlchemy engine, made on first use: appending to an existing SQLite
+        ledger needs only :mod:`sqlite3` (SQLAlchemy costs ~0.2 s of CPU to import)."""
+        with self._engine_lock:
+            if self._engine_made is None:
+                self._engine_made = make_engine(self.url)
+            return self._engine_made
 
     # -- opening ------------------------------------------------------------------
     @classmethod
     def open(cls, settings: Settings) -> Ledger:
         """Open (creating the tables if missing) the ledger at ``settings.db_url``."""
+        path = sqlite_file(settings.db_url)
+        if path is not None and os.path.isfile(path):
+            ready = cls._open_sqlite(settings, path)
+            if ready is not None:
+                return ready
         engine = make_engine(settings.db_url)
         try:
             log_public = cls._log_public_from_files(settings)
@@ -428,6 +488,41 @@ class Ledger:
                 hint="Point ESCROW_HOME at the matching keys, or use another database.",
             )
         return cls(engine, settings, origin, log_public or stored_pub)
+
+    @classmethod
+    def _open_sqlite(cls, settings: Settings, path: str) -> Ledger | None:
+        """An initialised SQLite ledger opened with :mod:`sqlite3` alone; None when the
+        file is not one yet (the general path creates the tables)."""
+        import sqlite3
+
+        try:
+            db = _connect_sqlite(path)
+        except sqlite3.Error:
+            return None  # the general path reports it
+        try:
+            has_head = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_head'"
+            ).fetchone()
+            meta = dict(db.execute(_META_ALL_SQL).fetchall()) if has_head else {}
+            log_public = cls._log_public_from_files(settings)
+            if "origin" not in meta or (log_public is not None and "log_public_key" not in meta):
+                db.close()
+                return None
+            pem = meta.get("log_public_key")
+            stored = PublicKey.from_pem(pem) if pem else None
+            if log_public is not None and stored is not None and log_public.keyid != stored.keyid:
+                raise KeyLocked(
+                    f"The log key {settings.log_key_path} does not belong to this ledger "
+                    f"(it was created with log key {stored.keyid[:16]}…).",
+                    hint="Point ESCROW_HOME at the matching keys, or use another database.",
+                )
+        except sqlite3.Error:
+            db.close()
+            return None
+        except BaseException:
+            db.close()
+            raise
+        return cls(None, settings, str(meta["origin"]), log_public or stored, writer=db)
 
     @staticmethod
     def _log_public_from_files(settings: Settings) -> PublicKey | None:
@@ -487,10 +582,14 @@ class Ledger:
 
     def close(self) -> None:
         with self._lock:
-            if self._writer is not None:
-                writer, self._writer = self._writer, None
+            writer, self._writer = self._writer, None
+            proxy, self._writer_proxy = self._writer_proxy, None
+            if proxy is not None:
+                proxy.close()  # back to the pool
+            elif writer is not None:
                 writer.close()
-        self._engine.dispose()
+        if self._engine_made is not None:
+            self._engine_made.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -546,14 +645,18 @@ class Ledger:
                 raise
 
     def _writer_db(self) -> sqlite3.Connection:
-        """The SQLite writer's connection (WAL, synchronous=FULL), checked out of the
-        pool once and kept until :meth:`close`: no pool checkout or SQLAlchemy event per
-        append.  Call with ``self._lock`` held."""
+        """The SQLite writer's connection (WAL, synchronous=FULL), opened once and kept
+        until :meth:`close`: no pool checkout or SQLAlchemy event per append.  A plain
+        ``sqlite:///`` file gets a :mod:`sqlite3` connection of its own; other SQLite
+        URLs one checked out of the engine's pool.  Call with ``self._lock`` held."""
         if self._writer is None:
-            self._writer = self._engine.raw_connection()
-        db = self._writer.driver_connection
-        assert db is not None
-        return db  # type: ignore[no-any-return]
+            if self._sqlite_file is not None:
+                self._writer = _connect_sqlite(self._sqlite_file)
+            else:
+                self._writer_proxy = self._engine.raw_connection()
+                self._writer = self._writer_proxy.driver_connection
+        assert self._writer is not None
+        return self._writer
 
     def _rollback(self, db: sqlite3.Connection) -> None:
         """Roll back the writer's transaction; a connection that cannot is dropped."""
@@ -562,8 +665,11 @@ class Ledger:
                 db.execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - the original error is the one to report
             writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.invalidate()
+            proxy, self._writer_proxy = self._writer_proxy, None
+            if proxy is not None:
+                proxy.invalidate()
+            elif writer is not None:
+                writer.close()
 
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
@@ -574,9 +680,12 @@ class Ledger:
 
         with self._lock:
             if self._lock_fd is None:
-                from sqlalchemy.engine import make_url
+                database = self._sqlite_file
+                if database is None:
+                    from sqlalchemy.engine import make_url
 
-                path = f"{make_url(self.url).database}.lock"
+                    database = make_url(self.url).database
+                path = f"{database}.lock"
                 try:
                     self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
                 except OSError as e:
@@ -806,8 +915,17 @@ class Ledger:
 
     def _cached_keys(self, *, refresh: bool = False) -> dict[str, Any]:
         if self._keys is None or refresh:
-            with self._read(snapshot=True) as conn:
-                self._load_keys(conn)
+            if self._pg:
+                with self._read(snapshot=True) as conn:
+                    self._load_keys(conn)
+            else:  # one read transaction on the writer's connection (sqlite3 alone)
+                with db_errors(self.url), self._lock:
+                    db = self._writer_db()
+                    db.execute("BEGIN")
+                    try:
+                        self._load_keys(db)
+                    finally:
+                        self._rollback(db)
         assert self._keys is not None
         return self._keys
 
