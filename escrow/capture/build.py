@@ -291,8 +291,12 @@ def phoenix_build(
     environ: Mapping[str, str] | None = None,
     on_build_started: Callable[[], None] | None = None,
     config_of: Callable[[str], dict[str, Any]] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> BuildOutcome:
     """Build and record; a failed build returns ``status == "failed"`` (it does not raise).
+
+    ``check()`` runs after every message of the engine; what it raises stops the
+    build (the connection is closed) and is raised from here.
 
     ``config_of(image_id)``: how to read the built image's raw config, when not
     with :meth:`Engine.image_config` (``escrow build`` saves the image into its
@@ -329,20 +333,35 @@ def phoenix_build(
     parser = StepParser(progress, redactor.text)
     if on_build_started is not None:
         on_build_started()
+    messages = engine.build(
+        stream.chunks(),
+        dockerfile=stream.dockerfile_in_archive,
+        tags=list(request.tags),
+        build_args=args,
+        target=request.target,
+        platform=request.platform,
+    )
+    stopped = False
     try:
-        for msg in engine.build(
-            stream.chunks(),
-            dockerfile=stream.dockerfile_in_archive,
-            tags=list(request.tags),
-            build_args=args,
-            target=request.target,
-            platform=request.platform,
-        ):
+        for msg in messages:
             parser.feed(msg)
+            if check is not None:
+                try:
+                    check()
+                except EscrowError:  # e.g. the signing key failed to load
+                    stopped = True
+                    raise
     except EscrowError:
-        progress.finish("escrow: the build did not run.")
-        stream.result()  # an unreadable context file is the better explanation
+        if stopped:
+            progress.finish("escrow: the build was stopped; nothing is recorded.")
+        else:
+            progress.finish("escrow: the build did not run.")
+            stream.result()  # an unreadable context file is the better explanation
         raise
+    finally:
+        close = getattr(messages, "close", None)
+        if close is not None:
+            close()  # a build stopped early: the engine sees the connection close
     ctx = stream.result()
     source = source_future.result()
     engine_facts = facts_future.result()

@@ -1,9 +1,11 @@
 """Validate, sign and append a captured statement to the ledger.
 
-The signing key is loaded *before* a build starts (a locked key fails fast);
-the ledger — and with it SQLAlchemy, the slowest import of all — is opened in
-a background thread while the engine builds (:meth:`Publisher.open`), so a
-pipeline does not pay for it on top of the build.
+:meth:`Publisher.open` refuses a missing or locked signing key at once (no
+cryptography needed for that); :meth:`Publisher.start`, called when the engine
+starts building, parses the key and opens the ledger in a background thread,
+so a pipeline does not pay for them on top of the build.  A key that then
+fails to parse (a wrong passphrase) is reported by :meth:`Publisher.check`
+while the build runs, which stops it: nothing is recorded.
 """
 
 from __future__ import annotations
@@ -13,12 +15,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from escrow.config import Settings
-from escrow.signing.dsse import Envelope, sign_statement
-from escrow.signing.keys import SigningKey
+from escrow.signing.keyfile import read_key_file
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
+    from escrow.signing.dsse import Envelope
+    from escrow.signing.keys import SigningKey
+
+
+def _parse_key(settings: Settings, data: bytes) -> SigningKey:
+    from escrow.signing.keys import SigningKey
+
+    return SigningKey.parse(data, settings.key_path, settings.passphrase)
 
 
 def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
@@ -36,8 +45,9 @@ def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
 
 @dataclass
 class Publisher:
-    key: SigningKey
     settings: Settings
+    _key_pem: bytes = field(default=b"", repr=False)
+    _key: concurrent.futures.Future[SigningKey] | None = field(default=None, repr=False)
     _ledger: concurrent.futures.Future[Ledger | RemoteLedger] | None = field(
         default=None, repr=False
     )
@@ -45,31 +55,42 @@ class Publisher:
 
     @classmethod
     def open(cls, settings: Settings) -> Publisher:
-        """Load the signing key now (fail fast); the ledger opens on :meth:`start`."""
-        return cls(key=SigningKey.load(settings.key_path, settings.passphrase), settings=settings)
+        """Read the signing key file now (fail fast); it is parsed on :meth:`start`."""
+        pem = read_key_file(settings.key_path, settings.passphrase)
+        return cls(settings=settings, _key_pem=pem)
 
     def start(self) -> None:
-        """Open the ledger in a background thread (call it when the engine starts building)."""
-        if self._ledger is None:
+        """Parse the key and open the ledger in a background thread (call it when the
+        engine starts building)."""
+        if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="escrow-ledger"
+                1, thread_name_prefix="escrow-publish"
             )
+            self._key = self._pool.submit(_parse_key, self.settings, self._key_pem)
             self._ledger = self._pool.submit(_open_ledger, self.settings)
+
+    def check(self) -> None:
+        """Raise the signing key's error once it is known (cheap; call it while building)."""
+        if self._key is not None and self._key.done():
+            self._key.result()
+
+    @property
+    def key(self) -> SigningKey:
+        """The signing key (waits for the background parse; re-raises its error)."""
+        self.start()
+        assert self._key is not None
+        return self._key.result()
 
     @property
     def ledger(self) -> Ledger | RemoteLedger:
         """The ledger (waits for the background open; re-raises its error)."""
         self.start()
         assert self._ledger is not None
-        try:
-            return self._ledger.result()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-                self._pool = None
+        return self._ledger.result()
 
     def sign(self, statement: dict[str, Any]) -> Envelope:
         from escrow.documents.schemas import validate_statement
+        from escrow.signing.dsse import sign_statement
 
         validate_statement(statement)
         return sign_statement(statement, self.key)

@@ -227,6 +227,7 @@ def build(
             progress=make_progress(sys.stderr, quiet=quiet),
             on_build_started=publisher.start,
             config_of=config_of,
+            check=publisher.check,
         )
         if push and outcome.status == "succeeded":
             from escrow.registry.pull import push_image, record_push

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from escrow.documents.types import KeyID
 from escrow.errors import InputError, KeyLocked, SignatureError
+from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKeyT = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -151,21 +152,12 @@ class SigningKey:
 
     @classmethod
     def load(cls, path: Path, passphrase: str | None = None) -> SigningKey:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as e:
-            raise KeyLocked(
-                f"The signing key {path} does not exist.",
-                hint="Run `escrow init` first, or point ESCROW_KEY at a key.",
-            ) from e
-        except OSError as e:
-            raise KeyLocked(f"The signing key {path} cannot be read: {e.strerror}.") from e
-        encrypted = b"ENCRYPTED PRIVATE KEY" in data
-        if encrypted and not passphrase:
-            raise KeyLocked(
-                f"The signing key {path} is encrypted and no passphrase was given.",
-                hint="Set ESCROW_KEY_PASSPHRASE.",
-            )
+        return cls.parse(read_key_file(path, passphrase), path, passphrase)
+
+    @classmethod
+    def parse(cls, data: bytes, path: Path, passphrase: str | None = None) -> SigningKey:
+        """The key in ``data``, the PEM bytes :func:`read_key_file` read from ``path``."""
+        encrypted = ENCRYPTED_MARKER in data
         try:
             key = serialization.load_pem_private_key(
                 data, password=passphrase.encode("utf-8") if encrypted and passphrase else None

@@ -182,3 +182,50 @@ def test_build_arg_and_target_are_recorded(
     assert lic["name"] == "LICENSE" and lic["secret"] is True and "value" not in lic
     assert "lic-0042-zz" not in json.dumps(st)
     assert r.json()["project"] == "targets"
+
+
+def _encrypt_build_key(home: Path, passphrase: str) -> None:
+    from escrow.config import load_settings
+    from escrow.signing.keys import SigningKey
+
+    path = load_settings(home=home).key_path
+    key = SigningKey.load(path)
+    path.write_bytes(key.private_pem(passphrase))
+
+
+def test_an_encrypted_key_without_passphrase_is_refused_before_the_build(
+    escrow_home: Path, cli: Any, base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _encrypt_build_key(escrow_home, "right horse battery")
+    monkeypatch.delenv("ESCROW_KEY_PASSPHRASE", raising=False)
+    ctx = write_tree(tmp_path / "app", {"Dockerfile": f"FROM {BASE_TAG}\nRUN echo built\n"})
+    before = _size(cli)
+    r = cli(["build", str(ctx), "-t", "escrow-test/locked:1"])
+    assert r.exit_code == 3, r.stderr
+    assert "is encrypted and no passphrase was given" in r.stderr
+    assert "phoenix build" not in r.stderr  # refused before the engine was asked
+    assert _size(cli) == before
+
+
+def test_a_wrong_passphrase_stops_the_build_and_records_nothing(
+    escrow_home: Path, cli: Any, base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is parsed while the engine builds; its failure stops the build."""
+    _encrypt_build_key(escrow_home, "right horse battery")
+    monkeypatch.setenv("ESCROW_KEY_PASSPHRASE", "wrong staple")
+    ctx = write_tree(
+        tmp_path / "app",
+        {"Dockerfile": f"FROM {BASE_TAG}\n" + "".join(f"RUN echo {i}\n" for i in range(8))},
+    )
+    before = _size(cli)
+    r = cli(["build", str(ctx), "-t", "escrow-test/wrong-passphrase:1"])
+    assert r.exit_code == 3, r.stderr
+    assert "The passphrase for the signing key" in r.stderr and "is wrong" in r.stderr
+    assert "the build was stopped; nothing is recorded" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert _size(cli) == before
+    # with the right passphrase the same build is recorded
+    monkeypatch.setenv("ESCROW_KEY_PASSPHRASE", "right horse battery")
+    r = cli(["build", str(ctx), "-t", "escrow-test/wrong-passphrase:1", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert _size(cli) == before + 1

@@ -1,0 +1,37 @@
+"""Reading a private key file: the checks that need no cryptography.
+
+Kept apart from :mod:`escrow.signing.keys` (which loads ``cryptography``) so that
+``escrow build`` can refuse a missing or locked key at once, before the engine
+starts, and parse the key in the background while the engine builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from escrow.errors import KeyLocked
+
+ENCRYPTED_MARKER = b"ENCRYPTED PRIVATE KEY"
+
+
+def read_key_file(path: Path, passphrase: str | None) -> bytes:
+    """The PEM bytes of the private key at ``path``.
+
+    :class:`KeyLocked` when the file is missing or unreadable, or encrypted and no
+    passphrase was given.  Whether the passphrase is right is for the parser to say.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise KeyLocked(
+            f"The signing key {path} does not exist.",
+            hint="Run `escrow init` first, or point ESCROW_KEY at a key.",
+        ) from e
+    except OSError as e:
+        raise KeyLocked(f"The signing key {path} cannot be read: {e.strerror}.") from e
+    if ENCRYPTED_MARKER in data and not passphrase:
+        raise KeyLocked(
+            f"The signing key {path} is encrypted and no passphrase was given.",
+            hint="Set ESCROW_KEY_PASSPHRASE.",
+        )
+    return data
