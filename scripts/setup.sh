@@ -59,6 +59,8 @@ ensure_python() {
       || { say "the Python environment could not be installed"; exit 3; }
     echo "$want" >"$stamp"
   fi
+  # byte-compile escrow as an installed package would be (an editable install is not)
+  "$VENV/bin/python" -m compileall -q "$ROOT/escrow" >/dev/null || true
 }
 
 ensure_docker() {
