@@ -7,6 +7,7 @@ PKCS#8 PEM, encrypted with a passphrase when one is given.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ class PublicKey:
 
     key: PublicKeyT
 
-    @property
+    @functools.cached_property
     def keyid(self) -> KeyID:
+        """Hex SHA-256 of the DER SubjectPublicKeyInfo (computed once per key object)."""
         return key_id_of(self.key)
 
     @property
