@@ -251,3 +251,30 @@ def test_another_log_key_is_refused(env: LedgerEnv, tmp_path: Path) -> None:
     settings = dataclasses.replace(other.settings, db_url=env.settings.db_url)
     with pytest.raises(KeyLocked):
         Ledger.open(settings)
+
+
+def test_an_initialised_sqlite_ledger_appends_with_sqlite3_alone(tmp_path: Path) -> None:
+    """Opening and appending need no SQLAlchemy engine; queries make one when they need it."""
+    env = LedgerEnv.create(tmp_path / "home", f"sqlite:///{tmp_path / 'l.db'}")
+    with env.open() as lg:
+        assert lg._engine_made is None  # noqa: SLF001 - the contract under test
+        first, created = lg.append(env.envelope(1))
+        assert created and lg._engine_made is None  # noqa: SLF001
+        again, created = lg.append(env.envelope(1))
+        assert not created and again.index == first.index
+        second, _ = lg.append(env.envelope(2))
+        # a query through SQLAlchemy sees what the sqlite3 connection committed
+        assert [e.index for e in lg.entries(project="proj")] == [first.index, second.index]
+        assert lg._engine_made is not None  # noqa: SLF001
+        assert lg.verify().ok
+    with env.open() as lg:
+        assert lg.size() == second.index + 1
+
+
+def test_an_empty_sqlite_file_is_initialised_as_a_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    env = LedgerEnv.create(tmp_path / "home", f"sqlite:///{path}")
+    with env.open() as lg:
+        entry, created = lg.append(env.envelope(7))
+        assert created and lg.size() == entry.index + 1
