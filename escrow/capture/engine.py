@@ -109,6 +109,16 @@ def local_socket_path() -> str | None:
     return None
 
 
+def _build_refused(status: int | None, message: str) -> EscrowError:
+    """An error status for ``POST /build``: the request's fault (4xx) or the engine's."""
+    if status is not None and 400 <= status < 500:
+        return InputError(
+            f"The Docker Engine rejected the build: {message.rstrip('.')}.",
+            hint="Fix the Dockerfile or the build options.",
+        )
+    return EngineUnavailable(f"The Docker Engine failed the build: {message.rstrip('.')}.")
+
+
 def _failed(what: str, e: EngineHTTPError) -> EngineUnavailable:
     return EngineUnavailable(f"The Docker Engine could not {what}: {e.message.rstrip('.')}.")
 
@@ -323,13 +333,7 @@ class DockerEngine:
             )
             yield from stream
         except docker.errors.APIError as e:
-            explanation = e.explanation or str(e)
-            if e.status_code is not None and 400 <= e.status_code < 500:
-                raise InputError(
-                    f"The Docker Engine rejected the build: {explanation}.",
-                    hint="Fix the Dockerfile or the build options.",
-                ) from e
-            raise EngineUnavailable(f"The Docker Engine failed the build: {explanation}.") from e
+            raise _build_refused(e.status_code, str(e.explanation or e)) from e
         except self._errors() as e:
             raise _unavailable(e) from e
         for extra in tags[1:]:
@@ -370,14 +374,7 @@ class DockerEngine:
                 timeout=None,
             )
         except EngineHTTPError as e:
-            if 400 <= e.status < 500:
-                raise InputError(
-                    f"The Docker Engine rejected the build: {e.message.rstrip('.')}.",
-                    hint="Fix the Dockerfile or the build options.",
-                ) from e
-            raise EngineUnavailable(
-                f"The Docker Engine failed the build: {e.message.rstrip('.')}."
-            ) from e
+            raise _build_refused(e.status, e.message) from e
         try:
             yield from _json_messages(response)
         except OSError as e:
