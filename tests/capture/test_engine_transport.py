@@ -200,3 +200,40 @@ def test_a_plain_build_loads_no_sdk_client_no_requests_no_sqlalchemy(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Chunks:
+    """A response whose ``read1`` hands out the given pieces, then end of stream."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    def read1(self, n: int = -1) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def test_the_build_stream_is_split_anywhere() -> None:
+    """Messages split across reads, several in one read, and UTF-8 split mid-character."""
+    from escrow.capture.engine import _json_messages
+
+    text = (
+        '{"stream":"Step 1/2 : FROM base\\n"}\r\n'
+        '{"stream":"ünïcode ✓\\n"}\r\n{"aux":{"ID":"sha256:abc"}}\r\n'
+        '{"stream":"Successfully built abc\\n"}'
+    ).encode()
+    expected = [
+        {"stream": "Step 1/2 : FROM base\n"},
+        {"stream": "ünïcode ✓\n"},
+        {"aux": {"ID": "sha256:abc"}},
+        {"stream": "Successfully built abc\n"},
+    ]
+    for size in (1, 2, 3, 7, 40, len(text)):
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        assert list(_json_messages(_Chunks(pieces))) == expected, size  # type: ignore[arg-type]
+
+
+def test_a_build_stream_cut_mid_message_is_an_engine_error() -> None:
+    from escrow.capture.engine import _json_messages
+
+    with pytest.raises(EngineUnavailable, match="ended mid-message"):
+        list(_json_messages(_Chunks([b'{"stream":"Step 1/2'])))  # type: ignore[arg-type]
