@@ -15,6 +15,7 @@ push and load, and remote engines (TCP, TLS, SSH), go through the SDK.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tarfile
@@ -132,6 +133,30 @@ class EngineHTTPError(Exception):
         self.message = message
 
 
+@functools.cache
+def _unix_connection_class() -> type[http.client.HTTPConnection]:
+    """``http.client.HTTPConnection`` over a Unix socket (made once, on first use)."""
+    import http.client
+    import socket
+
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def __init__(self, path: str, timeout: float | None) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixHTTPConnection
+
+
 class _LocalSocket:
     """HTTP/1.1 to the engine's Unix socket (unversioned API paths: the engine's own version)."""
 
@@ -149,22 +174,8 @@ class _LocalSocket:
     ) -> http.client.HTTPResponse:
         """Send one request on a new connection; the response (status < 400), open."""
         import http.client
-        import socket
 
-        path = self.path
-
-        class Connection(http.client.HTTPConnection):
-            def connect(self) -> None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
-                try:
-                    sock.connect(path)
-                except OSError:
-                    sock.close()
-                    raise
-                self.sock = sock
-
-        conn = Connection("localhost", timeout=timeout)
+        conn = _unix_connection_class()(self.path, timeout=timeout)
         hdrs = dict(headers or {})
         try:
             if body is not None:
