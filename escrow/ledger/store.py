@@ -476,18 +476,24 @@ class Ledger:
         except BaseException:
             engine.dispose()
             raise
-        if (
-            log_public is not None
-            and stored_pub is not None
-            and (log_public.keyid != stored_pub.keyid)
-        ):
+        try:
+            cls._check_log_key(settings, log_public, stored_pub)
+        except KeyLocked:
             engine.dispose()
+            raise
+        return cls(engine, settings, origin, log_public or stored_pub)
+
+    @staticmethod
+    def _check_log_key(
+        settings: Settings, log_public: PublicKey | None, stored: PublicKey | None
+    ) -> None:
+        """:class:`KeyLocked` unless the log key files are the key the ledger was made with."""
+        if log_public is not None and stored is not None and log_public.keyid != stored.keyid:
             raise KeyLocked(
                 f"The log key {settings.log_key_path} does not belong to this ledger "
-                f"(it was created with log key {stored_pub.keyid[:16]}…).",
+                f"(it was created with log key {stored.keyid[:16]}…).",
                 hint="Point ESCROW_HOME at the matching keys, or use another database.",
             )
-        return cls(engine, settings, origin, log_public or stored_pub)
 
     @classmethod
     def _open_sqlite(cls, settings: Settings, path: str) -> Ledger | None:
@@ -510,12 +516,7 @@ class Ledger:
                 return None
             pem = meta.get("log_public_key")
             stored = PublicKey.from_pem(pem) if pem else None
-            if log_public is not None and stored is not None and log_public.keyid != stored.keyid:
-                raise KeyLocked(
-                    f"The log key {settings.log_key_path} does not belong to this ledger "
-                    f"(it was created with log key {stored.keyid[:16]}…).",
-                    hint="Point ESCROW_HOME at the matching keys, or use another database.",
-                )
+            cls._check_log_key(settings, log_public, stored)
         except sqlite3.Error:
             db.close()
             return None
