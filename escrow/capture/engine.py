@@ -4,13 +4,14 @@ Pure capture logic talks to :class:`Engine`; unit tests give it a fake, the
 integration tests and the CLI the real :class:`DockerEngine` (the Docker SDK's
 low-level ``docker.APIClient``, imported only here, only when needed).
 
-On a local engine (``DOCKER_HOST`` unset or ``unix://…``) the calls a build
-makes — inspect, build, tag, history, version/info, the config out of
-``docker save`` — go straight to the socket with :mod:`http.client`
-(:class:`_LocalSocket`), and so does ``docker save`` into the deposit store.
-Importing the SDK costs ~0.15 s of CPU (``requests`` and ``urllib3``), one
-sixth of a small phoenix build, on cores the engine is building with.  Pull,
-push and load, and remote engines (TCP, TLS, SSH), go through the SDK.
+The calls a build makes — inspect, build, tag, history, version/info and
+``docker save`` — are written once, as HTTP requests on a transport: on a
+local engine (``DOCKER_HOST`` unset or ``unix://…``) the Unix socket itself,
+with :mod:`http.client` (:class:`_LocalSocket`); on a remote one (TCP, TLS,
+SSH) the SDK client's session (:class:`_SDKTransport`).  Importing the SDK
+costs ~0.15 s of CPU (``requests`` and ``urllib3``), one sixth of a small
+phoenix build, on cores the engine is building with.  Pull, push and load use
+the SDK's own methods.
 """
 
 from __future__ import annotations
@@ -157,6 +158,23 @@ def _unix_connection_class() -> type[http.client.HTTPConnection]:
     return UnixHTTPConnection
 
 
+class _Response(Protocol):
+    """An open HTTP response body from the engine."""
+
+    def read(self, amt: int | None = None, /) -> bytes: ...
+
+    def read1(self, amt: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def _error_message(data: bytes) -> str:
+    try:
+        return str(json.loads(data).get("message", ""))
+    except (ValueError, AttributeError):
+        return data.decode("utf-8", errors="replace").strip()
+
+
 class _LocalSocket:
     """HTTP/1.1 to the engine's Unix socket (unversioned API paths: the engine's own version)."""
 
@@ -171,7 +189,7 @@ class _LocalSocket:
         body: Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = 60.0,
-    ) -> http.client.HTTPResponse:
+    ) -> _Response:
         """Send one request on a new connection; the response (status < 400), open."""
         import http.client
 
@@ -197,24 +215,68 @@ class _LocalSocket:
                 data = response.read()
             finally:
                 conn.close()
-            try:
-                message = str(json.loads(data).get("message", ""))
-            except (ValueError, AttributeError):
-                message = data.decode("utf-8", errors="replace").strip()
-            raise EngineHTTPError(response.status, message or response.reason)
+            raise EngineHTTPError(response.status, _error_message(data) or response.reason)
         return response
 
-    def get_json(self, url: str) -> Any:
-        response = self.request("GET", url)
+
+class _SDKTransport:
+    """The same requests through ``docker.APIClient``: remote engines (TCP, TLS, SSH)."""
+
+    def __init__(self, api: docker.APIClient) -> None:
+        self.api = api
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Iterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = 60.0,
+    ) -> _Response:
+        import requests
+
+        full = f"{self.api.base_url}/v{self.api.api_version}{url}"
         try:
-            return json.loads(response.read())
-        except (OSError, ValueError) as e:
-            raise EngineUnavailable(f"The Docker Engine sent an unreadable answer to {url}.") from e
-        finally:
-            response.close()
+            response = self.api.request(
+                method, full, data=body, headers=dict(headers or {}), stream=True, timeout=timeout
+            )
+        except requests.exceptions.RequestException as e:
+            raise _unavailable(e) from e
+        if response.status_code >= 400:
+            try:
+                data = response.content
+            finally:
+                response.close()
+            raise EngineHTTPError(response.status_code, _error_message(data) or response.reason)
+        return _SDKResponse(response)
 
 
-def _json_messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+class _SDKResponse:
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def read(self, amt: int | None = None, /) -> bytes:
+        return bytes(self._response.raw.read(amt))
+
+    def read1(self, amt: int = -1, /) -> bytes:
+        return bytes(self._response.raw.read1(amt))
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def _get_json(transport: _LocalSocket | _SDKTransport, url: str) -> Any:
+    response = transport.request("GET", url)
+    try:
+        return json.loads(response.read())
+    except (OSError, ValueError) as e:
+        raise EngineUnavailable(f"The Docker Engine sent an unreadable answer to {url}.") from e
+    finally:
+        response.close()
+
+
+def _json_messages(response: _Response) -> Iterator[dict[str, Any]]:
     """The engine's stream of JSON messages (split anywhere across chunks)."""
     import codecs
 
@@ -241,8 +303,12 @@ def _json_messages(response: http.client.HTTPResponse) -> Iterator[dict[str, Any
             return
 
 
+def _path(ref: str) -> str:
+    return quote(ref, safe="/:")
+
+
 class DockerEngine:
-    """The real Docker Engine: the local socket directly, else ``docker.APIClient``."""
+    """The real Docker Engine: a local one on its Unix socket, else through ``docker.APIClient``."""
 
     def __init__(self, api: docker.APIClient | None = None) -> None:
         self._api = api
@@ -253,6 +319,7 @@ class DockerEngine:
 
     @property
     def api(self) -> docker.APIClient:
+        """The SDK client: pull, push, load, and every request to a remote engine."""
         with self._api_lock:
             if self._api is None:
                 import docker
@@ -266,9 +333,11 @@ class DockerEngine:
                     raise _unavailable(e) from e
             return self._api
 
-    def _socket(self) -> _LocalSocket | None:
-        """The local socket transport, after a clear check that the socket is usable."""
-        if self._local is not None and not self._checked:
+    def _transport(self) -> _LocalSocket | _SDKTransport:
+        """The local socket (checked once, clearly), else the SDK's client."""
+        if self._local is None:
+            return _SDKTransport(self.api)
+        if not self._checked:
             _check_socket("unix://" + self._local.path)
             self._checked = True
         return self._local
@@ -280,19 +349,12 @@ class DockerEngine:
         return (docker.errors.DockerException, requests.exceptions.ConnectionError)
 
     def facts(self) -> dict[str, Any]:
-        local = self._socket()
-        if local is not None:
-            try:
-                version = local.get_json("/version")
-                info = local.get_json("/info")
-            except EngineHTTPError as e:
-                raise _failed("report its version", e) from e
-        else:
-            try:
-                version = self.api.version()
-                info = self.api.info()
-            except self._errors() as e:
-                raise _unavailable(e) from e
+        transport = self._transport()
+        try:
+            version = _get_json(transport, "/version")
+            info = _get_json(transport, "/info")
+        except EngineHTTPError as e:
+            raise _failed("report its version", e) from e
         facts: dict[str, Any] = {
             "version": str(version.get("Version", "")),
             "apiVersion": str(version.get("ApiVersion", "")),
@@ -316,50 +378,6 @@ class DockerEngine:
         target: str | None,
         platform: str | None,
     ) -> Iterator[dict[str, Any]]:
-        local = self._socket()
-        if local is not None:
-            yield from self._build_local(
-                local, archive, dockerfile, tags, build_args, target, platform
-            )
-            for extra in tags[1:]:
-                self.tag(tags[0], extra)
-            return
-        import docker
-
-        try:
-            stream = self.api.build(
-                fileobj=archive,
-                custom_context=True,
-                dockerfile=dockerfile,
-                tag=tags[0] if tags else None,
-                buildargs=dict(build_args),
-                target=target,
-                platform=platform,
-                nocache=True,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                decode=True,
-                use_config_proxy=False,  # no proxy build args the manifest would not show
-            )
-            yield from stream
-        except docker.errors.APIError as e:
-            raise _build_refused(e.status_code, str(e.explanation or e)) from e
-        except self._errors() as e:
-            raise _unavailable(e) from e
-        for extra in tags[1:]:
-            self.tag(tags[0], extra)
-
-    def _build_local(
-        self,
-        local: _LocalSocket,
-        archive: Iterable[bytes],
-        dockerfile: str,
-        tags: list[str],
-        build_args: Mapping[str, str],
-        target: str | None,
-        platform: str | None,
-    ) -> Iterator[dict[str, Any]]:
         """``POST /build`` with the options ``APIClient.build`` sends for the same call."""
         params: dict[str, str] = {
             "dockerfile": dockerfile,
@@ -377,7 +395,7 @@ class DockerEngine:
         if platform:
             params["platform"] = platform
         try:
-            response = local.request(
+            response = self._transport().request(
                 "POST",
                 "/build?" + urlencode(params),
                 body=archive,
@@ -392,47 +410,27 @@ class DockerEngine:
             raise _unavailable(e) from e
         finally:
             response.close()
+        for extra in tags[1:]:
+            self.tag(tags[0], extra)
 
     def tag(self, source: str, target: str) -> None:
         repo, _, tag = target.rpartition(":")
         if "/" in tag or not repo:
             repo, tag = target, "latest"
-        local = self._socket()
-        if local is not None:
-            try:
-                query = urlencode({"repo": repo, "tag": tag})
-                local.request("POST", f"/images/{quote(source, safe='/:')}/tag?{query}").close()
-            except EngineHTTPError as e:
-                raise EngineUnavailable(f"Tagging {source} as {target} failed: {e.message}.") from e
-            return
+        query = urlencode({"repo": repo, "tag": tag})
         try:
-            self.api.tag(source, repo, tag)
-        except self._errors() as e:
-            raise EngineUnavailable(f"Tagging {source} as {target} failed: {e}.") from e
+            self._transport().request("POST", f"/images/{_path(source)}/tag?{query}").close()
+        except EngineHTTPError as e:
+            raise EngineUnavailable(f"Tagging {source} as {target} failed: {e.message}.") from e
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
-        local = self._socket()
-        if local is not None:
-            try:
-                found = local.get_json(f"/images/{quote(ref, safe='/:')}/json")
-            except EngineHTTPError as e:
-                if e.status in (400, 404):
-                    return None
-                raise _failed(f"inspect {ref}", e) from e
-            return dict(found) if isinstance(found, dict) else None
-        import docker
-
         try:
-            data: dict[str, Any] = self.api.inspect_image(ref)
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as e:
-            if e.status_code in (400, 404):
+            found = _get_json(self._transport(), f"/images/{_path(ref)}/json")
+        except EngineHTTPError as e:
+            if e.status in (400, 404):
                 return None
-            raise _unavailable(e) from e
-        except self._errors() as e:
-            raise _unavailable(e) from e
-        return data
+            raise _failed(f"inspect {ref}", e) from e
+        return dict(found) if isinstance(found, dict) else None
 
     def image_config(self, image_id: str) -> dict[str, Any]:
         """Stream ``docker save`` and read only the config JSON (``<hex>.json``).
@@ -443,100 +441,43 @@ class DockerEngine:
         """
         hexid = image_id.removeprefix("sha256:")
         names = {f"{hexid}.json", f"blobs/sha256/{hexid}"}
-        local = self._socket()
-        if local is not None:
-            try:
-                response = local.request("GET", f"/images/{quote(image_id, safe='/:')}/get")
-            except EngineHTTPError as e:
-                raise _failed(f"export {image_id}", e) from e
-            try:
-                with tarfile.open(fileobj=response, mode="r|") as t:
-                    for member in t:
-                        if member.name in names:
-                            f = t.extractfile(member)
-                            if f is None:
-                                break
-                            found: dict[str, Any] = json.loads(f.read())
-                            return found
-            except tarfile.TarError as e:
-                raise EngineUnavailable(
-                    f"The Docker Engine sent an unreadable image archive for {image_id}: {e}."
-                ) from e
-            except OSError as e:
-                raise _unavailable(e) from e
-            finally:
-                response.close()
-            raise EngineUnavailable(
-                f"The Docker Engine's export of {image_id} holds no image config."
-            )
-        api = self.api
+        response = self._save([image_id], timeout=60.0)
         try:
-            # the SDK's get_image() hides the response; this is its own request, closable
-            response = api._get(api._url("/images/{0}/get", image_id), stream=True)
-            try:
-                api._raise_for_status(response)
-                with tarfile.open(fileobj=response.raw, mode="r|") as t:
-                    for member in t:
-                        if member.name in names:
-                            f = t.extractfile(member)
-                            if f is None:
-                                break
-                            config: dict[str, Any] = json.loads(f.read())
-                            return config
-            finally:
-                response.close()
+            with tarfile.open(fileobj=response, mode="r|") as t:  # type: ignore[call-overload]
+                for member in t:
+                    if member.name in names:
+                        f = t.extractfile(member)
+                        if f is None:
+                            break
+                        found: dict[str, Any] = json.loads(f.read())
+                        return found
         except tarfile.TarError as e:
             raise EngineUnavailable(
                 f"The Docker Engine sent an unreadable image archive for {image_id}: {e}."
             ) from e
-        except self._errors() as e:
+        except OSError as e:
             raise _unavailable(e) from e
+        finally:
+            response.close()
         raise EngineUnavailable(f"The Docker Engine's export of {image_id} holds no image config.")
 
     def save(self, names: Sequence[str], *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """``docker save`` of ``names`` (one archive, each layer once), as a byte stream.
 
         :class:`InputError` when an image is not in the engine."""
-        local = self._socket()
-        if local is not None:
-            query = urlencode([("names", n) for n in names])
-            try:
-                response = local.request("GET", f"/images/get?{query}", timeout=None)
-            except EngineHTTPError as e:
-                if e.status == 404:
-                    raise InputError(
-                        f"An image to deposit is not in the Docker Engine: {e.message}."
-                    ) from e
-                raise _failed("save images", e) from e
-            return self._chunks(response, chunk_size)
-        import docker.errors
-        import requests.exceptions
+        return self._chunks(self._save(names, timeout=None), chunk_size)
 
-        api = self.api
+    def _save(self, names: Sequence[str], *, timeout: float | None) -> _Response:
+        query = urlencode([("names", n) for n in names])
         try:
-            sdk = api._get(api._url("/images/get"), params={"names": list(names)}, stream=True)
-            api._raise_for_status(sdk)
-        except docker.errors.NotFound as e:
-            raise InputError(
-                f"An image to deposit is not in the Docker Engine: {e.explanation}."
-            ) from e
-        except docker.errors.APIError as e:
-            raise EngineUnavailable(
-                f"The Docker Engine could not save images: {e.explanation}."
-            ) from e
-        except requests.exceptions.RequestException as e:
-            raise _unavailable(e) from e
-
-        def sdk_chunks() -> Iterator[bytes]:
-            try:
-                yield from sdk.iter_content(chunk_size, decode_unicode=False)
-            finally:
-                sdk.close()
-
-        return sdk_chunks()
+            return self._transport().request("GET", f"/images/get?{query}", timeout=timeout)
+        except EngineHTTPError as e:
+            if e.status == 404:
+                raise InputError(f"An image is not in the Docker Engine: {e.message}.") from e
+            raise _failed("save images", e) from e
 
     @staticmethod
-    def _chunks(response: http.client.HTTPResponse, size: int) -> Iterator[bytes]:
+    def _chunks(response: _Response, size: int) -> Iterator[bytes]:
         try:
             while chunk := response.read(size):
                 yield chunk
@@ -557,18 +498,11 @@ class DockerEngine:
         self.close()
 
     def history(self, image_id: str) -> list[dict[str, Any]]:
-        local = self._socket()
-        if local is not None:
-            try:
-                got = local.get_json(f"/images/{quote(image_id, safe='/:')}/history")
-            except EngineHTTPError as e:
-                raise _failed(f"give the history of {image_id}", e) from e
-            return list(reversed(got)) if isinstance(got, list) else []
         try:
-            items: list[dict[str, Any]] = self.api.history(image_id)
-        except self._errors() as e:
-            raise _unavailable(e) from e
-        return list(reversed(items))
+            got = _get_json(self._transport(), f"/images/{_path(image_id)}/history")
+        except EngineHTTPError as e:
+            raise _failed(f"give the history of {image_id}", e) from e
+        return list(reversed(got)) if isinstance(got, list) else []
 
     def pull(self, ref: str, platform: str | None = None) -> str | None:
         import docker
