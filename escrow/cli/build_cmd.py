@@ -97,18 +97,6 @@ def _report(
         )
 
 
-def _while_building(publisher: Publisher, depositing: bool) -> None:
-    """Work for the engine's build time: the key and the ledger; the deposit code."""
-    publisher.start()
-    if depositing:
-        import threading
-
-        def load() -> None:
-            import escrow.deposit.deposit  # noqa: F401 - imported now, used after the build
-
-        threading.Thread(target=load, name="escrow-prefetch", daemon=True).start()
-
-
 def _publisher(app: App) -> Publisher:
     from escrow.capture.publish import Publisher
 
@@ -237,7 +225,7 @@ def build(
             blobs=BlobStore(app.settings.blobs_dir),
             redactor=_redactor(app, secrets),
             progress=make_progress(sys.stderr, quiet=quiet),
-            on_build_started=lambda: _while_building(publisher, store is not None),
+            on_build_started=publisher.start,
             config_of=config_of,
             check=publisher.check,
         )

@@ -34,11 +34,17 @@ _CHUNK = 1 << 20
 _SMALL = 4 << 20
 
 
-def image_layers(store: DepositStore, image_id: str) -> list[str]:
-    """The diff IDs of a stored image (from its config); :class:`InputError` when absent."""
+def stored_config(store: DepositStore, image_id: str) -> dict[str, Any]:
+    """The raw config of a stored image; :class:`InputError` when absent or not an object."""
     config = json.loads(store.get(image_id))
     if not isinstance(config, dict):
         raise InputError(f"The deposited config of {image_id} is not a JSON object.")
+    return config
+
+
+def image_layers(store: DepositStore, image_id: str) -> list[str]:
+    """The diff IDs of a stored image (from its config); :class:`InputError` when absent."""
+    config = stored_config(store, image_id)
     return [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
 
 
@@ -55,10 +61,6 @@ class SaveReport:
     bytes_read: int = 0
     bytes_written: int = 0  # new blobs only
     blobs_new: int = 0
-
-
-def _save_stream(engine: DockerEngine, names: Sequence[str]) -> Iterator[bytes]:
-    return engine.save(names, chunk_size=_CHUNK)
 
 
 def _known_layers(
@@ -83,10 +85,7 @@ def saved_config(engine: DockerEngine, store: DepositStore, image_id: str) -> di
     with store.lock(exclusive=False):
         if missing_parts(store, image_id):
             save_images(engine, store, [image_id])
-        config = json.loads(store.get(image_id))
-    if not isinstance(config, dict):
-        raise InputError(f"The deposited config of {image_id} is not a JSON object.")
-    return config
+        return stored_config(store, image_id)
 
 
 def save_images(
@@ -106,7 +105,7 @@ def save_images(
         return report
     known = _known_layers(engine, store, image_ids) if speculate else {}
     lost = False
-    src = IterSource(_save_stream(engine, image_ids), "docker save")
+    src = IterSource(engine.save(image_ids, chunk_size=_CHUNK), "docker save")
     reader = BlockReader(src)
     small: dict[str, bytes] = {}
     stored: dict[str, str] = {}  # member name -> digest
