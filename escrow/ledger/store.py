@@ -42,6 +42,7 @@ from escrow.ledger import merkle
 from escrow.ledger.checkpoint import sign_checkpoint, verifier_key_line, verify_checkpoint
 from escrow.ledger.models import Checkpoint, Entry, KeyRecord, VerifyReport, rfc3339
 from escrow.signing.dsse import Envelope
+from escrow.signing.keyfile import ENCRYPTED_MARKER
 from escrow.signing.keys import PublicKey, SigningKey
 
 if TYPE_CHECKING:
@@ -531,7 +532,7 @@ class Ledger:
         pub = priv.with_name(priv.name.replace(".key.pem", "") + ".pub.pem")
         if pub.is_file():
             return PublicKey.from_pem(pub.read_bytes())
-        if priv.is_file() and (settings.passphrase or b"ENCRYPTED" not in priv.read_bytes()):
+        if priv.is_file() and (settings.passphrase or ENCRYPTED_MARKER not in priv.read_bytes()):
             return SigningKey.load(priv, settings.passphrase).public
         return None
 

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from escrow.config import Settings
 from escrow.errors import EscrowError, InputError, KeyLocked
+from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
 
 FIELD_NAME = "EscrowPackSignature"
 
@@ -67,13 +68,8 @@ def pack_key_paths(settings: Settings) -> tuple[Path, Path]:
 
 
 def _load_private(path: Path, passphrase: str | None) -> ec.EllipticCurvePrivateKey:
-    data = path.read_bytes()
-    encrypted = b"ENCRYPTED PRIVATE KEY" in data
-    if encrypted and not passphrase:
-        raise KeyLocked(
-            f"The pack signing key {path} is encrypted and no passphrase was given.",
-            hint="Set ESCROW_KEY_PASSPHRASE.",
-        )
+    data = read_key_file(path, passphrase)
+    encrypted = ENCRYPTED_MARKER in data
     try:
         key = serialization.load_pem_private_key(
             data, password=passphrase.encode() if encrypted and passphrase else None
