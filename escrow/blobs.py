@@ -19,13 +19,15 @@ from typing import BinaryIO
 
 from escrow.errors import InputError
 
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+#: a bare lower-case SHA-256 hex digest
+HEX = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 
-def _check_digest(digest: str) -> str:
+def check_digest(digest: str) -> str:
+    """``digest`` as bare lower-case hex; :class:`InputError` unless it is a SHA-256."""
     d = digest.removeprefix("sha256:").lower()
-    if not _HEX.match(d):
+    if not HEX.match(d):
         raise InputError(f"{digest!r} is not a SHA-256 hex digest.")
     return d
 
@@ -37,7 +39,7 @@ class BlobStore:
         self.root = Path(root)
 
     def path(self, digest: str) -> Path:
-        d = _check_digest(digest)
+        d = check_digest(digest)
         return self.root / d[:2] / d
 
     def __contains__(self, digest: object) -> bool:
@@ -95,10 +97,10 @@ class BlobStore:
             data = path.read_bytes()
         except FileNotFoundError as e:
             raise InputError(
-                f"The blob {_check_digest(digest)} is not in the blob store {self.root}.",
+                f"The blob {check_digest(digest)} is not in the blob store {self.root}.",
                 hint="It was recorded on another machine, or the blob store was cleaned.",
             ) from e
-        if hashlib.sha256(data).hexdigest() != _check_digest(digest):
+        if hashlib.sha256(data).hexdigest() != check_digest(digest):
             raise InputError(f"The blob {path} does not match its SHA-256 name (corrupted).")
         return data
 
@@ -107,7 +109,7 @@ class BlobStore:
             return self.path(digest).open("rb")
         except FileNotFoundError as e:
             raise InputError(
-                f"The blob {_check_digest(digest)} is not in the blob store {self.root}."
+                f"The blob {check_digest(digest)} is not in the blob store {self.root}."
             ) from e
 
     def size(self, digest: str) -> int:
@@ -119,5 +121,5 @@ class BlobStore:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and len(sub.name) == 2:
                 for f in sorted(sub.iterdir()):
-                    if _HEX.match(f.name):
+                    if HEX.match(f.name):
                         yield f.name

@@ -40,9 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from escrow.blobs import HEX
 from escrow.deposit.deposit import check_record, find_record, record_blobs, utc_now
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
-from escrow.deposit.store import HEX, IMPORTS, DepositStore, FileDepositStore
+from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import CheckFailed, InputError, SignatureError
 

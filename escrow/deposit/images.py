@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from escrow.deposit.store import DepositStore, check_digest
+from escrow.blobs import check_digest
+from escrow.deposit.store import DepositStore
 from escrow.errors import EngineUnavailable, InputError
 
 if TYPE_CHECKING:

@@ -40,7 +40,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from escrow.deposit.store import _NAMESPACES, ENTRIES, IMPORTS, SpoolWriter, check_digest
+from escrow.blobs import check_digest
+from escrow.deposit.store import _NAMESPACES, ENTRIES, IMPORTS, SpoolWriter
 from escrow.errors import InputError
 
 SCHEME = "oci://"

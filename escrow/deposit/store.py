@@ -20,28 +20,19 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from escrow.blobs import HEX, check_digest
 from escrow.errors import EnvironmentProblem, InputError
 
-HEX = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 #: reference namespaces
 ENTRIES = "entries"
 IMPORTS = "imports"
 _NAMESPACES = (ENTRIES, IMPORTS)
-
-
-def check_digest(digest: str) -> str:
-    """``digest`` as bare lower-case hex; :class:`InputError` unless it is a SHA-256."""
-    d = digest.removeprefix("sha256:").lower()
-    if not HEX.match(d):
-        raise InputError(f"{digest!r} is not a SHA-256 hex digest.")
-    return d
 
 
 class BlobWriter(Protocol):
