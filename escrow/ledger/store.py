@@ -182,6 +182,25 @@ def make_engine(url: str) -> Engine:
     )
 
 
+def create_missing_tables(engine: Engine, *tables: Any) -> None:
+    """Create those of ``tables`` that are missing, in one serialised write transaction.
+
+    For tables that live beside the ledger (the server's tokens and pack jobs).  On
+    SQLite the transaction starts with ``BEGIN IMMEDIATE``, so a process starting while
+    another writes waits for the write lock; a deferred transaction would read first
+    and then fail at once with "database is locked" when it cannot upgrade.  On
+    PostgreSQL the ledger's advisory lock keeps servers starting together from racing
+    on the catalogue.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(escrow_write=True)
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+            for table in tables:
+                table.create(conn, checkfirst=True)
+
+
 @contextmanager
 def db_errors(url: str) -> Iterator[None]:
     """Turn driver failures into :class:`DatabaseUnavailable` (exit 3).

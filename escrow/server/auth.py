@@ -130,14 +130,9 @@ class TokenStore:
     @classmethod
     def create_tables(cls, engine: Engine) -> None:
         """Create the ``server_tokens`` table when missing (safe with several servers starting)."""
-        from sqlalchemy.exc import DBAPIError
+        from escrow.ledger.store import create_missing_tables
 
-        table = ServerToken.__table__  # type: ignore[attr-defined]
-        try:
-            table.create(engine, checkfirst=True)
-        except DBAPIError:
-            # Another server created it between the check and the CREATE.
-            table.create(engine, checkfirst=True)
+        create_missing_tables(engine, ServerToken.__table__)  # type: ignore[attr-defined]
 
     def _session(self, *, write: bool = False) -> Any:
         from sqlmodel import Session

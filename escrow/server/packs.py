@@ -122,13 +122,9 @@ class PackJobs:
 
     @classmethod
     def create_tables(cls, engine: Engine) -> None:
-        from sqlalchemy.exc import DBAPIError
+        from escrow.ledger.store import create_missing_tables
 
-        table = PackJob.__table__  # type: ignore[attr-defined]
-        try:
-            table.create(engine, checkfirst=True)
-        except DBAPIError:
-            table.create(engine, checkfirst=True)  # another server created it meanwhile
+        create_missing_tables(engine, PackJob.__table__)  # type: ignore[attr-defined]
 
     def _session(self, *, write: bool = False) -> Any:
         from sqlmodel import Session
