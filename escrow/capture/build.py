@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +281,22 @@ def steps_section(
     return out
 
 
+def _ahead(
+    config_of: Callable[[str], dict[str, Any]], image_id: str
+) -> Callable[[str], dict[str, Any]]:
+    """``config_of`` with the answer for ``image_id`` already on its way (in a thread,
+    while the steps and the history are read): ``escrow build``'s save of the image."""
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-config")
+    future = pool.submit(config_of, image_id)
+    pool.shutdown(wait=False)
+
+    def read(wanted: str) -> dict[str, Any]:
+        got = future.result()
+        return got if wanted == image_id else config_of(wanted)
+
+    return read
+
+
 def phoenix_build(
     request: BuildRequest,
     *,
@@ -322,19 +338,30 @@ def phoenix_build(
     if request.target is not None:
         df.stage_index(request.target)
     _learn_dockerfile_secrets(df, redactor)
-    # git and the engine's own facts are asked for while the engine builds
-    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="escrow-facts")
-    source_future = pool.submit(git_source, root)
-    facts_future = pool.submit(engine.facts)
-    pool.shutdown(wait=False)
     bases, pulled = resolve_bases(df, engine, pull=request.pull)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     parser = StepParser(progress, redactor.text)
-    if on_build_started is not None:
-        on_build_started()
+    # git, the engine's own facts and ``on_build_started`` run while the engine
+    # builds: they start once the whole context is on its way, so that they do not
+    # hold up the request itself.
+    background: list[concurrent.futures.Future[Any]] = []
+
+    def start_background() -> None:
+        if background:
+            return
+        pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="escrow-facts")
+        background.extend((pool.submit(git_source, root), pool.submit(engine.facts)))
+        pool.shutdown(wait=False)
+        if on_build_started is not None:
+            on_build_started()
+
+    def archive() -> Iterator[bytes]:
+        yield from stream.chunks()
+        start_background()
+
     messages = engine.build(
-        stream.chunks(),
+        archive(),
         dockerfile=stream.dockerfile_in_archive,
         tags=list(request.tags),
         build_args=args,
@@ -363,8 +390,9 @@ def phoenix_build(
         if close is not None:
             close()  # a build stopped early: the engine sees the connection close
     ctx = stream.result()
-    source = source_future.result()
-    engine_facts = facts_future.result()
+    start_background()  # when the engine stopped reading the context early
+    source = background[0].result()
+    engine_facts = background[1].result()
     inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
     result = parser.finish()
     if result.error is not None and not result.steps:
@@ -375,6 +403,8 @@ def phoenix_build(
         )
 
     status = "succeeded" if result.error is None and result.image_id else "failed"
+    if status == "succeeded" and config_of is not None:
+        config_of = _ahead(config_of, str(result.image_id))
     history_items = (
         engine.history(result.image_id) if status == "succeeded" and result.image_id else []
     )

@@ -95,9 +95,10 @@ def save_images(
     """Stream ``docker save`` of ``image_ids`` into ``store``: configs and layers by digest.
 
     A layer whose size is that of a layer of these images the store already
-    holds is only hashed, not written (the base layers of a daily build); if
-    its hash turns out to be another, the save is streamed once more without
-    this shortcut.
+    holds is only hashed, not written (the base layers of a daily build).  A
+    small one is kept in memory meanwhile and stored if its hash turns out to be
+    another; for a large one, the save is then streamed once more without this
+    shortcut.
     """
     from escrow.rebuild.layers import BlockReader, IterSource, iter_members
 
@@ -129,6 +130,18 @@ def save_images(
                 stored[name] = store.put(small[name])
             continue
         if name.endswith("/json") or name.endswith("/VERSION") or name == "oci-layout":
+            continue
+        if member.size in known and member.size <= _SMALL:
+            # Small layers often share a size (tar sizes are multiples of 512): keep
+            # the bytes, so that a new one is stored without streaming again.
+            data = member.read(_SMALL)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest not in known[member.size]:
+                stored[name] = store.put(data)
+                report.bytes_written += member.size
+                report.blobs_new += 1
+            else:
+                stored[name] = digest
             continue
         if member.size in known:
             h = hashlib.sha256()
