@@ -12,7 +12,9 @@ Target (issue 5): escrow at most 1.10x the time of docker build.
 escrow's own modules are byte-compiled first, as ``pip install`` does for an
 installed package (the venv's editable install would otherwise compile them in
 every process when ``PYTHONDONTWRITEBYTECODE`` is set).  ``escrow build
---no-deposit`` is timed too, for information: the deposit is on by default.
+--no-deposit`` is timed too, for information: the deposit is on by default; so is
+the least any Python client does (tar the context, ``POST /build``, read the
+stream), which shows how much of the overhead is Python's start-up alone.
 """
 
 from __future__ import annotations
@@ -31,6 +33,28 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 DOCKER = "/usr/bin/docker"
+
+
+#: A floor for any Python client: tar the context, ``POST /build`` on the local
+#: socket, read the stream to its end -- no hashing, recording, signing or deposit.
+POST_ONLY = """
+import http.client, io, json, socket, sys, tarfile, urllib.parse
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    t.add(sys.argv[1], arcname=".")
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/var/run/docker.sock")
+query = urllib.parse.urlencode({"nocache": "1", "rm": "1", "forcerm": "1",
+    "t": "escrow-bench/app:python", "buildargs": json.dumps({"BASE": sys.argv[2]})})
+conn = Unix("localhost")
+conn.request("POST", "/build?" + query, body=buf.getvalue(),
+    headers={"Content-Type": "application/x-tar"})
+for line in conn.getresponse():
+    if b'"error"' in line:
+        sys.exit(line.decode())
+"""
 
 
 def main() -> None:
@@ -72,6 +96,9 @@ def main() -> None:
         ],
     }
     commands["escrow build --no-deposit"] = [*commands["escrow build"], "--no-deposit"]
+    floor = work / "post_only.py"
+    floor.write_text(POST_ONLY)
+    commands["python: POST /build only"] = [sys.executable, str(floor), str(ctx), BASE_TAG]
     for cmd in commands.values():  # warm-up
         subprocess.run(cmd, env=env, check=True, capture_output=True)
     times: dict[str, list[float]] = {k: [] for k in commands}
