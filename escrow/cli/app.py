@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from escrow.config import Settings, load_settings
-from escrow.errors import DatabaseUnavailable
+from escrow.errors import DatabaseUnavailable, UsageError
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Ledger
@@ -44,7 +45,7 @@ class App:
         if self.settings.server:
             from escrow.server.client import RemoteLedger
 
-            return RemoteLedger.open(self.settings)
+            return _closed_after_command(RemoteLedger.open(self.settings))
         return self.local_ledger()
 
     def local_ledger(self, *, create: bool = False) -> Ledger:
@@ -63,7 +64,7 @@ class App:
                     f"There is no ledger at {path}.",
                     hint="Run `escrow init` first, or set ESCROW_HOME or ESCROW_DB_URL.",
                 )
-        return Ledger.open(self.settings)
+        return _closed_after_command(Ledger.open(self.settings))
 
     # -- output ----------------------------------------------------------
     @staticmethod
@@ -82,8 +83,38 @@ class App:
         click.echo(message)
 
 
+_L = TypeVar("_L", "Ledger", "RemoteLedger")
+
+
+def _closed_after_command(ledger: _L) -> _L:
+    """Close ``ledger`` when the running command ends (closing twice is harmless), so
+    that a command need not hold it in a ``with`` block to release its connections."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(ledger.close)
+    return ledger
+
+
 pass_app = click.make_pass_decorator(App)
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else."
 )
+
+
+def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
+    """RFC 3339 (``Z`` or offset) or a bare date; naive times are UTC."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+            return day + timedelta(days=1) if end_of_day else day  # --until is exclusive
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a date or an RFC 3339 time.",
+            hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

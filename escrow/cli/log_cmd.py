@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, json_option, parse_time, pass_app
 from escrow.documents.types import SCHEMA_NAMES
+from escrow.errors import UsageError
 
 
 def _kind(predicate_type: str) -> str:
@@ -37,6 +38,10 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 @click.command()
 @click.option("--project", help="Only entries of this project.")
 @click.option("--image", "image_id", help="Only entries of this image ID (sha256:…).")
+@click.option("--diff-id", help="Only builds with this layer diff ID (sha256:…).")
+@click.option("--signer", help="Only entries signed by this key ID (`escrow keys list`).")
+@click.option("--since", help="From this date or RFC 3339 time (integration time, inclusive).")
+@click.option("--until", help="Before this time, exclusive (a bare date includes that whole day).")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option(
     "--after", type=click.IntRange(min=-1), default=None, help="Cursor: entries after this index."
@@ -47,13 +52,33 @@ def log(
     app: App,
     project: str | None,
     image_id: str | None,
+    diff_id: str | None,
+    signer: str | None,
+    since: str | None,
+    until: str | None,
     limit: int,
     after: int | None,
     as_json: bool,
 ) -> None:
-    """List ledger entries, oldest first."""
+    """List ledger entries, oldest first, filtered by indexed columns.
+
+    Filters combine (all must match). Pages: pass the last index printed as --after.
+    """
+    start = parse_time(since, "--since") if since else None
+    end = parse_time(until, "--until", end_of_day=True) if until else None
+    if start and end and start > end:
+        raise UsageError("--since is after --until.")
     ledger = app.ledger()
-    entries = ledger.entries(project=project, image_id=image_id, after=after, limit=limit)
+    entries = ledger.entries(
+        project=project,
+        image_id=image_id,
+        diff_id=diff_id,
+        signer=signer,
+        since=start,
+        until=end,
+        after=after,
+        limit=limit,
+    )
     rows = [entry_summary(e) for e in entries]
     if as_json:
         app.emit_json({"entries": rows, "size": ledger.size()})

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, json_option, parse_time, pass_app
 from escrow.errors import InputError, UsageError
-
-
-def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
-    """RFC 3339 (``Z`` or offset) or a bare date; naive times are UTC."""
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-            return day + timedelta(days=1) if end_of_day else day  # --until is exclusive
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not a date or an RFC 3339 time.",
-            hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 @click.group(invoke_without_command=True)

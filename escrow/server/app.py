@@ -379,7 +379,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         signer: Text = None,
         predicate_type: Text = None,
         since: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
-        until: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+        until: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
         after: Annotated[
             int | None, Query(ge=-1, le=m.MAX_INT, description="Cursor: entries after this index")
         ] = None,

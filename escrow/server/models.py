@@ -207,7 +207,7 @@ class PackIn(BaseModel):
         default_factory=list, max_length=100, description="Projects; empty means all."
     )
     since: datetime | None = Field(None, description="RFC 3339 time (inclusive).")
-    until: datetime | None = Field(None, description="RFC 3339 time (inclusive).")
+    until: datetime | None = Field(None, description="RFC 3339 time (exclusive).")
     entries: list[Annotated[int, Field(ge=0, le=MAX_INT)]] = Field(
         default_factory=list, max_length=10000, description="Only these ledger indexes."
     )

@@ -180,3 +180,48 @@ def manifest_without_project(env: LedgerEnv) -> str:
     st = manifest(400)
     del st["predicate"]["build"]["project"]
     return raw_sign(st, env.build_key).to_bytes().decode()
+
+
+def test_log_filters_by_every_indexed_column(home: LedgerEnv, cli: Any) -> None:
+    """`escrow log` offers the ledger's queries: project, image, diff ID, signer, period."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger_helpers import diff_ids, manifest
+
+    other = SigningKey.generate()
+    with home.open() as lg:
+        lg.register_key(other.public, "other")
+        before = datetime.now(UTC)
+        made = [
+            lg.append(home.envelope(10, project="gamma"))[0],
+            lg.append(home.envelope(11, project="gamma", key=other))[0],
+        ]
+        after = datetime.now(UTC)
+        size = lg.size()
+
+    def indexes(*args: str) -> list[int]:
+        r = cli(["log", "--json", *args])
+        assert r.exit_code == 0, r.stderr
+        return [e["index"] for e in r.json()["entries"]]
+
+    assert indexes("--project", "gamma") == [e.index for e in made]
+    assert indexes("--image", made[0].image_id) == [made[0].index]
+    assert indexes("--diff-id", diff_ids(manifest(11))[1]) == [made[1].index]
+    assert len(indexes("--diff-id", diff_ids(manifest(11))[0])) == 7  # the shared base layer
+    assert indexes("--signer", other.keyid) == [made[1].index]
+    assert indexes("--signer", home.build_key.keyid, "--project", "gamma") == [made[0].index]
+    stamp = before.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert indexes("--since", stamp, "--project", "gamma") == [e.index for e in made]
+    # --until is exclusive; a bare date includes its whole day
+    assert indexes("--since", stamp, "--until", made[1].integrated_at.isoformat()) == [
+        made[0].index
+    ]
+    today = after.strftime("%Y-%m-%d")
+    assert indexes("--since", stamp, "--until", today) == list(range(made[0].index, size))
+    tomorrow = (after + timedelta(days=1)).strftime("%Y-%m-%d")
+    assert indexes("--since", tomorrow) == []
+    r = cli(["log", "--since", "yesterday"])
+    assert r.exit_code == 2 and "--since 'yesterday' is not a date" in r.stderr
+    later = (after + timedelta(days=2)).strftime("%Y-%m-%d")
+    r = cli(["log", "--since", later, "--until", today])
+    assert r.exit_code == 2 and "--since is after --until" in r.stderr

@@ -281,6 +281,17 @@ def test_list_filters_and_cursor(live_server: LiveServer) -> None:
         by_layer = c.get("/v1/entries", params={"diff_id": diff_id}).json()["entries"]
         assert len(by_layer) == 3
         assert c.get("/v1/entries", params={"project": "gamma"}).json()["entries"] == []
+        # a period is [since, until): an entry integrated at `until` is outside it
+        last = alpha["entries"][-1]
+        at = {"since": alpha["entries"][0]["integrated_at"], "until": last["integrated_at"]}
+        period = c.get("/v1/entries", params={"project": "alpha", **at}).json()["entries"]
+        assert [e["index"] for e in period] == [alpha["entries"][0]["index"]]
+        doc = c.get("/openapi.json").json()
+        params = {p["name"]: p for p in doc["paths"]["/v1/entries"]["get"]["parameters"]}
+        assert "exclusive" in params["until"]["description"]
+        assert "inclusive" in params["since"]["description"]
+        pack_body = doc["components"]["schemas"]["PackIn"]["properties"]
+        assert "exclusive" in pack_body["until"]["description"]
 
 
 def test_proofs_verify(live_server: LiveServer) -> None:
