@@ -11,6 +11,7 @@ appending are the caller's (:mod:`escrow.capture.publish`).
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,10 +286,23 @@ def _ahead(
     config_of: Callable[[str], dict[str, Any]], image_id: str
 ) -> Callable[[str], dict[str, Any]]:
     """``config_of`` with the answer for ``image_id`` already on its way (in a thread,
-    while the steps and the history are read): ``escrow build``'s save of the image."""
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-config")
-    future = pool.submit(config_of, image_id)
-    pool.shutdown(wait=False)
+    while the steps and the history are read): ``escrow build``'s save of the image.
+
+    The thread is a daemon: a build interrupted meanwhile (Ctrl-C, an error) exits
+    without waiting for the save of a large image to finish (the deposit store writes
+    each blob to a temporary file first, so nothing half-written is left under a name).
+    """
+    future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(config_of(image_id))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by the future
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="escrow-config", daemon=True).start()
 
     def read(wanted: str) -> dict[str, Any]:
         got = future.result()
