@@ -86,11 +86,13 @@ def log(
     if not rows:
         app.say("No entries.")
         return
+    head = ("INDEX", "INTEGRATED (UTC)", "KIND", "PROJECT", "IMAGE")
+    app.out(f"{head[0]:>6}  {head[1]:<19}  {head[2]:<20} {head[3]:<16} {head[4]:<12}  STATUS")
     for r in rows:
         image = (r["image_id"] or "-").removeprefix("sha256:")[:12]
         app.out(
             f"{r['index']:>6}  {r['integrated_at'][:19]}  {r['kind']:<20} "
-            f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}"
+            f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}".rstrip()
         )
 
 

@@ -225,3 +225,27 @@ def test_log_filters_by_every_indexed_column(home: LedgerEnv, cli: Any) -> None:
     later = (after + timedelta(days=2)).strftime("%Y-%m-%d")
     r = cli(["log", "--since", later, "--until", today])
     assert r.exit_code == 2 and "--since is after --until" in r.stderr
+
+
+def test_log_prints_a_table_with_a_header(home: LedgerEnv, cli: Any) -> None:
+    r = cli(["log", "--limit", "2"])
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == [
+        "INDEX",
+        "INTEGRATED",
+        "(UTC)",
+        "KIND",
+        "PROJECT",
+        "IMAGE",
+        "STATUS",
+    ]
+    assert len(lines) == 3
+    assert lines[1].split()[:3] == ["0", lines[1].split()[1], "key-event"]
+    with home.open() as lg:
+        first = lg.get(1)
+    row = lines[2].split()
+    assert row[0] == "1" and row[2:4] == ["build-manifest", "proj"]
+    assert row[4] == first.image_id.removeprefix("sha256:")[:12] and row[5] == "succeeded"
+    r = cli(["log", "--project", "nobody"])
+    assert r.exit_code == 0 and r.stdout == "" and "No entries." in r.stderr
