@@ -50,6 +50,8 @@ class BuildRequest:
     project: str | None = None
     #: pull every base image fresh from its registry and pin it by manifest digest
     pull: bool = False
+    #: labels set on the image (``docker build --label``), recorded as inputs
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -65,14 +67,20 @@ class BuildOutcome:
 
 def parse_build_args(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """``K=V`` strings → pairs; a value without ``=`` is a usage error."""
+    return _pairs(values, "build argument", "--build-arg")
+
+
+def parse_labels(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``--label K=V`` strings → pairs; a value without ``=`` is a usage error."""
+    return _pairs(values, "label", "--label")
+
+
+def _pairs(values: Sequence[str], what: str, option: str) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for v in values:
         name, eq, value = v.partition("=")
         if not eq or not name:
-            raise UsageError(
-                f"The build argument {v!r} has no '='.",
-                hint="Write --build-arg NAME=VALUE.",
-            )
+            raise UsageError(f"The {what} {v!r} has no '='.", hint=f"Write {option} NAME=VALUE.")
         out.append((name, value))
     return tuple(out)
 
@@ -345,6 +353,7 @@ def phoenix_build(
     project = request.project or default_project(request.context)
     args = dict(request.build_args)
     arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
+    label_records = [redactor.build_arg(name, value) for name, value in request.labels]
 
     stream = ContextStream(request.context, request.dockerfile)
     root = stream.plan.root
@@ -381,6 +390,7 @@ def phoenix_build(
         build_args=args,
         target=request.target,
         platform=request.platform,
+        labels=dict(request.labels),
     )
     stopped = False
     try:
@@ -408,6 +418,8 @@ def phoenix_build(
     source = background[0].result()
     engine_facts = background[1].result()
     inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
+    if label_records:
+        inputs["labels"] = label_records
     result = parser.finish()
     if result.error is not None and not result.steps:
         progress.finish("escrow: the Docker Engine rejected the build.")

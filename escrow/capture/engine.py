@@ -49,9 +49,11 @@ class Engine(Protocol):
         build_args: Mapping[str, str],
         target: str | None,
         platform: str | None,
+        labels: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Run a no-cache build of ``archive`` (the context tar, streamed); yield the
-        engine's decoded JSON messages."""
+        engine's decoded JSON messages.  ``labels`` are set on the image, as
+        ``docker build --label`` does."""
         ...
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
@@ -377,6 +379,7 @@ class DockerEngine:
         build_args: Mapping[str, str],
         target: str | None,
         platform: str | None,
+        labels: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """``POST /build`` with the options ``APIClient.build`` sends for the same call."""
         params: dict[str, str] = {
@@ -394,6 +397,8 @@ class DockerEngine:
             params["target"] = target
         if platform:
             params["platform"] = platform
+        if labels:
+            params["labels"] = json.dumps(dict(labels))
         try:
             response = self._transport().request(
                 "POST",

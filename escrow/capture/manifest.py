@@ -93,6 +93,8 @@ def runtime_config(config: Mapping[str, Any] | None, redactor: Redactor) -> dict
         value = config.get(key)
         if key == "Env":
             value = redactor.env(value)
+        elif key == "Labels":
+            value = redactor.labels(value)
         out[key] = value
     return out
 

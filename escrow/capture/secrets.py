@@ -139,6 +139,19 @@ class Redactor:
             return record
         return {"name": name, "value": value}
 
+    def labels(self, labels: Mapping[str, str] | None) -> dict[str, str] | None:
+        """The image's ``Labels`` with the values of secret-named labels replaced."""
+        if labels is None:
+            return None
+        out: dict[str, str] = {}
+        for name, value in labels.items():
+            if self.is_secret(name):
+                self.learn(name, str(value))
+                out[name] = self.placeholder(name)
+            else:
+                out[name] = self.text(str(value))
+        return out
+
     def env(self, entries: list[str] | None) -> list[str] | None:
         """A runtime ``Env`` list with secret values replaced."""
         if entries is None:

@@ -120,6 +120,13 @@ def _publisher(app: App) -> Publisher:
     metavar="NAME=VALUE",
     help="A build argument (repeatable).",
 )
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A label set on the image (repeatable), as with docker build; recorded as an input.",
+)
 @click.option("--target", help="Build only up to this stage.")
 @click.option("--platform", help="Target platform, e.g. linux/amd64.")
 @click.option(
@@ -156,6 +163,7 @@ def build(
     dockerfile: Path | None,
     tags: tuple[str, ...],
     build_args: tuple[str, ...],
+    labels: tuple[str, ...],
     target: str | None,
     platform: str | None,
     no_deposit: bool,
@@ -179,11 +187,12 @@ def build(
     leaves the build recorded without any pushed digest, and exits with 3.
     """
     from escrow.blobs import BlobStore
-    from escrow.capture.build import BuildRequest, parse_build_args, phoenix_build
+    from escrow.capture.build import BuildRequest, parse_build_args, parse_labels, phoenix_build
     from escrow.capture.engine import DockerEngine
     from escrow.capture.progress import make_progress
 
     args = parse_build_args(build_args)
+    image_labels = parse_labels(labels)
     if not context.is_dir():
         raise InputError(
             f"The build context {context} is not a directory.",
@@ -198,6 +207,7 @@ def build(
         platform=platform,
         project=project,
         pull=pull,
+        labels=image_labels,
     )
     store = None
     if not no_deposit and not app.settings.server:

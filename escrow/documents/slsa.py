@@ -269,6 +269,7 @@ def provenance_statement(
             if _hex(context.get("treeDigest"))
             else None,
             "buildArgs": _build_args(inputs.get("buildArgs")),
+            "labels": _build_args(inputs.get("labels")),
             "target": inputs.get("target"),
             "platform": inputs.get("platform"),
             "command": inputs.get("command"),

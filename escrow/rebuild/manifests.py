@@ -192,9 +192,11 @@ def _arg_value(record: Mapping[str, Any] | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _args_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
-    aa = {str(x["name"]): x for x in a.get("buildArgs") or []}
-    ab = {str(x["name"]): x for x in b.get("buildArgs") or []}
+def _args_diff(
+    a: Mapping[str, Any], b: Mapping[str, Any], key: str = "buildArgs"
+) -> list[dict[str, Any]]:
+    aa = {str(x["name"]): x for x in a.get(key) or []}
+    ab = {str(x["name"]): x for x in b.get(key) or []}
     out = []
     for name in sorted(set(aa) | set(ab)):
         xa, xb = aa.get(name), ab.get(name)
@@ -233,6 +235,7 @@ def diff_inputs(
         "context": _context_diff(ia, ib, blobs),
         "baseImages": _base_diff(ia, ib),
         "buildArgs": _args_diff(ia, ib),
+        "labels": _args_diff(ia, ib, "labels"),
         "other": _simple(ia, ib, ("target", "platform")),
     }
     sa, sb = ia.get("source") or {}, ib.get("source") or {}
@@ -448,6 +451,9 @@ def render_diff(doc: Mapping[str, Any]) -> str:
     for arg in inputs["buildArgs"]:
         quiet = False
         lines.append(f"  build arg {arg['name']}: {arg['original']} -> {arg['rebuilt']}")
+    for label in inputs.get("labels") or []:
+        quiet = False
+        lines.append(f"  label {label['name']}: {label['original']} -> {label['rebuilt']}")
     for item in [*inputs["other"], *inputs["source"]]:
         quiet = False
         lines.append(f"  {item['field']}: {item['original']} -> {item['rebuilt']}")

@@ -287,6 +287,28 @@ def check_build_args(
     return args, missing
 
 
+def recorded_labels(
+    predicate: Mapping[str, Any],
+) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """The ``--label`` values of the recorded build, and those that cannot be given again
+    (a secret-named label, or a URL whose credentials were stripped, is recorded only
+    as a salted digest)."""
+    labels: list[tuple[str, str]] = []
+    missing: list[dict[str, Any]] = []
+    for r in predicate["inputs"].get("labels") or []:
+        if r.get("secret") or r.get("credentialsStripped") or r.get("value") is None:
+            missing.append(
+                {
+                    "kind": "label",
+                    "name": str(r["name"]),
+                    "reason": "recorded as a salted digest; its value is not in the record",
+                }
+            )
+        else:
+            labels.append((str(r["name"]), str(r["value"])))
+    return labels, missing
+
+
 def rewrite_from_lines(text: str, build_args: Mapping[str, str], ids: Mapping[int, str]) -> str:
     """Rewrite the ``FROM`` of each stage index in ``ids`` to that image ID."""
     from escrow.capture import dockerfile as dfparse
@@ -457,7 +479,8 @@ def rebuild_entry(
         builder = builder_section(engine.facts(), ci_facts(), builder_id(ci_facts()))
         plan = check_bases(original, engine)
         args, missing_args = check_build_args(original, options.build_args)
-        missing = plan.missing + missing_args
+        labels, missing_labels = recorded_labels(original)
+        missing = plan.missing + missing_args + missing_labels
 
         def finish(
             verdict: dict[str, Any], rebuilt: Mapping[str, Any] | None, result_extra: dict[str, Any]
@@ -515,6 +538,7 @@ def rebuild_entry(
             tags=(tag,),
             dockerfile=build_file,
             build_args=tuple(args),
+            labels=tuple(labels),
             target=inputs.get("target"),
             platform=inputs.get("platform"),
             project=str(original["build"]["project"]),
