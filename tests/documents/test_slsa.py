@@ -259,3 +259,22 @@ def test_golden_fixture_matches_the_mapping(manifest: dict[str, Any]) -> None:
     golden = load(ASSETS / "documents" / "slsa-provenance.example.json")
     assert provenance_statement(manifest, envelope=envelope, ledger=ledger) == golden
     assert oracle_errors(golden) == []
+
+
+def test_labels_are_external_parameters(manifest: dict[str, Any]) -> None:
+    m = copy.deepcopy(manifest)
+    assert (
+        "labels"
+        not in provenance_statement(
+            m, envelope=b"{}", ledger={"ledgerIndex": 1, "leafHash": "ab" * 32}
+        )["predicate"]["buildDefinition"]["externalParameters"]
+    )
+    secret = {"name": "DEPLOY_TOKEN", "secret": True, "salt": "00" * 16, "sha256": "cd" * 32}
+    m["predicate"]["inputs"]["labels"] = [{"name": "tier", "value": "1"}, secret]
+    assert validate_document(m)
+    doc = provenance_statement(m, envelope=b"{}", ledger={"ledgerIndex": 1, "leafHash": "ab" * 32})
+    assert oracle_errors(doc) == []
+    assert doc["predicate"]["buildDefinition"]["externalParameters"]["labels"] == {
+        "tier": "1",
+        "DEPLOY_TOKEN": {"salt": "00" * 16, "sha256": "cd" * 32},
+    }
