@@ -40,6 +40,11 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 @click.option("--image", "image_id", help="Only entries of this image ID (sha256:…).")
 @click.option("--diff-id", help="Only builds with this layer diff ID (sha256:…).")
 @click.option("--signer", help="Only entries signed by this key ID (`escrow keys list`).")
+@click.option(
+    "--kind",
+    type=click.Choice(sorted(SCHEMA_NAMES.values())),
+    help="Only entries of this kind (the predicate type).",
+)
 @click.option("--since", help="From this date or RFC 3339 time (integration time, inclusive).")
 @click.option("--until", help="Before this time, exclusive (a bare date includes that whole day).")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
@@ -54,6 +59,7 @@ def log(
     image_id: str | None,
     diff_id: str | None,
     signer: str | None,
+    kind: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -74,6 +80,7 @@ def log(
         image_id=image_id,
         diff_id=diff_id,
         signer=signer,
+        predicate_type=next((t for t, n in SCHEMA_NAMES.items() if n == kind), None),
         since=start,
         until=end,
         after=after,

@@ -210,6 +210,9 @@ def test_log_filters_by_every_indexed_column(home: LedgerEnv, cli: Any) -> None:
     assert len(indexes("--diff-id", diff_ids(manifest(11))[0])) == 7  # the shared base layer
     assert indexes("--signer", other.keyid) == [made[1].index]
     assert indexes("--signer", home.build_key.keyid, "--project", "gamma") == [made[0].index]
+    assert indexes("--kind", "key-event") == [0, made[0].index - 1]
+    assert indexes("--kind", "build-manifest", "--project", "gamma") == [e.index for e in made]
+    assert indexes("--kind", "audit-pack") == []
     stamp = before.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert indexes("--since", stamp, "--project", "gamma") == [e.index for e in made]
     # --until is exclusive; a bare date includes its whole day
