@@ -201,6 +201,13 @@ def create_missing_tables(engine: Engine, *tables: Any) -> None:
                 table.create(conn, checkfirst=True)
 
 
+def _reason(error: object) -> str:
+    """A driver's message as one clause: its first line, without closing punctuation
+    (psycopg adds a second line of advice, "Is the server running…?")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__).rstrip(" .?!:;")
+
+
 @contextmanager
 def db_errors(url: str) -> Iterator[None]:
     """Turn driver failures into :class:`DatabaseUnavailable` (exit 3).
@@ -215,25 +222,29 @@ def db_errors(url: str) -> Iterator[None]:
         yield
     except sqlite3.OperationalError as e:  # the ledger's own sqlite3 connections
         raise DatabaseUnavailable(
-            f"The ledger database {redacted(url)} is unavailable: {str(e).strip()}.",
+            f"The ledger database {redacted(url)} is unavailable: {_reason(e)}.",
             hint="Check ESCROW_DB_URL and that the database file can be written.",
         ) from e
     except sqlite3.Error as e:
-        raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
+        raise DatabaseUnavailable(
+            f"The ledger database {redacted(url)} failed: {_reason(e)}."
+        ) from e
     except Exception as e:
         exc: Any = sys.modules.get("sqlalchemy.exc")
         if exc is None or not isinstance(e, exc.SQLAlchemyError):
             raise
         if isinstance(e, exc.OperationalError):
             raise DatabaseUnavailable(
-                f"The ledger database {redacted(url)} is unavailable: {str(e.orig).strip()}.",
+                f"The ledger database {redacted(url)} is unavailable: {_reason(e.orig)}.",
                 hint="Check ESCROW_DB_URL and that the database server is running.",
             ) from e
         if isinstance(e, exc.DBAPIError):
             raise DatabaseUnavailable(
-                f"The ledger database {redacted(url)} failed: {str(e.orig).strip()}."
+                f"The ledger database {redacted(url)} failed: {_reason(e.orig)}."
             ) from e
-        raise DatabaseUnavailable(f"The ledger database {redacted(url)} failed: {e}.") from e
+        raise DatabaseUnavailable(
+            f"The ledger database {redacted(url)} failed: {_reason(e)}."
+        ) from e
 
 
 #: How long a writer waits for another writer before giving up (exit 3).

@@ -238,6 +238,10 @@ def test_unreachable_database_is_exit_3(tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailable) as info:
         Ledger.open(settings)
     assert info.value.exit_code == 3
+    # one sentence: the driver's first line, not its multi-line explanation
+    message = info.value.message
+    assert "\n" not in message and "?." not in message, message
+    assert message.endswith("Connection refused."), message
     blocked = tmp_path / "file"
     blocked.write_text("")
     settings = dataclasses.replace(env.settings, db_url=f"sqlite:///{blocked}/sub/l.db")
