@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, EscrowError, InputError
+from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
     from escrow.capture.secrets import Redactor
     from escrow.deposit.deposit import DepositResult
+    from escrow.deposit.store import DepositStore
     from escrow.ledger.store import Entry
 
 _secret_option = click.option(
@@ -63,7 +64,9 @@ def _report(
     *,
     deposit: DepositResult | None = None,
     registry: dict[str, Any] | None = None,
+    check: bool = True,
 ) -> None:
+    """Print the result; with ``check``, a recorded failed build then raises (exit 1)."""
     result = _result(entry, created, statement)
     failure = statement["predicate"]["build"].get("failure")
     if failure is not None:
@@ -87,7 +90,7 @@ def _report(
             app.out(f"pushed:   {p['reference']} = {p['digest']}")
     for moved in (registry or {}).get("movedBases") or []:
         app.say(f"escrow: note: {moved['message']}")
-    if failure is not None:
+    if failure is not None and check:
         where = f"step {failure['step']}" if failure.get("step") else "the build"
         code = failure.get("exitCode")
         raise BuildFailed(
@@ -95,6 +98,18 @@ def _report(
             + (f" with exit code {code}" if code is not None else "")
             + f"; the failure is recorded as ledger entry {entry.index}."
         )
+
+
+def _store_problem(store: DepositStore, error: Exception) -> EscrowError:
+    """A deposit store failure as an environment problem (exit 3) naming the store."""
+    if isinstance(error, EscrowError):
+        return error
+    reason = getattr(error, "strerror", None) or str(error)
+    return EnvironmentProblem(
+        f"Cannot write to the deposit store {store.location}: {reason}.",
+        hint="Check the store's path, space and permissions (--deposit-store, "
+        "ESCROW_DEPOSIT_STORE).",
+    )
 
 
 def _publisher(app: App) -> Publisher:
@@ -211,23 +226,31 @@ def build(
     )
     store = None
     if not no_deposit and not app.settings.server:
-        from escrow.deposit.store import open_store
+        from escrow.deposit.store import check_store, open_store
 
         store = open_store(app.settings.home, deposit_store)  # a bad location fails first
+        check_store(store)  # and one that cannot be opened or reached, before the build
     if push:
         from escrow.registry.pull import check_push_tags
 
         check_push_tags(tags)
     registry: dict[str, Any] | None = None
     push_error: EscrowError | None = None
+    deposit_error: EscrowError | None = None
     with _publisher(app) as publisher, DockerEngine() as engine:
         config_of = None
         if store is not None:
             from escrow.deposit.images import saved_config
 
             def config_of(image_id: str) -> dict[str, Any]:
+                nonlocal deposit_error
                 assert store is not None
-                return saved_config(engine, store, image_id)
+                try:
+                    return saved_config(engine, store, image_id)
+                except (EnvironmentProblem, OSError) as e:
+                    # the store failed during the build: record the build all the same
+                    deposit_error = _store_problem(store, e)
+                    return engine.image_config(image_id)
 
         outcome = phoenix_build(
             request,
@@ -263,18 +286,28 @@ def build(
                 publisher.ledger, predicate, before=entry.index, project=outcome.project
             )
         deposit = None
-        if store is not None:
+        if store is not None and deposit_error is None:
             from escrow.deposit.deposit import deposit_entry
 
-            deposit = deposit_entry(
-                store,
-                entry,
-                blobs_dir=app.settings.blobs_dir,
-                context_dir=context,
-                dockerfile=dockerfile,
-                engine=engine,
-                say=app.say if not quiet else None,
-            )
+            try:
+                deposit = deposit_entry(
+                    store,
+                    entry,
+                    blobs_dir=app.settings.blobs_dir,
+                    context_dir=context,
+                    dockerfile=dockerfile,
+                    engine=engine,
+                    say=app.say if not quiet else None,
+                )
+            except (EnvironmentProblem, OSError) as e:
+                deposit_error = _store_problem(store, e)
+    if deposit_error is not None:
+        _report(app, as_json, entry, created, outcome.statement, registry=registry, check=False)
+        deposit_error.message = (
+            f"{deposit_error.message.rstrip('.')}. The build is recorded as ledger entry "
+            f"{entry.index}, without a deposit (`escrow deposit {entry.index}` makes it later)."
+        )
+        raise deposit_error
     if push_error is not None:
         if not as_json:
             app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash}), NOT pushed")

@@ -6,6 +6,7 @@ Commands are registered by module path and imported only when invoked, so
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from typing import Any
@@ -126,7 +127,40 @@ def _main(args: list[str]) -> None:
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:
+        # a file-system failure no command foresaw: one sentence, not a traceback
+        if debug or e.errno is None:
+            raise
+        click.echo(f"escrow: error: {_os_error(e)}", err=True)
+        sys.exit(2 if e.errno in _BAD_PATH else 3)
     sys.exit(0)
+
+
+#: errors that say the path given is wrong (exit 2), not that the machine is (exit 3)
+_BAD_PATH = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+def _os_error(e: OSError) -> str:
+    """``Cannot write /x/y: Not a directory.`` and what to do."""
+    where = f" {e.filename}" if e.filename else ""
+    reason = e.strerror or str(e)
+    if e.filename and e.errno in (errno.ENOTDIR, errno.EEXIST):
+        from pathlib import Path
+
+        path = Path(str(e.filename))
+        candidates = [path, *path.parents] if e.errno == errno.EEXIST else list(path.parents)
+        blocking = next((p for p in candidates if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            where, reason = f" {path}", f"{blocking} is a file, not a folder"
+    if e.errno in _BAD_PATH:
+        hint = "Check the path (a folder in it may be a file, or missing)."
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "Free some space and run the command again."
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "Check the permissions of that path."
+    else:
+        hint = "Run it again with --debug for the details."
+    return f"Cannot use{where}: {reason}. {hint}"
 
 
 if __name__ == "__main__":

@@ -66,6 +66,15 @@ def pack(
     assert app is not None
     if output is None:
         raise UsageError("Say where to write the pack with -o FILE.pdf.")
+    try:  # before rendering: a pack that cannot be written is not rendered or recorded
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else (e.strerror or str(e))
+        raise UsageError(
+            f"Cannot write the pack to {output}: {reason}.",
+            hint="Give -o a path whose folders can be created.",
+        ) from e
     from escrow.pack.collect import PackRequest, parse_entry_list
     from escrow.pack.render import render_pack
 

@@ -309,6 +309,13 @@ class FileDepositStore:
                         f.unlink()
 
 
+def check_store(store: DepositStore) -> None:
+    """Fail now when ``store`` cannot be opened (a folder that cannot be made, a registry
+    that does not answer): ``escrow build`` asks before it builds, not after."""
+    with store.lock(exclusive=False):
+        pass
+
+
 def store_location(settings_home: Path, override: str | Path | None = None) -> str:
     """Where the deposit store is: ``override`` > ``ESCROW_DEPOSIT_STORE`` >
     ``config.json`` ``deposit_store`` > ``ESCROW_HOME/deposits``."""

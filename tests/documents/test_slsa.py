@@ -278,3 +278,17 @@ def test_labels_are_external_parameters(manifest: dict[str, Any]) -> None:
         "tier": "1",
         "DEPLOY_TOKEN": {"salt": "00" * 16, "sha256": "cd" * 32},
     }
+
+
+def test_an_output_path_under_a_file_is_one_sentence_exit_2(
+    cli: Any, recorded: tuple[int, bytes, SigningKey], tmp_path: Path
+) -> None:
+    """Regression: an -o path that cannot be written was a FileExistsError traceback."""
+    index, _, _ = recorded
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = cli(["export", "--slsa", str(index), "-o", str(blocker / "provenance.json")])
+    assert r.exit_code == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("escrow: error: Cannot use ") and f"{blocker} is a file" in line
+    assert "Traceback" not in r.stderr

@@ -422,3 +422,17 @@ def test_keys_section_lists_the_keys_in_force_during_the_period(
     all_text = " ".join(pdftotext(everything).split())
     all_keys = all_text.split("Signing keys in force at some time")[1].split("7. Ledger")[0]
     assert old.keyid[:16] in all_keys.replace(" ", "")
+
+
+def test_a_pack_that_cannot_be_written_is_refused_before_rendering(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """Regression: -o under a file rendered the whole pack, then failed with a traceback."""
+    pack_ledger.add(1)
+    size = cli(["log", "--json"]).json()["size"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = cli(["pack", "--project", "example", "-o", str(blocker / "pack.pdf")])
+    assert r.exit_code == 2
+    assert f"Cannot write the pack to {blocker / 'pack.pdf'}: {blocker} is a file" in r.stderr
+    assert cli(["log", "--json"]).json()["size"] == size  # nothing recorded
