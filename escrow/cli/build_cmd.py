@@ -302,7 +302,16 @@ def build(
             except (EnvironmentProblem, OSError) as e:
                 deposit_error = _store_problem(store, e)
     if deposit_error is not None:
-        _report(app, as_json, entry, created, outcome.statement, registry=registry, check=False)
+        failed = {"deposit": {"complete": False, "error": deposit_error.message}}
+        _report(
+            app,
+            as_json,
+            entry,
+            created,
+            outcome.statement,
+            registry={**(registry or {}), **failed},
+            check=False,
+        )
         deposit_error.message = (
             f"{deposit_error.message.rstrip('.')}. The build is recorded as ledger entry "
             f"{entry.index}, without a deposit (`escrow deposit {entry.index}` makes it later)."

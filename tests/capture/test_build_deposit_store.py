@@ -54,6 +54,8 @@ def test_a_store_that_fails_during_the_build_leaves_the_build_recorded(
     assert r.exit_code == 3, r.stderr
     result = r.json()
     assert result["status"] == "succeeded" and result["image_id"].startswith("sha256:")
+    assert result["deposit"]["complete"] is False
+    assert "Cannot write to the deposit store" in result["deposit"]["error"]
     message = r.stderr.strip().splitlines()[-1]
     assert f"Cannot write to the deposit store {store}" in message
     assert f"recorded as ledger entry {result['index']}, without a deposit" in message
