@@ -212,8 +212,10 @@ def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
             app.out(f"FAIL {p.kind:<20} {where}: {p.message}")
         if report.ok:
             app.out(
-                f"OK: {report.entries_checked} entries, {report.signatures_checked} signatures, "
-                f"{report.checkpoints_checked} checkpoints; root {report.root.hex()}"
+                f"OK: {_count(report.entries_checked, 'entry', 'entries')}, "
+                f"{_count(report.signatures_checked, 'signature', 'signatures')}, "
+                f"{_count(report.checkpoints_checked, 'checkpoint', 'checkpoints')}; "
+                f"root {report.root.hex()}"
             )
     first = report.first
     if first is not None:
@@ -292,3 +294,7 @@ def post(app: App, source: str, as_json: bool) -> None:
 
 
 __all__ = ["ledger", "post", "EscrowError"]
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"

@@ -123,6 +123,8 @@ def test_verify_ok_then_tampered(home: LedgerEnv, cli: Any) -> None:
     r = cli(["ledger", "verify", "--json"])
     assert r.exit_code == 0, r.stderr
     assert r.json()["ok"] is True and r.json()["entries_checked"] == 6
+    text_out = cli(["ledger", "verify"]).stdout
+    assert text_out.startswith("OK: 6 entries, 6 signatures, 1 checkpoint; root "), text_out
     from sqlalchemy import create_engine, text
 
     engine = create_engine(home.settings.db_url)
