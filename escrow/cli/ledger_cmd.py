@@ -11,6 +11,7 @@ import click
 
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import CheckFailed, EscrowError, InputError, LedgerTamperError
+from escrow.text import count
 
 
 @click.group()
@@ -290,7 +291,10 @@ def post(app: App, source: str, as_json: bool) -> None:
             }
         )
     if rejected:
-        raise CheckFailed(f"{rejected} of {len(results)} envelopes were rejected.")
+        raise CheckFailed(
+            f"{rejected} of {count(len(results), 'envelope')} "
+            + ("was rejected." if rejected == 1 else "were rejected.")
+        )
 
 
 __all__ = ["ledger", "post", "EscrowError"]

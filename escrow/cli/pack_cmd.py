@@ -9,6 +9,7 @@ import click
 
 from escrow.cli.app import App, json_option, parse_time, pass_app
 from escrow.errors import InputError, UsageError
+from escrow.text import count
 
 
 @click.group(invoke_without_command=True)
@@ -122,8 +123,8 @@ def pack(
         app.emit_json(result.to_json())
         return
     app.say(
-        f"Pack {result.pack_id}: {len(result.entries)} builds, {result.pages} pages, "
-        f"{result.overall.lower()}."
+        f"Pack {result.pack_id}: {count(len(result.entries), 'build')}, "
+        f"{count(result.pages, 'page')}, {result.overall.lower()}."
     )
     if result.index is not None:
         app.say(f"Recorded as ledger entry {result.index} (leaf {result.leaf_hash}).")

@@ -9,6 +9,7 @@ import click
 
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import UsageError
+from escrow.text import count
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 ROLES = ("pipeline", "auditor", "admin")
@@ -91,7 +92,7 @@ def serve(
     os.environ["ESCROW_SERVER_MAX_BODY"] = str(max_body)
     os.environ["ESCROW_SERVER_PACK_WORKERS"] = "0" if no_packs else "1"
     app.say(
-        f"escrow: serving the ledger {redact_url(s.db_url)} ({size} entries) "
+        f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
         f"on http://{host}:{port} with {workers} worker(s)"
     )
     app.say(f"escrow: log verifier key: {verifier}")

@@ -44,6 +44,7 @@ from escrow.ledger.models import Checkpoint, Entry, KeyRecord, VerifyReport, rfc
 from escrow.signing.dsse import Envelope
 from escrow.signing.keyfile import ENCRYPTED_MARKER
 from escrow.signing.keys import PublicKey, SigningKey
+from escrow.text import count
 
 if TYPE_CHECKING:
     import sqlite3
@@ -1114,7 +1115,8 @@ class Ledger:
             row = conn.execute(select(ENTRY).where(ENTRY.c.idx == index)).first()
         if row is None or index < 0:
             raise InputError(
-                f"The ledger has no entry {index} (it holds {self.size()} entries, from 0)."
+                f"The ledger has no entry {index} "
+                f"(it holds {count(self.size(), 'entry', 'entries')}, from 0)."
             )
         return self._entry(row)
 

@@ -33,6 +33,7 @@ from escrow.errors import CheckFailed, EnvironmentProblem, EscrowError, InputErr
 from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
+from escrow.text import count
 
 HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
@@ -68,7 +69,10 @@ class PackReport:
         return next((c for c in self.checks if not c.ok), None)
 
     def summary(self) -> str:
-        return f"{len(self.checks)} checks, {self.envelopes} envelopes, {self.builds} builds"
+        return (
+            f"{count(len(self.checks), 'check')}, {count(self.envelopes, 'envelope')}, "
+            f"{count(self.builds, 'build')}"
+        )
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
@@ -288,7 +292,7 @@ def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | N
         not bad_inclusion,
         bad_inclusion[0]
         if bad_inclusion
-        else f"{len(envelopes)} envelopes included in checkpoint {cp.size}",
+        else f"{count(len(envelopes), 'envelope')} included in checkpoint {cp.size}",
     )
     report.envelopes = len(envelopes)
 
@@ -328,7 +332,9 @@ def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | N
     report.add(
         "signer keys",
         not key_problems,
-        key_problems[0] if key_problems else f"{len(registered)} keys registered by the log key",
+        key_problems[0]
+        if key_problems
+        else f"{count(len(registered), 'key')} registered by the log key",
     )
 
     # 4 (second pass). envelope signatures by a key valid at that index
@@ -351,7 +357,9 @@ def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | N
     report.add(
         "envelope signatures",
         not sig_problems,
-        sig_problems[0] if sig_problems else f"{len(envelopes)} envelopes signed by valid keys",
+        sig_problems[0]
+        if sig_problems
+        else f"{count(len(envelopes), 'envelope')} signed by valid keys",
     )
 
     # 5. the pack statement
@@ -380,7 +388,9 @@ def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | N
     report.add(
         "pack statement",
         not stmt_problems,
-        stmt_problems[0] if stmt_problems else f"pack {report.pack_id}, {len(scope)} builds",
+        stmt_problems[0]
+        if stmt_problems
+        else f"pack {report.pack_id}, {count(len(scope), 'build')}",
     )
 
     # 6. consistency
@@ -486,7 +496,9 @@ def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
     except Exception as e:  # noqa: BLE001 - a damaged object tree
         report.add("attachments", False, f"the attachments cannot be read ({e})")
         return report
-    report.add("attachments", True, f"{len(files)} attachments: {', '.join(sorted(files))}")
+    report.add(
+        "attachments", True, f"{count(len(files), 'attachment')}: {', '.join(sorted(files))}"
+    )
     vouched = _verify_evidence(report, ev, cert_sha)
     if report.ok:
         _check_text(report, path, ev, vouched)

@@ -254,3 +254,13 @@ def test_log_prints_a_table_with_a_header(home: LedgerEnv, cli: Any) -> None:
     assert row[4] == first.image_id.removeprefix("sha256:")[:12] and row[5] == "succeeded"
     r = cli(["log", "--project", "nobody"])
     assert r.exit_code == 0 and r.stdout == "" and "No entries." in r.stderr
+
+
+def test_counts_in_messages_agree_with_their_number(home: LedgerEnv, cli: Any) -> None:
+    from escrow.text import count
+
+    assert count(1, "entry", "entries") == "1 entry" and count(0, "build") == "0 builds"
+    r = cli(["post", "-"], input='{"payload": "x"}\n')
+    assert r.exit_code == 1 and "1 of 1 envelope was rejected." in r.stderr
+    r = cli(["show", "99"])
+    assert r.exit_code == 2 and "(it holds 6 entries, from 0)" in r.stderr
