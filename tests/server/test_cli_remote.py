@@ -52,6 +52,18 @@ def test_post_log_show_verify_and_proofs_through_the_server(
     listed = cli(["log", "--project", "via-server", "--json"])
     assert listed.exit_code == 0, listed.stderr
     assert [e["index"] for e in listed.json()["entries"]] == [index]
+    # the other filters go to the server too
+    signer = live_server.build_key().keyid
+    diff_id = manifest()["predicate"]["layers"][0]["diffId"]
+    for args in (
+        ["--kind", "build-manifest", "--signer", signer],
+        ["--diff-id", diff_id, "--since", "2000-01-01"],
+    ):
+        got = cli(["log", "--json", *args])
+        assert got.exit_code == 0, got.stderr
+        assert [e["index"] for e in got.json()["entries"]] == [index], args
+    assert cli(["log", "--json", "--kind", "audit-pack"]).json()["entries"] == []
+    assert cli(["log", "--json", "--until", "2000-01-01"]).json()["entries"] == []
 
     shown = cli(["show", str(index), "--json"])
     assert shown.exit_code == 0, shown.stderr
