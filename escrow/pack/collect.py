@@ -249,6 +249,20 @@ def verdict_of(predicate: Mapping[str, Any]) -> tuple[Verdict, tuple[str, ...]]:
     return verdict, tuple(details)
 
 
+def _arg_rows(records: Any) -> tuple[BuildArgRow, ...]:
+    """Build arguments or ``--label`` labels as recorded (secrets: salted digest only)."""
+    return tuple(
+        BuildArgRow(
+            name=_s(_d(a).get("name")),
+            value=None if _d(a).get("secret") else _s(_d(a).get("value")),
+            secret=bool(_d(a).get("secret")),
+            salt=_s(_d(a).get("salt")),
+            sha256=_s(_d(a).get("sha256")),
+        )
+        for a in _l(records)
+    )
+
+
 def build_view(
     *,
     index: int,
@@ -279,16 +293,8 @@ def build_view(
         (_s(_d(s).get("name")), _s(_d(_d(s).get("digest")).get("sha256")))
         for s in _l(statement.get("subject"))
     )
-    build_args = tuple(
-        BuildArgRow(
-            name=_s(_d(a).get("name")),
-            value=None if _d(a).get("secret") else _s(_d(a).get("value")),
-            secret=bool(_d(a).get("secret")),
-            salt=_s(_d(a).get("salt")),
-            sha256=_s(_d(a).get("sha256")),
-        )
-        for a in _l(inputs.get("buildArgs"))
-    )
+    build_args = _arg_rows(inputs.get("buildArgs"))
+    input_labels = _arg_rows(inputs.get("labels"))
     base_images = tuple(
         BaseImageRow(
             stage=_s(_d(b).get("stageName") or _d(b).get("stage")),
@@ -347,6 +353,7 @@ def build_view(
         context_size=_i(context.get("totalSize")),
         context_files=_i(context.get("fileCount")),
         build_args=build_args,
+        input_labels=input_labels,
         source=_pairs(_d(inputs.get("source"))),
         base_images=base_images,
         steps=steps,

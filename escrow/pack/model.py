@@ -97,6 +97,7 @@ class BuildView:
     context_size: int | None
     context_files: int | None
     build_args: tuple[BuildArgRow, ...]
+    input_labels: tuple[BuildArgRow, ...]  # `escrow build --label`, as recorded
     source: tuple[tuple[str, str], ...]
     base_images: tuple[BaseImageRow, ...]
     steps: tuple[StepRow, ...]

@@ -436,3 +436,19 @@ def test_a_pack_that_cannot_be_written_is_refused_before_rendering(
     assert r.exit_code == 2
     assert f"Cannot write the pack to {blocker / 'pack.pdf'}: {blocker} is a file" in r.stderr
     assert cli(["log", "--json"]).json()["size"] == size  # nothing recorded
+
+
+def test_labels_given_on_the_command_line_are_listed_with_the_inputs(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    st = manifest_variant(1)
+    secret = {"name": "DEPLOY_TOKEN", "secret": True, "salt": "ab" * 16, "sha256": "cd" * 32}
+    st["predicate"]["inputs"]["labels"] = [{"name": "tier", "value": "gold-tier"}, secret]
+    pack_ledger.add_statement(st)
+    out = tmp_path / "labels.pdf"
+    make_pack(cli, out, "--project", "example")
+    text = " ".join(pdftotext(out).split())
+    assert "Label (--label)" in text
+    assert "tier gold-tier" in text
+    assert "DEPLOY_TOKEN secret salt " + "ab" * 16 in text
+    assert verify(cli, out).exit_code == 0
