@@ -11,6 +11,7 @@ appending are the caller's (:mod:`escrow.capture.publish`).
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -290,6 +291,37 @@ def steps_section(
     return out
 
 
+#: Dockerfile syntax only BuildKit understands (escrow drives the engine's classic builder)
+_BUILDKIT_ONLY = (
+    ("a `# syntax=` frontend", re.compile(r"\A\s*#\s*syntax\s*=", re.I)),
+    ("heredocs", re.compile(r"^\s*(?:RUN|COPY|ADD)\b.*<<-?\s*[\"']?[A-Za-z_]\w*", re.I | re.M)),
+    (
+        "RUN --mount/--network/--security",
+        re.compile(r"^\s*RUN\s+--(?:mount|network|security)\b", re.I | re.M),
+    ),
+    (
+        "COPY/ADD --link/--chmod/--parents/--exclude",
+        re.compile(r"^\s*(?:COPY|ADD)\b.*\s--(?:link|chmod|parents|exclude)\b", re.I | re.M),
+    ),
+)
+
+
+def buildkit_only(dockerfile: str) -> list[str]:
+    """The BuildKit-only features ``dockerfile`` uses (the classic builder refuses them)."""
+    return [name for name, pattern in _BUILDKIT_ONLY if pattern.search(dockerfile)]
+
+
+def _buildkit_hint(dockerfile: bytes | None) -> str | None:
+    found = buildkit_only((dockerfile or b"").decode("utf-8", errors="replace"))
+    if not found:
+        return None
+    return (
+        f"This Dockerfile uses BuildKit-only syntax ({', '.join(found)}); escrow builds with "
+        "the engine's classic builder, so write those parts without it (a heredoc as RUN "
+        "lines, a cache mount as a plain RUN)."
+    )
+
+
 def _ahead(
     config_of: Callable[[str], dict[str, Any]], image_id: str
 ) -> Callable[[str], dict[str, Any]]:
@@ -402,12 +434,14 @@ def phoenix_build(
                 except EscrowError:  # e.g. the signing key failed to load
                     stopped = True
                     raise
-    except EscrowError:
+    except EscrowError as e:
         if stopped:
             progress.finish("escrow: the build was stopped; nothing is recorded.")
         else:
             progress.finish("escrow: the build did not run.")
             stream.result()  # an unreadable context file is the better explanation
+            if isinstance(e, InputError):
+                e.hint = _buildkit_hint(stream.dockerfile_bytes) or e.hint
         raise
     finally:
         close = getattr(messages, "close", None)
@@ -425,7 +459,8 @@ def phoenix_build(
         progress.finish("escrow: the Docker Engine rejected the build.")
         raise InputError(
             f"The Docker Engine rejected the build: {redactor.text(result.error).rstrip('.')}.",
-            hint="Fix the Dockerfile (see the message) and build again.",
+            hint=_buildkit_hint(stream.dockerfile_bytes)
+            or "Fix the Dockerfile (see the message) and build again.",
         )
 
     status = "succeeded" if result.error is None and result.image_id else "failed"

@@ -94,6 +94,7 @@ def test_a_missing_base_image_is_an_error_before_the_build(
         ("context-missing", 2, "is not a directory"),
         ("build-arg-without-equals", 2, "has no '='"),
         ("engine-rejects-dockerfile", 2, "unknown instruction: FROB"),
+        ("buildkit-only-dockerfile", 2, "uses BuildKit-only syntax (heredocs)"),
         ("unknown-target", 2, "no stage named 'nope'"),
         ("engine-unreachable", 3, "is not reachable"),
         ("capture-missing-image", 2, "does not exist in the Docker Engine"),
@@ -124,6 +125,9 @@ def test_errors_are_one_sentence_with_the_right_exit_code(
     elif case == "engine-rejects-dockerfile":
         bad = write_tree(tmp_path / "bad", {"Dockerfile": f"FROM {BASE_TAG}\nFROB x\n"})
         args = ["build", str(bad), "-t", "t:1"]
+    elif case == "buildkit-only-dockerfile":
+        heredoc = f"FROM {BASE_TAG}\nRUN <<EOF\necho hi\nEOF\n"
+        args = ["build", str(write_tree(tmp_path / "bk", {"Dockerfile": heredoc})), "-t", "t:1"]
     elif case == "unknown-target":
         args = ["build", str(good), "-t", "t:1", "--target", "nope"]
     elif case == "engine-unreachable":

@@ -110,3 +110,27 @@ def test_continuations_comments_and_the_escape_directive() -> None:
 def test_bad_dockerfiles_are_input_errors(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("FROM a\nRUN echo hi\nCOPY x /x\n", []),
+        ("# syntax=docker/dockerfile:1\nFROM a\n", ["a `# syntax=` frontend"]),
+        ("FROM a\nRUN <<EOF\necho hi\nEOF\n", ["heredocs"]),
+        ("FROM a\nCOPY <<-'CONF' /etc/x.conf\nk=v\nCONF\n", ["heredocs"]),
+        (
+            "FROM a\nRUN --mount=type=cache,target=/root/.cache pip install x\n",
+            ["RUN --mount/--network/--security"],
+        ),
+        (
+            "FROM a\nCOPY --link --chmod=755 app /app\n",
+            ["COPY/ADD --link/--chmod/--parents/--exclude"],
+        ),
+        ("FROM a\n# RUN --mount=type=cache in a comment\nRUN echo --mount\n", []),
+    ],
+)
+def test_buildkit_only_syntax_is_named(text: str, found: list[str]) -> None:
+    from escrow.capture.build import buildkit_only
+
+    assert buildkit_only(text) == found
