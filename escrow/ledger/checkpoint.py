@@ -28,7 +28,7 @@ _ED25519_ALG = b"\x01"
 
 
 def _check_name(name: str) -> None:
-    if not name or any(c.isspace() for c in name) or "+" in name:
+    if name.split() != [name] or "+" in name:  # empty, or holding any white space
         raise InputError(
             f"The note key name {name!r} must be non-empty, without spaces or '+'.",
             hint="Set a log origin such as 'escrow.example.com/ledger'.",

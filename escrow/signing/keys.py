@@ -68,6 +68,10 @@ class PublicKey:
 
     def raw(self) -> bytes:
         """32-byte raw Ed25519 key (used by signed notes)."""
+        return self._raw
+
+    @functools.cached_property
+    def _raw(self) -> bytes:
         if not isinstance(self.key, ed25519.Ed25519PublicKey):
             raise InputError("Only Ed25519 keys have a raw 32-byte form.")
         return self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -109,8 +113,9 @@ class SigningKey:
 
     key: PrivateKey
 
-    @property
+    @functools.cached_property
     def public(self) -> PublicKey:
+        """The verifying key (derived once per key object)."""
         return PublicKey(self.key.public_key())
 
     @property
