@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError
+from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError, UsageError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -98,6 +98,25 @@ def _report(
             + (f" with exit code {code}" if code is not None else "")
             + f"; the failure is recorded as ledger entry {entry.index}."
         )
+
+
+def _check_tags(tags: tuple[str, ...]) -> None:
+    """Every ``-t`` is a valid image name, before anything is built: the engine would
+    build first and refuse the name after (a second tag even after the build)."""
+    from escrow.registry.reference import Reference
+
+    for tag in tags:
+        try:
+            if "@" in tag:
+                raise InputError(f"The image reference {tag!r} holds a digest.")
+            Reference.parse(tag)
+        except InputError as e:
+            reason = e.message.removeprefix(f"The image reference {tag!r} ").rstrip(".")
+            raise UsageError(
+                f"The tag {tag!r} is not a valid image name: it {reason}.",
+                hint="Write -t [HOST[:PORT]/]name[:tag] in lowercase, e.g. "
+                "registry.local/team/app:1.4.",
+            ) from e
 
 
 def _store_problem(store: DepositStore, error: Exception) -> EscrowError:
@@ -208,6 +227,7 @@ def build(
 
     args = parse_build_args(build_args)
     image_labels = parse_labels(labels)
+    _check_tags(tags)
     if not context.is_dir():
         raise InputError(
             f"The build context {context} is not a directory.",

@@ -95,6 +95,8 @@ def test_a_missing_base_image_is_an_error_before_the_build(
         ("build-arg-without-equals", 2, "has no '='"),
         ("engine-rejects-dockerfile", 2, "unknown instruction: FROB"),
         ("buildkit-only-dockerfile", 2, "uses BuildKit-only syntax (heredocs)"),
+        ("invalid-tag", 2, "The tag 'Bad Tag!' is not a valid image name"),
+        ("invalid-second-tag", 2, "The tag 'UPPER:1' is not a valid image name"),
         ("unknown-target", 2, "no stage named 'nope'"),
         ("engine-unreachable", 3, "is not reachable"),
         ("capture-missing-image", 2, "does not exist in the Docker Engine"),
@@ -128,6 +130,10 @@ def test_errors_are_one_sentence_with_the_right_exit_code(
     elif case == "buildkit-only-dockerfile":
         heredoc = f"FROM {BASE_TAG}\nRUN <<EOF\necho hi\nEOF\n"
         args = ["build", str(write_tree(tmp_path / "bk", {"Dockerfile": heredoc})), "-t", "t:1"]
+    elif case == "invalid-tag":
+        args = ["build", str(good), "-t", "Bad Tag!"]
+    elif case == "invalid-second-tag":  # the engine built, then refused the name: lost
+        args = ["build", str(good), "-t", "escrow-test/ok:1", "-t", "UPPER:1"]
     elif case == "unknown-target":
         args = ["build", str(good), "-t", "t:1", "--target", "nope"]
     elif case == "engine-unreachable":
