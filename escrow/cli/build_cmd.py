@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError, UsageError
+from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -101,22 +101,10 @@ def _report(
 
 
 def _check_tags(tags: tuple[str, ...]) -> None:
-    """Every ``-t`` is a valid image name, before anything is built: the engine would
-    build first and refuse the name after (a second tag even after the build)."""
-    from escrow.registry.reference import Reference
+    from escrow.registry.reference import check_build_tag
 
     for tag in tags:
-        try:
-            if "@" in tag:
-                raise InputError(f"The image reference {tag!r} holds a digest.")
-            Reference.parse(tag)
-        except InputError as e:
-            reason = e.message.removeprefix(f"The image reference {tag!r} ").rstrip(".")
-            raise UsageError(
-                f"The tag {tag!r} is not a valid image name: it {reason}.",
-                hint="Write -t [HOST[:PORT]/]name[:tag] in lowercase, e.g. "
-                "registry.local/team/app:1.4.",
-            ) from e
+        check_build_tag(tag)
 
 
 def _store_problem(store: DepositStore, error: Exception) -> EscrowError:

@@ -118,6 +118,10 @@ def rebuild(
     from escrow.capture.progress import make_progress
     from escrow.rebuild.verify import ContextMismatch, RebuildOptions, rebuild_entry
 
+    if tag is not None:
+        from escrow.registry.reference import check_build_tag
+
+        check_build_tag(tag)
     options = RebuildOptions(
         context=context,
         build_args=dict(parse_build_args(build_args)),

@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from escrow.errors import InputError
+from escrow.errors import InputError, UsageError
 
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -87,3 +87,21 @@ def is_insecure(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_build_tag(tag: str) -> None:
+    """A ``-t`` value is a valid image name (no digest), or :class:`UsageError` (exit 2).
+
+    Checked before a build: the engine builds first and refuses the name after.
+    """
+    try:
+        if "@" in tag:
+            raise InputError(f"The image reference {tag!r} holds a digest.")
+        Reference.parse(tag)
+    except InputError as e:
+        reason = e.message.removeprefix(f"The image reference {tag!r} ").rstrip(".")
+        raise UsageError(
+            f"The tag {tag!r} is not a valid image name: it {reason}.",
+            hint="Write -t [HOST[:PORT]/]name[:tag] in lowercase, e.g. "
+            "registry.local/team/app:1.4.",
+        ) from e

@@ -112,3 +112,23 @@ def test_attestation_tags_and_registry_targets() -> None:
     assert not is_registry_reference(f"team/app@{DIGEST}")  # no registry host named
     assert not is_registry_reference("127.0.0.1:5000/app:1")  # no digest
     assert not is_registry_reference("12")
+
+
+@pytest.mark.parametrize(
+    ("tag", "reason"),
+    [
+        ("Bad Tag!", "does not name a repository"),
+        ("UPPER:1", "does not name a repository"),
+        ("app:bad tag", "has a malformed tag 'bad tag'"),
+        ("app@sha256:" + "a" * 64, "holds a digest"),
+    ],
+)
+def test_build_tags_are_checked_before_a_build(tag: str, reason: str) -> None:
+    from escrow.errors import UsageError
+    from escrow.registry.reference import check_build_tag
+
+    with pytest.raises(UsageError) as info:
+        check_build_tag(tag)
+    assert info.value.message == f"The tag {tag!r} is not a valid image name: it {reason}."
+    for good in ("app", "app:1.4", "registry.local:5000/team/app:1.4", "localhost/a_b:x"):
+        check_build_tag(good)
