@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import EscrowError, InputError
 
 if TYPE_CHECKING:
@@ -78,13 +79,19 @@ def verify_entry(
     )
     add = result.checks.append
 
-    # 1. signature, by a key valid when the entry was appended
+    # 1. signature: a key event by the ledger's log key (it alone registers, revokes and
+    #    retires keys); anything else by a registered key valid when it was appended
     try:
         env = Envelope.from_bytes(entry.envelope)
-        keys = {k.keyid: PublicKey.from_pem(k.public_pem) for k in ledger.keys()}
-        good = env.verify(keys)
-        valid, detail = _key_valid_at(ledger, good[0], entry)
-        add(Check("signature", valid, detail))
+        if entry.predicate_type == KEY_EVENT:
+            _, _, log_key = cp.parse_verifier_key(ledger.verifier_key())
+            env.verify([log_key])
+            add(Check("signature", True, f"signed by the ledger's log key {log_key.keyid[:16]}…"))
+        else:
+            keys = {k.keyid: PublicKey.from_pem(k.public_pem) for k in ledger.keys()}
+            good = env.verify(keys)
+            valid, detail = _key_valid_at(ledger, good[0], entry)
+            add(Check("signature", valid, detail))
     except EscrowError as e:
         add(Check("signature", False, e.diagnostics()))
 
@@ -108,8 +115,8 @@ def verify_entry(
     except EscrowError as e:
         add(Check("inclusion", False, e.diagnostics()))
 
-    # 3. the image in the engine, when it is there
-    if engine is not None and entry.image_id:
+    # 3. the image a build manifest records, against the engine's, when it is there
+    if engine is not None and entry.image_id and entry.predicate_type == BUILD_MANIFEST:
         try:
             statement = entry.statement()
             recorded = [layer["diffId"] for layer in statement["predicate"].get("layers", [])]
@@ -131,16 +138,15 @@ def verify_entry(
                     )
                 )
 
-    # 4. the latest rebuild verdict, when there is one
-    try:
-        from escrow.documents.types import REBUILD_VERIFICATION
-
-        for rb in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=entry.image_id):
-            pred = rb.statement().get("predicate", {})
-            if pred.get("original", {}).get("index") == entry.index:
-                result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
-    except (EscrowError, AttributeError, TypeError):
-        pass
+    # 4. the latest rebuild verdict of a build, when there is one
+    if entry.predicate_type == BUILD_MANIFEST:
+        try:
+            for rb in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=entry.image_id):
+                pred = rb.statement().get("predicate", {})
+                if pred.get("original", {}).get("index") == entry.index:
+                    result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
+        except (EscrowError, AttributeError, TypeError):
+            pass
 
     if not result.checks:
         raise InputError(f"Entry {entry.index} has nothing that can be verified.")
@@ -149,7 +155,6 @@ def verify_entry(
 
 def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None) -> Entry:
     """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
-    from escrow.documents.types import BUILD_MANIFEST
 
     if target.isdigit():
         return ledger.get(int(target))

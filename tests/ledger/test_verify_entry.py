@@ -1,0 +1,48 @@
+"""`escrow verify INDEX` on entries that are not build manifests (a key event, a verdict)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from ledger_helpers import LedgerEnv
+
+from escrow.documents.types import KEY_EVENT
+
+
+@pytest.fixture
+def home(env: LedgerEnv, monkeypatch: pytest.MonkeyPatch) -> LedgerEnv:
+    monkeypatch.setenv("ESCROW_HOME", str(env.home))
+    monkeypatch.setenv("ESCROW_DB_URL", env.settings.db_url)
+    for var in ("ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+        monkeypatch.delenv(var, raising=False)
+    return env
+
+
+def test_a_key_event_verifies_with_the_log_key(home: LedgerEnv, cli: Any) -> None:
+    """Regression: key events are signed by the ledger's log key, which `escrow verify`
+    did not trust, so verifying entry 0 of every ledger failed (exit 1)."""
+    with home.open() as lg:
+        (event,) = lg.entries(predicate_type=KEY_EVENT)
+    r = cli(["verify", str(event.index), "--json"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    checks = {c["name"]: c for c in r.json()["checks"]}
+    assert checks["signature"]["ok"] is True
+    assert "log key" in checks["signature"]["detail"]
+
+
+class _Engine:
+    def image_facts(self, image_id: str) -> dict[str, Any]:
+        return {"id": image_id, "diff_ids": ["sha256:" + "1" * 64]}
+
+
+def test_only_build_manifests_are_compared_with_the_engine(home: LedgerEnv) -> None:
+    """Regression: a rebuild verdict (no `layers` of its own) 'differed' from its image."""
+    from escrow.verification import verify_entry
+
+    with home.open() as lg:
+        (event,) = lg.entries(predicate_type=KEY_EVENT)
+        verdict_like = dataclasses.replace(event, image_id="sha256:" + "2" * 64)
+        result = verify_entry(lg, verdict_like, engine=_Engine())
+    assert [c.name for c in result.checks] == ["signature", "inclusion"]
