@@ -28,11 +28,18 @@ def attach(app: App, index: int, targets: tuple[str, ...], as_json: bool) -> Non
     envelope layers) and naming the image as its OCI subject (referrers API).
     `escrow verify HOST/REPO@sha256:…` then finds and checks it.
     """
+    from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, SCHEMA_NAMES
     from escrow.registry.attest import attach as attach_entry
     from escrow.registry.attest import targets_of
 
     ledger = app.ledger()
     entry = ledger.get(index)
+    if entry.predicate_type not in (BUILD_MANIFEST, REBUILD_VERIFICATION):
+        raise InputError(
+            f"Entry {index} ({SCHEMA_NAMES.get(entry.predicate_type, entry.predicate_type)}) "
+            "is not a statement about an image.",
+            hint="Attach a build manifest or a rebuild verdict (`escrow log --kind …` lists them).",
+        )
     where = list(targets) or targets_of(entry)
     if not where:
         raise InputError(

@@ -46,3 +46,10 @@ def test_only_build_manifests_are_compared_with_the_engine(home: LedgerEnv) -> N
         verdict_like = dataclasses.replace(event, image_id="sha256:" + "2" * 64)
         result = verify_entry(lg, verdict_like, engine=_Engine())
     assert [c.name for c in result.checks] == ["signature", "inclusion"]
+
+
+def test_a_key_event_is_not_attached_to_an_image(home: LedgerEnv, cli: Any) -> None:
+    """Regression: `escrow attach 0 --to …` would push a key event as an image attestation."""
+    r = cli(["attach", "0", "--to", "127.0.0.1:1/x/y:1"])
+    assert r.exit_code == 2
+    assert "Entry 0 (key-event) is not a statement about an image" in r.stderr
