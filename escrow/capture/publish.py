@@ -4,8 +4,9 @@
 cryptography needed for that); :meth:`Publisher.start`, called when the engine
 starts building, parses the key and opens the ledger in a background thread,
 so a pipeline does not pay for them on top of the build.  A key that then
-fails to parse (a wrong passphrase) is reported by :meth:`Publisher.check`
-while the build runs, which stops it: nothing is recorded.
+fails to parse (a wrong passphrase), or that the ledger would not let sign (not
+registered, revoked, retired), is reported by :meth:`Publisher.check` while the
+build runs, which stops it: nothing is recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,34 @@ def _parse_key(settings: Settings, data: bytes) -> SigningKey:
     return SigningKey.parse(data, settings.key_path, settings.passphrase)
 
 
+def _check_signer(
+    key: concurrent.futures.Future[SigningKey],
+    ledger: concurrent.futures.Future[Ledger | RemoteLedger],
+) -> None:
+    """The signing key may sign now: registered in the ledger, neither revoked nor retired.
+
+    Known while the engine builds, so a build that could not be recorded stops early.
+    """
+    from escrow.errors import KeyLocked
+
+    signing = key.result()
+    found = ledger.result().key_status(signing.keyid)
+    if found is None:
+        raise KeyLocked(
+            f"The signing key {signing.keyid[:16]}… is not registered in the ledger, so "
+            "nothing it signs can be recorded.",
+            hint="Register it (`escrow init` does for the build key), or set ESCROW_KEY to a "
+            "registered key.",
+        )
+    name, status = found
+    if status != "active":
+        raise KeyLocked(
+            f"The signing key {signing.keyid[:16]}… ({name}) is {status} in the ledger "
+            "and may not sign new entries.",
+            hint=f"Replace it with `escrow keys rotate --name {name}`, then build again.",
+        )
+
+
 def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
     from escrow.documents.schemas import prepare
     from escrow.ledger.store import Ledger
@@ -51,6 +80,7 @@ class Publisher:
     _ledger: concurrent.futures.Future[Ledger | RemoteLedger] | None = field(
         default=None, repr=False
     )
+    _signer: concurrent.futures.Future[None] | None = field(default=None, repr=False)
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod
@@ -68,11 +98,14 @@ class Publisher:
             )
             self._key = self._pool.submit(_parse_key, self.settings, self._key_pem)
             self._ledger = self._pool.submit(_open_ledger, self.settings)
+            self._signer = self._pool.submit(_check_signer, self._key, self._ledger)
 
     def check(self) -> None:
-        """Raise the signing key's error once it is known (cheap; call it while building)."""
-        if self._key is not None and self._key.done():
-            self._key.result()
+        """Raise the signing key's error once it is known (cheap; call it while building):
+        a key that does not parse, or one the ledger does not let sign now."""
+        for future in (self._key, self._signer):
+            if future is not None and future.done():
+                future.result()
 
     @property
     def key(self) -> SigningKey:
@@ -98,6 +131,8 @@ class Publisher:
     def publish(self, statement: dict[str, Any]) -> tuple[Entry, bool]:
         """Validate against the schemas, sign (DSSE over RFC 8785 bytes), append."""
         ledger = self.ledger
+        assert self._signer is not None
+        self._signer.result()  # a key the ledger would refuse: say why before signing
         return ledger.append(self.sign(statement))
 
     def close(self) -> None:

@@ -809,6 +809,15 @@ class Ledger:
             rows = conn.execute(select(KEY).order_by(KEY.c.added_index)).all()
         return [self._record(r) for r in rows]
 
+    def key_status(self, keyid: str) -> tuple[str, str] | None:
+        """``(name, status)`` of the registered key ``keyid`` now (``active`` — a retirement
+        not yet in force included — ``revoked`` or ``retired``), or ``None`` when it is not
+        registered.  Read as an append reads keys (on SQLite, with :mod:`sqlite3` alone)."""
+        row = self._cached_keys(refresh=True).get(keyid)
+        if row is None:
+            return None
+        return str(row.name), ACTIVE if self._valid_now(row, now_us()) else str(row.status)
+
     def key(self, keyid: str) -> KeyRecord:
         """One registered key by full key ID or unique prefix; InputError when unknown."""
         matches = [k for k in self.keys() if k.keyid.startswith(keyid.lower())] if keyid else []

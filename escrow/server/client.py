@@ -517,6 +517,11 @@ class RemoteLedger:
             )
         return out
 
+    def key_status(self, keyid: str) -> tuple[str, str] | None:
+        """``(name, status)`` of the registered key ``keyid`` now, or ``None``."""
+        rec = next((k for k in self.keys() if k.keyid == keyid), None)
+        return None if rec is None else (rec.name, rec.status)
+
     def key(self, keyid: str) -> KeyRecord:
         matches = [k for k in self.keys() if k.keyid.startswith(keyid.lower())] if keyid else []
         if len(matches) != 1:

@@ -239,3 +239,27 @@ def test_a_wrong_passphrase_stops_the_build_and_records_nothing(
     r = cli(["build", str(ctx), "-t", "escrow-test/wrong-passphrase:1", "--json"])
     assert r.exit_code == 0, r.stderr
     assert _size(cli) == before + 1
+
+
+def test_a_revoked_build_key_stops_the_build_and_says_so(
+    escrow_home: Path, cli: Any, base_image: str, tmp_path: Path
+) -> None:
+    """Regression: with a revoked build key the whole build ran, then the append failed
+    ("signed only by keys that may not sign now", exit 1) and nothing was recorded."""
+    keyid = cli(["keys", "list", "--json"]).json()["keys"][0]["keyid"]
+    assert cli(["keys", "revoke", keyid, "--reason", "leaked"]).exit_code == 0
+    ctx = write_tree(
+        tmp_path / "app",
+        {"Dockerfile": f"FROM {BASE_TAG}\n" + "".join(f"RUN echo {i}\n" for i in range(8))},
+    )
+    before = _size(cli)
+    r = cli(["build", str(ctx), "-t", "escrow-test/revoked-key:1"])
+    assert r.exit_code == 3, r.stderr
+    assert f"The signing key {keyid[:16]}… (build) is revoked in the ledger" in r.stderr
+    assert "escrow keys rotate --name build" in r.stderr
+    assert _size(cli) == before
+    # after a rotation the same build is recorded
+    assert cli(["keys", "rotate"]).exit_code == 0
+    r = cli(["build", str(ctx), "-t", "escrow-test/revoked-key:1", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert _size(cli) == before + 2  # the rotation's key event and the build

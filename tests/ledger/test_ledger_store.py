@@ -282,3 +282,19 @@ def test_an_empty_sqlite_file_is_initialised_as_a_ledger(tmp_path: Path) -> None
     with env.open() as lg:
         entry, created = lg.append(env.envelope(7))
         assert created and lg.size() == entry.index + 1
+
+
+def test_key_status_now(env: LedgerEnv) -> None:
+    """What `escrow build` asks while the engine builds: may this key sign now?"""
+    later, soon_gone, gone = (SigningKey.generate() for _ in range(3))
+    with env.open() as lg:
+        assert lg.key_status(env.build_key.keyid) == ("build", "active")
+        assert lg.key_status(later.keyid) is None
+        for k, name in ((soon_gone, "soon"), (gone, "gone"), (later, "later")):
+            lg.register_key(k.public, name)
+        lg.revoke_key(gone.keyid, "leaked")
+        lg.retire_key(soon_gone.keyid, datetime.now(UTC) + timedelta(days=1), None)
+        lg.retire_key(later.keyid, None, None)
+        assert lg.key_status(gone.keyid) == ("gone", "revoked")
+        assert lg.key_status(soon_gone.keyid) == ("soon", "active")  # not in force yet
+        assert lg.key_status(later.keyid) == ("later", "retired")
