@@ -269,6 +269,55 @@ def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
 
 
 @keys.command()
+@click.argument("keyid")
+@click.option(
+    "--from",
+    "effective",
+    help="Retire it from this date or RFC 3339 time (default: now).",
+)
+@click.option("--reason", default="", help="Why the key is retired (recorded in the ledger).")
+@json_option
+@pass_app
+def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bool) -> None:
+    """Retire KEYID, now or from a given time: it signs nothing appended from then on.
+
+    Unlike a revocation this says nothing against the key: entries it signed
+    stay valid. `escrow keys rotate` retires a key and replaces it in one step.
+    """
+    now = datetime.now(UTC)
+    when = parse_when(effective) if effective else now
+    if when < now.replace(microsecond=0):
+        raise UsageError(
+            "A key cannot be retired from a time in the past.",
+            hint="Give --from a time from now on, or revoke the key (`escrow keys revoke`).",
+        )
+    ledger = app.ledger()
+    rec = ledger.key(keyid)
+    if rec.status != "active":
+        raise InputError(f"The key {rec.keyid[:16]}… ({rec.name}) is already {rec.status}.")
+    entry = ledger.retire_key(rec.keyid, when if effective else None, reason.strip() or None)
+    result = {
+        "keyid": rec.keyid,
+        "name": rec.name,
+        "status": "retired",
+        "effective_from": when.isoformat().replace("+00:00", "Z"),
+        "ledger_index": entry.index,
+    }
+    if as_json:
+        app.emit_json(result)
+    else:
+        app.out(
+            f"Retired {rec.keyid} ({rec.name}) from {result['effective_from']} "
+            f"at entry {entry.index}."
+        )
+    build = pub_path(app.settings.key_path)
+    if build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == rec.keyid:
+        app.say(
+            "The configured build key is retired from then: run `escrow keys rotate` to replace it."
+        )
+
+
+@keys.command()
 @click.option("--name", default="build", show_default=True, help="Which key to rotate.")
 @type_option
 @click.option(

@@ -139,6 +139,28 @@ def test_revoke_stops_new_appends_but_keeps_earlier_entries(cli: Any, escrow_hom
     assert cli(["keys", "revoke", key.keyid]).exit_code == 2
 
 
+def test_retire_now_or_from_a_time(cli: Any, escrow_home: Path) -> None:
+    """`escrow keys retire`, as the server's /keys/{id}/retire: earlier entries stay valid."""
+    extra = cli(["keys", "generate", "--name", "ops", "--json"])
+    assert extra.exit_code == 0, extra.stderr
+    ops = extra.json()["keyid"]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    r = cli(["keys", "retire", ops[:12], "--from", tomorrow, "--reason", "moved", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["effective_from"] == f"{tomorrow}T00:00:00Z"
+    assert _keys(cli)[ops]["status"] == "active"  # until tomorrow
+    build = SigningKey.load(escrow_home / "keys" / "build.key.pem")
+    r = cli(["keys", "retire", build.keyid])
+    assert r.exit_code == 0, r.stderr
+    assert "The configured build key is retired" in r.stderr
+    assert _keys(cli)[build.keyid]["status"] == "retired"
+    assert _ledger().verify().ok
+    # refusals: already retired, a time in the past, an unknown key
+    assert cli(["keys", "retire", build.keyid]).exit_code == 2
+    assert cli(["keys", "retire", ops, "--from", "2020-01-01"]).exit_code == 2
+    assert cli(["keys", "retire", "ffffffffffff"]).exit_code == 2
+
+
 # -- rotate --------------------------------------------------------------------------
 def test_rotate_replaces_the_build_key_and_retires_the_old_one(cli: Any, escrow_home: Path) -> None:
     keys_dir = escrow_home / "keys"
