@@ -486,6 +486,11 @@ def render_diff(doc: Mapping[str, Any]) -> str:
         lines.append(
             f"  {image['verdict']}: {_short(image['original'])} -> {_short(image['rebuilt'])}"
         )
+        if image["verdict"] == "identical" and image["original"] != image["rebuilt"]:
+            lines.append(
+                "  (same layers and configuration: the image IDs differ only in what no "
+                "rebuild repeats, the creation times and build-container fields)"
+            )
         for c in image["config"]:
             lines.append(
                 f"  {c['field']}: {_json_short(c['original'])} -> {_json_short(c['rebuilt'])}"

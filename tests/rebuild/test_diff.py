@@ -114,6 +114,26 @@ def test_diff_of_an_entry_with_itself(cli: Any, recorder: Recorder) -> None:
     assert "identical" in r.stdout
 
 
+def test_two_identical_builds_say_why_their_image_ids_differ(cli: Any, recorder: Recorder) -> None:
+    """Two phoenix builds of one recipe: the same layers and configuration under two image
+    IDs read as a contradiction ("identical: A -> B") unless the output says why."""
+    import time
+
+    files = {"Dockerfile": BASE + "COPY hello.txt /hello.txt\nENV A=1\n", "hello.txt": "hi\n"}
+    a = recorder.build(files, name="same-a")
+    start = int(time.time())
+    while int(time.time()) == start:  # another creation time
+        time.sleep(0.05)
+    b = recorder.build({}, name="same-b", context=a.context)
+    assert a.image_id != b.image_id
+    r = cli(["diff", str(a.index), str(b.index)])
+    assert r.exit_code == 0, r.stderr
+    assert "identical: " in r.stdout
+    assert "the image IDs differ only in what no rebuild repeats" in r.stdout
+    same = cli(["diff", str(a.index), str(a.index)]).stdout
+    assert "differ only" not in same  # one image: nothing to explain
+
+
 def test_diff_refuses_entries_that_are_not_builds(cli: Any, escrow_home: Any) -> None:
     r = cli(["diff", "0", "0"])  # entry 0 is the key event of `escrow init`
     assert r.exit_code == 2
