@@ -41,7 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from escrow.blobs import HEX
-from escrow.deposit.deposit import check_record, find_record, record_blobs, utc_now
+from escrow.deposit.deposit import (
+    build_predicate,
+    check_record,
+    find_record,
+    record_blobs,
+    utc_now,
+)
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
 from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
@@ -188,6 +194,7 @@ def export_deposit(
         entry = ledger.get(index)
         if entry.index >= checkpoint.size:
             raise InputError(f"Entry {index} is not covered by the latest checkpoint yet.")
+        predicate = build_predicate(entry)  # only builds have deposits
         found = find_record(store, entry.leaf_hash)
         if found is None:
             raise InputError(
@@ -195,7 +202,7 @@ def export_deposit(
                 hint=f"Run `escrow deposit {index} --context DIR` first.",
             )
         digest, record = found
-        report = check_record(store, entry.statement()["predicate"], record, digest=digest)
+        report = check_record(store, predicate, record, digest=digest)
         if not report.complete:
             names = ", ".join(f"{m['kind']} {m['name']}" for m in report.missing[:5])
             raise CheckFailed(

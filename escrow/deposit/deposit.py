@@ -89,7 +89,8 @@ class Needs:
         )
 
 
-def _entry_predicate(entry: Entry) -> dict[str, Any]:
+def build_predicate(entry: Entry) -> dict[str, Any]:
+    """The build manifest predicate of ``entry``; :class:`InputError` for any other kind."""
     if entry.predicate_type != BUILD_MANIFEST:
         raise InputError(
             f"Entry {entry.index} is not a build manifest ({entry.predicate_type}); only builds "
@@ -255,7 +256,7 @@ def deposit_entry(
     from escrow.blobs import BlobStore
 
     say = say or (lambda _m: None)
-    predicate = _entry_predicate(entry)
+    predicate = build_predicate(entry)
     needs = Needs.of(predicate)
     previous = find_record(store, entry.leaf_hash)
     record: dict[str, Any] = dict(previous[1]) if previous else {}
@@ -516,7 +517,7 @@ def check_record(
 
 
 def check_entry(store: DepositStore, entry: Entry, *, verify: bool = False) -> CheckReport:
-    predicate = _entry_predicate(entry)
+    predicate = build_predicate(entry)
     found = find_record(store, entry.leaf_hash)
     if found is None:
         return check_record(store, predicate, None)

@@ -53,3 +53,11 @@ def test_a_key_event_is_not_attached_to_an_image(home: LedgerEnv, cli: Any) -> N
     r = cli(["attach", "0", "--to", "127.0.0.1:1/x/y:1"])
     assert r.exit_code == 2
     assert "Entry 0 (key-event) is not a statement about an image" in r.stderr
+
+
+def test_a_key_event_has_no_deposit_to_export(home: LedgerEnv, cli: Any, tmp_path: Any) -> None:
+    """Regression: exporting entry 0 said to `escrow deposit 0` it, which cannot be done."""
+    r = cli(["deposit", "export", "0", "-o", str(tmp_path / "d.tar")])
+    assert r.exit_code == 2
+    assert "Entry 0 is not a build manifest" in r.stderr and "only builds have deposits" in r.stderr
+    assert not (tmp_path / "d.tar").exists()
