@@ -70,6 +70,10 @@ def log(
 
     Filters combine (all must match). Pages: pass the last index printed as --after.
     """
+    if image_id is not None:
+        image_id = _image_id(image_id)
+    if diff_id is not None:
+        diff_id = _sha256_id(diff_id) or diff_id
     start = parse_time(since, "--since") if since else None
     end = parse_time(until, "--until", end_of_day=True) if until else None
     if start and end and start > end:
@@ -101,6 +105,33 @@ def log(
             f"{r['index']:>6}  {r['integrated_at'][:19]}  {r['kind']:<20} "
             f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}".rstrip()
         )
+
+
+def _sha256_id(text: str) -> str | None:
+    """``sha256:`` and 64 hex digits, from either form; ``None`` for anything else."""
+    hexpart = text.strip().lower().removeprefix("sha256:")
+    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
+        return "sha256:" + hexpart
+    return None
+
+
+def _image_id(text: str) -> str:
+    """A full image ID for ``--image``: given whole, or what the Docker Engine calls a short
+    ID or a name (as `escrow log` prints the first 12 digits)."""
+    full = _sha256_id(text)
+    if full is not None:
+        return full
+    from escrow.cli.verify_cmd import DockerFacts
+
+    engine = DockerFacts.connect()
+    facts = engine.image_facts(text) if engine is not None else None
+    if facts is None:
+        raise UsageError(
+            f"--image {text!r} is not a full image ID, and no image in the Docker Engine has "
+            "that short ID or name.",
+            hint="Give sha256: and the 64 hex digits (`escrow log --json` shows them).",
+        )
+    return str(facts["id"])
 
 
 @click.command()

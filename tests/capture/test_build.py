@@ -294,3 +294,11 @@ def test_the_secret_is_nowhere_in_the_ledger_the_blobs_or_a_pack(
     ).stdout
     assert SECRET not in text
     assert built["result"]["image_id"].removeprefix("sha256:")[:12] in text.replace("\n", "")
+
+
+def test_log_finds_the_build_by_the_short_image_id_it_prints(built: dict[str, Any]) -> None:
+    """`escrow log` prints 12 hex digits of the image ID; `--image` takes them back."""
+    short = built["result"]["image_id"].removeprefix("sha256:")[:12]
+    r = run_cli(["log", "--image", short, "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert [e["index"] for e in r.json()["entries"]] == [built["result"]["index"]]
