@@ -153,16 +153,21 @@ def verify_entry(
     return result
 
 
+def sha256_id(text: str) -> str | None:
+    """``sha256:`` and 64 hex digits, given in either form; ``None`` for anything else."""
+    hexpart = text.strip().lower().removeprefix("sha256:")
+    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
+        return "sha256:" + hexpart
+    return None
+
+
 def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None) -> Entry:
     """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
 
     if target.isdigit():
         return ledger.get(int(target))
-    image_id: str | None = None
-    hexpart = target.removeprefix("sha256:")
-    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
-        image_id = "sha256:" + hexpart
-    elif engine is not None:
+    image_id = sha256_id(target)
+    if image_id is None and engine is not None:
         facts = engine.image_facts(target)
         if facts is not None:
             image_id = str(facts["id"])

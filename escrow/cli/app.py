@@ -118,3 +118,9 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def file_in_the_way(path: Path, *, itself: bool = False) -> Path | None:
+    """The first folder of ``path`` (or ``path`` itself, with ``itself``) that is a file."""
+    candidates = [path, *path.parents] if itself else list(path.parents)
+    return next((p for p in candidates if p.exists() and not p.is_dir()), None)

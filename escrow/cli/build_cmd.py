@@ -100,13 +100,6 @@ def _report(
         )
 
 
-def _check_tags(tags: tuple[str, ...]) -> None:
-    from escrow.registry.reference import check_build_tag
-
-    for tag in tags:
-        check_build_tag(tag)
-
-
 def _store_problem(store: DepositStore, error: Exception) -> EscrowError:
     """A deposit store failure as an environment problem (exit 3) naming the store."""
     if isinstance(error, EscrowError):
@@ -215,7 +208,10 @@ def build(
 
     args = parse_build_args(build_args)
     image_labels = parse_labels(labels)
-    _check_tags(tags)
+    from escrow.registry.reference import check_build_tag
+
+    for tag in tags:  # before anything is built: the engine refuses a bad name after
+        check_build_tag(tag)
     if not context.is_dir():
         raise InputError(
             f"The build context {context} is not a directory.",

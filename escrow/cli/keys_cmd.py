@@ -248,8 +248,7 @@ def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
     ledger = app.ledger()
     rec = ledger.key(keyid)
     entry = ledger.revoke_key(rec.keyid, reason)
-    build = pub_path(app.settings.key_path)
-    is_build = build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == rec.keyid
+    is_build = _is_build_key(app, rec.keyid)
     result = {
         "keyid": rec.keyid,
         "name": rec.name,
@@ -268,6 +267,24 @@ def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
         )
 
 
+def _retire_from(effective: str | None) -> datetime:
+    """When a retirement takes effect: ``--from`` (not in the past), else now."""
+    now = datetime.now(UTC)
+    when = parse_when(effective) if effective else now
+    if when < now.replace(microsecond=0):
+        raise UsageError(
+            "A key cannot be retired from a time in the past.",
+            hint="Give a future --from, or revoke the key (`escrow keys revoke`).",
+        )
+    return when
+
+
+def _is_build_key(app: App, keyid: str) -> bool:
+    """Whether ``keyid`` is the configured build key (by its public key file)."""
+    build = pub_path(app.settings.key_path)
+    return build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == keyid
+
+
 @keys.command()
 @click.argument("keyid")
 @click.option(
@@ -284,13 +301,7 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
     Unlike a revocation this says nothing against the key: entries it signed
     stay valid. `escrow keys rotate` retires a key and replaces it in one step.
     """
-    now = datetime.now(UTC)
-    when = parse_when(effective) if effective else now
-    if when < now.replace(microsecond=0):
-        raise UsageError(
-            "A key cannot be retired from a time in the past.",
-            hint="Give --from a time from now on, or revoke the key (`escrow keys revoke`).",
-        )
+    when = _retire_from(effective)
     ledger = app.ledger()
     rec = ledger.key(keyid)
     if rec.status != "active":
@@ -310,8 +321,7 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
             f"Retired {rec.keyid} ({rec.name}) from {result['effective_from']} "
             f"at entry {entry.index}."
         )
-    build = pub_path(app.settings.key_path)
-    if build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == rec.keyid:
+    if _is_build_key(app, rec.keyid):
         app.say(
             "The configured build key is retired from then: run `escrow keys rotate` to replace it."
         )
@@ -342,13 +352,7 @@ def rotate(
     change; the old key is kept as <name>-<keyid8>.key.pem.
     """
     path = key_path(app, name)
-    now = datetime.now(UTC)
-    when = parse_when(effective) if effective else now
-    if when < now.replace(microsecond=0):
-        raise UsageError(
-            "A key cannot be retired from a time in the past.",
-            hint="Give a future --from, or revoke the key (`escrow keys revoke`).",
-        )
+    when = _retire_from(effective)
     passphrase = _passphrase(app, passphrase_prompt, confirm=False)
     old = SigningKey.load(path, passphrase)
     ledger = app.ledger()

@@ -213,9 +213,9 @@ def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
             app.out(f"FAIL {p.kind:<20} {where}: {p.message}")
         if report.ok:
             app.out(
-                f"OK: {_count(report.entries_checked, 'entry', 'entries')}, "
-                f"{_count(report.signatures_checked, 'signature', 'signatures')}, "
-                f"{_count(report.checkpoints_checked, 'checkpoint', 'checkpoints')}; "
+                f"OK: {count(report.entries_checked, 'entry', 'entries')}, "
+                f"{count(report.signatures_checked, 'signature')}, "
+                f"{count(report.checkpoints_checked, 'checkpoint')}; "
                 f"root {report.root.hex()}"
             )
     first = report.first
@@ -298,7 +298,3 @@ def post(app: App, source: str, as_json: bool) -> None:
 
 
 __all__ = ["ledger", "post", "EscrowError"]
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"

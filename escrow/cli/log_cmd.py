@@ -10,6 +10,7 @@ import click
 from escrow.cli.app import App, json_option, parse_time, pass_app
 from escrow.documents.types import SCHEMA_NAMES
 from escrow.errors import UsageError
+from escrow.verification import sha256_id
 
 
 def _kind(predicate_type: str) -> str:
@@ -73,7 +74,7 @@ def log(
     if image_id is not None:
         image_id = _image_id(image_id)
     if diff_id is not None:
-        diff_id = _sha256_id(diff_id) or diff_id
+        diff_id = sha256_id(diff_id) or diff_id
     start = parse_time(since, "--since") if since else None
     end = parse_time(until, "--until", end_of_day=True) if until else None
     if start and end and start > end:
@@ -107,18 +108,10 @@ def log(
         )
 
 
-def _sha256_id(text: str) -> str | None:
-    """``sha256:`` and 64 hex digits, from either form; ``None`` for anything else."""
-    hexpart = text.strip().lower().removeprefix("sha256:")
-    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
-        return "sha256:" + hexpart
-    return None
-
-
 def _image_id(text: str) -> str:
     """A full image ID for ``--image``: given whole, or what the Docker Engine calls a short
     ID or a name (as `escrow log` prints the first 12 digits)."""
-    full = _sha256_id(text)
+    full = sha256_id(text)
     if full is not None:
         return full
     from escrow.cli.verify_cmd import DockerFacts

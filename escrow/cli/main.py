@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from escrow import __version__
-from escrow.cli.app import App
+from escrow.cli.app import App, file_in_the_way
 from escrow.errors import EscrowError
 
 #: command name -> "module:attribute" (a click.Command)
@@ -148,8 +148,7 @@ def _os_error(e: OSError) -> str:
         from pathlib import Path
 
         path = Path(str(e.filename))
-        candidates = [path, *path.parents] if e.errno == errno.EEXIST else list(path.parents)
-        blocking = next((p for p in candidates if p.exists() and not p.is_dir()), None)
+        blocking = file_in_the_way(path, itself=e.errno == errno.EEXIST)
         if blocking is not None:
             where, reason = f" {path}", f"{blocking} is a file, not a folder"
     if e.errno in _BAD_PATH:

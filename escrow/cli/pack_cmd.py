@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from escrow.cli.app import App, json_option, parse_time, pass_app
+from escrow.cli.app import App, file_in_the_way, json_option, parse_time, pass_app
 from escrow.errors import InputError, UsageError
 from escrow.text import count
 
@@ -70,7 +70,7 @@ def pack(
     try:  # before rendering: a pack that cannot be written is not rendered or recorded
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+        blocking = file_in_the_way(output)
         reason = f"{blocking} is a file, not a folder" if blocking else (e.strerror or str(e))
         raise UsageError(
             f"Cannot write the pack to {output}: {reason}.",

@@ -27,3 +27,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def env(db_url: str, tmp_path: Path) -> LedgerEnv:
     """An ESCROW_HOME with a log key and a registered build key, on ``db_url``."""
     return LedgerEnv.create(tmp_path / "home", db_url)
+
+
+@pytest.fixture
+def cli_env(env: LedgerEnv, monkeypatch: pytest.MonkeyPatch) -> LedgerEnv:
+    """``env`` as the CLI's ledger: ESCROW_HOME and ESCROW_DB_URL set, no server or key override."""
+    monkeypatch.setenv("ESCROW_HOME", str(env.home))
+    monkeypatch.setenv("ESCROW_DB_URL", env.settings.db_url)
+    for var in ("ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+        monkeypatch.delenv(var, raising=False)
+    return env

@@ -18,11 +18,8 @@ from escrow.signing.keys import SigningKey
 
 
 @pytest.fixture
-def home(env: LedgerEnv, monkeypatch: pytest.MonkeyPatch) -> LedgerEnv:
-    monkeypatch.setenv("ESCROW_HOME", str(env.home))
-    monkeypatch.setenv("ESCROW_DB_URL", env.settings.db_url)
-    for var in ("ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
-        monkeypatch.delenv(var, raising=False)
+def home(cli_env: LedgerEnv) -> LedgerEnv:
+    env = cli_env
     with env.open() as lg:
         for n in range(1, 6):
             lg.append(env.envelope(n))

@@ -12,12 +12,8 @@ from escrow.documents.types import KEY_EVENT
 
 
 @pytest.fixture
-def home(env: LedgerEnv, monkeypatch: pytest.MonkeyPatch) -> LedgerEnv:
-    monkeypatch.setenv("ESCROW_HOME", str(env.home))
-    monkeypatch.setenv("ESCROW_DB_URL", env.settings.db_url)
-    for var in ("ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
-        monkeypatch.delenv(var, raising=False)
-    return env
+def home(cli_env: LedgerEnv) -> LedgerEnv:
+    return cli_env
 
 
 def test_a_key_event_verifies_with_the_log_key(home: LedgerEnv, cli: Any) -> None:
