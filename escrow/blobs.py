@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -67,6 +66,8 @@ class BlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
         size = 0
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as f:

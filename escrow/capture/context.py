@@ -24,7 +24,6 @@ import queue
 import stat
 import sys
 import tarfile
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -412,6 +411,8 @@ def make_context(
             dockerignore=exclude,
         )
     # in memory up to SPOOL_IN_MEMORY, then a temporary file
+    import tempfile
+
     spool = cast(
         IO[bytes],
         tempfile.SpooledTemporaryFile(  # noqa: SIM115

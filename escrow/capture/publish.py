@@ -11,7 +11,6 @@ build runs, which stops it: nothing is recorded.
 
 from __future__ import annotations
 
-import concurrent.futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,8 @@ from escrow.config import Settings
 from escrow.signing.keyfile import read_key_file
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
     from escrow.signing.dsse import Envelope
@@ -93,6 +94,8 @@ class Publisher:
         """Parse the key and open the ledger in a background thread (call it when the
         engine starts building)."""
         if self._pool is None:
+            import concurrent.futures  # not before the build request: ~3 ms with logging
+
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 1, thread_name_prefix="escrow-publish"
             )

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,8 @@ from escrow.capture.secrets import strip_url_credentials
 
 
 def _git(cwd: Path, *args: str) -> str | None:
+    import subprocess  # in the thread that asks git, while the engine builds
+
     try:
         r = subprocess.run(
             ["git", "-C", str(cwd), *args],
@@ -35,6 +35,8 @@ def git_source(context: Path) -> dict[str, Any] | None:
     uncommitted or untracked (not ignored) changes; ``path`` is the context's
     folder inside the repository.
     """
+    import shutil
+
     if shutil.which("git") is None:
         return None
     top = _git(context, "rev-parse", "--show-toplevel")

@@ -64,10 +64,14 @@ class StepParser:
     """Feed :meth:`feed` every decoded message of ``APIClient.build(decode=True)``."""
 
     def __init__(
-        self, progress: Progress | None = None, scrub: Callable[[str], str] | None = None
+        self,
+        progress: Progress | None = None,
+        scrub: Callable[[str], str] | None = None,
+        on_step: Callable[[StepRecord], None] | None = None,
     ) -> None:
         self.progress = progress or NoProgress()
         self._scrub = scrub or (lambda text: text)
+        self._on_step = on_step  # called as each step starts (the one before has its image)
         self.steps: list[StepRecord] = []
         self.stage_images: list[str] = []
         self.error: str | None = None
@@ -122,6 +126,8 @@ class StepParser:
             )
             self.steps.append(step)
             self.progress.step(step.index, step.total, self._scrub(step.instruction))
+            if self._on_step is not None:
+                self._on_step(step)
             return
         current = self.current
         patterns = (

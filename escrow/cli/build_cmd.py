@@ -243,14 +243,17 @@ def build(
     deposit_error: EscrowError | None = None
     with _publisher(app) as publisher, DockerEngine() as engine:
         config_of = None
+        ahead = None
         if store is not None:
-            from escrow.deposit.images import saved_config
+            from escrow.deposit.images import SaveAhead, saved_config
+
+            ahead = SaveAhead(engine, store)  # the layers, saved while the build runs
 
             def config_of(image_id: str) -> dict[str, Any]:
                 nonlocal deposit_error
                 assert store is not None
                 try:
-                    return saved_config(engine, store, image_id)
+                    return saved_config(engine, store, image_id, ahead)
                 except (EnvironmentProblem, OSError) as e:
                     # the store failed during the build: record the build all the same
                     deposit_error = _store_problem(store, e)
@@ -265,6 +268,7 @@ def build(
             on_build_started=publisher.start,
             config_of=config_of,
             check=publisher.check,
+            layers_done=ahead.offer if ahead is not None else None,
         )
         if push and outcome.status == "succeeded":
             from escrow.registry.pull import push_image, record_push

@@ -20,6 +20,7 @@ import hashlib
 import json
 import posixpath
 import tarfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,12 +82,84 @@ def _known_layers(
     return known
 
 
-def saved_config(engine: DockerEngine, store: DepositStore, image_id: str) -> dict[str, Any]:
-    """Save image ``image_id`` into ``store`` unless it is all there; its raw config."""
+def saved_config(
+    engine: DockerEngine, store: DepositStore, image_id: str, ahead: SaveAhead | None = None
+) -> dict[str, Any]:
+    """Save image ``image_id`` into ``store`` unless it is all there; its raw config.
+
+    With the engine's own copy of the config (:meth:`DockerEngine.local_config`,
+    checked against the image ID) and every layer already in the store -- saved
+    while the build ran, by ``ahead`` -- only the config is stored: no ``docker save``.
+    """
+    if ahead is not None:
+        ahead.wait()
     with store.lock(exclusive=False):
+        config = config_only(engine, store, image_id)
+        if config is not None:
+            return config
         if missing_parts(store, image_id):
             save_images(engine, store, [image_id])
         return stored_config(store, image_id)
+
+
+def config_only(engine: DockerEngine, store: DepositStore, image_id: str) -> dict[str, Any] | None:
+    """Complete image ``image_id`` in ``store`` without a ``docker save`` when only its
+    config is missing and the engine's own copy can be read
+    (:meth:`DockerEngine.local_config`); its config, else None.  Hold the store's lock."""
+    local = getattr(engine, "local_config", None)
+    raw = local(image_id) if local is not None else None
+    if raw is None:
+        return None
+    config = json.loads(raw)
+    diff_ids = [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+    if not all(store.has(d.removeprefix("sha256:")) for d in diff_ids):
+        return None
+    store.put(raw)  # named by its SHA-256: the image ID
+    return dict(config)
+
+
+class SaveAhead:
+    """Save one image of a build that is still running, in a daemon thread.
+
+    ``escrow build`` offers the image of the step after which only instructions
+    that add no layer remain (``ENV``, ``CMD``, ``LABEL``, ...): the built image will
+    have exactly its layers, so they are in the store by the time the build ends and
+    :func:`saved_config` needs no ``docker save`` then.  Only the first offer is
+    taken.  A failure here is not reported: it only means the save happens after
+    the build, where any problem is reported as usual.
+    """
+
+    def __init__(self, engine: DockerEngine, store: DepositStore) -> None:
+        self._engine = engine
+        self._store = store
+        self._thread: threading.Thread | None = None
+        self.saved: str | None = None  # the image saved (or found complete), once done
+
+    def offer(self, image_ref: str) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(image_ref,), name="escrow-save-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, image_ref: str) -> None:
+        try:
+            found = self._engine.inspect_image(image_ref)
+            if not found or not str(found.get("Id", "")).startswith("sha256:"):
+                return
+            image_id = str(found["Id"])
+            diff_ids = [str(d) for d in (found.get("RootFS") or {}).get("Layers") or []]
+            with self._store.lock(exclusive=False):
+                if not all(self._store.has(d.removeprefix("sha256:")) for d in diff_ids):
+                    save_images(self._engine, self._store, [image_id])
+            self.saved = image_id
+        except Exception:  # noqa: BLE001 - the save after the build reports problems
+            return
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 def save_images(

@@ -137,3 +137,72 @@ def test_from_scratch_empty_arrow_is_not_log_output() -> None:
     assert [bytes(s.log) for s in result.steps] == [b"", b""]
     assert result.steps[0].image_short is None
     assert result.steps[1].image_short == "81c345f3fcd6"
+
+
+def _steps(parser: StepParser, lines: list[str]) -> None:
+    for line in lines:
+        parser.feed({"stream": line + "\n"})
+
+
+def test_the_layers_are_known_once_only_metadata_steps_remain() -> None:
+    """``escrow build`` saves the image of the last step that could add a layer while
+    the steps that cannot (ENV, CMD, ...) still run."""
+    from escrow.capture import dockerfile as dfparse
+    from escrow.capture.build import _layers_watch
+
+    df = dfparse.parse('ARG B=x\nFROM $B\nRUN a\nWORKDIR /w\nENV A=1\nCMD ["x"]\n')
+    offered: list[str] = []
+    parser = StepParser(on_step=_layers_watch(df, offered.append))
+    _steps(
+        parser,
+        [
+            "Step 1/6 : ARG B=x",
+            "Step 2/6 : FROM $B",
+            " ---> 111111111111",
+            "Step 3/6 : RUN a",
+            " ---> Running in 222222222222",
+            " ---> 333333333333",
+            "Step 4/6 : WORKDIR /w",  # WORKDIR may add a layer: not yet
+            " ---> 444444444444",
+        ],
+    )
+    assert offered == []
+    _steps(parser, ["Step 5/6 : ENV A=1", " ---> 555555555555"])
+    assert offered == ["444444444444"]
+    _steps(parser, ['Step 6/6 : CMD ["x"]', " ---> 666666666666"])
+    assert offered == ["444444444444", "555555555555"]  # the saver takes the first
+
+
+def test_no_layers_are_guessed_from_a_stream_that_is_not_the_file() -> None:
+    from escrow.capture import dockerfile as dfparse
+    from escrow.capture.build import _layers_watch
+
+    df = dfparse.parse("FROM x AS a\nRUN a\nENV A=1\nFROM a\nRUN b\n")
+    offered: list[str] = []
+    # --target a: the engine numbers the steps of the whole file, the last ones never come
+    parser = StepParser(on_step=_layers_watch(df, offered.append))
+    _steps(
+        parser,
+        ["Step 1/5 : FROM x AS a", " ---> 111111111111", "Step 2/5 : RUN a", " ---> 222222222222"],
+    )
+    _steps(parser, ["Step 3/5 : ENV A=1", " ---> 333333333333"])
+    assert offered == []  # a FROM and a RUN follow in the file
+    # a step count that is not the file's: nothing is assumed
+    other = StepParser(on_step=_layers_watch(df, offered.append))
+    _steps(other, ["Step 1/2 : FROM x", " ---> 111111111111", "Step 2/2 : ENV A=1"])
+    assert offered == []
+    # a step whose text is not the file's instruction there
+    third = StepParser(
+        on_step=_layers_watch(dfparse.parse("FROM x\nRUN a\nENV A=1\n"), offered.append)
+    )
+    _steps(
+        third,
+        [
+            "Step 1/3 : FROM x",
+            " ---> 111111111111",
+            "Step 2/3 : RUN a",
+            " ---> 222222222222",
+            "Step 3/3 : CMD y",
+        ],
+    )
+    assert offered == []

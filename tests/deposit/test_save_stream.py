@@ -57,3 +57,88 @@ def test_a_new_layer_the_size_of_a_stored_one_is_stored_in_one_pass(
     assert diff_ids[-1] != diff_ids[-2]
     assert missing_parts(store, image_b) == []
     assert len(calls) == 1
+
+
+def _count_saves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Patch ``DockerEngine._save``: each call appends the name of the thread making it."""
+    import threading
+
+    from escrow.capture.engine import DockerEngine
+
+    threads: list[str] = []
+    real_save = DockerEngine._save
+
+    def counting_save(self: DockerEngine, *args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(DockerEngine, "_save", counting_save)
+    return threads
+
+
+def _build(builds: Builds, ctx: Path, tag: str) -> dict[str, Any]:
+    from tests.conftest import run_cli
+
+    builds.tags.append(tag)
+    r = run_cli(["build", str(ctx), "-t", tag, "--json"])
+    assert r.exit_code == 0, r.stderr
+    result: dict[str, Any] = r.json()
+    assert result["deposit"]["complete"], result
+    return result
+
+
+def test_the_layers_are_saved_while_the_last_steps_run(
+    builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Dockerfile ending in instructions that add no layer (ENV, CMD, LABEL): the image
+    of the last step that could add one is saved into the deposit while those run, and
+    nothing is saved once the build has ended -- the config comes from the engine's image
+    store, checked against the image ID."""
+    from escrow.deposit.images import missing_parts
+    from escrow.deposit.store import open_store
+    from tests.conftest import run_cli
+
+    threads = _count_saves(monkeypatch)
+    ctx = builds.context({"app.txt": "ahead"})
+    (ctx / "Dockerfile").write_text(
+        builds.dockerfile() + 'ENV MODE=ahead\nLABEL stage="last"\nCMD ["/bin/busybox", "true"]\n'
+    )
+    result = _build(builds, ctx, f"escrow-test/deposit-{builds.run}:ahead")
+    assert threads == ["escrow-save-ahead"]
+    assert missing_parts(open_store(escrow_home), result["image_id"]) == []
+    r = run_cli(["deposit", "check", str(result["index"])])
+    assert r.exit_code == 0, r.stdout + r.stderr
+
+
+def test_a_build_ending_in_a_layer_saves_after_it(
+    builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No instruction after the last layer: nothing can be saved ahead, one save after."""
+    from escrow.deposit.images import missing_parts
+    from escrow.deposit.store import open_store
+
+    threads = _count_saves(monkeypatch)
+    ctx = builds.context({"app.txt": "after"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile())  # ends with RUN
+    result = _build(builds, ctx, f"escrow-test/deposit-{builds.run}:after")
+    assert threads == ["escrow-config"]
+    assert missing_parts(open_store(escrow_home), result["image_id"]) == []
+
+
+def test_without_the_engines_config_file_the_config_comes_from_a_save(
+    builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine whose image store this process cannot read (remote, or not root): the
+    layers saved ahead are kept, and the config is read from one save after the build."""
+    from escrow.capture.engine import DockerEngine
+    from escrow.deposit.images import missing_parts
+    from escrow.deposit.store import open_store
+
+    monkeypatch.setattr(DockerEngine, "local_config", lambda self, image_id: None)
+    threads = _count_saves(monkeypatch)
+    ctx = builds.context({"app.txt": "remote"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile() + "ENV MODE=remote\n")
+    result = _build(builds, ctx, f"escrow-test/deposit-{builds.run}:remote")
+    # then the base image's config, which no save of the built image holds
+    assert threads == ["escrow-save-ahead", "escrow-config", "MainThread"]
+    assert missing_parts(open_store(escrow_home), result["image_id"]) == []
