@@ -6,6 +6,7 @@ Thin: parse the options, call :mod:`escrow.capture`, sign and append, print.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,23 @@ def _store_problem(store: DepositStore, error: Exception) -> EscrowError:
         hint="Check the store's path, space and permissions (--deposit-store, "
         "ESCROW_DEPOSIT_STORE).",
     )
+
+
+def _while_building(publisher: Publisher, deposit: bool) -> Callable[[], None]:
+    """What starts once the engine has the context: the key and ledger (in the
+    publisher's thread) and the import of the deposit code needed after the build."""
+
+    def start() -> None:
+        publisher.start()
+        if deposit:
+            import importlib
+            import threading
+
+            threading.Thread(
+                target=importlib.import_module, args=("escrow.deposit.deposit",), daemon=True
+            ).start()
+
+    return start
 
 
 def _publisher(app: App) -> Publisher:
@@ -265,7 +283,7 @@ def build(
             blobs=BlobStore(app.settings.blobs_dir),
             redactor=_redactor(app, secrets),
             progress=make_progress(sys.stderr, quiet=quiet),
-            on_build_started=publisher.start,
+            on_build_started=_while_building(publisher, store is not None),
             config_of=config_of,
             check=publisher.check,
             layers_done=ahead.offer if ahead is not None else None,
