@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -445,8 +445,8 @@ def phoenix_build(
         progress, redactor.text, on_step=_layers_watch(df, layers_done) if layers_done else None
     )
     # git, the engine's own facts and ``on_build_started`` run while the engine
-    # builds: they start once the whole context is on its way, so that they do not
-    # hold up the request itself.
+    # builds: they start once the engine has the whole context (``on_sent``), so
+    # that they hold up neither the request nor its end.
     background: list[concurrent.futures.Future[Any]] = []
 
     def start_background() -> None:
@@ -460,18 +460,15 @@ def phoenix_build(
         if on_build_started is not None:
             on_build_started()
 
-    def archive() -> Iterator[bytes]:
-        yield from stream.chunks()
-        start_background()
-
     messages = engine.build(
-        archive(),
+        stream.chunks(),
         dockerfile=stream.dockerfile_in_archive,
         tags=list(request.tags),
         build_args=args,
         target=request.target,
         platform=request.platform,
         labels=dict(request.labels),
+        on_sent=start_background,  # not before: the engine waits for the whole context
     )
     stopped = False
     try:

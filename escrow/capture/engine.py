@@ -22,7 +22,7 @@ import os
 import re
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -49,9 +49,11 @@ class Engine(Protocol):
         target: str | None,
         platform: str | None,
         labels: Mapping[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Run a no-cache build of ``archive`` (the context tar, streamed); yield the
-        engine's decoded JSON messages.  ``labels`` are set on the image, as
+        engine's decoded JSON messages.  ``on_sent()`` is called once the engine has
+        the whole context (it can start building).  ``labels`` are set on the image, as
         ``docker build --label`` does."""
         ...
 
@@ -172,8 +174,10 @@ class _LocalSocket:
         body: Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = 60.0,
+        on_sent: Callable[[], None] | None = None,
     ) -> _Response:
-        """Send one request on a new connection; the response (status < 400), open."""
+        """Send one request on a new connection; the response (status < 400), open.
+        ``on_sent()`` runs once the whole request is sent, before its answer is read."""
         import socket
 
         lines = [f"{method} {url} HTTP/1.1", "Host: localhost", "Accept-Encoding: identity"]
@@ -193,10 +197,15 @@ class _LocalSocket:
                     if chunk:
                         sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 sock.sendall(b"0\r\n\r\n")
+            if on_sent is not None:
+                on_sent()
             response = _UnixResponse(sock, method)
         except OSError as e:
             sock.close()
             raise _unavailable(e) from e
+        except BaseException:  # on_sent failed, or Ctrl-C
+            sock.close()
+            raise
         if response.status >= 400:
             try:
                 data = response.read()
@@ -306,8 +315,12 @@ class _SDKTransport:
         body: Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = 60.0,
+        on_sent: Callable[[], None] | None = None,
     ) -> _Response:
         import requests
+
+        if body is not None and on_sent is not None:
+            body = _then(body, on_sent)
 
         full = f"{self.api.base_url}/v{self.api.api_version}{url}"
         try:
@@ -323,6 +336,12 @@ class _SDKTransport:
                 response.close()
             raise EngineHTTPError(response.status_code, _error_message(data) or response.reason)
         return _SDKResponse(response)
+
+
+def _then(body: Iterable[bytes], done: Callable[[], None]) -> Iterator[bytes]:
+    """``body``, then ``done()`` once it is exhausted (the SDK's session sends it)."""
+    yield from body
+    done()
 
 
 class _SDKResponse:
@@ -457,6 +476,7 @@ class DockerEngine:
         target: str | None,
         platform: str | None,
         labels: Mapping[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """``POST /build`` with the options ``APIClient.build`` sends for the same call."""
         params: dict[str, str] = {
@@ -483,6 +503,7 @@ class DockerEngine:
                 body=archive,
                 headers={"Content-Type": "application/x-tar"},
                 timeout=None,
+                on_sent=on_sent,
             )
         except EngineHTTPError as e:
             raise _build_refused(e.status, e.message) from e

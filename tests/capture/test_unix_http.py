@@ -39,7 +39,10 @@ class Canned:
                     while not data.endswith(b"0\r\n\r\n"):
                         data += conn.recv(65536)
                 self.requests.append(data)
-                conn.sendall(self.answer)
+                try:
+                    conn.sendall(self.answer)
+                except OSError:  # the client hung up (a test of that)
+                    pass
 
 
 @pytest.fixture
@@ -117,3 +120,33 @@ def test_a_connection_cut_mid_answer_is_an_engine_problem(canned: Canned) -> Non
 def test_no_engine_on_the_socket(tmp_path: Path) -> None:
     with pytest.raises(EngineUnavailable, match="not reachable"):
         _LocalSocket(str(tmp_path / "absent.sock")).request("GET", "/x")
+
+
+def test_on_sent_runs_once_the_whole_body_is_on_the_socket(canned: Canned) -> None:
+    """``escrow build`` starts its background work then: not before the end of the
+    body, which the engine waits for before it builds."""
+    import time
+
+    canned.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    complete: list[bool] = []
+
+    def on_sent() -> None:
+        # the server answers only once it has read the body's last chunk: called any
+        # earlier (the end still unsent), this would wait in vain
+        deadline = time.monotonic() + 10
+        while not canned.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        complete.append(bool(canned.requests))
+
+    r = _LocalSocket(canned.path).request(
+        "POST", "/build", body=iter([b"abc", b"def"]), on_sent=on_sent
+    )
+    assert r.read() == b"ok" and complete == [True]
+    r.close()
+    assert canned.requests[-1].endswith(b"3\r\ndef\r\n0\r\n\r\n")
+
+    def fails() -> None:
+        raise RuntimeError("on_sent failed")
+
+    with pytest.raises(RuntimeError, match="on_sent failed"):
+        _LocalSocket(canned.path).request("POST", "/build", body=iter([b"x"]), on_sent=fails)
