@@ -146,13 +146,14 @@ class Bases:
         digest = skopeo_digest(ref)
         return ref, image_id, digest
 
-    def app(self, base_ref: str, name: str = "app") -> Path:
+    def app(self, base_ref: str, name: str = "app", tail: str = "") -> Path:
+        """A context on ``base_ref``; ``tail``: instructions after its last layer."""
         ctx = self.root / f"{name}-{uuid.uuid4().hex[:6]}"
         ctx.mkdir(parents=True)
         (ctx / "app.txt").write_text("the application\n")
         (ctx / "Dockerfile").write_text(
             f"FROM {base_ref}\nCOPY app.txt /app/app.txt\n"
-            'RUN ["/bin/busybox", "sh", "-c", "echo built > /app/built"]\n'
+            'RUN ["/bin/busybox", "sh", "-c", "echo built > /app/built"]\n' + tail
         )
         return ctx
 

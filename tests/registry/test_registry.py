@@ -180,7 +180,8 @@ def test_rebuild_from_a_registry_deposit_after_the_base_left_the_engine(
 ) -> None:
     base_ref, base_id, _ = bases.push(registry, "v1")
     store = f"oci://{registry}/escrow-test/deposits-{bases.run}"
-    ctx = bases.app(base_ref)
+    # the layers are saved into the registry store while the ENV step runs
+    ctx = bases.app(base_ref, tail="ENV MODE=deposited\n")
     tag = f"escrow-test/app-{bases.run}:1"
     bases.local.append(tag)
     r = cli(["build", str(ctx), "-t", tag, "-q", "--json", "--pull", "--deposit-store", store])
