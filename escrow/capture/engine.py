@@ -260,7 +260,7 @@ class _UnixResponse:
 
     def read1(self, amt: int = -1, /) -> bytes:
         """Up to ``amt`` bytes (any amount for -1), at least one unless the body ended."""
-        if self._done:
+        if self._done or amt == 0:
             return b""
         if self._chunked and not self._left and not self._chunk():
             return b""

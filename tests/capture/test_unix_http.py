@@ -58,6 +58,7 @@ def test_a_chunked_answer_read_in_small_pieces(canned: Canned) -> None:
         b'7\r\n{"a": 1\r\n5;ext=1\r\n}{"b"\r\n4\r\n: 2}\r\n0\r\nX-Trailer: t\r\n\r\n'
     )
     r = _LocalSocket(canned.path).request("GET", "/x")
+    assert r.read1(0) == b"" and r.read(0) == b""
     assert r.read1(3) == b'{"a'  # never more than asked, never past a chunk
     assert r.read1(-1) == b'": 1'
     assert r.read() == b'}{"b": 2}'
