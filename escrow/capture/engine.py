@@ -191,15 +191,24 @@ class _LocalSocket:
         try:
             sock.settimeout(timeout)
             sock.connect(self.path)
-            sock.sendall(head)
-            if body is not None:
-                for chunk in body:
-                    if chunk:
-                        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                sock.sendall(b"0\r\n\r\n")
-            if on_sent is not None:
-                on_sent()
-            response = _UnixResponse(sock, method)
+            try:
+                sock.sendall(head)
+                if body is not None:
+                    for chunk in body:
+                        if chunk:
+                            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    sock.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                # The engine refused the request before reading all of it (a bad
+                # option with a large context): its answer says why, if it sent one.
+                sock.settimeout(5.0)
+                response = _UnixResponse(sock, method)
+                if response.status < 400:
+                    raise
+            else:
+                if on_sent is not None:
+                    on_sent()
+                response = _UnixResponse(sock, method)
         except OSError as e:
             sock.close()
             raise _unavailable(e) from e

@@ -22,6 +22,7 @@ class Canned:
         self.server.bind(self.path)
         self.server.listen(4)
         self.answer = b""
+        self.early = False  # answer after the head, without reading the body, and hang up
         self.requests: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -35,6 +36,10 @@ class Canned:
                 data = b""
                 while b"\r\n\r\n" not in data:
                     data += conn.recv(65536)
+                if self.early:
+                    self.requests.append(data)
+                    conn.sendall(self.answer)
+                    continue
                 if b"chunked" in data.split(b"\r\n\r\n", 1)[0]:
                     while not data.endswith(b"0\r\n\r\n"):
                         data += conn.recv(65536)
@@ -151,3 +156,17 @@ def test_on_sent_runs_once_the_whole_body_is_on_the_socket(canned: Canned) -> No
 
     with pytest.raises(RuntimeError, match="on_sent failed"):
         _LocalSocket(canned.path).request("POST", "/build", body=iter([b"x"]), on_sent=fails)
+
+
+def test_an_answer_sent_before_the_body_was_read_is_reported(canned: Canned) -> None:
+    """The engine refuses some requests (a bad option) before it reads the context, and
+    hangs up: its answer is the error to report, not "the engine is not reachable"."""
+    canned.early = True
+    canned.answer = (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 36\r\n"
+        b'\r\n{"message": "invalid reference x"}\n\n'
+    )
+    body = iter([b"x" * (1 << 20)] * 64)  # more than the socket buffers take
+    with pytest.raises(EngineHTTPError) as e:
+        _LocalSocket(canned.path).request("POST", "/build", body=body)
+    assert e.value.status == 400 and e.value.message == "invalid reference x"
