@@ -18,6 +18,7 @@ from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputErr
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
     from escrow.capture.secrets import Redactor
+    from escrow.deposit.ahead import ContextAhead
     from escrow.deposit.deposit import DepositResult
     from escrow.deposit.store import DepositStore
     from escrow.ledger.store import Entry
@@ -113,19 +114,14 @@ def _store_problem(store: DepositStore, error: Exception) -> EscrowError:
     )
 
 
-def _while_building(publisher: Publisher, deposit: bool) -> Callable[[], None]:
+def _while_building(publisher: Publisher, context: ContextAhead | None) -> Callable[[], None]:
     """What starts once the engine has the context: the key and ledger (in the
-    publisher's thread) and the import of the deposit code needed after the build."""
+    publisher's thread) and the deposit of the context."""
 
     def start() -> None:
         publisher.start()
-        if deposit:
-            import importlib
-            import threading
-
-            threading.Thread(
-                target=importlib.import_module, args=("escrow.deposit.deposit",), daemon=True
-            ).start()
+        if context is not None:
+            context.start()
 
     return start
 
@@ -262,10 +258,14 @@ def build(
     with _publisher(app) as publisher, DockerEngine() as engine:
         config_of = None
         ahead = None
+        context_ahead = None
         if store is not None:
-            from escrow.deposit.images import SaveAhead, saved_config
+            from escrow.deposit.ahead import ContextAhead, SaveAhead
+            from escrow.deposit.images import saved_config
 
-            ahead = SaveAhead(engine, store)  # the layers, saved while the build runs
+            # while the engine builds: the context stored, the layers saved
+            context_ahead = ContextAhead(store, context, dockerfile)
+            ahead = SaveAhead(engine, store)
 
             def config_of(image_id: str) -> dict[str, Any]:
                 nonlocal deposit_error
@@ -283,7 +283,7 @@ def build(
             blobs=BlobStore(app.settings.blobs_dir),
             redactor=_redactor(app, secrets),
             progress=make_progress(sys.stderr, quiet=quiet),
-            on_build_started=_while_building(publisher, store is not None),
+            on_build_started=_while_building(publisher, context_ahead),
             config_of=config_of,
             check=publisher.check,
             layers_done=ahead.offer if ahead is not None else None,
@@ -324,6 +324,7 @@ def build(
                     dockerfile=dockerfile,
                     engine=engine,
                     say=app.say if not quiet else None,
+                    context_ahead=context_ahead,
                 )
             except (EnvironmentProblem, OSError) as e:
                 deposit_error = _store_problem(store, e)

@@ -30,6 +30,7 @@ from escrow.errors import InputError
 if TYPE_CHECKING:
     from escrow.capture.engine import DockerEngine
     from escrow.config import Settings
+    from escrow.deposit.ahead import ContextAhead
     from escrow.ledger.store import Entry
 
 DEPOSIT_RECORD = "https://escrow.dev/deposit/v1"
@@ -251,8 +252,12 @@ def deposit_entry(
     dockerfile: Path | None = None,
     include_image: bool = True,
     say: Callable[[str], None] | None = None,
+    context_ahead: ContextAhead | None = None,
 ) -> DepositResult:
-    """Deposit what a rebuild of ``entry`` needs; what could not be deposited is listed."""
+    """Deposit what a rebuild of ``entry`` needs; what could not be deposited is listed.
+
+    ``context_ahead``: the context of ``context_dir`` stored while the engine built it
+    (used when it is the recorded one and still all there)."""
     from escrow.blobs import BlobStore
 
     say = say or (lambda _m: None)
@@ -279,10 +284,26 @@ def deposit_entry(
     result = DepositResult(entry.index, entry.leaf_hash, "")
     with store.lock(exclusive=False):
         # -- context and Dockerfile
+        ahead = context_ahead.result() if context_ahead is not None else None
+        if ahead is not None and (
+            not needs.context
+            or ahead.tree_digest != needs.context.get("treeDigest")
+            or not all(store.has(b) for b in ahead.blobs)
+        ):
+            ahead = None
         f, close = _open_archive(context_archive)
         df_bytes: bytes | None = None
         try:
-            if f is None and context_dir is not None and needs.context:
+            if ahead is not None and needs.context:
+                record["context"] = {
+                    "treeDigest": needs.context.get("treeDigest"),
+                    "archiveDigest": ahead.archive_digest,
+                    "archiveSize": ahead.archive_size,
+                    "index": ahead.index,
+                }
+                result.deposited.append("context")
+                df_bytes = ahead.dockerfile
+            elif f is None and context_dir is not None and needs.context:
                 f, df_bytes = _archive_from_dir(Path(context_dir), dockerfile, needs)
                 close = True
             elif f is not None and needs.context:

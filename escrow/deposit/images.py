@@ -20,7 +20,6 @@ import hashlib
 import json
 import posixpath
 import tarfile
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from escrow.errors import EngineUnavailable, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.engine import DockerEngine
+    from escrow.deposit.ahead import SaveAhead
 
 _CHUNK = 1 << 20
 _SMALL = 4 << 20
@@ -116,50 +116,6 @@ def config_only(engine: DockerEngine, store: DepositStore, image_id: str) -> dic
         return None
     store.put(raw)  # named by its SHA-256: the image ID
     return dict(config)
-
-
-class SaveAhead:
-    """Save one image of a build that is still running, in a daemon thread.
-
-    ``escrow build`` offers the image of the step after which only instructions
-    that add no layer remain (``ENV``, ``CMD``, ``LABEL``, ...): the built image will
-    have exactly its layers, so they are in the store by the time the build ends and
-    :func:`saved_config` needs no ``docker save`` then.  Only the first offer is
-    taken.  A failure here is not reported: it only means the save happens after
-    the build, where any problem is reported as usual.
-    """
-
-    def __init__(self, engine: DockerEngine, store: DepositStore) -> None:
-        self._engine = engine
-        self._store = store
-        self._thread: threading.Thread | None = None
-        self.saved: str | None = None  # the image saved (or found complete), once done
-
-    def offer(self, image_ref: str) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._run, args=(image_ref,), name="escrow-save-ahead", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, image_ref: str) -> None:
-        try:
-            found = self._engine.inspect_image(image_ref)
-            if not found or not str(found.get("Id", "")).startswith("sha256:"):
-                return
-            image_id = str(found["Id"])
-            diff_ids = [str(d) for d in (found.get("RootFS") or {}).get("Layers") or []]
-            with self._store.lock(exclusive=False):
-                if not all(self._store.has(d.removeprefix("sha256:")) for d in diff_ids):
-                    save_images(self._engine, self._store, [image_id])
-            self.saved = image_id
-        except Exception:  # noqa: BLE001 - the save after the build reports problems
-            return
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
 
 
 def save_images(
