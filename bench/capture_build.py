@@ -1,6 +1,6 @@
 """``escrow build`` of the example against plain ``docker build --no-cache`` of the same context.
 
-    .venv/bin/python bench/capture_build.py [--runs 5]
+    .venv/bin/python bench/capture_build.py [--runs 15] [--context-mb N]
 
 Both are run as a pipeline would (new processes), alternating, on the same
 engine's classic builder, each from the same copy of ``examples/app`` with the
@@ -60,6 +60,13 @@ for line in conn.getresponse():
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument(
+        "--context-mb",
+        type=int,
+        default=0,
+        help="add a file of this many MiB of random bytes to the example's context "
+        "(sent, hashed and deposited, not copied into the image)",
+    )
     args = ap.parse_args()
     from tests.conftest import BASE_TAG, build_base_image
 
@@ -69,6 +76,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="escrow-bench-build-"))
     ctx = work / "app"
     shutil.copytree(REPO / "examples" / "app", ctx)
+    if args.context_mb:
+        with open(ctx / "payload.bin", "wb") as f:
+            for _ in range(args.context_mb):
+                f.write(os.urandom(1 << 20))
     env = dict(os.environ, ESCROW_HOME=str(work / "home"))
     env.pop("ESCROW_DB_URL", None)
     subprocess.run([BIN / "escrow", "init"], env=env, check=True, capture_output=True)
@@ -109,7 +120,8 @@ def main() -> None:
             times[name].append(time.perf_counter() - t)
     ref = statistics.median(times["docker build --no-cache"])
     print(
-        f"# example app, {args.runs} runs each (median, min-max); "
+        f"# example app{f' + {args.context_mb} MiB in its context' if args.context_mb else ''}, "
+        f"{args.runs} runs each (median, min-max); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     for name, ts in times.items():
