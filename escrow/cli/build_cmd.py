@@ -161,7 +161,8 @@ def _publisher(app: App) -> Publisher:
 @click.option(
     "--no-deposit",
     is_flag=True,
-    help="Do not deposit the inputs (context, base images, logs) for a later rebuild.",
+    help="Do not deposit the inputs (context, base images, logs) and the built image "
+    "for a later rebuild.",
 )
 @click.option(
     "--pull",
