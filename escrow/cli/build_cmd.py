@@ -90,6 +90,15 @@ def _report(
             app.out(f"base:     {b['reference']} = {b['repoDigest']} ({b['imageId']})")
         for p in (registry or {}).get("pushed") or []:
             app.out(f"pushed:   {p['reference']} = {p['digest']}")
+        if deposit is not None:
+            if deposit.complete:
+                app.out("deposit:  complete")
+            else:
+                lacking = ", ".join(f"{m.get('kind')} {m.get('name')}" for m in deposit.missing)
+                app.out(
+                    f"deposit:  incomplete, lacking {lacking} "
+                    f"(`escrow deposit check {entry.index}` says why)"
+                )
     for moved in (registry or {}).get("movedBases") or []:
         app.say(f"escrow: note: {moved['message']}")
     if failure is not None and check:

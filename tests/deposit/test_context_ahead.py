@@ -103,3 +103,53 @@ def test_a_folder_changed_since_the_build_is_not_taken_for_its_context(
         deposit_entry(
             store, entry, blobs_dir=load_settings().blobs_dir, context_dir=ctx, context_ahead=ahead
         )
+
+
+def test_the_human_result_says_whether_the_deposit_is_complete(
+    builds: Builds, escrow_home: Path
+) -> None:
+    ctx = builds.context({"app.txt": "told"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile(run=False) + "ENV TOLD=1\n")
+    tag = f"escrow-test/deposit-{builds.run}:told"
+    builds.tags.append(tag)
+    r = run_cli(["build", str(ctx), "-t", tag, "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert "deposit:  complete" in r.stdout.splitlines()
+    r = run_cli(["build", str(ctx), "-t", tag, "-q", "--no-deposit"])
+    assert r.exit_code == 0, r.stderr
+    assert not any(line.startswith("deposit:") for line in r.stdout.splitlines())
+
+
+def test_an_incomplete_deposit_is_named_in_the_human_result() -> None:
+    from datetime import UTC, datetime
+
+    from escrow.cli.build_cmd import _report
+    from escrow.deposit.deposit import DepositResult
+    from escrow.ledger.models import Entry
+
+    lines: list[str] = []
+
+    class Out:
+        def out(self, text: str) -> None:
+            lines.append(text)
+
+        def say(self, text: str) -> None:
+            lines.append(text)
+
+    entry = Entry(
+        7,
+        "ab" * 32,
+        b"{}",
+        "https://escrow.dev/build-manifest/v1",
+        "p",
+        None,
+        "k",
+        datetime.now(UTC),
+    )
+    statement = {"predicate": {"build": {"status": "succeeded", "project": "p", "id": "b"}}}
+    missing = [{"kind": "base-image", "name": "base:1", "reason": "not in the engine"}]
+    deposit = DepositResult(7, entry.leaf_hash, "", missing=missing)
+    _report(Out(), False, entry, True, statement, deposit=deposit)  # type: ignore[arg-type]
+    assert lines[-1] == (
+        "deposit:  incomplete, lacking base-image base:1 (`escrow deposit check 7` says why)"
+    )
