@@ -34,7 +34,6 @@ class SaveAhead:
         self._engine = engine
         self._store = store
         self._thread: threading.Thread | None = None
-        self.saved: str | None = None  # the image saved (or found complete), once done
 
     def offer(self, image_ref: str) -> None:
         if self._thread is not None:
@@ -49,14 +48,12 @@ class SaveAhead:
             found = self._engine.inspect_image(image_ref)
             if not found or not str(found.get("Id", "")).startswith("sha256:"):
                 return
-            image_id = str(found["Id"])
             diff_ids = [str(d) for d in (found.get("RootFS") or {}).get("Layers") or []]
             with self._store.lock(exclusive=False):
                 if not all(self._store.has(d.removeprefix("sha256:")) for d in diff_ids):
                     from escrow.deposit.images import save_images
 
-                    save_images(self._engine, self._store, [image_id])
-            self.saved = image_id
+                    save_images(self._engine, self._store, [str(found["Id"])])
         except Exception:  # noqa: BLE001 - the save after the build reports problems
             return
 
