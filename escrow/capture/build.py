@@ -339,11 +339,11 @@ def _layers_watch(
     layers.  The step numbers of the classic builder count every instruction of the
     file (global ``ARG`` included); a step whose text is not the instruction expected
     there (or a ``--target`` stage followed by others) is never taken for one."""
-    seen: list[StepRecord] = []
+    last: list[StepRecord] = []  # the step before this one
 
     def on_step(step: StepRecord) -> None:
-        previous = seen[-1] if seen else None
-        seen.append(step)
+        previous = last[0] if last else None
+        last[:] = [step]
         rest = df.instructions[step.index - 1 : step.total]
         if (
             previous is None

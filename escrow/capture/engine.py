@@ -301,9 +301,6 @@ class _UnixResponse:
             got += len(data)
         return b"".join(parts)
 
-    def readable(self) -> bool:
-        return True
-
     def close(self) -> None:
         self._done = True
         self._f.close()
