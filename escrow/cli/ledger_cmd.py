@@ -251,8 +251,6 @@ def post(app: App, source: str, as_json: bool) -> None:
     envelope; invalid envelopes are rejected one by one with the reason while the
     valid ones are still appended.  Exit 1 when any was rejected.
     """
-    from escrow.ledger.store import prepare
-
     try:
         if source == "-":
             stdin = getattr(sys.stdin, "buffer", None)
@@ -264,16 +262,16 @@ def post(app: App, source: str, as_json: bool) -> None:
     docs = _documents(data)
     results: list[dict[str, Any]] = []
     with app.ledger() as lg:
-        for line, raw in docs:
-            try:
-                entry, created = lg.append_prepared(prepare(raw))
-            except (InputError, CheckFailed) as e:
-                if isinstance(e, LedgerTamperError):
-                    raise
-                results.append({"line": line, "status": "rejected", "error": e.diagnostics()})
+        # each envelope in its own transaction, in order; the next ones are checked
+        # on a second thread meanwhile
+        outcomes = lg.append_many(raw for _, raw in docs)
+        for (line, _), outcome in zip(docs, outcomes, strict=True):
+            if isinstance(outcome, EscrowError):
+                results.append({"line": line, "status": "rejected", "error": outcome.diagnostics()})
                 if not as_json:
-                    app.out(f"rejected line {line}: {e.diagnostics()}")
+                    app.out(f"rejected line {line}: {outcome.diagnostics()}")
                 continue
+            entry, created = outcome
             status = "appended" if created else "exists"
             results.append(
                 {"line": line, "status": status, "index": entry.index, "leaf_hash": entry.leaf_hash}

@@ -19,7 +19,7 @@ import collections
 import functools
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +62,12 @@ PG_LOCK_KEY = 0x657363726F77
 #: A signed checkpoint is kept in ``ledger_checkpoint`` every this many entries
 #: (the latest one is always in ``ledger_head``).
 CHECKPOINT_EVERY = 1024
+#: Entries are added to the query index (``ledger_term``) in batches of this many, in
+#: the transaction of the append that completes a batch; queries read the entries
+#: past the last batch from their own rows (docs/DESIGN-NOTES.md).
+INDEX_EVERY = 64
+#: The current schema (``ledger_meta.schema``); schema 1 is migrated on opening.
+SCHEMA = "2"
 #: Statuses of a registered key.
 ACTIVE, REVOKED, RETIRED = "active", "revoked", "retired"
 
@@ -338,6 +344,133 @@ def prepare(envelope: Envelope | bytes | str) -> Prepared:
     )
 
 
+def entry_terms(
+    idx: int,
+    predicate_type: str,
+    project: str | None,
+    image_id: str | None,
+    signer: str,
+    diff_ids: str | None,
+) -> list[tuple[int, str, str]]:
+    """The ``ledger_term`` rows of an entry: ``(idx, kind, value)`` for each query field."""
+    out = [(idx, "type", predicate_type), (idx, "signer", signer)]
+    if project:
+        out.append((idx, "project", project))
+    if image_id:
+        out.append((idx, "image", image_id))
+    out.extend((idx, "diff", d) for d in dict.fromkeys((diff_ids or "").split()))
+    return out
+
+
+def stored_hashes(run: Any, nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+    """The stored hashes of complete subtrees (``ledger_node``); every one must be there."""
+    ids = {merkle.stored_index(lv, i): (lv, i) for lv, i in nodes}
+    found: dict[merkle.Node, bytes] = {}
+    wanted = list(ids)
+    for k in range(0, len(wanted), 500):
+        part = wanted[k : k + 500]
+        marks = ", ".join("?" * len(part))  # placeholders only: the values are parameters
+        sql = f"SELECT id, hash FROM ledger_node WHERE id IN ({marks})"  # noqa: S608
+        found.update({ids[r.id]: bytes(r.hash) for r in run(sql, tuple(part)).all()})
+    if len(found) < len(ids):
+        lv, i = min(n for n in ids.values() if n not in found)
+        raise LedgerTamperError(
+            f"The stored hash of the subtree at level {lv}, index {i} is missing.",
+            index=i << lv,
+            kind="subtree-hash",
+            hint="Run `escrow ledger verify`.",
+        )
+    return found
+
+
+def tree_hashes(run: Any, nodes: Sequence[merkle.Node], batched: int) -> dict[merkle.Node, bytes]:
+    """Hashes of complete subtrees, read in one or two queries.
+
+    The batches (:func:`index_entries`) store the hash of every complete subtree that
+    ends at or before ``batched``; a subtree ending after it is computed from those and
+    from the leaf hashes of the (at most a batch of) entries after ``batched``.
+    """
+    stored: set[merkle.Node] = set()
+    tail_end = batched
+
+    def plan(node: merkle.Node) -> None:
+        nonlocal tail_end
+        lv, i = node
+        end = (i + 1) << lv
+        if end <= batched:
+            stored.add(node)
+            return
+        tail_end = max(tail_end, end)
+        if lv:
+            plan((lv - 1, 2 * i))
+            plan((lv - 1, 2 * i + 1))
+
+    for node in nodes:
+        plan(node)
+    known = stored_hashes(run, stored)
+    if tail_end > batched:
+        for r in run(_LEAVES_SQL, (batched, tail_end)).all():
+            known[(0, int(r.idx))] = bytes(r.leaf_hash)
+
+    def hash_of(node: merkle.Node) -> bytes:
+        got = known.get(node)
+        if got is None:
+            lv, i = node
+            if lv == 0:
+                raise LedgerTamperError(
+                    f"The entry {i} is missing.",
+                    index=i,
+                    kind="deleted",
+                    hint="Run `escrow ledger verify`.",
+                )
+            got = merkle.node_hash(hash_of((lv - 1, 2 * i)), hash_of((lv - 1, 2 * i + 1)))
+            known[node] = got
+        return got
+
+    return {node: hash_of(node) for node in nodes}
+
+
+def index_entries(run: Any, start: int, end: int, *, nodes: bool = True) -> None:
+    """Write the derived data of entries ``[start, end)`` — their subtree hashes (with
+    ``nodes``) and their query-index rows — and record that the batches cover ``end``.
+
+    ``run(sql, params)`` runs SQL in the caller's write transaction.  The subtree hashes
+    are computed from the entries' stored leaf hashes and the right edge of the tree
+    of ``start`` leaves, which earlier batches stored.
+    """
+    rows = run(_BATCH_SQL, (start, end)).all()
+    if nodes:
+        if [r.idx for r in rows] != list(range(start, end)):
+            missing = min(set(range(start, end)) - {r.idx for r in rows})
+            raise LedgerTamperError(
+                f"The entry {missing} is missing.",
+                index=missing,
+                kind="deleted",
+                hint="Run `escrow ledger verify`.",
+            )
+        edge = merkle.range_nodes(0, start)
+        found = stored_hashes(run, edge)
+        frontier = [found[n] for n in edge]
+        made: list[tuple[int, bytes]] = []
+        for r in rows:
+            m = int(r.idx)
+            h = bytes(r.leaf_hash)
+            base = merkle.stored_count(m)
+            made.append((base, h))
+            level = 0
+            while (m >> level) & 1:
+                h = merkle.node_hash(frontier.pop(), h)
+                level += 1
+                made.append((base + level, h))
+            frontier.append(h)
+        if made:
+            run(_NODE_SQL, made)
+    terms = [t for r in rows for t in entry_terms(*r[:6])]
+    if terms:
+        run(_TERM_SQL, terms)
+    run(_SET_META_SQL, (str(end), "indexed"))
+
+
 def key_event_statement(
     event: str,
     public: PublicKey,
@@ -370,28 +503,47 @@ _FIND_SQL = (
     "SELECT idx, leaf_hash, envelope, predicate_type, project, image_id, signer, integrated_us "
     "FROM ledger_entry WHERE leaf_hash = ?"
 )
-#: The head, and the index of the entry with the leaf hash if there is one (the
-#: idempotency check, in the write transaction).
-_HEAD_SQL = (
-    "SELECT size, frontier, key_version, updated_us, "
-    "(SELECT idx FROM ledger_entry WHERE leaf_hash = ?) AS existing FROM ledger_head WHERE id = 1"
+#: What an append reads first, in its write transaction: the entry with the leaf hash
+#: if there is one (the idempotency check), the last entry (the tree's size, and the
+#: frontier cache's check) and the key table's version.
+_TIP_SQL = (
+    "SELECT (SELECT idx FROM ledger_entry WHERE leaf_hash = ?) AS existing, "
+    "(SELECT max(idx) FROM ledger_entry) AS last, "
+    "(SELECT leaf_hash FROM ledger_entry ORDER BY idx DESC LIMIT 1) AS last_hash, "
+    "(SELECT integrated_us FROM ledger_entry ORDER BY idx DESC LIMIT 1) AS last_us, "
+    "(SELECT value FROM ledger_meta WHERE name = 'key_version') AS key_version, "
+    "(SELECT value FROM ledger_meta WHERE name = 'indexed') AS indexed"
+)
+_LAST_SQL = "SELECT max(idx) AS last FROM ledger_entry"
+_ENTRY_COLS = "idx, leaf_hash, envelope, predicate_type, project, image_id, signer, integrated_us"
+#: The first entry at or after an index, and its integration time (binary search by time).
+_TIME_AT_SQL = "SELECT idx, integrated_us FROM ledger_entry WHERE idx >= ? ORDER BY idx LIMIT 1"
+#: The latest signed checkpoint: the note of the last entry that has one.
+_LATEST_NOTE_SQL = (
+    "SELECT idx, note FROM ledger_entry WHERE note IS NOT NULL ORDER BY idx DESC LIMIT 1"
 )
 _INSERT_ENTRY_SQL = (
     "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, image_id, "
-    "signer, integrated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "signer, integrated_us, diff_ids, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_DIFF_SQL = "INSERT INTO ledger_diff_id (diff_id, idx) VALUES (?, ?)"
 _NODE_SQL = "INSERT INTO ledger_node (id, hash) VALUES (?, ?)"
-_HEAD_UPDATE_SQL = (
-    "UPDATE ledger_head SET size = ?, root = ?, note = ?, frontier = ?, key_version = ?, "
-    "updated_us = ? WHERE id = 1"
+_TERM_SQL = "INSERT INTO ledger_term (idx, kind, value) VALUES (?, ?, ?)"
+_UNINDEXED_SQL = (
+    "SELECT idx, predicate_type, project, image_id, signer, diff_ids FROM ledger_entry "
+    "WHERE idx >= ? AND idx < ? ORDER BY idx"
 )
+_SET_META_SQL = "UPDATE ledger_meta SET value = ? WHERE name = ?"
+_BATCH_SQL = (
+    "SELECT idx, predicate_type, project, image_id, signer, diff_ids, leaf_hash "
+    "FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
+)
+_LEAVES_SQL = "SELECT idx, leaf_hash FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
 _CHECKPOINT_SQL = "INSERT INTO ledger_checkpoint (size, root, note, created_us) VALUES (?, ?, ?, ?)"
 _KEYS_SQL = (
     "SELECT keyid, name, algorithm, public_pem, status, added_us, added_index, revoked_us, "
     "retired_us, reason, ended_index FROM ledger_key"
 )
-_KEY_VERSION_SQL = "SELECT key_version FROM ledger_head WHERE id = 1"
+_KEY_VERSION_SQL = "SELECT value AS key_version FROM ledger_meta WHERE name = 'key_version'"
 _KEY_INSERT_SQL = (
     "INSERT INTO ledger_key (keyid, name, algorithm, public_pem, status, added_us, added_index) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -405,6 +557,64 @@ _KEY_END_SQL = {
 _META_SQL = "SELECT value FROM ledger_meta WHERE name = ?"
 _META_ALL_SQL = "SELECT name, value FROM ledger_meta"
 _META_INSERT_SQL = "INSERT INTO ledger_meta (name, value) VALUES (?, ?)"
+
+
+def run_sql(conn: Any, sql: str, params: Any, *, pg: bool) -> Any:
+    """Run SQL written with ``?`` placeholders straight on the driver of a SQLAlchemy
+    connection or a :mod:`sqlite3` connection; a list of parameter tuples runs it once
+    per tuple.  Rows come back with attribute access by column name."""
+    import sqlite3
+
+    many = isinstance(params, list)
+    if pg:
+        return conn.exec_driver_sql(sql.replace("?", "%s"), params if many else tuple(params))
+    if isinstance(conn, sqlite3.Connection):
+        cur = conn.cursor()
+    else:
+        cur = conn.connection.driver_connection.cursor()
+    if many:
+        cur.executemany(sql, params)
+    else:
+        cur.execute(sql, tuple(params))
+    return _Rows(cur)
+
+
+#: Schema 1's indexes on ``ledger_entry``, replaced by ``ledger_term``.
+_V1_INDEXES = ("project", "image_id", "signer", "predicate_type", "integrated")
+
+
+def migrate_v1(run: Any, *, pg: bool) -> None:
+    """Bring a schema-1 ledger to schema 2 in the caller's write transaction.
+
+    Schema 1 kept a head row (size, root, the latest checkpoint, the right edge of the
+    tree, the key-table version), five indexes on ``ledger_entry`` and the diff IDs in
+    ``ledger_diff_id``.  Every entry, subtree hash, checkpoint and key is kept as it is:
+    the diff IDs move into their entries' rows, the latest checkpoint into the last
+    entry's row, the key-table version into ``ledger_meta``, and every entry is added
+    to the query index.  Nothing of the log itself changes, so its root, its
+    checkpoints and every proof stay the same.
+    """
+    run("ALTER TABLE ledger_entry ADD COLUMN diff_ids TEXT", ())
+    run("ALTER TABLE ledger_entry ADD COLUMN note TEXT", ())
+    diffs: dict[int, list[str]] = {}
+    for r in run("SELECT idx, diff_id FROM ledger_diff_id ORDER BY idx, diff_id", ()).all():
+        diffs.setdefault(int(r.idx), []).append(str(r.diff_id))
+    if diffs:
+        run(
+            "UPDATE ledger_entry SET diff_ids = ? WHERE idx = ?",
+            [(" ".join(ds), idx) for idx, ds in diffs.items()],
+        )
+    head = run("SELECT size, note, key_version FROM ledger_head WHERE id = 1", ()).first()
+    if head is not None and head.note:
+        run("UPDATE ledger_entry SET note = ? WHERE idx = ?", (head.note, int(head.size) - 1))
+    if head is not None:
+        run(_SET_META_SQL, (str(head.key_version), "key_version"))
+    for name in _V1_INDEXES:
+        run(f"DROP INDEX IF EXISTS ix_ledger_entry_{name}", ())
+    run("DROP TABLE ledger_diff_id", ())
+    run("DROP TABLE ledger_head", ())
+    last = run(_LAST_SQL, ()).one().last
+    index_entries(run, 0, 0 if last is None else int(last) + 1, nodes=False)
 
 
 class _Rows:
@@ -444,11 +654,87 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 # -- the ledger -------------------------------------------------------------------
 
+#: A tree as an append sees it: ``(size, last leaf hash, right-edge subtree hashes)``.
+_Tip = tuple[int, bytes, tuple[bytes, ...]]
+#: What appending a leaf makes: ``((size, last leaf hash) it extends, the tree after,
+#: its root, its signed checkpoint note)``.
+_Next = tuple[tuple[int, bytes], _Tip, bytes, str]
+#: An envelope checked ahead: ``(prepared, signers that verify, what it would make)``.
+_Checked = tuple["Prepared", list[str], "_Next | None"]
+
+
+class _Guess:
+    """The tree :meth:`Ledger.append_many`'s thread ahead expects each envelope to extend.
+
+    That thread sees the envelopes in order and assumes each one it checks will be
+    appended; the committing thread says where that was wrong (:meth:`rebase`: the
+    real tree after envelope ``seq``), and the next guess starts again from there,
+    extended with the envelopes checked since.
+    """
+
+    def __init__(self, ledger: Ledger, tip: _Tip | None, keep: int) -> None:
+        self._ledger = ledger
+        self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)
+        self._next = 0  # the envelope whose turn it is (envelopes are guessed in order)
+        self._closed = False
+        self._tip = tip  # the tree after the last envelope checked (None: not known)
+        self._leaves: dict[int, bytes | None] = {}  # checked envelopes (None: refused)
+        self._keep = keep
+        self._rebase: tuple[_Tip | None, int] | None = None
+
+    def made_for(self, seq: int, leaf_hash: bytes | None) -> _Next | None:
+        """What envelope ``seq`` makes if every envelope before it is appended
+        (nothing for a refused envelope or while the tree is not known).  Called once
+        for every envelope; waits for the calls for the envelopes before it."""
+        with self._turn:
+            self._turn.wait_for(lambda: self._next == seq or self._closed)
+            if self._closed:
+                return None
+            if self._rebase is not None:
+                base, done = self._rebase
+                self._rebase = None
+                for s in range(done + 1, seq):
+                    leaf = self._leaves.get(s)
+                    if base is not None and leaf is not None:
+                        base = Ledger._extend(base, leaf)[0]
+                self._tip = base
+            self._leaves[seq] = leaf_hash
+            self._leaves.pop(seq - self._keep, None)
+            tip = self._tip
+            made = None
+            if leaf_hash is not None and tip is not None:
+                after, root = Ledger._extend(tip, leaf_hash)
+                made = ((tip[0], tip[1]), after, root, "")
+                self._tip = after
+            self._next = seq + 1
+            self._turn.notify_all()
+        if made is None:
+            return None
+        # signed outside the lock: the next envelope's guess needs only the tree
+        _, after, root, _ = made
+        note = sign_checkpoint(
+            self._ledger.origin, after[0], root, self._ledger._signer(), self._ledger.origin
+        )
+        return made[0], after, root, note
+
+    def close(self) -> None:
+        """Stop: calls still waiting for their turn return nothing."""
+        with self._turn:
+            self._closed = True
+            self._turn.notify_all()
+
+    def rebase(self, tip: _Tip | None, seq: int) -> None:
+        """The real tree after envelope ``seq``."""
+        with self._lock:
+            self._rebase = (tip, seq)
+
 
 class Ledger:
     """An RFC 9162 Merkle-tree log of DSSE envelopes with signed C2SP checkpoints."""
 
     checkpoint_every: int = CHECKPOINT_EVERY
+    index_every: int = INDEX_EVERY
 
     def __init__(
         self,
@@ -474,6 +760,8 @@ class Ledger:
         self._key_cache: dict[str, PublicKey] = {}
         self._keys: dict[str, Any] | None = None  # the key table, as of _keys_version
         self._keys_version = -1
+        #: (size, last leaf hash, right-edge hashes) after this process's last append
+        self._tip: _Tip | None = None
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
         # SQLite: the writer's own connection, held from the first write until close():
@@ -538,14 +826,18 @@ class Ledger:
         except sqlite3.Error:
             return None  # the general path reports it
         try:
-            has_head = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_head'"
+            has_meta = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_meta'"
             ).fetchone()
-            meta = dict(db.execute(_META_ALL_SQL).fetchall()) if has_head else {}
+            meta = dict(db.execute(_META_ALL_SQL).fetchall()) if has_meta else {}
             log_public = cls._log_public_from_files(settings)
-            if "origin" not in meta or (log_public is not None and "log_public_key" not in meta):
+            if (
+                "origin" not in meta
+                or meta.get("schema") != SCHEMA
+                or (log_public is not None and "log_public_key" not in meta)
+            ):
                 db.close()
-                return None
+                return None  # the general path creates or migrates the tables
             pem = meta.get("log_public_key")
             stored = PublicKey.from_pem(pem) if pem else None
             cls._check_log_key(settings, log_public, stored)
@@ -571,45 +863,38 @@ class Ledger:
     def _initialise(
         engine: Engine, settings: Settings, log_public: PublicKey | None
     ) -> tuple[str, PublicKey | None]:
-        from sqlalchemy import insert, inspect, select
+        from sqlalchemy import inspect
 
-        from escrow.ledger.tables import ALL_TABLES, HEAD, META, NODE
+        from escrow.ledger.tables import ALL_TABLES, META
 
+        pg = engine.dialect.name == "postgresql"
         with engine.connect() as conn:
-            if inspect(conn).has_table("ledger_head"):
-                meta = {r[0]: r[1] for r in conn.execute(select(META.c.name, META.c.value))}
+            if inspect(conn).has_table("ledger_meta"):
+                meta = dict(run_sql(conn, _META_ALL_SQL, (), pg=pg).all())
                 conn.rollback()
-                if "origin" in meta:
+                if "origin" in meta and meta.get("schema") == SCHEMA:
                     pem = meta.get("log_public_key")
                     return meta["origin"], PublicKey.from_pem(pem) if pem else None
         with engine.connect() as conn:
             conn.execution_options(escrow_write=True)
             with conn.begin():
-                if engine.dialect.name == "postgresql":
+                if pg:
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
-                NODE.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
-                meta = {r[0]: r[1] for r in conn.execute(select(META.c.name, META.c.value))}
-                if "origin" not in meta:
-                    meta["origin"] = settings.origin
-                    conn.execute(insert(META), {"name": "origin", "value": settings.origin})
-                if "log_public_key" not in meta and log_public is not None:
-                    meta["log_public_key"] = log_public.pem()
-                    conn.execute(
-                        insert(META), {"name": "log_public_key", "value": log_public.pem()}
-                    )
-                if conn.execute(select(HEAD.c.id)).first() is None:
-                    conn.execute(
-                        insert(HEAD),
-                        {
-                            "id": 1,
-                            "size": 0,
-                            "root": merkle.EMPTY_ROOT,
-                            "note": "",
-                            "frontier": b"",
-                            "key_version": 0,
-                            "updated_us": now_us(),
-                        },
-                    )
+                legacy = inspect(conn).has_table("ledger_head")
+                META.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
+                run = functools.partial(run_sql, conn, pg=pg)
+                meta = dict(run(_META_ALL_SQL, ()).all())
+                wanted = {"origin": settings.origin, "key_version": "0", "indexed": "0"}
+                if log_public is not None:
+                    wanted["log_public_key"] = log_public.pem()
+                for name, value in wanted.items():
+                    if name not in meta:
+                        meta[name] = value
+                        run(_META_INSERT_SQL, (name, value))
+                if legacy:
+                    migrate_v1(run, pg=pg)
+                if "schema" not in meta:
+                    run(_META_INSERT_SQL, ("schema", SCHEMA))
         pem = meta.get("log_public_key")
         return meta["origin"], PublicKey.from_pem(pem) if pem else None
 
@@ -910,15 +1195,103 @@ class Ledger:
             return self._append_locked(conn, p, candidates)
 
     def append_many(
-        self, envelopes: Iterable[Envelope | bytes | str | Prepared]
-    ) -> Iterator[tuple[Entry, bool] | EscrowError]:
-        """Append each envelope in its own transaction; yield its result or its error."""
-        for item in envelopes:
+        self, envelopes: Iterable[Envelope | bytes | str | Prepared], *, lookahead: int = 4
+    ) -> Generator[tuple[Entry, bool] | EscrowError, None, None]:
+        """Append each envelope in its own transaction, in order; yield its result or its error.
+
+        Pipelined: a second thread works up to ``lookahead`` envelopes ahead of the
+        commits — parsing and validating each, checking its signatures, and hashing
+        and signing the checkpoint it will make if every envelope before it is
+        appended.  The transactions stay one per envelope, in order, and each result
+        is yielded only after its own commit.  Inside its transaction each envelope is
+        checked again as :meth:`append_prepared` checks it (keys registered or revoked
+        meanwhile), and a checkpoint made ahead is used only when the log still ends
+        where it was expected to; otherwise (another writer came in between, an
+        envelope was already there or was refused) the transaction makes its own.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        depth = max(lookahead, 1)
+        guess = _Guess(self, self._tip, keep=4 * depth)
+        # The thread ahead starts an envelope's Python work (parsing, validating) only
+        # while a transaction commits and this thread waits on the disk without the
+        # GIL; its signature checks release the GIL too.  Without this the two threads
+        # take turns on the GIL while both run Python, and each waits on the other.
+        window = threading.Semaphore(depth)
+
+        def check(seq: int, item: Envelope | bytes | str | Prepared) -> _Checked | EscrowError:
+            window.acquire()
             try:
                 p = item if isinstance(item, Prepared) else prepare(item)
-                yield self.append_prepared(p)
-            except (InputError, SignatureError) as e:
-                yield e
+                candidates = self._verified_signers(p)
+            except BaseException as e:
+                guess.made_for(seq, None)  # the envelopes after it wait for this
+                if isinstance(e, InputError | SignatureError):
+                    return e
+                raise
+            return p, candidates, guess.made_for(seq, p.leaf_hash)
+
+        items = enumerate(envelopes)
+        self._signer()  # load the log key before the first transaction
+        # two threads: the signature checks of one envelope and the commit of another
+        # wait on nothing but the CPU and the disk, and run at once
+        with ThreadPoolExecutor(1, thread_name_prefix="escrow-append") as pool:
+            queue: collections.deque[Future[_Checked | EscrowError]] = collections.deque(
+                pool.submit(check, *item) for _, item in zip(range(depth), items, strict=False)
+            )
+            seq = -1
+            try:
+                while queue:
+                    seq += 1
+                    checked = queue.popleft().result()
+                    for item in items:
+                        queue.append(pool.submit(check, *item))
+                        break
+                    if isinstance(checked, EscrowError):
+                        window.release()
+                        yield checked
+                        continue
+                    p, candidates, made = checked
+                    opened = False
+                    try:
+                        with self._write() as conn:
+                            result: tuple[Entry, bool] | EscrowError = self._append_locked(
+                                conn, p, candidates, made
+                            )
+                            opened = True
+                            window.release()  # what follows is the commit
+                    except (InputError, SignatureError) as e:
+                        result = e
+                    finally:
+                        if not opened:
+                            window.release()
+                    if made is None or self._tip != made[1]:  # guessed wrong: from here
+                        guess.rebase(self._tip, seq)
+                    yield result
+            finally:  # stopped early: let the checks still queued return
+                for future in queue:
+                    future.cancel()
+                guess.close()
+                window.release(depth + len(queue))
+
+    @staticmethod
+    def _extend(tip: _Tip, leaf_hash: bytes) -> tuple[_Tip, bytes]:
+        """The tree after appending ``leaf_hash`` to the one ``tip`` describes, and its root."""
+        size, _last, edge = tip
+        frontier = list(edge)
+        h = leaf_hash
+        level = 0
+        while (size >> level) & 1:
+            h = merkle.node_hash(frontier.pop(), h)
+            level += 1
+        frontier.append(h)
+        return (size + 1, leaf_hash, tuple(frontier)), merkle.hash_of_nodes(frontier)
+
+    def _next_tip(self, tip: _Tip, leaf_hash: bytes) -> _Next:
+        """:meth:`_extend`, with the new tree's signed checkpoint, keyed by the tip it extends."""
+        after, root = self._extend(tip, leaf_hash)
+        note = sign_checkpoint(self.origin, after[0], root, self._signer(), self.origin)
+        return (tip[0], tip[1]), after, root, note
 
     def _find(self, leaf_hash: bytes) -> Entry | None:
         with self._read() as conn:
@@ -926,28 +1299,10 @@ class Ledger:
         return self._entry(row) if row is not None else None
 
     def _sql(self, conn: _Conn, sql: str, params: Any) -> Any:
-        """Run SQL straight on the driver (written with ``?`` placeholders); a list
-        of parameter tuples runs it once per tuple.
-
-        ``conn`` is a SQLAlchemy connection, or on SQLite the writer's DBAPI
-        connection.  SQLite: on a DBAPI cursor, inside the transaction, with no
-        SQLAlchemy statement machinery (about 50 µs a statement less).
-        """
-        import sqlite3
-
-        many = isinstance(params, list)
-        if isinstance(conn, sqlite3.Connection):
-            cur = conn.cursor()
-        elif self._pg:
-            sql = sql.replace("?", "%s")
-            return conn.exec_driver_sql(sql, params if many else tuple(params))
-        else:
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        if many:
-            cur.executemany(sql, params)
-        else:
-            cur.execute(sql, tuple(params))
-        return _Rows(cur)
+        """:func:`run_sql` on ``conn``: a SQLAlchemy connection, or on SQLite the
+        writer's DBAPI connection.  SQLite: on a DBAPI cursor, inside the transaction,
+        with no SQLAlchemy statement machinery (about 50 µs a statement less)."""
+        return run_sql(conn, sql, params, pg=self._pg)
 
     def _load_keys(self, conn: _Conn) -> None:
         """Cache the key table with the head's key version (read in one snapshot)."""
@@ -1005,19 +1360,35 @@ class Ledger:
             )
         return good
 
+    def _frontier(
+        self, conn: _Conn, size: int, last_hash: bytes | None, batched: int
+    ) -> list[bytes]:
+        """The right edge of the tree of ``size`` leaves: its complete subtrees' hashes.
+
+        Kept from this process's last append when the log's last leaf is still the
+        one it appended; read otherwise (:func:`tree_hashes`, O(log n) rows).
+        """
+        cached = self._tip
+        if cached is not None and cached[0] == size and cached[1] == last_hash:
+            return list(cached[2])
+        nodes = merkle.range_nodes(0, size)
+        found = tree_hashes(functools.partial(self._sql, conn), nodes, batched)
+        return [found[n] for n in nodes]
+
     def _append_locked(
-        self, conn: _Conn, p: Prepared, candidates: Sequence[str]
+        self, conn: _Conn, p: Prepared, candidates: Sequence[str], made: _Next | None = None
     ) -> tuple[Entry, bool]:
-        head = self._sql(conn, _HEAD_SQL, (p.leaf_hash,)).one()
-        if head.existing is not None:  # already in the log: change nothing
+        tip = self._sql(conn, _TIP_SQL, (p.leaf_hash,)).one()
+        if tip.existing is not None:  # already in the log: change nothing
             return self._entry(self._sql(conn, _FIND_SQL, (p.leaf_hash,)).one()), False
-        at = max(now_us(), head.updated_us)  # integration times never decrease
-        n = head.size
-        key_version = head.key_version
+        n = 0 if tip.last is None else int(tip.last) + 1
+        last_hash = None if tip.last_hash is None else bytes(tip.last_hash)
+        at = max(now_us(), tip.last_us or 0)  # integration times never decrease
+        key_version = int(tip.key_version)
         if p.predicate_type == KEY_EVENT:
             self._apply_key_event(conn, p.statement, n, at)
             signer: str = self.log_public.keyid
-            key_version += 1
+            self._sql(conn, _SET_META_SQL, (str(key_version + 1), "key_version"))
             self._keys = None  # re-read after this commit
         else:
             if key_version != self._keys_version or self._keys is None:
@@ -1032,27 +1403,35 @@ class Ledger:
                     hint="Sign with an active registered key.",
                 )
             signer = valid[0]
-        params = (n, p.leaf_hash, p.leaf, p.predicate_type, p.project, p.image_id, signer, at)
-        self._sql(conn, _INSERT_ENTRY_SQL, params)
-        # The new leaf and every subtree it completes, from the right edge of size n.
-        frontier = [head.frontier[i : i + 32] for i in range(0, len(head.frontier), 32)]
-        h = p.leaf_hash
-        nodes = [(merkle.stored_count(n), h)]
-        level = 0
-        while (n >> level) & 1:
-            h = merkle.node_hash(frontier.pop(), h)
-            level += 1
-            nodes.append((merkle.stored_count(n) + level, h))
-        frontier.append(h)
-        root = merkle.hash_of_nodes(frontier)
+        indexed = int(tip.indexed)
+        if made is not None and made[0] == (n, last_hash) and made[1][1] == p.leaf_hash:
+            _, after, root, note = made  # made ahead, for the log as it still is
+        else:
+            after, root, note = self._next_tip(
+                (n, last_hash or b"", tuple(self._frontier(conn, n, last_hash, indexed))),
+                p.leaf_hash,
+            )[1:]
         size = n + 1
-        note = sign_checkpoint(self.origin, size, root, self._signer(), self.origin)
-        if p.diff_ids:
-            self._sql(conn, _DIFF_SQL, [(d, n) for d in p.diff_ids])
-        self._sql(conn, _NODE_SQL, list(nodes))
-        self._sql(conn, _HEAD_UPDATE_SQL, (size, root, note, b"".join(frontier), key_version, at))
+        diff_ids = " ".join(p.diff_ids) or None
+        params = (
+            n,
+            p.leaf_hash,
+            p.leaf,
+            p.predicate_type,
+            p.project,
+            p.image_id,
+            signer,
+            at,
+            diff_ids,
+            note,
+        )
+        self._sql(conn, _INSERT_ENTRY_SQL, params)
         if size % self.checkpoint_every == 0:
             self._sql(conn, _CHECKPOINT_SQL, (size, root, note, at))
+        if size - indexed >= self.index_every:
+            index_entries(functools.partial(self._sql, conn), indexed, size)
+        # kept for the next append, which checks it against the log's last leaf
+        self._tip = after
         entry = Entry(
             index=n,
             leaf_hash=p.leaf_hash.hex(),
@@ -1107,12 +1486,12 @@ class Ledger:
 
     def size(self) -> int:
         """Number of entries in the log (the latest checkpoint's tree size)."""
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import HEAD
-
         with self._read() as conn:
-            return int(conn.execute(select(HEAD.c.size).where(HEAD.c.id == 1)).scalar_one())
+            return self._size(conn)
+
+    def _size(self, conn: Connection) -> int:
+        last = self._sql(conn, _LAST_SQL, ()).one().last
+        return 0 if last is None else int(last) + 1
 
     def get(self, index: int) -> Entry:
         """The entry at ``index``; InputError when there is none."""
@@ -1152,66 +1531,100 @@ class Ledger:
         after: int | None = None,
         limit: int = 100,
     ) -> list[Entry]:
-        """Entries matching every given filter, oldest first, through indexed columns.
+        """Entries matching every given filter, oldest first, through the query index.
 
         Pagination: pass the last index you received as ``after`` to get the next page.
-        ``since`` is inclusive, ``until`` exclusive.
+        ``since`` is inclusive, ``until`` exclusive.  Entries the index does not cover
+        yet (fewer than :attr:`index_every`) are matched on their own rows.
         """
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import DIFF, ENTRY
-
         if limit < 1:
             raise InputError("The page size (limit) must be at least 1.")
-        stmt = select(ENTRY)
-        if project is not None:
-            stmt = stmt.where(ENTRY.c.project == project)
-        if image_id is not None:
-            stmt = stmt.where(ENTRY.c.image_id == image_id)
-        if diff_id is not None:
-            stmt = stmt.where(ENTRY.c.idx.in_(select(DIFF.c.idx).where(DIFF.c.diff_id == diff_id)))
-        if signer is not None:
-            stmt = stmt.where(ENTRY.c.signer == signer)
-        if predicate_type is not None:
-            stmt = stmt.where(ENTRY.c.predicate_type == predicate_type)
-        if after is not None:
-            stmt = stmt.where(ENTRY.c.idx > after)
-        stmt = stmt.order_by(ENTRY.c.idx).limit(limit)
-        with self._read() as conn:
-            # integration times never decrease along the log, so a time range is an
-            # index range, found with two seeks on the time index
+        terms = [
+            (kind, value)
+            for kind, value in (
+                ("project", project),
+                ("image", image_id),
+                ("diff", diff_id),
+                ("signer", signer),
+                ("type", predicate_type),
+            )
+            if value is not None
+        ]
+        with self._read(snapshot=True) as conn:
+            size = self._size(conn)
+            lo = 0 if after is None else max(after + 1, 0)
+            hi = size
+            # integration times never decrease along the log: a time range is an
+            # index range, found by binary search
             if since is not None:
-                first = self._first_at_or_after(conn, to_us(since))
-                if first is None:
-                    return []
-                stmt = stmt.where(ENTRY.c.idx >= first)
+                lo = max(lo, self._first_at_or_after(conn, to_us(since), size))
             if until is not None:
-                end = self._first_at_or_after(conn, to_us(until))
-                if end is not None:
-                    stmt = stmt.where(ENTRY.c.idx < end)
-            return [self._entry(r) for r in conn.execute(stmt)]
+                hi = min(hi, self._first_at_or_after(conn, to_us(until), size))
+            if lo >= hi:
+                return []
+            indexed = min(int(self._sql(conn, _META_SQL, ("indexed",)).one().value), size)
+            found: list[Any] = []
+            if lo < indexed:
+                found = self._indexed_matches(conn, terms, lo, min(hi, indexed), limit)
+            if len(found) < limit and max(lo, indexed) < hi:
+                found += self._unindexed_matches(
+                    conn, terms, max(lo, indexed), hi, limit - len(found)
+                )
+        return [self._entry(r) for r in found]
 
-    @staticmethod
-    def _first_at_or_after(conn: Connection, us: int) -> int | None:
-        from sqlalchemy import select
+    def _indexed_matches(
+        self, conn: Connection, terms: Sequence[tuple[str, str]], lo: int, hi: int, limit: int
+    ) -> list[Any]:
+        sql = f"SELECT {_ENTRY_COLS} FROM ledger_entry WHERE idx >= ? AND idx < ?"  # noqa: S608
+        params: list[Any] = [lo, hi]
+        if terms:
+            kind, value = terms[0]
+            sql += (
+                " AND idx IN (SELECT idx FROM ledger_term"
+                " WHERE kind = ? AND value = ? AND idx >= ? AND idx < ?)"
+            )
+            params += [kind, value, lo, hi]
+            for kind, value in terms[1:]:
+                sql += (
+                    " AND EXISTS (SELECT 1 FROM ledger_term t WHERE t.idx = ledger_entry.idx"
+                    " AND t.kind = ? AND t.value = ?)"
+                )
+                params += [kind, value]
+        sql += " ORDER BY idx LIMIT ?"
+        return list(self._sql(conn, sql, (*params, limit)).all())
 
-        from escrow.ledger.tables import ENTRY
+    def _unindexed_matches(
+        self, conn: Connection, terms: Sequence[tuple[str, str]], lo: int, hi: int, limit: int
+    ) -> list[Any]:
+        wanted = set(terms)
+        hits = [
+            r.idx
+            for r in self._sql(conn, _UNINDEXED_SQL, (lo, hi)).all()
+            if wanted <= {(kind, value) for _, kind, value in entry_terms(*r)}
+        ][:limit]
+        if not hits:
+            return []
+        marks = ", ".join("?" * len(hits))
+        sql = f"SELECT {_ENTRY_COLS} FROM ledger_entry WHERE idx IN ({marks}) ORDER BY idx"  # noqa: S608
+        return list(self._sql(conn, sql, tuple(hits)).all())
 
-        row = conn.execute(
-            select(ENTRY.c.idx)
-            .where(ENTRY.c.integrated_us >= us)
-            .order_by(ENTRY.c.integrated_us, ENTRY.c.idx)
-            .limit(1)
-        ).first()
-        return None if row is None else int(row.idx)
+    def _first_at_or_after(self, conn: Connection, us: int, size: int) -> int:
+        """The first index whose integration time is at or after ``us`` (``size`` if none)."""
+        lo, hi = 0, size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self._sql(conn, _TIME_AT_SQL, (mid,)).first()
+            if row is None:  # no entry at or after mid (a damaged log): search below
+                hi = mid
+            elif row.integrated_us >= us:
+                hi = mid
+            else:
+                lo = max(mid, int(row.idx)) + 1
+        return lo
 
     # -- hashes and proofs ----------------------------------------------------------
     def _tree_size(self, conn: Connection, tree_size: int | None) -> int:
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import HEAD
-
-        current = int(conn.execute(select(HEAD.c.size).where(HEAD.c.id == 1)).scalar_one())
+        current = self._size(conn)
         if tree_size is None:
             return current
         if not 0 <= tree_size <= current:
@@ -1221,25 +1634,10 @@ class Ledger:
         return tree_size
 
     def _hashes(self, conn: Connection, nodes: Sequence[merkle.Node]) -> dict[merkle.Node, bytes]:
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import NODE
-
         if not nodes:
             return {}
-        ids = {merkle.stored_index(lv, i): (lv, i) for lv, i in nodes}
-        rows = conn.execute(select(NODE.c.id, NODE.c.hash).where(NODE.c.id.in_(list(ids))))
-        found = {ids[r.id]: bytes(r.hash) for r in rows}
-        missing = [n for n in nodes if n not in found]
-        if missing:
-            lv, i = missing[0]
-            raise LedgerTamperError(
-                f"The stored hash of the subtree at level {lv}, index {i} is missing.",
-                index=i << lv,
-                kind="subtree-hash",
-                hint="Run `escrow ledger verify`.",
-            )
-        return found
+        batched = int(self._sql(conn, _META_SQL, ("indexed",)).one().value)
+        return tree_hashes(functools.partial(self._sql, conn), nodes, batched)
 
     def root(self, tree_size: int | None = None) -> bytes:
         """MTH of the first ``tree_size`` entries (default: all), from stored hashes."""
@@ -1269,17 +1667,13 @@ class Ledger:
 
     # -- checkpoints ----------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
-        """The latest signed checkpoint (signed with every append)."""
-        from sqlalchemy import select
-
-        from escrow.ledger.tables import HEAD
-
+        """The latest signed checkpoint (signed with every append, kept in its entry's row)."""
         with self._read() as conn:
-            head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
-        if not head.note:  # an empty log: sign the empty tree now
+            row = self._sql(conn, _LATEST_NOTE_SQL, ()).first()
+        if row is None:  # an empty log: sign the empty tree now
             note = sign_checkpoint(self.origin, 0, merkle.EMPTY_ROOT, self._signer(), self.origin)
             return Checkpoint(origin=self.origin, size=0, root=merkle.EMPTY_ROOT, note=note)
-        return verify_checkpoint(head.note, self.verifier_key())
+        return verify_checkpoint(row.note, self.verifier_key())
 
     def checkpoints(self) -> list[Checkpoint]:
         """The retained signed checkpoints (every :attr:`checkpoint_every` entries)."""

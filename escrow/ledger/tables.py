@@ -1,16 +1,25 @@
 """The ledger's database tables (SQLModel), private to :mod:`escrow.ledger.store`.
 
-* ``ledger_entry`` — one row per leaf: the exact envelope bytes, the leaf hash and the
-  indexed query columns (project, image ID, signer, predicate type, time);
-* ``ledger_diff_id`` — (diff ID, entry index) pairs for layer queries;
+* ``ledger_entry`` — one row per leaf: the exact envelope bytes, the leaf hash (unique:
+  appending an envelope twice returns the first entry), the query fields (project,
+  image ID, diff IDs, signer, predicate type, time) and the signed checkpoint of the
+  tree this entry completes (the latest checkpoint is the last row's);
 * ``ledger_node`` — every complete-subtree hash, at :func:`merkle.stored_index`;
-* ``ledger_head`` — one row: tree size, root, latest signed checkpoint, the
-  right-edge subtree hashes (to append without reading), and a key-table version;
+* ``ledger_term`` — the query index: ``(idx, kind, value)`` for each query field of each
+  entry, written for entries in batches (:attr:`Ledger.index_every`); entries past
+  ``ledger_meta.indexed`` are searched through their own row (at most a batch of them);
 * ``ledger_checkpoint`` — signed checkpoints kept for later consistency checks;
 * ``ledger_key`` — registered signing keys and their status (derived from key events);
-* ``ledger_meta`` — the log's identity (origin, log public key).
+* ``ledger_meta`` — the log's identity (origin, log public key), the schema version, the
+  key-table version and how many entries ``ledger_term`` covers.
 
-Times are integer microseconds since the Unix epoch (UTC), portable and indexable.
+Schema 2: an append writes one entry row, its subtree hashes and nothing else — no
+secondary index, no head row (docs/DESIGN-NOTES.md, "The ledger's append path").
+Schema 1 (a head row, five indexes on ``ledger_entry`` and a ``ledger_diff_id`` table)
+is migrated when the ledger is opened (:func:`escrow.ledger.store.migrate_v1`).
+
+Times are integer microseconds since the Unix epoch (UTC); integration times never
+decrease along the log, so a time range is an index range (a binary search).
 
 SQLAlchemy Core tables, not SQLModel models: the ledger only ever reads and writes
 rows with SQL of its own, and importing SQLModel (with pydantic) costs ~0.3 s of
@@ -47,20 +56,18 @@ ENTRY = Table(
     Column("image_id", String(80), nullable=True),
     Column("signer", String(64), nullable=False),
     Column("integrated_us", BigInteger, nullable=False),
-    Index("ix_ledger_entry_project", "project", "idx"),
-    Index("ix_ledger_entry_image_id", "image_id", "idx"),
-    Index("ix_ledger_entry_signer", "signer", "idx"),
-    Index("ix_ledger_entry_predicate_type", "predicate_type", "idx"),
-    Index("ix_ledger_entry_integrated", "integrated_us", "idx"),
+    Column("diff_ids", Text, nullable=True),  # space-separated, as in the manifest
+    Column("note", Text, nullable=True),  # the signed checkpoint of size idx + 1
 )
 
-DIFF = Table(
-    "ledger_diff_id",
+TERM = Table(
+    "ledger_term",
     metadata,
-    Column("diff_id", String(80), primary_key=True),
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
-    # SQLite: the primary key is the table (a rowid table would be a second b-tree
-    # holding the same pairs, one more page for every append to write)
+    Column("kind", String(10), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Index("ix_ledger_term_lookup", "kind", "value", "idx"),
+    # SQLite: the primary key is the table (no rowid b-tree beside it)
     sqlite_with_rowid=False,
 )
 
@@ -69,18 +76,6 @@ NODE = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary, nullable=False),
-)
-
-HEAD = Table(
-    "ledger_head",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("size", BigInteger, nullable=False),
-    Column("root", LargeBinary, nullable=False),
-    Column("note", Text, nullable=False),
-    Column("frontier", LargeBinary, nullable=False),
-    Column("key_version", BigInteger, nullable=False),
-    Column("updated_us", BigInteger, nullable=False),
 )
 
 CHECKPOINT = Table(
@@ -115,4 +110,4 @@ META = Table(
     Column("value", Text, nullable=False),
 )
 
-ALL_TABLES = [ENTRY, DIFF, NODE, HEAD, CHECKPOINT, KEY, META]
+ALL_TABLES = [ENTRY, NODE, TERM, CHECKPOINT, KEY, META]

@@ -121,12 +121,19 @@ def _index_disagreement(
 
 
 def check_chunk(
-    conn: Connection, start: int, end: int, candidates: Sequence[tuple[str, str]]
+    conn: Connection,
+    start: int,
+    end: int,
+    candidates: Sequence[tuple[str, str]],
+    indexed: int = 0,
 ) -> ChunkResult:
-    """Check entries ``[start, end)``; candidate 0 is the log key."""
+    """Check entries ``[start, end)``; candidate 0 is the log key.  Entries below
+    ``indexed`` (the batches written) must have their subtree hashes in ``ledger_node``
+    and exactly their query fields in ``ledger_term``; the others no query rows."""
     from sqlalchemy import select
 
-    from escrow.ledger.tables import DIFF, ENTRY, NODE
+    from escrow.ledger.store import entry_terms
+    from escrow.ledger.tables import ENTRY, NODE, TERM
 
     pubs, by_id = _pubs(candidates)
     n = end - start
@@ -139,15 +146,17 @@ def check_chunk(
             ENTRY.c.predicate_type,
             ENTRY.c.project,
             ENTRY.c.image_id,
+            ENTRY.c.signer,
+            ENTRY.c.diff_ids,
         )
         .where(ENTRY.c.idx >= start, ENTRY.c.idx < end)
         .order_by(ENTRY.c.idx)
     ).all()
-    indexed_diffs: dict[int, set[str]] = {}
-    for d in conn.execute(
-        select(DIFF.c.idx, DIFF.c.diff_id).where(DIFF.c.idx >= start, DIFF.c.idx < end)
+    terms: dict[int, set[tuple[str, str]]] = {}
+    for t in conn.execute(
+        select(TERM.c.idx, TERM.c.kind, TERM.c.value).where(TERM.c.idx >= start, TERM.c.idx < end)
     ):
-        indexed_diffs.setdefault(int(d.idx), set()).add(str(d.diff_id))
+        terms.setdefault(int(t.idx), set()).add((str(t.kind), str(t.value)))
     lo, hi = merkle.stored_count(start), merkle.stored_count(end)
     stored = {
         r.id: bytes(r.hash)
@@ -169,6 +178,8 @@ def check_chunk(
             res.problems.append(
                 Problem(i, "edited", f"Entry {i}: the stored envelope bytes were changed.")
             )
+        elif i >= indexed:
+            pass  # after the last batch: its subtree hashes are not stored yet
         elif node0 is None:
             res.problems.append(
                 Problem(i, "subtree-hash", f"Entry {i}: its stored leaf hash is missing.")
@@ -181,9 +192,23 @@ def check_chunk(
                 r.predicate_type,
                 r.project,
                 r.image_id,
-                frozenset(indexed_diffs.get(i, ())),
+                frozenset((r.diff_ids or "").split()),
             )
-            if bad:
+            if bad is None:
+                fields = entry_terms(
+                    i, r.predicate_type, r.project, r.image_id, r.signer, r.diff_ids
+                )
+                listed = {(kind, value) for _, kind, value in fields} if i < indexed else set()
+                if terms.get(i, set()) != listed:
+                    res.problems.append(
+                        Problem(
+                            i,
+                            "index",
+                            f"Entry {i}: its rows in the query index disagree with its entry "
+                            "(queries would not find it as recorded).",
+                        )
+                    )
+            elif bad:
                 res.problems.append(
                     Problem(
                         i,
@@ -210,6 +235,8 @@ def check_chunk(
         if not present[m - start]:
             continue
         for level, idx in merkle.new_nodes(m)[1:]:
+            if m >= indexed:
+                break  # not stored until its batch is written
             sid = merkle.stored_index(level, idx)
             got = stored.get(sid)
             first = idx << level
@@ -295,18 +322,23 @@ def _run_chunks(
     ledger: Ledger,
     spans: list[tuple[int, int]],
     candidates: list[tuple[str, str]],
+    indexed: int,
     workers: int,
 ) -> list[ChunkResult]:
     from escrow.ledger.store import db_errors
 
     if workers <= 1 or len(spans) <= 1:
         with db_errors(ledger.url), ledger._engine.connect() as conn:  # noqa: SLF001
-            return [check_chunk(conn, a, b, candidates) for a, b in spans]
-    return _run_in_subprocesses(ledger.url, spans, candidates, min(workers, len(spans)))
+            return [check_chunk(conn, a, b, candidates, indexed) for a, b in spans]
+    return _run_in_subprocesses(ledger.url, spans, candidates, indexed, min(workers, len(spans)))
 
 
 def _run_in_subprocesses(
-    url: str, spans: list[tuple[int, int]], candidates: list[tuple[str, str]], workers: int
+    url: str,
+    spans: list[tuple[int, int]],
+    candidates: list[tuple[str, str]],
+    indexed: int,
+    workers: int,
 ) -> list[ChunkResult]:
     """Check the chunks in this process and ``workers - 1`` fresh interpreters (``python -m
     escrow.ledger._verify_worker``), each reading its own rows from the database.
@@ -335,13 +367,13 @@ def _run_in_subprocesses(
             env=env,
         )
         assert proc.stdin is not None
-        pickle.dump((url, group, candidates), proc.stdin)
+        pickle.dump((url, group, candidates, indexed), proc.stdin)
         proc.stdin.close()
         procs.append(proc)
     engine = make_engine(url)
     try:
         with db_errors(url), engine.connect() as conn:
-            results = [check_chunk(conn, a, b, candidates) for a, b in groups[0]]
+            results = [check_chunk(conn, a, b, candidates, indexed) for a, b in groups[0]]
     finally:
         engine.dispose()
     failure = ""
@@ -367,11 +399,11 @@ def worker_main() -> None:
 
     from escrow.ledger.store import db_errors, make_engine
 
-    url, spans, candidates = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent
+    url, spans, candidates, indexed = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent
     engine = make_engine(url)
     try:
         with db_errors(url), engine.connect() as conn:
-            out = [check_chunk(conn, a, b, candidates) for a, b in spans]
+            out = [check_chunk(conn, a, b, candidates, indexed) for a, b in spans]
     finally:
         engine.dispose()
     sys.stdout.buffer.write(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
@@ -386,14 +418,23 @@ def verify_ledger(
 ) -> VerifyReport:
     from sqlalchemy import func, select
 
-    from escrow.ledger.tables import CHECKPOINT, ENTRY, HEAD, KEY
+    from escrow.ledger.tables import CHECKPOINT, ENTRY, KEY, META
 
     chunk = chunk_size or (1 << CHUNK_LEVEL)
     if chunk < 1 or chunk & (chunk - 1):
         raise InputError("The verification chunk size must be a power of two.")
     with ledger._read(snapshot=True) as conn:  # noqa: SLF001 - one snapshot of the log
-        head = conn.execute(select(HEAD).where(HEAD.c.id == 1)).one()
+        # the latest signed checkpoint: the note of the last entry that has one
+        latest = conn.execute(
+            select(ENTRY.c.idx, ENTRY.c.note)
+            .where(ENTRY.c.note.is_not(None))
+            .order_by(ENTRY.c.idx.desc())
+            .limit(1)
+        ).first()
         top = conn.execute(select(func.max(ENTRY.c.idx))).scalar()
+        indexed = int(
+            conn.execute(select(META.c.value).where(META.c.name == "indexed")).scalar() or 0
+        )
         kept = conn.execute(select(CHECKPOINT).order_by(CHECKPOINT.c.size)).all()
         key_rows = conn.execute(select(KEY.c.keyid, KEY.c.public_pem)).all()
     rows = 0 if top is None else int(top) + 1
@@ -410,7 +451,8 @@ def verify_ledger(
 
     # 1. the latest checkpoint
     latest_size, latest_root = 0, merkle.EMPTY_ROOT
-    if not head.note:
+    latest_note = None if latest is None else str(latest.note)
+    if latest_note is None:
         if rows:
             problems.append(
                 Problem(None, "checkpoint-signature", "The log has entries but no checkpoint.")
@@ -419,13 +461,14 @@ def verify_ledger(
             problems.append(Problem(None, "empty", "The log is empty; there is nothing to verify."))
     else:
         try:
-            ck = verify_checkpoint(head.note, verifier)
+            ck = verify_checkpoint(latest_note, verifier)
             latest_size, latest_root = ck.size, ck.root
         except (SignatureError, InputError) as e:
             problems.append(
                 Problem(None, "checkpoint-signature", f"The latest checkpoint: {e.message}")
             )
-            latest_size = int(head.size)
+            assert latest is not None
+            latest_size = int(latest.idx) + 1
 
     # 2. every entry, in chunks
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -436,7 +479,7 @@ def verify_ledger(
         while chunk > 256 and rows < chunk * n_workers * 8:
             chunk //= 2
     spans = [(a, min(a + chunk, rows)) for a in range(0, rows, chunk)]
-    results = _run_chunks(ledger, spans, candidates, n_workers)
+    results = _run_chunks(ledger, spans, candidates, indexed, n_workers)
     signatures = sum(r.signatures for r in results)
     for r in results:
         problems.extend(r.problems)
@@ -503,7 +546,7 @@ def verify_ledger(
                     f"The root of the first {size} entries does not match the {name}.",
                 )
             )
-    if head.note and rows > latest_size:
+    if latest_note is not None and rows > latest_size:
         problems.append(
             Problem(
                 latest_size,
@@ -518,7 +561,7 @@ def verify_ledger(
         root=latest_root,
         entries_checked=rows,
         signatures_checked=signatures,
-        checkpoints_checked=checked if head.note else 0,
+        checkpoints_checked=checked if latest_note is not None else 0,
         problems=problems,
     )
 

@@ -754,14 +754,16 @@ def _append(ledger: Ledger, envelopes: list[Envelope], batch: bool) -> tuple[dic
             raise
     if batch:
         _precheck_signatures(ledger, prepared)
+    from contextlib import closing
+
     done: list[tuple[Entry, bool]] = []
-    for i, p in enumerate(prepared):
-        try:
-            done.append(ledger.append_prepared(p))
-        except EscrowError as e:
-            if batch:
-                raise _in_batch(e, i) from e
-            raise
+    with closing(ledger.append_many(prepared)) as outcomes:
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, EscrowError):
+                if batch:
+                    raise _in_batch(outcome, i) from outcome
+                raise outcome
+            done.append(outcome)
     cp = checkpoint_json(ledger)
     posted = [
         {

@@ -48,6 +48,8 @@ from escrow.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterable
+
     import httpx
 
     from escrow.config import Settings
@@ -375,6 +377,21 @@ class RemoteLedger:
 
         # the same local checks as the ledger (parse, schema): fail before posting
         return self.append_prepared(prepare(envelope))
+
+    def append_many(
+        self, envelopes: Iterable[Envelope | bytes | str | Prepared]
+    ) -> Generator[tuple[Entry, bool] | EscrowError, None, None]:
+        """Post each envelope in turn; yield its result, or the reason it was refused
+        (here or by the server), as :meth:`escrow.ledger.store.Ledger.append_many` does."""
+        from escrow.ledger.store import Prepared, prepare
+
+        for item in envelopes:
+            try:
+                yield self.append_prepared(item if isinstance(item, Prepared) else prepare(item))
+            except (InputError, CheckFailed) as e:
+                if isinstance(e, LedgerTamperError):
+                    raise
+                yield e
 
     def append_prepared(self, p: Prepared) -> tuple[Entry, bool]:
         """:meth:`append` for an envelope :func:`escrow.ledger.store.prepare` checked."""

@@ -128,8 +128,13 @@ def test_stored_index_is_post_order() -> None:
 # -- the ledger (both databases) against the reference -------------------------------
 
 
-def test_ledger_proofs_every_index_sizes_1_to_70(env: LedgerEnv) -> None:
+@pytest.mark.parametrize("index_every", [1, 5, 64], ids=["every-entry", "by-5", "by-64"])
+def test_ledger_proofs_every_index_sizes_1_to_70(env: LedgerEnv, index_every: int) -> None:
+    """Stored subtree hashes (written in batches of ``index_every``), hashes computed from
+    the entries after the last batch, and subtrees that span both, all give the RFC's
+    proofs."""
     with env.open() as lg:
+        lg.index_every = index_every
         for n in range(MAX - 1):  # the key event for the build key is entry 0
             lg.append(env.envelope(n))
         assert lg.size() == MAX
@@ -149,6 +154,26 @@ def test_ledger_proofs_every_index_sizes_1_to_70(env: LedgerEnv) -> None:
                 got = lg.consistency_proof(m, n)
                 assert got == (proof(m, leaves[:n]) if m else []), (m, n)
         assert lg.root() == mth(leaves) == lg.checkpoint().root
+
+
+def test_writers_taking_turns_extend_the_same_tree(env: LedgerEnv) -> None:
+    """A writer whose last append is no longer the log's last reads the tree's right edge
+    from the database (stored hashes and the entries after the last batch)."""
+    leaves: list[bytes] = []
+    first, second = env.open(), env.open()
+    try:
+        for lg in (first, second):
+            lg.index_every = 4
+        for n in range(23):
+            lg = first if (n // 3) % 2 else second
+            entry, _ = lg.append(env.envelope(n))
+            assert entry.index == n + 1
+        leaves.extend(bytes.fromhex(first.get(i).leaf_hash) for i in range(24))
+        assert first.root() == second.root() == mth(leaves) == second.checkpoint().root
+        assert first.verify().ok
+    finally:
+        first.close()
+        second.close()
 
 
 def test_proof_arguments_out_of_range(env: LedgerEnv) -> None:

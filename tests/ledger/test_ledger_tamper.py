@@ -18,7 +18,7 @@ from escrow.ledger.checkpoint import sign_checkpoint
 from escrow.ledger.store import Ledger
 from escrow.signing.keys import SigningKey
 
-SIZE = 12  # entry 0 is the build key's key event
+SIZE = 15  # entry 0 is the build key's key event; 0..11 are in the query index
 
 
 @contextmanager
@@ -56,8 +56,6 @@ def rebuild_tree(conn: Any) -> None:
                 id=merkle.stored_index(level, i),
                 h=h,
             )
-    root = merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
-    q(conn, "UPDATE ledger_head SET root = :r, size = :s", r=root, s=len(leaves))
 
 
 def edit_bytes(lg: Ledger, env: LedgerEnv) -> None:
@@ -74,7 +72,7 @@ def delete_row(lg: Ledger, env: LedgerEnv) -> None:
 
 
 def reorder_rows(lg: Ledger, env: LedgerEnv) -> None:
-    cols = "envelope, leaf_hash, predicate_type, project, image_id, signer, integrated_us"
+    cols = "envelope, leaf_hash, predicate_type, project, image_id, signer, integrated_us, diff_ids"
     with sql(lg) as conn:
         a = q(conn, f"SELECT {cols} FROM ledger_entry WHERE idx = 3").one()._asdict()
         b = q(conn, f"SELECT {cols} FROM ledger_entry WHERE idx = 8").one()._asdict()
@@ -109,7 +107,7 @@ def checkpoint_by_other_key(lg: Ledger, env: LedgerEnv) -> None:
     cp = lg.checkpoint()
     note = sign_checkpoint(cp.origin, cp.size, cp.root, SigningKey.generate(), cp.origin)
     with sql(lg) as conn:
-        q(conn, "UPDATE ledger_head SET note = :n", n=note)
+        q(conn, "UPDATE ledger_entry SET note = :n WHERE idx = :i", n=note, i=cp.size - 1)
 
 
 def truncate(lg: Ledger, env: LedgerEnv) -> None:
@@ -118,14 +116,13 @@ def truncate(lg: Ledger, env: LedgerEnv) -> None:
         rebuild_tree(conn)
 
 
-def truncate_and_roll_back_head(lg: Ledger, env: LedgerEnv) -> None:
-    """Cut the log to 4 entries and put back the (genuine) checkpoint of size 4:
-    the retained checkpoint of size 8 still shows the log was longer."""
+def truncate_to_a_signed_size(lg: Ledger, env: LedgerEnv) -> None:
+    """Cut the log to 4 entries: the last one left holds the genuine checkpoint of size
+    4, but the retained checkpoint of size 8 still shows the log was longer."""
     with sql(lg) as conn:
-        old = q(conn, "SELECT size, root, note FROM ledger_checkpoint WHERE size = 4").one()
         q(conn, "DELETE FROM ledger_entry WHERE idx >= 4")
+        q(conn, "DELETE FROM ledger_term WHERE idx >= 4")
         rebuild_tree(conn)
-        q(conn, "UPDATE ledger_head SET note = :n, size = 4, root = :r", n=old.note, r=old.root)
 
 
 def reindex_project(lg: Ledger, env: LedgerEnv) -> None:
@@ -140,9 +137,27 @@ def reindex_image(lg: Ledger, env: LedgerEnv) -> None:
 
 
 def unindex_diff_id(lg: Ledger, env: LedgerEnv) -> None:
-    """Hide an entry from diff-ID queries by deleting its side-table row."""
+    """Hide an entry from diff-ID queries by deleting its row in the query index."""
     with sql(lg) as conn:
-        q(conn, "DELETE FROM ledger_diff_id WHERE idx = 9")
+        q(conn, "DELETE FROM ledger_term WHERE idx = 9 AND kind = 'diff'")
+
+
+def reindex_signer(lg: Ledger, env: LedgerEnv) -> None:
+    """Move an entry to another signer in the query index only."""
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_term SET value = 'elsewhere' WHERE idx = 7 AND kind = 'signer'")
+
+
+def index_unindexed(lg: Ledger, env: LedgerEnv) -> None:
+    """Add an index row for an entry past the indexed ones (its own row is searched)."""
+    with sql(lg) as conn:
+        q(conn, "INSERT INTO ledger_term (idx, kind, value) VALUES (13, 'project', 'other')")
+
+
+def forget_diff_ids(lg: Ledger, env: LedgerEnv) -> None:
+    """Hide an entry not yet indexed from diff-ID queries by editing its own row."""
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_entry SET diff_ids = NULL WHERE idx = 13")
 
 
 CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = [
@@ -150,19 +165,23 @@ CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = 
     ("reindexed-project", reindex_project, 6, "index"),
     ("reindexed-image", reindex_image, 2, "index"),
     ("unindexed-diff-id", unindex_diff_id, 9, "index"),
+    ("reindexed-signer", reindex_signer, 7, "index"),
+    ("indexed-past-the-index", index_unindexed, 13, "index"),
+    ("forgotten-diff-ids", forget_diff_ids, 13, "index"),
     ("deleted-row", delete_row, 4, "deleted"),
     ("reordered-rows", reorder_rows, 3, "reordered"),
     ("forged-entry", forge_entry, 7, "forged"),
     ("forged-appended", forge_appended, SIZE, "forged"),
     ("checkpoint-by-another-key", checkpoint_by_other_key, None, "checkpoint-signature"),
     ("truncated", truncate, 9, "truncated"),
-    ("truncated-head-rolled-back", truncate_and_roll_back_head, 4, "truncated"),
+    ("truncated-to-a-signed-size", truncate_to_a_signed_size, 4, "truncated"),
 ]
 
 
 def build(env: LedgerEnv) -> Ledger:
     lg = env.open()
-    lg.checkpoint_every = 4  # keep checkpoints at sizes 4 and 8 too
+    lg.checkpoint_every = 4  # keep checkpoints at sizes 4, 8 and 12 too
+    lg.index_every = 6  # entries 0..11 in the query index, 12..14 searched on their rows
     for n in range(1, SIZE):
         lg.append(env.envelope(n))
     assert lg.size() == SIZE
@@ -181,6 +200,7 @@ def test_tampering_is_detected(
         clean = lg.verify()
         assert clean.ok, clean.problems
         assert clean.checkpoints_checked == 4  # kept at 4, 8 and 12, and the latest
+        assert lg.entries(project="proj", after=10, limit=3)[-1].index == 13
         tamper(lg, env)
         report = lg.verify()
         assert not report.ok
@@ -192,7 +212,7 @@ def test_tampering_is_detected(
 def test_key_valid_at_each_position(env: LedgerEnv) -> None:
     """An entry signed by a key after its revocation is reported, not one before."""
     with build(env) as lg:
-        lg.revoke_key(env.build_key.keyid, "compromised")  # entry 12
+        lg.revoke_key(env.build_key.keyid, "compromised")  # entry SIZE
         late = env.envelope(50).to_bytes()  # signed by the revoked key
         from escrow.ledger.store import prepare
 
@@ -201,20 +221,21 @@ def test_key_valid_at_each_position(env: LedgerEnv) -> None:
             q(
                 conn,
                 "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, "
-                "image_id, signer, integrated_us) VALUES (13, :h, :e, :t, :p, :img, 'x', 0)",
+                "image_id, signer, integrated_us, diff_ids) "
+                "VALUES (:i, :h, :e, :t, :p, :img, 'x', 0, :d)",
+                i=SIZE + 1,
                 h=merkle.leaf_hash(late),
                 e=late,
                 t=cols.predicate_type,
                 p=cols.project,
                 img=cols.image_id,
+                d=" ".join(cols.diff_ids),
             )
-            for diff_id in cols.diff_ids:
-                q(conn, "INSERT INTO ledger_diff_id (diff_id, idx) VALUES (:d, 13)", d=diff_id)
             rebuild_tree(conn)
         report = lg.verify()
         first = report.first
-        assert first is not None and (first.index, first.kind) == (13, "key-not-valid")
-        assert all(p.index is None or p.index >= 13 for p in report.problems)
+        assert first is not None and (first.index, first.kind) == (SIZE + 1, "key-not-valid")
+        assert all(p.index is None or p.index >= SIZE + 1 for p in report.problems)
 
 
 @pytest.mark.slow

@@ -1,0 +1,84 @@
+"""A schema-1 ledger (made by escrow before the append path was reworked) is migrated
+in place when it is opened: every entry, hash, checkpoint and key kept, every proof the
+same, the queries answered from the new index.
+
+``tests/assets/ledger-v1`` was written by escrow at commit f76e810: a log key, a build
+key and 10 entries (the build key's key event, then builds 1..9 of projects alpha (odd)
+and beta (even)), with checkpoints kept every 4 entries.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+from ledger_helpers import ASSETS, LedgerEnv, diff_ids, manifest, raw_sign
+
+from escrow.ledger import merkle
+from escrow.ledger.checkpoint import verify_checkpoint
+
+
+def v1_home(tmp_path: Path) -> tuple[LedgerEnv, Path]:
+    home = tmp_path / "home"
+    shutil.copytree(ASSETS / "ledger-v1", home)
+    db = home / "ledger.db"
+    return LedgerEnv.load(home, f"sqlite:///{db}"), db
+
+
+def tables(db: Path) -> set[str]:
+    with sqlite3.connect(db) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+
+
+def test_a_schema_1_ledger_is_migrated_when_opened(tmp_path: Path) -> None:
+    env, db = v1_home(tmp_path)
+    assert {"ledger_head", "ledger_diff_id", "ix_ledger_entry_project"} <= tables(db)
+    with sqlite3.connect(db) as conn:
+        envelopes = [bytes(r[0]) for r in conn.execute("SELECT envelope FROM ledger_entry")]
+        old_note = conn.execute("SELECT note FROM ledger_head").fetchone()[0]
+    leaves = [merkle.leaf_hash(e) for e in envelopes]
+    levels = merkle.build_levels(leaves)
+    root = merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
+
+    with env.open() as lg:
+        assert lg.size() == 10
+        cp = lg.checkpoint()
+        assert cp.note == old_note and cp.root == root == lg.root()
+        assert [c.size for c in lg.checkpoints()] == [4, 8]
+        report = lg.verify()
+        assert report.ok and report.entries_checked == 10, report.problems
+        assert [e.index for e in lg.entries(project="alpha")] == [1, 3, 5, 7, 9]
+        assert [e.index for e in lg.entries(project="beta", after=4)] == [6, 8]
+        shared = diff_ids(manifest(1, tag="v1"))[0]
+        assert len(lg.entries(diff_id=shared)) == 9
+        own = diff_ids(manifest(7, tag="v1"))[2]
+        assert [e.index for e in lg.entries(diff_id=own)] == [7]
+        assert lg.entries(signer=env.build_key.keyid, limit=1)[0].index == 1
+        # the log goes on from where it was: same keys, proofs against the old checkpoint
+        entry, created = lg.append(raw_sign(manifest(10, tag="v1"), env.build_key))
+        assert created and entry.index == 10
+        proof = lg.consistency_proof(10)
+        assert merkle.verify_consistency(10, 11, root, lg.root(), proof)
+        assert lg.verify().ok
+
+    left = tables(db)
+    assert "ledger_term" in left
+    assert not {"ledger_head", "ledger_diff_id", "ix_ledger_entry_project"} & left
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM ledger_meta WHERE name = 'schema'").fetchone() == (
+            "2",
+        )
+
+
+def test_the_migrated_ledger_keeps_the_old_checkpoint_verifiable(tmp_path: Path) -> None:
+    """An auditor's checkpoint saved before the migration is still extended by the log."""
+    env, _db = v1_home(tmp_path)
+    with sqlite3.connect(_db) as conn:
+        old_note = conn.execute("SELECT note FROM ledger_head").fetchone()[0]
+    with env.open() as lg:
+        old = verify_checkpoint(old_note, lg.verifier_key())
+        lg.append(raw_sign(manifest(11, tag="v1"), env.build_key))
+        new = lg.checkpoint()
+        proof = lg.consistency_proof(old.size, new.size)
+        assert merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
