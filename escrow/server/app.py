@@ -757,13 +757,14 @@ def _append(ledger: Ledger, envelopes: list[Envelope], batch: bool) -> tuple[dic
     from contextlib import closing
 
     done: list[tuple[Entry, bool]] = []
-    with closing(ledger.append_many(prepared)) as outcomes:
-        for i, outcome in enumerate(outcomes):
-            if isinstance(outcome, EscrowError):
-                if batch:
+    if not batch:  # one envelope: no helper thread to start
+        done.append(ledger.append_prepared(prepared[0]))
+    else:  # one transaction each, the next ones checked meanwhile
+        with closing(ledger.append_many(prepared)) as outcomes:
+            for i, outcome in enumerate(outcomes):
+                if isinstance(outcome, EscrowError):
                     raise _in_batch(outcome, i) from outcome
-                raise outcome
-            done.append(outcome)
+                done.append(outcome)
     cp = checkpoint_json(ledger)
     posted = [
         {

@@ -12,8 +12,10 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from ledger_helpers import ASSETS, LedgerEnv, diff_ids, manifest, raw_sign
+from ledger_v1 import load_v1
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
@@ -29,6 +31,46 @@ def v1_home(tmp_path: Path) -> tuple[LedgerEnv, Path]:
 def tables(db: Path) -> set[str]:
     with sqlite3.connect(db) as conn:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+
+
+def names(url: str) -> set[str]:
+    """Tables and indexes in the database at ``url``."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        out = set(found.get_table_names())
+        for table in list(out):
+            out |= {ix["name"] for ix in found.get_indexes(table) if ix["name"]}
+        return out
+    finally:
+        engine.dispose()
+
+
+def test_migration_on_both_databases(db_url: str, tmp_path: Path) -> None:
+    """The schema-1 ledger copied into schema-1 tables on SQLite and on PostgreSQL: opening
+    it migrates it, with the same checkpoint, entries, queries and verification."""
+    home = tmp_path / "home"
+    shutil.copytree(ASSETS / "ledger-v1", home, ignore=shutil.ignore_patterns("ledger.db"))
+    (tmp_path / "db").mkdir(exist_ok=True)  # the SQLite URL's folder
+    load_v1(ASSETS / "ledger-v1" / "ledger.db", db_url)
+    assert {"ledger_head", "ledger_diff_id", "ix_ledger_entry_project"} <= names(db_url)
+    with sqlite3.connect(ASSETS / "ledger-v1" / "ledger.db") as conn:
+        old_note = conn.execute("SELECT note FROM ledger_head").fetchone()[0]
+    env = LedgerEnv.load(home, db_url)
+    with env.open() as lg:
+        assert lg.checkpoint().note == old_note and lg.size() == 10
+        assert lg.verify().ok
+        assert [e.index for e in lg.entries(project="beta")] == [2, 4, 6, 8]
+        shared = diff_ids(manifest(1, tag="v1"))[0]
+        found: list[Any] = lg.entries(diff_id=shared, since=lg.get(5).integrated_at)
+        assert [e.index for e in found] == [5, 6, 7, 8, 9]
+        entry, created = lg.append(raw_sign(manifest(12, tag="v1"), env.build_key))
+        assert created and entry.index == 10 and lg.verify().ok
+    left = names(db_url)
+    assert "ledger_term" in left
+    assert not {"ledger_head", "ledger_diff_id", "ix_ledger_entry_project"} & left
 
 
 def test_a_schema_1_ledger_is_migrated_when_opened(tmp_path: Path) -> None:
