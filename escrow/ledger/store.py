@@ -675,9 +675,6 @@ class _Guess:
     def __init__(self, ledger: Ledger, tip: _Tip | None, keep: int) -> None:
         self._ledger = ledger
         self._lock = threading.Lock()
-        self._turn = threading.Condition(self._lock)
-        self._next = 0  # the envelope whose turn it is (envelopes are guessed in order)
-        self._closed = False
         self._tip = tip  # the tree after the last envelope checked (None: not known)
         self._leaves: dict[int, bytes | None] = {}  # checked envelopes (None: refused)
         self._keep = keep
@@ -686,11 +683,8 @@ class _Guess:
     def made_for(self, seq: int, leaf_hash: bytes | None) -> _Next | None:
         """What envelope ``seq`` makes if every envelope before it is appended
         (nothing for a refused envelope or while the tree is not known).  Called once
-        for every envelope; waits for the calls for the envelopes before it."""
-        with self._turn:
-            self._turn.wait_for(lambda: self._next == seq or self._closed)
-            if self._closed:
-                return None
+        for every envelope, in order, by the one thread that checks them."""
+        with self._lock:
             if self._rebase is not None:
                 base, done = self._rebase
                 self._rebase = None
@@ -707,8 +701,6 @@ class _Guess:
                 after, root = Ledger._extend(tip, leaf_hash)
                 made = ((tip[0], tip[1]), after, root, "")
                 self._tip = after
-            self._next = seq + 1
-            self._turn.notify_all()
         if made is None:
             return None
         # signed outside the lock: the next envelope's guess needs only the tree
@@ -717,12 +709,6 @@ class _Guess:
             self._ledger.origin, after[0], root, self._ledger._signer(), self._ledger.origin
         )
         return made[0], after, root, note
-
-    def close(self) -> None:
-        """Stop: calls still waiting for their turn return nothing."""
-        with self._turn:
-            self._closed = True
-            self._turn.notify_all()
 
     def rebase(self, tip: _Tip | None, seq: int) -> None:
         """The real tree after envelope ``seq``."""
@@ -1225,7 +1211,7 @@ class Ledger:
                 p = item if isinstance(item, Prepared) else prepare(item)
                 candidates = self._verified_signers(p)
             except BaseException as e:
-                guess.made_for(seq, None)  # the envelopes after it wait for this
+                guess.made_for(seq, None)  # refused: the guesses after it leave it out
                 if isinstance(e, InputError | SignatureError):
                     return e
                 raise
@@ -1233,8 +1219,7 @@ class Ledger:
 
         items = enumerate(envelopes)
         self._signer()  # load the log key before the first transaction
-        # two threads: the signature checks of one envelope and the commit of another
-        # wait on nothing but the CPU and the disk, and run at once
+        # one thread ahead: the envelopes must be guessed in order
         with ThreadPoolExecutor(1, thread_name_prefix="escrow-append") as pool:
             queue: collections.deque[Future[_Checked | EscrowError]] = collections.deque(
                 pool.submit(check, *item) for _, item in zip(range(depth), items, strict=False)
@@ -1271,7 +1256,6 @@ class Ledger:
             finally:  # stopped early: let the checks still queued return
                 for future in queue:
                     future.cancel()
-                guess.close()
                 window.release(depth + len(queue))
 
     @staticmethod
