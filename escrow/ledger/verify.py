@@ -519,8 +519,10 @@ def verify_ledger(
     if moved:
         problems.extend(_classify_moved(ledger, moved[:20]))
 
-    # 3. keys valid at each position
+    # 3. keys valid at each position; integration times in order (time queries are
+    # binary searches that rely on it)
     problems.extend(_replay_keys(results, candidates))
+    problems.extend(_times_out_of_order(results))
 
     # 4. the tree: levels of recomputed hashes over [0, rows)
     levels = _levels(results, rows)
@@ -628,6 +630,29 @@ def _classify_moved(ledger: Ledger, moved: list[tuple[int, bytes]]) -> list[Prob
                         i, "edited", f"Entry {i}: the stored envelope and leaf hash were changed."
                     )
                 )
+    return out
+
+
+def _times_out_of_order(results: list[ChunkResult]) -> list[Problem]:
+    """Entries whose integration time is before the one of the entry before them (the
+    ledger never writes one: an append's time is at least its predecessor's)."""
+    out: list[Problem] = []
+    last = None
+    for r in results:
+        for k, us in enumerate(r.times):
+            if not us and k < len(r.signers) and not r.signers[k]:
+                continue  # a missing or unreadable entry, reported as such
+            if last is not None and us < last:
+                i = r.start + k
+                out.append(
+                    Problem(
+                        i,
+                        "index",
+                        f"Entry {i}: its integration time is before entry {i - 1}'s "
+                        "(time-range queries would not find it as recorded).",
+                    )
+                )
+            last = us if last is None else max(last, us)
     return out
 
 

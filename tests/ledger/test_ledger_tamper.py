@@ -154,6 +154,13 @@ def index_unindexed(lg: Ledger, env: LedgerEnv) -> None:
         q(conn, "INSERT INTO ledger_term (idx, kind, value) VALUES (13, 'project', 'other')")
 
 
+def move_time_back(lg: Ledger, env: LedgerEnv) -> None:
+    """Put an entry's integration time before its predecessor's: time-range queries, which
+    binary-search the log by time, would skip it."""
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_entry SET integrated_us = integrated_us - 3600000000 WHERE idx = 8")
+
+
 def forget_diff_ids(lg: Ledger, env: LedgerEnv) -> None:
     """Hide an entry not yet indexed from diff-ID queries by editing its own row."""
     with sql(lg) as conn:
@@ -168,6 +175,7 @@ CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = 
     ("reindexed-signer", reindex_signer, 7, "index"),
     ("indexed-past-the-index", index_unindexed, 13, "index"),
     ("forgotten-diff-ids", forget_diff_ids, 13, "index"),
+    ("time-moved-back", move_time_back, 8, "index"),
     ("deleted-row", delete_row, 4, "deleted"),
     ("reordered-rows", reorder_rows, 3, "reordered"),
     ("forged-entry", forge_entry, 7, "forged"),
