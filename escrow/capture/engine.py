@@ -404,6 +404,47 @@ def _json_messages(response: _Response) -> Iterator[dict[str, Any]]:
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: an image config is a few kB; one with a long history tens of kB
 _MAX_CONFIG = 16 << 20
+#: tar-split's entry types: a file whose bytes are read back, a raw segment of the stream.
+_SPLIT_FILE, _SPLIT_SEGMENT = 1, 2
+_READ = 1 << 20
+
+
+def _tar_from_split(split: str, files: str) -> Iterator[bytes]:
+    """The tar stream of a layer from its tar-split entries and its files (see
+    :meth:`DockerEngine.local_layer`); raises ``OSError``/``ValueError`` on anything
+    missing, short or outside ``files``."""
+    import gzip
+    from base64 import b64decode
+
+    top = os.path.realpath(files)
+    with gzip.open(split, "rt", encoding="utf-8") as entries:
+        for line in entries:
+            entry = json.loads(line)
+            kind = entry.get("type")
+            if kind == _SPLIT_SEGMENT:
+                payload = entry.get("payload")
+                if payload:
+                    yield b64decode(payload)
+                continue
+            if kind != _SPLIT_FILE:
+                raise ValueError(f"unknown tar-split entry type {kind!r}")
+            size = int(entry.get("size") or 0)
+            if not size:
+                continue  # directories, links, empty files: all in the segments
+            name = entry.get("name")
+            if name is None:
+                name = b64decode(entry["name_raw"]).decode("utf-8", "surrogateescape")
+            path = os.path.realpath(os.path.join(top, name.lstrip("/")))
+            if os.path.commonpath([top, path]) != top:
+                raise ValueError(f"the layer names a file outside it: {name!r}")
+            with open(path, "rb") as f:
+                left = size
+                while left:
+                    chunk = f.read(min(left, _READ))
+                    if not chunk:
+                        raise ValueError(f"{name!r} is shorter than the layer says")
+                    left -= len(chunk)
+                    yield chunk
 
 
 def _path(ref: str) -> str:
@@ -560,15 +601,10 @@ class DockerEngine:
         small image, seconds for a large one) whenever only the config is wanted.
         """
         hexid = image_id.removeprefix("sha256:")
-        if self._local is None or not _HEX64.fullmatch(hexid):
+        found = self._local_root() if _HEX64.fullmatch(hexid) else None
+        if found is None:
             return None
-        try:
-            info = self._engine_info()
-        except (EscrowError, EngineHTTPError):
-            return None
-        root, driver = info.get("DockerRootDir"), info.get("Driver")
-        if not isinstance(root, str) or not isinstance(driver, str) or "/" in driver:
-            return None
+        root, driver = found
         path = os.path.join(root, "image", driver, "imagedb", "content", "sha256", hexid)
         try:
             with open(path, "rb") as f:
@@ -578,6 +614,64 @@ class DockerEngine:
         if len(data) > _MAX_CONFIG or hashlib.sha256(data).hexdigest() != hexid:
             return None
         return data
+
+    def _local_root(self) -> tuple[str, str] | None:
+        """``(DockerRootDir, storage driver)`` of a local engine, else None."""
+        if self._local is None:
+            return None
+        try:
+            info = self._engine_info()
+        except (EscrowError, EngineHTTPError):
+            return None
+        root, driver = info.get("DockerRootDir"), info.get("Driver")
+        if not isinstance(root, str) or not isinstance(driver, str) or "/" in driver:
+            return None
+        return root, driver
+
+    def local_layer(self, diff_ids: Sequence[str], index: int) -> Iterator[bytes] | None:
+        """Layer ``index`` of an image whose layers are ``diff_ids``, as the uncompressed
+        tar ``docker save`` would give, rebuilt from the engine's own layer store; None
+        when the engine is not local, its storage driver is not ``overlay2``, or this
+        process cannot read the layer's files.
+
+        The engine keeps each layer as a directory of files (``<root>/overlay2/
+        <cache-id>/diff``) and, beside it, the layer's tar stream with the files' contents
+        left out (``<root>/image/overlay2/layerdb/sha256/<chain ID>/tar-split.json.gz``:
+        tar-split's format, one JSON entry per line — a segment of the stream, or a file
+        to read back).  Writing the segments and the files' bytes in order gives the
+        tar again, byte for byte.  The layout is private to the engine, so what this
+        yields must be trusted only once its SHA-256 is the diff ID (the caller checks,
+        and uses ``docker save`` otherwise).  It may raise :class:`OSError` or
+        ``ValueError`` part way (a layer removed meanwhile, say).
+        """
+        found = self._local_root()
+        if found is None or not 0 <= index < len(diff_ids):
+            return None
+        root, driver = found
+        if driver != "overlay2":
+            return None
+        chain = str(diff_ids[0])
+        for diff_id in diff_ids[1 : index + 1]:
+            chain = "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        hexid = chain.removeprefix("sha256:")
+        if not _HEX64.fullmatch(hexid):
+            return None
+        layer = os.path.join(root, "image", driver, "layerdb", "sha256", hexid)
+        try:
+            with open(os.path.join(layer, "diff"), encoding="ascii") as f:
+                if f.read().strip() != str(diff_ids[index]):
+                    return None
+            with open(os.path.join(layer, "cache-id"), encoding="ascii") as f:
+                cache_id = f.read().strip()
+        except (OSError, ValueError):
+            return None
+        if not re.fullmatch(r"[0-9a-zA-Z]{1,128}", cache_id):
+            return None
+        files = os.path.join(root, driver, cache_id, "diff")
+        split = os.path.join(layer, "tar-split.json.gz")
+        if not os.path.isdir(files) or not os.access(split, os.R_OK):
+            return None
+        return _tar_from_split(split, files)
 
     def image_config(self, image_id: str) -> dict[str, Any]:
         """The image's raw config: from the engine's image store when this machine can

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 
 class SaveAhead:
-    """Save one image of a build that is still running, in a daemon thread.
+    """Store the layers of one image of a build that is still running, in a daemon thread:
+    read from the engine's layer store (:func:`escrow.deposit.images.local_layers`), or
+    with a ``docker save`` when this process cannot read it.
 
     ``escrow build`` offers the image of the step after which only instructions
     that add no layer remain (``ENV``, ``CMD``, ``LABEL``, ...): the built image will
@@ -49,10 +51,11 @@ class SaveAhead:
             if not found or not str(found.get("Id", "")).startswith("sha256:"):
                 return
             diff_ids = [str(d) for d in (found.get("RootFS") or {}).get("Layers") or []]
-            with self._store.lock(exclusive=False):
-                if not all(self._store.has(d.removeprefix("sha256:")) for d in diff_ids):
-                    from escrow.deposit.images import save_images
+            from escrow.deposit.images import local_layers, save_images
 
+            with self._store.lock(exclusive=False):
+                # from the engine's layer store (the new layers only), else one save
+                if not local_layers(self._engine, self._store, diff_ids):
                     save_images(self._engine, self._store, [str(found["Id"])])
         except Exception:  # noqa: BLE001 - the save after the build reports problems
             return

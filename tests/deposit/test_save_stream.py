@@ -13,7 +13,7 @@ pytestmark = pytest.mark.docker
 
 
 def test_a_new_layer_the_size_of_a_stored_one_is_stored_in_one_pass(
-    builds: Builds, escrow_home: Path
+    builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Layers the store may already hold are only hashed when their size matches; a new
     layer of the same size as a stored one (small layers collide often: tar sizes are
@@ -24,6 +24,9 @@ def test_a_new_layer_the_size_of_a_stored_one_is_stored_in_one_pass(
 
     store = open_store(escrow_home)
     first = builds.context({"x/a.txt": "1"})
+    # the layers through docker save, as from an engine whose layer store this process
+    # cannot read (a remote one)
+    monkeypatch.setattr(DockerEngine, "local_layer", lambda self, diff_ids, index: None)
     (first / "Dockerfile").write_text(f"FROM {builds.base_tag}\nCOPY x/a.txt /x/a.txt\n")
     tag_a = f"escrow-test/deposit-{builds.run}:same-size-a"
     builds.tags.append(tag_a)
@@ -87,17 +90,86 @@ def _build(builds: Builds, ctx: Path, tag: str) -> dict[str, Any]:
     return result
 
 
+def _no_local_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's layer store unreadable (a remote engine, or not root): layers come
+    from ``docker save``."""
+    from escrow.capture.engine import DockerEngine
+
+    monkeypatch.setattr(DockerEngine, "local_layer", lambda self, diff_ids, index: None)
+
+
+def _reads_of_local_layers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Patch ``DockerEngine.local_layer``: each layer read appends its thread's name."""
+    import threading
+
+    from escrow.capture.engine import DockerEngine
+
+    threads: list[str] = []
+    real = DockerEngine.local_layer
+
+    def counting(self: DockerEngine, diff_ids: Any, index: int) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(self, diff_ids, index)
+
+    monkeypatch.setattr(DockerEngine, "local_layer", counting)
+    return threads
+
+
+def test_the_new_layers_come_from_the_engines_layer_store_while_the_last_steps_run(
+    builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local engine whose files this process can read: no ``docker save`` at all.  The
+    layers the store lacks are rebuilt from the engine's layer store (each checked
+    against its diff ID) while the last, layer-less steps run, and the config comes
+    from the engine's image store; the deposit then checks and restores."""
+    from escrow.deposit.images import missing_parts
+    from escrow.deposit.store import open_store
+    from tests.conftest import run_cli
+
+    saves = _count_saves(monkeypatch)
+    reads = _reads_of_local_layers(monkeypatch)
+    ctx = builds.context({"app.txt": "local"})
+    (ctx / "Dockerfile").write_text(
+        builds.dockerfile() + 'ENV MODE=local\nLABEL stage="last"\nCMD ["/bin/busybox", "true"]\n'
+    )
+    result = _build(builds, ctx, f"escrow-test/deposit-{builds.run}:local")
+    assert saves == []
+    assert reads and set(reads) == {"escrow-save-ahead"}
+    assert missing_parts(open_store(escrow_home), result["image_id"]) == []
+    r = run_cli(["deposit", "check", str(result["index"]), "--verify"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+
+
+def test_a_build_ending_in_a_layer_stores_its_layers_after_it_without_a_save(
+    builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No instruction after the last layer: the layers are read after the build, still
+    without a save."""
+    from escrow.deposit.images import missing_parts
+    from escrow.deposit.store import open_store
+
+    saves = _count_saves(monkeypatch)
+    reads = _reads_of_local_layers(monkeypatch)
+    ctx = builds.context({"app.txt": "after-local"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile())  # ends with RUN
+    result = _build(builds, ctx, f"escrow-test/deposit-{builds.run}:after-local")
+    assert saves == []
+    assert reads and "escrow-save-ahead" not in reads
+    assert missing_parts(open_store(escrow_home), result["image_id"]) == []
+
+
 def test_the_layers_are_saved_while_the_last_steps_run(
     builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Dockerfile ending in instructions that add no layer (ENV, CMD, LABEL): the image
-    of the last step that could add one is saved into the deposit while those run, and
+    """Without the engine's layer store: the image of the last step that could add a
+    layer is saved into the deposit while the steps after it (ENV, CMD, LABEL) run, and
     nothing is saved once the build has ended -- the config comes from the engine's image
     store, checked against the image ID."""
     from escrow.deposit.images import missing_parts
     from escrow.deposit.store import open_store
     from tests.conftest import run_cli
 
+    _no_local_layers(monkeypatch)
     threads = _count_saves(monkeypatch)
     ctx = builds.context({"app.txt": "ahead"})
     (ctx / "Dockerfile").write_text(
@@ -113,10 +185,12 @@ def test_the_layers_are_saved_while_the_last_steps_run(
 def test_a_build_ending_in_a_layer_saves_after_it(
     builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No instruction after the last layer: nothing can be saved ahead, one save after."""
+    """Without the engine's layer store, and no instruction after the last layer:
+    nothing can be saved ahead, one save after."""
     from escrow.deposit.images import missing_parts
     from escrow.deposit.store import open_store
 
+    _no_local_layers(monkeypatch)
     threads = _count_saves(monkeypatch)
     ctx = builds.context({"app.txt": "after"})
     (ctx / "Dockerfile").write_text(builds.dockerfile())  # ends with RUN
@@ -128,13 +202,14 @@ def test_a_build_ending_in_a_layer_saves_after_it(
 def test_without_the_engines_config_file_the_config_comes_from_a_save(
     builds: Builds, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An engine whose image store this process cannot read (remote, or not root): the
+    """An engine whose stores this process cannot read (remote, or not root): the
     layers saved ahead are kept, and the config is read from one save after the build."""
     from escrow.capture.engine import DockerEngine
     from escrow.deposit.images import missing_parts
     from escrow.deposit.store import open_store
 
     monkeypatch.setattr(DockerEngine, "local_config", lambda self, image_id: None)
+    _no_local_layers(monkeypatch)
     threads = _count_saves(monkeypatch)
     ctx = builds.context({"app.txt": "remote"})
     (ctx / "Dockerfile").write_text(builds.dockerfile() + "ENV MODE=remote\n")
