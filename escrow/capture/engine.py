@@ -411,8 +411,17 @@ _READ = 1 << 20
 
 def _tar_from_split(split: str, files: str) -> Iterator[bytes]:
     """The tar stream of a layer from its tar-split entries and its files (see
-    :meth:`DockerEngine.local_layer`); raises ``OSError``/``ValueError`` on anything
-    missing, short or outside ``files``."""
+    :meth:`DockerEngine.local_layer`); raises ``OSError`` or ``ValueError`` on anything
+    missing, short, malformed or outside ``files``, and nothing else."""
+    import zlib
+
+    try:
+        yield from _split_entries(split, files)
+    except (KeyError, TypeError, AttributeError, EOFError, zlib.error) as e:
+        raise ValueError(f"unreadable tar-split {split}: {e!r}") from e
+
+
+def _split_entries(split: str, files: str) -> Iterator[bytes]:
     import gzip
     from base64 import b64decode
 

@@ -183,3 +183,40 @@ def test_no_layer_store_but_a_local_overlay2_one(base_image: str, tmp_path: Path
         assert engine.local_layer(diff_ids, len(diff_ids)) is None
     with DockerEngine(api=docker.APIClient(version="auto")) as remote:
         assert remote.local_layer(diff_ids, 0) is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated", "not-json", "no-name", "payload-not-text"],
+)
+def test_an_unreadable_tar_split_falls_back_to_the_save(
+    base_image: str, tmp_path: Path, damage: str
+) -> None:
+    """Whatever is wrong with the engine's tar-split record, the layer is not stored from
+    it (the caller saves the image instead) and nothing else is raised."""
+    import gzip
+
+    from escrow.deposit.images import local_layers
+    from escrow.deposit.store import FileDepositStore
+
+    with DockerEngine() as engine:
+        found = engine.inspect_image(base_image)
+        assert found is not None
+        diff_ids = found["RootFS"]["Layers"][:1]
+        _copy_of_the_engines_layer(engine, diff_ids, 0, tmp_path / "root")
+        split = next((tmp_path / "root" / "image").rglob("tar-split.json.gz"))
+        if damage == "truncated":
+            data = split.read_bytes()
+            split.write_bytes(data[: len(data) // 2])
+        else:
+            line = {
+                "not-json": "{not json",
+                "no-name": json.dumps({"type": 1, "size": 5}),
+                "payload-not-text": json.dumps({"type": 2, "payload": 7}),
+            }[damage]
+            with gzip.open(split, "wt") as f:
+                f.write(line + "\n")
+        engine._info = {"DockerRootDir": str(tmp_path / "root"), "Driver": "overlay2"}
+        store = FileDepositStore(tmp_path / "store")
+        assert local_layers(engine, store, diff_ids) is False
+        assert list(store) == []
