@@ -4,13 +4,17 @@
 schema, checks its signature against a key registered and valid at append
 time (key events: the log key), and in ONE transaction — serialised by the
 database (SQLite ``BEGIN IMMEDIATE`` in WAL mode; PostgreSQL
-``pg_advisory_xact_lock``) — stores the envelope with its query columns, the
-hashes of the complete subtrees the new leaf finishes, and a new signed
-checkpoint.  A process killed mid-append leaves nothing half-written, and
-concurrent writers in any number of processes or servers cannot fork the tree.
+``pg_advisory_xact_lock``) — stores the envelope's row: the exact bytes, the leaf
+hash, the query fields and the signed checkpoint of the tree it completes.  A
+process killed mid-append leaves nothing half-written, and concurrent writers in
+any number of processes or servers cannot fork the tree.
 
-Proofs and roots are assembled from O(log n) stored complete-subtree hashes
-(:mod:`escrow.ledger.merkle`), read in one query.
+What is derived from the rows — the complete-subtree hashes and the query index —
+is written for every :data:`INDEX_EVERY` entries, in the transaction of the append
+that completes the batch (:func:`index_entries`).  Proofs and roots are assembled
+from O(log n) stored hashes and the leaf hashes of the entries after the last
+batch (:func:`tree_hashes`); queries read the index and match those entries on
+their rows.  :meth:`Ledger.append_many` pipelines a stream of appends.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ __all__ = ["Checkpoint", "Entry", "KeyRecord", "Ledger", "VerifyReport"]
 #: PostgreSQL advisory lock key serialising appends ("escrow" in ASCII).
 PG_LOCK_KEY = 0x657363726F77
 #: A signed checkpoint is kept in ``ledger_checkpoint`` every this many entries
-#: (the latest one is always in ``ledger_head``).
+#: (every entry's row holds the checkpoint of the tree it completes).
 CHECKPOINT_EVERY = 1024
 #: Entries are added to the query index (``ledger_term``) in batches of this many, in
 #: the transaction of the append that completes a batch; queries read the entries

@@ -14,7 +14,7 @@
   key-table version and how many entries ``ledger_term`` covers.
 
 Schema 2: an append writes one entry row, its subtree hashes and nothing else — no
-secondary index, no head row (docs/DESIGN-NOTES.md, "The ledger's append path").
+secondary index, no head row (docs/DESIGN-NOTES.md, "The append path (schema 2)").
 Schema 1 (a head row, five indexes on ``ledger_entry`` and a ``ledger_diff_id`` table)
 is migrated when the ledger is opened (:func:`escrow.ledger.store.migrate_v1`).
 

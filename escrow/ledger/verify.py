@@ -3,14 +3,17 @@
 The log is checked in chunks of ``2**k`` entries, in parallel worker processes
 for large logs (each worker reads its own rows; Ed25519 verification is the
 bulk of the work).  Per chunk: every leaf hash is recomputed from the stored
-envelope bytes and compared with the recorded leaf hash and the stored tree;
-every complete-subtree hash inside the chunk is recomputed and compared; every
-envelope signature is checked against the keys the ledger knows.
+envelope bytes and compared with the recorded leaf hash and, for the entries the
+batches cover, with the stored tree; every stored complete-subtree hash inside the
+chunk is recomputed and compared; each entry's query fields are compared with its
+envelope and its rows in the query index; every envelope signature is checked
+against the keys the ledger knows.
 
 Then, in order over the whole log: key events (which must be signed by the
 log key) are replayed, so each entry is checked against the keys that were
-valid at its position; the root is recomputed and compared with the latest
-signed checkpoint (whose signature is checked against the log key), and every
+valid at its position; integration times must never decrease; the root is
+recomputed and compared with the latest signed checkpoint (the note of the last
+entry that has one, its signature checked against the log key), and every
 retained checkpoint is checked the same way, which proves it consistent with
 the latest.
 """
