@@ -29,6 +29,13 @@ from escrow.text import count
     "give a byte-identical PDF before it is signed.",
 )
 @click.option(
+    "--tree-size",
+    type=click.IntRange(min=1),
+    help="The ledger as of its first N entries: their signed checkpoint, builds and key "
+    "history (default: all). With --generated-at, a pack rendered earlier renders again "
+    "byte for byte however much the ledger grew since.",
+)
+@click.option(
     "--render-only",
     is_flag=True,
     help="Write the PDF as rendered, unsigned, and record nothing (to compare a re-rendering).",
@@ -47,6 +54,7 @@ def pack(
     requester: str,
     since_checkpoint: Path | None,
     generated_at: str | None,
+    tree_size: int | None,
     render_only: bool,
     output: Path | None,
     as_json: bool,
@@ -99,13 +107,15 @@ def pack(
         entries_text=entries or "",
         requester=requester,
         since_checkpoint=old_note,
+        tree_size=tree_size,
     )
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
     if app.settings.server:
-        if render_only or generated_at or requester:
+        if render_only or generated_at or requester or tree_size:
             raise UsageError(
-                "--render-only, --generated-at and --requester work only on a local ledger.",
+                "--render-only, --generated-at, --tree-size and --requester work only on a "
+                "local ledger.",
                 hint="Through a server, the server renders, signs and records the pack.",
             )
         _pack_through_server(app, request, output, as_json)

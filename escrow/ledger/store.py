@@ -20,6 +20,7 @@ their rows.  :meth:`Ledger.append_many` pipelines a stream of appends.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import os
 import threading
@@ -519,6 +520,11 @@ _TIP_SQL = (
     "(SELECT value FROM ledger_meta WHERE name = 'indexed') AS indexed"
 )
 _LAST_SQL = "SELECT max(idx) AS last FROM ledger_entry"
+#: The checkpoint of a tree size: the note of its last entry, else one kept in the table.
+_NOTE_AT_SQL = (
+    "SELECT coalesce((SELECT note FROM ledger_entry WHERE idx = ?), "
+    "(SELECT note FROM ledger_checkpoint WHERE size = ?)) AS note"
+)
 _ENTRY_COLS = "idx, leaf_hash, envelope, predicate_type, project, image_id, signer, integrated_us"
 #: The first entry at or after an index, and its integration time (binary search by time).
 _TIME_AT_SQL = "SELECT idx, integrated_us FROM ledger_entry WHERE idx >= ? ORDER BY idx LIMIT 1"
@@ -1074,8 +1080,15 @@ class Ledger:
             ended_index=row.ended_index,
         )
 
-    def keys(self) -> list[KeyRecord]:
-        """Registered keys with their status and history, in order of registration."""
+    def keys(self, *, as_of: int | None = None, now: datetime | None = None) -> list[KeyRecord]:
+        """Registered keys with their status and history, in order of registration.
+
+        ``as_of``: the keys as the first ``as_of`` entries left them, replayed from the
+        key events among those entries (the log itself, not the key table); ``now``
+        (default: now) decides whether a retirement is in force yet.
+        """
+        if as_of is not None:
+            return self._keys_replayed(as_of, now or datetime.now(UTC))
         from sqlalchemy import select
 
         from escrow.ledger.tables import KEY
@@ -1083,6 +1096,51 @@ class Ledger:
         with self._read() as conn:
             rows = conn.execute(select(KEY).order_by(KEY.c.added_index)).all()
         return [self._record(r) for r in rows]
+
+    def _keys_replayed(self, size: int, now: datetime) -> list[KeyRecord]:
+        """:meth:`keys` after the first ``size`` entries, from their key events (each
+        applied as :meth:`_apply_key_event` applied it when it was appended)."""
+        records: dict[str, KeyRecord] = {}
+        after: int | None = None
+        while True:
+            page = self.entries(predicate_type=KEY_EVENT, after=after, limit=500)
+            for entry in page:
+                if entry.index >= size:
+                    break
+                pred = entry.statement()["predicate"]
+                keyid, event = str(pred["keyid"]), pred["event"]
+                at = entry.integrated_at
+                if event == "added" and keyid not in records:
+                    records[keyid] = KeyRecord(
+                        keyid=keyid,
+                        name=str(pred["name"]),
+                        algorithm=str(pred["algorithm"]),
+                        public_pem=str(pred["publicKey"]),
+                        status=ACTIVE,
+                        added_at=at,
+                        added_index=entry.index,
+                    )
+                elif event in (REVOKED, RETIRED) and keyid in records:
+                    rec = records[keyid]
+                    changes: dict[str, Any] = {
+                        "status": event,
+                        "reason": pred.get("reason"),
+                        "ended_index": entry.index,
+                    }
+                    if event == REVOKED:
+                        changes["revoked_at"] = at
+                    else:
+                        changes["retired_at"] = max(parse_time(pred["effectiveFrom"]), at)
+                    records[keyid] = dataclasses.replace(rec, **changes)
+            if len(page) < 500 or (page and page[-1].index >= size):
+                break
+            after = page[-1].index
+        return [
+            dataclasses.replace(r, status=ACTIVE)
+            if r.status == RETIRED and r.retired_at is not None and r.retired_at > now
+            else r
+            for r in sorted(records.values(), key=lambda r: r.added_index)
+        ]
 
     def key_status(self, keyid: str) -> tuple[str, str] | None:
         """``(name, status)`` of the registered key ``keyid`` now (``active`` — a retirement
@@ -1654,14 +1712,47 @@ class Ledger:
             return merkle.assemble(plan, self._hashes(conn, merkle.plan_nodes(plan)))
 
     # -- checkpoints ----------------------------------------------------------------
-    def checkpoint(self) -> Checkpoint:
-        """The latest signed checkpoint (signed with every append, kept in its entry's row)."""
+    def checkpoint(self, tree_size: int | None = None) -> Checkpoint:
+        """The latest signed checkpoint (signed with every append, kept in its entry's row),
+        or the one the log signed when it had ``tree_size`` entries.
+
+        Every entry appended since schema 2 keeps the checkpoint it made; a ledger
+        migrated from schema 1 has, for its earlier entries, only those kept every
+        :attr:`checkpoint_every` entries and the last one (:class:`InputError` otherwise).
+        """
+        if tree_size is not None:
+            return self._checkpoint_at(tree_size)
         with self._read() as conn:
             row = self._sql(conn, _LATEST_NOTE_SQL, ()).first()
         if row is None:  # an empty log: sign the empty tree now
             note = sign_checkpoint(self.origin, 0, merkle.EMPTY_ROOT, self._signer(), self.origin)
             return Checkpoint(origin=self.origin, size=0, root=merkle.EMPTY_ROOT, note=note)
         return verify_checkpoint(row.note, self.verifier_key())
+
+    def _checkpoint_at(self, tree_size: int) -> Checkpoint:
+        with self._read() as conn:
+            size = self._size(conn)
+            if not 1 <= tree_size <= size:
+                raise InputError(
+                    f"The tree size {tree_size} is not between 1 and the log's size {size}."
+                )
+            row = self._sql(conn, _NOTE_AT_SQL, (tree_size - 1, tree_size)).first()
+        if row is None or not row.note:
+            raise InputError(
+                f"The ledger keeps no signed checkpoint of size {tree_size}.",
+                hint="Entries from before schema 2 kept only every "
+                f"{self.checkpoint_every:,}th checkpoint and the last one: "
+                "`escrow ledger checkpoint --json` and the kept sizes say which exist.",
+            )
+        cp = verify_checkpoint(str(row.note), self.verifier_key())
+        if cp.size != tree_size:
+            raise LedgerTamperError(
+                f"The checkpoint kept for size {tree_size} is for size {cp.size}.",
+                index=tree_size - 1,
+                kind="checkpoint-signature",
+                hint="Run `escrow ledger verify`.",
+            )
+        return cp
 
     def checkpoints(self) -> list[Checkpoint]:
         """The retained signed checkpoints (every :attr:`checkpoint_every` entries)."""

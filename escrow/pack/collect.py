@@ -79,9 +79,9 @@ class LedgerReader(Protocol):
     def entries(self, **filters: Any) -> Sequence[Any]: ...
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]: ...
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]: ...
-    def checkpoint(self) -> Any: ...
+    def checkpoint(self, tree_size: int | None = None) -> Any: ...
     def verifier_key(self) -> str: ...
-    def keys(self) -> Sequence[Any]: ...
+    def keys(self, *, as_of: int | None = None, now: datetime | None = None) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class PackRequest:
     entries_text: str = ""
     requester: str = ""
     since_checkpoint: str | None = None  # the auditor's previous checkpoint note
+    tree_size: int | None = None  # the ledger as of its first N entries (default: all)
 
 
 @dataclass(frozen=True)
@@ -460,7 +461,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     from escrow.ledger import checkpoint as cpmod
     from escrow.ledger import merkle
 
-    cp = ledger.checkpoint()
+    cp = ledger.checkpoint(request.tree_size)
     verifier = ledger.verifier_key()
     try:
         cpmod.verify_checkpoint(cp.note, verifier)
@@ -507,7 +508,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
 
     # keys and their history (key events are ledger entries, embedded as evidence)
     key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]
-    key_records = list(ledger.keys())
+    # as the entries up to the checkpoint left them (later key events are not in it)
+    key_records = list(ledger.keys(as_of=size, now=request.generated_at))
     key_states = key_views(key_records)
     public_keys: dict[str, PublicKey] = {}
     for keyid, k in key_states.items():

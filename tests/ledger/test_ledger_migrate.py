@@ -124,3 +124,20 @@ def test_the_migrated_ledger_keeps_the_old_checkpoint_verifiable(tmp_path: Path)
         new = lg.checkpoint()
         proof = lg.consistency_proof(old.size, new.size)
         assert merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+
+
+def test_checkpoints_of_earlier_sizes_after_the_migration(tmp_path: Path) -> None:
+    """Entries appended before schema 2 kept no checkpoint of their own: those of the sizes
+    schema 1 kept (every 4th here, and the last) are found; the others are refused in one
+    sentence; every entry appended since has its own."""
+    import pytest
+
+    from escrow.errors import InputError
+
+    env, _db = v1_home(tmp_path)
+    with env.open() as lg:
+        assert [lg.checkpoint(n).size for n in (4, 8, 10)] == [4, 8, 10]
+        with pytest.raises(InputError, match="keeps no signed checkpoint of size 5"):
+            lg.checkpoint(5)
+        lg.append(raw_sign(manifest(13, tag="v1"), env.build_key))
+        assert lg.checkpoint(11) == lg.checkpoint()

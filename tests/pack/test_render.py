@@ -142,3 +142,60 @@ def test_since_checkpoint_proves_the_log_only_grew(
     r = cli(["pack", "--project", "example", "--since-checkpoint", str(forged), "-o", str(out)])
     assert r.exit_code == 2
     assert "previous checkpoint" in r.stderr
+
+
+def test_a_pack_as_of_an_earlier_tree_size_renders_again_byte_for_byte(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--tree-size N``: the pack the ledger gave at size N, after the ledger has grown —
+    later builds left out, the key history as it was (a revocation after N is not in it),
+    proofs against the checkpoint the log signed at N — byte for byte with the same
+    ``--generated-at``; signed, it verifies offline like any pack."""
+    from escrow.signing.keys import SigningKey
+
+    first = [pack_ledger.add(i) for i in range(2)]
+    size = pack_ledger.ledger.size()
+    args = ["pack", "--project", "example", "--generated-at", "2026-12-04T16:00:00Z"]
+    then = tmp_path / "then.pdf"
+    r = cli([*args, "--render-only", "-o", str(then), "--json"])
+    assert r.exit_code == 0, r.stderr
+
+    later = [pack_ledger.add(i) for i in range(2, 4)]
+    pack_ledger.ledger.revoke_key(first[0].signer, "laptop lost")
+    again = tmp_path / "again.pdf"
+    r = cli([*args, "--tree-size", str(size), "--render-only", "-o", str(again), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["entries"] == [e.index for e in first]
+    assert again.read_bytes() == then.read_bytes()
+
+    now = tmp_path / "now.pdf"
+    r = cli([*args, "--render-only", "-o", str(now), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["entries"] == [e.index for e in first + later]
+    assert "now revoked" in pdftotext(now) and "now revoked" not in pdftotext(again)
+
+    new_key = SigningKey.generate()
+    new_key.save(tmp_path / "new.key.pem")
+    pack_ledger.ledger.register_key(new_key.public, "build-2")
+    monkeypatch.setenv("ESCROW_KEY", str(tmp_path / "new.key.pem"))
+    signed = tmp_path / "signed.pdf"
+    r = cli(["pack", "--project", "example", "--tree-size", str(size), "-o", str(signed)])
+    assert r.exit_code == 0, r.stderr
+    v = cli(["pack", "verify", str(signed), "--json"])
+    assert v.exit_code == 0, v.stdout + v.stderr
+    assert f"size {size}" in v.stdout
+
+
+def test_a_tree_size_the_ledger_does_not_have_is_refused(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    pack_ledger.add(0)
+    size = pack_ledger.ledger.size()
+    out = tmp_path / "p.pdf"
+    r = cli(["pack", "--project", "example", "--tree-size", str(size + 1), "-o", str(out)])
+    assert r.exit_code == 2 and f"between 1 and the log's size {size}" in r.stderr
+    r = cli(["pack", "--project", "example", "--tree-size", "0", "-o", str(out)])
+    assert r.exit_code == 2
+    r = cli(["pack", "--project", "example", "--tree-size", "1", "-o", str(out)])
+    assert r.exit_code == 2 and "No recorded build is in the scope" in r.stderr  # key event only
+    assert not out.exists()
