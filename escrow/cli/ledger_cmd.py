@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import CheckFailed, EscrowError, InputError, LedgerTamperError
+from escrow.errors import CheckFailed, EscrowError, InputError, LedgerTamperError, UsageError
 from escrow.text import count
 
 
@@ -24,13 +24,28 @@ def ledger() -> None:
 
 
 @ledger.command()
+@click.option(
+    "--tree-size",
+    type=click.IntRange(min=1),
+    help="The checkpoint the log signed when it had N entries (default: the latest).",
+)
 @json_option
 @pass_app
-def checkpoint(app: App, as_json: bool) -> None:
-    """Print the latest signed checkpoint (a C2SP signed note)."""
-    with app.ledger() as lg:
-        cp = lg.checkpoint()
-        doc = {**cp.to_dict(), "verifier_key": lg.verifier_key()}
+def checkpoint(app: App, tree_size: int | None, as_json: bool) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note), or that of an earlier size."""
+    if tree_size is not None and app.settings.server:
+        raise UsageError(
+            "--tree-size works only on a local ledger.",
+            hint="Ask the server's operator, or save each checkpoint as you read it.",
+        )
+    if tree_size is not None:
+        with app.local_ledger() as local:
+            cp = local.checkpoint(tree_size)
+            doc = {**cp.to_dict(), "verifier_key": local.verifier_key()}
+    else:
+        with app.ledger() as lg:
+            cp = lg.checkpoint()
+            doc = {**cp.to_dict(), "verifier_key": lg.verifier_key()}
     if as_json:
         app.emit_json(doc)
     else:

@@ -42,6 +42,21 @@ def test_checkpoint_and_verifier_key(home: LedgerEnv, cli: Any) -> None:
     assert r.exit_code == 0 and r.stdout.strip() == doc["verifier_key"]
 
 
+def test_the_checkpoint_of_an_earlier_size(home: LedgerEnv, cli: Any) -> None:
+    """Every entry keeps the checkpoint it made: the one printed at size 3 is printed
+    again, the same note, once the log has grown."""
+    with home.open() as lg:
+        at_3 = lg.checkpoint(3)
+        assert (at_3.size, at_3.root) == (3, lg.root(3))
+    r = cli(["ledger", "checkpoint", "--tree-size", "3", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["note"] == at_3.note and r.json()["size"] == 3
+    r = cli(["ledger", "checkpoint", "--tree-size", "3"])
+    assert r.exit_code == 0 and r.stdout == at_3.note
+    r = cli(["ledger", "checkpoint", "--tree-size", "99"])
+    assert r.exit_code == 2 and "not between 1 and the log's size 6" in r.stderr
+
+
 def test_leaf_prints_exact_bytes(home: LedgerEnv, cli: Any) -> None:
     with home.open() as lg:
         want = lg.get(3).envelope
