@@ -112,10 +112,9 @@ def pack(
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
     if app.settings.server:
-        if render_only or generated_at or requester or tree_size:
+        if render_only or generated_at or requester:
             raise UsageError(
-                "--render-only, --generated-at, --tree-size and --requester work only on a "
-                "local ledger.",
+                "--render-only, --generated-at and --requester work only on a local ledger.",
                 hint="Through a server, the server renders, signs and records the pack.",
             )
         _pack_through_server(app, request, output, as_json)
@@ -161,6 +160,7 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
             until=request.until,
             entries=request.entries,
             since_checkpoint=request.since_checkpoint,
+            tree_size=request.tree_size,
         )
         app.say(f"Pack job {job['id']} queued on {app.settings.server}; waiting for it.")
         pdf = remote.wait_pack(str(job["id"]))

@@ -623,6 +623,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
             "until": _time_text(body.until, "until"),
             "entries": body.entries,
             "since_checkpoint": body.since_checkpoint,
+            "tree_size": body.tree_size,
         }
         jobs: PackJobs = request.app.state.jobs
         job = jobs.submit(scope, principal.name)

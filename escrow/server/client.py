@@ -589,6 +589,7 @@ class RemoteLedger:
         until: datetime | None = None,
         entries: list[int] | tuple[int, ...] = (),
         since_checkpoint: str | None = None,
+        tree_size: int | None = None,
     ) -> dict[str, Any]:
         """Queue a pack job; return the job (``id``, ``status`` …)."""
         body: dict[str, Any] = {"projects": list(projects), "entries": list(entries)}
@@ -598,6 +599,8 @@ class RemoteLedger:
             body["until"] = _time_param(until)
         if since_checkpoint:
             body["since_checkpoint"] = since_checkpoint
+        if tree_size is not None:
+            body["tree_size"] = tree_size
         job: dict[str, Any] = self._request("POST", "/v1/packs", json=body)
         return job
 

@@ -217,6 +217,13 @@ class PackIn(BaseModel):
         pattern=NO_NUL,
         description="The auditor's previous checkpoint (signed note) to prove consistency with.",
     )
+    tree_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INT,
+        description="The ledger as of its first N entries: their signed checkpoint, builds and "
+        "key history (default: all).",
+    )
 
 
 class PackJobOut(BaseModel):

@@ -355,6 +355,7 @@ def _issue_pack(ledger: Any, settings: Settings, job: JobInfo) -> tuple[bytes, i
         entries_text=",".join(map(str, entries)),
         requester=job.requested_by,
         since_checkpoint=scope.get("since_checkpoint"),
+        tree_size=int(scope["tree_size"]) if scope.get("tree_size") else None,
     )
     with tempfile.TemporaryDirectory(prefix="escrow-pack-") as tmp:
         out = Path(tmp) / f"pack-{job.id}.pdf"

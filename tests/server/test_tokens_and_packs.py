@@ -121,11 +121,28 @@ def test_pack_job_renders_in_the_background_and_serves_the_signed_pdf(
             pack_entry = pipeline.get(f"/v1/entries/{job['entry_index']}").json()
             assert pack_entry["predicate_type"].endswith("/audit-pack/v1")
             assert job["entry_index"] > index
+            # the same scope as the ledger stood right after the first build
+            r = auditor.post("/v1/packs", json={"projects": ["packed"], "tree_size": index + 1})
+            assert r.status_code == 202, r.text
+            earlier = r.json()
+            assert earlier["scope"]["tree_size"] == index + 1
+            while earlier["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline + 240, earlier
+                time.sleep(0.5)
+                earlier = auditor.get(f"/v1/packs/{earlier['id']}").json()
+            assert earlier["status"] == "succeeded", earlier
+            earlier_pdf = auditor.get(earlier["pdf_url"]).content
+            bad = auditor.post("/v1/packs", json={"projects": ["packed"], "tree_size": 0})
+            assert bad.status_code == 422
     finally:
         stop(proc)
     out = tmp_path / "pack.pdf"
     out.write_bytes(pdf.content)
     verified = cli(["pack", "verify", str(out), "--json"])
     assert verified.exit_code == 0, verified.stdout + verified.stderr
+    (tmp_path / "earlier.pdf").write_bytes(earlier_pdf)
+    at_size = cli(["pack", "verify", str(tmp_path / "earlier.pdf"), "--json"])
+    assert at_size.exit_code == 0, at_size.stdout + at_size.stderr
+    assert f"size {index + 1}" in at_size.stdout and "1 build" in at_size.stdout
     log = (tmp_path / "serve.log").read_text()
     assert f"queued pack job {job['id']}" in log and "'test-auditor'" in log
