@@ -666,9 +666,11 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 #: A tree as an append sees it: ``(size, last leaf hash, right-edge subtree hashes)``.
 _Tip = tuple[int, bytes, tuple[bytes, ...]]
-#: What appending a leaf makes: ``((size, last leaf hash) it extends, the tree after,
-#: its root, its signed checkpoint note)``.
-_Next = tuple[tuple[int, bytes], _Tip, bytes, str]
+#: What appending a leaf makes: ``((size, right edge) of the tree it extends, the tree
+#: after, its root, its signed checkpoint note)``.  The right edge's hashes fix the whole
+#: tree (its root is made of them); a size and a last leaf would not: a guess that
+#: skipped an entry another writer appended can reach the same size and last leaf.
+_Next = tuple[tuple[int, tuple[bytes, ...]], _Tip, bytes, str]
 #: An envelope checked ahead: ``(prepared, signers that verify, what it would make)``.
 _Checked = tuple["Prepared", list[str], "_Next | None"]
 
@@ -709,7 +711,7 @@ class _Guess:
             made = None
             if leaf_hash is not None and tip is not None:
                 after, root = Ledger._extend(tip, leaf_hash)
-                made = ((tip[0], tip[1]), after, root, "")
+                made = ((tip[0], tip[2]), after, root, "")
                 self._tip = after
         if made is None:
             return None
@@ -1337,7 +1339,7 @@ class Ledger:
         """:meth:`_extend`, with the new tree's signed checkpoint, keyed by the tip it extends."""
         after, root = self._extend(tip, leaf_hash)
         note = sign_checkpoint(self.origin, after[0], root, self._signer(), self.origin)
-        return (tip[0], tip[1]), after, root, note
+        return (tip[0], tip[2]), after, root, note
 
     def _find(self, leaf_hash: bytes) -> Entry | None:
         with self._read() as conn:
@@ -1450,13 +1452,11 @@ class Ledger:
                 )
             signer = valid[0]
         indexed = int(tip.indexed)
-        if made is not None and made[0] == (n, last_hash) and made[1][1] == p.leaf_hash:
-            _, after, root, note = made  # made ahead, for the log as it still is
+        edge = tuple(self._frontier(conn, n, last_hash, indexed))
+        if made is not None and made[0] == (n, edge) and made[1][1] == p.leaf_hash:
+            _, after, root, note = made  # made ahead, for this very tree
         else:
-            after, root, note = self._next_tip(
-                (n, last_hash or b"", tuple(self._frontier(conn, n, last_hash, indexed))),
-                p.leaf_hash,
-            )[1:]
+            after, root, note = self._next_tip((n, last_hash or b"", edge), p.leaf_hash)[1:]
         size = n + 1
         diff_ids = " ".join(p.diff_ids) or None
         params = (

@@ -148,3 +148,28 @@ def test_a_key_revoked_between_check_and_commit(env: LedgerEnv) -> None:
         assert isinstance(out[2], SignatureError)
         assert lg.size() == 3  # the key event, envelope 1 and the revocation
         assert lg.verify().ok
+
+
+def test_a_guess_from_a_stale_tree_that_reaches_the_same_size_and_leaf(env: LedgerEnv) -> None:
+    """Found by the model test: this writer's last tree is stale (another writer appended
+    since), and the stream repeats an envelope.  The thread ahead guesses from the stale
+    tree; with the repeat counted as appended, its guess for the last envelope extends a
+    tree of the log's very size and last leaf, but not the log's tree.  The checkpoint
+    made ahead must not be used then (it was, when guesses were matched by size and last
+    leaf only): every stored checkpoint is the root of its own tree."""
+    first, second = env.open(), env.open()
+    try:
+        for lg in (first, second):
+            lg.index_every = 1
+        first.append(env.envelope(2))
+        second.append(env.envelope(3))  # first's last tree is now stale
+        out = list(first.append_many([env.envelope(1), env.envelope(1), env.envelope(0)]))
+        assert [(e.index, created) for e, created in out] == [(3, True), (3, False), (4, True)]
+        report = first.verify()
+        assert report.ok, report.problems
+        leaves = leaves_of(first)
+        for k in range(1, first.size() + 1):
+            assert first.checkpoint(k).root == root_of(leaves[:k])
+    finally:
+        first.close()
+        second.close()
