@@ -37,7 +37,15 @@ def mth(leaves: list[bytes]) -> bytes:
     return merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the same examples on every run (CI must not turn red at random); 2,500 random ones
+# passed when this was written
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     ops=st.lists(operation, min_size=1, max_size=14),
     index_every=st.sampled_from([1, 2, 3, 5, 64]),
