@@ -113,26 +113,22 @@ BATCHES = st.sampled_from([1, 2, 3, 5, 64])
 
 # the same examples on every run (CI must not turn red at random); 2,500 random ones
 # passed on SQLite and 300 on PostgreSQL when this was written
-@settings(
-    max_examples=100,
+FIXED = settings(
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+@settings(FIXED, max_examples=100)
 @given(ops=EXAMPLES, index_every=BATCHES)
 def test_any_mix_of_appends_matches_the_model(ops: list[Any], index_every: int) -> None:
     _check(ops, index_every, _sqlite)
 
 
 @pytest.mark.postgres
-@settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@settings(FIXED, max_examples=30)
 @given(ops=EXAMPLES, index_every=BATCHES)
 def test_any_mix_of_appends_matches_the_model_on_postgresql(
     ops: list[Any], index_every: int
