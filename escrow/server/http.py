@@ -217,7 +217,6 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        method = scope.get("method", "GET")
         status: list[int] = []
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -241,9 +240,15 @@ class GuardMiddleware:
                     raise _TooLarge(self.max_body)
             return message
 
+        logged = False
+
         async def tracking_send(message: Message) -> None:
+            nonlocal logged
             if message["type"] == "http.response.start":
                 status.append(int(message["status"]))
+                if not logged:  # before the answer leaves: a client never sees it first
+                    logged = True
+                    self._audit(scope, state, status[0])
             await send(message)
 
         try:
@@ -254,7 +259,7 @@ class GuardMiddleware:
             status.append(413)
             await self._too_large()(scope, receive, send)
         finally:
-            if method in _WRITE_METHODS:
+            if not logged:
                 self._audit(scope, state, status[0] if status else 500)
 
     @staticmethod
