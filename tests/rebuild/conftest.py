@@ -56,7 +56,11 @@ class Recorder:
         build_args: tuple[tuple[str, str], ...] = (),
         project: str = "rebuild-test",
         context: Path | None = None,
+        retries: int = 0,
     ) -> Recorded:
+        """Build and record; a failed build is built again up to ``retries`` times first
+        (for recipes that fetch over the Docker bridge, which a loaded machine now and
+        then fails), and the last attempt is recorded."""
         from escrow.blobs import BlobStore
         from escrow.capture.build import BuildRequest, phoenix_build
         from escrow.capture.engine import DockerEngine
@@ -66,11 +70,14 @@ class Recorder:
         settings = load_settings()
         ctx = context or self.context(files, name)
         tag = self.tag(name or f"b{self.count}")
-        outcome = phoenix_build(
-            BuildRequest(context=ctx, tags=(tag,), build_args=build_args, project=project),
-            engine=DockerEngine(),
-            blobs=BlobStore(settings.blobs_dir),
-        )
+        for attempt in range(retries + 1):
+            outcome = phoenix_build(
+                BuildRequest(context=ctx, tags=(tag,), build_args=build_args, project=project),
+                engine=DockerEngine(),
+                blobs=BlobStore(settings.blobs_dir),
+            )
+            if outcome.status == "succeeded" or attempt == retries:
+                break
         publisher = Publisher.open(settings)
         entry, _ = publisher.publish(outcome.statement)
         return Recorded(entry.index, ctx, outcome.image_id, tag, outcome.statement)
