@@ -476,6 +476,45 @@ def index_entries(run: Any, start: int, end: int, *, nodes: bool = True) -> None
     run(_SET_META_SQL, (str(end), "indexed"))
 
 
+def replay_key_events(events: Iterable[Entry], now: datetime) -> list[KeyRecord]:
+    """The keys as the key-event entries ``events`` (in log order) left them, each event
+    applied as :meth:`Ledger._apply_key_event` applied it when it was appended; ``now``
+    decides whether a retirement is in force yet.  What :meth:`Ledger.keys` gives for
+    the whole log, for any prefix of it (the key table holds each key's latest state)."""
+    records: dict[str, KeyRecord] = {}
+    for entry in events:
+        pred = entry.statement()["predicate"]
+        keyid, event = str(pred["keyid"]), pred["event"]
+        at = entry.integrated_at
+        if event == "added" and keyid not in records:
+            records[keyid] = KeyRecord(
+                keyid=keyid,
+                name=str(pred["name"]),
+                algorithm=str(pred["algorithm"]),
+                public_pem=str(pred["publicKey"]),
+                status=ACTIVE,
+                added_at=at,
+                added_index=entry.index,
+            )
+        elif event in (REVOKED, RETIRED) and keyid in records:
+            changes: dict[str, Any] = {
+                "status": event,
+                "reason": pred.get("reason"),
+                "ended_index": entry.index,
+            }
+            if event == REVOKED:
+                changes["revoked_at"] = at
+            else:
+                changes["retired_at"] = max(parse_time(pred["effectiveFrom"]), at)
+            records[keyid] = dataclasses.replace(records[keyid], **changes)
+    return [
+        dataclasses.replace(r, status=ACTIVE)
+        if r.status == RETIRED and r.retired_at is not None and r.retired_at > now
+        else r
+        for r in sorted(records.values(), key=lambda r: r.added_index)
+    ]
+
+
 def key_event_statement(
     event: str,
     public: PublicKey,
@@ -1082,15 +1121,8 @@ class Ledger:
             ended_index=row.ended_index,
         )
 
-    def keys(self, *, as_of: int | None = None, now: datetime | None = None) -> list[KeyRecord]:
-        """Registered keys with their status and history, in order of registration.
-
-        ``as_of``: the keys as the first ``as_of`` entries left them, replayed from the
-        key events among those entries (the log itself, not the key table); ``now``
-        (default: now) decides whether a retirement is in force yet.
-        """
-        if as_of is not None:
-            return self._keys_replayed(as_of, now or datetime.now(UTC))
+    def keys(self) -> list[KeyRecord]:
+        """Registered keys with their status and history, in order of registration."""
         from sqlalchemy import select
 
         from escrow.ledger.tables import KEY
@@ -1098,51 +1130,6 @@ class Ledger:
         with self._read() as conn:
             rows = conn.execute(select(KEY).order_by(KEY.c.added_index)).all()
         return [self._record(r) for r in rows]
-
-    def _keys_replayed(self, size: int, now: datetime) -> list[KeyRecord]:
-        """:meth:`keys` after the first ``size`` entries, from their key events (each
-        applied as :meth:`_apply_key_event` applied it when it was appended)."""
-        records: dict[str, KeyRecord] = {}
-        after: int | None = None
-        while True:
-            page = self.entries(predicate_type=KEY_EVENT, after=after, limit=500)
-            for entry in page:
-                if entry.index >= size:
-                    break
-                pred = entry.statement()["predicate"]
-                keyid, event = str(pred["keyid"]), pred["event"]
-                at = entry.integrated_at
-                if event == "added" and keyid not in records:
-                    records[keyid] = KeyRecord(
-                        keyid=keyid,
-                        name=str(pred["name"]),
-                        algorithm=str(pred["algorithm"]),
-                        public_pem=str(pred["publicKey"]),
-                        status=ACTIVE,
-                        added_at=at,
-                        added_index=entry.index,
-                    )
-                elif event in (REVOKED, RETIRED) and keyid in records:
-                    rec = records[keyid]
-                    changes: dict[str, Any] = {
-                        "status": event,
-                        "reason": pred.get("reason"),
-                        "ended_index": entry.index,
-                    }
-                    if event == REVOKED:
-                        changes["revoked_at"] = at
-                    else:
-                        changes["retired_at"] = max(parse_time(pred["effectiveFrom"]), at)
-                    records[keyid] = dataclasses.replace(rec, **changes)
-            if len(page) < 500 or (page and page[-1].index >= size):
-                break
-            after = page[-1].index
-        return [
-            dataclasses.replace(r, status=ACTIVE)
-            if r.status == RETIRED and r.retired_at is not None and r.retired_at > now
-            else r
-            for r in sorted(records.values(), key=lambda r: r.added_index)
-        ]
 
     def key_status(self, keyid: str) -> tuple[str, str] | None:
         """``(name, status)`` of the registered key ``keyid`` now (``active`` — a retirement

@@ -81,7 +81,6 @@ class LedgerReader(Protocol):
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]: ...
     def checkpoint(self, tree_size: int | None = None) -> Any: ...
     def verifier_key(self) -> str: ...
-    def keys(self, *, as_of: int | None = None, now: datetime | None = None) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -460,6 +459,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     """Read the ledger and build the view model and evidence of one pack."""
     from escrow.ledger import checkpoint as cpmod
     from escrow.ledger import merkle
+    from escrow.ledger.store import replay_key_events
 
     cp = ledger.checkpoint(request.tree_size)
     verifier = ledger.verifier_key()
@@ -508,8 +508,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
 
     # keys and their history (key events are ledger entries, embedded as evidence)
     key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]
-    # as the entries up to the checkpoint left them (later key events are not in it)
-    key_records = list(ledger.keys(as_of=size, now=request.generated_at))
+    # as the key events up to the checkpoint left them (later ones are not in the pack)
+    key_records = replay_key_events(key_entries, request.generated_at)
     key_states = key_views(key_records)
     public_keys: dict[str, PublicKey] = {}
     for keyid, k in key_states.items():
