@@ -123,17 +123,6 @@ def _index_disagreement(
     return None
 
 
-def _driver_rows(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Plain tuples straight from the driver (``?`` placeholders): for many small rows."""
-    if conn.dialect.name == "postgresql":
-        return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), params)]
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        return list(cur.execute(sql, params).fetchall())
-    finally:
-        cur.close()
-
-
 def check_chunk(
     conn: Connection,
     start: int,
@@ -146,7 +135,7 @@ def check_chunk(
     and exactly their query fields in ``ledger_term``; the others no query rows."""
     from sqlalchemy import select
 
-    from escrow.ledger.store import entry_terms
+    from escrow.ledger.store import entry_terms, sql_tuples
     from escrow.ledger.tables import ENTRY, NODE
 
     pubs, by_id = _pubs(candidates)
@@ -169,10 +158,11 @@ def check_chunk(
     # the query index's rows of the chunk, compared as one set with what the entries
     # say (entries whose own fields disagree are reported, and left out, on their own)
     listed = set(
-        _driver_rows(
+        sql_tuples(
             conn,
             "SELECT idx, kind, value FROM ledger_term WHERE idx >= ? AND idx < ?",
             (start, end),
+            pg=conn.dialect.name == "postgresql",
         )
     )
     expected: set[tuple[int, str, str]] = set()
