@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from escrow.deposit.context import context_blobs, context_index, store_context
-from escrow.deposit.images import config_only, image_layers, missing_parts, save_images
+from escrow.deposit.images import from_engine_stores, image_layers, missing_parts, save_images
 from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, open_store
 from escrow.documents.types import BUILD_MANIFEST
 from escrow.errors import InputError
@@ -364,9 +364,9 @@ def deposit_entry(
                 from escrow.capture.engine import DockerEngine
 
                 engine = DockerEngine()
-            # layers already stored (a base shared with earlier builds, the built
-            # image's saved while it was built): only the config is missing
-            wanted = [i for i in wanted if config_only(engine, store, i) is None]
+            # from the engine's own stores when this process can read them (the
+            # layers the store lacks, and the config); the rest by docker save
+            wanted = [i for i in wanted if from_engine_stores(engine, store, i) is None]
             present = [i for i in wanted if engine.inspect_image(i) is not None]
             if present:
                 say(f"escrow: saving {len(present)} image(s) into the deposit store")

@@ -87,14 +87,14 @@ def saved_config(
 ) -> dict[str, Any]:
     """Save image ``image_id`` into ``store`` unless it is all there; its raw config.
 
-    With the engine's own copy of the config (:meth:`DockerEngine.local_config`,
-    checked against the image ID) and every layer already in the store -- saved
-    while the build ran, by ``ahead`` -- only the config is stored: no ``docker save``.
+    Beside a local engine whose stores this process can read, the config and the layers
+    the store lacks (none, when ``ahead`` stored them while the build ran) come from
+    them, each checked against its digest (:func:`from_engine_stores`): no ``docker save``.
     """
     if ahead is not None:
         ahead.wait()
     with store.lock(exclusive=False):
-        config = config_only(engine, store, image_id)
+        config = from_engine_stores(engine, store, image_id)
         if config is not None:
             return config
         if missing_parts(store, image_id):
@@ -102,7 +102,9 @@ def saved_config(
         return stored_config(store, image_id)
 
 
-def config_only(engine: DockerEngine, store: DepositStore, image_id: str) -> dict[str, Any] | None:
+def from_engine_stores(
+    engine: DockerEngine, store: DepositStore, image_id: str
+) -> dict[str, Any] | None:
     """Complete image ``image_id`` in ``store`` from the engine's own stores, without a
     ``docker save``: its config (:meth:`DockerEngine.local_config`) and whichever of its
     layers the store lacks (:func:`local_layers`), each checked against its digest.  Its
