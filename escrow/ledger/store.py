@@ -1410,7 +1410,7 @@ class Ledger:
 
     def _frontier(
         self, conn: _Conn, size: int, last_hash: bytes | None, batched: int
-    ) -> list[bytes]:
+    ) -> tuple[bytes, ...]:
         """The right edge of the tree of ``size`` leaves: its complete subtrees' hashes.
 
         Kept from this process's last append when the log's last leaf is still the
@@ -1418,10 +1418,10 @@ class Ledger:
         """
         cached = self._tip
         if cached is not None and cached[0] == size and cached[1] == last_hash:
-            return list(cached[2])
+            return cached[2]
         nodes = merkle.range_nodes(0, size)
         found = tree_hashes(functools.partial(self._sql, conn), nodes, batched)
-        return [found[n] for n in nodes]
+        return tuple(found[n] for n in nodes)
 
     def _append_locked(
         self, conn: _Conn, p: Prepared, candidates: Sequence[str], made: _Next | None = None
@@ -1452,7 +1452,7 @@ class Ledger:
                 )
             signer = valid[0]
         indexed = int(tip.indexed)
-        edge = tuple(self._frontier(conn, n, last_hash, indexed))
+        edge = self._frontier(conn, n, last_hash, indexed)
         if made is not None and made[0] == (n, edge) and made[1][1] == p.leaf_hash:
             _, after, root, note = made  # made ahead, for this very tree
         else:
