@@ -48,7 +48,15 @@ class BlobStore:
         return digest in self
 
     def put(self, data: bytes) -> str:
-        """Store ``data``; return its hex SHA-256 (the blob's name)."""
+        """Store ``data``; return its hex SHA-256 (the blob's name).
+
+        Bytes already stored are not written again: a phoenix build's step logs are
+        mostly the same every day (and many are empty), and each new blob costs a
+        file, an ``fsync`` and a rename.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        if self.path(digest).is_file():
+            return digest
         digest, _ = self.put_chunks([data])
         return digest
 

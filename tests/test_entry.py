@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -17,14 +18,12 @@ def test_the_console_script_is_the_entry_module() -> None:
 
 def test_the_entry_raises_the_collector_threshold_before_the_cli_is_imported() -> None:
     script = (
-        "import gc, sys\n"
+        "import atexit, gc, sys\n"
         "sys.argv = ['escrow', '--version']\n"
         "from escrow.cli.entry import main\n"
         "assert 'click' not in sys.modules\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as e:\n"
-        "    print('exit', e.code, gc.get_threshold()[0])\n"
+        "atexit.register(lambda: print('exit', gc.get_threshold()[0]))\n"
+        "main()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
@@ -32,4 +31,89 @@ def test_the_entry_raises_the_collector_threshold_before_the_cli_is_imported() -
     assert done.returncode == 0, done.stderr
     from escrow import __version__
 
-    assert done.stdout.splitlines() == [f"escrow, version {__version__}", "exit 0 200000"]
+    assert done.stdout.splitlines() == [f"escrow, version {__version__}", "exit 200000"]
+
+
+def test_exit_status_is_the_one_system_exit_gives() -> None:
+    from escrow.cli.entry import exit_status
+
+    assert exit_status(None) == 0
+    assert exit_status(0) == 0
+    assert exit_status(3) == 3
+    assert exit_status(256 + 2) == 2  # as the kernel keeps it
+
+
+def test_the_hard_exit_does_what_a_normal_exit_does_first() -> None:
+    """Thread pools stop, threads that are not daemons are waited for, exit handlers
+    run and buffered output is written before the process ends with the status."""
+    script = (
+        "import atexit, sys, threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from pathlib import Path\n"
+        "from escrow.cli.entry import hard_exit\n"
+        "out = Path(sys.argv[1])\n"
+        "pool = ThreadPoolExecutor(1)  # never shut down: its worker must not hang the exit\n"
+        "pool.submit(time.sleep, 0.01)\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    (out / 'thread').write_text('done')\n"
+        "threading.Thread(target=late).start()\n"
+        "atexit.register(lambda: (out / 'atexit').write_text('ran'))\n"
+        "sys.stdout.write('x' * 100000)  # buffered, no newline\n"
+        "sys.stderr.write('to stderr')\n"
+        "hard_exit(5)\n"
+        "print('never')\n"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        done = subprocess.run(
+            [sys.executable, "-c", script, d], cwd=ROOT, capture_output=True, timeout=60
+        )
+        assert done.returncode == 5
+        assert done.stdout == b"x" * 100000
+        assert done.stderr == b"to stderr"
+        assert (Path(d) / "thread").read_text() == "done"
+        assert (Path(d) / "atexit").read_text() == "ran"
+
+
+def test_a_message_given_to_system_exit_is_printed_and_exits_1() -> None:
+    script = (
+        "import sys\n"
+        "sys.argv = ['escrow', '--version']\n"
+        "import escrow.cli.main as m\n"
+        "def boom(): raise SystemExit('escrow: stopped')\n"
+        "m.main = boom\n"
+        "from escrow.cli.entry import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr == "escrow: stopped\n"
+
+
+def test_output_to_a_closed_pipe_ends_quietly() -> None:
+    """``escrow log | head -1``: the reader is gone; no traceback, status 120 as Python's."""
+    script = (
+        "import sys\n"
+        "from escrow.cli.entry import hard_exit\n"
+        "sys.stdout.write('line\\n')\n"
+        "hard_exit(0)\n"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 120
+    assert b"Traceback" not in done.stderr

@@ -70,6 +70,7 @@ def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
         return RemoteLedger.open(settings)
 
     prepare("statement", "build-manifest")  # compiled now, off the critical path
+    "".encode("utf-16-be")  # the codec RFC 8785 sorts member names with, imported now
     return Ledger.open(settings)
 
 

@@ -107,6 +107,7 @@ class ContextAhead:
 
     def _run(self) -> None:
         from escrow.capture.context import make_context
+        from escrow.deposit import deposit  # noqa: F401 - for the deposit after the build
         from escrow.deposit.context import context_blobs, store_context
 
         try:
