@@ -35,11 +35,13 @@ from escrow.capture.manifest import (
 from escrow.capture.progress import NoProgress, Progress
 from escrow.capture.secrets import Redactor
 from escrow.capture.source import builder_id, ci_facts, git_source
-from escrow.capture.steps import StepParser, StepRecord, StreamResult, utc_now
 from escrow.errors import EscrowError, InputError, UsageError
+from escrow.times import utc_now
 
 if TYPE_CHECKING:
     import concurrent.futures
+
+    from escrow.capture.steps import StepParser, StepRecord, StreamResult
 
 
 @dataclass(frozen=True)
@@ -441,9 +443,17 @@ def phoenix_build(
     bases, pulled = resolve_bases(df, engine, pull=request.pull)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
-    parser = StepParser(
-        progress, redactor.text, on_step=_layers_watch(df, layers_done) if layers_done else None
-    )
+    parsers: list[StepParser] = []
+
+    def parser() -> StepParser:
+        """The parser of the engine's messages, made when the first one comes (the
+        module is imported while the engine starts the build, not before the request)."""
+        if not parsers:
+            from escrow.capture.steps import StepParser
+
+            on_step = _layers_watch(df, layers_done) if layers_done else None
+            parsers.append(StepParser(progress, redactor.text, on_step=on_step))
+        return parsers[0]
     # git, the engine's own facts and ``on_build_started`` run while the engine
     # builds: they start once the engine has the whole context (``on_sent``), so
     # that they hold up neither the request nor its end.
@@ -473,7 +483,7 @@ def phoenix_build(
     stopped = False
     try:
         for msg in messages:
-            parser.feed(msg)
+            parser().feed(msg)
             if check is not None:
                 try:
                     check()
@@ -500,7 +510,7 @@ def phoenix_build(
     inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
     if label_records:
         inputs["labels"] = label_records
-    result = parser.finish()
+    result = parser().finish()
     if result.error is not None and not result.steps:
         progress.finish("escrow: the Docker Engine rejected the build.")
         raise InputError(

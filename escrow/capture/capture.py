@@ -26,8 +26,8 @@ from escrow.capture.manifest import (
 )
 from escrow.capture.secrets import Redactor
 from escrow.capture.source import builder_id, ci_facts, git_source
-from escrow.capture.steps import utc_now
 from escrow.errors import InputError
+from escrow.times import utc_now
 
 
 def image_not_found(ref: str) -> InputError:

@@ -35,9 +35,9 @@ from escrow.capture.manifest import (
 )
 from escrow.capture.secrets import Redactor
 from escrow.capture.source import builder_id, ci_facts, git_source
-from escrow.capture.steps import utc_now
 from escrow.documents.canonical import canonical_bytes
 from escrow.errors import EscrowError, UsageError
+from escrow.times import utc_now
 
 #: changed paths listed in ``command.changedPaths`` (at most)
 MAX_CHANGED_PATHS = 100

@@ -6,10 +6,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from escrow.capture.progress import NoProgress, Progress
+from escrow.times import utc_now
 
 _STEP = re.compile(r"^Step (?P<n>\d+)/(?P<total>\d+) : (?P<text>.*)$")
 _RUNNING = re.compile(r"^(?P<pre>.*) ---> Running in (?P<id>[0-9a-f]{12,64})$")
@@ -22,15 +22,6 @@ _DONE = re.compile(r"^(Successfully built [0-9a-f]+|Successfully tagged .+)$")
 _EXIT = re.compile(r"returned a non-zero code: (?P<code>\d+)")
 # the classic builder wraps a RUN's stderr in red
 _ANSI_STDERR = re.compile(r"\x1b\[(?:91|0)m")
-
-
-def utc_now() -> str:
-    """Now as RFC 3339 UTC with microseconds and ``Z``."""
-    return rfc3339(datetime.now(UTC))
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass

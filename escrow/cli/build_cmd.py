@@ -271,7 +271,6 @@ def build(
         context_ahead = None
         if store is not None:
             from escrow.deposit.ahead import ContextAhead, SaveAhead
-            from escrow.deposit.images import saved_config
 
             # while the engine builds: the context stored, the layers saved
             context_ahead = ContextAhead(store, context, dockerfile)
@@ -279,6 +278,9 @@ def build(
 
             def config_of(image_id: str) -> dict[str, Any]:
                 nonlocal deposit_error
+                # imported by then, by the deposit ahead: not before the build request
+                from escrow.deposit.images import saved_config
+
                 assert store is not None
                 try:
                     return saved_config(engine, store, image_id, ahead)

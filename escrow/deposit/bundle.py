@@ -46,12 +46,12 @@ from escrow.deposit.deposit import (
     check_record,
     find_record,
     record_blobs,
-    utc_now,
 )
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
 from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import CheckFailed, InputError, SignatureError
+from escrow.times import utc_now
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger

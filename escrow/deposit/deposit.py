@@ -17,7 +17,6 @@ import json
 import tarfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from escrow.deposit.images import from_engine_stores, image_layers, missing_part
 from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, open_store
 from escrow.documents.types import BUILD_MANIFEST
 from escrow.errors import InputError
+from escrow.times import rfc3339, utc_now
 
 if TYPE_CHECKING:
     from escrow.capture.engine import DockerEngine
@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 DEPOSIT_RECORD = "https://escrow.dev/deposit/v1"
 
 ContextInput = str | Path | bytes | IO[bytes] | None
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _json_bytes(doc: Any) -> bytes:
@@ -274,9 +270,7 @@ def deposit_entry(
                 "project": entry.project,
                 "imageId": needs.image_id,
                 "buildId": (predicate.get("build") or {}).get("id"),
-                "integratedAt": entry.integrated_at.astimezone(UTC).strftime(
-                    "%Y-%m-%dT%H:%M:%S.%fZ"
-                ),
+                "integratedAt": rfc3339(entry.integrated_at),
             },
             "depositedAt": utc_now(),
         }

@@ -432,7 +432,7 @@ def rebuild_entry(
     from escrow.capture.manifest import builder_section
     from escrow.capture.publish import Publisher
     from escrow.capture.source import builder_id, ci_facts
-    from escrow.capture.steps import utc_now
+    from escrow.times import utc_now
 
     say = say or (lambda _m: None)
     publisher = Publisher.open(settings)  # fail fast on a locked key or a missing ledger
