@@ -454,6 +454,7 @@ def phoenix_build(
             on_step = _layers_watch(df, layers_done) if layers_done else None
             parsers.append(StepParser(progress, redactor.text, on_step=on_step))
         return parsers[0]
+
     # git, the engine's own facts and ``on_build_started`` run while the engine
     # builds: they start once the engine has the whole context (``on_sent``), so
     # that they hold up neither the request nor its end.
