@@ -68,7 +68,7 @@ def main() -> None:
         "(sent, hashed and deposited, not copied into the image)",
     )
     args = ap.parse_args()
-    from tests.conftest import BASE_TAG, build_base_image
+    from tests.conftest import BASE_TAG, build_base_image, dangling_images, remove_dangling_since
 
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "escrow")], check=True)
     if subprocess.run([DOCKER, "image", "inspect", BASE_TAG], capture_output=True).returncode:
@@ -110,6 +110,7 @@ def main() -> None:
     floor = work / "post_only.py"
     floor.write_text(POST_ONLY)
     commands["python: POST /build only"] = [sys.executable, str(floor), str(ctx), BASE_TAG]
+    before = dangling_images()  # each build leaves the previous one untagged
     for cmd in commands.values():  # warm-up
         subprocess.run(cmd, env=env, check=True, capture_output=True)
     times: dict[str, list[float]] = {k: [] for k in commands}
@@ -119,6 +120,7 @@ def main() -> None:
             subprocess.run(cmd, env=env, check=True, capture_output=True)
             times[name].append(time.perf_counter() - t)
     ref = statistics.median(times["docker build --no-cache"])
+    docker = times["docker build --no-cache"]
     print(
         f"# example app{f' + {args.context_mb} MiB in its context' if args.context_mb else ''}, "
         f"{args.runs} runs each (median, min-max); "
@@ -129,11 +131,15 @@ def main() -> None:
         verdict = ""
         if name == "escrow build":
             verdict = "  PASS" if t / ref <= 1.10 else "  FAIL (limit 1.10x)"
+        # each run against the docker build just before it: drifts of the machine's
+        # speed over the bench cancel out
+        paired = statistics.median(a / b for a, b in zip(ts, docker, strict=True))
         print(
-            f"{name:<28} {t:6.2f} s  ({min(ts):.2f}-{max(ts):.2f})  "
-            f"{t / ref:5.2f}x docker build{verdict}"
+            f"{name:<28} {t:6.3f} s  ({min(ts):.2f}-{max(ts):.2f})  "
+            f"{t / ref:5.3f}x docker build (paired runs: {paired:.3f}x){verdict}"
         )
     shutil.rmtree(work, ignore_errors=True)
+    remove_dangling_since(before)
 
 
 if __name__ == "__main__":

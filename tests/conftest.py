@@ -83,6 +83,39 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
+def dangling_images() -> set[str]:
+    """IDs of the engine's dangling images (no tag, no tagged child); empty without an engine."""
+    try:
+        out = subprocess.run(
+            ["docker", "images", "-q", "--no-trunc", "-f", "dangling=true"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
+def remove_dangling_since(before: set[str]) -> int:
+    """Remove the dangling images that were not dangling at ``before`` (what a run of
+    builds left: each rebuild of a tag leaves the previous image untagged); return how
+    many.  Images others left are not touched; one a container still uses stays."""
+    made = sorted(dangling_images() - before)
+    for chunk in (made[i : i + 100] for i in range(0, len(made), 100)):
+        subprocess.run(["docker", "rmi", *chunk], capture_output=True, timeout=600)
+    return len(made)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_dangling_images() -> Iterator[None]:
+    """The suite builds hundreds of images; those it leaves untagged are removed at its
+    end (thousands had piled up on the development machine and slowed the engine)."""
+    before = dangling_images()
+    yield
+    remove_dangling_since(before)
+
+
 def build_base_image(tag: str = BASE_TAG) -> str:
     """Build a tiny FROM-scratch image holding Debian's static busybox; return its ID."""
     busybox = shutil.which("busybox") or "/bin/busybox"
