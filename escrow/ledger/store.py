@@ -1263,10 +1263,13 @@ class Ledger:
 
         depth = max(lookahead, 1)
         guess = _Guess(self, self._tip, keep=4 * depth)
-        # The thread ahead starts an envelope's Python work (parsing, validating) only
-        # while a transaction commits and this thread waits on the disk without the
-        # GIL; its signature checks release the GIL too.  Without this the two threads
-        # take turns on the GIL while both run Python, and each waits on the other.
+        # The thread ahead may start one more envelope's Python work (parsing,
+        # validating) each time a transaction starts to commit, when this thread waits
+        # on the disk without the GIL; its signature checks release the GIL too.  Once
+        # it is ``depth`` envelopes ahead it waits for the next commit; when it is
+        # behind (three appends in four, measured), it runs on.  Without this the two
+        # threads take turns on the GIL while both run Python, and each waits on the
+        # other.  (BENCHMARKS.md, issue 3, has a timeline and the schedules tried.)
         window = threading.Semaphore(depth)
 
         def check(seq: int, item: Envelope | bytes | str | Prepared) -> _Checked | EscrowError:
