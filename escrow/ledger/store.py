@@ -1266,8 +1266,8 @@ class Ledger:
         # The thread ahead may start one more envelope's Python work (parsing,
         # validating) each time a transaction starts to commit, when this thread waits
         # on the disk without the GIL; its signature checks release the GIL too.  Once
-        # it is ``depth`` envelopes ahead it waits for the next commit; when it is
-        # behind (three appends in four, measured), it runs on.  Without this the two
+        # it has ``depth`` envelopes checked ahead it waits for the next commit; with
+        # fewer (three appends in four, measured) it runs on.  Without this the two
         # threads take turns on the GIL while both run Python, and each waits on the
         # other.  (BENCHMARKS.md, issue 3, has a timeline and the schedules tried.)
         window = threading.Semaphore(depth)
