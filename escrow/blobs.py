@@ -55,9 +55,8 @@ class BlobStore:
         file, an ``fsync`` and a rename.
         """
         digest = hashlib.sha256(data).hexdigest()
-        if self.path(digest).is_file():
-            return digest
-        digest, _ = self.put_chunks([data])
+        if not self.path(digest).is_file():
+            self._write([data], digest)
         return digest
 
     def put_file(self, fileobj: BinaryIO) -> tuple[str, int]:
@@ -71,8 +70,13 @@ class BlobStore:
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         """Store the concatenation of ``chunks``; return ``(sha256 hex, size)``."""
+        return self._write(chunks, None)
+
+    def _write(self, chunks: Iterable[bytes], digest: str | None) -> tuple[str, int]:
+        """Write ``chunks`` to a temporary file, synced, then rename it to its name:
+        ``digest`` when the caller has hashed them already, else hashed here."""
         self.root.mkdir(parents=True, exist_ok=True)
-        h = hashlib.sha256()
+        h = hashlib.sha256() if digest is None else None
         size = 0
         import tempfile
 
@@ -80,12 +84,15 @@ class BlobStore:
         try:
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
-                    h.update(chunk)
+                    if h is not None:
+                        h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            digest = h.hexdigest()
+            if h is not None:
+                digest = h.hexdigest()
+            assert digest is not None
             final = self.path(digest)
             if final.is_file():
                 os.unlink(tmp)  # deduplicated: the same bytes are already stored

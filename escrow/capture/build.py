@@ -443,17 +443,18 @@ def phoenix_build(
     bases, pulled = resolve_bases(df, engine, pull=request.pull)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
-    parsers: list[StepParser] = []
+    made: StepParser | None = None
 
     def parser() -> StepParser:
         """The parser of the engine's messages, made when the first one comes (the
         module is imported while the engine starts the build, not before the request)."""
-        if not parsers:
+        nonlocal made
+        if made is None:
             from escrow.capture.steps import StepParser
 
             on_step = _layers_watch(df, layers_done) if layers_done else None
-            parsers.append(StepParser(progress, redactor.text, on_step=on_step))
-        return parsers[0]
+            made = StepParser(progress, redactor.text, on_step=on_step)
+        return made
 
     # git, the engine's own facts and ``on_build_started`` run while the engine
     # builds: they start once the engine has the whole context (``on_sent``), so
