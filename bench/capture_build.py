@@ -111,14 +111,18 @@ def main() -> None:
     floor.write_text(POST_ONLY)
     commands["python: POST /build only"] = [sys.executable, str(floor), str(ctx), BASE_TAG]
     before = dangling_images()  # each build leaves the previous one untagged
-    for cmd in commands.values():  # warm-up
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
     times: dict[str, list[float]] = {k: [] for k in commands}
-    for _ in range(args.runs):
-        for name, cmd in commands.items():
-            t = time.perf_counter()
+    try:  # interrupted too, the images this run left untagged are removed
+        for cmd in commands.values():  # warm-up
             subprocess.run(cmd, env=env, check=True, capture_output=True)
-            times[name].append(time.perf_counter() - t)
+        for _ in range(args.runs):
+            for name, cmd in commands.items():
+                t = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                times[name].append(time.perf_counter() - t)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        remove_dangling_since(before)
     ref = statistics.median(times["docker build --no-cache"])
     docker = times["docker build --no-cache"]
     print(
@@ -138,8 +142,6 @@ def main() -> None:
             f"{name:<28} {t:6.3f} s  ({min(ts):.2f}-{max(ts):.2f})  "
             f"{t / ref:5.3f}x docker build (paired runs: {paired:.3f}x){verdict}"
         )
-    shutil.rmtree(work, ignore_errors=True)
-    remove_dangling_since(before)
 
 
 if __name__ == "__main__":
