@@ -7,8 +7,15 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(script: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """``python -c script args…`` in the checkout; its output captured unless redirected."""
+    kwargs.setdefault("capture_output", "stdout" not in kwargs)
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, timeout=60, **kwargs)
 
 
 def test_the_console_script_is_the_entry_module() -> None:
@@ -25,9 +32,7 @@ def test_the_entry_raises_the_collector_threshold_before_the_cli_is_imported() -
         "atexit.register(lambda: print('exit', gc.get_threshold()[0]))\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = run_python(script, text=True)
     assert done.returncode == 0, done.stderr
     from escrow import __version__
 
@@ -67,9 +72,7 @@ def test_the_hard_exit_does_what_a_normal_exit_does_first() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        done = subprocess.run(
-            [sys.executable, "-c", script, d], cwd=ROOT, capture_output=True, timeout=60
-        )
+        done = run_python(script, d)
         assert done.returncode == 5
         assert done.stdout == b"x" * 100000
         assert done.stderr == b"to stderr"
@@ -87,9 +90,7 @@ def test_a_message_given_to_system_exit_is_printed_and_exits_1() -> None:
         "from escrow.cli.entry import main\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = run_python(script, text=True)
     assert done.returncode == 1
     assert done.stderr == "escrow: stopped\n"
 
@@ -105,13 +106,11 @@ def test_output_to_a_closed_pipe_ends_quietly() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=ROOT,
+        done = run_python(
+            script,
             env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
             stdout=write_end,
             stderr=subprocess.PIPE,
-            timeout=60,
         )
     finally:
         os.close(write_end)
