@@ -1,4 +1,4 @@
-"""``escrow keys``: generate, list, export, revoke and rotate signing keys.
+"""``escrow keys``: generate, add, list, export, revoke and rotate signing keys.
 
 Private keys are PKCS#8 PEM files ``ESCROW_HOME/keys/<name>.key.pem`` (mode
 0600, encrypted when ``ESCROW_KEY_PASSPHRASE`` is set or ``--passphrase-prompt``
@@ -137,7 +137,7 @@ def _rfc3339(t: datetime | None) -> str | None:
 
 @click.group()
 def keys() -> None:
-    """Signing keys: generate, list, export, revoke, rotate (each event is a ledger entry)."""
+    """Signing keys: generate, add, list, export, revoke, rotate (each event is a ledger entry)."""
 
 
 @keys.command()
@@ -185,6 +185,59 @@ def generate(
     app.say(
         f"Saved {key.type.value} key {name!r} to {path} and registered it (entry {entry.index})."
     )
+
+
+@keys.command()
+@click.argument("public_key", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--name", required=True, help="A name for the key in the ledger (e.g. pipeline).")
+@json_option
+@pass_app
+def add(app: App, public_key: Path, name: str, as_json: bool) -> None:
+    """Register PUBLIC_KEY (a PEM public key made elsewhere, e.g. a pipeline's own key).
+
+    What it signs can then be appended (`escrow post`, `escrow serve`).  The private
+    key stays with its owner; adding a key already active changes nothing.
+    """
+    name = _check_name(name)
+    try:
+        data = public_key.read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read the public key file {public_key}: {e.strerror}.") from e
+    if b"PRIVATE KEY" in data:
+        raise InputError(
+            f"{public_key} holds a private key; register its public key instead.",
+            hint="`openssl pkey -in KEY.pem -pubout` prints it; the private key stays with "
+            "whoever signs.",
+        )
+    try:
+        public = PublicKey.from_pem(data)
+    except InputError as e:
+        raise InputError(f"{public_key} is not a PEM public key.", hint=e.hint) from e
+    ledger = app.ledger()
+    found = ledger.key_status(public.keyid)
+    if found is not None and found[1] != "active":
+        raise InputError(
+            f"The key {public.keyid[:16]}… ({found[0]}) is {found[1]} in the ledger and "
+            "cannot be registered again.",
+            hint="Sign with a new key (`escrow keys generate`, or add a new public key).",
+        )
+    entry = ledger.register_key(public, name)
+    if as_json:
+        app.emit_json(
+            {
+                "keyid": public.keyid,
+                "name": found[0] if found else name,
+                "algorithm": public.type.value,
+                "ledger_index": entry.index,
+                "created": found is None,
+            }
+        )
+        return
+    app.out(public.keyid)
+    if found is None:
+        app.say(f"Registered {public.type.value} key {name!r} (entry {entry.index}).")
+    else:
+        app.say(f"The key is already registered as {found[0]!r} (entry {entry.index}).")
 
 
 @keys.command("list")

@@ -252,3 +252,51 @@ def test_wrong_passphrase_is_one_line_exit_3(
         assert r.stdout == ""
     r = cli(["keys", "rotate", "--passphrase-prompt"], input="also wrong\n")
     assert r.exit_code == 3 and "passphrase" in r.stderr.splitlines()[-1]
+
+
+# -- add ----------------------------------------------------------------------------
+def test_add_registers_a_public_key_made_elsewhere(
+    cli: Any, escrow_home: Path, tmp_path: Path
+) -> None:
+    """A pipeline's own key: refused by `escrow post` (the hint names `escrow keys add`),
+    registered with that command from its public key alone, then accepted."""
+    outside = SigningKey.generate()
+    env_file = tmp_path / "env.json"
+    env_file.write_bytes(sign_statement(_doc(), outside).to_bytes())
+    refused = cli(["post", str(env_file)])
+    assert refused.exit_code == 1
+    assert "escrow keys add" in refused.stdout + refused.stderr
+
+    pem = tmp_path / "pipeline.pub.pem"
+    pem.write_text(outside.public.pem(), encoding="ascii")
+    r = cli(["keys", "add", str(pem), "--name", "pipeline", "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["keyid"] == outside.keyid and doc["name"] == "pipeline"
+    assert _keys(cli)[outside.keyid]["status"] == "active"
+    assert cli(["post", str(env_file)]).exit_code == 0
+    # adding it again changes nothing
+    again = cli(["keys", "add", str(pem), "--name", "pipeline", "--json"])
+    assert again.exit_code == 0 and again.json()["ledger_index"] == doc["ledger_index"]
+
+
+def test_add_refuses_private_keys_bad_files_and_ended_keys(
+    cli: Any, escrow_home: Path, tmp_path: Path
+) -> None:
+    size = _ledger().size()
+    private = escrow_home / "keys" / "build.key.pem"
+    r = cli(["keys", "add", str(private), "--name", "x"])
+    assert r.exit_code == 2 and "private key" in r.stderr
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key\n")
+    r = cli(["keys", "add", str(junk), "--name", "x"])
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    r = cli(["keys", "add", str(tmp_path / "missing.pem"), "--name", "x"])
+    assert r.exit_code == 2
+    build = SigningKey.load(private)
+    assert cli(["keys", "revoke", build.keyid, "--reason", "lost"]).exit_code == 0
+    pub = tmp_path / "build.pub.pem"
+    pub.write_text(build.public.pem(), encoding="ascii")
+    r = cli(["keys", "add", str(pub), "--name", "again"])
+    assert r.exit_code == 2 and "revoked" in r.stderr
+    assert _ledger().size() == size + 1  # only the revocation was appended
