@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import CheckFailed, InputError
+from escrow.errors import CheckFailed, EnvironmentProblem, InputError
 
 if TYPE_CHECKING:
     from escrow.deposit.store import DepositStore
@@ -28,6 +28,21 @@ def _store(app: App, override: str | None) -> DepositStore:
     from escrow.deposit.store import open_store
 
     return open_store(app.settings.home, override)
+
+
+def _existing_store(app: App, override: str | None) -> DepositStore:
+    """:func:`_store` for the commands that only read or prune: a folder store that does
+    not exist is an error, not created (a mistyped ESCROW_HOME must not look empty)."""
+    from escrow.deposit.store import FileDepositStore
+
+    store = _store(app, override)
+    if isinstance(store, FileDepositStore) and not store.root.is_dir():
+        raise EnvironmentProblem(
+            f"There is no deposit store at {store.root}.",
+            hint="Nothing has been deposited there yet; check ESCROW_HOME, --deposit-store "
+            "or ESCROW_DEPOSIT_STORE.",
+        )
+    return store
 
 
 def _size(n: int) -> str:
@@ -323,7 +338,7 @@ def stats(app: App, deposit_store: str | None, as_json: bool) -> None:
     """Bytes stored, bytes deduplication saved, per project and for the whole store."""
     from escrow.deposit.gc import store_stats
 
-    doc = store_stats(_store(app, deposit_store))
+    doc = store_stats(_existing_store(app, deposit_store))
     if as_json:
         app.emit_json(doc)
         return
@@ -367,7 +382,7 @@ def gc(
     from escrow.deposit.gc import collect_garbage
 
     doc = collect_garbage(
-        _store(app, deposit_store), keep_days=keep_days, keep_last=keep_last, apply=apply
+        _existing_store(app, deposit_store), keep_days=keep_days, keep_last=keep_last, apply=apply
     )
     if as_json:
         app.emit_json(doc)

@@ -117,11 +117,11 @@ def tokens() -> None:
 
 
 def _store(app: App) -> Any:
-    from escrow.ledger.store import Ledger, db_errors, make_engine
+    from escrow.ledger.store import db_errors, make_engine
     from escrow.server.auth import TokenStore
 
     s = app.settings
-    Ledger.open(s).close()  # the database answers and holds a ledger
+    app.local_ledger()  # the database answers and holds a ledger (never made here)
     engine = make_engine(s.db_url)
     with db_errors(s.db_url):
         TokenStore.create_tables(engine)

@@ -1,0 +1,39 @@
+"""A mistyped ESCROW_HOME is an error, never an empty ledger or store made on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tokens", "list"],
+        ["tokens", "create", "--role", "pipeline", "--name", "ci"],
+        ["deposit", "stats"],
+        ["gc"],
+        ["gc", "--keep-last", "1", "--apply"],
+    ],
+)
+def test_nothing_is_created_in_a_home_that_does_not_exist(
+    args: list[str], cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "typo"
+    monkeypatch.setenv("ESCROW_HOME", str(home))
+    for var in ("ESCROW_DB_URL", "ESCROW_SERVER", "ESCROW_DEPOSIT_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    r = cli(args)
+    assert r.exit_code == 3, r.stderr
+    assert r.stderr.startswith("escrow: error: There is no ")
+    assert str(home) in r.stderr and r.stdout == ""
+    assert not home.exists()
+
+
+def test_stats_of_an_initialised_home_before_any_deposit(cli: Any, escrow_home: Path) -> None:
+    r = cli(["deposit", "stats"])
+    assert r.exit_code == 3 and "There is no deposit store" in r.stderr
+    assert "Nothing has been deposited there yet" in r.stderr
+    assert not (escrow_home / "deposits").exists()
