@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -108,16 +108,24 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     try:
         if len(value) == 10:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-            return day + timedelta(days=1) if end_of_day else day  # --until is exclusive
+            if end_of_day:  # --until is exclusive: the day after (the last day ends at the last µs)
+                return (
+                    day + timedelta(days=1)
+                    if day.date() < date.max
+                    else datetime.max.replace(tzinfo=UTC)
+                )
+            return day
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except ValueError:
         raise UsageError(
             f"{option} {text!r} is not a date or an RFC 3339 time.",
             hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    except OverflowError:  # a time whose UTC falls outside years 1–9999
+        raise UsageError(f"{option} {text!r} is outside the years 1 to 9999 in UTC.") from None
 
 
 def file_in_the_way(path: Path, *, itself: bool = False) -> Path | None:

@@ -121,6 +121,14 @@ def store_stats(store: DepositStore) -> dict[str, Any]:
     return doc
 
 
+def _days_before(now: datetime, days: int) -> datetime:
+    """``days`` days before ``now``; a span longer than the calendar keeps everything."""
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def collect_garbage(
     store: DepositStore,
     *,
@@ -131,6 +139,7 @@ def collect_garbage(
 ) -> dict[str, Any]:
     """Report (and with ``apply`` reclaim) what the retention policy lets go."""
     now = now or datetime.now(UTC)
+    since = None if keep_days is None else _days_before(now, keep_days)
     with store.lock(exclusive=apply):
         sizes = _sizes(store)
         items = _items(store)
@@ -146,7 +155,7 @@ def collect_garbage(
                     item.namespace == IMPORTS
                     or (keep_days is None and keep_last is None)
                     or (keep_last is not None and rank < keep_last)
-                    or (keep_days is not None and item.at >= now - timedelta(days=keep_days))
+                    or (since is not None and item.at >= since)
                 )
                 (retained if keep else dropped).append(item)
         gone_keys = {(i.namespace, i.leaf) for i in dropped}

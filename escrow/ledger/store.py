@@ -71,6 +71,8 @@ CHECKPOINT_EVERY = 1024
 #: the transaction of the append that completes a batch; queries read the entries
 #: past the last batch from their own rows (docs/DESIGN-NOTES.md).
 INDEX_EVERY = 64
+#: The largest index a database can store (SQLite ``INTEGER``, PostgreSQL ``bigint``).
+MAX_INDEX = 2**63 - 1
 #: The current schema (``ledger_meta.schema``); schema 1 is migrated on opening.
 SCHEMA = "2"
 #: Statuses of a registered key.
@@ -1548,9 +1550,11 @@ class Ledger:
 
         from escrow.ledger.tables import ENTRY
 
-        with self._read() as conn:
-            row = conn.execute(select(ENTRY).where(ENTRY.c.idx == index)).first()
-        if row is None or index < 0:
+        row = None
+        if 0 <= index <= MAX_INDEX:  # past it, no database could hold the index
+            with self._read() as conn:
+                row = conn.execute(select(ENTRY).where(ENTRY.c.idx == index)).first()
+        if row is None:
             raise InputError(
                 f"The ledger has no entry {index} "
                 f"(it holds {count(self.size(), 'entry', 'entries')}, from 0)."

@@ -150,6 +150,10 @@ def test_gc_keeps_what_retained_entries_need(builds: Builds, cli: Any, escrow_ho
     assert stats["bytesSavedByDedup"] > 0  # the base layers and shared.txt are stored once
 
     before = _store_blobs(escrow_home)
+    # a span longer than the calendar ("keep forever") keeps every entry
+    forever = cli(["gc", "--keep-days", "1000000", "--json"])
+    assert forever.exit_code == 0, forever.stderr
+    assert sorted(forever.json()["projects"]["gc-test"]["retained"]) == indexes
     dry = cli(["gc", "--keep-last", "1", "--json"]).json()
     assert dry["applied"] is False and dry["reclaimBytes"] > 0
     assert _store_blobs(escrow_home) == before  # a dry run removes nothing
