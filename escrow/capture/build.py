@@ -392,6 +392,22 @@ def _ahead(
     return read
 
 
+def _remove_leftovers(engine: Engine, parser: StepParser) -> None:
+    """A build stopped part way records nothing, so it leaves nothing in the engine
+    either: the images of the steps it finished (never a ``FROM`` step's base image)."""
+    images = [
+        s.image_short
+        for s in parser.steps
+        if s.image_short and s.instruction.split(" ", 1)[0].upper() != "FROM"
+    ]
+    if not images:
+        return
+    try:
+        engine.remove_leftovers(images)
+    except EscrowError:
+        pass  # the engine went away meanwhile: the stop's own error is the one to report
+
+
 def phoenix_build(
     request: BuildRequest,
     *,
@@ -483,6 +499,7 @@ def phoenix_build(
         on_sent=start_background,  # not before: the engine waits for the whole context
     )
     stopped = False
+    read_to_the_end = False
     try:
         for msg in messages:
             parser().feed(msg)
@@ -492,6 +509,7 @@ def phoenix_build(
                 except EscrowError:  # e.g. the signing key failed to load
                     stopped = True
                     raise
+        read_to_the_end = True
     except EscrowError as e:
         if stopped:
             progress.finish("escrow: the build was stopped; nothing is recorded.")
@@ -505,6 +523,8 @@ def phoenix_build(
         close = getattr(messages, "close", None)
         if close is not None:
             close()  # a build stopped early: the engine sees the connection close
+        if not read_to_the_end and made is not None:  # stopped (an error, Ctrl-C)
+            _remove_leftovers(engine, made)
     ctx = stream.result()
     start_background()  # when the engine stopped reading the context early
     source = background[0].result()

@@ -74,6 +74,12 @@ class Engine(Protocol):
         registry manifest digest the engine reports (``sha256:…``), when it does."""
         ...
 
+    def remove_leftovers(self, images: Sequence[str]) -> int:
+        """Remove what a build stopped part way left: the untagged step ``images`` (short
+        IDs) and any image the engine committed on top of them after the stop.  Tagged
+        images are never removed.  Returns how many were."""
+        ...
+
 
 def _unavailable(e: BaseException) -> EngineUnavailable:
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
@@ -759,6 +765,54 @@ class DockerEngine:
         except EngineHTTPError as e:
             raise _failed(f"give the history of {image_id}", e) from e
         return list(reversed(got)) if isinstance(got, list) else []
+
+    def remove_leftovers(self, images: Sequence[str]) -> int:
+        import time
+
+        transport = self._transport()
+
+        def descendants() -> tuple[dict[str, Any], list[str]]:
+            """Every image, and ours: the step images and all made on top of them."""
+            listed = _get_json(transport, "/images/json?all=1")
+            ids = {str(i.get("Id")): i for i in listed if isinstance(i, dict)}
+            found = [i for i in ids if any(i.removeprefix("sha256:").startswith(s) for s in images)]
+            for image in found:  # grows as it goes: children, grandchildren…
+                found.extend(
+                    i for i, info in ids.items() if info.get("ParentId") == image and i not in found
+                )
+            return ids, found
+
+        # The engine finishes the step it was running when the build was stopped (commits
+        # it, removes its container) after the connection closed: wait, up to 3 s, until no
+        # container runs from one of our images and no new image appeared for 0.25 s.
+        deadline = time.monotonic() + 3.0
+        try:
+            ids, ours = descendants()
+            while time.monotonic() < deadline:
+                time.sleep(0.25)
+                running = _get_json(transport, "/containers/json?all=1")
+                busy = any(isinstance(c, dict) and str(c.get("ImageID")) in ours for c in running)
+                ids, now = descendants()
+                if not busy and now == ours:
+                    break
+                ours = now
+        except EngineHTTPError:
+            return 0
+
+        def depth(image: str) -> int:
+            parent = str(ids[image].get("ParentId") or "")
+            return 1 + depth(parent) if parent in ours else 0
+
+        removed = 0
+        for image in sorted(ours, key=depth, reverse=True):  # children before parents
+            if [t for t in ids[image].get("RepoTags") or [] if t != "<none>:<none>"]:
+                continue  # tagged: not a leftover
+            try:
+                transport.request("DELETE", f"/images/{_path(image)}?noprune=1").close()
+                removed += 1
+            except EngineHTTPError:
+                pass  # in use, or gone already
+        return removed
 
     def pull(self, ref: str, platform: str | None = None) -> str | None:
         import docker

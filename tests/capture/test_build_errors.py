@@ -263,3 +263,60 @@ def test_a_revoked_build_key_stops_the_build_and_says_so(
     r = cli(["build", str(ctx), "-t", "escrow-test/revoked-key:1", "--json"])
     assert r.exit_code == 0, r.stderr
     assert _size(cli) == before + 2  # the rotation's key event and the build
+
+
+def _images_labelled(label: str) -> list[str]:
+    import subprocess
+
+    out = subprocess.run(
+        ["docker", "images", "-a", "-q", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+@pytest.mark.parametrize("stop_at", [3, 6])
+def test_a_build_stopped_part_way_leaves_no_images(
+    base_image: str, tmp_path: Path, stop_at: int
+) -> None:
+    """Regression: a build stopped by escrow (a signing key the ledger refuses, a server
+    down, Ctrl-C) recorded nothing but left the images of its finished steps, and one
+    the engine committed after the stop, untagged in the engine."""
+    from escrow.capture.build import BuildRequest, phoenix_build
+    from escrow.capture.engine import DockerEngine
+    from escrow.capture.progress import NoProgress
+    from escrow.errors import KeyLocked
+
+    class Steps(NoProgress):
+        started = 0
+
+        def step(self, index: int, total: int | None, text: str) -> None:
+            self.started = index
+
+    progress = Steps()
+
+    def check() -> None:
+        if progress.started >= stop_at:
+            raise KeyLocked("The signing key may not sign (a test).")
+
+    import uuid
+
+    # every image this build makes carries the label (a step's image has its parent's)
+    label = f"escrow-test-stopped={uuid.uuid4()}"
+    lines = ["ENV B=2", "RUN echo 3 > /three", "RUN sleep 0.3 && echo 4 > /four"]
+    ctx = write_tree(
+        tmp_path / "app",
+        {"Dockerfile": f"FROM {BASE_TAG}\nLABEL {label}\n" + "\n".join(lines * 2) + "\n"},
+    )
+    with DockerEngine() as engine, pytest.raises(KeyLocked):
+        phoenix_build(
+            BuildRequest(context=ctx, tags=("escrow-test/stopped:1",)),
+            engine=engine,
+            blobs=BlobStore(tmp_path / "blobs"),
+            progress=progress,
+            check=check,
+        )
+    assert progress.started >= stop_at  # the engine had finished steps before the stop
+    assert _images_labelled(label) == []
