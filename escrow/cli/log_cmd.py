@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from escrow.cli.app import App, json_option, parse_time, pass_app
 from escrow.documents.types import SCHEMA_NAMES
-from escrow.errors import UsageError
+from escrow.errors import InputError, LedgerTamperError, UsageError
 from escrow.verification import sha256_id
+
+if TYPE_CHECKING:
+    from escrow.ledger.store import Ledger
+    from escrow.server.client import RemoteLedger
 
 
 def _kind(predicate_type: str) -> str:
@@ -74,12 +77,16 @@ def log(
     if image_id is not None:
         image_id = _image_id(image_id)
     if diff_id is not None:
-        diff_id = sha256_id(diff_id) or diff_id
+        diff_id = _diff_id(diff_id)
+    if signer is not None:
+        signer = _hex_prefix(signer, "--signer")
     start = parse_time(since, "--since") if since else None
     end = parse_time(until, "--until", end_of_day=True) if until else None
     if start and end and start > end:
         raise UsageError("--since is after --until.")
     ledger = app.ledger()
+    if signer is not None and len(signer) != 64:
+        signer = _signer(ledger, signer)
     entries = ledger.entries(
         project=project,
         image_id=image_id,
@@ -116,8 +123,10 @@ def _image_id(text: str) -> str:
         return full
     from escrow.cli.verify_cmd import DockerFacts
 
-    engine = DockerFacts.connect()
-    facts = engine.image_facts(text) if engine is not None else None
+    engine = DockerFacts.probe()
+    if not isinstance(engine, DockerFacts):
+        raise engine  # only the engine knows its short IDs and names
+    facts = engine.image_facts(text)
     if facts is None:
         raise UsageError(
             f"--image {text!r} is not a full image ID, and no image in the Docker Engine has "
@@ -125,6 +134,47 @@ def _image_id(text: str) -> str:
             hint="Give sha256: and the 64 hex digits (`escrow log --json` shows them).",
         )
     return str(facts["id"])
+
+
+def _diff_id(text: str) -> str:
+    full = sha256_id(text)
+    if full is None:
+        raise UsageError(
+            f"--diff-id {text!r} is not a layer diff ID: give sha256: and its 64 hex digits."
+        )
+    return full
+
+
+def _hex_prefix(text: str, option: str) -> str:
+    """``text`` in lower case when it is hex digits; a :class:`UsageError` otherwise."""
+    hexpart = text.strip().lower()
+    if not hexpart or any(c not in "0123456789abcdef" for c in hexpart) or len(hexpart) > 64:
+        raise UsageError(
+            f"{option} {text!r} is not a key ID: give the hex digits `escrow keys list` shows, "
+            "or as many of them as are unique."
+        )
+    return hexpart
+
+
+def _signer(ledger: Ledger | RemoteLedger, prefix: str) -> str:
+    """The one key ID of ``ledger`` (a registered key, or the log key that signs key
+    events) beginning with ``prefix``; a :class:`UsageError` when none or several do."""
+    from escrow.ledger.checkpoint import parse_verifier_key
+
+    keyids = {k.keyid for k in ledger.keys()}
+    keyids.add(parse_verifier_key(ledger.verifier_key())[2].keyid)
+    matches = sorted(k for k in keyids if k.startswith(prefix))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(
+            f"No key ID of this ledger begins with {prefix!r}.",
+            hint="List the keys with `escrow keys list`.",
+        )
+    raise UsageError(
+        f"The key ID prefix {prefix!r} is ambiguous ({len(matches)} keys begin with it).",
+        hint="Give more of its hex digits (`escrow keys list --json` shows them whole).",
+    )
 
 
 @click.command()
@@ -135,10 +185,21 @@ def show(app: App, index: int, as_json: bool) -> None:
     """Print entry INDEX: its envelope and the decoded statement."""
     import json
 
+    from escrow.signing.dsse import Envelope
+
     ledger = app.ledger()
     entry = ledger.get(index)
+    try:
+        statement = Envelope.from_bytes(entry.envelope).statement()
+    except InputError as e:
+        raise LedgerTamperError(
+            f"The stored envelope of entry {index} cannot be read: "
+            "it was tampered with or corrupted.",
+            index=index,
+            kind="edited",
+            hint="Run `escrow ledger verify` to audit the whole ledger.",
+        ) from e
     envelope = json.loads(entry.envelope)
-    statement = json.loads(base64.b64decode(envelope["payload"]))
     doc = {**entry_summary(entry), "envelope": envelope, "statement": statement}
     if as_json:
         app.emit_json(doc)

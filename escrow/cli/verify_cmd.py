@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,13 @@ from typing import Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import CheckFailed, EscrowError, InputError, UsageError
+from escrow.errors import (
+    CheckFailed,
+    EngineUnavailable,
+    EscrowError,
+    InputError,
+    UsageError,
+)
 
 
 class DockerFacts:
@@ -20,13 +27,33 @@ class DockerFacts:
 
     @classmethod
     def connect(cls) -> DockerFacts | None:
+        """The engine, or ``None`` when it cannot be reached (see :meth:`probe`)."""
+        found = cls.probe()
+        return found if isinstance(found, DockerFacts) else None
+
+    @classmethod
+    def probe(cls) -> DockerFacts | EngineUnavailable:
+        """The engine, or why it cannot be used: the error ``escrow build`` gives."""
+        from escrow.capture.engine import _check_socket, _unavailable
+
         try:
             import docker
+            from docker.utils import kwargs_from_env
 
+            # a missing or forbidden socket is reported before the SDK half-opens one
+            _check_socket(
+                str(kwargs_from_env().get("base_url") or os.environ.get("DOCKER_HOST", ""))
+            )
             client = docker.from_env()
+        except EngineUnavailable as e:
+            return e
+        except Exception as e:  # noqa: BLE001 - any failure here means no usable engine
+            return _unavailable(e)
+        try:
             client.ping()
-        except Exception:  # noqa: BLE001 - no engine: the image check is reported as skipped
-            return None
+        except Exception as e:  # noqa: BLE001 - as above
+            client.close()
+            return _unavailable(e)
         return cls(client)
 
     def image_facts(self, ref: str) -> dict[str, Any] | None:
@@ -120,26 +147,80 @@ def verify(
     if is_registry_reference(target):
         _verify_in_registry(app, target, as_json)
         return
-    from escrow.verification import resolve_target, verify_entry
+    from escrow.documents.types import BUILD_MANIFEST
+    from escrow.verification import resolve_target, sha256_id, verify_entry
 
     ledger = app.ledger()
-    engine = DockerFacts.connect()
+    probed = DockerFacts.probe()
+    engine = probed if isinstance(probed, DockerFacts) else None
+    if isinstance(probed, EngineUnavailable) and not target.isdigit() and not sha256_id(target):
+        raise probed  # only the engine can tell which image a short ID or a name is
     entry = resolve_target(ledger, target, engine)
     result = verify_entry(ledger, entry, engine=engine)
-    if engine is None and entry.image_id:
-        app.say("note: the Docker Engine is not reachable; the image was not compared.")
+    skipped: str | None = None
+    unavailable = probed if isinstance(probed, EngineUnavailable) else None
+    if unavailable and entry.image_id and entry.predicate_type == BUILD_MANIFEST:
+        reason = unavailable.message.rstrip(".")
+        skipped = f"not compared: {reason[:1].lower()}{reason[1:]}"
+    status, failure = _build_outcome(entry)
     if as_json:
-        app.emit_json(result.to_dict())
+        doc = result.to_dict()
+        for check in doc["checks"]:
+            check["skipped"] = False
+        if skipped:
+            doc["checks"].append({"name": "image", "ok": True, "skipped": True, "detail": skipped})
+        doc["status"] = status
+        if failure is not None:
+            doc["failure"] = failure
+        app.emit_json(doc)
     else:
         for c in result.checks:
             app.out(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {c.detail}")
+        if skipped:
+            app.out(f"skip {'image':<10} {skipped}")
         if result.rebuild_verdict:
             app.out(f"     rebuild    latest verdict: {result.rebuild_verdict}")
     if not result.ok:
         names = ", ".join(c.name for c in result.failed())
         raise CheckFailed(f"Entry {entry.index} failed verification ({names}).")
-    if not as_json:
+    if as_json:
+        return
+    if status == "failed":
+        app.say(
+            f"Entry {entry.index} verified: the record is intact; "
+            f"the recorded build failed{_where(failure)}."
+        )
+    else:
         app.say(f"Entry {entry.index} verified.")
+
+
+def _build_outcome(entry: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """A build manifest's recorded ``status``, and its ``failure`` when it failed."""
+    from escrow.documents.types import BUILD_MANIFEST
+
+    if entry.predicate_type != BUILD_MANIFEST:
+        return None, None
+    try:
+        build = entry.statement()["predicate"]["build"]
+    except (EscrowError, KeyError, TypeError):  # a damaged entry: its checks say so
+        return None, None
+    if not isinstance(build, dict) or not isinstance(build.get("status"), str):
+        return None, None
+    failure = build.get("failure")
+    failed = build["status"] == "failed" and isinstance(failure, dict)
+    return str(build["status"]), failure if failed else None
+
+
+def _where(failure: dict[str, Any] | None) -> str:
+    """`` (step S, exit code C)`` from a recorded failure, as far as it says."""
+    if failure is None:
+        return ""
+    parts = []
+    if failure.get("step") is not None:
+        parts.append(f"step {failure['step']}")
+    if failure.get("exitCode") is not None:
+        parts.append(f"exit code {failure['exitCode']}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
