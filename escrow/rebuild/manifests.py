@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from escrow.errors import InputError
 from escrow.rebuild.compare import (
+    ConfigDifference,
     ImageComparison,
+    LayerResult,
     LayerSource,
     Verdict,
     compare_images,
@@ -192,27 +196,38 @@ def _arg_value(record: Mapping[str, Any] | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _secret_change(xa: Mapping[str, Any], xb: Mapping[str, Any]) -> str | None:
+    """A secret recorded in both entries: None for one recording (same salt and digest),
+    ``"value"`` when one salt gives two digests, else ``"not-comparable"`` (two salts)."""
+    if xa.get("salt") != xb.get("salt"):
+        return "not-comparable"
+    return None if xa.get("sha256") == xb.get("sha256") else "value"
+
+
 def _args_diff(
     a: Mapping[str, Any], b: Mapping[str, Any], key: str = "buildArgs"
 ) -> list[dict[str, Any]]:
+    """Build args (or labels) added, removed or changed. A secret is recorded as a salted
+    digest: one set in both entries under two salts is listed as ``not-comparable``; each
+    entry naming a secret carries ``"secret": true``."""
     aa = {str(x["name"]): x for x in a.get(key) or []}
     ab = {str(x["name"]): x for x in b.get(key) or []}
     out = []
     for name in sorted(set(aa) | set(ab)):
         xa, xb = aa.get(name), ab.get(name)
-        if xa is not None and xb is not None and xa.get("secret") and xb.get("secret"):
-            # salted digests of two recordings cannot be compared
-            continue
         va, vb = _arg_value(xa), _arg_value(xb)
-        if xa is None or xb is None or va != vb:
-            out.append(
-                {
-                    "name": name,
-                    "original": va,
-                    "rebuilt": vb,
-                    "change": "added" if xa is None else "removed" if xb is None else "value",
-                }
-            )
+        if xa is None or xb is None:
+            change: str | None = "added" if xa is None else "removed"
+        elif xa.get("secret") and xb.get("secret"):
+            change = _secret_change(xa, xb)
+        else:
+            change = "value" if va != vb else None
+        if change is None:
+            continue
+        item: dict[str, Any] = {"name": name, "original": va, "rebuilt": vb, "change": change}
+        if (xa or {}).get("secret") or (xb or {}).get("secret"):
+            item["secret"] = True
+        out.append(item)
     return out
 
 
@@ -286,6 +301,41 @@ def diff_steps(
 
 
 # ---------------------------------------------------------------------------
+# `escrow record` commands
+
+#: fields of ``command`` compared (the duration always differs; the log is in the blob store)
+COMMAND_FIELDS = ("argv", "cwd", "exitCode", "inputsChanged")
+
+
+def _command(c: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if c is None else {k: c.get(k) for k in COMMAND_FIELDS}
+
+
+def diff_command(a: Side, b: Side) -> list[dict[str, Any]] | None:
+    """The ``command`` fields of two `escrow record` entries that differ (``command.argv``,
+    ``command.cwd``, ``command.exitCode``, ``command.inputsChanged``); one ``command`` item
+    with ``onlyIn`` (the entry's index) when only one entry ran a command; None when neither
+    did."""
+    ca, cb = a.predicate.get("command"), b.predicate.get("command")
+    if ca is None and cb is None:
+        return None
+    if ca is None or cb is None:
+        return [
+            {
+                "field": "command",
+                "original": _command(ca),
+                "rebuilt": _command(cb),
+                "onlyIn": a.index if cb is None else b.index,
+            }
+        ]
+    return [
+        {"field": f"command.{k}", "original": ca.get(k), "rebuilt": cb.get(k)}
+        for k in COMMAND_FIELDS
+        if ca.get(k) != cb.get(k)
+    ]
+
+
+# ---------------------------------------------------------------------------
 # the whole diff
 
 
@@ -306,25 +356,57 @@ def diff_manifests(
         "original": a.summary(),
         "rebuilt": b.summary(),
         "inputs": diff_inputs(a.predicate, b.predicate, blobs, names),
+        "command": diff_command(a, b),
         "steps": diff_steps(a.predicate.get("steps") or [], b.predicate.get("steps") or []),
         "filesCompared": source is not None,
     }
     if a.predicate.get("image") and b.predicate.get("image"):
         comparison = compare_images(a.predicate, b.predicate, source, progress=progress)
-        doc["image"] = image_document(comparison)
+        doc["image"] = image_document(comparison, (a.index, b.index))
     else:
         doc["image"] = None
     return doc
 
 
-def image_document(c: ImageComparison) -> dict[str, Any]:
+#: how the comparison's note on a layer whose files were not compared begins
+_NOT_COMPARED = "diff IDs differ; files not compared"
+_HISTORY_ITEM = re.compile(r"^history\[\d+\]$")
+
+
+def _layer_document(layer: LayerResult, indexes: tuple[int, int] | None) -> dict[str, Any]:
+    """A layer of the comparison; one of a single image says ``onlyIn`` (that entry's index)
+    instead of the comparison's "diff IDs differ" or rebuild wording."""
+    d = layer.to_dict()
+    if indexes is None or (layer.original is not None and layer.rebuilt is not None):
+        return d
+    d["onlyIn"] = indexes[0] if layer.rebuilt is None else indexes[1]
+    note = str(d.pop("note", "") or "")
+    if layer.comparison is None and note.startswith(_NOT_COMPARED + ": "):
+        d["note"] = "files not listed: " + note[len(_NOT_COMPARED) + 2 :]
+    return d
+
+
+def _config_document(c: ConfigDifference, indexes: tuple[int, int] | None) -> dict[str, Any]:
+    d = c.to_dict()
+    if (
+        indexes is not None
+        and _HISTORY_ITEM.match(c.field)
+        and (c.original is None) != (c.rebuilt is None)
+    ):
+        d["onlyIn"] = indexes[0] if c.rebuilt is None else indexes[1]
+    return d
+
+
+def image_document(c: ImageComparison, indexes: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The image part of ``escrow diff``; with ``indexes`` (the two entries), layers and
+    history items of one image only are marked ``onlyIn``."""
     verdict = c.verdict
     doc: dict[str, Any] = {
         "verdict": str(verdict),
         "original": c.original_image,
         "rebuilt": c.rebuilt_image,
-        "layers": [layer.to_dict() for layer in c.layers],
-        "config": [d.to_dict() for d in c.config],
+        "layers": [_layer_document(layer, indexes) for layer in c.layers],
+        "config": [_config_document(d, indexes) for d in c.config],
     }
     if verdict is Verdict.EQUIVALENT:
         doc["normalisations"] = c.normalisations
@@ -339,9 +421,85 @@ def _short(image_id: Any) -> str:
     return str(image_id)[:19] if image_id else "(none)"
 
 
+#: how a value that one entry does not set reads
+NOT_SET = "(not set)"
+
+
 def _json_short(value: Any, limit: int = 80) -> str:
+    if value is None:
+        return NOT_SET
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return NOT_SET
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _code(exit_code: Any) -> str:
+    return "(none)" if exit_code is None else str(exit_code)
+
+
+def _arg_line(kind: str, arg: Mapping[str, Any]) -> str:
+    """``build arg V: 1 -> 2``; a secret reads ``set (secret)``, never its placeholder."""
+    head = f"  {kind} {arg['name']}: "
+    if arg["change"] == "not-comparable":
+        return head + "secret, not comparable (salted hashes)"
+    if arg.get("secret") and arg["change"] == "value" and arg["original"] == arg["rebuilt"]:
+        return head + "secret, changed"
+
+    def value(v: Any) -> str:
+        return "set (secret)" if arg.get("secret") and v == f"[secret {arg['name']}]" else _text(v)
+
+    return head + f"{value(arg['original'])} -> {value(arg['rebuilt'])}"
+
+
+def _argv(argv: Any) -> str:
+    return shlex.join(str(x) for x in argv) if isinstance(argv, list) else _text(argv)
+
+
+#: how each compared ``command`` field is named in the report
+_COMMAND_NAMES = {
+    "command.argv": "command",
+    "command.cwd": "working directory",
+    "command.exitCode": "exit code",
+    "command.inputsChanged": "changed its own inputs",
+}
+
+
+def render_command(changes: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not changes:
+        return ["  same command line, working directory and exit code"]
+    out = []
+    for c in changes:
+        if "onlyIn" in c:
+            ran = c["original"] or c["rebuilt"] or {}
+            out.append(f"  command: only in entry {c['onlyIn']}: {_argv(ran.get('argv'))}")
+            continue
+        show = _argv if c["field"] == "command.argv" else _text
+        out.append(
+            f"  {_COMMAND_NAMES.get(c['field'], c['field'])}: "
+            f"{show(c['original'])} -> {show(c['rebuilt'])}"
+        )
+    return out
+
+
+def _config_line(c: Mapping[str, Any]) -> str:
+    if "onlyIn" in c:
+        item = c["original"] if c["original"] is not None else c["rebuilt"]
+        text = (
+            display(str(item["createdBy"]))[:70]
+            if isinstance(item, Mapping) and item.get("createdBy")
+            else _json_short(item)
+        )
+        if isinstance(item, Mapping) and item.get("emptyLayer"):
+            text += " (empty layer)"
+        return f"  {c['field']}: only in entry {c['onlyIn']}: {text}"
+    return f"  {c['field']}: {_json_short(c['original'])} -> {_json_short(c['rebuilt'])}"
 
 
 def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> list[str]:
@@ -352,7 +510,9 @@ def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> 
         if verdict == "identical":
             out.append(f"  layer {layer['index']}: identical{by}")
             continue
-        line = f"  layer {layer['index']}: {verdict}"
+        only = "onlyIn" in layer
+        state = f"only in entry {layer['onlyIn']}" if only else verdict
+        line = f"  layer {layer['index']}: {state}"
         if layer.get("normalisations"):
             line += f" (normalised: {', '.join(layer['normalisations'])})"
         out.append(line + by)
@@ -362,7 +522,7 @@ def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> 
             out.append(f"      … {layer['differenceCount'] - len(diffs)} more")
         if layer.get("note"):
             out.append(f"      ({layer['note']})")
-        elif verdict == "different" and not diffs and not files_compared:
+        elif verdict == "different" and not diffs and not files_compared and not only:
             out.append("      (files not compared; add --files)")
     return out
 
@@ -450,18 +610,23 @@ def render_diff(doc: Mapping[str, Any]) -> str:
             lines.append(f"  stage {base['stage']}: base image {base['change']}")
     for arg in inputs["buildArgs"]:
         quiet = False
-        lines.append(f"  build arg {arg['name']}: {arg['original']} -> {arg['rebuilt']}")
+        lines.append(_arg_line("build arg", arg))
     for label in inputs.get("labels") or []:
         quiet = False
-        lines.append(f"  label {label['name']}: {label['original']} -> {label['rebuilt']}")
+        lines.append(_arg_line("label", label))
     for item in [*inputs["other"], *inputs["source"]]:
         quiet = False
-        lines.append(f"  {item['field']}: {item['original']} -> {item['rebuilt']}")
+        lines.append(f"  {item['field']}: {_text(item['original'])} -> {_text(item['rebuilt'])}")
     if quiet:
         lines.append("  unchanged")
 
-    lines += ["", "Steps"]
-    if not doc["steps"]:
+    command = doc.get("command")
+    if command is not None:
+        lines += ["", "Command"]
+        lines += render_command(command)
+    if command is None or doc["steps"]:  # `escrow record` entries have no steps
+        lines += ["", "Steps"]
+    if command is None and not doc["steps"]:
         lines.append("  same instructions, same exit codes")
     for s in doc["steps"]:
         sa, sb = s["original"], s["rebuilt"]
@@ -471,8 +636,8 @@ def render_diff(doc: Mapping[str, Any]) -> str:
             lines.append(f"  - step {sa['index']}: {sa['instruction']}")
         elif s["change"] == "exit-code":
             lines.append(
-                f"  step {sb['index']}: exit code {sa['exitCode']} -> {sb['exitCode']}: "
-                f"{sb['instruction']}"
+                f"  step {sb['index']}: exit code {_code(sa['exitCode'])} -> "
+                f"{_code(sb['exitCode'])}: {sb['instruction']}"
             )
         else:
             lines.append(f"  - step {sa['index']}: {sa['instruction']}")
@@ -491,10 +656,7 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 "  (same layers and configuration: the image IDs differ only in what no "
                 "rebuild repeats, the creation times and build-container fields)"
             )
-        for c in image["config"]:
-            lines.append(
-                f"  {c['field']}: {_json_short(c['original'])} -> {_json_short(c['rebuilt'])}"
-            )
+        lines += [_config_line(c) for c in image["config"]]
         lines += ["", "Layers"]
         lines += render_layers(image["layers"], doc.get("filesCompared", False))
     return "\n".join(lines)
