@@ -184,3 +184,9 @@ def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InputError(f"The {what} is not a JSON object.")
     return obj
+
+
+def stored_bytes(value: Any) -> bytes:
+    """A BLOB column's value as bytes.  SQLite keeps a value's own type, so a row edited
+    by hand can hold text there: its UTF-8 bytes are what is then checked (and fail)."""
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)

@@ -45,7 +45,14 @@ from escrow.errors import (
 )
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import sign_checkpoint, verifier_key_line, verify_checkpoint
-from escrow.ledger.models import Checkpoint, Entry, KeyRecord, VerifyReport, rfc3339
+from escrow.ledger.models import (
+    Checkpoint,
+    Entry,
+    KeyRecord,
+    VerifyReport,
+    rfc3339,
+    stored_bytes,
+)
 from escrow.signing.dsse import Envelope
 from escrow.signing.keyfile import ENCRYPTED_MARKER
 from escrow.signing.keys import PublicKey, SigningKey
@@ -1527,7 +1534,7 @@ class Ledger:
         return Entry(
             index=row.idx,
             leaf_hash=bytes(row.leaf_hash).hex(),
-            envelope=bytes(row.envelope),
+            envelope=stored_bytes(row.envelope),
             predicate_type=row.predicate_type,
             project=row.project,
             image_id=row.image_id,

@@ -32,7 +32,7 @@ from escrow.documents.types import KEY_EVENT
 from escrow.errors import EscrowError, InputError, SignatureError
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
-from escrow.ledger.models import Problem, VerifyReport
+from escrow.ledger.models import Problem, VerifyReport, stored_bytes
 from escrow.signing.dsse import Envelope, pae
 from escrow.signing.keys import PublicKey
 
@@ -179,7 +179,7 @@ def check_chunk(
         i = r.idx
         k = i - start
         present[k] = True
-        data = bytes(r.envelope)
+        data = stored_bytes(r.envelope)
         try:  # parsed once, for the signature check and the query fields
             parsed: tuple[str, bytes, list[tuple[str, bytes]]] | None = _parse(data)
         except InputError:

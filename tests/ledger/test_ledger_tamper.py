@@ -66,6 +66,13 @@ def edit_bytes(lg: Ledger, env: LedgerEnv) -> None:
         q(conn, "UPDATE ledger_entry SET envelope = :e WHERE idx = 5", e=flipped)
 
 
+def text_in_place_of_bytes(lg: Ledger, env: LedgerEnv) -> None:
+    """Regression: a text value where the envelope's bytes were (SQLite keeps its type)
+    made reading the entry raise a TypeError."""
+    with sql(lg) as conn:
+        q(conn, "UPDATE ledger_entry SET envelope = 'not json at all' WHERE idx = 5")
+
+
 def delete_row(lg: Ledger, env: LedgerEnv) -> None:
     with sql(lg) as conn:
         q(conn, "DELETE FROM ledger_entry WHERE idx = 4")
@@ -169,6 +176,7 @@ def forget_diff_ids(lg: Ledger, env: LedgerEnv) -> None:
 
 CASES: list[tuple[str, Callable[[Ledger, LedgerEnv], None], int | None, str]] = [
     ("edited-bytes", edit_bytes, 5, "edited"),
+    ("text-in-place-of-bytes", text_in_place_of_bytes, 5, "edited"),
     ("reindexed-project", reindex_project, 6, "index"),
     ("reindexed-image", reindex_image, 2, "index"),
     ("unindexed-diff-id", unindex_diff_id, 9, "index"),
