@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+
+from escrow.errors import UsageError
 
 
 def rfc3339(moment: datetime) -> str:
@@ -12,3 +14,31 @@ def rfc3339(moment: datetime) -> str:
 def utc_now() -> str:
     """Now as RFC 3339 UTC with microseconds and ``Z``."""
     return rfc3339(datetime.now(UTC))
+
+
+def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
+    """A time a user gave (``--since``, ``--until``, the server's query): RFC 3339 (``Z`` or
+    an offset) or a bare date; naive times are UTC.  With ``end_of_day`` a bare date means
+    the end of that day (``--until`` is exclusive: the next midnight)."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+            if end_of_day:  # --until is exclusive: the day after (the last day ends at the last µs)
+                return (
+                    day + timedelta(days=1)
+                    if day.date() < date.max
+                    else datetime.max.replace(tzinfo=UTC)
+                )
+            return day
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a date or an RFC 3339 time.",
+            hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
+        ) from None
+    except OverflowError:  # a time whose UTC falls outside years 1–9999
+        raise UsageError(f"{option} {text!r} is outside the years 1 to 9999 in UTC.") from None

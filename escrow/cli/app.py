@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from escrow.config import Settings, load_settings
-from escrow.errors import DatabaseUnavailable, UsageError
+from escrow.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Ledger
@@ -100,32 +99,6 @@ pass_app = click.make_pass_decorator(App)
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else."
 )
-
-
-def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
-    """RFC 3339 (``Z`` or offset) or a bare date; naive times are UTC."""
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-            if end_of_day:  # --until is exclusive: the day after (the last day ends at the last µs)
-                return (
-                    day + timedelta(days=1)
-                    if day.date() < date.max
-                    else datetime.max.replace(tzinfo=UTC)
-                )
-            return day
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not a date or an RFC 3339 time.",
-            hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
-        ) from None
-    except OverflowError:  # a time whose UTC falls outside years 1–9999
-        raise UsageError(f"{option} {text!r} is outside the years 1 to 9999 in UTC.") from None
 
 
 def file_in_the_way(path: Path, *, itself: bool = False) -> Path | None:

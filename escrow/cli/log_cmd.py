@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from escrow.cli.app import App, json_option, parse_time, pass_app
+from escrow.cli.app import App, json_option, pass_app
 from escrow.documents.types import SCHEMA_NAMES
 from escrow.errors import InputError, LedgerTamperError, UsageError
+from escrow.times import parse_time
 from escrow.verification import sha256_id
 
 if TYPE_CHECKING:

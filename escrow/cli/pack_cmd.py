@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from escrow.cli.app import App, file_in_the_way, json_option, parse_time, pass_app
+from escrow.cli.app import App, file_in_the_way, json_option, pass_app
 from escrow.errors import InputError, UsageError
 from escrow.text import count
+from escrow.times import parse_time
 
 
 @click.group(invoke_without_command=True)

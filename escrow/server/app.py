@@ -11,6 +11,7 @@ CLI — and maps :class:`~escrow.errors.EscrowError` to HTTP in
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -28,11 +29,14 @@ from starlette.concurrency import run_in_threadpool
 
 from escrow import __version__
 from escrow.config import Settings, load_settings
-from escrow.errors import EscrowError
+from escrow.documents.types import SCHEMA_NAMES
+from escrow.errors import EscrowError, UsageError
 from escrow.server import models as m
 from escrow.server.auth import Principal, Role, TokenStore
 from escrow.server.http import ApiError, GuardMiddleware, install_error_handlers, pointer_of
 from escrow.server.packs import PackJobs, PackRunner
+from escrow.times import parse_time
+from escrow.verification import sha256_id
 
 if TYPE_CHECKING:
     from escrow.ledger.models import KeyRecord
@@ -143,6 +147,48 @@ Reader = Annotated[Principal, Depends(require(Role.PIPELINE, Role.AUDITOR))]
 Poster = Annotated[Principal, Depends(require(Role.PIPELINE))]
 Auditor = Annotated[Principal, Depends(require(Role.AUDITOR))]
 Admin = Annotated[Principal, Depends(require())]
+
+
+def _known_query(request: Request, _: Reader) -> None:
+    """Refuse a query parameter the route does not declare, naming it (after the token check).
+
+    A misspelled filter (``kind=`` for ``predicate_type=``) would otherwise be ignored,
+    and the answer would silently be the whole log.
+    """
+    route = request.scope.get("route")
+    known = _query_names(getattr(route, "dependant", None))
+    for name in request.query_params:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = _QUERY_HINTS.get(name) or (close[0] if close else None)
+        also = f" Did you mean {hint!r}?" if hint in known else ""
+        takes = ", ".join(known) if known else "no query parameters"
+        raise ApiError(
+            422,
+            f"The query parameter {name!r} is unknown; {request.method} {request.url.path} "
+            f"takes: {takes}.{also}",
+            location="query",
+            field=name,
+        )
+
+
+#: `escrow log` option names, as one might write them on a query string.
+_QUERY_HINTS = {"kind": "predicate_type", "image": "image_id", "diff-id": "diff_id"}
+
+
+def _query_names(dependant: Any) -> list[str]:
+    """The query parameters a route declares, its dependencies' included, in order."""
+    names: list[str] = []
+    stack = [dependant] if dependant is not None else []
+    while stack:
+        d = stack.pop(0)
+        names.extend(str(f.alias) for f in d.query_params if f.alias not in names)
+        stack.extend(d.dependencies)
+    return names
+
+
+KnownQuery = Depends(_known_query)
 
 
 def _ledger(request: Request) -> Ledger:
@@ -317,6 +363,72 @@ KeyPath = Annotated[str, Path(pattern=r"^[0-9a-f]{4,64}$", description="Key ID o
 JobPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Job ID")]
 
 
+_KINDS = {name: uri for uri, name in SCHEMA_NAMES.items()}
+_KIND_DOC = (
+    f"Kind of entry, as `escrow log --kind`: {', '.join(f'`{k}`' for k in _KINDS)}, "
+    "or its predicate type URI"
+)
+_IMAGE_DOC = (
+    "Image ID: `sha256:` (optional) and the 64 hex digits. The server has no Docker Engine "
+    "to resolve a short ID or an image name, so these are refused (422)"
+)
+_SINCE_DOC = (
+    "From this time, inclusive: RFC 3339 (`Z` or an offset; no offset means UTC), "
+    "or a bare date YYYY-MM-DD (its midnight UTC)"
+)
+_UNTIL_DOC = (
+    "Before this time, exclusive: RFC 3339 (`Z` or an offset; no offset means UTC), "
+    "or a bare date YYYY-MM-DD, which includes that whole day (UTC), as `escrow log --until`"
+)
+
+
+def _kind_query(value: str | None) -> str | None:
+    """The predicate type URI of ``predicate_type``: a URI or a short name (`escrow log --kind`)."""
+    if value is None or value in SCHEMA_NAMES:
+        return value
+    if value in _KINDS:
+        return _KINDS[value]
+    raise ApiError(
+        422,
+        f"The query parameter 'predicate_type' is {value!r}, not a kind the ledger holds: "
+        f"give one of {', '.join(_KINDS)}, or its predicate type URI.",
+        location="query",
+        field="predicate_type",
+    )
+
+
+def _image_id_query(value: str | None) -> str | None:
+    """The full ``sha256:`` image ID of ``image_id``, given with or without ``sha256:``."""
+    if value is None:
+        return None
+    full = sha256_id(value)
+    if full is None:
+        raise ApiError(
+            422,
+            f"The query parameter 'image_id' is {value!r}, not a full image ID: give sha256: "
+            "and the 64 hex digits (`escrow log --json` shows them). The server has no "
+            "Docker Engine to resolve a short ID or an image name.",
+            location="query",
+            field="image_id",
+        )
+    return full
+
+
+def _time_query(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
+    """``since``/``until`` as `escrow log` reads them; a bare date's ``end_of_day`` is the
+    next midnight (``until`` is exclusive, so the day is included)."""
+    if text is None:
+        return None
+    try:
+        return parse_time(text, name, end_of_day=end_of_day)
+    except UsageError as e:
+        raise ApiError(422, e.diagnostics(), location="query", field=name) from e
+    except (OverflowError, ValueError) as e:
+        raise ApiError(
+            422, f"The query parameter {name!r} is out of range.", location="query", field=name
+        ) from e
+
+
 def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     v1 = APIRouter(prefix="/v1")
     common = _responses(401, 403, 422)
@@ -369,17 +481,33 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         responses=common,
         tags=["entries"],
         summary="List entries, oldest first, with filters and a cursor",
+        description="The filters of `escrow log`; all given must match. "
+        "An unknown query parameter is refused (422), never ignored.",
+        dependencies=[KnownQuery],
     )
     def list_entries(
         _: Reader,
         ledger: LedgerDep,
         project: Text = None,
-        image_id: Text = None,
-        diff_id: Text = None,
+        image_id: Annotated[
+            str | None, Query(max_length=200, pattern=m.NO_NUL, description=_IMAGE_DOC)
+        ] = None,
+        diff_id: Annotated[
+            str | None,
+            Query(
+                max_length=200, pattern=m.NO_NUL, description="Layer diff ID, `sha256:` optional"
+            ),
+        ] = None,
         signer: Text = None,
-        predicate_type: Text = None,
-        since: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
-        until: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+        predicate_type: Annotated[
+            str | None, Query(max_length=200, pattern=m.NO_NUL, description=_KIND_DOC)
+        ] = None,
+        since: Annotated[
+            str | None, Query(max_length=64, pattern=m.NO_NUL, description=_SINCE_DOC)
+        ] = None,
+        until: Annotated[
+            str | None, Query(max_length=64, pattern=m.NO_NUL, description=_UNTIL_DOC)
+        ] = None,
         after: Annotated[
             int | None, Query(ge=-1, le=m.MAX_INT, description="Cursor: entries after this index")
         ] = None,
@@ -387,12 +515,12 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     ) -> dict[str, Any]:
         entries = ledger.entries(
             project=project,
-            image_id=image_id,
-            diff_id=diff_id,
+            image_id=_image_id_query(image_id),
+            diff_id=(sha256_id(diff_id) or diff_id) if diff_id is not None else None,
             signer=signer,
-            predicate_type=predicate_type,
-            since=_utc_query(since, "since"),
-            until=_utc_query(until, "until"),
+            predicate_type=_kind_query(predicate_type),
+            since=_time_query(since, "since"),
+            until=_time_query(until, "until", end_of_day=True),
             after=after,
             limit=limit,
         )
@@ -419,6 +547,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         responses=_responses(401, 403, 404, 422),
         tags=["proofs"],
         summary="Inclusion proof of an entry (RFC 9162 §2.1.3)",
+        dependencies=[KnownQuery],
     )
     def get_proof(
         index: IndexPath,
@@ -462,6 +591,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         responses=common,
         tags=["proofs"],
         summary="Consistency proof between two tree sizes (RFC 9162 §2.1.4)",
+        dependencies=[KnownQuery],
     )
     def get_consistency(
         _: Reader,
