@@ -229,6 +229,22 @@ def _reason(error: object) -> str:
     return (lines[0] if lines else type(error).__name__).rstrip(" .?!:;")
 
 
+def _unavailable_hint(url: str) -> str:
+    """What to check when the database cannot be opened or used."""
+    path = sqlite_file(url)
+    if not url.startswith("sqlite"):
+        return "Check ESCROW_DB_URL and that the database server is running."
+    if path is None:
+        return "Check ESCROW_DB_URL and that the database file can be read and written."
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        return (
+            f"The folder {folder} is read-only, and SQLite writes its -wal and -shm files "
+            "beside the ledger even to read it: make the folder writable, or work on a copy."
+        )
+    return "Check ESCROW_DB_URL and that the database file can be read and written."
+
+
 @contextmanager
 def db_errors(url: str) -> Iterator[None]:
     """Turn driver failures into :class:`DatabaseUnavailable` (exit 3).
@@ -244,7 +260,7 @@ def db_errors(url: str) -> Iterator[None]:
     except sqlite3.OperationalError as e:  # the ledger's own sqlite3 connections
         raise DatabaseUnavailable(
             f"The ledger database {redacted(url)} is unavailable: {_reason(e)}.",
-            hint="Check ESCROW_DB_URL and that the database file can be written.",
+            hint=_unavailable_hint(url),
         ) from e
     except sqlite3.Error as e:
         raise DatabaseUnavailable(
@@ -257,7 +273,7 @@ def db_errors(url: str) -> Iterator[None]:
         if isinstance(e, exc.OperationalError):
             raise DatabaseUnavailable(
                 f"The ledger database {redacted(url)} is unavailable: {_reason(e.orig)}.",
-                hint="Check ESCROW_DB_URL and that the database server is running.",
+                hint=_unavailable_hint(url),
             ) from e
         if isinstance(e, exc.DBAPIError):
             raise DatabaseUnavailable(
