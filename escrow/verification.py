@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
-from escrow.errors import EscrowError, InputError
+from escrow.errors import CheckFailed, EscrowError, InputError
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger
@@ -178,5 +178,9 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
         )
     found = ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
     if not found:
-        raise InputError(f"No build of image {image_id} is recorded in the ledger.")
+        raise CheckFailed(  # the answer to "is this image recorded?": no (exit 1)
+            f"No build of image {image_id} is recorded in the ledger.",
+            hint="`escrow log --image` lists what is; an image built without escrow has no "
+            "record to verify.",
+        )
     return found[-1]

@@ -292,3 +292,14 @@ def test_verify_of_a_succeeded_build_reports_its_status(
     assert r.exit_code == 0
     assert f"Entry {index} verified." in r.stderr and "failed" not in r.stderr
     assert cli(["verify", str(index), "--json"]).json()["status"] == "succeeded"
+
+
+def test_verify_of_an_image_never_recorded_is_a_failed_check(
+    escrow_home: Path, cli: Any, no_engine: str
+) -> None:
+    """Regression: a CI gate `escrow verify IMAGE` saw exit 2 (bad input) for an image
+    built without escrow; the answer to "is it recorded?" is no: exit 1."""
+    _append(_example())
+    r = cli(["verify", "sha256:" + "ab" * 32])
+    assert r.exit_code == 1, r.stderr
+    assert "No build of image sha256:abab" in r.stderr and "is recorded" in r.stderr
