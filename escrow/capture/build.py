@@ -85,7 +85,8 @@ def _pairs(values: Sequence[str], what: str, option: str) -> tuple[tuple[str, st
     for v in values:
         name, eq, value = v.partition("=")
         if not eq or not name:
-            raise UsageError(f"The {what} {v!r} has no '='.", hint=f"Write {option} NAME=VALUE.")
+            problem = "has no '='" if not eq else "has no name before '='"
+            raise UsageError(f"The {what} {v!r} {problem}.", hint=f"Write {option} NAME=VALUE.")
         out.append((name, value))
     return tuple(out)
 

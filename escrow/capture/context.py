@@ -338,7 +338,8 @@ def _plan(
     root = Path(context_dir)
     if not root.is_dir():
         raise InputError(
-            f"The build context {root} is not a directory.",
+            f"The build context {root} "
+            f"{'is not a directory' if Path(root).exists() else 'does not exist'}.",
             hint="Pass the folder holding the files the Dockerfile uses.",
         )
     root = root.resolve()

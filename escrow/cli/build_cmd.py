@@ -238,7 +238,8 @@ def build(
         check_build_tag(tag)
     if not context.is_dir():
         raise InputError(
-            f"The build context {context} is not a directory.",
+            f"The build context {context} "
+            f"{'is not a directory' if context.exists() else 'does not exist'}.",
             hint="Pass the folder holding the files the Dockerfile uses.",
         )
     request = BuildRequest(

@@ -91,8 +91,9 @@ def test_a_missing_base_image_is_an_error_before_the_build(
     [
         ("no-dockerfile", 2, "There is no Dockerfile at"),
         ("context-is-a-file", 2, "is not a directory"),
-        ("context-missing", 2, "is not a directory"),
+        ("context-missing", 2, "missing does not exist"),
         ("build-arg-without-equals", 2, "has no '='"),
+        ("build-arg-without-name", 2, "The build argument '=v' has no name before '='"),
         ("engine-rejects-dockerfile", 2, "unknown instruction: FROB"),
         ("buildkit-only-dockerfile", 2, "uses BuildKit-only syntax (heredocs)"),
         ("invalid-tag", 2, "The tag 'Bad Tag!' is not a valid image name"),
@@ -124,6 +125,8 @@ def test_errors_are_one_sentence_with_the_right_exit_code(
         args = ["build", str(tmp_path / "missing"), "-t", "t:1"]
     elif case == "build-arg-without-equals":
         args = ["build", str(good), "-t", "t:1", "--build-arg", "NOVALUE"]
+    elif case == "build-arg-without-name":
+        args = ["build", str(good), "-t", "t:1", "--build-arg", "=v"]
     elif case == "engine-rejects-dockerfile":
         bad = write_tree(tmp_path / "bad", {"Dockerfile": f"FROM {BASE_TAG}\nFROB x\n"})
         args = ["build", str(bad), "-t", "t:1"]

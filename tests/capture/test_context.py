@@ -198,7 +198,7 @@ def test_dockerfile_relative_to_the_working_directory(
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("missing-dir", "is not a directory"),
+        ("missing-dir", "does not exist"),
         ("a-file", "is not a directory"),
         ("no-dockerfile", "There is no Dockerfile"),
     ],
