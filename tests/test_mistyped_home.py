@@ -37,3 +37,15 @@ def test_stats_of_an_initialised_home_before_any_deposit(cli: Any, escrow_home: 
     assert r.exit_code == 3 and "There is no deposit store" in r.stderr
     assert "Nothing has been deposited there yet" in r.stderr
     assert not (escrow_home / "deposits").exists()
+
+
+def test_a_failed_write_names_the_file_asked_for_not_the_temporary_one(
+    cli: Any, escrow_home: Path, tmp_path: Path
+) -> None:
+    """Regression: `sign -o /missing/dir/out.jsonl` said `Cannot use
+    /missing/dir/.out.jsonl.4n7ym5u1`, the temporary file escrow writes first."""
+    statement = Path(__file__).parent / "assets" / "build-manifest.example.json"
+    target = tmp_path / "missing" / "out.jsonl"
+    r = cli(["sign", str(statement), "-o", str(target)])
+    assert r.exit_code == 2
+    assert f"Cannot use {target}: No such file or directory." in r.stderr

@@ -142,7 +142,14 @@ _BAD_PATH = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAM
 
 def _os_error(e: OSError) -> str:
     """``Cannot write /x/y: Not a directory.`` and what to do."""
+    import re
+
     where = f" {e.filename}" if e.filename else ""
+    if e.filename:  # escrow's temporary file (``.NAME.XXXXXXXX``): name the file it becomes
+        head, _, name = str(e.filename).rpartition("/")
+        temporary = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}", name)
+        if temporary is not None:
+            where = f" {head}/{temporary.group(1)}" if head else f" {temporary.group(1)}"
     reason = e.strerror or str(e)
     if e.filename and e.errno in (errno.ENOTDIR, errno.EEXIST):
         from pathlib import Path
