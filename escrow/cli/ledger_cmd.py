@@ -223,9 +223,8 @@ def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
     if as_json:
         app.emit_json(report.to_dict())
     else:
-        for p in report.problems[:50]:
-            where = f"entry {p.index}" if p.index is not None else "log"
-            app.out(f"FAIL {p.kind:<20} {where}: {p.message}")
+        for p in report.problems[:50]:  # each message names the entry (or the log part)
+            app.out(f"FAIL {p.kind:<20} {p.message}")
         if report.ok:
             app.out(
                 f"OK: {count(report.entries_checked, 'entry', 'entries')}, "

@@ -114,6 +114,19 @@ def log(
             f"{r['index']:>6}  {r['integrated_at'][:19]}  {r['kind']:<20} "
             f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}".rstrip()
         )
+    last = rows[-1]["index"]
+    if len(rows) == limit and ledger.entries(
+        project=project,
+        image_id=image_id,
+        diff_id=diff_id,
+        signer=signer,
+        predicate_type=next((t for t, n in SCHEMA_NAMES.items() if n == kind), None),
+        since=start,
+        until=end,
+        after=last,
+        limit=1,
+    ):
+        app.say(f"More entries follow: add --after {last} for the next page.")
 
 
 def _image_id(text: str) -> str:

@@ -83,7 +83,9 @@ def _render_verdict(statement: dict[str, Any]) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where layer archives are spooled while compared [default: the temporary folder].",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No build progress on stderr.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress on stderr (warnings and errors still)."
+)
 @json_option
 @pass_app
 def rebuild(
@@ -139,6 +141,7 @@ def rebuild(
             options,
             progress=make_progress(sys.stderr, quiet=quiet),
             say=app.say,
+            quiet=quiet,
         )
     except ContextMismatch as e:
         if as_json:

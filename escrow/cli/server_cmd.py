@@ -161,9 +161,27 @@ def tokens_list(app: App, active: bool, as_json: bool) -> None:
     if not rows:
         app.say("No tokens.")
         return
-    for r in rows:
-        state = "active" if r["active"] else f"revoked {r['revoked_at']}"
-        app.out(f"{r['id']}  {r['role']:<8}  {r['created_at'][:19]}  {state:<28}  {r['name']}")
+    table = [("ID", "ROLE", "STATUS", "CREATED", "REVOKED", "NAME")]
+    table += [
+        (
+            r["id"],
+            r["role"],
+            "active" if r["active"] else "revoked",
+            _second(r["created_at"]),
+            _second(r["revoked_at"]) if r["revoked_at"] else "-",
+            r["name"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        app.out("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _second(time: str) -> str:
+    """An RFC 3339 UTC time to the second (``2026-01-02T03:04:05Z``), as `keys list` shows."""
+    return time[:19] + "Z" if len(time) >= 19 else time
 
 
 @tokens.command("revoke")

@@ -424,8 +424,13 @@ def rebuild_entry(
     progress: Progress | None = None,
     say: Callable[[str], None] | None = None,
     engine: DockerEngine | None = None,
+    quiet: bool = False,
 ) -> RebuildResult:
-    """Rebuild entry ``index``, compare, sign the verdict and append it to the ledger."""
+    """Rebuild entry ``index``, compare, sign the verdict and append it to the ledger.
+
+    ``say`` gets the progress messages (what is being done) and the warnings; with
+    ``quiet`` only the warnings.
+    """
     from escrow.blobs import BlobStore
     from escrow.capture.build import BuildRequest, phoenix_build
     from escrow.capture.engine import DockerEngine
@@ -435,6 +440,7 @@ def rebuild_entry(
     from escrow.times import utc_now
 
     say = say or (lambda _m: None)
+    tell = (lambda _m: None) if quiet else say  # progress: silenced by quiet
     publisher = Publisher.open(settings)  # fail fast on a locked key or a missing ledger
     store = None
     if options.imported or options.context is None:
@@ -458,7 +464,7 @@ def rebuild_entry(
         assert store is not None
         scratch = _scratch_dir(settings.home, settings.home, options.workdir)
         try:
-            prepared = prepare_from_deposit(store, entry, original, engine, scratch, say)
+            prepared = prepare_from_deposit(store, entry, original, engine, scratch, tell)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
@@ -474,7 +480,7 @@ def rebuild_entry(
     try:
         dockerfile = recipe_file(original, context, scratch, deposited_dockerfile)
         check_context(original, context, dockerfile, deposit_blobs or blobs)  # type: ignore[arg-type]
-        say(f"escrow: the context of entry {index} matches the record")
+        tell(f"escrow: the context of entry {index} matches the record")
         started_on = utc_now()
         builder = builder_section(engine.facts(), ci_facts(), builder_id(ci_facts()))
         plan = check_bases(original, engine)
@@ -590,7 +596,7 @@ def rebuild_entry(
                 {"pinning": pinning},
             )
 
-        say("escrow: comparing the rebuilt image with the original")
+        tell("escrow: comparing the rebuilt image with the original")
         a_ids = [str(x["diffId"]) for x in original.get("layers") or []]
         b_ids = [str(x["diffId"]) for x in rebuilt.get("layers") or []]
         want_a, want_b = wanted_layers(a_ids, b_ids)
@@ -610,7 +616,7 @@ def rebuild_entry(
                 from escrow.deposit.rebuild import DepositLayers
 
                 layers = DepositLayers(store, source)
-            comparison = compare_images(original, rebuilt, layers or source, progress=say)
+            comparison = compare_images(original, rebuilt, layers or source, progress=tell)
         result = finish(
             verdict_document(comparison), rebuilt, {"pinning": pinning, "comparison": comparison}
         )
