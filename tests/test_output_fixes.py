@@ -215,3 +215,47 @@ def test_log_says_how_to_get_the_next_page_when_more_entries_exist(
     as_json = cli(["log", "--limit", "3", "--json"])
     assert "--after" not in as_json.stderr
     assert [e["index"] for e in as_json.json()["entries"]] == [0, 1, 2]
+
+
+# --- escrow build: escrow's keys and ledger are never sent to the engine -----------------
+
+
+def test_build_leaves_escrow_home_in_the_context_out_of_what_it_sends_records_and_deposits(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_image: str
+) -> None:
+    """Regression: with ESCROW_HOME inside the build context, `escrow build` sent its
+    private keys and ledger to the engine (a `COPY . /` put them in the image), and
+    recorded and deposited them as inputs."""
+    ctx = tmp_path / "app"
+    ctx.mkdir()
+    home = ctx / ".escrow"
+    monkeypatch.setenv("ESCROW_HOME", str(home))
+    for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_SERVER", "ESCROW_DEPOSIT_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli(["init"]).exit_code == 0
+    (ctx / "app.txt").write_text("the app\n")
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_TAG}\nCOPY . /ctx/\n")
+    tag = f"escrow-test/home-in-context:{uuid.uuid4().hex[:8]}"
+    r = cli(["build", str(ctx), "-t", tag, "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert "left escrow's own folders out of the build context: .escrow/" in r.stderr
+    try:
+        index = r.json()["index"]
+        context = _show(cli, index)["predicate"]["inputs"]["context"]
+        assert context["excluded"] == [".escrow"]
+        assert sorted(f["path"] for f in context["files"]) == ["Dockerfile", "app.txt"]
+        listing = subprocess.run(
+            ["docker", "run", "--rm", tag, "sh", "-c", "find /ctx | sort"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert listing == ["/ctx", "/ctx/Dockerfile", "/ctx/app.txt"]
+        # the deposit made from the folder, and the rebuild, leave the same folders out
+        check = cli(["deposit", "check", str(index), "--verify"])
+        assert check.exit_code == 0, check.stderr + check.stdout
+        redo = cli(["rebuild", str(index), "--context", str(ctx), "-q", "--json", "--rm"])
+        assert redo.exit_code == 0, redo.stderr
+        assert redo.json()["verdict"] in ("identical", "equivalent")
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)

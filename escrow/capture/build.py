@@ -57,6 +57,9 @@ class BuildRequest:
     pull: bool = False
     #: labels set on the image (``docker build --label``), recorded as inputs
     labels: tuple[tuple[str, str], ...] = ()
+    #: folders of the context neither sent nor recorded (escrow's own: its home, its
+    #: deposit store), relative to it; listed in ``inputs.context.excluded``
+    leave_out: tuple[str, ...] = ()
 
 
 @dataclass
@@ -451,7 +454,7 @@ def phoenix_build(
     arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
     label_records = [redactor.build_arg(name, value) for name, value in request.labels]
 
-    stream = ContextStream(request.context, request.dockerfile)
+    stream = ContextStream(request.context, request.dockerfile, request.leave_out)
     root = stream.plan.root
     df = dfparse.parse(stream.dockerfile_bytes.decode("utf-8", errors="replace"), args)
     if request.target is not None:

@@ -25,7 +25,7 @@ import stat
 import sys
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -186,6 +186,8 @@ class ContextArchive:
     dockerfile_path: str | None
     dockerfile_bytes: bytes | None
     dockerignore: list[str] | None = None
+    #: escrow's own folders inside the context, left out (paths relative to it)
+    left_out: tuple[str, ...] = ()
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -225,6 +227,8 @@ class ContextArchive:
         doc["totalSize"] = self.total_size
         if self.dockerignore is not None:
             doc["dockerignore"] = list(self.dockerignore)
+        if self.left_out:
+            doc["excluded"] = list(self.left_out)
         if len(self.files) > inline_limit and blobs is not None:
             data = file_list_bytes(self.files)
             digest = blobs.put(data)
@@ -326,6 +330,42 @@ class _Plan:
     shown: str | None
     df_bytes: bytes | None
     exclude: list[str] | None
+    left_out: tuple[str, ...] = ()
+
+
+def _under(name: str, folders: Sequence[str]) -> bool:
+    return any(name == f or name.startswith(f + "/") for f in folders)
+
+
+def escrow_folders(home: Path, deposit_store: str | None = None) -> list[Path]:
+    """escrow's own folders: ``ESCROW_HOME`` and the deposit store when it is a folder."""
+    from escrow.deposit.store import store_location
+    from escrow.errors import EscrowError
+
+    folders = [Path(home)]
+    try:
+        location = store_location(Path(home), deposit_store)
+    except EscrowError:  # an unreadable config.json: no deposit store is used here
+        location = ""
+    if location and "://" not in location:
+        folders.append(Path(location).expanduser())
+    return folders
+
+
+def folders_inside(context: str | os.PathLike[str], folders: Sequence[Path]) -> tuple[str, ...]:
+    """The ``folders`` that lie inside ``context`` (not the context itself), relative to
+    it and ``/``-separated as in the recorded file list, sorted; one inside another of
+    them is not listed again.  What :func:`make_context` is told to leave out."""
+    root = Path(context).resolve()
+    out: set[str] = set()
+    for folder in folders:
+        try:
+            rel = (Path.cwd() / folder).resolve().relative_to(root)
+        except ValueError:
+            continue
+        if rel.parts:
+            out.add(rel.as_posix())
+    return tuple(sorted(p for p in out if not _under(p, [q for q in out if q != p])))
 
 
 def _plan(
@@ -333,8 +373,11 @@ def _plan(
     dockerfile: str | os.PathLike[str] | None,
     require_dockerfile: bool,
     embed_dockerfile: bool,
+    leave_out: Sequence[str] = (),
 ) -> _Plan:
-    """What goes in the archive: the Dockerfile and the paths the SDK selects."""
+    """What goes in the archive: the Dockerfile and the paths the SDK selects, less
+    ``leave_out`` (escrow's own folders: its keys and ledger must never be sent,
+    hashed or deposited as inputs of a build)."""
     root = Path(context_dir)
     if not root.is_dir():
         raise InputError(
@@ -370,8 +413,9 @@ def _plan(
         names = _walk(root, exclude or [], rel)
     except OSError as e:
         raise InputError(f"Cannot read the build context {root}: {e}.") from e
-
-    return _Plan(root, names, extra, rel, shown, df_bytes, exclude)
+    if leave_out:
+        names = [n for n in names if not _under(n.replace(os.sep, "/"), leave_out)]
+    return _Plan(root, names, extra, rel, shown, df_bytes, exclude, tuple(leave_out))
 
 
 def make_context(
@@ -382,18 +426,20 @@ def make_context(
     embed_dockerfile: bool = True,
     keep_archive: bool = True,
     spool_dir: str | None = None,
+    leave_out: Sequence[str] = (),
 ) -> ContextArchive:
     """Build the context archive once, hashing every entry and the archive.
 
     With ``require_dockerfile=False`` (``escrow capture``/``record``) a context
     without a Dockerfile is fine; with ``embed_dockerfile=False`` a ``-f`` file
     outside the context is hashed as the recipe but not put in the archive;
-    with ``keep_archive=False`` the archive is hashed but not kept.
+    with ``keep_archive=False`` the archive is hashed but not kept.  ``leave_out``:
+    paths (folders) relative to the context that are left out, and recorded as such.
 
     Raises :class:`InputError` when the context is not a directory or the
     Dockerfile is missing.
     """
-    plan = _plan(context_dir, dockerfile, require_dockerfile, embed_dockerfile)
+    plan = _plan(context_dir, dockerfile, require_dockerfile, embed_dockerfile, leave_out)
     root, names, extra = plan.root, plan.names, plan.extra
     rel, shown, df_bytes, exclude = plan.rel, plan.shown, plan.df_bytes, plan.exclude
     if not keep_archive:
@@ -410,6 +456,7 @@ def make_context(
             dockerfile_path=shown,
             dockerfile_bytes=df_bytes,
             dockerignore=exclude,
+            left_out=plan.left_out,
         )
     # in memory up to SPOOL_IN_MEMORY, then a temporary file
     import tempfile
@@ -440,6 +487,7 @@ def make_context(
         dockerfile_path=shown,
         dockerfile_bytes=df_bytes,
         dockerignore=exclude,
+        left_out=plan.left_out,
     )
 
 
@@ -663,9 +711,12 @@ class ContextStream:
     """
 
     def __init__(
-        self, context_dir: str | os.PathLike[str], dockerfile: str | os.PathLike[str] | None
+        self,
+        context_dir: str | os.PathLike[str],
+        dockerfile: str | os.PathLike[str] | None,
+        leave_out: Sequence[str] = (),
     ) -> None:
-        self.plan = _plan(context_dir, dockerfile, True, True)
+        self.plan = _plan(context_dir, dockerfile, True, True, leave_out)
         assert self.plan.df_bytes is not None and self.plan.rel is not None
         self.dockerfile_bytes: bytes = self.plan.df_bytes
         self.dockerfile_in_archive: str = self.plan.rel
@@ -692,6 +743,7 @@ class ContextStream:
                 dockerfile_path=p.shown,
                 dockerfile_bytes=p.df_bytes,
                 dockerignore=p.exclude,
+                left_out=p.left_out,
             )
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             sink.abort()

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from escrow.blobs import BlobStore
 from escrow.capture.build import default_project
 from escrow.capture.capture import image_not_found
-from escrow.capture.context import ContextArchive, _plan, _write_archive, tree_digest
+from escrow.capture.context import ContextArchive, escrow_folders, folders_inside, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
     LOG_TAIL_LINES,
@@ -50,62 +50,17 @@ class RecordOutcome:
     status: str
 
 
-def _snapshot(context: Path, excluded: list[str]) -> ContextArchive:
-    """The context's file list and tree digest, as ``make_context`` (without keeping an
-    archive) makes them, but without the paths ``excluded`` (escrow's own folders):
-    those are neither read nor hashed."""
-    plan = _plan(context, None, require_dockerfile=False, embed_dockerfile=False)
-    names = [n for n in plan.names if not _under(n, excluded)]
-    files = _write_archive(plan.root, names, plan.extra, None)
-    files.sort(key=lambda f: str(f["path"]))
-    return ContextArchive(
-        root=plan.root,
-        archive=None,
-        archive_sha256=None,
-        archive_size=None,
-        files=files,
-        tree_digest=tree_digest(files),
-        dockerfile_in_archive=plan.rel,
-        dockerfile_path=plan.shown,
-        dockerfile_bytes=plan.df_bytes,
-        dockerignore=plan.exclude,
+def _snapshot(context: Path, excluded: Sequence[str]) -> ContextArchive:
+    """The context's file list and tree digest (no archive kept), without the paths
+    ``excluded`` (escrow's own folders): those are neither read nor hashed."""
+    return make_context(
+        context,
+        None,
+        require_dockerfile=False,
+        embed_dockerfile=False,
+        keep_archive=False,
+        leave_out=excluded,
     )
-
-
-def _under(name: str, folders: list[str]) -> bool:
-    return any(name == f or name.startswith(f + "/") for f in folders)
-
-
-def escrow_folders(blobs: BlobStore) -> list[Path]:
-    """escrow's own folders: ESCROW_HOME (where ``blobs`` lives) and the deposit store
-    when it is a folder."""
-    from escrow.deposit.store import store_location
-
-    home = blobs.root.parent
-    folders = [home]
-    try:
-        location = store_location(home)
-    except EscrowError:  # an unreadable config.json: the deposit store is not used here
-        location = ""
-    if location and "://" not in location:
-        folders.append(Path(location).expanduser())
-    return folders
-
-
-def excluded_paths(context: Path, folders: list[Path]) -> list[str]:
-    """The ``folders`` that lie inside ``context`` (not the context itself), as paths
-    relative to it (``/``-separated, as in the recorded file list), sorted; a folder
-    inside another of them is not listed again."""
-    root = context.resolve()
-    out: set[str] = set()
-    for folder in folders:
-        try:
-            rel = (Path.cwd() / folder).resolve().relative_to(root)
-        except ValueError:
-            continue
-        if rel.parts:
-            out.add(rel.as_posix())
-    return sorted(p for p in out if not _under(p, [q for q in out if q != p]))
 
 
 def changed_paths(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
@@ -186,7 +141,8 @@ def record_command(
     _learn_argv(argv, redactor)
     context = context or Path.cwd()
     engine_facts = engine.facts() if engine is not None else None
-    excluded = excluded_paths(context, escrow_folders(blobs) if exclude is None else exclude)
+    folders = escrow_folders(blobs.root.parent) if exclude is None else exclude
+    excluded = folders_inside(context, folders)
     if excluded and echo is not None:
         echo.write(
             "escrow: left escrow's own folders out of the recorded context: "
@@ -196,8 +152,6 @@ def record_command(
     started_on = utc_now()
     with _snapshot(context, excluded) as before:
         context_doc = before.to_manifest(blobs)
-        if excluded:
-            context_doc["excluded"] = excluded
         before_files = before.files
         before_digest = before.tree_digest
     source = git_source(Path(context))

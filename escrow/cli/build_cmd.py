@@ -227,6 +227,7 @@ def build(
     """
     from escrow.blobs import BlobStore
     from escrow.capture.build import BuildRequest, parse_build_args, parse_labels, phoenix_build
+    from escrow.capture.context import escrow_folders, folders_inside
     from escrow.capture.engine import DockerEngine
     from escrow.capture.progress import make_progress
 
@@ -252,7 +253,13 @@ def build(
         project=project,
         pull=pull,
         labels=image_labels,
+        leave_out=folders_inside(context, escrow_folders(app.settings.home, deposit_store)),
     )
+    if request.leave_out and not quiet:
+        app.say(
+            "escrow: left escrow's own folders out of the build context: "
+            + ", ".join(f"{p}/" for p in request.leave_out)
+        )
     store = None
     if not no_deposit and not app.settings.server:
         from escrow.deposit.store import check_store, open_store
@@ -274,7 +281,7 @@ def build(
             from escrow.deposit.ahead import ContextAhead, SaveAhead
 
             # while the engine builds: the context stored, the layers saved
-            context_ahead = ContextAhead(store, context, dockerfile)
+            context_ahead = ContextAhead(store, context, dockerfile, request.leave_out)
             ahead = SaveAhead(engine, store)
 
             def config_of(image_id: str) -> dict[str, Any]:

@@ -90,11 +90,16 @@ class ContextAhead:
     """
 
     def __init__(
-        self, store: DepositStore, context_dir: Path, dockerfile: Path | None = None
+        self,
+        store: DepositStore,
+        context_dir: Path,
+        dockerfile: Path | None = None,
+        leave_out: tuple[str, ...] = (),
     ) -> None:
         self._store = store
         self._context_dir = context_dir
         self._dockerfile = dockerfile
+        self._leave_out = leave_out  # escrow's own folders, as the build left them out
         self._thread: threading.Thread | None = None
         self._result: StoredContext | None = None
 
@@ -112,7 +117,11 @@ class ContextAhead:
 
         try:
             ctx = make_context(
-                self._context_dir, self._dockerfile, require_dockerfile=True, embed_dockerfile=True
+                self._context_dir,
+                self._dockerfile,
+                require_dockerfile=True,
+                embed_dockerfile=True,
+                leave_out=self._leave_out,
             )
             try:
                 known = {str(f["path"]): str(f["sha256"]) for f in ctx.files if f.get("sha256")}

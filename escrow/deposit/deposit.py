@@ -221,7 +221,11 @@ def _archive_from_dir(
     if dockerfile is None and str(recipe.get("path", "")).startswith("/"):
         dockerfile = Path(str(recipe["path"]))
     ctx = make_context(
-        context_dir, dockerfile, require_dockerfile=bool(recipe), embed_dockerfile=True
+        context_dir,
+        dockerfile,
+        require_dockerfile=bool(recipe),
+        embed_dockerfile=True,
+        leave_out=tuple((needs.context or {}).get("excluded") or ()),  # as the build did
     )
     recorded = (needs.context or {}).get("treeDigest")
     if ctx.tree_digest != recorded:

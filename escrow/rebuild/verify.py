@@ -169,7 +169,8 @@ def check_context(
             changes={"changed": [], "missing": [rel], "extra": []},
             hint="Pass the context the build used (--context DIR).",
         )
-    with make_context(context, dockerfile) as ctx:
+    left_out = tuple(recorded.get("excluded") or ())  # escrow's folders, as the build did
+    with make_context(context, dockerfile, leave_out=left_out) as ctx:
         digest, files = ctx.tree_digest, ctx.files
     if digest == recorded.get("treeDigest"):
         return digest
@@ -548,6 +549,7 @@ def rebuild_entry(
             target=inputs.get("target"),
             platform=inputs.get("platform"),
             project=str(original["build"]["project"]),
+            leave_out=tuple(inputs.get("context", {}).get("excluded") or ()),
         )
         try:
             outcome = phoenix_build(request, engine=engine, blobs=blobs, progress=progress)
