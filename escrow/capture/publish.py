@@ -32,9 +32,42 @@ def _parse_key(settings: Settings, data: bytes) -> SigningKey:
     return SigningKey.parse(data, settings.key_path, settings.passphrase)
 
 
+def suggested_key_name() -> str:
+    """The name this machine's build key is registered with on a server: ``<host>-build``."""
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname().split(".")[0]).strip("-._")
+    return f"{host[:58]}-build" if host else "pipeline-build"
+
+
+def _unregistered_hint(settings: Settings) -> str:
+    """What to do about a signing key the ledger does not know."""
+    if not settings.server:
+        return (
+            "Register it (`escrow init` does for the build key), or set ESCROW_KEY to a "
+            "registered key."
+        )
+    import shlex
+
+    private = settings.key_path
+    pub = private.with_name(private.name.replace(".key.pem", "") + ".pub.pem")
+    if not pub.is_file():
+        return (
+            f"Register its public key with {settings.server}: on a machine with an admin "
+            f"token, `escrow keys add PUBLIC_KEY --name {suggested_key_name()}` "
+            f"(`openssl pkey -in {shlex.quote(str(private))} -pubout` prints it)."
+        )
+    return (
+        f"Register it with {settings.server}: on a machine with an admin token, with a copy "
+        f"of {pub}, run `escrow keys add {shlex.quote(str(pub))} --name {suggested_key_name()}`."
+    )
+
+
 def _check_signer(
     key: concurrent.futures.Future[SigningKey],
     ledger: concurrent.futures.Future[Ledger | RemoteLedger],
+    settings: Settings,
 ) -> None:
     """The signing key may sign now: registered in the ledger, neither revoked nor retired.
 
@@ -48,15 +81,17 @@ def _check_signer(
         raise KeyLocked(
             f"The signing key {signing.keyid[:16]}… is not registered in the ledger, so "
             "nothing it signs can be recorded.",
-            hint="Register it (`escrow init` does for the build key), or set ESCROW_KEY to a "
-            "registered key.",
+            hint=_unregistered_hint(settings),
         )
     name, status = found
     if status != "active":
         raise KeyLocked(
             f"The signing key {signing.keyid[:16]}… ({name}) is {status} in the ledger "
             "and may not sign new entries.",
-            hint=f"Replace it with `escrow keys rotate --name {name}`, then build again.",
+            # `--name build` is the configured key (ESCROW_KEY), whatever its name in the ledger
+            hint="Replace it with `escrow keys rotate --name build`"
+            + (" (with an admin token)" if settings.server else "")
+            + ", then build again.",
         )
 
 
@@ -102,7 +137,7 @@ class Publisher:
             )
             self._key = self._pool.submit(_parse_key, self.settings, self._key_pem)
             self._ledger = self._pool.submit(_open_ledger, self.settings)
-            self._signer = self._pool.submit(_check_signer, self._key, self._ledger)
+            self._signer = self._pool.submit(_check_signer, self._key, self._ledger, self.settings)
 
     def check(self) -> None:
         """Raise the signing key's error once it is known (cheap; call it while building):

@@ -1,12 +1,70 @@
-"""``escrow init``: create ESCROW_HOME, the ledger and the signing keys."""
+"""``escrow init``: set this machine up.
+
+Locally: ``ESCROW_HOME``, the ledger (SQLite unless ``ESCROW_DB_URL`` names
+another), the build-signing key and the log key, and the build key registered in
+the ledger.
+
+With a server configured (``ESCROW_SERVER``): the build key only — no local
+ledger, no log key.  The server's log key is shown (pinned on first contact as by
+every command that talks to the server), and the build key is registered with
+the server when the token may (an admin token); otherwise the message says how to
+register it from a machine that has one (``escrow keys add``).
+
+A failed ``init`` leaves nothing behind: what this run created is removed.
+"""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+from typing import Any
+
 import click
 
+from escrow.capture.publish import suggested_key_name
 from escrow.cli.app import App, json_option, pass_app
-from escrow.config import redact_url
+from escrow.config import Settings, redact_url
+from escrow.errors import KeyLocked
 from escrow.signing.keys import KeyType, SigningKey
+
+
+class _Undo:
+    """The files and folders a run is about to create, to remove them if it fails.
+
+    Give every path the run may create before it creates any: those that do not
+    exist yet (and their missing parent folders) are removed by :meth:`undo`;
+    folders only when empty, so nothing anyone else put there is lost.
+    """
+
+    def __init__(self, *paths: Path) -> None:
+        self.new: list[Path] = []
+        for path in paths:
+            for p in (path, *path.parents):
+                if p.exists() or p.is_symlink():
+                    break
+                if p not in self.new:
+                    self.new.append(p)
+
+    def undo(self) -> None:
+        for p in sorted(self.new, key=lambda p: len(p.parts), reverse=True):
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    p.rmdir()
+                else:
+                    p.unlink(missing_ok=True)
+            except OSError:
+                pass  # not empty (someone else's files), or gone: leave it
+
+
+def _pub(private: Path) -> Path:
+    return private.with_name(private.name.replace(".key.pem", "") + ".pub.pem")
+
+
+def _build_key(s: Settings, key_type: str, created: list[str]) -> SigningKey:
+    if not s.key_path.exists():
+        SigningKey.generate(KeyType(key_type)).save(s.key_path, s.passphrase)
+        created.append(str(s.key_path))
+    return SigningKey.load(s.key_path, s.passphrase)
 
 
 @click.command()
@@ -22,35 +80,131 @@ from escrow.signing.keys import KeyType, SigningKey
 def init(app: App, key_type: str, as_json: bool) -> None:
     """Create ESCROW_HOME, a SQLite ledger and the signing keys.
 
-    Idempotent: an existing key is never overwritten, an existing ledger is kept.
+    With a server configured (ESCROW_SERVER), only the build key: it is registered
+    with the server when ESCROW_TOKEN is an admin token, and otherwise the command
+    to register it is printed.  Idempotent: an existing key is never overwritten,
+    an existing ledger is kept; a failed init leaves nothing behind.
     """
+    result = _init_server(app, key_type) if app.settings.server else _init_local(app, key_type)
+    if as_json:
+        app.emit_json(result)
+    else:
+        app.out(f"escrow home: {result['home']}")
+        if result["server"]:
+            app.out(f"server:      {result['server']}")
+        app.out(f"build key:   {result['build_key']}")
+        app.out(f"log key:     {result['log_verifier_key']}")
+    if result["server"]:
+        where = f"{result['server']} as {result['key_name']!r}"
+        if result["registered_now"]:
+            app.say(f"Registered the build key with {where}.")
+        elif result["registered"]:
+            app.say(f"The build key is registered with {where}.")
+        else:
+            app.say(_register_elsewhere(app.settings, result["build_key"]))
+    if not result["created"] and result["registered"]:
+        app.say("Already initialised; nothing was overwritten.")
+
+
+def _register_elsewhere(s: Settings, keyid: str) -> str:
+    pub = _pub(s.key_path)
+    command = f"escrow keys add {shlex.quote(str(pub))} --name {suggested_key_name()}"
+    return (
+        f"The build key {keyid[:16]}… is not registered with {s.server}, and ESCROW_TOKEN "
+        f"may not register keys: on a machine with an admin token, with a copy of {pub}, "
+        f"run `{command}`; then `escrow build` works here."
+    )
+
+
+def _init_local(app: App, key_type: str) -> dict[str, Any]:
+    from escrow.ledger.store import sqlite_file
+
     s = app.settings
-    s.home.mkdir(parents=True, exist_ok=True)
+    db_file = sqlite_file(s.db_url)
+    db_files = [Path(db_file + sfx) for sfx in ("", "-wal", "-shm", "-journal")] if db_file else []
+    undo = _Undo(
+        s.home, s.log_key_path, _pub(s.log_key_path), s.key_path, _pub(s.key_path), *db_files
+    )
+    # Once a ledger other than a SQLite file this run made has been opened, it is
+    # bound to the log key: that key must then stay, even if a later step fails.
+    bound = False
     created: list[str] = []
-    if not s.log_key_path.exists():
-        SigningKey.generate(KeyType.ED25519).save(s.log_key_path, s.passphrase)
-        created.append(str(s.log_key_path))
-    if not s.key_path.exists():
-        SigningKey.generate(KeyType(key_type)).save(s.key_path, s.passphrase)
-        created.append(str(s.key_path))
-    build_key = SigningKey.load(s.key_path, s.passphrase)
-    with app.local_ledger(create=True) as ledger:
-        ledger.register_key(build_key.public, "build")
-        verifier_key = ledger.verifier_key()
-        size = ledger.size()
-    result = {
+    try:
+        s.home.mkdir(parents=True, exist_ok=True)
+        if not s.log_key_path.exists():
+            SigningKey.generate(KeyType.ED25519).save(s.log_key_path, s.passphrase)
+            created.append(str(s.log_key_path))
+        build_key = _build_key(s, key_type, created)
+        with app.local_ledger(create=True) as ledger:
+            bound = not db_files or db_files[0] not in undo.new
+            now = ledger.key_status(build_key.keyid) is None
+            ledger.register_key(build_key.public, "build")
+            found = ledger.key_status(build_key.keyid)
+            verifier_key = ledger.verifier_key()
+            size = ledger.size()
+    except BaseException:
+        if not bound:
+            undo.undo()
+        raise
+    return {
         "home": str(s.home),
         "db_url": redact_url(s.db_url),
+        "server": None,
         "build_key": build_key.keyid,
+        "public_key_path": str(_pub(s.key_path)),
+        "registered": True,
+        "registered_now": now,
+        "key_name": found[0] if found else "build",
         "log_verifier_key": verifier_key,
         "created": created,
         "size": size,
     }
-    if as_json:
-        app.emit_json(result)
-        return
-    app.out(f"escrow home: {s.home}")
-    app.out(f"build key:   {build_key.keyid}")
-    app.out(f"log key:     {result['log_verifier_key']}")
-    if not created:
-        app.say("Already initialised; nothing was overwritten.")
+
+
+def _init_server(app: App, key_type: str) -> dict[str, Any]:
+    from escrow.server.client import RemoteLedger, ServerAuthError
+
+    s = app.settings
+    remote = RemoteLedger.open(s)
+    undo = _Undo(s.home, s.key_path, _pub(s.key_path), remote.state_path)
+    created: list[str] = []
+    try:
+        with remote:
+            size = remote.size()  # a verified checkpoint: the token reads, the log key pins
+            verifier_key = remote.verifier_key()
+            s.home.mkdir(parents=True, exist_ok=True)
+            build_key = _build_key(s, key_type, created)
+            found = remote.key_status(build_key.keyid)
+            if found is not None and found[1] != "active":
+                raise KeyLocked(
+                    f"The build key {build_key.keyid[:16]}… ({found[0]}) is {found[1]} on "
+                    f"{s.server} and may not sign new entries.",
+                    hint=f"Replace it with `escrow keys rotate --name build` (an admin token "
+                    f"in ESCROW_TOKEN), or move {s.key_path} aside and run `escrow init` again.",
+                )
+            registered, now = found is not None, False
+            name = found[0] if found is not None else None
+            if not registered:
+                try:
+                    remote.register_key(build_key.public, suggested_key_name())
+                    registered = now = True
+                    name = suggested_key_name()
+                except ServerAuthError:  # the token reads (checked above) but is no admin
+                    pass
+                size = remote.size()
+    except BaseException:
+        undo.undo()
+        raise
+    return {
+        "home": str(s.home),
+        "db_url": None,
+        "server": s.server,
+        "build_key": build_key.keyid,
+        "public_key_path": str(_pub(s.key_path)),
+        "registered": registered,
+        "registered_now": now,
+        "key_name": name,
+        "log_verifier_key": verifier_key,
+        "created": created,
+        "size": size,
+    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 import tempfile
 from datetime import UTC, datetime, time
@@ -24,7 +25,7 @@ from typing import Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import InputError, UsageError
+from escrow.errors import InputError, KeyLocked, UsageError
 from escrow.signing.keys import KeyType, PublicKey, SigningKey
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -77,9 +78,34 @@ def ask_passphrase(what: str, *, confirm: bool) -> str | None:
 
 
 def _passphrase(app: App, prompt: bool, *, confirm: bool) -> str | None:
+    """The passphrase of the key: typed at the prompt (never empty), else ESCROW_KEY_PASSPHRASE."""
     if prompt:
-        return ask_passphrase("the key", confirm=confirm)
+        typed = ask_passphrase("the key", confirm=confirm)
+        if not typed:
+            raise UsageError(
+                "The passphrase typed at the prompt is empty; nothing was written.",
+                hint="Type a passphrase, or leave out --passphrase-prompt (and "
+                "ESCROW_KEY_PASSPHRASE) for an unencrypted key.",
+            )
+        return typed
     return app.settings.passphrase
+
+
+def _load(path: Path, passphrase: str | None, *, prompted: bool) -> SigningKey:
+    """The private key at ``path``; a wrong passphrase names where it came from."""
+    try:
+        return SigningKey.load(path, passphrase)
+    except KeyLocked as e:
+        if prompted and e.hint and "ESCROW_KEY_PASSPHRASE" in e.hint:
+            raise KeyLocked(
+                e.message, hint="Run the command again and type the key's passphrase."
+            ) from e
+        raise
+
+
+def _is_log_key(app: App, path: Path) -> bool:
+    """Whether ``path`` is the ledger's log key (it signs checkpoints and key events)."""
+    return path.absolute() == app.settings.log_key_path.absolute()
 
 
 def _write_new(path: Path, data: bytes, mode: int = 0o600) -> Path:
@@ -156,7 +182,9 @@ def generate(
     if path.exists():
         raise InputError(
             f"A key named {name!r} already exists ({path}); nothing was overwritten.",
-            hint=f"Choose another --name, or replace it with `escrow keys rotate --name {name}`.",
+            hint="Choose another --name (the log key cannot be replaced)."
+            if _is_log_key(app, path)
+            else f"Choose another --name, or replace it with `escrow keys rotate --name {name}`.",
         )
     passphrase = _passphrase(app, passphrase_prompt, confirm=True)
     ledger = app.ledger()
@@ -271,7 +299,7 @@ def list_(app: App, as_json: bool) -> None:
             f"{_rfc3339(ended.replace(microsecond=0)) if ended else '-'}"
             f"{' (' + rec.reason + ')' if rec.reason else ''}{mark}"
         )
-    if build_id:
+    if any(r["build_key"] for r in rows):
         app.say("* the configured build key")
 
 
@@ -405,11 +433,30 @@ def rotate(
     change; the old key is kept as <name>-<keyid8>.key.pem.
     """
     path = key_path(app, name)
+    if _is_log_key(app, path):
+        raise UsageError(
+            f"The log key {path} cannot be rotated: the ledger is bound to it (it signs "
+            "every checkpoint and key event), and `escrow keys rotate` replaces signing keys."
+        )
+    if name != "build" and not path.exists():  # a missing build key: `escrow init`
+        raise UsageError(
+            f"No key named {name!r} exists under {app.settings.keys_dir} (no {path.name}).",
+            hint="`escrow keys list` shows the registered keys and where their files are.",
+        )
     when = _retire_from(effective)
     passphrase = _passphrase(app, passphrase_prompt, confirm=False)
-    old = SigningKey.load(path, passphrase)
+    old = _load(path, passphrase, prompted=passphrase_prompt)
     ledger = app.ledger()
-    rec = ledger.key(old.keyid)  # InputError when the key was never registered
+    if ledger.key_status(old.keyid) is None:
+        pub = pub_path(path)
+        raise InputError(
+            f"The key {name!r} ({old.keyid[:16]}…) is not registered in the ledger, so "
+            "there is nothing to rotate.",
+            hint=f"Register it with `escrow keys add {shlex.quote(str(pub))} --name {name}`."
+            if pub.is_file()
+            else "Register its public key with `escrow keys add`.",
+        )
+    rec = ledger.key(old.keyid)
     new = SigningKey.generate(KeyType(key_type) if key_type else old.type)
     archived = path.with_name(f"{path.name.removesuffix('.key.pem')}-{old.keyid[:8]}.key.pem")
     if archived.exists():

@@ -218,7 +218,7 @@ def test_rotate_a_revoked_key(cli: Any, escrow_home: Path) -> None:
         (["--from", "2001-01-01"], 2, "in the past"),
         (["--from", "next tuesday"], 2, "is not a date"),
         (["--from", "2999-01-01T00:00:00"], 2, "has no time zone"),
-        (["--name", "nosuch"], 3, "does not exist"),
+        (["--name", "nosuch"], 2, "No key named 'nosuch'"),
     ],
     ids=["past", "not-a-date", "no-zone", "no-such-key"],
 )
