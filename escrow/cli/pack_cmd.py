@@ -209,7 +209,7 @@ def verify(app: App, pdf: Path, trust: Path | None, as_json: bool) -> None:
         app.emit_json(report.to_json())
     else:
         for check in report.checks:
-            mark = "ok  " if check.ok else "FAIL"
+            mark = "skip" if check.skipped else "ok  " if check.ok else "FAIL"
             app.say(f"{mark} {check.name}: {check.detail}")
     if not report.ok:
         failed = report.first_failure

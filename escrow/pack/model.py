@@ -9,7 +9,9 @@ untrusted: the templates autoescape all of it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from enum import StrEnum
 
 
@@ -184,6 +186,29 @@ class SummaryView:
     anomalies: tuple[Anomaly, ...]
 
 
+def _midnight(when: str) -> date | None:
+    """The date of an RFC 3339 UTC time that is exactly midnight, else None."""
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})T00:00:00(?:\.0+)?Z", when)
+    if m is None:
+        return None
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+
+
+def _day_of_midnight(when: str) -> str:
+    day = _midnight(when)
+    return day.isoformat() if day else ""
+
+
+def _day_before_midnight(when: str) -> str:
+    day = _midnight(when)
+    if day is None or day == date.min:
+        return ""
+    return (day - timedelta(days=1)).isoformat()
+
+
 @dataclass(frozen=True)
 class ScopeView:
     projects: tuple[str, ...]
@@ -193,10 +218,26 @@ class ScopeView:
     requested_entries: str
 
     def describe(self) -> str:
+        """The scope in the user's terms, for the cover.
+
+        ``since`` is inclusive and ``until`` exclusive (both RFC 3339, as the pack
+        statement stores them).  A midnight is shown as a date: ``since`` as that
+        day, ``until`` as the day before it, "inclusive" (``--until 2026-12-31``
+        is stored as ``2027-01-01T00:00:00Z``); any other ``until`` is shown as
+        the exclusive time it is.
+        """
         parts = []
         parts.append("projects " + ", ".join(self.projects) if self.projects else "all projects")
         if self.since or self.until:
-            parts.append(f"from {self.since or 'the start'} to {self.until or 'now'}")
+            start = _day_of_midnight(self.since) or self.since or "the start"
+            last_day = _day_before_midnight(self.until)
+            if last_day:
+                end = f"to {last_day} (inclusive)"
+            elif self.until:
+                end = f"until {self.until} (exclusive)"
+            else:
+                end = "to now"
+            parts.append(f"from {start} {end}")
         if self.requested_entries:
             parts.append(f"entries {self.requested_entries}")
         return "; ".join(parts)

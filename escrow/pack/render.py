@@ -33,10 +33,19 @@ from markupsafe import Markup
 from escrow._resources import data_dir
 from escrow.errors import EscrowError, InputError
 from escrow.pack.model import PackView
+from escrow.text import count
 
 TEMPLATE = "pack.html.j2"
 SOFT_HYPHEN = "\u00ad"
 _DIGEST = re.compile(r"^(?:(sha256|sha512|sha384):)?([0-9a-f]{32,128})$")
+_HEX_RUN = re.compile(
+    r"(?<![0-9A-Za-z])(?:(sha256|sha512|sha384):)?([0-9a-f]{32,128})(?![0-9A-Za-z])"
+)
+# A run of separators after a letter or digit and before a letter: a line may break
+# after it (``org.|opencontainers``, ``host:5000/|team/|app``), but not inside ``</``
+# nor inside a number (an address, a port, a version, a date: ``127.0.0.1:5000``).
+_BREAK_AFTER = re.compile(r"[0-9A-Za-z][./:@\-_]+(?=[A-Za-z])")
+_ALGORITHMS = ("sha256:", "sha384:", "sha512:")
 _ALLOWED_SUFFIXES = {".css", ".woff", ".woff2", ".ttf", ".otf", ".png", ".svg"}
 _render_lock = threading.Lock()
 
@@ -52,22 +61,65 @@ class FetchRefused(ValueError):
 # -- Jinja2 -----------------------------------------------------------------------
 
 
+def _hex_groups(algo: str | None, hexpart: str) -> str:
+    """``algo:hex`` with a soft hyphen every 8 hex characters (plain text, not escaped)."""
+    groups = [hexpart[i : i + 8] for i in range(0, len(hexpart), 8)]
+    return (f"{algo}:" if algo else "") + SOFT_HYPHEN.join(groups)
+
+
 def digest_markup(value: Any) -> Markup:
     """A digest in monospace, with break opportunities every 8 hex characters.
 
     The breaks are soft hyphens: invisible unless the line breaks there, when
     WeasyPrint draws "-" — which ``pdftotext`` removes when it joins the two
-    lines, so the full digest stays findable in the PDF's text.
+    lines, so the full digest stays findable in the PDF's text.  Anything else
+    (a repo digest ``host:port/name@sha256:…``) gets the break points of
+    :func:`breakable`, so it wraps inside its cell too.
     """
     text = "" if value is None else str(value)
     m = _DIGEST.match(text)
     if not m:
-        return Markup('<span class="dg">{}</span>').format(text)
-    algo, hexpart = m.group(1), m.group(2)
-    groups = [hexpart[i : i + 8] for i in range(0, len(hexpart), 8)]
-    body = SOFT_HYPHEN.join(groups)
-    prefix = f"{algo}:" if algo else ""
-    return Markup('<span class="dg">{}{}</span>').format(prefix, body)
+        return Markup('<span class="dg">{}</span>').format(breakable(text))
+    return Markup('<span class="dg">{}</span>').format(_hex_groups(m.group(1), m.group(2)))
+
+
+def breakable(value: Any) -> Markup:
+    """Untrusted text, escaped, that may wrap only at natural points.
+
+    A zero-width break opportunity (``<wbr>``, which ``pdftotext`` does not print)
+    follows each run of ``. / : @ - _`` that comes after a letter or digit and
+    before a letter, so a label name such as ``org.opencontainers.image.vendor``
+    or a repo digest wraps at its dots, slashes and ``@`` rather than in the
+    middle of a word.  A digest inside the text gets the soft hyphens of
+    :func:`digest_markup` (and no break between ``sha256:`` and its hex).  CSS
+    ``overflow-wrap`` remains the last resort for one word wider than its cell.
+    """
+    if isinstance(value, Markup):
+        return value
+    text = "" if value is None else str(value)
+    out: list[Markup] = []
+    pos = 0
+    for m in _HEX_RUN.finditer(text):
+        before = text[pos : m.start()]
+        out.append(_with_break_points(before))
+        if _BREAK_AFTER.search(before[-2:] + text[m.start()]):  # "base@", then "sha256:…"
+            out.append(Markup("<wbr>"))
+        out.append(Markup.escape(_hex_groups(m.group(1), m.group(2))))
+        pos = m.end()
+    out.append(_with_break_points(text[pos:]))
+    return Markup("").join(out)
+
+
+def _with_break_points(text: str) -> Markup:
+    pieces: list[str] = []
+    pos = 0
+    for m in _BREAK_AFTER.finditer(text):
+        if text[: m.end()].endswith(_ALGORITHMS):  # never between sha256: and its digest
+            continue
+        pieces.append(text[pos : m.end()])
+        pos = m.end()
+    pieces.append(text[pos:])
+    return Markup("<wbr>").join(pieces)
 
 
 def human_bytes(value: Any) -> str:
@@ -118,6 +170,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=False,
     )
     env.filters["digest"] = digest_markup
+    env.filters["wrap"] = breakable
+    env.globals["count"] = count
     env.filters["bytes"] = human_bytes
     env.filters["ms"] = human_ms
     env.filters["short"] = short_digest

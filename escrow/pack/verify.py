@@ -15,6 +15,10 @@ Checks, in order, each reported by name:
 7. the printed pages: every image ID, diff ID and leaf hash of the builds in
    scope appears in the text, and every 64-hex digest printed is one found in
    the embedded evidence (text extracted with poppler's ``pdftotext``).
+
+Once a check fails, the checks that could not run are still listed, as skipped
+(never ok), naming the failure that stopped them.  Without ``--trust`` the
+report is not anchored, and its summary says so.
 """
 
 from __future__ import annotations
@@ -38,14 +42,29 @@ from escrow.text import count
 HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 
+# Every check, in the order they run; "consistency" only when the pack holds a proof.
+CHECK_NAMES = (
+    "pdf signature",
+    "attachments",
+    "checkpoint",
+    "inclusion proofs",
+    "signer keys",
+    "envelope signatures",
+    "pack statement",
+    "consistency",
+    "printed digests",
+)
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False  # not run because an earlier check failed (never ok)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {"name": self.name, "ok": self.ok, "skipped": self.skipped, "detail": self.detail}
 
 
 @dataclass
@@ -57,6 +76,9 @@ class PackReport:
     checks: list[Check] = field(default_factory=list)
     envelopes: int = 0
     builds: int = 0
+    anchored: bool = False  # the signer certificate was checked against --trust
+
+    NOT_ANCHORED = "not anchored: give --trust CERT.pem to check who signed it"
 
     @property
     def ok(self) -> bool:
@@ -69,14 +91,29 @@ class PackReport:
         return next((c for c in self.checks if not c.ok), None)
 
     def summary(self) -> str:
-        return (
+        """Counts, and, when no ``--trust`` anchored the signer, that it is not anchored."""
+        counts = (
             f"{count(len(self.checks), 'check')}, {count(self.envelopes, 'envelope')}, "
             f"{count(self.builds, 'build')}"
         )
+        return counts if self.anchored else f"{counts}; {self.NOT_ANCHORED}"
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
         return ok
+
+    def skip_the_rest(self, *, consistency: bool) -> None:
+        """List each check that did not run, after the first failure, as skipped."""
+        failed = self.first_failure
+        if failed is None:
+            return
+        done = {c.name for c in self.checks}
+        for name in CHECK_NAMES:
+            if name in done or (name == "consistency" and not consistency):
+                continue
+            self.checks.append(
+                Check(name, False, f"skipped: the {failed.name} check failed", skipped=True)
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +124,7 @@ class PackReport:
             "rendered_sha256": self.rendered_sha256,
             "envelopes": self.envelopes,
             "builds": self.builds,
+            "anchored": self.anchored,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -485,16 +523,20 @@ def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
         raise InputError(f"Cannot read the pack {path}: {e.strerror}.") from e
     report = PackReport(path=path, sha256=hashlib.sha256(data).hexdigest())
     reader, cert_sha = _check_pdf_signature(report, data, trust)
+    report.anchored = trust is not None and report.ok
     if reader is None:
+        report.skip_the_rest(consistency=False)
         return report
     try:
         files = embedded_files(reader)
         ev = parse_attachments(files)
     except CheckFailed as e:
         report.add("attachments", False, e.message)
+        report.skip_the_rest(consistency=False)
         return report
     except Exception as e:  # noqa: BLE001 - a damaged object tree
         report.add("attachments", False, f"the attachments cannot be read ({e})")
+        report.skip_the_rest(consistency=False)
         return report
     report.add(
         "attachments", True, f"{count(len(files), 'attachment')}: {', '.join(sorted(files))}"
@@ -502,6 +544,7 @@ def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
     vouched = _verify_evidence(report, ev, cert_sha)
     if report.ok:
         _check_text(report, path, ev, vouched)
+    report.skip_the_rest(consistency=ev.consistency is not None)
     # The PDF as rendered (before the signature's incremental update), for comparing
     # with a re-rendering made with --render-only.
     first = _first_revision_end(data)
