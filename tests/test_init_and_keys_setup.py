@@ -11,8 +11,6 @@ import json
 import re
 import shlex
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from escrow.config import load_settings
 from escrow.errors import KeyLocked
 from escrow.ledger.store import Ledger
 from escrow.signing.keys import SigningKey
+from tests.server.server_helpers import serving
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -42,8 +41,6 @@ class Server:
 @pytest.fixture
 def server(escrow_home: Path) -> Iterator[Server]:
     """``escrow_home``'s ledger served on 127.0.0.1, with a token of each role."""
-    import uvicorn
-
     from escrow.ledger.store import make_engine
     from escrow.server.app import ServerConfig, create_app
     from escrow.server.auth import Role, TokenStore
@@ -55,25 +52,8 @@ def server(escrow_home: Path) -> Iterator[Server]:
     tokens = {role.value: store.create(f"test-{role.value}", role)[0] for role in Role}
     engine.dispose()
     app = create_app(ServerConfig(settings, pack_workers=0))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("The test server did not start.")
-        time.sleep(0.02)
-    try:
-        yield Server(f"http://127.0.0.1:{port}", settings, tokens)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(app) as url:
+        yield Server(url, settings, tokens)
 
 
 @pytest.fixture

@@ -88,17 +88,16 @@ def log(
     ledger = app.ledger()
     if signer is not None and len(signer) != 64:
         signer = _signer(ledger, signer)
-    entries = ledger.entries(
-        project=project,
-        image_id=image_id,
-        diff_id=diff_id,
-        signer=signer,
-        predicate_type=next((t for t, n in SCHEMA_NAMES.items() if n == kind), None),
-        since=start,
-        until=end,
-        after=after,
-        limit=limit,
-    )
+    filters: dict[str, Any] = {
+        "project": project,
+        "image_id": image_id,
+        "diff_id": diff_id,
+        "signer": signer,
+        "predicate_type": next((t for t, n in SCHEMA_NAMES.items() if n == kind), None),
+        "since": start,
+        "until": end,
+    }
+    entries = ledger.entries(**filters, after=after, limit=limit)
     rows = [entry_summary(e) for e in entries]
     if as_json:
         app.emit_json({"entries": rows, "size": ledger.size()})
@@ -115,17 +114,7 @@ def log(
             f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}".rstrip()
         )
     last = rows[-1]["index"]
-    if len(rows) == limit and ledger.entries(
-        project=project,
-        image_id=image_id,
-        diff_id=diff_id,
-        signer=signer,
-        predicate_type=next((t for t, n in SCHEMA_NAMES.items() if n == kind), None),
-        since=start,
-        until=end,
-        after=last,
-        limit=1,
-    ):
+    if len(rows) == limit and ledger.entries(**filters, after=last, limit=1):
         app.say(f"More entries follow: add --after {last} for the next page.")
 
 

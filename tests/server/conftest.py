@@ -7,13 +7,11 @@ PostgreSQL tests start real ``escrow serve`` processes instead.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_helpers import SMALL_LIMIT, LiveServer, free_socket, make_tokens
+from server_helpers import SMALL_LIMIT, LiveServer, make_tokens, serving
 
 
 @pytest.fixture
@@ -22,33 +20,11 @@ def live_server(escrow_home: Path, request: pytest.FixtureRequest) -> Iterator[L
 
     No pack rendering unless parametrised indirectly with the number of pack workers.
     """
-    import uvicorn
-
     from escrow.config import load_settings
     from escrow.server.app import ServerConfig, create_app
 
     settings = load_settings()
     pack_workers = int(getattr(request, "param", 0))
     app = create_app(ServerConfig(settings, max_body=SMALL_LIMIT, pack_workers=pack_workers))
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("The test server did not start.")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(
-            url=f"http://127.0.0.1:{port}",
-            home=escrow_home,
-            settings=settings,
-            tokens=make_tokens(settings),
-        )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(app) as url:
+        yield LiveServer(url=url, home=escrow_home, settings=settings, tokens=make_tokens(settings))

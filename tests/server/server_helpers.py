@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,31 @@ class LiveServer:
 
         result: dict[str, Any] = sign_statement(statement or manifest(), self.build_key()).to_dict()
         return result
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run the ASGI ``app`` with uvicorn in a thread, on a free loopback port; its URL."""
+    import threading
+
+    import uvicorn
+
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("The test server did not start.")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def make_tokens(settings: Any) -> dict[str, str]:
