@@ -182,8 +182,28 @@ def _check_padding(data: bytes, byte_range: Any) -> str:
     return ""
 
 
+def trusted_certificate(trust: Path) -> Any:
+    """The ``--trust`` certificate (PEM or DER); one sentence when it cannot be one."""
+    from escrow.pack.sign import load_certificate
+
+    try:
+        data = trust.read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read the trusted certificate {trust}: {e.strerror}.") from e
+    hint = (
+        "--trust takes the X.509 certificate the packs are signed with, or the CA "
+        "certificate it chains to (PEM or DER)."
+    )
+    if b"PRIVATE KEY" in data or b"PUBLIC KEY" in data:
+        raise InputError(f"{trust} holds a key, not a certificate.", hint=hint)
+    try:
+        return load_certificate(data)
+    except InputError:
+        raise InputError(f"{trust} is not an X.509 certificate.", hint=hint) from None
+
+
 def _check_pdf_signature(
-    report: PackReport, data: bytes, trust: Path | None
+    report: PackReport, data: bytes, trust: Path | None, trusted: Any = None
 ) -> tuple[Any, str | None]:
     """Returns the reader (for attachments) and the signer certificate's SHA-256."""
     from pyhanko.pdf_utils.misc import PdfReadError
@@ -213,7 +233,7 @@ def _check_pdf_signature(
         signer_der = sig.signer_cert.dump()
         cert = load_certificate(signer_der)
         fingerprint = certificate_sha256(cert)
-        roots = [load_certificate(trust.read_bytes())] if trust else [cert]
+        roots = [trusted] if trusted is not None else [cert]
         from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
 
         vc = ValidationContext(
@@ -222,8 +242,6 @@ def _check_pdf_signature(
             revocation_mode="soft-fail",
         )
         status = validate_pdf_signature(sig, signer_validation_context=vc)
-    except (OSError, InputError) as e:
-        raise InputError(f"Cannot read the trusted certificate {trust}: {e}.") from e
     except Exception as e:  # noqa: BLE001 - damaged signature containers raise many types
         report.add("pdf signature", False, f"the signature cannot be validated ({e})")
         return reader, None
@@ -521,8 +539,9 @@ def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"Cannot read the pack {path}: {e.strerror}.") from e
+    trusted = trusted_certificate(trust) if trust is not None else None
     report = PackReport(path=path, sha256=hashlib.sha256(data).hexdigest())
-    reader, cert_sha = _check_pdf_signature(report, data, trust)
+    reader, cert_sha = _check_pdf_signature(report, data, trust, trusted)
     report.anchored = trust is not None and report.ok
     if reader is None:
         report.skip_the_rest(consistency=False)

@@ -452,3 +452,30 @@ def test_labels_given_on_the_command_line_are_listed_with_the_inputs(
     assert "tier gold-tier" in text
     assert "DEPLOY_TOKEN secret salt " + "ab" * 16 in text
     assert verify(cli, out).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("missing", "Cannot read the trusted certificate"),
+        ("text", "is not an X.509 certificate."),
+        ("public-key", "holds a key, not a certificate."),
+    ],
+)
+def test_a_trust_anchor_that_is_not_a_certificate_is_one_sentence(
+    signed_pack: Path, cli: Any, tmp_path: Path, given: str, message: str
+) -> None:
+    """Regression: `--trust` of a missing file, a text file or a public key passed on the
+    library's own words ("[Errno 2] …", "ParseError { kind: UnexpectedTag … }")."""
+    from escrow.signing.keys import SigningKey
+
+    trust = tmp_path / f"{given}.pem"
+    if given == "text":
+        trust.write_text("# not a certificate\n")
+    elif given == "public-key":
+        trust.write_text(SigningKey.generate().public.pem())
+    r = cli(["pack", "verify", str(signed_pack), "--trust", str(trust)])
+    assert r.exit_code == 2, r.stderr
+    assert message in r.stderr
+    assert given == "missing" or "--trust takes" in r.stderr
+    assert "Errno" not in r.stderr and "ParseError" not in r.stderr and r.stdout == ""
