@@ -152,7 +152,6 @@ def sign(
     one gets an error line, nothing is signed and the exit code is 2.
     """
     from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
 
     if passphrase_prompt and file == "-" and not sys.stdin.isatty():
         raise UsageError(
@@ -175,8 +174,10 @@ def sign(
             f"{len(errors)} of {len(docs)} statements are invalid; nothing was signed."
         )
     paths = [Path(k) for k in key_paths] or [app.settings.key_path]
+    from escrow.cli.keys_cmd import load_key
+
     passphrase = _passphrase(app, passphrase_prompt, "the signing key")
-    keys = [SigningKey.load(p, passphrase) for p in paths]
+    keys = [load_key(p, passphrase, prompted=passphrase_prompt) for p in paths]
     envelopes = [sign_statement(p.document, keys) for p in docs]
     if as_json:
         text = json.dumps(
@@ -360,7 +361,6 @@ def export(
     from escrow.documents.slsa import provenance_statement
     from escrow.documents.types import BUILD_MANIFEST
     from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
 
     entry = app.ledger().get(index)
     manifest = entry.statement()
@@ -381,8 +381,12 @@ def export(
     )
     validate_document(statement)
     if do_sign:
-        key = SigningKey.load(
-            app.settings.key_path, _passphrase(app, passphrase_prompt, "the signing key")
+        from escrow.cli.keys_cmd import load_key
+
+        key = load_key(
+            app.settings.key_path,
+            _passphrase(app, passphrase_prompt, "the signing key"),
+            prompted=passphrase_prompt,
         )
         env = sign_statement(statement, key)
         text = (json.dumps(env.to_dict(), indent=2) if as_json else env.to_bytes().decode()) + "\n"

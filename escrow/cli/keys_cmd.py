@@ -91,7 +91,7 @@ def _passphrase(app: App, prompt: bool, *, confirm: bool) -> str | None:
     return app.settings.passphrase
 
 
-def _load(path: Path, passphrase: str | None, *, prompted: bool) -> SigningKey:
+def load_key(path: Path, passphrase: str | None, *, prompted: bool) -> SigningKey:
     """The private key at ``path``; a wrong passphrase names where it came from."""
     try:
         return SigningKey.load(path, passphrase)
@@ -445,7 +445,7 @@ def rotate(
         )
     when = _retire_from(effective)
     passphrase = _passphrase(app, passphrase_prompt, confirm=False)
-    old = _load(path, passphrase, prompted=passphrase_prompt)
+    old = load_key(path, passphrase, prompted=passphrase_prompt)
     ledger = app.ledger()
     if ledger.key_status(old.keyid) is None:
         pub = pub_path(path)

@@ -300,3 +300,20 @@ def test_add_refuses_private_keys_bad_files_and_ended_keys(
     r = cli(["keys", "add", str(pub), "--name", "again"])
     assert r.exit_code == 2 and "revoked" in r.stderr
     assert _ledger().size() == size + 1  # only the revocation was appended
+
+
+def test_sign_with_a_wrong_prompted_passphrase_says_to_type_it_again(
+    cli: Any, escrow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a wrong passphrase typed at `escrow sign --passphrase-prompt` was
+    blamed on ESCROW_KEY_PASSPHRASE, which the user had not set."""
+    monkeypatch.delenv("ESCROW_KEY_PASSPHRASE", raising=False)
+    path = load_settings().key_path
+    path.write_bytes(SigningKey.load(path).private_pem("right horse"))
+    statement = tmp_path / "st.json"
+    statement.write_text(json.dumps(_doc()))
+    r = cli(["sign", str(statement), "--passphrase-prompt"], input="wrong staple\n")
+    assert r.exit_code == 3, r.stderr
+    assert "type the key's passphrase" in r.stderr and "ESCROW_KEY_PASSPHRASE" not in r.stderr
+    r = cli(["sign", str(statement), "--passphrase-prompt"], input="right horse\n")
+    assert r.exit_code == 0, r.stderr
