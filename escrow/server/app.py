@@ -35,6 +35,7 @@ from escrow.server import models as m
 from escrow.server.auth import Principal, Role, TokenStore
 from escrow.server.http import ApiError, GuardMiddleware, install_error_handlers, pointer_of
 from escrow.server.packs import PackJobs, PackRunner
+from escrow.text import count
 from escrow.times import parse_time
 from escrow.verification import sha256_id
 
@@ -867,7 +868,9 @@ def _inclusion(ledger: Ledger, entry: Entry, cp: dict[str, Any]) -> dict[str, An
 def _check_index(ledger: Ledger, index: int) -> int:
     size = ledger.size()
     if index >= size:
-        raise ApiError(404, f"There is no entry {index}; the log has {size} entries.")
+        raise ApiError(
+            404, f"There is no entry {index}; the log has {count(size, 'entry', 'entries')}."
+        )
     return size
 
 

@@ -11,7 +11,12 @@ without checking:
   ``escrow serve`` and ``escrow init`` print), otherwise the key pinned for
   this server in ``ESCROW_HOME/servers/<host>_<port>.json``, otherwise — on
   first use only — the key the server announces, which is then pinned (and
-  said so on stderr);
+  said so on stderr); a ``verifier_key`` that is no note verifier key line is a
+  :class:`~escrow.errors.UsageError` (exit 2);
+* before its first request of anything else, each :class:`RemoteLedger` fetches the
+  server's checkpoint and verifies it against that key (once per object), so no
+  answer — not even a listing of entries — comes from a server signing with
+  another key;
 * every new checkpoint must be consistent (RFC 9162 consistency proof) with
   the last one this ``ESCROW_HOME`` saw from that server, which is kept in the
   same file: a server that rewrote or forked its log is caught;
@@ -46,6 +51,7 @@ from escrow.errors import (
     SignatureError,
     UsageError,
 )
+from escrow.text import count
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable
@@ -82,6 +88,27 @@ def _time_param(t: datetime | None) -> str | None:
     if t.tzinfo is None:
         raise InputError(f"The time {t.isoformat()} has no time zone; give UTC.")
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+KEY_FORM = "<name>+<8 hex digits>+<base64 key>"
+
+
+def _explicit_key(verifier_key: str | None) -> str | None:
+    """``verifier_key`` stripped (``None`` when blank); a UsageError unless it is a note
+    verifier key line."""
+    from escrow.ledger.checkpoint import parse_verifier_key
+
+    key = (verifier_key or "").strip()
+    if not key:
+        return None
+    try:
+        parse_verifier_key(key)
+    except InputError as e:
+        raise UsageError(
+            "ESCROW_SERVER_KEY is not a note verifier key: set it to the line `escrow serve` "
+            f'prints after "log verifier key:", of the form {KEY_FORM}.'
+        ) from e
+    return key
 
 
 def _slug(url: str) -> str:
@@ -124,9 +151,10 @@ class RemoteLedger:
         self.token = token
         self.home = Path(home)
         self.state_path = self.home / "servers" / f"{_slug(self.url)}.json"
-        self._explicit_key = verifier_key.strip() if verifier_key else None
+        self._explicit_key = _explicit_key(verifier_key)
         self._trusted: str | None = self._explicit_key
         self._checkpoint: Checkpoint | None = None
+        self._checking = False  # fetching a checkpoint (see _request)
         headers = {"User-Agent": "escrow-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -161,6 +189,10 @@ class RemoteLedger:
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         import httpx
 
+        if self._checkpoint is None and not self._checking and path != "/v1/checkpoint":
+            # Trust first: whatever is asked, the server must show it signs with the
+            # trusted log key before any of its answers is used (once per RemoteLedger).
+            self.checkpoint()
         try:
             r = self._http.request(method, path, **kw)
         except httpx.TimeoutException as e:
@@ -259,11 +291,21 @@ class RemoteLedger:
         key = self._trusted_key(str(cp_json.get("verifier_key") or "") or None)
         announced = cp_json.get("verifier_key")
         if announced and announced != key:
+            if self._explicit_key is not None:
+                where = f"not the {key} ESCROW_SERVER_KEY trusts"
+                hint = (
+                    "Check that ESCROW_SERVER names the intended server; if its log key was "
+                    "legitimately replaced, set ESCROW_SERVER_KEY to the new one."
+                )
+            else:
+                where = f"not the {key} pinned in {self.state_path}"
+                hint = (
+                    f"If the server's log key was legitimately replaced, remove {self.state_path}"
+                    " or set ESCROW_SERVER_KEY."
+                )
             raise SignatureError(
-                f"The escrow server {self.url} signs with the log key {announced}, "
-                f"not the trusted {key}.",
-                hint=f"If the server's log key was legitimately replaced, remove {self.state_path}"
-                " or set ESCROW_SERVER_KEY.",
+                f"The escrow server {self.url} signs with the log key {announced}, {where}.",
+                hint=hint,
             )
         cp = verify_checkpoint(str(cp_json["note"]), key)
         if cp.size != int(cp_json["size"]) or cp.root.hex() != cp_json["root"]:
@@ -277,9 +319,10 @@ class RemoteLedger:
         if isinstance(last, str):
             old = verify_checkpoint(last, key)
             if old.size > cp.size:
+                shows = count(cp.size, "entry", "entries")
                 raise LedgerTamperError(
-                    f"The escrow server's log shrank: it shows {cp.size} entries, but this "
-                    f"machine already saw a signed checkpoint of {old.size}.",
+                    f"The escrow server's log shrank: it shows {shows}, but this machine "
+                    f"already saw a signed checkpoint of {old.size}.",
                     kind="truncated",
                 )
             if old.size == cp.size and old.root != cp.root:
@@ -353,7 +396,9 @@ class RemoteLedger:
 
     # -- the Ledger interface -------------------------------------------------------
     def verifier_key(self) -> str:
-        """The trusted log verifier key (given, pinned, or pinned now on first use)."""
+        """The trusted log verifier key (given, pinned, or pinned now on first use), once
+        the server's checkpoint has been verified with it."""
+        self._current()
         return self._trusted_key()
 
     @property
@@ -363,7 +408,11 @@ class RemoteLedger:
 
     def checkpoint(self) -> Checkpoint:
         """The server's latest checkpoint, verified (signature and consistency)."""
-        return self._accept(self._request("GET", "/v1/checkpoint"))
+        checking, self._checking = self._checking, True  # its own requests need no check
+        try:
+            return self._accept(self._request("GET", "/v1/checkpoint"))
+        finally:
+            self._checking = checking
 
     def _current(self) -> Checkpoint:
         return self._checkpoint if self._checkpoint is not None else self.checkpoint()
@@ -413,8 +462,16 @@ class RemoteLedger:
         """Entry ``index``, with its inclusion under the latest checkpoint verified."""
         if index < 0:
             raise InputError(f"The ledger has no entry {index}.")
-        entry = self._entry(self._request("GET", f"/v1/entries/{index}"))
+        fresh = self._checkpoint is None
         cp = self._current()
+        if index >= cp.size and not fresh:
+            cp = self.checkpoint()
+        if index >= cp.size:
+            raise InputError(
+                f"The ledger has no entry {index} "
+                f"(it holds {count(cp.size, 'entry', 'entries')}, from 0)."
+            )
+        entry = self._entry(self._request("GET", f"/v1/entries/{index}"))
         if entry.index >= cp.size:
             cp = self.checkpoint()
         self._check_inclusion(entry, self._proof(entry.index, cp.size), cp)
@@ -468,6 +525,8 @@ class RemoteLedger:
         cp = self._current() if tree_size is None else None
         n = cp.size if cp is not None else tree_size
         assert n is not None
+        if not 0 <= index < n:
+            raise InputError(f"The entry {index} is not in a tree of size {n}.")
         data = self._request("GET", f"/v1/entries/{index}/proof", params={"tree_size": n})
         proof = [bytes.fromhex(h) for h in data["hashes"]]
         if cp is not None:
