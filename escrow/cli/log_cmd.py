@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.documents.types import SCHEMA_NAMES
+from escrow.documents.types import REBUILD_VERIFICATION, SCHEMA_NAMES
 from escrow.errors import InputError, LedgerTamperError, UsageError
 from escrow.times import parse_time
 from escrow.verification import sha256_id
@@ -21,11 +21,22 @@ def _kind(predicate_type: str) -> str:
     return SCHEMA_NAMES.get(predicate_type, predicate_type)
 
 
+def _status(predicate_type: str, predicate: Any) -> str | None:
+    """The STATUS column: a build's status, a rebuild verification's overall verdict."""
+    if not isinstance(predicate, dict):
+        return None
+    part, field = (
+        ("verdict", "overall") if predicate_type == REBUILD_VERIFICATION else ("build", "status")
+    )
+    section = predicate.get(part)
+    value = section.get(field) if isinstance(section, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def entry_summary(entry: Any) -> dict[str, Any]:
     status: str | None = None
     try:
-        pred = entry.statement().get("predicate", {})
-        status = pred.get("build", {}).get("status") if isinstance(pred, dict) else None
+        status = _status(entry.predicate_type, entry.statement().get("predicate"))
     except Exception:  # noqa: BLE001 - a damaged entry is still listed; `verify` explains it
         status = "unreadable"
     return {

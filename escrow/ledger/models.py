@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from escrow.errors import InputError
+from escrow.errors import InputError, LedgerTamperError
+
+#: What to do about an entry that the ledger's own data contradicts.
+VERIFY_HINT = "Run `escrow ledger verify` to audit the whole ledger."
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,24 @@ class Entry:
     integrated_at: datetime  # UTC
 
     def statement(self) -> dict[str, Any]:
-        """The decoded in-toto Statement of the envelope."""
+        """The decoded in-toto Statement of the envelope.
+
+        The ledger only accepts envelopes whose statement decodes, so stored bytes that
+        do not (not JSON, truncated, a payload that is not a JSON object) were changed
+        after the append: a :class:`LedgerTamperError` naming the entry, not an input error.
+        """
         from escrow.signing.dsse import Envelope
 
-        return Envelope.from_bytes(self.envelope).statement()
+        try:
+            return Envelope.from_bytes(self.envelope).statement()
+        except InputError as e:
+            raise LedgerTamperError(
+                f"The stored envelope of entry {self.index} cannot be read: "
+                "it was tampered with or corrupted.",
+                index=self.index,
+                kind="edited",
+                hint=VERIFY_HINT,
+            ) from e
 
     def to_dict(self) -> dict[str, Any]:
         """Summary without the envelope bytes (JSON-ready)."""

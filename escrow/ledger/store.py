@@ -46,6 +46,7 @@ from escrow.errors import (
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import sign_checkpoint, verifier_key_line, verify_checkpoint
 from escrow.ledger.models import (
+    VERIFY_HINT,
     Checkpoint,
     Entry,
     KeyRecord,
@@ -1568,20 +1569,39 @@ class Ledger:
         return 0 if last is None else int(last) + 1
 
     def get(self, index: int) -> Entry:
-        """The entry at ``index``; InputError when there is none."""
+        """The entry at ``index``.
+
+        An :class:`InputError` when ``index`` is at or past the log's size; a
+        :class:`LedgerTamperError` when it is below it but the entry's row is gone (a
+        row deleted from the middle of the log).
+        """
         from sqlalchemy import select
 
         from escrow.ledger.tables import ENTRY
 
+        query = select(ENTRY).where(ENTRY.c.idx == index)
         row = None
         if 0 <= index <= MAX_INDEX:  # past it, no database could hold the index
             with self._read() as conn:
-                row = conn.execute(select(ENTRY).where(ENTRY.c.idx == index)).first()
+                row = conn.execute(query).first()
         if row is None:
-            raise InputError(
-                f"The ledger has no entry {index} "
-                f"(it holds {count(self.size(), 'entry', 'entries')}, from 0)."
-            )
+            # The row and the size again, from one snapshot: an entry appended between
+            # two plain reads must not pass for one deleted.
+            with self._read(snapshot=True) as conn:
+                if 0 <= index <= MAX_INDEX:
+                    row = conn.execute(query).first()
+                size = self._size(conn)
+        if row is None:
+            held = count(size, "entry", "entries")
+            if 0 <= index < size:
+                raise LedgerTamperError(
+                    f"Entry {index} is missing from the ledger's log of {held}: "
+                    "its row was deleted.",
+                    index=index,
+                    kind="deleted",
+                    hint=VERIFY_HINT,
+                )
+            raise InputError(f"The ledger has no entry {index} (it holds {held}, from 0).")
         return self._entry(row)
 
     def get_by_leaf_hash(self, leaf_hash_hex: str) -> Entry:
