@@ -240,12 +240,31 @@ def resolve_bases(
                 )
             cache[stage.reference] = inspect
             record["imageId"] = str(inspect["Id"])
-            digests = [str(d) for d in inspect.get("RepoDigests") or []]
-            repo = stage.reference.split("@", 1)[0].rsplit(":", 1)[0]
-            match = [d for d in digests if d.split("@", 1)[0] == repo] or digests
-            record["repoDigest"] = match[0] if match else None
+            record["repoDigest"] = _own_repo_digest(stage.reference, inspect)
         records.append(record)
     return records, pulled
+
+
+def _own_repo_digest(reference: str, inspect: Mapping[str, Any]) -> str | None:
+    """The engine's registry digest of ``reference``'s own repository, or None.
+
+    An image pushed to (or pulled from) several repositories carries a digest for
+    each; only one of the repository the ``FROM`` line names says where this base
+    came from.  Another repository's digest is never recorded in its place.
+    """
+    from escrow.registry.reference import Reference
+
+    try:
+        wanted = Reference.parse(reference).name
+    except InputError:
+        return None
+    for digest in (str(d) for d in inspect.get("RepoDigests") or []):
+        try:
+            if Reference.parse(digest).name == wanted:
+                return digest
+        except InputError:
+            continue
+    return None
 
 
 def _resolve_step_images(
