@@ -304,7 +304,9 @@ def import_(
         except OSError as e:
             raise InputError(f"Cannot read the verifier key file {verifier_key[1:]}.") from e
     store = _store(app, deposit_store)
-    result = import_deposit(store, archive, verifier_key=verifier_key, max_member=max_member_size)
+    result = import_deposit(
+        store, archive, verifier_key=verifier_key, max_member=max_member_size, say=app.say
+    )
     if as_json:
         app.emit_json(result.to_dict())
         return

@@ -16,7 +16,12 @@ verifier key (pinned with ``--verifier-key``, else the included one, shown to
 the user), each envelope's leaf hash and inclusion proof against the
 checkpoint, each signature against the included key, every blob's SHA-256 and
 size, and that each deposit is complete — in a staging folder inside the
-store, before anything is stored.
+store, before anything is stored.  What the TOC and the deposit records say
+beside the signed statement (project, image, integration time, recipe, context,
+base images…) must agree with it; any mismatch with what the archive's own TOC
+and signed contents promise is tampering (exit 1), and only an archive that is
+no deposit at all is an input error (exit 2).  A stored blob the archive also
+carries is hashed and replaced when it is corrupt.
 
 An imported entry is not appended to the local ledger (it belongs to another
 log).  Its envelope, proof, checkpoint and key are kept in an *import record*
@@ -32,16 +37,20 @@ import io
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from escrow.blobs import HEX
+from escrow.deposit.context import context_index
 from escrow.deposit.deposit import (
+    DEPOSIT_RECORD,
+    Needs,
     build_predicate,
     check_record,
     find_record,
@@ -51,7 +60,7 @@ from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
 from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import CheckFailed, InputError, SignatureError
-from escrow.times import utc_now
+from escrow.times import rfc3339, utc_now
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger
@@ -112,11 +121,7 @@ def _verified_key_history(
     from escrow.ledger.checkpoint import parse_verifier_key
     from escrow.signing.dsse import Envelope
 
-    if "keyEvents" not in toc:
-        raise InputError(
-            "The deposit archive lacks the key history of its signers; nothing was imported.",
-            hint="Export it again with this version of escrow.",
-        )
+    _require_key_history(toc)
     _, _, log_public = parse_verifier_key(verifier)
     history: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for ev in toc["keyEvents"]:
@@ -134,14 +139,29 @@ def _verified_key_history(
                 f"The key event at ledger index {index} does not verify against the deposit's "
                 "checkpoint; nothing was imported."
             )
-        env = Envelope.from_bytes(data)
-        env.verify([log_public])  # key events are signed by the log's own key
-        statement = env.statement()
-        if statement.get("predicateType") != KEY_EVENT:
-            raise InputError(f"Ledger entry {index} of the key history is not a key event.")
-        pred = statement.get("predicate") or {}
+        try:
+            env = Envelope.from_bytes(data)
+            env.verify([log_public])  # key events are signed by the log's own key
+            statement = env.statement()
+        except SignatureError:
+            raise
+        except InputError as e:
+            raise _altered(
+                f"The key event at ledger index {index} is not valid ({e.message.rstrip('.')})"
+            ) from None
+        pred = statement.get("predicate")
+        if statement.get("predicateType") != KEY_EVENT or not isinstance(pred, dict):
+            raise _altered(f"Ledger entry {index} of the key history is not a key event")
         history.setdefault(str(pred.get("keyid")), []).append((index, pred))
     return history
+
+
+def _require_key_history(toc: dict[str, Any]) -> None:
+    if "keyEvents" not in toc:
+        raise InputError(
+            "The deposit archive lacks the key history of its signers; nothing was imported.",
+            hint="Export it again with this version of escrow.",
+        )
 
 
 def _check_key_valid(
@@ -293,6 +313,7 @@ class ImportResult:
     entries: list[dict[str, Any]]
     blobs_new: int
     bytes_new: int
+    blobs_repaired: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -302,6 +323,7 @@ class ImportResult:
             "entries": self.entries,
             "blobsNew": self.blobs_new,
             "bytesNew": self.bytes_new,
+            "blobsRepaired": self.blobs_repaired,
         }
 
 
@@ -330,16 +352,326 @@ def _accept(name: str, info: tarfile.TarInfo) -> bool:
     return True
 
 
+_NOTHING = "nothing was imported"
+_VERIFIER_SHAPE = "<name>+<8 hex>+<base64>"
+
+
+def _altered(message: str) -> CheckFailed:
+    """A deposit archive that does not hold what its own TOC and signed contents promise."""
+    return CheckFailed(
+        f"{message}: the archive was altered or corrupted; {_NOTHING}.",
+        hint="Ask for the deposit again, or export it again from the original ledger.",
+    )
+
+
 def _read(root: Path, name: str, limit: int = _TOC_LIMIT) -> bytes:
     clean = Path(name)
     if clean.is_absolute() or ".." in clean.parts:
         raise UnsafeArchive(f"The table of contents names {name!r}, outside the deposit.")
     path = root / clean
     if not path.is_file() or path.is_symlink():
-        raise InputError(f"The deposit archive lacks {name}, which its table of contents names.")
+        raise _altered(f"The deposit archive lacks {name}, which its TOC.json lists")
     if path.stat().st_size > limit:
         raise UnsafeArchive(f"The member {name} of the deposit archive is too large.")
     return path.read_bytes()
+
+
+def _malformed(what: str) -> CheckFailed:
+    return _altered(f"The deposit archive's table of contents (TOC.json) is malformed ({what})")
+
+
+def _hex64(value: Any) -> bool:
+    return isinstance(value, str) and HEX.match(value) is not None
+
+
+def _check_toc_shape(toc: dict[str, Any]) -> None:
+    """Every field import reads has the type export writes; else :func:`_malformed`."""
+    if not isinstance(toc.get("verifierKey"), str):
+        raise _malformed("no verifierKey")
+    if not isinstance(toc.get("checkpoint", "checkpoint.txt"), str):
+        raise _malformed("checkpoint is not a member name")
+    keys = toc.get("keys")
+    if not isinstance(keys, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
+    ):
+        raise _malformed("keys is not a map of key IDs to member names")
+    blobs = toc.get("blobs")
+    if not isinstance(blobs, list):
+        raise _malformed("blobs is not a list")
+    for b in blobs:
+        if (
+            not isinstance(b, dict)
+            or not _hex64(b.get("sha256"))
+            or type(b.get("size")) is not int
+            or b["size"] < 0
+        ):
+            raise _malformed(f"the blob entry {str(b)[:60]!r}")
+
+    def proof_ok(item: dict[str, Any]) -> bool:
+        proof = item.get("inclusionProof")
+        return isinstance(proof, list) and all(_hex64(h) for h in proof)
+
+    entries = toc.get("entries")
+    if not isinstance(entries, list):
+        raise _malformed("entries is not a list")
+    for n, item in enumerate(entries, 1):
+        if (
+            not isinstance(item, dict)
+            or type(item.get("index")) is not int
+            or item["index"] < 0
+            or type(item.get("treeSize")) is not int
+            or not _hex64(item.get("leafHash"))
+            or not _hex64(item.get("record"))
+            or not isinstance(item.get("envelope"), str)
+            or not isinstance(item.get("signer"), str)
+            or not proof_ok(item)
+        ):
+            raise _malformed(f"its entry {n}")
+    events = toc.get("keyEvents")
+    if events is not None and not isinstance(events, list):
+        raise _malformed("keyEvents is not a list")
+    for n, ev in enumerate(events or [], 1):
+        if (
+            not isinstance(ev, dict)
+            or type(ev.get("index")) is not int
+            or ev["index"] < 0
+            or not _hex64(ev.get("leafHash"))
+            or not isinstance(ev.get("envelope"), str)
+            or not proof_ok(ev)
+        ):
+            raise _malformed(f"its key event {n}")
+
+
+def _unlisted(extra: list[str]) -> NoReturn:
+    more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+    raise _altered(f"The deposit archive holds {extra[0]}{more}, which its TOC.json does not list")
+
+
+def _members(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir()}
+
+
+def _pinned_key(verifier_key: str | None) -> str | None:
+    """The ``--verifier-key`` given, once it parses (else a usage error, exit 2)."""
+    from escrow.ledger.checkpoint import parse_verifier_key
+
+    if verifier_key is None:
+        return None
+    key = verifier_key.strip()
+    try:
+        parse_verifier_key(key)
+    except InputError as e:
+        shown = key if len(key) <= 40 else key[:37] + "…"
+        raise InputError(
+            f"The --verifier-key {shown!r} is not a note verifier key ({_VERIFIER_SHAPE}).",
+            hint="Pass the ledger's verifier key as its vendor published it "
+            "(`escrow ledger verifier-key` prints it), or @FILE to read it from a file.",
+        ) from e
+    return key
+
+
+def _signed_time(predicate: dict[str, Any]) -> datetime | None:
+    build = predicate.get("build")
+    finished = build.get("finishedOn") if isinstance(build, dict) else None
+    return _parse_time(finished) if isinstance(finished, str) else None
+
+
+def _verified_time(index: int, item: dict[str, Any], predicate: dict[str, Any]) -> datetime:
+    """The entry's integration time from the TOC, checked against its signed build time."""
+    text = item.get("integratedAt")
+    when = _parse_time(text) if isinstance(text, str) else None
+    if when is None:
+        raise _altered(
+            f"TOC.json gives entry {index} the integratedAt {text!r}, which is not a time"
+        )
+    finished = _signed_time(predicate)
+    if finished is not None and when < finished:
+        raise _altered(
+            f"TOC.json gives entry {index} the integratedAt {text}, before the build its signed "
+            f"statement records finished ({rfc3339(finished)})"
+        )
+    return when
+
+
+def _index_fields(statement: dict[str, Any]) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """``(project, image_id, diff_ids)`` of a signed build manifest, as the ledger indexes it."""
+    from escrow.ledger.store import index_fields
+
+    return index_fields(BUILD_MANIFEST, statement)
+
+
+def _check_signed_fields(index: int, item: dict[str, Any], statement: dict[str, Any]) -> None:
+    """Project and image of the TOC entry are the ones its signed statement states."""
+    project, image_id, _ = _index_fields(statement)
+    for field, signed in (("project", project), ("imageId", image_id)):
+        if item.get(field) != signed:
+            raise _altered(
+                f"TOC.json gives entry {index} the {field} {item.get(field)!r}, but its signed "
+                f"statement says {signed!r}"
+            )
+
+
+def _deposit_record(staged: FileDepositStore, index: int, digest: str) -> dict[str, Any]:
+    if not staged.has(digest):
+        raise _altered(f"The deposit archive lacks the deposit record {digest} of entry {index}")
+    try:
+        record = json.loads(staged.get(digest))
+    except (ValueError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict) or record.get("type") != DEPOSIT_RECORD:
+        raise _altered(
+            f"The deposit record {digest[:16]}… of entry {index} is not a deposit record"
+        )
+    return record
+
+
+def _check_record_fields(
+    staged: FileDepositStore,
+    index: int,
+    leaf: str,
+    when: datetime,
+    record: dict[str, Any],
+    predicate: dict[str, Any],
+) -> None:
+    """Every field of the deposit record that the signed predicate (or the verified ledger
+    entry) also states agrees with it; else the record was altered."""
+
+    def differs(field: str, got: Any, want: Any) -> CheckFailed:
+        return _altered(
+            f"The deposit record of entry {index} gives {field} {got!r}, but the signed build "
+            f"manifest says {want!r}"
+        )
+
+    needs = Needs.of(predicate)
+    project, _, _ = _index_fields({"predicate": predicate})
+    entry = record.get("entry")
+    if not isinstance(entry, dict):
+        raise _altered(f"The deposit record of entry {index} does not name its entry")
+    if entry.get("leafHash") != leaf:
+        raise _altered(f"The deposit record of entry {index} is for another entry")
+    build = predicate.get("build")
+    if not isinstance(build, dict):
+        build = {}
+    for field, want in (
+        ("index", index),
+        ("project", project),
+        ("imageId", needs.image_id),
+        ("buildId", build.get("id")),
+    ):
+        if entry.get(field) != want:
+            raise differs(f"the entry {field}", entry.get(field), want)
+    got_time = entry.get("integratedAt")
+    if not isinstance(got_time, str) or _parse_time(got_time) != when:
+        raise _altered(
+            f"The deposit record of entry {index} gives the entry integratedAt {got_time!r}, "
+            f"but TOC.json gives {rfc3339(when)}"
+        )
+    recipe = record.get("recipe")
+    if recipe:
+        want_recipe = needs.recipe or {}
+        for key in ("path", "sha256"):
+            if not isinstance(recipe, dict) or recipe.get(key) != want_recipe.get(key):
+                got = recipe.get(key) if isinstance(recipe, dict) else recipe
+                raise differs(f"the recipe {key}", got, want_recipe.get(key))
+    ctx = record.get("context")
+    if ctx:
+        want_ctx = needs.context or {}
+        if not isinstance(ctx, dict):
+            raise differs("the context", ctx, want_ctx.get("treeDigest"))
+        for key in ("treeDigest", "archiveDigest", "archiveSize"):
+            if key in want_ctx and ctx.get(key) != want_ctx[key]:
+                raise differs(f"the context {key}", ctx.get(key), want_ctx[key])
+        if _hex64(ctx.get("index")) and staged.has(str(ctx["index"])):
+            try:
+                ctx_index = context_index(staged, str(ctx["index"]))
+            except (InputError, ValueError, UnicodeDecodeError):
+                raise _altered(
+                    f"The context index {str(ctx['index'])[:16]}… of entry {index} is not a "
+                    "context index"
+                ) from None
+            if ctx_index.get("archiveDigest") != ctx.get("archiveDigest"):
+                raise _altered(
+                    f"The context index of entry {index} is for another context archive than "
+                    "its deposit record names"
+                )
+    for base in record.get("baseImages") or []:
+        ref = base.get("reference") if isinstance(base, dict) else base
+        if not isinstance(base, dict) or base not in needs.bases:
+            raise differs(
+                "the base image", ref, [b["reference"] for b in needs.bases] or "no base image"
+            )
+    image = record.get("image")
+    if image and (not isinstance(image, dict) or image.get("imageId") != needs.image_id):
+        got = image.get("imageId") if isinstance(image, dict) else image
+        raise differs("the image", got, needs.image_id)
+    for log in record.get("logs") or []:
+        if log not in needs.logs:
+            raise differs("the step log", log, "none such")
+    if record.get("filesBlob") and record["filesBlob"] != needs.files_blob:
+        raise differs("the context file list", record["filesBlob"], needs.files_blob)
+
+
+def _missing_names(
+    staged: FileDepositStore, predicate: dict[str, Any], record: dict[str, Any], missing: list[Any]
+) -> str:
+    """What a deposit lacks, context files named by their path in the context."""
+    context = (Needs.of(predicate).context or {}) if predicate else {}
+    paths: dict[str, str] = {}
+    files = context.get("files")
+    blob = (context.get("filesBlob") or {}).get("sha256")
+    if files is None and blob and staged.has(str(blob)):
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            files = json.loads(staged.get(str(blob)))
+    for f in files or []:
+        if isinstance(f, dict) and f.get("sha256"):
+            paths.setdefault(str(f["sha256"]), str(f.get("path")))
+    skeleton = None
+    ctx = record.get("context") or {}
+    if isinstance(ctx, dict) and staged.has(str(ctx.get("index"))):
+        with contextlib.suppress(InputError, ValueError, UnicodeDecodeError, KeyError):
+            skeleton = str(context_index(staged, str(ctx["index"]))["skeleton"])
+    names = []
+    for m in missing[:5]:
+        digest = str(m.get("digest"))
+        if m.get("kind") == "context" and m.get("name") == "context file":
+            if digest in paths:
+                names.append(f"context file {paths[digest]}")
+            elif digest == skeleton:
+                names.append(f"context skeleton {digest[:16]}…")
+            else:
+                names.append(f"context file with SHA-256 {digest[:16]}…")
+        else:
+            names.append(f"{m['kind']} {m['name']}")
+    return ", ".join(names)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _corrupt(store: FileDepositStore, digest: str, say: Callable[[str], None]) -> bool:
+    """Whether the stored blob ``digest`` does not hash to its name (then say so)."""
+    path = store.path(digest)
+    if not path.is_file():
+        return False
+    try:
+        if _sha256_file(path) == digest:
+            return False
+    except OSError:
+        pass
+    say(
+        f"escrow: the stored blob {digest} did not match its SHA-256; "
+        "replaced it with the archive's copy."
+    )
+    return True
+
+
+def _say_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def import_deposit(
@@ -348,13 +680,22 @@ def import_deposit(
     *,
     verifier_key: str | None = None,
     max_member: int = MAX_MEMBER,
+    say: Callable[[str], None] | None = None,
 ) -> ImportResult:
-    """Verify the exported deposit ``archive`` completely, then store it."""
+    """Verify the exported deposit ``archive`` completely, then store it.
+
+    Anything that does not match what the archive's TOC and signed contents promise is
+    :class:`CheckFailed` (exit 1); only an archive that is no deposit at all, or a
+    malformed ``verifier_key``, is an :class:`InputError` (exit 2).  ``say`` (stderr by
+    default) is told of stored blobs that were corrupt and replaced from the archive.
+    """
     from escrow.ledger import merkle
-    from escrow.ledger.checkpoint import verify_checkpoint
+    from escrow.ledger.checkpoint import parse_verifier_key, verify_checkpoint
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
+    say = say or _say_stderr
+    verifier_key = _pinned_key(verifier_key)
     try:
         src = open(archive, "rb")  # noqa: SIM115 - closed below
     except OSError as e:
@@ -376,53 +717,85 @@ def import_deposit(
                     accept=_accept,
                 )
             staged = FileDepositStore(staged_root)
+            members = _members(staged_root)
+            if "TOC.json" not in members:
+                if not members:
+                    raise InputError(
+                        f"The archive {archive} is not an escrow deposit ({FORMAT}): it holds "
+                        "nothing.",
+                        hint="Import an archive written by `escrow deposit export`.",
+                    )
+                raise _altered("The deposit archive has no TOC.json (its table of contents)")
             try:
                 toc = json.loads(_read(staged_root, "TOC.json"))
-            except ValueError as e:
-                raise InputError("The deposit archive's TOC.json is not JSON.") from e
+            except (ValueError, UnicodeDecodeError):
+                raise _altered("The deposit archive's TOC.json is not JSON") from None
             if not isinstance(toc, dict) or toc.get("format") != FORMAT:
                 raise InputError(
                     f"The archive {archive} is not an escrow deposit ({FORMAT}).",
                 )
+            _check_toc_shape(toc)
+            _require_key_history(toc)  # an export by an older escrow: named before its members
+            if not toc["entries"]:
+                raise _altered("The deposit archive's TOC.json lists no entries")
             # -- the checkpoint
-            included = str(toc.get("verifierKey", "")).strip()
-            if verifier_key is not None and verifier_key.strip() != included:
+            included = str(toc["verifierKey"]).strip()
+            if verifier_key is not None and verifier_key != included:
                 raise SignatureError(
                     "The deposit's ledger verifier key is not the one you pinned "
                     "(--verifier-key); refused."
                 )
-            note = _read(staged_root, str(toc.get("checkpoint", "checkpoint.txt"))).decode()
-            checkpoint = verify_checkpoint(note, verifier_key or included)
-            # -- every blob
-            listed: dict[str, int] = {}
-            for b in toc.get("blobs") or []:
-                listed[str(b["sha256"])] = int(b["size"])
-            present = set(staged)
-            if present - set(listed):
-                raise InputError(
-                    "The deposit archive holds blobs its table of contents does not list."
+            if verifier_key is None:
+                try:
+                    parse_verifier_key(included)
+                except InputError:
+                    raise _altered(
+                        "The verifier key in the deposit's TOC.json is not a note verifier key"
+                    ) from None
+            key_file = _read(staged_root, "verifier-key.txt").decode("utf-8", "replace").strip()
+            if key_file != included:
+                raise _altered(
+                    "The deposit's verifier-key.txt is not the verifier key its TOC.json gives"
                 )
+            verifier = verifier_key or included
+            checkpoint_name = str(toc.get("checkpoint", "checkpoint.txt"))
+            note = _read(staged_root, checkpoint_name).decode("utf-8", "replace")
+            try:
+                checkpoint = verify_checkpoint(note, verifier)
+            except SignatureError:
+                raise
+            except InputError as e:
+                why = e.message.rstrip(".")
+                raise _altered(
+                    f"The deposit's {checkpoint_name} is not a signed checkpoint ({why})"
+                ) from None
+            # -- members the TOC does not list
+            named = {"TOC.json", "verifier-key.txt", checkpoint_name}
+            named.update(str(v) for v in toc["keys"].values())
+            named.update(str(e["envelope"]) for e in toc["entries"])
+            named.update(str(e["envelope"]) for e in toc.get("keyEvents") or [])
+            listed: dict[str, int] = {str(b["sha256"]): int(b["size"]) for b in toc["blobs"]}
+            named.update(_blob_name(b) for b in listed)
+            # (blobs first; an unlisted envelope or key once the listed ones are checked,
+            # which names better what was taken out of the TOC)
+            extra = sorted(members - named, key=lambda n: (not n.startswith("blobs/"), n))
+            if extra and extra[0].startswith("blobs/"):
+                _unlisted(extra)
+            # -- every blob
             for digest, size in listed.items():
-                if digest not in present:
-                    raise InputError(f"The deposit archive lacks the blob {digest}.")
+                if _blob_name(digest) not in members:
+                    raise _altered(f"The deposit archive lacks the blob {digest}")
                 path = staged.path(digest)
                 if path.stat().st_size != size:
-                    raise InputError(f"The deposited blob {digest} does not have its listed size.")
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
-                if h.hexdigest() != digest:
-                    raise CheckFailed(
-                        f"The deposited blob {digest} does not match its SHA-256 (corrupted or "
-                        "altered); nothing was imported."
+                    raise _altered(
+                        f"The deposited blob {digest} does not have its listed size ({size} bytes)"
                     )
+                if _sha256_file(path) != digest:
+                    raise _altered(f"The deposited blob {digest} does not match its SHA-256")
             # -- the signers' key history, then every entry
-            key_history = _verified_key_history(
-                staged_root, toc, checkpoint, verifier_key or included
-            )
+            key_history = _verified_key_history(staged_root, toc, checkpoint, verifier)
             checked: list[tuple[dict[str, Any], bytes, str]] = []
-            for item in toc.get("entries") or []:
+            for item in toc["entries"]:
                 index = int(item["index"])
                 envelope = _read(staged_root, str(item["envelope"]))
                 leaf = merkle.leaf_hash(envelope)
@@ -430,8 +803,8 @@ def import_deposit(
                     raise CheckFailed(
                         f"The envelope of entry {index} does not have its listed leaf hash."
                     )
-                proof = [bytes.fromhex(h) for h in item.get("inclusionProof") or []]
-                if int(item.get("treeSize", -1)) != checkpoint.size or not merkle.verify_inclusion(
+                proof = [bytes.fromhex(h) for h in item["inclusionProof"]]
+                if item["treeSize"] != checkpoint.size or not merkle.verify_inclusion(
                     leaf, index, checkpoint.size, proof, checkpoint.root
                 ):
                     raise CheckFailed(
@@ -439,38 +812,67 @@ def import_deposit(
                         "deposit's checkpoint; nothing was imported."
                     )
                 signer = str(item["signer"])
-                keyfile = (toc.get("keys") or {}).get(signer)
+                keyfile = toc["keys"].get(signer)
                 if keyfile is None:
-                    raise InputError(f"The deposit archive lacks the public key {signer}.")
-                pem = _read(staged_root, str(keyfile)).decode()
-                public = PublicKey.from_pem(pem)
+                    raise _altered(f"The deposit's TOC.json lists no public key for {signer}")
+                pem = _read(staged_root, str(keyfile)).decode("utf-8", "replace")
+                try:
+                    public = PublicKey.from_pem(pem)
+                except InputError:
+                    raise _altered(
+                        f"The deposit's key file {keyfile} is not a public key"
+                    ) from None
                 if public.keyid != signer:
                     raise SignatureError(f"The key file {keyfile} is not the key {signer}.")
-                env = Envelope.from_bytes(envelope)
-                env.verify([public])
-                _check_key_valid(key_history, signer, item)
-                statement = env.statement()
-                if statement.get("predicateType") != BUILD_MANIFEST:
-                    raise InputError(f"Entry {index} of the deposit is not a build manifest.")
+                try:
+                    env = Envelope.from_bytes(envelope)
+                    env.verify([public])
+                    statement = env.statement()
+                except SignatureError:
+                    raise
+                except InputError as e:
+                    raise _altered(
+                        f"The envelope of entry {index} is not valid ({e.message.rstrip('.')})"
+                    ) from None
+                if statement.get("predicateType") != BUILD_MANIFEST or not isinstance(
+                    statement.get("predicate"), dict
+                ):
+                    raise _altered(f"Entry {index} of the deposit is not a build manifest")
+                predicate: dict[str, Any] = statement["predicate"]
+                _check_signed_fields(index, item, statement)
+                when = _verified_time(index, item, predicate)
+                _check_key_valid(key_history, signer, {**item, "integratedAt": rfc3339(when)})
                 record_digest = str(item["record"])
-                if not staged.has(record_digest):
-                    raise InputError(f"The deposit archive lacks the record of entry {index}.")
-                record = json.loads(staged.get(record_digest))
-                if (record.get("entry") or {}).get("leafHash") != item["leafHash"]:
-                    raise CheckFailed(f"The deposit record of entry {index} is for another entry.")
-                report = check_record(staged, statement["predicate"], record, digest=record_digest)
+                record = _deposit_record(staged, index, record_digest)
+                _check_record_fields(staged, index, str(item["leafHash"]), when, record, predicate)
+                try:
+                    report = check_record(staged, predicate, record, digest=record_digest)
+                except (InputError, ValueError, KeyError, TypeError):
+                    raise _altered(f"The deposit record of entry {index} is malformed") from None
                 if not report.complete:
-                    names = ", ".join(f"{m['kind']} {m['name']}" for m in report.missing[:5])
-                    raise CheckFailed(f"The deposit of entry {index} is incomplete ({names}).")
-                checked.append((item, envelope, pem))
-            if not checked:
-                raise InputError("The deposit archive holds no entries.")
+                    names = _missing_names(staged, predicate, record, report.missing)
+                    raise _altered(f"The deposit of entry {index} is incomplete ({names})")
+                project, image_id, _ = _index_fields(statement)
+                checked.append(
+                    (
+                        {
+                            **item,
+                            "project": project,
+                            "imageId": image_id,
+                            "integratedAt": rfc3339(when),
+                        },
+                        envelope,
+                        pem,
+                    )
+                )
+            if extra:
+                _unlisted(extra)
             # -- everything verified: store it
-            blobs_new = bytes_new = 0
+            blobs_new = bytes_new = repaired = 0
             for digest, size in listed.items():
                 if not isinstance(store, FileDepositStore):
                     if store.has(digest):
-                        continue
+                        continue  # a registry checks every read against its digest
                     w = store.writer()
                     with staged.open(digest) as f:
                         while chunk := f.read(1 << 20):
@@ -481,28 +883,35 @@ def import_deposit(
                     continue
                 final = store.path(digest)
                 if final.is_file():
-                    continue
+                    if not _corrupt(store, digest, say):
+                        continue
+                    repaired += 1
+                else:
+                    blobs_new += 1
+                    bytes_new += size
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged.path(digest), final)
-                blobs_new += 1
-                bytes_new += size
             entries = []
             for item, envelope, pem in checked:
+                env_digest = hashlib.sha256(envelope).hexdigest()
+                if isinstance(store, FileDepositStore) and _corrupt(store, env_digest, say):
+                    store.path(env_digest).unlink()
+                    repaired += 1
                 env_digest = store.put(envelope)
                 doc = {
                     "type": IMPORT_RECORD,
                     "origin": checkpoint.origin,
                     "index": int(item["index"]),
                     "leafHash": item["leafHash"],
-                    "project": item.get("project"),
-                    "imageId": item.get("imageId"),
+                    "project": item["project"],
+                    "imageId": item["imageId"],
                     "signer": item["signer"],
-                    "integratedAt": item.get("integratedAt"),
+                    "integratedAt": item["integratedAt"],
                     "envelope": env_digest,
                     "treeSize": checkpoint.size,
                     "inclusionProof": item["inclusionProof"],
                     "checkpoint": checkpoint.note,
-                    "verifierKey": verifier_key or included,
+                    "verifierKey": verifier,
                     "publicKey": pem,
                     "record": item["record"],
                     "importedAt": utc_now(),
@@ -520,7 +929,7 @@ def import_deposit(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ImportResult(
-        checkpoint.origin, checkpoint.size, verifier_key or included, entries, blobs_new, bytes_new
+        checkpoint.origin, checkpoint.size, verifier, entries, blobs_new, bytes_new, repaired
     )
 
 
