@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Signatures one envelope may carry; more is refused (422), never stored.
 MAX_SIGNATURES = 16
@@ -206,8 +206,14 @@ class PackIn(BaseModel):
     projects: list[Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]] = Field(
         default_factory=list, max_length=100, description="Projects; empty means all."
     )
-    since: datetime | None = Field(None, description="RFC 3339 time (inclusive).")
-    until: datetime | None = Field(None, description="RFC 3339 time (exclusive).")
+    since: datetime | None = Field(
+        None, description="RFC 3339 time, or a bare date YYYY-MM-DD (its midnight UTC); inclusive."
+    )
+    until: datetime | None = Field(
+        None,
+        description="RFC 3339 time (exclusive), or a bare date YYYY-MM-DD, which includes that "
+        "whole day (UTC), as `escrow pack --until`.",
+    )
     entries: list[Annotated[int, Field(ge=0, le=MAX_INT)]] = Field(
         default_factory=list, max_length=10000, description="Only these ledger indexes."
     )
@@ -224,6 +230,20 @@ class PackIn(BaseModel):
         description="The ledger as of its first N entries: their signed checkpoint, builds and "
         "key history (default: all).",
     )
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _as_the_cli_reads_it(cls, value: Any, info: Any) -> Any:
+        """A bare date means what it means to `escrow pack`: ``until`` includes the day."""
+        if isinstance(value, str) and len(value.strip()) == 10:
+            from escrow.errors import EscrowError
+            from escrow.times import parse_time
+
+            try:
+                return parse_time(value, info.field_name, end_of_day=info.field_name == "until")
+            except EscrowError as e:
+                raise ValueError(e.message) from None
+        return value
 
 
 class PackJobOut(BaseModel):
