@@ -69,14 +69,19 @@ def _check_signer(
     ledger: concurrent.futures.Future[Ledger | RemoteLedger],
     settings: Settings,
 ) -> None:
-    """The signing key may sign now: registered in the ledger, neither revoked nor retired.
+    """:func:`check_may_sign`, known while the engine builds, so a build that could not be
+    recorded stops early."""
+    check_may_sign(ledger.result(), key.result(), settings, then="build again")
 
-    Known while the engine builds, so a build that could not be recorded stops early.
-    """
+
+def check_may_sign(
+    ledger: Ledger | RemoteLedger, signing: SigningKey, settings: Settings, *, then: str
+) -> None:
+    """The signing key may sign now: registered in the ledger, neither revoked nor
+    retired; :class:`KeyLocked` (exit 3) saying how to replace it, and then ``then``."""
     from escrow.errors import KeyLocked
 
-    signing = key.result()
-    found = ledger.result().key_status(signing.keyid)
+    found = ledger.key_status(signing.keyid)
     if found is None:
         raise KeyLocked(
             f"The signing key {signing.keyid[:16]}… is not registered in the ledger, so "
@@ -91,7 +96,7 @@ def _check_signer(
             # `--name build` is the configured key (ESCROW_KEY), whatever its name in the ledger
             hint="Replace it with `escrow keys rotate --name build`"
             + (" (with an admin token)" if settings.server else "")
-            + ", then build again.",
+            + f", then {then}.",
         )
 
 

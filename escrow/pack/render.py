@@ -389,6 +389,10 @@ def render_pack(
     signer = ensure_pack_signer(settings)
     signer_view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256, SHA-256")
     build_key = SigningKey.load(settings.key_path, settings.passphrase) if record and sign else None
+    if build_key is not None:  # before the rendering: a key the ledger refuses fails now
+        from escrow.capture.publish import check_may_sign
+
+        check_may_sign(ledger, build_key, settings, then="make the pack again")
     t0 = time.perf_counter()
     collected = collect(ledger, request, signer_view)
     t1 = time.perf_counter()

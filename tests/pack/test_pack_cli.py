@@ -314,10 +314,13 @@ def test_failed_build_rebuild_verdict_and_revoked_key(
     }
     pack_ledger.add_statement(rebuild)
     pack_ledger.ledger.revoke_key(ok.signer, "laptop lost")
-    # the revoked key cannot sign the pack statement: the pack is refused and nothing written
+    # the revoked key cannot sign the pack statement: the pack is refused before it is
+    # rendered (exit 3, as `escrow build` with that key; it was exit 1 after the rendering),
+    # and nothing is written
     out = tmp_path / "p.pdf"
     r = cli(["pack", "--project", "example", "-o", str(out)])
-    assert r.exit_code == 1 and "revoked" in r.stderr
+    assert r.exit_code == 3 and "is revoked in the ledger" in r.stderr, r.stderr
+    assert "keys rotate --name build" in r.stderr and "make the pack again" in r.stderr
     assert not out.exists() and list(tmp_path.glob(".p.pdf*")) == []
     from escrow.signing.keys import SigningKey
 
