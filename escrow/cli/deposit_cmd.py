@@ -164,7 +164,11 @@ def add(
 @click.argument("index", type=click.IntRange(min=0))
 @click.option("--verify", is_flag=True, help="Also re-hash every deposited blob.")
 @click.option("--imported", is_flag=True, help="INDEX is an entry of an imported deposit.")
-@click.option("--origin", help="With --imported: the origin of that ledger, if several.")
+@click.option(
+    "--origin",
+    help="With --imported, when deposits of several ledgers hold that index: the ledger's "
+    "origin, its verifier key, or the 8 hex digits of its key hash.",
+)
 @_store_option
 @json_option
 @pass_app

@@ -66,7 +66,11 @@ def _render_verdict(statement: dict[str, Any]) -> str:
     help="INDEX is an entry of an imported deposit (`escrow deposit import`), i.e. its "
     "index in the ledger it was exported from; it is not in the local ledger.",
 )
-@click.option("--origin", help="With --imported: the origin of that ledger, if several.")
+@click.option(
+    "--origin",
+    help="With --imported, when deposits of several ledgers hold that index: the ledger's "
+    "origin, its verifier key, or the 8 hex digits of its key hash.",
+)
 @click.option(
     "--build-arg",
     "build_args",

@@ -945,6 +945,14 @@ def imported_entries(store: DepositStore) -> list[dict[str, Any]]:
     return out
 
 
+def _ledger_names(doc: dict[str, Any]) -> set[str]:
+    """What names the ledger an import came from: its origin, its verifier key, and the key
+    hash in it (ledgers made by `escrow init` all have the origin ``escrow.local/ledger``)."""
+    key = str(doc.get("verifierKey") or "")
+    parts = key.split("+", 2)  # <name>+<8 hex>+<base64>, which may hold '+' itself
+    return {str(doc.get("origin") or ""), key, parts[1] if len(parts) == 3 else ""} - {""}
+
+
 def imported_entry(
     store: DepositStore, index: int, origin: str | None = None
 ) -> tuple[Entry, dict[str, Any]]:
@@ -958,7 +966,7 @@ def imported_entry(
     matches = [
         d
         for d in imported_entries(store)
-        if int(d["index"]) == index and (origin is None or d["origin"] == origin)
+        if int(d["index"]) == index and (origin is None or origin.strip() in _ledger_names(d))
     ]
     if not matches:
         raise InputError(
@@ -967,10 +975,11 @@ def imported_entry(
             hint="`escrow deposit stats --json` lists the imported entries.",
         )
     if len(matches) > 1:
-        origins = ", ".join(sorted({str(d["origin"]) for d in matches}))
+        keys = sorted({str(d["verifierKey"]) for d in matches})
         raise InputError(
-            f"Imported deposits from several ledgers hold an entry {index} ({origins}).",
-            hint="Name the ledger with --origin.",
+            f"Imported deposits from {len(keys)} ledgers hold an entry {index}.",
+            hint="Name the ledger with --origin: its origin when the origins differ, else its "
+            "verifier key or the 8 hex digits in it (" + "; ".join(keys) + ").",
         )
     doc = matches[0]
     envelope = store.get(str(doc["envelope"]))
