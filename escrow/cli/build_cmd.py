@@ -111,6 +111,21 @@ def _report(
         )
 
 
+def _deposit_later(
+    index: int, context: Path, dockerfile: Path | None, deposit_store: str | None
+) -> str:
+    """The command that deposits entry ``index`` once the store works again: the context
+    (and Dockerfile) it was built from, and the store named on the command line."""
+    import shlex
+
+    words = ["escrow", "deposit", str(index), "--context", str(context)]
+    if dockerfile is not None:
+        words += ["-f", str(dockerfile)]
+    if deposit_store:
+        words += ["--deposit-store", deposit_store]
+    return shlex.join(words)
+
+
 def _store_problem(store: DepositStore, error: Exception) -> EscrowError:
     """A deposit store failure as an environment problem (exit 3) naming the store."""
     if isinstance(error, EscrowError):
@@ -359,9 +374,10 @@ def build(
             registry={**(registry or {}), **failed},
             check=False,
         )
+        later = _deposit_later(entry.index, context, dockerfile, deposit_store)
         deposit_error.message = (
             f"{deposit_error.message.rstrip('.')}. The build is recorded as ledger entry "
-            f"{entry.index}, without a deposit (`escrow deposit {entry.index}` makes it later)."
+            f"{entry.index}, without a deposit (`{later}` makes it later)."
         )
         raise deposit_error
     if push_error is not None:

@@ -3,6 +3,8 @@ it, the build is recorded all the same and the deposit can be made later."""
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +65,13 @@ def test_a_store_that_fails_during_the_build_leaves_the_build_recorded(
     shown = cli(["show", str(result["index"]), "--json"]).json()["statement"]
     assert shown["predicate"]["layers"]  # the config came from the engine instead
     (store / "tmp").unlink()
-    done = cli(
-        ["deposit", str(result["index"]), "--context", str(context), "--deposit-store", str(store)]
-    )
+    # the command the message gives, as it gives it (it said only `escrow deposit N`, which
+    # then lacked the context and the store)
+    later = re.search(r"\(`(escrow deposit [^`]+)` makes it later\)", message)
+    assert later is not None, message
+    words = shlex.split(later.group(1))
+    assert words[:3] == ["escrow", "deposit", str(result["index"])]
+    done = cli(words[1:])
     assert done.exit_code == 0, done.stderr
     check = cli(["deposit", "check", str(result["index"]), "--deposit-store", str(store)])
     assert check.exit_code == 0, check.stderr
