@@ -453,9 +453,12 @@ def check_record(
     missing: list[dict[str, Any]] = []
     optional: list[dict[str, Any]] = []
     if record is None:
-        return CheckReport(
-            None, [{"kind": "deposit", "name": "record", "reason": "nothing was deposited"}], []
+        reason = (
+            f"the store {store.location} holds no deposit of this entry: it was never deposited "
+            "there (one made into another store needs --deposit-store), or `escrow gc --apply` "
+            "removed it"
         )
+        return CheckReport(None, [{"kind": "deposit", "name": "record", "reason": reason}], [])
 
     def need(kind: str, name: str, blob: str | None, reason: str) -> None:
         if blob is None or not store.has(blob):
