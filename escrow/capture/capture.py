@@ -15,7 +15,7 @@ from typing import Any
 from escrow.blobs import BlobStore
 from escrow.capture import dockerfile as dfparse
 from escrow.capture.build import default_project, resolve_bases
-from escrow.capture.context import escrow_folders, folders_inside, make_context
+from escrow.capture.context import escrow_folders_in, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
     builder_section,
@@ -54,7 +54,7 @@ def capture_inputs(
             require_dockerfile=False,
             embed_dockerfile=False,
             keep_archive=False,
-            leave_out=folders_inside(context, escrow_folders(blobs.root.parent)),
+            leave_out=escrow_folders_in(context, blobs.root.parent),
         ) as ctx:
             inputs["context"] = ctx.to_manifest(blobs)
             if ctx.dockerfile_bytes is not None and ctx.dockerfile_path is not None:

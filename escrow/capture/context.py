@@ -333,12 +333,35 @@ class _Plan:
     left_out: tuple[str, ...] = ()
 
 
+def check_context_dir(path: Path) -> None:
+    """:class:`InputError` unless ``path`` is a folder, saying what it is instead."""
+    if not path.is_dir():
+        raise InputError(
+            f"The build context {path} "
+            f"{'is not a directory' if path.exists() else 'does not exist'}.",
+            hint="Pass the folder holding the files the Dockerfile uses.",
+        )
+
+
 def _under(name: str, folders: Sequence[str]) -> bool:
     return any(name == f or name.startswith(f + "/") for f in folders)
 
 
-def escrow_folders(home: Path, deposit_store: str | None = None) -> list[Path]:
-    """escrow's own folders: ``ESCROW_HOME`` and the deposit store when it is a folder."""
+def escrow_folders_in(
+    context: str | os.PathLike[str], home: Path, deposit_store: str | None = None
+) -> tuple[str, ...]:
+    """escrow's own folders (``ESCROW_HOME``, and the deposit store when it is a folder)
+    that lie inside ``context``: what :func:`make_context` is told to leave out."""
+    return _folders_inside(context, _escrow_folders(home, deposit_store))
+
+
+def left_out_note(left_out: Sequence[str], context: str) -> str:
+    """The line that says which of escrow's folders ``context`` left out."""
+    shown = ", ".join(f"{p}/" for p in left_out)
+    return f"escrow: left escrow's own folders out of the {context}: {shown}"
+
+
+def _escrow_folders(home: Path, deposit_store: str | None) -> list[Path]:
     from escrow.deposit.store import store_location
     from escrow.errors import EscrowError
 
@@ -352,10 +375,10 @@ def escrow_folders(home: Path, deposit_store: str | None = None) -> list[Path]:
     return folders
 
 
-def folders_inside(context: str | os.PathLike[str], folders: Sequence[Path]) -> tuple[str, ...]:
+def _folders_inside(context: str | os.PathLike[str], folders: Sequence[Path]) -> tuple[str, ...]:
     """The ``folders`` that lie inside ``context`` (not the context itself), relative to
     it and ``/``-separated as in the recorded file list, sorted; one inside another of
-    them is not listed again.  What :func:`make_context` is told to leave out."""
+    them is not listed again."""
     root = Path(context).resolve()
     out: set[str] = set()
     for folder in folders:
@@ -379,12 +402,7 @@ def _plan(
     ``leave_out`` (escrow's own folders: its keys and ledger must never be sent,
     hashed or deposited as inputs of a build)."""
     root = Path(context_dir)
-    if not root.is_dir():
-        raise InputError(
-            f"The build context {root} "
-            f"{'is not a directory' if Path(root).exists() else 'does not exist'}.",
-            hint="Pass the folder holding the files the Dockerfile uses.",
-        )
+    check_context_dir(root)
     root = root.resolve()
     df_path: Path | None = None
     df_bytes: bytes | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from escrow.config import Settings
-from escrow.signing.keyfile import read_key_file
+from escrow.signing.keyfile import public_key_path, read_key_file
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -51,7 +51,7 @@ def _unregistered_hint(settings: Settings) -> str:
     import shlex
 
     private = settings.key_path
-    pub = private.with_name(private.name.replace(".key.pem", "") + ".pub.pem")
+    pub = public_key_path(private)
     if not pub.is_file():
         return (
             f"Register its public key with {settings.server}: on a machine with an admin "

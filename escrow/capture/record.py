@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from escrow.blobs import BlobStore
 from escrow.capture.build import default_project
 from escrow.capture.capture import image_not_found
-from escrow.capture.context import ContextArchive, escrow_folders, folders_inside, make_context
+from escrow.capture.context import ContextArchive, escrow_folders_in, left_out_note, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
     LOG_TAIL_LINES,
@@ -123,14 +123,10 @@ def record_command(
     redactor: Redactor | None = None,
     echo: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
-    exclude: list[Path] | None = None,
 ) -> RecordOutcome:
-    """Run ``argv`` and make its build manifest.
-
-    ``exclude``: folders left out of the recorded context when they lie inside it
-    (default: ESCROW_HOME and the deposit store, :func:`escrow_folders`); the paths
-    left out are listed in ``inputs.context.excluded``.
-    """
+    """Run ``argv`` and make its build manifest.  escrow's own folders (ESCROW_HOME, a
+    folder deposit store) are left out of the recorded context when they lie inside it,
+    and listed in ``inputs.context.excluded``."""
     if not argv:
         raise UsageError("No command to record.", hint="Write: escrow record -- COMMAND [ARGS]…")
     if image is not None and engine is None:
@@ -141,14 +137,9 @@ def record_command(
     _learn_argv(argv, redactor)
     context = context or Path.cwd()
     engine_facts = engine.facts() if engine is not None else None
-    folders = escrow_folders(blobs.root.parent) if exclude is None else exclude
-    excluded = folders_inside(context, folders)
+    excluded = escrow_folders_in(context, blobs.root.parent)
     if excluded and echo is not None:
-        echo.write(
-            "escrow: left escrow's own folders out of the recorded context: "
-            + ", ".join(f"{p}/" for p in excluded)
-            + "\n"
-        )
+        echo.write(left_out_note(excluded, "recorded context") + "\n")
     started_on = utc_now()
     with _snapshot(context, excluded) as before:
         context_doc = before.to_manifest(blobs)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError
+from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -242,7 +242,7 @@ def build(
     """
     from escrow.blobs import BlobStore
     from escrow.capture.build import BuildRequest, parse_build_args, parse_labels, phoenix_build
-    from escrow.capture.context import escrow_folders, folders_inside
+    from escrow.capture.context import check_context_dir, escrow_folders_in, left_out_note
     from escrow.capture.engine import DockerEngine
     from escrow.capture.progress import make_progress
 
@@ -252,12 +252,7 @@ def build(
 
     for tag in tags:  # before anything is built: the engine refuses a bad name after
         check_build_tag(tag)
-    if not context.is_dir():
-        raise InputError(
-            f"The build context {context} "
-            f"{'is not a directory' if context.exists() else 'does not exist'}.",
-            hint="Pass the folder holding the files the Dockerfile uses.",
-        )
+    check_context_dir(context)
     request = BuildRequest(
         context=context,
         tags=tags,
@@ -268,13 +263,10 @@ def build(
         project=project,
         pull=pull,
         labels=image_labels,
-        leave_out=folders_inside(context, escrow_folders(app.settings.home, deposit_store)),
+        leave_out=escrow_folders_in(context, app.settings.home, deposit_store),
     )
     if request.leave_out and not quiet:
-        app.say(
-            "escrow: left escrow's own folders out of the build context: "
-            + ", ".join(f"{p}/" for p in request.leave_out)
-        )
+        app.say(left_out_note(request.leave_out, "build context"))
     store = None
     if not no_deposit and not app.settings.server:
         from escrow.deposit.store import check_store, open_store

@@ -25,6 +25,7 @@ from escrow.capture.publish import suggested_key_name
 from escrow.cli.app import App, json_option, pass_app
 from escrow.config import Settings, redact_url
 from escrow.errors import KeyLocked
+from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, SigningKey
 
 
@@ -54,10 +55,6 @@ class _Undo:
                     p.unlink(missing_ok=True)
             except OSError:
                 pass  # not empty (someone else's files), or gone: leave it
-
-
-def _pub(private: Path) -> Path:
-    return private.with_name(private.name.replace(".key.pem", "") + ".pub.pem")
 
 
 def _build_key(s: Settings, key_type: str, created: list[str]) -> SigningKey:
@@ -107,7 +104,7 @@ def init(app: App, key_type: str, as_json: bool) -> None:
 
 
 def _register_elsewhere(s: Settings, keyid: str) -> str:
-    pub = _pub(s.key_path)
+    pub = public_key_path(s.key_path)
     command = f"escrow keys add {shlex.quote(str(pub))} --name {suggested_key_name()}"
     return (
         f"The build key {keyid[:16]}… is not registered with {s.server}, and ESCROW_TOKEN "
@@ -123,7 +120,12 @@ def _init_local(app: App, key_type: str) -> dict[str, Any]:
     db_file = sqlite_file(s.db_url)
     db_files = [Path(db_file + sfx) for sfx in ("", "-wal", "-shm", "-journal")] if db_file else []
     undo = _Undo(
-        s.home, s.log_key_path, _pub(s.log_key_path), s.key_path, _pub(s.key_path), *db_files
+        s.home,
+        s.log_key_path,
+        public_key_path(s.log_key_path),
+        s.key_path,
+        public_key_path(s.key_path),
+        *db_files,
     )
     # Once a ledger other than a SQLite file this run made has been opened, it is
     # bound to the log key: that key must then stay, even if a later step fails.
@@ -151,7 +153,7 @@ def _init_local(app: App, key_type: str) -> dict[str, Any]:
         "db_url": redact_url(s.db_url),
         "server": None,
         "build_key": build_key.keyid,
-        "public_key_path": str(_pub(s.key_path)),
+        "public_key_path": str(public_key_path(s.key_path)),
         "registered": True,
         "registered_now": now,
         "key_name": found[0] if found else "build",
@@ -166,7 +168,7 @@ def _init_server(app: App, key_type: str) -> dict[str, Any]:
 
     s = app.settings
     remote = RemoteLedger.open(s)
-    undo = _Undo(s.home, s.key_path, _pub(s.key_path), remote.state_path)
+    undo = _Undo(s.home, s.key_path, public_key_path(s.key_path), remote.state_path)
     created: list[str] = []
     try:
         with remote:
@@ -200,7 +202,7 @@ def _init_server(app: App, key_type: str) -> dict[str, Any]:
         "db_url": None,
         "server": s.server,
         "build_key": build_key.keyid,
-        "public_key_path": str(_pub(s.key_path)),
+        "public_key_path": str(public_key_path(s.key_path)),
         "registered": registered,
         "registered_now": now,
         "key_name": name,

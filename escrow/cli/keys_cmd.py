@@ -26,6 +26,7 @@ import click
 
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import InputError, KeyLocked, UsageError
+from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, PublicKey, SigningKey
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -58,10 +59,6 @@ def key_path(app: App, name: str) -> Path:
     if name == "build":
         return app.settings.key_path
     return app.settings.keys_dir / f"{_check_name(name)}.key.pem"
-
-
-def pub_path(private: Path) -> Path:
-    return private.with_name(private.name.removesuffix(".key.pem") + ".pub.pem")
 
 
 def ask_passphrase(what: str, *, confirm: bool) -> str | None:
@@ -192,7 +189,7 @@ def generate(
     try:
         entry = ledger.register_key(key.public, name)
         os.link(tmp, path)  # fails rather than overwrite a key written meanwhile
-        pub_path(path).write_text(key.public.pem(), encoding="ascii")
+        public_key_path(path).write_text(key.public.pem(), encoding="ascii")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -202,7 +199,7 @@ def generate(
         "name": name,
         "algorithm": key.type.value,
         "path": str(path),
-        "public_key_path": str(pub_path(path)),
+        "public_key_path": str(public_key_path(path)),
         "encrypted": bool(passphrase),
         "ledger_index": entry.index,
     }
@@ -275,7 +272,7 @@ def list_(app: App, as_json: bool) -> None:
     """List the registered keys, their status and history, and which are on this machine."""
     records = app.ledger().keys()
     local = _local_keys(app)
-    build = pub_path(app.settings.key_path)
+    build = public_key_path(app.settings.key_path)
     build_id = PublicKey.from_pem(build.read_bytes()).keyid if build.exists() else None
     rows: list[dict[str, Any]] = []
     for record in records:
@@ -362,7 +359,7 @@ def _retire_from(effective: str | None) -> datetime:
 
 def _is_build_key(app: App, keyid: str) -> bool:
     """Whether ``keyid`` is the configured build key (by its public key file)."""
-    build = pub_path(app.settings.key_path)
+    build = public_key_path(app.settings.key_path)
     return build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == keyid
 
 
@@ -448,7 +445,7 @@ def rotate(
     old = load_key(path, passphrase, prompted=passphrase_prompt)
     ledger = app.ledger()
     if ledger.key_status(old.keyid) is None:
-        pub = pub_path(path)
+        pub = public_key_path(path)
         raise InputError(
             f"The key {name!r} ({old.keyid[:16]}…) is not registered in the ledger, so "
             "there is nothing to rotate.",
@@ -474,12 +471,12 @@ def rotate(
         tmp.unlink(missing_ok=True)
         raise
     os.link(path, archived)
-    if pub_path(path).exists():
-        os.replace(pub_path(path), pub_path(archived))
+    if public_key_path(path).exists():
+        os.replace(public_key_path(path), public_key_path(archived))
     else:
-        pub_path(archived).write_text(old.public.pem(), encoding="ascii")
+        public_key_path(archived).write_text(old.public.pem(), encoding="ascii")
     os.replace(tmp, path)
-    pub_path(path).write_text(new.public.pem(), encoding="ascii")
+    public_key_path(path).write_text(new.public.pem(), encoding="ascii")
     after = ledger.key(old.keyid)
     ended = after.retired_at or after.revoked_at
     result = {

@@ -55,7 +55,7 @@ from escrow.ledger.models import (
     stored_bytes,
 )
 from escrow.signing.dsse import Envelope
-from escrow.signing.keyfile import ENCRYPTED_MARKER
+from escrow.signing.keyfile import ENCRYPTED_MARKER, public_key_path
 from escrow.signing.keys import PublicKey, SigningKey
 from escrow.text import count
 
@@ -928,7 +928,7 @@ class Ledger:
     @staticmethod
     def _log_public_from_files(settings: Settings) -> PublicKey | None:
         priv = settings.log_key_path
-        pub = priv.with_name(priv.name.replace(".key.pem", "") + ".pub.pem")
+        pub = public_key_path(priv)
         if pub.is_file():
             return PublicKey.from_pem(pub.read_bytes())
         if priv.is_file() and (settings.passphrase or ENCRYPTED_MARKER not in priv.read_bytes()):

@@ -473,9 +473,10 @@ def rebuild_entry(
         deposited_dockerfile = prepared.dockerfile
         deposit_blobs = _DepositBlobs(store, blobs)
     else:
+        from escrow.capture.context import check_context_dir
+
         context = Path(options.context)
-        if not context.is_dir():
-            raise InputError(f"The build context {context} is not a directory.")
+        check_context_dir(context)
         scratch = _scratch_dir(context, settings.home, options.workdir)
         deposit_blobs = None
     try:

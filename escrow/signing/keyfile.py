@@ -14,6 +14,11 @@ from escrow.errors import KeyLocked
 ENCRYPTED_MARKER = b"ENCRYPTED PRIVATE KEY"
 
 
+def public_key_path(private: Path) -> Path:
+    """Where the public key of the private key file ``NAME.key.pem`` is kept: ``NAME.pub.pem``."""
+    return private.with_name(private.name.removesuffix(".key.pem") + ".pub.pem")
+
+
 def read_key_file(path: Path, passphrase: str | None) -> bytes:
     """The PEM bytes of the private key at ``path``.
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from escrow.documents.types import KeyID
 from escrow.errors import InputError, KeyLocked, SignatureError
-from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
+from escrow.signing.keyfile import ENCRYPTED_MARKER, public_key_path, read_key_file
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKeyT = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -153,7 +153,7 @@ class SigningKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(self.private_pem(passphrase))
-        pub = path.with_name(path.name.replace(".key.pem", "") + ".pub.pem")
+        pub = public_key_path(path)
         if not pub.exists():
             pub.write_text(self.public.pem(), encoding="ascii")
 
