@@ -147,7 +147,6 @@ def verify(
     if is_registry_reference(target):
         _verify_in_registry(app, target, as_json)
         return
-    from escrow.documents.types import BUILD_MANIFEST
     from escrow.verification import resolve_target, sha256_id, verify_entry
 
     ledger = app.ledger()
@@ -156,28 +155,19 @@ def verify(
     if isinstance(probed, EngineUnavailable) and not target.isdigit() and not sha256_id(target):
         raise probed  # only the engine can tell which image a short ID or a name is
     entry = resolve_target(ledger, target, engine)
-    result = verify_entry(ledger, entry, engine=engine)
-    skipped: str | None = None
-    unavailable = probed if isinstance(probed, EngineUnavailable) else None
-    if unavailable and entry.image_id and entry.predicate_type == BUILD_MANIFEST:
-        reason = unavailable.message.rstrip(".")
-        skipped = f"not compared: {reason[:1].lower()}{reason[1:]}"
+    unavailable = probed.message if isinstance(probed, EngineUnavailable) else None
+    result = verify_entry(ledger, entry, engine=engine, engine_unavailable=unavailable)
     status, failure = _build_outcome(entry)
     if as_json:
         doc = result.to_dict()
-        for check in doc["checks"]:
-            check["skipped"] = False
-        if skipped:
-            doc["checks"].append({"name": "image", "ok": True, "skipped": True, "detail": skipped})
         doc["status"] = status
         if failure is not None:
             doc["failure"] = failure
         app.emit_json(doc)
     else:
         for c in result.checks:
-            app.out(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<10} {c.detail}")
-        if skipped:
-            app.out(f"skip {'image':<10} {skipped}")
+            mark = "skip" if c.skipped else "ok  " if c.ok else "FAIL"
+            app.out(f"{mark} {c.name:<10} {c.detail}")
         if result.rebuild_verdict:
             app.out(f"     rebuild    latest verdict: {result.rebuild_verdict}")
     if not result.ok:
