@@ -646,11 +646,8 @@ def _missing_names(
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _corrupt(store: FileDepositStore, digest: str, say: Callable[[str], None]) -> bool:

@@ -232,13 +232,11 @@ def _reason(error: object) -> str:
 
 def _unavailable_hint(url: str) -> str:
     """What to check when the database cannot be opened or used."""
-    path = sqlite_file(url)
     if not url.startswith("sqlite"):
         return "Check ESCROW_DB_URL and that the database server is running."
-    if path is None:
-        return "Check ESCROW_DB_URL and that the database file can be read and written."
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+    path = sqlite_file(url)
+    folder = os.path.dirname(os.path.abspath(path)) if path is not None else None
+    if folder is not None and os.path.isdir(folder) and not os.access(folder, os.W_OK):
         return (
             f"The folder {folder} is read-only, and SQLite writes its -wal and -shm files "
             "beside the ledger even to read it: make the folder writable, or work on a copy."
@@ -1580,16 +1578,16 @@ class Ledger:
         from escrow.ledger.tables import ENTRY
 
         query = select(ENTRY).where(ENTRY.c.idx == index)
+        storable = 0 <= index <= MAX_INDEX  # past it, no database could hold the index
         row = None
-        if 0 <= index <= MAX_INDEX:  # past it, no database could hold the index
+        if storable:
             with self._read() as conn:
                 row = conn.execute(query).first()
         if row is None:
             # The row and the size again, from one snapshot: an entry appended between
             # two plain reads must not pass for one deleted.
             with self._read(snapshot=True) as conn:
-                if 0 <= index <= MAX_INDEX:
-                    row = conn.execute(query).first()
+                row = conn.execute(query).first() if storable else None
                 size = self._size(conn)
         if row is None:
             held = count(size, "entry", "entries")

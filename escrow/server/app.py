@@ -422,12 +422,8 @@ def _time_query(text: str | None, name: str, *, end_of_day: bool = False) -> dat
         return None
     try:
         return parse_time(text, name, end_of_day=end_of_day)
-    except UsageError as e:
+    except UsageError as e:  # not a date or time, or one outside the calendar
         raise ApiError(422, e.diagnostics(), location="query", field=name) from e
-    except (OverflowError, ValueError) as e:
-        raise ApiError(
-            422, f"The query parameter {name!r} is out of range.", location="query", field=name
-        ) from e
 
 
 def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
