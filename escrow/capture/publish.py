@@ -19,6 +19,7 @@ from escrow.signing.keyfile import public_key_path, read_key_file
 
 if TYPE_CHECKING:
     import concurrent.futures
+    from pathlib import Path
 
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
@@ -60,8 +61,15 @@ def _unregistered_hint(settings: Settings) -> str:
         )
     return (
         f"Register it with {settings.server}: on a machine with an admin token, with a copy "
-        f"of {pub}, run `escrow keys add {shlex.quote(str(pub))} --name {suggested_key_name()}`."
+        f"of {pub}, run `{register_command(pub)}`."
     )
+
+
+def register_command(public_key: Path) -> str:
+    """The ``escrow keys add`` that registers this machine's build key with a server."""
+    import shlex
+
+    return f"escrow keys add {shlex.quote(str(public_key))} --name {suggested_key_name()}"
 
 
 def _check_signer(

@@ -15,13 +15,12 @@ A failed ``init`` leaves nothing behind: what this run created is removed.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 
-from escrow.capture.publish import suggested_key_name
+from escrow.capture.publish import register_command, suggested_key_name
 from escrow.cli.app import App, json_option, pass_app
 from escrow.config import Settings, redact_url
 from escrow.errors import KeyLocked
@@ -105,11 +104,10 @@ def init(app: App, key_type: str, as_json: bool) -> None:
 
 def _register_elsewhere(s: Settings, keyid: str) -> str:
     pub = public_key_path(s.key_path)
-    command = f"escrow keys add {shlex.quote(str(pub))} --name {suggested_key_name()}"
     return (
         f"The build key {keyid[:16]}… is not registered with {s.server}, and ESCROW_TOKEN "
         f"may not register keys: on a machine with an admin token, with a copy of {pub}, "
-        f"run `{command}`; then `escrow build` works here."
+        f"run `{register_command(pub)}`; then `escrow build` works here."
     )
 
 
