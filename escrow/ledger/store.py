@@ -1220,7 +1220,9 @@ class Ledger:
         self, event: str, keyid: str, effective: datetime, reason: str | None
     ) -> Entry:
         rec = self.key(keyid)
-        if rec.status != ACTIVE:
+        # a retired key may still be revoked: its private key can leak after it stopped
+        # signing, and verifiers of envelopes met outside the log must learn of that
+        if rec.status != ACTIVE and not (event == REVOKED and rec.status == RETIRED):
             raise InputError(f"The key {rec.keyid[:16]}… is already {rec.status}.")
         public = PublicKey.from_pem(rec.public_pem)
         statement = key_event_statement(event, public, rec.name, effective, reason)

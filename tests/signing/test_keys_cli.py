@@ -161,6 +161,36 @@ def test_retire_now_or_from_a_time(cli: Any, escrow_home: Path) -> None:
     assert cli(["keys", "retire", "ffffffffffff"]).exit_code == 2
 
 
+def test_a_retired_key_that_leaks_later_can_still_be_revoked(cli: Any, escrow_home: Path) -> None:
+    """Retirement says nothing against a key; if its private key leaks afterwards, the
+    revocation must still be recordable (it used to be refused: "already retired")."""
+    build = SigningKey.load(escrow_home / "keys" / "build.key.pem")
+    before, _ = _ledger().append(sign_statement(_doc(), build))
+    assert cli(["keys", "retire", build.keyid, "--reason", "moved to HSM"]).exit_code == 0
+    r = cli(["keys", "revoke", build.keyid[:12], "--reason", "old laptop sold", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["status"] == "revoked"
+    rec = _keys(cli)[build.keyid]
+    assert rec["status"] == "revoked" and rec["reason"] == "old laptop sold"
+    assert rec["retired_at"] is not None and rec["revoked_at"] is not None
+    ledger = _ledger()
+    assert ledger.verify().ok
+    # packs and deposits replay the key events: they must come to the same state
+    from escrow.ledger.store import replay_key_events
+
+    events = [e for e in ledger.entries(limit=1000) if e.predicate_type == KEY_EVENT]
+    assert replay_key_events(events, datetime.now(UTC)) == ledger.keys()
+    # the entry it signed while it was in force is still valid; nothing new is taken
+    from escrow.verification import verify_entry
+
+    assert verify_entry(ledger, ledger.get(before.index)).ok
+    with pytest.raises(EscrowError):
+        ledger.append(sign_statement(_doc("rebuild-verification.unknown.json"), build))
+    # what follows a revocation is refused, as before
+    assert cli(["keys", "revoke", build.keyid, "--reason", "again"]).exit_code == 2
+    assert cli(["keys", "retire", build.keyid]).exit_code == 2
+
+
 # -- rotate --------------------------------------------------------------------------
 def test_rotate_replaces_the_build_key_and_retires_the_old_one(cli: Any, escrow_home: Path) -> None:
     keys_dir = escrow_home / "keys"
