@@ -368,8 +368,7 @@ def deposit_entry(
             present = [i for i in wanted if engine.inspect_image(i) is not None]
             if present:
                 say(f"escrow: saving {len(present)} image(s) into the deposit store")
-                report = save_images(engine, store, present)
-                result.bytes_new += report.bytes_written
+                save_images(engine, store, present)
         record["baseImages"] = [b for b in needs.bases if not missing_parts(store, b["imageId"])]
         if record["baseImages"]:
             result.deposited.append("base-images")
@@ -380,6 +379,9 @@ def deposit_entry(
         digest = store.put(_json_bytes(record))
         store.set_ref(ENTRIES, entry.leaf_hash, digest)
     result.record = digest
+    # everything this store object stored: with `escrow build`, also what its threads
+    # stored while the engine built (the context, the layers saved ahead, the config)
+    result.bytes_new = store.new.bytes
     check = check_record(store, predicate, record)
     result.missing = check.missing
     result.optional_missing = check.optional

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from escrow.blobs import check_digest
-from escrow.deposit.store import _NAMESPACES, ENTRIES, IMPORTS, SpoolWriter
+from escrow.deposit.store import _NAMESPACES, ENTRIES, IMPORTS, NewBlobs, SpoolWriter
 from escrow.errors import InputError
 
 SCHEME = "oci://"
@@ -82,6 +82,8 @@ class _OciWriter(SpoolWriter):
             self.created = self._store.client.put_blob(
                 self._store.repository, self._tmp, f"sha256:{digest}", self.size
             )
+            if self.created:
+                self._store.new.add(self.size)
         self._store._sizes[digest] = self.size
 
 
@@ -98,6 +100,7 @@ class OciDepositStore:
         self._small: dict[str, bytes] = {}
         self._scratch: Path | None = None
         self._layer_files: dict[str, Path] = {}
+        self.new = NewBlobs()
 
     @property
     def scratch(self) -> Path:
@@ -141,6 +144,7 @@ class OciDepositStore:
         if not self.has(digest):
             self.client.put_blob_bytes(self.repository, data)
             self._sizes[digest] = len(data)
+            self.new.add(len(data))
         return digest
 
     def get(self, digest: str) -> bytes:

@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -56,6 +57,9 @@ class DepositStore(Protocol):
     #: human description for messages (a path or a URL)
     location: str
 
+    #: what this store object newly stored since it was opened
+    new: NewBlobs
+
     def put(self, data: bytes) -> str: ...
 
     def writer(self) -> BlobWriter: ...
@@ -81,6 +85,21 @@ class DepositStore(Protocol):
     def refs(self, namespace: str) -> Iterator[tuple[str, str]]: ...
 
     def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]: ...
+
+
+class NewBlobs:
+    """The blobs a store object added that were not stored before, in every thread
+    that used it: what one command (``escrow build``, ``escrow deposit``) deposited."""
+
+    def __init__(self) -> None:
+        self.blobs = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.blobs += 1
+            self.bytes += size
 
 
 class SpoolWriter:
@@ -148,6 +167,7 @@ class _FileWriter(SpoolWriter):
         os.chmod(self._tmp, 0o444)
         os.replace(self._tmp, final)
         self.created = True
+        self._store.new.add(self.size)
 
 
 class FileDepositStore:
@@ -156,6 +176,7 @@ class FileDepositStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        self.new = NewBlobs()
 
     # -- blobs -----------------------------------------------------------
     def path(self, digest: str) -> Path:

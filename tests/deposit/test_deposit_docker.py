@@ -265,3 +265,28 @@ def test_import_of_an_altered_deposit_stores_nothing(
     assert not _store_blobs(tmp_path / "agent")
     assert not (tmp_path / "agent" / "deposits" / "refs").exists()
     assert cli(["deposit", "import", str(good)]).exit_code == 0
+
+
+def _store_bytes(home: Path) -> int:
+    root = home / "deposits" / "blobs" / "sha256"
+    return sum(p.stat().st_size for p in root.glob("*/*")) if root.is_dir() else 0
+
+
+def test_bytes_new_counts_what_the_deposit_added(
+    builds: Builds, cli: Any, escrow_home: Path
+) -> None:
+    """`bytesNew` said 0 whenever the blobs were not written by a `docker save` (the
+    context, logs, and layers read from the engine's own store, the usual path)."""
+    ctx = builds.context({"app.txt": "some bytes of the context\n" * 50})
+    (ctx / "Dockerfile").write_text(builds.dockerfile())
+    index, _ = builds.build(ctx)
+    before = _store_bytes(escrow_home)
+    r = cli(["deposit", str(index), "--context", str(ctx), "--json"])
+    assert r.exit_code == 0, r.stderr
+    added = _store_bytes(escrow_home) - before
+    assert added > 1300  # the context's file alone is 1,300 bytes
+    assert r.json()["bytesNew"] == added
+    # the same deposit again adds nothing, and says so
+    again = cli(["deposit", str(index), "--context", str(ctx), "--json"])
+    assert again.exit_code == 0, again.stderr
+    assert _store_bytes(escrow_home) - before - added == again.json()["bytesNew"]
