@@ -12,6 +12,7 @@ import click
 
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import CheckFailed, EnvironmentProblem, InputError
+from escrow.text import count
 
 if TYPE_CHECKING:
     from escrow.deposit.store import DepositStore
@@ -314,13 +315,17 @@ def import_(
     if as_json:
         app.emit_json(result.to_dict())
         return
+    new = sum(1 for item in result.entries if item["new"])
+    again = len(result.entries) - new
     app.out(
-        f"imported {len(result.entries)} entr{'y' if len(result.entries) == 1 else 'ies'}"
-        f" from ledger {result.origin} (size {result.tree_size})"
+        f"imported {count(new, 'entry', 'entries')}"
+        + (f" ({count(again, 'entry', 'entries')} imported before, kept)" if again else "")
+        + f" from ledger {result.origin} (size {result.tree_size})"
     )
     app.out(f"verifier key: {result.verifier_key}")
     for item in result.entries:
-        app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}")
+        before = "" if item["new"] else "  (imported before)"
+        app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}{before}")
     app.out(f"{result.blobs_new} new blobs ({_size(result.bytes_new)})")
     if verifier_key is None:
         app.say(

@@ -895,6 +895,18 @@ def import_deposit(
                     store.path(env_digest).unlink()
                     repaired += 1
                 env_digest = store.put(envelope)
+                kept = _kept_import(store, str(item["leafHash"]), checkpoint, verifier, env_digest)
+                if kept is not None:  # imported before, from this tree or a larger one
+                    entries.append(
+                        {
+                            "index": kept["index"],
+                            "leafHash": kept["leafHash"],
+                            "project": kept["project"],
+                            "imageId": kept["imageId"],
+                            "new": False,
+                        }
+                    )
+                    continue
                 doc = {
                     "type": IMPORT_RECORD,
                     "origin": checkpoint.origin,
@@ -921,6 +933,7 @@ def import_deposit(
                         "leafHash": doc["leafHash"],
                         "project": doc["project"],
                         "imageId": doc["imageId"],
+                        "new": True,
                     }
                 )
     finally:
@@ -928,6 +941,32 @@ def import_deposit(
     return ImportResult(
         checkpoint.origin, checkpoint.size, verifier, entries, blobs_new, bytes_new, repaired
     )
+
+
+def _kept_import(
+    store: DepositStore, leaf_hash: str, checkpoint: Any, verifier: str, envelope: str
+) -> dict[str, Any] | None:
+    """The entry's earlier import record when it stays as it is: the same entry of the
+    same ledger (verifier key), proven in a tree at least as large.  An import from a
+    larger tree replaces it (a fresher proof); importing the same archive again changes
+    nothing."""
+    digest = store.get_ref(IMPORTS, leaf_hash)
+    if digest is None or not store.has(digest):
+        return None
+    try:
+        doc = json.loads(store.get(digest))
+    except (ValueError, InputError):
+        return None  # unreadable: written again
+    if (
+        isinstance(doc, dict)
+        and doc.get("verifierKey") == verifier
+        and doc.get("origin") == checkpoint.origin
+        and doc.get("envelope") == envelope
+        and isinstance(doc.get("treeSize"), int)
+        and doc["treeSize"] >= checkpoint.size
+    ):
+        return doc
+    return None
 
 
 # ---------------------------------------------------------------------------

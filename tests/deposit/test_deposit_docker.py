@@ -290,3 +290,53 @@ def test_bytes_new_counts_what_the_deposit_added(
     again = cli(["deposit", str(index), "--context", str(ctx), "--json"])
     assert again.exit_code == 0, again.stderr
     assert _store_bytes(escrow_home) - before - added == again.json()["bytesNew"]
+
+
+def test_importing_again_keeps_the_import_unless_the_proof_is_fresher(
+    builds: Builds, cli: Any, escrow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing the same archive twice said "imported 1 entry" again and left the first
+    import record unreferenced; an archive from a larger tree still updates the proof."""
+    ctx = builds.context({"app.txt": "again\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile(run=False))
+    index, _ = builds.build(ctx)
+    assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+    first = tmp_path / "first.tar"
+    assert cli(["deposit", "export", str(index), "-o", str(first)]).exit_code == 0
+
+    agent = tmp_path / "agent-home"
+    monkeypatch.setenv("ESCROW_HOME", str(agent))
+    assert cli(["init"]).exit_code == 0
+    r = cli(["deposit", "import", str(first), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert [e["new"] for e in r.json()["entries"]] == [True]
+    ref = agent / "deposits" / "refs" / "imports" / r.json()["entries"][0]["leafHash"]
+    record = ref.read_text()
+
+    r = cli(["deposit", "import", str(first)])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("imported 0 entries (1 entry imported before, kept) from ledger")
+    assert "(imported before)" in r.stdout
+    assert ref.read_text() == record  # the same record, still referenced
+
+    # the vendor's ledger grows; the same entry exported again carries a fresher proof
+    monkeypatch.setenv("ESCROW_HOME", str(escrow_home))
+    later = builds.context({"app.txt": "later\n"}, name="later")
+    (later / "Dockerfile").write_text(builds.dockerfile(run=False))
+    builds.build(later)
+    second = tmp_path / "second.tar"
+    assert cli(["deposit", "export", str(index), "-o", str(second)]).exit_code == 0
+    monkeypatch.setenv("ESCROW_HOME", str(agent))
+    r = cli(["deposit", "import", str(second), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert [e["new"] for e in r.json()["entries"]] == [True]
+    assert ref.read_text() != record
+    assert (
+        json.loads(
+            (agent / "deposits")
+            .joinpath("blobs", "sha256", ref.read_text().strip()[:2], ref.read_text().strip())
+            .read_text()
+        )["treeSize"]
+        == r.json()["treeSize"]
+        > index + 1
+    )
