@@ -157,8 +157,29 @@ def add(
     if not result.complete:
         raise CheckFailed(
             f"The deposit of entry {index} is incomplete ({len(result.missing)} item(s) missing).",
-            hint="Pass --context DIR (and -f FILE) with the inputs as they were at build time.",
+            hint=_incomplete_hint(result.missing, context_given=context is not None),
         )
+
+
+def _incomplete_hint(missing: list[dict[str, Any]], *, context_given: bool) -> str:
+    """What would complete a deposit, for the kinds of items still missing."""
+    kinds = {str(m["kind"]) for m in missing}
+    hints = []
+    if kinds & {"context", "dockerfile"} and not context_given:
+        hints.append("Pass --context DIR (and -f FILE) with the inputs as they were at build time.")
+    bases = sorted({str(m["name"]) for m in missing if m["kind"] == "base-image"})
+    if bases:
+        hints.append(
+            f"The engine no longer has the base image{'s' if len(bases) > 1 else ''} "
+            f"{', '.join(bases)}: load or pull the very image recorded (its ID is in "
+            "`escrow show INDEX`) and run this command again."
+        )
+    if kinds & {"log", "file-list"}:
+        hints.append(
+            "Step logs and file lists are kept in the blob store of the ESCROW_HOME that "
+            "recorded the build: run the deposit there."
+        )
+    return " ".join(hints) or "Run `escrow deposit check INDEX` for the details."
 
 
 @deposit.command("check")

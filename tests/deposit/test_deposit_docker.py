@@ -340,3 +340,20 @@ def test_importing_again_keeps_the_import_unless_the_proof_is_fresher(
         == r.json()["treeSize"]
         > index + 1
     )
+
+
+def test_a_missing_base_image_is_named_in_the_hint_not_the_context(
+    builds: Builds, cli: Any, escrow_home: Path
+) -> None:
+    """With the context given and matching, an incomplete deposit still told the user to
+    pass --context; what is missing is the base image, which the engine no longer has."""
+    ctx = builds.context({"app.txt": "base gone\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile(run=False))
+    index, _ = builds.build(ctx)
+    docker("rmi", "-f", builds.tags[-1])  # the image, then its base
+    docker("rmi", "-f", builds.base_tag)
+    r = cli(["deposit", str(index), "--context", str(ctx)])
+    assert r.exit_code == 1, r.stderr
+    assert "missing base-image " + builds.base_tag in r.stdout
+    assert "--context" not in r.stderr
+    assert f"The engine no longer has the base image {builds.base_tag}" in r.stderr
