@@ -86,6 +86,18 @@ def prepare_from_deposit(
     target = scratch / "context"
     restore_context(store, context_index(store, str(record["context"]["index"])), target, skip=skip)
     say(f"escrow: restored the context of entry {entry.index} from the deposit")
+    loaded = load_bases(store, predicate, engine, say)
+    return DepositInputs(target, dockerfile, loaded, digest)
+
+
+def load_bases(
+    store: DepositStore,
+    predicate: Mapping[str, Any],
+    engine: DockerEngine,
+    say: Callable[[str], None],
+) -> list[str]:
+    """Load into the engine the recorded base images it lacks and the deposit holds
+    (each checked against its image ID as it is loaded); their IDs."""
     loaded: list[str] = []
     for base in predicate["inputs"].get("baseImages") or []:
         image_id = base.get("imageId")
@@ -100,7 +112,7 @@ def prepare_from_deposit(
             repo, tag = _split_reference(ref)
             engine.api.tag(str(image_id), repo, tag)
         loaded.append(str(image_id))
-    return DepositInputs(target, dockerfile, loaded, digest)
+    return loaded
 
 
 class DepositLayers:

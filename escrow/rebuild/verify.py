@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, STATEMENT_TYPE
-from escrow.errors import InputError, UsageError
+from escrow.errors import EscrowError, InputError, UsageError
 from escrow.rebuild.compare import ImageComparison, Verdict, compare_images
 from escrow.rebuild.engine import EngineLayers, wanted_layers
 from escrow.rebuild.manifests import diff_file_lists, file_list
@@ -443,10 +444,11 @@ def rebuild_entry(
     say = say or (lambda _m: None)
     tell = (lambda _m: None) if quiet else say  # progress: silenced by quiet
     publisher = Publisher.open(settings)  # fail fast on a locked key or a missing ledger
+    from escrow.deposit.store import open_store
+
+    # the deposit store: the inputs without --context; with it, only what the engine lacks
     store = None
     if options.imported or options.context is None:
-        from escrow.deposit.store import open_store
-
         store = open_store(settings.home, options.deposit_store)
     if options.imported:
         from escrow.deposit.bundle import imported_entry
@@ -486,6 +488,18 @@ def rebuild_entry(
         started_on = utc_now()
         builder = builder_section(engine.facts(), ci_facts(), builder_id(ci_facts()))
         plan = check_bases(original, engine)
+        bases_from_deposit = False
+        if plan.missing and options.context is not None:
+            # the context is given, but a base the engine lacks may be in the deposit
+            from escrow.deposit.rebuild import load_bases
+
+            try:
+                store = store or open_store(settings.home, options.deposit_store)
+                bases_from_deposit = bool(load_bases(store, original, engine, tell))
+            except EscrowError as e:  # the store is optional here: unknown, as without it
+                say(f"escrow: the base images could not be taken from the deposit store: {e}")
+            if bases_from_deposit:
+                plan = check_bases(original, engine)
         args, missing_args = check_build_args(original, options.build_args)
         labels, missing_labels = recorded_labels(original)
         missing = plan.missing + missing_args + missing_labels
@@ -494,8 +508,10 @@ def rebuild_entry(
             verdict: dict[str, Any], rebuilt: Mapping[str, Any] | None, result_extra: dict[str, Any]
         ) -> RebuildResult:
             extra: dict[str, Any] = {"pinning": result_extra.get("pinning", "as-recorded")}
-            if store is not None and options.context is None:
+            if options.context is None:
                 extra["inputsFrom"] = "deposit"
+            elif bases_from_deposit:
+                extra["basesFrom"] = "deposit"
             if options.imported:
                 extra["originalFrom"] = "imported-deposit"
             statement = verdict_statement(
@@ -605,6 +621,9 @@ def rebuild_entry(
         want_a, want_b = wanted_layers(a_ids, b_ids)
         images = {"original": str(original["image"]["id"]), "rebuilt": str(rebuilt["image"]["id"])}
         layers: Any = None
+        if store is None and want_a and engine.inspect_image(images["original"]) is None:
+            with contextlib.suppress(EscrowError):  # optional: else "files not compared"
+                store = open_store(settings.home, options.deposit_store)
         if store is not None:
             from escrow.deposit.rebuild import DepositLayers
 

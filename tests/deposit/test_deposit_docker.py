@@ -357,3 +357,29 @@ def test_a_missing_base_image_is_named_in_the_hint_not_the_context(
     assert "missing base-image " + builds.base_tag in r.stdout
     assert "--context" not in r.stderr
     assert f"The engine no longer has the base image {builds.base_tag}" in r.stderr
+
+
+def test_rebuild_with_context_takes_a_missing_base_from_the_deposit(
+    builds: Builds, cli: Any, escrow_home: Path
+) -> None:
+    """`rebuild N --context DIR` recorded `unknown` ("not in the Docker Engine") for a base
+    image the deposit held, and compared no files of a layer the engine no longer had;
+    `rebuild N` without --context took both from the deposit."""
+    ctx = builds.context({"app.txt": "base from the deposit\n"})
+    (ctx / "Dockerfile").write_text(builds.dockerfile())
+    index, _ = builds.build(ctx)
+    assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+    docker("rmi", "-f", builds.tags[-1])
+    docker("rmi", "-f", builds.base_tag)
+    assert docker("image", "inspect", builds.base_id, check=False).returncode != 0
+
+    tag = builds.rebuild_tag()
+    r = cli(["rebuild", str(index), "--context", str(ctx), "-t", tag, "--json"])
+    assert r.exit_code == 0, r.stderr + r.stdout
+    doc = r.json()
+    assert doc["verdict"] in ("identical", "equivalent")
+    assert doc["statement"]["predicate"]["rebuild"]["basesFrom"] == "deposit"
+    layers = doc["statement"]["predicate"]["verdict"]["layers"]
+    assert all("files not compared" not in (x.get("note") or "") for x in layers)
+    assert "loading the base image" in r.stderr
+    assert docker("image", "inspect", builds.base_id, check=False).returncode == 0
