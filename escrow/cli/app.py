@@ -48,7 +48,8 @@ class App:
         return self.local_ledger()
 
     def local_ledger(self, *, create: bool = False) -> Ledger:
-        """The local ledger, even when a server is configured (``init``, ``ledger verify``).
+        """The local ledger, even when a server is configured (``init``, ``pack``, ``deposit
+        export``, ``serve``, ``ledger checkpoint --tree-size``).
 
         Only ``escrow init`` creates one (``create=True``): a mistyped ESCROW_HOME must
         not look like an empty, healthy ledger.

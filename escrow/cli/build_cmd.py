@@ -107,8 +107,25 @@ def _report(
         raise BuildFailed(
             f"{where[0].upper()}{where[1:]} failed"
             + (f" with exit code {code}" if code is not None else "")
-            + f"; the failure is recorded as ledger entry {entry.index}."
+            + f"; the failure is recorded as ledger entry {entry.index}.",
+            hint=_buildkit_step_hint(failure),
         )
+
+
+def _buildkit_step_hint(failure: dict[str, Any]) -> str | None:
+    """Why a step failed when it uses syntax only BuildKit runs: the classic builder
+    parses ``RUN --mount`` (and, on older engines, ``COPY --chmod``), starts the build and
+    then fails that step with the engine's own message."""
+    from escrow.capture.build import buildkit_only
+
+    found = buildkit_only(str(failure.get("instruction") or ""))
+    if not found:
+        return None
+    return (
+        f"The step uses BuildKit-only syntax ({', '.join(found)}); escrow builds with the "
+        "engine's classic builder, so write it without that syntax (a cache mount as a "
+        "plain RUN)."
+    )
 
 
 def _deposit_later(
@@ -376,16 +393,21 @@ def build(
         if not as_json:
             app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash}), NOT pushed")
         else:
-            app.emit_json({**_result(entry, created, outcome.statement), "pushed": []})
+            result = _result(entry, created, outcome.statement)
+            if deposit is not None:
+                result["deposit"] = {"complete": deposit.complete, "missing": deposit.missing}
+            app.emit_json({**result, "pushed": []})
+        # the registry's own message ends "nothing was recorded": the build is, though
+        reason = push_error.message.rstrip(".").removesuffix("; nothing was recorded")
         push_error.message = (
-            f"{push_error.message.rstrip('.')}. The build is recorded as ledger entry "
-            f"{entry.index} without any pushed digest."
+            f"{reason}. The build is recorded as ledger entry {entry.index} without any "
+            "pushed digest."
         )
         raise push_error
     _report(app, as_json, entry, created, outcome.statement, deposit=deposit, registry=registry)
 
 
-@click.command()
+@click.command(short_help="Record IMAGE, built by other means, as it is.")
 @click.argument("image")
 @click.option(
     "--context",

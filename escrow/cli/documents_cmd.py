@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -133,7 +134,8 @@ def _statement_error(doc: Any) -> str | None:
     "--output",
     default="-",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Write the envelopes here (atomically) instead of stdout.",
+    help="Write the envelopes here (atomically, one per line) instead of stdout; with "
+    "--json, stdout then gets the summary.",
 )
 @json_option
 @pass_app
@@ -179,18 +181,17 @@ def sign(
     passphrase = _passphrase(app, passphrase_prompt, "the signing key")
     keys = [load_key(p, passphrase, prompted=passphrase_prompt) for p in paths]
     envelopes = [sign_statement(p.document, keys) for p in docs]
-    if as_json:
-        text = json.dumps(
-            {
-                "envelopes": [e.to_dict() for e in envelopes],
-                "count": len(envelopes),
-                "keyids": [k.keyid for k in keys],
-            },
-            indent=2,
-        )
-        _write_output(output, text + "\n")
-    else:
+    summary: dict[str, Any] = {
+        "envelopes": [e.to_dict() for e in envelopes],
+        "count": len(envelopes),
+        "keyids": [k.keyid for k in keys],
+    }
+    if as_json and output == "-":
+        _write_output(output, json.dumps(summary, indent=2) + "\n")
+    else:  # a file always holds the envelopes, one per line, as `post` and `verify` read them
         _write_output(output, "".join(e.to_bytes().decode("utf-8") + "\n" for e in envelopes))
+        if as_json:
+            app.emit_json({**summary, "output": output})
     app.say(f"Signed {len(envelopes)} statement(s) with {', '.join(k.keyid[:16] for k in keys)}.")
 
 
@@ -347,7 +348,8 @@ def schema_validate(
     "--output",
     default="-",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Write here (atomically) instead of stdout.",
+    help="Write here (atomically) instead of stdout; with --json, stdout then says what "
+    "was written (index, output, signed, sha256).",
 )
 @json_option
 @pass_app
@@ -389,9 +391,13 @@ def export(
             prompted=passphrase_prompt,
         )
         env = sign_statement(statement, key)
-        text = (json.dumps(env.to_dict(), indent=2) if as_json else env.to_bytes().decode()) + "\n"
+        pretty = as_json and output == "-"  # --json to stdout: one indented JSON document
+        text = (json.dumps(env.to_dict(), indent=2) if pretty else env.to_bytes().decode()) + "\n"
     else:
         text = json.dumps(statement, indent=2, ensure_ascii=False) + "\n"
     _write_output(output, text)
-    if output != "-":
+    if output != "-":  # the file holds the document; with --json, stdout says what was written
         app.say(f"Wrote the SLSA provenance of entry {index} to {output}.")
+        if as_json:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            app.emit_json({"index": index, "output": output, "signed": do_sign, "sha256": digest})

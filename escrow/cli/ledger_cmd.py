@@ -27,7 +27,8 @@ def ledger() -> None:
 @click.option(
     "--tree-size",
     type=click.IntRange(min=1),
-    help="The checkpoint the log signed when it had N entries (default: the latest).",
+    help="The checkpoint the log signed when it had N entries (default: the latest); "
+    "on a local ledger only, not through a server.",
 )
 @json_option
 @pass_app
@@ -140,7 +141,6 @@ def consistency(
     the log today extends it.
     """
     from escrow.ledger import merkle
-    from escrow.ledger.checkpoint import verify_checkpoint
 
     if (old_size is None) == (from_file is None):
         raise click.UsageError("Give either OLD_SIZE or --from CHECKPOINT_FILE.")
@@ -153,17 +153,12 @@ def consistency(
                 note = Path(from_file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise InputError(f"Cannot read the checkpoint file {from_file}: {e}.") from e
-            old = verify_checkpoint(note, lg.verifier_key())
-            if old.origin != lg.origin:
-                raise CheckFailed(
-                    f"The checkpoint is for the log {old.origin!r}, not {lg.origin!r}."
-                )
-            current = lg.size()
-            if old.size > current:
-                raise CheckFailed(
-                    f"The log holds {current} entries, fewer than the {old.size} of the "
-                    "checkpoint: it does not extend it (truncated, or forked).",
-                )
+            try:
+                old = _saved_checkpoint(lg, note)
+            except CheckFailed as e:  # --json: still the one document, saying it failed
+                if as_json:
+                    app.emit_json({"consistent": False, "error": e.diagnostics()})
+                raise
             old_size, old_claimed = old.size, old.root
         assert old_size is not None
         new = new_size if new_size is not None else lg.size()
@@ -202,6 +197,23 @@ def consistency(
         )
     if from_file is not None and not as_json:
         app.say(f"The log (size {new}) extends the checkpoint of size {old_size}.")
+
+
+def _saved_checkpoint(lg: Any, note: str) -> Any:
+    """The checkpoint ``note`` an auditor saved, once it is shown to be this log's
+    (signed by its key, for its origin) and no larger than the log; CheckFailed if not."""
+    from escrow.ledger.checkpoint import verify_checkpoint
+
+    old = verify_checkpoint(note, lg.verifier_key())
+    if old.origin != lg.origin:
+        raise CheckFailed(f"The checkpoint is for the log {old.origin!r}, not {lg.origin!r}.")
+    current = lg.size()
+    if old.size > current:
+        raise CheckFailed(
+            f"The log holds {current} entries, fewer than the {old.size} of the "
+            "checkpoint: it does not extend it (truncated, or forked).",
+        )
+    return old
 
 
 @ledger.command("verify")

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +205,26 @@ def trusted_certificate(trust: Path) -> Any:
         raise InputError(f"{trust} is not an X.509 certificate.", hint=hint) from None
 
 
+@contextmanager
+def _pyhanko_quiet() -> Iterator[None]:
+    """Keep pyhanko's own log records (a certificate that does not chain is logged as a
+    "Validation error" with its whole traceback) off stderr: the outcome is read from the
+    validation status and reported as the "pdf signature" check, in one sentence."""
+    saved = []
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logger = logging.getLogger(name)
+        quiet = logging.NullHandler()
+        saved.append((logger, logger.propagate, quiet))
+        logger.addHandler(quiet)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate, quiet in saved:
+            logger.removeHandler(quiet)
+            logger.propagate = propagate
+
+
 def _check_pdf_signature(
     report: PackReport, data: bytes, trust: Path | None, trusted: Any = None
 ) -> tuple[Any, str | None]:
@@ -241,7 +264,8 @@ def _check_pdf_signature(
             allow_fetching=False,
             revocation_mode="soft-fail",
         )
-        status = validate_pdf_signature(sig, signer_validation_context=vc)
+        with _pyhanko_quiet():
+            status = validate_pdf_signature(sig, signer_validation_context=vc)
     except Exception as e:  # noqa: BLE001 - damaged signature containers raise many types
         report.add("pdf signature", False, f"the signature cannot be validated ({e})")
         return reader, None
