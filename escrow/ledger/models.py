@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -111,6 +112,30 @@ class KeyRecord:
             "ended_index": self.ended_index,
             "public_key": self.public_pem,
         }
+
+
+def find_key(records: Iterable[KeyRecord], wanted: str) -> KeyRecord:
+    """The registered key ``wanted`` names: its full key ID, a unique prefix of it, or
+    its name.  :class:`InputError` when none or several match (a name shared by a
+    rotated key and its successor is not guessed between: revoking the wrong key
+    would be worse than asking)."""
+    text = wanted.strip()
+    found: dict[str, KeyRecord] = {}
+    for k in records:
+        if text and (k.keyid.startswith(text.lower()) or k.name == text):
+            found[k.keyid] = k
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise InputError(
+            f"No registered key has the ID or name {wanted!r}.",
+            hint="List the keys with `escrow keys list`.",
+        )
+    shown = ", ".join(f"{k.keyid[:16]}… ({k.name}, {k.status})" for k in list(found.values())[:5])
+    raise InputError(
+        f"{wanted!r} matches {len(found)} registered keys: {shown}.",
+        hint="Give more of the key ID (`escrow keys list` shows them).",
+    )
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from escrow.ledger.models import (
     Entry,
     KeyRecord,
     VerifyReport,
+    find_key,
     rfc3339,
     stored_bytes,
 )
@@ -1178,16 +1179,8 @@ class Ledger:
         return str(row.name), ACTIVE if self._valid_now(row, now_us()) else str(row.status)
 
     def key(self, keyid: str) -> KeyRecord:
-        """One registered key by full key ID or unique prefix; InputError when unknown."""
-        matches = [k for k in self.keys() if k.keyid.startswith(keyid.lower())] if keyid else []
-        if len(matches) != 1:
-            raise InputError(
-                f"No registered key has the ID {keyid!r}."
-                if not matches
-                else f"The key ID prefix {keyid!r} is ambiguous.",
-                hint="List the keys with `escrow keys list`.",
-            )
-        return matches[0]
+        """One registered key by full key ID, unique prefix or name (:func:`find_key`)."""
+        return find_key(self.keys(), keyid)
 
     def register_key(self, public: PublicKey, name: str) -> Entry:
         """Append an ``added`` key event for ``public`` (idempotent for an active key)."""

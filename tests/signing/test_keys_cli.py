@@ -191,6 +191,29 @@ def test_a_retired_key_that_leaks_later_can_still_be_revoked(cli: Any, escrow_ho
     assert cli(["keys", "retire", build.keyid]).exit_code == 2
 
 
+def test_keys_are_named_by_id_prefix_or_name(cli: Any, escrow_home: Path) -> None:
+    """`escrow keys retire ops` said "No registered key has the ID 'ops'": the name shown
+    in `keys list` was not accepted where a key is named."""
+    assert cli(["keys", "generate", "--name", "ops"]).exit_code == 0
+    r = cli(["keys", "export", "ops"])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    assert cli(["keys", "retire", "ops", "--reason", "moved"]).exit_code == 0
+    assert cli(["keys", "revoke", "ops", "--reason", "leaked"]).exit_code == 0
+    assert {k["name"]: k["status"] for k in _keys(cli).values()}["ops"] == "revoked"
+    # after a rotation two keys are called "build": neither is guessed
+    assert cli(["keys", "rotate"]).exit_code == 0
+    r = cli(["keys", "revoke", "build", "--reason", "which one?"])
+    assert r.exit_code == 2
+    assert "'build' matches 2 registered keys" in r.stderr and "retired" in r.stderr
+    assert sorted(k["status"] for k in _keys(cli).values() if k["name"] == "build") == [
+        "active",
+        "retired",
+    ]
+    r = cli(["keys", "export", "nosuchkey"])
+    assert r.exit_code == 2 and "No registered key has the ID or name 'nosuchkey'" in r.stderr
+
+
 # -- rotate --------------------------------------------------------------------------
 def test_rotate_replaces_the_build_key_and_retires_the_old_one(cli: Any, escrow_home: Path) -> None:
     keys_dir = escrow_home / "keys"
