@@ -376,8 +376,11 @@ def deposit_entry(
             record["image"] = {"imageId": needs.image_id}
             result.deposited.append("image")
 
-        digest = store.put(_json_bytes(record))
-        store.set_ref(ENTRIES, entry.leaf_hash, digest)
+        if previous is not None and _same_record(previous[1], record):
+            digest = previous[0]  # nothing new: the record stays (gc would find a copy)
+        else:
+            digest = store.put(_json_bytes(record))
+            store.set_ref(ENTRIES, entry.leaf_hash, digest)
     result.record = digest
     # everything this store object stored: with `escrow build`, also what its threads
     # stored while the engine built (the context, the layers saved ahead, the config)
@@ -386,6 +389,13 @@ def deposit_entry(
     result.missing = check.missing
     result.optional_missing = check.optional
     return result
+
+
+def _same_record(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether two deposit records of an entry say the same but for when they were made."""
+    return {k: v for k, v in old.items() if k != "depositedAt"} == {
+        k: v for k, v in new.items() if k != "depositedAt"
+    }
 
 
 def deposit_build(

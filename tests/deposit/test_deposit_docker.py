@@ -286,10 +286,12 @@ def test_bytes_new_counts_what_the_deposit_added(
     added = _store_bytes(escrow_home) - before
     assert added > 1300  # the context's file alone is 1,300 bytes
     assert r.json()["bytesNew"] == added
-    # the same deposit again adds nothing, and says so
+    # the same deposit again adds nothing (not even a new copy of its record), and says so
     again = cli(["deposit", str(index), "--context", str(ctx), "--json"])
     assert again.exit_code == 0, again.stderr
-    assert _store_bytes(escrow_home) - before - added == again.json()["bytesNew"]
+    assert again.json()["bytesNew"] == 0 == _store_bytes(escrow_home) - before - added
+    assert again.json()["record"] == r.json()["record"]
+    assert cli(["gc", "--json"]).json()["unreferenced"]["blobs"] == 0
 
 
 def test_importing_again_keeps_the_import_unless_the_proof_is_fresher(
