@@ -417,21 +417,45 @@ def _in_force(rec: Any, since: datetime | None, until: datetime | None) -> bool:
     return not (since is not None and ended is not None and ended <= since)
 
 
-def key_views(records: Iterable[Any]) -> dict[str, KeyView]:
-    """Keys and their events from :meth:`Ledger.keys` records."""
+def key_event_rows(key_entries: Iterable[Any]) -> dict[str, list[KeyEventRow]]:
+    """Each key's events, one row per key-event entry, in log order: a key retired and
+    later revoked has both, each with its own time, reason and index."""
+    from escrow.ledger.store import parse_time
+
+    rows: dict[str, list[KeyEventRow]] = {}
+    for entry in key_entries:
+        pred = entry.statement()["predicate"]
+        event, when = str(pred["event"]), entry.integrated_at
+        if event == "retired":
+            when = max(parse_time(str(pred["effectiveFrom"])), when)
+        reason = "" if event == "added" else _s(pred.get("reason"))
+        rows.setdefault(str(pred["keyid"]), []).append(
+            KeyEventRow(event, rfc3339(when), reason, entry.index)
+        )
+    return rows
+
+
+def key_views(
+    records: Iterable[Any], events: Mapping[str, list[KeyEventRow]] | None = None
+) -> dict[str, KeyView]:
+    """Keys and their events from :meth:`Ledger.keys` records (the events from
+    :func:`key_event_rows` when given, else from the records' last state)."""
     out: dict[str, KeyView] = {}
     for rec in records:
-        events = [KeyEventRow("added", rfc3339(rec.added_at), "", rec.added_index)]
-        for event, when in (("revoked", rec.revoked_at), ("retired", rec.retired_at)):
-            if when is not None:
-                events.append(KeyEventRow(event, rfc3339(when), _s(rec.reason), rec.ended_index))
+        if events is not None and rec.keyid in events:
+            rows = events[rec.keyid]
+        else:
+            rows = [KeyEventRow("added", rfc3339(rec.added_at), "", rec.added_index)]
+            for event, when in (("revoked", rec.revoked_at), ("retired", rec.retired_at)):
+                if when is not None:
+                    rows.append(KeyEventRow(event, rfc3339(when), _s(rec.reason), rec.ended_index))
         out[rec.keyid] = KeyView(
             keyid=rec.keyid,
             name=_s(rec.name),
             algorithm=_s(rec.algorithm),
             status=_s(rec.status),
             public_key_pem=_s(rec.public_pem),
-            events=tuple(events),
+            events=tuple(rows),
         )
     return out
 
@@ -510,7 +534,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]
     # as the key events up to the checkpoint left them (later ones are not in the pack)
     key_records = replay_key_events(key_entries, request.generated_at)
-    key_states = key_views(key_records)
+    key_states = key_views(key_records, key_event_rows(key_entries))
     public_keys: dict[str, PublicKey] = {}
     for keyid, k in key_states.items():
         if k.public_key_pem:

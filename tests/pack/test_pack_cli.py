@@ -482,3 +482,33 @@ def test_a_trust_anchor_that_is_not_a_certificate_is_one_sentence(
     assert message in r.stderr
     assert given == "missing" or "--trust takes" in r.stderr
     assert "Errno" not in r.stderr and "ParseError" not in r.stderr and r.stdout == ""
+
+
+def test_a_key_retired_then_revoked_shows_both_events_as_they_happened(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """The pack's key events came from the key's last state: a key retired and later
+    revoked showed the revocation first and both with the revocation's reason and index."""
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    from .synth import manifest_variant
+
+    ci = SigningKey.generate()
+    pack_ledger.ledger.register_key(ci.public, "ci")
+    pack_ledger.ledger.append(sign_statement(manifest_variant(1), ci))
+    retired = pack_ledger.ledger.retire_key(ci.keyid, reason="moved to an HSM")
+    revoked = pack_ledger.ledger.revoke_key(ci.keyid, "old disk sold")
+    out = tmp_path / "keys.pdf"
+    make_pack(cli, out, "--project", "example")
+    ex = tmp_path / "att"
+    ex.mkdir()
+    subprocess.run(["pdfdetach", "-saveall", "-o", str(ex), str(out)], check=True)
+    keys = {k["keyid"]: k for k in json.loads((ex / "signer-keys.json").read_text())}
+    events = [(e["event"], e["reason"], e["index"]) for e in keys[ci.keyid]["events"]]
+    assert events[1:] == [
+        ("retired", "moved to an HSM", retired.index),
+        ("revoked", "old disk sold", revoked.index),
+    ]
+    assert events[0][0] == "added" and keys[ci.keyid]["status"] == "revoked"
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
