@@ -16,7 +16,19 @@ from typing import Any
 
 from escrow.errors import InputError
 
-LOG_ORIGIN_DEFAULT = "escrow.local/ledger"
+#: A new ledger's origin, unless ``origin`` is set in config.json before it is made:
+#: this prefix and 8 random hex digits.  A checkpoint names its log by its origin (C2SP
+#: tlog-checkpoint), so no two ledgers may share one: deposits from several ledgers are
+#: told apart by it, and a witness keeps one state per origin.  Ledgers made before
+#: this (origin ``escrow.local/ledger``) keep theirs: it is in every checkpoint they signed.
+LOG_ORIGIN_PREFIX = "escrow.local/ledger/"
+
+
+def new_origin() -> str:
+    """A fresh origin for a new ledger (:data:`LOG_ORIGIN_PREFIX` + 8 random hex digits)."""
+    import secrets
+
+    return LOG_ORIGIN_PREFIX + secrets.token_hex(4)
 
 
 def redact_url(url: str) -> str:
@@ -36,7 +48,7 @@ class Settings:
     key_path: Path
     log_key_path: Path
     passphrase: str | None
-    origin: str
+    origin: str | None  # for a new ledger (config.json's "origin"); None: new_origin()
     server: str | None
     token: str | None
 
@@ -91,7 +103,7 @@ def load_settings(
         key_path=key_path,
         log_key_path=Path(cfg.get("log_key") or home_path / "keys" / "log.key.pem"),
         passphrase=env.get("ESCROW_KEY_PASSPHRASE") or None,
-        origin=str(cfg.get("origin") or LOG_ORIGIN_DEFAULT),
+        origin=str(cfg["origin"]) if cfg.get("origin") else None,
         server=server or env.get("ESCROW_SERVER") or cfg.get("server") or None,
         token=token or env.get("ESCROW_TOKEN") or cfg.get("token") or None,
     )

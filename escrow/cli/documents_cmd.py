@@ -364,7 +364,8 @@ def export(
     from escrow.documents.types import BUILD_MANIFEST
     from escrow.signing.dsse import sign_statement
 
-    entry = app.ledger().get(index)
+    ledger = app.ledger()
+    entry = ledger.get(index)
     manifest = entry.statement()
     ptype = validate_statement(manifest)
     if ptype != BUILD_MANIFEST:
@@ -378,7 +379,7 @@ def export(
         ledger={
             "ledgerIndex": entry.index,
             "leafHash": entry.leaf_hash,
-            "origin": app.settings.origin,
+            "origin": ledger.origin,  # the log's own, as its checkpoints name it
         },
     )
     validate_document(statement)

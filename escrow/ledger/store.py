@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from escrow.config import Settings
+from escrow.config import Settings, new_origin
 from escrow.documents.canonical import canonical_bytes
 from escrow.documents.schemas import validate_statement
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION, STATEMENT_TYPE
@@ -959,7 +959,11 @@ class Ledger:
                 META.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
                 run = functools.partial(run_sql, conn, pg=pg)
                 meta = dict(run(_META_ALL_SQL, ()).all())
-                wanted = {"origin": settings.origin, "key_version": "0", "indexed": "0"}
+                wanted = {
+                    "origin": settings.origin or new_origin(),
+                    "key_version": "0",
+                    "indexed": "0",
+                }
                 if log_public is not None:
                     wanted["log_public_key"] = log_public.pem()
                 for name, value in wanted.items():

@@ -386,7 +386,7 @@ def render_pack(
     from escrow.signing.dsse import sign_statement
     from escrow.signing.keys import SigningKey
 
-    signer = ensure_pack_signer(settings)
+    signer = ensure_pack_signer(settings, ledger.origin)
     signer_view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256, SHA-256")
     build_key = SigningKey.load(settings.key_path, settings.passphrase) if record and sign else None
     if build_key is not None:  # before the rendering: a key the ledger refuses fails now

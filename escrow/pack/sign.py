@@ -119,8 +119,9 @@ def self_signed_certificate(
     )
 
 
-def ensure_pack_signer(settings: Settings) -> PackSigner:
-    """The pack signing key and certificate, created (self-signed) on first use."""
+def ensure_pack_signer(settings: Settings, origin: str | None = None) -> PackSigner:
+    """The pack signing key and certificate, created (self-signed) on first use; its
+    subject names the ledger ``origin`` it was first made for."""
     key_path, cert_path = pack_key_paths(settings)
     if not key_path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
@@ -143,7 +144,8 @@ def ensure_pack_signer(settings: Settings) -> PackSigner:
                 )
     key = _load_private(key_path, settings.passphrase)
     if not cert_path.exists():
-        cert = self_signed_certificate(key, f"escrow pack signer ({settings.origin})")
+        name = f"escrow pack signer ({origin})" if origin else "escrow pack signer"
+        cert = self_signed_certificate(key, name)
         tmp = cert_path.with_suffix(".tmp")
         tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         os.replace(tmp, cert_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,16 @@ from tests.conftest import run_cli
 from tests.deposit.conftest import Builds
 
 
-def _vendor(root: Path, name: str, mp: pytest.MonkeyPatch) -> tuple[Path, str, int]:
-    """A ledger of its own (`escrow init`: origin escrow.local/ledger), one build, exported."""
+def _vendor(
+    root: Path, name: str, mp: pytest.MonkeyPatch, origin: str | None = None
+) -> tuple[Path, str, int]:
+    """A ledger of its own (`escrow init`; ``origin``: as configured before it, like the
+    ledgers made before origins were unique, all `escrow.local/ledger`), one build,
+    exported."""
     mp.setenv("ESCROW_HOME", str(root / name))
+    if origin is not None:
+        (root / name).mkdir(parents=True)
+        (root / name / "config.json").write_text(json.dumps({"origin": origin}))
     assert run_cli(["init"]).exit_code == 0
     builds = Builds(root / f"{name}-work")
     builds.make_base()
@@ -42,8 +50,8 @@ def test_the_ledger_is_named_by_its_verifier_key_when_origins_are_the_same(
     with pytest.MonkeyPatch.context() as mp:
         for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
             mp.delenv(var, raising=False)
-        tar_a, key_a, index_a = _vendor(tmp_path, "alpha", mp)
-        tar_b, key_b, index_b = _vendor(tmp_path, "beta", mp)
+        tar_a, key_a, index_a = _vendor(tmp_path, "alpha", mp, "escrow.local/ledger")
+        tar_b, key_b, index_b = _vendor(tmp_path, "beta", mp, "escrow.local/ledger")
         assert index_a == index_b and key_a != key_b
         mp.setenv("ESCROW_HOME", str(tmp_path / "agent"))
         assert run_cli(["init"]).exit_code == 0
@@ -58,3 +66,25 @@ def test_the_ledger_is_named_by_its_verifier_key_when_origins_are_the_same(
             by_key, _ = imported_entry(store, index_a, key)
             by_hash, _ = imported_entry(store, index_a, key.split("+", 2)[1])
             assert by_key.project == by_hash.project == project
+
+
+def test_new_ledgers_are_told_apart_by_their_origin(tmp_path: Path, docker_client: Any) -> None:
+    """Ledgers made by `escrow init` now each have an origin of their own: deposits of
+    two of them with the same index are named by origin alone."""
+    from escrow.ledger.checkpoint import parse_verifier_key
+
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+            mp.delenv(var, raising=False)
+        tar_a, key_a, index_a = _vendor(tmp_path, "alpha", mp)
+        tar_b, key_b, index_b = _vendor(tmp_path, "beta", mp)
+        origin_a, origin_b = (parse_verifier_key(k)[0] for k in (key_a, key_b))
+        assert index_a == index_b and origin_a != origin_b
+        mp.setenv("ESCROW_HOME", str(tmp_path / "agent"))
+        assert run_cli(["init"]).exit_code == 0
+        for tar in (tar_a, tar_b):
+            assert run_cli(["deposit", "import", str(tar)]).exit_code == 0
+        store = open_store(load_settings().home)
+        for origin, project in ((origin_a, "alpha"), (origin_b, "beta")):
+            entry, _ = imported_entry(store, index_a, origin)
+            assert entry.project == project

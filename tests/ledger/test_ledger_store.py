@@ -244,10 +244,40 @@ def test_checkpoint_matches_root_and_verifier_key(env: LedgerEnv) -> None:
             lg.append(env.envelope(n))
         cp = lg.checkpoint()
         assert cp.size == lg.size() == 6 and cp.root == lg.root()
-        assert cp.origin == env.settings.origin
+        assert cp.origin == lg.origin
         again = verify_checkpoint(cp.note, lg.verifier_key())
         assert again == cp
-        assert lg.verifier_key().startswith(env.settings.origin + "+")
+        assert lg.verifier_key().startswith(lg.origin + "+")
+
+
+def test_each_new_ledger_has_an_origin_of_its_own(
+    env: LedgerEnv, db_url: str, tmp_path: Path
+) -> None:
+    """Every ledger made by `escrow init` was `escrow.local/ledger`: checkpoints of two
+    ledgers could not be told apart by their origin (C2SP names a log by it)."""
+    import re
+
+    from escrow.config import LOG_ORIGIN_PREFIX
+
+    with env.open() as lg:
+        first = lg.origin
+    assert re.fullmatch(re.escape(LOG_ORIGIN_PREFIX) + "[0-9a-f]{8}", first)
+    with env.open() as lg:  # opened again: the origin is the ledger's, kept
+        assert lg.origin == first and lg.checkpoint().origin == first
+    other = LedgerEnv.create(tmp_path / "other-home", f"sqlite:///{tmp_path / 'other.db'}")
+    with other.open() as lg:
+        assert lg.origin != first
+    # configured before the ledger is made, config.json's "origin" is taken as it is
+    named = tmp_path / "named-home"
+    named.mkdir()
+    (named / "config.json").write_text('{"origin": "builds.example.com/escrow"}')
+    env3 = LedgerEnv.create(named, f"sqlite:///{tmp_path / 'named.db'}")
+    with env3.open() as lg:
+        assert lg.origin == "builds.example.com/escrow"
+    # and a ledger made before (the old shared default) keeps its origin
+    (named / "config.json").write_text("{}")
+    with env3.open() as lg:
+        assert lg.origin == "builds.example.com/escrow"
 
 
 def test_unreachable_database_is_exit_3(tmp_path: Path) -> None:
