@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 _store_option = click.option(
     "--deposit-store",
-    metavar="PATH",
+    metavar="PATH|oci://HOST[:PORT]/REPO",
     help="The deposit store [default: ESCROW_DEPOSIT_STORE, else deposit_store in "
     "config.json, else ESCROW_HOME/deposits].",
 )

@@ -1,4 +1,4 @@
-"""``escrow keys``: generate, add, list, export, revoke and rotate signing keys.
+"""``escrow keys``: generate, add, list, export, revoke, retire and rotate signing keys.
 
 Private keys are PKCS#8 PEM files ``ESCROW_HOME/keys/<name>.key.pem`` (mode
 0600, encrypted when ``ESCROW_KEY_PASSPHRASE`` is set or ``--passphrase-prompt``
@@ -160,7 +160,10 @@ def _rfc3339(t: datetime | None) -> str | None:
 
 @click.group()
 def keys() -> None:
-    """Signing keys: generate, add, list, export, revoke, rotate (each event is a ledger entry)."""
+    """Signing keys: generate, add, list, export, revoke, retire, rotate.
+
+    Each key event (added, revoked, retired) is a ledger entry signed by the log key.
+    """
 
 
 @keys.command()

@@ -53,9 +53,20 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 
 @click.command()
 @click.option("--project", help="Only entries of this project.")
-@click.option("--image", "image_id", help="Only entries of this image ID (sha256:…).")
+@click.option(
+    "--image",
+    "image_id",
+    metavar="ID",
+    help="Only entries of this image: its full ID (sha256: optional), or a short ID or name "
+    "the Docker Engine resolves (such as the 12 digits the IMAGE column shows).",
+)
 @click.option("--diff-id", help="Only builds with this layer diff ID (sha256:…).")
-@click.option("--signer", help="Only entries signed by this key ID (`escrow keys list`).")
+@click.option(
+    "--signer",
+    metavar="KEYID",
+    help="Only entries signed by this key: its ID, whole or a unique prefix such as the "
+    "16 digits `escrow keys list` shows.",
+)
 @click.option(
     "--kind",
     type=click.Choice(sorted(SCHEMA_NAMES.values())),
@@ -63,7 +74,13 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 )
 @click.option("--since", help="From this date or RFC 3339 time (integration time, inclusive).")
 @click.option("--until", help="Before this time, exclusive (a bare date includes that whole day).")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Entries per page at most; the next page starts with --after LAST_INDEX.",
+)
 @click.option(
     "--after", type=click.IntRange(min=-1), default=None, help="Cursor: entries after this index."
 )

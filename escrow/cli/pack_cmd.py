@@ -42,7 +42,11 @@ from escrow.times import parse_time
     help="Write the PDF as rendered, unsigned, and record nothing (to compare a re-rendering).",
 )
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PDF to write."
+    "-o",
+    "--output",
+    metavar="FILE.pdf",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The PDF to write (also with --render-only and through a server).  [required]",
 )
 @json_option
 @click.pass_context
@@ -66,9 +70,9 @@ def pack(
     escrow pack --project P [--since D] [--until D] -o pack.pdf
     escrow pack verify pack.pdf [--trust CERT.pem]
 
-    The PDF embeds every envelope, inclusion proof, the checkpoint and the
-    public keys, is signed (PAdES, ECDSA P-256) and its statement is appended
-    to the ledger.
+    -o is required to make a pack (exit 2 without it). The PDF embeds every
+    envelope, inclusion proof, the checkpoint and the public keys, is signed
+    (PAdES, ECDSA P-256) and its statement is appended to the ledger.
     """
     if ctx.invoked_subcommand is not None:
         return

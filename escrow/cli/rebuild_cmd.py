@@ -57,8 +57,9 @@ def _render_verdict(statement: dict[str, Any]) -> str:
 )
 @click.option(
     "--deposit-store",
-    metavar="PATH",
-    help="The deposit store [default: ESCROW_DEPOSIT_STORE, else ESCROW_HOME/deposits].",
+    metavar="PATH|oci://HOST[:PORT]/REPO",
+    help="The deposit store [default: ESCROW_DEPOSIT_STORE, else deposit_store in "
+    "config.json, else ESCROW_HOME/deposits].",
 )
 @click.option(
     "--imported",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,9 @@ from escrow.errors import (
     InputError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from escrow.documents.types import KeyID
 
 
 class DockerFacts:
@@ -71,6 +74,21 @@ class DockerFacts:
 def _verify_envelope(
     app: App, path: str, key_files: tuple[str, ...], threshold: int, as_json: bool
 ) -> None:
+    """Check one envelope; with ``--json`` every failure is still one document on stdout."""
+    try:
+        good = _check_envelope(app, path, key_files, threshold)
+    except EscrowError as e:
+        if as_json:
+            app.emit_json({"ok": False, "error": e.diagnostics(), "threshold": threshold})
+        raise
+    if as_json:
+        app.emit_json({"ok": True, "verified_keyids": good, "threshold": threshold})
+    else:
+        app.out(f"OK: envelope verified by {len(good)} trusted key(s): {', '.join(good)}")
+
+
+def _check_envelope(app: App, path: str, key_files: tuple[str, ...], threshold: int) -> list[KeyID]:
+    """The key IDs of the trusted keys that signed the envelope at ``path``."""
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
@@ -80,7 +98,16 @@ def _verify_envelope(
         raise InputError(f"Cannot read the envelope {path}: {e.strerror}.") from e
     env = Envelope.from_bytes(data)
     if key_files:
-        keys = [PublicKey.from_pem(Path(k).read_bytes()) for k in key_files]
+        keys = []
+        for k in key_files:
+            try:
+                pem = Path(k).read_bytes()
+            except OSError as e:
+                raise InputError(f"Cannot read the key file {k}: {e.strerror}.") from e
+            try:
+                keys.append(PublicKey.from_pem(pem))
+            except InputError as e:
+                raise InputError(f"Key file {k}: {e.message}", hint=e.hint) from e
     else:
         ledger = app.ledger()
         keys = [PublicKey.from_pem(k.public_pem) for k in ledger.keys() if k.status == "active"]
@@ -88,23 +115,26 @@ def _verify_envelope(
         raise UsageError("There is no trusted key to verify with.", hint="Pass --key PUBLIC.pem.")
     good = env.verify(keys, threshold=threshold)
     env.read_statement()  # a signed payload must also be a valid escrow Statement
-    if as_json:
-        app.emit_json({"ok": True, "verified_keyids": good, "threshold": threshold})
-    else:
-        app.out(f"OK: envelope verified by {len(good)} trusted key(s): {', '.join(good)}")
+    return good
 
 
 @click.command()
 @click.argument("target", required=False)
 @click.option(
-    "--envelope", "envelope_path", help="Verify this DSSE envelope file offline ('-' = stdin)."
+    "--envelope",
+    "envelope_path",
+    metavar="FILE",
+    help="Verify this DSSE envelope file ('-' = stdin) instead of a TARGET; offline with --key.",
 )
 @click.option(
     "--key",
     "key_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Trusted public key (PEM) for --envelope; repeatable.",
+    metavar="PUB.pem",
+    type=click.Path(dir_okay=False),
+    help="Trusted public key (PEM) for --envelope; repeatable. Without --key, the keys "
+    "registered in the ledger and active now are used, so the check needs the ledger "
+    "(or the server) and is not offline.",
 )
 @click.option(
     "--threshold",
@@ -132,6 +162,11 @@ def verify(
     For an image in a registry, the attestation `escrow attach` put beside it is
     read from the registry (every digest checked) and the entry it names is
     checked the same way. Exit 1 when any check fails.
+
+    With --envelope FILE, check one DSSE envelope instead: its signatures against
+    the --key files (offline) or, without --key, the keys registered in the
+    ledger, and that its payload is an escrow Statement. With --json, a failure
+    still prints one document, with "ok": false and the "error".
     """
     if envelope_path:
         if target:

@@ -7,10 +7,13 @@
 * ``subject`` — the manifest's subjects (the image, by image ID and any
   pushed manifest digest).
 * ``buildDefinition.externalParameters`` — what the pipeline chose: ``kind``
-  (``dockerfile``/``capture``/``record``), ``dockerfile`` (path), ``context``
-  (``sha256:`` tree digest), ``buildArgs`` (name -> value; a secret stays a
-  salted digest ``{"salt", "sha256"}``), ``target``, ``platform``, ``tags``,
-  ``command`` (for ``escrow record``).
+  (``dockerfile`` for ``escrow build``, ``image`` for ``escrow capture``,
+  ``command`` for ``escrow record``), ``project``, ``dockerfile`` (path),
+  ``context`` (``sha256:`` tree digest), ``buildArgs`` and ``labels`` (name ->
+  value; a secret stays a salted digest ``{"salt", "sha256"}``), ``target``,
+  ``platform``, ``tags``, and for ``escrow record`` the ``command`` (its argv,
+  from ``predicate.command.argv``, secrets already redacted) and the ``cwd`` it
+  ran in.
 * ``buildDefinition.internalParameters`` — what escrow and the engine fixed:
   the phoenix flags, the Docker engine, the CI facts, the escrow build ID.
 * ``buildDefinition.resolvedDependencies`` — every base image (digest = the
@@ -21,7 +24,8 @@
   builder id; ``version`` = escrow and Docker engine versions.
 * ``runDetails.metadata`` — ``invocationId`` = escrow build ID, start/finish.
 * ``runDetails.byproducts`` — each layer (diff ID), each step log (digest of
-  the stored log), and the signed ledger envelope the export was made from.
+  the stored log), the log of an ``escrow record`` command, and the signed
+  ledger envelope the export was made from.
 """
 
 from __future__ import annotations
@@ -218,6 +222,24 @@ def _byproducts(predicate: Mapping[str, Any], envelope: bytes | None) -> list[di
                 ),
             }
         )
+    command = predicate.get("command") or {}
+    command_log = command.get("log") or {}
+    digest = _hex(command_log.get("sha256"))
+    if digest is not None:
+        out.append(
+            {
+                "name": "command.log",
+                "digest": {"sha256": digest},
+                "mediaType": LOG_MEDIA_TYPE,
+                "annotations": _drop_empty(
+                    {
+                        "kind": "log",
+                        "exitCode": command.get("exitCode"),
+                        "size": command_log.get("size"),
+                    }
+                ),
+            }
+        )
     if envelope is not None:
         out.append(
             {
@@ -259,6 +281,8 @@ def provenance_statement(
     recipe: Mapping[str, Any] = inputs.get("recipe") or {}
     context: Mapping[str, Any] = inputs.get("context") or {}
     image: Mapping[str, Any] = p.get("image") or {}
+    # ``escrow record`` keeps the command beside ``inputs``, at ``predicate.command``.
+    command: Mapping[str, Any] = p.get("command") or {}
 
     external = _drop_empty(
         {
@@ -272,7 +296,8 @@ def provenance_statement(
             "labels": _build_args(inputs.get("labels")),
             "target": inputs.get("target"),
             "platform": inputs.get("platform"),
-            "command": inputs.get("command"),
+            "command": list(command.get("argv") or []),
+            "cwd": command.get("cwd"),
             "tags": list(image.get("tags") or []),
         }
     )
