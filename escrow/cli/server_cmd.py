@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import UsageError
+from escrow.errors import EnvironmentProblem, UsageError
 from escrow.text import count
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -81,8 +81,11 @@ def serve(
 
     from escrow.config import redact_url
     from escrow.ledger.store import Ledger
+    from escrow.server.database import require_ledger
 
     s = app.settings
+    _check_listen(host, port)  # one sentence now, rather than Uvicorn's after start-up
+    require_ledger(s)  # never serve (or half-make) a new, empty ledger at a mistyped URL
     with Ledger.open(s) as ledger:  # fail now, with exit 3, when the database is unreachable
         verifier = ledger.verifier_key()
         size = ledger.size()
@@ -93,7 +96,7 @@ def serve(
     os.environ["ESCROW_SERVER_PACK_WORKERS"] = "0" if no_packs else "1"
     app.say(
         f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
-        f"on http://{host}:{port} with {workers} worker(s)"
+        f"on http://{f'[{host}]' if ':' in host else host}:{port} with {workers} worker(s)"
     )
     app.say(f"escrow: log verifier key: {verifier}")
     uvicorn.run(
@@ -108,24 +111,95 @@ def serve(
     )
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` as Uvicorn will (and let it go): a host that is no address of this
+    machine is a :class:`UsageError`, a port in use an :class:`EnvironmentProblem`."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as Uvicorn chooses
+    try:
+        addr = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0][4]
+    except (socket.gaierror, UnicodeError) as e:
+        reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+        raise UsageError(
+            f"Cannot listen on {host}:{port}: --host {host!r} is not an address or a name "
+            f"of this machine ({reason}).",
+            hint="Use 127.0.0.1, 0.0.0.0 (every interface) or one of this machine's addresses.",
+        ) from e
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise EnvironmentProblem(
+                    f"Cannot listen on {host}:{port}: another process is using the port.",
+                    hint="Stop it, or choose another --port.",
+                ) from e
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(
+                    f"Cannot listen on {host}:{port}: {host} is not an address of this machine.",
+                    hint="Use 127.0.0.1, 0.0.0.0 (every interface) or one of its addresses.",
+                ) from e
+            raise EnvironmentProblem(
+                f"Cannot listen on {host}:{port}: {e.strerror or e}.",
+                hint="Choose another --port or --host.",
+            ) from e
+
+
 @click.group()
 def tokens() -> None:
     """Bearer tokens of the server: create (shown once), list, revoke.
 
-    Works on the ledger database directly (ESCROW_DB_URL), on the server's host.
+    Works on the ledger database directly (ESCROW_DB_URL), on the server's host; or,
+    with ESCROW_SERVER (or --server) set, through that server with an admin token.
     """
 
 
-def _store(app: App) -> Any:
-    from escrow.ledger.store import db_errors, make_engine
-    from escrow.server.auth import TokenStore
+class _Tokens:
+    """The token operations, on the ledger's database or through a server, as dicts
+    (``TokenInfo.to_dict()``, the server's JSON)."""
 
-    s = app.settings
-    app.local_ledger()  # the database answers and holds a ledger (never made here)
-    engine = make_engine(s.db_url)
-    with db_errors(s.db_url):
-        TokenStore.create_tables(engine)
-    return TokenStore(engine)
+    def __init__(self, app: App) -> None:
+        s = app.settings
+        self.remote: Any = None
+        self.store: Any = None
+        if s.server:
+            self.remote = app.ledger()
+            return
+        from escrow.ledger.store import db_errors, make_engine
+        from escrow.server.auth import TokenStore
+        from escrow.server.database import require_ledger
+
+        require_ledger(s)  # the database answers and holds a ledger (never made here)
+        app.local_ledger()
+        engine = make_engine(s.db_url)
+        with db_errors(s.db_url):
+            TokenStore.create_tables(engine)
+        self.store = TokenStore(engine)
+
+    def create(self, name: str, role: str) -> dict[str, Any]:
+        if self.remote is not None:
+            created: dict[str, Any] = self.remote.create_token(name, role)
+            return created
+        from escrow.server.auth import Role
+
+        token, info = self.store.create(name, Role(role))
+        return {**info.to_dict(), "token": token}
+
+    def list(self, *, include_revoked: bool) -> list[dict[str, Any]]:
+        if self.remote is not None:
+            rows: list[dict[str, Any]] = self.remote.list_tokens(include_revoked=include_revoked)
+            return rows
+        return [t.to_dict() for t in self.store.list(include_revoked=include_revoked)]
+
+    def revoke(self, id_or_name: str) -> dict[str, Any]:
+        if self.remote is not None:
+            revoked: dict[str, Any] = self.remote.revoke_token(id_or_name)
+            return revoked
+        info: dict[str, Any] = self.store.revoke(id_or_name).to_dict()
+        return info
 
 
 @tokens.command("create")
@@ -135,15 +209,13 @@ def _store(app: App) -> Any:
 @pass_app
 def tokens_create(app: App, role: str, name: str, as_json: bool) -> None:
     """Create a token and print it once; only its SHA-256 is stored."""
-    from escrow.server.auth import Role
-
-    token, info = _store(app).create(name, Role(role))
+    info = _Tokens(app).create(name, role)
     if as_json:
-        app.emit_json({**info.to_dict(), "token": token})
+        app.emit_json(info)
         return
-    app.out(token)
+    app.out(str(info["token"]))
     app.say(
-        f"Token {info.id} {info.name!r} ({info.role.value}) created. It is shown only now: "
+        f"Token {info['id']} {info['name']!r} ({info['role']}) created. It is shown only now: "
         "store it as a secret (ESCROW_TOKEN)."
     )
 
@@ -154,7 +226,7 @@ def tokens_create(app: App, role: str, name: str, as_json: bool) -> None:
 @pass_app
 def tokens_list(app: App, active: bool, as_json: bool) -> None:
     """List tokens (never the secrets)."""
-    rows = [t.to_dict() for t in _store(app).list(include_revoked=not active)]
+    rows = _Tokens(app).list(include_revoked=not active)
     if as_json:
         app.emit_json({"tokens": rows})
         return
@@ -192,8 +264,8 @@ def tokens_revoke(app: App, token: str, as_json: bool) -> None:
     """Revoke TOKEN (its ID or its active name); requests with it then get 401."""
     if not token.strip():
         raise UsageError("Give the ID or name of the token to revoke.")
-    info = _store(app).revoke(token.strip())
+    info = _Tokens(app).revoke(token.strip())
     if as_json:
-        app.emit_json(info.to_dict())
+        app.emit_json(info)
         return
-    app.say(f"Token {info.id} {info.name!r} is revoked.")
+    app.say(f"Token {info['id']} {info['name']!r} is revoked.")

@@ -427,7 +427,9 @@ def _time_query(text: str | None, name: str, *, end_of_day: bool = False) -> dat
 
 
 def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
-    v1 = APIRouter(prefix="/v1")
+    # Every route refuses a query parameter it does not take: a misspelled filter, or a
+    # `?dry_run=1` on a POST, must not be silently ignored.
+    v1 = APIRouter(prefix="/v1", dependencies=[KnownQuery])
     common = _responses(401, 403, 422)
 
     # -- entries -------------------------------------------------------------------
@@ -480,7 +482,6 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         summary="List entries, oldest first, with filters and a cursor",
         description="The filters of `escrow log`; all given must match. "
         "An unknown query parameter is refused (422), never ignored.",
-        dependencies=[KnownQuery],
     )
     def list_entries(
         _: Reader,
@@ -544,7 +545,6 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         responses=_responses(401, 403, 404, 422),
         tags=["proofs"],
         summary="Inclusion proof of an entry (RFC 9162 §2.1.3)",
-        dependencies=[KnownQuery],
     )
     def get_proof(
         index: IndexPath,
@@ -575,7 +575,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     @v1.get(
         "/checkpoint",
         response_model=m.CheckpointOut,
-        responses=_responses(401, 403),
+        responses=_responses(401, 403, 422),
         tags=["proofs"],
         summary="The latest signed checkpoint",
     )
@@ -588,7 +588,6 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         responses=common,
         tags=["proofs"],
         summary="Consistency proof between two tree sizes (RFC 9162 §2.1.4)",
-        dependencies=[KnownQuery],
     )
     def get_consistency(
         _: Reader,
@@ -618,7 +617,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     @v1.get(
         "/keys",
         response_model=m.KeysOut,
-        responses=_responses(401, 403),
+        responses=_responses(401, 403, 422),
         tags=["keys"],
         summary="Registered signing keys and their history, and the log's verifier key",
     )
@@ -630,7 +629,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
 
     key_responses: dict[int | str, dict[str, Any]] = {
         201: {"model": m.PostEntryOut, "description": "The key event was appended."},
-        **_responses(401, 403, 404, 413, 422),
+        **_responses(401, 403, 404, 413, 415, 422),
     }
 
     @v1.post(
@@ -690,7 +689,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     @v1.get(
         "/tokens",
         response_model=m.TokensOut,
-        responses=_responses(401, 403),
+        responses=_responses(401, 403, 422),
         tags=["tokens"],
         summary="Tokens (never the secrets)",
     )
@@ -702,7 +701,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         "/tokens",
         status_code=201,
         response_model=m.TokenCreatedOut,
-        responses=_responses(401, 403, 413, 422),
+        responses=_responses(401, 403, 413, 415, 422),
         tags=["tokens"],
         summary="Create a token; the response is the only time it is shown",
     )
@@ -737,13 +736,18 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         "/packs",
         status_code=202,
         response_model=m.PackJobOut,
-        responses=_responses(401, 403, 413, 422),
+        responses=_responses(401, 403, 413, 415, 422),
         tags=["packs"],
         summary="Request a signed PDF audit pack; rendered in the background",
     )
     def request_pack(
-        request: Request, response: Response, body: m.PackIn, principal: Auditor
+        request: Request,
+        response: Response,
+        body: m.PackIn,
+        principal: Auditor,
+        ledger: LedgerDep,
     ) -> dict[str, Any]:
+        _check_pack_scope(ledger, body)  # now, rather than as a failed job later
         scope = {
             "projects": body.projects,
             "since": _time_text(body.since, "since"),
@@ -805,6 +809,36 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         return _pdf_response(jobs, job_id)
 
     return v1
+
+
+def _check_pack_scope(ledger: Ledger, body: m.PackIn) -> None:
+    """What `escrow pack` refuses before it starts: 422 naming the field."""
+    since, until = _utc_query(body.since, "since"), _utc_query(body.until, "until")
+    if since is not None and until is not None and since > until:
+        raise ApiError(
+            422,
+            f"since ({_rfc3339(since)}) is after until ({_rfc3339(until)}).",
+            location="body",
+            pointer="/since",
+        )
+    size = ledger.size()
+    if body.tree_size is not None and body.tree_size > size:
+        raise ApiError(
+            422,
+            f"tree_size {body.tree_size} is more than the log's size {size}.",
+            location="body",
+            pointer="/tree_size",
+        )
+    limit = body.tree_size or size
+    for i, index in enumerate(body.entries):
+        if index >= limit:
+            raise ApiError(
+                422,
+                f"The ledger has no entry {index} (it holds {count(limit, 'entry', 'entries')}"
+                f"{' at tree_size' if body.tree_size else ''}).",
+                location="body",
+                pointer=f"/entries/{i}",
+            )
 
 
 def _utc_query(t: datetime | None, name: str) -> datetime | None:
@@ -920,12 +954,26 @@ def _precheck_signatures(ledger: Ledger, prepared: Sequence[Prepared]) -> None:
 
     active = [PublicKey.from_pem(k.public_pem) for k in ledger.keys() if k.status == "active"]
     for i, p in enumerate(prepared):
-        if p.predicate_type == KEY_EVENT:
-            continue  # signed by the log key; the ledger checks that
         try:
+            if p.predicate_type == KEY_EVENT:  # signed by the log key, never a build key
+                _check_log_signed(ledger, p)
+                continue
             p.envelope.verify(active)
         except EscrowError as e:
             raise _in_batch(e, i) from e
+
+
+def _check_log_signed(ledger: Ledger, p: Prepared) -> None:
+    """A key event must verify with the log key (as the ledger checks when appending it)."""
+    from escrow.errors import SignatureError
+
+    try:
+        p.envelope.verify([ledger.log_public])
+    except SignatureError as e:
+        raise SignatureError(
+            "The key event is not signed by this ledger's log key.",
+            hint="Key events are made by `escrow keys`, which signs them with the log key.",
+        ) from e
 
 
 def _in_batch(e: EscrowError, i: int) -> ApiError:

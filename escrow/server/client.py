@@ -632,6 +632,40 @@ class RemoteLedger:
             body["effective_from"] = _time_param(effective_from)
         return self._key_event(f"/v1/keys/{keyid}/retire", body)
 
+    # -- tokens (admin tokens) ----------------------------------------------------------
+    def list_tokens(self, *, include_revoked: bool = True) -> list[dict[str, Any]]:
+        """The server's tokens (never the secrets), as ``escrow tokens list --json`` shows them."""
+        data = self._request("GET", "/v1/tokens")
+        rows = [dict(t) for t in data["tokens"]]
+        return rows if include_revoked else [t for t in rows if t.get("active")]
+
+    def create_token(self, name: str, role: str) -> dict[str, Any]:
+        """A new token on the server: its fields and ``token``, the secret, shown only now."""
+        from escrow.server.auth import check_name
+
+        created: dict[str, Any] = self._request(
+            "POST", "/v1/tokens", json={"name": check_name(name), "role": role}
+        )
+        return created
+
+    def revoke_token(self, id_or_name: str) -> dict[str, Any]:
+        """Revoke the token with this ID or active name (as ``TokenStore.revoke`` does)."""
+        rows = self.list_tokens()
+        match = next((t for t in rows if t["id"] == id_or_name), None) or next(
+            (t for t in rows if t["name"] == id_or_name and t.get("active")), None
+        )
+        if match is None:
+            raise InputError(
+                f"There is no token with the ID or active name {id_or_name!r} on {self.url}.",
+                hint="`escrow tokens list` shows them.",
+            )
+        from urllib.parse import quote
+
+        revoked: dict[str, Any] = self._request(
+            "DELETE", f"/v1/tokens/{quote(str(match['id']), safe='')}"
+        )
+        return revoked
+
     def verify(self, **_: Any) -> Any:
         raise UsageError(
             "`escrow ledger verify` re-reads the whole database and is not available "

@@ -132,6 +132,37 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     )
 
 
+def _is_json(media_type: str) -> bool:
+    """Whether FastAPI reads a body of this media type as JSON (``*/json``, ``*/*+json``)."""
+    subtype = media_type.partition("/")[2]
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _whole_body_error(request: Request, exc: RequestValidationError) -> ApiError | None:
+    """The error of a body that is missing, or not sent as JSON (`curl -d` sends a form),
+    which FastAPI reports as "Field required" or "Input should be a valid dictionary"."""
+    errors = list(exc.errors())
+    if not errors or tuple(errors[0].get("loc", ())) != ("body",):
+        return None
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and not _is_json(media):
+        return ApiError(
+            415,
+            f"The request body was sent as {media}; send it as JSON, with "
+            "Content-Type: application/json.",
+            location="header",
+            field="Content-Type",
+        )
+    if errors[0].get("type") == "missing":
+        return ApiError(
+            422,
+            f"{request.method} {request.url.path} needs a JSON object as its request body.",
+            location="body",
+            pointer="",
+        )
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -146,7 +177,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return _validation_error(exc).response()
+        return (_whole_body_error(request, exc) or _validation_error(exc)).response()
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -220,6 +220,20 @@ class PackJobs:
         )
         s.commit()
 
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job back in the queue (its renderer was stopped); whether it was."""
+        from sqlalchemy import update
+
+        tbl = PackJob.__table__  # type: ignore[attr-defined]
+        with self._session(write=True) as s:
+            res = s.execute(
+                update(tbl)
+                .where(tbl.c.id == job_id, tbl.c.status == "running")
+                .values(status="queued", started_at=None)
+            )
+            s.commit()
+            return bool(res.rowcount == 1)
+
     def finish(
         self,
         job_id: str,
@@ -296,6 +310,9 @@ class PackRunner:
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                # not in the server's process group: a Ctrl-C meant for the server must not
+                # kill the renderer before stop() can queue its job again
+                start_new_session=True,
             )
             _, err = self._child.communicate()
             code = self._child.returncode
@@ -303,6 +320,12 @@ class PackRunner:
             code, err = -1, str(e).encode()
         finally:
             self._child = None
+        if code != 0 and self._stop.is_set():
+            # stopped with the server (a restart, a deploy): queue it again for the next
+            # server to render, rather than fail the auditor's request
+            if self.jobs.requeue(job_id):
+                log.info("pack job %s: queued again (the server is stopping)", job_id)
+            return
         if code != 0:
             message = err.decode("utf-8", "replace").strip().splitlines()
             text = message[-1] if message else f"the renderer exited with code {code}"
