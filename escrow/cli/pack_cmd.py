@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -149,7 +150,8 @@ def pack(
 
 
 def _pack_through_server(app: App, request: object, output: Path, as_json: bool) -> None:
-    """Ask the server for the pack, wait for it, check its SHA-256 and write it atomically."""
+    """Ask the server for the pack, wait for it, check it is the pack the log recorded
+    (:func:`_recorded_pack`) and write it atomically."""
     import hashlib
     import os
     import tempfile
@@ -170,6 +172,8 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
         app.say(f"Pack job {job['id']} queued on {app.settings.server}; waiting for it.")
         pdf = remote.wait_pack(str(job["id"]))
         final = remote.pack_job(str(job["id"]))
+        digest = hashlib.sha256(pdf).hexdigest()
+        entry, statement = _recorded_pack(remote, final, digest)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
     try:
@@ -179,12 +183,17 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    digest = hashlib.sha256(pdf).hexdigest()
+    predicate = statement.get("predicate") or {}
+    subject = (statement.get("subject") or [{}])[0]
     result = {
         "path": str(output),
+        "pack_id": predicate.get("packId"),
         "sha256": digest,
+        "rendered_sha256": (subject.get("annotations") or {}).get("renderedSha256"),
+        "entries": list((predicate.get("scope") or {}).get("entries") or []),
+        "index": entry.index,
+        "leaf_hash": entry.leaf_hash,
         "job": final.get("id"),
-        "index": final.get("entry_index"),
         "server": app.settings.server,
     }
     if as_json:
@@ -192,6 +201,30 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
         return
     app.say(f"SHA-256 {digest}; check it with `escrow pack verify {output}`.")
     app.out(str(output))
+
+
+def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, dict[str, Any]]:
+    """The pack's own ledger entry (its inclusion checked against the server's signed
+    checkpoint) and statement, once it is shown to record this very file: its subject's
+    SHA-256 is ``digest``.  A server that hands out another PDF than the one it recorded
+    (or a download damaged on the way) is :class:`CheckFailed`, and nothing is written."""
+    from escrow.documents.types import AUDIT_PACK
+    from escrow.errors import CheckFailed
+
+    index = job.get("entry_index")
+    if not isinstance(index, int):
+        raise CheckFailed(f"The server's pack job {job.get('id')} names no ledger entry for it.")
+    entry = remote.get(index)
+    statement = entry.statement()
+    subjects = statement.get("subject") or []
+    recorded = {str((s.get("digest") or {}).get("sha256")) for s in subjects}
+    if statement.get("predicateType") != AUDIT_PACK or digest not in recorded:
+        raise CheckFailed(
+            f"The pack the server sent (SHA-256 {digest[:16]}…) is not the pack recorded as "
+            f"ledger entry {index}: nothing was written.",
+            hint="Ask for the pack again; if it happens again, the server is not to be trusted.",
+        )
+    return entry, statement
 
 
 @pack.command("verify")

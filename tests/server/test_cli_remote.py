@@ -162,3 +162,41 @@ def test_pack_through_the_server_is_rendered_there_and_verifies_here(
     r = cli(["pack", "--project", "x", "--render-only", "-o", str(tmp_path / "n.pdf")])
     assert r.exit_code == 2
     assert not (tmp_path / "n.pdf").exists()
+
+
+@pytest.mark.parametrize("live_server", [1], indirect=True, ids=["one-pack-worker"])
+def test_a_pack_through_the_server_must_be_the_one_the_log_recorded(
+    live_server: LiveServer,
+    client_env: Path,
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client wrote whatever PDF the server sent (it only hashed it); now the pack's
+    own ledger entry, its inclusion verified, must name the file's SHA-256."""
+    from escrow.server.client import RemoteLedger
+
+    with live_server.client("pipeline") as c:
+        posted = c.post("/v1/entries", json=live_server.envelope(manifest("packed-checked")))
+        assert posted.status_code == 201
+    built = posted.json()["entry"]["index"]
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["auditor"])
+    out = tmp_path / "pack.pdf"
+    r = cli(["pack", "--project", "packed-checked", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    doc = r.json()
+    assert doc["entries"] == [built] and doc["pack_id"].startswith("EP-")
+    assert doc["leaf_hash"] and doc["index"] > built
+
+    real = RemoteLedger.wait_pack
+
+    def swapped(self: RemoteLedger, job_id: str, **kw: Any) -> bytes:
+        pdf = real(self, job_id, **kw)
+        return pdf.replace(b"%%EOF", b"%%EOF\n% another file", 1)
+
+    monkeypatch.setattr(RemoteLedger, "wait_pack", swapped)
+    other = tmp_path / "other.pdf"
+    r = cli(["pack", "--project", "packed-checked", "-o", str(other)])
+    assert r.exit_code == 1, r.stdout + r.stderr
+    assert "is not the pack recorded as ledger entry" in r.stderr
+    assert not other.exists()
