@@ -49,3 +49,31 @@ def test_a_failed_write_names_the_file_asked_for_not_the_temporary_one(
     r = cli(["sign", str(statement), "-o", str(target)])
     assert r.exit_code == 2
     assert f"Cannot use {target}: No such file or directory." in r.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "args",
+    [["log"], ["ledger", "verify"], ["keys", "list"], ["show", "0"], ["pack", "-o", "x.pdf"]],
+)
+def test_a_postgresql_database_without_a_ledger_is_left_as_it_was(
+    args: list[str], cli: Any, escrow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any command pointed at a PostgreSQL database holding no ledger (a mistyped
+    ESCROW_DB_URL) made the ledger's tables there and answered as an empty ledger."""
+    import psycopg
+
+    from tests.pgkit import fresh_pg_database
+
+    for url in fresh_pg_database("escrow_noledger"):
+        monkeypatch.setenv("ESCROW_DB_URL", url)
+        monkeypatch.delenv("ESCROW_SERVER", raising=False)
+        r = cli([*args])
+        assert r.exit_code == 3, r.stdout + r.stderr
+        assert "holds no escrow ledger" in r.stderr and "escrow init" in r.stderr
+        plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(plain) as conn:
+            tables = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchall()
+        assert tables == []

@@ -119,7 +119,7 @@ def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
 
     prepare("statement", "build-manifest")  # compiled now, off the critical path
     "".encode("utf-16-be")  # the codec RFC 8785 sorts member names with, imported now
-    return Ledger.open(settings)
+    return Ledger.open(settings, create=False)
 
 
 @dataclass

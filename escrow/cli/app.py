@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from escrow.config import Settings, load_settings
-from escrow.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from escrow.ledger.store import Ledger
@@ -56,15 +55,7 @@ class App:
         """
         from escrow.ledger.store import Ledger
 
-        url = self.settings.db_url
-        if not create and url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            if not path.exists():
-                raise DatabaseUnavailable(
-                    f"There is no ledger at {path}.",
-                    hint="Run `escrow init` first, or set ESCROW_HOME or ESCROW_DB_URL.",
-                )
-        return _closed_after_command(Ledger.open(self.settings))
+        return _closed_after_command(Ledger.open(self.settings, create=create))
 
     # -- output ----------------------------------------------------------
     @staticmethod

@@ -420,7 +420,7 @@ def deposit_build(
     from escrow.ledger.store import Ledger
 
     store = store or open_store(settings.home)
-    with Ledger.open(settings) as ledger:
+    with Ledger.open(settings, create=False) as ledger:
         entry = ledger.get(entry_index)
     return deposit_entry(
         store,

@@ -126,6 +126,10 @@ def redacted(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
+#: What to do about a database that holds no ledger.
+NO_LEDGER_HINT = "Run `escrow init` first, or set ESCROW_HOME or ESCROW_DB_URL to the ledger."
+
+
 def _sqlite_pragmas(dbapi_conn: Any) -> None:
     """Every SQLite connection of the ledger: we issue BEGIN ourselves; WAL, synchronous=FULL."""
     dbapi_conn.isolation_level = None
@@ -856,18 +860,23 @@ class Ledger:
 
     # -- opening ------------------------------------------------------------------
     @classmethod
-    def open(cls, settings: Settings) -> Ledger:
-        """Open (creating the tables if missing) the ledger at ``settings.db_url``."""
+    def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
+        """Open the ledger at ``settings.db_url``, creating its tables when missing; with
+        ``create=False`` a database that holds no ledger is :class:`DatabaseUnavailable`
+        (exit 3) and is left as it was: a mistyped ``ESCROW_DB_URL`` or home must not
+        look like an empty, healthy ledger (only ``escrow init`` makes one)."""
         path = sqlite_file(settings.db_url)
         if path is not None and os.path.isfile(path):
             ready = cls._open_sqlite(settings, path)
             if ready is not None:
                 return ready
+        elif path is not None and not create:
+            raise DatabaseUnavailable(f"There is no ledger at {path}.", hint=NO_LEDGER_HINT)
         engine = make_engine(settings.db_url)
         try:
             log_public = cls._log_public_from_files(settings)
             with db_errors(settings.db_url):
-                origin, stored_pub = cls._initialise(engine, settings, log_public)
+                origin, stored_pub = cls._initialise(engine, settings, log_public, create)
         except BaseException:
             engine.dispose()
             raise
@@ -936,7 +945,7 @@ class Ledger:
 
     @staticmethod
     def _initialise(
-        engine: Engine, settings: Settings, log_public: PublicKey | None
+        engine: Engine, settings: Settings, log_public: PublicKey | None, create: bool = True
     ) -> tuple[str, PublicKey | None]:
         from sqlalchemy import inspect
 
@@ -950,6 +959,11 @@ class Ledger:
                 if "origin" in meta and meta.get("schema") == SCHEMA:
                     pem = meta.get("log_public_key")
                     return meta["origin"], PublicKey.from_pem(pem) if pem else None
+            elif not create and not inspect(conn).has_table("ledger_head"):  # nor a v1 one
+                where = sqlite_file(settings.db_url) or redacted(settings.db_url)
+                raise DatabaseUnavailable(
+                    f"The database {where} holds no escrow ledger.", hint=NO_LEDGER_HINT
+                )
         with engine.connect() as conn:
             conn.execution_options(escrow_write=True)
             with conn.begin():

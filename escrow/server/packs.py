@@ -341,7 +341,7 @@ def render_job(settings: Settings, job_id: str) -> None:
     """Render one claimed job with the pack code and store the PDF in its row."""
     from escrow.ledger.store import Ledger, make_engine
 
-    ledger = Ledger.open(settings)
+    ledger = Ledger.open(settings, create=False)
     jobs = PackJobs(make_engine(settings.db_url))
     job = jobs.get(job_id)
     if job is None:
