@@ -599,14 +599,10 @@ class RemoteLedger:
         return None if rec is None else (rec.name, rec.status)
 
     def key(self, keyid: str) -> KeyRecord:
-        matches = [k for k in self.keys() if k.keyid.startswith(keyid.lower())] if keyid else []
-        if len(matches) != 1:
-            raise InputError(
-                f"No registered key has the ID {keyid!r}."
-                if not matches
-                else f"The key ID prefix {keyid!r} is ambiguous."
-            )
-        return matches[0]
+        """One registered key by full key ID, unique prefix or name (:func:`find_key`)."""
+        from escrow.ledger.models import find_key
+
+        return find_key(self.keys(), keyid)
 
     # -- key administration (admin tokens) --------------------------------------------
     def _key_event(self, path: str, body: dict[str, Any]) -> Entry:

@@ -140,6 +140,7 @@ def test_key_administration_through_the_server(live_server: LiveServer, tmp_path
         assert added.predicate_type.endswith("/key-event/v1")
         assert admin.register_key(new_key.public, "ci-2") == added  # idempotent
         assert admin.key(new_key.keyid[:12]).status == "active"
+        assert admin.key("ci-2").keyid == new_key.keyid  # by name too, as `escrow keys` takes it
         entry, created = admin.append(sign_statement(manifest("k"), new_key))
         assert created and entry.signer == new_key.keyid
         retired = admin.retire_key(new_key.keyid, reason="rotated")
@@ -149,3 +150,6 @@ def test_key_administration_through_the_server(live_server: LiveServer, tmp_path
             admin.append(sign_statement(manifest("k2"), new_key))
         with pytest.raises(EscrowError):
             admin.revoke_key("ffff", "nope")
+        # retired, it can still be revoked (a private key that leaks after its retirement)
+        admin.revoke_key(new_key.keyid, "leaked after its retirement")
+        assert admin.key("ci-2").status == "revoked"
