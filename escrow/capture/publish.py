@@ -89,6 +89,17 @@ def check_may_sign(
     retired; :class:`KeyLocked` (exit 3) saying how to replace it, and then ``then``."""
     from escrow.errors import KeyLocked
 
+    own_token = getattr(ledger, "own_token", None)  # through a server: may this token post?
+    token = own_token() if own_token is not None else None
+    if token is not None and token.get("role") not in ("pipeline", "admin"):
+        from escrow.server.client import ServerAuthError
+
+        raise ServerAuthError(
+            f"The token {token.get('name')!r} has the role {token.get('role')}: it may not "
+            f"record entries on {settings.server}, so nothing signed here could be recorded.",
+            hint="Set ESCROW_TOKEN to a pipeline token (`escrow tokens create --role pipeline`"
+            f" with an admin token), then {then}.",
+        )
     found = ledger.key_status(signing.keyid)
     if found is None:
         raise KeyLocked(

@@ -687,6 +687,16 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     # -- tokens ----------------------------------------------------------------
 
     @v1.get(
+        "/token",
+        response_model=m.OwnTokenOut,
+        responses=_responses(401, 422),
+        tags=["tokens"],
+        summary="The token of this request: its name and role (what it may do), for any role",
+    )
+    def own_token(principal: Annotated[Principal, Depends(_principal)]) -> dict[str, Any]:
+        return {"id": principal.token_id, "name": principal.name, "role": principal.role.value}
+
+    @v1.get(
         "/tokens",
         response_model=m.TokensOut,
         responses=_responses(401, 403, 422),

@@ -231,6 +231,8 @@ class RemoteLedger:
             return SignatureError(f"{msg}.") if code == "signature" else CheckFailed(f"{msg}.")
         if r.status_code == 404 and code == "not_found":
             return InputError(f"{msg}.")
+        if code == "ledger_integrity":  # the server's own ledger contradicts itself
+            return LedgerTamperError(where, hint="Run `escrow ledger verify` on the server's host.")
         if 400 <= r.status_code < 500:
             return InputError(where)
         return ServerUnavailable(where)
@@ -592,6 +594,23 @@ class RemoteLedger:
                 )
             )
         return out
+
+    def own_token(self) -> dict[str, Any] | None:
+        """``{id, name, role}`` of this client's token; ``None`` when the server is too
+        old to say (it has no ``GET /v1/token``)."""
+        import httpx
+
+        self._current()  # trust first, as for any other request
+        try:
+            r = self._http.request("GET", "/v1/token")
+        except httpx.HTTPError:
+            return None  # unreachable: the request that needs it says so
+        if r.status_code == 404:
+            return None
+        if r.status_code >= 400:
+            raise self._error(r)
+        data: dict[str, Any] = r.json()
+        return data
 
     def key_status(self, keyid: str) -> tuple[str, str] | None:
         """``(name, status)`` of the registered key ``keyid`` now, or ``None``."""

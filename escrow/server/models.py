@@ -194,6 +194,12 @@ class TokenCreatedOut(TokenOut):
     token: str = Field(description="The bearer token. Shown once; only its hash is stored.")
 
 
+class OwnTokenOut(BaseModel):
+    id: str
+    name: str
+    role: Literal["pipeline", "auditor", "admin"]
+
+
 class TokensOut(BaseModel):
     tokens: list[TokenOut]
 

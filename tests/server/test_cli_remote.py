@@ -200,3 +200,37 @@ def test_a_pack_through_the_server_must_be_the_one_the_log_recorded(
     assert r.exit_code == 1, r.stdout + r.stderr
     assert "is not the pack recorded as ledger entry" in r.stderr
     assert not other.exists()
+
+
+def test_a_token_that_may_not_post_stops_a_build_before_it_is_done(
+    live_server: LiveServer,
+    client_env: Path,
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With an auditor token, `escrow build` built the whole image and only then heard
+    403 from the server; the token's role is now known while the engine builds."""
+    import subprocess
+
+    from tests.conftest import BASE_TAG, build_base_image
+
+    def docker_image_exists(ref: str) -> bool:
+        inspect = ["docker", "image", "inspect", ref]
+        return subprocess.run(inspect, capture_output=True).returncode == 0
+
+    if not docker_image_exists(BASE_TAG):
+        build_base_image()
+    monkeypatch.setenv("ESCROW_KEY", str(live_server.settings.key_path))
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["auditor"])
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_TAG}\nRUN sleep 3\nRUN echo done > /done\n")
+    tag = "escrow-test/auditor-token:1"
+    r = cli(["build", str(ctx), "-t", tag, "-q"])
+    assert r.exit_code == 3, r.stdout + r.stderr
+    assert "has the role auditor: it may not record entries" in r.stderr
+    assert "pipeline token" in r.stderr
+    assert not docker_image_exists(tag)  # stopped: never tagged
+    with live_server.ledger() as ledger:
+        assert all(e.project != "ctx" for e in ledger.entries(limit=1000))
