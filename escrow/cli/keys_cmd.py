@@ -308,7 +308,7 @@ def list_(app: App, as_json: bool) -> None:
 @json_option
 @pass_app
 def export(app: App, keyid: str, as_json: bool) -> None:
-    """Print the public key KEYID (full ID or unique prefix) as PEM."""
+    """Print the public key KEYID (full ID, unique prefix or name) as PEM."""
     rec = app.ledger().key(keyid)
     if as_json:
         app.emit_json(rec.to_dict())
@@ -322,9 +322,11 @@ def export(app: App, keyid: str, as_json: bool) -> None:
 @json_option
 @pass_app
 def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
-    """Revoke KEYID: it signs nothing appended from now on.
+    """Revoke KEYID (full ID, unique prefix or name): it signs nothing appended from
+    now on.
 
-    Entries it signed before stay valid and are marked in verify output and packs.
+    Entries it signed before stay valid and are marked in verify output and packs. A
+    retired key can still be revoked, when its private key leaks later.
     """
     ledger = app.ledger()
     rec = ledger.key(keyid)
@@ -377,7 +379,8 @@ def _is_build_key(app: App, keyid: str) -> bool:
 @json_option
 @pass_app
 def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bool) -> None:
-    """Retire KEYID, now or from a given time: it signs nothing appended from then on.
+    """Retire KEYID (full ID, unique prefix or name), now or from a given time: it signs
+    nothing appended from then on.
 
     Unlike a revocation this says nothing against the key: entries it signed
     stay valid. `escrow keys rotate` retires a key and replaces it in one step.
