@@ -146,3 +146,17 @@ def base_image(docker_client: Any) -> str:
         return str(docker_client.images.get(BASE_TAG).id)
     except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound; built below
         return build_base_image()
+
+
+def option_help(help_text: str, option: str) -> str:
+    """The help of ``option`` in a command's ``--help`` text, its wrapped lines joined."""
+    lines = help_text.split("Options:", 1)[1].splitlines()
+    out: list[str] = []
+    for line in lines:
+        if line.lstrip().startswith(option + " "):
+            out.append(line)
+        elif out and line.startswith(" " * 10) and not line.lstrip().startswith("-"):
+            out.append(line)
+        elif out:
+            break
+    return " ".join(" ".join(out).split())

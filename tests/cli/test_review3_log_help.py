@@ -5,30 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-def _option_help(help_text: str, option: str) -> str:
-    """The help of one option, its wrapped lines joined."""
-    lines = help_text.split("Options:", 1)[1].splitlines()
-    out: list[str] = []
-    for line in lines:
-        if line.lstrip().startswith(option + " "):
-            out.append(line)
-        elif out and line.startswith(" " * 10) and not line.lstrip().startswith("-"):
-            out.append(line)
-        elif out:
-            break
-    return " ".join(" ".join(out).split())
+from tests.conftest import option_help
 
 
 def test_image_and_limit_help(cli: Any) -> None:
     r = cli(["log", "--help"])
     assert r.exit_code == 0, r.stderr
-    image = _option_help(r.stdout, "--image")
+    image = option_help(r.stdout, "--image")
     assert "short ID" in image and "Docker Engine" in image
     assert "(sha256:…)" not in image
-    limit = _option_help(r.stdout, "--limit")
+    limit = option_help(r.stdout, "--limit")
     assert "--after" in limit and "page" in limit
-    assert "unique prefix" in _option_help(r.stdout, "--signer")
+    assert "unique prefix" in option_help(r.stdout, "--signer")
 
 
 def test_a_short_image_id_lists_the_entry(

@@ -7,25 +7,13 @@ from typing import Any
 
 import pytest
 
-
-def _option_help(help_text: str, option: str) -> str:
-    """The help of one option, its wrapped lines joined."""
-    lines = help_text.split("Options:", 1)[1].splitlines()
-    out: list[str] = []
-    for line in lines:
-        if line.lstrip().startswith(option):
-            out.append(line)
-        elif out and line.startswith(" " * 10) and not line.lstrip().startswith("-"):
-            out.append(line)
-        elif out:
-            break
-    return " ".join(" ".join(out).split())
+from tests.conftest import option_help
 
 
 def test_pack_help_marks_output_required(cli: Any) -> None:
     r = cli(["pack", "--help"])
     assert r.exit_code == 0, r.stderr
-    text = _option_help(r.stdout, "-o, --output")
+    text = option_help(r.stdout, "-o, --output")
     assert "[required]" in text
     assert "FILE.pdf" in text
 
