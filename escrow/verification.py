@@ -49,18 +49,64 @@ class EntryVerification:
         return d
 
 
-def _key_valid_at(ledger: Ledger | RemoteLedger, keyid: str, entry: Entry) -> tuple[bool, str]:
-    for rec in ledger.keys():
+def _key_history(ledger: Ledger | RemoteLedger) -> list[Any]:
+    """The keys as the ledger's own key events left them (each event checked against the
+    log key), never the key table or the server's key list, which a database edit or a
+    server could change: a revoked key shown active again must not make an entry valid."""
+    from datetime import UTC, datetime
+
+    from escrow.ledger import checkpoint as cp
+    from escrow.ledger.store import replay_key_events
+    from escrow.signing.dsse import Envelope
+
+    _, _, log_key = cp.parse_verifier_key(ledger.verifier_key())
+    events = []
+    after: int | None = None
+    while True:
+        page = ledger.entries(predicate_type=KEY_EVENT, after=after, limit=1000)
+        for e in page:
+            try:
+                Envelope.from_bytes(e.envelope).verify([log_key])
+                if e.statement().get("predicateType") == KEY_EVENT:
+                    events.append(e)
+            except EscrowError:
+                continue  # not a key event of this log: `escrow ledger verify` names it
+        if len(page) < 1000:
+            break
+        after = page[-1].index
+    return replay_key_events(events, datetime.now(UTC))
+
+
+def _key_valid_at(keys: list[Any], keyid: str, entry: Entry) -> tuple[bool, str]:
+    for rec in keys:
         if rec.keyid != keyid:
             continue
-        ends = [t for t in (rec.revoked_at, rec.retired_at) if t is not None]
-        if rec.added_at and rec.added_at > entry.integrated_at:
+        if rec.added_index >= entry.index:
             return False, f"key {keyid[:16]}… was added after the entry was appended"
-        if ends and min(ends) <= entry.integrated_at:
-            return False, f"key {keyid[:16]}… was {rec.status} before the entry was appended"
+        if rec.revoked_at is not None and (
+            rec.ended_index is None or rec.ended_index < entry.index
+        ):
+            return False, f"key {keyid[:16]}… was revoked before the entry was appended"
+        if rec.retired_at is not None and rec.retired_at <= entry.integrated_at:
+            return False, f"key {keyid[:16]}… was retired before the entry was appended"
         note = f" (since {rec.status})" if rec.status != "active" else ""
         return True, f"signed by {rec.name} key {keyid[:16]}…{note}"
     return False, f"key {keyid[:16]}… is not registered in the ledger"
+
+
+def _recorded_fields(entry: Entry) -> tuple[str | None, str | None, str | None]:
+    """``(predicate type, project, image ID)`` as the signed statement states them."""
+    from escrow.ledger.store import index_fields
+
+    try:
+        statement = entry.statement()
+    except (EscrowError, ValueError):
+        return None, None, None
+    ptype = statement.get("predicateType")
+    if not isinstance(ptype, str):
+        return None, None, None
+    project, image_id, _ = index_fields(ptype, statement)
+    return ptype, project, image_id
 
 
 def verify_entry(
@@ -76,12 +122,15 @@ def verify_entry(
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
+    # What the signed statement says, not the ledger's query columns (or a server's
+    # answer), which can be edited without breaking any signature or proof.
+    ptype, project, image_id = _recorded_fields(entry)
     result = EntryVerification(
         index=entry.index,
         leaf_hash=entry.leaf_hash,
-        project=entry.project,
-        image_id=entry.image_id,
-        predicate_type=entry.predicate_type,
+        project=project,
+        image_id=image_id,
+        predicate_type=ptype or entry.predicate_type,
     )
     add = result.checks.append
 
@@ -89,14 +138,15 @@ def verify_entry(
     #    retires keys); anything else by a registered key valid when it was appended
     try:
         env = Envelope.from_bytes(entry.envelope)
-        if entry.predicate_type == KEY_EVENT:
+        if ptype == KEY_EVENT:
             _, _, log_key = cp.parse_verifier_key(ledger.verifier_key())
             env.verify([log_key])
             add(Check("signature", True, f"signed by the ledger's log key {log_key.keyid[:16]}…"))
         else:
-            keys = {k.keyid: PublicKey.from_pem(k.public_pem) for k in ledger.keys()}
+            history = _key_history(ledger)
+            keys = {k.keyid: PublicKey.from_pem(k.public_pem) for k in history}
             good = env.verify(keys)
-            valid, detail = _key_valid_at(ledger, good[0], entry)
+            valid, detail = _key_valid_at(history, good[0], entry)
             add(Check("signature", valid, detail))
     except EscrowError as e:
         add(Check("signature", False, e.diagnostics()))
@@ -121,8 +171,24 @@ def verify_entry(
     except EscrowError as e:
         add(Check("inclusion", False, e.diagnostics()))
 
+    # the ledger's query columns must say what the envelope says
+    shown = (entry.predicate_type, entry.project, entry.image_id)
+    signed = (ptype, project, image_id)
+    if shown != signed:
+        names = ("predicate type", "project", "image ID")
+        which = ", ".join(n for n, a, b in zip(names, shown, signed, strict=True) if a != b)
+        verb = "disagree" if "," in which else "disagrees"
+        add(
+            Check(
+                "record",
+                False,
+                f"the ledger's indexed {which} {verb} with the signed envelope "
+                "(the database was edited; run `escrow ledger verify`)",
+            )
+        )
+
     # 3. the image a build manifest records, against the engine's, when it is there
-    has_image = bool(entry.image_id) and entry.predicate_type == BUILD_MANIFEST
+    has_image = bool(image_id) and ptype == BUILD_MANIFEST
     if has_image and engine is None and engine_unavailable:
         reason = engine_unavailable.rstrip(".")
         add(Check("image", True, f"not compared: {reason[:1].lower()}{reason[1:]}", skipped=True))
@@ -130,14 +196,14 @@ def verify_entry(
         try:
             statement = entry.statement()
             recorded = [layer["diffId"] for layer in statement["predicate"].get("layers", [])]
-            found = engine.image_facts(entry.image_id)
+            found = engine.image_facts(image_id)
         except (EscrowError, KeyError, TypeError) as e:
             add(Check("image", False, f"cannot compare the image: {e}"))
         else:
             if found is None:
                 add(Check("image", True, "image not in the engine; not compared"))
             else:
-                same = found["id"] == entry.image_id and found["diff_ids"] == recorded
+                same = found["id"] == image_id and found["diff_ids"] == recorded
                 add(
                     Check(
                         "image",
@@ -149,9 +215,9 @@ def verify_entry(
                 )
 
     # 4. the latest rebuild verdict of a build, when there is one
-    if entry.predicate_type == BUILD_MANIFEST:
+    if ptype == BUILD_MANIFEST:
         try:
-            for rb in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=entry.image_id):
+            for rb in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=image_id):
                 pred = rb.statement().get("predicate", {})
                 if pred.get("original", {}).get("index") == entry.index:
                     result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
@@ -186,7 +252,11 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
             f"{target!r} is neither a ledger index, an image ID nor an image in the engine.",
             hint="Use `escrow log` to list entries.",
         )
-    found = ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
+    found = [  # those whose signed statement records that image, whatever the index says
+        e
+        for e in ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
+        if _recorded_fields(e)[::2] == (BUILD_MANIFEST, image_id)
+    ]
     if not found:
         raise CheckFailed(  # the answer to "is this image recorded?": no (exit 1)
             f"No build of image {image_id} is recorded in the ledger.",

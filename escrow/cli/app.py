@@ -65,13 +65,18 @@ class App:
 
     @staticmethod
     def say(message: str) -> None:
-        """Human text: stderr."""
-        click.echo(message, err=True)
+        """Human text: stderr (control characters shown escaped, see ``printable``)."""
+        from escrow.text import printable
+
+        click.echo(printable(message), err=True)
 
     @staticmethod
     def out(message: str) -> None:
-        """Human result text, when ``--json`` is not given: stdout."""
-        click.echo(message)
+        """Human result text, when ``--json`` is not given: stdout (control characters shown
+        escaped: names and messages recorded by others must not drive the terminal)."""
+        from escrow.text import printable
+
+        click.echo(printable(message))
 
 
 _L = TypeVar("_L", "Ledger", "RemoteLedger")

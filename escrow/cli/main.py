@@ -16,6 +16,7 @@ import click
 from escrow import __version__
 from escrow.cli.app import App, file_in_the_way
 from escrow.errors import EscrowError
+from escrow.text import printable
 
 #: command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
@@ -117,7 +118,7 @@ def _main(args: list[str]) -> None:
     except EscrowError as e:
         if debug:
             raise
-        click.echo(f"escrow: error: {e.diagnostics()}", err=True)
+        click.echo(printable(f"escrow: error: {e.diagnostics()}"), err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("escrow: aborted.", err=True)

@@ -385,7 +385,7 @@ class RemoteLedger:
             )
         integrated = _parse_time(data["integrated_at"])
         assert integrated is not None
-        return Entry(
+        entry = Entry(
             index=int(data["index"]),
             leaf_hash=computed,
             envelope=leaf,
@@ -395,6 +395,32 @@ class RemoteLedger:
             signer=str(data["signer"]),
             integrated_at=integrated,
         )
+        self._check_fields(entry)
+        return entry
+
+    def _check_fields(self, entry: Entry) -> None:
+        """The kind, project and image ID the server gives must be what the entry's signed
+        statement says (they are not covered by any hash the client checks)."""
+        from escrow.ledger.store import index_fields
+
+        try:
+            statement = entry.statement()
+            ptype = statement.get("predicateType")
+        except (EscrowError, ValueError):
+            ptype = statement = None
+        want: tuple[Any, ...] = (None, None, None)
+        if isinstance(ptype, str) and isinstance(statement, dict):
+            want = (ptype, *index_fields(ptype, statement)[:2])
+        got = (entry.predicate_type, entry.project, entry.image_id)
+        if got != want:
+            names = ("kind", "project", "image ID")
+            which = ", ".join(n for n, a, b in zip(names, got, want, strict=True) if a != b)
+            raise LedgerTamperError(
+                f"The escrow server {self.url} gives entry {entry.index} another {which} "
+                "than its signed envelope states.",
+                index=entry.index,
+                kind="index",
+            )
 
     # -- the Ledger interface -------------------------------------------------------
     def verifier_key(self) -> str:

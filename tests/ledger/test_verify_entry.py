@@ -41,7 +41,8 @@ def test_only_build_manifests_are_compared_with_the_engine(home: LedgerEnv) -> N
         (event,) = lg.entries(predicate_type=KEY_EVENT)
         verdict_like = dataclasses.replace(event, image_id="sha256:" + "2" * 64)
         result = verify_entry(lg, verdict_like, engine=_Engine())
-    assert [c.name for c in result.checks] == ["signature", "inclusion"]
+    # never compared with the engine (and an image ID its statement lacks is a finding)
+    assert [c.name for c in result.checks] == ["signature", "inclusion", "record"]
 
 
 def test_a_key_event_is_not_attached_to_an_image(home: LedgerEnv, cli: Any) -> None:
