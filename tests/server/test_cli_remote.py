@@ -227,6 +227,7 @@ def test_a_token_that_may_not_post_stops_a_build_before_it_is_done(
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {BASE_TAG}\nRUN sleep 3\nRUN echo done > /done\n")
     tag = "escrow-test/auditor-token:1"
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)  # a failed run's
     r = cli(["build", str(ctx), "-t", tag, "-q"])
     assert r.exit_code == 3, r.stdout + r.stderr
     assert "has the role auditor: it may not record entries" in r.stderr
