@@ -463,7 +463,8 @@ def bench_verify(base: Path, size: int, repeat: int) -> None:
         db.execute("DELETE FROM ledger_node")
         root = bulk_tree(db, leaves)
         log = SigningKey.load(settings.log_key_path)
-        note = sign_checkpoint(settings.origin, size, root, log, settings.origin)
+        (origin,) = db.execute("SELECT value FROM ledger_meta WHERE name = 'origin'").fetchone()
+        note = sign_checkpoint(origin, size, root, log, origin)
         db.execute("UPDATE ledger_entry SET note = ? WHERE idx = ?", (note, size - 1))
         # the query index as appends leave it: every entry but the last partial batch
         from escrow.ledger.store import INDEX_EVERY, index_entries, run_sql

@@ -23,7 +23,6 @@ from __future__ import annotations
 import binascii
 import json
 import os
-from base64 import b64decode
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,16 @@ if TYPE_CHECKING:
 CHUNK_LEVEL = 12  # chunks of 4096 entries
 PARALLEL_MIN = 2 << CHUNK_LEVEL  # below this many entries, verify in this process
 ZERO = bytes(32)
+
+#: The stored envelopes are canonical UTF-8 JSON: decoded as text by one decoder, which
+#: spares ``json.loads`` its encoding detection on bytes (anything else falls back to
+#: :meth:`Envelope.from_bytes`, which says exactly what is wrong).
+_decode_json = json.JSONDecoder().decode
+
+
+def _b64(text: str) -> bytes:
+    """Strict base64 (the alphabet, padding only at the end), as ``b64decode(validate=True)``."""
+    return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
 
 
 @dataclass
@@ -83,13 +92,11 @@ def _pubs(candidates: Sequence[tuple[str, str]]) -> tuple[list[Verifier], dict[s
 def _parse(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     """``(payloadType, payload, [(keyid, sig)])`` of stored (canonical) envelope bytes."""
     try:
-        obj = json.loads(data)
-        sigs = [
-            (str(s.get("keyid", "")), b64decode(s["sig"], validate=True)) for s in obj["signatures"]
-        ]
+        obj = _decode_json(data.decode("utf-8"))
+        sigs = [(str(s.get("keyid", "")), _b64(s["sig"])) for s in obj["signatures"]]
         ptype = obj["payloadType"]
         if isinstance(ptype, str) and sigs:
-            return ptype, b64decode(obj["payload"], validate=True), sigs
+            return ptype, _b64(obj["payload"]), sigs
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         pass
     env = Envelope.from_bytes(data)  # the exact reason, as an InputError
@@ -107,7 +114,7 @@ def _index_disagreement(
     from escrow.ledger.store import index_fields
 
     try:
-        payload = json.loads(payload_bytes)
+        payload = _decode_json(payload_bytes.decode("utf-8"))
         ptype = payload["predicateType"]
     except (ValueError, KeyError, TypeError):
         return None  # an unreadable statement is reported by the signature check
@@ -123,6 +130,12 @@ def _index_disagreement(
     return None
 
 
+_CHUNK_SQL = (
+    "SELECT idx, envelope, leaf_hash, integrated_us, predicate_type, project, image_id, "
+    "signer, diff_ids FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
+)
+
+
 def check_chunk(
     conn: Connection,
     start: int,
@@ -133,28 +146,13 @@ def check_chunk(
     """Check entries ``[start, end)``; candidate 0 is the log key.  Entries below
     ``indexed`` (the batches written) must have their subtree hashes in ``ledger_node``
     and exactly their query fields in ``ledger_term``; the others no query rows."""
-    from sqlalchemy import select
-
     from escrow.ledger.store import entry_terms, sql_tuples
-    from escrow.ledger.tables import ENTRY, NODE
 
     pubs, by_id = _pubs(candidates)
     n = end - start
-    rows = conn.execute(
-        select(
-            ENTRY.c.idx,
-            ENTRY.c.envelope,
-            ENTRY.c.leaf_hash,
-            ENTRY.c.integrated_us,
-            ENTRY.c.predicate_type,
-            ENTRY.c.project,
-            ENTRY.c.image_id,
-            ENTRY.c.signer,
-            ENTRY.c.diff_ids,
-        )
-        .where(ENTRY.c.idx >= start, ENTRY.c.idx < end)
-        .order_by(ENTRY.c.idx)
-    ).all()
+    pg = conn.dialect.name == "postgresql"
+    # plain driver rows: a SQLAlchemy row each would cost this loop a few per cent
+    rows = sql_tuples(conn, _CHUNK_SQL, (start, end), pg=pg)
     # the query index's rows of the chunk, compared as one set with what the entries
     # say (entries whose own fields disagree are reported, and left out, on their own)
     listed = set(
@@ -162,33 +160,35 @@ def check_chunk(
             conn,
             "SELECT idx, kind, value FROM ledger_term WHERE idx >= ? AND idx < ?",
             (start, end),
-            pg=conn.dialect.name == "postgresql",
+            pg=pg,
         )
     )
     expected: set[tuple[int, str, str]] = set()
     unchecked: set[int] = set()
     lo, hi = merkle.stored_count(start), merkle.stored_count(end)
     stored = {
-        r.id: bytes(r.hash)
-        for r in conn.execute(select(NODE.c.id, NODE.c.hash).where(NODE.c.id >= lo, NODE.c.id < hi))
+        node: bytes(h)
+        for node, h in sql_tuples(
+            conn, "SELECT id, hash FROM ledger_node WHERE id >= ? AND id < ?", (lo, hi), pg=pg
+        )
     }
     res = ChunkResult(start, end, b"", [], [], [()] * n, [0] * n)
     leaves = [ZERO] * n
     present = [False] * n
-    for r in rows:
-        i = r.idx
+    for i, envelope, leaf_hash, integrated_us, ptype, project, image_id, signer, diffs in rows:
         k = i - start
         present[k] = True
-        data = stored_bytes(r.envelope)
+        data = stored_bytes(envelope)
         try:  # parsed once, for the signature check and the query fields
             parsed: tuple[str, bytes, list[tuple[str, bytes]]] | None = _parse(data)
         except InputError:
             parsed = None
         h = merkle.leaf_hash(data)
         leaves[k] = h
-        res.times[k] = r.integrated_us
+        res.times[k] = integrated_us
         node0 = stored.get(merkle.stored_index(0, i))
-        if h != bytes(r.leaf_hash):
+        recorded = bytes(leaf_hash)
+        if h != recorded:
             res.problems.append(
                 Problem(i, "edited", f"Entry {i}: the stored envelope bytes were changed.")
             )
@@ -200,23 +200,19 @@ def check_chunk(
             )
         elif h != node0:
             res.moved.append((i, h))
-        if h != bytes(r.leaf_hash):
+        if h != recorded:
             unchecked.add(i)  # reported as edited
         else:
             bad = _index_disagreement(
                 parsed[1] if parsed is not None else b"",
-                r.predicate_type,
-                r.project,
-                r.image_id,
-                frozenset((r.diff_ids or "").split()),
+                ptype,
+                project,
+                image_id,
+                frozenset((diffs or "").split()),
             )
             if bad is None:
                 if i < indexed:
-                    expected.update(
-                        entry_terms(
-                            i, r.predicate_type, r.project, r.image_id, r.signer, r.diff_ids
-                        )
-                    )
+                    expected.update(entry_terms(i, ptype, project, image_id, signer, diffs))
             else:
                 unchecked.add(i)
                 res.problems.append(
