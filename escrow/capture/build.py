@@ -99,9 +99,9 @@ def default_project(context: Path) -> str:
 
 
 def _learn_dockerfile_secrets(df: dfparse.Dockerfile, redactor: Redactor) -> None:
-    """Literal ``ENV``/``ARG`` values with secret names in the Dockerfile itself."""
+    """Literal ``ENV``/``ARG``/``LABEL`` values with secret names in the Dockerfile itself."""
     for ins in df.instructions:
-        if ins.keyword not in ("ENV", "ARG"):
+        if ins.keyword not in ("ENV", "ARG", "LABEL"):
             continue
         words = ins.args.split()
         if ins.keyword == "ENV" and len(words) >= 2 and "=" not in words[0]:
@@ -173,7 +173,12 @@ def _registry_digest(reference: str, engine_digest: str | None) -> str | None:
 
 
 def resolve_bases(
-    df: dfparse.Dockerfile, engine: Engine, *, strict: bool = True, pull: bool = False
+    df: dfparse.Dockerfile,
+    engine: Engine,
+    *,
+    strict: bool = True,
+    pull: bool = False,
+    redactor: Redactor | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """``inputs.baseImages``: every stage's base, resolved in the engine before the build.
 
@@ -182,6 +187,8 @@ def resolve_bases(
     image is already built) a missing base is recorded as ``unresolved``.
     ``pull`` (``escrow build --pull``): every base is pulled fresh and pinned
     by its registry manifest digest (``repoDigest``, ``pinnedBy``).
+    ``redactor`` learns the secret-named ``Env`` and ``Labels`` values each base
+    brings (a ``RUN`` may print them), before any step log is recorded.
     Returns the records and whether any base had to be pulled.
     """
     pulled = False
@@ -210,6 +217,7 @@ def resolve_bases(
                     cache[stage.reference] = {**fresh, "_pinned": repo_digest}
                 pulled = True
                 pinned = cache[stage.reference]
+                _learn_base_secrets(pinned, redactor)
                 record["imageId"] = str(pinned["Id"])
                 record["repoDigest"] = str(pinned["_pinned"])
                 record["pinnedBy"] = "digest" if "@" in stage.reference else "tag"
@@ -239,10 +247,20 @@ def resolve_bases(
                     hint="Build or load it first (docker load), or fix the FROM line.",
                 )
             cache[stage.reference] = inspect
+            _learn_base_secrets(inspect, redactor)
             record["imageId"] = str(inspect["Id"])
             record["repoDigest"] = _own_repo_digest(stage.reference, inspect)
         records.append(record)
     return records, pulled
+
+
+def _learn_base_secrets(inspect: Mapping[str, Any], redactor: Redactor | None) -> None:
+    """Remember the secret-named ``Env`` and ``Labels`` values of a base image."""
+    if redactor is None:
+        return
+    config = inspect.get("Config") or {}
+    redactor.env([str(e) for e in config.get("Env") or []])
+    redactor.labels({str(k): str(v) for k, v in (config.get("Labels") or {}).items()})
 
 
 def _own_repo_digest(reference: str, inspect: Mapping[str, Any]) -> str | None:
@@ -479,7 +497,7 @@ def phoenix_build(
     if request.target is not None:
         df.stage_index(request.target)
     _learn_dockerfile_secrets(df, redactor)
-    bases, pulled = resolve_bases(df, engine, pull=request.pull)
+    bases, pulled = resolve_bases(df, engine, pull=request.pull, redactor=redactor)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     made: StepParser | None = None

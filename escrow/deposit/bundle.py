@@ -516,7 +516,7 @@ def _deposit_record(staged: FileDepositStore, index: int, digest: str) -> dict[s
         raise _altered(f"The deposit archive lacks the deposit record {digest} of entry {index}")
     try:
         record = json.loads(staged.get(digest))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         record = None
     if not isinstance(record, dict) or record.get("type") != DEPOSIT_RECORD:
         raise _altered(
@@ -584,7 +584,7 @@ def _check_record_fields(
         if _hex64(ctx.get("index")) and staged.has(str(ctx["index"])):
             try:
                 ctx_index = context_index(staged, str(ctx["index"]))
-            except (InputError, ValueError, UnicodeDecodeError):
+            except (InputError, ValueError, UnicodeDecodeError, RecursionError):
                 raise _altered(
                     f"The context index {str(ctx['index'])[:16]}… of entry {index} is not a "
                     "context index"
@@ -725,7 +725,7 @@ def import_deposit(
                 raise _altered("The deposit archive has no TOC.json (its table of contents)")
             try:
                 toc = json.loads(_read(staged_root, "TOC.json"))
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 raise _altered("The deposit archive's TOC.json is not JSON") from None
             if not isinstance(toc, dict) or toc.get("format") != FORMAT:
                 raise InputError(
@@ -844,7 +844,7 @@ def import_deposit(
                 _check_record_fields(staged, index, str(item["leafHash"]), when, record, predicate)
                 try:
                     report = check_record(staged, predicate, record, digest=record_digest)
-                except (InputError, ValueError, KeyError, TypeError):
+                except (InputError, ValueError, KeyError, TypeError, RecursionError):
                     raise _altered(f"The deposit record of entry {index} is malformed") from None
                 if not report.complete:
                     names = _missing_names(staged, predicate, record, report.missing)

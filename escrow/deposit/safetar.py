@@ -8,7 +8,8 @@ Every member is checked before anything is written for it:
   links are the user's own — created *after* every file, so no later member
   is ever written through one);
 * hard links must name a regular file already extracted;
-* device files, FIFOs and other special members are refused;
+* device files, FIFOs and other special members are refused, and so are sparse
+  files (a few blocks of archive that would write up to ``max_member`` zeros);
 * a member larger than ``max_member`` (or members adding up to more than
   ``max_total``) is refused;
 * a name given twice is refused.
@@ -92,6 +93,11 @@ def check_member(
         link = _clean_name(info.linkname, what)
         if not link:
             raise UnsafeArchive(f"{what} holds a hard link {info.name!r} to nothing; refused.")
+    elif info.issparse():
+        raise UnsafeArchive(
+            f"{what} holds the sparse file {info.name!r}; refused (escrow never writes one, "
+            "and its few bytes would expand to many more on disk)."
+        )
     elif not (info.isreg() or info.isdir()):
         raise UnsafeArchive(
             f"{what} holds the member {info.name!r} of an unsupported type; refused."

@@ -248,6 +248,10 @@ def _parse_entries(raw: bytes) -> tuple[list[Envelope], bool]:
         raise ApiError(
             422, f"The request body is not valid JSON ({e}).", location="body", pointer=""
         ) from e
+    except RecursionError as e:
+        raise ApiError(
+            422, "The request body is nested too deeply.", location="body", pointer=""
+        ) from e
     if isinstance(doc, dict) and "envelopes" in doc:
         batch = _validate(m.BatchIn, doc)
         return [_envelope(e, f"/envelopes/{i}") for i, e in enumerate(batch.envelopes)], True

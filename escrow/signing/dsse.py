@@ -138,6 +138,8 @@ class Envelope:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise InputError(f"The envelope is not valid JSON ({e}).") from e
+        except RecursionError as e:
+            raise InputError("The envelope is not valid JSON (it is nested too deeply).") from e
         return cls.from_dict(obj)
 
     # -- payload ------------------------------------------------------
@@ -149,7 +151,7 @@ class Envelope:
             )
         try:
             obj = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise InputError("The envelope's payload is not JSON.") from e
         if not isinstance(obj, dict):
             raise InputError("The envelope's payload is not a JSON object.")

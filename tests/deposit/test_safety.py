@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -176,3 +178,38 @@ def test_import_refuses_and_stores_nothing(
     assert not list((store / "blobs").rglob("*")) if (store / "blobs").exists() else True
     assert not (store / "refs").exists()
     assert list((store / "tmp").iterdir()) == []
+
+
+def test_a_sparse_member_is_refused_before_it_expands(
+    cli: Any, escrow_home: Path, tmp_path: Path
+) -> None:
+    """A sparse file is a few blocks of archive that would write gigabytes of zeros: an
+    archive of 10 KiB must not fill the disk of the agent importing it."""
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar writes the sparse member")
+    src = tmp_path / "src"
+    digest = "a" * 64
+    blob = src / "blobs" / "sha256" / digest[:2] / digest
+    blob.parent.mkdir(parents=True)
+    with open(blob, "wb") as f:
+        f.truncate(256 << 20)
+    archive = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", "-cf", str(archive), "-C", str(src), "blobs"], check=True)
+    assert archive.stat().st_size < 64 << 10
+    r = cli(["deposit", "import", str(archive)])
+    assert r.exit_code == 2, r.stderr
+    assert "sparse file" in r.stderr and "Traceback" not in r.stderr
+    assert list((escrow_home / "deposits" / "tmp").iterdir()) == []
+    with open(archive, "rb") as f, pytest.raises(UnsafeArchive, match="sparse file"):
+        safe_extract(f, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_deeply_nested_toc_is_an_altered_archive(
+    cli: Any, escrow_home: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "deep.tar"
+    archive.write_bytes(_tar(lambda t: _file(t, "TOC.json", b"[" * 200_000 + b"]" * 200_000)))
+    r = cli(["deposit", "import", str(archive)])
+    assert r.exit_code == 1, r.stderr
+    assert "TOC.json is not JSON" in r.stderr and "Traceback" not in r.stderr
