@@ -33,7 +33,14 @@ from escrow.documents.types import SCHEMA_NAMES
 from escrow.errors import EscrowError, UsageError
 from escrow.server import models as m
 from escrow.server.auth import Principal, Role, TokenStore
-from escrow.server.http import ApiError, GuardMiddleware, install_error_handlers, pointer_of
+from escrow.server.http import (
+    ApiError,
+    GuardMiddleware,
+    install_error_handlers,
+    missing_token,
+    pointer_of,
+    unknown_token,
+)
 from escrow.server.packs import PackJobs, PackRunner
 from escrow.text import count
 from escrow.times import parse_time
@@ -106,25 +113,12 @@ def _principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    challenge = {"WWW-Authenticate": 'Bearer realm="escrow"'}
     if credentials is None:
-        raise ApiError(
-            401,
-            "This request needs a bearer token (Authorization: Bearer …).",
-            location="header",
-            field="Authorization",
-            headers=challenge,
-        )
+        raise missing_token()
     tokens: TokenStore = request.app.state.tokens
     principal = tokens.resolve(credentials.credentials)
     if principal is None:
-        raise ApiError(
-            401,
-            "The bearer token is unknown or revoked.",
-            location="header",
-            field="Authorization",
-            headers=challenge,
-        )
+        raise unknown_token()
     request.state.principal = principal
     return principal
 

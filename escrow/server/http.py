@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from escrow.errors import (
@@ -203,8 +204,44 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(EscrowError, on_escrow_error)
     app.add_exception_handler(RequestValidationError, on_validation)
+
+    async def on_disconnect(request: Request, exc: Exception) -> JSONResponse:
+        # the client went away while sending its body: nobody to answer, nothing failed
+        log.info(
+            "%s %s: the client disconnected before its body was in",
+            request.method,
+            request.url.path,
+        )
+        return ApiError(400, "The client disconnected before its request body was in.").response()
+
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_crash)
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="escrow"'}
+
+
+def missing_token() -> ApiError:
+    """401 for a request without a bearer token."""
+    return ApiError(
+        401,
+        "This request needs a bearer token (Authorization: Bearer …).",
+        location="header",
+        field="Authorization",
+        headers=_CHALLENGE,
+    )
+
+
+def unknown_token() -> ApiError:
+    """401 for a bearer token that is not an active token of this server."""
+    return ApiError(
+        401,
+        "The bearer token is unknown or revoked.",
+        location="header",
+        field="Authorization",
+        headers=_CHALLENGE,
+    )
 
 
 class _TooLarge(StarletteHTTPException):
@@ -260,6 +297,13 @@ class GuardMiddleware:
                     self._audit(scope, state, 413)
                     return
 
+        if scope.get("method") in _WRITE_METHODS and str(scope.get("path", "")).startswith("/v1/"):
+            refused = await self._refused_token(scope)
+            if refused is not None:
+                self._audit(scope, state, refused.status)  # logged before the answer leaves
+                await refused.response()(scope, receive, send)
+                return
+
         received = 0
 
         async def limited_receive() -> Message:
@@ -292,6 +336,28 @@ class GuardMiddleware:
         finally:
             if not logged:
                 self._audit(scope, state, status[0] if status else 500)
+
+    @staticmethod
+    async def _refused_token(scope: Scope) -> ApiError | None:
+        """The 401 for a change request without an active bearer token, given before its
+        body is read: the routes check the token only once FastAPI has read and parsed
+        the body, so anyone could otherwise make the server hold ``max_body`` bytes per
+        connection.  The routes check the token again (and its role) as before."""
+        from anyio import to_thread
+
+        header = dict(scope.get("headers", [])).get(b"authorization", b"")
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return missing_token()
+        tokens = getattr(getattr(scope.get("app"), "state", None), "tokens", None)
+        if tokens is None:
+            return None
+        try:
+            principal = await to_thread.run_sync(tokens.resolve, token)
+        except EscrowError:
+            return None  # the route reports the database's state as it does
+        return unknown_token() if principal is None else None
 
     @staticmethod
     def _audit(scope: Scope, state: dict[str, Any], status: int) -> None:

@@ -14,6 +14,9 @@ import pytest
 
 from escrow.server.http import GuardMiddleware
 
+#: a bearer token (the middleware refuses a change without one before the app runs)
+_TOKEN = [(b"authorization", b"Bearer esc_test")]
+
 
 def _run(status: int, audit: str, caplog: pytest.LogCaptureFixture) -> list[tuple[str, int]]:
     """Drive the middleware over a tiny app; record, per message sent, how many audit
@@ -32,7 +35,7 @@ def _run(status: int, audit: str, caplog: pytest.LogCaptureFixture) -> list[tupl
         lines = [r for r in caplog.records if r.name == "escrow.server"]
         seen.append((message["type"], len(lines)))
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/entries", "headers": []}
+    scope = {"type": "http", "method": "POST", "path": "/v1/entries", "headers": _TOKEN}
     asyncio.run(GuardMiddleware(app, max_body=1 << 20)(scope, receive, send))
     return seen
 
@@ -59,7 +62,7 @@ def test_an_app_that_fails_before_answering_is_logged_once_as_500(
     async def send(message: dict[str, Any]) -> None:
         raise AssertionError("nothing is sent")
 
-    scope = {"type": "http", "method": "DELETE", "path": "/v1/tokens/x", "headers": []}
+    scope = {"type": "http", "method": "DELETE", "path": "/v1/tokens/x", "headers": _TOKEN}
     with pytest.raises(RuntimeError):
         asyncio.run(GuardMiddleware(app, max_body=1 << 20)(scope, receive, send))
     lines = [r.getMessage() for r in caplog.records if r.name == "escrow.server"]
