@@ -57,6 +57,14 @@ def _log_config(level: str) -> dict[str, Any]:
     help="Largest request body in bytes; larger ones get 413 (ESCROW_SERVER_MAX_BODY).",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Open connections one worker serves at once; beyond them new requests get 503, "
+    "so slow or idle clients cannot hold unbounded memory (each may send --max-body).",
+)
+@click.option(
     "--no-packs",
     is_flag=True,
     help="Queue pack requests but do not render them here (another server does).",
@@ -69,6 +77,7 @@ def serve(
     port: int,
     workers: int,
     max_body: int,
+    max_connections: int,
     no_packs: bool,
     access_log: bool,
 ) -> None:
@@ -105,6 +114,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        limit_concurrency=max_connections,
         log_config=_log_config("INFO"),
         access_log=access_log,
         server_header=False,

@@ -53,3 +53,39 @@ def test_serve_with_workers_and_a_body_limit(escrow_home: Path, tmp_path: Path) 
         assert ledger.size() == 25
     log = (tmp_path / "serve.log").read_text()
     assert "log verifier key: escrow.local/ledger" in log  # the origin may have a suffix
+
+
+def test_connections_beyond_the_limit_get_503(escrow_home: Path, tmp_path: Path) -> None:
+    """No limit on concurrent connections: clients holding bodies open (each up to the body
+    limit) could make one server hold unbounded memory. `--max-connections` caps them."""
+    import socket
+
+    from escrow.config import load_settings
+
+    settings = load_settings()
+    tokens = make_tokens(settings)
+    port = free_port()
+    proc = start_serve(
+        escrow_home,
+        settings.db_url,
+        port=port,
+        log=tmp_path / "serve.log",
+        extra=["--max-connections", "4", "--no-packs"],
+    )
+    held: list[socket.socket] = []
+    try:
+        head = (
+            f"POST /v1/entries HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {tokens['pipeline']}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+        ).encode()
+        for _ in range(8):  # slow clients: a body begun, never finished
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(head)
+            held.append(sock)
+        r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert r.status_code == 503
+    finally:
+        for sock in held:
+            sock.close()
+        stop(proc)
