@@ -109,7 +109,7 @@ def test_metadata_bookmarks_and_page_numbers(
     ).stdout
     assert "entry-1" in dests and "summary" in dests  # the table of contents' link targets
     titles = outline_titles(out)
-    assert titles[:2] == ["Cover", "2. Summary"]
+    assert titles[:2] == ["1. Cover", "2. Summary"]
     assert "8. How to verify this pack" in titles
     assert "Entry 1 — example — succeeded" in titles
 
