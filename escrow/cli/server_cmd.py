@@ -90,12 +90,12 @@ def serve(
 
     from escrow.config import redact_url
     from escrow.ledger.store import Ledger
-    from escrow.server.database import require_ledger
 
     s = app.settings
     _check_listen(host, port)  # one sentence now, rather than Uvicorn's after start-up
-    require_ledger(s)  # never serve (or half-make) a new, empty ledger at a mistyped URL
-    with Ledger.open(s) as ledger:  # fail now, with exit 3, when the database is unreachable
+    # exit 3 now when the database is unreachable or holds no ledger: never serve (or
+    # half-make) a new, empty ledger at a mistyped URL
+    with Ledger.open(s, create=False) as ledger:
         verifier = ledger.verifier_key()
         size = ledger.size()
     # Worker processes build their app from the environment (escrow.server.app:app_from_env).
@@ -180,10 +180,8 @@ class _Tokens:
             return
         from escrow.ledger.store import db_errors, make_engine
         from escrow.server.auth import TokenStore
-        from escrow.server.database import require_ledger
 
-        require_ledger(s)  # the database answers and holds a ledger (never made here)
-        app.local_ledger()
+        app.local_ledger()  # the database answers and holds a ledger (never made here)
         engine = make_engine(s.db_url)
         with db_errors(s.db_url):
             TokenStore.create_tables(engine)
