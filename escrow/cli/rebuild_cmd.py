@@ -80,6 +80,13 @@ def _render_verdict(statement: dict[str, Any]) -> str:
     help="Value of a secret build argument (recorded only as a salted digest); repeatable.",
 )
 @click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Value of a secret label (recorded only as a salted digest); repeatable.",
+)
+@click.option(
     "-t", "--tag", help="Tag for the rebuilt image [default: escrow-rebuild:entry-INDEX]."
 )
 @click.option("--rm", "remove", is_flag=True, help="Remove the rebuilt image once compared.")
@@ -101,6 +108,7 @@ def rebuild(
     imported: bool,
     origin: str | None,
     build_args: tuple[str, ...],
+    labels: tuple[str, ...],
     tag: str | None,
     remove: bool,
     workdir: Path | None,
@@ -121,7 +129,7 @@ def rebuild(
     Exit codes: 0 identical or equivalent; 1 different, not-reproduced or unknown;
     2 bad input (context differs); 3 engine or database unreachable.
     """
-    from escrow.capture.build import parse_build_args
+    from escrow.capture.build import parse_build_args, parse_labels
     from escrow.capture.progress import make_progress
     from escrow.rebuild.verify import ContextMismatch, RebuildOptions, rebuild_entry
 
@@ -132,6 +140,7 @@ def rebuild(
     options = RebuildOptions(
         context=context,
         build_args=dict(parse_build_args(build_args)),
+        labels=dict(parse_labels(labels)),
         tag=tag,
         remove=remove,
         workdir=workdir,
@@ -198,7 +207,7 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
     args), steps, image config and layers; with --files, the files in differing layers.
     """
     from escrow.blobs import BlobStore
-    from escrow.documents.types import BUILD_MANIFEST
+    from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION
     from escrow.errors import InputError
     from escrow.rebuild.manifests import Side, diff_manifests, render_diff
 
@@ -206,6 +215,13 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
     sides = []
     for index in (a, b):
         entry = ledger.get(index)
+        if entry.predicate_type == REBUILD_VERIFICATION:
+            original = (entry.statement()["predicate"].get("original") or {}).get("index")
+            raise InputError(
+                f"Entry {index} is the rebuild verdict of entry {original}, not a build.",
+                hint=f"`escrow show {index}` prints its layer-by-layer comparison with "
+                f"entry {original}; `escrow diff` compares two builds.",
+            )
         if entry.predicate_type != BUILD_MANIFEST:
             raise InputError(
                 f"Entry {index} is not a build manifest ({entry.predicate_type}).",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from escrow.blobs import BlobStore
     from escrow.capture.engine import DockerEngine
     from escrow.capture.progress import Progress
+    from escrow.capture.secrets import Redactor
     from escrow.config import Settings
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
@@ -67,6 +69,8 @@ class RebuildOptions:
     context: Path | None = None
     #: build argument values given again (secret ones are recorded only as digests)
     build_args: dict[str, str] = field(default_factory=dict)
+    #: label values given again (secret ones are recorded only as digests)
+    labels: dict[str, str] = field(default_factory=dict)
     tag: str | None = None
     remove: bool = False
     workdir: Path | None = None
@@ -290,25 +294,79 @@ def check_build_args(
 
 
 def recorded_labels(
-    predicate: Mapping[str, Any],
+    predicate: Mapping[str, Any], given: Mapping[str, str] | None = None
 ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-    """The ``--label`` values of the recorded build, and those that cannot be given again
-    (a secret-named label, or a URL whose credentials were stripped, is recorded only
-    as a salted digest)."""
+    """The ``--label`` values of the recorded build, and those that cannot be given again.
+
+    A secret-named label (or a URL whose credentials were stripped) is recorded only as a
+    salted digest: its value must be given again (``given``, from ``escrow rebuild
+    --label``) and must match that digest; without it the label is missing."""
+    given = dict(given or {})
+    recorded = list(predicate["inputs"].get("labels") or [])
+    unknown = sorted(set(given) - {str(r["name"]) for r in recorded})
+    if unknown:
+        raise UsageError(
+            f"The label(s) {', '.join(unknown)} were not given to the recorded build.",
+            hint="Only give --label for the secret labels the build was recorded with.",
+        )
     labels: list[tuple[str, str]] = []
     missing: list[dict[str, Any]] = []
-    for r in predicate["inputs"].get("labels") or []:
-        if r.get("secret") or r.get("credentialsStripped") or r.get("value") is None:
+    for r in recorded:
+        name = str(r["name"])
+        hidden = bool(r.get("secret") or r.get("credentialsStripped") or r.get("value") is None)
+        if not hidden:
+            if name in given and given[name] != r["value"]:
+                raise UsageError(
+                    f"The label {name} was recorded as {r['value']!r}; "
+                    "a rebuild uses the recorded value.",
+                )
+            labels.append((name, str(r["value"])))
+            continue
+        if name not in given:
             missing.append(
                 {
                     "kind": "label",
-                    "name": str(r["name"]),
-                    "reason": "recorded as a salted digest; its value is not in the record",
+                    "name": name,
+                    "reason": "recorded as a salted digest; give it with --label",
                 }
             )
-        else:
-            labels.append((str(r["name"]), str(r["value"])))
+            continue
+        value = given[name]
+        if "salt" in r and "sha256" in r:
+            digest = hashlib.sha256(bytes.fromhex(str(r["salt"])) + value.encode()).hexdigest()
+            if digest != r["sha256"]:
+                raise InputError(
+                    f"The value given for the label {name} is not the recorded one "
+                    "(its salted SHA-256 differs).",
+                    hint="Give the value the original build used.",
+                )
+        labels.append((name, value))
     return labels, missing
+
+
+#: how a recorded text names a secret value it hid (``Redactor.placeholder``)
+_PLACEHOLDER = re.compile(r"\[secret ([^\]\s]+)\]")
+
+
+def rebuild_redactor(home: Path | None, predicate: Mapping[str, Any]) -> Redactor:
+    """The redactor of a rebuild: the configured patterns, and every name the original
+    build kept secret (``--secret NAME`` included, which no pattern may match), so that
+    the rebuild hides the same values, records the same texts, and leaks none into its
+    verdict."""
+    from escrow.capture.secrets import Redactor, secret_patterns
+
+    inputs = predicate.get("inputs") or {}
+    names = {
+        str(r["name"])
+        for key in ("buildArgs", "labels")
+        for r in inputs.get(key) or []
+        if r.get("secret")
+    }
+    texts = [str(h.get("createdBy") or "") for h in predicate.get("history") or []]
+    texts += [str(s.get("instruction") or "") for s in predicate.get("steps") or []]
+    for text in texts:
+        names.update(_PLACEHOLDER.findall(text))
+    return Redactor(secret_patterns(home), sorted(names))
 
 
 def rewrite_from_lines(text: str, build_args: Mapping[str, str], ids: Mapping[int, str]) -> str:
@@ -391,13 +449,45 @@ def verdict_statement(
     }
 
 
+def _uncompared_layers(c: ImageComparison) -> list[dict[str, Any]]:
+    """The layers whose diff IDs differ but whose files could not be read (the original
+    image neither in the engine nor deposited) when nothing else differs: the rebuild may
+    well be equivalent, so the verdict cannot say ``different``. Empty otherwise."""
+    if c.config:
+        return []
+    different = [layer for layer in c.layers if layer.verdict is Verdict.DIFFERENT]
+    if not different or any(
+        layer.comparison is not None or layer.original is None or layer.rebuilt is None
+        for layer in different
+    ):
+        return []
+    return [
+        {
+            "kind": "other",
+            "name": f"layer {layer.index}",
+            "digest": str(layer.original),
+            "reason": "its diff ID differs and its files could not be compared"
+            + (
+                f" ({layer.note.split(': ', 1)[1].rstrip('.')})"
+                if layer.note and ": " in layer.note
+                else ""
+            )
+            + "; keep the original image in the engine or deposit it (escrow deposit)",
+        }
+        for layer in different
+    ]
+
+
 def verdict_document(c: ImageComparison) -> dict[str, Any]:
     v = c.verdict
+    missing = _uncompared_layers(c) if v is Verdict.DIFFERENT else []
     doc: dict[str, Any] = {
-        "overall": str(v),
+        "overall": str(Verdict.UNKNOWN if missing else v),
         "layers": [layer.to_dict() for layer in c.layers],
         "config": [d.to_dict() for d in c.config],
     }
+    if missing:
+        doc["missing"] = missing
     if v is Verdict.EQUIVALENT:
         doc["normalisations"] = c.normalisations
     return doc
@@ -501,7 +591,7 @@ def rebuild_entry(
             if bases_from_deposit:
                 plan = check_bases(original, engine)
         args, missing_args = check_build_args(original, options.build_args)
-        labels, missing_labels = recorded_labels(original)
+        labels, missing_labels = recorded_labels(original, options.labels)
         missing = plan.missing + missing_args + missing_labels
 
         def finish(
@@ -569,7 +659,13 @@ def rebuild_entry(
             leave_out=tuple(inputs.get("context", {}).get("excluded") or ()),
         )
         try:
-            outcome = phoenix_build(request, engine=engine, blobs=blobs, progress=progress)
+            outcome = phoenix_build(
+                request,
+                engine=engine,
+                blobs=blobs,
+                redactor=rebuild_redactor(settings.home, original),
+                progress=progress,
+            )
         except InputError as e:  # the engine refused what it built before
             failure = {"step": None, "exitCode": None, "logTail": "", "message": e.diagnostics()}
             return finish(
