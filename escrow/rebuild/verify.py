@@ -250,66 +250,52 @@ def check_build_args(
     predicate: Mapping[str, Any], given: Mapping[str, str]
 ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
     """The build arguments to pass, and those missing (secret ones not given again)."""
-    recorded = list(predicate["inputs"].get("buildArgs") or [])
-    names = {str(r["name"]) for r in recorded}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise UsageError(
-            f"The build argument(s) {', '.join(unknown)} were not used by the recorded build.",
-            hint="Only give --build-arg for the secret arguments the build was recorded with.",
-        )
-    args: list[tuple[str, str]] = []
-    missing: list[dict[str, Any]] = []
-    for r in recorded:
-        name = str(r["name"])
-        needs_value = bool(r.get("secret")) or bool(r.get("credentialsStripped"))
-        if not needs_value and r.get("value") is not None:
-            if name in given and given[name] != r["value"]:
-                raise UsageError(
-                    f"The build argument {name} was recorded as {r['value']!r}; "
-                    "a rebuild uses the recorded value.",
-                )
-            args.append((name, str(r["value"])))
-            continue
-        if name not in given:
-            missing.append(
-                {
-                    "kind": "build-arg",
-                    "name": name,
-                    "reason": "recorded as a salted digest; give it with --build-arg",
-                }
-            )
-            continue
-        value = given[name]
-        if "salt" in r and "sha256" in r:
-            digest = hashlib.sha256(bytes.fromhex(str(r["salt"])) + value.encode()).hexdigest()
-            if digest != r["sha256"]:
-                raise InputError(
-                    f"The value given for the build argument {name} is not the recorded one "
-                    "(its salted SHA-256 differs).",
-                    hint="Give the value the original build used.",
-                )
-        args.append((name, value))
-    return args, missing
+    return _given_again(
+        list(predicate["inputs"].get("buildArgs") or []),
+        given,
+        kind="build-arg",
+        what="build argument",
+        option="--build-arg",
+        unknown_text="were not used by the recorded build",
+    )
 
 
 def recorded_labels(
     predicate: Mapping[str, Any], given: Mapping[str, str] | None = None
 ) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-    """The ``--label`` values of the recorded build, and those that cannot be given again.
+    """The ``--label`` values of the recorded build, and those missing (secret ones, or a
+    URL whose credentials were stripped, not given again with ``escrow rebuild --label``)."""
+    return _given_again(
+        list(predicate["inputs"].get("labels") or []),
+        dict(given or {}),
+        kind="label",
+        what="label",
+        option="--label",
+        unknown_text="were not given to the recorded build",
+    )
 
-    A secret-named label (or a URL whose credentials were stripped) is recorded only as a
-    salted digest: its value must be given again (``given``, from ``escrow rebuild
-    --label``) and must match that digest; without it the label is missing."""
-    given = dict(given or {})
-    recorded = list(predicate["inputs"].get("labels") or [])
+
+def _given_again(
+    recorded: list[Mapping[str, Any]],
+    given: Mapping[str, str],
+    *,
+    kind: str,
+    what: str,
+    option: str,
+    unknown_text: str,
+) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """The recorded ``{name, value}`` inputs to give the rebuild, and those missing.
+
+    One recorded only as a salted digest (a secret, or a URL whose credentials were
+    stripped) must be given again in ``given`` and match its digest; a plain one is
+    taken as recorded, and given again only with the same value."""
     unknown = sorted(set(given) - {str(r["name"]) for r in recorded})
     if unknown:
         raise UsageError(
-            f"The label(s) {', '.join(unknown)} were not given to the recorded build.",
-            hint="Only give --label for the secret labels the build was recorded with.",
+            f"The {what}(s) {', '.join(unknown)} {unknown_text}.",
+            hint=f"Only give {option} for the secret {what}s the build was recorded with.",
         )
-    labels: list[tuple[str, str]] = []
+    out: list[tuple[str, str]] = []
     missing: list[dict[str, Any]] = []
     for r in recorded:
         name = str(r["name"])
@@ -317,17 +303,17 @@ def recorded_labels(
         if not hidden:
             if name in given and given[name] != r["value"]:
                 raise UsageError(
-                    f"The label {name} was recorded as {r['value']!r}; "
+                    f"The {what} {name} was recorded as {r['value']!r}; "
                     "a rebuild uses the recorded value.",
                 )
-            labels.append((name, str(r["value"])))
+            out.append((name, str(r["value"])))
             continue
         if name not in given:
             missing.append(
                 {
-                    "kind": "label",
+                    "kind": kind,
                     "name": name,
-                    "reason": "recorded as a salted digest; give it with --label",
+                    "reason": f"recorded as a salted digest; give it with {option}",
                 }
             )
             continue
@@ -336,12 +322,12 @@ def recorded_labels(
             digest = hashlib.sha256(bytes.fromhex(str(r["salt"])) + value.encode()).hexdigest()
             if digest != r["sha256"]:
                 raise InputError(
-                    f"The value given for the label {name} is not the recorded one "
+                    f"The value given for the {what} {name} is not the recorded one "
                     "(its salted SHA-256 differs).",
                     hint="Give the value the original build used.",
                 )
-        labels.append((name, value))
-    return labels, missing
+        out.append((name, value))
+    return out, missing
 
 
 #: how a recorded text names a secret value it hid (``Redactor.placeholder``)
