@@ -95,7 +95,16 @@ def diff_file_lists(
 # inputs
 
 
-def _context_diff(a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None) -> dict[str, Any]:
+def _not_recorded(what: str, sides: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    """``"entry 22 records no build context"`` for the sides that lack ``what``."""
+    lacking = [n for side, n in zip(sides, names, strict=True) if not side]
+    verb = "records" if len(lacking) == 1 else "record"
+    return f"{' and '.join(lacking)} {verb} no {what}"
+
+
+def _context_diff(
+    a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None, names: tuple[str, str]
+) -> dict[str, Any]:
     ca, cb = a.get("context") or {}, b.get("context") or {}
     out: dict[str, Any] = {
         "original": ca.get("treeDigest"),
@@ -104,9 +113,12 @@ def _context_diff(a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None)
     }
     if out["same"]:
         return out
+    if not ca or not cb:  # a capture or a record made without --context
+        out["note"] = _not_recorded("build context", (ca, cb), names)
+        return out
     la, lb = file_list(ca, blobs), file_list(cb, blobs)
     if la is None or lb is None:
-        out["note"] = "the recorded file list of one entry is not available"
+        out["note"] = "tree digest changed (the recorded file list of one entry is not available)"
     else:
         out.update(diff_file_lists(la, lb))
     return out
@@ -119,13 +131,19 @@ def _recipe_diff(
     out: dict[str, Any] = {
         "original": ra.get("path"),
         "rebuilt": rb.get("path"),
-        "same": ra.get("sha256") == rb.get("sha256"),
+        "same": ra.get("sha256") == rb.get("sha256") and ra.get("path") == rb.get("path"),
     }
     if out["same"]:
         return out
+    if not ra or not rb:  # a capture without -f, a record
+        out["note"] = _not_recorded("Dockerfile", (ra, rb), names)
+        return out
+    if ra.get("sha256") == rb.get("sha256"):  # the same text from another file
+        out["note"] = f"the same text, read from {ra.get('path')} and then {rb.get('path')}"
+        return out
     ta, tb = ra.get("text"), rb.get("text")
     if ta is None or tb is None:
-        out["note"] = "the recorded Dockerfile text of one entry is not available"
+        out["note"] = "changed (the recorded Dockerfile text of one entry is not available)"
         return out
     lines = list(
         difflib.unified_diff(
@@ -247,7 +265,7 @@ def diff_inputs(
     ia, ib = a.get("inputs") or {}, b.get("inputs") or {}
     out: dict[str, Any] = {
         "recipe": _recipe_diff(ia, ib, names),
-        "context": _context_diff(ia, ib, blobs),
+        "context": _context_diff(ia, ib, blobs, names),
         "baseImages": _base_diff(ia, ib),
         "buildArgs": _args_diff(ia, ib),
         "labels": _args_diff(ia, ib, "labels"),
@@ -567,7 +585,7 @@ def render_diff(doc: Mapping[str, Any]) -> str:
     if not ctx["same"]:
         quiet = False
         if "note" in ctx:
-            lines.append(f"  context: tree digest changed ({ctx['note']})")
+            lines.append(f"  context: {ctx['note']}")
         else:
             lines.append(
                 f"  context: {len(ctx['changed'])} changed, {len(ctx['added'])} added, "
@@ -586,7 +604,7 @@ def render_diff(doc: Mapping[str, Any]) -> str:
             )
             lines += [f"    {x}" for x in recipe["diff"][2:]]
         else:
-            lines.append(f"  Dockerfile: changed ({recipe.get('note', '')})")
+            lines.append(f"  Dockerfile: {recipe['note']}")
     for base in inputs["baseImages"]:
         quiet = False
         if base["change"] == "image":

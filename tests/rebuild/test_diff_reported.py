@@ -235,3 +235,29 @@ def test_a_step_without_an_exit_code_reads_none() -> None:
     b["steps"] = [{"index": 1, "instruction": "FROM base", "exitCode": 1}]
     _, text = diff(a, b)
     assert "step 1: exit code (none) -> 1: FROM base" in text, text
+
+
+# ---------------------------------------------------------------------------
+# inputs one entry does not record
+
+
+def test_a_capture_without_context_or_dockerfile_says_what_it_does_not_record() -> None:
+    """A capture (no --context, no -f) against a build read "context: tree digest changed
+    (the recorded file list of one entry is not available)" and "Dockerfile: changed"."""
+    capture = predicate()
+    capture["inputs"] = {**capture["inputs"], "context": None, "recipe": None}
+    doc, text = diff(predicate(), capture)
+    assert doc["inputs"]["context"]["note"] == "entry 2 records no build context"
+    assert "  context: entry 2 records no build context" in text, text
+    assert "  Dockerfile: entry 2 records no Dockerfile" in text, text
+    assert "tree digest changed" not in text and "Dockerfile: changed" not in text
+
+
+def test_the_same_dockerfile_text_from_another_file_is_named() -> None:
+    """Only the Dockerfile's hash was compared: `-f Dockerfile.prod` against `Dockerfile`
+    with the same text read as "same"."""
+    prod = predicate()
+    prod["inputs"] = {**prod["inputs"], "recipe": {"path": "Dockerfile.prod", "sha256": "1" * 64}}
+    doc, text = diff(predicate(), prod)
+    assert not doc["inputs"]["recipe"]["same"]
+    assert "Dockerfile: the same text, read from Dockerfile and then Dockerfile.prod" in text, text
