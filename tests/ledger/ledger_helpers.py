@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,22 @@ class LedgerEnv:
         self, n: int, *, project: str = "proj", tag: str = "t", key: SigningKey | None = None
     ) -> Envelope:
         return raw_sign(manifest(n, project=project, tag=tag), key or self.build_key)
+
+
+@contextmanager
+def raw_sql(url: str) -> Iterator[Any]:
+    """A raw connection to a ledger's database (to tamper with it), committed at the end."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def q(conn: Any, statement: str, **params: Any) -> Any:
+    from sqlalchemy import text
+
+    return conn.execute(text(statement), params)

@@ -6,12 +6,11 @@ could, then runs ``Ledger.verify`` (in process, and with worker processes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ledger_helpers import LedgerEnv
+from ledger_helpers import LedgerEnv, q, raw_sql
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import sign_checkpoint
@@ -19,25 +18,6 @@ from escrow.ledger.store import Ledger
 from escrow.signing.keys import SigningKey
 
 SIZE = 15  # entry 0 is the build key's key event; 0..11 are in the query index
-
-
-@contextmanager
-def sql(lg: Ledger) -> Iterator[Any]:
-    """A raw connection to the ledger's database, committed at the end."""
-    from sqlalchemy import create_engine
-
-    engine = create_engine(lg.url)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def q(conn: Any, statement: str, **params: Any) -> Any:
-    from sqlalchemy import text
-
-    return conn.execute(text(statement), params)
 
 
 def rebuild_tree(conn: Any) -> None:
@@ -59,7 +39,7 @@ def rebuild_tree(conn: Any) -> None:
 
 
 def edit_bytes(lg: Ledger, env: LedgerEnv) -> None:
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         data = bytes(q(conn, "SELECT envelope FROM ledger_entry WHERE idx = 5").scalar_one())
         pos = data.index(b'"payload":"') + 40
         flipped = data[:pos] + (b"A" if data[pos : pos + 1] != b"A" else b"B") + data[pos + 1 :]
@@ -69,18 +49,18 @@ def edit_bytes(lg: Ledger, env: LedgerEnv) -> None:
 def text_in_place_of_bytes(lg: Ledger, env: LedgerEnv) -> None:
     """Regression: a text value where the envelope's bytes were (SQLite keeps its type)
     made reading the entry raise a TypeError."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET envelope = 'not json at all' WHERE idx = 5")
 
 
 def delete_row(lg: Ledger, env: LedgerEnv) -> None:
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "DELETE FROM ledger_entry WHERE idx = 4")
 
 
 def reorder_rows(lg: Ledger, env: LedgerEnv) -> None:
     cols = "envelope, leaf_hash, predicate_type, project, image_id, signer, integrated_us, diff_ids"
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         a = q(conn, f"SELECT {cols} FROM ledger_entry WHERE idx = 3").one()._asdict()
         b = q(conn, f"SELECT {cols} FROM ledger_entry WHERE idx = 8").one()._asdict()
         q(conn, "UPDATE ledger_entry SET leaf_hash = :z WHERE idx = 3", z=b"tmp")
@@ -91,14 +71,14 @@ def reorder_rows(lg: Ledger, env: LedgerEnv) -> None:
 
 def forge_entry(lg: Ledger, env: LedgerEnv) -> None:
     forged = env.envelope(99, key=SigningKey.generate()).to_bytes()
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET envelope = :e WHERE idx = 7", e=forged)
         rebuild_tree(conn)
 
 
 def forge_appended(lg: Ledger, env: LedgerEnv) -> None:
     forged = env.envelope(99, key=SigningKey.generate()).to_bytes()
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(
             conn,
             "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, signer, "
@@ -113,12 +93,12 @@ def forge_appended(lg: Ledger, env: LedgerEnv) -> None:
 def checkpoint_by_other_key(lg: Ledger, env: LedgerEnv) -> None:
     cp = lg.checkpoint()
     note = sign_checkpoint(cp.origin, cp.size, cp.root, SigningKey.generate(), cp.origin)
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET note = :n WHERE idx = :i", n=note, i=cp.size - 1)
 
 
 def truncate(lg: Ledger, env: LedgerEnv) -> None:
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "DELETE FROM ledger_entry WHERE idx >= 9")
         rebuild_tree(conn)
 
@@ -126,7 +106,7 @@ def truncate(lg: Ledger, env: LedgerEnv) -> None:
 def truncate_to_a_signed_size(lg: Ledger, env: LedgerEnv) -> None:
     """Cut the log to 4 entries: the last one left holds the genuine checkpoint of size
     4, but the retained checkpoint of size 8 still shows the log was longer."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "DELETE FROM ledger_entry WHERE idx >= 4")
         q(conn, "DELETE FROM ledger_term WHERE idx >= 4")
         rebuild_tree(conn)
@@ -134,43 +114,43 @@ def truncate_to_a_signed_size(lg: Ledger, env: LedgerEnv) -> None:
 
 def reindex_project(lg: Ledger, env: LedgerEnv) -> None:
     """Hide an entry from project queries by editing its indexed column only."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET project = 'elsewhere' WHERE idx = 6")
 
 
 def reindex_image(lg: Ledger, env: LedgerEnv) -> None:
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET image_id = NULL WHERE idx = 2")
 
 
 def unindex_diff_id(lg: Ledger, env: LedgerEnv) -> None:
     """Hide an entry from diff-ID queries by deleting its row in the query index."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "DELETE FROM ledger_term WHERE idx = 9 AND kind = 'diff'")
 
 
 def reindex_signer(lg: Ledger, env: LedgerEnv) -> None:
     """Move an entry to another signer in the query index only."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_term SET value = 'elsewhere' WHERE idx = 7 AND kind = 'signer'")
 
 
 def index_unindexed(lg: Ledger, env: LedgerEnv) -> None:
     """Add an index row for an entry past the indexed ones (its own row is searched)."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "INSERT INTO ledger_term (idx, kind, value) VALUES (13, 'project', 'other')")
 
 
 def move_time_back(lg: Ledger, env: LedgerEnv) -> None:
     """Put an entry's integration time before its predecessor's: time-range queries, which
     binary-search the log by time, would skip it."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET integrated_us = integrated_us - 3600000000 WHERE idx = 8")
 
 
 def forget_diff_ids(lg: Ledger, env: LedgerEnv) -> None:
     """Hide an entry not yet indexed from diff-ID queries by editing its own row."""
-    with sql(lg) as conn:
+    with raw_sql(lg.url) as conn:
         q(conn, "UPDATE ledger_entry SET diff_ids = NULL WHERE idx = 13")
 
 
@@ -233,7 +213,7 @@ def test_key_valid_at_each_position(env: LedgerEnv) -> None:
         from escrow.ledger.store import prepare
 
         cols = prepare(late)  # a careful forger fills the indexed columns as append would
-        with sql(lg) as conn:
+        with raw_sql(lg.url) as conn:
             q(
                 conn,
                 "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, "

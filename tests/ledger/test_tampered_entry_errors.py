@@ -9,38 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ledger_helpers import ASSETS, LedgerEnv, raw_sign
+from ledger_helpers import ASSETS, LedgerEnv, q, raw_sign, raw_sql
 
 from escrow.errors import InputError, LedgerTamperError
 from escrow.ledger.store import MAX_INDEX
 
 DOCUMENTS = ASSETS / "documents"
 VERDICTS = ("identical", "equivalent", "different", "not-reproduced", "unknown")
-
-
-@contextmanager
-def sql(url: str) -> Iterator[Any]:
-    """A raw connection to the ledger's database, committed at the end."""
-    from sqlalchemy import create_engine
-
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def q(conn: Any, statement: str, **params: Any) -> Any:
-    from sqlalchemy import text
-
-    return conn.execute(text(statement), params)
 
 
 def append_builds(env: LedgerEnv, n: int, *, project: str = "app") -> list[int]:
@@ -50,12 +29,12 @@ def append_builds(env: LedgerEnv, n: int, *, project: str = "app") -> list[int]:
 
 
 def set_envelope(env: LedgerEnv, index: int, data: bytes) -> None:
-    with sql(env.settings.db_url) as conn:
+    with raw_sql(env.settings.db_url) as conn:
         q(conn, "UPDATE ledger_entry SET envelope = :e WHERE idx = :i", e=data, i=index)
 
 
 def delete_entry(env: LedgerEnv, index: int) -> None:
-    with sql(env.settings.db_url) as conn:
+    with raw_sql(env.settings.db_url) as conn:
         q(conn, "DELETE FROM ledger_entry WHERE idx = :i", i=index)
 
 

@@ -9,35 +9,15 @@ from __future__ import annotations
 
 import io
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from ledger_helpers import LedgerEnv, manifest, raw_sign
+from ledger_helpers import LedgerEnv, manifest, q, raw_sign, raw_sql
 
 
 @pytest.fixture
 def home(cli_env: LedgerEnv) -> LedgerEnv:
     return cli_env
-
-
-@contextmanager
-def sql(env: LedgerEnv) -> Iterator[Any]:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(env.settings.db_url)
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def q(conn: Any, statement: str, **params: Any) -> Any:
-    from sqlalchemy import text
-
-    return conn.execute(text(statement), params)
 
 
 def test_an_edited_image_id_column_does_not_verify_another_image(home: LedgerEnv, cli: Any) -> None:
@@ -48,7 +28,7 @@ def test_an_edited_image_id_column_does_not_verify_another_image(home: LedgerEnv
     with home.open() as lg:
         entry, _ = lg.append(raw_sign(st, home.build_key))
     other = "sha256:" + "e" * 64
-    with sql(home) as conn:
+    with raw_sql(home.settings.db_url) as conn:
         q(conn, "UPDATE ledger_entry SET image_id = :i, project = 'victim'", i=other)
         q(conn, "UPDATE ledger_entry SET project = NULL WHERE idx = 0")
         q(conn, "UPDATE ledger_entry SET image_id = NULL WHERE idx = 0")
@@ -73,7 +53,7 @@ def test_a_key_table_edited_back_to_active_does_not_make_late_entries_valid(
     with home.open() as lg:
         before, _ = lg.append(raw_sign(manifest(1), home.build_key))
         lg.revoke_key(home.build_key.keyid, "laptop lost")
-    with sql(home) as conn:
+    with raw_sql(home.settings.db_url) as conn:
         q(
             conn,
             "UPDATE ledger_key SET status = 'active', revoked_us = NULL, "
