@@ -94,21 +94,6 @@ def _key_valid_at(keys: list[Any], keyid: str, entry: Entry) -> tuple[bool, str]
     return False, f"key {keyid[:16]}… is not registered in the ledger"
 
 
-def _recorded_fields(entry: Entry) -> tuple[str | None, str | None, str | None]:
-    """``(predicate type, project, image ID)`` as the signed statement states them."""
-    from escrow.ledger.store import index_fields
-
-    try:
-        statement = entry.statement()
-    except (EscrowError, ValueError):
-        return None, None, None
-    ptype = statement.get("predicateType")
-    if not isinstance(ptype, str):
-        return None, None, None
-    project, image_id, _ = index_fields(ptype, statement)
-    return ptype, project, image_id
-
-
 def verify_entry(
     ledger: Ledger | RemoteLedger,
     entry: Entry,
@@ -119,12 +104,13 @@ def verify_entry(
     """Run every check on ``entry``; never raises for a failed check, only records it."""
     from escrow.ledger import checkpoint as cp
     from escrow.ledger import merkle
+    from escrow.ledger.store import edited_fields, signed_fields
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
     # What the signed statement says, not the ledger's query columns (or a server's
     # answer), which can be edited without breaking any signature or proof.
-    ptype, project, image_id = _recorded_fields(entry)
+    ptype, project, image_id = signed_fields(entry)
     result = EntryVerification(
         index=entry.index,
         leaf_hash=entry.leaf_hash,
@@ -172,11 +158,8 @@ def verify_entry(
         add(Check("inclusion", False, e.diagnostics()))
 
     # the ledger's query columns must say what the envelope says
-    shown = (entry.predicate_type, entry.project, entry.image_id)
-    signed = (ptype, project, image_id)
-    if shown != signed:
-        names = ("predicate type", "project", "image ID")
-        which = ", ".join(n for n, a, b in zip(names, shown, signed, strict=True) if a != b)
+    which = edited_fields(entry)
+    if which:
         verb = "disagree" if "," in which else "disagrees"
         add(
             Check(
@@ -252,10 +235,12 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
             f"{target!r} is neither a ledger index, an image ID nor an image in the engine.",
             hint="Use `escrow log` to list entries.",
         )
+    from escrow.ledger.store import signed_fields
+
     found = [  # those whose signed statement records that image, whatever the index says
         e
         for e in ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
-        if _recorded_fields(e)[::2] == (BUILD_MANIFEST, image_id)
+        if signed_fields(e)[::2] == (BUILD_MANIFEST, image_id)
     ]
     if not found:
         raise CheckFailed(  # the answer to "is this image recorded?": no (exit 1)

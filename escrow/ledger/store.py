@@ -359,6 +359,29 @@ def index_fields(
     return None, None, ()
 
 
+def signed_fields(entry: Entry) -> tuple[str | None, str | None, str | None]:
+    """``(predicate type, project, image ID)`` as an entry's signed statement states them
+    (all ``None`` when it does not decode): what its indexed columns must say."""
+    try:
+        statement = entry.statement()
+    except (EscrowError, ValueError):
+        return None, None, None
+    ptype = statement.get("predicateType")
+    if not isinstance(ptype, str):
+        return None, None, None
+    project, image_id, _ = index_fields(ptype, statement)
+    return ptype, project, image_id
+
+
+def edited_fields(entry: Entry) -> str:
+    """Which of an entry's indexed fields (a database column, a server's answer) disagree
+    with its signed statement, as ``"project, image ID"``; empty when none does."""
+    shown = (entry.predicate_type, entry.project, entry.image_id)
+    names = ("predicate type", "project", "image ID")
+    signed = signed_fields(entry)
+    return ", ".join(n for n, a, b in zip(names, shown, signed, strict=True) if a != b)
+
+
 def prepare(envelope: Envelope | bytes | str) -> Prepared:
     """Parse, canonicalise and schema-validate an envelope (no database access)."""
     env = envelope if isinstance(envelope, Envelope) else Envelope.from_bytes(envelope)

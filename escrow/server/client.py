@@ -401,20 +401,10 @@ class RemoteLedger:
     def _check_fields(self, entry: Entry) -> None:
         """The kind, project and image ID the server gives must be what the entry's signed
         statement says (they are not covered by any hash the client checks)."""
-        from escrow.ledger.store import index_fields
+        from escrow.ledger.store import edited_fields
 
-        try:
-            statement = entry.statement()
-            ptype = statement.get("predicateType")
-        except (EscrowError, ValueError):
-            ptype = statement = None
-        want: tuple[Any, ...] = (None, None, None)
-        if isinstance(ptype, str) and isinstance(statement, dict):
-            want = (ptype, *index_fields(ptype, statement)[:2])
-        got = (entry.predicate_type, entry.project, entry.image_id)
-        if got != want:
-            names = ("kind", "project", "image ID")
-            which = ", ".join(n for n, a, b in zip(names, got, want, strict=True) if a != b)
+        which = edited_fields(entry)
+        if which:
             raise LedgerTamperError(
                 f"The escrow server {self.url} gives entry {entry.index} another {which} "
                 "than its signed envelope states.",
