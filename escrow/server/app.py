@@ -115,6 +115,9 @@ def _principal(
 ) -> Principal:
     if credentials is None:
         raise missing_token()
+    known = getattr(request.state, "principal", None)  # a change request's, resolved by
+    if isinstance(known, Principal):  # GuardMiddleware from this very Authorization header
+        return known
     tokens: TokenStore = request.app.state.tokens
     principal = tokens.resolve(credentials.credentials)
     if principal is None:

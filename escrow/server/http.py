@@ -298,7 +298,7 @@ class GuardMiddleware:
                     return
 
         if scope.get("method") in _WRITE_METHODS and str(scope.get("path", "")).startswith("/v1/"):
-            refused = await self._refused_token(scope)
+            refused = await self._refused_token(scope, state)
             if refused is not None:
                 self._audit(scope, state, refused.status)  # logged before the answer leaves
                 await refused.response()(scope, receive, send)
@@ -338,11 +338,11 @@ class GuardMiddleware:
                 self._audit(scope, state, status[0] if status else 500)
 
     @staticmethod
-    async def _refused_token(scope: Scope) -> ApiError | None:
+    async def _refused_token(scope: Scope, state: dict[str, Any]) -> ApiError | None:
         """The 401 for a change request without an active bearer token, given before its
         body is read: the routes check the token only once FastAPI has read and parsed
         the body, so anyone could otherwise make the server hold ``max_body`` bytes per
-        connection.  The routes check the token again (and its role) as before."""
+        connection.  The principal found is kept for the route, which checks its role."""
         from anyio import to_thread
 
         header = dict(scope.get("headers", [])).get(b"authorization", b"")
@@ -357,7 +357,10 @@ class GuardMiddleware:
             principal = await to_thread.run_sync(tokens.resolve, token)
         except EscrowError:
             return None  # the route reports the database's state as it does
-        return unknown_token() if principal is None else None
+        if principal is None:
+            return unknown_token()
+        state["principal"] = principal  # the route's own check takes it from here
+        return None
 
     @staticmethod
     def _audit(scope: Scope, state: dict[str, Any], status: int) -> None:
