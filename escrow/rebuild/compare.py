@@ -301,17 +301,64 @@ _IMAGE_FIELDS = ("os", "architecture", "variant", "author", "comment")
 _HISTORY_FIELDS = ("createdBy", "emptyLayer", "comment", "author")
 
 
+#: runtime config fields for which ``null`` (or no key), ``[]``, ``{}`` and ``""`` all mean
+#: "not set", so compare equal.  Engines spell "nothing" differently: the Dockerfile builder
+#: writes ``"Labels": null`` where ``docker commit`` (hence ``escrow capture``) writes
+#: ``"Labels": {}``, and OCI configs (BuildKit, buildah, kaniko) leave empty fields out.
+#:
+#: Docker reads each of these by length, never by null-ness, for the *image's* value: the
+#: daemon's ``getEntrypointAndArgs`` runs ``Entrypoint[0]`` only when ``len(Entrypoint) != 0``
+#: and appends Cmd either way, and a container whose Entrypoint and Cmd are both empty is
+#: refused with "No command specified" whichever of ``null`` and ``[]`` they are.  Checked on
+#: the engine: ``ENTRYPOINT ["echo","hi"]`` prints ``hi`` with ``Cmd: null`` and with
+#: ``Cmd: []`` (``CMD []``); an image with ``Cmd: []`` and no Entrypoint fails exactly as one
+#: with ``Cmd: null``.  So ``Cmd``/``Entrypoint`` ``null`` vs ``[]`` is no run-time difference.
+#: Env, Labels, ExposedPorts and Volumes are iterated; the builder runs OnBuild triggers by
+#: iterating and uses its default shell when ``len(Shell) == 0``; an empty WorkingDir, User
+#: or StopSignal means ``/``, root and SIGTERM, as an unset one does.
+#:
+#: Only *empty* values are merged: ``Entrypoint: [""]`` (``ENTRYPOINT [""]``, which the
+#: engine runs as no entrypoint too) is a value a recipe wrote, not a spelling of nothing,
+#: and is still reported against ``null``, as is any value with content.  ``Healthcheck``
+#: is left out: it is an object with its own conventions (``{"Test": ["NONE"]}`` disables
+#: an inherited check), not a list or map.
+_EMPTY_IS_UNSET = frozenset(
+    {
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Shell",
+        "OnBuild",
+    }
+)
+
+
+def _config_value(key: str, value: Any) -> Any:
+    """``value`` as compared: None for an empty value of a field in ``_EMPTY_IS_UNSET``."""
+    if key in _EMPTY_IS_UNSET and isinstance(value, list | dict | str) and not value:
+        return None
+    return value
+
+
 def compare_config(
     original: Mapping[str, Any], rebuilt: Mapping[str, Any]
 ) -> list[ConfigDifference]:
     """The image fields of two build-manifest predicates that differ, creation times aside:
-    the runtime config field by field, the platform, and the history's commands."""
+    the runtime config field by field (an empty list, map or string the same as none, see
+    ``_EMPTY_IS_UNSET``), the platform, and the history's commands.  A difference reports
+    the values as recorded."""
     img_a, img_b = original.get("image") or {}, rebuilt.get("image") or {}
     cfg_a, cfg_b = img_a.get("config") or {}, img_b.get("config") or {}
     out = [
         ConfigDifference(f"config.{key}", cfg_a.get(key), cfg_b.get(key))
         for key in sorted(set(cfg_a) | set(cfg_b))
-        if cfg_a.get(key) != cfg_b.get(key)
+        if _config_value(key, cfg_a.get(key)) != _config_value(key, cfg_b.get(key))
     ]
     out.extend(
         ConfigDifference(key, img_a.get(key), img_b.get(key))

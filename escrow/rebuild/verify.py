@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,18 +195,43 @@ def check_context(
         "treeDigest": digest,
         "recorded": recorded.get("treeDigest"),
     }
-    parts = []
-    if d["changed"]:
-        parts.append("changed: " + ", ".join(c["path"] for c in d["changed"][:10]))
-    if d["removed"]:
-        parts.append("missing: " + ", ".join(d["removed"][:10]))
-    if d["added"]:
-        parts.append("extra: " + ", ".join(d["added"][:10]))
+    summary = mismatch_summary(changes) or (
+        f"its tree digest is {digest[:12]}… instead of {str(recorded.get('treeDigest'))[:12]}…, "
+        "though no file in the recorded list differs"
+    )
     raise ContextMismatch(
-        f"The build context {context} differs from the recorded one ({'; '.join(parts)}).",
+        f"The build context {context} differs from the recorded one: {summary}.",
         changes=changes,
         hint="Restore the files as they were at build time, or pass the right --context.",
     )
+
+
+#: paths named per group (changed, missing, extra) in a context mismatch message
+MISMATCH_LISTED = 10
+
+
+def mismatch_summary(changes: Mapping[str, Any], listed: int = MISMATCH_LISTED) -> str:
+    """The files of a context mismatch for people, in the words of its JSON (``changes``):
+    ``changed: app.sh (content), run.sh (mode); missing: keep.txt; extra: new.txt``.
+
+    A changed file carries its kinds as the JSON lists them (``type``, ``content``,
+    ``mode``, ``link`` — the symlink target); a missing file is one the recorded context
+    had (removed since), an extra one is new.  Each group names ``listed`` paths and says
+    how many more there are."""
+
+    def group(name: str, items: Sequence[str]) -> str:
+        more = len(items) - listed
+        return f"{name}: " + ", ".join(items[:listed]) + (f" and {more} more" if more > 0 else "")
+
+    parts = []
+    changed = [f"{c['path']} ({', '.join(c['kinds'])})" for c in changes.get("changed") or []]
+    if changed:
+        parts.append(group("changed", changed))
+    if changes.get("missing"):
+        parts.append(group("missing", [str(p) for p in changes["missing"]]))
+    if changes.get("extra"):
+        parts.append(group("extra", [str(p) for p in changes["extra"]]))
+    return "; ".join(parts)
 
 
 @dataclass
