@@ -7,7 +7,10 @@ engine's classic builder, each from the same copy of ``examples/app`` with the
 test base image.  escrow's time includes everything it adds: Python start-up
 and imports, the context archive and hashes, base-image resolution, step
 logs to the blob store, the image config, signing and the ledger append.
-Target (issue 5): escrow at most 1.10x the time of docker build.
+Target (issue 5): escrow at most 1.10x the time of docker build.  The verdict needs
+both the ratio of the medians and the median of the paired ratios (each run against
+the docker build just before it) within the limit; a 95% bootstrap interval of the
+paired median is printed beside it, to show how far the machine's noise reaches.
 
 escrow's own modules are byte-compiled first, as ``pip install`` does for an
 installed package (the venv's editable install would otherwise compile them in
@@ -33,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 DOCKER = "/usr/bin/docker"
+LIMIT = 1.10  # issue 5: escrow build at most 1.10x the time of docker build
 
 
 #: A floor for any Python client: tar the context, ``POST /build`` on the local
@@ -132,16 +136,31 @@ def main() -> None:
     )
     for name, ts in times.items():
         t = statistics.median(ts)
-        verdict = ""
-        if name == "escrow build":
-            verdict = "  PASS" if t / ref <= 1.10 else "  FAIL (limit 1.10x)"
         # each run against the docker build just before it: drifts of the machine's
         # speed over the bench cancel out
-        paired = statistics.median(a / b for a, b in zip(ts, docker, strict=True))
+        ratios = [a / b for a, b in zip(ts, docker, strict=True)]
+        paired = statistics.median(ratios)
+        low, high = median_interval(ratios)
+        verdict = ""
+        if name == "escrow build":
+            met = t / ref <= LIMIT and paired <= LIMIT
+            verdict = "  PASS" if met else f"  FAIL (limit {LIMIT:.2f}x)"
+            if met and high > LIMIT:
+                verdict += " (within the noise: the interval reaches past the limit)"
         print(
             f"{name:<28} {t:6.3f} s  ({min(ts):.2f}-{max(ts):.2f})  "
-            f"{t / ref:5.3f}x docker build (paired runs: {paired:.3f}x){verdict}"
+            f"{t / ref:5.3f}x docker build (paired runs: {paired:.3f}x, "
+            f"95% interval {low:.3f}-{high:.3f}){verdict}"
         )
+
+
+def median_interval(values: list[float], rounds: int = 4000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median of ``values`` (fixed seed: reproducible)."""
+    import random
+
+    rng = random.Random(5)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
 if __name__ == "__main__":
