@@ -347,7 +347,7 @@ def import_(
     for item in result.entries:
         before = "" if item["new"] else "  (imported before)"
         app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}{before}")
-    app.out(f"{result.blobs_new} new blobs ({_size(result.bytes_new)})")
+    app.out(f"{count(result.blobs_new, 'new blob')} ({_size(result.bytes_new)})")
     if verifier_key is None:
         app.say(
             "escrow: note: the archive was checked against its own verifier key; compare it with "
@@ -357,7 +357,8 @@ def import_(
 
 def _figures_text(name: str, f: dict[str, Any]) -> str:
     return (
-        f"{name}: {f['entries']} entries, {f['blobs']} blobs, stored {_size(f['bytesStored'])}, "
+        f"{name}: {count(f['entries'], 'entry', 'entries')}, {count(f['blobs'], 'blob')}, "
+        f"stored {_size(f['bytesStored'])}, "
         f"dedup saved {_size(f['bytesSavedByDedup'])} (of {_size(f['bytesLogical'])})"
     )
 
@@ -377,8 +378,8 @@ def stats(app: App, deposit_store: str | None, as_json: bool) -> None:
     app.out(f"deposit store {doc['store']}")
     app.out(_figures_text("all projects", doc))
     app.out(
-        f"on disk: {doc['blobsOnDisk']} blobs, {_size(doc['bytesOnDisk'])}; "
-        f"unreferenced: {doc['unreferenced']['blobs']} blobs, "
+        f"on disk: {count(doc['blobsOnDisk'], 'blob')}, {_size(doc['bytesOnDisk'])}; "
+        f"unreferenced: {count(doc['unreferenced']['blobs'], 'blob')}, "
         f"{_size(doc['unreferenced']['bytes'])}; imported entries: {doc['imports']}"
     )
     for name, f in doc["projects"].items():

@@ -234,14 +234,69 @@ def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, 
     type=click.Path(dir_okay=False, path_type=Path),
     help="Certificate (PEM) the pack signature must chain to.",
 )
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="The project(s) the pack must be of (repeatable; exactly these).",
+)
+@click.option("--since", help="The first date or time the pack's period must start at.")
+@click.option(
+    "--until",
+    help="The end the pack's period must have, as given to `escrow pack --until` "
+    "(a bare date includes that whole day).",
+)
+@click.option(
+    "--since-checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your previous checkpoint note (e.g. the checkpoint.txt of the last pack): the "
+    "pack's checkpoint must be it or be proven consistent with it.",
+)
 @json_option
 @pass_app
-def verify(app: App, pdf: Path, trust: Path | None, as_json: bool) -> None:
-    """Check a pack offline, from the file alone; exit 1 naming what failed."""
-    from escrow.errors import CheckFailed
-    from escrow.pack.verify import verify_pack
+def verify(
+    app: App,
+    pdf: Path,
+    trust: Path | None,
+    projects: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    since_checkpoint: Path | None,
+    as_json: bool,
+) -> None:
+    """Check a pack offline, from the file alone; exit 1 naming what failed.
 
-    report = verify_pack(pdf, trust=trust)
+    With --project, --since, --until or --since-checkpoint, also that it is the pack
+    asked for: of that scope, and of a ledger that only grew since your checkpoint.
+    """
+    from escrow.errors import CheckFailed
+    from escrow.pack.verify import Expected, verify_pack
+
+    note: str | None = None
+    if since_checkpoint is not None:
+        try:
+            note = since_checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"Cannot read the previous checkpoint {since_checkpoint}: {e}.") from e
+        from escrow.ledger.checkpoint import parse_checkpoint_body, parse_note
+
+        try:
+            parse_checkpoint_body(parse_note(note)[0])
+        except InputError as e:
+            raise InputError(
+                f"{since_checkpoint} is not a checkpoint note: {e.message}",
+                hint="Give the checkpoint.txt of an earlier pack, or the output of "
+                "`escrow ledger checkpoint`.",
+            ) from e
+    expected = Expected(
+        projects=tuple(dict.fromkeys(projects)),
+        since=parse_time(since, "--since") if since else None,
+        until=parse_time(until, "--until", end_of_day=True) if until else None,
+        checkpoint_note=note,
+    )
+    if expected.since and expected.until and expected.since > expected.until:
+        raise UsageError("--since is after --until.")
+    report = verify_pack(pdf, trust=trust, expected=expected)
     if as_json:
         app.emit_json(report.to_json())
     else:

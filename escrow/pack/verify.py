@@ -10,11 +10,16 @@ Checks, in order, each reported by name:
    log's key and included in the checkpoint;
 4. each embedded envelope: its leaf hash, its inclusion proof against the
    checkpoint, its signature by a key valid at its index;
-5. the pack statement's predicate against the evidence (scope, checkpoint, signer);
+5. the pack statement's predicate against the evidence (scope, checkpoint, signer), and
+   its pack ID against the scope, requester, time and checkpoint it was derived from;
 6. the consistency proof from the auditor's previous checkpoint, when present;
-7. the printed pages: every image ID, diff ID and leaf hash of the builds in
-   scope appears in the text, and every 64-hex digest printed is one found in
-   the embedded evidence (text extracted with poppler's ``pdftotext``).
+6a. with ``--project``/``--since``/``--until``/``--since-checkpoint`` (an
+   :class:`Expected`): that the pack is of that scope, and that its checkpoint is the
+   auditor's own or proven consistent with it (a pack of another period or project,
+   or from a forked ledger, is refused);
+7. the printed pages: the scope the statement states, and every image ID, diff ID
+   and leaf hash of the builds in scope appear in the text, and every 64-hex digest
+   printed is one found in the embedded evidence (text extracted with poppler's ``pdftotext``).
 
 Once a check fails, the checks that could not run are still listed, as skipped
 (never ok), naming the failure that stopped them.  Without ``--trust`` the
@@ -32,6 +37,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +61,23 @@ CHECK_NAMES = (
     "envelope signatures",
     "pack statement",
     "consistency",
+    "requested scope",
     "printed digests",
 )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the auditor asked for, checked against the pack (``escrow pack verify
+    --project/--since/--until/--since-checkpoint``); only what is given is checked."""
+
+    projects: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None  # exclusive, as ``escrow pack --until`` stores it
+    checkpoint_note: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.projects or self.since or self.until or self.checkpoint_note is not None)
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class PackReport:
     envelopes: int = 0
     builds: int = 0
     anchored: bool = False  # the signer certificate was checked against --trust
+    scope: str = ""  # the scope the pack statement states, in the cover's words
 
     NOT_ANCHORED = "not anchored: give --trust CERT.pem to check who signed it"
 
@@ -99,13 +121,15 @@ class PackReport:
             f"{count(len(self.checks), 'check')}, {count(self.envelopes, 'envelope')}, "
             f"{count(self.builds, 'build')}"
         )
+        if self.scope:
+            counts = f"{counts}; scope: {self.scope}"
         return counts if self.anchored else f"{counts}; {self.NOT_ANCHORED}"
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
         return ok
 
-    def skip_the_rest(self, *, consistency: bool) -> None:
+    def skip_the_rest(self, *, consistency: bool, expected: bool = False) -> None:
         """List each check that did not run, after the first failure, as skipped."""
         failed = self.first_failure
         if failed is None:
@@ -113,6 +137,8 @@ class PackReport:
         done = {c.name for c in self.checks}
         for name in CHECK_NAMES:
             if name in done or (name == "consistency" and not consistency):
+                continue
+            if name == "requested scope" and not expected:
                 continue
             self.checks.append(
                 Check(name, False, f"skipped: the {failed.name} check failed", skipped=True)
@@ -128,6 +154,7 @@ class PackReport:
             "envelopes": self.envelopes,
             "builds": self.builds,
             "anchored": self.anchored,
+            "scope": self.scope,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -314,7 +341,12 @@ def pdf_text(path: Path) -> str:
 # -- evidence ------------------------------------------------------------------------
 
 
-def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | None) -> set[str]:
+def _verify_evidence(
+    report: PackReport,
+    ev: EmbeddedEvidence,
+    cert_sha: str | None,
+    expected: Expected | None = None,
+) -> set[str]:
     """Run checks 2–6; return the digests the evidence vouches for."""
     from escrow.ledger import checkpoint as cpmod
     from escrow.ledger import merkle
@@ -454,11 +486,26 @@ def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | N
         stmt_problems.append("its checkpoint is not the embedded one")
     if sorted(pred.get("evidence") or []) != sorted(envelopes):
         stmt_problems.append("its evidence list differs from the embedded envelopes")
-    scope = [int(i) for i in ((pred.get("scope") or {}).get("entries") or [])]
+    scope_doc = _scope_doc(pred)
+    scope = [int(i) for i in (scope_doc.get("entries") or [])]
+    scope_projects = [str(x) for x in scope_doc.get("projects") or []]
     for i in scope:
         if i not in envelopes or envelopes[i][1].get("predicateType") != BUILD_MANIFEST:
             stmt_problems.append(f"build {i} in scope has no embedded build manifest")
             break
+        project = _build_project(envelopes[i][1])
+        if scope_projects and project not in scope_projects:
+            stmt_problems.append(
+                f"build {i} is of project {project or '(none)'}, which is not in its scope "
+                f"({', '.join(scope_projects)})"
+            )
+            break
+    if report.pack_id and report.pack_id != _pack_id_of(pred):
+        stmt_problems.append(
+            f"its pack ID {report.pack_id} is not the one its scope, requester, time and "
+            "checkpoint give"
+        )
+    report.scope = _scope_text(scope_doc, cp.size)
     signer_sha = (pred.get("signer") or {}).get("certificateSha256")
     if cert_sha is not None and signer_sha != cert_sha:
         stmt_problems.append("the PDF is signed by another certificate than the pack names")
@@ -495,11 +542,145 @@ def _verify_evidence(report: PackReport, ev: EmbeddedEvidence, cert_sha: str | N
             ok, detail = False, f"the previous checkpoint does not verify ({e})"
         report.add("consistency", ok, detail)
 
+    if expected:
+        _check_expected(report, ev, cp, expected)
+
     # every 64-hex digest anywhere in the signed evidence is vouched for
     for raw, _, env in envelopes.values():
         vouched.update(HEX64.findall(env.payload.decode("utf-8", errors="replace")))
         vouched.update(HEX64.findall(raw.decode("utf-8", errors="replace")))
     return vouched
+
+
+def _scope_doc(pred: Any) -> dict[str, Any]:
+    scope = pred.get("scope") if isinstance(pred, dict) else None
+    return scope if isinstance(scope, dict) else {}
+
+
+def _build_project(statement: dict[str, Any]) -> str:
+    build = (statement.get("predicate") or {}).get("build")
+    return str(build.get("project") or "") if isinstance(build, dict) else ""
+
+
+def _pack_id_of(pred: dict[str, Any]) -> str:
+    """The pack ID ``escrow pack`` derives from the statement's scope, requester, generation
+    time and checkpoint (:func:`escrow.pack.collect.pack_id_for`)."""
+    from escrow.pack.collect import pack_id_for
+
+    cpd = pred.get("checkpoint") or {}
+    core = {
+        "scope": pred.get("scope"),
+        "requester": pred.get("requester"),
+        "generatedAt": pred.get("generatedAt"),
+        "checkpoint": {k: cpd.get(k) for k in ("origin", "size", "rootHash")},
+    }
+    try:
+        return pack_id_for(core)
+    except (TypeError, ValueError):
+        return ""
+
+
+def _scope_view(scope_doc: dict[str, Any]) -> Any:
+    from escrow.pack.model import ScopeView
+
+    return ScopeView(
+        projects=tuple(str(x) for x in scope_doc.get("projects") or []),
+        since=str(scope_doc.get("since") or ""),
+        until=str(scope_doc.get("until") or ""),
+        entries=(),
+        requested_entries="",
+    )
+
+
+def _scope_text(scope_doc: dict[str, Any], size: int) -> str:
+    """The scope as the cover words it (projects and period), and the checkpoint size."""
+    return f"{_scope_view(scope_doc).describe()}; checkpoint {size}"
+
+
+def _moment(value: Any) -> datetime | None:
+    from escrow.times import parse_time
+
+    if not value:
+        return None
+    try:
+        return parse_time(str(value), "scope")
+    except EscrowError:
+        return None
+
+
+def _check_expected(report: PackReport, ev: EmbeddedEvidence, cp: Any, expected: Expected) -> None:
+    """The pack is of the scope the auditor asked for, and its checkpoint is theirs or
+    proven consistent with theirs (``escrow pack verify --project/--since/--until/
+    --since-checkpoint``)."""
+    from escrow.ledger import checkpoint as cpmod
+
+    pred = ev.pack_statement.get("predicate") or {}
+    scope_doc = _scope_doc(pred)
+    problems: list[str] = []
+    if expected.projects:
+        have = sorted({str(x) for x in scope_doc.get("projects") or []})
+        want = sorted(set(expected.projects))
+        if have != want:
+            problems.append(
+                f"it is a pack of {'projects ' + ', '.join(have) if have else 'all projects'}, "
+                f"not of {'projects ' + ', '.join(want)}"
+            )
+    since_ok = expected.since is None or _moment(scope_doc.get("since")) == expected.since
+    until_ok = expected.until is None or _moment(scope_doc.get("until")) == expected.until
+    if not (since_ok and until_ok):
+        from escrow.pack.collect import rfc3339 as _iso
+        from escrow.pack.model import ScopeView
+
+        def period(since: str, until: str) -> str:
+            text = ScopeView((), since, until, (), "").describe()
+            return text.split("; ", 1)[1] if "; " in text else "all time"
+
+        have_period = period(str(scope_doc.get("since") or ""), str(scope_doc.get("until") or ""))
+        want_period = period(
+            _iso(expected.since) if expected.since else str(scope_doc.get("since") or ""),
+            _iso(expected.until) if expected.until else str(scope_doc.get("until") or ""),
+        )
+        problems.append(f"its period is {have_period}, not {want_period}")
+    if expected.checkpoint_note is not None:
+        try:
+            mine = cpmod.verify_checkpoint(expected.checkpoint_note, ev.verifier_key)
+        except EscrowError:
+            problems.append(
+                "your previous checkpoint is not signed by this pack's log "
+                f"({ev.verifier_key.split('+')[0]})"
+            )
+        else:
+            c = ev.consistency or {}
+            try:
+                proven = cpmod.verify_checkpoint(str(c.get("oldCheckpoint", "")), ev.verifier_key)
+            except EscrowError:
+                proven = None
+            if mine.size == cp.size:
+                if mine.root != cp.root:
+                    problems.append(
+                        f"its checkpoint (size {cp.size}) has another root than your previous "
+                        "checkpoint of that size: the log was forked or rewritten"
+                    )
+            elif mine.size > cp.size:
+                problems.append(
+                    f"its checkpoint (size {cp.size}) is older than your previous checkpoint "
+                    f"(size {mine.size}), so it cannot prove the log only grew since"
+                )
+            elif proven is not None and proven.size == mine.size and proven.root != mine.root:
+                problems.append(
+                    f"its log had another root at size {mine.size} than your previous "
+                    "checkpoint: the log was forked or rewritten"
+                )
+            elif proven is None or (proven.size, proven.root) != (mine.size, mine.root):
+                problems.append(
+                    f"it proves no consistency with your previous checkpoint (size {mine.size}): "
+                    "ask for a pack made with --since-checkpoint and that checkpoint"
+                )
+    report.add(
+        "requested scope",
+        not problems,
+        problems[0] if problems else f"the pack is of the scope asked for: {report.scope}",
+    )
 
 
 def _valid_at(key: tuple[PublicKey, int, int | None], index: int) -> bool:
@@ -538,6 +719,10 @@ def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: s
     if report.pack_id:
         required.append(("pack ID", report.pack_id))
     missing = [f"{what} {value}" for what, value in required if value not in flat]
+    scope_doc = _scope_doc(pred)
+    printed_scope = _scope_view(scope_doc).describe()
+    if not missing and "".join(printed_scope.split()) not in "".join(text.split()):
+        missing.append(f"scope the pack statement states ({printed_scope})")
     printed = set(HEX64.findall(text))
     unvouched = sorted(printed - vouched)
     if missing:
@@ -557,8 +742,13 @@ def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: s
         )
 
 
-def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
-    """Verify the pack at ``path``; the report lists every check (fail closed)."""
+def verify_pack(
+    path: Path, *, trust: Path | None = None, expected: Expected | None = None
+) -> PackReport:
+    """Verify the pack at ``path``; the report lists every check (fail closed).
+
+    With ``expected``, also that it is the pack the auditor asked for (:class:`Expected`).
+    """
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -568,26 +758,26 @@ def verify_pack(path: Path, *, trust: Path | None = None) -> PackReport:
     reader, cert_sha = _check_pdf_signature(report, data, trust, trusted)
     report.anchored = trust is not None and report.ok
     if reader is None:
-        report.skip_the_rest(consistency=False)
+        report.skip_the_rest(consistency=False, expected=bool(expected))
         return report
     try:
         files = embedded_files(reader)
         ev = parse_attachments(files)
     except CheckFailed as e:
         report.add("attachments", False, e.message)
-        report.skip_the_rest(consistency=False)
+        report.skip_the_rest(consistency=False, expected=bool(expected))
         return report
     except Exception as e:  # noqa: BLE001 - a damaged object tree
         report.add("attachments", False, f"the attachments cannot be read ({e})")
-        report.skip_the_rest(consistency=False)
+        report.skip_the_rest(consistency=False, expected=bool(expected))
         return report
     report.add(
         "attachments", True, f"{count(len(files), 'attachment')}: {', '.join(sorted(files))}"
     )
-    vouched = _verify_evidence(report, ev, cert_sha)
+    vouched = _verify_evidence(report, ev, cert_sha, expected)
     if report.ok:
         _check_text(report, path, ev, vouched)
-    report.skip_the_rest(consistency=ev.consistency is not None)
+    report.skip_the_rest(consistency=ev.consistency is not None, expected=bool(expected))
     # The PDF as rendered (before the signature's incremental update), for comparing
     # with a re-rendering made with --render-only.
     first = _first_revision_end(data)
