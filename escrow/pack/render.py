@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -371,12 +371,20 @@ def render_pack(
     sign: bool = True,
     record: bool = True,
     strict: bool = False,
+    before_record: Callable[[bytes, Any], None] | None = None,
 ) -> PackResult:
     """Collect, render, embed, sign, record and write one pack.
 
     With ``sign=False`` the rendered PDF is written as is and nothing is
     recorded (``--render-only``: for comparing a re-rendering with a pack).
     The output appears only once the pack statement is in the ledger.
+
+    ``before_record(pdf, envelope)`` is called with the signed PDF and the signed
+    envelope of its pack statement just before that envelope is appended, so a
+    caller can keep both first: signing is not reproducible (the PDF signature is
+    randomised and dated), so a pack whose process dies after the append can be
+    finished only from the very bytes its entry names (the server's pack jobs).
+    If it raises, nothing is appended.
     """
     from escrow.documents.schemas import validate_statement
     from escrow.pack.collect import collect
@@ -411,7 +419,10 @@ def render_pack(
         if build_key is not None:
             statement = statement_for(collected.predicate, sha, rendered_sha)
             validate_statement(statement)
-            entry, _ = ledger.append(sign_statement(statement, build_key))
+            envelope = sign_statement(statement, build_key)
+            if before_record is not None:
+                before_record(data, envelope)
+            entry, _ = ledger.append(envelope)
             index, leaf = entry.index, entry.leaf_hash
         os.replace(tmp, output)
     finally:

@@ -7,6 +7,16 @@ queued jobs (``UPDATE … WHERE status = 'queued'``: exactly one runner wins a
 job) and renders each one in a separate Python process
 (``python -m escrow.server.packs JOB_ID``), so WeasyPrint's CPU work never
 holds the server's interpreter lock and never blocks posting.
+
+A pack records itself in the ledger, and a job must record at most one pack
+however its renderer is stopped (a restart queues the job again).  Signing is
+not reproducible, so a second rendering would be a second pack: instead the
+renderer keeps the signed PDF and the signed envelope of its pack statement in
+``server_pack_record`` (one commit) *before* it appends that envelope, and a job
+that has such a record is finished from it, never rendered again — its envelope
+is found in the log by its leaf hash, or appended then (appends are idempotent),
+and the job serves those very PDF bytes, the ones the entry names.  The record
+goes when the job row is finished, in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -39,6 +50,10 @@ log = logging.getLogger("escrow.server")
 STALE_AFTER_S = 1800
 
 
+class JobNotRunning(EscrowError):
+    """The job is no longer running (failed as stale, say): its renderer records nothing."""
+
+
 class PackJob(SQLModel, table=True):
     __tablename__ = "server_pack_job"
 
@@ -54,6 +69,25 @@ class PackJob(SQLModel, table=True):
     pdf_sha256: str | None = Field(default=None, max_length=64)
     pdf_size: int | None = None
     entry_index: int | None = None
+
+
+class PackRecord(SQLModel, table=True):
+    """A running job's signed pack and the envelope that records it, kept before the append."""
+
+    __tablename__ = "server_pack_record"
+
+    job_id: str = Field(primary_key=True, max_length=32)
+    pdf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf_hash: str = Field(max_length=64)
+    kept_at: datetime
+
+
+@dataclass(frozen=True)
+class KeptPack:
+    pdf: bytes
+    envelope: bytes
+    leaf_hash: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +119,10 @@ class JobInfo:
             "entry_index": self.entry_index,
             "pdf_url": f"/v1/packs/{self.id}/pdf" if self.status == "succeeded" else None,
         }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -124,7 +162,11 @@ class PackJobs:
     def create_tables(cls, engine: Engine) -> None:
         from escrow.ledger.store import create_missing_tables
 
-        create_missing_tables(engine, PackJob.__table__)  # type: ignore[attr-defined]
+        create_missing_tables(
+            engine,
+            PackJob.__table__,  # type: ignore[attr-defined]
+            PackRecord.__table__,  # type: ignore[attr-defined]
+        )
 
     def _session(self, *, write: bool = False) -> Any:
         from sqlmodel import Session
@@ -205,10 +247,22 @@ class PackJobs:
     def _fail_stale(self, s: Any) -> None:
         from datetime import timedelta
 
-        from sqlalchemy import update
+        from sqlalchemy import select, update
 
         tbl = PackJob.__table__  # type: ignore[attr-defined]
+        kept = PackRecord.__table__  # type: ignore[attr-defined]
         cutoff = datetime.now(UTC) - timedelta(seconds=STALE_AFTER_S)
+        # A stale job that kept its signed pack died in the record step, perhaps after the
+        # append: queue it again, to be finished from that pack (not rendered again).
+        s.execute(
+            update(tbl)
+            .where(
+                tbl.c.status == "running",
+                tbl.c.started_at < cutoff,
+                tbl.c.id.in_(select(kept.c.job_id)),
+            )
+            .values(status="queued", started_at=None)
+        )
         s.execute(
             update(tbl)
             .where(tbl.c.status == "running", tbl.c.started_at < cutoff)
@@ -234,6 +288,62 @@ class PackJobs:
             s.commit()
             return bool(res.rowcount == 1)
 
+    def keep(self, job_id: str, pdf: bytes, envelope: bytes) -> None:
+        """Keep a running job's signed pack and its envelope, before the envelope is appended.
+
+        :class:`JobNotRunning` when the job is no longer running: then the pack must not be
+        recorded.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from escrow.ledger import merkle
+
+        leaf = merkle.leaf_hash(envelope).hex()
+        try:
+            with self._session(write=True) as s:
+                row = s.get(PackJob, job_id, with_for_update=True)
+                if row is None or row.status != "running":
+                    raise JobNotRunning(
+                        f"The pack job {job_id} is no longer running; its pack is not recorded."
+                    )
+                record = s.get(PackRecord, job_id)
+                if record is None:
+                    record = PackRecord(
+                        job_id=job_id, pdf=pdf, envelope=envelope, leaf_hash=leaf, kept_at=_now()
+                    )
+                else:  # one discarded by render_job (never appended); replace it
+                    record.pdf, record.envelope, record.leaf_hash = pdf, envelope, leaf
+                    record.kept_at = _now()
+                s.add(record)
+                s.commit()
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(
+                f"Cannot keep the signed pack of job {job_id}: {e.__class__.__name__}."
+            ) from e
+
+    def kept(self, job_id: str) -> KeptPack | None:
+        """The pack :meth:`keep` kept for the job, if its row is not finished yet."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self._session() as s:
+                record = s.get(PackRecord, job_id)
+                if record is None:
+                    return None
+                return KeptPack(bytes(record.pdf), bytes(record.envelope), record.leaf_hash)
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(
+                f"Cannot read the kept pack of job {job_id}: {e.__class__.__name__}."
+            ) from e
+
+    def discard(self, job_id: str) -> None:
+        """Forget the kept pack of a job whose envelope the ledger refused (never recorded)."""
+        with self._session(write=True) as s:
+            record = s.get(PackRecord, job_id)
+            if record is not None:
+                s.delete(record)
+                s.commit()
+
     def finish(
         self,
         job_id: str,
@@ -246,6 +356,9 @@ class PackJobs:
             row = s.get(PackJob, job_id)
             if row is None:
                 return
+            record = s.get(PackRecord, job_id)
+            if record is not None:  # in the same transaction as the job's outcome
+                s.delete(record)
             row.finished_at = datetime.now(UTC)
             if pdf is not None:
                 row.status = "succeeded"
@@ -338,24 +451,94 @@ class PackRunner:
 
 
 def render_job(settings: Settings, job_id: str) -> None:
-    """Render one claimed job with the pack code and store the PDF in its row."""
+    """Render one claimed job with the pack code and store the PDF in its row.
+
+    A job that kept a signed pack (its renderer was stopped in the record step) is
+    finished from that pack instead: at most one ledger entry per job.
+    """
     from escrow.ledger.store import Ledger, make_engine
 
     ledger = Ledger.open(settings, create=False)
-    jobs = PackJobs(make_engine(settings.db_url))
+    engine = make_engine(settings.db_url)
+    try:
+        _render_job(ledger, PackJobs(engine), settings, job_id)
+    finally:
+        ledger.close()
+        engine.dispose()
+
+
+def _render_job(ledger: Any, jobs: PackJobs, settings: Settings, job_id: str) -> None:
     job = jobs.get(job_id)
     if job is None:
         raise EscrowError(f"There is no pack job {job_id}.")
     try:
-        pdf, entry_index = _issue_pack(ledger, settings, job)
-    except EscrowError as e:
-        jobs.finish(job_id, error=e.diagnostics())
+        done = _from_kept(ledger, jobs, job_id, append=True)
+        if done is None:
+            done = _issue_pack(
+                ledger, settings, job, keep=lambda pdf, env: jobs.keep(job_id, pdf, env)
+            )
+    except JobNotRunning as e:
+        log.warning("pack job %s: %s", job_id, e)
         return
+    except EscrowError as e:
+        try:  # the append may have committed before failing (a lost connection)
+            done = _from_kept(ledger, jobs, job_id, append=False)
+        except EscrowError:
+            done = None
+        if done is None:
+            jobs.finish(job_id, error=e.diagnostics())
+            return
+    pdf, entry_index = done
     jobs.finish(job_id, pdf=pdf, entry_index=entry_index)
 
 
-def _issue_pack(ledger: Any, settings: Settings, job: JobInfo) -> tuple[bytes, int | None]:
-    """Render, sign and record the pack with :func:`escrow.pack.render.render_pack`."""
+def _from_kept(
+    ledger: Any, jobs: PackJobs, job_id: str, *, append: bool
+) -> tuple[bytes, int] | None:
+    """The job's kept pack and the index of the entry recording it; ``None`` when it has none.
+
+    Its envelope is looked up by leaf hash (the first renderer appended it) and, with
+    ``append``, appended when missing (the renderer stopped just before; appends are
+    idempotent, so a race with another renderer still makes one entry).  An envelope the
+    ledger now refuses was never recorded: the kept pack is discarded and ``None`` says
+    to render afresh.
+    """
+    from escrow.errors import CheckFailed, InputError, SignatureError
+
+    kept = jobs.kept(job_id)
+    if kept is None:
+        return None
+    try:
+        entry = ledger.get_by_leaf_hash(kept.leaf_hash)
+    except InputError:
+        if not append:
+            return None
+        try:
+            entry, _ = ledger.append(kept.envelope)
+        except (SignatureError, InputError) as e:  # refused: nothing was appended
+            log.warning(
+                "pack job %s: the kept pack is not recorded (%s); rendering it again", job_id, e
+            )
+            jobs.discard(job_id)
+            return None
+    digest = hashlib.sha256(kept.pdf).hexdigest()
+    subjects = entry.statement().get("subject") or []
+    if entry.leaf_hash != kept.leaf_hash or digest not in {
+        str((x.get("digest") or {}).get("sha256")) for x in subjects
+    }:
+        raise CheckFailed(
+            f"Ledger entry {entry.index} does not record the pack kept for job {job_id}."
+        )
+    log.info("pack job %s: finished from its kept pack, ledger entry %d", job_id, entry.index)
+    return kept.pdf, int(entry.index)
+
+
+def _issue_pack(
+    ledger: Any, settings: Settings, job: JobInfo, *, keep: Callable[[bytes, bytes], None]
+) -> tuple[bytes, int]:
+    """Render, sign and record the pack with :func:`escrow.pack.render.render_pack`;
+    ``keep(pdf, envelope)`` is called with the signed PDF and its envelope before the
+    envelope is appended."""
     import tempfile
     from pathlib import Path
 
@@ -380,10 +563,18 @@ def _issue_pack(ledger: Any, settings: Settings, job: JobInfo) -> tuple[bytes, i
         since_checkpoint=scope.get("since_checkpoint"),
         tree_size=int(scope["tree_size"]) if scope.get("tree_size") else None,
     )
+    signed: list[bytes] = []
+
+    def before_record(pdf: bytes, envelope: Any) -> None:
+        keep(pdf, envelope.to_bytes())
+        signed.append(pdf)
+
     with tempfile.TemporaryDirectory(prefix="escrow-pack-") as tmp:
         out = Path(tmp) / f"pack-{job.id}.pdf"
-        result = render_pack(settings, ledger, request, out)
-        return out.read_bytes(), result.index
+        result = render_pack(settings, ledger, request, out, before_record=before_record)
+    if result.index is None or len(signed) != 1:
+        raise EscrowError(f"The pack of job {job.id} was not recorded.")
+    return signed[0], result.index
 
 
 def main(argv: list[str] | None = None) -> int:
