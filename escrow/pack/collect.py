@@ -828,7 +828,7 @@ def _consistency(
     else:
         ok = merkle.verify_consistency(old_size, size, old_root, root, proof)
     if not ok:
-        problem = "the consistency proof does not verify: the log was rewritten"
+        problem = "the consistency proof does not verify, so the log was rewritten or forked"
     view = ConsistencyView(
         old_size=old_size,
         old_root_hex=old_root.hex(),

@@ -236,7 +236,7 @@ class ScopeView:
             elif self.until:
                 end = f"until {self.until} (exclusive)"
             else:
-                end = "to now"
+                end = "up to the checkpoint of the pack"
             parts.append(f"from {start} {end}")
         if self.requested_entries:
             parts.append(f"entries {self.requested_entries}")
