@@ -136,17 +136,36 @@ def pack(
         app.say(f"escrow: warning: the renderer said: {w}")
     if as_json:
         app.emit_json(result.to_json())
+    else:
+        app.say(
+            f"Pack {result.pack_id}: {count(len(result.entries), 'build')}, "
+            f"{count(result.pages, 'page')}, {result.overall.lower()}."
+        )
+        if result.index is not None:
+            app.say(f"Recorded as ledger entry {result.index} (leaf {result.leaf_hash}).")
+        elif render_only:
+            app.say("Rendered only: not signed, not recorded.")
+        app.say(f"SHA-256 {result.sha256}")
+        app.out(str(result.path))
+    _fail_if_unverified(result.overall, result.path, result.index)
+
+
+def _fail_if_unverified(overall: str | None, path: Path, index: int | None) -> None:
+    """Exit 1 for a pack whose own checks failed (its cover says so): written and recorded
+    all the same, as evidence, the way a failed build is recorded."""
+    from escrow.pack.model import FAILED_VERDICT
+
+    if overall != FAILED_VERDICT:
         return
-    app.say(
-        f"Pack {result.pack_id}: {count(len(result.entries), 'build')}, "
-        f"{count(result.pages, 'page')}, {result.overall.lower()}."
+    from escrow.errors import CheckFailed
+
+    recorded = f" and recorded as ledger entry {index}" if index is not None else ""
+    raise CheckFailed(
+        f"The pack {path} is written{recorded}, but its own checks failed: its cover says "
+        f"{FAILED_VERDICT!r}.",
+        hint="Its Summary and Ledger checkpoint sections name the failed check (a signature, "
+        "an inclusion proof, or consistency with the previous checkpoint).",
     )
-    if result.index is not None:
-        app.say(f"Recorded as ledger entry {result.index} (leaf {result.leaf_hash}).")
-    elif render_only:
-        app.say("Rendered only: not signed, not recorded.")
-    app.say(f"SHA-256 {result.sha256}")
-    app.out(str(result.path))
 
 
 def _pack_through_server(app: App, request: object, output: Path, as_json: bool) -> None:
@@ -198,9 +217,11 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
     }
     if as_json:
         app.emit_json(result)
-        return
-    app.say(f"SHA-256 {digest}; check it with `escrow pack verify {output}`.")
-    app.out(str(output))
+    else:
+        app.say(f"SHA-256 {digest}; check it with `escrow pack verify {output}`.")
+        app.out(str(output))
+    overall = (predicate.get("summary") or {}).get("overall")
+    _fail_if_unverified(overall if isinstance(overall, str) else None, output, entry.index)
 
 
 def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, dict[str, Any]]:

@@ -22,6 +22,7 @@ from escrow.documents.canonical import canonical_bytes
 from escrow.documents.types import AUDIT_PACK, BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import InputError
 from escrow.pack.model import (
+    FAILED_VERDICT,
     Anomaly,
     BaseImageRow,
     BuildArgRow,
@@ -701,7 +702,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     bad_rebuilds = counts[Verdict.DIFFERENT.value] + counts[Verdict.NOT_REPRODUCED.value]
     serious = [a for a in anomalies if a.kind in ("key", "inputs", "base")]
     if not checks_ok:
-        overall = "Verification failed"
+        overall = FAILED_VERDICT
     elif bad_rebuilds or serious:
         overall = "Verified, with findings"
     else:

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
+#: the cover's overall verdict of a pack whose own checks failed (``escrow pack`` exits 1)
+FAILED_VERDICT = "Verification failed"
+
 
 class Verdict(StrEnum):
     """Rebuild verdicts (DESIGN.md, rebuild verification) plus "not checked"."""

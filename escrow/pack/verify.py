@@ -471,7 +471,7 @@ def _verify_evidence(
         not sig_problems,
         sig_problems[0]
         if sig_problems
-        else f"{count(len(envelopes), 'envelope')}, each signed by a key valid when it was appended",
+        else f"{count(len(envelopes), 'envelope')}, each signed by a key valid when appended",
     )
 
     # 5. the pack statement
