@@ -449,6 +449,32 @@ def _remove_leftovers(engine: Engine, parser: StepParser) -> None:
         pass  # the engine went away meanwhile: the stop's own error is the one to report
 
 
+class _FinishOnce:
+    """A :class:`Progress` whose ``finish`` happens once: the first message says how the
+    build ended; a later one (the build stopped while it was being recorded) is dropped."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self.finished = False
+
+    def start(self, title: str) -> None:
+        self._progress.start(title)
+
+    def step(self, index: int, total: int | None, text: str) -> None:
+        self._progress.step(index, total, text)
+
+    def output(self, text: str) -> None:
+        self._progress.output(text)
+
+    def step_done(self, index: int, duration_ms: int, exit_code: int | None) -> None:
+        self._progress.step_done(index, duration_ms, exit_code)
+
+    def finish(self, message: str) -> None:
+        if not self.finished:
+            self.finished = True
+            self._progress.finish(message)
+
+
 def phoenix_build(
     request: BuildRequest,
     *,
@@ -500,148 +526,165 @@ def phoenix_build(
     bases, pulled = resolve_bases(df, engine, pull=request.pull, redactor=redactor)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
-    made: StepParser | None = None
-
-    def parser() -> StepParser:
-        """The parser of the engine's messages, made when the first one comes (the
-        module is imported while the engine starts the build, not before the request)."""
-        nonlocal made
-        if made is None:
-            from escrow.capture.steps import StepParser
-
-            on_step = _layers_watch(df, layers_done) if layers_done else None
-            made = StepParser(progress, redactor.text, on_step=on_step)
-        return made
-
-    # git, the engine's own facts and ``on_build_started`` run while the engine
-    # builds: they start once the engine has the whole context (``on_sent``), so
-    # that they hold up neither the request nor its end.
-    background: list[concurrent.futures.Future[Any]] = []
-
-    def start_background() -> None:
-        if background:
-            return
-        import concurrent.futures  # here, not before the request: ~4 ms with logging
-
-        pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="escrow-facts")
-        background.extend((pool.submit(git_source, root), pool.submit(engine.facts)))
-        pool.shutdown(wait=False)
-        if on_build_started is not None:
-            on_build_started()
-
-    messages = engine.build(
-        stream.chunks(),
-        dockerfile=stream.dockerfile_in_archive,
-        tags=list(request.tags),
-        build_args=args,
-        target=request.target,
-        platform=request.platform,
-        labels=dict(request.labels),
-        on_sent=start_background,  # not before: the engine waits for the whole context
-    )
-    stopped = False
-    read_to_the_end = False
+    progress = _FinishOnce(progress)
     try:
-        for msg in messages:
-            parser().feed(msg)
-            if check is not None:
-                try:
-                    check()
-                except EscrowError:  # e.g. the signing key failed to load
-                    stopped = True
-                    raise
-        read_to_the_end = True
-    except EscrowError as e:
-        if stopped:
-            progress.finish("escrow: the build was stopped; nothing is recorded.")
-        else:
-            progress.finish("escrow: the build did not run.")
-            stream.result()  # an unreadable context file is the better explanation
-            if isinstance(e, InputError):
-                e.hint = _buildkit_hint(stream.dockerfile_bytes) or e.hint
-        raise
-    finally:
-        close = getattr(messages, "close", None)
-        if close is not None:
-            close()  # a build stopped early: the engine sees the connection close
-        if not read_to_the_end and made is not None:  # stopped (an error, Ctrl-C)
-            _remove_leftovers(engine, made)
-    ctx = stream.result()
-    start_background()  # when the engine stopped reading the context early
-    source = background[0].result()
-    engine_facts = background[1].result()
-    inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
-    if label_records:
-        inputs["labels"] = label_records
-    result = parser().finish()
-    if result.error is not None and not result.steps:
-        progress.finish("escrow: the Docker Engine rejected the build.")
-        raise InputError(
-            f"The Docker Engine rejected the build: {redactor.text(result.error).rstrip('.')}.",
-            hint=_buildkit_hint(stream.dockerfile_bytes)
-            or "Fix the Dockerfile (see the message) and build again.",
-        )
+        made: StepParser | None = None
 
-    status = "succeeded" if result.error is None and result.image_id else "failed"
-    if status == "succeeded" and config_of is not None:
-        config_of = _ahead(config_of, str(result.image_id))
-    history_items = (
-        engine.history(result.image_id) if status == "succeeded" and result.image_id else []
-    )
-    known = [str(h.get("Id")) for h in history_items if str(h.get("Id", "")).startswith("sha256:")]
-    steps = steps_section(result, engine, blobs, redactor, known)
-    predicate: dict[str, Any] = {
-        "build": {
-            "id": build_id,
-            "project": project,
-            "kind": "dockerfile",
-            "status": status,
-            "startedOn": started_on,
-            "finishedOn": utc_now(),
-            "phoenix": {
-                "noCache": True,
-                "removeIntermediates": True,
-                "pulledBase": pulled,
-                "cleanContext": not (source or {}).get("dirty", False),
-            },
-        },
-        "builder": builder_section(engine_facts, ci, builder_id(ci)),
-        "inputs": inputs,
-        "steps": steps,
-    }
-    outcome = BuildOutcome(statement={}, status=status, build_id=build_id, project=project)
-    if status == "succeeded":
-        assert result.image_id is not None
-        facts = capture_image_facts(
-            engine, result.image_id, redactor, history=history_items, config_of=config_of
+        def parser() -> StepParser:
+            """The parser of the engine's messages, made when the first one comes (the
+            module is imported while the engine starts the build, not before the request)."""
+            nonlocal made
+            if made is None:
+                from escrow.capture.steps import StepParser
+
+                on_step = _layers_watch(df, layers_done) if layers_done else None
+                made = StepParser(progress, redactor.text, on_step=on_step)
+            return made
+
+        # git, the engine's own facts and ``on_build_started`` run while the engine
+        # builds: they start once the engine has the whole context (``on_sent``), so
+        # that they hold up neither the request nor its end.
+        background: list[concurrent.futures.Future[Any]] = []
+
+        def start_background() -> None:
+            if background:
+                return
+            import concurrent.futures  # here, not before the request: ~4 ms with logging
+
+            pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="escrow-facts")
+            background.extend(
+                (
+                    pool.submit(
+                        git_source,
+                        root,
+                        leave_out=request.leave_out,
+                        recipe=Path(request.dockerfile) if request.dockerfile else None,
+                    ),
+                    pool.submit(engine.facts),
+                )
+            )
+            pool.shutdown(wait=False)
+            if on_build_started is not None:
+                on_build_started()
+
+        messages = engine.build(
+            stream.chunks(),
+            dockerfile=stream.dockerfile_in_archive,
+            tags=list(request.tags),
+            build_args=args,
+            target=request.target,
+            platform=request.platform,
+            labels=dict(request.labels),
+            on_sent=start_background,  # not before: the engine waits for the whole context
         )
-        if facts is None:
-            raise InputError(f"The built image {result.image_id} vanished from the engine.")
-        image, layers, history = facts
-        for tag in request.tags:
-            if tag not in image["tags"]:
-                image["tags"].append(tag)
-        predicate.update({"image": image, "layers": layers, "history": history})
-        subject = image_subject(image, request.tags[0])
-        outcome.image_id = image["id"]
-        progress.finish(f"escrow: built {image['id']} ({request.tags[0]})")
-    else:
-        failed = result.failed_step
-        failure: dict[str, Any] = {
-            "step": failed.index if failed else None,
-            "instruction": redactor.text(failed.instruction) if failed else None,
-            "exitCode": result.error_code,
-            "message": redactor.text(result.error or "the build produced no image"),
-            "logTail": _log_tail(redactor.data(bytes(failed.log))) if failed else "",
+        stopped = False
+        read_to_the_end = False
+        try:
+            for msg in messages:
+                parser().feed(msg)
+                if check is not None:
+                    try:
+                        check()
+                    except EscrowError:  # e.g. the signing key failed to load
+                        stopped = True
+                        raise
+            read_to_the_end = True
+        except EscrowError as e:
+            if stopped:
+                progress.finish("escrow: the build was stopped; nothing is recorded.")
+            else:
+                progress.finish("escrow: the build did not run.")
+                stream.result()  # an unreadable context file is the better explanation
+                if isinstance(e, InputError):
+                    e.hint = _buildkit_hint(stream.dockerfile_bytes) or e.hint
+            raise
+        finally:
+            close = getattr(messages, "close", None)
+            if close is not None:
+                close()  # a build stopped early: the engine sees the connection close
+            if not read_to_the_end and made is not None:  # stopped (an error, Ctrl-C)
+                _remove_leftovers(engine, made)
+        ctx = stream.result()
+        start_background()  # when the engine stopped reading the context early
+        source = background[0].result()
+        engine_facts = background[1].result()
+        inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
+        if label_records:
+            inputs["labels"] = label_records
+        result = parser().finish()
+        if result.error is not None and not result.steps:
+            progress.finish("escrow: the Docker Engine rejected the build.")
+            raise InputError(
+                f"The Docker Engine rejected the build: {redactor.text(result.error).rstrip('.')}.",
+                hint=_buildkit_hint(stream.dockerfile_bytes)
+                or "Fix the Dockerfile (see the message) and build again.",
+            )
+
+        status = "succeeded" if result.error is None and result.image_id else "failed"
+        if status == "succeeded" and config_of is not None:
+            config_of = _ahead(config_of, str(result.image_id))
+        history_items = (
+            engine.history(result.image_id) if status == "succeeded" and result.image_id else []
+        )
+        known = [
+            str(h.get("Id")) for h in history_items if str(h.get("Id", "")).startswith("sha256:")
+        ]
+        steps = steps_section(result, engine, blobs, redactor, known)
+        predicate: dict[str, Any] = {
+            "build": {
+                "id": build_id,
+                "project": project,
+                "kind": "dockerfile",
+                "status": status,
+                "startedOn": started_on,
+                "finishedOn": utc_now(),
+                "phoenix": {
+                    "noCache": True,
+                    "removeIntermediates": True,
+                    "pulledBase": pulled,
+                    "cleanContext": not (source or {}).get("dirty", False),
+                },
+            },
+            "builder": builder_section(engine_facts, ci, builder_id(ci)),
+            "inputs": inputs,
+            "steps": steps,
         }
-        predicate["build"]["failure"] = failure
-        outcome.failure = failure
-        subject = recipe_subject(inputs["recipe"]["path"], inputs["recipe"]["sha256"])
-        where = f"step {failed.index}" if failed else "the build"
-        progress.finish(f"escrow: {where} failed: {failure['message']}")
-    outcome.statement = redactor.document(statement(subject, predicate))
-    outcome.steps = steps
-    return outcome
+        outcome = BuildOutcome(statement={}, status=status, build_id=build_id, project=project)
+        if status == "succeeded":
+            assert result.image_id is not None
+            facts = capture_image_facts(
+                engine, result.image_id, redactor, history=history_items, config_of=config_of
+            )
+            if facts is None:
+                raise InputError(f"The built image {result.image_id} vanished from the engine.")
+            image, layers, history = facts
+            for tag in request.tags:
+                if tag not in image["tags"]:
+                    image["tags"].append(tag)
+            predicate.update({"image": image, "layers": layers, "history": history})
+            subject = image_subject(image, request.tags[0])
+            outcome.image_id = image["id"]
+            progress.finish(f"escrow: built {image['id']} ({request.tags[0]})")
+        else:
+            failed = result.failed_step
+            failure: dict[str, Any] = {
+                "step": failed.index if failed else None,
+                "instruction": redactor.text(failed.instruction) if failed else None,
+                "exitCode": result.error_code,
+                "message": redactor.text(result.error or "the build produced no image"),
+                "logTail": _log_tail(redactor.data(bytes(failed.log))) if failed else "",
+            }
+            predicate["build"]["failure"] = failure
+            outcome.failure = failure
+            subject = recipe_subject(inputs["recipe"]["path"], inputs["recipe"]["sha256"])
+            where = f"step {failed.index}" if failed else "the build"
+            progress.finish(f"escrow: {where} failed: {failure['message']}")
+        outcome.statement = redactor.document(statement(subject, predicate))
+        outcome.steps = steps
+        return outcome
+    except BaseException:  # Ctrl-C, an engine gone: a live display is not left running
+        progress.finish("escrow: the build was stopped; nothing is recorded.")
+        raise
 
 
 def _inputs(

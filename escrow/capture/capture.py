@@ -48,20 +48,25 @@ def capture_inputs(
     inputs: dict[str, Any] = {"buildArgs": [], "baseImages": []}
     source: dict[str, Any] | None = None
     if context is not None:
+        leave_out = escrow_folders_in(context, blobs.root.parent)
         with make_context(
             context,
             dockerfile,
             require_dockerfile=False,
             embed_dockerfile=False,
             keep_archive=False,
-            leave_out=escrow_folders_in(context, blobs.root.parent),
+            leave_out=leave_out,
         ) as ctx:
             inputs["context"] = ctx.to_manifest(blobs)
             if ctx.dockerfile_bytes is not None and ctx.dockerfile_path is not None:
                 inputs["recipe"] = recipe_section(
                     ctx.dockerfile_path, ctx.dockerfile_bytes, redactor
                 )
-        source = git_source(Path(context))
+        source = git_source(
+            Path(context),
+            leave_out=leave_out,
+            recipe=Path(dockerfile) if dockerfile is not None else None,
+        )
     elif dockerfile is not None:
         try:
             data = Path(dockerfile).read_bytes()

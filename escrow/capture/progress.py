@@ -72,8 +72,13 @@ class PlainProgress:
         self._write(message)
 
 
+#: output lines of a failed step shown under it on a terminal (its whole log: `escrow logs`)
+FAILED_TAIL_LINES = 10
+
+
 class LiveProgress:
-    """A rich live display: the current step with its elapsed time, finished steps above."""
+    """A rich live display: the current step with its elapsed time, finished steps above;
+    a step that fails is followed by the last lines it printed."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console
@@ -82,6 +87,7 @@ class LiveProgress:
         self._live: Any = None
         self._current: tuple[int, int | None, str, float] | None = None
         self._last_output = ""
+        self._tail: list[str] = []
 
     def _render(self) -> Any:
         from rich.text import Text
@@ -112,23 +118,32 @@ class LiveProgress:
     def step(self, index: int, total: int | None, text: str) -> None:
         self._current = (index, total, text, time.monotonic())
         self._last_output = ""
+        self._tail = []
 
     def output(self, text: str) -> None:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if lines:
             self._last_output = lines[-1]
+            self._tail = (self._tail + lines)[-FAILED_TAIL_LINES:]
 
     def step_done(self, index: int, duration_ms: int, exit_code: int | None) -> None:
         if self._current is None:
             return
         _, total, text, _ = self._current
+        tail, self._current, self._tail = self._tail, None, []  # the live line goes now
         of = f"/{total}" if total else ""
         mark, style = ("✔", "green") if exit_code == 0 else ("✘", "red")
         self.console.print(
             f"[{style}]{mark}[/] step {index}{of} {_escape(_short(text, 80))} "
             f"[dim]{duration_ms / 1000:.2f}s[/]"
         )
-        self._current = None
+        if exit_code != 0 and tail:
+            from rich.text import Text
+
+            from escrow.text import printable
+
+            for line in tail:  # what the step said before it failed, as text
+                self.console.print(Text(f"  | {printable(line)}", style="dim"))
 
     def finish(self, message: str) -> None:
         if self._live is not None:

@@ -48,6 +48,16 @@ class RecordOutcome:
     statement: dict[str, Any]
     exit_code: int
     status: str
+    #: the signal that killed the command (``SIGTERM``), when one did
+    signal: str | None = None
+
+
+def signal_name(number: int) -> str:
+    """``15`` → ``SIGTERM`` (``signal 99`` for a number Python does not name)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _snapshot(context: Path, excluded: Sequence[str]) -> ContextArchive:
@@ -70,16 +80,50 @@ def changed_paths(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> 
     return sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
 
 
+def _argv_secret(word: str, redactor: Redactor) -> tuple[str, str, str] | None:
+    """``(prefix, NAME, value)`` when ``word`` gives a secret-named value: ``NAME=value``,
+    ``--NAME=value`` (``--password=…``) or an option's ``NAME=value`` joined to it with
+    ``=`` (``--build-arg=TOKEN=…``, ``--env=TOKEN=…``); ``prefix`` is what precedes the
+    value.  ``None`` otherwise."""
+    name, eq, value = word.partition("=")
+    if not eq or not name:
+        return None
+    if redactor.is_secret(name.lstrip("-")):
+        return f"{name}=", name.lstrip("-"), value
+    if name.startswith("-"):  # an option whose own value is NAME=value
+        inner, eq2, inner_value = value.partition("=")
+        if eq2 and inner and redactor.is_secret(inner):
+            return f"{name}={inner}=", inner, inner_value
+    return None
+
+
 def _learn_argv(argv: list[str], redactor: Redactor) -> None:
-    """``NAME=value`` words of the command line with secret names (``--build-arg T=…``)."""
+    """Secret-named values given on the command line (``--build-arg TOKEN=…``,
+    ``--build-arg=TOKEN=…``, ``--password=…``): hidden wherever they appear."""
     for word in argv:
-        name, eq, value = word.partition("=")
-        if eq and name and redactor.is_secret(name.lstrip("-")):
-            redactor.learn(name.lstrip("-"), value)
+        found = _argv_secret(word, redactor)
+        if found is not None:
+            redactor.learn(found[1], found[2])
 
 
-def _run(argv: list[str], echo: TextIO | None, redactor: Redactor) -> tuple[int, bytes, int]:
-    """Run ``argv``; return ``(exit code, merged output, duration ms)``."""
+def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
+    """The command line as recorded: a secret-named value is replaced by its placeholder
+    whatever its length (free text only hides values of at least a few characters)."""
+    out: list[str] = []
+    for word in argv:
+        found = _argv_secret(word, redactor)
+        if found is not None and found[2]:
+            out.append(found[0] + redactor.placeholder(found[1]))
+        else:
+            out.append(redactor.text(word))
+    return out
+
+
+def _run(
+    argv: list[str], echo: TextIO | None, redactor: Redactor
+) -> tuple[int, bytes, int, int | None]:
+    """Run ``argv``; return ``(exit code, merged output, duration ms, signal)``: a command
+    killed by a signal has the exit code a shell gives it (128 + the signal's number)."""
     started = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -87,12 +131,12 @@ def _run(argv: list[str], echo: TextIO | None, redactor: Redactor) -> tuple[int,
         msg = f"escrow: command not found: {argv[0]}\n".encode()
         if echo is not None:
             echo.write(msg.decode())
-        return 127, msg, 0
+        return 127, msg, 0, None
     except PermissionError:
         msg = f"escrow: permission denied: {argv[0]}\n".encode()
         if echo is not None:
             echo.write(msg.decode())
-        return 126, msg, 0
+        return 126, msg, 0, None
     log = bytearray()
     with proc:
         assert proc.stdout is not None
@@ -108,8 +152,8 @@ def _run(argv: list[str], echo: TextIO | None, redactor: Redactor) -> tuple[int,
             code = proc.wait()
     duration = round((time.monotonic() - started) * 1000)
     if code < 0:  # killed by a signal: report it the way a shell does
-        code = 128 - code
-    return code, bytes(log), duration
+        return 128 - code, bytes(log), duration, -code
+    return code, bytes(log), duration, None
 
 
 def record_command(
@@ -145,9 +189,9 @@ def record_command(
         context_doc = before.to_manifest(blobs)
         before_files = before.files
         before_digest = before.tree_digest
-    source = git_source(Path(context))
+    source = git_source(Path(context), leave_out=excluded)
 
-    exit_code, log, duration = _run(argv, echo, redactor)
+    exit_code, log, duration, killed_by = _run(argv, echo, redactor)
 
     with _snapshot(context, excluded) as after:
         after_digest = after.tree_digest
@@ -155,7 +199,7 @@ def record_command(
     finished_on = utc_now()
     scrubbed_log = redactor.data(log)
     command: dict[str, Any] = {
-        "argv": [redactor.text(a) for a in argv],
+        "argv": _argv_record(argv, redactor),
         "cwd": str(Path.cwd()),
         "exitCode": exit_code,
         "durationMs": duration,
@@ -206,6 +250,10 @@ def record_command(
             image_doc, layers, history = facts
             predicate.update({"image": image_doc, "layers": layers, "history": history})
             subject = image_subject(image_doc, image if image in image_doc["tags"] else None)
+    elif killed_by is not None:
+        failure_message = (
+            f"The command was killed by {signal_name(killed_by)} (exit code {exit_code})."
+        )
     elif exit_code != 0:
         failure_message = f"The command exited with code {exit_code}."
     if failure_message is not None:
@@ -219,7 +267,12 @@ def record_command(
             "logTail": "\n".join(tail[-LOG_TAIL_LINES:]),
         }
     doc = dict(redactor.document(statement(subject, predicate)))
-    return RecordOutcome(doc, exit_code, predicate["build"]["status"])
+    return RecordOutcome(
+        doc,
+        exit_code,
+        predicate["build"]["status"],
+        signal_name(killed_by) if killed_by is not None else None,
+    )
 
 
 def _command_subject(argv: list[str]) -> list[dict[str, Any]]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from escrow.capture.secrets import strip_url_credentials
 
 
-def _git(cwd: Path, *args: str) -> str | None:
+def _git_run(cwd: Path, *args: str) -> tuple[int, str, str] | None:
+    """``(exit code, stdout, stderr)`` of ``git -C cwd ARGS``; ``None`` when git cannot run."""
     import subprocess  # in the thread that asks git, while the engine builds
 
     try:
@@ -21,35 +24,92 @@ def _git(cwd: Path, *args: str) -> str | None:
             text=True,
             timeout=30,
             check=False,
+            env={**os.environ, "LC_ALL": "C"},  # git's messages in English, to be read
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return r.stdout.strip() if r.returncode == 0 else None
+    return r.returncode, r.stdout.strip(), r.stderr.strip()
 
 
-def git_source(context: Path) -> dict[str, Any] | None:
+def _git(cwd: Path, *args: str) -> str | None:
+    r = _git_run(cwd, *args)
+    return r[1] if r is not None and r[0] == 0 else None
+
+
+#: git's refusal of a work tree another user owns (compiled when met, not at import)
+_DUBIOUS = r"dubious ownership in repository at '(?P<path>[^']*)'"
+
+
+def _say_on_stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")  # looked up now: a live display may have replaced it
+    sys.stderr.flush()
+
+
+def git_source(
+    context: Path,
+    warn: Callable[[str], None] | None = None,
+    *,
+    leave_out: Sequence[str] = (),
+    recipe: Path | None = None,
+) -> dict[str, Any] | None:
     """The source revision when ``context`` is in a git work tree, else ``None``.
 
     ``remote`` is the URL of ``origin`` (or the first remote) with any
     credentials stripped; ``dirty`` says whether the context folder has
     uncommitted or untracked (not ignored) changes; ``path`` is the context's
-    folder inside the repository.
+    folder inside the repository.  ``leave_out`` (paths relative to ``context``:
+    escrow's own folders, which the recorded context leaves out) do not make it dirty;
+    ``recipe``, a Dockerfile outside the context (``-f``) but in the work tree, does
+    when it has uncommitted changes.
+
+    A work tree git refuses to read because another user owns it (git's
+    ``safe.directory`` check, common on CI runners whose checkout step runs as
+    another user) is not read regardless — its configuration could run
+    commands — but said with ``warn`` (default: a line on stderr), so that the
+    missing source does not go unnoticed.
     """
     import shutil
 
     if shutil.which("git") is None:
         return None
-    top = _git(context, "rev-parse", "--show-toplevel")
+    found = _git_run(context, "rev-parse", "--show-toplevel")
+    top = found[1] if found is not None and found[0] == 0 else None
     if not top:
+        dubious = re.search(_DUBIOUS, found[2]) if found is not None else None
+        if dubious is not None:
+            from escrow.text import printable
+
+            repo = printable(dubious.group("path"))
+            (warn or _say_on_stderr)(
+                f"escrow: warning: git refuses to read the repository at {repo} (another "
+                "user owns it), so no source revision is recorded; run `git config --global "
+                f"--add safe.directory {repo}` before escrow to record it."
+            )
         return None
     commit = _git(context, "rev-parse", "--verify", "-q", "HEAD")
     branch = _git(context, "symbolic-ref", "--short", "-q", "HEAD")
     remotes = (_git(context, "remote") or "").split()
     remote_name = "origin" if "origin" in remotes else (remotes[0] if remotes else None)
     remote = _git(context, "remote", "get-url", remote_name) if remote_name else None
-    status = _git(context, "status", "--porcelain", "--untracked-files=normal", "--", ".")
+    root = Path(top).resolve()
+    also: list[str] = []
+    if recipe is not None:
+        try:  # the Dockerfile's own changes count too, wherever it lies in the work tree
+            also.append(f":(top,literal){Path(recipe).resolve().relative_to(root).as_posix()}")
+        except ValueError:
+            pass  # outside the repository: no revision of it to compare with
+    status = _git(
+        context,
+        "status",
+        "--porcelain",
+        "--untracked-files=normal",
+        "--",
+        ".",
+        *also,
+        *(f":(exclude,literal){path}" for path in leave_out),
+    )
     try:
-        rel = Path(context).resolve().relative_to(Path(top).resolve()).as_posix()
+        rel = Path(context).resolve().relative_to(root).as_posix()
     except ValueError:
         rel = "."
     return {

@@ -108,7 +108,12 @@ def _report(
             f"{where[0].upper()}{where[1:]} failed"
             + (f" with exit code {code}" if code is not None else "")
             + f"; the failure is recorded as ledger entry {entry.index}.",
-            hint=_buildkit_step_hint(failure),
+            hint=_buildkit_step_hint(failure)
+            or (
+                f"`escrow logs {entry.index} {failure['step']}` prints the step's whole log."
+                if failure.get("step")
+                else None
+            ),
         )
 
 
@@ -521,10 +526,12 @@ def record(
             " before and after)."
         )
     if outcome.exit_code != 0:
-        app.say(
-            f"escrow: the command exited with code {outcome.exit_code}; "
-            f"recorded as ledger entry {entry.index}."
+        how = (
+            f"was killed by {outcome.signal} (exit code {outcome.exit_code})"
+            if outcome.signal is not None
+            else f"exited with code {outcome.exit_code}"
         )
+        app.say(f"escrow: the command {how}; recorded as ledger entry {entry.index}.")
         sys.exit(outcome.exit_code)
     failure = outcome.statement["predicate"]["build"].get("failure")
     if failure is not None:
@@ -559,7 +566,12 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
             }
         )
         return
-    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+    # to a file or a pipe, the recorded bytes as they are (they hash to the recorded
+    # digest); to a terminal, as text: a build's output must not drive the reader's
+    # terminal (retitle it, erase or rewrite rows) any more than a recorded name may
+    isatty = getattr(sys.stdout, "isatty", None)
+    terminal = bool(isatty is not None and isatty())
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") and not terminal else None
     for item in items:
         if step is None:
             app.say(f"── step {item['step']}: {item['instruction']}")
@@ -567,5 +579,11 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
             sys.stdout.flush()
             out.write(item["data"])
             out.flush()
+        elif terminal:
+            from escrow.text import printable
+
+            text = item["data"].decode("utf-8", errors="replace").replace("\r\n", "\n")
+            sys.stdout.write(printable(text))
+            sys.stdout.flush()
         else:
             sys.stdout.write(item["data"].decode("utf-8", errors="replace"))

@@ -196,7 +196,12 @@ def test_one_file_one_hash_one_entry_are_singular() -> None:
             "from 2026-12-01T08:30:00Z until 2026-12-31T12:00:00Z (exclusive)",
             "inclusive",
         ),
-        ("2026-12-01T00:00:00Z", "", "from 2026-12-01 up to the checkpoint of the pack", "exclusive"),
+        (
+            "2026-12-01T00:00:00Z",
+            "",
+            "from 2026-12-01 up to the checkpoint of the pack",
+            "exclusive",
+        ),
     ],
 )
 def test_the_cover_states_the_period_unambiguously(
