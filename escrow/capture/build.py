@@ -559,6 +559,7 @@ def phoenix_build(
                         root,
                         leave_out=request.leave_out,
                         recipe=Path(request.dockerfile) if request.dockerfile else None,
+                        environ=environ,
                     ),
                     pool.submit(engine.facts),
                 )

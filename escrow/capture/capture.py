@@ -9,6 +9,7 @@ comment), layers mapped to history entries — and the inputs when given.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def capture_inputs(
     engine: Engine,
     blobs: BlobStore,
     redactor: Redactor,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``inputs`` from an optional context folder and recipe file; and the git source."""
     inputs: dict[str, Any] = {"buildArgs": [], "baseImages": []}
@@ -66,6 +68,7 @@ def capture_inputs(
             Path(context),
             leave_out=leave_out,
             recipe=Path(dockerfile) if dockerfile is not None else None,
+            environ=environ,
         )
     elif dockerfile is not None:
         try:
@@ -73,7 +76,7 @@ def capture_inputs(
         except OSError as e:
             raise InputError(f"Cannot read the recipe {dockerfile}: {e.strerror}.") from e
         inputs["recipe"] = recipe_section(str(dockerfile), data, redactor)
-        source = git_source(Path(dockerfile).resolve().parent)
+        source = git_source(Path(dockerfile).resolve().parent, environ=environ)
     recipe = inputs.get("recipe")
     if recipe is not None:
         try:
@@ -106,7 +109,7 @@ def capture_image(
     if facts is None:
         raise image_not_found(image)
     image_doc, layers, history = facts
-    inputs, source = capture_inputs(context, dockerfile, engine, blobs, redactor)
+    inputs, source = capture_inputs(context, dockerfile, engine, blobs, redactor, environ)
     if project is None:
         tags = image_doc["tags"]
         project = (

@@ -189,7 +189,7 @@ def record_command(
         context_doc = before.to_manifest(blobs)
         before_files = before.files
         before_digest = before.tree_digest
-    source = git_source(Path(context), leave_out=excluded)
+    source = git_source(Path(context), leave_out=excluded, environ=env)
 
     exit_code, log, duration, killed_by = _run(argv, echo, redactor)
 

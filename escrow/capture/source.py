@@ -51,8 +51,13 @@ def git_source(
     *,
     leave_out: Sequence[str] = (),
     recipe: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """The source revision when ``context`` is in a git work tree, else ``None``.
+
+    CI systems check out a commit, not a branch (a detached ``HEAD``): then the
+    branch is taken from the CI's own variables (``environ``, default the process's)
+    when they name the very commit checked out, and ``branchFrom`` says ``ci``.
 
     ``remote`` is the URL of ``origin`` (or the first remote) with any
     credentials stripped; ``dirty`` says whether the context folder has
@@ -112,13 +117,57 @@ def git_source(
         rel = Path(context).resolve().relative_to(root).as_posix()
     except ValueError:
         rel = "."
-    return {
+    revision: dict[str, Any] = {
         "remote": strip_url_credentials(remote) if remote else None,
         "commit": commit or None,
         "branch": branch or None,
         "dirty": bool(status),
         "path": rel or ".",
     }
+    if not branch and commit:
+        named = ci_branch(os.environ if environ is None else environ)
+        if named is not None and named[1].lower() == commit:
+            revision["branch"], revision["branchFrom"] = named[0], "ci"
+    return revision
+
+
+def _ref_branch(ref: str | None) -> str | None:
+    """``refs/heads/main`` → ``main``; ``None`` for any other ref (a tag, a pull request)."""
+    if not ref or not ref.startswith("refs/heads/"):
+        return None
+    return ref.removeprefix("refs/heads/") or None
+
+
+def ci_branch(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(branch, commit)`` that the CI system running this process says it checked out, for
+    builds of a branch (not of a tag or a pull request's merge commit); ``None`` otherwise.
+
+    GitHub Actions ``GITHUB_REF``/``GITHUB_SHA``, GitLab ``CI_COMMIT_BRANCH``/``CI_COMMIT_SHA``
+    (set for branch pipelines only), Jenkins multibranch ``BRANCH_NAME``/``GIT_COMMIT`` (not
+    for change requests), Buildkite, CircleCI, Azure Pipelines ``BUILD_SOURCEBRANCH``, Travis
+    CI (not for pull requests) and Bitbucket Pipelines.
+    """
+    pairs: list[tuple[str | None, str | None]] = []
+    if env.get("GITHUB_ACTIONS"):
+        pairs.append((_ref_branch(env.get("GITHUB_REF")), env.get("GITHUB_SHA")))
+    elif env.get("GITLAB_CI"):
+        pairs.append((env.get("CI_COMMIT_BRANCH"), env.get("CI_COMMIT_SHA")))
+    elif env.get("JENKINS_URL") and not env.get("CHANGE_ID"):
+        pairs.append((env.get("BRANCH_NAME"), env.get("GIT_COMMIT")))
+    elif env.get("BUILDKITE"):
+        pairs.append((env.get("BUILDKITE_BRANCH"), env.get("BUILDKITE_COMMIT")))
+    elif env.get("CIRCLECI"):
+        pairs.append((env.get("CIRCLE_BRANCH"), env.get("CIRCLE_SHA1")))
+    elif env.get("TF_BUILD"):
+        pairs.append((_ref_branch(env.get("BUILD_SOURCEBRANCH")), env.get("BUILD_SOURCEVERSION")))
+    elif env.get("TRAVIS") and env.get("TRAVIS_PULL_REQUEST", "false") == "false":
+        pairs.append((env.get("TRAVIS_BRANCH"), env.get("TRAVIS_COMMIT")))
+    elif env.get("BITBUCKET_BUILD_NUMBER"):
+        pairs.append((env.get("BITBUCKET_BRANCH"), env.get("BITBUCKET_COMMIT")))
+    for branch, commit in pairs:
+        if branch and commit:
+            return branch, commit
+    return None
 
 
 # (system, marker variable, run id, job URL (or a function), runner, job name)
