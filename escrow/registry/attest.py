@@ -171,6 +171,8 @@ class RegistryVerification:
     found_by: str
     attestations: list[EntryVerification] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: envelopes of other tools (e.g. ``cosign attest`` SLSA provenance) sharing the tag
+    ignored: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,6 +189,7 @@ class RegistryVerification:
             "ok": self.ok,
             "problems": self.problems,
             "attestations": [a.to_dict() for a in self.attestations],
+            "ignored": self.ignored,
         }
 
 
@@ -235,6 +238,10 @@ def verify_reference(ledger: Any, target: str) -> RegistryVerification:
     for layer in layers:
         digest = str(layer["digest"])
         envelope = client.blob(ref.repository, digest)  # checked against its digest
+        foreign = _foreign_predicate(envelope, layer)
+        if foreign is not None:  # another tool's attestation beside escrow's: not ours to judge
+            result.ignored.append({"envelope": digest, "predicateType": foreign})
+            continue
         leaf = merkle.leaf_hash(envelope).hex()
         entry = by_leaf.get(leaf)
         if entry is None:
@@ -274,7 +281,38 @@ def verify_reference(ledger: Any, target: str) -> RegistryVerification:
             )
         )
         result.attestations.append(check)
+    if not result.attestations and not result.problems:
+        raise CheckFailed(
+            f"No escrow attestation is attached to {ref.name}@{manifest.digest} (found by "
+            f"{found_by}: only {len(result.ignored)} envelope(s) of other tools).",
+            hint="Attach one with `escrow attach INDEX`.",
+        )
     return result
+
+
+def _foreign_predicate(envelope: bytes, layer: dict[str, Any]) -> str | None:
+    """The predicate type of an envelope that is not escrow's (``cosign attest`` puts
+    its own in the same ``.att`` manifest), or ``None`` for one escrow must check.
+
+    Escrow's are those of an escrow predicate type or carrying escrow's ledger
+    annotations; an envelope that cannot be read is escrow's to fail.
+    """
+    import base64
+
+    from escrow.documents.types import SCHEMA_NAMES
+
+    annotations = layer.get("annotations") or {}
+    if any(str(k).startswith("dev.escrow.") for k in annotations):
+        return None
+    try:
+        doc = json.loads(envelope)
+        statement = json.loads(base64.b64decode(doc["payload"], validate=True))
+        predicate_type = statement["predicateType"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(predicate_type, str) or predicate_type in SCHEMA_NAMES:
+        return None
+    return predicate_type
 
 
 def _entry_by_leaf(ledger: Any, leaf: str, layer: dict[str, Any]) -> Entry | None:

@@ -53,7 +53,10 @@ class Manifest:
     digest: str
 
     def json(self) -> dict[str, Any]:
-        doc = json.loads(self.data)
+        try:
+            doc = json.loads(self.data)
+        except ValueError:
+            doc = None
         if not isinstance(doc, dict):
             raise RegistryIntegrityError(f"The manifest {self.digest} is not a JSON object.")
         return doc
@@ -113,6 +116,7 @@ class RegistryClient:
         self.insecure = is_insecure(host) if insecure is None else insecure
         self._reg = _oras_registry(host, self.insecure)
         self._auth_loaded = False
+        self._api_checked = False
         self._referrers: dict[str, bool] = {}
 
     @property
@@ -145,6 +149,9 @@ class RegistryClient:
         if not self._auth_loaded:
             self._auth_loaded = True
             try:
+                custom = _docker_config()
+                if custom is not None:  # DOCKER_CONFIG: the docker CLI's file, not ~/.docker's
+                    self._reg.auth._auth_config = custom
                 self._reg.auth.load_configs(self._container("escrow/probe"))
             except Exception:  # noqa: BLE001, S110 - no usable docker config: anonymous access
                 pass
@@ -181,6 +188,8 @@ class RegistryClient:
                 hint=f"Log in with an account that may do this (docker login {self.host}).",
             )
         if status == 404:
+            if not self._api_checked:  # a 404 from a web server that is no registry at all
+                self._check_api()
             if missing_ok:
                 return None
             raise RegistryNotFound(f"The registry {self.host} has no such thing while {what}.")
@@ -195,7 +204,22 @@ class RegistryClient:
     # -- the API -------------------------------------------------------------
     def ping(self) -> None:
         """``GET /v2/``: reachable, speaks the distribution API, lets us in."""
+        self._check_api()
         self._request("GET", f"{self.host}/v2/", what="checking its API version")
+
+    def _check_api(self) -> None:
+        """:class:`RegistryUnavailable` when ``HOST`` answers ``GET /v2/`` with 404:
+        a server on that address, but not a container registry (a wrong port)."""
+        self._api_checked = True
+        response = self._request(
+            "GET",
+            f"{self.host}/v2/",
+            what="checking its API version",
+            ok=(200, 401, 404),
+        )
+        if response.status_code == 404:
+            response.close()
+            raise _not_a_registry(self.host, "GET /v2/ answered 404")
 
     def manifest(
         self, repository: str, ref: str, *, accept: tuple[str, ...] = MANIFEST_TYPES
@@ -219,13 +243,20 @@ class RegistryClient:
         response = self._request(
             "GET",
             c.manifest_url(ref),
-            what=f"reading the manifest {repository}:{ref}",
+            what=f"reading the manifest {_at(repository, ref)}",
             headers={"Accept": ", ".join(accept)},
             missing_ok=True,
         )
         if response is None:
             return None
         data = bytes(response.content)
+        ctype = str(response.headers.get("Content-Type", "")).split(";")[0].strip()
+        if ctype not in MANIFEST_TYPES and not _json_object(data):
+            raise _not_a_registry(
+                self.host,
+                f"it answered the request for the manifest {_at(repository, ref)} with "
+                f"{ctype or 'content of no type'}, not a manifest",
+            )
         digest = sha256_digest(data)
         expected = (
             ref if ref.startswith("sha256:") else response.headers.get("Docker-Content-Digest")
@@ -251,7 +282,7 @@ class RegistryClient:
         response = self._request(
             "HEAD",
             c.manifest_url(ref),
-            what=f"looking up {repository}:{ref}",
+            what=f"looking up {_at(repository, ref)}",
             headers={"Accept": ", ".join(MANIFEST_TYPES)},
             missing_ok=True,
         )
@@ -305,7 +336,15 @@ class RegistryClient:
             )
             if response is None:
                 return out
-            out.extend(response.json().get("tags") or [])
+            try:
+                doc = response.json()
+            except ValueError:
+                doc = None
+            if not isinstance(doc, dict):
+                raise _not_a_registry(
+                    self.host, f"it answered the tag list of {repository} with no JSON object"
+                )
+            out.extend(doc.get("tags") or [])
             link = response.links.get("next", {}).get("url")
             url = f"{self.base_url}{link}" if link and link.startswith("/") else link
         return out
@@ -436,6 +475,49 @@ class RegistryClient:
             return None
         self._referrers[repository] = True
         return list(response.json().get("manifests") or [])
+
+
+def _at(repository: str, ref: str) -> str:
+    """``REPO@sha256:…`` for a digest, ``REPO:TAG`` for a tag."""
+    return f"{repository}{'@' if ref.startswith('sha256:') else ':'}{ref}"
+
+
+def _json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
+
+
+def _not_a_registry(host: str, why: str) -> RegistryUnavailable:
+    return RegistryUnavailable(
+        f"The server at {host} is not a container registry ({why}).",
+        hint="Check the address and port of the registry.",
+    )
+
+
+def _docker_config() -> dict[str, Any] | None:
+    """The credentials of ``$DOCKER_CONFIG/config.json`` in oras' shape, or ``None``
+    when ``DOCKER_CONFIG`` is unset (oras then reads ``~/.docker/config.json``).
+
+    ``docker login`` writes where ``DOCKER_CONFIG`` points, and the engine's pushes
+    and pulls read it there: escrow's own reads must use the same credentials.
+    """
+    folder = os.environ.get("DOCKER_CONFIG")
+    if not folder:
+        return None
+    try:
+        with open(os.path.join(os.path.expanduser(folder), "config.json"), "rb") as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        cfg = {}
+    if not isinstance(cfg, dict):
+        cfg = {}
+    return {
+        "auths": dict(cfg.get("auths") or {}),
+        "credsStore": cfg.get("credsStore"),
+        "credHelpers": dict(cfg.get("credHelpers") or {}),
+    }
 
 
 def _error_text(body: str) -> str:
