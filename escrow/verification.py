@@ -231,9 +231,17 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
         if facts is not None:
             image_id = str(facts["id"])
     if image_id is None:
+        first = target.split("/", 1)[0]
+        in_a_registry = "/" in target and ("." in first or ":" in first or first == "localhost")
         raise InputError(
             f"{target!r} is neither a ledger index, an image ID nor an image in the engine.",
-            hint="Use `escrow log` to list entries.",
+            hint=(
+                "To check the image in its registry, name it by digest, "
+                f"{target.rsplit(':', 1)[0] if ':' in target.split('/')[-1] else target}"
+                f"@sha256:… (`skopeo inspect docker://{target}` prints the digest)."
+                if in_a_registry and "@" not in target
+                else "Use `escrow log` to list entries."
+            ),
         )
     from escrow.ledger.store import signed_fields
 

@@ -17,6 +17,7 @@ from escrow.errors import (
     InputError,
     UsageError,
 )
+from escrow.text import printable
 
 if TYPE_CHECKING:
     from escrow.documents.types import KeyID
@@ -263,6 +264,11 @@ def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
                 app.out(f"  {'ok  ' if c.ok else 'FAIL'} {c.name:<10} {c.detail}")
         for p in result.problems:
             app.out(f"  FAIL {p}")
+        for i in result.ignored:
+            app.out(
+                f"  skip another tool's envelope {str(i['envelope'])[:19]}… "
+                f"({printable(str(i['predicateType']))})"
+            )
     if not result.ok:
         raise CheckFailed(f"The attestations of {target} failed verification.")
     if not as_json:

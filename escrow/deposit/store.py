@@ -333,8 +333,17 @@ class FileDepositStore:
 def check_store(store: DepositStore) -> None:
     """Fail now when ``store`` cannot be opened (a folder that cannot be made, a registry
     that does not answer): ``escrow build`` asks before it builds, not after."""
-    with store.lock(exclusive=False):
-        pass
+    try:
+        with store.lock(exclusive=False):
+            pass
+    except EnvironmentProblem as e:  # a registry's own words: say which store it is
+        location = str(getattr(store, "location", None) or getattr(store, "root", ""))
+        if e.message.startswith("Cannot open the deposit store"):
+            raise
+        e.message = (
+            f"Cannot open the deposit store {location}: {e.message[:1].lower()}{e.message[1:]}"
+        )
+        raise
 
 
 def store_location(settings_home: Path, override: str | Path | None = None) -> str:

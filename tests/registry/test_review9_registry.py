@@ -217,6 +217,11 @@ def test_a_cosign_attestation_beside_escrows_does_not_fail_verification(
     assert doc["ignored"] == [
         {"envelope": foreign, "predicateType": "https://slsa.dev/provenance/v0.2"}
     ]
+    text = cli(["verify", f"{registry}/{repository}@{digest}"])
+    assert text.exit_code == 0, text.stderr
+    assert f"skip another tool's envelope {foreign[:19]}… (https://slsa.dev/provenance/v0.2)" in (
+        text.stdout
+    )
     # escrow attach keeps cosign's envelope when it adds another
     r = cli(["attach", str(index)])
     assert r.exit_code == 0 and "already attached" in r.stdout
