@@ -6,7 +6,11 @@ stores attestations: a manifest tagged ``sha256-<image manifest hex>.att``
 whose layers are DSSE envelopes (``application/vnd.dsse.envelope.v1+json``,
 annotated ``predicateType``), so ``cosign download attestation`` and
 ``cosign verify-attestation`` find it.  The manifest also names the image in
-its ``subject`` field, so registries with the OCI referrers API list it.
+its ``subject`` field, so registries with the OCI referrers API list it; on
+registries without that API (Debian's docker-registry 2.8, for one) escrow keeps
+the OCI 1.1 "referrers tag schema" itself: an image index tagged ``sha256-<hex>``
+listing the referrers of the image, which OCI 1.1 clients (``oras discover``)
+read in place of the API.
 Attaching a second envelope to the same image adds a layer (cosign does the
 same); attaching the same one again changes nothing.
 
@@ -133,6 +137,7 @@ def attach(entry: Entry, target: str, *, origin: str | None = None) -> Attached:
     if existing is not None:
         layers = list(existing.json().get("layers") or [])
         if any(x.get("digest") == env_digest for x in layers):
+            _list_referrer(client, ref.repository, manifest.digest, existing, replaced=None)
             return Attached(str(ref), manifest.digest, tag, existing.digest, env_digest, False)
     layers.append(layer)
     config_doc = {
@@ -156,7 +161,52 @@ def attach(entry: Entry, target: str, *, origin: str | None = None) -> Attached:
     }
     data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     digest = client.put_manifest(ref.repository, tag, data, OCI_MANIFEST)
+    pushed = Manifest(data=data, media_type=OCI_MANIFEST, digest=digest)
+    replaced = existing.digest if existing is not None else None
+    _list_referrer(client, ref.repository, manifest.digest, pushed, replaced=replaced)
     return Attached(str(ref), manifest.digest, tag, digest, env_digest, True)
+
+
+def referrers_tag(manifest_digest: str) -> str:
+    """The OCI 1.1 referrers tag schema: ``sha256:<hex>`` → ``sha256-<hex>``."""
+    return manifest_digest.replace(":", "-")
+
+
+def _list_referrer(
+    client: RegistryClient,
+    repository: str,
+    subject: str,
+    attestation: Manifest,
+    *,
+    replaced: str | None,
+) -> None:
+    """List ``attestation`` as a referrer of ``subject`` where a registry without the
+    referrers API keeps them (OCI distribution spec 1.1, "referrers tag schema"): in the
+    image index tagged ``sha256-<hex>``, replacing the attestation manifest it succeeds
+    (a second envelope makes a new one).  Registries with the API list it themselves,
+    from the manifest's ``subject``.  A tag of that name holding something else than an
+    index is left alone (the cosign tag still finds the attestation)."""
+    if client.referrers(repository, subject) is not None:
+        return
+    tag = referrers_tag(subject)
+    current = client.find_manifest(repository, tag, accept=(OCI_INDEX,))
+    if current is not None and current.media_type != OCI_INDEX:
+        return
+    listed = list(current.json().get("manifests") or []) if current is not None else []
+    if any(m.get("digest") == attestation.digest for m in listed) and replaced is None:
+        return
+    config = attestation.json().get("config") or {}
+    descriptor = {
+        "mediaType": OCI_MANIFEST,
+        "digest": attestation.digest,
+        "size": len(attestation.data),
+        # the manifest has no artifactType of its own: the spec's rule is its config's type
+        "artifactType": str(config.get("mediaType") or CONFIG_TYPE),
+    }
+    kept = [m for m in listed if m.get("digest") not in (attestation.digest, replaced)]
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*kept, descriptor]}
+    data = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+    client.put_manifest(repository, tag, data, OCI_INDEX)
 
 
 # ---------------------------------------------------------------------------
@@ -342,6 +392,7 @@ __all__ = [
     "attach",
     "attestation_tag",
     "is_registry_reference",
+    "referrers_tag",
     "sha256_digest",
     "targets_of",
     "verify_reference",
