@@ -14,7 +14,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from escrow import __version__
 from escrow.config import Settings, load_settings
 from escrow.documents.types import SCHEMA_NAMES
-from escrow.errors import EscrowError, UsageError
+from escrow.errors import DatabaseUnavailable, EscrowError, UsageError
 from escrow.server import models as m
 from escrow.server.auth import Principal, Role, TokenStore
 from escrow.server.http import (
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
     from escrow.signing.dsse import Envelope
 
 _M = TypeVar("_M", bound=BaseModel)
+
+log = logging.getLogger("escrow.server")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -115,6 +119,7 @@ def _principal(
 ) -> Principal:
     if credentials is None:
         raise missing_token()
+    _ready(request)
     known = getattr(request.state, "principal", None)  # a change request's, resolved by
     if isinstance(known, Principal):  # GuardMiddleware from this very Authorization header
         return known
@@ -124,6 +129,13 @@ def _principal(
         raise unknown_token()
     request.state.principal = principal
     return principal
+
+
+def _ready(request: Request) -> None:
+    """Connect to the database if the worker is not yet (503 while it is down)."""
+    backend: _Backend | None = getattr(request.app.state, "backend", None)
+    if backend is not None:
+        backend.ready()
 
 
 def require(*roles: Role) -> Callable[..., Principal]:
@@ -190,6 +202,7 @@ KnownQuery = Depends(_known_query)
 
 
 def _ledger(request: Request) -> Ledger:
+    _ready(request)
     ledger: Ledger = request.app.state.ledger
     return ledger
 
@@ -258,36 +271,91 @@ def _parse_entries(raw: bytes) -> tuple[list[Envelope], bool]:
 # -- the application -------------------------------------------------------------
 
 
+class _Backend:
+    """The ledger, token store and pack jobs of one worker, opened at start-up or, when
+    the database was down then, by the first request after it is back."""
+
+    def __init__(self, app: FastAPI, cfg: ServerConfig) -> None:
+        self.app = app
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._closed = False
+        app.state.ledger = None
+        app.state.tokens = None
+        app.state.jobs = None
+        app.state.runner = None
+
+    def ready(self) -> None:
+        """Connect unless connected; :class:`DatabaseUnavailable` while the database is down."""
+        if self.app.state.ledger is None:
+            self.connect(False)
+
+    def connect(self, first: bool) -> None:
+        from escrow.ledger.store import Ledger, db_errors, make_engine
+
+        with self._lock:
+            if self.app.state.ledger is not None or self._closed:
+                return
+            # only `escrow init` makes a ledger: a later connection never creates one
+            ledger = Ledger.open(self.cfg.settings, create=first)
+            # The server's own tables (tokens, pack jobs) live in the ledger's database,
+            # through an engine made the same way as the ledger's.
+            engine = make_engine(self.cfg.settings.db_url)
+            try:
+                with db_errors(self.cfg.settings.db_url):
+                    TokenStore.create_tables(engine)
+                    PackJobs.create_tables(engine)
+            except BaseException:
+                engine.dispose()
+                ledger.close()
+                raise
+            self._engine = engine
+            state = self.app.state
+            state.tokens = TokenStore(engine)
+            state.jobs = PackJobs(engine)
+            if self.cfg.pack_workers > 0:
+                state.runner = PackRunner(state.jobs, self.cfg.settings)
+                state.runner.start()
+            state.ledger = ledger
+            if not first:
+                log.info("the ledger database is back: serving again")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            state = self.app.state
+            ledger, state.ledger = state.ledger, None
+            if ledger is None:
+                return
+            if state.runner is not None:
+                state.runner.stop()
+            self._engine.dispose()
+            ledger.close()
+
+
 def create_app(config: ServerConfig | None = None) -> FastAPI:
     """The escrow API over the ledger that ``config.settings`` names."""
     cfg = config or ServerConfig(settings=load_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from escrow.ledger.store import Ledger, db_errors, make_engine
-
-        ledger = await run_in_threadpool(Ledger.open, cfg.settings)
-        # The server's own tables (tokens, pack jobs) live in the ledger's database,
-        # through an engine made the same way as the ledger's.
-        engine = make_engine(cfg.settings.db_url)
-        with db_errors(cfg.settings.db_url):
-            await run_in_threadpool(TokenStore.create_tables, engine)
-            await run_in_threadpool(PackJobs.create_tables, engine)
-        app.state.ledger = ledger
-        app.state.tokens = TokenStore(engine)
-        app.state.jobs = PackJobs(engine)
-        runner: PackRunner | None = None
-        if cfg.pack_workers > 0:
-            runner = PackRunner(app.state.jobs, cfg.settings)
-            runner.start()
-        app.state.runner = runner
+        backend = _Backend(app, cfg)
+        app.state.backend = backend
+        try:
+            await run_in_threadpool(backend.connect, True)
+        except DatabaseUnavailable as e:
+            # A worker started (or restarted by Uvicorn after one died) while the database
+            # is down: failing the start-up would make Uvicorn stop the whole server. Serve
+            # 503 instead and connect on the first request once the database is back.
+            log.warning(
+                "the ledger database is unavailable at start-up; answering 503 until it is "
+                "back: %s",
+                e.message,
+            )
         try:
             yield
         finally:
-            if runner is not None:
-                await run_in_threadpool(runner.stop)
-            engine.dispose()
-            ledger.close()
+            await run_in_threadpool(backend.close)
 
     app = FastAPI(
         title="escrow",
@@ -351,6 +419,7 @@ def _health_router() -> APIRouter:
         summary="Ready when the database answers",
     )
     def healthz(request: Request) -> dict[str, Any]:
+        _ready(request)
         ledger = getattr(request.app.state, "ledger", None)
         if ledger is None:
             raise ApiError(503, "The server is starting.", error="unavailable")

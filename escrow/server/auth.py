@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 TOKEN_PREFIX = "escrow_"  # noqa: S105 - a prefix, not a secret
 
 
+def db_reason(e: BaseException) -> str:
+    """A database failure as one clause: the driver's first line ("connection failed: …
+    Connection refused"), not the exception's class name nor its traceback."""
+    orig = getattr(e, "orig", None) or e
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    return (lines[0] if lines else type(orig).__name__).rstrip(" .?!:;")
+
+
 class Role(StrEnum):
     PIPELINE = "pipeline"
     AUDITOR = "auditor"
@@ -172,7 +180,7 @@ class TokenStore:
                 s.refresh(row)
                 return token, _info(row)
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot store the token: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot store the token: {db_reason(e)}.") from e
 
     def list(self, *, include_revoked: bool = True) -> list[TokenInfo]:
         from sqlalchemy.exc import SQLAlchemyError
@@ -185,7 +193,7 @@ class TokenStore:
                     q = q.where(ServerToken.revoked_at.is_(None))  # type: ignore[union-attr]
                 return [_info(r) for r in s.exec(q).all()]
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot read the tokens: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot read the tokens: {db_reason(e)}.") from e
 
     def revoke(self, id_or_name: str) -> TokenInfo:
         """Revoke the token with this ID or (active) name; revoking twice is a no-op."""
@@ -215,7 +223,7 @@ class TokenStore:
                     s.refresh(row)
                 return _info(row)
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot revoke the token: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot revoke the token: {db_reason(e)}.") from e
 
     def resolve(self, token: str) -> Principal | None:
         """The principal of an active token, or ``None``."""
@@ -230,7 +238,7 @@ class TokenStore:
                     select(ServerToken).where(ServerToken.token_hash == hash_token(token))
                 ).first()
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot check the token: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot check the token: {db_reason(e)}.") from e
         if row is None or row.revoked_at is not None:
             return None
         # compare in constant time anyway (the lookup was by hash, so this is belt and braces)

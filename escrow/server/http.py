@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from escrow.errors import (
     CheckFailed,
+    DatabaseUnavailable,
     EnvironmentProblem,
     EscrowError,
     InputError,
@@ -99,6 +100,15 @@ def from_escrow_error(e: EscrowError) -> ApiError:
         return ApiError(500, msg, error="ledger_integrity")
     if isinstance(e, CheckFailed):
         return ApiError(422, msg, error="check_failed")
+    if isinstance(e, DatabaseUnavailable):
+        # the operator's details (the database's address, the driver's words) go to the
+        # server's log, not to every client
+        return ApiError(
+            503,
+            "The ledger database is unavailable; try again shortly.",
+            error="unavailable",
+            headers={"Retry-After": "5"},
+        )
     if isinstance(e, EnvironmentProblem):
         return ApiError(503, msg, error="unavailable")
     if isinstance(e, InputError):
@@ -167,6 +177,12 @@ def _whole_body_error(request: Request, exc: RequestValidationError) -> ApiError
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
+        if exc.status >= 500:  # a batch's 503 names the envelope; the log says why too
+            cause = exc.__cause__
+            why = exc.message
+            if isinstance(cause, EscrowError) and cause.diagnostics() not in why:
+                why = f"{why.rstrip('.')} ({cause.diagnostics().rstrip('.')})."
+            log.error("%s %s failed: %s", request.method, request.url.path, why)
         return exc.response()
 
     async def on_escrow_error(request: Request, exc: Exception) -> JSONResponse:

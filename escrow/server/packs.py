@@ -38,6 +38,7 @@ from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from escrow.errors import DatabaseUnavailable, EscrowError
+from escrow.server.auth import db_reason
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -191,7 +192,7 @@ class PackJobs:
                 s.refresh(row)
                 return _info(row)
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot queue the pack job: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot queue the pack job: {db_reason(e)}.") from e
 
     def get(self, job_id: str) -> JobInfo | None:
         from sqlalchemy.exc import SQLAlchemyError
@@ -201,7 +202,7 @@ class PackJobs:
                 row = s.get(PackJob, job_id)
                 return _info(row) if row is not None else None
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot read the pack job: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot read the pack job: {db_reason(e)}.") from e
 
     def pdf(self, job_id: str) -> bytes | None:
         from sqlalchemy.exc import SQLAlchemyError
@@ -211,7 +212,7 @@ class PackJobs:
                 row = s.get(PackJob, job_id)
                 return row.pdf if row is not None else None
         except SQLAlchemyError as e:
-            raise DatabaseUnavailable(f"Cannot read the pack: {e.__class__.__name__}.") from e
+            raise DatabaseUnavailable(f"Cannot read the pack: {db_reason(e)}.") from e
 
     def claim(self) -> str | None:
         """Mark the oldest queued job as running and return its ID; ``None`` when none waits."""
@@ -318,7 +319,7 @@ class PackJobs:
                 s.commit()
         except SQLAlchemyError as e:
             raise DatabaseUnavailable(
-                f"Cannot keep the signed pack of job {job_id}: {e.__class__.__name__}."
+                f"Cannot keep the signed pack of job {job_id}: {db_reason(e)}."
             ) from e
 
     def kept(self, job_id: str) -> KeptPack | None:
@@ -333,7 +334,7 @@ class PackJobs:
                 return KeptPack(bytes(record.pdf), bytes(record.envelope), record.leaf_hash)
         except SQLAlchemyError as e:
             raise DatabaseUnavailable(
-                f"Cannot read the kept pack of job {job_id}: {e.__class__.__name__}."
+                f"Cannot read the kept pack of job {job_id}: {db_reason(e)}."
             ) from e
 
     def discard(self, job_id: str) -> None:
@@ -400,12 +401,24 @@ class PackRunner:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        failing = False  # one line when the database goes away, one when it is back
         while not self._stop.is_set():
             try:
                 job_id = self.jobs.claim()
-            except Exception:  # noqa: BLE001 - database hiccup: log, wait, retry
+            except (SQLAlchemyError, EscrowError) as e:  # database down: say so once, retry
+                if not failing:
+                    log.error("pack runner: cannot claim a job (retrying): %s", db_reason(e))
+                failing = True
+                job_id = None
+            except Exception:  # noqa: BLE001 - a bug: its traceback, then retry
                 log.exception("pack runner: cannot claim a job")
                 job_id = None
+            else:
+                if failing:
+                    log.info("pack runner: the database answers again")
+                failing = False
             if job_id is None:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
