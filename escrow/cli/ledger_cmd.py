@@ -262,8 +262,20 @@ def _documents(data: bytes) -> list[tuple[int, bytes]]:
     try:
         json.loads(text)
     except (ValueError, UnicodeDecodeError):
+        if _one_document_then_garbage(text):  # rejected once, as one document
+            return [(1, text)]
         return [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
     return [(1, text)]
+
+
+def _one_document_then_garbage(text: bytes) -> bool:
+    """Whether ``text`` starts with one JSON value spread over several lines (a
+    pretty-printed envelope) and goes on after it: one bad document, not JSON Lines."""
+    try:
+        _, end = json.JSONDecoder().raw_decode(text.removeprefix(b"\xef\xbb\xbf").decode())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return "\n" in text.removeprefix(b"\xef\xbb\xbf").decode()[:end]
 
 
 @click.command()

@@ -164,8 +164,11 @@ PROBLEM_KINDS: dict[str, str] = {
     "key-not-valid": "an entry is signed by a key that was not valid at that position",
     "subtree-hash": "a stored complete-subtree hash disagrees with its children",
     "index": (
-        "an entry's indexed columns (predicate type, project, image ID, diff IDs) disagree with it"
+        "an entry's indexed columns (predicate type, project, image ID, diff IDs, signer) "
+        "disagree with it"
     ),
+    "key-table": "the key table (a key's name, status, adding or ending entry) disagrees "
+    "with the log's key events",
     "truncated": "the log holds fewer entries than a signed checkpoint covers",
     "uncheckpointed": "entries exist beyond the latest signed checkpoint",
     "checkpoint-signature": "a checkpoint is not signed by the log key",

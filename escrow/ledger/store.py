@@ -1465,6 +1465,14 @@ class Ledger:
             good = self._signers_among(p, self._cached_keys(refresh=True))
         if not good:
             ids = ", ".join(s.keyid[:16] or "(none)" for s in env.signatures)
+            named = [s.keyid for s in env.signatures if s.keyid in (self._keys or {})]
+            if named:  # a registered key's signature that does not verify: say so
+                raise SignatureError(
+                    f"The signature by the registered key {named[0][:16]}… does not verify "
+                    "over this envelope's payload and payloadType (changed after signing, "
+                    "or signed over other bytes than the DSSE PAE).",
+                    hint="Sign the DSSE PAE of the exact payload with that key.",
+                )
             raise SignatureError(
                 f"The envelope is not signed by a key registered in this ledger (key IDs: {ids}).",
                 hint="Register the key with `escrow keys add`, or sign with a registered key.",

@@ -132,7 +132,7 @@ def _index_disagreement(
 
 _CHUNK_SQL = (
     "SELECT idx, envelope, leaf_hash, integrated_us, predicate_type, project, image_id, "
-    "signer, diff_ids FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
+    "signer, diff_ids, note FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
 )
 
 
@@ -175,7 +175,18 @@ def check_chunk(
     res = ChunkResult(start, end, b"", [], [], [()] * n, [0] * n)
     leaves = [ZERO] * n
     present = [False] * n
-    for i, envelope, leaf_hash, integrated_us, ptype, project, image_id, signer, diffs in rows:
+    for (
+        i,
+        envelope,
+        leaf_hash,
+        integrated_us,
+        ptype,
+        project,
+        image_id,
+        signer,
+        diffs,
+        note,
+    ) in rows:
         k = i - start
         present[k] = True
         data = stored_bytes(envelope)
@@ -224,6 +235,29 @@ def check_chunk(
                     )
                 )
         _check_signature(res, i, k, parsed, pubs, by_id)
+        if res.signers[k] and by_id.get(signer) not in res.signers[k] and i not in unchecked:
+            res.problems.append(
+                Problem(
+                    i,
+                    "index",
+                    f"Entry {i}: its indexed signer is not a key whose signature on it verifies "
+                    "(queries would not find it as recorded).",
+                )
+            )
+        if note is not None:
+            # the checkpoint kept with the entry is the one of the tree it completed: its
+            # size line is i + 1 (its signature and root are checked for the latest one)
+            size = str(note).split("\n", 2)[1:2]
+            if size != [str(i + 1)]:
+                shown = size[0][:20] if size else "none"
+                res.problems.append(
+                    Problem(
+                        i,
+                        "reordered",
+                        f"Entry {i} holds the checkpoint of size {shown}, not {i + 1}: the row, "
+                        "or its checkpoint, was moved.",
+                    )
+                )
     for k in range(n):
         if not present[k]:
             res.problems.append(Problem(start + k, "deleted", f"Entry {start + k} is missing."))
@@ -458,6 +492,9 @@ def verify_ledger(
         )
         kept = conn.execute(select(CHECKPOINT).order_by(CHECKPOINT.c.size)).all()
         key_rows = conn.execute(select(KEY.c.keyid, KEY.c.public_pem)).all()
+        key_table = conn.execute(
+            select(KEY.c.keyid, KEY.c.name, KEY.c.status, KEY.c.added_index, KEY.c.ended_index)
+        ).all()
     rows = 0 if top is None else int(top) + 1
     log_public = ledger.log_public
     verifier = ledger.verifier_key()
@@ -511,6 +548,7 @@ def verify_ledger(
     # 3. keys valid at each position; integration times in order (time queries are
     # binary searches that rely on it)
     problems.extend(_replay_keys(results, candidates))
+    problems.extend(_key_table_problems(results, key_table))
     problems.extend(_times_out_of_order(results))
 
     # 4. the tree: levels of recomputed hashes over [0, rows)
@@ -593,6 +631,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     seen: set[tuple[int | None, str]] = set()
     out: list[Problem] = []
     order = {"deleted": 0, "reordered": 1, "edited": 2, "forged": 3, "bad-signature": 4}
+    order["key-not-valid"] = 5  # before what the same row says beside the log ("index")
     for p in sorted(problems, key=lambda p: (p.index is None, p.index or 0, order.get(p.kind, 9))):
         if (p.index, p.kind) not in seen:
             seen.add((p.index, p.kind))
@@ -701,6 +740,61 @@ def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) 
                             f"Entry {i} is signed by a key no key event of the log registered.",
                         )
                     )
+    return out
+
+
+def _key_table_problems(results: list[ChunkResult], key_table: Sequence[Any]) -> list[Problem]:
+    """The key table (which the append path trusts) against the log's own key events:
+    each key's name, status and the entries that added and ended it."""
+    want: dict[str, tuple[str, str, int, int | None]] = {}
+    for r in results:
+        for i, event in sorted(r.key_events.items()):
+            keyid, kind = str(event.get("keyid", "")), event.get("event")
+            if kind == "added" and keyid not in want:
+                want[keyid] = (str(event.get("name", "")), "active", i, None)
+            elif keyid in want and kind in ("revoked", "retired"):
+                name, status, added, _ = want[keyid]
+                if status != "revoked" and not (kind == "retired" and status == "retired"):
+                    want[keyid] = (name, str(kind), added, i)
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for row in key_table:
+        keyid = str(row.keyid)
+        seen.add(keyid)
+        got = (row.name, row.status, row.added_index, row.ended_index)
+        expected = want.get(keyid)
+        if expected == got:
+            continue
+        if expected is None:
+            at = int(row.added_index) if row.added_index is not None else None
+            what = "no key event of the log added it"
+        else:
+            at = expected[3] if expected[3] is not None else expected[2]
+            names = ("name", "status", "adding entry", "ending entry")
+            what = "its " + ", ".join(
+                f"{n} is {g!r}, not {w!r}"
+                for n, g, w in zip(names, got, expected, strict=True)
+                if g != w
+            )
+        out.append(
+            Problem(
+                at,
+                "key-table",
+                f"The key table row of key {keyid[:16]}… disagrees with the log: {what} "
+                "(appends trust the key table).",
+            )
+        )
+    for keyid, (_, _, added, ended) in want.items():
+        if keyid not in seen:
+            at = ended if ended is not None else added
+            out.append(
+                Problem(
+                    at,
+                    "key-table",
+                    f"The key {keyid[:16]}… the log registered at entry {added} is missing "
+                    "from the key table.",
+                )
+            )
     return out
 
 

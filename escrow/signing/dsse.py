@@ -135,7 +135,14 @@ class Envelope:
         if isinstance(data, str) and not data.strip():
             raise InputError("The envelope is empty.")
         try:
-            obj = json.loads(data)
+            if not isinstance(data, str):  # UTF-8 only (RFC 8259 §8.1), a BOM tolerated
+                data = bytes(data).removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+            obj = json.loads(data.removeprefix("\ufeff"), object_pairs_hook=_unique_members)
+        except _DuplicateMember as e:
+            raise InputError(
+                f"The envelope has the member {e.args[0]!r} twice in one object: JSON "
+                "parsers disagree on which one counts, so it is refused."
+            ) from e
         except (ValueError, UnicodeDecodeError) as e:
             raise InputError(f"The envelope is not valid JSON ({e}).") from e
         except RecursionError as e:
@@ -149,8 +156,8 @@ class Envelope:
             raise InputError(
                 f"The envelope's payloadType is {self.payload_type!r}, not {PAYLOAD_TYPE!r}."
             )
-        try:
-            obj = json.loads(self.payload)
+        try:  # UTF-8 JSON text (RFC 8259 §8.1), not UTF-16/32 nor with a BOM
+            obj = json.loads(self.payload.decode("utf-8"))
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise InputError("The envelope's payload is not JSON.") from e
         if not isinstance(obj, dict):
@@ -247,6 +254,21 @@ class Envelope:
                 f"the threshold is {threshold}."
             )
         return good
+
+
+class _DuplicateMember(ValueError):
+    """A JSON object names one member twice (the envelope's parser refuses it)."""
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _DuplicateMember(name)
+            seen.add(name)
+    return obj
 
 
 def _distinct(trusted: Mapping[str, PublicKey] | Iterable[PublicKey]) -> dict[str, PublicKey]:
