@@ -163,6 +163,10 @@ def _connect_sqlite(path: str) -> sqlite3.Connection:
     return db
 
 
+#: libpq's ``connect_timeout`` (seconds) unless the URL sets one (``?connect_timeout=N``)
+PG_CONNECT_S = 10
+
+
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine: SQLite in WAL mode (synchronous=FULL), or PostgreSQL."""
     from sqlalchemy import create_engine, event
@@ -196,8 +200,13 @@ def make_engine(url: str) -> Engine:
 
         return engine
     if backend == "postgresql":
+        # a host that drops packets silently would otherwise hold every request (and
+        # `escrow serve`'s workers) for the system's TCP timeout, minutes
+        connect_args = (
+            {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_S}
+        )
         try:
-            return create_engine(parsed, pool_pre_ping=True)
+            return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
         except (NoSuchModuleError, ModuleNotFoundError) as e:
             raise InputError(
                 f"Unsupported PostgreSQL driver in {redacted(url)!r}.",
