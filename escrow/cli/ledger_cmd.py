@@ -299,33 +299,54 @@ def post(app: App, source: str, as_json: bool) -> None:
         raise InputError(f"Cannot read {source}: {e.strerror}.") from e
     docs = _documents(data)
     results: list[dict[str, Any]] = []
+    stopped: EscrowError | None = None  # the ledger became unusable part way (exit 3)
     with app.ledger() as lg:
         # each envelope in its own transaction, in order; the next ones are checked
         # on a second thread meanwhile
         outcomes = lg.append_many(raw for _, raw in docs)
-        for (line, _), outcome in zip(docs, outcomes, strict=True):
-            if isinstance(outcome, EscrowError):
-                results.append({"line": line, "status": "rejected", "error": outcome.diagnostics()})
+        try:
+            for (line, _), outcome in zip(docs, outcomes, strict=False):
+                if isinstance(outcome, EscrowError):
+                    error = outcome.diagnostics()
+                    results.append({"line": line, "status": "rejected", "error": error})
+                    if not as_json:
+                        app.out(f"rejected line {line}: {outcome.diagnostics()}")
+                    continue
+                entry, created = outcome
+                status = "appended" if created else "exists"
+                results.append(
+                    {
+                        "line": line,
+                        "status": status,
+                        "index": entry.index,
+                        "leaf_hash": entry.leaf_hash,
+                    }
+                )
                 if not as_json:
-                    app.out(f"rejected line {line}: {outcome.diagnostics()}")
-                continue
-            entry, created = outcome
-            status = "appended" if created else "exists"
-            results.append(
-                {"line": line, "status": status, "index": entry.index, "leaf_hash": entry.leaf_hash}
-            )
-            if not as_json:
-                app.out(f"{status} {entry.index} {entry.leaf_hash}")
+                    app.out(f"{status} {entry.index} {entry.leaf_hash}")
+        except EscrowError as e:
+            stopped = e
+    appended = sum(r["status"] == "appended" for r in results)
+    existing = sum(r["status"] == "exists" for r in results)
     rejected = sum(r["status"] == "rejected" for r in results)
     if as_json:
-        app.emit_json(
-            {
-                "results": results,
-                "appended": sum(r["status"] == "appended" for r in results),
-                "existing": sum(r["status"] == "exists" for r in results),
-                "rejected": rejected,
-            }
+        doc: dict[str, Any] = {
+            "results": results,
+            "appended": appended,
+            "existing": existing,
+            "rejected": rejected,
+        }
+        if stopped is not None:  # what was acknowledged before, and where it stopped
+            doc["stopped"] = {"line": docs[len(results)][0], "error": stopped.diagnostics()}
+        app.emit_json(doc)
+    if stopped is not None:
+        line = docs[len(results)][0]
+        stopped.message = (
+            f"{stopped.message.rstrip('.')}; stopped at line {line}: the envelopes before it "
+            f"were handled ({appended} appended, {existing} already there, {rejected} "
+            "rejected), none from it on (posting the same input again is safe)."
         )
+        raise stopped
     if rejected:
         raise CheckFailed(
             f"{rejected} of {count(len(results), 'envelope')} "
