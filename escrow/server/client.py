@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 import weakref
@@ -73,6 +74,24 @@ class ServerUnavailable(EnvironmentProblem):
 
 class ServerAuthError(KeyLocked):
     """The server refused the token: missing, unknown, revoked, or the wrong role (exit 3)."""
+
+
+#: how long a read or an append is tried again while the server answers 503 (its database
+#: unavailable; a server that cannot be reached at all is reported at once: a mistyped
+#: ESCROW_SERVER must not look like a wait); each wait follows the answer's Retry-After
+RETRY_FOR_S = 30.0
+
+
+def _retry_wait(r: httpx.Response, deadline: float) -> float | None:
+    """Seconds to wait before trying again (the answer's ``Retry-After``, at most 5 s), or
+    ``None`` when the time for trying again is over."""
+    try:
+        wait = min(max(float(r.headers.get("retry-after", "1")), 0.0), 5.0)
+    except ValueError:
+        wait = 1.0
+    if time.monotonic() + wait > deadline:
+        return None
+    return wait
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -193,18 +212,34 @@ class RemoteLedger:
             # Trust first: whatever is asked, the server must show it signs with the
             # trusted log key before any of its answers is used (once per RemoteLedger).
             self.checkpoint()
-        try:
-            r = self._http.request(method, path, **kw)
-        except httpx.TimeoutException as e:
-            raise ServerUnavailable(
-                f"The escrow server {self.url} did not answer in time.",
-                hint="Check that `escrow serve` is running there.",
-            ) from e
-        except httpx.HTTPError as e:
-            raise ServerUnavailable(
-                f"Cannot reach the escrow server {self.url}: {e}.",
-                hint="Check ESCROW_SERVER and that `escrow serve` is running.",
-            ) from e
+        retry = method in ("GET", "HEAD") or (method == "POST" and path == "/v1/entries")
+        deadline = time.monotonic() + RETRY_FOR_S if retry else 0.0
+        told = False
+        while True:
+            try:
+                r = self._http.request(method, path, **kw)
+            except httpx.TimeoutException as e:
+                raise ServerUnavailable(
+                    f"The escrow server {self.url} did not answer in time.",
+                    hint="Check that `escrow serve` is running there.",
+                ) from e
+            except httpx.HTTPError as e:
+                raise ServerUnavailable(
+                    f"Cannot reach the escrow server {self.url}: {e}.",
+                    hint="Check ESCROW_SERVER and that `escrow serve` is running.",
+                ) from e
+            wait = _retry_wait(r, deadline) if r.status_code == 503 else None
+            if wait is None:
+                break
+            # the server's database back in a moment: a request that changes nothing
+            # when made twice (reads; appends are idempotent) is tried again
+            if not told:
+                told = True
+                sys.stderr.write(
+                    f"escrow: the escrow server {self.url} is unavailable for now; trying again "
+                    f"for up to {RETRY_FOR_S:.0f} s\n"
+                )
+            time.sleep(wait)
         if r.status_code < 400:
             if r.headers.get("content-type", "").startswith("application/json"):
                 return r.json()
