@@ -14,6 +14,14 @@ from escrow.text import count
 from escrow.times import parse_time
 
 
+def _read_checkpoint(path: Path) -> str:
+    """The text of the previous checkpoint note given with ``--since-checkpoint``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"Cannot read the previous checkpoint {path}: {e}.") from e
+
+
 @click.group(invoke_without_command=True)
 @click.option("--project", "projects", multiple=True, help="Project in scope (repeatable).")
 @click.option("--since", help="First date or time in scope (integration time).")
@@ -93,12 +101,7 @@ def pack(
     from escrow.pack.collect import PackRequest, parse_entry_list
     from escrow.pack.render import render_pack
 
-    old_note: str | None = None
-    if since_checkpoint is not None:
-        try:
-            old_note = since_checkpoint.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"Cannot read the previous checkpoint {since_checkpoint}: {e}.") from e
+    old_note = _read_checkpoint(since_checkpoint) if since_checkpoint is not None else None
     when = (
         parse_time(generated_at, "--generated-at")
         if generated_at
@@ -295,10 +298,7 @@ def verify(
 
     note: str | None = None
     if since_checkpoint is not None:
-        try:
-            note = since_checkpoint.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"Cannot read the previous checkpoint {since_checkpoint}: {e}.") from e
+        note = _read_checkpoint(since_checkpoint)
         from escrow.ledger.checkpoint import parse_checkpoint_body, parse_note
 
         try:
