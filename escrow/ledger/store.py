@@ -395,7 +395,7 @@ def prepare(envelope: Envelope | bytes | str) -> Prepared:
     """Parse, canonicalise and schema-validate an envelope (no database access)."""
     env = envelope if isinstance(envelope, Envelope) else Envelope.from_bytes(envelope)
     leaf = env.to_bytes()
-    statement = env.statement()
+    statement = env.statement(unique=True)
     ptype = validate_statement(statement, source=env.payload)
     project, image_id, diff_ids = index_fields(ptype, statement)
     return Prepared(

@@ -721,7 +721,7 @@ def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: s
     missing = [f"{what} {value}" for what, value in required if value not in flat]
     scope_doc = _scope_doc(pred)
     printed_scope = _scope_view(scope_doc).describe()
-    if not missing and "".join(printed_scope.split()) not in "".join(text.split()):
+    if not missing and not _shows(text, printed_scope):
         missing.append(f"scope the pack statement states ({printed_scope})")
     printed = set(HEX64.findall(text))
     unvouched = sorted(printed - vouched)
@@ -740,6 +740,14 @@ def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: s
             f"{len(required)} required values shown; "
             f"all {len(printed)} printed digests are in the evidence",
         )
+
+
+def _shows(text: str, phrase: str) -> bool:
+    """Whether the extracted ``text`` shows ``phrase``, however the pages wrapped it:
+    whitespace aside, and a hyphen where a line broke after it (``pdftotext`` joins such
+    lines and drops their hyphen)."""
+    pattern = "".join("-?" if c == "-" else re.escape(c) for c in "".join(phrase.split()))
+    return re.search(pattern, "".join(text.split())) is not None
 
 
 def verify_pack(

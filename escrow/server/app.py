@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -280,6 +281,9 @@ class _Backend:
         self.cfg = cfg
         self._lock = threading.Lock()
         self._closed = False
+        # the last failed connection: (monotonic time, its message); requests that waited
+        # for that attempt, or come within RECONNECT_S of it, get its 503 without a new one
+        self._failed: tuple[float, str] | None = None
         app.state.ledger = None
         app.state.tokens = None
         app.state.jobs = None
@@ -291,34 +295,53 @@ class _Backend:
             self.connect(False)
 
     def connect(self, first: bool) -> None:
-        from escrow.ledger.store import Ledger, db_errors, make_engine
-
+        asked = time.monotonic()
         with self._lock:
             if self.app.state.ledger is not None or self._closed:
                 return
-            # only `escrow init` makes a ledger: a later connection never creates one
-            ledger = Ledger.open(self.cfg.settings, create=first)
-            # The server's own tables (tokens, pack jobs) live in the ledger's database,
-            # through an engine made the same way as the ledger's.
-            engine = make_engine(self.cfg.settings.db_url)
+            failed = self._failed
+            if not first and failed is not None:
+                at, message = failed
+                # one attempt at a time, each up to the connect timeout: a request that
+                # waited for a failed one, or comes right after it, is not a new attempt
+                if at >= asked or time.monotonic() - at < self.RECONNECT_S:
+                    raise DatabaseUnavailable(message)
             try:
-                with db_errors(self.cfg.settings.db_url):
-                    TokenStore.create_tables(engine)
-                    PackJobs.create_tables(engine)
-            except BaseException:
-                engine.dispose()
-                ledger.close()
+                self._connect(first)
+            except DatabaseUnavailable as e:
+                self._failed = (time.monotonic(), e.message)
                 raise
-            self._engine = engine
-            state = self.app.state
-            state.tokens = TokenStore(engine)
-            state.jobs = PackJobs(engine)
-            if self.cfg.pack_workers > 0:
-                state.runner = PackRunner(state.jobs, self.cfg.settings)
-                state.runner.start()
-            state.ledger = ledger
-            if not first:
-                log.info("the ledger database is back: serving again")
+            self._failed = None
+
+    #: seconds after a failed connection during which requests get its 503 at once
+    RECONNECT_S = 2.0
+
+    def _connect(self, first: bool) -> None:
+        from escrow.ledger.store import Ledger, db_errors, make_engine
+
+        # only `escrow init` makes a ledger: a later connection never creates one
+        ledger = Ledger.open(self.cfg.settings, create=first)
+        # The server's own tables (tokens, pack jobs) live in the ledger's database,
+        # through an engine made the same way as the ledger's.
+        engine = make_engine(self.cfg.settings.db_url)
+        try:
+            with db_errors(self.cfg.settings.db_url):
+                TokenStore.create_tables(engine)
+                PackJobs.create_tables(engine)
+        except BaseException:
+            engine.dispose()
+            ledger.close()
+            raise
+        self._engine = engine
+        state = self.app.state
+        state.tokens = TokenStore(engine)
+        state.jobs = PackJobs(engine)
+        if self.cfg.pack_workers > 0:
+            state.runner = PackRunner(state.jobs, self.cfg.settings)
+            state.runner.start()
+        state.ledger = ledger
+        if not first:
+            log.info("the ledger database is back: serving again")
 
     def close(self) -> None:
         with self._lock:

@@ -423,7 +423,14 @@ class PackRunner:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 continue
-            self._render(job_id)
+            try:
+                self._render(job_id)
+            except (SQLAlchemyError, EscrowError) as e:
+                # the database went away while the job's outcome was read or written: the
+                # job stays running, and is queued again or failed once stale
+                log.error("pack job %s: cannot record its outcome: %s", job_id, db_reason(e))
+            except Exception:  # noqa: BLE001 - a bug: its traceback; the runner goes on
+                log.exception("pack job %s: the runner failed", job_id)
 
     def _render(self, job_id: str) -> None:
         env = dict(os.environ)

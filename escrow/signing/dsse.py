@@ -150,14 +150,26 @@ class Envelope:
         return cls.from_dict(obj)
 
     # -- payload ------------------------------------------------------
-    def statement(self) -> dict[str, Any]:
-        """The payload as a JSON object, not schema-validated (see :meth:`read_statement`)."""
+    def statement(self, *, unique: bool = False) -> dict[str, Any]:
+        """The payload as a JSON object, not schema-validated (see :meth:`read_statement`).
+
+        ``unique``: refuse a payload that names one member twice in an object (what an
+        append admits into the ledger: parsers disagree on which one counts, so other
+        verifiers could read another statement from the same signed bytes).  Off for
+        the reads of stored entries, which were checked when appended.
+        """
         if self.payload_type != PAYLOAD_TYPE:
             raise InputError(
                 f"The envelope's payloadType is {self.payload_type!r}, not {PAYLOAD_TYPE!r}."
             )
         try:  # UTF-8 JSON text (RFC 8259 §8.1), not UTF-16/32 nor with a BOM
-            obj = json.loads(self.payload.decode("utf-8"))
+            text = self.payload.decode("utf-8")
+            obj = json.loads(text, object_pairs_hook=_unique_members if unique else None)
+        except _DuplicateMember as e:
+            raise InputError(
+                f"The envelope's payload has the member {e.args[0]!r} twice in one object: "
+                "JSON parsers disagree on which one counts, so it is refused."
+            ) from e
         except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise InputError("The envelope's payload is not JSON.") from e
         if not isinstance(obj, dict):

@@ -66,4 +66,3 @@ def test_a_silent_postgresql_host_is_unavailable_after_the_connect_timeout(
     assert not t.is_alive(), "opening the ledger still waits on the silent host"
     (error,) = outcome
     assert isinstance(error, DatabaseUnavailable), error
-
