@@ -465,9 +465,35 @@ class PackRunner:
             log.error("pack job %s failed: %s", job_id, text)
             job = self.jobs.get(job_id)
             if job is not None and job.status == "running":
+                done = self._recorded_anyway(job_id)
+                if done is not None:  # died after its pack was recorded: serve that pack
+                    log.warning(
+                        "pack job %s: its pack is recorded as ledger entry %d; serving it",
+                        job_id,
+                        done[1],
+                    )
+                    self.jobs.finish(job_id, pdf=done[0], entry_index=done[1])
+                    return
                 self.jobs.finish(job_id, error=text[:2000])
         else:
             log.info("pack job %s: done", job_id)
+
+    def _recorded_anyway(self, job_id: str) -> tuple[bytes, int] | None:
+        """The kept pack and its entry, when the job's failed renderer had recorded it
+        (failing the job would delete the only copy of a PDF the ledger names)."""
+        if self.jobs.kept(job_id) is None:
+            return None
+        from escrow.ledger.store import Ledger
+
+        try:
+            ledger = Ledger.open(self.settings, create=False)
+            try:
+                return _from_kept(ledger, self.jobs, job_id, append=False)
+            finally:
+                ledger.close()
+        except EscrowError as e:
+            log.warning("pack job %s: cannot look for its kept pack in the ledger: %s", job_id, e)
+            return None
 
 
 def render_job(settings: Settings, job_id: str) -> None:

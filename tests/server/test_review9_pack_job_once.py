@@ -389,3 +389,41 @@ def test_a_server_stopped_after_the_pack_entry_was_appended_serves_that_pack(
             assert entry.index == recorded[0]
         finally:
             stop(proc)
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_renderer_that_fails_after_recording_its_pack_still_serves_it(
+    settings: Any, recorded: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renderer process exits non-zero after its pack's append (its last write to the
+    job row failed, say) while the server runs on: failing the job would delete the kept
+    PDF, the only copy of the file the ledger entry names. Before the append, the job fails
+    and nothing is recorded."""
+    from escrow.ledger.store import make_engine
+    from escrow.server import packs
+    from escrow.server.packs import PackJobs, PackRunner
+
+    engine = make_engine(settings.db_url)
+    PackJobs.create_tables(engine)
+    jobs = PackJobs(engine)
+    try:
+        job_id = _crashed_after(settings, jobs, monkeypatch, append=recorded)
+        real_popen = subprocess.Popen
+
+        def failing_child(*_: Any, **kw: Any) -> Any:  # the renderer exits with code 1
+            return real_popen([sys.executable, "-c", "import sys; sys.exit(1)"], **kw)
+
+        monkeypatch.setattr(packs.subprocess, "Popen", failing_child)
+        PackRunner(jobs, settings)._render(job_id)
+        monkeypatch.setattr(packs.subprocess, "Popen", real_popen)  # pdftotext runs below
+
+        job = jobs.get(job_id)
+        assert job is not None
+        if recorded:
+            _check_served_pack(settings, jobs, job_id, tmp_path)
+        else:
+            assert job.status == "failed"
+            assert _pack_entries(settings) == []
+            assert jobs.kept(job_id) is None
+    finally:
+        engine.dispose()
