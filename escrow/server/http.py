@@ -366,13 +366,20 @@ class GuardMiddleware:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return missing_token()
-        tokens = getattr(getattr(scope.get("app"), "state", None), "tokens", None)
-        if tokens is None:
-            return None
+        app_state = getattr(scope.get("app"), "state", None)
         try:
+            backend = getattr(app_state, "backend", None)
+            if getattr(app_state, "tokens", None) is None and backend is not None:
+                await to_thread.run_sync(backend.ready)  # a worker that started while it was down
+            tokens = getattr(app_state, "tokens", None)
+            if tokens is None:
+                return None
             principal = await to_thread.run_sync(tokens.resolve, token)
+        except DatabaseUnavailable as e:  # refused before the body is read, as a bad token is
+            log.error("%s %s failed: %s", scope.get("method"), scope.get("path"), e.diagnostics())
+            return from_escrow_error(e)
         except EscrowError:
-            return None  # the route reports the database's state as it does
+            return None  # the route reports it as it does
         if principal is None:
             return unknown_token()
         state["principal"] = principal  # the route's own check takes it from here

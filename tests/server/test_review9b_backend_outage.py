@@ -37,15 +37,12 @@ def test_requests_during_an_outage_share_one_connection_attempt(
     backend = appmod._Backend(fake_app, cfg)  # type: ignore[arg-type]
 
     errors: list[BaseException] = []
-    took: list[float] = []
 
     def request() -> None:
-        started = time.monotonic()
         try:
             backend.ready()
         except DatabaseUnavailable as e:
             errors.append(e)
-        took.append(time.monotonic() - started)
 
     threads = [threading.Thread(target=request) for _ in range(6)]
     for t in threads:
@@ -54,10 +51,37 @@ def test_requests_during_an_outage_share_one_connection_attempt(
         t.join(timeout=30)
     assert len(errors) == 6
     assert len(attempts) == 1, f"{len(attempts)} connection attempts, one after another"
-    assert max(took) < 1.5
-    # right after a failure, a request is answered at once too
-    started = time.monotonic()
+    # right after a failure, a request is answered without a new attempt too
     with pytest.raises(DatabaseUnavailable):
         backend.ready()
-    assert time.monotonic() - started < 0.2
     assert len(attempts) == 1
+
+
+@pytest.mark.parametrize("where", ["not-connected", "token-lookup"])
+def test_a_change_request_during_an_outage_is_refused_before_its_body(where: str) -> None:
+    """A worker that could not connect has no token store: the guard let the request in,
+    and the route read the whole body before answering 503."""
+    import anyio
+
+    from escrow.server.http import GuardMiddleware
+
+    def down(*_: Any) -> None:
+        raise DatabaseUnavailable("Cannot connect to the ledger database at postgresql://x/y.")
+
+    state = SimpleNamespace(
+        backend=SimpleNamespace(ready=down),
+        tokens=None if where == "not-connected" else SimpleNamespace(resolve=down),
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/entries",
+        "headers": [(b"authorization", b"Bearer esc_some-token")],
+        "app": SimpleNamespace(state=state),
+    }
+
+    refused = anyio.run(GuardMiddleware._refused_token, scope, {})
+
+    assert refused is not None and refused.status == 503
+    assert "postgresql://" not in refused.message
+    assert refused.headers == {"Retry-After": "5"}
