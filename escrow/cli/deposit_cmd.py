@@ -28,7 +28,7 @@ _store_option = click.option(
 def _store(app: App, override: str | None) -> DepositStore:
     from escrow.deposit.store import open_store
 
-    return open_store(app.settings.home, override)
+    return open_store(app.settings.home, override, reach=True)
 
 
 def _existing_store(app: App, override: str | None) -> DepositStore:

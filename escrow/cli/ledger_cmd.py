@@ -228,7 +228,10 @@ def _saved_checkpoint(lg: Any, note: str) -> Any:
 def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
     """Audit the whole log: leaf hashes, tree, signatures, keys and checkpoints.
 
-    Exit 1 naming the first bad index and the kind of problem when anything disagrees.
+    Exit 1 naming the first bad index and the kind of problem when anything disagrees
+    (edited, deleted, reordered, forged, bad-signature, key-not-valid, index, key-table,
+    truncated, …). Reads the database itself: run it where the ledger is, not through a
+    server.
     """
     with app.ledger() as lg:
         report = lg.verify(workers=workers)
@@ -287,7 +290,10 @@ def post(app: App, source: str, as_json: bool) -> None:
 
     Each envelope must be signed by a registered, active key.  One result line per
     envelope; invalid envelopes are rejected one by one with the reason while the
-    valid ones are still appended.  Exit 1 when any was rejected.
+    valid ones are still appended.  Exit 1 when any was rejected.  Exit 3 when the
+    ledger becomes unusable part way: the envelopes before the line it stopped at
+    were handled (--json: "results" so far and "stopped" with its "line" and
+    "error"), none after; posting the same input again is safe.
     """
     try:
         if source == "-":

@@ -77,11 +77,14 @@ def pack(
 
     \b
     escrow pack --project P [--since D] [--until D] -o pack.pdf
-    escrow pack verify pack.pdf [--trust CERT.pem]
+    escrow pack verify pack.pdf [--trust CERT.pem] [--project P] [--since D]
+        [--until D] [--since-checkpoint FILE]
 
     -o is required to make a pack (exit 2 without it). The PDF embeds every
     envelope, inclusion proof, the checkpoint and the public keys, is signed
-    (PAdES, ECDSA P-256) and its statement is appended to the ledger.
+    (PAdES, ECDSA P-256) and its statement is appended to the ledger. Exit 1
+    when the pack's own checks fail (its cover says "Verification failed"): it
+    is written and recorded all the same.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -25,8 +25,11 @@ def attach(app: App, index: int, targets: tuple[str, ...], as_json: bool) -> Non
     image it describes.
 
     Stored the way cosign stores attestations (tag sha256-<digest>.att, DSSE
-    envelope layers) and naming the image as its OCI subject (referrers API).
-    `escrow verify HOST/REPO@sha256:…` then finds and checks it.
+    envelope layers) and naming the image as its OCI subject: listed by the
+    registry's referrers API, or on registries without it in the referrers tag
+    schema (an image index tagged sha256-<digest>). Credentials come from
+    `docker login` (DOCKER_CONFIG honoured). `escrow verify
+    HOST/REPO@sha256:…` then finds and checks it.
     """
     from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, SCHEMA_NAMES
     from escrow.registry.attest import attach as attach_entry

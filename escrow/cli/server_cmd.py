@@ -40,7 +40,13 @@ def _log_config(level: str) -> dict[str, Any]:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -69,7 +75,13 @@ def _log_config(level: str) -> dict[str, Any]:
     is_flag=True,
     help="Queue pack requests but do not render them here (another server does).",
 )
-@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Uvicorn's line per request on stderr (the audit lines of changing requests are "
+    "logged either way).",
+)
 @pass_app
 def serve(
     app: App,
@@ -85,6 +97,9 @@ def serve(
 
     Several `escrow serve` processes may share one PostgreSQL ledger
     (ESCROW_DB_URL). Requests need a bearer token from `escrow tokens create`.
+    While the ledger database is unavailable (also at start-up) requests get 503
+    with Retry-After, and the server connects again once it is back; clients
+    try reads and appends again for up to 30 s.
     """
     import uvicorn
 

@@ -362,14 +362,22 @@ def store_location(settings_home: Path, override: str | Path | None = None) -> s
     return str(settings_home / "deposits")
 
 
-def open_store(settings_home: Path, override: str | Path | None = None) -> DepositStore:
+def open_store(
+    settings_home: Path, override: str | Path | None = None, *, reach: bool = False
+) -> DepositStore:
     """The deposit store of these settings (see :func:`store_location`): a folder, or a
-    registry repository for ``oci://HOST[:PORT]/REPO`` (:mod:`escrow.deposit.oci`)."""
+    registry repository for ``oci://HOST[:PORT]/REPO`` (:mod:`escrow.deposit.oci`).
+
+    ``reach``: ask a registry store's registry now (:func:`check_store`), so that one that
+    does not answer is named as the deposit store, not in the registry's words alone."""
     location = store_location(settings_home, override)
     if location.startswith("oci://"):
         from escrow.deposit.oci import OciDepositStore
 
-        return OciDepositStore(location)
+        oci = OciDepositStore(location)
+        if reach:
+            check_store(oci)
+        return oci
     if "://" in location:
         raise InputError(
             f"The deposit store {location} is neither a folder nor an oci:// registry repository.",

@@ -550,7 +550,7 @@ def rebuild_entry(
     # the deposit store: the inputs without --context; with it, only what the engine lacks
     store = None
     if options.imported or options.context is None:
-        store = open_store(settings.home, options.deposit_store)
+        store = open_store(settings.home, options.deposit_store, reach=True)
     if options.imported:
         from escrow.deposit.bundle import imported_entry
 
@@ -595,7 +595,7 @@ def rebuild_entry(
             from escrow.deposit.rebuild import load_bases
 
             try:
-                store = store or open_store(settings.home, options.deposit_store)
+                store = store or open_store(settings.home, options.deposit_store, reach=True)
                 bases_from_deposit = bool(load_bases(store, original, engine, tell))
             except EscrowError as e:  # the store is optional here: unknown, as without it
                 say(f"escrow: the base images could not be taken from the deposit store: {e}")
@@ -730,7 +730,7 @@ def rebuild_entry(
         layers: Any = None
         if store is None and want_a and engine.inspect_image(images["original"]) is None:
             with contextlib.suppress(EscrowError):  # optional: else "files not compared"
-                store = open_store(settings.home, options.deposit_store)
+                store = open_store(settings.home, options.deposit_store, reach=True)
         if store is not None:
             from escrow.deposit.rebuild import DepositLayers
 

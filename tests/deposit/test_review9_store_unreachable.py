@@ -25,3 +25,14 @@ def test_an_unreachable_registry_store_is_named_as_the_deposit_store(
         "127.0.0.1:1 is not reachable"
     ), r.stderr
     assert run_cli(["log", "--json"]).json()["entries"][-1]["kind"] == "key-event"  # nothing built
+
+
+def test_every_deposit_command_names_an_unreachable_registry_store(escrow_home: Path) -> None:
+    store = "oci://127.0.0.1:1/escrow/dep"
+    for args in (["deposit", "check", "0"], ["deposit", "stats"], ["gc"], ["rebuild", "0"]):
+        r = run_cli([*args, "--deposit-store", store])
+        assert r.exit_code == 3, (args, r.stderr)
+        assert r.stderr.startswith(f"escrow: error: Cannot open the deposit store {store}: "), (
+            args,
+            r.stderr,
+        )
