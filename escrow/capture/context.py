@@ -17,6 +17,7 @@ the tree digest itself.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -689,17 +690,20 @@ def _write_archive(
 def _copy_file(path: str, size: int, sink: _ArchiveSink | None) -> str:
     """Copy ``size`` bytes of ``path`` into the archive (padded); their SHA-256.
 
-    Without a sink (no archive is kept) the file is only hashed.
+    Without a sink (no archive is kept) the file is only hashed.  Exactly the ``size``
+    the walk recorded is read, from the regular file it saw: a file that grows while it
+    is read is hashed as recorded, and one replaced meanwhile by a symbolic link (to
+    ``/dev/zero``, outside the context) or a FIFO is refused, not followed or waited on.
     """
-    if sink is None:
-        try:
-            with open(path, "rb") as f:
-                return hashlib.file_digest(f, "sha256").hexdigest()
-        except OSError as e:
-            raise InputError(f"Cannot read {path} in the build context: {e.strerror}.") from e
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InputError(
+                    f"The file {path} in the build context was replaced while it was read.",
+                    hint="Do not change the context while escrow builds it.",
+                )
             left = size
             while left:
                 chunk = f.read(min(_CHUNK, left))
@@ -709,10 +713,19 @@ def _copy_file(path: str, size: int, sink: _ArchiveSink | None) -> str:
                         hint="Do not change the context while escrow builds it.",
                     )
                 h.update(chunk)
-                sink.write(chunk)
+                if sink is not None:
+                    sink.write(chunk)
                 left -= len(chunk)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(
+                f"The file {path} in the build context was replaced by a symbolic link "
+                "while it was read.",
+                hint="Do not change the context while escrow builds it.",
+            ) from e
         raise InputError(f"Cannot read {path} in the build context: {e.strerror}.") from e
+    if sink is None:
+        return h.hexdigest()
     if size % _BLOCK:
         sink.write(b"\0" * (_BLOCK - size % _BLOCK))
     return h.hexdigest()

@@ -176,4 +176,37 @@ def parse_attachments(files: dict[str, bytes]) -> EmbeddedEvidence:
     ):
         raise CheckFailed("An evidence attachment of the pack has the wrong shape.")
     consistency = load(CONSISTENCY) if CONSISTENCY in files else None
+    if consistency is not None and not isinstance(consistency, dict):
+        raise CheckFailed(f"The attachment {CONSISTENCY} has the wrong shape.")
+    if not all(isinstance(k, dict) for k in keys):
+        raise CheckFailed(f"The attachment {SIGNER_KEYS} has the wrong shape.")
+    _check_statement_shape(statement)
     return EmbeddedEvidence(lines, proofs, note, vkey, keys, statement, consistency)
+
+
+def _check_statement_shape(statement: dict[str, Any]) -> None:
+    """The members of the pack statement's predicate the verifier reads have the types
+    ``escrow pack`` writes (objects, lists of entry indexes), so a crafted statement is
+    refused in one sentence rather than read as something else."""
+    pred = statement.get("predicate")
+    if pred is None:
+        return  # reported by the pack statement check
+    where = f"The attachment {PACK_STATEMENT}"
+    if not isinstance(pred, dict):
+        raise CheckFailed(f"{where} has a predicate that is not an object.")
+    for member in ("scope", "checkpoint", "signer", "summary"):
+        if pred.get(member) is not None and not isinstance(pred[member], dict):
+            raise CheckFailed(f"{where} has a predicate.{member} that is not an object.")
+    indexes = [pred.get("evidence"), (pred.get("scope") or {}).get("entries")]
+    for member, value in zip(("evidence", "scope.entries"), indexes, strict=True):
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value
+        ):
+            raise CheckFailed(f"{where} has a predicate.{member} that is not a list of indexes.")
+    projects = (pred.get("scope") or {}).get("projects")
+    if projects is not None and not (
+        isinstance(projects, list) and all(isinstance(x, str) for x in projects)
+    ):
+        raise CheckFailed(f"{where} has a predicate.scope.projects that is not a list of names.")

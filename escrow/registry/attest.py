@@ -37,7 +37,7 @@ from escrow.registry.client import (
     RegistryClient,
     sha256_digest,
 )
-from escrow.registry.errors import RegistryNotFound
+from escrow.registry.errors import RegistryIntegrityError, RegistryNotFound
 from escrow.registry.reference import Reference
 
 if TYPE_CHECKING:
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
+
+
+#: the largest attached envelope read from a registry
+MAX_ENVELOPE = 64 << 20
 
 
 def attestation_tag(manifest_digest: str) -> str:
@@ -65,7 +69,13 @@ def _image_manifest(client: RegistryClient, ref: Reference) -> Manifest:
 
 
 def _config_digest(manifest: Manifest) -> str:
-    return str((manifest.json().get("config") or {}).get("digest", ""))
+    config = manifest.json().get("config")
+    digest = config.get("digest") if isinstance(config, dict) else None
+    if not isinstance(digest, str):
+        raise RegistryIntegrityError(
+            f"The manifest {manifest.digest} names no image config; it is not an image's."
+        )
+    return digest
 
 
 # ---------------------------------------------------------------------------
@@ -278,7 +288,7 @@ def verify_reference(ledger: Any, target: str) -> RegistryVerification:
     layers = [
         x
         for m in manifests
-        for x in m.json().get("layers") or []
+        for x in _listed(m.json().get("layers"))
         if x.get("mediaType") == DSSE_TYPE
     ]
     if not layers:
@@ -286,8 +296,11 @@ def verify_reference(ledger: Any, target: str) -> RegistryVerification:
     candidates = ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
     by_leaf = {e.leaf_hash: e for e in candidates}
     for layer in layers:
-        digest = str(layer["digest"])
-        envelope = client.blob(ref.repository, digest)  # checked against its digest
+        digest = str(layer.get("digest"))
+        if not isinstance(layer.get("annotations") or {}, dict):
+            layer = {**layer, "annotations": {}}
+        # checked against its digest; no envelope escrow signs is near the limit
+        envelope = client.blob(ref.repository, digest, limit=MAX_ENVELOPE)
         foreign = _foreign_predicate(envelope, layer)
         if foreign is not None:  # another tool's attestation beside escrow's: not ours to judge
             result.ignored.append({"envelope": digest, "predicateType": foreign})
@@ -338,6 +351,11 @@ def verify_reference(ledger: Any, target: str) -> RegistryVerification:
             hint="Attach one with `escrow attach INDEX`.",
         )
     return result
+
+
+def _listed(value: Any) -> list[dict[str, Any]]:
+    """The objects of a manifest's list member (a crafted one may hold anything)."""
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
 
 def _foreign_predicate(envelope: bytes, layer: dict[str, Any]) -> str | None:

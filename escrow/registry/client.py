@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -246,10 +248,11 @@ class RegistryClient:
             what=f"reading the manifest {_at(repository, ref)}",
             headers={"Accept": ", ".join(accept)},
             missing_ok=True,
+            stream=True,
         )
         if response is None:
             return None
-        data = bytes(response.content)
+        data = _bounded_body(response, self.host, f"the manifest {_at(repository, ref)}")
         ctype = str(response.headers.get("Content-Type", "")).split(";")[0].strip()
         if ctype not in MANIFEST_TYPES and not _json_object(data):
             raise _not_a_registry(
@@ -328,9 +331,17 @@ class RegistryClient:
     def tags(self, repository: str) -> list[str]:
         """Every tag of ``repository`` (``[]`` when it does not exist yet)."""
         c = self._container(repository)
-        url: str | None = c.tags_url(N=1000)
+        url: str | None = f"{self.base_url.split('://')[0]}://{c.tags_url(N=1000)}"
         out: list[str] = []
+        seen: set[str] = set()
         while url:
+            if url in seen or not _same_registry(url, self.host):
+                raise _not_a_registry(
+                    self.host,
+                    f"its tag list of {repository} links to "
+                    + ("a page it already sent" if url in seen else "another server"),
+                )
+            seen.add(url)
             response = self._request(
                 "GET", url, what=f"listing the tags of {repository}", missing_ok=True
             )
@@ -344,7 +355,12 @@ class RegistryClient:
                 raise _not_a_registry(
                     self.host, f"it answered the tag list of {repository} with no JSON object"
                 )
-            out.extend(doc.get("tags") or [])
+            tags = doc.get("tags") or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise _not_a_registry(
+                    self.host, f"it answered the tag list of {repository} with no list of tags"
+                )
+            out.extend(tags)
             link = response.links.get("next", {}).get("url")
             url = f"{self.base_url}{link}" if link and link.startswith("/") else link
         return out
@@ -359,7 +375,7 @@ class RegistryClient:
             return None
         return int(response.headers.get("Content-Length", "0"))
 
-    def blob_chunks(self, repository: str, digest: str) -> Iterator[bytes]:
+    def blob_chunks(self, repository: str, digest: str) -> Generator[bytes, None, None]:
         """Blob ``digest`` as chunks; after the last chunk its SHA-256 is checked, and a
         mismatch is a :class:`RegistryIntegrityError` (consume it all before trusting it)."""
         import requests
@@ -386,8 +402,22 @@ class RegistryClient:
                 hint="Nothing from this blob was used; restore it from a trusted copy.",
             )
 
-    def blob(self, repository: str, digest: str) -> bytes:
-        return b"".join(self.blob_chunks(repository, digest))
+    def blob(self, repository: str, digest: str, *, limit: int | None = None) -> bytes:
+        """Blob ``digest`` in memory, checked against its digest; with ``limit``, one
+        larger than ``limit`` bytes is refused as it arrives."""
+        parts: list[bytes] = []
+        size = 0
+        chunks = self.blob_chunks(repository, digest)
+        for chunk in chunks:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                chunks.close()
+                raise RegistryIntegrityError(
+                    f"The registry {self.host} sent more than {limit >> 20} MiB for the blob "
+                    f"{digest} of {repository}, more than it can hold; nothing was used."
+                )
+            parts.append(chunk)
+        return b"".join(parts)
 
     def blob_to_file(self, repository: str, digest: str, out: IO[bytes]) -> int:
         n = 0
@@ -468,13 +498,86 @@ class RegistryClient:
             what=f"asking for the referrers of {digest}",
             headers={"Accept": OCI_INDEX},
             missing_ok=True,
+            stream=True,
         )
         ctype = "" if response is None else str(response.headers.get("Content-Type", ""))
         if response is None or not ctype.startswith(OCI_INDEX):
+            if response is not None:
+                response.close()
             self._referrers[repository] = False
             return None
         self._referrers[repository] = True
-        return list(response.json().get("manifests") or [])
+        try:
+            doc = json.loads(_bounded_body(response, self.host, f"the referrers of {digest}"))
+        except ValueError:
+            doc = None
+        manifests = doc.get("manifests") if isinstance(doc, dict) else None
+        if manifests is None and isinstance(doc, dict):
+            manifests = []
+        if not isinstance(manifests, list) or not all(
+            isinstance(m, dict) and _is_digest(m.get("digest")) for m in manifests
+        ):
+            raise RegistryIntegrityError(
+                f"The registry {self.host} answered the request for the referrers of "
+                f"{digest} with something that is not an OCI image index; nothing was used."
+            )
+        return manifests
+
+
+#: the most a manifest or index may hold (the distribution spec lets registries refuse
+#: larger ones; 4 MiB is what they commonly allow)
+MAX_MANIFEST = 4 << 20
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", value) is not None
+
+
+def _bounded_body(response: Any, host: str, what: str, limit: int = MAX_MANIFEST) -> bytes:
+    """The body of a response streamed with ``stream=True``, refused beyond ``limit``
+    bytes and beyond the registry read timeout in all (a registry that sends a byte now
+    and then never times out a read)."""
+    import requests
+
+    deadline = time.monotonic() + float(os.environ.get("ESCROW_REGISTRY_TIMEOUT", "300"))
+    parts: list[bytes] = []
+    size = 0
+    # read1 returns what has arrived (iter_content waits for whole chunks, so a drip of
+    # a byte now and then would never reach the deadline check)
+    read1 = getattr(response.raw, "read1", None)
+    chunks = (
+        iter(lambda: read1(64 << 10, decode_content=True), b"")
+        if read1 is not None
+        else response.iter_content(64 << 10)
+    )
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise RegistryIntegrityError(
+                    f"The registry {host} sent more than {limit >> 20} MiB for {what}, more "
+                    "than any manifest holds; nothing was used."
+                )
+            if time.monotonic() > deadline:
+                raise RegistryUnavailable(
+                    f"The registry {host} took longer than ESCROW_REGISTRY_TIMEOUT to send "
+                    f"{what}; nothing was used."
+                )
+            parts.append(chunk)
+    except requests.exceptions.RequestException as e:
+        raise RegistryUnavailable(f"The registry {host} broke off while sending {what}.") from e
+    finally:
+        response.close()
+    return b"".join(parts)
+
+
+def _same_registry(url: str, host: str) -> bool:
+    """Whether ``url`` (with or without its scheme) is on the registry ``host``: a
+    pagination link elsewhere would be sent the registry's credentials."""
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url if "://" in url else f"//{url}").netloc
+    return netloc.lower() == host.lower()
 
 
 def _at(repository: str, ref: str) -> str:

@@ -256,7 +256,10 @@ class Envelope:
         good = [c.verified_by for c in self.check(keys) if c.verified_by and not c.duplicate]
         if len(good) < threshold:
             if not good:
-                ids = ", ".join((s.keyid[:16] or "(none)") for s in self.signatures)
+                shown = [(s.keyid[:16] or "(none)") for s in self.signatures[:8]]
+                if len(self.signatures) > len(shown):
+                    shown.append(f"and {len(self.signatures) - len(shown)} more")
+                ids = ", ".join(shown)
                 raise SignatureError(
                     f"No signature on the envelope verifies with a trusted key "
                     f"(signature key IDs: {ids})."
