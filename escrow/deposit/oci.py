@@ -52,6 +52,9 @@ IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar"
 _CHUNK = 1 << 20
 #: blobs up to this size are kept in memory once read (they are immutable by digest)
 _CACHE_MAX = 256 << 10
+#: the largest blob read into memory (records, indexes, configs, envelopes: all far
+#: smaller); layers and archives are streamed to files (:meth:`OciDepositStore.open`)
+MAX_IN_MEMORY = 256 << 20
 
 
 def parse_location(location: str) -> tuple[str, str]:
@@ -154,7 +157,12 @@ class OciDepositStore:
             return cached
         if not self.has(d):
             raise InputError(f"The blob {d} is not in the deposit store {self.location}.")
-        data = self.client.blob(self.repository, f"sha256:{d}")
+        if self._sizes[d] > MAX_IN_MEMORY:  # what the registry says it holds
+            raise InputError(
+                f"The blob {d} of the deposit store {self.location} is {self._sizes[d]} bytes, "
+                f"more than the {MAX_IN_MEMORY >> 20} MiB a record or index of a deposit can be."
+            )
+        data = self.client.blob(self.repository, f"sha256:{d}", limit=MAX_IN_MEMORY)
         if len(data) <= _CACHE_MAX:
             self._small[d] = data
         return data
