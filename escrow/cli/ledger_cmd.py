@@ -275,10 +275,11 @@ def _one_document_then_garbage(text: bytes) -> bool:
     """Whether ``text`` starts with one JSON value spread over several lines (a
     pretty-printed envelope) and goes on after it: one bad document, not JSON Lines."""
     try:
-        _, end = json.JSONDecoder().raw_decode(text.removeprefix(b"\xef\xbb\xbf").decode())
+        decoded = text.removeprefix(b"\xef\xbb\xbf").decode()
+        _, end = json.JSONDecoder().raw_decode(decoded)
     except (ValueError, UnicodeDecodeError):
         return False
-    return "\n" in text.removeprefix(b"\xef\xbb\xbf").decode()[:end]
+    return "\n" in decoded[:end]
 
 
 @click.command()
@@ -316,7 +317,7 @@ def post(app: App, source: str, as_json: bool) -> None:
                     error = outcome.diagnostics()
                     results.append({"line": line, "status": "rejected", "error": error})
                     if not as_json:
-                        app.out(f"rejected line {line}: {outcome.diagnostics()}")
+                        app.out(f"rejected line {line}: {error}")
                     continue
                 entry, created = outcome
                 status = "appended" if created else "exists"
@@ -346,7 +347,7 @@ def post(app: App, source: str, as_json: bool) -> None:
             doc["stopped"] = {"line": docs[len(results)][0], "error": stopped.diagnostics()}
         app.emit_json(doc)
     if stopped is not None:
-        line = docs[len(results)][0]
+        line = docs[len(results)][0]  # the first one not handled
         stopped.message = (
             f"{stopped.message.rstrip('.')}; stopped at line {line}: the envelopes before it "
             f"were handled ({appended} appended, {existing} already there, {rejected} "

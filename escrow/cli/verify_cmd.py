@@ -17,7 +17,6 @@ from escrow.errors import (
     InputError,
     UsageError,
 )
-from escrow.text import printable
 
 if TYPE_CHECKING:
     from escrow.documents.types import KeyID
@@ -266,8 +265,7 @@ def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
             app.out(f"  FAIL {p}")
         for i in result.ignored:
             app.out(
-                f"  skip another tool's envelope {str(i['envelope'])[:19]}… "
-                f"({printable(str(i['predicateType']))})"
+                f"  skip another tool's envelope {str(i['envelope'])[:19]}… ({i['predicateType']})"
             )
     if not result.ok:
         raise CheckFailed(f"The attestations of {target} failed verification.")

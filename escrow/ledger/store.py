@@ -55,7 +55,7 @@ from escrow.ledger.models import (
     rfc3339,
     stored_bytes,
 )
-from escrow.signing.dsse import Envelope
+from escrow.signing.dsse import Envelope, signature_ids
 from escrow.signing.keyfile import ENCRYPTED_MARKER, public_key_path
 from escrow.signing.keys import PublicKey, SigningKey
 from escrow.text import count
@@ -1473,7 +1473,7 @@ class Ledger:
         if not good:  # perhaps a key registered since the cache was filled
             good = self._signers_among(p, self._cached_keys(refresh=True))
         if not good:
-            ids = ", ".join(s.keyid[:16] or "(none)" for s in env.signatures)
+            ids = signature_ids(env)
             named = [s.keyid for s in env.signatures if s.keyid in (self._keys or {})]
             if named:  # a registered key's signature that does not verify: say so
                 raise SignatureError(

@@ -629,10 +629,9 @@ def _check_expected(report: PackReport, ev: EmbeddedEvidence, cp: Any, expected:
     until_ok = expected.until is None or _moment(scope_doc.get("until")) == expected.until
     if not (since_ok and until_ok):
         from escrow.pack.collect import rfc3339 as _iso
-        from escrow.pack.model import ScopeView
 
         def period(since: str, until: str) -> str:
-            text = ScopeView((), since, until, (), "").describe()
+            text = _scope_view({"since": since, "until": until}).describe()
             return text.split("; ", 1)[1] if "; " in text else "all time"
 
         have_period = period(str(scope_doc.get("since") or ""), str(scope_doc.get("until") or ""))

@@ -206,19 +206,13 @@ class RegistryClient:
     # -- the API -------------------------------------------------------------
     def ping(self) -> None:
         """``GET /v2/``: reachable, speaks the distribution API, lets us in."""
-        self._check_api()
-        self._request("GET", f"{self.host}/v2/", what="checking its API version")
+        self._check_api(ok=(200, 404))  # a 401 is refused as for any other request
 
-    def _check_api(self) -> None:
+    def _check_api(self, ok: tuple[int, ...] = (200, 401, 404)) -> None:
         """:class:`RegistryUnavailable` when ``HOST`` answers ``GET /v2/`` with 404:
         a server on that address, but not a container registry (a wrong port)."""
         self._api_checked = True
-        response = self._request(
-            "GET",
-            f"{self.host}/v2/",
-            what="checking its API version",
-            ok=(200, 401, 404),
-        )
+        response = self._request("GET", f"{self.host}/v2/", what="checking its API version", ok=ok)
         if response.status_code == 404:
             response.close()
             raise _not_a_registry(self.host, "GET /v2/ answered 404")

@@ -256,10 +256,7 @@ class Envelope:
         good = [c.verified_by for c in self.check(keys) if c.verified_by and not c.duplicate]
         if len(good) < threshold:
             if not good:
-                shown = [(s.keyid[:16] or "(none)") for s in self.signatures[:8]]
-                if len(self.signatures) > len(shown):
-                    shown.append(f"and {len(self.signatures) - len(shown)} more")
-                ids = ", ".join(shown)
+                ids = signature_ids(self)
                 raise SignatureError(
                     f"No signature on the envelope verifies with a trusted key "
                     f"(signature key IDs: {ids})."
@@ -269,6 +266,15 @@ class Envelope:
                 f"the threshold is {threshold}."
             )
         return good
+
+
+def signature_ids(envelope: Envelope, shown: int = 8) -> str:
+    """The key IDs its signatures name, for a message: the first ``shown`` (16 digits
+    each), then how many more (an envelope may carry thousands)."""
+    ids = [(s.keyid[:16] or "(none)") for s in envelope.signatures[:shown]]
+    if len(envelope.signatures) > shown:
+        ids.append(f"and {len(envelope.signatures) - shown} more")
+    return ", ".join(ids)
 
 
 class _DuplicateMember(ValueError):
