@@ -80,6 +80,12 @@ def changed_paths(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> 
     return sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
 
 
+def _secret_name(name: str, redactor: Redactor) -> bool:
+    """Whether ``name`` (an option's name, dashes stripped, or a variable's) is secret;
+    an option spelled with dashes counts as with underscores (``api-key`` as ``API_KEY``)."""
+    return redactor.is_secret(name) or redactor.is_secret(name.replace("-", "_"))
+
+
 def _argv_secret(word: str, redactor: Redactor) -> tuple[str, str, str] | None:
     """``(prefix, NAME, value)`` when ``word`` gives a secret-named value: ``NAME=value``,
     ``--NAME=value`` (``--password=…``) or an option's ``NAME=value`` joined to it with
@@ -88,20 +94,53 @@ def _argv_secret(word: str, redactor: Redactor) -> tuple[str, str, str] | None:
     name, eq, value = word.partition("=")
     if not eq or not name:
         return None
-    if redactor.is_secret(name.lstrip("-")):
+    if _secret_name(name.lstrip("-"), redactor):
         return f"{name}=", name.lstrip("-"), value
     if name.startswith("-"):  # an option whose own value is NAME=value
         inner, eq2, inner_value = value.partition("=")
-        if eq2 and inner and redactor.is_secret(inner):
+        if eq2 and inner and _secret_name(inner, redactor):
             return f"{name}={inner}=", inner, inner_value
     return None
 
 
+#: secret-named options whose next word names where the secret is, not the secret
+#: (``--password-stdin``, ``--password-file PATH``, ``--token-env VAR``)
+_NOT_VALUE_SUFFIXES = ("-stdin", "-file", "-path", "-env")
+
+
+def _secret_option(word: str, redactor: Redactor) -> str | None:
+    """``NAME`` when ``word`` is a secret-named option whose value is the next word
+    (``--password VALUE``, ``-token VALUE``); ``None`` otherwise."""
+    if not word.startswith("-") or "=" in word:
+        return None
+    name = word.lstrip("-")
+    if not name or name.lower().endswith(_NOT_VALUE_SUFFIXES):
+        return None
+    return name if _secret_name(name, redactor) else None
+
+
+def _argv_secrets(argv: list[str], redactor: Redactor) -> list[tuple[str, str, str] | None]:
+    """For each word of ``argv``, ``(prefix, NAME, value)`` when it is (or holds) a
+    secret value, else ``None``: the joined forms of :func:`_argv_secret`, and the word
+    after a secret-named option given alone (``--password VALUE``) unless that word is
+    an option itself (starts with ``-``)."""
+    found: list[tuple[str, str, str] | None] = []
+    option: str | None = None
+    for word in argv:
+        if option is not None and not word.startswith("-"):
+            found.append(("", option, word))
+            option = None
+            continue
+        found.append(_argv_secret(word, redactor))
+        option = _secret_option(word, redactor)
+    return found
+
+
 def _learn_argv(argv: list[str], redactor: Redactor) -> None:
     """Secret-named values given on the command line (``--build-arg TOKEN=…``,
-    ``--build-arg=TOKEN=…``, ``--password=…``): hidden wherever they appear."""
-    for word in argv:
-        found = _argv_secret(word, redactor)
+    ``--build-arg=TOKEN=…``, ``--password=…``, ``--password …``): hidden wherever they
+    appear."""
+    for found in _argv_secrets(argv, redactor):
         if found is not None:
             redactor.learn(found[1], found[2])
 
@@ -110,8 +149,7 @@ def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
     """The command line as recorded: a secret-named value is replaced by its placeholder
     whatever its length (free text only hides values of at least a few characters)."""
     out: list[str] = []
-    for word in argv:
-        found = _argv_secret(word, redactor)
+    for word, found in zip(argv, _argv_secrets(argv, redactor), strict=True):
         if found is not None and found[2]:
             out.append(found[0] + redactor.placeholder(found[1]))
         else:
