@@ -46,6 +46,35 @@ def _existing_store(app: App, override: str | None) -> DepositStore:
     return store
 
 
+def _saved_note(path: Path) -> str:
+    """The checkpoint note given with ``--since-checkpoint``; InputError (exit 2) when the
+    file cannot be read or holds no checkpoint note."""
+    from escrow.ledger.checkpoint import parse_checkpoint_body, parse_note
+
+    try:
+        note = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        raise InputError(f"Cannot read the saved checkpoint {path}: {why}.") from e
+    try:
+        parse_checkpoint_body(parse_note(note)[0])
+    except InputError as e:
+        why = e.message[:1].lower() + e.message[1:]
+        raise InputError(
+            f"{path} is not a checkpoint note: {why}",
+            hint="Give the checkpoint.txt of a deposit you imported, or the output of "
+            "`escrow ledger checkpoint`.",
+        ) from e
+    return note
+
+
+_since_help_import = (
+    "The checkpoint note you saved of this vendor's ledger earlier (e.g. the "
+    "checkpoint.txt of the last deposit you imported): refuse the deposit unless its "
+    "log extends it (same tree, or proven consistent)."
+)
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -251,22 +280,39 @@ def check(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The tar file to write.",
 )
+@click.option(
+    "--since-checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The escrow agent's saved checkpoint note of this ledger: include the "
+    "consistency proof from it (refused when the ledger does not extend it).",
+)
 @_store_option
 @json_option
 @pass_app
 def export(
-    app: App, indexes: tuple[int, ...], output: Path, deposit_store: str | None, as_json: bool
+    app: App,
+    indexes: tuple[int, ...],
+    output: Path,
+    since_checkpoint: Path | None,
+    deposit_store: str | None,
+    as_json: bool,
 ) -> None:
     """Write a self-contained escrow deposit of entries INDEX... to a tar file.
 
     It holds the deposited inputs and images, the signed envelopes, their
     inclusion proofs, the ledger checkpoint, its verifier key and the signers'
     public keys, with a table of contents (TOC.json) — for an escrow agent.
+    With --since-checkpoint, also the consistency proof from the agent's
+    checkpoint, which `escrow deposit import --since-checkpoint` needs.
     """
     from escrow.deposit.bundle import export_deposit
 
+    old_note = _saved_note(since_checkpoint) if since_checkpoint is not None else None
     store = _store(app, deposit_store)
-    toc = export_deposit(app.local_ledger(), store, list(indexes), output)
+    toc = export_deposit(
+        app.local_ledger(), store, list(indexes), output, since_checkpoint=old_note
+    )
     total = sum(int(b["size"]) for b in toc["blobs"])
     doc = {
         "output": str(output),
@@ -276,6 +322,7 @@ def export(
         "origin": toc["origin"],
         "treeSize": toc["treeSize"],
         "verifierKey": toc["verifierKey"],
+        "consistencyFrom": (toc.get("consistency") or {}).get("oldSize"),
     }
     if as_json:
         app.emit_json(doc)
@@ -287,6 +334,8 @@ def export(
         )
         app.out(f"ledger {toc['origin']} at size {toc['treeSize']}")
         app.out(f"verifier key: {toc['verifierKey']}")
+        if doc["consistencyFrom"] is not None:
+            app.out(f"consistency proof from size {doc['consistencyFrom']} included")
 
 
 @deposit.command("import")
@@ -304,6 +353,12 @@ def export(
     show_default=True,
     help="Refuse archive members larger than this many bytes.",
 )
+@click.option(
+    "--since-checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help=_since_help_import,
+)
 @_store_option
 @json_option
 @pass_app
@@ -312,6 +367,7 @@ def import_(
     archive: Path,
     verifier_key: str | None,
     max_member_size: int,
+    since_checkpoint: Path | None,
     deposit_store: str | None,
     as_json: bool,
 ) -> None:
@@ -320,10 +376,13 @@ def import_(
     Checked before anything is stored: the checkpoint signature, each entry's
     inclusion proof and signature, every blob's SHA-256, the completeness of
     each deposit, and that no member would be written outside the store.
-    Imported entries are rebuilt with `escrow rebuild --imported INDEX`.
+    With --since-checkpoint, also that the vendor's log only grew since the
+    checkpoint you saved (exit 1 on a fork, nothing stored). Imported entries
+    are rebuilt with `escrow rebuild --imported INDEX`.
     """
     from escrow.deposit.bundle import import_deposit
 
+    old_note = _saved_note(since_checkpoint) if since_checkpoint is not None else None
     if verifier_key is not None and verifier_key.startswith("@"):
         try:
             verifier_key = Path(verifier_key[1:]).read_text(encoding="utf-8").strip()
@@ -331,7 +390,12 @@ def import_(
             raise InputError(f"Cannot read the verifier key file {verifier_key[1:]}.") from e
     store = _store(app, deposit_store)
     result = import_deposit(
-        store, archive, verifier_key=verifier_key, max_member=max_member_size, say=app.say
+        store,
+        archive,
+        verifier_key=verifier_key,
+        max_member=max_member_size,
+        say=app.say,
+        since_checkpoint=old_note,
     )
     if as_json:
         app.emit_json(result.to_dict())
@@ -344,14 +408,28 @@ def import_(
         + f" from ledger {result.origin} (size {result.tree_size})"
     )
     app.out(f"verifier key: {result.verifier_key}")
+    if result.since_size is not None:
+        app.out(
+            f"extends your saved checkpoint (size {result.since_size}): "
+            + (
+                "the same tree"
+                if result.since_size == result.tree_size
+                else f"the log only grew, to size {result.tree_size}"
+            )
+        )
     for item in result.entries:
         before = "" if item["new"] else "  (imported before)"
         app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}{before}")
     app.out(f"{count(result.blobs_new, 'new blob')} ({_size(result.bytes_new)})")
-    if verifier_key is None:
+    if verifier_key is None and old_note is None:
         app.say(
             "escrow: note: the archive was checked against its own verifier key; compare it with "
             "the one the vendor published (or pass --verifier-key)."
+        )
+    elif verifier_key is None:
+        app.say(
+            "escrow: note: the archive's own verifier key was used; it is the key that signed "
+            "your saved checkpoint."
         )
 
 

@@ -9,6 +9,12 @@ An exported deposit is a plain tar::
     entries/<index>.envelope.json  each entry's signed DSSE envelope (the exact leaf bytes)
     blobs/sha256/<aa>/<hex>        every deposited blob, named by its SHA-256
 
+With ``export --since-checkpoint`` (the escrow agent's saved checkpoint note),
+``TOC.json`` also holds ``consistency``: the RFC 9162 consistency proof from that
+checkpoint's size to the deposit's, and ``import --since-checkpoint`` refuses a
+deposit whose log does not extend the agent's checkpoint (a fork, a rewrite, an
+older view).
+
 ``TOC.json`` lists each entry (index, leaf hash, project, image, signer, its
 inclusion proof in the checkpoint's tree, its deposit record) and every blob
 with its size.  Import verifies all of it — the checkpoint against the
@@ -63,6 +69,7 @@ from escrow.errors import CheckFailed, InputError, SignatureError
 from escrow.times import rfc3339, utc_now
 
 if TYPE_CHECKING:
+    from escrow.ledger.models import Checkpoint
     from escrow.ledger.store import Entry, Ledger
 
 FORMAT = "escrow-deposit/v1"
@@ -199,13 +206,26 @@ def _parse_time(text: str) -> datetime | None:
 
 
 def export_deposit(
-    ledger: Ledger, store: DepositStore, indexes: Sequence[int], out: Path
+    ledger: Ledger,
+    store: DepositStore,
+    indexes: Sequence[int],
+    out: Path,
+    *,
+    since_checkpoint: str | None = None,
 ) -> dict[str, Any]:
-    """Write the deposits of ``indexes`` to the tar ``out`` (atomically); the TOC."""
+    """Write the deposits of ``indexes`` to the tar ``out`` (atomically); the TOC.
+
+    ``since_checkpoint``: the escrow agent's saved checkpoint note of this ledger; the
+    TOC then carries the consistency proof from its size (CheckFailed, nothing written,
+    when this ledger does not extend it).
+    """
     from escrow.ledger.models import rfc3339
 
     checkpoint = ledger.checkpoint()
     verifier = ledger.verifier_key()
+    consistency = None
+    if since_checkpoint is not None:
+        consistency = _consistency_since(ledger, since_checkpoint, checkpoint, verifier)
     entries: list[dict[str, Any]] = []
     envelopes: dict[str, bytes] = {}
     keys: dict[str, str] = {}
@@ -263,6 +283,8 @@ def export_deposit(
         "keyEvents": key_events,
         "blobs": [{"sha256": b, "size": store.size(b)} for b in sorted(blobs)],
     }
+    if consistency is not None:
+        toc["consistency"] = consistency
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".escrow-export-", dir=out.parent)
@@ -302,6 +324,121 @@ def export_deposit(
 
 
 # ---------------------------------------------------------------------------
+# consistency with the escrow agent's saved checkpoint
+
+
+def _saved_checkpoint(note: str, verifier: str, checkpoint: Checkpoint, nothing: str) -> Checkpoint:
+    """The saved checkpoint ``note`` once it is shown to be of the log of ``checkpoint``:
+    signed by ``verifier``, for its origin (SignatureError / CheckFailed if not)."""
+    from escrow.ledger.checkpoint import verify_checkpoint
+
+    name, key_hash = verifier.split("+")[:2]
+    try:
+        old = verify_checkpoint(note, verifier)
+    except SignatureError:
+        raise SignatureError(
+            f"The saved checkpoint is not signed by the deposit's log key {name}+{key_hash}; "
+            f"{nothing}.",
+            hint="It is a checkpoint of another log (or was altered): give the checkpoint you "
+            "saved of this vendor's ledger.",
+        ) from None
+    if old.origin != checkpoint.origin:
+        raise CheckFailed(
+            f"The saved checkpoint is of the log {old.origin!r}, not {checkpoint.origin!r}; "
+            f"{nothing}."
+        )
+    return old
+
+
+def _consistency_since(
+    ledger: Ledger, note: str, checkpoint: Checkpoint, verifier: str
+) -> dict[str, Any] | None:
+    """The TOC's ``consistency``: the proof from the saved checkpoint ``note`` to
+    ``checkpoint`` (None when their sizes are equal or the old one is empty)."""
+    from escrow.ledger import merkle
+
+    nothing = "nothing was exported"
+    old = _saved_checkpoint(note, verifier, checkpoint, nothing)
+    if old.size > checkpoint.size:
+        raise CheckFailed(
+            f"The ledger holds {checkpoint.size} entries, fewer than the {old.size} of the "
+            f"saved checkpoint: it does not extend it (truncated, or forked); {nothing}."
+        )
+    proof = ledger.consistency_proof(old.size, checkpoint.size) if old.size else []
+    if not merkle.verify_consistency(old.size, checkpoint.size, old.root, checkpoint.root, proof):
+        raise CheckFailed(
+            f"The ledger does not extend the saved checkpoint: its first {old.size} entries "
+            f"have another root than the checkpoint's (forked or rewritten); {nothing}."
+        )
+    if old.size in (0, checkpoint.size):
+        return None  # nothing to prove: the importer compares the checkpoints themselves
+    return {
+        "oldSize": old.size,
+        "oldRootHash": old.root.hex(),
+        "proof": [h.hex() for h in proof],
+    }
+
+
+def _checked_consistency(toc: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """The TOC's ``consistency`` proof, when there is one, verifies against the deposit's
+    checkpoint (else the archive was altered)."""
+    from escrow.ledger import merkle
+
+    c = toc.get("consistency")
+    if c is None:
+        return
+    proof = [bytes.fromhex(h) for h in c["proof"]]
+    if not 0 < c["oldSize"] < checkpoint.size or not merkle.verify_consistency(
+        c["oldSize"], checkpoint.size, bytes.fromhex(c["oldRootHash"]), checkpoint.root, proof
+    ):
+        raise _altered(
+            f"The deposit's consistency proof from size {c['oldSize']} does not verify against "
+            "its checkpoint"
+        )
+
+
+def _check_since(toc: dict[str, Any], note: str, checkpoint: Checkpoint, verifier: str) -> int:
+    """Refuse (CheckFailed) unless the deposit's log extends the agent's saved checkpoint
+    ``note``: the same tree, or a larger one the TOC's consistency proof (checked by
+    :func:`_checked_consistency`) shows grew from it.  The saved checkpoint's size."""
+    old = _saved_checkpoint(note, verifier, checkpoint, _NOTHING)
+    n, m = checkpoint.size, old.size
+    forked = (
+        f"At size {m} the deposit's log has another root than your saved checkpoint: the log "
+        f"was forked or rewritten; {_NOTHING}."
+    )
+    evidence = (
+        "Keep your saved checkpoint and the deposit's checkpoint.txt: both are signed by the "
+        "log key, and together they prove the two histories."
+    )
+    if m > n:
+        raise CheckFailed(
+            f"The deposit's log (size {n}) is smaller than your saved checkpoint (size {m}): it "
+            f"does not extend it (an older view of the log, or a truncated or forked one); "
+            f"{_NOTHING}.",
+            hint="Ask the vendor for a deposit exported from its current ledger.",
+        )
+    if m == n or m == 0:
+        from escrow.ledger.merkle import EMPTY_ROOT
+
+        if old.root != (checkpoint.root if m == n else EMPTY_ROOT):
+            raise CheckFailed(forked, hint=evidence)
+        return m
+    c = toc.get("consistency")
+    if c is None or c["oldSize"] != m:
+        proven = f" (it proves it from size {c['oldSize']})" if c is not None else ""
+        raise CheckFailed(
+            f"The deposit carries no consistency proof from your saved checkpoint's size {m} "
+            f"to its own {n}{proven}, so it cannot show the log only grew since; {_NOTHING}.",
+            hint="Ask the vendor to export it again with `escrow deposit export INDEX... "
+            "--since-checkpoint FILE`, FILE being your saved checkpoint.",
+        )
+    if bytes.fromhex(c["oldRootHash"]) != old.root:
+        raise CheckFailed(forked, hint=evidence)
+    return m
+
+
+# ---------------------------------------------------------------------------
 # import
 
 
@@ -314,6 +451,7 @@ class ImportResult:
     blobs_new: int
     bytes_new: int
     blobs_repaired: int = 0
+    since_size: int | None = None  # the saved checkpoint's size, with --since-checkpoint
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -324,6 +462,9 @@ class ImportResult:
             "blobsNew": self.blobs_new,
             "bytesNew": self.bytes_new,
             "blobsRepaired": self.blobs_repaired,
+            "sinceCheckpoint": (
+                None if self.since_size is None else {"size": self.since_size, "extended": True}
+            ),
         }
 
 
@@ -427,6 +568,14 @@ def _check_toc_shape(toc: dict[str, Any]) -> None:
             or not proof_ok(item)
         ):
             raise _malformed(f"its entry {n}")
+    c = toc.get("consistency")
+    if c is not None and (
+        not isinstance(c, dict)
+        or type(c.get("oldSize")) is not int
+        or not _hex64(c.get("oldRootHash"))
+        or not proof_ok({"inclusionProof": c.get("proof")})
+    ):
+        raise _malformed("its consistency proof")
     events = toc.get("keyEvents")
     if events is not None and not isinstance(events, list):
         raise _malformed("keyEvents is not a list")
@@ -678,8 +827,12 @@ def import_deposit(
     verifier_key: str | None = None,
     max_member: int = MAX_MEMBER,
     say: Callable[[str], None] | None = None,
+    since_checkpoint: str | None = None,
 ) -> ImportResult:
     """Verify the exported deposit ``archive`` completely, then store it.
+
+    ``since_checkpoint``: the checkpoint note the importer saved of this log earlier; the
+    deposit is refused (CheckFailed, nothing stored) unless its log extends it.
 
     Anything that does not match what the archive's TOC and signed contents promise is
     :class:`CheckFailed` (exit 1); only an archive that is no deposit at all, or a
@@ -766,6 +919,12 @@ def import_deposit(
                 raise _altered(
                     f"The deposit's {checkpoint_name} is not a signed checkpoint ({why})"
                 ) from None
+            _checked_consistency(toc, checkpoint)
+            since_size = (
+                None
+                if since_checkpoint is None
+                else _check_since(toc, since_checkpoint, checkpoint, verifier)
+            )
             # -- members the TOC does not list
             named = {"TOC.json", "verifier-key.txt", checkpoint_name}
             named.update(str(v) for v in toc["keys"].values())
@@ -939,7 +1098,14 @@ def import_deposit(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ImportResult(
-        checkpoint.origin, checkpoint.size, verifier, entries, blobs_new, bytes_new, repaired
+        checkpoint.origin,
+        checkpoint.size,
+        verifier,
+        entries,
+        blobs_new,
+        bytes_new,
+        repaired,
+        since_size,
     )
 
 
