@@ -15,6 +15,7 @@ only the original deletes it, ``added``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -223,6 +224,9 @@ class LayerResult:
     verdict: Verdict
     comparison: LayerComparison | None = None
     note: str | None = None
+    #: the rebuilt image's index of this layer, when it is not ``index`` (``escrow diff``
+    #: matches the layers of two images by their commands, see :func:`pair_items`)
+    rebuilt_index: int | None = None
 
     def to_dict(self, limit: int = MAX_DIFFERENCES) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -231,6 +235,8 @@ class LayerResult:
             "rebuilt": self.rebuilt,
             "verdict": str(self.verdict),
         }
+        if self.rebuilt_index is not None:
+            d["rebuiltIndex"] = self.rebuilt_index
         if self.created_by is not None:
             d["createdBy"] = self.created_by
         c = self.comparison
@@ -296,6 +302,41 @@ def _layer_list(predicate: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     ]
 
 
+def pair_items(
+    a: Sequence[str | None], b: Sequence[str | None], align: bool = False
+) -> list[tuple[int | None, int | None]]:
+    """The indexes of ``a`` and ``b`` compared with each other (None: an item one side only
+    has). By position; with ``align``, matched by their texts (layers and history items by
+    the command that made them), so that items one side inserts — the layers of another base
+    image, a new step — are named as such instead of shifting every later comparison. Runs
+    that do not match are paired by position, the longer run's rest unpaired."""
+    if not align:
+        return [
+            (i if i < len(a) else None, i if i < len(b) else None)
+            for i in range(max(len(a), len(b)))
+        ]
+    out: list[tuple[int | None, int | None]] = []
+    matcher = difflib.SequenceMatcher(a=list(a), b=list(b), autojunk=False)
+    for _op, i1, i2, j1, j2 in matcher.get_opcodes():
+        out.extend(
+            (i1 + k if i1 + k < i2 else None, j1 + k if j1 + k < j2 else None)
+            for k in range(max(i2 - i1, j2 - j1))
+        )
+    return out
+
+
+def layer_pairs(
+    original: Mapping[str, Any], rebuilt: Mapping[str, Any], align: bool = False
+) -> list[tuple[str | None, str | None]]:
+    """The diff IDs of two build-manifest predicates compared with each other (see
+    :func:`pair_items`)."""
+    a, b = _layer_list(original), _layer_list(rebuilt)
+    return [
+        (a[i][0] if i is not None else None, b[j][0] if j is not None else None)
+        for i, j in pair_items([x[1] for x in a], [x[1] for x in b], align)
+    ]
+
+
 #: fields of ``image`` compared besides ``image.config``; creation times are not compared
 _IMAGE_FIELDS = ("os", "architecture", "variant", "author", "comment")
 _HISTORY_FIELDS = ("createdBy", "emptyLayer", "comment", "author")
@@ -347,12 +388,13 @@ def _config_value(key: str, value: Any) -> Any:
 
 
 def compare_config(
-    original: Mapping[str, Any], rebuilt: Mapping[str, Any]
+    original: Mapping[str, Any], rebuilt: Mapping[str, Any], *, align: bool = False
 ) -> list[ConfigDifference]:
     """The image fields of two build-manifest predicates that differ, creation times aside:
     the runtime config field by field (an empty list, map or string the same as none, see
     ``_EMPTY_IS_UNSET``), the platform, and the history's commands.  A difference reports
-    the values as recorded."""
+    the values as recorded; with ``align`` the history items are matched by their commands
+    (:func:`pair_items`), an item named ``history[I->J]`` when its indexes differ."""
     img_a, img_b = original.get("image") or {}, rebuilt.get("image") or {}
     cfg_a, cfg_b = img_a.get("config") or {}, img_b.get("config") or {}
     out = [
@@ -366,14 +408,18 @@ def compare_config(
         if img_a.get(key) != img_b.get(key)
     )
     hist_a, hist_b = original.get("history") or [], rebuilt.get("history") or []
-    for i in range(max(len(hist_a), len(hist_b))):
-        ha = hist_a[i] if i < len(hist_a) else None
-        hb = hist_b[i] if i < len(hist_b) else None
+    texts_a = [h.get("createdBy") for h in hist_a]
+    texts_b = [h.get("createdBy") for h in hist_b]
+    for i, j in pair_items(texts_a, texts_b, align):
+        ha = hist_a[i] if i is not None else None
+        hb = hist_b[j] if j is not None else None
         if ha is None or hb is None:
-            out.append(ConfigDifference(f"history[{i}]", _strip_created(ha), _strip_created(hb)))
+            at = i if i is not None else j
+            out.append(ConfigDifference(f"history[{at}]", _strip_created(ha), _strip_created(hb)))
             continue
+        name = f"history[{i}]" if i == j else f"history[{i}->{j}]"
         out.extend(
-            ConfigDifference(f"history[{i}].{key}", ha.get(key), hb.get(key))
+            ConfigDifference(f"{name}.{key}", ha.get(key), hb.get(key))
             for key in _HISTORY_FIELDS
             if ha.get(key) != hb.get(key)
         )
@@ -392,16 +438,24 @@ def compare_layers(
     source: LayerSource | None,
     *,
     progress: Callable[[str], None] | None = None,
+    align: bool = False,
 ) -> list[LayerResult]:
-    """Layer ``i`` of one image against layer ``i`` of the other: identical diff IDs need no
-    more; differing ones are compared file by file through ``source`` (when given)."""
+    """Layer ``i`` of one image against layer ``i`` of the other (with ``align``, the layers
+    matched by their commands, :func:`pair_items`): identical diff IDs need no more;
+    differing ones are compared file by file through ``source`` (when given)."""
     results: list[LayerResult] = []
-    for i in range(max(len(original), len(rebuilt))):
-        a_id, a_by = original[i] if i < len(original) else (None, None)
-        b_id, b_by = rebuilt[i] if i < len(rebuilt) else (None, None)
+    pairs = pair_items([x[1] for x in original], [x[1] for x in rebuilt], align)
+    for ia, ib in pairs:
+        a_id, a_by = original[ia] if ia is not None else (None, None)
+        b_id, b_by = rebuilt[ib] if ib is not None else (None, None)
         created_by = a_by if a_by is not None else b_by
+        i = ia if ia is not None else ib
+        assert i is not None
+        moved = ib if ia is not None and ib is not None and ib != ia else None
         if a_id is not None and a_id == b_id:
-            results.append(LayerResult(i, a_id, b_id, created_by, Verdict.IDENTICAL))
+            results.append(
+                LayerResult(i, a_id, b_id, created_by, Verdict.IDENTICAL, rebuilt_index=moved)
+            )
             continue
         if source is None:
             results.append(
@@ -412,6 +466,7 @@ def compare_layers(
                     created_by,
                     Verdict.DIFFERENT,
                     note="diff IDs differ; files not compared",
+                    rebuilt_index=moved,
                 )
             )
             continue
@@ -429,6 +484,7 @@ def compare_layers(
                     created_by,
                     Verdict.DIFFERENT,
                     note=f"diff IDs differ; files not compared: {e.diagnostics()}",
+                    rebuilt_index=moved,
                 )
             )
             continue
@@ -445,7 +501,7 @@ def compare_layers(
             note = "the rebuild has an extra layer"
         elif b_id is None:
             note = "the rebuild lacks this layer"
-        results.append(LayerResult(i, a_id, b_id, created_by, verdict, comparison, note))
+        results.append(LayerResult(i, a_id, b_id, created_by, verdict, comparison, note, moved))
     return results
 
 
@@ -455,13 +511,20 @@ def compare_images(
     source: LayerSource | None,
     *,
     progress: Callable[[str], None] | None = None,
+    align: bool = False,
 ) -> ImageComparison:
-    """Compare the images of two build-manifest predicates (image ID, config, layers)."""
+    """Compare the images of two build-manifest predicates (image ID, config, layers); with
+    ``align``, layers and history items are matched by their commands (:func:`pair_items`)
+    rather than by position, as two different builds need."""
     a_img = (original.get("image") or {}).get("id")
     b_img = (rebuilt.get("image") or {}).get("id")
     same = a_img is not None and a_img == b_img
     layers = compare_layers(
-        _layer_list(original), _layer_list(rebuilt), None if same else source, progress=progress
+        _layer_list(original),
+        _layer_list(rebuilt),
+        None if same else source,
+        progress=progress,
+        align=align,
     )
-    config = [] if same else compare_config(original, rebuilt)
+    config = [] if same else compare_config(original, rebuilt, align=align)
     return ImageComparison(a_img, b_img, layers, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -379,7 +380,7 @@ def diff_manifests(
         "filesCompared": source is not None,
     }
     if a.predicate.get("image") and b.predicate.get("image"):
-        comparison = compare_images(a.predicate, b.predicate, source, progress=progress)
+        comparison = compare_images(a.predicate, b.predicate, source, progress=progress, align=True)
         doc["image"] = image_document(comparison, (a.index, b.index))
     else:
         doc["image"] = None
@@ -517,7 +518,37 @@ def _config_line(c: Mapping[str, Any]) -> str:
         if isinstance(item, Mapping) and item.get("emptyLayer"):
             text += " (empty layer)"
         return f"  {c['field']}: only in entry {c['onlyIn']}: {text}"
-    return f"  {c['field']}: {_json_short(c['original'])} -> {_json_short(c['rebuilt'])}"
+    return f"  {c['field']}: {_changed(c['original'], c['rebuilt'])}"
+
+
+#: characters of a long text shown before the place where two values first differ
+_LEAD = 24
+
+
+def _changed(a: Any, b: Any, limit: int = 80) -> str:
+    """``A -> B`` for a config or history value, naming what changed where cutting both at
+    ``limit`` would hide it: the keys of two maps (``Labels``) that differ, the items of two
+    lists (``Env``) one lacks, and a long text from just before its first difference."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        keys = sorted(k for k in set(a) | set(b) if k not in a or k not in b or a[k] != b[k])
+        if keys:
+            return "; ".join(
+                f"{k}: {_json_short(a[k]) if k in a else NOT_SET} -> "
+                f"{_json_short(b[k]) if k in b else NOT_SET}"
+                for k in keys
+            )
+    if isinstance(a, list) and isinstance(b, list):
+        gone, new = [x for x in a if x not in b], [x for x in b if x not in a]
+        if gone or new:
+            return ", ".join(
+                [f"-{_json_short(x)}" for x in gone] + [f"+{_json_short(x)}" for x in new]
+            )
+    if isinstance(a, str) and isinstance(b, str) and max(len(a), len(b)) + 2 > limit:
+        same = len(os.path.commonprefix([a, b]))
+        if same > _LEAD:  # start both just before the first difference
+            start = same - _LEAD
+            return f"…{_json_short(a[start:], limit)} -> …{_json_short(b[start:], limit)}"
+    return f"{_json_short(a, limit)} -> {_json_short(b, limit)}"
 
 
 def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> list[str]:
@@ -525,12 +556,15 @@ def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> 
     for layer in layers:
         verdict = layer["verdict"]
         by = f"  {display(str(layer['createdBy']))[:70]}" if layer.get("createdBy") else ""
+        name = f"layer {layer['index']}"
+        if "rebuiltIndex" in layer:  # matched with a layer at another place in the other image
+            name += f" -> {layer['rebuiltIndex']}"
         if verdict == "identical":
-            out.append(f"  layer {layer['index']}: identical{by}")
+            out.append(f"  {name}: identical{by}")
             continue
         only = "onlyIn" in layer
         state = f"only in entry {layer['onlyIn']}" if only else verdict
-        line = f"  layer {layer['index']}: {state}"
+        line = f"  {name}: {state}"
         if layer.get("normalisations"):
             line += f" (normalised: {', '.join(layer['normalisations'])})"
         out.append(line + by)
@@ -538,7 +572,9 @@ def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> 
         out.extend(f"      {d['kind']:<8} {d['path']}" + _detail(d) for d in diffs)
         if layer.get("truncated"):
             out.append(f"      … {layer['differenceCount'] - len(diffs)} more")
-        if layer.get("note"):
+        if layer.get("note") == _NOT_COMPARED and not files_compared:
+            out.append(f"      ({_NOT_COMPARED}; add --files)")
+        elif layer.get("note"):
             out.append(f"      ({layer['note']})")
         elif verdict == "different" and not diffs and not files_compared and not only:
             out.append("      (files not compared; add --files)")
@@ -549,6 +585,11 @@ def _detail(d: Mapping[str, Any]) -> str:
     a, b = d.get("original") or {}, d.get("rebuilt") or {}
     kind = d["kind"]
     if kind == "content":
+        if a.get("size") == b.get("size"):  # same size: the digests tell them apart
+            return (
+                f"  {a.get('size')} bytes, sha256 {str(a.get('sha256'))[:12]}… -> "
+                f"{str(b.get('sha256'))[:12]}…"
+            )
         return f"  {a.get('size')} -> {b.get('size')} bytes"
     if kind == "mode":
         text = f"  {a.get('mode', 0):04o} -> {b.get('mode', 0):04o}"
@@ -664,7 +705,11 @@ def render_diff(doc: Mapping[str, Any]) -> str:
     image = doc.get("image")
     lines += ["", "Image"]
     if image is None:
-        lines.append("  not compared: at least one build produced no image")
+        lacking = [f"entry {s['index']}" for s in (a, b) if not s["imageId"]]
+        lines.append(
+            f"  not compared: {' and '.join(lacking or ['one entry'])} "
+            f"record{'s' if len(lacking) < 2 else ''} no image"
+        )
     else:
         lines.append(
             f"  {image['verdict']}: {_short(image['original'])} -> {_short(image['rebuilt'])}"

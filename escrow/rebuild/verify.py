@@ -51,6 +51,11 @@ if TYPE_CHECKING:
     from escrow.server.client import RemoteLedger
 
 _RECORDED_BY = {"image": "capture", "command": "record"}
+#: how to make a comparable entry again, by the command that recorded one
+_AGAIN_BY = {
+    "capture": "Build the same recipe with `escrow build`",
+    "record": "Run the command again with `escrow record`",
+}
 
 #: tag given to rebuilt images unless another is asked for
 DEFAULT_TAG = "escrow-rebuild:entry-{index}"
@@ -102,6 +107,13 @@ def load_original(ledger: Ledger | RemoteLedger, index: int) -> tuple[Entry, dic
     from escrow.signing.keys import PublicKey
 
     entry = ledger.get(index)
+    if entry.predicate_type == REBUILD_VERIFICATION:
+        verified = (entry.statement()["predicate"].get("original") or {}).get("index")
+        raise InputError(
+            f"Entry {index} is the rebuild verdict of entry {verified}, not a build.",
+            hint=f"`escrow rebuild {verified}` rebuilds that build again; "
+            f"`escrow show {index}` prints this verdict.",
+        )
     if entry.predicate_type != BUILD_MANIFEST:
         raise InputError(
             f"Entry {index} is not a build manifest ({entry.predicate_type}).",
@@ -116,6 +128,8 @@ def load_original(ledger: Ledger | RemoteLedger, index: int) -> tuple[Entry, dic
         raise InputError(
             f"Entry {index} was recorded by `escrow {how}`, "
             "not by a Dockerfile build escrow ran, so there is no recipe to rebuild.",
+            hint=_AGAIN_BY.get(how, "Build it again with `escrow build`")
+            + f" and compare the two with `escrow diff {index} NEW` (NEW: the new entry's index).",
         )
     if build.get("status") != "succeeded" or not (predicate.get("image") or {}).get("id"):
         raise InputError(
@@ -330,6 +344,7 @@ def _given_again(
                 raise UsageError(
                     f"The {what} {name} was recorded as {r['value']!r}; "
                     "a rebuild uses the recorded value.",
+                    hint=f"Leave out {option} {name}.",
                 )
             out.append((name, str(r["value"])))
             continue
