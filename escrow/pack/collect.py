@@ -250,6 +250,11 @@ def verdict_of(predicate: Mapping[str, Any]) -> tuple[Verdict, tuple[str, ...]]:
     return verdict, tuple(details)
 
 
+def rebuilt_index(predicate: Mapping[str, Any]) -> int | None:
+    """The ledger index of the build a rebuild-verification predicate is about."""
+    return _i(_d(predicate.get("original")).get("index"))
+
+
 def _arg_rows(records: Any) -> tuple[BuildArgRow, ...]:
     """Build arguments or ``--label`` labels as recorded (secrets: salted digest only)."""
     return tuple(
@@ -461,6 +466,140 @@ def key_views(
     return out
 
 
+# -- the verdict -----------------------------------------------------------------
+
+#: anomalies that make the overall verdict "Verified, with findings"
+SERIOUS_ANOMALIES = ("key", "inputs", "base")
+
+
+def signature_status(envelope: bytes, key: PublicKey | None) -> tuple[bool, str]:
+    """Whether ``envelope`` verifies with its signer's registered ``key``, and why not."""
+    if key is None:
+        return False, "the signing key is not registered in the ledger"
+    try:
+        Envelope.from_bytes(envelope).verify([key])
+    except Exception as e:  # noqa: BLE001 - recorded as a failed check
+        return False, str(e)
+    return True, ""
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What a pack's verdict and anomalies are computed from, for one build in scope:
+    :func:`collect` reads them from the ledger, ``escrow pack verify`` from the evidence
+    embedded in the pack; both then call :func:`assess`."""
+
+    index: int
+    statement: Mapping[str, Any]  # the build manifest's in-toto statement
+    signer: str  # the key ID that signed it
+    signer_status: str  # that key's status at the pack's generation time ("" if unknown)
+    signature_verified: bool
+    inclusion_verified: bool
+    rebuilds: tuple[Verdict, ...] = ()  # the rebuild verdicts pointing at it, in log order
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A pack's summary, overall verdict and anomalies (:func:`assess`)."""
+
+    summary: SummaryView
+    notes: Mapping[int, tuple[str, ...]]  # each build's own anomalies, shown on its page
+    overall: str
+    checks_ok: bool
+
+    def summary_doc(self) -> dict[str, Any]:
+        """The pack statement's ``summary``."""
+        s = self.summary
+        return {
+            "builds": s.builds,
+            "failed": s.failed,
+            "signaturesVerified": s.signatures_verified,
+            "inclusionVerified": s.inclusion_verified,
+            "rebuilds": {name.replace(" ", "-"): n for name, n in s.verdicts},
+            "anomalies": len(s.anomalies),
+            "overall": self.overall,
+        }
+
+
+def assess(
+    builds: Sequence[BuildFacts], *, note_ok: bool, consistency_ok: bool = True
+) -> Assessment:
+    """The summary, overall verdict and anomalies of a pack of ``builds`` (in log order):
+    the one computation behind the cover of ``escrow pack`` and the "verdict" check of
+    ``escrow pack verify``."""
+    seen_base: dict[str, tuple[str, int, str]] = {}
+    anomalies: list[Anomaly] = []
+    notes: dict[int, tuple[str, ...]] = {}
+    counts: dict[str, int] = {v.value: 0 for v in Verdict}
+    for b in builds:
+        p = _d(b.statement.get("predicate"))
+        mine: list[str] = []
+        anchor = f"entry-{b.index}"
+        if b.signer_status in ("revoked", "retired"):
+            text = f"entry {b.index} is signed by key {b.signer[:16]}…, now {b.signer_status}"
+            mine.append(text)
+            anomalies.append(Anomaly("key", text, anchor))
+        for base in _l(_d(p.get("inputs")).get("baseImages")):
+            ref, iid = _s(_d(base).get("reference")), _s(_d(base).get("imageId"))
+            dig = _s(_d(base).get("repoDigest"))
+            if not ref or not iid:
+                continue
+            prev = seen_base.get(ref)
+            moved = prev is not None and bool(dig) and bool(prev[2]) and prev[2] != dig
+            if prev is not None and (prev[0] != iid or moved):
+                text = f"base image {ref} changed between entry {prev[1]} and entry {b.index}"
+                if moved:
+                    text += (
+                        ": the tag now points to another digest ("
+                        f"{prev[2].rsplit('@', 1)[-1]} -> {dig.rsplit('@', 1)[-1]})"
+                    )
+                mine.append(text)
+                anomalies.append(Anomaly("base", text, anchor))
+            seen_base[ref] = (iid, b.index, dig)
+        secrets = [
+            _s(_d(a).get("name"))
+            for a in _l(_d(p.get("inputs")).get("buildArgs"))
+            if _d(a).get("secret")
+        ]
+        if secrets:
+            text = f"entry {b.index}: secret build args recorded as salted digests: " + (
+                ", ".join(secrets)
+            )
+            anomalies.append(Anomaly("secret", text, anchor))
+        if _d(p.get("command")).get("inputsChanged"):
+            text = f"entry {b.index}: the build context changed while it was being built"
+            mine.append(text)
+            anomalies.append(Anomaly("inputs", text, anchor))
+        notes[b.index] = tuple(mine)
+        verdict = b.rebuilds[-1] if b.rebuilds else Verdict.NOT_CHECKED
+        counts[verdict.value] += 1
+    status = (_s(_d(_d(b.statement.get("predicate")).get("build")).get("status")) for b in builds)
+    summary = SummaryView(
+        builds=len(builds),
+        failed=sum(1 for s in status if s == "failed"),
+        signatures_verified=sum(1 for b in builds if b.signature_verified),
+        signatures_total=len(builds),
+        inclusion_verified=sum(1 for b in builds if b.inclusion_verified),
+        verdicts=tuple((v.value, counts[v.value]) for v in Verdict),
+        anomalies=tuple(anomalies),
+    )
+    checks_ok = (
+        note_ok
+        and summary.signatures_verified == len(builds)
+        and summary.inclusion_verified == len(builds)
+        and consistency_ok
+    )
+    bad_rebuilds = counts[Verdict.DIFFERENT.value] + counts[Verdict.NOT_REPRODUCED.value]
+    serious = [a for a in anomalies if a.kind in SERIOUS_ANOMALIES]
+    if not checks_ok:
+        overall = FAILED_VERDICT
+    elif bad_rebuilds or serious:
+        overall = "Verified, with findings"
+    else:
+        overall = "Verified"
+    return Assessment(summary=summary, notes=notes, overall=overall, checks_ok=checks_ok)
+
+
 # -- the whole pack --------------------------------------------------------------
 
 
@@ -551,7 +690,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         if r.index >= size:
             continue
         rp = _d(r.statement().get("predicate"))
-        original = _i(_d(rp.get("original")).get("index"))
+        original = rebuilt_index(rp)
         if original is None or original not in wanted:
             continue
         verdict, diffs = verdict_of(rp)
@@ -582,67 +721,50 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         proofs[entry.index] = ProofRecord(entry.index, entry.leaf_hash, hexes)
         return hexes, ok
 
-    # anomalies across builds
-    seen_base: dict[str, tuple[str, int, str]] = {}
-    builds: list[BuildView] = []
-    anomalies: list[Anomaly] = []
+    # each build's facts (its signature checked again, its inclusion proved), then the
+    # verdict and anomalies computed from them (:func:`assess`, as ``pack verify`` does)
+    facts: list[BuildFacts] = []
+    shown: list[tuple[Any, dict[str, Any], Any, Any, str, tuple[str, ...]]] = []
     signed_count: dict[str, int] = {}
     for entry in scoped:
         st = entry.statement()
-        p = _d(st.get("predicate"))
-        notes: list[str] = []
         key = key_states.get(entry.signer)
-        problem = ""
-        verified = False
         pub = public_keys.get(entry.signer)
-        if pub is None:
-            problem = "the signing key is not registered in the ledger"
-        else:
-            try:
-                Envelope.from_bytes(entry.envelope).verify([pub])
-                verified = True
-            except Exception as e:  # noqa: BLE001 - recorded as a failed check
-                problem = str(e)
+        verified, problem = signature_status(entry.envelope, pub)
         signed_count[entry.signer] = signed_count.get(entry.signer, 0) + 1
-        if key is not None and key.status in ("revoked", "retired"):
-            text = f"entry {entry.index} is signed by key {entry.signer[:16]}…, now {key.status}"
-            notes.append(text)
-            anomalies.append(Anomaly("key", text, f"entry-{entry.index}"))
-        for b in _l(_d(p.get("inputs")).get("baseImages")):
-            ref, iid = _s(_d(b).get("reference")), _s(_d(b).get("imageId"))
-            dig = _s(_d(b).get("repoDigest"))
-            if not ref or not iid:
-                continue
-            prev = seen_base.get(ref)
-            moved = prev is not None and bool(dig) and bool(prev[2]) and prev[2] != dig
-            if prev is not None and (prev[0] != iid or moved):
-                text = f"base image {ref} changed between entry {prev[1]} and entry {entry.index}"
-                if moved:
-                    text += (
-                        ": the tag now points to another digest ("
-                        f"{prev[2].rsplit('@', 1)[-1]} -> {dig.rsplit('@', 1)[-1]})"
-                    )
-                notes.append(text)
-                anomalies.append(Anomaly("base", text, f"entry-{entry.index}"))
-            seen_base[ref] = (iid, entry.index, dig)
-        secrets = [
-            _s(_d(a).get("name"))
-            for a in _l(_d(p.get("inputs")).get("buildArgs"))
-            if _d(a).get("secret")
-        ]
-        if secrets:
-            text = f"entry {entry.index}: secret build args recorded as salted digests: " + (
-                ", ".join(secrets)
-            )
-            anomalies.append(Anomaly("secret", text, f"entry-{entry.index}"))
-        if _d(p.get("command")).get("inputsChanged"):
-            text = f"entry {entry.index}: the build context changed while it was being built"
-            notes.append(text)
-            anomalies.append(Anomaly("inputs", text, f"entry-{entry.index}"))
         hexes, inc_ok = prove(entry)
         rb = rebuilds.get(entry.index, [])
         for r, _ in rb:
             prove(r)
+        facts.append(
+            BuildFacts(
+                index=entry.index,
+                statement=st,
+                signer=entry.signer,
+                signer_status=key.status if key is not None else "",
+                signature_verified=verified,
+                inclusion_verified=inc_ok,
+                rebuilds=tuple(v.verdict for _, v in rb),
+            )
+        )
+        shown.append((entry, st, key, pub, problem, hexes))
+    for entry in key_entries:
+        prove(entry)
+
+    consistency_view: ConsistencyView | None = None
+    consistency_doc: dict[str, Any] | None = None
+    if request.since_checkpoint is not None:
+        consistency_view, consistency_doc = _consistency(
+            ledger, request.since_checkpoint, verifier, size, root
+        )
+    assessment = assess(
+        facts,
+        note_ok=note_ok,
+        consistency_ok=consistency_view is None or consistency_view.verified,
+    )
+    summary, overall, checks_ok = assessment.summary, assessment.overall, assessment.checks_ok
+    builds: list[BuildView] = []
+    for (entry, st, key, pub, problem, hexes), fact in zip(shown, facts, strict=True):
         builds.append(
             build_view(
                 index=entry.index,
@@ -652,22 +774,13 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
                 signer=entry.signer,
                 signer_name=key.name if key else "",
                 algorithm=(key.algorithm if key else "") or (pub.type.value if pub else ""),
-                signature_verified=verified,
+                signature_verified=fact.signature_verified,
                 signature_problem=problem,
                 inclusion_proof=hexes,
-                inclusion_verified=inc_ok,
-                rebuilds=[v for _, v in rb],
-                anomalies=notes,
+                inclusion_verified=fact.inclusion_verified,
+                rebuilds=[v for _, v in rebuilds.get(entry.index, [])],
+                anomalies=assessment.notes.get(entry.index, ()),
             )
-        )
-    for entry in key_entries:
-        prove(entry)
-
-    consistency_view: ConsistencyView | None = None
-    consistency_doc: dict[str, Any] | None = None
-    if request.since_checkpoint is not None:
-        consistency_view, consistency_doc = _consistency(
-            ledger, request.since_checkpoint, verifier, size, root
         )
 
     # keys in force during the period (valid at some time in it), and any key that
@@ -680,33 +793,6 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         for k in sorted(key_states.values(), key=lambda k: k.events[0].index or 0)
         if k.keyid in in_force
     )
-
-    counts: dict[str, int] = {v.value: 0 for v in Verdict}
-    for b in builds:
-        counts[b.verdict.value] += 1
-    summary = SummaryView(
-        builds=len(builds),
-        failed=sum(1 for b in builds if b.status == "failed"),
-        signatures_verified=sum(1 for b in builds if b.signature_verified),
-        signatures_total=len(builds),
-        inclusion_verified=sum(1 for b in builds if b.inclusion_verified),
-        verdicts=tuple((v.value, counts[v.value]) for v in Verdict),
-        anomalies=tuple(anomalies),
-    )
-    checks_ok = (
-        note_ok
-        and summary.signatures_verified == len(builds)
-        and summary.inclusion_verified == len(builds)
-        and (consistency_view is None or consistency_view.verified)
-    )
-    bad_rebuilds = counts[Verdict.DIFFERENT.value] + counts[Verdict.NOT_REPRODUCED.value]
-    serious = [a for a in anomalies if a.kind in ("key", "inputs", "base")]
-    if not checks_ok:
-        overall = FAILED_VERDICT
-    elif bad_rebuilds or serious:
-        overall = "Verified, with findings"
-    else:
-        overall = "Verified"
 
     scope = ScopeView(
         projects=tuple(request.projects),
@@ -740,15 +826,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         "checkpoint": {**checkpoint_doc, "note": cp.note},
         "evidence": sorted(envelope_entries),
         "signer": {"certificateSha256": signer.sha256, "subject": signer.subject},
-        "summary": {
-            "builds": summary.builds,
-            "failed": summary.failed,
-            "signaturesVerified": summary.signatures_verified,
-            "inclusionVerified": summary.inclusion_verified,
-            "rebuilds": {v.value.replace(" ", "-"): counts[v.value] for v in Verdict},
-            "anomalies": len(anomalies),
-            "overall": overall,
-        },
+        "summary": assessment.summary_doc(),
         "escrowVersion": __version__,
     }
     if consistency_view is not None:

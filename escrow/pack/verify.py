@@ -19,7 +19,12 @@ Checks, in order, each reported by name:
    or from a forked ledger, is refused);
 7. the printed pages: the scope the statement states, and every image ID, diff ID
    and leaf hash of the builds in scope appear in the text, and every 64-hex digest
-   printed is one found in the embedded evidence (text extracted with poppler's ``pdftotext``).
+   printed is one found in the embedded evidence (text extracted with poppler's ``pdftotext``);
+8. the verdict: the summary, overall verdict and anomalies, recomputed from the embedded
+   evidence with the function ``escrow pack`` computes them with
+   (:func:`escrow.pack.collect.assess`), are the ones the pack statement states and the
+   cover and summary pages print (the operator holds the pack key, so a pack re-rendered
+   as "Verified" over failed checks or findings is still validly signed).
 
 Once a check fails, the checks that could not run are still listed, as skipped
 (never ok), naming the failure that stopped them.  Without ``--trust`` the
@@ -37,7 +42,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +68,7 @@ CHECK_NAMES = (
     "consistency",
     "requested scope",
     "printed digests",
+    "verdict",
 )
 
 
@@ -341,24 +347,35 @@ def pdf_text(path: Path) -> str:
 # -- evidence ------------------------------------------------------------------------
 
 
+@dataclass
+class _Checked:
+    """What checks 2–6 found: the digests the evidence vouches for, the embedded
+    envelopes by index, and the signer keys the log registered (key, added, ended)."""
+
+    vouched: set[str] = field(default_factory=set)
+    envelopes: dict[int, tuple[bytes, dict[str, Any], Envelope]] = field(default_factory=dict)
+    registered: dict[str, tuple[PublicKey, int, int | None]] = field(default_factory=dict)
+
+
 def _verify_evidence(
     report: PackReport,
     ev: EmbeddedEvidence,
     cert_sha: str | None,
     expected: Expected | None = None,
-) -> set[str]:
-    """Run checks 2–6; return the digests the evidence vouches for."""
+) -> _Checked:
+    """Run checks 2–6; return what they found (:class:`_Checked`)."""
     from escrow.ledger import checkpoint as cpmod
     from escrow.ledger import merkle
 
-    vouched: set[str] = set()
+    checked = _Checked()
+    vouched = checked.vouched
     # 2. checkpoint
     try:
         cp = cpmod.verify_checkpoint(ev.checkpoint_note, ev.verifier_key)
         _, _, log_key = cpmod.parse_verifier_key(ev.verifier_key)
     except EscrowError as e:
         report.add("checkpoint", False, e.diagnostics())
-        return vouched
+        return checked
     root_hex = cp.root.hex()
     vouched.add(root_hex)
     proofs = ev.proofs
@@ -371,14 +388,14 @@ def _verify_evidence(
         else "the inclusion proofs are not against the embedded checkpoint",
     )
     if not ok:
-        return vouched
+        return checked
 
     # 4 (first pass). envelopes: leaf hashes and inclusion
     records = proofs.get("proofs")
     if not isinstance(records, list) or len(records) != len(ev.envelopes):
         report.add("inclusion proofs", False, "there is not one proof per embedded envelope")
-        return vouched
-    envelopes: dict[int, tuple[bytes, dict[str, Any], Envelope]] = {}
+        return checked
+    envelopes = checked.envelopes
     bad_inclusion: list[str] = []
     for raw, rec in zip(ev.envelopes, records, strict=True):
         try:
@@ -409,7 +426,7 @@ def _verify_evidence(
     report.envelopes = len(envelopes)
 
     # 3. keys: registered by key events signed by the log key
-    registered: dict[str, tuple[PublicKey, int, int | None]] = {}  # key, added, ended
+    registered = checked.registered  # key, added, ended
     key_problems: list[str] = []
     for index, (_, st, env) in sorted(envelopes.items()):
         if st.get("predicateType") != KEY_EVENT:
@@ -549,7 +566,7 @@ def _verify_evidence(
     for raw, _, env in envelopes.values():
         vouched.update(HEX64.findall(env.payload.decode("utf-8", errors="replace")))
         vouched.update(HEX64.findall(raw.decode("utf-8", errors="replace")))
-    return vouched
+    return checked
 
 
 def _scope_doc(pred: Any) -> dict[str, Any]:
@@ -696,8 +713,7 @@ def _valid_at(key: tuple[PublicKey, int, int | None], index: int) -> bool:
     return added < index and (ended is None or index < ended)
 
 
-def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: set[str]) -> None:
-    text = pdf_text(path)
+def _check_text(report: PackReport, text: str, ev: EmbeddedEvidence, vouched: set[str]) -> None:
     flat = text
     required: list[tuple[str, str]] = []
     pred = ev.pack_statement.get("predicate") or {}
@@ -749,6 +765,183 @@ def _check_text(report: PackReport, path: Path, ev: EmbeddedEvidence, vouched: s
         )
 
 
+# -- the verdict ---------------------------------------------------------------------
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _KeyEventEntry:
+    """An embedded key-event envelope, as :func:`replay_key_events` reads a ledger entry."""
+
+    index: int
+    integrated_at: datetime
+    doc: dict[str, Any]
+
+    def statement(self) -> dict[str, Any]:
+        return self.doc
+
+
+def _key_statuses(
+    ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime
+) -> dict[str, str]:
+    """Each key's status at the pack's generation time, as ``escrow pack`` gave it: the
+    embedded key events replayed (:func:`escrow.ledger.store.replay_key_events`).
+
+    The time the ledger appended a key event is in no log-signed evidence; it matters only
+    for a retirement, in force from the later of its (signed) ``effectiveFrom`` and that
+    time.  It is read from ``signer-keys.json``, where ``escrow pack`` writes it as the
+    event's ``effectiveFrom``; a retirement is never taken as later than the pack states,
+    nor earlier than the time the log signed."""
+    from escrow.ledger.store import replay_key_events
+
+    stated: dict[tuple[str, int], datetime] = {}
+    for k in ev.signer_keys:
+        for e in k.get("events") or []:
+            if not isinstance(e, dict) or not isinstance(e.get("index"), int):
+                continue
+            when = _moment(e.get("effectiveFrom"))
+            if when is not None:
+                stated[(str(k.get("keyid", "")), int(e["index"]))] = when
+    entries: list[Any] = []  # read as ledger entries: index, integrated_at, statement()
+    for index, (_, st, _) in sorted(checked.envelopes.items()):
+        if st.get("predicateType") != KEY_EVENT:
+            continue
+        keyid = str((st.get("predicate") or {}).get("keyid", ""))
+        entries.append(_KeyEventEntry(index, stated.get((keyid, index), _EARLIEST), st))
+    return {r.keyid: r.status for r in replay_key_events(entries, generated_at)}
+
+
+def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
+    """The key that signed entry ``index``: the first whose signature verifies, of a key
+    registered and valid at that index (as the ledger chose it when appending)."""
+    for s in env.signatures:
+        key = checked.registered.get(s.keyid)
+        if key is None or not _valid_at(key, index):
+            continue
+        try:
+            env.verify([key[0]])
+        except EscrowError:
+            continue
+        return s.keyid
+    return env.signatures[0].keyid if env.signatures else ""
+
+
+def _recompute(ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime) -> Any:
+    """The pack's :class:`~escrow.pack.collect.Assessment`, from its evidence alone."""
+    from escrow.pack.collect import BuildFacts, assess, rebuilt_index, signature_status, verdict_of
+
+    pred = ev.pack_statement.get("predicate") or {}
+    scope = sorted({int(i) for i in (_scope_doc(pred).get("entries") or [])})
+    rebuilds: dict[int, list[Any]] = {}
+    for _, (_, st, _) in sorted(checked.envelopes.items()):
+        if st.get("predicateType") != REBUILD_VERIFICATION:
+            continue
+        rp = st.get("predicate")
+        original = rebuilt_index(rp) if isinstance(rp, dict) else None
+        if original is not None:
+            rebuilds.setdefault(original, []).append(verdict_of(rp)[0])  # type: ignore[arg-type]
+    statuses = _key_statuses(ev, checked, generated_at)
+    facts = []
+    for index in scope:
+        raw, st, env = checked.envelopes[index]
+        signer = _signer_of(index, env, checked)
+        key = checked.registered.get(signer)
+        verified, _ = signature_status(raw, key[0] if key else None)
+        facts.append(
+            BuildFacts(
+                index=index,
+                statement=st,
+                signer=signer,
+                signer_status=statuses.get(signer, ""),
+                signature_verified=verified,
+                inclusion_verified=True,  # the "inclusion proofs" check passed for each
+                rebuilds=tuple(rebuilds.get(index, ())),
+            )
+        )
+    # the checkpoint (and any consistency proof) verified: this runs only when they did
+    return assess(facts, note_ok=True, consistency_ok=True)
+
+
+def _flat(text: str) -> str:
+    """Text compared however the pages wrapped it: without whitespace, soft hyphens or
+    hyphens (``pdftotext`` drops a hyphen where a line broke after it)."""
+    return re.sub(r"[\s\u00ad-]", "", text)
+
+
+def _said(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked: _Checked) -> None:
+    """Check 8: the summary, verdict and anomalies the pack states are those its evidence
+    gives, recomputed with :func:`escrow.pack.collect.assess`."""
+    from escrow.pack.collect import SERIOUS_ANOMALIES
+
+    pred = ev.pack_statement.get("predicate") or {}
+    generated_at = _moment(pred.get("generatedAt"))
+    if generated_at is None:
+        report.add("verdict", False, "the pack statement states no generation time")
+        return
+    a = _recompute(ev, checked, generated_at)
+    want = a.summary_doc()
+    n = len(a.summary.anomalies)
+    anomalies = count(n, "anomaly", "anomalies")
+    # the first anomaly that makes the verdict "with findings", else the first
+    serious_first = sorted(a.summary.anomalies, key=lambda x: x.kind not in SERIOUS_ANOMALIES)
+    first = f" ({serious_first[0].text})" if serious_first else ""
+    stated = pred.get("summary")
+    stated = stated if isinstance(stated, dict) else {}
+    problem = ""
+    if stated.get("overall") != want["overall"]:
+        problem = (
+            f"the pack statement states the verdict {_said(stated.get('overall'))}, "
+            f"but its evidence gives {_said(want['overall'])}"
+        )
+    elif stated.get("anomalies") != want["anomalies"]:
+        problem = (
+            f"the pack statement states {_said(stated.get('anomalies'))} anomalies, "
+            f"but its evidence gives {anomalies}{first}"
+        )
+    else:
+        for name, value in want.items():
+            if stated.get(name) != value:
+                problem = (
+                    f"the pack statement's summary states {name} {_said(stated.get(name))}, "
+                    f"but its evidence gives {_said(value)}"
+                )
+                break
+        else:
+            extra = sorted(set(stated) - set(want))
+            if extra:
+                problem = f"the pack statement's summary states {extra[0]}, which no check gives"
+    flat = _flat(text)
+    if not problem and _flat(f"Overall verdict: {a.overall} Signatures verified:") not in flat:
+        shown = re.search(r"Overall verdict:[ \t]*(\S[^\n]*)", text)
+        problem = (
+            f"the cover states the verdict {_said(shown.group(1).strip())}, "
+            f"but its evidence gives {_said(a.overall)}"
+            if shown
+            else f"the cover does not show the verdict its evidence gives ({_said(a.overall)})"
+        )
+    if not problem and _flat(f"; {anomalies}.") not in flat:
+        problem = f"the cover does not count the {anomalies} its evidence gives{first}"
+    if not problem and _flat(f"Failed builds {a.summary.failed} Signatures") not in flat:
+        failed = count(a.summary.failed, "failed build")
+        problem = f"the summary page does not show the {failed} its evidence gives"
+    if not problem:
+        missing = next((x.text for x in a.summary.anomalies if _flat(x.text) not in flat), "")
+        if missing:
+            problem = f"the summary does not list the anomaly its evidence gives: {missing}"
+    report.add(
+        "verdict",
+        not problem,
+        problem or f"{a.overall}, {anomalies}: as recomputed from the evidence",
+    )
+
+
 def _shows(text: str, phrase: str) -> bool:
     """Whether the extracted ``text`` shows ``phrase``, however the pages wrapped it:
     whitespace aside, and a hyphen where a line broke after it (``pdftotext`` joins such
@@ -790,9 +983,12 @@ def verify_pack(
         "attachments", True, f"{count(len(files), 'attachment')}: {', '.join(sorted(files))}"
     )
     try:
-        vouched = _verify_evidence(report, ev, cert_sha, expected)
+        checked = _verify_evidence(report, ev, cert_sha, expected)
         if report.ok:
-            _check_text(report, path, ev, vouched)
+            text = pdf_text(path)
+            _check_text(report, text, ev, checked.vouched)
+            if report.ok:
+                _check_verdict(report, ev, text, checked)
     except EscrowError:
         raise  # pdftotext missing or unable to read the file: said in one sentence
     except Exception as e:  # noqa: BLE001 - crafted evidence of a shape no pack has

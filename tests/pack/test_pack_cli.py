@@ -197,6 +197,7 @@ def test_pack_verify_passes_and_names_a_wrong_trust_anchor(
         "envelope signatures",
         "pack statement",
         "printed digests",
+        "verdict",
     ]
     assert all(c["ok"] for c in rep["checks"])
 
