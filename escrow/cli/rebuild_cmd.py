@@ -25,10 +25,15 @@ def _render_verdict(statement: dict[str, Any]) -> str:
         lines.append("  base images pinned by rewriting FROM to the recorded image IDs")
     if verdict.get("normalisations"):
         lines.append(f"  normalised: {', '.join(verdict['normalisations'])}")
-    lines.extend(
-        f"  missing {m['kind']} {m['name']}: {m.get('reason', '')}"
-        for m in verdict.get("missing") or []
-    )
+    missing = verdict.get("missing") or []
+    lines.extend(f"  missing {m['kind']} {m['name']}: {m.get('reason', '')}" for m in missing)
+    if any(m.get("kind") == "base-image" for m in missing):
+        lines.append(
+            "  to rebuild it, put the recorded base image back into the engine under its image "
+            "ID (`docker load` of a saved copy, or `docker pull` by its repo digest; "
+            f"`escrow show {original['index']}` lists both) and run the rebuild again; a build "
+            "deposited with its base images has them loaded from the deposit store"
+        )
     failure = verdict.get("failure")
     if failure:
         step = failure.get("step")
