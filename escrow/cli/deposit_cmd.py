@@ -510,5 +510,11 @@ def gc(
         f"{verb} {doc['reclaimBlobs']} blobs, {_size(doc['reclaimBytes'])} "
         f"(of {_size(doc['bytesStored'])} stored; {doc['unreferenced']['blobs']} unreferenced)"
     )
+    if doc["inProgress"]["blobs"]:
+        app.out(
+            f"kept {count(doc['inProgress']['blobs'], 'blob')} "
+            f"({_size(doc['inProgress']['bytes'])}) that deposits in progress have stored but "
+            "not recorded yet"
+        )
     if not apply:
         app.say("escrow: dry run; pass --apply to remove.")

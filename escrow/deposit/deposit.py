@@ -381,6 +381,9 @@ def deposit_entry(
         else:
             digest = store.put(_json_bytes(record))
             store.set_ref(ENTRIES, entry.leaf_hash, digest)
+        unpin = getattr(store, "unpin", None)  # referenced now: gc keeps what it needs
+        if callable(unpin):
+            unpin()
     result.record = digest
     # everything this store object stored: with `escrow build`, also what its threads
     # stored while the engine built (the context, the layers saved ahead, the config)
@@ -458,9 +461,11 @@ def check_record(
     *,
     verify: bool = False,
     digest: str | None = None,
+    collected: str | None = None,
 ) -> CheckReport:
     """What a rebuild from this deposit would lack (``missing``), and what it could do
-    without (``optional``: the built image, for file-level comparison)."""
+    without (``optional``: the built image, for file-level comparison).  ``collected``:
+    when ``gc --apply`` removed the deposit (with no ``record``)."""
     needs = Needs.of(predicate)
     missing: list[dict[str, Any]] = []
     optional: list[dict[str, Any]] = []
@@ -470,6 +475,11 @@ def check_record(
             "there (one made into another store needs --deposit-store), or `escrow gc --apply` "
             "removed it"
         )
+        if collected:
+            reason = (
+                f"`escrow gc --apply` removed its deposit from the store {store.location} at "
+                f"{collected} (the retention policy dropped this entry)"
+            )
         return CheckReport(None, [{"kind": "deposit", "name": "record", "reason": reason}], [])
 
     def need(kind: str, name: str, blob: str | None, reason: str) -> None:
@@ -557,6 +567,8 @@ def check_entry(store: DepositStore, entry: Entry, *, verify: bool = False) -> C
     predicate = build_predicate(entry)
     found = find_record(store, entry.leaf_hash)
     if found is None:
-        return check_record(store, predicate, None)
+        collected = getattr(store, "collected", None)
+        when = collected(entry.leaf_hash) if callable(collected) else None
+        return check_record(store, predicate, None, collected=when)
     report = check_record(store, predicate, found[1], verify=verify, digest=found[0])
     return report

@@ -11,7 +11,11 @@ is retained), and every imported deposit.  It drops the references of the
 other entries and reclaims the blobs that no retained record references, plus
 blobs no record references at all (left by interrupted deposits).  It is a dry
 run unless ``apply``; applying holds the store's exclusive lock, so no deposit
-is half-way through while blobs are removed.
+is half-way through while blobs are removed, and keeps the blobs a deposit in
+progress has pinned (stored, but not referenced yet: ``escrow build`` stores the
+context and layers while the engine builds, and records them after it).  Each
+removed deposit of a ledger entry is noted, so that ``escrow deposit check`` can
+say that gc removed it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from escrow.deposit.deposit import record_blobs
 from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore
+from escrow.times import rfc3339
 
 
 @dataclass
@@ -143,6 +148,8 @@ def collect_garbage(
     with store.lock(exclusive=apply):
         sizes = _sizes(store)
         items = _items(store)
+        pinned = getattr(store, "pinned", None)  # a registry store has no pins
+        in_use: set[str] = set(pinned(clean=apply)) & set(sizes) if callable(pinned) else set()
         by_project: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
             by_project[item.project].append(item)
@@ -161,11 +168,11 @@ def collect_garbage(
         gone_keys = {(i.namespace, i.leaf) for i in dropped}
         needed: set[str] = set().union(*(i.blobs for i in retained)) if retained else set()
         referenced: set[str] = set().union(*(i.blobs for i in items)) if items else set()
-        orphans = set(sizes) - referenced
+        orphans = set(sizes) - referenced - in_use
         projects: dict[str, Any] = {}
         for name, group in sorted(by_project.items()):
             gone = [i for i in group if (i.namespace, i.leaf) in gone_keys]
-            freed = set().union(*(i.blobs for i in gone)) - needed if gone else set()
+            freed = set().union(*(i.blobs for i in gone)) - needed - in_use if gone else set()
             projects[name] = {
                 **_figures([i.blobs for i in group], sizes),
                 "retained": [i.index for i in group if (i.namespace, i.leaf) not in gone_keys],
@@ -177,8 +184,12 @@ def collect_garbage(
             set().union(*(i.blobs for i in dropped)) - needed if dropped else set()
         ) | orphans
         reclaim &= set(sizes)
+        reclaim -= in_use
         if apply:
+            mark = getattr(store, "mark_collected", None)
             for item in dropped:
+                if callable(mark) and item.namespace == ENTRIES:
+                    mark(item.leaf, rfc3339(now))
                 store.delete_ref(item.namespace, item.leaf)
             for digest in sorted(reclaim):
                 store.delete(digest)
@@ -191,6 +202,7 @@ def collect_garbage(
         "policy": {"keepDays": keep_days, "keepLast": keep_last},
         "projects": projects,
         "unreferenced": {"blobs": len(orphans), "bytes": sum(sizes[b] for b in orphans)},
+        "inProgress": {"blobs": len(in_use), "bytes": sum(sizes[b] for b in in_use)},
         "reclaimBlobs": len(reclaim),
         "reclaimBytes": sum(sizes[b] for b in reclaim),
         "bytesStored": sum(sizes.values()),

@@ -5,6 +5,8 @@ Layout of the file-system store (``ESCROW_HOME/deposits`` unless configured)::
     blobs/sha256/<aa>/<hex>      every blob, named by the SHA-256 of its bytes, read-only
     refs/entries/<leaf hash>     the deposit record of a ledger entry (its digest)
     refs/imports/<leaf hash>     the import record of an entry imported from another ledger
+    refs/collected/<leaf hash>   when ``gc --apply`` removed the deposit of a ledger entry
+    pins/pins-*                  the blobs a deposit in progress stored or relied on (locked)
     .lock                        deposits take it shared, ``gc --apply`` exclusive
 
 A blob is written once: to a temporary file in the store, flushed, then
@@ -22,9 +24,10 @@ import hashlib
 import os
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
 
 from escrow.blobs import HEX, check_digest
 from escrow.errors import EnvironmentProblem, InputError
@@ -34,6 +37,8 @@ _CHUNK = 1 << 20
 ENTRIES = "entries"
 IMPORTS = "imports"
 _NAMESPACES = (ENTRIES, IMPORTS)
+#: where ``gc --apply`` notes the entries whose deposit it removed
+_COLLECTED = "collected"
 
 
 class BlobWriter(Protocol):
@@ -158,6 +163,7 @@ class _FileWriter(SpoolWriter):
 
     def _store_blob(self, digest: str) -> None:
         final = self._store.path(digest)
+        self._store.pin(digest)
         if final.is_file():
             return  # deduplicated: the spooled copy is removed
         self._file.flush()
@@ -177,6 +183,11 @@ class FileDepositStore:
         self.root = Path(root)
         self.location = str(self.root)
         self.new = NewBlobs()
+        self._pin_lock = threading.Lock()
+        self._pin_path: Path | None = None
+        self._pin_file: IO[str] | None = None
+        self._pin_end: weakref.finalize[Any, Any] | None = None
+        self._pinned: set[str] = set()
 
     # -- blobs -----------------------------------------------------------
     def path(self, digest: str) -> Path:
@@ -184,14 +195,18 @@ class FileDepositStore:
         return self.root / "blobs" / "sha256" / d[:2] / d
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        found = self.path(digest).is_file()
+        if found and self._pin_file is not None:
+            self.pin(digest)  # a deposit in progress relies on it
+        return found
 
     def writer(self) -> _FileWriter:
         return _FileWriter(self)
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        if self.has(digest):
+        if self.path(digest).is_file():
+            self.pin(digest)
             return digest
         w = self.writer()
         w.write(data)
@@ -275,6 +290,31 @@ class FileDepositStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        if namespace == ENTRIES:  # deposited again after a gc
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "refs" / _COLLECTED / check_digest(name)).unlink()
+
+    def mark_collected(self, name: str, when: str) -> None:
+        """Note that ``gc --apply`` removed the deposit of entry ``name`` at ``when``."""
+        path = self.root / "refs" / _COLLECTED / check_digest(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".ref-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(when + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def collected(self, name: str) -> str | None:
+        """When ``gc --apply`` removed the deposit of entry ``name`` (None: it did not)."""
+        try:
+            path = self.root / "refs" / _COLLECTED / check_digest(name)
+            return path.read_text(encoding="ascii").strip() or "?"
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
 
     def get_ref(self, namespace: str, name: str) -> str | None:
         try:
@@ -301,7 +341,9 @@ class FileDepositStore:
     @contextlib.contextmanager
     def lock(self, *, exclusive: bool) -> Iterator[None]:
         """Deposits hold the lock shared, ``gc --apply`` exclusive: gc never removes a
-        blob a deposit in progress has just written but not yet referenced."""
+        blob while a deposit is writing, and keeps the blobs a deposit in progress stored
+        between two such moments (``escrow build`` stores while the engine builds, and
+        references them after it) but has not referenced yet (:meth:`pin`)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -317,7 +359,8 @@ class FileDepositStore:
             os.close(fd)
 
     def clean_tmp(self) -> None:
-        """Remove temporary files left by interrupted writes (under the exclusive lock)."""
+        """Remove temporary files left by interrupted writes (under the exclusive lock):
+        spooled blobs, staged imports, and references being replaced."""
         tmp = self.root / "tmp"
         if tmp.is_dir():
             for f in tmp.iterdir():
@@ -328,6 +371,75 @@ class FileDepositStore:
                         shutil.rmtree(f)
                     else:
                         f.unlink()
+        for namespace in (*_NAMESPACES, _COLLECTED):
+            folder = self.root / "refs" / namespace
+            if folder.is_dir():
+                for f in folder.glob(".ref-*"):
+                    with contextlib.suppress(OSError):
+                        f.unlink()
+
+    # -- blobs a deposit in progress needs ---------------------------------
+    def pin(self, digest: str) -> None:
+        """Note that this store object stored (or found stored) blob ``digest`` for a
+        deposit it has not recorded yet: until :meth:`unpin`, or until this process ends,
+        ``gc --apply`` keeps it (:meth:`pinned`).  The list is a file in ``pins/`` that
+        this process holds locked while it lives."""
+        d = check_digest(digest)
+        with self._pin_lock:
+            if d in self._pinned:
+                return
+            if self._pin_file is None:
+                folder = self.root / "pins"
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix="pins-", dir=folder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._pin_path = Path(name)
+                self._pin_file = os.fdopen(fd, "w", encoding="ascii", buffering=1)
+                # dropped with this store object, as when its process ends
+                self._pin_end = weakref.finalize(self, _drop_pins, self._pin_file, self._pin_path)
+            self._pin_file.write(d + "\n")  # line-buffered: on disk before the lock is left
+            self._pinned.add(d)
+
+    def unpin(self) -> None:
+        """The deposit is recorded (its reference names what it needs): drop the pins."""
+        with self._pin_lock:
+            if self._pin_end is not None:
+                self._pin_end()
+            self._pin_file = self._pin_path = self._pin_end = None
+            self._pinned = set()
+
+    def pinned(self, *, clean: bool = False) -> set[str]:
+        """The blobs deposits in progress (in any process) have pinned.  A pin file whose
+        process has ended is not locked any more: ignored, and removed when ``clean``
+        (``gc --apply``, under the exclusive lock)."""
+        out: set[str] = set()
+        folder = self.root / "pins"
+        if not folder.is_dir():
+            return out
+        for f in sorted(folder.glob("pins-*")):
+            try:
+                fd = os.open(f, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # its deposit is still in progress
+                    with os.fdopen(os.dup(fd), encoding="ascii", errors="replace") as text:
+                        out.update(line.strip() for line in text if HEX.match(line.strip()))
+                    continue
+                if clean:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+            finally:
+                os.close(fd)
+        return out
+
+
+def _drop_pins(file: IO[str], path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    file.close()  # and with it the lock that says the pins are in use
 
 
 def check_store(store: DepositStore) -> None:
