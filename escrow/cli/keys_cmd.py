@@ -20,7 +20,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,6 +28,11 @@ from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import InputError, KeyLocked, UsageError
 from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, PublicKey, SigningKey
+
+if TYPE_CHECKING:
+    from escrow.ledger.models import KeyRecord
+    from escrow.ledger.store import Ledger
+    from escrow.server.client import RemoteLedger
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -152,6 +157,30 @@ def parse_when(text: str) -> datetime:
     if when.tzinfo is None:
         raise UsageError(f"The time {text!r} has no time zone.", hint="End it with Z for UTC.")
     return when.astimezone(UTC)
+
+
+def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecord:
+    """The registered key ``wanted`` names (:func:`find_key`); the log key, which is not
+    one and cannot be ``done`` (revoked, retired, exported), is named as what it is."""
+    from escrow.ledger import checkpoint as cp
+
+    try:
+        return ledger.key(wanted)
+    except InputError as e:
+        text = wanted.strip().lower()
+        if not text or not e.message.startswith("No registered key"):
+            raise
+        log_id = cp.parse_verifier_key(ledger.verifier_key())[2].keyid
+        if not log_id.startswith(text):
+            raise
+        what = f"{wanted.strip()!r} is the ledger's log key {log_id[:16]}…, not a signing key"
+        if done == "exported":
+            raise UsageError(f"{what}.", hint="`escrow ledger verifier-key` prints it.") from e
+        raise UsageError(
+            f"{what}: it signs the checkpoints and key events, and cannot be {done} (the "
+            "ledger is bound to it).",
+            hint="`escrow keys list` shows the signing keys.",
+        ) from e
 
 
 def _rfc3339(t: datetime | None) -> str | None:
@@ -309,7 +338,7 @@ def list_(app: App, as_json: bool) -> None:
 @pass_app
 def export(app: App, keyid: str, as_json: bool) -> None:
     """Print the public key KEYID (full ID, unique prefix or name) as PEM."""
-    rec = app.ledger().key(keyid)
+    rec = _find_key(app.ledger(), keyid, "exported")
     if as_json:
         app.emit_json(rec.to_dict())
         return
@@ -329,7 +358,7 @@ def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
     retired key can still be revoked, when its private key leaks later.
     """
     ledger = app.ledger()
-    rec = ledger.key(keyid)
+    rec = _find_key(ledger, keyid, "revoked")
     entry = ledger.revoke_key(rec.keyid, reason)
     is_build = _is_build_key(app, rec.keyid)
     result = {
@@ -387,9 +416,16 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
     """
     when = _retire_from(effective)
     ledger = app.ledger()
-    rec = ledger.key(keyid)
+    rec = _find_key(ledger, keyid, "retired")
     if rec.status != "active":
         raise InputError(f"The key {rec.keyid[:16]}… ({rec.name}) is already {rec.status}.")
+    if rec.retired_at is not None:  # retiring from a time still to come
+        raise InputError(
+            f"The key {rec.keyid[:16]}… ({rec.name}) is already to be retired from "
+            f"{_rfc3339(rec.retired_at)} (entry {rec.ended_index}); a retirement cannot be "
+            "moved.",
+            hint="To stop it signing now, revoke it (`escrow keys revoke`).",
+        )
     entry = ledger.retire_key(rec.keyid, when if effective else None, reason.strip() or None)
     result = {
         "keyid": rec.keyid,
@@ -460,6 +496,14 @@ def rotate(
             else "Register its public key with `escrow keys add`.",
         )
     rec = ledger.key(old.keyid)
+    # a key already to be retired from a time still to come keeps that retirement
+    scheduled = rec.status == "active" and rec.retired_at is not None
+    if scheduled and effective:
+        raise UsageError(
+            f"The key {name!r} ({old.keyid[:16]}…) is already to be retired from "
+            f"{_rfc3339(rec.retired_at)}; --from cannot move that.",
+            hint="Rotate it without --from: the old key keeps signing until then.",
+        )
     new = SigningKey.generate(KeyType(key_type) if key_type else old.type)
     archived = path.with_name(f"{path.name.removesuffix('.key.pem')}-{old.keyid[:8]}.key.pem")
     if archived.exists():
@@ -470,7 +514,7 @@ def rotate(
         # a revoked (or already retired) key just gets replaced
         retired = (
             ledger.retire_key(old.keyid, when, f"rotated to {new.keyid[:16]}")
-            if rec.status == "active"
+            if rec.status == "active" and not scheduled
             else None
         )
     except BaseException:
@@ -491,7 +535,7 @@ def rotate(
         "new": {"keyid": new.keyid, "algorithm": new.type.value, "ledger_index": added.index},
         "old": {
             "keyid": old.keyid,
-            "status": after.status if retired is None else "retired",
+            "status": "retired" if retired is not None or scheduled else after.status,
             "retired_from": _rfc3339(ended),
             "path": str(archived),
             "ledger_index": retired.index if retired is not None else after.ended_index,
@@ -503,5 +547,6 @@ def rotate(
     app.out(new.keyid)
     app.say(
         f"Rotated {name!r}: new key {new.keyid[:16]}… in {path}; old key {old.keyid[:16]}… "
-        f"{'retired' if retired else rec.status} from {_rfc3339(ended)}, kept as {archived}."
+        f"{'retired' if retired or scheduled else rec.status} from {_rfc3339(ended)}, "
+        f"kept as {archived}."
     )

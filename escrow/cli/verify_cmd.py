@@ -15,10 +15,13 @@ from escrow.errors import (
     EngineUnavailable,
     EscrowError,
     InputError,
+    SignatureError,
     UsageError,
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from escrow.documents.types import KeyID
 
 
@@ -87,6 +90,12 @@ def _verify_envelope(
         app.out(f"OK: envelope verified by {len(good)} trusted key(s): {', '.join(good)}")
 
 
+def _when(moment: datetime | None) -> str:
+    from datetime import UTC
+
+    return "?" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _check_envelope(app: App, path: str, key_files: tuple[str, ...], threshold: int) -> list[KeyID]:
     """The key IDs of the trusted keys that signed the envelope at ``path``."""
     from escrow.signing.dsse import Envelope
@@ -109,11 +118,38 @@ def _check_envelope(app: App, path: str, key_files: tuple[str, ...], threshold: 
             except InputError as e:
                 raise InputError(f"Key file {k}: {e.message}", hint=e.hint) from e
     else:
-        ledger = app.ledger()
-        keys = [PublicKey.from_pem(k.public_pem) for k in ledger.keys() if k.status == "active"]
+        records = app.ledger().keys()
+        keys = [PublicKey.from_pem(k.public_pem) for k in records if k.status == "active"]
     if not keys:
         raise UsageError("There is no trusted key to verify with.", hint="Pass --key PUBLIC.pem.")
-    good = env.verify(keys, threshold=threshold)
+    try:
+        good = env.verify(keys, threshold=threshold)
+    except SignatureError as e:
+        if key_files:
+            raise
+        # a signature by a registered key no longer active is named, never "does not verify"
+        ended = {k.keyid: k for k in records if k.status != "active"}
+        try:
+            signed = env.verify([PublicKey.from_pem(k.public_pem) for k in ended.values()])
+        except EscrowError:
+            raise e from None
+        named = ", ".join(
+            f"key {k[:16]}… ({ended[k].name}), {ended[k].status} "
+            f"{'on' if ended[k].status == 'revoked' else 'from'} "
+            f"{_when(ended[k].revoked_at or ended[k].retired_at)}"
+            f"{f' ({ended[k].reason})' if ended[k].reason else ''}"
+            for k in signed
+        )
+        what = (
+            "No key active now signed the envelope"
+            if e.message.startswith("No signature")
+            else e.message.rstrip(".")
+        )
+        raise SignatureError(
+            f"{what}: it is signed by {named}.",
+            hint="Without --key only the keys active now are trusted; `escrow keys list` "
+            "shows each key's history.",
+        ) from e
     env.read_statement()  # a signed payload must also be a valid escrow Statement
     return good
 
