@@ -104,6 +104,7 @@ class ProofRecord:
     index: int
     leaf_hash: str
     hashes: tuple[str, ...]
+    integrated_at: str | None = None  # when the ledger appended the entry (RFC 3339)
 
 
 @dataclass(frozen=True)
@@ -718,7 +719,9 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             leaf, entry.index, size, hashes, root
         )
         hexes = tuple(h.hex() for h in hashes)
-        proofs[entry.index] = ProofRecord(entry.index, entry.leaf_hash, hexes)
+        proofs[entry.index] = ProofRecord(
+            entry.index, entry.leaf_hash, hexes, rfc3339(entry.integrated_at)
+        )
         return hexes, ok
 
     # each build's facts (its signature checked again, its inclusion proved), then the

@@ -6,7 +6,9 @@ attachment             content
 envelopes.jsonl        every DSSE envelope in the pack, one per line, exactly
                        the leaf bytes stored in the ledger, ascending index
 inclusion-proofs.json  ``{origin, treeSize, rootHash, proofs: [{index,
-                       leafHash, hashes}]}``, one proof per envelope line
+                       leafHash, hashes, integratedAt}]}``, one proof per
+                       envelope line (``integratedAt``: when the ledger
+                       appended it, as the operator states it)
 checkpoint.txt         the signed checkpoint note the pack was made against
 verifier-key.txt       the log's note verifier key
 signer-keys.json       the registered signing keys, their PEM and events
@@ -25,7 +27,7 @@ from typing import Any
 from escrow.documents.canonical import canonical_bytes
 from escrow.documents.types import AUDIT_PACK, STATEMENT_TYPE
 from escrow.errors import CheckFailed
-from escrow.pack.collect import Collected
+from escrow.pack.collect import Collected, ProofRecord
 from escrow.pack.render import AttachmentFile
 
 ENVELOPES = "envelopes.jsonl"
@@ -65,6 +67,13 @@ def statement_for(
     }
 
 
+def _proof_doc(p: ProofRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {"index": p.index, "leafHash": p.leaf_hash, "hashes": list(p.hashes)}
+    if p.integrated_at is not None:
+        doc["integratedAt"] = p.integrated_at
+    return doc
+
+
 def attachments_for(collected: Collected) -> list[AttachmentFile]:
     ev = collected.evidence
     files = [
@@ -80,10 +89,7 @@ def attachments_for(collected: Collected) -> list[AttachmentFile]:
                     "origin": collected.view.ledger.origin,
                     "treeSize": ev.tree_size,
                     "rootHash": ev.root_hex,
-                    "proofs": [
-                        {"index": p.index, "leafHash": p.leaf_hash, "hashes": list(p.hashes)}
-                        for p in ev.proofs
-                    ],
+                    "proofs": [_proof_doc(p) for p in ev.proofs],
                 }
             ),
             "RFC 9162 inclusion proofs of every envelope against the checkpoint",

@@ -350,11 +350,24 @@ def pdf_text(path: Path) -> str:
 @dataclass
 class _Checked:
     """What checks 2–6 found: the digests the evidence vouches for, the embedded
-    envelopes by index, and the signer keys the log registered (key, added, ended)."""
+    envelopes by index, the signer keys the log registered (:data:`_Key`), and when the
+    pack states each entry was appended (``integratedAt`` of its proof; else no later
+    than the pack's generation, ``appended_by``)."""
 
     vouched: set[str] = field(default_factory=set)
     envelopes: dict[int, tuple[bytes, dict[str, Any], Envelope]] = field(default_factory=dict)
-    registered: dict[str, tuple[PublicKey, int, int | None]] = field(default_factory=dict)
+    registered: dict[str, _Key] = field(default_factory=dict)
+    appended: dict[int, datetime] = field(default_factory=dict)
+    appended_by: datetime | None = None
+
+    def appended_at(self, index: int) -> datetime | None:
+        return self.appended.get(index, self.appended_by)
+
+
+#: a registered signer key: the key, the index of the event that added it, the index of
+#: the event that ended it (revoked or retired), and for a retirement the time it takes
+#: effect (entries appended before it stay valid: ``keys retire --from`` a later date)
+_Key = tuple[PublicKey, int, int | None, datetime | None]
 
 
 def _verify_evidence(
@@ -396,6 +409,7 @@ def _verify_evidence(
         report.add("inclusion proofs", False, "there is not one proof per embedded envelope")
         return checked
     envelopes = checked.envelopes
+    checked.appended_by = _moment((ev.pack_statement.get("predicate") or {}).get("generatedAt"))
     bad_inclusion: list[str] = []
     for raw, rec in zip(ev.envelopes, records, strict=True):
         try:
@@ -416,6 +430,9 @@ def _verify_evidence(
         vouched.add(leaf.hex())
         vouched.update(h.hex() for h in hashes)
         envelopes[index] = (raw, st, env)
+        stated_at = _moment(rec.get("integratedAt"))
+        if stated_at is not None:
+            checked.appended[index] = stated_at
     report.add(
         "inclusion proofs",
         not bad_inclusion,
@@ -426,7 +443,8 @@ def _verify_evidence(
     report.envelopes = len(envelopes)
 
     # 3. keys: registered by key events signed by the log key
-    registered = checked.registered  # key, added, ended
+    registered = checked.registered  # key, added, ended, retirement in effect from
+    stated = _stated_event_times(ev)
     key_problems: list[str] = []
     for index, (_, st, env) in sorted(envelopes.items()):
         if st.get("predicateType") != KEY_EVENT:
@@ -447,10 +465,14 @@ def _verify_evidence(
             if pub.keyid != keyid:
                 key_problems.append(f"entry {index}: the key event's key ID is not its key's")
                 continue
-            registered[keyid] = (pub, index, None)
+            registered[keyid] = (pub, index, None, None)
         elif p.get("event") in ("revoked", "retired") and keyid in registered:
-            pub, added, _ = registered[keyid]
-            registered[keyid] = (pub, added, index)
+            pub, added, _, _ = registered[keyid]
+            until = None
+            if p.get("event") == "retired":  # from the later of effectiveFrom and its append
+                signed = _moment(p.get("effectiveFrom")) or _EARLIEST
+                until = max(signed, stated.get((keyid, index), _EARLIEST))
+            registered[keyid] = (pub, added, index, until)
     for k in ev.signer_keys:
         keyid = str(k.get("keyid", "")) if isinstance(k, dict) else ""
         vouched.add(keyid)
@@ -474,7 +496,8 @@ def _verify_evidence(
         usable = [
             registered[s.keyid][0]
             for s in env.signatures
-            if s.keyid in registered and _valid_at(registered[s.keyid], index)
+            if s.keyid in registered
+            and _valid_at(registered[s.keyid], index, checked.appended_at(index))
         ]
         if not usable:
             sig_problems.append(f"entry {index}: no signer key valid at this index")
@@ -707,10 +730,15 @@ def _pem_keyid(pem: Any) -> str:
         return ""
 
 
-def _valid_at(key: tuple[PublicKey, int, int | None], index: int) -> bool:
-    """Whether a key added at ``key[1]`` and ended at ``key[2]`` may sign entry ``index``."""
-    _, added, ended = key
-    return added < index and (ended is None or index < ended)
+def _valid_at(key: _Key, index: int, appended: datetime | None) -> bool:
+    """Whether a key added at ``key[1]`` and ended at ``key[2]`` may sign entry ``index``,
+    appended at ``appended`` (or before): after a retirement, until it takes effect."""
+    _, added, ended, until = key
+    if added >= index:
+        return False
+    if ended is None or index < ended:
+        return True
+    return until is not None and appended is not None and appended < until
 
 
 def _check_text(report: PackReport, text: str, ev: EmbeddedEvidence, vouched: set[str]) -> None:
@@ -782,6 +810,20 @@ class _KeyEventEntry:
         return self.doc
 
 
+def _stated_event_times(ev: EmbeddedEvidence) -> dict[tuple[str, int], datetime]:
+    """``(key ID, event index) -> effectiveFrom`` as ``signer-keys.json`` states each key
+    event (for a retirement: the later of its signed date and its append)."""
+    stated: dict[tuple[str, int], datetime] = {}
+    for k in ev.signer_keys:
+        for e in k.get("events") or []:
+            if not isinstance(e, dict) or not isinstance(e.get("index"), int):
+                continue
+            when = _moment(e.get("effectiveFrom"))
+            if when is not None:
+                stated[(str(k.get("keyid", "")), int(e["index"]))] = when
+    return stated
+
+
 def _key_statuses(
     ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime
 ) -> dict[str, str]:
@@ -795,14 +837,7 @@ def _key_statuses(
     nor earlier than the time the log signed."""
     from escrow.ledger.store import replay_key_events
 
-    stated: dict[tuple[str, int], datetime] = {}
-    for k in ev.signer_keys:
-        for e in k.get("events") or []:
-            if not isinstance(e, dict) or not isinstance(e.get("index"), int):
-                continue
-            when = _moment(e.get("effectiveFrom"))
-            if when is not None:
-                stated[(str(k.get("keyid", "")), int(e["index"]))] = when
+    stated = _stated_event_times(ev)
     entries: list[Any] = []  # read as ledger entries: index, integrated_at, statement()
     for index, (_, st, _) in sorted(checked.envelopes.items()):
         if st.get("predicateType") != KEY_EVENT:
@@ -817,7 +852,7 @@ def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
     registered and valid at that index (as the ledger chose it when appending)."""
     for s in env.signatures:
         key = checked.registered.get(s.keyid)
-        if key is None or not _valid_at(key, index):
+        if key is None or not _valid_at(key, index, checked.appended_at(index)):
             continue
         try:
             env.verify([key[0]])
