@@ -35,12 +35,14 @@ from escrow.config import Settings, load_settings
 from escrow.documents.types import SCHEMA_NAMES
 from escrow.errors import DatabaseUnavailable, EscrowError, UsageError
 from escrow.server import models as m
-from escrow.server.auth import Principal, Role, TokenStore
+from escrow.server.auth import Principal, Role, TokenNameTaken, TokenStore
 from escrow.server.http import (
     ApiError,
     GuardMiddleware,
     install_error_handlers,
+    missing_body,
     missing_token,
+    not_json_media,
     pointer_of,
     unknown_token,
 )
@@ -161,15 +163,24 @@ Admin = Annotated[Principal, Depends(require())]
 
 
 def _known_query(request: Request, _: Reader) -> None:
-    """Refuse a query parameter the route does not declare, naming it (after the token check).
+    """Refuse a query parameter the route does not declare, or one given twice, naming it
+    (after the token check).
 
     A misspelled filter (``kind=`` for ``predicate_type=``) would otherwise be ignored,
-    and the answer would silently be the whole log.
+    and the answer would silently be the whole log; of a repeated one, FastAPI keeps
+    only the last.
     """
     route = request.scope.get("route")
     known = _query_names(getattr(route, "dependant", None))
     for name in request.query_params:
         if name in known:
+            if len(request.query_params.getlist(name)) > 1:  # FastAPI would keep the last
+                raise ApiError(
+                    422,
+                    f"The query parameter {name!r} is given more than once; give it once.",
+                    location="query",
+                    field=name,
+                )
             continue
         close = difflib.get_close_matches(name, known, n=1)
         hint = _QUERY_HINTS.get(name) or (close[0] if close else None)
@@ -508,6 +519,56 @@ def _image_id_query(value: str | None) -> str | None:
     return full
 
 
+def _diff_id_query(value: str | None) -> str | None:
+    """The full ``sha256:`` layer diff ID of ``diff_id``, given with or without ``sha256:``."""
+    if value is None:
+        return None
+    full = sha256_id(value)
+    if full is None:
+        raise ApiError(
+            422,
+            f"The query parameter 'diff_id' is {value!r}, not a layer diff ID: give sha256: "
+            "and its 64 hex digits.",
+            location="query",
+            field="diff_id",
+        )
+    return full
+
+
+def _signer_query(ledger: Ledger, value: str | None) -> str | None:
+    """The key ID of ``signer``: whole, or a unique prefix of a key of the ledger (a
+    registered key, or the log key that signs key events), as `escrow log --signer`."""
+    if value is None:
+        return None
+    prefix = value.strip().lower()
+    if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+        raise ApiError(
+            422,
+            f"The query parameter 'signer' is {value!r}, not a key ID: give the hex digits "
+            "GET /v1/keys shows, or as many of them as are unique.",
+            location="query",
+            field="signer",
+        )
+    if len(prefix) == 64:
+        return prefix
+    from escrow.ledger.checkpoint import parse_verifier_key
+
+    keyids = {k.keyid for k in ledger.keys()}
+    keyids.add(parse_verifier_key(ledger.verifier_key())[2].keyid)
+    matches = sorted(k for k in keyids if k.startswith(prefix))
+    if len(matches) == 1:
+        return matches[0]
+    raise ApiError(
+        422,
+        f"No key ID of this ledger begins with {value!r}."
+        if not matches
+        else f"The key ID prefix {value!r} is ambiguous ({len(matches)} keys begin with it); "
+        "give more of its hex digits.",
+        location="query",
+        field="signer",
+    )
+
+
 def _time_query(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
     """``since``/``until`` as `escrow log` reads them; a bare date's ``end_of_day`` is the
     next midnight (``until`` is exclusive, so the day is included)."""
@@ -516,13 +577,25 @@ def _time_query(text: str | None, name: str, *, end_of_day: bool = False) -> dat
     try:
         return parse_time(text, name, end_of_day=end_of_day)
     except UsageError as e:  # not a date or time, or one outside the calendar
-        raise ApiError(422, e.diagnostics(), location="query", field=name) from e
+        message = e.diagnostics()
+        if " " in text.strip() and "+" not in text:
+            try:  # `?since=…T12:00:00+01:00` unencoded: the query string made the + a space
+                parse_time(text.strip().replace(" ", "+"), name, end_of_day=end_of_day)
+            except UsageError:
+                pass
+            else:
+                message = (
+                    f"{name} {text!r} is not a date or an RFC 3339 time: a + in a query "
+                    "string stands for a space, so write the offset's + as %2B."
+                )
+        raise ApiError(422, message, location="query", field=name) from e
 
 
 def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     # Every route refuses a query parameter it does not take: a misspelled filter, or a
     # `?dry_run=1` on a POST, must not be silently ignored.
-    v1 = APIRouter(prefix="/v1", dependencies=[KnownQuery])
+    # Any of them answers 503 (with Retry-After) while the ledger database is unavailable.
+    v1 = APIRouter(prefix="/v1", dependencies=[KnownQuery], responses=_responses(503))
     common = _responses(401, 403, 422)
 
     # -- entries -------------------------------------------------------------------
@@ -538,7 +611,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
                 "model": m.PostEntryOut | m.PostBatchOut,
                 "description": "Already in the log (idempotent): the existing entries.",
             },
-            **_responses(401, 403, 413, 422),
+            **_responses(401, 403, 413, 415, 422),
         },
         openapi_extra={
             "requestBody": {
@@ -557,7 +630,12 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         },
     )
     async def post_entries(request: Request, principal: Poster) -> JSONResponse:
+        not_json = not_json_media(request)  # as the routes whose body FastAPI reads
+        if not_json is not None:
+            raise not_json
         raw = await request.body()
+        if not raw.strip():
+            raise missing_body(request)
         envelopes, batch = _parse_entries(raw)
         ledger: Ledger = request.app.state.ledger
         result, created = await run_in_threadpool(_append, ledger, envelopes, batch)
@@ -589,7 +667,15 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
                 max_length=200, pattern=m.NO_NUL, description="Layer diff ID, `sha256:` optional"
             ),
         ] = None,
-        signer: Text = None,
+        signer: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                pattern=m.NO_NUL,
+                description="Key ID of the signer (`GET /v1/keys`), whole or a unique prefix "
+                "such as the 16 digits `escrow keys list` shows",
+            ),
+        ] = None,
         predicate_type: Annotated[
             str | None, Query(max_length=200, pattern=m.NO_NUL, description=_KIND_DOC)
         ] = None,
@@ -604,14 +690,23 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         ] = None,
         limit: Annotated[int, Query(ge=1, le=m.MAX_PAGE)] = 100,
     ) -> dict[str, Any]:
+        start = _time_query(since, "since")
+        end = _time_query(until, "until", end_of_day=True)
+        if start is not None and end is not None and start > end:
+            raise ApiError(
+                422,
+                f"since ({_rfc3339(start)}) is after until ({_rfc3339(end)}).",
+                location="query",
+                field="since",
+            )
         entries = ledger.entries(
             project=project,
             image_id=_image_id_query(image_id),
-            diff_id=(sha256_id(diff_id) or diff_id) if diff_id is not None else None,
-            signer=signer,
+            diff_id=_diff_id_query(diff_id),
+            signer=_signer_query(ledger, signer),
             predicate_type=_kind_query(predicate_type),
-            since=_time_query(since, "since"),
-            until=_time_query(until, "until", end_of_day=True),
+            since=start,
+            until=end,
             after=after,
             limit=limit,
         )
@@ -728,7 +823,10 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     @v1.post(
         "/keys",
         status_code=201,
-        responses={**key_responses, 200: {"model": m.PostEntryOut, "description": "Known."}},
+        responses={
+            **{c: r for c, r in key_responses.items() if c != 404},  # no key to look up
+            200: {"model": m.PostEntryOut, "description": "Known."},
+        },
         tags=["keys"],
         summary="Register a signing key (a key event signed with the log key)",
     )
@@ -738,7 +836,13 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         try:
             public = PublicKey.from_pem(body.public_key.encode("ascii"))
         except EscrowError as e:
-            raise ApiError(422, e.diagnostics(), location="body", pointer="/public_key") from e
+            message = e.diagnostics()
+            if isinstance(e.__cause__, ValueError):  # the PEM parser's words and FAQ link
+                message = (
+                    "The public_key is not a PEM public key: give the whole -----BEGIN PUBLIC "
+                    "KEY----- block of an Ed25519 or ECDSA P-256 key (a .pub.pem file)."
+                )
+            raise ApiError(422, message, location="body", pointer="/public_key") from e
         known = any(k.keyid == public.keyid for k in ledger.keys())
         entry = ledger.register_key(public, body.name)
         request.state.audit = f"registered key {public.keyid} as entry {entry.index}"
@@ -804,13 +908,16 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         "/tokens",
         status_code=201,
         response_model=m.TokenCreatedOut,
-        responses=_responses(401, 403, 413, 415, 422),
+        responses=_responses(401, 403, 409, 413, 415, 422),
         tags=["tokens"],
         summary="Create a token; the response is the only time it is shown",
     )
     def create_token(request: Request, body: m.TokenIn, _: Admin) -> dict[str, Any]:
         tokens: TokenStore = request.app.state.tokens
-        token, info = tokens.create(body.name, Role(body.role))
+        try:
+            token, info = tokens.create(body.name, Role(body.role))
+        except TokenNameTaken as e:  # the request is fine; the name is in use
+            raise ApiError(409, e.diagnostics(), location="body", pointer="/name") from e
         request.state.audit = f"created token {info.id} {info.name!r} ({info.role.value})"
         return {**info.to_dict(), "token": token}
 

@@ -129,6 +129,10 @@ def check_name(name: str) -> str:
     return name
 
 
+class TokenNameTaken(InputError):
+    """An active token already has the name asked for (the API's 409)."""
+
+
 class TokenStore:
     """Create, list, revoke and resolve tokens in the ledger's database."""
 
@@ -171,7 +175,7 @@ class TokenStore:
                     )
                 ).first()
                 if clash is not None:
-                    raise InputError(
+                    raise TokenNameTaken(
                         f"An active token named {name!r} already exists (ID {clash.id}).",
                         hint="Revoke it first or choose another name.",
                     )

@@ -155,6 +155,16 @@ def _whole_body_error(request: Request, exc: RequestValidationError) -> ApiError
     errors = list(exc.errors())
     if not errors or tuple(errors[0].get("loc", ())) != ("body",):
         return None
+    not_json = not_json_media(request)
+    if not_json is not None:
+        return not_json
+    if errors[0].get("type") == "missing":
+        return missing_body(request)
+    return None
+
+
+def not_json_media(request: Request) -> ApiError | None:
+    """The 415 of a body whose Content-Type is not JSON (none is taken as JSON)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media and not _is_json(media):
         return ApiError(
@@ -164,14 +174,17 @@ def _whole_body_error(request: Request, exc: RequestValidationError) -> ApiError
             location="header",
             field="Content-Type",
         )
-    if errors[0].get("type") == "missing":
-        return ApiError(
-            422,
-            f"{request.method} {request.url.path} needs a JSON object as its request body.",
-            location="body",
-            pointer="",
-        )
     return None
+
+
+def missing_body(request: Request) -> ApiError:
+    """The 422 of a request that has no body but needs one."""
+    return ApiError(
+        422,
+        f"{request.method} {request.url.path} needs a JSON object as its request body.",
+        location="body",
+        pointer="",
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -199,19 +212,25 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        method = "HEAD" if request.scope.get("state", {}).get("head") else request.method
         messages = {
             404: f"There is no resource at {request.url.path}.",
-            405: f"{request.method} is not allowed on {request.url.path}.",
+            405: f"{method} is not allowed on {request.url.path}.",
         }
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of one route at the path only
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            messages[405] = f"{method} is not allowed on {request.url.path}; it takes " + (
+                ", ".join(allowed) + "."
+            )
         if exc.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
             return ApiError(
                 422, "The request body is not valid JSON text.", location="body", pointer=""
             ).response()
         message = messages.get(exc.status_code, detail)
         where = "body" if exc.status_code == 413 else None
-        return ApiError(
-            exc.status_code, message, location=where, headers=dict(exc.headers or {})
-        ).response()
+        return ApiError(exc.status_code, message, location=where, headers=headers).response()
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s crashed", request.method, request.url.path)
@@ -276,6 +295,34 @@ class _TooLarge(StarletteHTTPException):
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def _as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """A HEAD request as the GET it asks about, and a ``send`` that drops the body (the
+    headers, ``Content-Length`` included, are the GET's)."""
+    state = dict(scope.get("state") or {})
+    state["head"] = True  # for the 405 of a path that has no GET either
+
+    async def headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return {**scope, "method": "GET", "state": state}, headers_only
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at the request's path (HEAD wherever GET is)."""
+    from starlette.routing import Match
+
+    methods = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] == Match.FULL for r in request.app.router.routes):
+            methods.append(method)
+    if "GET" in methods:
+        methods.insert(1, "HEAD")
+    return methods
+
+
 class GuardMiddleware:
     """Refuse bodies over ``max_body`` bytes with 413, and log who changed what.
 
@@ -300,6 +347,8 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope.get("method") == "HEAD":  # RFC 9110 §9.3.2: a GET's answer without its body
+            scope, send = _as_get(scope, send)
         state: dict[str, Any] = scope.setdefault("state", {})
         status: list[int] = []
         for name, value in scope.get("headers", []):
