@@ -1591,6 +1591,13 @@ class Ledger:
             return
         if row is None:
             raise InputError(f"The key {keyid[:16]}… is not registered.")
+        if event == RETIRED and row.status == RETIRED and (row.retired_us or 0) > at:
+            raise InputError(
+                f"The key {keyid[:16]}… is already to be retired from "
+                f"{rfc3339(from_us(row.retired_us))} (entry {row.ended_index}); a retirement "
+                "cannot be moved.",
+                hint="To stop it signing now, revoke it.",
+            )
         if row.status == REVOKED or (event == "retired" and row.status == RETIRED):
             raise InputError(f"The key {keyid[:16]}… is already {row.status}.")
         ended = at if event == REVOKED else max(effective, at)
