@@ -119,8 +119,8 @@ def test_rebuild_quiet_prints_no_progress_but_still_errors(
         assert r.stderr.strip() == ""
 
         missing = cli(["rebuild", "99", "-q"])
-        assert missing.exit_code != 0
-        assert "error" in missing.stderr
+        assert missing.exit_code == 2, missing.stderr
+        assert missing.stderr.startswith("escrow: error: ") and "no entry 99" in missing.stderr
     finally:
         for tag in (f"{repo}:1", f"{repo}:rebuilt"):
             subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
@@ -149,7 +149,7 @@ def test_ledger_verify_names_each_tampered_entry_once(
 
     r = cli(["ledger", "verify"])
 
-    assert r.exit_code != 0
+    assert r.exit_code == 1, r.stderr  # tampering found: a failed check
     fails = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
     assert fails, r.stdout
     edited = [line for line in fails if line.split()[1] == "edited"]

@@ -1184,7 +1184,14 @@ def imported_entry(
             "verifier key or the 8 hex digits in it (" + "; ".join(keys) + ").",
         )
     doc = matches[0]
-    envelope = store.get(str(doc["envelope"]))
+    try:
+        envelope = store.get(str(doc["envelope"]))
+    except InputError as e:  # missing or corrupt in the store: a failed check, not bad input
+        raise CheckFailed(
+            f"The imported entry {index}'s envelope is damaged in the deposit store: "
+            f"{e.message[0].lower()}{e.message[1:]}",
+            hint="Import the deposit again: it replaces a corrupt or missing blob.",
+        ) from None
     checkpoint = verify_checkpoint(str(doc["checkpoint"]), str(doc["verifierKey"]))
     leaf = merkle.leaf_hash(envelope)
     proof = [bytes.fromhex(h) for h in doc["inclusionProof"]]

@@ -112,6 +112,7 @@ def test_image_id_and_diff_ids_equal_docker_inspect(built: dict[str, Any]) -> No
 def test_layers_map_to_the_history_entries_that_made_them(built: dict[str, Any]) -> None:
     p = built["statement"]["predicate"]
     history, layers = p["history"], p["layers"]
+    assert layers  # otherwise the loops below check nothing
     assert len([h for h in history if not h["emptyLayer"]]) == len(layers)
     for layer in layers:
         entry = history[layer["historyIndex"]]
@@ -140,15 +141,21 @@ def test_layers_map_to_the_history_entries_that_made_them(built: dict[str, Any])
 
 def test_layer_sizes_come_from_the_engine(built: dict[str, Any]) -> None:
     out = subprocess.run(
-        ["/usr/bin/docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}\t{{.Size}}", TAG],
+        ["/usr/bin/docker", "history", "--no-trunc", "--human=false", "--format", "{{.Size}}", TAG],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    layers = built["statement"]["predicate"]["layers"]
+    engine_sizes = [int(x) for x in reversed(out.split())]  # oldest first, as the config's
+    p = built["statement"]["predicate"]
+    layers = p["layers"]
+    assert len(engine_sizes) == len(p["history"])
     assert layers[0]["size"] > 1_000_000  # busybox
     assert all(isinstance(lyr["size"], int) for lyr in layers)
-    assert out  # the engine's own view exists; sizes are per layer, not per entry
+    # the engine's own view: each layer's size is that of the history entry that made it
+    assert [lyr["size"] for lyr in layers] == [engine_sizes[lyr["historyIndex"]] for lyr in layers]
+    made = {lyr["historyIndex"] for lyr in layers}
+    assert all(size == 0 for i, size in enumerate(engine_sizes) if i not in made)
 
 
 def test_every_stage_base_is_recorded(built: dict[str, Any], base_image: str) -> None:

@@ -62,7 +62,7 @@ def example() -> dict[str, Any]:
 
 
 def test_the_example_manifest_is_valid(example: dict[str, Any]) -> None:
-    validate_statement(example)
+    assert validate_statement(example) == example["predicateType"]
 
 
 def _failed(doc: dict[str, Any]) -> None:
@@ -159,7 +159,7 @@ INVALID = [
 @pytest.mark.parametrize(("name", "edit"), VALID, ids=[v[0] for v in VALID])
 def test_valid_variants(example: dict[str, Any], name: str, edit: Any) -> None:
     edit(example)
-    validate_statement(example)
+    assert validate_statement(example) == example["predicateType"]
 
 
 @pytest.mark.parametrize(("name", "edit"), INVALID, ids=[v[0] for v in INVALID])

@@ -312,7 +312,9 @@ def test_importing_again_replaces_a_corrupt_stored_blob(exported: Exported, agen
     path = agent / "deposits" / "blobs" / "sha256" / plain[:2] / plain
     os.chmod(path, 0o644)
     path.write_bytes(b"rotten\n")
-    assert run_cli(["deposit", "check", "--imported", str(exported.index), "--verify"]).exit_code
+    bad = run_cli(["deposit", "check", "--imported", str(exported.index), "--verify"])
+    assert bad.exit_code == 1, bad.stderr + bad.stdout  # a failed check, naming the blob
+    assert f"missing corrupt blob ({plain[:16]}" in bad.stdout, bad.stdout
 
     r = _import(exported.tar, "--json")
     assert r.exit_code == 0, r.stderr
@@ -321,6 +323,20 @@ def test_importing_again_replaces_a_corrupt_stored_blob(exported: Exported, agen
     assert hashlib.sha256(path.read_bytes()).hexdigest() == plain
     r = run_cli(["deposit", "check", "--imported", str(exported.index), "--verify"])
     assert r.exit_code == 0, r.stderr + r.stdout
+
+
+def test_deposit_check_of_a_corrupt_stored_envelope_is_a_failed_check(
+    exported: Exported, agent: Path
+) -> None:
+    assert _import(exported.tar).exit_code == 0
+    data = next(d for m, d in exported.members if m.name == exported.toc["entries"][0]["envelope"])
+    digest = hashlib.sha256(data).hexdigest()
+    path = agent / "deposits" / "blobs" / "sha256" / digest[:2] / digest
+    os.chmod(path, 0o644)
+    path.write_bytes(b"{}")
+    bad = run_cli(["deposit", "check", "--imported", str(exported.index)])
+    assert digest in bad.stderr and "corrupted" in bad.stderr, bad.stderr
+    assert bad.exit_code == 1, bad.stderr + bad.stdout
 
 
 def test_importing_again_replaces_a_corrupt_stored_envelope(
@@ -332,7 +348,9 @@ def test_importing_again_replaces_a_corrupt_stored_envelope(
     path = agent / "deposits" / "blobs" / "sha256" / digest[:2] / digest
     os.chmod(path, 0o644)
     path.write_bytes(b"{}")
-    assert run_cli(["deposit", "check", "--imported", str(exported.index)]).exit_code != 0
+    bad = run_cli(["deposit", "check", "--imported", str(exported.index)])
+    assert bad.exit_code == 1, bad.stderr + bad.stdout
+    assert digest in bad.stderr and "corrupted" in bad.stderr, bad.stderr
     r = _import(exported.tar, "--json")
     assert r.exit_code == 0, r.stderr
     assert digest in r.stderr

@@ -7,21 +7,27 @@ from __future__ import annotations
 import threading
 
 from ledger_helpers import LedgerEnv, manifest, raw_sign
+from test_review9_ref import leaf_hash as ref_leaf_hash
+from test_review9_ref import mth as ref_mth
 
 from escrow.errors import EscrowError, InputError, SignatureError
-from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
 from escrow.signing.keys import SigningKey
 
 
 def leaves_of(lg: object) -> list[bytes]:
+    """The log's leaf hashes, recomputed from its entries' bytes (RFC 9162 reference code,
+    no escrow code); the stored leaf hashes must agree with them."""
     size = lg.size()  # type: ignore[attr-defined]
-    return [bytes.fromhex(lg.get(i).leaf_hash) for i in range(size)]  # type: ignore[attr-defined]
+    entries = [lg.get(i) for i in range(size)]  # type: ignore[attr-defined]
+    leaves = [ref_leaf_hash(e.envelope) for e in entries]
+    assert [e.leaf_hash for e in entries] == [h.hex() for h in leaves]
+    return leaves
 
 
 def root_of(leaves: list[bytes]) -> bytes:
-    levels = merkle.build_levels(leaves)
-    return merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
+    """MTH over ``leaves`` by the independent reference code."""
+    return ref_mth(leaves)
 
 
 def test_results_in_order_with_refusals_and_repeats(env: LedgerEnv) -> None:
@@ -79,6 +85,7 @@ def test_each_stored_checkpoint_matches_its_tree(env: LedgerEnv) -> None:
                 notes = conn.execute(text("SELECT idx, note FROM ledger_entry ORDER BY idx")).all()
         finally:
             engine.dispose()
+        assert [idx for idx, _ in notes] == list(range(12))  # one stored note per entry
         for idx, note in notes:
             cp = verify_checkpoint(note, lg.verifier_key())
             assert (cp.size, cp.root) == (idx + 1, root_of(leaves[: idx + 1]))

@@ -11,6 +11,10 @@ from typing import Any
 
 import pytest
 from ledger_helpers import LedgerEnv, raw_sign
+from test_review9_ref import consistency as ref_consistency
+from test_review9_ref import leaf_hash as ref_leaf_hash
+from test_review9_ref import mth as ref_mth
+from test_review9_ref import path as ref_path
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import sign_checkpoint, verify_checkpoint
@@ -71,7 +75,15 @@ def test_leaf_prints_exact_bytes(home: LedgerEnv, cli: Any) -> None:
     assert r.exit_code == 2 and "no entry 99" in r.stderr
 
 
+def _ref_leaves(home: LedgerEnv) -> list[bytes]:
+    """The log's leaf hashes, recomputed from its entries' bytes (no escrow code)."""
+    with home.open() as lg:
+        return [ref_leaf_hash(lg.get(i).envelope) for i in range(lg.size())]
+
+
 def test_proof(home: LedgerEnv, cli: Any) -> None:
+    leaves = _ref_leaves(home)
+    assert len(leaves) == 6
     for args, size in (
         (["ledger", "proof", "2", "--json"], 6),
         (["ledger", "proof", "2", "--tree-size", "4", "--json"], 4),
@@ -81,6 +93,10 @@ def test_proof(home: LedgerEnv, cli: Any) -> None:
         doc = r.json()
         assert set(doc) == {"index", "tree_size", "leaf_hash", "root", "proof"}
         assert doc["index"] == 2 and doc["tree_size"] == size
+        # against an independent recomputation (RFC 9162 reference code)
+        assert doc["leaf_hash"] == leaves[2].hex()
+        assert doc["root"] == ref_mth(leaves[:size]).hex()
+        assert doc["proof"] == [h.hex() for h in ref_path(2, leaves[:size])]
         assert merkle.verify_inclusion(
             bytes.fromhex(doc["leaf_hash"]),
             2,
@@ -97,6 +113,11 @@ def test_consistency(home: LedgerEnv, cli: Any, tmp_path: Path) -> None:
     doc = r.json()
     assert set(doc) == {"old_size", "new_size", "old_root", "new_root", "proof"}
     assert (doc["old_size"], doc["new_size"]) == (3, 6)
+    # against an independent recomputation (RFC 9162 reference code)
+    leaves = _ref_leaves(home)
+    assert doc["old_root"] == ref_mth(leaves[:3]).hex()
+    assert doc["new_root"] == ref_mth(leaves[:6]).hex()
+    assert doc["proof"] == [h.hex() for h in ref_consistency(3, leaves[:6])]
     assert merkle.verify_consistency(
         3,
         6,
@@ -104,7 +125,11 @@ def test_consistency(home: LedgerEnv, cli: Any, tmp_path: Path) -> None:
         bytes.fromhex(doc["new_root"]),
         [bytes.fromhex(h) for h in doc["proof"]],
     )
-    assert cli(["ledger", "consistency", "2", "5", "--json"]).json()["new_size"] == 5
+    doc = cli(["ledger", "consistency", "2", "5", "--json"]).json()
+    assert (doc["old_size"], doc["new_size"]) == (2, 5)
+    assert doc["old_root"] == ref_mth(leaves[:2]).hex()
+    assert doc["new_root"] == ref_mth(leaves[:5]).hex()
+    assert doc["proof"] == [h.hex() for h in ref_consistency(2, leaves[:5])]
     # an auditor's saved checkpoint, then the log grows
     saved = tmp_path / "saved.checkpoint"
     saved.write_text(cli(["ledger", "checkpoint"]).stdout)

@@ -16,6 +16,9 @@ from typing import Any
 
 from ledger_helpers import ASSETS, LedgerEnv, diff_ids, manifest, raw_sign
 from ledger_v1 import load_v1
+from test_review9_ref import leaf_hash as ref_leaf_hash
+from test_review9_ref import mth as ref_mth
+from test_review9_ref import verify_consistency as ref_verify_consistency
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
@@ -79,9 +82,10 @@ def test_a_schema_1_ledger_is_migrated_when_opened(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         envelopes = [bytes(r[0]) for r in conn.execute("SELECT envelope FROM ledger_entry")]
         old_note = conn.execute("SELECT note FROM ledger_head").fetchone()[0]
-    leaves = [merkle.leaf_hash(e) for e in envelopes]
-    levels = merkle.build_levels(leaves)
-    root = merkle.hash_of_nodes([levels[lv][i] for lv, i in merkle.range_nodes(0, len(leaves))])
+    # the root, recomputed from the stored bytes by RFC 9162 reference code
+    leaves = [ref_leaf_hash(e) for e in envelopes]
+    assert len(leaves) == 10
+    root = ref_mth(leaves)
 
     with env.open() as lg:
         assert lg.size() == 10
@@ -102,6 +106,9 @@ def test_a_schema_1_ledger_is_migrated_when_opened(tmp_path: Path) -> None:
         assert created and entry.index == 10
         proof = lg.consistency_proof(10)
         assert merkle.verify_consistency(10, 11, root, lg.root(), proof)
+        new_leaves = [*leaves, ref_leaf_hash(lg.get(10).envelope)]
+        assert lg.root() == ref_mth(new_leaves)
+        assert ref_verify_consistency(10, 11, root, lg.root(), proof)
         assert lg.verify().ok
 
     left = tables(db)
@@ -124,6 +131,9 @@ def test_the_migrated_ledger_keeps_the_old_checkpoint_verifiable(tmp_path: Path)
         new = lg.checkpoint()
         proof = lg.consistency_proof(old.size, new.size)
         assert merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+        assert ref_verify_consistency(old.size, new.size, old.root, new.root, proof)
+        leaves = [ref_leaf_hash(lg.get(i).envelope) for i in range(new.size)]
+        assert (old.root, new.root) == (ref_mth(leaves[: old.size]), ref_mth(leaves))
 
 
 def test_checkpoints_of_earlier_sizes_after_the_migration(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,6 @@ from ledger_helpers import LedgerEnv, diff_ids, manifest, raw_sign
 
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import DatabaseUnavailable, InputError, KeyLocked, SchemaError, SignatureError
-from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
 from escrow.ledger.store import Ledger, Prepared
 from escrow.signing.dsse import Envelope, Signature, sign_statement
@@ -27,7 +27,8 @@ def test_append_then_idempotent_reappend(env: LedgerEnv) -> None:
         entry, created = lg.append(env0)
         assert created and entry.index == 1 and lg.size() == 2
         assert entry.envelope == env0.to_bytes()
-        assert entry.leaf_hash == merkle.leaf_hash(env0.to_bytes()).hex()
+        # RFC 9162 leaf hash, computed here: SHA-256(0x00 || the envelope's bytes)
+        assert entry.leaf_hash == hashlib.sha256(b"\x00" + env0.to_bytes()).hexdigest()
         assert entry.signer == env.build_key.keyid
         assert entry.project == "proj" and entry.image_id and entry.image_id.startswith("sha256:")
         assert entry.statement()["predicateType"] == BUILD_MANIFEST

@@ -168,9 +168,19 @@ def test_pdfsig_reports_valid_and_attachments_extract(
     cp = checkpoint.verify_checkpoint(
         (ex / "checkpoint.txt").read_text(), (ex / "verifier-key.txt").read_text().strip()
     )
+    # the log's leaves, recomputed from the stored bytes by RFC 9162 reference code
+    from tests.ledger.test_review9_ref import leaf_hash as ref_leaf_hash
+    from tests.ledger.test_review9_ref import mth as ref_mth
+    from tests.ledger.test_review9_ref import path as ref_path
+
+    leaves = [ref_leaf_hash(pack_ledger.ledger.get(i).envelope) for i in range(cp.size)]
+    assert cp.root == ref_mth(leaves)
+    assert {b.index for b in builds} <= {p["index"] for p in proofs["proofs"]}
     for p, line in zip(proofs["proofs"], lines, strict=True):
         leaf = merkle.leaf_hash(line)
+        assert leaf == leaves[p["index"]]
         hashes = [bytes.fromhex(h) for h in p["hashes"]]
+        assert hashes == ref_path(p["index"], leaves), p["index"]
         assert merkle.verify_inclusion(leaf, p["index"], cp.size, hashes, cp.root)
     keys = json.loads((ex / "signer-keys.json").read_text())
     assert builds[0].signer in {k["keyid"] for k in keys}

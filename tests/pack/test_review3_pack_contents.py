@@ -56,6 +56,7 @@ def test_contents_start_at_1_and_match_the_headings(
     numbers = [int(n) for n, _ in entries]
     assert numbers == list(range(1, len(numbers) + 1)), entries
     assert entries[0] == ("1", "Cover")
+    assert len(entries) == 8, entries  # the cover and the 7 sections: the loop below runs
     body = " ".join(_page(out, 2, res["pages"]).split())
     for n, title in entries[1:]:
         assert f"{n}. {title.strip()}" in body, (n, title)

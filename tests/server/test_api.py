@@ -15,6 +15,10 @@ from server_helpers import SMALL_LIMIT, LiveServer, manifest
 from escrow.documents.canonical import canonical_bytes
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
+from tests.ledger.test_review9_ref import consistency as ref_consistency
+from tests.ledger.test_review9_ref import leaf_hash as ref_leaf_hash
+from tests.ledger.test_review9_ref import mth as ref_mth
+from tests.ledger.test_review9_ref import path as ref_path
 
 
 def _verify_posted(body: dict[str, Any], verifier_key: str) -> None:
@@ -92,7 +96,7 @@ def _bad_status() -> dict[str, Any]:
 BAD_BODIES: list[tuple[str, Any, str | None]] = [
     # (id, body maker taking a good envelope, expected pointer or None for "any")
     ("not-json", lambda env: b"{nope", ""),
-    ("json-array", lambda env: [], None),
+    ("json-array", lambda env: [], ""),
     ("payload-number", lambda env: {**env, "payload": 5}, "/payload"),
     ("payload-bad-base64", lambda env: {**env, "payload": "%%%"}, "/payload"),
     (
@@ -106,7 +110,11 @@ BAD_BODIES: list[tuple[str, Any, str | None]] = [
         lambda env: {**env, "signatures": env["signatures"] * 300},
         "/signatures",
     ),
-    ("no-payload-type", lambda env: {k: v for k, v in env.items() if k != "payloadType"}, None),
+    (
+        "no-payload-type",
+        lambda env: {k: v for k, v in env.items() if k != "payloadType"},
+        "/payloadType",
+    ),
     ("unknown-key", _forged_signature, "/signatures"),
     (
         "schema-violation",
@@ -118,12 +126,27 @@ BAD_BODIES: list[tuple[str, Any, str | None]] = [
     ("wrong-payload-type", lambda env: {**env, "payloadType": "text/plain"}, None),
 ]
 
+#: what each error message must say (the case's own words, not just "something")
+BAD_BODY_MESSAGES = {
+    "not-json": "The request body is not valid JSON",
+    "json-array": "The request body is invalid at /:",
+    "payload-number": "invalid at /payload: Input should be a valid string",
+    "payload-bad-base64": "The value at /payload is not valid base64.",
+    "sig-bad-base64": "The value at /signatures/0/sig is not valid base64.",
+    "no-signatures": "invalid at /signatures: List should have at least 1 item",
+    "hundreds-of-signatures": "invalid at /signatures: List should have at most 16 items",
+    "no-payload-type": "invalid at /payloadType: Field required",
+    "unknown-key": "not signed by a key registered in this ledger",
+    "schema-violation": "invalid at /predicate/build/status",
+    "payload-not-json": "The envelope's payload is not JSON.",
+    "statement-not-object": "The envelope's payload is not a JSON object.",
+    "wrong-payload-type": "payloadType is 'text/plain', not 'application/vnd.in-toto+json'",
+}
 
-@pytest.mark.parametrize(
-    ("make", "pointer"), [(m, p) for _, m, p in BAD_BODIES], ids=[i for i, _, _ in BAD_BODIES]
-)
+
+@pytest.mark.parametrize(("case", "make", "pointer"), BAD_BODIES, ids=[i for i, _, _ in BAD_BODIES])
 def test_bad_envelopes_get_422_naming_where_and_append_nothing(
-    live_server: LiveServer, make: Any, pointer: str | None
+    live_server: LiveServer, case: str, make: Any, pointer: str | None
 ) -> None:
     body = make(live_server.envelope())
     with live_server.client("pipeline") as c:
@@ -135,7 +158,8 @@ def test_bad_envelopes_get_422_naming_where_and_append_nothing(
         assert r.status_code == 422, r.text
         err = r.json()
         assert set(err) >= {"error", "message", "location", "pointer", "field"}
-        assert err["message"]
+        assert BAD_BODY_MESSAGES[case] in err["message"], err
+        assert err["location"] == ("payload" if case == "schema-violation" else "body"), err
         if pointer is not None:
             assert err["pointer"] == pointer, err
         assert c.get("/v1/checkpoint").json()["size"] == size0
@@ -301,8 +325,15 @@ def test_proofs_verify(live_server: LiveServer) -> None:
                 assert p.post("/v1/entries", json=live_server.envelope()).status_code == 201
         cp_json = c.get("/v1/checkpoint").json()
         cp = verify_checkpoint(cp_json["note"], cp_json["verifier_key"])
+        # the leaves, recomputed from the stored entry bytes by RFC 9162 reference code
+        with live_server.ledger() as lg:
+            leaves = [ref_leaf_hash(lg.get(i).envelope) for i in range(lg.size())]
+        assert cp.size == len(leaves) >= 5
+        assert cp.root == ref_mth(leaves)
         for index in range(cp.size):
             proof = c.get(f"/v1/entries/{index}/proof").json()
+            assert proof["leaf_hash"] == leaves[index].hex()
+            assert proof["hashes"] == [h.hex() for h in ref_path(index, leaves)], index
             assert merkle.verify_inclusion(
                 bytes.fromhex(proof["leaf_hash"]),
                 index,
@@ -312,6 +343,8 @@ def test_proofs_verify(live_server: LiveServer) -> None:
             )
         cons = c.get("/v1/consistency", params={"old": 2, "new": cp.size}).json()
         assert cons["new_root"] == cp.root.hex()
+        assert cons["old_root"] == ref_mth(leaves[:2]).hex()
+        assert cons["hashes"] == [h.hex() for h in ref_consistency(2, leaves)]
         assert merkle.verify_consistency(
             2,
             cp.size,

@@ -18,6 +18,9 @@ from server_helpers import free_port, make_tokens, manifest, start_serve, stop
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
+from tests.ledger.test_review9_ref import leaf_hash as ref_leaf_hash
+from tests.ledger.test_review9_ref import mth as ref_mth
+from tests.ledger.test_review9_ref import verify_inclusion as ref_verify_inclusion
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -104,6 +107,9 @@ def test_two_servers_on_one_postgres_ledger(
         stored = ledger.entries(limit=size + 10)
         verifier = ledger.verifier_key()
     assert [e.index for e in stored] == list(range(size))  # one tree, no gaps
+    # the leaves, recomputed from the stored bytes by RFC 9162 reference code
+    leaves = [ref_leaf_hash(e.envelope) for e in stored]
+    assert [e.leaf_hash for e in stored] == [h.hex() for h in leaves]
     counts = Counter(e.leaf_hash for e in stored)
     by_hash = {e.leaf_hash: e.index for e in stored}
     for leaf_hash, index, body in results:
@@ -112,6 +118,8 @@ def test_two_servers_on_one_postgres_ledger(
         cp = verify_checkpoint(body["checkpoint"]["note"], verifier)
         proof = [bytes.fromhex(h) for h in body["inclusion_proof"]["hashes"]]
         assert merkle.verify_inclusion(bytes.fromhex(leaf_hash), index, cp.size, proof, cp.root)
+        assert cp.root == ref_mth(leaves[: cp.size])
+        assert ref_verify_inclusion(index, cp.size, leaves[index], proof, cp.root)
     # 1 key event from init + every posted envelope, nothing else
     assert size == 1 + CLIENTS * PER_CLIENT
     logs = "".join((tmp_path / f"serve-{i}.log").read_text() for i in range(2))

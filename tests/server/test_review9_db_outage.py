@@ -31,7 +31,7 @@ PG_SH = ROOT / "scripts" / "pg.sh"
 def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if not found:
-        pytest.skip("PostgreSQL is not installed here")
+        pytest.fail("PostgreSQL is not installed here; scripts/test.sh installs it.")
     return found[-1]
 
 
@@ -47,7 +47,7 @@ class Cluster:
     def start(self) -> str:
         r = subprocess.run(["bash", str(PG_SH)], env=self.env, capture_output=True, text=True)
         if r.returncode != 0:
-            pytest.skip(f"cannot start a PostgreSQL cluster: {r.stderr[-500:]}")
+            pytest.fail(f"cannot start a PostgreSQL cluster: {r.stderr[-500:]}")
         return r.stdout.strip()
 
     def stop(self) -> None:
