@@ -47,25 +47,14 @@ def _existing_store(app: App, override: str | None) -> DepositStore:
 
 
 def _saved_note(path: Path) -> str:
-    """The checkpoint note given with ``--since-checkpoint``; InputError (exit 2) when the
-    file cannot be read or holds no checkpoint note."""
-    from escrow.ledger.checkpoint import parse_checkpoint_body, parse_note
+    """The checkpoint note given with ``--since-checkpoint`` (InputError, exit 2, if none)."""
+    from escrow.ledger.checkpoint import read_checkpoint_file
 
-    try:
-        note = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
-        raise InputError(f"Cannot read the saved checkpoint {path}: {why}.") from e
-    try:
-        parse_checkpoint_body(parse_note(note)[0])
-    except InputError as e:
-        why = e.message[:1].lower() + e.message[1:]
-        raise InputError(
-            f"{path} is not a checkpoint note: {why}",
-            hint="Give the checkpoint.txt of a deposit you imported, or the output of "
-            "`escrow ledger checkpoint`.",
-        ) from e
-    return note
+    return read_checkpoint_file(
+        path,
+        hint="Give the checkpoint.txt of a deposit you imported, or the output of "
+        "`escrow ledger checkpoint`.",
+    )
 
 
 _since_help_import = (

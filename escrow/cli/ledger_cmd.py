@@ -149,10 +149,12 @@ def consistency(
         if from_file is not None:
             if new_size is not None or old_size is not None:
                 raise click.UsageError("With --from, give no sizes: the proof is to today's log.")
-            try:
-                note = Path(from_file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise InputError(f"Cannot read the checkpoint file {from_file}: {e}.") from e
+            from escrow.ledger.checkpoint import read_checkpoint_file
+
+            note = read_checkpoint_file(
+                Path(from_file),
+                hint="Give a checkpoint you saved of this log (`escrow ledger checkpoint`).",
+            )
             try:
                 old = _saved_checkpoint(lg, note)
             except CheckFailed as e:  # --json: still the one document, saying it failed

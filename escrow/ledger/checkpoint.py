@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from pathlib import Path
 
 from escrow.errors import InputError, SignatureError
 from escrow.ledger.models import Checkpoint
@@ -156,3 +157,20 @@ def verify_checkpoint(note: str, verifier_key: str) -> Checkpoint:
             hint="It was signed by another key, or its text was changed.",
         ) from e
     return Checkpoint(origin=origin, size=size, root=root, note=note)
+
+
+def read_checkpoint_file(path: Path, *, hint: str) -> str:
+    """The checkpoint note saved in ``path`` (``--since-checkpoint``): read as UTF-8 text
+    and parsed as a checkpoint note, not yet verified.  :class:`InputError` (exit 2) when
+    the file cannot be read or holds no checkpoint note; ``hint`` says what to give."""
+    try:
+        note = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        raise InputError(f"Cannot read the saved checkpoint {path}: {why}.") from e
+    try:
+        parse_checkpoint_body(parse_note(note)[0])
+    except InputError as e:
+        why = e.message[:1].lower() + e.message[1:]
+        raise InputError(f"{path} is not a checkpoint note: {why}", hint=hint) from e
+    return note
