@@ -502,37 +502,27 @@ def _kind_query(value: str | None) -> str | None:
     )
 
 
-def _image_id_query(value: str | None) -> str | None:
-    """The full ``sha256:`` image ID of ``image_id``, given with or without ``sha256:``."""
+def _sha256_query(field: str, value: str | None, what: str) -> str | None:
+    """The full ``sha256:`` ID the query parameter ``field`` gives, with or without
+    ``sha256:``; a 422 naming it, ``what`` saying what to give instead, otherwise."""
     if value is None:
         return None
     full = sha256_id(value)
     if full is None:
         raise ApiError(
             422,
-            f"The query parameter 'image_id' is {value!r}, not a full image ID: give sha256: "
-            "and the 64 hex digits (`escrow log --json` shows them). The server has no "
-            "Docker Engine to resolve a short ID or an image name.",
+            f"The query parameter {field!r} is {value!r}, not {what}",
             location="query",
-            field="image_id",
+            field=field,
         )
     return full
 
 
-def _diff_id_query(value: str | None) -> str | None:
-    """The full ``sha256:`` layer diff ID of ``diff_id``, given with or without ``sha256:``."""
-    if value is None:
-        return None
-    full = sha256_id(value)
-    if full is None:
-        raise ApiError(
-            422,
-            f"The query parameter 'diff_id' is {value!r}, not a layer diff ID: give sha256: "
-            "and its 64 hex digits.",
-            location="query",
-            field="diff_id",
-        )
-    return full
+_IMAGE_ID_WANTED = (
+    "a full image ID: give sha256: and the 64 hex digits (`escrow log --json` shows them). "
+    "The server has no Docker Engine to resolve a short ID or an image name."
+)
+_DIFF_ID_WANTED = "a layer diff ID: give sha256: and its 64 hex digits."
 
 
 def _signer_query(ledger: Ledger, value: str | None) -> str | None:
@@ -701,8 +691,8 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
             )
         entries = ledger.entries(
             project=project,
-            image_id=_image_id_query(image_id),
-            diff_id=_diff_id_query(diff_id),
+            image_id=_sha256_query("image_id", image_id, _IMAGE_ID_WANTED),
+            diff_id=_sha256_query("diff_id", diff_id, _DIFF_ID_WANTED),
             signer=_signer_query(ledger, signer),
             predicate_type=_kind_query(predicate_type),
             since=start,
