@@ -60,6 +60,7 @@ from escrow.deposit.deposit import (
     build_predicate,
     check_record,
     find_record,
+    nothing_deposited,
     record_blobs,
 )
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
@@ -237,8 +238,9 @@ def export_deposit(
         predicate = build_predicate(entry)  # only builds have deposits
         found = find_record(store, entry.leaf_hash)
         if found is None:
+            why = nothing_deposited(store, entry)
             raise InputError(
-                f"Nothing is deposited for entry {index}.",
+                f"Entry {index} cannot be exported: {why}.",
                 hint=f"Run `escrow deposit {index} --context DIR` first.",
             )
         digest, record = found

@@ -563,12 +563,27 @@ def check_record(
     return CheckReport(digest, missing, optional, verified)
 
 
+def removed_by_gc(store: DepositStore, entry: Entry) -> str | None:
+    """When ``escrow gc --apply`` removed the deposit of ``entry`` (None: it did not, or
+    the store, a registry, keeps no such note)."""
+    collected = getattr(store, "collected", None)
+    return collected(entry.leaf_hash) if callable(collected) else None
+
+
+def nothing_deposited(store: DepositStore, entry: Entry) -> str:
+    """Why ``entry`` has no deposit, as the end of a sentence: gc removed it, or none was made."""
+    when = removed_by_gc(store, entry)
+    if when is not None:
+        return (
+            f"`escrow gc --apply` removed its deposit at {when} (the retention policy dropped it)"
+        )
+    return "nothing is deposited for it"
+
+
 def check_entry(store: DepositStore, entry: Entry, *, verify: bool = False) -> CheckReport:
     predicate = build_predicate(entry)
     found = find_record(store, entry.leaf_hash)
     if found is None:
-        collected = getattr(store, "collected", None)
-        when = collected(entry.leaf_hash) if callable(collected) else None
-        return check_record(store, predicate, None, collected=when)
+        return check_record(store, predicate, None, collected=removed_by_gc(store, entry))
     report = check_record(store, predicate, found[1], verify=verify, digest=found[0])
     return report

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from escrow.deposit.context import context_index, restore_context
-from escrow.deposit.deposit import check_record, find_record
+from escrow.deposit.deposit import check_record, find_record, nothing_deposited
 from escrow.deposit.images import load_image, missing_parts
 from escrow.deposit.store import DepositStore, FileDepositStore
 from escrow.errors import EscrowError, InputError
@@ -58,8 +58,8 @@ def prepare_from_deposit(
     found = find_record(store, entry.leaf_hash)
     if found is None:
         raise InputError(
-            f"Rebuilding entry {entry.index} needs its build context, and nothing is deposited "
-            "for it.",
+            f"Rebuilding entry {entry.index} needs its build context, and "
+            f"{nothing_deposited(store, entry)}.",
             hint="Pass the folder the build used (--context DIR), or deposit it first "
             f"(escrow deposit {entry.index} --context DIR).",
         )

@@ -34,6 +34,12 @@ def test_check_says_gc_removed_the_deposit_and_a_new_deposit_undoes_it(
     assert reason.startswith("`escrow gc --apply` removed its deposit from the store")
     assert "never deposited" not in reason
     assert cli(["deposit", "check", str(kept), "--verify"]).exit_code == 0
+    # rebuilding or exporting it from the deposit says the same, not "nothing is deposited"
+    for words in (["rebuild", str(old)], ["deposit", "export", str(old), "-o", "x.tar"]):
+        r = cli(words)
+        assert r.exit_code == 2, r.stderr
+        assert "`escrow gc --apply` removed its deposit at " in r.stderr, r.stderr
+        assert "nothing is deposited" not in r.stderr.lower(), r.stderr
 
     # deposited again (the context is still at hand): complete, and no longer "removed"
     r = cli(["deposit", str(old), "--context", str(old_ctx)])
