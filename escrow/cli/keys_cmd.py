@@ -322,10 +322,12 @@ def list_(app: App, as_json: bool) -> None:
     for r, rec in zip(rows, records, strict=True):
         ended = rec.revoked_at or rec.retired_at
         mark = " *" if r["build_key"] else ""
+        # a retirement still to come: the key signs until then
+        when = "retires " if rec.status == "active" and ended else ""
         app.out(
             f"{rec.keyid[:16]:<18} {rec.name[:16]:<16} {rec.algorithm:<11} {rec.status:<8} "
             f"{_rfc3339(rec.added_at.replace(microsecond=0)):<21} "
-            f"{_rfc3339(ended.replace(microsecond=0)) if ended else '-'}"
+            f"{when + _rfc3339(ended.replace(microsecond=0)) if ended else '-'}"
             f"{' (' + rec.reason + ')' if rec.reason else ''}{mark}"
         )
     if any(r["build_key"] for r in rows):
