@@ -327,7 +327,7 @@ def list_(app: App, as_json: bool) -> None:
         app.out(
             f"{rec.keyid[:16]:<18} {rec.name[:16]:<16} {rec.algorithm:<11} {rec.status:<8} "
             f"{_rfc3339(rec.added_at.replace(microsecond=0)):<21} "
-            f"{when + _rfc3339(ended.replace(microsecond=0)) if ended else '-'}"
+            f"{f'{when}{_rfc3339(ended.replace(microsecond=0))}' if ended else '-'}"
             f"{' (' + rec.reason + ')' if rec.reason else ''}{mark}"
         )
     if any(r["build_key"] for r in rows):
