@@ -5,6 +5,7 @@ Thin: parse the options, call :mod:`escrow.deposit`, print.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -348,6 +349,14 @@ def export(
     metavar="FILE",
     help=_since_help_import,
 )
+@click.option(
+    "--save-checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Once the deposit is imported, write its verified checkpoint note to FILE (it may "
+    "be the --since-checkpoint FILE): the one to pass to --since-checkpoint next time. "
+    "Left as it was when the import is refused.",
+)
 @_store_option
 @json_option
 @pass_app
@@ -357,6 +366,7 @@ def import_(
     verifier_key: str | None,
     max_member_size: int,
     since_checkpoint: Path | None,
+    save_checkpoint: Path | None,
     deposit_store: str | None,
     as_json: bool,
 ) -> None:
@@ -376,18 +386,32 @@ def import_(
         try:
             verifier_key = Path(verifier_key[1:]).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise InputError(f"Cannot read the verifier key file {verifier_key[1:]}.") from e
+            raise InputError(
+                f"Cannot read the verifier key file {verifier_key[1:]}: {e.strerror or e}."
+            ) from e
     store = _store(app, deposit_store)
-    result = import_deposit(
-        store,
-        archive,
-        verifier_key=verifier_key,
-        max_member=max_member_size,
-        say=app.say,
-        since_checkpoint=old_note,
-    )
+    slot = _checkpoint_slot(save_checkpoint) if save_checkpoint is not None else None
+    try:
+        result = import_deposit(
+            store,
+            archive,
+            verifier_key=verifier_key,
+            max_member=max_member_size,
+            say=app.say,
+            since_checkpoint=old_note,
+        )
+        if save_checkpoint is not None and slot is not None:
+            _save_note(slot, save_checkpoint, result.checkpoint_note, archive)
+    finally:
+        if slot is not None:
+            slot.unlink(missing_ok=True)
     if as_json:
-        app.emit_json(result.to_dict())
+        app.emit_json(
+            {
+                **result.to_dict(),
+                "savedCheckpoint": None if save_checkpoint is None else str(save_checkpoint),
+            }
+        )
         return
     new = sum(1 for item in result.entries if item["new"])
     again = len(result.entries) - new
@@ -410,6 +434,16 @@ def import_(
         before = "" if item["new"] else "  (imported before)"
         app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}{before}")
     app.out(f"{count(result.blobs_new, 'new blob')} ({_size(result.bytes_new)})")
+    if save_checkpoint is not None:
+        app.out(
+            f"saved its checkpoint (size {result.tree_size}) to {save_checkpoint}: pass it "
+            "with --since-checkpoint to the next import"
+        )
+    else:
+        app.say(
+            "escrow: note: to check the next deposit with --since-checkpoint, keep this one's "
+            "checkpoint: --save-checkpoint FILE writes it (it is the archive's checkpoint.txt)."
+        )
     if verifier_key is None and old_note is None:
         app.say(
             "escrow: note: the archive was checked against its own verifier key; compare it with "
@@ -420,6 +454,38 @@ def import_(
             "escrow: note: the archive's own verifier key was used; it is the key that signed "
             "your saved checkpoint."
         )
+
+
+def _checkpoint_slot(path: Path) -> Path:
+    """A temporary file beside ``path`` (``--save-checkpoint``), made before the import so that
+    a checkpoint file that cannot be written is refused (exit 2) before anything is stored."""
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise InputError(
+            f"Cannot write the checkpoint file {path} ({e.strerror or e}); nothing was imported.",
+            hint="Give --save-checkpoint a file in a folder you can write to.",
+        ) from e
+    os.close(fd)
+    return Path(tmp)
+
+
+def _save_note(slot: Path, path: Path, note: str, archive: Path) -> None:
+    """Write ``note`` to ``path`` through ``slot``: the old file stays whole until replaced."""
+    try:
+        with slot.open("w", encoding="utf-8") as f:
+            f.write(note)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(slot, path)
+    except OSError as e:
+        raise EnvironmentProblem(
+            f"The deposit was imported, but its checkpoint could not be saved to {path} "
+            f"({e.strerror or e}).",
+            hint=f"Extract it from the archive instead: tar -xOf {archive} checkpoint.txt > FILE",
+        ) from e
 
 
 def _figures_text(name: str, f: dict[str, Any]) -> str:
@@ -490,7 +556,9 @@ def gc(
     for name, f in doc["projects"].items():
         app.out(_figures_text(name, f))
         app.out(
-            f"  retained {len(f['retained'])}, dropped {len(f['dropped'])}"
+            f"  retained {len(f['retained'])}"
+            + (f" ({f['imported']} imported: always kept)" if f["imported"] else "")
+            + f", dropped {len(f['dropped'])}"
             + (f" ({', '.join(map(str, f['dropped'][:10]))})" if f["dropped"] else "")
             + f"; reclaimable {_size(f['reclaimableBytes'])}"
         )

@@ -454,6 +454,7 @@ class ImportResult:
     bytes_new: int
     blobs_repaired: int = 0
     since_size: int | None = None  # the saved checkpoint's size, with --since-checkpoint
+    checkpoint_note: str = ""  # the deposit's verified checkpoint (the one to save for next time)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -467,6 +468,7 @@ class ImportResult:
             "sinceCheckpoint": (
                 None if self.since_size is None else {"size": self.since_size, "extended": True}
             ),
+            "checkpoint": self.checkpoint_note,
         }
 
 
@@ -893,9 +895,14 @@ def import_deposit(
             # -- the checkpoint
             included = str(toc["verifierKey"]).strip()
             if verifier_key is not None and verifier_key != included:
+                from escrow.text import printable
+
                 raise SignatureError(
                     "The deposit's ledger verifier key is not the one you pinned "
-                    "(--verifier-key); refused."
+                    "(--verifier-key); refused.",
+                    hint=f"The deposit gives the key {printable(included[:200])}, not "
+                    f"{printable(verifier_key[:200])}: ask the vendor which key its ledger has, "
+                    "and import only under the key it published.",
                 )
             if verifier_key is None:
                 try:
@@ -1108,6 +1115,7 @@ def import_deposit(
         bytes_new,
         repaired,
         since_size,
+        checkpoint.note,
     )
 
 
@@ -1149,6 +1157,17 @@ def imported_entries(store: DepositStore) -> list[dict[str, Any]]:
     return out
 
 
+def _spans(indexes: list[int]) -> str:
+    """Sorted indexes as runs: ``1-8, 10, 13``."""
+    runs: list[list[int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _ledger_names(doc: dict[str, Any]) -> set[str]:
     """What names the ledger an import came from: its origin, its verifier key, and the key
     hash in it (ledgers made by `escrow init` all have the origin ``escrow.local/ledger``)."""
@@ -1167,16 +1186,23 @@ def imported_entry(
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
-    matches = [
-        d
-        for d in imported_entries(store)
-        if int(d["index"]) == index and (origin is None or origin.strip() in _ledger_names(d))
+    docs = [
+        d for d in imported_entries(store) if origin is None or origin.strip() in _ledger_names(d)
     ]
+    matches = [d for d in docs if int(d["index"]) == index]
     if not matches:
+        held = sorted({int(d["index"]) for d in docs})
         raise InputError(
             f"No imported deposit holds entry {index}"
             + (f" of the ledger {origin}." if origin else "."),
-            hint="`escrow deposit stats --json` lists the imported entries.",
+            hint=(
+                f"The imported deposits in {store.location} hold entries {_spans(held)}: "
+                "give the index in the vendor's ledger, as `escrow deposit import` printed it."
+                if held
+                else f"No deposit of {'that ledger' if origin else 'another ledger'} was "
+                f"imported into {store.location}: `escrow deposit import ARCHIVE` first, or "
+                "give the --deposit-store it was imported into."
+            ),
         )
     if len(matches) > 1:
         keys = sorted({str(d["verifierKey"]) for d in matches})

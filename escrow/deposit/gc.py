@@ -176,6 +176,7 @@ def collect_garbage(
             projects[name] = {
                 **_figures([i.blobs for i in group], sizes),
                 "retained": [i.index for i in group if (i.namespace, i.leaf) not in gone_keys],
+                "imported": sum(1 for i in group if i.namespace == IMPORTS),
                 "dropped": [i.index for i in gone],
                 "reclaimableBlobs": len(freed & set(sizes)),
                 "reclaimableBytes": sum(sizes.get(b, 0) for b in freed),
