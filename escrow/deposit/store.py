@@ -22,6 +22,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
+import stat
 import tempfile
 import threading
 import weakref
@@ -39,6 +41,8 @@ IMPORTS = "imports"
 _NAMESPACES = (ENTRIES, IMPORTS)
 #: where ``gc --apply`` notes the entries whose deposit it removed
 _COLLECTED = "collected"
+#: what a note in ``refs/collected/`` holds: the time gc removed the deposit
+_WHEN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,15}Z")
 
 
 class BlobWriter(Protocol):
@@ -310,11 +314,17 @@ class FileDepositStore:
 
     def collected(self, name: str) -> str | None:
         """When ``gc --apply`` removed the deposit of entry ``name`` (None: it did not)."""
+        path = self.root / "refs" / _COLLECTED / check_digest(name)
         try:
-            path = self.root / "refs" / _COLLECTED / check_digest(name)
-            return path.read_text(encoding="ascii").strip() or "?"
-        except (FileNotFoundError, UnicodeDecodeError):
+            if not path.is_file():
+                return None  # a folder, a device or a broken link: no note gc wrote
+            with path.open("rb") as f:
+                head = f.read(64)
+        except OSError:
             return None
+        when = head.decode("ascii", errors="replace").split("\n")[0].strip()
+        # the RFC 3339 time mark_collected wrote; anything else is printed as "?"
+        return when if _WHEN.fullmatch(when) else "?"
 
     def get_ref(self, namespace: str, name: str) -> str | None:
         try:
@@ -417,11 +427,13 @@ class FileDepositStore:
         if not folder.is_dir():
             return out
         for f in sorted(folder.glob("pins-*")):
-            try:
-                fd = os.open(f, os.O_RDONLY)
-            except FileNotFoundError:
+            try:  # never through a link, never blocking on a FIFO: only pin files
+                fd = os.open(f, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:  # gone, a link, or unreadable: no pin file of a deposit
                 continue
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue  # a folder or a device: nothing pin() made; left alone
                 try:
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:  # its deposit is still in progress

@@ -52,6 +52,7 @@ from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
 from escrow.text import count
+from escrow.times import rfc3339
 
 HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
@@ -433,6 +434,19 @@ def _verify_evidence(
         stated_at = _moment(rec.get("integratedAt"))
         if stated_at is not None:
             checked.appended[index] = stated_at
+        elif rec.get("integratedAt") is not None:
+            bad_inclusion.append(f"entry {index}: its integratedAt is not an RFC 3339 time")
+    # the ledger's integration times never decrease: stated ones that go back are forged
+    # (they alone would let an entry after a retirement claim a time before its date)
+    last: tuple[int, datetime] | None = None
+    for index, at in sorted(checked.appended.items()):
+        if last is not None and at < last[1]:
+            bad_inclusion.append(
+                f"entry {index}: stated as appended at {rfc3339(at)}, before entry {last[0]} "
+                f"({rfc3339(last[1])}); the ledger's append times never go back"
+            )
+            break
+        last = (index, at)
     report.add(
         "inclusion proofs",
         not bad_inclusion,
@@ -444,7 +458,6 @@ def _verify_evidence(
 
     # 3. keys: registered by key events signed by the log key
     registered = checked.registered  # key, added, ended, retirement in effect from
-    stated = _stated_event_times(ev)
     key_problems: list[str] = []
     for index, (_, st, env) in sorted(envelopes.items()):
         if st.get("predicateType") != KEY_EVENT:
@@ -469,9 +482,12 @@ def _verify_evidence(
         elif p.get("event") in ("revoked", "retired") and keyid in registered:
             pub, added, _, _ = registered[keyid]
             until = None
-            if p.get("event") == "retired":  # from the later of effectiveFrom and its append
-                signed = _moment(p.get("effectiveFrom")) or _EARLIEST
-                until = max(signed, stated.get((keyid, index), _EARLIEST))
+            if p.get("event") == "retired":
+                # In force from the later of its signed effectiveFrom and its append; every
+                # entry after the event was appended after it (append times never go back),
+                # so the signed date alone decides.  signer-keys.json states the event's
+                # time, but the operator writes it: it never keeps the key signing longer.
+                until = _moment(p.get("effectiveFrom")) or _EARLIEST
             registered[keyid] = (pub, added, index, until)
     for k in ev.signer_keys:
         keyid = str(k.get("keyid", "")) if isinstance(k, dict) else ""
