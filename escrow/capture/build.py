@@ -10,6 +10,7 @@ appending are the caller's (:mod:`escrow.capture.publish`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import uuid
@@ -520,10 +521,13 @@ def phoenix_build(
     stream = ContextStream(request.context, request.dockerfile, request.leave_out)
     root = stream.plan.root
     df = dfparse.parse(stream.dockerfile_bytes.decode("utf-8", errors="replace"), args)
+    built = df
     if request.target is not None:
-        df.stage_index(request.target)
+        # the classic builder drops the stages after the target before it resolves any
+        # FROM: their bases are neither needed nor used, so neither are they recorded
+        built = dataclasses.replace(df, stages=df.stages[: df.stage_index(request.target) + 1])
     _learn_dockerfile_secrets(df, redactor)
-    bases, pulled = resolve_bases(df, engine, pull=request.pull, redactor=redactor)
+    bases, pulled = resolve_bases(built, engine, pull=request.pull, redactor=redactor)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     progress = _FinishOnce(progress)

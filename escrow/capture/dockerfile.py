@@ -23,6 +23,17 @@ _VAR = re.compile(
 )
 
 
+def _is_reference(text: str) -> bool:
+    """Whether ``text`` parses as an image reference (or ID) as the engine reads one."""
+    from escrow.registry.reference import Reference
+
+    try:
+        Reference.parse(text)
+    except InputError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Instruction:
     keyword: str  # upper case: FROM, RUN, ...
@@ -197,4 +208,30 @@ def _stage(
             hint="Pass the missing --build-arg or give the ARG a default.",
         )
     from_stage = next((s.index for s in earlier if s.name == ref.lower()), None)
+    if (
+        from_stage is None
+        and "$" in raw_ref
+        and ref.lower() != "scratch"
+        and not _is_reference(ref)
+    ):
+        # the engine says only "invalid reference format"; escrow would otherwise try to
+        # pull the malformed name (``base:`` from ``base:${TAG}`` with TAG unset)
+        empty = sorted(
+            {
+                str(m.group("braced") or m.group("plain"))
+                for m in _VAR.finditer(raw_ref)
+                if not scope.get(str(m.group("braced") or m.group("plain")))
+            }
+        )
+        raise InputError(
+            f"The FROM on line {ins.line} of the Dockerfile expands to {ref!r}, which is not "
+            "an image reference"
+            + (
+                f" ({', '.join('$' + n for n in empty)} {'is' if len(empty) == 1 else 'are'} empty)"
+                if empty
+                else ""
+            )
+            + ".",
+            hint="Pass the missing --build-arg or give the ARG a default.",
+        )
     return Stage(index, name, ref, raw_ref, platform, from_stage, ins)

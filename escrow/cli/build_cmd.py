@@ -5,6 +5,7 @@ Thin: parse the options, call :mod:`escrow.capture`, sign and append, print.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError
+from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, UsageError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -104,9 +105,13 @@ def _report(
     if failure is not None and check:
         where = f"step {failure['step']}" if failure.get("step") else "the build"
         code = failure.get("exitCode")
+        # no exit code: the engine refused the instruction itself (a COPY source missing,
+        # a platform it cannot parse); its own words say why
+        reason = " ".join(str(failure.get("message") or "").split()).rstrip(".")
         raise BuildFailed(
             f"{where[0].upper()}{where[1:]} failed"
             + (f" with exit code {code}" if code is not None else "")
+            + (f" ({reason})" if code is None and reason else "")
             + f"; the failure is recorded as ledger entry {entry.index}.",
             hint=_buildkit_step_hint(failure)
             or (
@@ -123,7 +128,14 @@ def _buildkit_step_hint(failure: dict[str, Any]) -> str | None:
     then fails that step with the engine's own message."""
     from escrow.capture.build import buildkit_only
 
-    found = buildkit_only(str(failure.get("instruction") or ""))
+    instruction = str(failure.get("instruction") or "")
+    if _PLATFORM_ARG.search(instruction):
+        return (
+            "The classic builder does not set BuildKit's automatic platform ARGs "
+            "($BUILDPLATFORM, $TARGETPLATFORM, …): declare the one FROM uses with a global "
+            "ARG (e.g. ARG BUILDPLATFORM=linux/amd64) or name the platform itself."
+        )
+    found = buildkit_only(instruction)
     if not found:
         return None
     return (
@@ -131,6 +143,26 @@ def _buildkit_step_hint(failure: dict[str, Any]) -> str | None:
         "engine's classic builder, so write it without that syntax (a cache mount as a "
         "plain RUN)."
     )
+
+
+#: ``FROM --platform=$BUILDPLATFORM`` and the like: BuildKit sets these ARGs, the classic
+#: builder leaves them empty (and fails the FROM when it parses the platform)
+_PLATFORM_ARG = re.compile(
+    r"^\s*FROM\s+--platform=\S*\$\{?(?:BUILD|TARGET)(?:PLATFORM|OS|ARCH|VARIANT)\b", re.I
+)
+
+
+def _from_stdin(context: Path, dockerfile: Path | None) -> None:
+    """``-`` for the context or the Dockerfile (``docker build -``, ``-f -``): escrow reads
+    neither from standard input (it records and deposits files it can read again)."""
+    if str(context) == "-" or (dockerfile is not None and str(dockerfile) == "-"):
+        what = "build context" if str(context) == "-" else "Dockerfile"
+        raise UsageError(
+            f"escrow build does not read the {what} from standard input ('-').",
+            hint="Save it to a file and pass its path with -f."
+            if what == "Dockerfile"
+            else "Unpack it into a folder and pass the folder as CONTEXT.",
+        )
 
 
 def _deposit_later(
@@ -268,6 +300,7 @@ def build(
     from escrow.capture.engine import DockerEngine
     from escrow.capture.progress import make_progress
 
+    _from_stdin(context, dockerfile)
     args = parse_build_args(build_args)
     image_labels = parse_labels(labels)
     from escrow.registry.reference import check_build_tag

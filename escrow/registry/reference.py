@@ -37,7 +37,9 @@ class Reference:
             registry, path = DOCKER_HUB, rest
         name, colon, tag = path.rpartition(":")
         if not colon or "/" in tag:
-            name, tag = path, ""
+            name, colon, tag = path, "", ""
+        if colon and not tag:
+            raise InputError(f"The image reference {text!r} has an empty tag.")
         if registry == DOCKER_HUB and "/" not in name:
             name = f"library/{name}"
         if not _REPO.match(name):
