@@ -32,8 +32,19 @@ _secret_option = click.option(
     help="Treat the build argument or variable NAME as a secret (recorded only as a salted "
     "SHA-256). Names matching ESCROW_SECRET_PATTERNS are secret anyway.",
 )
+
+
+def _check_project(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A project name the ledger can store (checked before anything is built)."""
+    if value is not None and ("\x00" in value or len(value) > 200):
+        raise click.BadParameter("a project name is at most 200 characters, with no NUL.")
+    return value
+
+
 _project_option = click.option(
-    "--project", help="Project the entry belongs to (default: the context folder's name)."
+    "--project",
+    callback=_check_project,
+    help="Project the entry belongs to (default: the context folder's name).",
 )
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 

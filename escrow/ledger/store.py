@@ -41,6 +41,7 @@ from escrow.errors import (
     InputError,
     KeyLocked,
     LedgerTamperError,
+    SchemaError,
     SignatureError,
 )
 from escrow.ledger import merkle
@@ -177,6 +178,14 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as e:
         raise InputError(f"The ledger database URL {redacted(url)!r} is not valid: {e}.") from e
+    except ValueError:
+        # SQLAlchemy's int() of the port: its message quotes what stood there, which is
+        # part of the password when one holds an unencoded @ (user:p@ss:word@host)
+        raise InputError(
+            f"The ledger database URL {redacted(url)!r} is not valid: its port is not a number.",
+            hint="Write it as postgresql+psycopg://user:password@host:port/dbname, with "
+            "any @, : or / in the password percent-encoded (%40, %3A, %2F).",
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
@@ -391,12 +400,55 @@ def edited_fields(entry: Entry) -> str:
     return ", ".join(n for n, a, b in zip(names, shown, signed, strict=True) if a != b)
 
 
+#: Where the statement fields stored in a text column of the ledger's tables are, by
+#: predicate type, with the column's length (None: unbounded): the indexed columns
+#: (``ledger_entry``, ``ledger_term``), and a key event's ``ledger_key`` row.
+_STORED_TEXT: dict[str, tuple[tuple[tuple[str, ...], int | None], ...]] = {
+    BUILD_MANIFEST: ((("build", "project"), 200), (("image", "id"), 80)),
+    REBUILD_VERIFICATION: ((("project",), 200), (("original", "imageId"), 80)),
+    KEY_EVENT: ((("name",), 200), (("reason",), None), (("publicKey",), None)),
+}
+
+
+def _check_stored_text(ptype: str, statement: Mapping[str, Any]) -> None:
+    """Refuse a statement whose stored text the columns cannot hold, on every backend alike.
+
+    PostgreSQL text cannot hold U+0000 and enforces the columns' lengths, which SQLite
+    ignores: left to the database, such an envelope would fail its transaction as a
+    database error (exit 3, ``escrow post`` stopping there, the server answering 503
+    "try again") where SQLite stores it.
+    """
+    pred = statement.get("predicate")
+    for path, longest in _STORED_TEXT.get(ptype, ()):
+        value: Any = pred
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, str):
+            continue
+        name, pointer = ".".join(path), "/predicate/" + "/".join(path)
+        if "\x00" in value:
+            raise SchemaError(
+                f"The statement's {name} contains a NUL character (\\u0000), "
+                "which the ledger cannot store.",
+                pointer=pointer,
+                hint="Remove it and sign the statement again.",
+            )
+        if longest is not None and len(value) > longest:
+            raise SchemaError(
+                f"The statement's {name} is {len(value)} characters long; "
+                f"the ledger stores at most {longest}.",
+                pointer=pointer,
+                hint="Shorten it and sign the statement again.",
+            )
+
+
 def prepare(envelope: Envelope | bytes | str) -> Prepared:
     """Parse, canonicalise and schema-validate an envelope (no database access)."""
     env = envelope if isinstance(envelope, Envelope) else Envelope.from_bytes(envelope)
     leaf = env.to_bytes()
     statement = env.statement(unique=True)
     ptype = validate_statement(statement, source=env.payload)
+    _check_stored_text(ptype, statement)
     project, image_id, diff_ids = index_fields(ptype, statement)
     return Prepared(
         envelope=env,
