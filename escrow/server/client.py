@@ -130,6 +130,60 @@ def _explicit_key(verifier_key: str | None) -> str | None:
     return key
 
 
+def _server_url(url: str) -> str:
+    """``url`` stripped, once it is an http(s) base URL with a host and a valid port and no
+    query; else a UsageError (exit 2) that never shows a ``user:password@`` it holds."""
+    from escrow.config import redact_url
+
+    url = url.strip()
+    hint = "Use --server http://host:port or ESCROW_SERVER."
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number from 0 to 65535 raises here
+    except ValueError as e:
+        why = str(e).rstrip(".")
+        why = "its port is not a number from 0 to 65535" if "port" in why.lower() else why
+        shown = redact_url(url)
+        raise UsageError(
+            f"The server URL {shown!r} is not an http(s) URL: {why[:1].lower()}{why[1:]}.",
+            hint=hint,
+        ) from e
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"The server URL {redact_url(url)!r} is not an http(s) URL.", hint=hint)
+    if parts.username is not None or parts.password is not None:
+        # httpx would send them as Basic credentials in place of the bearer token, and
+        # every message naming the server would show them
+        raise UsageError(
+            "The server URL names a user or password (user:password@), which escrow does not "
+            "use: it sends the server only the token of ESCROW_TOKEN (or --token).",
+            hint=f"Set ESCROW_SERVER (or --server) to {redact_url(url)}.",
+        )
+    if parts.query:
+        raise UsageError(
+            f"The server URL {url!r} has a query (?{parts.query}); give the server's base URL.",
+            hint=hint,
+        )
+    return url
+
+
+#: what a bearer token may hold: visible ASCII (escrow's are ``escrow_`` and URL-safe base64)
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def _bearer_token(token: str | None) -> str | None:
+    """``token`` stripped (``None`` when blank); a UsageError, which does not show it, when it
+    holds a character no header may carry (a line break, a space, a non-ASCII character)."""
+    token = (token or "").strip()
+    if not token:
+        return None
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise UsageError(
+            "ESCROW_TOKEN (or --token) holds a space, a line break or a non-ASCII character, "
+            "which no token has: set it to the token `escrow tokens create` printed.",
+        )
+    return token
+
+
 def _slug(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "server"
@@ -160,12 +214,8 @@ class RemoteLedger:
     ) -> None:
         import httpx
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(
-                f"The server URL {url!r} is not an http(s) URL.",
-                hint="Use --server http://host:port or ESCROW_SERVER.",
-            )
+        url = _server_url(url)
+        token = _bearer_token(token)
         self.url = url.rstrip("/")
         self.token = token
         self.home = Path(home)

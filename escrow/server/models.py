@@ -156,6 +156,10 @@ class KeysOut(BaseModel):
 
 
 class KeyAddIn(BaseModel):
+    # in these bodies, as in PackIn, an unknown member is a 422 naming it: a mistyped
+    # "from" must not retire a key now
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     public_key: str = Field(
         min_length=1,
@@ -166,10 +170,14 @@ class KeyAddIn(BaseModel):
 
 
 class KeyRevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: str = Field(min_length=1, max_length=2000, pattern=NO_NUL)
 
 
 class KeyRetireIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: str = Field("", max_length=2000, pattern=NO_NUL)
     effective_from: datetime | None = Field(
         None, description="RFC 3339; the key may sign until then (default: now)."
@@ -177,6 +185,8 @@ class KeyRetireIn(BaseModel):
 
 
 class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     role: Literal["pipeline", "auditor", "admin"]
 
