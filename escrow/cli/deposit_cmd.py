@@ -58,13 +58,6 @@ def _saved_note(path: Path) -> str:
     )
 
 
-_since_help_import = (
-    "The checkpoint note you saved of this vendor's ledger earlier (e.g. the "
-    "checkpoint.txt of the last deposit you imported): refuse the deposit unless its "
-    "log extends it (same tree, or proven consistent)."
-)
-
-
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -347,7 +340,9 @@ def export(
     "--since-checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
-    help=_since_help_import,
+    help="The checkpoint note you saved of this vendor's ledger earlier (e.g. the "
+    "checkpoint.txt of the last deposit you imported): refuse the deposit unless its "
+    "log extends it (same tree, or proven consistent).",
 )
 @click.option(
     "--save-checkpoint",

@@ -238,13 +238,11 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
         doc = diff_manifests(sides[0], sides[1], blobs=blobs)
     else:
         from escrow.capture.engine import DockerEngine
-        from escrow.rebuild.compare import layer_pairs
+        from escrow.rebuild.compare import wanted_layers
         from escrow.rebuild.engine import EngineLayers
 
-        # the layers diff_manifests compares file by file: those it pairs with another
-        pairs = layer_pairs(sides[0].predicate, sides[1].predicate, align=True)
-        want_a = {x for x, y in pairs if x is not None and x != y}
-        want_b = {y for x, y in pairs if y is not None and x != y}
+        # the layers diff_manifests compares file by file (matched by their commands)
+        want_a, want_b = wanted_layers(sides[0].predicate, sides[1].predicate, align=True)
         images = {
             "original": (sides[0].predicate.get("image") or {}).get("id"),
             "rebuilt": (sides[1].predicate.get("image") or {}).get("id"),

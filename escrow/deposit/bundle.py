@@ -1217,7 +1217,7 @@ def imported_entry(
     except InputError as e:  # missing or corrupt in the store: a failed check, not bad input
         raise CheckFailed(
             f"The imported entry {index}'s envelope is damaged in the deposit store: "
-            f"{e.message[0].lower()}{e.message[1:]}",
+            f"{e.message[:1].lower()}{e.message[1:]}",
             hint="Import the deposit again: it replaces a corrupt or missing blob.",
         ) from None
     checkpoint = verify_checkpoint(str(doc["checkpoint"]), str(doc["verifierKey"]))

@@ -381,9 +381,7 @@ def deposit_entry(
         else:
             digest = store.put(_json_bytes(record))
             store.set_ref(ENTRIES, entry.leaf_hash, digest)
-        unpin = getattr(store, "unpin", None)  # referenced now: gc keeps what it needs
-        if callable(unpin):
-            unpin()
+        store.unpin()  # referenced now: gc keeps what it needs
     result.record = digest
     # everything this store object stored: with `escrow build`, also what its threads
     # stored while the engine built (the context, the layers saved ahead, the config)
@@ -566,8 +564,7 @@ def check_record(
 def removed_by_gc(store: DepositStore, entry: Entry) -> str | None:
     """When ``escrow gc --apply`` removed the deposit of ``entry`` (None: it did not, or
     the store, a registry, keeps no such note)."""
-    collected = getattr(store, "collected", None)
-    return collected(entry.leaf_hash) if callable(collected) else None
+    return store.collected(entry.leaf_hash)
 
 
 def nothing_deposited(store: DepositStore, entry: Entry) -> str:

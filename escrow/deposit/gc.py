@@ -148,8 +148,7 @@ def collect_garbage(
     with store.lock(exclusive=apply):
         sizes = _sizes(store)
         items = _items(store)
-        pinned = getattr(store, "pinned", None)  # a registry store has no pins
-        in_use: set[str] = set(pinned(clean=apply)) & set(sizes) if callable(pinned) else set()
+        in_use = store.pinned(clean=apply) & set(sizes)  # a registry store has no pins
         by_project: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
             by_project[item.project].append(item)
@@ -187,16 +186,13 @@ def collect_garbage(
         reclaim &= set(sizes)
         reclaim -= in_use
         if apply:
-            mark = getattr(store, "mark_collected", None)
             for item in dropped:
-                if callable(mark) and item.namespace == ENTRIES:
-                    mark(item.leaf, rfc3339(now))
+                if item.namespace == ENTRIES:
+                    store.mark_collected(item.leaf, rfc3339(now))
                 store.delete_ref(item.namespace, item.leaf)
             for digest in sorted(reclaim):
                 store.delete(digest)
-            clean = getattr(store, "clean_tmp", None)
-            if callable(clean):
-                clean()
+            store.clean_tmp()
     return {
         "store": store.location,
         "applied": apply,

@@ -327,6 +327,20 @@ class OciDepositStore:
         finally:
             os.close(fd)
 
+    # -- gc's notes: none in a registry ------------------------------------
+    def unpin(self) -> None:
+        """Nothing to drop: a registry store keeps no pins (it lists only the blobs its
+        references need, so an upload not recorded yet is never taken for unreferenced)."""
+
+    def pinned(self, *, clean: bool = False) -> set[str]:
+        return set()
+
+    def mark_collected(self, name: str, when: str) -> None:
+        """A registry keeps no note of the deposits gc removed."""
+
+    def collected(self, name: str) -> str | None:
+        return None
+
     def clean_tmp(self) -> None:
         """Nothing to clean in a registry (unfinished uploads are the registry's to purge);
         drop the dangling ``image-`` tags no record references."""

@@ -95,6 +95,27 @@ class DepositStore(Protocol):
 
     def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]: ...
 
+    def clean_tmp(self) -> None:
+        """Remove what interrupted writes left (``gc --apply``, under the exclusive lock)."""
+        ...
+
+    # -- what ``gc --apply`` must know: blobs of deposits in progress, deposits it removed
+    def unpin(self) -> None:
+        """The deposit in progress is recorded: gc need not keep what it stored any more."""
+        ...
+
+    def pinned(self, *, clean: bool = False) -> set[str]:
+        """The blobs deposits in progress stored but have not recorded yet (gc keeps them)."""
+        ...
+
+    def mark_collected(self, name: str, when: str) -> None:
+        """Note that ``gc --apply`` removed the deposit of entry ``name`` at ``when``."""
+        ...
+
+    def collected(self, name: str) -> str | None:
+        """When ``gc --apply`` removed the deposit of entry ``name`` (None: no note of it)."""
+        ...
+
 
 class NewBlobs:
     """The blobs a store object added that were not stored before, in every thread
@@ -280,41 +301,22 @@ class FileDepositStore:
             raise InputError(f"Unknown reference namespace {namespace!r}.")
         return self.root / "refs" / namespace / check_digest(name)
 
+    def _collected_path(self, name: str) -> Path:
+        return self.root / "refs" / _COLLECTED / check_digest(name)
+
     def set_ref(self, namespace: str, name: str, digest: str) -> None:
-        path = self._ref_path(namespace, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ref-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(check_digest(digest) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _replace_text(self._ref_path(namespace, name), check_digest(digest) + "\n", sync=True)
         if namespace == ENTRIES:  # deposited again after a gc
             with contextlib.suppress(FileNotFoundError):
-                (self.root / "refs" / _COLLECTED / check_digest(name)).unlink()
+                self._collected_path(name).unlink()
 
     def mark_collected(self, name: str, when: str) -> None:
         """Note that ``gc --apply`` removed the deposit of entry ``name`` at ``when``."""
-        path = self.root / "refs" / _COLLECTED / check_digest(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".ref-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(when + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _replace_text(self._collected_path(name), when + "\n", sync=False)
 
     def collected(self, name: str) -> str | None:
         """When ``gc --apply`` removed the deposit of entry ``name`` (None: it did not)."""
-        path = self.root / "refs" / _COLLECTED / check_digest(name)
+        path = self._collected_path(name)
         try:
             if not path.is_file():
                 return None  # a folder, a device or a broken link: no note gc wrote
@@ -446,6 +448,25 @@ class FileDepositStore:
             finally:
                 os.close(fd)
         return out
+
+
+def _replace_text(path: Path, text: str, *, sync: bool) -> None:
+    """Write the reference file ``path`` atomically (a ``.ref-`` temporary file renamed
+    over it; :meth:`FileDepositStore.clean_tmp` removes one an interruption left), its
+    bytes flushed to disk first when ``sync``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ref-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _drop_pins(file: IO[str], path: Path) -> None:

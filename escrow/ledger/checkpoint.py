@@ -166,7 +166,7 @@ def read_checkpoint_file(path: Path, *, hint: str) -> str:
     try:
         note = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        why = (e.strerror or str(e)) if isinstance(e, OSError) else "not UTF-8 text"
         raise InputError(f"Cannot read the saved checkpoint {path}: {why}.") from e
     try:
         parse_checkpoint_body(parse_note(note)[0])

@@ -251,7 +251,7 @@ def verdict_of(predicate: Mapping[str, Any]) -> tuple[Verdict, tuple[str, ...]]:
     return verdict, tuple(details)
 
 
-def rebuilt_index(predicate: Mapping[str, Any]) -> int | None:
+def original_index(predicate: Mapping[str, Any]) -> int | None:
     """The ledger index of the build a rebuild-verification predicate is about."""
     return _i(_d(predicate.get("original")).get("index"))
 
@@ -691,7 +691,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         if r.index >= size:
             continue
         rp = _d(r.statement().get("predicate"))
-        original = rebuilt_index(rp)
+        original = original_index(rp)
         if original is None or original not in wanted:
             continue
         verdict, diffs = verdict_of(rp)
@@ -727,7 +727,9 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     # each build's facts (its signature checked again, its inclusion proved), then the
     # verdict and anomalies computed from them (:func:`assess`, as ``pack verify`` does)
     facts: list[BuildFacts] = []
-    shown: list[tuple[Any, dict[str, Any], Any, Any, str, tuple[str, ...]]] = []
+    # what the build's page shows besides its facts: the entry, its signer's key (as
+    # registered, and as parsed), why its signature did not verify, its inclusion proof
+    shown: list[tuple[Any, KeyView | None, PublicKey | None, str, tuple[str, ...]]] = []
     signed_count: dict[str, int] = {}
     for entry in scoped:
         st = entry.statement()
@@ -750,7 +752,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
                 rebuilds=tuple(v.verdict for _, v in rb),
             )
         )
-        shown.append((entry, st, key, pub, problem, hexes))
+        shown.append((entry, key, pub, problem, hexes))
     for entry in key_entries:
         prove(entry)
 
@@ -767,13 +769,13 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     )
     summary, overall, checks_ok = assessment.summary, assessment.overall, assessment.checks_ok
     builds: list[BuildView] = []
-    for (entry, st, key, pub, problem, hexes), fact in zip(shown, facts, strict=True):
+    for (entry, key, pub, problem, hexes), fact in zip(shown, facts, strict=True):
         builds.append(
             build_view(
                 index=entry.index,
                 leaf_hash=entry.leaf_hash,
                 integrated_at=rfc3339(entry.integrated_at),
-                statement=st,
+                statement=fact.statement,
                 signer=entry.signer,
                 signer_name=key.name if key else "",
                 algorithm=(key.algorithm if key else "") or (pub.type.value if pub else ""),

@@ -48,7 +48,17 @@ from typing import Any
 
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import CheckFailed, EnvironmentProblem, EscrowError, InputError
+from escrow.pack.collect import (
+    SERIOUS_ANOMALIES,
+    Assessment,
+    BuildFacts,
+    assess,
+    original_index,
+    signature_status,
+    verdict_of,
+)
 from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
+from escrow.pack.model import Verdict
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
 from escrow.text import count
@@ -758,7 +768,6 @@ def _valid_at(key: _Key, index: int, appended: datetime | None) -> bool:
 
 
 def _check_text(report: PackReport, text: str, ev: EmbeddedEvidence, vouched: set[str]) -> None:
-    flat = text
     required: list[tuple[str, str]] = []
     pred = ev.pack_statement.get("predicate") or {}
     scope = {int(i) for i in ((pred.get("scope") or {}).get("entries") or [])}
@@ -785,7 +794,7 @@ def _check_text(report: PackReport, text: str, ev: EmbeddedEvidence, vouched: se
         required.append((f"entry {index} leaf hash", str(rec.get("leafHash"))))
     if report.pack_id:
         required.append(("pack ID", report.pack_id))
-    missing = [f"{what} {value}" for what, value in required if value not in flat]
+    missing = [f"{what} {value}" for what, value in required if value not in text]
     scope_doc = _scope_doc(pred)
     printed_scope = _scope_view(scope_doc).describe()
     if not missing and not _shows(text, printed_scope):
@@ -878,20 +887,18 @@ def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
     return env.signatures[0].keyid if env.signatures else ""
 
 
-def _recompute(ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime) -> Any:
+def _recompute(ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime) -> Assessment:
     """The pack's :class:`~escrow.pack.collect.Assessment`, from its evidence alone."""
-    from escrow.pack.collect import BuildFacts, assess, rebuilt_index, signature_status, verdict_of
-
     pred = ev.pack_statement.get("predicate") or {}
     scope = sorted({int(i) for i in (_scope_doc(pred).get("entries") or [])})
-    rebuilds: dict[int, list[Any]] = {}
+    rebuilds: dict[int, list[Verdict]] = {}
     for _, (_, st, _) in sorted(checked.envelopes.items()):
-        if st.get("predicateType") != REBUILD_VERIFICATION:
-            continue
         rp = st.get("predicate")
-        original = rebuilt_index(rp) if isinstance(rp, dict) else None
+        if st.get("predicateType") != REBUILD_VERIFICATION or not isinstance(rp, dict):
+            continue
+        original = original_index(rp)
         if original is not None:
-            rebuilds.setdefault(original, []).append(verdict_of(rp)[0])  # type: ignore[arg-type]
+            rebuilds.setdefault(original, []).append(verdict_of(rp)[0])
     statuses = _key_statuses(ev, checked, generated_at)
     facts = []
     for index in scope:
@@ -929,8 +936,6 @@ def _said(value: Any) -> str:
 def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked: _Checked) -> None:
     """Check 8: the summary, verdict and anomalies the pack states are those its evidence
     gives, recomputed with :func:`escrow.pack.collect.assess`."""
-    from escrow.pack.collect import SERIOUS_ANOMALIES
-
     pred = ev.pack_statement.get("predicate") or {}
     generated_at = _moment(pred.get("generatedAt"))
     if generated_at is None:

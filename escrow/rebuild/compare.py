@@ -296,6 +296,11 @@ class ImageComparison:
         return sorted(names)
 
 
+#: the note on a layer whose diff IDs differ and whose files were not compared (no
+#: layer source given; after a colon, why the source could not give them)
+NOT_COMPARED = "diff IDs differ; files not compared"
+
+
 def _layer_list(predicate: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return [
         (str(layer["diffId"]), layer.get("createdBy")) for layer in predicate.get("layers") or []
@@ -335,6 +340,18 @@ def layer_pairs(
         (a[i][0] if i is not None else None, b[j][0] if j is not None else None)
         for i, j in pair_items([x[1] for x in a], [x[1] for x in b], align)
     ]
+
+
+def wanted_layers(
+    original: Mapping[str, Any], rebuilt: Mapping[str, Any], align: bool = False
+) -> tuple[set[str], set[str]]:
+    """The diff IDs of each side that :func:`compare_images` compares file by file: those
+    paired with another diff ID, or with none, on the other side (:func:`layer_pairs`)."""
+    pairs = layer_pairs(original, rebuilt, align)
+    return (
+        {a for a, b in pairs if a is not None and a != b},
+        {b for a, b in pairs if b is not None and a != b},
+    )
 
 
 #: fields of ``image`` compared besides ``image.config``; creation times are not compared
@@ -465,7 +482,7 @@ def compare_layers(
                     b_id,
                     created_by,
                     Verdict.DIFFERENT,
-                    note="diff IDs differ; files not compared",
+                    note=NOT_COMPARED,
                     rebuilt_index=moved,
                 )
             )
@@ -483,7 +500,7 @@ def compare_layers(
                     b_id,
                     created_by,
                     Verdict.DIFFERENT,
-                    note=f"diff IDs differ; files not compared: {e.diagnostics()}",
+                    note=f"{NOT_COMPARED}: {e.diagnostics()}",
                     rebuilt_index=moved,
                 )
             )

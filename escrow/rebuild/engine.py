@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from escrow.errors import EscrowError, InputError
 from escrow.rebuild.layers import LayerIndex, SavedImage, save_image
-
-
-def wanted_layers(original: Sequence[str], rebuilt: Sequence[str]) -> tuple[set[str], set[str]]:
-    """Diff IDs of each side whose position holds a different diff ID on the other side."""
-    want_a: set[str] = set()
-    want_b: set[str] = set()
-    for i in range(max(len(original), len(rebuilt))):
-        a = original[i] if i < len(original) else None
-        b = rebuilt[i] if i < len(rebuilt) else None
-        if a != b:
-            if a is not None:
-                want_a.add(a)
-            if b is not None:
-                want_b.add(b)
-    return want_a, want_b
 
 
 class EngineLayers:

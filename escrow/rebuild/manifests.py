@@ -13,6 +13,7 @@ from typing import Any
 
 from escrow.errors import InputError
 from escrow.rebuild.compare import (
+    NOT_COMPARED,
     ConfigDifference,
     ImageComparison,
     LayerResult,
@@ -387,8 +388,6 @@ def diff_manifests(
     return doc
 
 
-#: how the comparison's note on a layer whose files were not compared begins
-_NOT_COMPARED = "diff IDs differ; files not compared"
 _HISTORY_ITEM = re.compile(r"^history\[\d+\]$")
 
 
@@ -400,8 +399,8 @@ def _layer_document(layer: LayerResult, indexes: tuple[int, int] | None) -> dict
         return d
     d["onlyIn"] = indexes[0] if layer.rebuilt is None else indexes[1]
     note = str(d.pop("note", "") or "")
-    if layer.comparison is None and note.startswith(_NOT_COMPARED + ": "):
-        d["note"] = "files not listed: " + note[len(_NOT_COMPARED) + 2 :]
+    if layer.comparison is None and note.startswith(NOT_COMPARED + ": "):
+        d["note"] = "files not listed: " + note[len(NOT_COMPARED) + 2 :]
     return d
 
 
@@ -572,8 +571,8 @@ def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> 
         out.extend(f"      {d['kind']:<8} {d['path']}" + _detail(d) for d in diffs)
         if layer.get("truncated"):
             out.append(f"      … {layer['differenceCount'] - len(diffs)} more")
-        if layer.get("note") == _NOT_COMPARED and not files_compared:
-            out.append(f"      ({_NOT_COMPARED}; add --files)")
+        if layer.get("note") == NOT_COMPARED and not files_compared:
+            out.append(f"      ({NOT_COMPARED}; add --files)")
         elif layer.get("note"):
             out.append(f"      ({layer['note']})")
         elif verdict == "different" and not diffs and not files_compared and not only:

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, STATEMENT_TYPE
 from escrow.errors import EscrowError, InputError, UsageError
-from escrow.rebuild.compare import ImageComparison, Verdict, compare_images
-from escrow.rebuild.engine import EngineLayers, wanted_layers
+from escrow.rebuild.compare import ImageComparison, Verdict, compare_images, wanted_layers
+from escrow.rebuild.engine import EngineLayers
 from escrow.rebuild.manifests import diff_file_lists, file_list
 
 if TYPE_CHECKING:
@@ -738,9 +738,7 @@ def rebuild_entry(
             )
 
         tell("escrow: comparing the rebuilt image with the original")
-        a_ids = [str(x["diffId"]) for x in original.get("layers") or []]
-        b_ids = [str(x["diffId"]) for x in rebuilt.get("layers") or []]
-        want_a, want_b = wanted_layers(a_ids, b_ids)
+        want_a, want_b = wanted_layers(original, rebuilt)
         images = {"original": str(original["image"]["id"]), "rebuilt": str(rebuilt["image"]["id"])}
         layers: Any = None
         if store is None and want_a and engine.inspect_image(images["original"]) is None:
