@@ -334,7 +334,7 @@ def build(
     if request.leave_out and not quiet:
         app.say(left_out_note(request.leave_out, "build context"))
     store = None
-    if not no_deposit and not app.settings.server:
+    if not no_deposit:  # through a server too: the store is this machine's, or a registry
         from escrow.deposit.store import check_store, open_store
 
         store = open_store(app.settings.home, deposit_store)  # a bad location fails first

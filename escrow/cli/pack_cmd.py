@@ -214,9 +214,11 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
         raise
     predicate = statement.get("predicate") or {}
     subject = (statement.get("subject") or [{}])[0]
+    overall = (predicate.get("summary") or {}).get("overall")
     result = {
         "path": str(output),
         "pack_id": predicate.get("packId"),
+        "overall": overall,  # the cover's verdict, as a local pack's --json gives it
         "sha256": digest,
         "rendered_sha256": (subject.get("annotations") or {}).get("renderedSha256"),
         "entries": list((predicate.get("scope") or {}).get("entries") or []),
@@ -230,7 +232,6 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
     else:
         app.say(f"SHA-256 {digest}; check it with `escrow pack verify {output}`.")
         app.out(str(output))
-    overall = (predicate.get("summary") or {}).get("overall")
     _fail_if_unverified(overall if isinstance(overall, str) else None, output, entry.index)
 
 

@@ -187,6 +187,7 @@ def test_a_pack_through_the_server_must_be_the_one_the_log_recorded(
     doc = r.json()
     assert doc["entries"] == [built] and doc["pack_id"].startswith("EP-")
     assert doc["leaf_hash"] and doc["index"] > built
+    assert doc["overall"].startswith("Verified"), doc  # as a local pack's --json gives it
 
     real = RemoteLedger.wait_pack
 
