@@ -514,6 +514,55 @@ def stats(app: App, deposit_store: str | None, as_json: bool) -> None:
         app.out("  " + _figures_text(name, f))
 
 
+@deposit.command("imports")
+@_store_option
+@json_option
+@pass_app
+def imports(app: App, deposit_store: str | None, as_json: bool) -> None:
+    """List the entries imported from other ledgers, by ledger and index.
+
+    What `escrow deposit import` stored, and what `escrow rebuild --imported INDEX
+    [--origin O]` takes."""
+    from escrow.deposit.bundle import imported_entries
+
+    docs = sorted(
+        imported_entries(_existing_store(app, deposit_store)),
+        key=lambda d: (str(d.get("verifierKey")), int(d.get("index", -1))),
+    )
+    rows = [
+        {
+            "origin": d.get("origin"),
+            "verifierKey": d.get("verifierKey"),
+            "index": d.get("index"),
+            "project": d.get("project"),
+            "imageId": d.get("imageId"),
+            "leafHash": d.get("leafHash"),
+            "integratedAt": d.get("integratedAt"),
+            "importedAt": d.get("importedAt"),
+        }
+        for d in docs
+    ]
+    if as_json:
+        app.emit_json({"imports": rows})
+        return
+    if not rows:
+        app.say(
+            "No entries are imported in this deposit store (`escrow deposit import` adds them)."
+        )
+        return
+    ledger = None
+    for r in rows:
+        if r["verifierKey"] != ledger:
+            ledger = r["verifierKey"]
+            key_hash = str(ledger or "").split("+")[1:2] or ["?"]
+            app.out(f"ledger {r['origin']} (key {key_hash[0]})")
+        image = str(r["imageId"] or "-").removeprefix("sha256:")[:12]
+        app.out(
+            f"  entry {r['index']:<6} {str(r['project'] or '-'):<24} {image:<12}  "
+            f"imported {r['importedAt']}"
+        )
+
+
 @click.command()
 @click.option(
     "--keep-days", type=click.IntRange(min=0), help="Keep entries built in the last N days."

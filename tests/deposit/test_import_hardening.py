@@ -510,3 +510,31 @@ def test_a_malformed_pinned_verifier_key_is_a_usage_error(
     _refused(r, 2, "not a note verifier key (<name>+<8 hex>+<base64>)")
     assert "pinned" not in r.stderr
     assert _stored(agent) == []
+
+
+# ---------------------------------------------------------------------------
+# the imported entries, listed
+
+
+def test_deposit_imports_lists_what_rebuild_imported_takes(exported: Exported, agent: Path) -> None:
+    """No command listed the imported entries: the agent only saw them in each import's
+    output."""
+    r = run_cli(["deposit", "imports"])  # as `deposit stats`: a store that is not there
+    assert r.exit_code == 3, r.stderr
+    assert "There is no deposit store" in r.stderr
+    (agent / "deposits").mkdir()
+    r = run_cli(["deposit", "imports"])
+    assert r.exit_code == 0, r.stderr
+    assert "No entries are imported" in r.stderr
+    assert _import(exported.tar).exit_code == 0
+    r = run_cli(["deposit", "imports", "--json"])
+    assert r.exit_code == 0, r.stderr
+    rows = r.json()["imports"]
+    assert [(x["index"], x["project"], x["verifierKey"]) for x in rows] == [
+        (exported.index, "vendor-app", exported.verifier)
+    ]
+    assert rows[0]["imageId"] == exported.statement["predicate"]["image"]["id"]
+    text = run_cli(["deposit", "imports"]).stdout
+    key_hash = exported.verifier.split("+")[1]
+    assert f"(key {key_hash})" in text
+    assert f"entry {exported.index} " in text and "vendor-app" in text
