@@ -561,15 +561,9 @@ def check_record(
     return CheckReport(digest, missing, optional, verified)
 
 
-def removed_by_gc(store: DepositStore, entry: Entry) -> str | None:
-    """When ``escrow gc --apply`` removed the deposit of ``entry`` (None: it did not, or
-    the store, a registry, keeps no such note)."""
-    return store.collected(entry.leaf_hash)
-
-
 def nothing_deposited(store: DepositStore, entry: Entry) -> str:
     """Why ``entry`` has no deposit, as the end of a sentence: gc removed it, or none was made."""
-    when = removed_by_gc(store, entry)
+    when = store.collected(entry.leaf_hash)  # a registry store keeps no such note: None
     if when is not None:
         return (
             f"`escrow gc --apply` removed its deposit at {when} (the retention policy dropped it)"
@@ -581,6 +575,6 @@ def check_entry(store: DepositStore, entry: Entry, *, verify: bool = False) -> C
     predicate = build_predicate(entry)
     found = find_record(store, entry.leaf_hash)
     if found is None:
-        return check_record(store, predicate, None, collected=removed_by_gc(store, entry))
+        return check_record(store, predicate, None, collected=store.collected(entry.leaf_hash))
     report = check_record(store, predicate, found[1], verify=verify, digest=found[0])
     return report
