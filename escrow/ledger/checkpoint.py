@@ -11,6 +11,12 @@ newline).  The key hash is the first 4 bytes of
 ``SHA-256(name || 0x0A || 0x01 || 32-byte public key)``, and the verifier key is
 ``<name>+<8 hex digits of the key hash>+<base64(0x01 || public key)>``, the form
 Go's ``golang.org/x/mod/sumdb/note`` reads.
+
+The checkpoint a pack is made against carries one extension line after the root (the
+body's fourth line, which C2SP checkpoint readers pass over):
+``key-events <count> <base64 digest>`` — how many key events the log holds below that
+size and :func:`key_events_digest` of them, so that ``escrow pack verify`` can tell
+that none was left out of the pack (a revocation, say).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from escrow.errors import InputError, SignatureError
@@ -25,6 +32,7 @@ from escrow.ledger.models import Checkpoint
 from escrow.signing.keys import PublicKey, SigningKey
 
 EM_DASH = "\u2014"
+KEY_EVENTS = "key-events"
 _ED25519_ALG = b"\x01"
 
 
@@ -66,10 +74,49 @@ def parse_verifier_key(line: str) -> tuple[str, bytes, PublicKey]:
     return name, khash, PublicKey.from_raw_ed25519(blob[1:])
 
 
-def checkpoint_body(origin: str, size: int, root: bytes) -> str:
+def checkpoint_body(origin: str, size: int, root: bytes, extensions: Sequence[str] = ()) -> str:
     if not origin or "\n" in origin:
         raise InputError("The log origin must be one non-empty line.")
-    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+    if any(not line or "\n" in line for line in extensions):
+        raise InputError("A checkpoint extension must be one non-empty line.")
+    lines = "".join(f"{line}\n" for line in extensions)
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n{lines}"
+
+
+def key_events_digest(events: Iterable[tuple[int, bytes]]) -> tuple[int, bytes]:
+    """``(count, digest)`` of a log's key events, in log order: the digest is
+    SHA-256 over each event's index (8 bytes, big-endian) and leaf hash (32 bytes)."""
+    h = hashlib.sha256()
+    count = 0
+    for index, leaf_hash in events:
+        h.update(index.to_bytes(8, "big") + leaf_hash)
+        count += 1
+    return count, h.digest()
+
+
+def key_events_line(count: int, digest: bytes) -> str:
+    """The checkpoint extension line that commits to the log's key events."""
+    return f"{KEY_EVENTS} {count} {base64.b64encode(digest).decode()}"
+
+
+def parse_key_events(body: str) -> tuple[int, bytes] | None:
+    """The ``(count, digest)`` a checkpoint body's ``key-events`` line commits to (None
+    when it has none); :class:`InputError` when that line is malformed."""
+    for line in body.split("\n")[3:]:
+        fields = line.split(" ")
+        if fields[0] != KEY_EVENTS:
+            continue
+        try:
+            if len(fields) != 3 or not fields[1].isdigit():
+                raise ValueError(line)
+            digest = base64.b64decode(fields[2], validate=True)
+        except (ValueError, binascii.Error) as e:
+            what = f"The checkpoint's {KEY_EVENTS} line {line[:60]!r} is malformed."
+            raise InputError(what) from e
+        if len(digest) != 32:
+            raise InputError(f"The checkpoint's {KEY_EVENTS} digest is not 32 bytes.")
+        return int(fields[1]), digest
+    return None
 
 
 def sign_note(text: str, key: SigningKey, name: str) -> str:
@@ -101,9 +148,16 @@ def open_note(note: str, verifier_key: str) -> str:
     )
 
 
-def sign_checkpoint(origin: str, size: int, root: bytes, key: SigningKey, name: str) -> str:
+def sign_checkpoint(
+    origin: str,
+    size: int,
+    root: bytes,
+    key: SigningKey,
+    name: str,
+    extensions: Sequence[str] = (),
+) -> str:
     """The signed-note text of checkpoint ``(origin, size, root)``, signed by ``key``."""
-    return sign_note(checkpoint_body(origin, size, root), key, name)
+    return sign_note(checkpoint_body(origin, size, root, extensions), key, name)
 
 
 def parse_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:

@@ -45,7 +45,13 @@ from escrow.errors import (
     SignatureError,
 )
 from escrow.ledger import merkle
-from escrow.ledger.checkpoint import sign_checkpoint, verifier_key_line, verify_checkpoint
+from escrow.ledger.checkpoint import (
+    key_events_digest,
+    key_events_line,
+    sign_checkpoint,
+    verifier_key_line,
+    verify_checkpoint,
+)
 from escrow.ledger.models import (
     VERIFY_HINT,
     Checkpoint,
@@ -672,6 +678,8 @@ _TIP_SQL = (
     "(SELECT value FROM ledger_meta WHERE name = 'indexed') AS indexed"
 )
 _LAST_SQL = "SELECT max(idx) AS last FROM ledger_entry"
+#: Entries read per page by :meth:`Ledger.key_events_checkpoint`.
+PAGE_LIMIT = 500
 #: The checkpoint of a tree size: the note of its last entry, else one kept in the table.
 _NOTE_AT_SQL = (
     "SELECT coalesce((SELECT note FROM ledger_entry WHERE idx = ?), "
@@ -1888,6 +1896,28 @@ class Ledger:
             note = sign_checkpoint(self.origin, 0, merkle.EMPTY_ROOT, self._signer(), self.origin)
             return Checkpoint(origin=self.origin, size=0, root=merkle.EMPTY_ROOT, note=note)
         return verify_checkpoint(row.note, self.verifier_key())
+
+    def key_events_checkpoint(self, tree_size: int | None = None) -> Checkpoint:
+        """The checkpoint of ``tree_size`` entries (default: the latest) signed again by the
+        log key with one extension line, ``key-events <count> <base64 digest>``
+        (:func:`escrow.ledger.checkpoint.key_events_digest` of the key events below that
+        size, read through the query index).  A pack is made against it and embeds those
+        key events, so that ``escrow pack verify`` can tell that none was left out — a
+        revocation hidden from an auditor would otherwise leave a revoked key valid."""
+        cp = self.checkpoint(tree_size)
+        events: list[tuple[int, bytes]] = []
+        after: int | None = None
+        while True:
+            page = self.entries(predicate_type=KEY_EVENT, after=after, limit=PAGE_LIMIT)
+            events += [(e.index, merkle.leaf_hash(e.envelope)) for e in page if e.index < cp.size]
+            if len(page) < PAGE_LIMIT or page[-1].index >= cp.size:
+                break
+            after = page[-1].index
+        line = key_events_line(*key_events_digest(events))
+        note = sign_checkpoint(
+            self.origin, cp.size, cp.root, self._signer(), self.origin, extensions=(line,)
+        )
+        return Checkpoint(origin=cp.origin, size=cp.size, root=cp.root, note=note)
 
     def _checkpoint_at(self, tree_size: int) -> Checkpoint:
         with self._read() as conn:

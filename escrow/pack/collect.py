@@ -81,6 +81,7 @@ class LedgerReader(Protocol):
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]: ...
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]: ...
     def checkpoint(self, tree_size: int | None = None) -> Any: ...
+    def key_events_checkpoint(self, tree_size: int | None = None) -> Any: ...
     def verifier_key(self) -> str: ...
 
 
@@ -626,7 +627,9 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     from escrow.ledger import merkle
     from escrow.ledger.store import replay_key_events
 
-    cp = ledger.checkpoint(request.tree_size)
+    # the checkpoint signed again with the count and digest of the log's key events below
+    # it (an extension line), so that a pack leaving one out fails `pack verify`
+    cp = ledger.key_events_checkpoint(request.tree_size)
     verifier = ledger.verifier_key()
     try:
         cpmod.verify_checkpoint(cp.note, verifier)
@@ -849,6 +852,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         verifier_key=verifier,
         note_verified=note_ok,
         consistency=consistency_view,
+        key_events=len(key_entries),
     )
     view = PackView(
         pack_id=pack_id,

@@ -169,6 +169,8 @@ class LedgerView:
     verifier_key: str
     note_verified: bool
     consistency: ConsistencyView | None = None
+    #: the key events below the checkpoint (its ``key-events`` line), all in the pack
+    key_events: int | None = None
 
 
 @dataclass(frozen=True)

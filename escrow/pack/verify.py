@@ -370,6 +370,8 @@ class _Checked:
     registered: dict[str, _Key] = field(default_factory=dict)
     appended: dict[int, datetime] = field(default_factory=dict)
     appended_by: datetime | None = None
+    #: the embedded key events, ``(index, leaf hash)`` in log order
+    key_events: list[tuple[int, bytes]] = field(default_factory=list)
 
     def appended_at(self, index: int) -> datetime | None:
         return self.appended.get(index, self.appended_by)
@@ -499,6 +501,14 @@ def _verify_evidence(
                 # time, but the operator writes it: it never keeps the key signing longer.
                 until = _moment(p.get("effectiveFrom")) or _EARLIEST
             registered[keyid] = (pub, added, index, until)
+    # all of the log's key events below the checkpoint, none left out: the checkpoint
+    # commits to their count and digest (its key-events line)
+    checked.key_events = [
+        (index, merkle.leaf_hash(raw))
+        for index, (raw, st, _) in sorted(envelopes.items())
+        if st.get("predicateType") == KEY_EVENT
+    ]
+    key_problems.extend(_key_events_problems(ev.checkpoint_note, checked.key_events, cp.size))
     for k in ev.signer_keys:
         keyid = str(k.get("keyid", "")) if isinstance(k, dict) else ""
         vouched.add(keyid)
@@ -511,7 +521,8 @@ def _verify_evidence(
         not key_problems,
         key_problems[0]
         if key_problems
-        else f"{count(len(registered), 'key')} registered by the log key",
+        else f"{count(len(registered), 'key')} registered by the log key; the "
+        f"{count(len(checked.key_events), 'key event')} below entry {cp.size} all in the pack",
     )
 
     # 4 (second pass). envelope signatures by a key valid at that index
@@ -602,6 +613,8 @@ def _verify_evidence(
                 if ok
                 else "the consistency proof does not verify"
             )
+            if ok and (problem := _key_events_since(old.note, checked.key_events)):
+                ok, detail = False, problem
             vouched.add(old.root.hex())
             vouched.update(h.hex() for h in proof)
         except (EscrowError, ValueError, TypeError) as e:
@@ -609,7 +622,7 @@ def _verify_evidence(
         report.add("consistency", ok, detail)
 
     if expected:
-        _check_expected(report, ev, cp, expected)
+        _check_expected(report, ev, cp, expected, checked.key_events)
 
     # every 64-hex digest anywhere in the signed evidence is vouched for
     for raw, _, env in envelopes.values():
@@ -674,7 +687,65 @@ def _moment(value: Any) -> datetime | None:
         return None
 
 
-def _check_expected(report: PackReport, ev: EmbeddedEvidence, cp: Any, expected: Expected) -> None:
+def _key_events_problems(note: str, events: list[tuple[int, bytes]], size: int) -> list[str]:
+    """What is wrong with the embedded key events against the count and digest the
+    pack's checkpoint commits to (none: all of the log's key events are in the pack)."""
+    from escrow.ledger import checkpoint as cpmod
+
+    try:
+        committed = cpmod.parse_key_events(cpmod.parse_note(note)[0])
+    except InputError as e:
+        return [e.message.rstrip(".")[:1].lower() + e.message.rstrip(".")[1:]]
+    if committed is None:
+        return [
+            "the checkpoint commits to no list of key events, so a key event left out of "
+            "the pack (a revocation) could not be told"
+        ]
+    if cpmod.key_events_digest(events) == committed:
+        return []
+    n, want = len(events), committed[0]
+    if n < want:
+        return [
+            f"the pack holds {count(n, 'key event')} of the {want} below entry {size} that its "
+            "checkpoint commits to: a key event was left out"
+        ]
+    if n > want:
+        return [
+            f"the pack holds {count(n, 'key event')}, more than the {want} below entry {size} "
+            "that its checkpoint commits to"
+        ]
+    return [
+        f"the pack's {count(n, 'key event')} are not the {want} below entry {size} that its "
+        "checkpoint commits to"
+    ]
+
+
+def _key_events_since(note: str, events: list[tuple[int, bytes]]) -> str:
+    """Why the pack's key events do not extend those an earlier checkpoint (``note``)
+    commits to ("" when they do, or when it commits to none)."""
+    from escrow.ledger import checkpoint as cpmod
+
+    try:
+        committed = cpmod.parse_key_events(cpmod.parse_note(note)[0])
+    except InputError:
+        return "the previous checkpoint's key-events line is malformed"
+    if committed is None:
+        return ""
+    if cpmod.key_events_digest(events[: committed[0]]) != committed:
+        return (
+            f"the pack's key events do not begin with the {count(committed[0], 'key event')} "
+            "that the previous checkpoint commits to: the log's key history was rewritten"
+        )
+    return ""
+
+
+def _check_expected(
+    report: PackReport,
+    ev: EmbeddedEvidence,
+    cp: Any,
+    expected: Expected,
+    key_events: list[tuple[int, bytes]],
+) -> None:
     """The pack is of the scope the auditor asked for, and its checkpoint is theirs or
     proven consistent with theirs (``escrow pack verify --project/--since/--until/
     --since-checkpoint``)."""
@@ -720,7 +791,10 @@ def _check_expected(report: PackReport, ev: EmbeddedEvidence, cp: Any, expected:
                 proven = cpmod.verify_checkpoint(str(c.get("oldCheckpoint", "")), ev.verifier_key)
             except EscrowError:
                 proven = None
-            if mine.size == cp.size:
+            since = _key_events_since(mine.note, key_events)
+            if since:
+                problems.append(since.replace("the previous", "your previous"))
+            elif mine.size == cp.size:
                 if mine.root != cp.root:
                     problems.append(
                         f"its checkpoint (size {cp.size}) has another root than your previous "

@@ -80,3 +80,23 @@ def test_go_note_verifier_rejects_a_changed_checkpoint(
         check=False,
     )
     assert r.returncode == 1, r.stdout.decode() + r.stderr.decode()
+
+
+def test_go_note_verifier_accepts_a_pack_checkpoint_with_its_key_events_line(
+    escrow_home: Path, noteverify: Path
+) -> None:
+    """The checkpoint a pack is made against carries a fourth line (``key-events``):
+    Go's note verifier still opens it, and gives that line back as part of the text."""
+    from escrow.config import load_settings
+    from escrow.ledger.store import Ledger
+
+    with Ledger.open(load_settings()) as lg:
+        cp = lg.key_events_checkpoint()
+        key = lg.verifier_key()
+    r = subprocess.run([str(noteverify), key], input=cp.note.encode(), capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 4 and lines[3].startswith("key-events 1 ")  # the build key's event
+    changed = cp.note.replace("key-events 1 ", "key-events 0 ", 1)
+    r = subprocess.run([str(noteverify), key], input=changed.encode(), capture_output=True)
+    assert r.returncode == 1

@@ -103,3 +103,25 @@ def test_names_with_spaces_or_plus_are_refused() -> None:
     for name in ("a b", "a+b", ""):
         with pytest.raises(InputError):
             verifier_key_line(name, key.public)
+
+
+def test_key_events_line_round_trips_and_malformed_lines_are_refused() -> None:
+    import hashlib
+
+    from escrow.errors import InputError
+    from escrow.ledger import checkpoint as cpmod
+
+    count, digest = cpmod.key_events_digest([(0, b"\x01" * 32), (7, b"\x02" * 32)])
+    assert count == 2
+    assert digest == hashlib.sha256(
+        (0).to_bytes(8, "big") + b"\x01" * 32 + (7).to_bytes(8, "big") + b"\x02" * 32
+    ).digest()
+    body = cpmod.checkpoint_body("o", 9, b"\x00" * 32, [cpmod.key_events_line(count, digest)])
+    assert cpmod.parse_checkpoint_body(body) == ("o", 9, b"\x00" * 32)
+    assert cpmod.parse_key_events(body) == (2, digest)
+    assert cpmod.parse_key_events(cpmod.checkpoint_body("o", 9, b"\x00" * 32)) is None
+    for bad in ("key-events two AAAA", "key-events 2", "key-events 2 AAAA", "key-events 2 !!"):
+        with pytest.raises(InputError, match="key-events"):
+            cpmod.parse_key_events(f"o\n9\n{'A' * 43}=\n{bad}\n")
+    with pytest.raises(InputError, match="one non-empty line"):
+        cpmod.checkpoint_body("o", 9, b"\x00" * 32, ["a\nb"])
