@@ -36,11 +36,12 @@ def _render_verdict(statement: dict[str, Any]) -> str:
         )
     failure = verdict.get("failure")
     if failure:
-        step = failure.get("step")
-        lines.append(
-            f"  failed at step {step if step is not None else '?'}, "
-            f"exit code {failure.get('exitCode')}: {failure.get('instruction') or ''}"
-        )
+        step, code = failure.get("step"), failure.get("exitCode")
+        where = "failed" if step is None else f"failed at step {step}"
+        # no exit code: the engine failed (or refused the build), not a step's command
+        how = "no exit code" if code is None else f"exit code {code}"
+        what = failure.get("instruction")
+        lines.append(f"  {where}, {how}" + (f": {what}" if what else ""))
         lines.append(f"    {failure.get('message', '')}")
         lines += [f"    | {x}" for x in str(failure.get("logTail") or "").splitlines()[-10:]]
     for c in verdict.get("config") or []:

@@ -227,6 +227,9 @@ class LayerResult:
     #: the rebuilt image's index of this layer, when it is not ``index`` (``escrow diff``
     #: matches the layers of two images by their commands, see :func:`pair_items`)
     rebuilt_index: int | None = None
+    #: the command that made the rebuilt image's layer, when it is not ``created_by``
+    #: (two layers of different commands paired by position)
+    rebuilt_created_by: str | None = None
 
     def to_dict(self, limit: int = MAX_DIFFERENCES) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -239,6 +242,8 @@ class LayerResult:
             d["rebuiltIndex"] = self.rebuilt_index
         if self.created_by is not None:
             d["createdBy"] = self.created_by
+        if self.rebuilt_created_by is not None:
+            d["rebuiltCreatedBy"] = self.rebuilt_created_by
         c = self.comparison
         if self.verdict is Verdict.EQUIVALENT and c is not None:
             d["normalisations"] = list(c.normalisations)
@@ -469,6 +474,8 @@ def compare_layers(
         i = ia if ia is not None else ib
         assert i is not None
         moved = ib if ia is not None and ib is not None and ib != ia else None
+        # two layers made by different commands, paired by position: name both
+        other_by = b_by if ia is not None and ib is not None and b_by != a_by else None
         if a_id is not None and a_id == b_id:
             results.append(
                 LayerResult(i, a_id, b_id, created_by, Verdict.IDENTICAL, rebuilt_index=moved)
@@ -484,6 +491,7 @@ def compare_layers(
                     Verdict.DIFFERENT,
                     note=NOT_COMPARED,
                     rebuilt_index=moved,
+                    rebuilt_created_by=other_by,
                 )
             )
             continue
@@ -502,6 +510,7 @@ def compare_layers(
                     Verdict.DIFFERENT,
                     note=f"{NOT_COMPARED}: {e.diagnostics()}",
                     rebuilt_index=moved,
+                    rebuilt_created_by=other_by,
                 )
             )
             continue
@@ -518,7 +527,9 @@ def compare_layers(
             note = "the rebuild has an extra layer"
         elif b_id is None:
             note = "the rebuild lacks this layer"
-        results.append(LayerResult(i, a_id, b_id, created_by, verdict, comparison, note, moved))
+        results.append(
+            LayerResult(i, a_id, b_id, created_by, verdict, comparison, note, moved, other_by)
+        )
     return results
 
 

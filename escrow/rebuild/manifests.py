@@ -293,9 +293,17 @@ def _step(s: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def diff_steps(
-    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]
+    a: Sequence[Mapping[str, Any]],
+    b: Sequence[Mapping[str, Any]],
+    *,
+    stopped: tuple[Stop | None, Stop | None] = (None, None),
 ) -> list[dict[str, Any]]:
-    """Steps added, removed or changed (instruction text or exit code), aligned with difflib."""
+    """Steps added, removed or changed (instruction text or exit code), aligned with difflib.
+
+    ``stopped`` names, for each side whose build failed, the entry and the step it failed
+    at: a step of the other side after that one was not run rather than removed or added
+    (a failed build records no step after the failing one), and is reported as
+    ``not-run`` with ``notRunIn`` (that entry's index)."""
     ta = [str(s.get("instruction")) for s in a]
     tb = [str(s.get("instruction")) for s in b]
     out: list[dict[str, Any]] = []
@@ -316,8 +324,35 @@ def diff_steps(
                 if sa is not None and sb is not None
                 else ("added" if sa is None else "removed")
             )
-            out.append({"change": change, "original": _step(sa), "rebuilt": _step(sb)})
+            item: dict[str, Any] = {"change": change, "original": _step(sa), "rebuilt": _step(sb)}
+            # the step one side has, after the step the other side's build failed at
+            present, stop = (sa, stopped[1]) if sb is None else (sb, stopped[0])
+            if change != "changed" and stop is not None and _after(present, stop.step):
+                item.update(change="not-run", notRunIn=stop.index, failedAt=stop.step)
+            out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A failed build: its entry's index and the step it failed at."""
+
+    index: int
+    step: int
+
+
+def _after(step: Mapping[str, Any] | None, failed_at: int) -> bool:
+    index = (step or {}).get("index")
+    return isinstance(index, int) and index > failed_at
+
+
+def _stop(side: Side) -> Stop | None:
+    """Where the build of ``side`` stopped, when it failed at a known step."""
+    build = side.predicate.get("build") or {}
+    step = (build.get("failure") or {}).get("step")
+    if build.get("status") != "failed" or not isinstance(step, int):
+        return None
+    return Stop(side.index, step)
 
 
 # ---------------------------------------------------------------------------
@@ -372,20 +407,53 @@ def diff_manifests(
         if "build" not in side.predicate or "inputs" not in side.predicate:
             raise InputError(f"Entry {side.index} is not a build manifest.")
     names = (f"entry {a.index}", f"entry {b.index}")
+    inputs = diff_inputs(a.predicate, b.predicate, blobs, names)
+    lacking = [s for s in (a, b) if not _records_bases(s)]
+    if len(lacking) == 1:  # "removed" or "added" would be wrong: that entry never recorded them
+        inputs["baseImages"] = []
+        inputs["baseImagesNote"] = f"entry {lacking[0].index} records no base images"
     doc: dict[str, Any] = {
         "original": a.summary(),
         "rebuilt": b.summary(),
-        "inputs": diff_inputs(a.predicate, b.predicate, blobs, names),
+        "inputs": inputs,
         "command": diff_command(a, b),
-        "steps": diff_steps(a.predicate.get("steps") or [], b.predicate.get("steps") or []),
+        "steps": [],
         "filesCompared": source is not None,
     }
+    lacking = [s for s in (a, b) if not _records_steps(s)]
+    if not lacking:
+        doc["steps"] = diff_steps(
+            a.predicate.get("steps") or [],
+            b.predicate.get("steps") or [],
+            stopped=(_stop(a), _stop(b)),
+        )
+    elif len(lacking) == 1:
+        how = _RECORDED_BY.get(str((lacking[0].predicate.get("build") or {}).get("kind")))
+        doc["stepsNote"] = f"entry {lacking[0].index} records no steps" + (
+            f" (recorded by `escrow {how}`)" if how else ""
+        )
     if a.predicate.get("image") and b.predicate.get("image"):
         comparison = compare_images(a.predicate, b.predicate, source, progress=progress, align=True)
         doc["image"] = image_document(comparison, (a.index, b.index))
     else:
         doc["image"] = None
     return doc
+
+
+#: the command that records each kind of entry other than a Dockerfile build escrow ran
+_RECORDED_BY = {"image": "capture", "command": "record"}
+
+
+def _records_steps(side: Side) -> bool:
+    """Only a Dockerfile build escrow ran records its steps (a capture or a recorded
+    command records none, which is no sign that a build had none)."""
+    return bool((side.predicate.get("build") or {}).get("kind", "dockerfile") == "dockerfile")
+
+
+def _records_bases(side: Side) -> bool:
+    """Base images are recorded from a Dockerfile: by every Dockerfile build, and by a
+    capture given its Dockerfile (``-f``); never by a recorded command."""
+    return _records_steps(side) or bool((side.predicate.get("inputs") or {}).get("recipe"))
 
 
 _HISTORY_ITEM = re.compile(r"^history\[\d+\]$")
@@ -460,6 +528,12 @@ def _text(value: Any) -> str:
 
 def _code(exit_code: Any) -> str:
     return "(none)" if exit_code is None else str(exit_code)
+
+
+def _failed(step: Mapping[str, Any]) -> str:
+    """`` (failed, exit code 7)`` for a step whose command failed; empty otherwise."""
+    code = step.get("exitCode")
+    return "" if code in (0, None) else f" (failed, exit code {code})"
 
 
 def _arg_line(kind: str, arg: Mapping[str, Any]) -> str:
@@ -550,7 +624,11 @@ def _changed(a: Any, b: Any, limit: int = 80) -> str:
     return f"{_json_short(a, limit)} -> {_json_short(b, limit)}"
 
 
-def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> list[str]:
+def render_layers(
+    layers: Sequence[Mapping[str, Any]], files_compared: bool, other: str = "the rebuild"
+) -> list[str]:
+    """The layer lines of a diff or a rebuild verdict; ``other`` names the second image
+    (``the rebuild``, ``entry 12``) where its layer was made by another command."""
     out = []
     for layer in layers:
         verdict = layer["verdict"]
@@ -567,6 +645,8 @@ def render_layers(layers: Sequence[Mapping[str, Any]], files_compared: bool) -> 
         if layer.get("normalisations"):
             line += f" (normalised: {', '.join(layer['normalisations'])})"
         out.append(line + by)
+        if layer.get("rebuiltCreatedBy"):
+            out.append(f"      made in {other} by: {display(str(layer['rebuiltCreatedBy']))[:70]}")
         diffs = layer.get("differences") or []
         out.extend(f"      {d['kind']:<8} {d['path']}" + _detail(d) for d in diffs)
         if layer.get("truncated"):
@@ -645,6 +725,9 @@ def render_diff(doc: Mapping[str, Any]) -> str:
             lines += [f"    {x}" for x in recipe["diff"][2:]]
         else:
             lines.append(f"  Dockerfile: {recipe['note']}")
+    if inputs.get("baseImagesNote"):
+        quiet = False
+        lines.append(f"  base images: {inputs['baseImagesNote']}")
     for base in inputs["baseImages"]:
         quiet = False
         if base["change"] == "image":
@@ -682,24 +765,32 @@ def render_diff(doc: Mapping[str, Any]) -> str:
     if command is not None:
         lines += ["", "Command"]
         lines += render_command(command)
-    if command is None or doc["steps"]:  # `escrow record` entries have no steps
+    if command is None or doc["steps"] or doc.get("stepsNote"):  # a record has no steps
         lines += ["", "Steps"]
-    if command is None and not doc["steps"]:
+    if doc.get("stepsNote"):
+        lines.append(f"  not compared: {doc['stepsNote']}")
+    elif command is None and not doc["steps"]:
         lines.append("  same instructions, same exit codes")
     for s in doc["steps"]:
         sa, sb = s["original"], s["rebuilt"]
-        if s["change"] == "added":
-            lines.append(f"  + step {sb['index']}: {sb['instruction']}")
+        if s["change"] == "not-run":
+            step = sa or sb
+            lines.append(
+                f"  step {step['index']} not run in entry {s['notRunIn']} (its build failed "
+                f"at step {s['failedAt']}): {step['instruction']}"
+            )
+        elif s["change"] == "added":
+            lines.append(f"  + step {sb['index']}: {sb['instruction']}{_failed(sb)}")
         elif s["change"] == "removed":
-            lines.append(f"  - step {sa['index']}: {sa['instruction']}")
+            lines.append(f"  - step {sa['index']}: {sa['instruction']}{_failed(sa)}")
         elif s["change"] == "exit-code":
             lines.append(
                 f"  step {sb['index']}: exit code {_code(sa['exitCode'])} -> "
                 f"{_code(sb['exitCode'])}: {sb['instruction']}"
             )
         else:
-            lines.append(f"  - step {sa['index']}: {sa['instruction']}")
-            lines.append(f"  + step {sb['index']}: {sb['instruction']}")
+            lines.append(f"  - step {sa['index']}: {sa['instruction']}{_failed(sa)}")
+            lines.append(f"  + step {sb['index']}: {sb['instruction']}{_failed(sb)}")
 
     image = doc.get("image")
     lines += ["", "Image"]
@@ -720,5 +811,7 @@ def render_diff(doc: Mapping[str, Any]) -> str:
             )
         lines += [_config_line(c) for c in image["config"]]
         lines += ["", "Layers"]
-        lines += render_layers(image["layers"], doc.get("filesCompared", False))
+        lines += render_layers(
+            image["layers"], doc.get("filesCompared", False), f"entry {b['index']}"
+        )
     return "\n".join(lines)

@@ -295,7 +295,7 @@ def check_build_args(
         kind="build-arg",
         what="build argument",
         option="--build-arg",
-        unknown_text="were not used by the recorded build",
+        unknown_text="given to the recorded build",
     )
 
 
@@ -310,7 +310,7 @@ def recorded_labels(
         kind="label",
         what="label",
         option="--label",
-        unknown_text="were not given to the recorded build",
+        unknown_text="given to the recorded build",
     )
 
 
@@ -331,7 +331,9 @@ def _given_again(
     unknown = sorted(set(given) - {str(r["name"]) for r in recorded})
     if unknown:
         raise UsageError(
-            f"The {what}(s) {', '.join(unknown)} {unknown_text}.",
+            f"The {what} {unknown[0]} was not {unknown_text}."
+            if len(unknown) == 1
+            else f"The {what}s {', '.join(unknown)} were not {unknown_text}.",
             hint=f"Only give {option} for the secret {what}s the build was recorded with.",
         )
     out: list[tuple[str, str]] = []
