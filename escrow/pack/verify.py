@@ -521,8 +521,8 @@ def _verify_evidence(
         not key_problems,
         key_problems[0]
         if key_problems
-        else f"{count(len(registered), 'key')} registered by the log key; the "
-        f"{count(len(checked.key_events), 'key event')} below entry {cp.size} all in the pack",
+        else f"{count(len(registered), 'key')} registered by the log key; every key event "
+        f"below entry {cp.size} is in the pack ({len(checked.key_events)})",
     )
 
     # 4 (second pass). envelope signatures by a key valid at that index

@@ -125,7 +125,7 @@ def test_a_pack_with_all_key_events_verifies(
     report = verify_pack(_pack(pack_ledger.ledger, tmp_path / "pack.pdf"))
     assert report.ok, report.first_failure
     assert _check(report, "signer keys").detail == (
-        "1 key registered by the log key; the 2 key events below entry 3 all in the pack"
+        "1 key registered by the log key; every key event below entry 3 is in the pack (2)"
     )
 
 
