@@ -168,6 +168,8 @@ def consistency(
             raise InputError(f"The old size {old_size} is larger than the new size {new}.")
         path = lg.consistency_proof(old_size, new)
         old_root, new_root = lg.root(old_size), lg.root(new)
+        # a pack's checkpoint also names the log's key events below its size
+        key_events_problem = "" if from_file is None else _key_events_differ(lg, note, old_size)
     ok = merkle.verify_consistency(old_size, new, old_root, new_root, path)
     extends = ok and (old_claimed is None or old_claimed == old_root)
     doc: dict[str, Any] = {
@@ -178,7 +180,9 @@ def consistency(
         "proof": [h.hex() for h in path],
     }
     if from_file is not None:
-        doc["consistent"] = extends
+        doc["consistent"] = extends and not key_events_problem
+        if key_events_problem:
+            doc["error"] = key_events_problem
     if as_json:
         app.emit_json(doc)
     else:
@@ -197,8 +201,29 @@ def consistency(
             f"The log does not extend the checkpoint: its first {old_size} entries have "
             "another root than the checkpoint's.",
         )
+    if key_events_problem:
+        raise CheckFailed(key_events_problem, hint="Keep the pack this checkpoint came from.")
     if from_file is not None and not as_json:
         app.say(f"The log (size {new}) extends the checkpoint of size {old_size}.")
+
+
+def _key_events_differ(lg: Any, note: str, size: int) -> str:
+    """Why the ``key-events`` line of a saved checkpoint (one a pack was made against) does
+    not name the log's own key events below its size; "" when it does or has none."""
+    from escrow.ledger import checkpoint as cpmod
+    from escrow.ledger.store import key_events_below
+
+    committed = cpmod.parse_key_events(cpmod.parse_note(note)[0])
+    if committed is None:
+        return ""
+    events = key_events_below(lg, size)
+    if cpmod.key_events_digest(events) == committed:
+        return ""
+    return (
+        f"The checkpoint's key-events line ({count(committed[0], 'key event')} below entry "
+        f"{size}) does not match the log's ({len(events)}): the pack it came from was made "
+        "with a key event left out or added."
+    )
 
 
 def _saved_checkpoint(lg: Any, note: str) -> Any:

@@ -595,6 +595,20 @@ def index_entries(run: Any, start: int, end: int, *, nodes: bool = True) -> None
     run(_SET_META_SQL, (str(end), "indexed"))
 
 
+def key_events_below(reader: Any, size: int) -> list[tuple[int, bytes]]:
+    """``(index, leaf hash)`` of the key events among a log's first ``size`` entries, in
+    log order, read through the query index of ``reader`` (a :class:`Ledger`, or a server's
+    client); the leaf hash is computed from the stored bytes."""
+    events: list[tuple[int, bytes]] = []
+    after: int | None = None
+    while True:
+        page = reader.entries(predicate_type=KEY_EVENT, after=after, limit=PAGE_LIMIT)
+        events += [(e.index, merkle.leaf_hash(e.envelope)) for e in page if e.index < size]
+        if len(page) < PAGE_LIMIT or page[-1].index >= size:
+            return events
+        after = page[-1].index
+
+
 def replay_key_events(events: Iterable[Entry], now: datetime) -> list[KeyRecord]:
     """The keys as the key-event entries ``events`` (in log order) left them, each event
     applied as :meth:`Ledger._apply_key_event` applied it when it was appended; ``now``
@@ -1905,15 +1919,7 @@ class Ledger:
         key events, so that ``escrow pack verify`` can tell that none was left out — a
         revocation hidden from an auditor would otherwise leave a revoked key valid."""
         cp = self.checkpoint(tree_size)
-        events: list[tuple[int, bytes]] = []
-        after: int | None = None
-        while True:
-            page = self.entries(predicate_type=KEY_EVENT, after=after, limit=PAGE_LIMIT)
-            events += [(e.index, merkle.leaf_hash(e.envelope)) for e in page if e.index < cp.size]
-            if len(page) < PAGE_LIMIT or page[-1].index >= cp.size:
-                break
-            after = page[-1].index
-        line = key_events_line(*key_events_digest(events))
+        line = key_events_line(*key_events_digest(key_events_below(self, cp.size)))
         note = sign_checkpoint(
             self.origin, cp.size, cp.root, self._signer(), self.origin, extensions=(line,)
         )
