@@ -142,7 +142,8 @@ _BAD_PATH = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAM
 
 
 def _os_error(e: OSError) -> str:
-    """``Cannot write /x/y: Not a directory.`` and what to do."""
+    """``Cannot use /x/y: Not a directory.`` (``Cannot write: No space left on device.`` when
+    the error names no file) and what to do."""
     import re
 
     where = f" {e.filename}" if e.filename else ""
@@ -164,10 +165,17 @@ def _os_error(e: OSError) -> str:
     elif e.errno in (errno.ENOSPC, errno.EDQUOT):
         hint = "Free some space and run the command again."
     elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "Check the permissions of that path."
+        hint = f"Check the permissions of {'that path' if where else 'the paths it uses'}."
     else:
         hint = "Run it again with --debug for the details."
+    if not where:  # no file named (ENOSPC on a write, say): say what failed, not "use"
+        doing = "write" if e.errno in _WRITING else "complete a file operation"
+        return f"Cannot {doing}: {reason}. {hint}"
     return f"Cannot use{where}: {reason}. {hint}"
+
+
+#: errors only a write gives
+_WRITING = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 if __name__ == "__main__":

@@ -402,6 +402,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             "Every error is a JSON `ErrorBody` naming the bad field or JSON Pointer."
         ),
         lifespan=lifespan,
+        # no 307 to the path without its trailing slash: an empty body (curl printed nothing
+        # and exited 0) and an absolute http:// Location, a downgrade behind a TLS proxy;
+        # the JSON 404 names the path instead (escrow.server.http)
+        redirect_slashes=False,
     )
     app.state.config = cfg
     _document_entry_bodies(app)
@@ -866,7 +870,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         request: Request, keyid: KeyPath, body: m.KeyRetireIn, _: Admin, ledger: LedgerDep
     ) -> dict[str, Any]:
         rec = _key_or_404(ledger, keyid)
-        effective = _utc_query(body.effective_from, "effective_from")
+        effective = _utc_body(body.effective_from, "effective_from")
         entry = ledger.retire_key(rec.keyid, effective, body.reason or None)
         request.state.audit = f"retired key {rec.keyid} as entry {entry.index}"
         return _key_event_body(ledger, entry, True)
@@ -1013,7 +1017,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
 
 def _check_pack_scope(ledger: Ledger, body: m.PackIn) -> None:
     """What `escrow pack` refuses before it starts: 422 naming the field."""
-    since, until = _utc_query(body.since, "since"), _utc_query(body.until, "until")
+    since, until = _utc_body(body.since, "since"), _utc_body(body.until, "until")
     if since is not None and until is not None and since > until:
         raise ApiError(
             422,
@@ -1039,15 +1043,71 @@ def _check_pack_scope(ledger: Ledger, body: m.PackIn) -> None:
                 location="body",
                 pointer=f"/entries/{i}",
             )
+    if not _has_build(ledger, body, since, until, limit):  # the job could only fail
+        raise ApiError(
+            422,
+            "No recorded build is in the scope of this pack; check projects, since, until and "
+            "entries against `escrow log`.",
+            location="body",
+            pointer="",
+        )
 
 
-def _utc_query(t: datetime | None, name: str) -> datetime | None:
+def _has_build(
+    ledger: Ledger, body: m.PackIn, since: datetime | None, until: datetime | None, limit: int
+) -> bool:
+    """Whether a build manifest among the first ``limit`` entries is in the pack's scope
+    (its projects, ``since`` inclusive, ``until`` exclusive, its entries), as `escrow pack`
+    selects them."""
+    from escrow.documents.types import BUILD_MANIFEST
+
+    def first(project: str | None, at_or_after: int) -> int | None:
+        found = ledger.entries(
+            project=project,
+            since=since,
+            until=until,
+            predicate_type=BUILD_MANIFEST,
+            after=at_or_after - 1 if at_or_after > 0 else None,
+            limit=1,
+        )
+        return found[0].index if found and found[0].index < limit else None
+
+    projects: list[str | None] = list(dict.fromkeys(body.projects)) or [None]
+    wanted = sorted(set(body.entries))
+    for project in projects:
+        if not wanted:
+            if first(project, 0) is not None:
+                return True
+            continue
+        # walk the entries asked for, jumping to the next build of the project each time
+        i = 0
+        while i < len(wanted):
+            index = first(project, wanted[i])
+            if index is None:
+                break
+            if index == wanted[i]:
+                return True
+            while i < len(wanted) and wanted[i] < index:
+                i += 1
+            if i < len(wanted) and wanted[i] == index:
+                return True
+    return False
+
+
+def _utc_body(t: datetime | None, name: str) -> datetime | None:
+    """The request body's member ``name`` in UTC; a 422 naming it when UTC cannot hold it."""
     if t is None:
         return None
     try:
         return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
     except (OverflowError, ValueError) as e:
-        raise ApiError(422, f"{name} is out of range.", location="query", field=name) from e
+        raise ApiError(
+            422,
+            f"The request body is invalid at /{name}: the time is outside the years 1 to 9999 "
+            "in UTC.",
+            location="body",
+            pointer=f"/{name}",
+        ) from e
 
 
 def _pdf_response(jobs: PackJobs, job_id: str) -> Response:
@@ -1059,7 +1119,7 @@ def _pdf_response(jobs: PackJobs, job_id: str) -> Response:
 
 
 def _time_text(t: datetime | None, name: str) -> str | None:
-    u = _utc_query(t, name)
+    u = _utc_body(t, name)
     return _rfc3339(u) if u is not None else None
 
 

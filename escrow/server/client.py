@@ -294,7 +294,20 @@ class RemoteLedger:
             if r.headers.get("content-type", "").startswith("application/json"):
                 return r.json()
             return r.content
+        if r.status_code == 404 and path == "/v1/checkpoint":
+            # every escrow server has it: the URL is not one's base URL
+            raise self._not_escrow(path)
         raise self._error(r)
+
+    def _not_escrow(self, path: str) -> ServerUnavailable:
+        """The error of a server URL at which ``path``, which every escrow server has, is 404."""
+        extra = urlsplit(self.url).path
+        drop = f", without {extra}" if extra.rstrip("/").endswith("/v1") else ""
+        return ServerUnavailable(
+            f"{self.url} is not the base URL of an escrow server: it has no {path} (404).",
+            hint=f"Set ESCROW_SERVER (or --server) to the http://host:port `escrow serve` "
+            f"listens on{drop}.",
+        )
 
     def _error(self, r: httpx.Response) -> EscrowError:
         try:

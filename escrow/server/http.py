@@ -214,7 +214,7 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         method = "HEAD" if request.scope.get("state", {}).get("head") else request.method
         messages = {
-            404: f"There is no resource at {request.url.path}.",
+            404: f"There is no resource at {request.url.path}{_slash_hint(request)}.",
             405: f"{method} is not allowed on {request.url.path}.",
         }
         headers = dict(exc.headers or {})
@@ -307,6 +307,25 @@ def _as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
         await send(message)
 
     return {**scope, "method": "GET", "state": state}, headers_only
+
+
+def _slash_hint(request: Request) -> str:
+    """For a path that some route takes without its trailing slash, the words naming it."""
+    path = request.url.path
+    bare = path.rstrip("/")
+    if bare == path or not bare:
+        return ""
+    scope = {**request.scope, "path": bare}
+    if any(_matches_path(r, scope) for r in request.app.router.routes):
+        return f"; use {bare}, without the trailing slash"
+    return ""
+
+
+def _matches_path(route: Any, scope: Scope) -> bool:
+    """Whether ``route`` takes the path of ``scope`` (with any method)."""
+    from starlette.routing import Match
+
+    return bool(route.matches(scope)[0] != Match.NONE)
 
 
 def allowed_methods(request: Request) -> list[str]:

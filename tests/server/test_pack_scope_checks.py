@@ -8,8 +8,11 @@ from server_helpers import LiveServer
 
 def test_an_impossible_pack_scope_is_refused_before_it_is_queued(live_server: LiveServer) -> None:
     with live_server.client("pipeline") as pipeline:
+        built = []
         for _ in range(2):
-            assert pipeline.post("/v1/entries", json=live_server.envelope()).status_code == 201
+            r = pipeline.post("/v1/entries", json=live_server.envelope())
+            assert r.status_code == 201, r.text
+            built.append(r.json()["entry"]["index"])
     with live_server.client("auditor") as auditor:
         size = auditor.get("/v1/checkpoint").json()["size"]
         cases = [
@@ -24,7 +27,7 @@ def test_an_impossible_pack_scope_is_refused_before_it_is_queued(live_server: Li
             assert r.json()["pointer"] == pointer, r.text
             assert words in r.json()["message"], r.text
         # nothing was queued for them; a possible scope still is
-        ok = auditor.post("/v1/packs", json={"entries": [0], "tree_size": size})
+        ok = auditor.post("/v1/packs", json={"entries": [built[0]], "tree_size": size})
         assert ok.status_code == 202, ok.text
     from sqlmodel import Session, select
 
