@@ -9,9 +9,13 @@ no-op.  Build logs, large context file lists and the command logs of
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +25,8 @@ from escrow.errors import InputError
 #: a bare lower-case SHA-256 hex digest
 HEX = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+#: the name prefix of a blob being written (renamed into place once complete)
+_INCOMING = ".incoming-"
 
 
 def check_digest(digest: str) -> str:
@@ -74,13 +80,15 @@ class BlobStore:
 
     def _write(self, chunks: Iterable[bytes], digest: str | None) -> tuple[str, int]:
         """Write ``chunks`` to a temporary file, synced, then rename it to its name:
-        ``digest`` when the caller has hashed them already, else hashed here."""
+        ``digest`` when the caller has hashed them already, else hashed here.
+
+        The temporary file (``.incoming-*``) is held locked until it is renamed (or
+        removed), so that :meth:`clean_incoming` tells one being written from one an
+        interrupted process left."""
         self.root.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256() if digest is None else None
         size = 0
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
+        fd, tmp = self._incoming()
         try:
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
@@ -90,21 +98,63 @@ class BlobStore:
                     size += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
-            if h is not None:
-                digest = h.hexdigest()
-            assert digest is not None
-            final = self.path(digest)
-            if final.is_file():
-                os.unlink(tmp)  # deduplicated: the same bytes are already stored
-                return digest, size
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
+                if h is not None:
+                    digest = h.hexdigest()
+                assert digest is not None
+                final = self.path(digest)
+                if final.is_file():
+                    os.unlink(tmp)  # deduplicated: the same bytes are already stored
+                    return digest, size
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)  # still locked: never swept half-way
             return digest, size
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+    def _incoming(self) -> tuple[int, str]:
+        """A new temporary file in the store, open and locked by this process."""
+        while True:
+            fd, tmp = tempfile.mkstemp(prefix=_INCOMING, dir=self.root)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # swept between its creation and the lock: make another
+                if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                    return fd, tmp
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def incoming(self, *, clean: bool = False) -> tuple[int, int]:
+        """The temporary files (``.incoming-*``) that interrupted writes left, as (count,
+        bytes); removed when ``clean`` (``escrow gc --apply``).  One a live process is still
+        writing is locked, and left alone."""
+        found = size = 0
+        if not self.root.is_dir():
+            return 0, 0
+        for path in sorted(self.root.glob(_INCOMING + "*")):
+            try:  # never through a link, never blocking on a FIFO
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # being written
+                    continue
+                found += 1
+                size += st.st_size
+                if clean:
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.stat(path, follow_symlinks=False).st_ino == st.st_ino:
+                            os.unlink(path)
+            finally:
+                os.close(fd)
+        return found, size
 
     def get(self, digest: str) -> bytes:
         """The bytes of a stored blob; :class:`InputError` when it is missing or corrupt."""

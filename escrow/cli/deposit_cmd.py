@@ -49,8 +49,30 @@ def _existing_store(app: App, override: str | None) -> DepositStore:
 
 def _saved_note(path: Path) -> str:
     """The checkpoint note given with ``--since-checkpoint`` (InputError, exit 2, if none)."""
+    import stat
+
     from escrow.ledger.checkpoint import read_checkpoint_file
 
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = None  # missing or unreadable: read_checkpoint_file names why
+    if mode is not None and not stat.S_ISREG(mode):
+        # a FIFO would be read until a writer closes it (forever), a device without end
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a folder"
+            if stat.S_ISDIR(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+        )
+        raise InputError(
+            f"The saved checkpoint {path} is {kind}, not a file holding a checkpoint note."
+        )
+    if mode is not None and path.stat().st_size == 0:
+        raise InputError(f"The saved checkpoint {path} is empty, not a checkpoint note.")
     return read_checkpoint_file(
         path,
         hint="Give the checkpoint.txt of a deposit you imported, or the output of "
@@ -589,10 +611,15 @@ def gc(
     rule keeps it (with neither, all are); imported deposits are always
     retained. Nothing a retained entry needs is ever removed.
     """
+    from escrow.blobs import BlobStore
     from escrow.deposit.gc import collect_garbage
 
     doc = collect_garbage(
-        _existing_store(app, deposit_store), keep_days=keep_days, keep_last=keep_last, apply=apply
+        _existing_store(app, deposit_store),
+        keep_days=keep_days,
+        keep_last=keep_last,
+        apply=apply,
+        log_blobs=BlobStore(app.settings.blobs_dir),
     )
     if as_json:
         app.emit_json(doc)
@@ -616,6 +643,13 @@ def gc(
             f"kept {count(doc['inProgress']['blobs'], 'blob')} "
             f"({_size(doc['inProgress']['bytes'])}) that deposits in progress have stored but "
             "not recorded yet"
+        )
+    if doc["logTemporary"]["files"]:
+        app.out(
+            f"{'removed' if apply else 'would remove'} "
+            f"{count(doc['logTemporary']['files'], 'temporary file')} "
+            f"({_size(doc['logTemporary']['bytes'])}) that interrupted log writes left in "
+            f"{app.settings.blobs_dir}"
         )
     if not apply:
         app.say("escrow: dry run; pass --apply to remove.")

@@ -38,17 +38,21 @@ entry from there, checking its signature again.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -64,9 +68,9 @@ from escrow.deposit.deposit import (
     record_blobs,
 )
 from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
-from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore
+from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore, place_blob
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
-from escrow.errors import CheckFailed, InputError, SignatureError
+from escrow.errors import CheckFailed, EnvironmentProblem, InputError, SignatureError
 from escrow.times import rfc3339, utc_now
 
 if TYPE_CHECKING:
@@ -288,41 +292,95 @@ def export_deposit(
     if consistency is not None:
         toc["consistency"] = consistency
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".escrow-export-", dir=out.parent)
     try:
-        with (
-            os.fdopen(fd, "wb") as f,
-            tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_partial_exports(out)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=_PARTIAL, dir=out.parent)
+    except OSError as e:
+        raise _export_error(out, e) from e
+    try:
+        # locked while written: a later export of the same file removes only the partial
+        # archives of exports that were killed, never one still being written
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(fd, "wb") as f:
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
 
-            def add(name: str, data: bytes) -> None:
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                info.mode = 0o644
-                info.mtime = 0
-                tar.addfile(info, io.BytesIO(data))
+                def add(name: str, data: bytes) -> None:
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    info.mode = 0o644
+                    info.mtime = 0
+                    tar.addfile(info, io.BytesIO(data))
 
-            add("TOC.json", json.dumps(toc, indent=2).encode())
-            add("checkpoint.txt", checkpoint.note.encode())
-            add("verifier-key.txt", (verifier + "\n").encode())
-            for keyid, pem in sorted(keys.items()):
-                add(f"keys/{keyid}.pem", pem.encode())
-            for name, data in envelopes.items():
-                add(name, data)
-            for b in sorted(blobs):
-                info = tarfile.TarInfo(_blob_name(b))
-                info.size = store.size(b)
-                info.mode = 0o444
-                info.mtime = 0
-                with store.open(b) as src:
-                    tar.addfile(info, src)
-        os.replace(tmp, out)
-    except BaseException:
+                add("TOC.json", json.dumps(toc, indent=2).encode())
+                add("checkpoint.txt", checkpoint.note.encode())
+                add("verifier-key.txt", (verifier + "\n").encode())
+                for keyid, pem in sorted(keys.items()):
+                    add(f"keys/{keyid}.pem", pem.encode())
+                for name, data in envelopes.items():
+                    add(name, data)
+                for b in sorted(blobs):
+                    info = tarfile.TarInfo(_blob_name(b))
+                    info.size = store.size(b)
+                    info.mode = 0o444
+                    info.mtime = 0
+                    with store.open(b) as src:
+                        tar.addfile(info, src)
+            f.flush()
+            os.fsync(f.fileno())
+            os.replace(tmp, out)  # whole, or not there at all
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise _export_error(out, e) from e
         raise
     return toc
+
+
+#: the name suffix of an archive being exported (``.NAME.XXXXXXXX.escrow-partial``)
+_PARTIAL = ".escrow-partial"
+
+
+def _sweep_partial_exports(out: Path) -> None:
+    """Remove the partial archives of ``out`` that killed exports left (hundreds of MiB
+    each, never renamed into place); one another export is writing is locked: kept."""
+    for path in out.parent.glob(f".{glob_escape(out.name)}.*{_PARTIAL}"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # an export in progress
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+def _export_error(out: Path, e: OSError) -> InputError | EnvironmentProblem:
+    """The deposit archive ``out`` could not be written: one sentence naming it (exit 2
+    for a wrong path, else 3: a full disk, a read-only folder)."""
+    why = e.strerror or str(e)
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder should be
+        blocking = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            why = f"{blocking} is a file, not a folder"
+    if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST):
+        return InputError(f"Cannot write the deposit archive {out}: {why}; nothing was written.")
+    hint = (
+        "Free some space and export again."
+        if e.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "Give -o a file in a folder you can write to."
+    )
+    return EnvironmentProblem(
+        f"Cannot write the deposit archive {out}: {why}; nothing was written.", hint=hint
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -854,13 +912,15 @@ def import_deposit(
         src = open(archive, "rb")  # noqa: SIM115 - closed below
     except OSError as e:
         raise InputError(f"Cannot read the deposit archive {archive}: {e.strerror}.") from e
-    if isinstance(store, FileDepositStore):
-        (store.root / "tmp").mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="import-", dir=store.root / "tmp"))
-    else:  # a registry: staged in a local temporary folder, uploaded once verified
-        work = Path(tempfile.mkdtemp(prefix="escrow-import-"))
+    work: Path | None = None
     try:
-        with store.lock(exclusive=False):
+        with _storing(store, archive), store.lock(exclusive=False):
+            # made under the shared lock: `gc --apply` (exclusive) never sweeps it away
+            if isinstance(store, FileDepositStore):
+                (store.root / "tmp").mkdir(parents=True, exist_ok=True)
+                work = Path(tempfile.mkdtemp(prefix="import-", dir=store.root / "tmp"))
+            else:  # a registry: staged in a local temporary folder, uploaded once verified
+                work = Path(tempfile.mkdtemp(prefix="escrow-import-"))
             staged_root = work / "deposit"
             with src:
                 safe_extract(
@@ -1054,8 +1114,7 @@ def import_deposit(
                 else:
                     blobs_new += 1
                     bytes_new += size
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged.path(digest), final)
+                place_blob(staged.path(digest), final)  # flushed to disk, then renamed
             entries = []
             for item, envelope, pem in checked:
                 env_digest = hashlib.sha256(envelope).hexdigest()
@@ -1105,7 +1164,9 @@ def import_deposit(
                     }
                 )
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        src.close()
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     return ImportResult(
         checkpoint.origin,
         checkpoint.size,
@@ -1117,6 +1178,22 @@ def import_deposit(
         since_size,
         checkpoint.note,
     )
+
+
+@contextlib.contextmanager
+def _storing(store: DepositStore, archive: Path) -> Iterator[None]:
+    """A full disk, or a store that cannot be written, while an archive is imported: one
+    sentence naming the archive and the store (an OSError of a write names no file)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise EnvironmentProblem(
+            f"Cannot import {archive} into the deposit store {store.location}: {e.strerror or e}.",
+            hint="Free some space (or make the store writable) and import again: the blobs "
+            "stored so far are reused, and `escrow gc --apply` removes them otherwise.",
+        ) from e
 
 
 def _kept_import(

@@ -20,14 +20,19 @@ say that gc removed it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from escrow.blobs import BlobStore
 from escrow.deposit.deposit import record_blobs
-from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore
+from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, FileDepositStore
+from escrow.errors import EnvironmentProblem
 from escrow.times import rfc3339
 
 
@@ -102,9 +107,26 @@ def _figures(blobs_per_item: list[set[str]], sizes: dict[str, int]) -> dict[str,
     }
 
 
+@contextlib.contextmanager
+def _reading(store: DepositStore) -> Iterator[None]:
+    """The store's shared lock, for reading only: a folder store that cannot be written at
+    all (a read-only mount, an archive) is read without it, since nothing can change it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(store.lock(exclusive=False))
+        except EnvironmentProblem:
+            if not (
+                isinstance(store, FileDepositStore)
+                and store.root.is_dir()
+                and not os.access(store.root, os.W_OK)
+            ):
+                raise
+        yield
+
+
 def store_stats(store: DepositStore) -> dict[str, Any]:
     """Figures for the whole store, and per project."""
-    with store.lock(exclusive=False):
+    with _reading(store):
         sizes = _sizes(store)
         items = _items(store)
     referenced: set[str] = set().union(*(i.blobs for i in items)) if items else set()
@@ -141,11 +163,16 @@ def collect_garbage(
     keep_last: int | None = None,
     apply: bool = False,
     now: datetime | None = None,
+    log_blobs: BlobStore | None = None,
 ) -> dict[str, Any]:
-    """Report (and with ``apply`` reclaim) what the retention policy lets go."""
+    """Report (and with ``apply`` reclaim) what the retention policy lets go.
+
+    ``log_blobs``: the blob store of the step logs (``ESCROW_HOME/blobs``), whose
+    temporary files that interrupted writes left are reported (and removed with
+    ``apply``) too; one a live process is writing is left alone."""
     now = now or datetime.now(UTC)
     since = None if keep_days is None else _days_before(now, keep_days)
-    with store.lock(exclusive=apply):
+    with store.lock(exclusive=True) if apply else _reading(store):
         sizes = _sizes(store)
         items = _items(store)
         in_use = store.pinned(clean=apply) & set(sizes)  # a registry store has no pins
@@ -193,6 +220,7 @@ def collect_garbage(
             for digest in sorted(reclaim):
                 store.delete(digest)
             store.clean_tmp()
+    log_tmp = (0, 0) if log_blobs is None else log_blobs.incoming(clean=apply)
     return {
         "store": store.location,
         "applied": apply,
@@ -203,4 +231,5 @@ def collect_garbage(
         "reclaimBlobs": len(reclaim),
         "reclaimBytes": sum(sizes[b] for b in reclaim),
         "bytesStored": sum(sizes.values()),
+        "logTemporary": {"files": log_tmp[0], "bytes": log_tmp[1]},
     }

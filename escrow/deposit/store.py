@@ -191,12 +191,8 @@ class _FileWriter(SpoolWriter):
         self._store.pin(digest)
         if final.is_file():
             return  # deduplicated: the spooled copy is removed
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self._tmp, 0o444)
-        os.replace(self._tmp, final)
+        place_blob(self._tmp, final)
         self.created = True
         self._store.new.add(self.size)
 
@@ -448,6 +444,22 @@ class FileDepositStore:
             finally:
                 os.close(fd)
         return out
+
+
+def place_blob(tmp: Path | str, final: Path) -> None:
+    """Rename the complete, verified blob file ``tmp`` (in the store's file system) to
+    ``final``, its place in the store: its bytes flushed to disk (fsync) first, so that
+    after a power loss its name never holds less than the blob, and made read-only.
+    A spooled blob (:class:`_FileWriter`) and an imported one (``escrow deposit import``)
+    are placed so."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, final)
 
 
 def _replace_text(path: Path, text: str, *, sync: bool) -> None:

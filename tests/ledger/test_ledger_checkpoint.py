@@ -113,9 +113,12 @@ def test_key_events_line_round_trips_and_malformed_lines_are_refused() -> None:
 
     count, digest = cpmod.key_events_digest([(0, b"\x01" * 32), (7, b"\x02" * 32)])
     assert count == 2
-    assert digest == hashlib.sha256(
-        (0).to_bytes(8, "big") + b"\x01" * 32 + (7).to_bytes(8, "big") + b"\x02" * 32
-    ).digest()
+    assert (
+        digest
+        == hashlib.sha256(
+            (0).to_bytes(8, "big") + b"\x01" * 32 + (7).to_bytes(8, "big") + b"\x02" * 32
+        ).digest()
+    )
     body = cpmod.checkpoint_body("o", 9, b"\x00" * 32, [cpmod.key_events_line(count, digest)])
     assert cpmod.parse_checkpoint_body(body) == ("o", 9, b"\x00" * 32)
     assert cpmod.parse_key_events(body) == (2, digest)
