@@ -13,6 +13,8 @@ from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATI
 from escrow.errors import CheckFailed, EscrowError, InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
 
@@ -184,7 +186,7 @@ def verify_entry(
             add(Check("image", False, f"cannot compare the image: {e}"))
         else:
             if found is None:
-                add(Check("image", True, "image not in the engine; not compared"))
+                add(Check("image", True, "image not in the engine; not compared", skipped=True))
             else:
                 same = found["id"] == image_id and found["diff_ids"] == recorded
                 add(
@@ -200,7 +202,7 @@ def verify_entry(
     # 4. the latest rebuild verdict of a build, when there is one
     if ptype == BUILD_MANIFEST:
         try:
-            for rb in ledger.entries(predicate_type=REBUILD_VERIFICATION, image_id=image_id):
+            for rb in _every_entry(ledger, predicate_type=REBUILD_VERIFICATION, image_id=image_id):
                 pred = rb.statement().get("predicate", {})
                 if pred.get("original", {}).get("index") == entry.index:
                     result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
@@ -210,6 +212,21 @@ def verify_entry(
     if not result.checks:
         raise InputError(f"Entry {entry.index} has nothing that can be verified.")
     return result
+
+
+def _every_entry(ledger: Ledger | RemoteLedger, **filters: Any) -> Iterator[Entry]:
+    """Every entry matching ``filters``, oldest first, page after page (the latest build of
+    an image, or its latest rebuild verdict, may lie beyond any one page)."""
+    after: int | None = None
+    while True:
+        page = ledger.entries(**filters, after=after, limit=_PAGE)
+        yield from page
+        if len(page) < _PAGE:
+            return
+        after = page[-1].index
+
+
+_PAGE = 1000
 
 
 def sha256_id(text: str) -> str | None:
@@ -247,7 +264,7 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
 
     found = [  # those whose signed statement records that image, whatever the index says
         e
-        for e in ledger.entries(image_id=image_id, predicate_type=BUILD_MANIFEST, limit=1000)
+        for e in _every_entry(ledger, image_id=image_id, predicate_type=BUILD_MANIFEST)
         if signed_fields(e)[::2] == (BUILD_MANIFEST, image_id)
     ]
     if not found:

@@ -8,6 +8,7 @@ comment), layers mapped to history entries — and the inputs when given.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,11 +31,38 @@ from escrow.capture.source import builder_id, ci_facts, git_source
 from escrow.errors import InputError
 from escrow.times import utc_now
 
+#: an image ID or ID prefix, with or without ``sha256:``
+_IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
+
 
 def image_not_found(ref: str) -> InputError:
     return InputError(
-        f"The image {ref} does not exist in the Docker Engine.",
+        f"The image {ref!r} does not exist in the Docker Engine."
+        if ref != ref.strip() or not ref.isprintable()
+        else f"The image {ref} does not exist in the Docker Engine.",
         hint="Check the name with `docker images`, or build it first.",
+    )
+
+
+def check_image_ref(ref: str) -> None:
+    """Refuse (exit 2) what is neither an image ID (prefix) nor an image reference, before
+    the engine is asked: an empty name or ``..`` would otherwise reach another endpoint
+    of the engine's API and be reported as the engine failing."""
+    if _IMAGE_ID.match(ref):
+        return
+    from escrow.registry.reference import Reference
+
+    try:
+        Reference.parse(ref)
+    except InputError:
+        pass
+    else:
+        parts = ref.partition("@")[0].split("/")
+        if ref == ref.strip() and not any(p in ("", ".", "..") for p in parts):
+            return
+    raise InputError(
+        f"{ref!r} is not an image name or ID.",
+        hint="Give NAME[:TAG], NAME@sha256:DIGEST or an image ID (`docker images` lists them).",
     )
 
 
@@ -102,6 +130,7 @@ def capture_image(
     environ: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The build-manifest Statement of ``image`` as the engine holds it."""
+    check_image_ref(image)
     redactor = redactor or Redactor()
     started_on = utc_now()
     engine_facts = engine.facts()

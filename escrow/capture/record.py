@@ -9,8 +9,10 @@ image it produced.  The caller exits with the command's own exit code.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,7 +24,7 @@ from typing import Any, TextIO
 
 from escrow.blobs import BlobStore
 from escrow.capture.build import default_project
-from escrow.capture.capture import image_not_found
+from escrow.capture.capture import check_image_ref, image_not_found
 from escrow.capture.context import ContextArchive, escrow_folders_in, left_out_note, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
@@ -86,13 +88,27 @@ def _secret_name(name: str, redactor: Redactor) -> bool:
     return redactor.is_secret(name) or redactor.is_secret(name.replace("-", "_"))
 
 
+#: what may precede ``=`` in ``NAME=value`` or ``--NAME=value``: a variable's or an
+#: option's name, not a script that holds ``=`` (``sh -c 'echo token=$X'``)
+_NAME = re.compile(r"^-{0,2}[A-Za-z_][A-Za-z0-9_.-]*$")
+#: an HTTP credential given as a header (``curl -H 'Authorization: Bearer …'``)
+_AUTH_HEADER = re.compile(
+    r"^(?P<prefix>\s*(?:proxy-)?authorization\s*:\s*(?:[A-Za-z][A-Za-z0-9._-]*\s+)?)"
+    r"(?P<value>\S.*?)\s*$",
+    re.I | re.S,
+)
+
+
 def _argv_secret(word: str, redactor: Redactor) -> tuple[str, str, str] | None:
     """``(prefix, NAME, value)`` when ``word`` gives a secret-named value: ``NAME=value``,
     ``--NAME=value`` (``--password=…``) or an option's ``NAME=value`` joined to it with
     ``=`` (``--build-arg=TOKEN=…``, ``--env=TOKEN=…``); ``prefix`` is what precedes the
-    value.  ``None`` otherwise."""
+    value; and an ``Authorization:`` header's credential.  ``None`` otherwise."""
+    auth = _AUTH_HEADER.match(word)
+    if auth is not None:
+        return auth.group("prefix"), "Authorization", auth.group("value")
     name, eq, value = word.partition("=")
-    if not eq or not name:
+    if not eq or not _NAME.match(name):
         return None
     if _secret_name(name.lstrip("-"), redactor):
         return f"{name}=", name.lstrip("-"), value
@@ -157,37 +173,60 @@ def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
     return out
 
 
+def _not_runnable(
+    argv: list[str], error: OSError, echo: TextIO | None
+) -> tuple[int, bytes, int, int | None]:
+    """A shell's 126: ``argv[0]`` was found but cannot be run (permission denied, a
+    script whose ``#!`` interpreter is missing, a file that is not a program)."""
+    why = error.strerror or str(error)
+    if error.errno == errno.ENOENT:
+        why = "its interpreter (the #! line) was not found"
+    msg = f"escrow: cannot run {argv[0]}: {why}\n".encode()
+    if echo is not None:
+        echo.write(msg.decode())
+    return 126, msg, 0, None
+
+
 def _run(
     argv: list[str], echo: TextIO | None, redactor: Redactor
 ) -> tuple[int, bytes, int, int | None]:
     """Run ``argv``; return ``(exit code, merged output, duration ms, signal)``: a command
-    killed by a signal has the exit code a shell gives it (128 + the signal's number)."""
+    killed by a signal has the exit code a shell gives it (128 + the signal's number).
+
+    Ctrl-C is passed on to the command (SIGINT) and the run recorded as it ends; a
+    second Ctrl-C while it still runs kills it (SIGKILL), so that no command is left
+    running unrecorded behind escrow."""
     started = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    except FileNotFoundError:
+    except FileNotFoundError as e:
+        if "/" in argv[0] and os.path.exists(argv[0]):
+            return _not_runnable(argv, e, echo)
         msg = f"escrow: command not found: {argv[0]}\n".encode()
         if echo is not None:
             echo.write(msg.decode())
         return 127, msg, 0, None
-    except PermissionError:
-        msg = f"escrow: permission denied: {argv[0]}\n".encode()
-        if echo is not None:
-            echo.write(msg.decode())
-        return 126, msg, 0, None
+    except OSError as e:
+        return _not_runnable(argv, e, echo)
     log = bytearray()
+    interrupts = 0
     with proc:
         assert proc.stdout is not None
-        try:
-            for line in iter(proc.stdout.readline, b""):
-                log += line
-                if echo is not None:
-                    echo.write(redactor.text(line.decode("utf-8", errors="replace")))
-                    echo.flush()
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait()
+        while True:
+            try:
+                if interrupts < 2:  # after a SIGKILL, what it left running may hold the pipe
+                    for line in iter(proc.stdout.readline, b""):
+                        log += line
+                        if echo is not None:
+                            echo.write(redactor.text(line.decode("utf-8", errors="replace")))
+                            echo.flush()
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:
+                interrupts += 1
+                proc.send_signal(signal.SIGINT if interrupts == 1 else signal.SIGKILL)
+    if echo is not None and log and not log.endswith(b"\n"):
+        echo.write("\n")  # escrow's own message starts on a line of its own
     duration = round((time.monotonic() - started) * 1000)
     if code < 0:  # killed by a signal: report it the way a shell does
         return 128 - code, bytes(log), duration, -code
@@ -211,8 +250,10 @@ def record_command(
     and listed in ``inputs.context.excluded``."""
     if not argv:
         raise UsageError("No command to record.", hint="Write: escrow record -- COMMAND [ARGS]…")
-    if image is not None and engine is None:
-        raise UsageError("Recording an image needs the Docker Engine.")
+    if image is not None:
+        check_image_ref(image)  # before the command runs: a bad name must not lose its record
+        if engine is None:
+            raise UsageError("Recording an image needs the Docker Engine.")
     env = os.environ if environ is None else environ
     redactor = redactor or Redactor()
     redactor.learn_env(env)
@@ -231,9 +272,22 @@ def record_command(
 
     exit_code, log, duration, killed_by = _run(argv, echo, redactor)
 
-    with _snapshot(context, excluded) as after:
-        after_digest = after.tree_digest
-        changed = changed_paths(before_files, after.files) if after_digest != before_digest else []
+    after_digest: str | None = None
+    after_error: str | None = None
+    changed: list[str] = []
+    try:
+        with _snapshot(context, excluded) as after:
+            after_digest = after.tree_digest
+            if after_digest != before_digest:
+                changed = changed_paths(before_files, after.files)
+    except EscrowError as e:
+        # the command has run: record it all the same, its inputs counted as changed
+        after_error = e.message
+        if echo is not None:
+            echo.write(
+                f"escrow: warning: {e.message.rstrip('.')}; the context after the command is "
+                "recorded as unknown.\n"
+            )
     finished_on = utc_now()
     scrubbed_log = redactor.data(log)
     command: dict[str, Any] = {
@@ -246,6 +300,8 @@ def record_command(
         "contextAfter": after_digest,
         "inputsChanged": after_digest != before_digest,
     }
+    if after_error is not None:
+        command["contextAfterError"] = redactor.text(after_error)
     if changed:
         command["changedPaths"] = [redactor.text(p) for p in changed[:MAX_CHANGED_PATHS]]
     ci = ci_facts(env)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -47,13 +48,64 @@ def _write_output(path: str, text: str) -> None:
         sys.stdout.flush()
         return
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+    except OSError as e:  # name the user's path, not the temporary file's
+        raise OSError(e.errno, e.strerror, str(target)) from e
+    try:
+        # mkstemp makes the file private (0600): give it the mode open() would, as the
+        # document is meant to be shared (an existing file keeps its own mode).
+        os.fchmod(fd, _new_file_mode(target))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _new_file_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large for a 64-bit float")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, refusing what JSON parsers read differently: a member named twice in
+    one object, NaN/Infinity, numbers out of range; nesting too deep is a ValueError too."""
+    from escrow.signing.dsse import DuplicateMember, unique_members
+
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=unique_members,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except RecursionError as e:
+        raise ValueError("it is nested too deeply") from e
+    except ValueError as e:
+        if "integer string conversion" in str(e):
+            raise ValueError("a number has more than 4300 digits") from e
+        if isinstance(e, DuplicateMember):
+            raise ValueError(
+                f"the member {e.args[0]!r} appears twice in one object, "
+                "and JSON parsers disagree on which one counts"
+            ) from e
         raise
 
 
@@ -75,17 +127,17 @@ def parse_documents(data: bytes, *, source: str = "The input") -> list[Parsed]:
     if not text.strip():
         raise InputError(f"{source} is empty; expected a Statement or JSON Lines of Statements.")
     try:
-        return [Parsed("", json.loads(text))]
+        return [Parsed("", _loads(text))]
     except ValueError as whole:
         lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
         try:
-            json.loads(lines[0][1])
+            _loads(lines[0][1])
         except ValueError:
             raise InputError(f"{source} is not valid JSON ({whole}).") from whole
     out: list[Parsed] = []
     for n, line in lines:
         try:
-            out.append(Parsed(f"line {n}", json.loads(line)))
+            out.append(Parsed(f"line {n}", _loads(line)))
         except ValueError as e:
             out.append(Parsed(f"line {n}", error=f"not valid JSON ({e})"))
     return out
@@ -252,7 +304,8 @@ def _file_report(path: str, forced: str | None) -> dict[str, Any]:
         doc, via = p.document, None
         if isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc:
             try:
-                doc, via = Envelope.from_dict(doc).statement(), "envelope payload"
+                doc = Envelope.from_dict(doc).statement(unique=True)  # as `escrow post` reads it
+                via = "envelope payload"
             except InputError as e:
                 results.append({"where": p.where, "schema": None, "errors": [("", e.message)]})
                 continue

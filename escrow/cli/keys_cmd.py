@@ -156,7 +156,10 @@ def parse_when(text: str) -> datetime:
         ) from e
     if when.tzinfo is None:
         raise UsageError(f"The time {text!r} has no time zone.", hint="End it with Z for UTC.")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # a time whose UTC falls outside years 1–9999
+        raise UsageError(f"The time {text!r} is outside the years 1 to 9999 in UTC.") from None
 
 
 def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecord:
@@ -181,6 +184,12 @@ def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecor
             "ledger is bound to it).",
             hint="`escrow keys list` shows the signing keys.",
         ) from e
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one table row: a line break or tab shown as ``\\x0a``/``\\x09``, as
+    printing shows every other control character."""
+    return text.replace("\n", "\\x0a").replace("\t", "\\x09")
 
 
 def _rfc3339(t: datetime | None) -> str | None:
@@ -328,7 +337,7 @@ def list_(app: App, as_json: bool) -> None:
             f"{rec.keyid[:16]:<18} {rec.name[:16]:<16} {rec.algorithm:<11} {rec.status:<8} "
             f"{_rfc3339(rec.added_at.replace(microsecond=0)):<21} "
             f"{f'{when}{_rfc3339(ended.replace(microsecond=0))}' if ended else '-'}"
-            f"{' (' + rec.reason + ')' if rec.reason else ''}{mark}"
+            f"{' (' + _one_line(rec.reason) + ')' if rec.reason else ''}{mark}"
         )
     if any(r["build_key"] for r in rows):
         app.say("* the configured build key")

@@ -113,6 +113,11 @@ def log(
     end = parse_time(until, "--until", end_of_day=True) if until else None
     if start and end and start > end:
         raise UsageError("--since is after --until.")
+    if start and end and start == end:  # --until is exclusive: nothing can match
+        raise UsageError(
+            f"--since {since} and --until {until} leave no time in between, so no entry "
+            "can match (--until is exclusive; a bare date includes that whole day)."
+        )
     ledger = app.ledger()
     if signer is not None and len(signer) != 64:
         signer = _signer(ledger, signer)

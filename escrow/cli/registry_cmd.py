@@ -43,6 +43,12 @@ def attach(app: App, index: int, targets: tuple[str, ...], as_json: bool) -> Non
             "is not a statement about an image.",
             hint="Attach a build manifest or a rebuild verdict (`escrow log --kind …` lists them).",
         )
+    if not entry.image_id:  # `escrow record`, a failed build: before asking for a --to
+        raise InputError(
+            f"Entry {index} records no image (a command, or a build that failed), so there "
+            "is nothing to attach its envelope to.",
+            hint="Attach the entry of a successful `escrow build` or `escrow capture`.",
+        )
     where = list(targets) or targets_of(entry)
     if not where:
         raise InputError(

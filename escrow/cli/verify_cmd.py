@@ -213,6 +213,14 @@ def verify(
         raise UsageError(
             "Nothing to verify.", hint="Give a ledger index, an image, or --envelope FILE."
         )
+    unused = [o for o, given in (("--key", key_files), ("--threshold", threshold != 1)) if given]
+    if unused:  # a build is checked against the ledger's key history, never given keys
+        raise UsageError(
+            f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} only with "
+            "--envelope, not to a TARGET.",
+            hint="A TARGET's signature is checked against the key the ledger held valid "
+            "when the entry was appended.",
+        )
     from escrow.registry.attest import is_registry_reference
 
     if is_registry_reference(target):

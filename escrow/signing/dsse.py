@@ -292,6 +292,11 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: for the other readers of signed documents (``escrow sign``, ``escrow schema validate``)
+DuplicateMember = _DuplicateMember
+unique_members = _unique_members
+
+
 def _distinct(trusted: Mapping[str, PublicKey] | Iterable[PublicKey]) -> dict[str, PublicKey]:
     """Trusted keys by their canonical key ID (labels of a mapping are ignored)."""
     values = trusted.values() if isinstance(trusted, Mapping) else trusted
