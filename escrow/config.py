@@ -77,6 +77,19 @@ def _file_config(home: Path) -> dict[str, Any]:
     return data
 
 
+def _check_home(home: Path, source: str | None) -> None:
+    """Refuse a home that is a file (or lies under one), for every command alike: else
+    each would report what it then fails to find there (no ledger, no key) and `escrow
+    init` would refuse what they advise."""
+    blocking = next((p for p in [home, *home.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is None:
+        return
+    what = source or "The escrow home"
+    if blocking == home:
+        raise InputError(f"{what} ({home}) is a file, not a folder.")
+    raise InputError(f"{what} ({home}) cannot be a folder: {blocking} is a file.")
+
+
 def load_settings(
     *,
     home: str | Path | None = None,
@@ -87,6 +100,7 @@ def load_settings(
 ) -> Settings:
     env = os.environ
     home_path = Path(home or env.get("ESCROW_HOME") or default_home()).expanduser()
+    _check_home(home_path, "--home" if home else "ESCROW_HOME" if env.get("ESCROW_HOME") else None)
     cfg = _file_config(home_path)
     url = (
         db_url

@@ -463,6 +463,12 @@ def _split_entries(split: str, files: str) -> Iterator[bytes]:
 
 
 def _path(ref: str) -> str:
+    """``ref`` (an image name or ID) as one part of an engine API path: refused when a
+    ``/``-separated segment is empty, ``.`` or ``..`` (the engine would resolve it to
+    another endpoint: ``..`` or ``a/../../containers``), every other character but ``/``
+    and ``:`` percent-quoted (``?``, ``#``, ``%`` and spaces cannot end or escape it)."""
+    if any(part in ("", ".", "..") for part in ref.split("/")):
+        raise InputError(f"{ref!r} is not an image name or ID.")
     return quote(ref, safe="/:")
 
 

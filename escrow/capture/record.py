@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -187,15 +188,23 @@ def _not_runnable(
     return 126, msg, 0, None
 
 
+class _Terminated(Exception):
+    """escrow received SIGTERM while the command it records was running."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _run(
     argv: list[str], echo: TextIO | None, redactor: Redactor
 ) -> tuple[int, bytes, int, int | None]:
     """Run ``argv``; return ``(exit code, merged output, duration ms, signal)``: a command
     killed by a signal has the exit code a shell gives it (128 + the signal's number).
 
-    Ctrl-C is passed on to the command (SIGINT) and the run recorded as it ends; a
-    second Ctrl-C while it still runs kills it (SIGKILL), so that no command is left
-    running unrecorded behind escrow."""
+    Ctrl-C is passed on to the command (SIGINT), and SIGTERM (a cancelled CI job) as
+    SIGTERM, and the run recorded as it ends; a second one while it still runs kills it
+    (SIGKILL), so that no command is left running unrecorded behind escrow."""
     started = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -210,21 +219,29 @@ def _run(
         return _not_runnable(argv, e, echo)
     log = bytearray()
     interrupts = 0
-    with proc:
-        assert proc.stdout is not None
-        while True:
-            try:
-                if interrupts < 2:  # after a SIGKILL, what it left running may hold the pipe
-                    for line in iter(proc.stdout.readline, b""):
-                        log += line
-                        if echo is not None:
-                            echo.write(redactor.text(line.decode("utf-8", errors="replace")))
-                            echo.flush()
-                code = proc.wait()
-                break
-            except KeyboardInterrupt:
-                interrupts += 1
-                proc.send_signal(signal.SIGINT if interrupts == 1 else signal.SIGKILL)
+    # SIGTERM (a cancelled CI job) is passed on as Ctrl-C is: escrow stays to record the run
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
+    try:
+        with proc:
+            assert proc.stdout is not None
+            while True:
+                try:
+                    if interrupts < 2:  # after a SIGKILL, what it left running may hold the pipe
+                        for line in iter(proc.stdout.readline, b""):
+                            log += line
+                            if echo is not None:
+                                echo.write(redactor.text(line.decode("utf-8", errors="replace")))
+                                echo.flush()
+                    code = proc.wait()
+                    break
+                except (KeyboardInterrupt, _Terminated) as e:
+                    interrupts += 1
+                    first = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
+                    proc.send_signal(first if interrupts == 1 else signal.SIGKILL)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     if echo is not None and log and not log.endswith(b"\n"):
         echo.write("\n")  # escrow's own message starts on a line of its own
     duration = round((time.monotonic() - started) * 1000)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, UsageError
+from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError, UsageError
 
 if TYPE_CHECKING:
     from escrow.capture.publish import Publisher
@@ -564,7 +564,13 @@ def record(
         app.out(f"project:   {result['project']}")
         if result["image_id"]:
             app.out(f"image:     {result['image_id']}")
-    if cmd["inputsChanged"]:
+    if cmd.get("contextAfterError"):
+        app.say(
+            "escrow: warning: the context after the command could not be read "
+            f"({str(cmd['contextAfterError']).rstrip('.')}), so whether the command changed "
+            "its own inputs is unknown."
+        )
+    elif cmd["inputsChanged"]:
         app.say(
             "escrow: warning: the command changed its own inputs (the context digest differs"
             " before and after)."
@@ -595,7 +601,20 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
     from escrow.capture.logs import entry_logs
 
     entry = app.ledger().get(index)
-    items = entry_logs(entry.statement(), BlobStore(app.settings.blobs_dir), step)
+    try:
+        items = entry_logs(entry.statement(), BlobStore(app.settings.blobs_dir), step)
+    except InputError as e:  # name the entry (`The entry has no …` does not)
+        if e.message.startswith("The entry has no recorded logs"):
+            from escrow.documents.types import SCHEMA_NAMES
+
+            kind = SCHEMA_NAMES.get(entry.predicate_type, entry.predicate_type)
+            raise InputError(
+                f"Entry {index} has no recorded logs (it is a {kind}, not a build or a "
+                "recorded command)."
+            ) from e
+        if e.message.startswith("The entry "):
+            raise InputError(f"Entry {index} {e.message[len('The entry ') :]}", hint=e.hint) from e
+        raise
     if as_json:
         app.emit_json(
             {

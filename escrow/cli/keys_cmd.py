@@ -93,8 +93,25 @@ def _passphrase(app: App, prompt: bool, *, confirm: bool) -> str | None:
     return app.settings.passphrase
 
 
+def _given_with_key_option(path: Path) -> bool:
+    """Whether the running command was given ``path`` with ``--key`` (``escrow sign``)."""
+    ctx = click.get_current_context(silent=True)
+    given = (ctx.params.get("key_paths") if ctx is not None else None) or ()
+    return str(path) in {str(p) for p in given}
+
+
 def load_key(path: Path, passphrase: str | None, *, prompted: bool) -> SigningKey:
-    """The private key at ``path``; a wrong passphrase names where it came from."""
+    """The private key at ``path``; a wrong passphrase names where it came from, a missing
+    file or a folder says so in terms of where the path came from (``--key`` or the
+    configuration)."""
+    given = _given_with_key_option(path)
+    if path.is_dir():
+        raise InputError(
+            f"The signing key {path}{' given with --key' if given else ''} is a folder, "
+            "not a private key file."
+        )
+    if given and not path.exists():
+        raise InputError(f"The signing key {path} given with --key does not exist.")
     try:
         return SigningKey.load(path, passphrase)
     except KeyLocked as e:
@@ -184,6 +201,20 @@ def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecor
             "ledger is bound to it).",
             hint="`escrow keys list` shows the signing keys.",
         ) from e
+
+
+def _find_usable_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecord:
+    """:func:`_find_key`, except that a name shared by several keys (a rotated key and
+    its successor) names the one of them that is active, when exactly one is.  A full
+    key ID or a unique prefix always names its own key."""
+    text = wanted.strip()
+    records = ledger.keys()
+    if text and not any(k.keyid.startswith(text.lower()) for k in records):
+        named = [k for k in records if k.name == text]
+        active = [k for k in named if k.status == "active"]
+        if len(named) > 1 and len(active) == 1:
+            return active[0]
+    return _find_key(ledger, wanted, done)
 
 
 def _one_line(text: str) -> str:
@@ -337,10 +368,16 @@ def list_(app: App, as_json: bool) -> None:
             f"{rec.keyid[:16]:<18} {rec.name[:16]:<16} {rec.algorithm:<11} {rec.status:<8} "
             f"{_rfc3339(rec.added_at.replace(microsecond=0)):<21} "
             f"{f'{when}{_rfc3339(ended.replace(microsecond=0))}' if ended else '-'}"
-            f"{' (' + _one_line(rec.reason) + ')' if rec.reason else ''}{mark}"
+            f"{' (' + _one_line(rec.reason) + ')' if rec.reason and _told(rec) else ''}{mark}"
         )
     if any(r["build_key"] for r in rows):
         app.say("* the configured build key")
+
+
+def _told(rec: KeyRecord) -> bool:
+    """Whether ``rec`` has a reason worth a table's room: not the word "retired" the
+    ledger records for a retirement given no --reason (the row already says it)."""
+    return bool(rec.reason) and not (rec.revoked_at is None and rec.reason == "retired")
 
 
 @keys.command()
@@ -348,8 +385,12 @@ def list_(app: App, as_json: bool) -> None:
 @json_option
 @pass_app
 def export(app: App, keyid: str, as_json: bool) -> None:
-    """Print the public key KEYID (full ID, unique prefix or name) as PEM."""
-    rec = _find_key(app.ledger(), keyid, "exported")
+    """Print the public key KEYID (full ID, unique prefix or name) as PEM.
+
+    A name shared by several keys (after `escrow keys rotate`) means the one of them
+    that is active; when none or several are, give the key ID.
+    """
+    rec = _find_usable_key(app.ledger(), keyid, "exported")
     if as_json:
         app.emit_json(rec.to_dict())
         return
@@ -367,6 +408,10 @@ def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
 
     Entries it signed before stay valid and are marked in verify output and packs. A
     retired key can still be revoked, when its private key leaks later.
+
+    So a name shared by several keys (after `escrow keys rotate`) is not guessed
+    between, even when only one of them is active: the leaked key may be the retired
+    one, and a revocation cannot be undone. Give the key ID (`escrow keys list`).
     """
     ledger = app.ledger()
     rec = _find_key(ledger, keyid, "revoked")
@@ -424,10 +469,13 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
 
     Unlike a revocation this says nothing against the key: entries it signed
     stay valid. `escrow keys rotate` retires a key and replaces it in one step.
+
+    A name shared by several keys (after `escrow keys rotate`) means the one of them
+    that is active; when none or several are, give the key ID.
     """
     when = _retire_from(effective)
     ledger = app.ledger()
-    rec = _find_key(ledger, keyid, "retired")
+    rec = _find_usable_key(ledger, keyid, "retired")
     if rec.status != "active":
         raise InputError(f"The key {rec.keyid[:16]}… ({rec.name}) is already {rec.status}.")
     if rec.retired_at is not None:  # retiring from a time still to come

@@ -65,6 +65,9 @@ class DockerFacts:
     def image_facts(self, ref: str) -> dict[str, Any] | None:
         import docker.errors
 
+        from escrow.capture.capture import check_image_ref
+
+        check_image_ref(ref)  # `..` and the like would reach another endpoint of the engine
         try:
             image = self.client.images.get(ref)
         except (docker.errors.ImageNotFound, docker.errors.NullResource):
@@ -77,17 +80,71 @@ class DockerFacts:
 def _verify_envelope(
     app: App, path: str, key_files: tuple[str, ...], threshold: int, as_json: bool
 ) -> None:
-    """Check one envelope; with ``--json`` every failure is still one document on stdout."""
+    """Check the envelope at ``path``, or each of the envelopes it holds as JSON Lines
+    (what `escrow sign` writes); with ``--json`` every failure is still one document on
+    stdout."""
+    from escrow.signing.dsse import Envelope
+
     try:
-        good = _check_envelope(app, path, key_files, threshold)
+        data = _read_envelopes(path)
+        lines = _envelope_lines(data)
+        if lines is None:
+            env = Envelope.from_bytes(data)
+            good = _check_signed(env, *_trusted_keys(app, key_files), key_files, threshold)
+        else:
+            keys, records = _trusted_keys(app, key_files)
     except EscrowError as e:
         if as_json:
             app.emit_json({"ok": False, "error": e.diagnostics(), "threshold": threshold})
         raise
+    if lines is not None:
+        _verify_each(lines, keys, records, key_files, threshold, app, as_json)
+        return
     if as_json:
         app.emit_json({"ok": True, "verified_keyids": good, "threshold": threshold})
     else:
         app.out(f"OK: envelope verified by {len(good)} trusted key(s): {', '.join(good)}")
+
+
+def _verify_each(
+    lines: list[tuple[int, str]],
+    keys: list[Any],
+    records: list[Any],
+    key_files: tuple[str, ...],
+    threshold: int,
+    app: App,
+    as_json: bool,
+) -> None:
+    """One result per envelope line; :class:`CheckFailed` (exit 1) when any fails."""
+    from escrow.signing.dsse import Envelope
+
+    results: list[dict[str, Any]] = []
+    for n, line in lines:
+        try:
+            good = _check_signed(Envelope.from_bytes(line), keys, records, key_files, threshold)
+        except EscrowError as e:
+            results.append({"line": n, "ok": False, "error": e.diagnostics()})
+        else:
+            results.append({"line": n, "ok": True, "verified_keyids": good})
+    failed = [r for r in results if not r["ok"]]
+    if as_json:
+        app.emit_json(
+            {"ok": not failed, "count": len(results), "envelopes": results, "threshold": threshold}
+        )
+    else:
+        for r in results:
+            if r["ok"]:
+                ids = r["verified_keyids"]
+                app.out(
+                    f"line {r['line']}: OK: envelope verified by {len(ids)} trusted key(s): "
+                    f"{', '.join(ids)}"
+                )
+            else:
+                app.out(f"line {r['line']}: FAIL: {r['error']}")
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(results)} envelopes failed verification.")
+    if not as_json:
+        app.say(f"All {len(results)} envelopes verified.")
 
 
 def _when(moment: datetime | None) -> str:
@@ -96,16 +153,48 @@ def _when(moment: datetime | None) -> str:
     return "?" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _check_envelope(app: App, path: str, key_files: tuple[str, ...], threshold: int) -> list[KeyID]:
-    """The key IDs of the trusted keys that signed the envelope at ``path``."""
-    from escrow.signing.dsse import Envelope
-    from escrow.signing.keys import PublicKey
+def _told(rec: Any) -> bool:
+    """Whether a key's recorded reason says more than its status: not the word "retired"
+    the ledger records for a retirement given no --reason."""
+    return bool(rec.reason) and not (rec.revoked_at is None and rec.reason == "retired")
 
+
+def _read_envelopes(path: str) -> bytes:
     try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as e:
         raise InputError(f"Cannot read the envelope {path}: {e.strerror}.") from e
-    env = Envelope.from_bytes(data)
+
+
+def _envelope_lines(data: bytes) -> list[tuple[int, str]] | None:
+    """``(line number, text)`` of each non-blank line when ``data`` is JSON Lines of
+    several documents (`escrow sign` output), else ``None``: one document (indented or
+    not), or text for :meth:`Envelope.from_bytes` to say what is wrong with."""
+    import json
+
+    try:
+        text = data.decode("utf-8-sig")
+        json.loads(text)
+    except UnicodeDecodeError:
+        return None
+    except ValueError:
+        lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+        if len(lines) < 2:
+            return None
+        try:
+            json.loads(lines[0][1])
+        except ValueError:
+            return None  # not JSON Lines: the whole text's error says more
+        return lines
+    return None
+
+
+def _trusted_keys(app: App, key_files: tuple[str, ...]) -> tuple[list[Any], list[Any]]:
+    """The trusted public keys (the --key files, else the ledger's active keys), and the
+    ledger's key records (empty with --key)."""
+    from escrow.signing.keys import PublicKey
+
+    records: list[Any] = []
     if key_files:
         keys = []
         for k in key_files:
@@ -122,8 +211,17 @@ def _check_envelope(app: App, path: str, key_files: tuple[str, ...], threshold: 
         keys = [PublicKey.from_pem(k.public_pem) for k in records if k.status == "active"]
     if not keys:
         raise UsageError("There is no trusted key to verify with.", hint="Pass --key PUBLIC.pem.")
+    return keys, records
+
+
+def _check_signed(
+    env: Any, keys: list[Any], records: list[Any], key_files: tuple[str, ...], threshold: int
+) -> list[KeyID]:
+    """The key IDs of the trusted ``keys`` that signed ``env``."""
+    from escrow.signing.keys import PublicKey
+
     try:
-        good = env.verify(keys, threshold=threshold)
+        good: list[KeyID] = env.verify(keys, threshold=threshold)
     except SignatureError as e:
         if key_files:
             raise
@@ -137,7 +235,7 @@ def _check_envelope(app: App, path: str, key_files: tuple[str, ...], threshold: 
             f"key {k[:16]}… ({ended[k].name}), {ended[k].status} "
             f"{'on' if ended[k].status == 'revoked' else 'from'} "
             f"{_when(ended[k].revoked_at or ended[k].retired_at)}"
-            f"{f' ({ended[k].reason})' if ended[k].reason else ''}"
+            f"{f' ({ended[k].reason})' if _told(ended[k]) else ''}"
             for k in signed
         )
         what = (
@@ -202,7 +300,9 @@ def verify(
     With --envelope FILE, check one DSSE envelope instead: its signatures against
     the --key files (offline) or, without --key, the keys registered in the
     ledger, and that its payload is an escrow Statement. With --json, a failure
-    still prints one document, with "ok": false and the "error".
+    still prints one document, with "ok": false and the "error". A FILE of several
+    envelopes, one per line (as `escrow sign` writes them), gets one result per
+    envelope (with --json, one document listing them) and exit 1 when any fails.
     """
     if envelope_path:
         if target:

@@ -1359,7 +1359,7 @@ class Ledger:
         effective = effective_from or datetime.now(UTC)
         if effective.tzinfo is None:
             raise InputError("The retirement time needs a time zone (UTC).")
-        return self._key_event_for("retired", keyid, effective, reason or "retired")
+        return self._key_event_for("retired", keyid, effective, reason or None)
 
     def _sign(self, statement: Mapping[str, Any]) -> Envelope:
         return Envelope(payload=canonical_bytes(statement)).signed_by(self._signer())
