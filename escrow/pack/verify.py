@@ -615,6 +615,9 @@ def _verify_evidence(
             )
             if ok and (problem := _key_events_since(old.note, checked.key_events)):
                 ok, detail = False, problem
+            elif ok and (named := cpmod.parse_key_events(cpmod.parse_note(old.note)[0])):
+                named_events = count(named[0], "key event")
+                detail += f"; the pack's key events begin with the {named_events} it names"
             vouched.add(old.root.hex())
             vouched.update(h.hex() for h in proof)
         except (EscrowError, ValueError, TypeError) as e:

@@ -178,6 +178,10 @@ def test_key_events_that_do_not_extend_the_previous_checkpoints_fail(
     honest = lg.key_events_checkpoint(2)
     report = verify_pack(_pack(lg, tmp_path / "ok.pdf", since_checkpoint=honest.note))
     assert report.ok, report.first_failure
+    assert _check(report, "consistency").detail == (
+        "checkpoint 2 → 3: the log only grew; the pack's key events begin with the 1 key event "
+        "it names"
+    )
     assert (
         report.ok
         and verify_pack(tmp_path / "ok.pdf", expected=Expected(checkpoint_note=honest.note)).ok
