@@ -143,7 +143,11 @@ def consistency(
     from escrow.ledger import merkle
 
     if (old_size is None) == (from_file is None):
-        raise click.UsageError("Give either OLD_SIZE or --from CHECKPOINT_FILE.")
+        raise click.UsageError(
+            "Give OLD_SIZE or --from CHECKPOINT_FILE, not both."
+            if old_size is not None
+            else "Give OLD_SIZE or --from CHECKPOINT_FILE."
+        )
     with app.ledger() as lg:
         old_claimed: bytes | None = None
         if from_file is not None:
@@ -287,7 +291,7 @@ def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
 def _documents(data: bytes) -> list[tuple[int, bytes]]:
     """``(line number, bytes)`` of each envelope: one JSON document, or JSON Lines."""
     text = data.strip()
-    if not text:
+    if not text.removeprefix(b"\xef\xbb\xbf").strip():  # nothing, or only a UTF-8 BOM
         raise InputError("The input holds no envelope.")
     try:
         json.loads(text)
@@ -325,6 +329,11 @@ def post(app: App, source: str, as_json: bool) -> None:
     """
     try:
         if source == "-":
+            if sys.stdin is None or sys.stdin.closed:  # started with stdin closed (`<&-`)
+                raise InputError(
+                    "There is no input to read: stdin is closed.",
+                    hint="Give a FILE, or pipe the envelopes in.",
+                )
             stdin = getattr(sys.stdin, "buffer", None)
             data = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
         else:

@@ -96,8 +96,14 @@ def pack(
     assert app is not None
     if output is None:
         raise UsageError("Say where to write the pack with -o FILE.pdf.")
+    if not output.name or output.name in (".", ".."):  # -o "" is Path("."): no file name
+        raise UsageError(
+            "The -o path names no file to write the pack to.",
+            hint="Give -o a file name, e.g. -o pack.pdf.",
+        )
     try:  # before rendering: a pack that cannot be written is not rendered or recorded
         output.parent.mkdir(parents=True, exist_ok=True)
+        _probe_writable(output.parent)
     except OSError as e:
         blocking = file_in_the_way(output)
         reason = f"{blocking} is a file, not a folder" if blocking else (e.strerror or str(e))
@@ -105,21 +111,21 @@ def pack(
             f"Cannot write the pack to {output}: {reason}.",
             hint="Give -o a path whose folders can be created.",
         ) from e
-    from escrow.pack.collect import PackRequest, parse_entry_list
+    from escrow.pack.collect import PackRequest
     from escrow.pack.render import render_pack
 
     old_note = _read_checkpoint(since_checkpoint) if since_checkpoint is not None else None
     when = (
         parse_time(generated_at, "--generated-at")
-        if generated_at
+        if generated_at is not None
         else datetime.now(UTC).replace(microsecond=0)
     )
     request = PackRequest(
         generated_at=when,
         projects=tuple(dict.fromkeys(projects)),
-        since=parse_time(since, "--since") if since else None,
-        until=parse_time(until, "--until", end_of_day=True) if until else None,
-        entries=parse_entry_list(entries) if entries else (),
+        since=parse_time(since, "--since") if since is not None else None,
+        until=parse_time(until, "--until", end_of_day=True) if until is not None else None,
+        entries=_entry_list(entries) if entries is not None else (),
         entries_text=entries or "",
         requester=requester,
         since_checkpoint=old_note,
@@ -128,7 +134,7 @@ def pack(
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
     if app.settings.server:
-        if render_only or generated_at or requester:
+        if render_only or generated_at is not None or requester:
             raise UsageError(
                 "--render-only, --generated-at and --requester work only on a local ledger.",
                 hint="Through a server, the server renders, signs and records the pack.",
@@ -158,6 +164,24 @@ def pack(
         app.say(f"SHA-256 {result.sha256}")
         app.out(str(result.path))
     _fail_if_unverified(result.overall, result.path, result.index)
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder`` (OSError when it cannot be written): checked
+    before the pack is rendered, so that the error names the -o path, not a temporary file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".escrow-pack-probe."):
+        pass
+
+
+def _entry_list(text: str) -> tuple[int, ...]:
+    """``--entries``, which must name at least one index: an empty list (``""``, ``","``)
+    would otherwise be read as no restriction at all and pack every build
+    (:func:`~escrow.pack.collect.parse_entry_list` refuses it)."""
+    from escrow.pack.collect import parse_entry_list
+
+    return parse_entry_list(text)
 
 
 def _fail_if_unverified(overall: str | None, path: Path, index: int | None) -> None:
@@ -309,8 +333,8 @@ def verify(
         note = _read_checkpoint(since_checkpoint)
     expected = Expected(
         projects=tuple(dict.fromkeys(projects)),
-        since=parse_time(since, "--since") if since else None,
-        until=parse_time(until, "--until", end_of_day=True) if until else None,
+        since=parse_time(since, "--since") if since is not None else None,
+        until=parse_time(until, "--until", end_of_day=True) if until is not None else None,
         checkpoint_note=note,
     )
     if expected.since and expected.until and expected.since > expected.until:

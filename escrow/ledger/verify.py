@@ -200,9 +200,14 @@ def check_chunk(
         node0 = stored.get(merkle.stored_index(0, i))
         recorded = bytes(leaf_hash)
         if h != recorded:
-            res.problems.append(
-                Problem(i, "edited", f"Entry {i}: the stored envelope bytes were changed.")
-            )
+            # the tree's own leaf hash (once stored) tells which of the two was changed
+            if node0 is not None and bytes(node0) == h:
+                what = "its leaf_hash column was changed; the envelope bytes are the tree's"
+            elif node0 is not None and bytes(node0) == recorded:
+                what = "the stored envelope bytes were changed"
+            else:
+                what = "the stored envelope bytes or its leaf_hash column were changed"
+            res.problems.append(Problem(i, "edited", f"Entry {i}: {what}."))
         elif i >= indexed:
             pass  # after the last batch: its subtree hashes are not stored yet
         elif node0 is None:

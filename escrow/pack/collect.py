@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from escrow import __version__
 from escrow.documents.canonical import canonical_bytes
 from escrow.documents.types import AUDIT_PACK, BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
-from escrow.errors import InputError
+from escrow.errors import EscrowError, InputError
 from escrow.pack.model import (
     FAILED_VERDICT,
     Anomaly,
@@ -144,24 +144,35 @@ def rfc3339(t: datetime) -> str:
 def parse_entry_list(text: str) -> tuple[int, ...]:
     """``"3,5,7-9"`` → ``(3, 5, 7, 8, 9)``."""
     out: set[int] = set()
+    hint = "Give ledger indexes and ranges like 3,5,7-9."
+
+    def number(x: str) -> int:
+        if not (x.isascii() and x.isdigit()):  # int() also takes "1_0" and other digits
+            raise InputError(f"The entry list {text!r} is not valid.", hint=hint)
+        return int(x)
+
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo or hi - lo > 1_000_000:
-                    raise ValueError
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
-        except ValueError:
-            raise InputError(
-                f"The entry list {text!r} is not valid.",
-                hint="Give ledger indexes and ranges like 3,5,7-9.",
-            ) from None
-    if any(i < 0 for i in out):
-        raise InputError(f"The entry list {text!r} holds a negative index.")
+        if part.startswith("-") or "--" in part:
+            raise InputError(f"The entry list {text!r} holds a negative index.")
+        if "-" in part:
+            lo_text, hi_text = part.split("-", 1)
+            lo, hi = number(lo_text), number(hi_text)
+            if hi < lo:
+                raise InputError(
+                    f"The range {part} in the entry list ends before it starts.", hint=hint
+                )
+            if hi - lo > 1_000_000:
+                raise InputError(
+                    f"The range {part} in the entry list is longer than 1,000,000 entries.",
+                    hint="Give a time range (--since/--until) instead.",
+                )
+            out.update(range(lo, hi + 1))
+        else:
+            out.add(number(part))
+    if not out:
+        raise InputError(f"The entry list {text!r} names no index.", hint=hint)
     return tuple(sorted(out))
 
 
@@ -889,19 +900,23 @@ def _consistency(
     from escrow.ledger import merkle
 
     problem = ""
+    origin = ledger.checkpoint().origin
+    claimed = old_note.split("\n", 1)[0]
+    if claimed != origin:  # another log's: say so, not that its signature fails
+        raise InputError(
+            f"The previous checkpoint is for the log {claimed[:100]!r}, not this one.",
+            hint="Give a checkpoint note this ledger issued.",
+        )
     try:
         old = cpmod.verify_checkpoint(old_note, verifier)
         note_ok = True
-    except Exception as e:  # noqa: BLE001 - reported in the pack
+    except EscrowError as e:
+        why = e.message.rstrip(".")
         raise InputError(
-            f"The previous checkpoint does not verify with this ledger's key: {e}.",
+            f"The previous checkpoint does not verify with this ledger's key "
+            f"({why[:1].lower() + why[1:]}).",
             hint="Give the checkpoint note this ledger issued earlier.",
         ) from e
-    if old.origin != ledger.checkpoint().origin:
-        raise InputError(
-            f"The previous checkpoint is for the log {old.origin!r}, not this one.",
-            hint="Give a checkpoint note this ledger issued.",
-        )
     old_size, old_root = int(old.size), bytes(old.root)
     if old_size > size:
         raise InputError(

@@ -329,7 +329,7 @@ def _check_pdf_signature(
         report.add("pdf signature", False, "; ".join(problems))
         return reader, fingerprint
     who = cert.subject.rfc4514_string()
-    anchor = f"trusted via {trust.name}" if trust else "not anchored (no --trust given)"
+    anchor = f"trusted via {trust.name}" if trust else "not anchored: no --trust given"
     report.add("pdf signature", True, f"valid, whole file, by {who} ({anchor})")
     return reader, fingerprint
 

@@ -143,7 +143,13 @@ class Envelope:
                 f"The envelope has the member {e.args[0]!r} twice in one object: JSON "
                 "parsers disagree on which one counts, so it is refused."
             ) from e
-        except (ValueError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:  # a ValueError too: named before it
+            bom = isinstance(data, bytes | bytearray) and data.startswith(b"\xef\xbb\xbf")
+            at = e.start + (3 if bom else 0)
+            raise InputError(
+                f"The envelope is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {at})."
+            ) from e
+        except ValueError as e:
             raise InputError(f"The envelope is not valid JSON ({e}).") from e
         except RecursionError as e:
             raise InputError("The envelope is not valid JSON (it is nested too deeply).") from e

@@ -77,7 +77,7 @@ def _mix(keys: dict[str, Any]) -> list[tuple[str, bytes, str | None]]:
         ("extra-fields", _line(extra), None),
         ("duplicate-member", dup, "twice"),
         ("huge-integer", huge, "not valid JSON"),
-        ("not-utf-8", nonutf8, "not valid JSON"),
+        ("not-utf-8", nonutf8, "not UTF-8 text"),
         ("utf-16-payload", _line(utf16), "payload is not JSON"),
         ("bom", b"\xef\xbb\xbf" + _line(dsse(p256, _payload(13))), None),
         ("trailing-garbage", _line(dsse(ed, _payload(14))) + b" xyz", "not valid JSON"),

@@ -239,7 +239,7 @@ GOOD = {
         (b"", "is empty"),
         (b'{"payload": "e30=", "payloadType": "applic', "not valid JSON"),
         (b"payload: e30=", "not valid JSON"),
-        (b"\xff\xfe{}", "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8 text (byte 0xff at offset 0)"),
         (b"[]", "not a JSON object"),
         (json.dumps({**GOOD, "payload": None}), "'payload'"),
         (json.dumps({**GOOD, "payload": "e30=!"}), "payload is not valid base64"),
