@@ -29,6 +29,33 @@ _CHUNK = 1 << 20
 _INCOMING = ".incoming-"
 
 
+def locked_files(
+    paths: Iterable[Path], *, shared: bool = False
+) -> Iterator[tuple[Path, int, os.stat_result, bool]]:
+    """The files a process writes while holding them locked (``flock``), told apart from
+    those an interrupted one left: ``(path, fd, stat, in_use)`` for each regular file
+    among ``paths``, in order — never opened through a link, never blocking on a FIFO.
+    ``in_use``: another live process holds it locked; otherwise this one now does
+    (exclusively, or ``shared``) until the caller's turn ends and ``fd`` is closed."""
+    for path in sorted(paths):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # gone, a link, or unreadable: nothing such a process made
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a folder or a device: left alone
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield path, fd, st, True
+            else:
+                yield path, fd, st, False
+        finally:
+            os.close(fd)
+
+
 def check_digest(digest: str) -> str:
     """``digest`` as bare lower-case hex; :class:`InputError` unless it is a SHA-256."""
     d = digest.removeprefix("sha256:").lower()
@@ -133,27 +160,15 @@ class BlobStore:
         found = size = 0
         if not self.root.is_dir():
             return 0, 0
-        for path in sorted(self.root.glob(_INCOMING + "*")):
-            try:  # never through a link, never blocking on a FIFO
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
+        for path, _, st, in_use in locked_files(self.root.glob(_INCOMING + "*")):
+            if in_use:  # being written
                 continue
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # being written
-                    continue
-                found += 1
-                size += st.st_size
-                if clean:
-                    with contextlib.suppress(FileNotFoundError):
-                        if os.stat(path, follow_symlinks=False).st_ino == st.st_ino:
-                            os.unlink(path)
-            finally:
-                os.close(fd)
+            found += 1
+            size += st.st_size
+            if clean:
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path, follow_symlinks=False).st_ino == st.st_ino:
+                        os.unlink(path)
         return found, size
 
     def get(self, digest: str) -> bytes:

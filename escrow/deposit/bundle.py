@@ -45,7 +45,6 @@ import io
 import json
 import os
 import shutil
-import stat
 import sys
 import tarfile
 import tempfile
@@ -56,7 +55,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from escrow.blobs import HEX
+from escrow.blobs import HEX, locked_files
 from escrow.deposit.context import context_index
 from escrow.deposit.deposit import (
     DEPOSIT_RECORD,
@@ -345,22 +344,12 @@ _PARTIAL = ".escrow-partial"
 def _sweep_partial_exports(out: Path) -> None:
     """Remove the partial archives of ``out`` that killed exports left (hundreds of MiB
     each, never renamed into place); one another export is writing is locked: kept."""
-    for path in out.parent.glob(f".{glob_escape(out.name)}.*{_PARTIAL}"):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # an export in progress
+    for path, _, _, in_use in locked_files(
+        out.parent.glob(f".{glob_escape(out.name)}.*{_PARTIAL}")
+    ):
+        if not in_use:  # not an export in progress
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        finally:
-            os.close(fd)
 
 
 def _export_error(out: Path, e: OSError) -> InputError | EnvironmentProblem:

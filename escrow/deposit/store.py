@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import os
 import re
-import stat
 import tempfile
 import threading
 import weakref
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
 
-from escrow.blobs import HEX, check_digest
+from escrow.blobs import HEX, check_digest, locked_files
 from escrow.errors import EnvironmentProblem, InputError
 
 _CHUNK = 1 << 20
@@ -424,25 +423,13 @@ class FileDepositStore:
         folder = self.root / "pins"
         if not folder.is_dir():
             return out
-        for f in sorted(folder.glob("pins-*")):
-            try:  # never through a link, never blocking on a FIFO: only pin files
-                fd = os.open(f, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:  # gone, a link, or unreadable: no pin file of a deposit
-                continue
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    continue  # a folder or a device: nothing pin() made; left alone
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except BlockingIOError:  # its deposit is still in progress
-                    with os.fdopen(os.dup(fd), encoding="ascii", errors="replace") as text:
-                        out.update(line.strip() for line in text if HEX.match(line.strip()))
-                    continue
-                if clean:
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
-            finally:
-                os.close(fd)
+        for f, fd, _, in_use in locked_files(folder.glob("pins-*"), shared=True):
+            if in_use:  # its deposit is still in progress
+                with os.fdopen(os.dup(fd), encoding="ascii", errors="replace") as text:
+                    out.update(line.strip() for line in text if HEX.match(line.strip()))
+            elif clean:
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
         return out
 
 
