@@ -111,7 +111,7 @@ def pack(
             f"Cannot write the pack to {output}: {reason}.",
             hint="Give -o a path whose folders can be created.",
         ) from e
-    from escrow.pack.collect import PackRequest
+    from escrow.pack.collect import PackRequest, parse_entry_list
     from escrow.pack.render import render_pack
 
     old_note = _read_checkpoint(since_checkpoint) if since_checkpoint is not None else None
@@ -125,7 +125,8 @@ def pack(
         projects=tuple(dict.fromkeys(projects)),
         since=parse_time(since, "--since") if since is not None else None,
         until=parse_time(until, "--until", end_of_day=True) if until is not None else None,
-        entries=_entry_list(entries) if entries is not None else (),
+        # an empty list ("", ",") is refused there, not read as every build
+        entries=parse_entry_list(entries) if entries is not None else (),
         entries_text=entries or "",
         requester=requester,
         since_checkpoint=old_note,
@@ -173,15 +174,6 @@ def _probe_writable(folder: Path) -> None:
 
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".escrow-pack-probe."):
         pass
-
-
-def _entry_list(text: str) -> tuple[int, ...]:
-    """``--entries``, which must name at least one index: an empty list (``""``, ``","``)
-    would otherwise be read as no restriction at all and pack every build
-    (:func:`~escrow.pack.collect.parse_entry_list` refuses it)."""
-    from escrow.pack.collect import parse_entry_list
-
-    return parse_entry_list(text)
 
 
 def _fail_if_unverified(overall: str | None, path: Path, index: int | None) -> None:
