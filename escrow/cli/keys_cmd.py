@@ -368,16 +368,10 @@ def list_(app: App, as_json: bool) -> None:
             f"{rec.keyid[:16]:<18} {rec.name[:16]:<16} {rec.algorithm:<11} {rec.status:<8} "
             f"{_rfc3339(rec.added_at.replace(microsecond=0)):<21} "
             f"{f'{when}{_rfc3339(ended.replace(microsecond=0))}' if ended else '-'}"
-            f"{' (' + _one_line(rec.reason) + ')' if rec.reason and _told(rec) else ''}{mark}"
+            f"{' (' + _one_line(rec.told_reason) + ')' if rec.told_reason else ''}{mark}"
         )
     if any(r["build_key"] for r in rows):
         app.say("* the configured build key")
-
-
-def _told(rec: KeyRecord) -> bool:
-    """Whether ``rec`` has a reason worth a table's room: not the word "retired" the
-    ledger records for a retirement given no --reason (the row already says it)."""
-    return bool(rec.reason) and not (rec.revoked_at is None and rec.reason == "retired")
 
 
 @keys.command()

@@ -153,12 +153,6 @@ def _when(moment: datetime | None) -> str:
     return "?" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _told(rec: Any) -> bool:
-    """Whether a key's recorded reason says more than its status: not the word "retired"
-    the ledger records for a retirement given no --reason."""
-    return bool(rec.reason) and not (rec.revoked_at is None and rec.reason == "retired")
-
-
 def _read_envelopes(path: str) -> bytes:
     try:
         return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
@@ -235,7 +229,7 @@ def _check_signed(
             f"key {k[:16]}… ({ended[k].name}), {ended[k].status} "
             f"{'on' if ended[k].status == 'revoked' else 'from'} "
             f"{_when(ended[k].revoked_at or ended[k].retired_at)}"
-            f"{f' ({ended[k].reason})' if _told(ended[k]) else ''}"
+            f"{f' ({ended[k].told_reason})' if ended[k].told_reason else ''}"
             for k in signed
         )
         what = (

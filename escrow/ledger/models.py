@@ -98,6 +98,14 @@ class KeyRecord:
     reason: str | None = None
     ended_index: int | None = None  # ledger index of the revoke/retire event
 
+    @property
+    def told_reason(self) -> str | None:
+        """The reason worth showing beside the status: not the word "retired" that
+        retirements given no ``--reason`` recorded before escrow stopped writing it."""
+        if self.revoked_at is None and self.reason == "retired":
+            return None
+        return self.reason or None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "keyid": self.keyid,
