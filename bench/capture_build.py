@@ -2,14 +2,14 @@
 
     .venv/bin/python bench/capture_build.py [--runs 15] [--context-mb N]
 
-Both are run as a pipeline would (new processes), alternating, on the same
+Both are run as a pipeline would (new processes), in rounds, on the same
 engine's classic builder, each from the same copy of ``examples/app`` with the
 test base image.  escrow's time includes everything it adds: Python start-up
 and imports, the context archive and hashes, base-image resolution, step
 logs to the blob store, the image config, signing and the ledger append.
 Target (issue 5): escrow at most 1.10x the time of docker build.  The verdict needs
 both the ratio of the medians and the median of the paired ratios (each run against
-the docker build just before it) within the limit; a 95% bootstrap interval of the
+the docker build of its round) within the limit; a 95% bootstrap interval of the
 paired median is printed beside it, to show how far the machine's noise reaches.
 
 escrow's own modules are byte-compiled first, as ``pip install`` does for an
@@ -18,12 +18,18 @@ every process when ``PYTHONDONTWRITEBYTECODE`` is set).  ``escrow build
 --no-deposit`` is timed too, for information: the deposit is on by default; so is
 the least any Python client does (tar the context, ``POST /build``, read the
 stream), which shows how much of the overhead is Python's start-up alone.
+
+The commands of a round run in a shuffled order (``--order fixed`` runs them as
+listed): a build leaves the engine and the disk work to finish after it (the
+writeback of its layers, the removal of its containers), which lands on whichever
+command runs next; in a fixed order that is always the same one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -70,6 +76,13 @@ def main() -> None:
         default=0,
         help="add a file of this many MiB of random bytes to the example's context "
         "(sent, hashed and deposited, not copied into the image)",
+    )
+    ap.add_argument(
+        "--order",
+        choices=("shuffled", "fixed"),
+        default="shuffled",
+        help="the order of the commands in each round: shuffled (default; a command's "
+        "time then does not depend on which one ran before it) or always as listed",
     )
     args = ap.parse_args()
     from tests.conftest import BASE_TAG, build_base_image, dangling_images, remove_dangling_since
@@ -119,8 +132,13 @@ def main() -> None:
     try:  # interrupted too, the images this run left untagged are removed
         for cmd in commands.values():  # warm-up
             subprocess.run(cmd, env=env, check=True, capture_output=True)
+        rng = random.Random(5)  # reproducible
         for _ in range(args.runs):
-            for name, cmd in commands.items():
+            order = list(commands)
+            if args.order == "shuffled":
+                rng.shuffle(order)
+            for name in order:
+                cmd = commands[name]
                 t = time.perf_counter()
                 subprocess.run(cmd, env=env, check=True, capture_output=True)
                 times[name].append(time.perf_counter() - t)
@@ -136,7 +154,7 @@ def main() -> None:
     )
     for name, ts in times.items():
         t = statistics.median(ts)
-        # each run against the docker build just before it: drifts of the machine's
+        # each run against the docker build of the same round: drifts of the machine's
         # speed over the bench cancel out
         ratios = [a / b for a, b in zip(ts, docker, strict=True)]
         paired = statistics.median(ratios)
@@ -156,8 +174,6 @@ def main() -> None:
 
 def median_interval(values: list[float], rounds: int = 4000) -> tuple[float, float]:
     """A 95% bootstrap interval of the median of ``values`` (fixed seed: reproducible)."""
-    import random
-
     rng = random.Random(5)
     medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]

@@ -184,14 +184,16 @@ def capture_image_facts(
     *,
     history: list[dict[str, Any]] | None = None,
     config_of: Callable[[str], dict[str, Any]] | None = None,
+    inspected: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]] | None:
     """``(image, layers, history)`` of an image in the engine, or ``None`` if it is missing.
 
     ``history`` is the history endpoint's answer when the caller already has it;
     ``config_of(image_id)`` gives the raw config another way than
-    :meth:`Engine.image_config` (``escrow build`` reads it from its deposit).
+    :meth:`Engine.image_config` (``escrow build`` reads it from its deposit);
+    ``inspected`` is the engine's inspect of ``image_ref`` when the caller already has it.
     """
-    inspect = engine.inspect_image(image_ref)
+    inspect = inspected if inspected is not None else engine.inspect_image(image_ref)
     if inspect is None:
         return None
     image_id = str(inspect["Id"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -58,7 +57,7 @@ class LedgerEnv:
 
     @classmethod
     def create(cls, home: Path, db_url: str, *, register: bool = True) -> LedgerEnv:
-        settings = dataclasses.replace(load_settings(home=home), db_url=db_url)
+        settings = load_settings(home=home)._replace(db_url=db_url)
         SigningKey.generate().save(settings.log_key_path)
         SigningKey.generate().save(settings.key_path)
         env = cls.load(home, db_url)
@@ -69,7 +68,7 @@ class LedgerEnv:
 
     @classmethod
     def load(cls, home: Path, db_url: str) -> LedgerEnv:
-        settings = dataclasses.replace(load_settings(home=home), db_url=db_url)
+        settings = load_settings(home=home)._replace(db_url=db_url)
         return cls(
             home=home,
             settings=settings,

@@ -283,9 +283,7 @@ def test_each_new_ledger_has_an_origin_of_its_own(
 
 def test_unreachable_database_is_exit_3(tmp_path: Path) -> None:
     env = LedgerEnv.create(tmp_path / "home", f"sqlite:///{tmp_path / 'x.db'}", register=False)
-    settings = dataclasses.replace(
-        env.settings, db_url="postgresql+psycopg://nobody@127.0.0.1:1/none"
-    )
+    settings = env.settings._replace(db_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(DatabaseUnavailable) as info:
         Ledger.open(settings)
     assert info.value.exit_code == 3
@@ -295,7 +293,7 @@ def test_unreachable_database_is_exit_3(tmp_path: Path) -> None:
     assert message.endswith("Connection refused."), message
     blocked = tmp_path / "file"
     blocked.write_text("")
-    settings = dataclasses.replace(env.settings, db_url=f"sqlite:///{blocked}/sub/l.db")
+    settings = env.settings._replace(db_url=f"sqlite:///{blocked}/sub/l.db")
     with pytest.raises(DatabaseUnavailable):
         Ledger.open(settings)
 
@@ -303,7 +301,7 @@ def test_unreachable_database_is_exit_3(tmp_path: Path) -> None:
 def test_another_log_key_is_refused(env: LedgerEnv, tmp_path: Path) -> None:
     other_home = tmp_path / "other"
     other = LedgerEnv.create(other_home, f"sqlite:///{tmp_path / 'other.db'}", register=False)
-    settings = dataclasses.replace(other.settings, db_url=env.settings.db_url)
+    settings = other.settings._replace(db_url=env.settings.db_url)
     with pytest.raises(KeyLocked):
         Ledger.open(settings)
 

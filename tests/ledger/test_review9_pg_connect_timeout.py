@@ -3,7 +3,6 @@ not a request (or an `escrow serve` worker) held for the system's TCP timeout.""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 from collections.abc import Iterator
@@ -50,7 +49,7 @@ def test_a_silent_postgresql_host_is_unavailable_after_the_connect_timeout(
 ) -> None:
     monkeypatch.setattr(store, "PG_CONNECT_S", 1)
     url = f"postgresql+psycopg://escrow@127.0.0.1:{silent_server}/ledger"
-    settings = dataclasses.replace(load_settings(home=tmp_path / "home"), db_url=url)
+    settings = load_settings(home=tmp_path / "home")._replace(db_url=url)
     outcome: list[BaseException | None] = []
 
     def open_it() -> None:
