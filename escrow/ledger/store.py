@@ -128,9 +128,15 @@ def redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:  # noqa: BLE001 - a URL we cannot parse is shown as its scheme only
         return url.split(":", 1)[0] + ":…"
+    if "@" in (parsed.host or ""):
+        # a password holding an unencoded @: SQLAlchemy splits at the first @, and the
+        # rest of the password became the host; show nothing before the last @
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[-1]}"
+    return parsed.render_as_string(hide_password=True)
 
 
 #: What to do about a database that holds no ledger.
@@ -192,6 +198,13 @@ def make_engine(url: str) -> Engine:
             hint="Write it as postgresql+psycopg://user:password@host:port/dbname, with "
             "any @, : or / in the password percent-encoded (%40, %3A, %2F).",
         ) from None
+    if "@" in (parsed.host or ""):
+        raise InputError(
+            f"The ledger database URL {redacted(url)!r} is not valid: its password holds "
+            "an unencoded @.",
+            hint="Write it as postgresql+psycopg://user:password@host:port/dbname, with "
+            "any @, : or / in the password percent-encoded (%40, %3A, %2F).",
+        )
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
@@ -247,7 +260,7 @@ def create_missing_tables(engine: Engine, *tables: Any) -> None:
         conn.execution_options(escrow_write=True)
         with conn.begin():
             if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                conn.exec_driver_sql(_PG_WRITE_SQL)
             for table in tables:
                 table.create(conn, checkfirst=True)
 
@@ -314,6 +327,21 @@ def db_errors(url: str) -> Iterator[None]:
 
 #: How long a writer waits for another writer before giving up (exit 3).
 WRITER_WAIT_S = 120.0
+
+#: What a PostgreSQL write transaction runs first, in one round trip: take the ledger's
+#: advisory lock, waiting for another writer up to :data:`WRITER_WAIT_S` whatever the
+#: role's ``lock_timeout`` (a role's few milliseconds would fail concurrent appends at
+#: once), and commit durably where the role or database sets ``synchronous_commit =
+#: off``: an append whose commit was acknowledged has handed out its signed checkpoint,
+#: and a server crash must not take it back (the next append would sign another tree
+#: of the same size — as SQLite's ``synchronous=FULL``).  Both settings are local to the
+#: transaction, and set before the lock is waited for (left to right).
+_PG_WRITE_SQL = (
+    f"SELECT set_config('lock_timeout', '{int(WRITER_WAIT_S * 1000)}', true), "
+    "CASE WHEN current_setting('synchronous_commit') = 'off' "
+    "THEN set_config('synchronous_commit', 'on', true) END, "
+    f"pg_advisory_xact_lock({PG_LOCK_KEY})"
+)
 
 
 def _flock(fd: int, timeout: float) -> None:
@@ -706,6 +734,8 @@ _TIME_AT_SQL = "SELECT idx, integrated_us FROM ledger_entry WHERE idx >= ? ORDER
 _LATEST_NOTE_SQL = (
     "SELECT idx, note FROM ledger_entry WHERE note IS NOT NULL ORDER BY idx DESC LIMIT 1"
 )
+#: The latest signed checkpoint of a schema-1 ledger.
+_V1_NOTE_SQL = "SELECT size - 1 AS idx, note FROM ledger_head WHERE id = 1"
 _INSERT_ENTRY_SQL = (
     "INSERT INTO ledger_entry (idx, leaf_hash, envelope, predicate_type, project, image_id, "
     "signer, integrated_us, diff_ids, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -1062,7 +1092,11 @@ class Ledger:
             if inspect(conn).has_table("ledger_meta"):
                 meta = dict(run_sql(conn, _META_ALL_SQL, (), pg=pg).all())
                 conn.rollback()
-                if "origin" in meta and meta.get("schema") == SCHEMA:
+                if (
+                    "origin" in meta
+                    and meta.get("schema") == SCHEMA
+                    and (log_public is None or "log_public_key" in meta)
+                ):
                     pem = meta.get("log_public_key")
                     return meta["origin"], PublicKey.from_pem(pem) if pem else None
             elif not create and not inspect(conn).has_table("ledger_head"):  # nor a v1 one
@@ -1074,11 +1108,12 @@ class Ledger:
             conn.execution_options(escrow_write=True)
             with conn.begin():
                 if pg:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                    conn.exec_driver_sql(_PG_WRITE_SQL)
                 legacy = inspect(conn).has_table("ledger_head")
                 META.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
                 run = functools.partial(run_sql, conn, pg=pg)
                 meta = dict(run(_META_ALL_SQL, ()).all())
+                Ledger._check_existing_log(run, settings, meta, log_public, legacy=legacy)
                 wanted = {
                     "origin": settings.origin or new_origin(),
                     "key_version": "0",
@@ -1096,6 +1131,48 @@ class Ledger:
                     run(_META_INSERT_SQL, ("schema", SCHEMA))
         pem = meta.get("log_public_key")
         return meta["origin"], PublicKey.from_pem(pem) if pem else None
+
+    @staticmethod
+    def _check_existing_log(
+        run: Any,
+        settings: Settings,
+        meta: Mapping[str, str],
+        log_public: PublicKey | None,
+        *,
+        legacy: bool = False,
+    ) -> None:
+        """Before :meth:`_initialise` fills in missing ``ledger_meta`` rows of a database
+        that already holds entries: its origin must not be made up anew (every checkpoint
+        it signed names the old one, and appends would go on under another log's name),
+        and a log key is recorded only when it signed the log's latest checkpoint (else
+        two homes with different log keys would both append, each signing over the
+        other's entries)."""
+        if not run("SELECT 1 AS one FROM ledger_entry LIMIT 1", ()).all():
+            return
+        # schema 1 kept the latest checkpoint in its head row (migrated after this)
+        latest = run(_V1_NOTE_SQL if legacy else _LATEST_NOTE_SQL, ()).first()
+        if latest is not None and not latest.note:
+            latest = None
+        named = str(latest.note).split("\n", 1)[0] if latest is not None else None
+        if "origin" not in meta:
+            raise LedgerTamperError(
+                "The ledger's origin (the row 'origin' of ledger_meta) is missing, but the "
+                "ledger holds entries; a new origin would disown their checkpoints.",
+                kind="checkpoint-signature",
+                hint=f"Restore the row: its checkpoints name the origin {named!r}."
+                if named
+                else "Restore the row from a backup.",
+            )
+        if log_public is None or "log_public_key" in meta or latest is None:
+            return
+        try:
+            verify_checkpoint(str(latest.note), verifier_key_line(meta["origin"], log_public))
+        except (SignatureError, InputError):
+            raise KeyLocked(
+                f"The log key {settings.log_key_path} does not belong to this ledger "
+                f"(it did not sign the ledger's latest checkpoint, of size {int(latest.idx) + 1}).",
+                hint="Point ESCROW_HOME at the matching keys, or use another database.",
+            ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -1148,7 +1225,7 @@ class Ledger:
         if self._pg:
             with db_errors(self.url), self._engine.connect() as conn:
                 with conn.begin():
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+                    conn.exec_driver_sql(_PG_WRITE_SQL)
                     yield conn
             return
         with db_errors(self.url), self._writer_lock():
@@ -1500,7 +1577,14 @@ class Ledger:
 
     def _load_keys(self, conn: _Conn) -> None:
         """Cache the key table with the head's key version (read in one snapshot)."""
-        version = int(self._sql(conn, _KEY_VERSION_SQL, ()).one().key_version)
+        row = self._sql(conn, _KEY_VERSION_SQL, ()).first()
+        if row is None or row.key_version is None:
+            raise LedgerTamperError(
+                "The ledger's row 'key_version' of ledger_meta is missing.",
+                kind="index",
+                hint=VERIFY_HINT,
+            )
+        version = int(row.key_version)
         self._keys = self._key_rows(conn, ())
         self._keys_version = version
 
@@ -1581,6 +1665,13 @@ class Ledger:
         self, conn: _Conn, p: Prepared, candidates: Sequence[str], made: _Next | None = None
     ) -> tuple[Entry, bool]:
         tip = self._sql(conn, _TIP_SQL, (p.leaf_hash,)).one()
+        for name in ("key_version", "indexed"):
+            if getattr(tip, name) is None:
+                raise LedgerTamperError(
+                    f"The ledger's row {name!r} of ledger_meta is missing.",
+                    kind="index",
+                    hint=VERIFY_HINT,
+                )
         if tip.existing is not None:  # already in the log: change nothing
             return self._entry(self._sql(conn, _FIND_SQL, (p.leaf_hash,)).one()), False
         n = 0 if tip.last is None else int(tip.last) + 1
@@ -1790,7 +1881,7 @@ class Ledger:
                 hi = min(hi, self._first_at_or_after(conn, to_us(until), size))
             if lo >= hi:
                 return []
-            indexed = min(int(self._sql(conn, _META_SQL, ("indexed",)).one().value), size)
+            indexed = min(self._indexed(conn), size)
             found: list[Any] = []
             if lo < indexed:
                 found = self._indexed_matches(conn, terms, lo, min(hi, indexed), limit)
@@ -1836,6 +1927,17 @@ class Ledger:
         sql = f"SELECT {_ENTRY_COLS} FROM ledger_entry WHERE idx IN ({marks}) ORDER BY idx"  # noqa: S608
         return list(self._sql(conn, sql, tuple(hits)).all())
 
+    def _indexed(self, conn: Connection) -> int:
+        """How many entries the batches cover (``ledger_meta``'s row ``indexed``)."""
+        row = self._sql(conn, _META_SQL, ("indexed",)).first()
+        if row is None or row.value is None:
+            raise LedgerTamperError(
+                "The ledger's row 'indexed' of ledger_meta is missing.",
+                kind="index",
+                hint=VERIFY_HINT,
+            )
+        return int(row.value)
+
     def _first_at_or_after(self, conn: Connection, us: int, size: int) -> int:
         """The first index whose integration time is at or after ``us`` (``size`` if none)."""
         lo, hi = 0, size
@@ -1864,7 +1966,7 @@ class Ledger:
     def _hashes(self, conn: Connection, nodes: Sequence[merkle.Node]) -> dict[merkle.Node, bytes]:
         if not nodes:
             return {}
-        batched = int(self._sql(conn, _META_SQL, ("indexed",)).one().value)
+        batched = self._indexed(conn)
         return tree_hashes(functools.partial(self._sql, conn), nodes, batched)
 
     def root(self, tree_size: int | None = None) -> bytes:

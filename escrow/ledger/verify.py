@@ -67,6 +67,7 @@ class ChunkResult:
     key_events: dict[int, dict[str, Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     moved: list[tuple[int, bytes]] = field(default_factory=list)  # consistent row, wrong place
+    origins: dict[str, int] = field(default_factory=dict)  # checkpoints' origin -> first entry
     signatures: int = 0
 
 
@@ -252,7 +253,9 @@ def check_chunk(
         if note is not None:
             # the checkpoint kept with the entry is the one of the tree it completed: its
             # size line is i + 1 (its signature and root are checked for the latest one)
-            size = str(note).split("\n", 2)[1:2]
+            lines = str(note).split("\n", 2)
+            res.origins.setdefault(lines[0], i)
+            size = lines[1:2]
             if size != [str(i + 1)]:
                 shown = size[0][:20] if size else "none"
                 res.problems.append(
@@ -478,11 +481,12 @@ def verify_ledger(
 ) -> VerifyReport:
     from sqlalchemy import func, select
 
-    from escrow.ledger.tables import CHECKPOINT, ENTRY, KEY, META
+    from escrow.ledger.tables import CHECKPOINT, ENTRY, KEY, META, TERM
 
     chunk = chunk_size or (1 << CHUNK_LEVEL)
     if chunk < 1 or chunk & (chunk - 1):
         raise InputError("The verification chunk size must be a power of two.")
+    meta_problems: list[Problem] = []
     with ledger._read(snapshot=True) as conn:  # noqa: SLF001 - one snapshot of the log
         # the latest signed checkpoint: the note of the last entry that has one
         latest = conn.execute(
@@ -492,9 +496,23 @@ def verify_ledger(
             .limit(1)
         ).first()
         top = conn.execute(select(func.max(ENTRY.c.idx))).scalar()
-        indexed = int(
-            conn.execute(select(META.c.value).where(META.c.name == "indexed")).scalar() or 0
-        )
+        indexed_value = conn.execute(select(META.c.value).where(META.c.name == "indexed")).scalar()
+        if indexed_value is None:
+            # the batches' extent is lost: take it from the query index itself, so that
+            # the one missing row is reported rather than every entry's index rows
+            last_term = conn.execute(select(func.max(TERM.c.idx))).scalar()
+            indexed_value = 0 if last_term is None else int(last_term) + 1
+            meta_problems = [
+                Problem(None, "index", "The ledger's row 'indexed' of ledger_meta is missing.")
+            ]
+        indexed = int(indexed_value or 0)
+        if conn.execute(select(META.c.value).where(META.c.name == "key_version")).first() is None:
+            # appends read it to tell whether the key table changed: they stop without it
+            meta_problems.append(
+                Problem(
+                    None, "key-table", "The ledger's row 'key_version' of ledger_meta is missing."
+                )
+            )
         kept = conn.execute(select(CHECKPOINT).order_by(CHECKPOINT.c.size)).all()
         key_rows = conn.execute(select(KEY.c.keyid, KEY.c.public_pem)).all()
         key_table = conn.execute(
@@ -510,7 +528,7 @@ def verify_ledger(
                 candidates.append((keyid, pem))
         except EscrowError:
             continue  # a mangled key row: entries it signed are reported as forged
-    problems: list[Problem] = []
+    problems: list[Problem] = meta_problems
 
     # 1. the latest checkpoint
     latest_size, latest_root = 0, merkle.EMPTY_ROOT
@@ -546,6 +564,20 @@ def verify_ledger(
     signatures = sum(r.signatures for r in results)
     for r in results:
         problems.extend(r.problems)
+    # every kept checkpoint names the log's origin (only the latest one's signature is
+    # checked: an origin changed in ledger_meta and appended under would pass otherwise)
+    for origin in sorted({o for r in results for o in r.origins}):
+        if origin != ledger.origin:
+            first = min(r.origins[origin] for r in results if origin in r.origins)
+            problems.append(
+                Problem(
+                    first,
+                    "checkpoint-signature",
+                    f"Entry {first} holds a checkpoint of the origin {origin[:80]!r}, not "
+                    f"the ledger's {ledger.origin!r} (ledger_meta's origin, or the "
+                    "checkpoint, was changed).",
+                )
+            )
     moved = [m for r in results for m in r.moved]
     if moved:
         problems.extend(_classify_moved(ledger, moved[:20]))
