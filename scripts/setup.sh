@@ -10,10 +10,12 @@ export PATH="$VENV/bin:$PATH"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-# Debian packages: the engine, the example's busybox, WeasyPrint's Pango and fonts,
+# Debian packages: the engine, the example's busybox, WeasyPrint's Pango and fonts (DejaVu;
+# WenQuanYi Zen Hei for Chinese, Japanese and Korean names, Symbola for emoji),
 # poppler for PDF checks, PostgreSQL, the registry and skopeo for the tests.
 APT_PACKAGES=(docker.io busybox-static poppler-utils postgresql docker-registry skopeo
-  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core zstd git ca-certificates)
+  libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-wqy-zenhei
+  fonts-symbola zstd git ca-certificates)
 # scripts/test.sh adds what only the tests need (e.g. Go's note verifier for interop tests)
 read -r -a _extra <<<"${ESCROW_EXTRA_PACKAGES:-}"
 APT_PACKAGES+=("${_extra[@]}")

@@ -46,6 +46,10 @@ _HEX_RUN = re.compile(
 # nor inside a number (an address, a port, a version, a date: ``127.0.0.1:5000``).
 _BREAK_AFTER = re.compile(r"[0-9A-Za-z][./:@\-_]+(?=[A-Za-z])")
 _ALGORITHMS = ("sha256:", "sha384:", "sha512:")
+# Explicit bidirectional formatting characters (embeddings, overrides, isolates): in
+# recorded text they would reorder what the pack prints after them ("evil\u202e" makes
+# a heading's "failed" read "deliaf"), so they are shown as visible "[U+202E]" instead.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _ALLOWED_SUFFIXES = {".css", ".woff", ".woff2", ".ttf", ".otf", ".png", ".svg"}
 _render_lock = threading.Lock()
 
@@ -96,7 +100,7 @@ def breakable(value: Any) -> Markup:
     """
     if isinstance(value, Markup):
         return value
-    text = "" if value is None else str(value)
+    text = shown_controls("" if value is None else str(value))
     out: list[Markup] = []
     pos = 0
     for m in _HEX_RUN.finditer(text):
@@ -108,6 +112,13 @@ def breakable(value: Any) -> Markup:
         pos = m.end()
     out.append(_with_break_points(text[pos:]))
     return Markup("").join(out)
+
+
+def shown_controls(text: str) -> str:
+    """``text`` with each explicit bidirectional formatting character (U+202A–U+202E,
+    U+2066–U+2069) written as ``[U+XXXX]``: visible, and unable to reverse or reorder
+    the text printed after it (a right-to-left script itself is left as it is)."""
+    return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def _with_break_points(text: str) -> Markup:
@@ -171,6 +182,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["digest"] = digest_markup
     env.filters["wrap"] = breakable
+    env.filters["shown"] = shown_controls
     env.globals["count"] = count
     env.filters["bytes"] = human_bytes
     env.filters["ms"] = human_ms

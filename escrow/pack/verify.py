@@ -1076,11 +1076,24 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
 
 
 def _shows(text: str, phrase: str) -> bool:
-    """Whether the extracted ``text`` shows ``phrase``, however the pages wrapped it:
-    whitespace aside, and a hyphen where a line broke after it (``pdftotext`` joins such
-    lines and drops their hyphen)."""
-    pattern = "".join("-?" if c == "-" else re.escape(c) for c in "".join(phrase.split()))
-    return re.search(pattern, "".join(text.split())) is not None
+    """Whether the extracted ``text`` shows ``phrase`` as the pages print it, however
+    they wrapped it: whitespace aside, and a hyphen where a line broke after it
+    (``pdftotext`` joins such lines and drops their hyphen).  The pages print a direction
+    control in a name as ``[U+202E]`` (:func:`~escrow.pack.render.shown_controls`).
+    ``pdftotext`` wraps each right-to-left run in controls of its own, and takes the
+    separators beside the run into it (``projects مشروع; from`` comes out as
+    ``projects \u202b ;مشروع\u202c from``): the controls and the separators ``;`` and ``,``
+    are left out on both sides."""
+    from escrow.pack.render import shown_controls
+
+    printed = _SEPARATORS.sub("", shown_controls(phrase))
+    pattern = "".join("-?" if c == "-" else re.escape(c) for c in printed)
+    return re.search(pattern, _SEPARATORS.sub("", text)) is not None
+
+
+#: what :func:`_shows` leaves out of the phrase and the page: whitespace, the separators
+#: of a scope's lists, and the direction controls ``pdftotext`` adds around right-to-left text
+_SEPARATORS = re.compile("[\\s;,\u202a-\u202e\u2066-\u2069]")
 
 
 def verify_pack(
