@@ -25,6 +25,7 @@ from escrow.capture.manifest import (
     image_subject,
     recipe_section,
     statement,
+    utf8_document,
 )
 from escrow.capture.secrets import Redactor
 from escrow.capture.source import builder_id, ci_facts, git_source
@@ -170,7 +171,9 @@ def capture_image(
         "history": history,
     }
     name = image if image in image_doc["tags"] else None
-    return dict(redactor.document(statement(image_subject(image_doc, name), predicate)))
+    # a path (of the context, the recipe) that is not UTF-8 is recorded with ``\xNN`` escapes
+    doc = redactor.document(statement(image_subject(image_doc, name), predicate))
+    return dict(utf8_document(doc))
 
 
 def _repo_name(ref: str) -> str:

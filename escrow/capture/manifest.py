@@ -36,6 +36,30 @@ RUNTIME_FIELDS = (
 LOG_TAIL_LINES = 20
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8: bytes that were not (an argv word, a path, kept by Python
+    as lone surrogates) shown as ``\\xNN``; a canonical JSON document refuses them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate no undecodable byte gave
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def utf8_document(doc: Any) -> Any:
+    """A JSON document with every string (keys too) made valid UTF-8 by :func:`utf8_text`."""
+    if isinstance(doc, str):
+        return utf8_text(doc)
+    if isinstance(doc, list):
+        return [utf8_document(v) for v in doc]
+    if isinstance(doc, dict):
+        return {utf8_text(k) if isinstance(k, str) else k: utf8_document(v) for k, v in doc.items()}
+    return doc
+
+
 def statement(subject: list[dict[str, Any]], predicate: dict[str, Any]) -> dict[str, Any]:
     return {
         "_type": STATEMENT_TYPE,

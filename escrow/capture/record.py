@@ -35,6 +35,8 @@ from escrow.capture.manifest import (
     image_subject,
     log_ref,
     statement,
+    utf8_document,
+    utf8_text,
 )
 from escrow.capture.secrets import Redactor
 from escrow.capture.source import builder_id, ci_facts, git_source
@@ -164,13 +166,14 @@ def _learn_argv(argv: list[str], redactor: Redactor) -> None:
 
 def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
     """The command line as recorded: a secret-named value is replaced by its placeholder
-    whatever its length (free text only hides values of at least a few characters)."""
+    whatever its length (free text only hides values of at least a few characters); bytes
+    of a word that are not UTF-8 are shown as ``\\xNN``."""
     out: list[str] = []
     for word, found in zip(argv, _argv_secrets(argv, redactor), strict=True):
         if found is not None and found[2]:
-            out.append(found[0] + redactor.placeholder(found[1]))
+            out.append(utf8_text(found[0] + redactor.placeholder(found[1])))
         else:
-            out.append(redactor.text(word))
+            out.append(utf8_text(redactor.text(word)))
     return out
 
 
@@ -182,7 +185,7 @@ def _not_runnable(
     why = error.strerror or str(error)
     if error.errno == errno.ENOENT:
         why = "its interpreter (the #! line) was not found"
-    msg = f"escrow: cannot run {argv[0]}: {why}\n".encode()
+    msg = f"escrow: cannot run {utf8_text(argv[0])}: {utf8_text(why)}\n".encode()
     if echo is not None:
         echo.write(msg.decode())
     return 126, msg, 0, None
@@ -211,7 +214,7 @@ def _run(
     except FileNotFoundError as e:
         if "/" in argv[0] and os.path.exists(argv[0]):
             return _not_runnable(argv, e, echo)
-        msg = f"escrow: command not found: {argv[0]}\n".encode()
+        msg = f"escrow: command not found: {utf8_text(argv[0])}\n".encode()
         if echo is not None:
             echo.write(msg.decode())
         return 127, msg, 0, None
@@ -309,7 +312,7 @@ def record_command(
     scrubbed_log = redactor.data(log)
     command: dict[str, Any] = {
         "argv": _argv_record(argv, redactor),
-        "cwd": str(Path.cwd()),
+        "cwd": utf8_text(str(Path.cwd())),
         "exitCode": exit_code,
         "durationMs": duration,
         "log": log_ref(blobs, scrubbed_log),
@@ -377,7 +380,8 @@ def record_command(
             "message": failure_message,
             "logTail": "\n".join(tail[-LOG_TAIL_LINES:]),
         }
-    doc = dict(redactor.document(statement(subject, predicate)))
+    # a folder or project name that is not UTF-8 is recorded with ``\xNN`` escapes
+    doc = dict(utf8_document(redactor.document(statement(subject, predicate))))
     return RecordOutcome(
         doc,
         exit_code,

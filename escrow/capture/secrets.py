@@ -101,7 +101,9 @@ class Redactor:
             "name": name,
             "secret": True,
             "salt": salt.hex(),
-            "sha256": hashlib.sha256(salt + value.encode("utf-8")).hexdigest(),
+            # a value that is not UTF-8 (raw bytes from the environment or argv, kept by
+            # Python as lone surrogates) is hashed as those bytes
+            "sha256": hashlib.sha256(salt + value.encode("utf-8", "surrogateescape")).hexdigest(),
         }
 
     @staticmethod
@@ -219,7 +221,10 @@ class Redactor:
             (v for v in self._values if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True
         )
         if values:
-            table = {v.encode("utf-8"): self._values[v].encode("utf-8") for v in values}
+            table = {
+                v.encode("utf-8", "surrogateescape"): self._values[v].encode("utf-8")
+                for v in values
+            }
             pattern = re.compile(b"|".join(re.escape(v) for v in table))
             data = pattern.sub(lambda m: table[m.group(0)], data)
         return _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)

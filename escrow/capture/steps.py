@@ -20,8 +20,16 @@ _CACHE = re.compile(r"^(?P<pre>.*) ---> Using cache$")
 _NO_IMAGE = re.compile(r"^(?P<pre>.*) ---> ?$")
 _DONE = re.compile(r"^(Successfully built [0-9a-f]+|Successfully tagged .+)$")
 _EXIT = re.compile(r"returned a non-zero code: (?P<code>\d+)")
-# the classic builder wraps a RUN's stderr in red
-_ANSI_STDERR = re.compile(r"\x1b\[(?:91|0)m")
+# the classic builder wraps each write of a RUN's stderr in red (one message each)
+_STDERR_ON, _STDERR_OFF = "\x1b[91m", "\x1b[0m"
+
+
+def _unwrap_stderr(text: str) -> str:
+    """A stream message without the red the builder wraps a stderr write in; colours the
+    command wrote itself (a reset on its stdout) are its output and are kept."""
+    if text.startswith(_STDERR_ON) and text.endswith(_STDERR_OFF):
+        return text[len(_STDERR_ON) : -len(_STDERR_OFF)]
+    return text
 
 
 @dataclass
@@ -70,6 +78,10 @@ class StepParser:
         self._buf = ""
         self._stage = -1
         self._preamble: list[str] = []
+        #: the container a step runs in (``---> Running in ID``) until the builder removes
+        #: it: what comes meanwhile is the command's output, even a line that looks like
+        #: the builder's own (``Step 7/9 : …``, `` ---> ID``), never a step or an image
+        self._running: str | None = None
 
     @property
     def current(self) -> StepRecord | None:
@@ -77,7 +89,7 @@ class StepParser:
 
     def feed(self, msg: dict[str, Any]) -> None:
         if "stream" in msg:
-            self._buf += _ANSI_STDERR.sub("", str(msg["stream"]))
+            self._buf += _unwrap_stderr(str(msg["stream"]))
             while "\n" in self._buf:
                 line, self._buf = self._buf.split("\n", 1)
                 self._line(line)
@@ -101,6 +113,17 @@ class StepParser:
         self.progress.output(self._scrub(text))
 
     def _line(self, line: str) -> None:
+        if self._running is not None:
+            m = _REMOVING.match(line)
+            if m is not None and m.group("id") == self._running:
+                self._running = None
+                if m.group("pre"):
+                    self._log(m.group("pre"))
+                return
+            if not self._next_step(line):
+                self._log(line)
+                return
+            self._running = None  # the engine said nothing of the container's removal
         m = _STEP.match(line)
         if m:
             self._close_step()
@@ -134,13 +157,24 @@ class StepParser:
                 if m.group("pre"):
                     self._log(m.group("pre"))
                 if kind == "run":
-                    current.container = m.group("id")
+                    current.container = self._running = m.group("id")
                 elif kind == "img":
                     current.image_short = m.group("id")
                 return
         if _DONE.match(line):
             return
         self._log(line)
+
+    def _next_step(self, line: str) -> bool:
+        """Whether ``line`` starts the step that follows the current one (same total)."""
+        m = _STEP.match(line)
+        current = self.current
+        return (
+            m is not None
+            and current is not None
+            and int(m.group("n")) == current.index + 1
+            and int(m.group("total")) == current.total
+        )
 
     def _close_step(self) -> None:
         step = self.current
