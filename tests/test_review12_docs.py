@@ -1,0 +1,61 @@
+"""What the README and `escrow build --help` say, checked against the program."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BASE_TAG
+
+
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """A plain web server on loopback, not a container registry (a "wrong port")."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_push_to_a_server_that_is_no_registry_is_named_as_such(
+    escrow_home: Path,
+    cli: Any,
+    base_image: str,
+    tmp_path: Path,
+    docker_client: Any,
+    web_server: str,
+) -> None:
+    """Regression: the README says an address that answers but is not a registry is
+    named "The server at HOST is not a container registry" (exit 3), and `escrow build
+    --help` that a push that fails exits with 3.  `escrow build --push` to a web server
+    on the wrong port exited 2 with the engine's "501 Unsupported method ('POST')"."""
+    ctx = tmp_path / "push"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_TAG}\nRUN echo pushed > /p\n")
+    tag = f"{web_server}/escrow-test/push:1"
+    try:
+        r = cli(["build", str(ctx), "-t", tag, "--push", "--no-deposit", "-q", "--json"])
+    finally:
+        try:
+            docker_client.images.remove(tag)
+        except Exception:  # noqa: BLE001, S110 - docker.errors.ImageNotFound: never built
+            pass
+    assert r.exit_code == 3, r.stderr
+    result = r.json()
+    assert result["status"] == "succeeded" and result["pushed"] == []
+    assert f"The server at {web_server} is not a container registry" in r.stderr, r.stderr
+    assert f"recorded as ledger entry {result['index']} without any pushed digest" in r.stderr
