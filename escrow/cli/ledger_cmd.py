@@ -280,9 +280,9 @@ def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
             )
     first = report.first
     if first is not None:
-        where = f"at entry {first.index}" if first.index is not None else "in the checkpoints"
+        where = f" {first.where}" if first.where else ""
         raise LedgerTamperError(
-            f"The ledger failed verification {where}: {first.kind} ({first.message})",
+            f"The ledger failed verification{where}: {first.kind} ({first.message})",
             index=first.index,
             kind=first.kind,
         )

@@ -161,6 +161,15 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "kind": self.kind, "message": self.message}
 
+    @property
+    def where(self) -> str:
+        """Where in the ledger the problem is, for a sentence: "at entry N", the part of
+        the ledger a problem without an entry concerns ("in its checkpoints", "in its key
+        table", …), or "" when the message alone says it (e.g. an empty log)."""
+        if self.index is not None:
+            return f"at entry {self.index}"
+        return PROBLEM_PARTS.get(self.kind, "")
+
 
 #: Every ``Problem.kind``, with what it means.
 PROBLEM_KINDS: dict[str, str] = {
@@ -182,6 +191,18 @@ PROBLEM_KINDS: dict[str, str] = {
     "checkpoint-signature": "a checkpoint is not signed by the log key",
     "checkpoint-root": "a checkpoint's root does not match the log at its size",
     "empty": "the log holds nothing to verify (verification fails closed)",
+}
+
+#: The part of the ledger a problem of each kind concerns when it has no entry index
+#: (a checkpoint as a whole, or a row of ``ledger_meta`` that a part relies on).
+PROBLEM_PARTS: dict[str, str] = {
+    "checkpoint-signature": "in its checkpoints",
+    "checkpoint-root": "in its checkpoints",
+    "truncated": "in its checkpoints",
+    "uncheckpointed": "in its checkpoints",
+    "index": "in its query index",
+    "key-table": "in its key table",
+    "subtree-hash": "in its stored tree",
 }
 
 

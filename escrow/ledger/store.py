@@ -286,6 +286,77 @@ def _unavailable_hint(url: str) -> str:
     return "Check ESCROW_DB_URL and that the database file can be read and written."
 
 
+#: SQLSTATEs of a statement cancelled by ``statement_timeout`` (``query_canceled``, also
+#: a cancel request) and of a lock not granted within ``lock_timeout``.
+_PG_TIMEOUT_STATES = frozenset({"57014", "55P03"})
+#: SQLSTATE of ``insufficient_privilege`` ("permission denied for table …", "must be
+#: owner of …").
+_PG_PRIVILEGE_STATE = "42501"
+#: What escrow does with each kind of object a role may be denied.
+_PRIVILEGES = {
+    "schema": "USAGE (and CREATE, to make or migrate the ledger's tables)",
+    "database": "CONNECT",
+    "sequence": "USAGE",
+}
+
+
+def _db_hint(url: str, error: object) -> str:
+    """What to check for the driver's ``error``: a timeout and a refused privilege have
+    their own causes; anything else is the database's address or the server itself."""
+    import re
+
+    reason = _reason(error)
+    state = getattr(error, "sqlstate", None)
+    timeout = re.search(r"canceling statement due to (statement|lock) timeout", reason)
+    if timeout is not None or state in _PG_TIMEOUT_STATES:
+        if timeout is None and state == "57014":  # pg_cancel_backend, a shutdown
+            return (
+                "The database cancelled the statement (an administrator or a shutdown): try again."
+            )
+        setting = (
+            "lock_timeout"
+            if state == "55P03" or (timeout is not None and timeout.group(1) == "lock")
+            else "statement_timeout"
+        )
+        return (
+            "Another writer or a long transaction held the ledger, or the database role's "
+            f"{setting} is too short for this: try again once it is done, or raise the "
+            f"role's {setting}."
+        )
+    if reason.startswith("database is locked") or reason.startswith("database table is locked"):
+        return (
+            f"Another writer or a long transaction held the ledger for over {WRITER_WAIT_S:.0f} s: "
+            "try again once it is done, and check for a stuck escrow process."
+        )
+    denied = re.search(r"permission denied for (\w+) (\S+)", reason)
+    if state == _PG_PRIVILEGE_STATE or denied is not None or reason.startswith("must be owner"):
+        role = _db_role(url)
+        if denied is None:
+            return (
+                f"The database role {role} lacks a privilege this needs: grant it, or set "
+                "ESCROW_DB_URL to a role that has it."
+            )
+        kind, name = denied.group(1), denied.group(2)
+        needed = _PRIVILEGES.get(kind, "SELECT, INSERT and UPDATE")
+        them = "them" if " and " in needed else "it"
+        return (
+            f"The database role {role} needs {needed} on {kind} {name}: grant {them}, or set "
+            f"ESCROW_DB_URL to a role that has {them}."
+        )
+    return _unavailable_hint(url)
+
+
+def _db_role(url: str) -> str:
+    """The role ``url`` connects as, quoted, or "of ESCROW_DB_URL" when it names none."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        user = urlsplit(url).username
+    except ValueError:
+        user = None
+    return repr(unquote(user)) if user else "of ESCROW_DB_URL"
+
+
 @contextmanager
 def db_errors(url: str) -> Iterator[None]:
     """Turn driver failures into :class:`DatabaseUnavailable` (exit 3).
@@ -301,7 +372,7 @@ def db_errors(url: str) -> Iterator[None]:
     except sqlite3.OperationalError as e:  # the ledger's own sqlite3 connections
         raise DatabaseUnavailable(
             f"The ledger database {redacted(url)} is unavailable: {_reason(e)}.",
-            hint=_unavailable_hint(url),
+            hint=_db_hint(url, e),
         ) from e
     except sqlite3.Error as e:
         raise DatabaseUnavailable(
@@ -314,11 +385,13 @@ def db_errors(url: str) -> Iterator[None]:
         if isinstance(e, exc.OperationalError):
             raise DatabaseUnavailable(
                 f"The ledger database {redacted(url)} is unavailable: {_reason(e.orig)}.",
-                hint=_unavailable_hint(url),
+                hint=_db_hint(url, e.orig),
             ) from e
         if isinstance(e, exc.DBAPIError):
+            hint = _db_hint(url, e.orig)
             raise DatabaseUnavailable(
-                f"The ledger database {redacted(url)} failed: {_reason(e.orig)}."
+                f"The ledger database {redacted(url)} failed: {_reason(e.orig)}.",
+                hint=None if hint == _unavailable_hint(url) else hint,
             ) from e
         raise DatabaseUnavailable(
             f"The ledger database {redacted(url)} failed: {_reason(e)}."
@@ -945,6 +1018,23 @@ class _Guess:
             self._rebase = (tip, seq)
 
 
+def _check_schema(url: str, meta: Mapping[str, str]) -> None:
+    """:class:`DatabaseUnavailable` (exit 3) when ``ledger_meta`` names a schema this
+    escrow does not know: a newer escrow's ledger (or an edited row) must not be read
+    nor appended to as this one's.  A missing row is schema 1 (or a ledger being made),
+    which :meth:`Ledger._initialise` migrates or records."""
+    found = meta.get("schema")
+    if found is None or found == SCHEMA:
+        return
+    where = sqlite_file(url) or redacted(url)
+    raise DatabaseUnavailable(
+        f"The ledger at {where} has schema {str(found)[:40]!r}, which this escrow does not "
+        f"know (it reads and writes schema {SCHEMA}).",
+        hint="Use the escrow release that made the ledger (a newer one), or restore the row "
+        "'schema' of ledger_meta from a backup if it was edited; nothing was written.",
+    )
+
+
 class Ledger:
     """An RFC 9162 Merkle-tree log of DSSE envelopes with signed C2SP checkpoints."""
 
@@ -1092,6 +1182,7 @@ class Ledger:
             if inspect(conn).has_table("ledger_meta"):
                 meta = dict(run_sql(conn, _META_ALL_SQL, (), pg=pg).all())
                 conn.rollback()
+                _check_schema(settings.db_url, meta)
                 if (
                     "origin" in meta
                     and meta.get("schema") == SCHEMA
@@ -1110,8 +1201,12 @@ class Ledger:
                 if pg:
                     conn.exec_driver_sql(_PG_WRITE_SQL)
                 legacy = inspect(conn).has_table("ledger_head")
-                META.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
                 run = functools.partial(run_sql, conn, pg=pg)
+                if inspect(conn).has_table("ledger_meta"):
+                    # again under the write lock, before anything is created or written:
+                    # another process may have opened it with a newer escrow meanwhile
+                    _check_schema(settings.db_url, dict(run(_META_ALL_SQL, ()).all()))
+                META.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
                 meta = dict(run(_META_ALL_SQL, ()).all())
                 Ledger._check_existing_log(run, settings, meta, log_public, legacy=legacy)
                 wanted = {
