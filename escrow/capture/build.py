@@ -256,6 +256,52 @@ def resolve_bases(
     return records, pulled
 
 
+def resolve_copy_sources(
+    df: dfparse.Dockerfile, engine: Engine, *, strict: bool = True
+) -> list[dict[str, Any]]:
+    """``inputs.copyFromImages``: every image a ``COPY --from=IMAGE`` copies files from,
+    resolved in the engine before the build (an input as much as a base image is).
+
+    ``strict`` (``escrow build``): an image neither in the engine nor pullable is an
+    :class:`InputError` before the build starts; otherwise (``escrow capture``) it is
+    recorded with no image ID.
+    """
+    records: list[dict[str, Any]] = []
+    found: dict[str, dict[str, Any] | None] = {}
+    for src in df.copy_sources():
+        if src.reference not in found:
+            inspect = engine.inspect_image(src.reference)
+            if inspect is None and strict:
+                try:
+                    engine.pull(src.reference, None)
+                except InputError as e:
+                    raise InputError(
+                        f"The image {src.reference} that COPY --from names (stage {src.stage}, "
+                        f"line {src.instruction.line}) is not in the Docker Engine and cannot "
+                        f"be pulled: {e.message.rstrip('.')}.",
+                        hint="Build or load it first (docker load), or fix the COPY line.",
+                    ) from e
+                inspect = engine.inspect_image(src.reference)
+                if inspect is None:
+                    raise InputError(
+                        f"The image {src.reference} that COPY --from names (stage "
+                        f"{src.stage}, line {src.instruction.line}) is not in the Docker Engine.",
+                        hint="Build or load it first (docker load), or fix the COPY line.",
+                    )
+            found[src.reference] = inspect
+        inspect = found[src.reference]
+        records.append(
+            {
+                "stage": src.stage,
+                "line": src.instruction.line,
+                "reference": src.reference,
+                "imageId": str(inspect["Id"]) if inspect else None,
+                "repoDigest": _own_repo_digest(src.reference, inspect) if inspect else None,
+            }
+        )
+    return records
+
+
 def _learn_base_secrets(inspect: Mapping[str, Any], redactor: Redactor | None) -> None:
     """Remember the secret-named ``Env`` and ``Labels`` values of a base image."""
     if redactor is None:
@@ -529,6 +575,7 @@ def phoenix_build(
         built = df._replace(stages=df.stages[: df.stage_index(request.target) + 1])
     _learn_dockerfile_secrets(df, redactor)
     bases, pulled = resolve_bases(built, engine, pull=request.pull, redactor=redactor)
+    copied = resolve_copy_sources(built, engine)
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     progress = _FinishOnce(progress)
@@ -615,6 +662,8 @@ def phoenix_build(
         source = background[0].result()
         engine_facts = background[1].result()
         inputs = _inputs(ctx, df, request, arg_records, bases, source, blobs, redactor)
+        if copied:
+            inputs["copyFromImages"] = copied
         if label_records:
             inputs["labels"] = label_records
         result = parser().finish()

@@ -16,7 +16,7 @@ from typing import Any
 
 from escrow.blobs import BlobStore
 from escrow.capture import dockerfile as dfparse
-from escrow.capture.build import default_project, resolve_bases
+from escrow.capture.build import default_project, resolve_bases, resolve_copy_sources
 from escrow.capture.context import escrow_folders_in, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
@@ -114,6 +114,9 @@ def capture_inputs(
             df = None  # a build script, not a Dockerfile
         if df is not None and df.stages:
             inputs["baseImages"], _ = resolve_bases(df, engine, strict=False)
+            copied = resolve_copy_sources(df, engine, strict=False)
+            if copied:
+                inputs["copyFromImages"] = copied
     if source is not None:
         inputs["source"] = source
     return inputs, source

@@ -4,8 +4,10 @@ Handles parser directives (``# escape=``), comments, line continuations,
 global ``ARG``s (before the first ``FROM``) with their defaults overridden by
 ``--build-arg``, variable substitution in ``FROM`` (``$V``, ``${V}``,
 ``${V:-word}``, ``${V:+word}``), ``FROM --platform=… IMAGE AS name``,
-``FROM <earlier stage>`` and ``FROM scratch``.  Everything else about the
-build is what the engine reports while it runs.
+``FROM <earlier stage>`` and ``FROM scratch``, and the images ``COPY --from``
+names (the classic builder takes its value as written: a stage's index or name,
+else an image).  Everything else about the build is what the engine reports while
+it runs.
 """
 
 from __future__ import annotations
@@ -85,6 +87,51 @@ class Dockerfile(NamedTuple):
             f"The Dockerfile has no stage named {target!r}.",
             hint="Use the name given with FROM … AS NAME.",
         )
+
+    def copy_sources(self) -> list[CopySource]:
+        """The images ``COPY --from=…`` copies files from, in the stages this Dockerfile
+        keeps (all, or those up to a ``--target``), in order.
+
+        As the classic builder reads the flag: a number is a stage's index, the name of a
+        stage is that stage (case aside), anything else an image, taken as written (the
+        builder expands no ``ARG`` in it).
+        """
+        out: list[CopySource] = []
+        stage: Stage | None = None
+        for ins in self.instructions:
+            if ins.keyword == "FROM":
+                stage = next((s for s in self.stages if s.instruction is ins), None)
+                if stage is None:
+                    break  # past the target stage
+                continue
+            if stage is None or ins.keyword != "COPY":
+                continue
+            source = _copy_from(ins)
+            if not source or source.isdigit():
+                continue
+            if any(s.name == source.lower() for s in self.stages):
+                continue  # a stage (an earlier one; the engine refuses the others)
+            out.append(CopySource(stage.index, ins, source))
+        return out
+
+
+class CopySource(NamedTuple):
+    """An image a ``COPY --from=IMAGE`` of a stage copies files from."""
+
+    stage: int
+    instruction: Instruction
+    reference: str
+
+
+def _copy_from(ins: Instruction) -> str | None:
+    """The value of a ``COPY``'s ``--from`` flag, if it has one."""
+    for word in ins.args.split():
+        if not word.startswith("--"):
+            break
+        key, _, value = word[2:].partition("=")
+        if key.lower() == "from":
+            return value
+    return None
 
 
 def logical_lines(text: str) -> list[Instruction]:

@@ -69,9 +69,10 @@ class Needs:
             }
         )
         files_blob = ((context or {}).get("filesBlob") or {}).get("sha256")
+        # the base images and the images COPY --from copies files from: a rebuild needs both
         bases = [
             {"reference": str(b.get("reference")), "imageId": str(b["imageId"])}
-            for b in inputs.get("baseImages") or []
+            for b in [*(inputs.get("baseImages") or []), *(inputs.get("copyFromImages") or [])]
             if b.get("imageId")
         ]
         unique = list({b["imageId"]: b for b in reversed(bases)}.values())[::-1]

@@ -96,10 +96,11 @@ def load_bases(
     engine: DockerEngine,
     say: Callable[[str], None],
 ) -> list[str]:
-    """Load into the engine the recorded base images it lacks and the deposit holds
-    (each checked against its image ID as it is loaded); their IDs."""
+    """Load into the engine the recorded base images (and ``COPY --from`` images) it lacks
+    and the deposit holds (each checked against its image ID as it is loaded); their IDs."""
     loaded: list[str] = []
-    for base in predicate["inputs"].get("baseImages") or []:
+    inputs = predicate["inputs"]
+    for base in [*(inputs.get("baseImages") or []), *(inputs.get("copyFromImages") or [])]:
         image_id = base.get("imageId")
         if not image_id or engine.inspect_image(str(image_id)) is not None:
             continue

@@ -119,8 +119,9 @@ def _base_images(bases: Any) -> list[dict[str, Any]]:
             "digest": {"sha256": digest},
             "annotations": _drop_empty(
                 {
-                    "kind": "base-image",
+                    "kind": "copy-from-image" if b.get("line") is not None else "base-image",
                     "stage": b.get("stage"),
+                    "line": b.get("line"),
                     "stageName": b.get("stageName"),
                     "imageId": image_id,
                     "repoDigest": repo_digest,
@@ -326,7 +327,9 @@ def provenance_statement(
                 "buildType": SLSA_BUILD_TYPE,
                 "externalParameters": external,
                 "internalParameters": internal,
-                "resolvedDependencies": _base_images(inputs.get("baseImages"))
+                "resolvedDependencies": _base_images(
+                    [*(inputs.get("baseImages") or []), *(inputs.get("copyFromImages") or [])]
+                )
                 + _context_and_source(inputs),
             }
         ),

@@ -261,6 +261,43 @@ def _simple(
     ]
 
 
+def _copy_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The images ``COPY --from`` copied from, paired by stage and order in the stage (a
+    line number moves with any edit above it)."""
+
+    def keyed(inputs: Mapping[str, Any]) -> dict[tuple[int, int], Mapping[str, Any]]:
+        out: dict[tuple[int, int], Mapping[str, Any]] = {}
+        seen: dict[int, int] = {}
+        for x in inputs.get("copyFromImages") or []:
+            stage = int(x["stage"])
+            out[(stage, seen.get(stage, 0))] = x
+            seen[stage] = seen.get(stage, 0) + 1
+        return out
+
+    ca, cb = keyed(a), keyed(b)
+    out: list[dict[str, Any]] = []
+    for key in sorted(set(ca) | set(cb)):
+        xa, xb = ca.get(key), cb.get(key)
+        if xa is None or xb is None:
+            change = "added" if xa is None else "removed"
+        elif xa.get("reference") != xb.get("reference"):
+            change = "reference"
+        elif xa.get("imageId") != xb.get("imageId"):
+            change = "image"  # the same reference now names another image
+        else:
+            continue
+        out.append(
+            {
+                "stage": key[0],
+                "change": change,
+                "reference": (xb or xa or {}).get("reference"),
+                "original": dict(xa) if xa is not None else None,
+                "rebuilt": dict(xb) if xb is not None else None,
+            }
+        )
+    return out
+
+
 def diff_inputs(
     a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None, names: tuple[str, str]
 ) -> dict[str, Any]:
@@ -269,6 +306,7 @@ def diff_inputs(
         "recipe": _recipe_diff(ia, ib, names),
         "context": _context_diff(ia, ib, blobs, names),
         "baseImages": _base_diff(ia, ib),
+        "copyFromImages": _copy_diff(ia, ib),
         "buildArgs": _args_diff(ia, ib),
         "labels": _args_diff(ia, ib, "labels"),
         "other": _simple(ia, ib, ("target", "platform")),
@@ -749,6 +787,24 @@ def render_diff(doc: Mapping[str, Any]) -> str:
             )
         else:
             lines.append(f"  stage {base['stage']}: base image {base['change']}")
+    for copy in inputs.get("copyFromImages") or []:
+        quiet = False
+        was, now = copy["original"] or {}, copy["rebuilt"] or {}
+        if copy["change"] == "image":
+            lines.append(
+                f"  COPY --from image {copy['reference']} (stage {copy['stage']}): "
+                f"{_short(was.get('imageId'))} -> {_short(now.get('imageId'))} "
+                "(same reference, another image)"
+            )
+        elif copy["change"] == "reference":
+            lines.append(
+                f"  COPY --from image of stage {copy['stage']}: {was.get('reference')} -> "
+                f"{now.get('reference')}"
+            )
+        else:
+            lines.append(
+                f"  stage {copy['stage']}: COPY --from image {copy['reference']} {copy['change']}"
+            )
     for arg in inputs["buildArgs"]:
         quiet = False
         lines.append(_arg_line("build arg", arg))

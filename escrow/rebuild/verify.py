@@ -256,22 +256,27 @@ class BasePlan:
 
 
 def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
-    """Every recorded base image present under its image ID; does any reference need pinning?"""
+    """Every recorded input image (each stage's base, each ``COPY --from`` image) present
+    under its image ID; does any reference need pinning?  A pin of a ``COPY --from`` image
+    carries the ``line`` of its ``COPY``."""
     missing: list[dict[str, Any]] = []
     pins: list[dict[str, Any]] = []
     rewrite = False
-    for base in predicate["inputs"].get("baseImages") or []:
+    inputs = predicate["inputs"]
+    for base in [*(inputs.get("baseImages") or []), *(inputs.get("copyFromImages") or [])]:
         image_id = base.get("imageId")
         if not image_id:
             continue  # scratch or an earlier stage
         ref = str(base.get("reference"))
+        copy = base.get("line") is not None
         if engine.inspect_image(str(image_id)) is None:
+            where = f" (COPY --from on line {base['line']})" if copy else ""
             missing.append(
                 {
                     "kind": "base-image",
                     "name": ref,
                     "digest": str(image_id),
-                    "reason": f"image {str(image_id)[:19]} is not in the Docker Engine",
+                    "reason": f"image {str(image_id)[:19]}{where} is not in the Docker Engine",
                 }
             )
             continue
@@ -279,9 +284,10 @@ def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
         now = str(current["Id"]) if current else None
         if now != image_id:
             rewrite = True
-        pins.append(
-            {"stage": base.get("stage"), "reference": ref, "imageId": image_id, "referenceNow": now}
-        )
+        pin = {"stage": base.get("stage"), "reference": ref, "imageId": image_id}
+        if copy:
+            pin["line"] = int(base["line"])
+        pins.append({**pin, "referenceNow": now})
     return BasePlan(missing, rewrite, pins)
 
 
@@ -397,12 +403,31 @@ def rebuild_redactor(home: Path | None, predicate: Mapping[str, Any]) -> Redacto
     return Redactor(secret_patterns(home), sorted(names))
 
 
-def rewrite_from_lines(text: str, build_args: Mapping[str, str], ids: Mapping[int, str]) -> str:
-    """Rewrite the ``FROM`` of each stage index in ``ids`` to that image ID."""
+def rewrite_from_lines(
+    text: str,
+    build_args: Mapping[str, str],
+    ids: Mapping[int, str],
+    copies: Mapping[int, str] | None = None,
+) -> str:
+    """Rewrite the ``FROM`` of each stage index in ``ids`` to that image ID, and the
+    ``COPY --from=IMAGE`` on each line in ``copies`` to that image ID."""
     from escrow.capture import dockerfile as dfparse
 
     df = dfparse.parse(text, build_args)
     lines = text.split("\n")
+    for src in df.copy_sources():
+        if src.instruction.line not in (copies or {}):
+            continue
+        n = src.instruction.line - 1
+        flag = f"--from={src.reference}"
+        pos = lines[n].find(flag)
+        if pos < 0:
+            raise InputError(
+                f"The COPY --from on line {src.instruction.line} spans lines; escrow cannot "
+                "pin it to the recorded image.",
+            )
+        pinned = f"--from={(copies or {})[src.instruction.line]}"
+        lines[n] = lines[n][:pos] + pinned + lines[n][pos + len(flag) :]
     for stage in df.stages:
         if stage.index not in ids:
             continue
@@ -660,17 +685,19 @@ def rebuild_entry(
         if plan.rewrite:
             pinning = "rewritten-from"
             text = dockerfile.read_text(encoding="utf-8")
-            ids = {int(p["stage"]): str(p["imageId"]) for p in plan.pins}
+            ids = {int(p["stage"]): str(p["imageId"]) for p in plan.pins if "line" not in p}
+            copies = {int(p["line"]): str(p["imageId"]) for p in plan.pins if "line" in p}
             pinned = scratch / "pinned" / "Dockerfile"
             pinned.parent.mkdir(parents=True, exist_ok=True)
-            pinned.write_text(rewrite_from_lines(text, dict(args), ids), encoding="utf-8")
+            pinned.write_text(rewrite_from_lines(text, dict(args), ids, copies), encoding="utf-8")
             build_file = pinned
             for p in plan.pins:
                 if p["referenceNow"] != p["imageId"]:
                     say(
                         f"escrow: {p['reference']} now names "
                         f"{str(p['referenceNow'])[:19] if p['referenceNow'] else 'nothing'}; "
-                        f"building FROM the recorded {str(p['imageId'])[:19]}"
+                        f"{'copying from' if 'line' in p else 'building FROM'} the recorded "
+                        f"{str(p['imageId'])[:19]}"
                     )
 
         inputs = original["inputs"]
@@ -722,6 +749,10 @@ def rebuild_entry(
         used = {
             int(b["stage"]): b.get("imageId") for b in rebuilt["inputs"].get("baseImages") or []
         }
+        copied = {
+            int(b["line"]): b.get("imageId")
+            for b in rebuilt["inputs"].get("copyFromImages") or []
+        }
         drift = [
             {
                 "kind": "base-image",
@@ -730,7 +761,17 @@ def rebuild_entry(
                 "reason": f"the rebuild started from {str(used.get(int(p['stage'])))[:19]}",
             }
             for p in plan.pins
-            if used.get(int(p["stage"])) != p["imageId"]
+            if "line" not in p and used.get(int(p["stage"])) != p["imageId"]
+        ] + [
+            {
+                "kind": "base-image",
+                "name": str(p["reference"]),
+                "digest": str(p["imageId"]),
+                "reason": f"the rebuild copied from {str(copied.get(int(p['line'])))[:19]} "
+                f"(COPY --from on line {p['line']})",
+            }
+            for p in plan.pins
+            if "line" in p and copied.get(int(p["line"])) != p["imageId"]
         ]
         if drift:
             return finish(

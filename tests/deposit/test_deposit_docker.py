@@ -401,3 +401,30 @@ def test_rebuild_with_context_takes_a_missing_base_from_the_deposit(
     assert all("files not compared" not in (x.get("note") or "") for x in layers)
     assert "loading the base image" in r.stderr
     assert docker("image", "inspect", builds.base_id, check=False).returncode == 0
+
+
+def test_the_image_copy_from_names_is_deposited_and_loaded_back(
+    builds: Builds, cli: Any, escrow_home: Path
+) -> None:
+    """An image a `COPY --from=IMAGE` copied files from was not deposited: a rebuild from
+    the deposit alone could not run once the engine had lost it."""
+    ctx = builds.context({"app.txt": "copied from\n"})
+    (ctx / "Dockerfile").write_text(
+        "FROM escrow-test/base:latest\n"
+        f"COPY --from={builds.base_tag} /marker /marker\n"
+        "COPY app.txt /app.txt\n"
+    )
+    index, statement = builds.build(ctx)
+    assert statement["predicate"]["inputs"]["copyFromImages"][0]["imageId"] == builds.base_id
+    assert cli(["deposit", str(index), "--context", str(ctx)]).exit_code == 0
+    r = cli(["deposit", "check", str(index), "--json"])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    docker("rmi", "-f", builds.tags[-1])
+    docker("rmi", "-f", builds.base_tag)
+    assert docker("image", "inspect", builds.base_id, check=False).returncode != 0
+
+    r = cli(["rebuild", str(index), "--context", str(ctx), "-t", builds.rebuild_tag(), "--json"])
+    assert r.exit_code == 0, r.stderr + r.stdout
+    assert r.json()["verdict"] in ("identical", "equivalent")
+    assert f"loading the base image {builds.base_tag}" in r.stderr
+    assert docker("image", "inspect", builds.base_id, check=False).returncode == 0
