@@ -23,6 +23,7 @@ from escrow.documents.types import AUDIT_PACK, BUILD_MANIFEST, KEY_EVENT, REBUIL
 from escrow.errors import EscrowError, InputError
 from escrow.pack.model import (
     FAILED_VERDICT,
+    FINDING_KINDS,
     Anomaly,
     BaseImageRow,
     BuildArgRow,
@@ -323,6 +324,15 @@ def build_view(
         )
         for b in _l(inputs.get("baseImages"))
     )
+    copy_images = tuple(
+        BaseImageRow(
+            stage=f"{_s(_d(c).get('stage'))}, line {_s(_d(c).get('line'))}",
+            reference=_s(_d(c).get("reference")),
+            image_id=_s(_d(c).get("imageId")),
+            repo_digest=_s(_d(c).get("repoDigest")),
+        )
+        for c in _l(inputs.get("copyFromImages"))
+    )
     steps = tuple(
         StepRow(
             index=_i(_d(s).get("index")) or n + 1,
@@ -375,6 +385,7 @@ def build_view(
         input_labels=input_labels,
         source=_pairs(_d(inputs.get("source"))),
         base_images=base_images,
+        copy_images=copy_images,
         steps=steps,
         layers=layers,
         image_size=_i(image.get("size")),
@@ -436,6 +447,16 @@ def _in_force(rec: Any, since: datetime | None, until: datetime | None) -> bool:
     return not (since is not None and ended is not None and ended <= since)
 
 
+def _in_force_at(rec: Any, entries: Sequence[Any]) -> bool:
+    """Whether the key was valid at some moment from the first of ``entries`` (in log
+    order) to the last: added before the last one, and not ended before the first."""
+    first, last = entries[0], entries[-1]
+    if rec.added_index > last.index:
+        return False
+    ends = [t for t in (rec.revoked_at, rec.retired_at) if t is not None]
+    return not (ends and min(ends) <= first.integrated_at)
+
+
 def key_event_rows(key_entries: Iterable[Any]) -> dict[str, list[KeyEventRow]]:
     """Each key's events, one row per key-event entry, in log order: a key retired and
     later revoked has both, each with its own time, reason and index."""
@@ -481,8 +502,9 @@ def key_views(
 
 # -- the verdict -----------------------------------------------------------------
 
-#: anomalies that make the overall verdict "Verified, with findings"
-SERIOUS_ANOMALIES = ("key", "inputs", "base")
+#: anomalies that make the overall verdict "Verified, with findings" (the pages call them
+#: findings, and the others, secret values recorded as salted digests, notes)
+SERIOUS_ANOMALIES = FINDING_KINDS
 
 
 def signature_status(envelope: bytes, key: PublicKey | None) -> tuple[bool, str]:
@@ -529,7 +551,9 @@ class Assessment:
             "signaturesVerified": s.signatures_verified,
             "inclusionVerified": s.inclusion_verified,
             "rebuilds": {name.replace(" ", "-"): n for name, n in s.verdicts},
-            "anomalies": len(s.anomalies),
+            "anomalies": len(s.anomalies),  # findings and notes
+            "findings": len(s.findings),
+            "notes": len(s.notes),  # secret values recorded as salted digests
             "overall": self.overall,
         }
 
@@ -803,10 +827,18 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         )
 
     # keys in force during the period (valid at some time in it), and any key that
-    # signed an entry in scope, whatever its state now
-    in_force = {
-        rec.keyid for rec in key_records if _in_force(rec, request.since, request.until)
-    } | {keyid for keyid, n in signed_count.items() if n}
+    # signed an entry in scope, whatever its state now (with all its events: a revocation
+    # after the entries is what makes them a finding).  The period of an --entries pack is
+    # that of its entries, from the first to the last: a key added after them, or ended
+    # before them, could not have signed them (the pack still embeds every key event of
+    # the log below its checkpoint, which the checkpoint's key-events line commits to)
+    if request.entries:
+        in_period = {rec.keyid for rec in key_records if _in_force_at(rec, scoped)}
+    else:
+        in_period = {
+            rec.keyid for rec in key_records if _in_force(rec, request.since, request.until)
+        }
+    in_force = in_period | {keyid for keyid, n in signed_count.items() if n}
     keys = tuple(
         replace(k, entries_signed=signed_count.get(k.keyid, 0))
         for k in sorted(key_states.values(), key=lambda k: k.events[0].index or 0)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
+from escrow.text import count
+
 #: the cover's overall verdict of a pack whose own checks failed (``escrow pack`` exits 1)
 FAILED_VERDICT = "Verification failed"
 
@@ -105,6 +107,8 @@ class BuildView:
     input_labels: tuple[BuildArgRow, ...]  # `escrow build --label`, as recorded
     source: tuple[tuple[str, str], ...]
     base_images: tuple[BaseImageRow, ...]
+    #: images a ``COPY --from=IMAGE`` copied files from (``stage`` reads "1, line 4")
+    copy_images: tuple[BaseImageRow, ...]
     steps: tuple[StepRow, ...]
     layers: tuple[LayerRow, ...]
     image_size: int | None
@@ -173,11 +177,24 @@ class LedgerView:
     key_events: int | None = None
 
 
+#: the anomalies that are findings (they make the overall verdict "Verified, with
+#: findings"): an entry signed by a key revoked or retired since, a base image changed
+#: under the same reference, an input changed during the build.  The others are notes.
+FINDING_KINDS = ("key", "inputs", "base")
+
+#: what the pages call the notes (anomalies that are no finding)
+NOTES_WHAT = "secret values recorded as salted digests"
+
+
 @dataclass(frozen=True)
 class Anomaly:
     kind: str
     text: str
     anchor: str = ""
+
+    @property
+    def finding(self) -> bool:
+        return self.kind in FINDING_KINDS
 
 
 @dataclass(frozen=True)
@@ -188,7 +205,33 @@ class SummaryView:
     signatures_total: int
     inclusion_verified: int
     verdicts: tuple[tuple[str, int], ...]
-    anomalies: tuple[Anomaly, ...]
+    anomalies: tuple[Anomaly, ...]  # findings and notes, in log order
+
+    @property
+    def findings(self) -> tuple[Anomaly, ...]:
+        """The anomalies that make the verdict "Verified, with findings"."""
+        return tuple(a for a in self.anomalies if a.finding)
+
+    @property
+    def notes(self) -> tuple[Anomaly, ...]:
+        """The anomalies that are no finding: secret values recorded as salted digests."""
+        return tuple(a for a in self.anomalies if not a.finding)
+
+    @property
+    def rebuilds_failed(self) -> int:
+        """Builds whose last rebuild was different or not reproduced (also findings)."""
+        bad = (Verdict.DIFFERENT.value, Verdict.NOT_REPRODUCED.value)
+        return sum(n for name, n in self.verdicts if name in bad)
+
+    def counts(self) -> str:
+        """The findings and notes as the cover counts them (``pack verify`` looks for
+        these words): ``2 findings; 40 notes (secret values recorded as salted digests,
+        not findings)``, with the rebuilds that differ or were not reproduced, if any."""
+        parts = [count(len(self.findings), "finding")]
+        if self.rebuilds_failed:
+            parts.append(f"{count(self.rebuilds_failed, 'rebuild')} different or not reproduced")
+        parts.append(f"{count(len(self.notes), 'note')} ({NOTES_WHAT}, not findings)")
+        return "; ".join(parts)
 
 
 def _midnight(when: str) -> date | None:

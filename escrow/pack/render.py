@@ -32,7 +32,7 @@ from markupsafe import Markup
 
 from escrow._resources import data_dir
 from escrow.errors import EscrowError, InputError
-from escrow.pack.model import PackView
+from escrow.pack.model import NOTES_WHAT, PackView
 from escrow.text import count
 
 TEMPLATE = "pack.html.j2"
@@ -133,6 +133,19 @@ def _with_break_points(text: str) -> Markup:
     return Markup("<wbr>").join(pieces)
 
 
+#: the longest project name the running footer prints whole (shorter than a 64-hex
+#: digest, so a name cut there never prints a digest that is in no evidence)
+RUNNING_LIMIT = 48
+
+
+def running_title(value: Any) -> str:
+    """A recorded name as the running footer of a build's pages prints it: on one line,
+    its direction controls shown (:func:`shown_controls`), cut at :data:`RUNNING_LIMIT`
+    characters with an ellipsis."""
+    text = shown_controls(" ".join(("" if value is None else str(value)).split()))
+    return text if len(text) <= RUNNING_LIMIT else text[: RUNNING_LIMIT - 1] + "…"
+
+
 def human_bytes(value: Any) -> str:
     if not isinstance(value, int) or isinstance(value, bool):
         return "—"
@@ -184,6 +197,8 @@ def environment() -> jinja2.Environment:
     env.filters["wrap"] = breakable
     env.filters["shown"] = shown_controls
     env.globals["count"] = count
+    env.globals["notes_what"] = NOTES_WHAT
+    env.filters["running"] = running_title
     env.filters["bytes"] = human_bytes
     env.filters["ms"] = human_ms
     env.filters["short"] = short_digest

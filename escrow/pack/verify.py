@@ -23,8 +23,10 @@ Checks, in order, each reported by name:
 8. the verdict: the summary, overall verdict and anomalies, recomputed from the embedded
    evidence with the function ``escrow pack`` computes them with
    (:func:`escrow.pack.collect.assess`), are the ones the pack statement states and the
-   cover and summary pages print (the operator holds the pack key, so a pack re-rendered
-   as "Verified" over failed checks or findings is still validly signed).
+   cover and summary pages print, the anomalies counted as findings (which make the
+   verdict "with findings") and notes (secret values recorded as salted digests); the
+   operator holds the pack key, so a pack re-rendered as "Verified" over failed checks or
+   findings is still validly signed.
 
 Once a check fails, the checks that could not run are still listed, as skipped
 (never ok), naming the failure that stopped them.  Without ``--trust`` the
@@ -58,7 +60,7 @@ from escrow.pack.collect import (
     verdict_of,
 )
 from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
-from escrow.pack.model import Verdict
+from escrow.pack.model import NOTES_WHAT, Verdict
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
 from escrow.text import count
@@ -1022,6 +1024,8 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
     want = a.summary_doc()
     n = len(a.summary.anomalies)
     anomalies = count(n, "anomaly", "anomalies")
+    findings, notes = len(a.summary.findings), len(a.summary.notes)
+    tally = f"{count(findings, 'finding')} and {count(notes, 'note')}"
     # the first anomaly that makes the verdict "with findings", else the first
     serious_first = sorted(a.summary.anomalies, key=lambda x: x.kind not in SERIOUS_ANOMALIES)
     first = f" ({serious_first[0].text})" if serious_first else ""
@@ -1059,19 +1063,24 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
             if shown
             else f"the cover does not show the verdict its evidence gives ({_said(a.overall)})"
         )
-    if not problem and _flat(f"; {anomalies}.") not in flat:
-        problem = f"the cover does not count the {anomalies} its evidence gives{first}"
+    # the cover counts them as findings and notes (secret values recorded as digests)
+    if not problem and _flat(f"; {a.summary.counts()}.") not in flat:
+        problem = f"the cover does not count the {tally} its evidence gives{first}"
     if not problem and _flat(f"Failed builds {a.summary.failed} Signatures") not in flat:
         failed = count(a.summary.failed, "failed build")
         problem = f"the summary page does not show the {failed} its evidence gives"
+    if not problem and (
+        _flat(f"Findings {findings} Notes {notes} ({NOTES_WHAT}, not findings)") not in flat
+    ):
+        problem = f"the summary page does not count the {tally} its evidence gives{first}"
     if not problem:
         missing = next((x.text for x in a.summary.anomalies if _flat(x.text) not in flat), "")
         if missing:
-            problem = f"the summary does not list the anomaly its evidence gives: {missing}"
+            problem = f"the summary does not list the finding or note its evidence gives: {missing}"
     report.add(
         "verdict",
         not problem,
-        problem or f"{a.overall}, {anomalies}: as recomputed from the evidence",
+        problem or f"{a.overall}, {tally}: as recomputed from the evidence",
     )
 
 

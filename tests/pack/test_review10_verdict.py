@@ -115,7 +115,7 @@ def test_an_honest_pack_with_findings_verifies(
     assert [c.name for c in report.checks][-1] == "verdict" == CHECK_NAMES[-1]
     verdict = report.checks[-1]
     assert verdict.ok and verdict.detail == (
-        "Verified, with findings, 5 anomalies: as recomputed from the evidence"
+        "Verified, with findings, 2 findings and 3 notes: as recomputed from the evidence"
     )
     r = _verify(pdf)
     assert r.exit_code == 0, r.stderr
@@ -191,7 +191,7 @@ def test_a_cover_that_hides_the_findings_is_refused(
     failed = report.first_failure
     assert failed is not None and failed.name == "verdict"
     assert failed.detail == (
-        "the cover does not count the 5 anomalies its evidence gives "
+        "the cover does not count the 2 findings and 3 notes its evidence gives "
         "(base image escrow-example/base:latest changed between entry 1 and entry 2)"
     )
 
@@ -210,7 +210,9 @@ def test_an_honest_clean_pack_verifies(pack_ledger: PackLedger, tmp_path: Path) 
     report = verify_pack(pdf)
     assert report.ok, report.first_failure
     assert report.checks[-1].name == "verdict"
-    assert report.checks[-1].detail == "Verified, 2 anomalies: as recomputed from the evidence"
+    assert report.checks[-1].detail == (
+        "Verified, 0 findings and 2 notes: as recomputed from the evidence"
+    )
 
 
 def _verify_json(pdf: Path) -> dict[str, Any]:
