@@ -303,7 +303,10 @@ def build(
 
     With --pull every base is pulled fresh and pinned by digest; with --push
     the result is pushed and its manifest digest recorded.  A push that fails
-    leaves the build recorded without any pushed digest, and exits with 3.
+    leaves the build recorded without any pushed digest and exits with 3 (the
+    registry or the engine failed, refused or could not be reached), or with 1
+    when a digest does not match (the registry holds other bytes than were
+    pushed).
     """
     from escrow.blobs import BlobStore
     from escrow.capture.build import BuildRequest, parse_build_args, parse_labels, phoenix_build
@@ -389,7 +392,7 @@ def build(
                 record_push(outcome.statement, pushed)
                 registry = {"pushed": pushed}
             except EscrowError as e:
-                push_error = _push_problem(tags, e)
+                push_error = e
         entry, created = publisher.publish(outcome.statement)
         if pull:
             from escrow.registry.pins import moved_bases
@@ -454,26 +457,6 @@ def build(
         )
         raise push_error
     _report(app, as_json, entry, created, outcome.statement, deposit=deposit, registry=registry)
-
-
-def _push_problem(tags: list[str] | tuple[str, ...], error: EscrowError) -> EscrowError:
-    """What a failed push is reported as.  The engine's own words for a push to an
-    address that is no registry (a web server on the wrong port: "501 Unsupported
-    method") are not ones escrow recognises; asking each tag's registry for its API
-    then names it as such (exit 3, as for `attach` and `verify`)."""
-    if type(error) is not InputError:
-        return error
-    from escrow.registry.client import RegistryClient
-    from escrow.registry.reference import Reference
-
-    for tag in tags:
-        try:
-            RegistryClient(Reference.parse(tag).registry).ping()
-        except EnvironmentProblem as problem:
-            return problem
-        except EscrowError:
-            continue
-    return error
 
 
 @click.command(short_help="Record IMAGE, built by other means, as it is.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from escrow.errors import EscrowError, InputError
+from escrow.errors import EnvironmentProblem, EscrowError, InputError
 from escrow.registry.errors import (
     RegistryAuthError,
     RegistryIntegrityError,
@@ -42,6 +42,16 @@ _AUTH = (
 )
 _INTEGRITY = ("digest", "did not match", "verification failed", "checksum")
 _MISSING = ("manifest unknown", "not found", "name unknown", "404")
+#: the engine's words for a registry that answered with a server error or a status it did
+#: not expect ("received unexpected HTTP status: 500 Internal Server Error", "error parsing
+#: HTTP 418 response body: …")
+_SERVER = ("unexpected http status", "error parsing http", "internal server error")
+#: the engine's words for a push of a tag it does not hold (20.10: "An image does not
+#: exist locally with the tag: …", "tag does not exist: …"; later: "No such image: …")
+_NO_LOCAL_IMAGE = ("does not exist locally", "tag does not exist", "no such image")
+#: the registry's words for an upload whose bytes do not match the digest the engine named
+#: (not the bare word "digest": a URL the engine quotes may hold "?digest=sha256:…")
+_PUSH_INTEGRITY = ("digest invalid", "did not match", "verification failed", "checksum")
 
 
 def classify(reference: str, message: str, action: str) -> EscrowError:
@@ -59,6 +69,12 @@ def classify(reference: str, message: str, action: str) -> EscrowError:
             f"{action} {reference} failed: the registry {host} refused access "
             f"({message.rstrip('.')}); nothing was recorded.",
             hint=f"Log in first (docker login {host}).",
+        )
+    if any(k in text for k in _SERVER):
+        return RegistryUnavailable(
+            f"{action} {reference} failed: the registry {host} answered with an error "
+            f"({message.rstrip('.')}); nothing was recorded.",
+            hint="The registry is failing; try again once it works, or ask its operator.",
         )
     if any(k in text for k in _INTEGRITY) and not any(k in text for k in _MISSING):
         return RegistryIntegrityError(
@@ -79,6 +95,50 @@ def classify(reference: str, message: str, action: str) -> EscrowError:
 def pull_error(reference: str, error: InputError) -> EscrowError:
     message = error.message.split(" failed: ", 1)[-1]
     return classify(reference, message, "Pulling the base image")
+
+
+def push_error(tag: str, message: str) -> EscrowError:
+    """One clear error for the engine's message about a failed push of ``tag``.
+
+    The push comes after a successful build, with tags checked before it, so nothing
+    the user typed is at fault: a registry that refuses, fails or cannot be reached,
+    or an engine that no longer holds the tag, is an environment problem (exit 3); bytes
+    the registry received that do not match their digest are a check that failed
+    (exit 1).  The build itself is recorded by the caller, which says so.
+    """
+    text = message.lower()
+    host = Reference.parse(tag).registry
+    reason = message.rstrip(".")
+    if any(k in text for k in _NO_LOCAL_IMAGE):
+        # the build tagged the image moments ago: something removed the tag since
+        return EnvironmentProblem(
+            f"Pushing {tag} failed: the Docker Engine no longer holds an image tagged {tag}, "
+            "so something removed the tag after the build.",
+            hint="Nothing else should remove or re-tag the image while escrow builds and "
+            "pushes it; build again.",
+        )
+    if any(k in text for k in _UNREACHABLE + _AUTH):
+        return classify(tag, message, "Pushing")
+    if any(k in text for k in _PUSH_INTEGRITY):
+        return RegistryIntegrityError(
+            f"Pushing {tag} failed: the registry {host} received bytes that do not match "
+            f"their digest ({reason}).",
+            hint="Something between the engine and the registry altered the upload, or the "
+            "registry is faulty; check it, then build and push again.",
+        )
+    from escrow.registry.client import RegistryClient
+
+    try:  # an address that answers but is no registry at all is named as such
+        RegistryClient(host).ping()
+    except EnvironmentProblem as problem:
+        return problem
+    except EscrowError:
+        pass
+    return RegistryUnavailable(
+        f"Pushing {tag} failed: the registry {host} refused or failed the push ({reason}).",
+        hint="The registry is failing or does not accept this image; check its logs, then "
+        "build and push again.",
+    )
 
 
 def check_push_tags(tags: list[str] | tuple[str, ...]) -> None:
@@ -105,16 +165,30 @@ def push_image(engine: DockerEngine, tag: str) -> dict[str, Any]:
     try:
         aux = engine.push(tag)
     except InputError as e:
-        message = e.message.split(" failed: ", 1)[-1]
-        raise classify(tag, message, "Pushing") from e
+        if " failed: " not in e.message:  # the push ended without the engine naming a digest
+            raise EnvironmentProblem(
+                f"Pushing {tag} failed: the Docker Engine finished it without naming the "
+                "manifest digest it pushed."
+            ) from e
+        raise push_error(tag, e.message.split(" failed: ", 1)[-1]) from e
     digest = str(aux.get("Digest", ""))
     client = RegistryClient(ref.registry)
     # the registry itself, read independently, must name the same manifest for the tag
-    manifest = client.manifest(ref.repository, ref.tag or "latest")
+    try:
+        manifest = client.manifest(ref.repository, ref.tag or "latest")
+    except RegistryNotFound as e:
+        raise RegistryUnavailable(
+            f"Pushing {tag} failed: the registry {ref.registry} accepted the push but "
+            "serves no manifest for that tag.",
+            hint="The registry is failing (or something deleted the tag at once); check it, "
+            "then build and push again.",
+        ) from e
     if manifest.digest != digest:
         raise RegistryIntegrityError(
-            f"The engine pushed {tag} as {digest}, but the registry {ref.registry} serves "
-            f"{manifest.digest} for it; the push is not recorded."
+            f"Pushing {tag} failed: the engine pushed it as {digest}, but the registry "
+            f"{ref.registry} serves {manifest.digest} for that tag.",
+            hint="Something else pushed to the tag at the same moment, or the registry "
+            "substitutes manifests; check it before trusting the tag.",
         )
     return {
         "reference": str(ref.with_tag(ref.tag or "latest")),
@@ -134,7 +208,7 @@ def record_push(statement: dict[str, Any], pushed: list[dict[str, Any]]) -> None
         if p["config"] != image["id"]:
             raise RegistryIntegrityError(
                 f"The manifest pushed as {p['reference']} describes the image {p['config']}, "
-                f"not the build's {image['id']}; the push is not recorded."
+                f"not the build's {image['id']}."
             )
     for p in pushed:
         hexd = p["digest"].removeprefix("sha256:")
