@@ -750,8 +750,7 @@ def rebuild_entry(
             int(b["stage"]): b.get("imageId") for b in rebuilt["inputs"].get("baseImages") or []
         }
         copied = {
-            int(b["line"]): b.get("imageId")
-            for b in rebuilt["inputs"].get("copyFromImages") or []
+            int(b["line"]): b.get("imageId") for b in rebuilt["inputs"].get("copyFromImages") or []
         }
         drift = [
             {
