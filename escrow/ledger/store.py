@@ -1035,6 +1035,11 @@ def _check_schema(url: str, meta: Mapping[str, str]) -> None:
     )
 
 
+def _short_verifier_key(origin: str, public: PublicKey) -> str:
+    """``<origin>+<key hash>``: a verifier key line without its base64 key."""
+    return "+".join(verifier_key_line(origin, public).split("+", 2)[:2])
+
+
 class Ledger:
     """An RFC 9162 Merkle-tree log of DSSE envelopes with signed C2SP checkpoints."""
 
@@ -1107,7 +1112,7 @@ class Ledger:
             engine.dispose()
             raise
         try:
-            cls._check_log_key(settings, log_public, stored_pub)
+            cls._check_log_key(settings, log_public, stored_pub, origin)
         except KeyLocked:
             engine.dispose()
             raise
@@ -1115,13 +1120,20 @@ class Ledger:
 
     @staticmethod
     def _check_log_key(
-        settings: Settings, log_public: PublicKey | None, stored: PublicKey | None
+        settings: Settings, log_public: PublicKey | None, stored: PublicKey | None, origin: str
     ) -> None:
-        """:class:`KeyLocked` unless the log key files are the key the ledger was made with."""
+        """:class:`KeyLocked` unless the log key files are the key the ledger was made with.
+        Both keys are named as `escrow init` and `escrow ledger verifier-key` print them
+        (``<origin>+<key hash>``), so that they can be told apart by eye."""
         if log_public is not None and stored is not None and log_public.keyid != stored.keyid:
+            try:
+                ledger_key = _short_verifier_key(origin, stored)
+                this_key = _short_verifier_key(origin, log_public)
+            except InputError:  # an origin no note may name: the key IDs then
+                ledger_key, this_key = stored.keyid[:16] + "…", log_public.keyid[:16] + "…"
             raise KeyLocked(
-                f"The log key {settings.log_key_path} does not belong to this ledger "
-                f"(it was created with log key {stored.keyid[:16]}…).",
+                f"The log key {settings.log_key_path} ({this_key}) does not belong to this "
+                f"ledger (it was created with the log key {ledger_key}).",
                 hint="Point ESCROW_HOME at the matching keys, or use another database.",
             )
 
@@ -1150,7 +1162,7 @@ class Ledger:
                 return None  # the general path creates or migrates the tables
             pem = meta.get("log_public_key")
             stored = PublicKey.from_pem(pem) if pem else None
-            cls._check_log_key(settings, log_public, stored)
+            cls._check_log_key(settings, log_public, stored, str(meta["origin"]))
         except sqlite3.Error:
             db.close()
             return None
