@@ -27,7 +27,6 @@ The database lives under ``--dir`` (default: a temporary folder in /var/tmp, on 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -60,9 +59,7 @@ def line(name: str, value: str, reference: str, verdict: str) -> None:
 
 def new_home(base: Path, name: str) -> tuple[Any, SigningKey]:
     home = base / name
-    settings = dataclasses.replace(
-        load_settings(home=home), db_url=f"sqlite:///{home / 'ledger.db'}"
-    )
+    settings = load_settings(home=home)._replace(db_url=f"sqlite:///{home / 'ledger.db'}")
     SigningKey.generate().save(settings.log_key_path)
     SigningKey.generate().save(settings.key_path)
     build = SigningKey.load(settings.key_path)
@@ -317,8 +314,8 @@ def _owners(db: sqlite3.Connection, frames: list[int], n: int) -> dict[str, floa
 
 def ledger_wal_pages(base: Path, build: SigningKey) -> tuple[float, dict[str, float]]:
     """WAL frames per append (no checkpoint in between), and which b-trees they are."""
-    settings = dataclasses.replace(
-        load_settings(home=base / "appends"), db_url=f"sqlite:///{base / 'pages.db'}"
+    settings = load_settings(home=base / "appends")._replace(
+        db_url=f"sqlite:///{base / 'pages.db'}"
     )
     envs = [
         Envelope(payload=canonical_bytes(manifest(10**6 + n))).signed_by(build)
@@ -368,7 +365,7 @@ def bulk_tree(conn: sqlite3.Connection, leaves: list[bytes]) -> bytes:
 
 def bench_proofs(base: Path, size: int, samples: int = 2000) -> None:
     home = base / "proofs"
-    settings = dataclasses.replace(load_settings(home=home), db_url=f"sqlite:///{home / 'l.db'}")
+    settings = load_settings(home=home)._replace(db_url=f"sqlite:///{home / 'l.db'}")
     SigningKey.generate().save(settings.log_key_path)
     with Ledger.open(settings):
         pass  # create the tables
