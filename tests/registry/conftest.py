@@ -11,7 +11,6 @@ import http.server
 import os
 import shutil
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpkit import loopback_server
 
 DOCKER = "/usr/bin/docker"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "registry.sh"
@@ -99,14 +99,8 @@ class _Deny(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def denying_registry() -> Iterator[str]:
     """A registry endpoint that answers 401 to everything (credentials required)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Deny)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(_Deny) as address:
+        yield address
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ check that failed (a digest that does not match).
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from httpkit import loopback_server
 
 from tests.conftest import BASE_TAG
 
@@ -79,14 +79,8 @@ def _registry_failing_manifests(status: int, body: bytes) -> Any:
 
 
 def _serve(handler: Any) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(handler) as address:
+        yield address
 
 
 @pytest.fixture(params=[(500, b"internal error"), (418, b"teapot")], ids=["500", "418"])

@@ -7,13 +7,13 @@ import http.server
 import json
 import os
 import subprocess
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from httpkit import loopback_server
 
 from .conftest import SCRIPT, Bases
 
@@ -118,14 +118,8 @@ class _HtmlPage(_NotARegistry):
 
 @pytest.fixture(params=[_NotARegistry, _HtmlPage], ids=["404-everywhere", "html-page"])
 def web_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), request.param)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(request.param) as address:
+        yield address
 
 
 def test_a_web_server_on_the_wrong_port_is_named_not_a_registry(

@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from httpkit import loopback_server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -132,15 +132,8 @@ class Hostile(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile() -> Iterator[tuple[str, type[Hostile]]]:
     handler = type("H", (Hostile,), {"pages": 0})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(handler) as address:
+        yield address, handler
 
 
 CASES = {

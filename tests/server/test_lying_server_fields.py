@@ -4,15 +4,15 @@ the fields of the entries it lists: the client must not believe them."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from httpkit import loopback_server
 from server_helpers import LiveServer, manifest
 
 OTHER_IMAGE = "sha256:" + "e" * 64
@@ -57,15 +57,8 @@ def lying_proxy(upstream: str, project: str, image_id: str) -> Iterator[str]:
 
         do_GET = do_POST = _forward
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback_server(Handler) as address:
+        yield f"http://{address}"
 
 
 def test_edited_entry_fields_from_a_server_are_refused(

@@ -5,13 +5,13 @@ no resource at /v1/v1/checkpoint." (exit 2, no server named) or "answered 404: H
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from httpkit import loopback_server
 from server_helpers import LiveServer
 
 
@@ -35,14 +35,8 @@ def plain_http() -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback_server(NotFound) as address:
+        yield f"http://{address}"
 
 
 @pytest.mark.parametrize("suffix", ["/v1", "/v1/", "/escrow"])
