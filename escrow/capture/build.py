@@ -257,23 +257,52 @@ def resolve_bases(
 
 
 def resolve_copy_sources(
-    df: dfparse.Dockerfile, engine: Engine, *, strict: bool = True
+    df: dfparse.Dockerfile,
+    engine: Engine,
+    *,
+    strict: bool = True,
+    pull: bool = False,
+    platform: str | None = None,
 ) -> list[dict[str, Any]]:
     """``inputs.copyFromImages``: every image a ``COPY --from=IMAGE`` copies files from,
     resolved in the engine before the build (an input as much as a base image is).
 
     ``strict`` (``escrow build``): an image neither in the engine nor pullable is an
     :class:`InputError` before the build starts; otherwise (``escrow capture``) it is
-    recorded with no image ID.
+    recorded with no image ID.  ``pull`` (``escrow build --pull``): each is pulled fresh
+    and pinned by its registry manifest digest, as the bases are (``pinnedBy``), for the
+    build's ``platform`` (the engine copies from that platform's image).
     """
+    from escrow.registry.reference import Reference
+
     records: list[dict[str, Any]] = []
     found: dict[str, dict[str, Any] | None] = {}
+    pinned: dict[str, str] = {}
     for src in df.copy_sources():
+        if src.reference not in found and pull:
+            fresh, pinned[src.reference] = _pull_base(engine, src.reference, platform)
+            found[src.reference] = fresh
         if src.reference not in found:
             inspect = engine.inspect_image(src.reference)
             if inspect is None and strict:
                 try:
-                    engine.pull(src.reference, None)
+                    Reference.parse(src.reference)
+                except InputError:
+                    # ``$VAR``: the classic builder expands no ARG in --from; no pull of it
+                    raise InputError(
+                        f"The COPY --from on line {src.instruction.line} (stage {src.stage}) "
+                        f"names {src.reference!r}, which is neither an earlier stage of the "
+                        "Dockerfile nor an image reference"
+                        + (
+                            " (the classic builder expands no ARG or ENV in --from)"
+                            if "$" in src.reference
+                            else ""
+                        )
+                        + ".",
+                        hint="Name an earlier stage (by name or index) or an image, in full.",
+                    ) from None
+                try:
+                    engine.pull(src.reference, platform)
                 except InputError as e:
                     raise InputError(
                         f"The image {src.reference} that COPY --from names (stage {src.stage}, "
@@ -290,15 +319,17 @@ def resolve_copy_sources(
                     )
             found[src.reference] = inspect
         inspect = found[src.reference]
-        records.append(
-            {
-                "stage": src.stage,
-                "line": src.instruction.line,
-                "reference": src.reference,
-                "imageId": str(inspect["Id"]) if inspect else None,
-                "repoDigest": _own_repo_digest(src.reference, inspect) if inspect else None,
-            }
-        )
+        record: dict[str, Any] = {
+            "stage": src.stage,
+            "line": src.instruction.line,
+            "reference": src.reference,
+            "imageId": str(inspect["Id"]) if inspect else None,
+            "repoDigest": _own_repo_digest(src.reference, inspect) if inspect else None,
+        }
+        if src.reference in pinned:
+            record["repoDigest"] = pinned[src.reference]
+            record["pinnedBy"] = "digest" if "@" in src.reference else "tag"
+        records.append(record)
     return records
 
 
@@ -575,7 +606,8 @@ def phoenix_build(
         built = df._replace(stages=df.stages[: df.stage_index(request.target) + 1])
     _learn_dockerfile_secrets(df, redactor)
     bases, pulled = resolve_bases(built, engine, pull=request.pull, redactor=redactor)
-    copied = resolve_copy_sources(built, engine)
+    copied = resolve_copy_sources(built, engine, pull=request.pull, platform=request.platform)
+    pulled = pulled or (request.pull and bool(copied))
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     progress = _FinishOnce(progress)

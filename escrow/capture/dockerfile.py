@@ -92,9 +92,11 @@ class Dockerfile(NamedTuple):
         """The images ``COPY --from=…`` copies files from, in the stages this Dockerfile
         keeps (all, or those up to a ``--target``), in order.
 
-        As the classic builder reads the flag: a number is a stage's index, the name of a
-        stage is that stage (case aside), anything else an image, taken as written (the
-        builder expands no ``ARG`` in it).
+        As the classic builder reads the flag (``--from``, lower case; quotes and
+        backslash escapes removed): a number is a stage's index, the name of an *earlier*
+        stage is that stage (case aside), anything else an image -- the name of this stage
+        or of a later one too, since the builder looks names up among the stages it has
+        built.  The image is taken as written: the builder expands no ``ARG`` in it.
         """
         out: list[CopySource] = []
         stage: Stage | None = None
@@ -106,12 +108,15 @@ class Dockerfile(NamedTuple):
                 continue
             if stage is None or ins.keyword != "COPY":
                 continue
-            source = _copy_from(ins)
+            flag = _copy_from(ins)
+            if flag is None:
+                continue
+            source, written = flag
             if not source or source.isdigit():
                 continue
-            if any(s.name == source.lower() for s in self.stages):
-                continue  # a stage (an earlier one; the engine refuses the others)
-            out.append(CopySource(stage.index, ins, source))
+            if any(s.name == source.lower() for s in self.stages[: stage.index]):
+                continue  # an earlier stage
+            out.append(CopySource(stage.index, ins, source, written))
         return out
 
 
@@ -121,17 +126,61 @@ class CopySource(NamedTuple):
     stage: int
     instruction: Instruction
     reference: str
+    #: the flag as written in the instruction (``--from="name:tag"``)
+    written: str = ""
 
 
-def _copy_from(ins: Instruction) -> str | None:
-    """The value of a ``COPY``'s ``--from`` flag, if it has one."""
-    for word in ins.args.split():
-        if not word.startswith("--"):
-            break
+def _copy_from(ins: Instruction) -> tuple[str, str] | None:
+    """The value of a ``COPY``'s ``--from`` flag and the flag as written, if it has one.
+
+    The builder's flag names are case-sensitive (``--FROM=`` is refused as an unknown
+    flag), and their values lose their quotes and backslash escapes."""
+    for word, written in _builder_flags(ins.args):
         key, _, value = word[2:].partition("=")
-        if key.lower() == "from":
-            return value
+        if key == "from":
+            return value, written
     return None
+
+
+def _builder_flags(args: str) -> list[tuple[str, str]]:
+    """The leading ``--flag[=value]`` words of an instruction's arguments as the builder
+    reads them (``extractBuilderFlags`` of the Dockerfile parser: quotes removed,
+    ``\\`` escapes the next character, ``--`` ends the flags), each with its text as
+    written."""
+    out: list[tuple[str, str]] = []
+    pos, end = 0, len(args)
+    while True:
+        while pos < end and args[pos].isspace():
+            pos += 1
+        if not args.startswith("--", pos):
+            return out
+        start = pos
+        word: list[str] = []
+        quote: str | None = None
+        while pos < end:
+            ch = args[pos]
+            if quote is None:
+                if ch.isspace():
+                    break
+                if ch in "'\"":
+                    quote = ch
+                    pos += 1
+                    continue
+            elif ch == quote:
+                quote = None
+                pos += 1
+                continue
+            if ch == "\\":
+                pos += 1
+                if pos == end:
+                    break  # a backslash at the end is dropped
+                ch = args[pos]
+            word.append(ch)
+            pos += 1
+        text = "".join(word)
+        if text == "--":
+            return out
+        out.append((text, args[start:pos]))
 
 
 def logical_lines(text: str) -> list[Instruction]:

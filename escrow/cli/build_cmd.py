@@ -256,7 +256,8 @@ def _publisher(app: App) -> Publisher:
 @click.option(
     "--pull",
     is_flag=True,
-    help="Pull every base image fresh from its registry and pin it by its manifest digest "
+    help="Pull every base image (and COPY --from image) fresh from its registry and pin it "
+    "by its manifest digest "
     "(FROM name@sha256:… is honoured); reports a base tag that moved since the last build.",
 )
 @click.option(

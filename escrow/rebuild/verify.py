@@ -413,21 +413,36 @@ def rewrite_from_lines(
     ``COPY --from=IMAGE`` on each line in ``copies`` to that image ID."""
     from escrow.capture import dockerfile as dfparse
 
+    copies = copies or {}
     df = dfparse.parse(text, build_args)
     lines = text.split("\n")
+    starts = sorted(ins.line for ins in df.instructions)
     for src in df.copy_sources():
-        if src.instruction.line not in (copies or {}):
+        if src.instruction.line not in copies:
             continue
-        n = src.instruction.line - 1
-        flag = f"--from={src.reference}"
-        pos = lines[n].find(flag)
-        if pos < 0:
+        # the flag, whole, on one of the physical lines of its COPY (continued or not)
+        first = src.instruction.line
+        after = next((n for n in starts if n > first), len(lines) + 1)
+        hit = next(
+            (
+                (n, pos)
+                for n in range(first - 1, min(after - 1, len(lines)))
+                if n == first - 1 or not lines[n].lstrip().startswith("#")
+                for pos in [_whole_word(lines[n], src.written)]
+                if pos >= 0
+            ),
+            None,
+        )
+        if hit is None:
             raise InputError(
-                f"The COPY --from on line {src.instruction.line} spans lines; escrow cannot "
-                "pin it to the recorded image.",
+                f"The --from flag of the COPY on line {first} is split over lines; escrow "
+                f"cannot pin it to the recorded image {copies[first][:19]} (the rebuild "
+                "would copy from what the reference names now).",
+                hint="Write --from=IMAGE whole on one line of the Dockerfile.",
             )
-        pinned = f"--from={(copies or {})[src.instruction.line]}"
-        lines[n] = lines[n][:pos] + pinned + lines[n][pos + len(flag) :]
+        n, pos = hit
+        pinned = f"--from={copies[first]}"
+        lines[n] = lines[n][:pos] + pinned + lines[n][pos + len(src.written) :]
     for stage in df.stages:
         if stage.index not in ids:
             continue
@@ -442,6 +457,20 @@ def rewrite_from_lines(
             )
         lines[n] = line[:pos] + ids[stage.index] + line[pos + len(stage.raw_reference) :]
     return "\n".join(lines)
+
+
+def _whole_word(line: str, word: str) -> int:
+    """Where ``word`` stands on ``line`` as a whole word (whitespace or the line's ends
+    around it: not followed by a continuation), else -1."""
+    if not word:
+        return -1
+    start = 0
+    while (pos := line.find(word, start)) >= 0:
+        end = pos + len(word)
+        if (pos == 0 or line[pos - 1].isspace()) and (end == len(line) or line[end].isspace()):
+            return pos
+        start = pos + 1
+    return -1
 
 
 # ---------------------------------------------------------------------------

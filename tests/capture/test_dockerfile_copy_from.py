@@ -26,6 +26,9 @@ def test_images_are_told_from_stages() -> None:
     df = dfparse.parse(DOCKERFILE)
     found = [(c.stage, c.instruction.line, c.reference) for c in df.copy_sources()]
     assert found == [
+        # a stage's own name is an image: the classic builder looks names up among the
+        # stages built before it (Docker 20.10 copies from the image ``tools``)
+        (0, 2, "tools"),
         (1, 4, "helper:2"),
         (2, 10, f"registry.example:5000/team/data@sha256:{'a' * 64}"),
     ]
@@ -34,7 +37,7 @@ def test_images_are_told_from_stages() -> None:
 def test_a_target_keeps_only_its_stages_copy_sources() -> None:
     df = dfparse.parse(DOCKERFILE)
     built = df._replace(stages=df.stages[: df.stage_index("app") + 1])
-    assert [c.reference for c in built.copy_sources()] == ["helper:2"]
+    assert [c.reference for c in built.copy_sources()] == ["tools", "helper:2"]
 
 
 class _Engine:
@@ -47,6 +50,7 @@ class _Engine:
 def test_capture_records_a_copy_source_the_engine_lacks_without_an_id() -> None:
     records = resolve_copy_sources(dfparse.parse(DOCKERFILE), _Engine(), strict=False)  # type: ignore[arg-type]
     assert [(r["reference"], r["imageId"]) for r in records] == [
+        ("tools", None),
         ("helper:2", "sha256:" + "b" * 64),
         (f"registry.example:5000/team/data@sha256:{'a' * 64}", None),
     ]
