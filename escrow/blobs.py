@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from escrow.errors import InputError
+from escrow.errors import EnvironmentProblem, InputError
 
 #: a bare lower-case SHA-256 hex digest
 HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -54,6 +54,27 @@ def locked_files(
                 yield path, fd, st, False
         finally:
             os.close(fd)
+
+
+class _ReadError(Exception):
+    """An :class:`OSError` reading the bytes to store (not writing them)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _read(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks``, an error reading them raised as :class:`_ReadError`."""
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except OSError as e:
+            raise _ReadError(e) from e
+        yield chunk
 
 
 def check_digest(digest: str) -> str:
@@ -110,8 +131,24 @@ class BlobStore:
         ``digest`` when the caller has hashed them already, else hashed here.
 
         The temporary file (``.incoming-*``) is held locked until it is renamed (or
-        removed), so that :meth:`clean_incoming` tells one being written from one an
-        interrupted process left."""
+        removed), so that :meth:`incoming` tells one being written from one an
+        interrupted process left.
+
+        A write that fails (a full disk, a read-only folder) is an
+        :class:`EnvironmentProblem` naming the blob store, not the temporary file (or no
+        file at all: ``ENOSPC`` names none)."""
+        try:
+            return self._write_file(_read(chunks), digest)
+        except _ReadError as e:  # the bytes could not be read: not the store's failure
+            raise e.error from None
+        except OSError as e:
+            raise EnvironmentProblem(
+                f"Cannot write to the blob store {self.root}: {e.strerror or e}.",
+                hint="Free some space there or fix its permissions (the blob store is "
+                "ESCROW_HOME/blobs), then run the command again.",
+            ) from e
+
+    def _write_file(self, chunks: Iterable[bytes], digest: str | None) -> tuple[str, int]:
         self.root.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256() if digest is None else None
         size = 0

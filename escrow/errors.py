@@ -94,3 +94,9 @@ class DatabaseUnavailable(EnvironmentProblem):
 
 class KeyLocked(EnvironmentProblem):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, ``docker stop``, ``kill``) during work that must stop
+    cleanly (``escrow build``): unwinds as Ctrl-C does; the command exits 143 (128 + 15),
+    as a process ended by SIGTERM does."""

@@ -40,8 +40,12 @@ DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
 #: shorter values are hashed but not searched for in free text (they would match everywhere)
 MIN_SCRUB_LENGTH = 4
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
-_URL_CREDENTIALS_B = re.compile(rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
+#: ``scheme://userinfo@``.  A scheme starts after a character that is not a letter and is at
+#: most 64 characters long: unbounded, the search tried every letter of a long run of them
+#: (a 2 MB line of a build's log) and scanned to its end each time — hours, not milliseconds.
+_SCHEME = r"(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.\-]{0,63}://"
+_URL_CREDENTIALS = re.compile(rf"(?P<scheme>{_SCHEME})(?P<userinfo>[^/@\s]+)@")
+_URL_CREDENTIALS_B = re.compile(rf"(?P<scheme>{_SCHEME})(?P<userinfo>[^/@\s]+)@".encode())
 _DIGEST = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 #: the ``|N K=V K=V ...`` prefix of a classic-builder RUN history line
 _HISTORY_ARGS = re.compile(r"^\|(?P<n>\d+) ")

@@ -120,7 +120,12 @@ def _main(args: list[str]) -> None:
             raise
         click.echo(printable(f"escrow: error: {e.diagnostics()}"), err=True)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        from escrow.errors import Terminated
+
+        if isinstance(e.__cause__, Terminated):  # click turns it into Abort
+            click.echo("escrow: terminated.", err=True)
+            sys.exit(143)
         click.echo("escrow: aborted.", err=True)
         sys.exit(130)
     except click.ClickException as e:
