@@ -282,8 +282,10 @@ def _copy_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any
             change = "added" if xa is None else "removed"
         elif xa.get("reference") != xb.get("reference"):
             change = "reference"
-        elif xa.get("imageId") != xb.get("imageId"):
-            change = "image"  # the same reference now names another image
+        elif xa.get("imageId") != xb.get("imageId") or (
+            xa.get("repoDigest") and xb.get("repoDigest") and xa["repoDigest"] != xb["repoDigest"]
+        ):
+            change = "image"  # the same reference now names another image (or manifest)
         else:
             continue
         out.append(

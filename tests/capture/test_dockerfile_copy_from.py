@@ -54,3 +54,23 @@ def test_capture_records_a_copy_source_the_engine_lacks_without_an_id() -> None:
         ("helper:2", "sha256:" + "b" * 64),
         (f"registry.example:5000/team/data@sha256:{'a' * 64}", None),
     ]
+
+
+def test_diff_reports_a_copied_from_image_whose_manifest_digest_changed() -> None:
+    """As for base images: the same image ID under another manifest digest (the tag moved
+    to a manifest of the same image, e.g. re-pushed with another media type) is a change."""
+    from escrow.rebuild.manifests import diff_inputs
+
+    def inputs(digest: str) -> dict[str, Any]:
+        copied = {
+            "stage": 1,
+            "line": 4,
+            "reference": "reg.example/data:7",
+            "imageId": "sha256:" + "b" * 64,
+            "repoDigest": f"reg.example/data@sha256:{digest * 64}",
+        }
+        return {"inputs": {"copyFromImages": [copied]}}
+
+    changes = diff_inputs(inputs("1"), inputs("2"), None, ("a", "b"))["copyFromImages"]
+    assert [(c["stage"], c["change"]) for c in changes] == [(1, "image")]
+    assert diff_inputs(inputs("1"), inputs("1"), None, ("a", "b"))["copyFromImages"] == []
