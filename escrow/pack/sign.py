@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,10 +163,24 @@ def ensure_pack_signer(settings: Settings, origin: str | None = None) -> PackSig
     return PackSigner(key_path=key_path, cert_path=cert_path)
 
 
+@contextmanager
+def pyhanko_imports() -> Iterator[None]:
+    """Import pyHanko inside this: it imports cryptography's DSA key classes (for DSA
+    signers, which escrow never uses), and cryptography 51 warns on that import — a
+    warning every `escrow pack` and `pack verify` would print.  Exactly that warning is
+    silenced, only while pyHanko's modules are first imported."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="DSA is deprecated", category=Warning)
+        yield
+
+
 def sign_pdf(pdf: bytes, signer: PackSigner, passphrase: str | None = None) -> bytes:
     """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes."""
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import fields, signers
+    with pyhanko_imports():
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.sign import fields, signers
 
     try:
         chain = signer.cert_path.with_name("pack.chain.pem")

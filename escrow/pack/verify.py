@@ -275,13 +275,14 @@ def _check_pdf_signature(
     report: PackReport, data: bytes, trust: Path | None, trusted: Any = None
 ) -> tuple[Any, str | None]:
     """Returns the reader (for attachments) and the signer certificate's SHA-256."""
-    from pyhanko.pdf_utils.misc import PdfReadError
-    from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign.validation import validate_pdf_signature
-    from pyhanko.sign.validation.status import SignatureCoverageLevel
-    from pyhanko_certvalidator import ValidationContext
+    from escrow.pack.sign import certificate_sha256, load_certificate, pyhanko_imports
 
-    from escrow.pack.sign import certificate_sha256, load_certificate
+    with pyhanko_imports():
+        from pyhanko.pdf_utils.misc import PdfReadError
+        from pyhanko.pdf_utils.reader import PdfFileReader
+        from pyhanko.sign.validation import validate_pdf_signature
+        from pyhanko.sign.validation.status import SignatureCoverageLevel
+        from pyhanko_certvalidator import ValidationContext
 
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)

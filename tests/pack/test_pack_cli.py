@@ -116,7 +116,10 @@ def test_metadata_bookmarks_and_page_numbers(
 
 def outline_titles(pdf: Path) -> list[str]:
     """The titles of the PDF's bookmarks (outline), depth first."""
-    from pyhanko.pdf_utils.reader import PdfFileReader
+    from escrow.pack.sign import pyhanko_imports
+
+    with pyhanko_imports():
+        from pyhanko.pdf_utils.reader import PdfFileReader
 
     with pdf.open("rb") as f:
         root = PdfFileReader(f, strict=False).root
