@@ -48,7 +48,7 @@ ensure_packages() {
 ensure_python() {
   local stamp="$VENV/.escrow-installed"
   local want
-  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
   if [[ ! -x "$VENV/bin/python" ]]; then
     say "creating the Python environment in $VENV"
     python3 -m venv "$VENV"
@@ -56,7 +56,10 @@ ensure_python() {
   if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     say "installing escrow and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    # the dependency versions the suite last passed with (constraints.txt), not whatever
+    # was released since
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" -c "$ROOT/constraints.txt" 2>&1 \
+      | grep -v '^WARNING: Location' >&2 || true
     "$VENV/bin/python" -c 'import escrow, docker, weasyprint, sqlmodel' \
       || { say "the Python environment could not be installed"; exit 3; }
     echo "$want" >"$stamp"
