@@ -231,29 +231,41 @@ def resolve_bases(
                 records.append(record)
                 continue
             if inspect is None:
-                try:
-                    engine.pull(stage.reference, stage.platform)
-                except InputError as e:
-                    raise InputError(
-                        f"The base image {stage.reference} (stage {stage.index}, line "
-                        f"{stage.instruction.line}) is not in the Docker Engine and cannot be "
-                        f"pulled: {e.message.rstrip('.')}.",
-                        hint="Build or load it first (docker load), or fix the FROM line.",
-                    ) from e
-                pulled = True
-                inspect = engine.inspect_image(stage.reference)
-            if inspect is None:
-                raise InputError(
-                    f"The base image {stage.reference} (stage {stage.index}) is not in the "
-                    "Docker Engine.",
-                    hint="Build or load it first (docker load), or fix the FROM line.",
+                inspect = _pulled(
+                    engine,
+                    stage.reference,
+                    stage.platform,
+                    f"The base image {stage.reference} (stage {stage.index}, line "
+                    f"{stage.instruction.line})",
+                    "FROM",
                 )
+                pulled = True
             cache[stage.reference] = inspect
             _learn_base_secrets(inspect, redactor)
             record["imageId"] = str(inspect["Id"])
             record["repoDigest"] = _own_repo_digest(stage.reference, inspect)
         records.append(record)
     return records, pulled
+
+
+def _pulled(
+    engine: Engine, reference: str, platform: str | None, what: str, keyword: str
+) -> dict[str, Any]:
+    """Pull ``reference``, which the engine lacks, before the build; its inspect.  ``what``
+    names it in the error ("The base image … (stage 0, line 2)"); ``keyword`` is the
+    instruction to fix."""
+    hint = f"Build or load it first (docker load), or fix the {keyword} line."
+    try:
+        engine.pull(reference, platform)
+    except InputError as e:
+        raise InputError(
+            f"{what} is not in the Docker Engine and cannot be pulled: {e.message.rstrip('.')}.",
+            hint=hint,
+        ) from e
+    inspect = engine.inspect_image(reference)
+    if inspect is None:
+        raise InputError(f"{what} is not in the Docker Engine.", hint=hint)
+    return inspect
 
 
 def resolve_copy_sources(
@@ -301,22 +313,14 @@ def resolve_copy_sources(
                         + ".",
                         hint="Name an earlier stage (by name or index) or an image, in full.",
                     ) from None
-                try:
-                    engine.pull(src.reference, platform)
-                except InputError as e:
-                    raise InputError(
-                        f"The image {src.reference} that COPY --from names (stage {src.stage}, "
-                        f"line {src.instruction.line}) is not in the Docker Engine and cannot "
-                        f"be pulled: {e.message.rstrip('.')}.",
-                        hint="Build or load it first (docker load), or fix the COPY line.",
-                    ) from e
-                inspect = engine.inspect_image(src.reference)
-                if inspect is None:
-                    raise InputError(
-                        f"The image {src.reference} that COPY --from names (stage "
-                        f"{src.stage}, line {src.instruction.line}) is not in the Docker Engine.",
-                        hint="Build or load it first (docker load), or fix the COPY line.",
-                    )
+                inspect = _pulled(
+                    engine,
+                    src.reference,
+                    platform,
+                    f"The image {src.reference} that COPY --from names (stage {src.stage}, "
+                    f"line {src.instruction.line})",
+                    "COPY",
+                )
             found[src.reference] = inspect
         inspect = found[src.reference]
         record: dict[str, Any] = {

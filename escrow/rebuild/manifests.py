@@ -163,6 +163,18 @@ def _recipe_diff(
     return out
 
 
+def _image_change(xa: Mapping[str, Any], xb: Mapping[str, Any]) -> str | None:
+    """How an input image recorded on both sides changed: ``reference``, ``image`` (the
+    same reference names another image, or another manifest of it), or None."""
+    if xa.get("reference") != xb.get("reference"):
+        return "reference"
+    if xa.get("imageId") != xb.get("imageId") or (
+        xa.get("repoDigest") and xb.get("repoDigest") and xa["repoDigest"] != xb["repoDigest"]
+    ):
+        return "image"
+    return None
+
+
 def _base_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
     ba = {int(x["stage"]): x for x in a.get("baseImages") or []}
     bb = {int(x["stage"]): x for x in b.get("baseImages") or []}
@@ -179,13 +191,8 @@ def _base_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any
                 }
             )
             continue
-        if xa.get("reference") != xb.get("reference"):
-            change = "reference"
-        elif xa.get("imageId") != xb.get("imageId") or (
-            xa.get("repoDigest") and xb.get("repoDigest") and xa["repoDigest"] != xb["repoDigest"]
-        ):
-            change = "image"  # the same reference now names another image (or manifest)
-        else:
+        change = _image_change(xa, xb)
+        if change is None:
             continue
         out.append(
             {
@@ -278,15 +285,12 @@ def _copy_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     for key in sorted(set(ca) | set(cb)):
         xa, xb = ca.get(key), cb.get(key)
-        if xa is None or xb is None:
-            change = "added" if xa is None else "removed"
-        elif xa.get("reference") != xb.get("reference"):
-            change = "reference"
-        elif xa.get("imageId") != xb.get("imageId") or (
-            xa.get("repoDigest") and xb.get("repoDigest") and xa["repoDigest"] != xb["repoDigest"]
-        ):
-            change = "image"  # the same reference now names another image (or manifest)
-        else:
+        change = (
+            ("added" if xa is None else "removed")
+            if xa is None or xb is None
+            else _image_change(xa, xb)
+        )
+        if change is None:
             continue
         out.append(
             {
