@@ -123,7 +123,7 @@ def test_export_import_rebuild_in_a_fresh_home(
 
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from tests.ledger.test_review9_ref import note_key_hash
+    from tests.ledger.test_independent_reference import note_key_hash
 
     raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     name = verifier.split("+", 1)[0]

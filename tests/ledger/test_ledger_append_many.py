@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 
 from ledger_helpers import LedgerEnv, manifest, raw_sign
-from test_review9_ref import leaf_hash as ref_leaf_hash
-from test_review9_ref import mth as ref_mth
+from test_independent_reference import leaf_hash as ref_leaf_hash
+from test_independent_reference import mth as ref_mth
 
 from escrow.errors import EscrowError, InputError, SignatureError
 from escrow.ledger.checkpoint import verify_checkpoint

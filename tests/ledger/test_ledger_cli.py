@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from ledger_helpers import LedgerEnv, raw_sign
-from test_review9_ref import consistency as ref_consistency
-from test_review9_ref import leaf_hash as ref_leaf_hash
-from test_review9_ref import mth as ref_mth
-from test_review9_ref import path as ref_path
+from test_independent_reference import consistency as ref_consistency
+from test_independent_reference import leaf_hash as ref_leaf_hash
+from test_independent_reference import mth as ref_mth
+from test_independent_reference import path as ref_path
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import sign_checkpoint, verify_checkpoint

@@ -16,9 +16,9 @@ from typing import Any
 
 from ledger_helpers import ASSETS, LedgerEnv, diff_ids, manifest, raw_sign
 from ledger_v1 import load_v1
-from test_review9_ref import leaf_hash as ref_leaf_hash
-from test_review9_ref import mth as ref_mth
-from test_review9_ref import verify_consistency as ref_verify_consistency
+from test_independent_reference import leaf_hash as ref_leaf_hash
+from test_independent_reference import mth as ref_mth
+from test_independent_reference import verify_consistency as ref_verify_consistency
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_helpers import LedgerEnv, diff_ids, manifest, raw_sign
 from pgkit import fresh_pg_database
-from test_review9_ref import leaf_hash as ref_leaf_hash
-from test_review9_ref import mth as ref_mth
+from test_independent_reference import leaf_hash as ref_leaf_hash
+from test_independent_reference import mth as ref_mth
 
 from escrow.errors import EscrowError
 from escrow.signing.keys import SigningKey

@@ -14,7 +14,7 @@ from escrow.pack.collect import PackRequest
 
 from .conftest import PackLedger, pdftotext
 from .synth import manifest_variant
-from .test_review9_pack_verify_scope import _make, _verify, _write
+from .test_pack_verify_scope import _make, _verify, _write
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 

@@ -172,9 +172,9 @@ def test_pdfsig_reports_valid_and_attachments_extract(
         (ex / "checkpoint.txt").read_text(), (ex / "verifier-key.txt").read_text().strip()
     )
     # the log's leaves, recomputed from the stored bytes by RFC 9162 reference code
-    from tests.ledger.test_review9_ref import leaf_hash as ref_leaf_hash
-    from tests.ledger.test_review9_ref import mth as ref_mth
-    from tests.ledger.test_review9_ref import path as ref_path
+    from tests.ledger.test_independent_reference import leaf_hash as ref_leaf_hash
+    from tests.ledger.test_independent_reference import mth as ref_mth
+    from tests.ledger.test_independent_reference import path as ref_path
 
     leaves = [ref_leaf_hash(pack_ledger.ledger.get(i).envelope) for i in range(cp.size)]
     assert cp.root == ref_mth(leaves)

@@ -15,10 +15,10 @@ from server_helpers import SMALL_LIMIT, LiveServer, manifest
 from escrow.documents.canonical import canonical_bytes
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
-from tests.ledger.test_review9_ref import consistency as ref_consistency
-from tests.ledger.test_review9_ref import leaf_hash as ref_leaf_hash
-from tests.ledger.test_review9_ref import mth as ref_mth
-from tests.ledger.test_review9_ref import path as ref_path
+from tests.ledger.test_independent_reference import consistency as ref_consistency
+from tests.ledger.test_independent_reference import leaf_hash as ref_leaf_hash
+from tests.ledger.test_independent_reference import mth as ref_mth
+from tests.ledger.test_independent_reference import path as ref_path
 
 
 def _verify_posted(body: dict[str, Any], verifier_key: str) -> None:

@@ -18,9 +18,9 @@ from server_helpers import free_port, make_tokens, manifest, start_serve, stop
 
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import verify_checkpoint
-from tests.ledger.test_review9_ref import leaf_hash as ref_leaf_hash
-from tests.ledger.test_review9_ref import mth as ref_mth
-from tests.ledger.test_review9_ref import verify_inclusion as ref_verify_inclusion
+from tests.ledger.test_independent_reference import leaf_hash as ref_leaf_hash
+from tests.ledger.test_independent_reference import mth as ref_mth
+from tests.ledger.test_independent_reference import verify_inclusion as ref_verify_inclusion
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

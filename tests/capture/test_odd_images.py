@@ -1,4 +1,4 @@
-"""Review 12: odd images, builds and commands recorded as exactly what went in."""
+"""Odd images, builds and commands recorded as exactly what went in."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import run_cli
-from tests.deposit.test_review10_agent_save_checkpoint import (  # noqa: F401
+from tests.deposit.test_agent_save_checkpoint import (  # noqa: F401
     Deposits,
     deposits,
     store,

@@ -1,4 +1,4 @@
-"""Review 12 follow-ups (SQLite and PostgreSQL where it applies).
+"""Ledger fixes found in review (SQLite and PostgreSQL where it applies).
 
 - a ledger whose ``ledger_meta`` row ``schema`` names a schema this escrow does not know
   (a newer escrow's, or an edited row) is refused before anything is written, exit 3;

@@ -1,4 +1,4 @@
-"""Review 10: a secret given to the recorded command as the word after its option
+"""A secret given to the recorded command as the word after its option
 (``--password VALUE``, not ``--password=VALUE``) is hidden on the recorded command
 line and wherever else it appears; ``--password-stdin``, ``--password-file PATH`` and
 the like name where the secret is, not the secret, and are kept."""

@@ -1,4 +1,4 @@
-"""Review 11c: engine API paths from image names, `escrow record` warnings and SIGTERM,
+"""Engine API paths from image names, `escrow record` warnings and SIGTERM,
 `escrow logs` on an entry without logs."""
 
 from __future__ import annotations

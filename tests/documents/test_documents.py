@@ -1,4 +1,4 @@
-"""Review 11b: what `escrow sign` / `escrow schema validate` refuse, and the files they write."""
+"""What `escrow sign` / `escrow schema validate` refuse, and the files they write."""
 
 from __future__ import annotations
 

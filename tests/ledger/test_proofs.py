@@ -1,6 +1,6 @@
 """escrow's proofs, leaves and checkpoints, checked by code escrow did not write.
 
-The log is filled through ``escrow post`` with envelopes made by hand (test_review9_ref),
+The log is filled through ``escrow post`` with envelopes made by hand (test_independent_reference),
 then every answer of ``escrow ledger leaf/proof/consistency/checkpoint/verifier-key`` is
 recomputed from the leaf bytes with the RFC 9162 and C2SP reference code, across the
 64-entry batch boundary the ledger stores subtree hashes at.
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from ledger_helpers import LedgerEnv, manifest
-from test_review9_ref import (
+from test_independent_reference import (
     consistency,
     dsse,
     leaf_hash,

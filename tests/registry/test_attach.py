@@ -1,4 +1,4 @@
-"""Review 11b: `escrow attach` of an entry that records no image."""
+"""`escrow attach` of an entry that records no image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review 10: a ``FROM`` whose variables leave a malformed image reference
+"""A ``FROM`` whose variables leave a malformed image reference
 (``FROM base:${TAG}`` with ``ARG TAG`` and no ``--build-arg TAG``) is one sentence
 naming the empty variable, before the build (exit 2) -- not an attempt to pull
 ``base:`` from a registry (the engine itself says only "invalid reference format")."""

@@ -1,4 +1,4 @@
-"""Review 9 of the capture stage as a build pipeline meets it: secrets on a recorded
+"""The capture stage as a build pipeline meets it: secrets on a recorded
 command line, a command killed by a signal, a checkout git refuses to read, and what a
 failed step said, on a terminal and in the error."""
 

@@ -11,8 +11,8 @@ import pytest
 from escrow.cli.rebuild_cmd import _render_verdict
 
 from .conftest import Recorder
+from .test_diff_report import _image
 from .test_diff_reported import diff, predicate
-from .test_review10_diff_report import _image
 
 BASE = "FROM escrow-test/base:latest\n"
 

@@ -1,4 +1,4 @@
-"""Review 11b: hostile input to ``escrow capture`` and ``escrow record``."""
+"""Hostile input to ``escrow capture`` and ``escrow record``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review 11b: `escrow verify`, `escrow log` and `escrow keys` on odd input.
+"""`escrow verify`, `escrow log` and `escrow keys` on odd input.
 
 A --from past year 9999 in UTC is a usage error, not a traceback; a revocation reason with a
 line break stays on its row of `keys list`; `log --since X --until X` (an empty range) is a

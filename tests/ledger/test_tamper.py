@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from ledger_helpers import LedgerEnv, q, raw_sql
-from test_review9_ref import open_checkpoint
+from test_independent_reference import open_checkpoint
 
 SIZE = 12  # entry 0 registers the build key; 1..11 are builds
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.deposit import test_review10_import_checkpoint as _ic
-from tests.deposit.test_review10_import_checkpoint import Vendor, _import, _snapshot
+from tests.deposit import test_import_checkpoint as _ic
+from tests.deposit.test_import_checkpoint import Vendor, _import, _snapshot
 
 vendor = _ic.vendor  # the fixtures: a vendor's ledger and deposits, an agent's store
 agent = _ic.agent

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from ledger_helpers import LedgerEnv, manifest
-from test_review9_ref import dsse, public_pem, statement_bytes
+from test_independent_reference import dsse, public_pem, statement_bytes
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from escrow.pack.collect import PackRequest
 
 from .conftest import PackLedger
-from .test_review9_pack_verify_scope import _make, _verify, _write
+from .test_pack_verify_scope import _make, _verify, _write
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 

@@ -1,4 +1,4 @@
-"""Review 10: what ``escrow build`` says when the engine refuses an instruction (no
+"""What ``escrow build`` says when the engine refuses an instruction (no
 exit code: a ``COPY`` source that is not in the context, a ``FROM --platform`` that
 names BuildKit's automatic platform ARGs, which the classic builder leaves empty),
 and when it is asked to read the Dockerfile or the context from standard input."""

@@ -17,11 +17,11 @@ TESTS = Path(__file__).resolve().parent.parent
 
 def _ref() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "review9_ref", TESTS / "ledger" / "test_review9_ref.py"
+        "independent_reference", TESTS / "ledger" / "test_independent_reference.py"
     )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("review9_ref", mod)
+    sys.modules.setdefault("independent_reference", mod)
     spec.loader.exec_module(mod)
     return mod
 

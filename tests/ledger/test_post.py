@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from ledger_helpers import LedgerEnv, manifest
-from test_review9_ref import (
+from test_independent_reference import (
     dsse,
     leaf_hash,
     public_pem,

@@ -1,4 +1,4 @@
-"""Review 12 of ``COPY --from=IMAGE``: read as the classic builder reads the flag (quotes
+"""``COPY --from=IMAGE``: read as the classic builder reads the flag (quotes
 removed, ``--from`` in lower case only, a stage name only for an *earlier* stage), a
 ``$VAR`` value refused as what it is, and the rebuild's pin of a ``COPY`` continued over
 several lines (or quoted) made where the flag is, never on a flag split in two.

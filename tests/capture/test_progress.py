@@ -1,4 +1,4 @@
-"""Review 12: the build's progress at a terminal (escape sequences, width, encodings)."""
+"""The build's progress at a terminal (escape sequences, width, encodings)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review 11c: an ESCROW_HOME that is a file, `keys retire` without --reason, a name shared
+"""An ESCROW_HOME that is a file, `keys retire` without --reason, a name shared
 after `keys rotate`, `verify --envelope` on several envelopes, and `sign --key` paths.
 """
 

@@ -1,4 +1,4 @@
-"""Review 12: a shared ledger on PostgreSQL (and SQLite alike where it applies).
+"""A shared ledger on PostgreSQL (and SQLite alike where it applies).
 
 - a database whose ledger has no stored log key binds to the first home that opens it:
   a second home with another log key is refused, not let sign over the first's entries;

@@ -1,4 +1,4 @@
-"""Review 12 of rendered packs in hard cases: a build heading with a long project name
+"""Rendered packs in hard cases: a build heading with a long project name
 ran off the right edge of the page, and a right-to-left override recorded in a project
 name (or a recipe) reversed what the pack printed after it ("failed" read "deliaf")."""
 

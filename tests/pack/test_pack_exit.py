@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import run_cli
 
 from .conftest import PackLedger
-from .test_review9_pack_verify_scope import _fork_checkpoint
+from .test_pack_verify_scope import _fork_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 

@@ -1,4 +1,4 @@
-"""Review 12 follow-ups of the rendered pack.
+"""Rendered-pack fixes found in review.
 
 1. The cover said "Overall verdict: Verified" beside "40 anomalies", every one of them a
    secret build argument recorded as its salted digest — no finding.  The cover and the

@@ -1,4 +1,4 @@
-"""Review 10: ``escrow build --target STAGE`` resolves and records the bases of the
+"""``escrow build --target STAGE`` resolves and records the bases of the
 stages up to the target only: the classic builder drops the later stages before it
 resolves any ``FROM`` (``docker build --target`` succeeds when a later stage names an
 image the engine does not have), so escrow neither refuses such a build nor records

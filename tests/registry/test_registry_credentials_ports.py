@@ -1,4 +1,4 @@
-"""Review 9: a release engineer working through registries (credentials, wrong ports)."""
+"""A release engineer working through registries (credentials, wrong ports)."""
 
 from __future__ import annotations
 
