@@ -11,6 +11,11 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def to_the_second(moment: datetime) -> str:
+    """``moment`` as people read it in messages: UTC, to the second, ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def utc_now() -> str:
     """Now as RFC 3339 UTC with microseconds and ``Z``."""
     return rfc3339(datetime.now(UTC))

@@ -3,7 +3,7 @@
 # Engine, a throwaway PostgreSQL cluster), run the linters, then the whole suite.
 set -euo pipefail
 # test-only packages: Go and golang.org/x/mod, to check checkpoints with Go's own note verifier
-export ESCROW_EXTRA_PACKAGES="golang-go golang-golang-x-mod-dev"
+export ESCROW_EXTRA_PACKAGES="golang-go golang-golang-x-mod-dev faketime"
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 

@@ -417,11 +417,13 @@ def render_pack(
     from escrow.pack.collect import collect
     from escrow.pack.evidence import attachments_for, statement_for
     from escrow.pack.model import SignerView
-    from escrow.pack.sign import ensure_pack_signer, sign_pdf
+    from escrow.pack.sign import check_certificate_current, ensure_pack_signer, sign_pdf
     from escrow.signing.dsse import sign_statement
     from escrow.signing.keys import SigningKey
 
     signer = ensure_pack_signer(settings, ledger.origin)
+    if sign:  # an expired certificate signs a pack no auditor can verify
+        check_certificate_current(signer)
     signer_view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256, SHA-256")
     build_key = SigningKey.load(settings.key_path, settings.passphrase) if record and sign else None
     if build_key is not None:  # before the rendering: a key the ledger refuses fails now

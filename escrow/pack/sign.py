@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from escrow.config import Settings
 from escrow.errors import EscrowError, InputError, KeyLocked
 from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
+from escrow.times import to_the_second
 
 FIELD_NAME = "EscrowPackSignature"
 
@@ -161,6 +162,27 @@ def ensure_pack_signer(settings: Settings, origin: str | None = None) -> PackSig
             hint="Install the certificate issued for this key, or remove both to start afresh.",
         )
     return PackSigner(key_path=key_path, cert_path=cert_path)
+
+
+def check_certificate_current(signer: PackSigner, now: datetime | None = None) -> None:
+    """Refuse to sign with a pack certificate that is not valid now: ``pack verify --trust``
+    checks it as of the signing time, so such a pack would never verify.
+    :class:`KeyLocked` (exit 3), before anything is rendered or recorded."""
+    now = now or datetime.now(UTC)
+    cert = signer.certificate()
+    if cert.not_valid_after_utc < now:
+        problem = f"expired on {to_the_second(cert.not_valid_after_utc)}"
+    elif cert.not_valid_before_utc > now:
+        problem = f"is not valid before {to_the_second(cert.not_valid_before_utc)}"
+    else:
+        return
+    raise KeyLocked(
+        f"The pack certificate {signer.cert_path} {problem}: a pack signed with it would not "
+        "verify.",
+        hint=f"Put a renewed certificate for {signer.key_path} in its place, or remove the key "
+        "and certificate to start afresh with a self-signed pair; nothing was rendered or "
+        "recorded.",
+    )
 
 
 @contextmanager

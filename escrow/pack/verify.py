@@ -4,7 +4,8 @@ Checks, in order, each reported by name:
 
 1. the PDF signature: intact, valid, covering the whole file, its signature
    container padded only with zeros (so no byte of the file is unsigned), made
-   by the certificate the pack names (and chaining to ``--trust`` when given);
+   by the certificate the pack names (and chaining to ``--trust`` when given, as of
+   the signing time the signature states: a pack verifies after its certificate expired);
 2. the checkpoint note's signature, with the embedded verifier key;
 3. the signer keys: each one registered by a key-event envelope signed by the
    log's key and included in the checkpoint;
@@ -64,7 +65,7 @@ from escrow.pack.model import NOTES_WHAT, Verdict
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
 from escrow.text import count
-from escrow.times import rfc3339
+from escrow.times import rfc3339, to_the_second
 
 HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
@@ -284,6 +285,17 @@ def _check_pdf_signature(
         from pyhanko.sign.validation.status import SignatureCoverageLevel
         from pyhanko_certvalidator import ValidationContext
 
+    if b"%PDF-" not in data[:1024]:
+        report.add("pdf signature", False, "the file is not a readable PDF: it has no %PDF- header")
+        return None, None
+    if not data.rstrip(b"\0\t\n\f\r ").endswith(b"%%EOF"):
+        report.add(
+            "pdf signature",
+            False,
+            "the file is cut short: it does not end as a PDF does (with %%EOF), as after an "
+            "interrupted download or copy",
+        )
+        return None, None
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         sigs = list(reader.embedded_signatures)
@@ -293,6 +305,14 @@ def _check_pdf_signature(
     except Exception as e:  # noqa: BLE001 - any parser failure means a damaged file
         report.add("pdf signature", False, f"the PDF cannot be parsed ({type(e).__name__}: {e})")
         return None, None
+    if not sigs:
+        report.add(
+            "pdf signature",
+            False,
+            "the PDF is not signed: its signature was removed, or the file cut back to the "
+            "rendering before it",
+        )
+        return reader, None
     if len(sigs) != 1:
         report.add("pdf signature", False, f"expected one signature, found {len(sigs)}")
         return reader, None
@@ -306,10 +326,14 @@ def _check_pdf_signature(
         roots = [trusted] if trusted is not None else [cert]
         from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
 
+        # The certificates are checked as of the time the pack was signed, not today: a
+        # pack is verified months or years later, when its certificate may have expired.
+        signed_at = sig.self_reported_timestamp
         vc = ValidationContext(
             trust_roots=[asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots],
             allow_fetching=False,
             revocation_mode="soft-fail",
+            moment=signed_at,
         )
         with _pyhanko_quiet():
             status = validate_pdf_signature(sig, signer_validation_context=vc)
@@ -317,7 +341,13 @@ def _check_pdf_signature(
         report.add("pdf signature", False, f"the signature cannot be validated ({e})")
         return reader, None
     problems = []
-    if not status.intact:
+    _, _, start2, len2 = (int(x) for x in sig.byte_range)
+    if start2 + len2 > len(data):
+        problems.append(
+            f"the file is cut short: it ends at byte {len(data)}, before the signed bytes "
+            f"do ({start2 + len2})"
+        )
+    elif not status.intact:
         problems.append("the signed bytes were changed")
     if not status.valid:
         problems.append("the signature value does not verify")
@@ -327,14 +357,45 @@ def _check_pdf_signature(
     if padding:
         problems.append(padding)
     if trust is not None and not status.trusted:
-        problems.append(f"the signer certificate does not chain to {trust}")
+        problems.append(_untrusted(cert, trust, signed_at))
+    if start2 + len2 > len(data):
+        problems = problems[:1]  # the rest follows from the missing bytes
     if problems:
         report.add("pdf signature", False, "; ".join(problems))
         return reader, fingerprint
     who = cert.subject.rfc4514_string()
-    anchor = f"trusted via {trust.name}" if trust else "not anchored: no --trust given"
+    anchor = (
+        f"trusted via {trust.name}{_as_of(cert, signed_at)}"
+        if trust
+        else "not anchored: no --trust given"
+    )
     report.add("pdf signature", True, f"valid, whole file, by {who} ({anchor})")
     return reader, fingerprint
+
+
+def _as_of(cert: Any, signed_at: datetime | None) -> str:
+    """The time the chain was checked at: the signing time the signature states (the pack
+    carries no trusted timestamp), and whether the certificate has expired since."""
+    if signed_at is None:
+        return ""
+    text = f" as of its signing time {to_the_second(signed_at)}, as the signature states"
+    if cert.not_valid_after_utc < datetime.now(UTC):
+        text += f"; the certificate has expired since ({to_the_second(cert.not_valid_after_utc)})"
+    return text
+
+
+def _untrusted(cert: Any, trust: Path, signed_at: datetime | None) -> str:
+    """Why the signer certificate is not trusted via ``trust``, in a few words."""
+    if signed_at is not None and not (
+        cert.not_valid_before_utc <= signed_at <= cert.not_valid_after_utc
+    ):
+        return (
+            f"the signer certificate was not valid when the pack was signed "
+            f"({to_the_second(signed_at)}; it is valid from "
+            f"{to_the_second(cert.not_valid_before_utc)} to "
+            f"{to_the_second(cert.not_valid_after_utc)})"
+        )
+    return f"the signer certificate does not chain to {trust}"
 
 
 # -- text ----------------------------------------------------------------------------

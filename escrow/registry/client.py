@@ -586,8 +586,12 @@ def _json_object(data: bytes) -> bool:
         return False
 
 
+class NotARegistry(RegistryUnavailable):
+    """An address that answers, but not as a container registry does (a wrong port)."""
+
+
 def _not_a_registry(host: str, why: str) -> RegistryUnavailable:
-    return RegistryUnavailable(
+    return NotARegistry(
         f"The server at {host} is not a container registry ({why}).",
         hint="Check the address and port of the registry.",
     )

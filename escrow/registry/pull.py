@@ -142,7 +142,15 @@ def push_error(tag: str, message: str) -> EscrowError:
 
 
 def check_push_tags(tags: list[str] | tuple[str, ...]) -> None:
-    """Before a build with ``--push``: every tag names a registry host."""
+    """Before a build with ``--push``: every tag names a registry host, and no host
+    is an address that answers but is not a registry (a wrong port).
+
+    That is known for certain before the build, and the engine would only find it
+    after it, retrying the push for most of a minute.  A registry that cannot be
+    reached or refuses escrow's own request (it may need the engine's credentials or
+    TLS settings) is left to the push, which names what went wrong.
+    """
+    hosts: list[str] = []
     for tag in tags:
         ref = Reference.parse(tag)
         if ref.registry == "docker.io" or "@" in tag:
@@ -150,6 +158,17 @@ def check_push_tags(tags: list[str] | tuple[str, ...]) -> None:
                 f"--push needs tags of the form HOST[:PORT]/REPO:TAG; {tag!r} names no registry.",
                 hint="Tag the build with -t registry.example:5000/team/app:1.",
             )
+        if ref.registry not in hosts:
+            hosts.append(ref.registry)
+    from escrow.registry.client import NotARegistry, RegistryClient
+
+    for host in hosts:
+        try:
+            RegistryClient(host).ping()
+        except NotARegistry:
+            raise
+        except EscrowError:
+            pass  # the push names it, if it still fails then
 
 
 def push_image(engine: DockerEngine, tag: str) -> dict[str, Any]:
