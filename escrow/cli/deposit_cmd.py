@@ -532,6 +532,12 @@ def stats(app: App, deposit_store: str | None, as_json: bool) -> None:
         f"unreferenced: {count(doc['unreferenced']['blobs'], 'blob')}, "
         f"{_size(doc['unreferenced']['bytes'])}; imported entries: {doc['imports']}"
     )
+    if doc["temporary"]["files"]:
+        app.out(
+            f"temporary: {count(doc['temporary']['files'], 'file')}, "
+            f"{_size(doc['temporary']['bytes'])} that interrupted deposits and imports left "
+            "(`escrow gc --apply` removes them)"
+        )
     for name, f in doc["projects"].items():
         app.out("  " + _figures_text(name, f))
 
@@ -643,6 +649,13 @@ def gc(
             f"kept {count(doc['inProgress']['blobs'], 'blob')} "
             f"({_size(doc['inProgress']['bytes'])}) that deposits in progress have stored but "
             "not recorded yet"
+        )
+    if doc["storeTemporary"]["files"]:
+        app.out(
+            f"{'removed' if apply else 'would remove'} "
+            f"{count(doc['storeTemporary']['files'], 'temporary file')} "
+            f"({_size(doc['storeTemporary']['bytes'])}) that interrupted deposits and imports "
+            f"left in {doc['store']}"
         )
     if doc["logTemporary"]["files"]:
         app.out(

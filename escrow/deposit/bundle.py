@@ -66,7 +66,7 @@ from escrow.deposit.deposit import (
     nothing_deposited,
     record_blobs,
 )
-from escrow.deposit.safetar import MAX_MEMBER, UnsafeArchive, safe_extract
+from escrow.deposit.safetar import MAX_MEMBER, TruncatedArchive, UnsafeArchive, safe_extract
 from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore, place_blob
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import CheckFailed, EnvironmentProblem, InputError, SignatureError
@@ -234,6 +234,7 @@ def export_deposit(
     envelopes: dict[str, bytes] = {}
     keys: dict[str, str] = {}
     blobs: set[str] = set()
+    owners: dict[str, list[int]] = {}  # blob -> the entries whose deposits need it
     for index in dict.fromkeys(indexes):
         entry = ledger.get(index)
         if entry.index >= checkpoint.size:
@@ -258,8 +259,9 @@ def export_deposit(
         name = f"entries/{index}.envelope.json"
         envelopes[name] = entry.envelope
         keys[entry.signer] = ledger.key(entry.signer).public_pem
-        blobs.add(digest)
-        blobs.update(record_blobs(store, record))
+        for b in {digest, *record_blobs(store, record)}:
+            blobs.add(b)
+            owners.setdefault(b, []).append(index)
         entries.append(
             {
                 "index": entry.index,
@@ -324,7 +326,10 @@ def export_deposit(
                     info.mode = 0o444
                     info.mtime = 0
                     with store.open(b) as src:
-                        tar.addfile(info, src)
+                        hashing = _HashingReader(src)
+                        tar.addfile(info, hashing)
+                    if hashing.hexdigest() != b:
+                        raise _damaged_blob(store, b, owners[b])
             f.flush()
             os.fsync(f.fileno())
             os.replace(tmp, out)  # whole, or not there at all
@@ -335,6 +340,35 @@ def export_deposit(
             raise _export_error(out, e) from e
         raise
     return toc
+
+
+class _HashingReader:
+    """A blob being copied into the archive, hashed on the way (a damaged store's blob
+    must not reach the escrow agent, whose import would refuse the whole archive)."""
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._src.read(size)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _damaged_blob(store: DepositStore, digest: str, indexes: list[int]) -> CheckFailed:
+    entries = ", ".join(map(str, indexes))
+    return CheckFailed(
+        f"The deposited blob {digest} in the deposit store {store.location} does not match "
+        f"its SHA-256 (the store is damaged); nothing was written.",
+        hint=f"The deposit of entr{'y' if len(indexes) == 1 else 'ies'} {entries} needs it: "
+        f"restore it from a backup, or remove it and deposit the entry again (`escrow deposit "
+        f"{indexes[0]} --context DIR`); `escrow deposit check {indexes[0]} --verify` lists every "
+        "damaged blob of a deposit.",
+    )
 
 
 #: the name suffix of an archive being exported (``.NAME.XXXXXXXX.escrow-partial``)
@@ -566,6 +600,27 @@ def _read(root: Path, name: str, limit: int = _TOC_LIMIT) -> bytes:
     if path.stat().st_size > limit:
         raise UnsafeArchive(f"The member {name} of the deposit archive is too large.")
     return path.read_bytes()
+
+
+def _begins_as_deposit(archive: Path) -> bool:
+    """Whether ``archive`` begins with the TOC.json of an escrow deposit (then a truncated
+    archive is a deposit cut short, not something else)."""
+    try:
+        with open(archive, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            first = tar.next()
+            if first is None or first.name != "TOC.json" or not first.isreg():
+                return False
+            if first.size > _TOC_LIMIT:
+                return False
+            data = tar.extractfile(first)
+            try:
+                text = data.read() if data is not None else b""
+            except tarfile.ReadError:
+                return True  # cut short within its table of contents
+            toc = json.loads(text)
+    except (OSError, tarfile.TarError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(toc, dict) and toc.get("format") == FORMAT
 
 
 def _malformed(what: str) -> CheckFailed:
@@ -912,13 +967,19 @@ def import_deposit(
                 work = Path(tempfile.mkdtemp(prefix="escrow-import-"))
             staged_root = work / "deposit"
             with src:
-                safe_extract(
-                    src,
-                    staged_root,
-                    what=f"The deposit archive {archive}",
-                    max_member=max_member,
-                    accept=_accept,
-                )
+                try:
+                    safe_extract(
+                        src,
+                        staged_root,
+                        what=f"The deposit archive {archive}",
+                        max_member=max_member,
+                        accept=_accept,
+                    )
+                except TruncatedArchive as e:
+                    if not _begins_as_deposit(archive):
+                        raise
+                    # a deposit cut short (a copy interrupted): what its TOC promises is missing
+                    raise _altered(e.message.rstrip(".")) from None
             staged = FileDepositStore(staged_root)
             members = _members(staged_root)
             if "TOC.json" not in members:

@@ -129,6 +129,7 @@ def store_stats(store: DepositStore) -> dict[str, Any]:
     with _reading(store):
         sizes = _sizes(store)
         items = _items(store)
+        temporary = store.temporary() if isinstance(store, FileDepositStore) else (0, 0)
     referenced: set[str] = set().union(*(i.blobs for i in items)) if items else set()
     unref = set(sizes) - referenced
     by_project: dict[str, list[_Item]] = defaultdict(list)
@@ -141,6 +142,7 @@ def store_stats(store: DepositStore) -> dict[str, Any]:
         "bytesOnDisk": sum(sizes.values()),
         "imports": sum(1 for i in items if i.namespace == IMPORTS),
         "unreferenced": {"blobs": len(unref), "bytes": sum(sizes[b] for b in unref)},
+        "temporary": {"files": temporary[0], "bytes": temporary[1]},
         "projects": {
             p: _figures([i.blobs for i in group], sizes) for p, group in sorted(by_project.items())
         },
@@ -212,6 +214,7 @@ def collect_garbage(
         ) | orphans
         reclaim &= set(sizes)
         reclaim -= in_use
+        temporary = store.temporary() if isinstance(store, FileDepositStore) else (0, 0)
         if apply:
             for item in dropped:
                 if item.namespace == ENTRIES:
@@ -232,4 +235,5 @@ def collect_garbage(
         "reclaimBytes": sum(sizes[b] for b in reclaim),
         "bytesStored": sum(sizes.values()),
         "logTemporary": {"files": log_tmp[0], "bytes": log_tmp[1]},
+        "storeTemporary": {"files": temporary[0], "bytes": temporary[1]},
     }

@@ -16,7 +16,7 @@ from escrow.deposit.context import context_index, restore_context
 from escrow.deposit.deposit import check_record, find_record, nothing_deposited
 from escrow.deposit.images import load_image, missing_parts
 from escrow.deposit.store import DepositStore, FileDepositStore
-from escrow.errors import EscrowError, InputError
+from escrow.errors import CheckFailed, EscrowError, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.engine import DockerEngine
@@ -130,16 +130,46 @@ class DepositLayers:
     def index(self, side: str, diff_id: str) -> LayerIndex:
         from escrow.rebuild.layers import LayerIndex
 
+        damaged: EscrowError | None = None
         if side == "original" and self._store.has(diff_id):
             try:
                 store = self._store
-                path = (
-                    store.path(diff_id)
-                    if isinstance(store, FileDepositStore)
-                    else store.local_path(diff_id)  # type: ignore[attr-defined]
-                )
+                if isinstance(store, FileDepositStore):
+                    path = store.path(diff_id)
+                    _check_layer(store, path, diff_id)
+                else:  # a registry store checks the digest as it downloads
+                    path = store.local_path(diff_id)  # type: ignore[attr-defined]
                 return LayerIndex.of_file(path, f"deposited layer {diff_id[:19]}")
-            except EscrowError:
-                pass
-        index: LayerIndex = self._fallback.index(side, diff_id)
+            except EscrowError as e:
+                damaged = e
+        try:
+            index: LayerIndex = self._fallback.index(side, diff_id)
+        except EscrowError:
+            if damaged is None:
+                raise
+            # the engine lacks the image too: name the damaged deposit, not the engine
+            raise damaged from None
         return index
+
+
+def _check_layer(store: FileDepositStore, path: Path, diff_id: str) -> None:
+    """The deposited layer file ``path`` hashes to its diff ID (else :class:`CheckFailed`):
+    a damaged store must not be compared as the original's files."""
+    import hashlib
+
+    hexid = diff_id.removeprefix("sha256:")
+    try:
+        with open(path, "rb") as f:
+            ok = hashlib.file_digest(f, "sha256").hexdigest() == hexid
+    except OSError as e:
+        raise CheckFailed(
+            f"The deposited layer sha256:{hexid[:12]} cannot be read from the deposit store "
+            f"{store.location} ({e.strerror or e})."
+        ) from e
+    if not ok:
+        raise CheckFailed(
+            f"The deposited layer sha256:{hexid[:12]} in the deposit store {store.location} "
+            "does not match its SHA-256 (the store is damaged)",
+            hint="Restore it from a backup, or import the exported deposit again "
+            "(`escrow deposit import` replaces a damaged blob).",
+        )

@@ -44,6 +44,10 @@ class UnsafeArchive(InputError):
     """The archive holds a member escrow refuses to extract."""
 
 
+class TruncatedArchive(InputError):
+    """The archive ends part way through a member or a header (a copy cut short)."""
+
+
 def _clean_name(name: str, what: str) -> str:
     """The member name as a relative POSIX path, or :class:`UnsafeArchive`."""
     if name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
@@ -165,9 +169,11 @@ def _extract_into(
     links: list[tuple[str, str]] = []
     dirs: list[tuple[str, int, float]] = []
     total = 0
+    current = None  # the member being read: where a truncated archive ends
     try:
         with tarfile.open(fileobj=fileobj, mode="r|") as tar:
             for info in tar:
+                current = info.name
                 name = check_member(info, what, links_outside=links_outside, max_member=max_member)
                 if not name:
                     continue
@@ -208,7 +214,9 @@ def _extract_into(
                         while left:
                             chunk = src.read(min(_CHUNK, left))
                             if not chunk:
-                                raise InputError(f"{what} is truncated at {info.name!r}.")
+                                raise TruncatedArchive(
+                                    f"{what} is cut short within its member {info.name!r}."
+                                )
                             out.write(chunk)
                             left -= len(chunk)
                     os.chmod(path, stat.S_IMODE(info.mode))
@@ -216,6 +224,8 @@ def _extract_into(
                     files.add(name)
                 written.append(name)
     except tarfile.TarError as e:
+        if current is not None and str(e) in ("unexpected end of data", "truncated header"):
+            raise TruncatedArchive(f"{what} is cut short within its member {current!r}.") from e
         raise InputError(f"{what} is not a readable tar archive ({e}).") from e
     for name, link in links:
         path = root / name

@@ -365,6 +365,25 @@ class FileDepositStore:
         finally:
             os.close(fd)
 
+    def temporary(self) -> tuple[int, int]:
+        """``(files, bytes)`` of what :meth:`clean_tmp` would remove: what interrupted
+        writes left (or writes in progress are writing)."""
+        files = size = 0
+        paths: list[Path] = []
+        tmp = self.root / "tmp"
+        if tmp.is_dir():
+            for walked, _, names in os.walk(tmp):
+                paths.extend(Path(walked) / n for n in names)
+        for namespace in (*_NAMESPACES, _COLLECTED):
+            folder = self.root / "refs" / namespace
+            if folder.is_dir():
+                paths.extend(folder.glob(".ref-*"))
+        for path in paths:
+            with contextlib.suppress(OSError):
+                size += path.lstat().st_size
+                files += 1
+        return files, size
+
     def clean_tmp(self) -> None:
         """Remove temporary files left by interrupted writes (under the exclusive lock):
         spooled blobs, staged imports, and references being replaced."""
