@@ -247,6 +247,15 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
         facts = engine.image_facts(target)
         if facts is not None:
             image_id = str(facts["id"])
+    short = target.strip().lower().removeprefix("sha256:")
+    if image_id is None and short and all(c in "0123456789abcdef" for c in short):
+        # a short ID as `escrow log` shows it: only the engine can expand it
+        raise InputError(
+            f"No image in the Docker Engine has the short ID {target}, and the ledger is "
+            "searched by full image IDs only.",
+            hint="Give the entry's index or the full image ID (sha256: and 64 hex digits), "
+            "which `escrow log --json` shows.",
+        )
     if image_id is None:
         first = target.split("/", 1)[0]
         in_a_registry = "/" in target and ("." in first or ":" in first or first == "localhost")

@@ -772,12 +772,32 @@ def render_diff(doc: Mapping[str, Any]) -> str:
     if inputs.get("baseImagesNote"):
         quiet = False
         lines.append(f"  base images: {inputs['baseImagesNote']}")
+
+    def moved(base: Mapping[str, Any]) -> tuple[Any, ...]:
+        was, now = base["original"], base["rebuilt"]
+        return (
+            base["reference"],
+            was["imageId"],
+            now["imageId"],
+            was.get("repoDigest"),
+            now.get("repoDigest"),
+        )
+
+    # a base of several stages that moved alike is one line, naming every stage
+    stages: dict[tuple[Any, ...], list[str]] = {}
+    for base in inputs["baseImages"]:
+        if base["change"] == "image":
+            stages.setdefault(moved(base), []).append(str(base["stage"]))
     for base in inputs["baseImages"]:
         quiet = False
         if base["change"] == "image":
+            was, now = base["original"], base["rebuilt"]
+            same = stages.pop(moved(base), None)
+            if same is None:
+                continue  # told with the first of its stages
             lines.append(
-                f"  base image {base['reference']} (stage {base['stage']}): "
-                f"{_short(base['original']['imageId'])} -> {_short(base['rebuilt']['imageId'])} "
+                f"  base image {base['reference']} (stage{'s' if len(same) > 1 else ''} "
+                f"{', '.join(same)}): {_short(was['imageId'])} -> {_short(now['imageId'])} "
                 "(same reference, another image)"
             )
             da, db = base["original"].get("repoDigest"), base["rebuilt"].get("repoDigest")

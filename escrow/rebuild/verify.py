@@ -189,7 +189,8 @@ def check_context(
             hint="Pass the context the build used (--context DIR).",
         )
     left_out = tuple(recorded.get("excluded") or ())  # escrow's folders, as the build did
-    with make_context(context, dockerfile, leave_out=left_out) as ctx:
+    # only hashed: the build sends its own archive
+    with make_context(context, dockerfile, leave_out=left_out, keep_archive=False) as ctx:
         digest, files = ctx.tree_digest, ctx.files
     if digest == recorded.get("treeDigest"):
         return digest
@@ -630,6 +631,10 @@ def rebuild_entry(
         _check_rebuildable(index, original)
     else:
         entry, original = load_original(publisher.ledger, index)
+    # the values given again are checked first: a mistyped one is told before the
+    # context is restored or hashed
+    args, missing_args = check_build_args(original, options.build_args)
+    labels, missing_labels = recorded_labels(original, options.labels)
     deposited_dockerfile: bytes | None = None
     engine = engine or DockerEngine()
     blobs = BlobStore(settings.blobs_dir)
@@ -672,8 +677,6 @@ def rebuild_entry(
                 say(f"escrow: the base images could not be taken from the deposit store: {e}")
             if bases_from_deposit:
                 plan = check_bases(original, engine)
-        args, missing_args = check_build_args(original, options.build_args)
-        labels, missing_labels = recorded_labels(original, options.labels)
         missing = plan.missing + missing_args + missing_labels
 
         def finish(
@@ -720,8 +723,11 @@ def rebuild_entry(
             pinned.parent.mkdir(parents=True, exist_ok=True)
             pinned.write_text(rewrite_from_lines(text, dict(args), ids, copies), encoding="utf-8")
             build_file = pinned
+            told = set()
             for p in plan.pins:
-                if p["referenceNow"] != p["imageId"]:
+                moved = (p["reference"], p["imageId"], "line" in p)
+                if p["referenceNow"] != p["imageId"] and moved not in told:
+                    told.add(moved)
                     say(
                         f"escrow: {p['reference']} now names "
                         f"{str(p['referenceNow'])[:19] if p['referenceNow'] else 'nothing'}; "
@@ -835,6 +841,8 @@ def rebuild_entry(
         )
         if options.remove:
             _remove_image(engine, tag, say)
+        with contextlib.suppress(EscrowError):  # the verdict is recorded: tidying is optional
+            _remove_stage_images(engine, rebuilt)
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -868,6 +876,34 @@ def _check_rebuildable(index: int, predicate: Mapping[str, Any]) -> None:
         raise InputError(
             f"The imported entry {index} is a failed build; there is nothing to reproduce."
         )
+
+
+def _remove_stage_images(engine: DockerEngine, rebuilt: Mapping[str, Any]) -> None:
+    """Remove the images of the rebuild's steps that neither a tag nor a later image keeps:
+    those of the stages before the last one in a multi-stage build (their history holds
+    the build args their ``RUN`` steps used, the secret ones given again included), and,
+    once ``--rm`` removed the rebuilt image, whatever of it is left.  Never an input
+    image (a ``FROM`` step's base), never a tagged one."""
+    import docker.errors
+
+    inputs = rebuilt.get("inputs") or {}
+    keep = {
+        str(b.get("imageId"))
+        for key in ("baseImages", "copyFromImages")
+        for b in inputs.get(key) or []
+        if b.get("imageId")
+    }
+    for step in reversed(rebuilt.get("steps") or []):  # children before their parents
+        image = step.get("imageId")
+        word = str(step.get("instruction") or "").split(" ", 1)[0].upper()
+        if not image or str(image) in keep or word == "FROM":
+            continue
+        found = engine.inspect_image(str(image))
+        if found is None or found.get("RepoTags"):
+            continue
+        # refused (an image made on top of it, a container) or gone: left as it is
+        with contextlib.suppress(docker.errors.APIError):
+            engine.api.remove_image(str(image), noprune=True)
 
 
 def _remove_image(engine: DockerEngine, tag: str, say: Callable[[str], None]) -> None:
