@@ -183,9 +183,20 @@ def consistency(
         "new_root": new_root.hex(),
         "proof": [h.hex() for h in path],
     }
+    not_extended = (
+        None
+        if extends or not ok
+        else CheckFailed(
+            f"The log does not extend the checkpoint: its first {old_size} entries have "
+            "another root than the checkpoint's.",
+            hint=REWRITTEN_HINT,
+        )
+    )
     if from_file is not None:
         doc["consistent"] = extends and not key_events_problem
-        if key_events_problem:
+        if not_extended is not None:
+            doc["error"] = not_extended.diagnostics()
+        elif key_events_problem:
             doc["error"] = key_events_problem
     if as_json:
         app.emit_json(doc)
@@ -200,15 +211,19 @@ def consistency(
             kind="subtree-hash",
             hint="Run `escrow ledger verify`.",
         )
-    if not extends:
-        raise CheckFailed(
-            f"The log does not extend the checkpoint: its first {old_size} entries have "
-            "another root than the checkpoint's.",
-        )
+    if not_extended is not None:
+        raise not_extended
     if key_events_problem:
         raise CheckFailed(key_events_problem, hint="Keep the pack this checkpoint came from.")
     if from_file is not None and not as_json:
         app.say(f"The log (size {new}) extends the checkpoint of size {old_size}.")
+
+
+#: What a saved checkpoint the log does not extend means, and what to do.
+REWRITTEN_HINT = (
+    "The log was cut back or rewritten after the checkpoint was saved (restored from an "
+    "older backup, or forked): keep the checkpoint and the database as they are."
+)
 
 
 def _key_events_differ(lg: Any, note: str, size: int) -> str:
@@ -242,7 +257,8 @@ def _saved_checkpoint(lg: Any, note: str) -> Any:
     if old.size > current:
         raise CheckFailed(
             f"The log holds {current} entries, fewer than the {old.size} of the "
-            "checkpoint: it does not extend it (truncated, or forked).",
+            "checkpoint: it does not extend it.",
+            hint=REWRITTEN_HINT,
         )
     return old
 

@@ -143,13 +143,25 @@ def redacted(url: str) -> str:
 NO_LEDGER_HINT = "Run `escrow init` first, or set ESCROW_HOME or ESCROW_DB_URL to the ledger."
 
 
-def _sqlite_pragmas(dbapi_conn: Any) -> None:
-    """Every SQLite connection of the ledger: we issue BEGIN ourselves; WAL, synchronous=FULL."""
+#: Bytes of -wal file SQLite keeps once it starts it again from the beginning.  A reader
+#: holding one snapshot for long (a `sqlite3 .backup`, an open shell) keeps checkpoints
+#: from finishing, so the -wal file grows with every append meanwhile; without a limit a
+#: long-running writer (`escrow serve`) would then keep the file at that size for good.
+#: Twice SQLite's automatic checkpoint (1,000 pages of 4 KiB), so that a -wal file is
+#: cut only after such a stall.
+WAL_SIZE_LIMIT = 8 << 20
+
+
+def _sqlite_pragmas(dbapi_conn: Any, *, readonly: bool = False) -> None:
+    """Every SQLite connection of the ledger: we issue BEGIN ourselves; WAL, synchronous=FULL
+    (a read-only connection changes nothing: it reads the file in the mode it is in)."""
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=120000")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
+    if not readonly:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cur.close()
 
 
@@ -163,13 +175,28 @@ def sqlite_file(url: str) -> str | None:
     return None
 
 
-def _connect_sqlite(path: str) -> sqlite3.Connection:
-    """A stdlib connection configured as the SQLAlchemy engine's are (see :func:`make_engine`)."""
+def _file_id(path: str) -> tuple[int, int]:
+    """``(device, inode)`` of a file: which file a path names (OSError if none)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _connect_sqlite(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A stdlib connection configured as the SQLAlchemy engine's are (see :func:`make_engine`).
+
+    ``readonly``: opened with ``mode=ro``, as every read of a plain SQLite ledger file is.
+    A read-write connection that is the last one to close the file copies its -wal file
+    into it and deletes the -wal and -shm files: reads must not change an auditor's copy
+    of a ledger (nor its -wal file) by merely looking at it.
+    """
     import sqlite3
 
-    db = sqlite3.connect(path, timeout=120, check_same_thread=False, isolation_level=None)
+    target = Path(path).absolute().as_uri() + "?mode=ro" if readonly else path
+    db = sqlite3.connect(
+        target, timeout=120, check_same_thread=False, isolation_level=None, uri=readonly
+    )
     try:
-        _sqlite_pragmas(db)
+        _sqlite_pragmas(db, readonly=readonly)
     except BaseException:
         db.close()
         raise
@@ -180,8 +207,12 @@ def _connect_sqlite(path: str) -> sqlite3.Connection:
 PG_CONNECT_S = 10
 
 
-def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine: SQLite in WAL mode (synchronous=FULL), or PostgreSQL."""
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """A SQLAlchemy engine: SQLite in WAL mode (synchronous=FULL), or PostgreSQL.
+
+    ``readonly``: for the reads of a plain ``sqlite:///`` file, connections opened with
+    ``mode=ro`` (see :func:`_connect_sqlite`); ignored for other URLs.
+    """
     from sqlalchemy import create_engine, event
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -209,17 +240,26 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise InputError("The SQLite ledger needs a file: use sqlite:////path/to/ledger.db.")
-        try:
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DatabaseUnavailable(
-                f"Cannot create the folder of the SQLite ledger {parsed.database}: {e.strerror}."
-            ) from e
-        engine = create_engine(parsed, connect_args={"timeout": 120, "check_same_thread": False})
+        file = sqlite_file(url) if readonly else None
+        if file is not None:  # connections made and configured by _connect_sqlite
+            engine = create_engine(
+                parsed, creator=functools.partial(_connect_sqlite, file, readonly=True)
+            )
+        else:
+            try:
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise DatabaseUnavailable(
+                    f"Cannot create the folder of the SQLite ledger {parsed.database}: "
+                    f"{e.strerror}."
+                ) from e
+            engine = create_engine(
+                parsed, connect_args={"timeout": 120, "check_same_thread": False}
+            )
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            _sqlite_pragmas(dbapi_conn)
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                _sqlite_pragmas(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -1079,6 +1119,14 @@ class Ledger:
         self._writer: sqlite3.Connection | None = writer
         self._writer_proxy: PoolProxiedConnection | None = None
         self._engine_lock = threading.Lock()
+        #: (device, inode) of the SQLite file when it was opened: the file this process's
+        #: connections hold, whatever is later deleted, renamed or copied over its path
+        self._file_id: tuple[int, int] | None = None
+        if self._sqlite_file is not None:
+            try:
+                self._file_id = _file_id(self._sqlite_file)
+            except OSError:
+                pass  # SQLite reports what it cannot open
 
     @property
     def _engine(self) -> Engine:
@@ -1086,7 +1134,8 @@ class Ledger:
         ledger needs only :mod:`sqlite3` (SQLAlchemy costs ~0.2 s of CPU to import)."""
         with self._engine_lock:
             if self._engine_made is None:
-                self._engine_made = make_engine(self.url)
+                # reads of a plain SQLite file: read-only connections (_connect_sqlite)
+                self._engine_made = make_engine(self.url, readonly=self._sqlite_file is not None)
             return self._engine_made
 
     # -- opening ------------------------------------------------------------------
@@ -1144,7 +1193,7 @@ class Ledger:
         import sqlite3
 
         try:
-            db = _connect_sqlite(path)
+            db = _connect_sqlite(path, readonly=True)
         except sqlite3.Error:
             return None  # the general path reports it
         try:
@@ -1169,7 +1218,11 @@ class Ledger:
         except BaseException:
             db.close()
             raise
-        return cls(None, settings, str(meta["origin"]), log_public or stored, writer=db)
+        try:
+            # the writer's connection is opened by the first write (_writer_db)
+            return cls(None, settings, str(meta["origin"]), log_public or stored)
+        finally:
+            db.close()
 
     @staticmethod
     def _log_public_from_files(settings: Settings) -> PublicKey | None:
@@ -1287,10 +1340,12 @@ class Ledger:
             proxy, self._writer_proxy = self._writer_proxy, None
             if proxy is not None:
                 proxy.close()  # back to the pool
-            elif writer is not None:
+            # the read-only connections first: the writer, closing last, copies the -wal
+            # file into the database and deletes it, as SQLite's last connection does
+            if self._engine_made is not None:
+                self._engine_made.dispose()
+            if writer is not None and proxy is None:
                 writer.close()
-        if self._engine_made is not None:
-            self._engine_made.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -1309,6 +1364,7 @@ class Ledger:
         Stored hashes and entries never change once written, so plain reads on
         PostgreSQL run in autocommit mode (no BEGIN/COMMIT round trips).
         """
+        self._check_file()
         with db_errors(self.url), self._engine.connect() as conn:
             if self._pg and not snapshot:
                 conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -1339,11 +1395,39 @@ class Ledger:
             db = self._writer_db()
             db.execute("BEGIN IMMEDIATE")
             try:
+                self._check_file()  # under the write lock: nothing is written to a lost file
                 yield db
                 db.execute("COMMIT")
             except BaseException:
                 self._rollback(db)
                 raise
+
+    def _check_file(self) -> None:
+        """:class:`DatabaseUnavailable` when the SQLite file this ledger opened is no longer
+        the one at its path: deleted, or another file renamed onto it (a restored backup).
+        Its connections still hold the old file: appends to it would be acknowledged and
+        then lost, or fork the log from the one at the path."""
+        if self._file_id is None or self._sqlite_file is None:
+            return
+        path = self._sqlite_file
+        try:
+            now = _file_id(path)
+        except FileNotFoundError:
+            raise DatabaseUnavailable(
+                f"The ledger file {path} was deleted while this process had it open; "
+                "nothing more is read from it or written to it.",
+                hint="Put the ledger back at that path, or restart this process (`escrow "
+                "serve`) once a ledger is there again.",
+            ) from None
+        except OSError:
+            return  # not ours to tell: SQLite reports what it cannot open
+        if now != self._file_id:
+            raise DatabaseUnavailable(
+                f"The ledger file {path} was replaced by another file while this process had "
+                "the first one open; nothing more is read from it or written to it.",
+                hint="Restart this process (`escrow serve`) to open the ledger now at that "
+                "path, or put the first file back.",
+            )
 
     def _writer_db(self) -> sqlite3.Connection:
         """The SQLite writer's connection (WAL, synchronous=FULL), opened once and kept

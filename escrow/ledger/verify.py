@@ -433,7 +433,7 @@ def _run_in_subprocesses(
         pickle.dump((url, group, candidates, indexed), proc.stdin)
         proc.stdin.close()
         procs.append(proc)
-    engine = make_engine(url)
+    engine = make_engine(url, readonly=True)
     try:
         with db_errors(url), engine.connect() as conn:
             results = [check_chunk(conn, a, b, candidates, indexed) for a, b in groups[0]]
@@ -463,7 +463,7 @@ def worker_main() -> None:
     from escrow.ledger.store import db_errors, make_engine
 
     url, spans, candidates, indexed = pickle.load(sys.stdin.buffer)  # noqa: S301 - from our parent
-    engine = make_engine(url)
+    engine = make_engine(url, readonly=True)
     try:
         with db_errors(url), engine.connect() as conn:
             out = [check_chunk(conn, a, b, candidates, indexed) for a, b in spans]
