@@ -7,7 +7,7 @@ nothing to check is an error (fail closed).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import CheckFailed, EscrowError, InputError
@@ -237,6 +237,58 @@ def sha256_id(text: str) -> str | None:
     return None
 
 
+def hex_digits(text: str) -> str | None:
+    """The hex digits of an image ID or the beginning of one (``sha256:`` optional), as
+    `escrow log` shows the first 12; ``None`` for anything else (a name)."""
+    digits = text.strip().lower().removeprefix("sha256:")
+    if not digits or len(digits) > 64 or digits.strip("0123456789abcdef"):
+        return None
+    return digits
+
+
+def recorded_image_id(
+    ledger: Ledger | RemoteLedger, short: str, *, engine_asked: bool = True
+) -> str | None:
+    """The one recorded image ID that begins with ``short`` (hex digits, as `escrow log`
+    prints the first 12; ``sha256:`` optional), or ``None`` when ``short`` is no hex.
+
+    :class:`InputError` when no recorded image or several begin with it (``engine_asked``:
+    whether the Docker Engine was asked first, for the message).
+    """
+    digits = hex_digits(short)
+    if digits is None:
+        return None
+    found = ledger.image_ids_starting(digits, limit=3)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        _no_image_with(short, ledger, engine_asked)
+    listed = ", ".join(i.removeprefix("sha256:")[:16] for i in found[:2])
+    raise InputError(
+        f"The short ID {short} is the beginning of {'several' if len(found) > 2 else 'two'} "
+        f"recorded image IDs ({listed}{', …' if len(found) > 2 else ''}).",
+        hint="Give more of its digits, or the entry's index (`escrow log --image` with more "
+        "digits lists it).",
+    )
+
+
+def _no_image_with(short: str, ledger: Ledger | RemoteLedger, engine_asked: bool) -> NoReturn:
+    from escrow.server.client import RemoteLedger
+
+    where = (
+        "the server's ledger is searched by full image IDs only"
+        if isinstance(ledger, RemoteLedger)
+        else "no image ID recorded in the ledger begins with it"
+    )
+    raise InputError(
+        f"No image in the Docker Engine has the short ID {short}, and {where}."
+        if engine_asked
+        else f"{short} is not a full image ID, and {where}.",
+        hint="Give the entry's index or the full image ID (sha256: and 64 hex digits), "
+        "which `escrow log --json` shows.",
+    )
+
+
 def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None) -> Entry:
     """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
 
@@ -247,15 +299,9 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
         facts = engine.image_facts(target)
         if facts is not None:
             image_id = str(facts["id"])
-    short = target.strip().lower().removeprefix("sha256:")
-    if image_id is None and short and all(c in "0123456789abcdef" for c in short):
-        # a short ID as `escrow log` shows it: only the engine can expand it
-        raise InputError(
-            f"No image in the Docker Engine has the short ID {target}, and the ledger is "
-            "searched by full image IDs only.",
-            hint="Give the entry's index or the full image ID (sha256: and 64 hex digits), "
-            "which `escrow log --json` shows.",
-        )
+    if image_id is None:
+        # a short ID as `escrow log` shows it, of an image the engine no longer holds
+        image_id = recorded_image_id(ledger, target, engine_asked=engine is not None)
     if image_id is None:
         first = target.split("/", 1)[0]
         in_a_registry = "/" in target and ("." in first or ":" in first or first == "localhost")

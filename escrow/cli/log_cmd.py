@@ -103,8 +103,6 @@ def log(
 
     Filters combine (all must match). Pages: pass the last index printed as --after.
     """
-    if image_id is not None:
-        image_id = _image_id(image_id)
     if diff_id is not None:
         diff_id = _diff_id(diff_id)
     if signer is not None:
@@ -119,6 +117,8 @@ def log(
             "can match (--until is exclusive; a bare date includes that whole day)."
         )
     ledger = app.ledger()
+    if image_id is not None:
+        image_id = _image_id(image_id, ledger)
     if signer is not None and len(signer) != 64:
         signer = _signer(ledger, signer)
     filters: dict[str, Any] = {
@@ -151,25 +151,35 @@ def log(
         app.say(f"More entries follow: add --after {last} for the next page.")
 
 
-def _image_id(text: str) -> str:
-    """A full image ID for ``--image``: given whole, or what the Docker Engine calls a short
-    ID or a name (as `escrow log` prints the first 12 digits)."""
+def _image_id(text: str, ledger: Ledger | RemoteLedger) -> str:
+    """A full image ID for ``--image``: given whole, what the Docker Engine calls a short
+    ID or a name (as `escrow log` prints the first 12 digits), or else the one recorded
+    image ID a short ID begins (the engine may no longer hold the image)."""
     full = sha256_id(text)
     if full is not None:
         return full
     from escrow.cli.verify_cmd import DockerFacts
+    from escrow.errors import InputError
+    from escrow.verification import recorded_image_id
 
     engine = DockerFacts.probe()
+    if isinstance(engine, DockerFacts):
+        facts = engine.image_facts(text)
+        if facts is not None:
+            return str(facts["id"])
+    try:
+        recorded = recorded_image_id(ledger, text, engine_asked=isinstance(engine, DockerFacts))
+    except InputError as e:
+        raise UsageError(f"--image: {e.message}", hint=e.hint) from None
+    if recorded is not None:
+        return recorded
     if not isinstance(engine, DockerFacts):
-        raise engine  # only the engine knows its short IDs and names
-    facts = engine.image_facts(text)
-    if facts is None:
-        raise UsageError(
-            f"--image {text!r} is not a full image ID, and no image in the Docker Engine has "
-            "that short ID or name.",
-            hint="Give sha256: and the 64 hex digits (`escrow log --json` shows them).",
-        )
-    return str(facts["id"])
+        raise engine  # only the engine knows its names
+    raise UsageError(
+        f"--image {text!r} is not a full image ID, and no image in the Docker Engine has "
+        "that short ID or name.",
+        hint="Give sha256: and the 64 hex digits (`escrow log --json` shows them).",
+    )
 
 
 def _diff_id(text: str) -> str:

@@ -320,13 +320,13 @@ def verify(
     if is_registry_reference(target):
         _verify_in_registry(app, target, as_json)
         return
-    from escrow.verification import resolve_target, sha256_id, verify_entry
+    from escrow.verification import hex_digits, resolve_target, verify_entry
 
     ledger = app.ledger()
     probed = DockerFacts.probe()
     engine = probed if isinstance(probed, DockerFacts) else None
-    if isinstance(probed, EngineUnavailable) and not target.isdigit() and not sha256_id(target):
-        raise probed  # only the engine can tell which image a short ID or a name is
+    if isinstance(probed, EngineUnavailable) and not target.isdigit() and not hex_digits(target):
+        raise probed  # only the engine can tell which image a name is (an ID: the ledger too)
     entry = resolve_target(ledger, target, engine)
     unavailable = probed.message if isinstance(probed, EngineUnavailable) else None
     result = verify_entry(ledger, entry, engine=engine, engine_unavailable=unavailable)

@@ -862,6 +862,12 @@ _FIELDS_SQL = (
     "FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
 )
 _LEAVES_SQL = "SELECT idx, leaf_hash FROM ledger_entry WHERE idx >= ? AND idx < ? ORDER BY idx"
+_IMAGE_PREFIX_SQL = (
+    "SELECT DISTINCT value FROM ledger_term WHERE kind = 'image' AND value >= ? AND value < ? "
+    "ORDER BY value LIMIT ?"
+)
+HEX_DIGITS = "0123456789abcdef"
+
 _CHECKPOINT_SQL = "INSERT INTO ledger_checkpoint (size, root, note, created_us) VALUES (?, ?, ?, ?)"
 _KEYS_SQL = (
     "SELECT keyid, name, algorithm, public_pem, status, added_us, added_index, revoked_us, "
@@ -2081,6 +2087,31 @@ class Ledger:
                     conn, terms, max(lo, indexed), hi, limit - len(found)
                 )
         return [self._entry(r) for r in found]
+
+    def image_ids_starting(self, short: str, *, limit: int = 2) -> list[str]:
+        """Recorded image IDs (``sha256:…``) that begin with ``short``, hex digits such as
+        the 12 that `escrow log` prints, ``sha256:`` optional: at most ``limit`` of them,
+        in order, through the query index (and the entries after its last batch).
+
+        What finds an entry by the short ID it was shown with once the Docker Engine no
+        longer holds the image; ``[]`` for anything that is not hex digits.
+        """
+        digits = short.strip().lower().removeprefix("sha256:")
+        if not 0 < len(digits) <= 64 or digits.strip(HEX_DIGITS):
+            return []
+        # every ID that begins with the digits sorts between them and the digits with a
+        # "g" after them (in any collation: hex digits sort before "g")
+        low, high = "sha256:" + digits, "sha256:" + digits + "g"
+        found: set[str] = set()
+        with self._read(snapshot=True) as conn:
+            size = self._size(conn)
+            indexed = min(self._indexed(conn), size)
+            rows = self._sql(conn, _IMAGE_PREFIX_SQL, (low, high, limit))
+            found.update(str(r.value) for r in rows.all())
+            for r in self._sql(conn, _FIELDS_SQL, (indexed, size)).all():
+                if r.image_id and low <= r.image_id < high:
+                    found.add(str(r.image_id))
+        return sorted(found)[:limit]
 
     def _indexed_matches(
         self, conn: Connection, terms: Sequence[tuple[str, str]], lo: int, hi: int, limit: int
