@@ -57,8 +57,9 @@ def entry_summary(entry: Any) -> dict[str, Any]:
     "--image",
     "image_id",
     metavar="ID",
-    help="Only entries of this image: its full ID (sha256: optional), or a short ID or name "
-    "the Docker Engine resolves (such as the 12 digits the IMAGE column shows).",
+    help="Only entries of this image: its full ID (sha256: optional), a name the Docker "
+    "Engine resolves, or a short ID (such as the 12 digits the IMAGE column shows), which "
+    "the ledger expands once the engine no longer holds the image.",
 )
 @click.option("--diff-id", help="Only builds with this layer diff ID (sha256:…).")
 @click.option(
