@@ -230,6 +230,9 @@ class LayerResult:
     #: the command that made the rebuilt image's layer, when it is not ``created_by``
     #: (two layers of different commands paired by position)
     rebuilt_created_by: str | None = None
+    #: the ``note`` names what to do about the layer not compared (the error's own hint,
+    #: such as how to repair a damaged deposit): no generic advice is added to it
+    advised: bool = False
 
     def to_dict(self, limit: int = MAX_DIFFERENCES) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -511,6 +514,7 @@ def compare_layers(
                     note=f"{NOT_COMPARED}: {e.diagnostics()}",
                     rebuilt_index=moved,
                     rebuilt_created_by=other_by,
+                    advised=e.hint is not None,
                 )
             )
             continue

@@ -555,7 +555,11 @@ def _uncompared_layers(c: ImageComparison) -> list[dict[str, Any]]:
                 if layer.note and ": " in layer.note
                 else ""
             )
-            + "; keep the original image in the engine or deposit it (escrow deposit)",
+            + (
+                ""
+                if layer.advised  # the note says what to do (a damaged deposit: repair it)
+                else "; keep the original image in the engine or deposit it (escrow deposit)"
+            ),
         }
         for layer in different
     ]

@@ -60,5 +60,8 @@ def test_a_damaged_deposited_layer_is_not_taken_for_a_difference(
     text = json.dumps(verdict)
     assert f"The deposited layer sha256:{layer[:12]}" in text
     assert "does not match its SHA-256" in text
+    # the repair the damage needs, not the advice for an original never deposited
+    assert "import the exported deposit again" in text
+    assert "deposit it (escrow deposit)" not in text
     assert all(not layer.get("differences") for layer in verdict["layers"])  # no file blamed
     assert r.exit_code == 1
