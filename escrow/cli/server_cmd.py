@@ -71,6 +71,16 @@ def _log_config(level: str) -> dict[str, Any]:
     "so slow or idle clients cannot hold unbounded memory (each may send --max-body).",
 )
 @click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    envvar="ESCROW_SERVER_REQUEST_TIMEOUT",
+    help="Seconds a request may take to arrive, headers and body; a slower one gets 408 and "
+    "its connection is closed, so clients sending a byte now and then cannot hold the "
+    "connections (ESCROW_SERVER_REQUEST_TIMEOUT).",
+)
+@click.option(
     "--no-packs",
     is_flag=True,
     help="Queue pack requests but do not render them here (another server does).",
@@ -90,6 +100,7 @@ def serve(
     workers: int,
     max_body: int,
     max_connections: int,
+    request_timeout: float,
     no_packs: bool,
     access_log: bool,
 ) -> None:
@@ -117,6 +128,7 @@ def serve(
     os.environ["ESCROW_HOME"] = str(s.home)
     os.environ["ESCROW_DB_URL"] = s.db_url
     os.environ["ESCROW_SERVER_MAX_BODY"] = str(max_body)
+    os.environ["ESCROW_SERVER_REQUEST_TIMEOUT"] = repr(request_timeout)
     os.environ["ESCROW_SERVER_PACK_WORKERS"] = "0" if no_packs else "1"
     app.say(
         f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
@@ -130,6 +142,8 @@ def serve(
         port=port,
         workers=workers,
         limit_concurrency=max_connections,
+        # Uvicorn's own protocol waits for ever for a request sent a byte now and then
+        http="escrow.server.protocol:DeadlineHTTPProtocol",
         log_config=_log_config("INFO"),
         access_log=access_log,
         server_header=False,

@@ -323,6 +323,8 @@ class RemoteLedger:
             return ServerAuthError(where, hint="Set ESCROW_TOKEN (or --token) to a valid token.")
         if r.status_code == 403:
             return ServerAuthError(where, hint="Use a token with a role that may do this.")
+        if r.status_code == 408:  # the request did not reach it within its request timeout
+            return ServerUnavailable(where, hint="Check the network to the server; try again.")
         if code == "schema":
             return SchemaError(f"{msg}.", pointer=str(body.get("pointer") or ""))
         if code == "signature" or code == "check_failed":
@@ -551,17 +553,29 @@ class RemoteLedger:
         from escrow.ledger.store import Prepared, prepare
 
         for item in envelopes:
+            # A server that is not the trusted one, or whose answer does not verify, stops
+            # the stream (raised): that is no fault of the envelope, and it was not refused.
+            self._current()
             try:
-                yield self.append_prepared(item if isinstance(item, Prepared) else prepare(item))
-            except (InputError, CheckFailed) as e:
+                p = item if isinstance(item, Prepared) else prepare(item)
+                data = self._post(p)
+            except (InputError, CheckFailed) as e:  # this envelope refused, here or there
                 if isinstance(e, LedgerTamperError):
                     raise
                 yield e
+                continue
+            yield self._posted(p, data)
 
     def append_prepared(self, p: Prepared) -> tuple[Entry, bool]:
         """:meth:`append` for an envelope :func:`escrow.ledger.store.prepare` checked."""
-        body = p.envelope.to_dict()
-        data = self._request("POST", "/v1/entries", json=body)
+        return self._posted(p, self._post(p))
+
+    def _post(self, p: Prepared) -> Any:
+        return self._request("POST", "/v1/entries", json=p.envelope.to_dict())
+
+    def _posted(self, p: Prepared, data: Any) -> tuple[Entry, bool]:
+        """The entry the server's answer ``data`` to posting ``p`` gives, once its
+        checkpoint, entry bytes and inclusion proof are verified."""
         cp = self._accept(data["checkpoint"])
         entry = self._entry(data["entry"])
         if entry.envelope != p.leaf:
