@@ -23,11 +23,12 @@ from escrow.capture import dockerfile as dfparse
 from escrow.capture.context import ContextArchive, ContextStream
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
-    LOG_TAIL_LINES,
+    build_section,
     builder_section,
     capture_image_facts,
     image_subject,
     log_ref,
+    log_tail,
     recipe_section,
     recipe_subject,
     statement,
@@ -222,7 +223,7 @@ def resolve_bases(
                 _learn_base_secrets(pinned, redactor)
                 record["imageId"] = str(pinned["Id"])
                 record["repoDigest"] = str(pinned["_pinned"])
-                record["pinnedBy"] = "digest" if "@" in stage.reference else "tag"
+                record["pinnedBy"] = _pinned_by(stage.reference)
                 records.append(record)
                 continue
             inspect = cache.get(stage.reference) or engine.inspect_image(stage.reference)
@@ -246,6 +247,12 @@ def resolve_bases(
             record["repoDigest"] = _own_repo_digest(stage.reference, inspect)
         records.append(record)
     return records, pulled
+
+
+def _pinned_by(reference: str) -> str:
+    """``pinnedBy`` of an image ``--pull`` pinned: the digest the reference names, or the
+    one its tag gave."""
+    return "digest" if "@" in reference else "tag"
 
 
 def _pulled(
@@ -332,7 +339,7 @@ def resolve_copy_sources(
         }
         if src.reference in pinned:
             record["repoDigest"] = pinned[src.reference]
-            record["pinnedBy"] = "digest" if "@" in src.reference else "tag"
+            record["pinnedBy"] = _pinned_by(src.reference)
         records.append(record)
     return records
 
@@ -385,11 +392,6 @@ def _resolve_step_images(
             if inspect is not None:
                 full[short] = str(inspect["Id"])
     return full
-
-
-def _log_tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:
-    text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
 def steps_section(
@@ -744,34 +746,23 @@ def phoenix_build(
         history_items: list[dict[str, Any]] = []
         inspected: dict[str, Any] | None = None
         if status == "succeeded" and result.image_id:
-            import concurrent.futures  # imported already, for the facts gathered meanwhile
-
-            # the history and the inspect asked at once, on two connections (~1 ms less)
-            with concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="escrow-history"
-            ) as pool:
-                asked = pool.submit(engine.history, result.image_id)
-                inspected = engine.inspect_image(result.image_id)
-                history_items = asked.result()
+            history_items, inspected = _history_and_inspect(engine, result.image_id)
         known = [
             str(h.get("Id")) for h in history_items if str(h.get("Id", "")).startswith("sha256:")
         ]
         steps = steps_section(result, engine, blobs, redactor, known)
         predicate: dict[str, Any] = {
-            "build": {
-                "id": build_id,
-                "project": project,
-                "kind": "dockerfile",
-                "status": status,
-                "startedOn": started_on,
-                "finishedOn": utc_now(),
-                "phoenix": {
-                    "noCache": True,
-                    "removeIntermediates": True,
-                    "pulledBase": pulled,
-                    "cleanContext": not (source or {}).get("dirty", False),
-                },
-            },
+            "build": build_section(
+                build_id=build_id,
+                project=project,
+                kind="dockerfile",
+                status=status,
+                started_on=started_on,
+                finished_on=utc_now(),
+                source=source,
+                phoenix=True,
+                pulled_base=pulled,
+            ),
             "builder": builder_section(engine_facts, ci, builder_id(ci)),
             "inputs": inputs,
             "steps": steps,
@@ -798,17 +789,11 @@ def phoenix_build(
             outcome.image_id = image["id"]
             progress.finish(f"escrow: built {image['id']} ({request.tags[0]})")
         else:
-            failed = result.failed_step
-            failure: dict[str, Any] = {
-                "step": failed.index if failed else None,
-                "instruction": redactor.text(failed.instruction) if failed else None,
-                "exitCode": result.error_code,
-                "message": redactor.text(result.error or "the build produced no image"),
-                "logTail": _log_tail(redactor.data(bytes(failed.log))) if failed else "",
-            }
+            failure = _failure(result, redactor)
             predicate["build"]["failure"] = failure
             outcome.failure = failure
             subject = recipe_subject(inputs["recipe"]["path"], inputs["recipe"]["sha256"])
+            failed = result.failed_step
             where = f"step {failed.index}" if failed else "the build"
             progress.finish(f"escrow: {where} failed: {failure['message']}")
         outcome.statement = redactor.document(statement(subject, predicate))
@@ -819,6 +804,32 @@ def phoenix_build(
         raise
     finally:
         restore_sigterm()
+
+
+def _history_and_inspect(
+    engine: Engine, image_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The built image's history and inspect, asked at once on two connections (~1 ms
+    less than one after the other)."""
+    import concurrent.futures  # imported already, for the facts gathered during the build
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="escrow-history") as pool:
+        asked = pool.submit(engine.history, image_id)
+        inspected = engine.inspect_image(image_id)
+        return asked.result(), inspected
+
+
+def _failure(result: StreamResult, redactor: Redactor) -> dict[str, Any]:
+    """``build.failure`` of a build that made no image: the step that failed (when one
+    did), its exit code, the engine's message and the end of the step's log."""
+    failed = result.failed_step
+    return {
+        "step": failed.index if failed else None,
+        "instruction": redactor.text(failed.instruction) if failed else None,
+        "exitCode": result.error_code,
+        "message": redactor.text(result.error or "the build produced no image"),
+        "logTail": log_tail(redactor.data(bytes(failed.log))) if failed else "",
+    }
 
 
 def _inputs(

@@ -20,6 +20,7 @@ from escrow.capture.build import default_project, resolve_bases, resolve_copy_so
 from escrow.capture.context import escrow_folders_in, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
+    build_section,
     builder_section,
     capture_image_facts,
     image_subject,
@@ -152,20 +153,15 @@ def capture_image(
         )
     ci = ci_facts(environ)
     predicate: dict[str, Any] = {
-        "build": {
-            "id": str(uuid.uuid4()),
-            "project": project,
-            "kind": "image",
-            "status": "succeeded",
-            "startedOn": started_on,
-            "finishedOn": utc_now(),
-            "phoenix": {
-                "noCache": False,
-                "removeIntermediates": False,
-                "pulledBase": False,
-                "cleanContext": not (source or {}).get("dirty", False),
-            },
-        },
+        "build": build_section(
+            build_id=str(uuid.uuid4()),
+            project=project,
+            kind="image",
+            status="succeeded",
+            started_on=started_on,
+            finished_on=utc_now(),
+            source=source,
+        ),
         "builder": builder_section(engine_facts, ci, builder_id(ci)),
         "inputs": inputs,
         "steps": [],

@@ -55,29 +55,6 @@ _TYPES = {
 }
 
 
-# A NamedTuple, not a frozen dataclass: made at import on the way to `escrow build`'s
-# request, where a frozen dataclass costs ~0.5 ms of start-up and this ~0.1 ms
-# (docs/DESIGN-NOTES.md, "Start-up of escrow build").
-class FileEntry(NamedTuple):
-    """One entry of the context archive."""
-
-    path: str
-    type: str
-    mode: int
-    size: int
-    sha256: str | None = None
-    link_target: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "type": self.type, "mode": self.mode}
-        d["size"] = self.size
-        if self.sha256 is not None:
-            d["sha256"] = self.sha256
-        if self.link_target is not None:
-            d["linkTarget"] = self.link_target
-        return d
-
-
 def file_list_bytes(files: list[dict[str, Any]]) -> bytes:
     """RFC 8785 canonical bytes of a file list (fast path, equal to ``canonical_bytes``).
 
@@ -325,14 +302,44 @@ def _load_sdk_build() -> Any:
 
 
 class _Plan(NamedTuple):
+    """What goes in the archive (see :func:`_plan`)."""
+
     root: Path
     names: list[str]
+    #: entries made here, not read from the context: a Dockerfile outside it, and the
+    #: ``.dockerignore`` that keeps that one out of the build's own files
     extra: list[tuple[str, bytes]]
+    #: the Dockerfile's name in the archive
     rel: str | None
+    #: the Dockerfile as recorded (relative to the context, or absolute outside it)
     shown: str | None
     df_bytes: bytes | None
     exclude: list[str] | None
     left_out: tuple[str, ...] = ()
+
+    def recorded(
+        self,
+        files: list[dict[str, Any]],
+        archive: IO[bytes] | None = None,
+        archive_sha256: str | None = None,
+        archive_size: int | None = None,
+    ) -> ContextArchive:
+        """The :class:`ContextArchive` of this plan, once ``files`` are written (sorted
+        here, by path, for the tree digest)."""
+        files.sort(key=lambda f: str(f["path"]))
+        return ContextArchive(
+            root=self.root,
+            archive=archive,
+            archive_sha256=archive_sha256,
+            archive_size=archive_size,
+            files=files,
+            tree_digest=tree_digest(files),
+            dockerfile_in_archive=self.rel,
+            dockerfile_path=self.shown,
+            dockerfile_bytes=self.df_bytes,
+            dockerignore=self.exclude,
+            left_out=self.left_out,
+        )
 
 
 def check_context_dir(path: Path) -> None:
@@ -365,7 +372,6 @@ def left_out_note(left_out: Sequence[str], context: str) -> str:
 
 def _escrow_folders(home: Path, deposit_store: str | None) -> list[Path]:
     from escrow.deposit.store import store_location
-    from escrow.errors import EscrowError
 
     folders = [Path(home)]
     try:
@@ -460,24 +466,8 @@ def make_context(
     Dockerfile is missing.
     """
     plan = _plan(context_dir, dockerfile, require_dockerfile, embed_dockerfile, leave_out)
-    root, names, extra = plan.root, plan.names, plan.extra
-    rel, shown, df_bytes, exclude = plan.rel, plan.shown, plan.df_bytes, plan.exclude
     if not keep_archive:
-        files = _write_archive(root, names, extra, None)
-        files.sort(key=lambda f: str(f["path"]))
-        return ContextArchive(
-            root=root,
-            archive=None,
-            archive_sha256=None,
-            archive_size=None,
-            files=files,
-            tree_digest=tree_digest(files),
-            dockerfile_in_archive=rel,
-            dockerfile_path=shown,
-            dockerfile_bytes=df_bytes,
-            dockerignore=exclude,
-            left_out=plan.left_out,
-        )
+        return plan.recorded(_write_archive(plan.root, plan.names, plan.extra, None))
     # in memory up to SPOOL_IN_MEMORY, then a temporary file
     import tempfile
 
@@ -489,26 +479,13 @@ def make_context(
     )
     sink = _ArchiveSink(spool)
     try:
-        files = _write_archive(root, names, extra, sink)
+        files = _write_archive(plan.root, plan.names, plan.extra, sink)
         archive_sha256 = sink.finish()
     except BaseException:
         sink.abort()
         spool.close()
         raise
-    files.sort(key=lambda f: str(f["path"]))
-    return ContextArchive(
-        root=root,
-        archive=spool,
-        archive_sha256=archive_sha256,
-        archive_size=sink.size,
-        files=files,
-        tree_digest=tree_digest(files),
-        dockerfile_in_archive=rel,
-        dockerfile_path=shown,
-        dockerfile_bytes=df_bytes,
-        dockerignore=exclude,
-        left_out=plan.left_out,
-    )
+    return plan.recorded(files, spool, archive_sha256, sink.size)
 
 
 class _Describer:
@@ -680,7 +657,9 @@ def _write_archive(
             sink.write(tar_header(info))
             sink.write(data + b"\0" * (-len(data) % _BLOCK))
         digest = hashlib.sha256(data).hexdigest()
-        files.append(FileEntry(name, "file", info.mode, len(data), digest).to_dict())
+        files.append(
+            {"path": name, "type": "file", "mode": info.mode, "size": len(data), "sha256": digest}
+        )
     if sink is not None:
         # end of archive: two zero blocks, padded to a whole record (as TarFile.close)
         sink.write(b"\0" * (2 * _BLOCK))
@@ -762,21 +741,7 @@ class ContextStream:
         try:
             files = _write_archive(self.plan.root, self.plan.names, self.plan.extra, sink)
             digest = sink.finish()
-            files.sort(key=lambda f: str(f["path"]))
-            p = self.plan
-            self._result = ContextArchive(
-                root=p.root,
-                archive=None,
-                archive_sha256=digest,
-                archive_size=sink.size,
-                files=files,
-                tree_digest=tree_digest(files),
-                dockerfile_in_archive=p.rel,
-                dockerfile_path=p.shown,
-                dockerfile_bytes=p.df_bytes,
-                dockerignore=p.exclude,
-                left_out=p.left_out,
-            )
+            self._result = self.plan.recorded(files, None, digest, sink.size)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             sink.abort()
             self._error = e

@@ -268,7 +268,7 @@ def parse(text: str, build_args: Mapping[str, str] | None = None) -> Dockerfile:
                 scope[name] = build_args.get(name, default)
             continue
         if ins.keyword != "FROM":
-            if not stages and ins.keyword not in ("ARG",):
+            if not stages:
                 raise InputError(
                     f"The Dockerfile's line {ins.line} ({ins.keyword}) comes before any FROM.",
                     hint="A Dockerfile must start with FROM (only ARG may precede it).",

@@ -834,8 +834,6 @@ class DockerEngine:
                     digest = status.removeprefix("Digest: ").strip()
         except docker.errors.APIError as e:
             raise InputError(f"Pulling {ref} failed: {e.explanation or e}.") from e
-        except EscrowError:
-            raise
         except self._errors() as e:
             raise _unavailable(e) from e
         return digest
@@ -857,8 +855,6 @@ class DockerEngine:
                     result = dict(msg["aux"])
         except docker.errors.APIError as e:
             raise InputError(f"Pushing {ref} failed: {e.explanation or e}.") from e
-        except EscrowError:
-            raise
         except self._errors() as e:
             raise _unavailable(e) from e
         if not result:

@@ -89,6 +89,43 @@ def log_ref(blobs: BlobStore, data: bytes) -> dict[str, Any]:
     return {"sha256": blobs.put(bytes(data)), "size": len(data)}
 
 
+def build_section(
+    *,
+    build_id: str,
+    project: str,
+    kind: str,
+    status: str,
+    started_on: str,
+    finished_on: str,
+    source: Mapping[str, Any] | None,
+    phoenix: bool = False,
+    pulled_base: bool = False,
+) -> dict[str, Any]:
+    """``predicate.build``.  ``phoenix``: built with no cache and its intermediates
+    removed (``escrow build``); the context is clean unless the ``source`` revision is
+    dirty."""
+    return {
+        "id": build_id,
+        "project": project,
+        "kind": kind,
+        "status": status,
+        "startedOn": started_on,
+        "finishedOn": finished_on,
+        "phoenix": {
+            "noCache": phoenix,
+            "removeIntermediates": phoenix,
+            "pulledBase": pulled_base,
+            "cleanContext": not (source or {}).get("dirty", False),
+        },
+    }
+
+
+def log_tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a (scrubbed) log: ``build.failure.logTail``."""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
 def builder_section(
     engine_facts: dict[str, Any], ci: dict[str, Any] | None, builder_id: str
 ) -> dict[str, Any]:

@@ -29,11 +29,12 @@ from escrow.capture.capture import check_image_ref, image_not_found
 from escrow.capture.context import ContextArchive, escrow_folders_in, left_out_note, make_context
 from escrow.capture.engine import Engine
 from escrow.capture.manifest import (
-    LOG_TAIL_LINES,
+    build_section,
     builder_section,
     capture_image_facts,
     image_subject,
     log_ref,
+    log_tail,
     statement,
     utf8_document,
     utf8_text,
@@ -253,6 +254,31 @@ def _run(
     return code, bytes(log), duration, None
 
 
+def _context_after(
+    context: Path,
+    excluded: Sequence[str],
+    before_digest: str,
+    before_files: list[dict[str, Any]],
+    echo: TextIO | None,
+) -> tuple[str | None, str | None, list[str]]:
+    """The context once the command has run: ``(tree digest, why it could not be read,
+    the paths that changed)``.  One that cannot be read is recorded as unknown (its
+    digest ``None``, so its inputs count as changed), with a warning on ``echo``."""
+    try:
+        with _snapshot(context, excluded) as after:
+            if after.tree_digest == before_digest:
+                return after.tree_digest, None, []
+            return after.tree_digest, None, changed_paths(before_files, after.files)
+    except EscrowError as e:
+        # the command has run: record it all the same, its inputs counted as changed
+        if echo is not None:
+            echo.write(
+                f"escrow: warning: {e.message.rstrip('.')}; the context after the command is "
+                "recorded as unknown.\n"
+            )
+        return None, e.message, []
+
+
 def record_command(
     argv: list[str],
     *,
@@ -292,22 +318,9 @@ def record_command(
 
     exit_code, log, duration, killed_by = _run(argv, echo, redactor)
 
-    after_digest: str | None = None
-    after_error: str | None = None
-    changed: list[str] = []
-    try:
-        with _snapshot(context, excluded) as after:
-            after_digest = after.tree_digest
-            if after_digest != before_digest:
-                changed = changed_paths(before_files, after.files)
-    except EscrowError as e:
-        # the command has run: record it all the same, its inputs counted as changed
-        after_error = e.message
-        if echo is not None:
-            echo.write(
-                f"escrow: warning: {e.message.rstrip('.')}; the context after the command is "
-                "recorded as unknown.\n"
-            )
+    after_digest, after_error, changed = _context_after(
+        context, excluded, before_digest, before_files, echo
+    )
     finished_on = utc_now()
     scrubbed_log = redactor.data(log)
     command: dict[str, Any] = {
@@ -332,20 +345,15 @@ def record_command(
     if source is not None:
         inputs["source"] = source
     predicate: dict[str, Any] = {
-        "build": {
-            "id": str(uuid.uuid4()),
-            "project": project or default_project(context),
-            "kind": "command",
-            "status": "succeeded" if exit_code == 0 else "failed",
-            "startedOn": started_on,
-            "finishedOn": finished_on,
-            "phoenix": {
-                "noCache": False,
-                "removeIntermediates": False,
-                "pulledBase": False,
-                "cleanContext": not (source or {}).get("dirty", False),
-            },
-        },
+        "build": build_section(
+            build_id=str(uuid.uuid4()),
+            project=project or default_project(context),
+            kind="command",
+            status="succeeded" if exit_code == 0 else "failed",
+            started_on=started_on,
+            finished_on=finished_on,
+            source=source,
+        ),
         "builder": builder,
         "inputs": inputs,
         "steps": [],
@@ -354,10 +362,7 @@ def record_command(
     subject = _command_subject(command["argv"])
     failure_message: str | None = None
     if exit_code == 0 and image is not None and engine is not None:
-        try:
-            facts = capture_image_facts(engine, image, redactor)
-        except EscrowError:
-            raise
+        facts = capture_image_facts(engine, image, redactor)
         if facts is None:
             failure_message = str(image_not_found(image).message)
         else:
@@ -372,13 +377,12 @@ def record_command(
         failure_message = f"The command exited with code {exit_code}."
     if failure_message is not None:
         predicate["build"]["status"] = "failed"
-        tail = scrubbed_log.decode("utf-8", errors="replace").rstrip("\n").splitlines()
         predicate["build"]["failure"] = {
             "step": None,
             "instruction": " ".join(command["argv"]),
             "exitCode": exit_code,
             "message": failure_message,
-            "logTail": "\n".join(tail[-LOG_TAIL_LINES:]),
+            "logTail": log_tail(scrubbed_log),
         }
     # a folder or project name that is not UTF-8 is recorded with ``\xNN`` escapes
     doc = dict(utf8_document(redactor.document(statement(subject, predicate))))

@@ -173,11 +173,16 @@ class Redactor:
         return out
 
     # -- scrubbing -------------------------------------------------------------
+    def _values_to_scrub(self) -> list[str]:
+        """The values searched for in free text, longest first (so that a value holding
+        another is replaced whole)."""
+        return sorted(
+            (v for v in self._values if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True
+        )
+
     def _compiled(self) -> re.Pattern[str] | None:
         if self._pattern is None:
-            values = sorted(
-                (v for v in self._values if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True
-            )
+            values = self._values_to_scrub()
             if values:
                 self._pattern = re.compile("|".join(re.escape(v) for v in values))
         return self._pattern
@@ -221,9 +226,7 @@ class Redactor:
 
     def data(self, data: bytes) -> bytes:
         """Bytes (a log) with every known secret value and URL credential removed."""
-        values = sorted(
-            (v for v in self._values if len(v) >= MIN_SCRUB_LENGTH), key=len, reverse=True
-        )
+        values = self._values_to_scrub()
         if values:
             table = {
                 v.encode("utf-8", "surrogateescape"): self._values[v].encode("utf-8")

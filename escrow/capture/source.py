@@ -8,7 +8,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from escrow.capture.secrets import strip_url_credentials
 
@@ -147,30 +147,33 @@ def ci_branch(env: Mapping[str, str]) -> tuple[str, str] | None:
     for change requests), Buildkite, CircleCI, Azure Pipelines ``BUILD_SOURCEBRANCH``, Travis
     CI (not for pull requests) and Bitbucket Pipelines.
     """
-    pairs: list[tuple[str | None, str | None]] = []
+    branch: str | None = None
+    commit: str | None = None
     if env.get("GITHUB_ACTIONS"):
-        pairs.append((_ref_branch(env.get("GITHUB_REF")), env.get("GITHUB_SHA")))
+        branch, commit = _ref_branch(env.get("GITHUB_REF")), env.get("GITHUB_SHA")
     elif env.get("GITLAB_CI"):
-        pairs.append((env.get("CI_COMMIT_BRANCH"), env.get("CI_COMMIT_SHA")))
+        branch, commit = env.get("CI_COMMIT_BRANCH"), env.get("CI_COMMIT_SHA")
     elif env.get("JENKINS_URL") and not env.get("CHANGE_ID"):
-        pairs.append((env.get("BRANCH_NAME"), env.get("GIT_COMMIT")))
+        branch, commit = env.get("BRANCH_NAME"), env.get("GIT_COMMIT")
     elif env.get("BUILDKITE"):
-        pairs.append((env.get("BUILDKITE_BRANCH"), env.get("BUILDKITE_COMMIT")))
+        branch, commit = env.get("BUILDKITE_BRANCH"), env.get("BUILDKITE_COMMIT")
     elif env.get("CIRCLECI"):
-        pairs.append((env.get("CIRCLE_BRANCH"), env.get("CIRCLE_SHA1")))
+        branch, commit = env.get("CIRCLE_BRANCH"), env.get("CIRCLE_SHA1")
     elif env.get("TF_BUILD"):
-        pairs.append((_ref_branch(env.get("BUILD_SOURCEBRANCH")), env.get("BUILD_SOURCEVERSION")))
+        branch, commit = _ref_branch(env.get("BUILD_SOURCEBRANCH")), env.get("BUILD_SOURCEVERSION")
     elif env.get("TRAVIS") and env.get("TRAVIS_PULL_REQUEST", "false") == "false":
-        pairs.append((env.get("TRAVIS_BRANCH"), env.get("TRAVIS_COMMIT")))
+        branch, commit = env.get("TRAVIS_BRANCH"), env.get("TRAVIS_COMMIT")
     elif env.get("BITBUCKET_BUILD_NUMBER"):
-        pairs.append((env.get("BITBUCKET_BRANCH"), env.get("BITBUCKET_COMMIT")))
-    for branch, commit in pairs:
-        if branch and commit:
-            return branch, commit
-    return None
+        branch, commit = env.get("BITBUCKET_BRANCH"), env.get("BITBUCKET_COMMIT")
+    return (branch, commit) if branch and commit else None
 
 
-# (system, marker variable, run id, job URL (or a function), runner, job name)
+if TYPE_CHECKING:
+    #: what :func:`ci_facts` records of a CI job: ``runId``, ``jobUrl``, ``runner``,
+    #: ``job`` and ``pipeline``, read from the CI system's own variables
+    _CIFacts = Callable[[Mapping[str, str]], dict[str, str | None]]
+
+
 def _ci_github(env: Mapping[str, str]) -> dict[str, str | None]:
     server = env.get("GITHUB_SERVER_URL", "https://github.com")
     repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
@@ -202,7 +205,9 @@ def _ci_azure(env: Mapping[str, str]) -> dict[str, str | None]:
 
 def _simple(
     run: str, url: str | None, runner: str | None, job: str | None, pipeline: str | None = None
-) -> Any:
+) -> _CIFacts:
+    """The facts of a CI system that names each in one variable (``None``: it has none)."""
+
     def facts(env: Mapping[str, str]) -> dict[str, str | None]:
         return {
             "runId": env.get(run),
@@ -215,7 +220,8 @@ def _simple(
     return facts
 
 
-_CI_SYSTEMS: list[tuple[str, str, Any]] = [
+#: (system, the variable that is set in its jobs, how to read its facts)
+_CI_SYSTEMS: list[tuple[str, str, _CIFacts]] = [
     ("github-actions", "GITHUB_ACTIONS", _ci_github),
     (
         "gitlab-ci",
@@ -284,8 +290,7 @@ def ci_facts(env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     env = os.environ if env is None else env
     for system, marker, facts in _CI_SYSTEMS:
         if env.get(marker):
-            found: dict[str, str | None] = facts(env)
-            return _clean({"system": system, **found})
+            return _clean({"system": system, **facts(env)})
     if env.get("CI", "").lower() in ("true", "1", "yes"):
         return {"system": "unknown"}
     return None

@@ -51,16 +51,14 @@ class StepRecord:
 class StreamResult:
     steps: list[StepRecord]
     image_id: str | None  # full "sha256:…" of the last stage, from the aux message
-    stage_images: list[str]
     error: str | None
     error_code: int | None
     failed_step: StepRecord | None
-    #: engine output before the first step (nothing normally)
-    preamble: str
 
 
 class StepParser:
-    """Feed :meth:`feed` every decoded message of ``APIClient.build(decode=True)``."""
+    """Feed :meth:`feed` every decoded JSON message of the engine's build stream
+    (:meth:`~escrow.capture.engine.Engine.build`), then call :meth:`finish`."""
 
     def __init__(
         self,
@@ -77,7 +75,6 @@ class StepParser:
         self.error_code: int | None = None
         self._buf = ""
         self._stage = -1
-        self._preamble: list[str] = []
         #: the container a step runs in (``---> Running in ID``) until the builder removes
         #: it: what comes meanwhile is the command's output, even a line that looks like
         #: the builder's own (``Step 7/9 : …``, `` ---> ID``), never a step or an image
@@ -107,8 +104,7 @@ class StepParser:
     def _log(self, text: str) -> None:
         step = self.current
         if step is None:
-            self._preamble.append(text)
-            return
+            return  # engine output before the first step (nothing normally): no step's log
         step.log += (text + "\n").encode("utf-8", errors="surrogateescape")
         self.progress.output(self._scrub(text))
 
@@ -195,9 +191,7 @@ class StepParser:
         return StreamResult(
             steps=self.steps,
             image_id=self.stage_images[-1] if self.stage_images and not self.error else None,
-            stage_images=self.stage_images,
             error=self.error,
             error_code=self.error_code,
             failed_step=failed,
-            preamble="\n".join(self._preamble),
         )

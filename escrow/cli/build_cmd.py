@@ -17,6 +17,7 @@ from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputError, UsageError
 
 if TYPE_CHECKING:
+    from escrow.capture.build import BuildOutcome
     from escrow.capture.publish import Publisher
     from escrow.capture.secrets import Redactor
     from escrow.deposit.ahead import ContextAhead
@@ -69,6 +70,11 @@ def _result(entry: Entry, created: bool, statement: dict[str, Any]) -> dict[str,
     }
 
 
+def _deposit_summary(deposit: DepositResult) -> dict[str, Any]:
+    """``deposit`` of the JSON result: whether it is complete, and what it lacks."""
+    return {"complete": deposit.complete, "missing": deposit.missing}
+
+
 def _report(
     app: App,
     as_json: bool,
@@ -86,7 +92,7 @@ def _report(
     if failure is not None:
         result["failure"] = failure
     if deposit is not None:
-        result["deposit"] = {"complete": deposit.complete, "missing": deposit.missing}
+        result["deposit"] = _deposit_summary(deposit)
     if registry is not None:
         result.update(registry)
     if as_json:
@@ -396,18 +402,7 @@ def build(
                 push_error = e
         entry, created = publisher.publish(outcome.statement)
         if pull:
-            from escrow.registry.pins import moved_bases
-
-            predicate = outcome.statement["predicate"]
-            registry = registry or {}
-            registry["bases"] = [
-                {k: b.get(k) for k in ("stage", "reference", "repoDigest", "imageId", "pinnedBy")}
-                for b in predicate["inputs"]["baseImages"]
-                if b.get("source") == "image"
-            ]
-            registry["movedBases"] = moved_bases(
-                publisher.ledger, predicate, before=entry.index, project=outcome.project
-            )
+            registry = {**(registry or {}), **_pulled_bases(publisher, outcome, entry)}
         deposit = None
         if store is not None and deposit_error is None:
             from escrow.deposit.deposit import deposit_entry
@@ -443,13 +438,7 @@ def build(
         )
         raise deposit_error
     if push_error is not None:
-        if not as_json:
-            app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash}), NOT pushed")
-        else:
-            result = _result(entry, created, outcome.statement)
-            if deposit is not None:
-                result["deposit"] = {"complete": deposit.complete, "missing": deposit.missing}
-            app.emit_json({**result, "pushed": []})
+        _report_not_pushed(app, as_json, entry, created, outcome.statement, deposit)
         # the registry's own message ends "nothing was recorded": the build is, though
         reason = push_error.message.rstrip(".").removesuffix("; nothing was recorded")
         push_error.message = (
@@ -458,6 +447,42 @@ def build(
         )
         raise push_error
     _report(app, as_json, entry, created, outcome.statement, deposit=deposit, registry=registry)
+
+
+def _pulled_bases(publisher: Publisher, outcome: BuildOutcome, entry: Entry) -> dict[str, Any]:
+    """What ``--pull`` adds to the result: ``bases``, each base image as it was pinned, and
+    ``movedBases``, those whose tag moved since the project's last build."""
+    from escrow.registry.pins import moved_bases
+
+    predicate = outcome.statement["predicate"]
+    return {
+        "bases": [
+            {k: b.get(k) for k in ("stage", "reference", "repoDigest", "imageId", "pinnedBy")}
+            for b in predicate["inputs"]["baseImages"]
+            if b.get("source") == "image"
+        ],
+        "movedBases": moved_bases(
+            publisher.ledger, predicate, before=entry.index, project=outcome.project
+        ),
+    }
+
+
+def _report_not_pushed(
+    app: App,
+    as_json: bool,
+    entry: Entry,
+    created: bool,
+    statement: dict[str, Any],
+    deposit: DepositResult | None,
+) -> None:
+    """Print the result of a build that is recorded but whose push failed."""
+    if not as_json:
+        app.out(f"ledger entry {entry.index} (leaf {entry.leaf_hash}), NOT pushed")
+        return
+    result = _result(entry, created, statement)
+    if deposit is not None:
+        result["deposit"] = _deposit_summary(deposit)
+    app.emit_json({**result, "pushed": []})
 
 
 @click.command(short_help="Record IMAGE, built by other means, as it is.")

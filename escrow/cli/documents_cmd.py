@@ -28,6 +28,11 @@ from escrow.errors import CheckFailed, EscrowError, InputError, UsageError
 # -- shared helpers --------------------------------------------------------------
 
 
+def _source(path: str) -> str:
+    """How a message names the input ``path`` ('-' is standard input)."""
+    return "Standard input" if path == "-" else f"The file {path}"
+
+
 def _read_input(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
@@ -143,6 +148,13 @@ def parse_documents(data: bytes, *, source: str = "The input") -> list[Parsed]:
     return out
 
 
+_passphrase_prompt_option = click.option(
+    "--passphrase-prompt",
+    is_flag=True,
+    help="Ask for the key passphrase (else ESCROW_KEY_PASSPHRASE).",
+)
+
+
 def _passphrase(app: App, prompt: bool, what: str) -> str | None:
     if prompt:
         from escrow.cli.keys_cmd import ask_passphrase
@@ -154,10 +166,15 @@ def _passphrase(app: App, prompt: bool, what: str) -> str | None:
 # -- escrow sign -----------------------------------------------------------------
 
 
+def _is_envelope(doc: Any) -> bool:
+    """Whether ``doc`` is a DSSE envelope rather than a Statement."""
+    return isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc
+
+
 def _statement_error(doc: Any) -> str | None:
     from escrow.documents.schemas import validate_document
 
-    if isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc:
+    if _is_envelope(doc):
         return "this is a DSSE envelope, not a Statement; escrow sign takes Statements"
     try:
         validate_document(doc)
@@ -176,11 +193,7 @@ def _statement_error(doc: Any) -> str | None:
     help="Private key (PKCS#8 PEM) to sign with; repeat for a multi-signature envelope. "
     "Default: the build key (ESCROW_KEY).",
 )
-@click.option(
-    "--passphrase-prompt",
-    is_flag=True,
-    help="Ask for the key passphrase (else ESCROW_KEY_PASSPHRASE).",
-)
+@_passphrase_prompt_option
 @click.option(
     "-o",
     "--output",
@@ -212,8 +225,7 @@ def sign(
             "--passphrase-prompt reads the passphrase from standard input, "
             "so the statements must come from a FILE."
         )
-    source = "Standard input" if file == "-" else f"The file {file}"
-    docs = parse_documents(_read_input(file), source=source)
+    docs = parse_documents(_read_input(file), source=_source(file))
     errors: list[str] = []
     for p in docs:
         problem = p.error or _statement_error(p.document)
@@ -291,9 +303,7 @@ def _file_report(path: str, forced: str | None) -> dict[str, Any]:
 
     report: dict[str, Any] = {"file": path, "valid": False, "schema": None, "id": None}
     try:
-        parsed = parse_documents(
-            _read_input(path), source="Standard input" if path == "-" else f"The file {path}"
-        )
+        parsed = parse_documents(_read_input(path), source=_source(path))
     except InputError as e:
         return {**report, "unreadable": True, "errors": [{"pointer": "", "message": e.message}]}
     results: list[dict[str, Any]] = []
@@ -302,7 +312,7 @@ def _file_report(path: str, forced: str | None) -> dict[str, Any]:
             results.append({"where": p.where, "schema": None, "errors": [("", p.error)]})
             continue
         doc, via = p.document, None
-        if isinstance(doc, dict) and "payloadType" in doc and "signatures" in doc:
+        if _is_envelope(doc):
             try:
                 doc = Envelope.from_dict(doc).statement(unique=True)  # as `escrow post` reads it
                 via = "envelope payload"
@@ -391,11 +401,7 @@ def schema_validate(
     help="Ledger index of a build manifest: export it as SLSA Provenance v1.",
 )
 @click.option("--sign", "do_sign", is_flag=True, help="Print a signed DSSE envelope instead.")
-@click.option(
-    "--passphrase-prompt",
-    is_flag=True,
-    help="Ask for the key passphrase (else ESCROW_KEY_PASSPHRASE).",
-)
+@_passphrase_prompt_option
 @click.option(
     "-o",
     "--output",

@@ -180,8 +180,9 @@ def parse_when(text: str) -> datetime:
 
 
 def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecord:
-    """The registered key ``wanted`` names (:func:`find_key`); the log key, which is not
-    one and cannot be ``done`` (revoked, retired, exported), is named as what it is."""
+    """The registered key ``wanted`` names (a full key ID, a unique prefix or a name:
+    :func:`escrow.ledger.models.find_key`); the log key, which is not one and cannot be
+    ``done`` (revoked, retired, exported), is named as what it is."""
     from escrow.ledger import checkpoint as cp
 
     try:
@@ -344,8 +345,7 @@ def list_(app: App, as_json: bool) -> None:
     """List the registered keys, their status and history, and which are on this machine."""
     records = app.ledger().keys()
     local = _local_keys(app)
-    build = public_key_path(app.settings.key_path)
-    build_id = PublicKey.from_pem(build.read_bytes()).keyid if build.exists() else None
+    build_id = _build_keyid(app)
     rows: list[dict[str, Any]] = []
     for record in records:
         row = record.to_dict()
@@ -441,10 +441,15 @@ def _retire_from(effective: str | None) -> datetime:
     return when
 
 
-def _is_build_key(app: App, keyid: str) -> bool:
-    """Whether ``keyid`` is the configured build key (by its public key file)."""
+def _build_keyid(app: App) -> str | None:
+    """The key ID of the configured build key (by its public key file), if it has one."""
     build = public_key_path(app.settings.key_path)
-    return build.exists() and PublicKey.from_pem(build.read_bytes()).keyid == keyid
+    return PublicKey.from_pem(build.read_bytes()).keyid if build.exists() else None
+
+
+def _is_build_key(app: App, keyid: str) -> bool:
+    """Whether ``keyid`` is the configured build key."""
+    return _build_keyid(app) == keyid
 
 
 @keys.command()
@@ -484,7 +489,7 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
         "keyid": rec.keyid,
         "name": rec.name,
         "status": "retired",
-        "effective_from": when.isoformat().replace("+00:00", "Z"),
+        "effective_from": _rfc3339(when),
         "ledger_index": entry.index,
     }
     if as_json:

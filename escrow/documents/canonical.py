@@ -9,7 +9,6 @@ breaking that rule is refused with the JSON Pointer of the offending value.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -65,7 +64,3 @@ def canonical_bytes(document: Any) -> bytes:
             f"The document cannot be canonicalised (RFC 8785) at {pointer or '/'}: {reason}.",
             hint="Record times as RFC 3339 strings and sizes as integers below 2**53.",
         ) from e
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -59,8 +59,12 @@ def resolve_name(name_or_uri: str) -> str:
     for name, uri in SCHEMA_IDS.items():
         if uri == name_or_uri.strip():
             return name
-    raise InputError(
-        f"There is no schema named {name_or_uri!r}.",
+    raise _no_schema(name_or_uri)
+
+
+def _no_schema(name: str) -> InputError:
+    return InputError(
+        f"There is no schema named {name!r}.",
         hint=f"Known schemas: {', '.join(schema_names())}.",
     )
 
@@ -70,10 +74,7 @@ def load_schema(name: str) -> dict[str, Any]:
     """The schema ``name``; its ``$id`` must be the type URI of :data:`SCHEMA_IDS`."""
     path = data_dir("schemas") / f"{name}.schema.json"
     if not path.is_file():
-        raise InputError(
-            f"There is no schema named {name!r}.",
-            hint=f"Known schemas: {', '.join(schema_names())}.",
-        )
+        raise _no_schema(name)
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
@@ -296,14 +297,9 @@ def prepare(*names: str) -> None:
         _fast_validator(name)
 
 
-def validate(document: Any, name: str) -> None:
-    """Raise :class:`SchemaError` naming the JSON Pointer of the first bad field."""
-    if _fast_valid(document, (name,), None):
-        return
-    _validate_slow(document, name)
-
-
 def _validate_slow(document: Any, name: str) -> None:
+    """Raise :class:`SchemaError` naming the JSON Pointer of the first bad field (the
+    fast path could not vouch for ``document``)."""
     from jsonschema.exceptions import best_match
 
     error = best_match(_validator(name).iter_errors(document))

@@ -182,73 +182,69 @@ def _context_and_source(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
     return deps
 
 
+def _byproduct(name: str, sha256: str, media_type: str, **annotations: Any) -> dict[str, Any]:
+    """A ``runDetails.byproducts`` item; unset annotations are left out."""
+    return {
+        "name": name,
+        "digest": {"sha256": sha256},
+        "mediaType": media_type,
+        "annotations": _drop_empty(annotations),
+    }
+
+
 def _byproducts(predicate: Mapping[str, Any], envelope: bytes | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for layer in predicate.get("layers") or []:
         digest = _hex(layer.get("diffId"))
-        if digest is None:
-            continue
-        out.append(
-            {
-                "name": f"layer-{layer.get('index')}",
-                "digest": {"sha256": digest},
-                "mediaType": LAYER_MEDIA_TYPE,
-                "annotations": _drop_empty(
-                    {
-                        "kind": "layer",
-                        "diffId": layer.get("diffId"),
-                        "size": layer.get("size"),
-                        "createdBy": layer.get("createdBy"),
-                    }
-                ),
-            }
-        )
+        if digest is not None:
+            out.append(
+                _byproduct(
+                    f"layer-{layer.get('index')}",
+                    digest,
+                    LAYER_MEDIA_TYPE,
+                    kind="layer",
+                    diffId=layer.get("diffId"),
+                    size=layer.get("size"),
+                    createdBy=layer.get("createdBy"),
+                )
+            )
     for step in predicate.get("steps") or []:
         log = step.get("log") or {}
         digest = _hex(log.get("sha256"))
-        if digest is None:
-            continue
-        out.append(
-            {
-                "name": f"step-{step.get('index')}.log",
-                "digest": {"sha256": digest},
-                "mediaType": LOG_MEDIA_TYPE,
-                "annotations": _drop_empty(
-                    {
-                        "kind": "log",
-                        "instruction": step.get("instruction"),
-                        "exitCode": step.get("exitCode"),
-                        "size": log.get("size"),
-                    }
-                ),
-            }
-        )
+        if digest is not None:
+            out.append(
+                _byproduct(
+                    f"step-{step.get('index')}.log",
+                    digest,
+                    LOG_MEDIA_TYPE,
+                    kind="log",
+                    instruction=step.get("instruction"),
+                    exitCode=step.get("exitCode"),
+                    size=log.get("size"),
+                )
+            )
     command = predicate.get("command") or {}
     command_log = command.get("log") or {}
     digest = _hex(command_log.get("sha256"))
     if digest is not None:
         out.append(
-            {
-                "name": "command.log",
-                "digest": {"sha256": digest},
-                "mediaType": LOG_MEDIA_TYPE,
-                "annotations": _drop_empty(
-                    {
-                        "kind": "log",
-                        "exitCode": command.get("exitCode"),
-                        "size": command_log.get("size"),
-                    }
-                ),
-            }
+            _byproduct(
+                "command.log",
+                digest,
+                LOG_MEDIA_TYPE,
+                kind="log",
+                exitCode=command.get("exitCode"),
+                size=command_log.get("size"),
+            )
         )
     if envelope is not None:
         out.append(
-            {
-                "name": "escrow-build-manifest.dsse.json",
-                "digest": {"sha256": hashlib.sha256(envelope).hexdigest()},
-                "mediaType": ENVELOPE_MEDIA_TYPE,
-                "annotations": {"kind": "signed-build-manifest"},
-            }
+            _byproduct(
+                "escrow-build-manifest.dsse.json",
+                hashlib.sha256(envelope).hexdigest(),
+                ENVELOPE_MEDIA_TYPE,
+                kind="signed-build-manifest",
+            )
         )
     return out
 
@@ -262,7 +258,7 @@ def provenance_statement(
     """The SLSA Provenance v1 Statement of a (validated) build manifest.
 
     ``envelope`` is the stored DSSE envelope the manifest came from (listed as a
-    byproduct); ``ledger`` (e.g. ``{"index": 3, "leafHash": "…", "origin": "…"}``)
+    byproduct); ``ledger`` (e.g. ``{"ledgerIndex": 3, "leafHash": "…", "origin": "…"}``)
     is added to that byproduct's annotations.
     """
     if manifest.get("predicateType") != BUILD_MANIFEST:

@@ -130,15 +130,13 @@ class Envelope:
     @classmethod
     def from_bytes(cls, data: bytes | str) -> Envelope:
         """Parse envelope JSON text; truncated or non-JSON input is an :class:`InputError`."""
-        if isinstance(data, bytes | bytearray) and not data.strip():
-            raise InputError("The envelope is empty.")
-        if isinstance(data, str) and not data.strip():
+        if isinstance(data, bytes | bytearray | str) and not data.strip():
             raise InputError("The envelope is empty.")
         try:
             if not isinstance(data, str):  # UTF-8 only (RFC 8259 §8.1), a BOM tolerated
                 data = bytes(data).removeprefix(b"\xef\xbb\xbf").decode("utf-8")
-            obj = json.loads(data.removeprefix("\ufeff"), object_pairs_hook=_unique_members)
-        except _DuplicateMember as e:
+            obj = json.loads(data.removeprefix("\ufeff"), object_pairs_hook=unique_members)
+        except DuplicateMember as e:
             raise InputError(
                 f"The envelope has the member {e.args[0]!r} twice in one object: JSON "
                 "parsers disagree on which one counts, so it is refused."
@@ -170,8 +168,8 @@ class Envelope:
             )
         try:  # UTF-8 JSON text (RFC 8259 §8.1), not UTF-16/32 nor with a BOM
             text = self.payload.decode("utf-8")
-            obj = json.loads(text, object_pairs_hook=_unique_members if unique else None)
-        except _DuplicateMember as e:
+            obj = json.loads(text, object_pairs_hook=unique_members if unique else None)
+        except DuplicateMember as e:
             raise InputError(
                 f"The envelope's payload has the member {e.args[0]!r} twice in one object: "
                 "JSON parsers disagree on which one counts, so it is refused."
@@ -283,24 +281,21 @@ def signature_ids(envelope: Envelope, shown: int = 8) -> str:
     return ", ".join(ids)
 
 
-class _DuplicateMember(ValueError):
-    """A JSON object names one member twice (the envelope's parser refuses it)."""
+class DuplicateMember(ValueError):
+    """A JSON object names one member twice: refused by the envelope's parser and by the
+    other readers of signed documents (``escrow sign``, ``escrow schema validate``)."""
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` ``object_pairs_hook``: the object, or :class:`DuplicateMember`."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
         for name, _ in pairs:
             if name in seen:
-                raise _DuplicateMember(name)
+                raise DuplicateMember(name)
             seen.add(name)
     return obj
-
-
-#: for the other readers of signed documents (``escrow sign``, ``escrow schema validate``)
-DuplicateMember = _DuplicateMember
-unique_members = _unique_members
 
 
 def _distinct(trusted: Mapping[str, PublicKey] | Iterable[PublicKey]) -> dict[str, PublicKey]:
