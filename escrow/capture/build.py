@@ -421,6 +421,39 @@ def steps_section(
     return out
 
 
+def leftover_step_images(
+    predicate: Mapping[str, Any], *, built_stage_too: bool = False
+) -> list[str]:
+    """The images a build's steps made that its result does not need, children first:
+    those of every stage before the one built — the classic builder keeps them, untagged,
+    and their history names the build args their ``RUN`` steps used, secret ones too —
+    and, with ``built_stage_too`` (a failed build, a rebuild whose image is removed),
+    those of the built stage as well.  Never a ``FROM`` step's image (a base, or an
+    earlier stage built upon) nor an input image."""
+    steps = [s for s in predicate.get("steps") or [] if isinstance(s, Mapping)]
+    if not steps:
+        return []
+    built = steps[-1].get("stage")
+    inputs = predicate.get("inputs") or {}
+    keep = {
+        str(b.get("imageId"))
+        for key in ("baseImages", "copyFromImages")
+        for b in inputs.get(key) or []
+        if isinstance(b, Mapping) and b.get("imageId")
+    }
+    out: list[str] = []
+    for step in reversed(steps):
+        image = step.get("imageId")
+        keyword = str(step.get("instruction") or "").split(" ", 1)[0].upper()
+        if not image or keyword == "FROM" or str(image) in keep or str(image) in out:
+            continue
+        if step.get("stage") is None:  # before any FROM (a global ARG): no image of a stage
+            continue
+        if built_stage_too or step.get("stage") != built:
+            out.append(str(image))
+    return out
+
+
 #: Dockerfile syntax only BuildKit understands (escrow drives the engine's classic builder)
 _BUILDKIT_ONLY = (
     ("a `# syntax=` frontend", re.compile(r"\A\s*#\s*syntax\s*=", re.I)),

@@ -69,6 +69,12 @@ class Engine(Protocol):
         """``/images/{id}/history``, oldest entry first (gives layer sizes)."""
         ...
 
+    def remove_step_images(self, images: Sequence[str]) -> int:
+        """Remove the step ``images`` of a finished build (full IDs, children first), each
+        alone (``noprune``): none that a tag names or another image or a container uses.
+        Returns how many were removed; what cannot be is left as it is."""
+        ...
+
     def pull(self, ref: str, platform: str | None = None) -> str | None:
         """Pull ``ref``; :class:`InputError` when it cannot be pulled.  Returns the
         registry manifest digest the engine reports (``sha256:…``), when it does."""
@@ -818,6 +824,25 @@ class DockerEngine:
                 removed += 1
             except EngineHTTPError:
                 pass  # in use, or gone already
+        return removed
+
+    def remove_step_images(self, images: Sequence[str]) -> int:
+        transport = self._transport()
+        removed = 0
+        for image in images:
+            try:
+                found = _get_json(transport, f"/images/{_path(image)}/json")
+            except EngineHTTPError:
+                continue  # gone already
+            if not isinstance(found, dict) or [
+                t for t in found.get("RepoTags") or [] if t != "<none>:<none>"
+            ]:
+                continue  # tagged: someone's image now
+            try:
+                transport.request("DELETE", f"/images/{_path(image)}?noprune=1").close()
+                removed += 1
+            except EngineHTTPError:
+                pass  # an image built on it, or a container: in use
         return removed
 
     def pull(self, ref: str, platform: str | None = None) -> str | None:

@@ -18,6 +18,7 @@ from escrow.errors import BuildFailed, EnvironmentProblem, EscrowError, InputErr
 
 if TYPE_CHECKING:
     from escrow.capture.build import BuildOutcome
+    from escrow.capture.engine import DockerEngine
     from escrow.capture.publish import Publisher
     from escrow.capture.secrets import Redactor
     from escrow.deposit.ahead import ContextAhead
@@ -420,6 +421,7 @@ def build(
                 )
             except (EnvironmentProblem, OSError) as e:
                 deposit_error = _store_problem(store, e)
+        _remove_leftover_images(engine, outcome)
     if deposit_error is not None:
         failed = {"deposit": {"complete": False, "error": deposit_error.message}}
         _report(
@@ -447,6 +449,23 @@ def build(
         )
         raise push_error
     _report(app, as_json, entry, created, outcome.statement, deposit=deposit, registry=registry)
+
+
+def _remove_leftover_images(engine: DockerEngine, outcome: BuildOutcome) -> None:
+    """Once the build is recorded: remove the images of the stages before the one built
+    (of a failed build, all its step images).  The classic builder keeps them, untagged,
+    and their history names the build args, secret ones too.  A single-stage build that
+    succeeded has none, and costs nothing here."""
+    import contextlib
+
+    from escrow.capture.build import leftover_step_images
+
+    images = leftover_step_images(
+        outcome.statement["predicate"], built_stage_too=outcome.status != "succeeded"
+    )
+    if images:
+        with contextlib.suppress(EscrowError):  # the build is recorded: tidying is optional
+            engine.remove_step_images(images)
 
 
 def _pulled_bases(publisher: Publisher, outcome: BuildOutcome, entry: Entry) -> dict[str, Any]:

@@ -611,7 +611,7 @@ def rebuild_entry(
     ``quiet`` only the warnings.
     """
     from escrow.blobs import BlobStore
-    from escrow.capture.build import BuildRequest, phoenix_build
+    from escrow.capture.build import BuildRequest, leftover_step_images, phoenix_build
     from escrow.capture.engine import DockerEngine
     from escrow.capture.manifest import builder_section
     from escrow.capture.publish import Publisher
@@ -846,7 +846,9 @@ def rebuild_entry(
         if options.remove:
             _remove_image(engine, tag, say)
         with contextlib.suppress(EscrowError):  # the verdict is recorded: tidying is optional
-            _remove_stage_images(engine, rebuilt)
+            # the earlier stages' images (their history names the build args given again),
+            # and with --rm what is left of the rebuilt image
+            engine.remove_step_images(leftover_step_images(rebuilt, built_stage_too=options.remove))
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -880,34 +882,6 @@ def _check_rebuildable(index: int, predicate: Mapping[str, Any]) -> None:
         raise InputError(
             f"The imported entry {index} is a failed build; there is nothing to reproduce."
         )
-
-
-def _remove_stage_images(engine: DockerEngine, rebuilt: Mapping[str, Any]) -> None:
-    """Remove the images of the rebuild's steps that neither a tag nor a later image keeps:
-    those of the stages before the last one in a multi-stage build (their history holds
-    the build args their ``RUN`` steps used, the secret ones given again included), and,
-    once ``--rm`` removed the rebuilt image, whatever of it is left.  Never an input
-    image (a ``FROM`` step's base), never a tagged one."""
-    import docker.errors
-
-    inputs = rebuilt.get("inputs") or {}
-    keep = {
-        str(b.get("imageId"))
-        for key in ("baseImages", "copyFromImages")
-        for b in inputs.get(key) or []
-        if b.get("imageId")
-    }
-    for step in reversed(rebuilt.get("steps") or []):  # children before their parents
-        image = step.get("imageId")
-        word = str(step.get("instruction") or "").split(" ", 1)[0].upper()
-        if not image or str(image) in keep or word == "FROM":
-            continue
-        found = engine.inspect_image(str(image))
-        if found is None or found.get("RepoTags"):
-            continue
-        # refused (an image made on top of it, a container) or gone: left as it is
-        with contextlib.suppress(docker.errors.APIError):
-            engine.api.remove_image(str(image), noprune=True)
 
 
 def _remove_image(engine: DockerEngine, tag: str, say: Callable[[str], None]) -> None:
