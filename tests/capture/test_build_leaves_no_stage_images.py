@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imagekit import all_images, images_naming
 
 from tests.conftest import BASE_TAG
 
@@ -31,25 +32,6 @@ MULTI_STAGE = (
 )
 
 
-def _images(docker_client: Any) -> set[str]:
-    return set(docker_client.api.images(all=True, quiet=True))
-
-
-def _naming(docker_client: Any, images: set[str], value: str) -> set[str]:
-    """Those of ``images`` whose history names ``value``."""
-    import docker.errors
-
-    out = set()
-    for image in images:
-        try:
-            history = docker_client.api.history(image)
-        except docker.errors.NotFound:
-            continue
-        if any(value in str(h.get("CreatedBy") or "") for h in history):
-            out.add(image)
-    return out
-
-
 def _build(cli: Any, tmp_path: Path, dockerfile: str, token: str, tag: str) -> Any:
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": dockerfile})
     return cli(
@@ -63,14 +45,14 @@ def test_the_earlier_stages_of_a_build_are_removed(
 ) -> None:
     token = "tok-" + secrets.token_hex(8)
     tag = f"escrow-test/stages:{secrets.token_hex(4)}"
-    before = _images(docker_client)
+    before = all_images(docker_client)
     try:
         r = _build(cli, tmp_path, MULTI_STAGE, token, tag)
         assert r.exit_code == 0, r.stderr
         built = docker_client.images.get(tag).id
         # the images this build made (others may build on the same engine meanwhile)
-        made = _naming(docker_client, _images(docker_client) - before, "stage-out.txt")
-        assert not _naming(docker_client, made, token), "a stage image names the secret"
+        made = images_naming(docker_client, all_images(docker_client) - before, "stage-out.txt")
+        assert not images_naming(docker_client, made, token), "a stage image names the secret"
         # the built image and the layers under it stay; the base stays
         assert built in made
         chain = {h["Id"] for h in docker_client.api.history(built) if h["Id"] != "<missing>"}
@@ -90,11 +72,11 @@ def test_a_failed_multi_stage_build_leaves_no_step_image(
 ) -> None:
     token = "tok-" + secrets.token_hex(8)
     failing = MULTI_STAGE + "RUN exit 3\n"
-    before = _images(docker_client)
+    before = all_images(docker_client)
     r = _build(cli, tmp_path, failing, token, f"escrow-test/stages-failed:{secrets.token_hex(4)}")
     assert r.exit_code == 1, r.stderr
     assert r.json()["status"] == "failed"
-    made = _naming(docker_client, _images(docker_client) - before, "stage-out.txt")
+    made = images_naming(docker_client, all_images(docker_client) - before, "stage-out.txt")
     assert made == set(), "the failed build's step images are removed"
     assert docker_client.images.get(BASE_TAG).id == base_image
 

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 import pytest
+from imagekit import all_images, images_naming
 
 from .conftest import Recorder
 
@@ -24,25 +25,6 @@ MULTI_STAGE = (
     "FROM escrow-test/base:latest\n"
     "COPY --from=build /out.txt /out.txt\n"
 )
-
-
-def _all_images(docker_client: Any) -> set[str]:
-    return set(docker_client.api.images(all=True, quiet=True))
-
-
-def _holding(docker_client: Any, images: set[str], value: str) -> set[str]:
-    """Those of ``images`` whose history names ``value``."""
-    import docker.errors
-
-    out = set()
-    for image in images:
-        try:
-            history = docker_client.api.history(image)
-        except docker.errors.NotFound:
-            continue
-        if any(value in str(h.get("CreatedBy") or "") for h in history):
-            out.add(image)
-    return out
 
 
 def _remove(docker_client: Any, images: set[str]) -> None:
@@ -60,14 +42,14 @@ def test_the_earlier_stages_of_a_rebuild_are_removed(
     cli: Any, recorder: Recorder, docker_client: Any, base_image: str, remove: bool
 ) -> None:
     token = "tok-" + secrets.token_hex(8)
-    before = _all_images(docker_client)
+    before = all_images(docker_client)
     built = recorder.build({"Dockerfile": MULTI_STAGE}, build_args=(("API_TOKEN", token),))
     assert built.image_id
-    by_build = _holding(docker_client, _all_images(docker_client) - before, token)
+    by_build = images_naming(docker_client, all_images(docker_client) - before, token)
     assert by_build, "the original build's stage image names the token (what is tested)"
     _remove(docker_client, by_build)  # not the rebuild's to remove
     tag = recorder.tag("rb")
-    before_rebuild = _all_images(docker_client)
+    before_rebuild = all_images(docker_client)
 
     r = cli(
         [
@@ -88,8 +70,8 @@ def test_the_earlier_stages_of_a_rebuild_are_removed(
     assert r.exit_code == 0, r.stderr
     rebuilt = r.json()["rebuiltImage"]
     # the images this rebuild made (others may build on the same engine meanwhile)
-    made = _holding(docker_client, _all_images(docker_client) - before_rebuild, "/out.txt")
-    left = _holding(docker_client, made, token)
+    made = images_naming(docker_client, all_images(docker_client) - before_rebuild, "/out.txt")
+    left = images_naming(docker_client, made, token)
     _remove(docker_client, left)
     assert not left, "an image of the rebuild's first stage names the secret build arg"
     # the base stays; the rebuilt image stays unless --rm
