@@ -28,3 +28,16 @@ def live_server(escrow_home: Path, request: pytest.FixtureRequest) -> Iterator[L
     app = create_app(ServerConfig(settings, max_body=SMALL_LIMIT, pack_workers=pack_workers))
     with serving(app) as url:
         yield LiveServer(url=url, home=escrow_home, settings=settings, tokens=make_tokens(settings))
+
+
+@pytest.fixture
+def client_env(live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A separate, empty ESCROW_HOME pointed at ``live_server``, with the pipeline's token
+    and no pinned server key (the first answer pins it).  Tests that need another token
+    or key set it over this one."""
+    home = tmp_path / "client-home"
+    monkeypatch.setenv("ESCROW_HOME", str(home))
+    monkeypatch.setenv("ESCROW_SERVER", live_server.url)
+    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["pipeline"])
+    monkeypatch.delenv("ESCROW_SERVER_KEY", raising=False)
+    return home

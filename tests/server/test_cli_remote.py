@@ -12,17 +12,6 @@ from server_helpers import LiveServer, manifest
 from escrow.signing.dsse import sign_statement
 
 
-@pytest.fixture
-def client_env(live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A separate, empty ESCROW_HOME pointed at the live server."""
-    home = tmp_path / "client-home"
-    monkeypatch.setenv("ESCROW_HOME", str(home))
-    monkeypatch.setenv("ESCROW_SERVER", live_server.url)
-    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["pipeline"])
-    monkeypatch.delenv("ESCROW_SERVER_KEY", raising=False)
-    return home
-
-
 def test_post_log_show_verify_and_proofs_through_the_server(
     live_server: LiveServer,
     client_env: Path,

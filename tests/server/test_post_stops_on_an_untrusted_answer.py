@@ -21,16 +21,6 @@ from escrow.signing.dsse import sign_statement
 from escrow.signing.keys import SigningKey
 
 
-@pytest.fixture
-def client_env(live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "pipeline-home"
-    monkeypatch.setenv("ESCROW_HOME", str(home))
-    monkeypatch.setenv("ESCROW_SERVER", live_server.url)
-    monkeypatch.setenv("ESCROW_TOKEN", live_server.tokens["pipeline"])
-    monkeypatch.delenv("ESCROW_SERVER_KEY", raising=False)
-    return home
-
-
 def _envelopes(live_server: LiveServer, tmp_path: Path, n: int) -> Path:
     key = SigningKey.load(live_server.settings.key_path)
     path = tmp_path / "envelopes.jsonl"
