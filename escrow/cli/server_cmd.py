@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import EnvironmentProblem, UsageError
@@ -81,6 +83,15 @@ def _log_config(level: str) -> dict[str, Any]:
     "connections (ESCROW_SERVER_REQUEST_TIMEOUT).",
 )
 @click.option(
+    "--root-path",
+    default="",
+    metavar="PREFIX",
+    envvar="ESCROW_SERVER_ROOT_PATH",
+    help="The path prefix a reverse proxy publishes the server under and strips from "
+    "requests (/escrow for https://proxy/escrow/v1/...): the links the server hands out "
+    "(Location, pdf_url, /docs, the OpenAPI servers) carry it (ESCROW_SERVER_ROOT_PATH).",
+)
+@click.option(
     "--no-packs",
     is_flag=True,
     help="Queue pack requests but do not render them here (another server does).",
@@ -101,6 +112,7 @@ def serve(
     max_body: int,
     max_connections: int,
     request_timeout: float,
+    root_path: str,
     no_packs: bool,
     access_log: bool,
 ) -> None:
@@ -110,7 +122,9 @@ def serve(
     (ESCROW_DB_URL). Requests need a bearer token from `escrow tokens create`.
     While the ledger database is unavailable (also at start-up) requests get 503
     with Retry-After, and the server connects again once it is back; clients
-    try reads and appends again for up to 30 s.
+    try reads and appends again for up to 30 s. Behind a reverse proxy that
+    publishes the server under a path and strips it, give that path as
+    --root-path, so that the links the server hands out lead through the proxy.
     """
     import uvicorn
 
@@ -118,6 +132,11 @@ def serve(
     from escrow.ledger.store import Ledger
 
     s = app.settings
+    from_env = click.get_current_context().get_parameter_source("root_path")
+    root_path = _check_root_path(
+        root_path,
+        "ESCROW_SERVER_ROOT_PATH" if from_env == ParameterSource.ENVIRONMENT else "--root-path",
+    )
     _check_listen(host, port)  # one sentence now, rather than Uvicorn's after start-up
     # exit 3 now when the database is unreachable or holds no ledger: never serve (or
     # half-make) a new, empty ledger at a mistyped URL
@@ -133,6 +152,7 @@ def serve(
     app.say(
         f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
         f"on http://{f'[{host}]' if ':' in host else host}:{port} with {workers} worker(s)"
+        + (f", published under the path {root_path}" if root_path else "")
     )
     app.say(f"escrow: log verifier key: {verifier}")
     uvicorn.run(
@@ -147,7 +167,50 @@ def serve(
         log_config=_log_config("INFO"),
         access_log=access_log,
         server_header=False,
+        # the proxy strips the prefix; Uvicorn puts it back into each request's root_path
+        # (and path), from which the links the server hands out are made
+        root_path=root_path,
     )
+
+
+#: one path segment of --root-path: RFC 3986 pchar, without percent-encoding (the proxy
+#: would send the prefix decoded, and Uvicorn needs it in ASCII)
+_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
+
+
+def _check_root_path(value: str, name: str = "--root-path") -> str:
+    """``--root-path`` (``name``: how the user gave it) once it is a path prefix such as
+    ``/escrow`` (``""`` for none); else a :class:`UsageError` saying what to give."""
+    from urllib.parse import urlsplit
+
+    value = value.strip()
+    if not value:
+        return ""
+    if "://" in value or (value.startswith("//") and value.strip("/")):
+        path = urlsplit(value if "://" in value else "http:" + value).path.rstrip("/")
+        what = f"only its path, {path}" if path else "only the path the proxy publishes it under"
+        raise UsageError(f"{name} {value!r} is a URL; give {what}.")
+    if not value.startswith("/"):
+        raise UsageError(
+            f"{name} {value!r} does not begin with a slash; give it as /{value.rstrip('/')}."
+        )
+    if value.endswith("/"):
+        bare = value.rstrip("/")
+        raise UsageError(
+            f"{name} {value!r} ends with a slash; "
+            + (f"give it as {bare}." if bare else "leave it out when there is no prefix.")
+        )
+    for segment in value[1:].split("/"):
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise UsageError(
+                f"{name} {value!r} is not a path prefix such as /escrow: "
+                + (
+                    f"{segment!r} is not a plain path segment (use letters, digits, - . _ ~)."
+                    if segment
+                    else "it has an empty segment (//)."
+                )
+            )
+    return value
 
 
 def _check_listen(host: str, port: int) -> None:

@@ -134,6 +134,13 @@ def _principal(
     return principal
 
 
+def root_path(request: Request) -> str:
+    """The path prefix a proxy publishes the server under (``escrow serve --root-path``, which
+    Uvicorn hands to each request), ``""`` for none: every path the server hands out begins
+    with it, since clients reach the routes only through it."""
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
 def _ready(request: Request) -> None:
     """Connect to the database if the worker is not yet (503 while it is down)."""
     backend: _Backend | None = getattr(request.app.state, "backend", None)
@@ -965,9 +972,9 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         runner: PackRunner | None = request.app.state.runner
         if runner is not None:
             runner.wake()
-        response.headers["Location"] = f"/v1/packs/{job.id}"
+        response.headers["Location"] = f"{root_path(request)}/v1/packs/{job.id}"
         request.state.audit = f"queued pack job {job.id}"
-        return job.to_dict()
+        return job.to_dict(root_path(request))
 
     @v1.get(
         "/packs/{job_id}",
@@ -991,7 +998,7 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
         accept = request.headers.get("accept", "")
         if job.status == "succeeded" and "application/pdf" in accept:
             return _pdf_response(jobs, job_id)
-        return job.to_dict()
+        return job.to_dict(root_path(request))
 
     @v1.get(
         "/packs/{job_id}/pdf",

@@ -224,6 +224,7 @@ class RemoteLedger:
         self._trusted: str | None = self._explicit_key
         self._checkpoint: Checkpoint | None = None
         self._checking = False  # fetching a checkpoint (see _request)
+        self._job_paths: dict[str, str] = {}  # pack job ID -> the Location the server gave
         headers = {"User-Agent": "escrow-cli"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -256,6 +257,16 @@ class RemoteLedger:
 
     # -- HTTP -------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> Any:
+        """The decoded answer (JSON, else bytes) to ``method path``; see :meth:`_send`."""
+        r = self._send(method, path, **kw)
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.content
+
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """The server's answer to ``method path`` (under the base URL), once the server's
+        checkpoint is trusted; 503s of requests safe to repeat are tried again; an error
+        answer raises."""
         import httpx
 
         if self._checkpoint is None and not self._checking and path != "/v1/checkpoint":
@@ -291,9 +302,7 @@ class RemoteLedger:
                 )
             time.sleep(wait)
         if r.status_code < 400:
-            if r.headers.get("content-type", "").startswith("application/json"):
-                return r.json()
-            return r.content
+            return r
         if r.status_code == 404 and path == "/v1/checkpoint":
             # every escrow server has it: the URL is not one's base URL
             raise self._not_escrow(path)
@@ -844,12 +853,35 @@ class RemoteLedger:
             body["since_checkpoint"] = since_checkpoint
         if tree_size is not None:
             body["tree_size"] = tree_size
-        job: dict[str, Any] = self._request("POST", "/v1/packs", json=body)
+        r = self._send("POST", "/v1/packs", json=body)
+        job: dict[str, Any] = r.json()
+        location = self._link(r.headers.get("location"))
+        if location is not None:
+            self._job_paths[str(job.get("id"))] = location
         return job
 
     def pack_job(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self._request("GET", f"/v1/packs/{job_id}")
+        path = self._job_paths.get(job_id) or f"/v1/packs/{job_id}"
+        job: dict[str, Any] = self._request("GET", path)
         return job
+
+    def _link(self, link: object) -> str | None:
+        """The path under the base URL of a link the server handed out (a ``Location``, a
+        ``pdf_url``), when it lies under the base URL, which is where the token may go;
+        else ``None`` (the client then uses the path it knows). Behind a proxy that
+        publishes the server under a path, the server's links carry that path
+        (``escrow serve --root-path``)."""
+        from urllib.parse import urljoin
+
+        if not isinstance(link, str) or not link.strip():
+            return None
+        base = urlsplit(self.url + "/")
+        target = urlsplit(urljoin(self.url + "/", link.strip()))
+        same_origin = (target.scheme, target.netloc) == (base.scheme, base.netloc)
+        if not same_origin or not target.path.startswith(base.path) or target.query:
+            return None
+        path = "/" + target.path[len(base.path) :]
+        return path if path.startswith("/v1/") else None
 
     def wait_pack(self, job_id: str, *, timeout: float = 600.0, poll: float = 1.0) -> bytes:
         """Wait for a pack job and return the signed PDF; InputError when it failed."""
@@ -857,7 +889,8 @@ class RemoteLedger:
         while True:
             job = self.pack_job(job_id)
             if job["status"] == "succeeded":
-                pdf: bytes = self._request("GET", f"/v1/packs/{job_id}/pdf")
+                path = self._link(job.get("pdf_url")) or f"/v1/packs/{job_id}/pdf"
+                pdf: bytes = self._request("GET", path)
                 return pdf
             if job["status"] == "failed":
                 raise InputError(f"The server could not make the pack: {job.get('error')}")

@@ -342,6 +342,17 @@ def allowed_methods(request: Request) -> list[str]:
     return methods
 
 
+def route_path(scope: Scope) -> str:
+    """The path the routes see: the request's path without the ``root_path`` prefix that
+    Uvicorn puts in front of it (``escrow serve --root-path``), as Starlette's router
+    takes it off."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path") or "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :]
+    return path
+
+
 class GuardMiddleware:
     """Refuse bodies over ``max_body`` bytes with 413, and log who changed what.
 
@@ -381,7 +392,7 @@ class GuardMiddleware:
                     self._audit(scope, state, 413)
                     return
 
-        if scope.get("method") in _WRITE_METHODS and str(scope.get("path", "")).startswith("/v1/"):
+        if scope.get("method") in _WRITE_METHODS and route_path(scope).startswith("/v1/"):
             refused = await self._refused_token(scope, state)
             if refused is not None:
                 self._audit(scope, state, refused.status)  # logged before the answer leaves

@@ -105,7 +105,9 @@ class JobInfo:
     pdf_size: int | None
     entry_index: int | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, root_path: str = "") -> dict[str, Any]:
+        """The job document; its ``pdf_url`` begins with ``root_path``, the path prefix a
+        proxy publishes the server under (``escrow serve --root-path``)."""
         return {
             "id": self.id,
             "status": self.status,
@@ -118,7 +120,9 @@ class JobInfo:
             "pdf_sha256": self.pdf_sha256,
             "pdf_size": self.pdf_size,
             "entry_index": self.entry_index,
-            "pdf_url": f"/v1/packs/{self.id}/pdf" if self.status == "succeeded" else None,
+            "pdf_url": f"{root_path}/v1/packs/{self.id}/pdf"
+            if self.status == "succeeded"
+            else None,
         }
 
 
