@@ -50,6 +50,14 @@ def _read_checkpoint(path: Path) -> str:
     "byte for byte however much the ledger grew since.",
 )
 @click.option(
+    "--max-builds",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Refuse a scope of more than N builds before rendering it [default: 1000; each "
+    "build takes about two pages, laid out in memory at some 3 MB a page].",
+)
+@click.option(
     "--render-only",
     is_flag=True,
     help="Write the PDF as rendered, unsigned, and record nothing (to compare a re-rendering).",
@@ -73,6 +81,7 @@ def pack(
     since_checkpoint: Path | None,
     generated_at: str | None,
     tree_size: int | None,
+    max_builds: int | None,
     render_only: bool,
     output: Path | None,
     as_json: bool,
@@ -111,7 +120,7 @@ def pack(
             f"Cannot write the pack to {output}: {reason}.",
             hint="Give -o a path whose folders can be created.",
         ) from e
-    from escrow.pack.collect import PackRequest, parse_entry_list
+    from escrow.pack.collect import MAX_BUILDS, PackRequest, parse_entry_list
     from escrow.pack.render import render_pack
 
     old_note = _read_checkpoint(since_checkpoint) if since_checkpoint is not None else None
@@ -131,13 +140,15 @@ def pack(
         requester=requester,
         since_checkpoint=old_note,
         tree_size=tree_size,
+        max_builds=max_builds if max_builds is not None else MAX_BUILDS,
     )
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
     if app.settings.server:
-        if render_only or generated_at is not None or requester:
+        if render_only or generated_at is not None or requester or max_builds is not None:
             raise UsageError(
-                "--render-only, --generated-at and --requester work only on a local ledger.",
+                "--render-only, --generated-at, --requester and --max-builds work only on a "
+                "local ledger.",
                 hint="Through a server, the server renders, signs and records the pack.",
             )
         _pack_through_server(app, request, output, as_json)

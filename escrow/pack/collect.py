@@ -46,6 +46,12 @@ from escrow.signing.keys import PublicKey
 
 PAGE = 500  # entries fetched per ledger query
 
+#: the most builds one pack renders unless asked for more (``--max-builds``): each takes
+#: about two pages, and WeasyPrint lays every page out in memory before it writes the
+#: PDF (about 3 MB a page: 900 builds took 1,870 pages, 5.4 GB and 5 minutes), so a
+#: year of ten projects' daily builds would need some 20 GB
+MAX_BUILDS = 1000
+
 
 class EntryLike(Protocol):
     @property
@@ -99,6 +105,7 @@ class PackRequest:
     requester: str = ""
     since_checkpoint: str | None = None  # the auditor's previous checkpoint note
     tree_size: int | None = None  # the ledger as of its first N entries (default: all)
+    max_builds: int = MAX_BUILDS  # a larger scope is refused before anything is rendered
 
 
 @dataclass(frozen=True)
@@ -707,6 +714,14 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         raise InputError(
             "No recorded build is in the scope of this pack.",
             hint="Check --project, --since, --until and --entries against `escrow log`.",
+        )
+    if len(scoped) > request.max_builds:  # before the proofs and the rendering
+        raise InputError(
+            f"The scope of this pack holds {len(scoped):,} builds, more than the "
+            f"{request.max_builds:,} a pack holds (each takes about two pages, and the "
+            "renderer keeps every page in memory: some 3 MB a page).",
+            hint="Make one pack per project (--project) or per quarter (--since/--until), "
+            "or raise the limit with --max-builds N on a machine with the memory.",
         )
 
     # keys and their history (key events are ledger entries, embedded as evidence)
