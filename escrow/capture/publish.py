@@ -6,7 +6,8 @@ starts building, parses the key and opens the ledger in a background thread,
 so a pipeline does not pay for them on top of the build.  A key that then
 fails to parse (a wrong passphrase), or that the ledger would not let sign (not
 registered, revoked, retired), is reported by :meth:`Publisher.check` while the
-build runs, which stops it: nothing is recorded.
+build runs, which stops it: nothing is recorded.  A key that ``escrow keys rotate``
+replaced meanwhile is not such a key: the build is signed with the new one.
 """
 
 from __future__ import annotations
@@ -76,10 +77,39 @@ def _check_signer(
     key: concurrent.futures.Future[SigningKey],
     ledger: concurrent.futures.Future[Ledger | RemoteLedger],
     settings: Settings,
-) -> None:
+) -> SigningKey:
     """:func:`check_may_sign`, known while the engine builds, so a build that could not be
-    recorded stops early."""
-    check_may_sign(ledger.result(), key.result(), settings, then="build again")
+    recorded stops early; the key to sign with: the one read at the start, or the one an
+    ``escrow keys rotate`` put in its place since (:func:`_rotated`)."""
+    from escrow.errors import KeyLocked
+
+    signing = key.result()
+    try:
+        check_may_sign(ledger.result(), signing, settings, then="build again")
+    except KeyLocked:
+        rotated = _rotated(settings, ledger.result(), signing)
+        if rotated is None:
+            raise
+        return rotated
+    return signing
+
+
+def _rotated(
+    settings: Settings, ledger: Ledger | RemoteLedger, old: SigningKey
+) -> SigningKey | None:
+    """The key now at ``ESCROW_KEY`` when it is another one than ``old`` and may sign:
+    ``escrow keys rotate`` replaced the key while this command ran (CI builds running
+    while an operator rotates), retiring ``old`` at once.  None otherwise."""
+    from escrow.errors import EscrowError
+
+    try:
+        key = _parse_key(settings, read_key_file(settings.key_path, settings.passphrase))
+    except EscrowError:
+        return None
+    if key.keyid == old.keyid:
+        return None
+    found = ledger.key_status(key.keyid)
+    return key if found is not None and found[1] == "active" else None
 
 
 def check_may_sign(
@@ -141,7 +171,7 @@ class Publisher:
     _ledger: concurrent.futures.Future[Ledger | RemoteLedger] | None = field(
         default=None, repr=False
     )
-    _signer: concurrent.futures.Future[None] | None = field(default=None, repr=False)
+    _signer: concurrent.futures.Future[SigningKey] | None = field(default=None, repr=False)
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod
@@ -192,11 +222,26 @@ class Publisher:
         return sign_statement(statement, self.key)
 
     def publish(self, statement: dict[str, Any]) -> tuple[Entry, bool]:
-        """Validate against the schemas, sign (DSSE over RFC 8785 bytes), append."""
+        """Validate against the schemas, sign (DSSE over RFC 8785 bytes), append.
+
+        Signed with the key that may sign now: when ``escrow keys rotate`` retired the
+        key read at the start while the build ran, with the new key it put in its place
+        (the build would otherwise be lost: built, but refused by the ledger)."""
+        from escrow.documents.schemas import validate_statement
+        from escrow.errors import SignatureError
+        from escrow.signing.dsse import sign_statement
+
         ledger = self.ledger
         assert self._signer is not None
-        self._signer.result()  # a key the ledger would refuse: say why before signing
-        return ledger.append(self.sign(statement))
+        signing = self._signer.result()  # a key the ledger would refuse: say why first
+        validate_statement(statement)
+        try:
+            return ledger.append(sign_statement(statement, signing))
+        except SignatureError:
+            rotated = _rotated(self.settings, ledger, signing)  # since the check above
+            if rotated is None:
+                raise
+            return ledger.append(sign_statement(statement, rotated))
 
     def close(self) -> None:
         """Wait for the background open and close the ledger (errors here are moot)."""

@@ -10,11 +10,16 @@ every command that talks to the server), and the build key is registered with
 the server when the token may (an admin token); otherwise the message says how to
 register it from a machine that has one (``escrow keys add``).
 
-A failed ``init`` leaves nothing behind: what this run created is removed.
+A failed ``init`` leaves nothing behind: what this run created is removed.  Two
+``init`` of one home at once (CI runners starting together) run one after the other
+(:func:`_one_at_a_time`): the second finds what the first made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,52 @@ class _Undo:
                     p.unlink(missing_ok=True)
             except OSError:
                 pass  # not empty (someone else's files), or gone: leave it
+
+
+#: held while ``escrow init`` runs, in ``ESCROW_HOME``; removed when it ends
+_LOCK_NAME = ".init.lock"
+
+
+@contextlib.contextmanager
+def _one_at_a_time(home: Path) -> Iterator[Path]:
+    """Hold ``home/.init.lock`` locked (``flock``), making ``home`` first; its path.
+
+    Without it, a second ``init`` started beside the first made its own log key next to
+    the first one's, failed, and removed the keys it had not found at its start — the
+    first one's — and both failed.  The file is removed before the lock is left (and by
+    a failed run before it removes the home it made), so a waiting run that then holds
+    a removed file opens the path again."""
+    import fcntl
+
+    path = home / _LOCK_NAME
+    while True:
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the home a failed run made was removed: again
+            continue
+        except PermissionError:  # a home this user may not write: nothing to make in it
+            yield path
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)  # removed by the run that held it: open the path again
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)
 
 
 def _build_key(s: Settings, key_type: str, created: list[str]) -> SigningKey:
@@ -112,13 +163,22 @@ def _register_elsewhere(s: Settings, keyid: str) -> str:
 
 
 def _init_local(app: App, key_type: str) -> dict[str, Any]:
+    made_home = _Undo(app.settings.home)  # the home and its parents, if this run makes them
+    try:
+        with _one_at_a_time(app.settings.home) as lock:
+            return _init_local_locked(app, key_type, lock)
+    except BaseException:
+        made_home.undo()  # empty folders only: another run's keys keep the home
+        raise
+
+
+def _init_local_locked(app: App, key_type: str, lock: Path) -> dict[str, Any]:
     from escrow.ledger.store import sqlite_file
 
     s = app.settings
     db_file = sqlite_file(s.db_url)
     db_files = [Path(db_file + sfx) for sfx in ("", "-wal", "-shm", "-journal")] if db_file else []
-    undo = _Undo(
-        s.home,
+    undo = _Undo(  # what is missing now, with the lock held: this run makes it
         s.log_key_path,
         public_key_path(s.log_key_path),
         s.key_path,
@@ -130,7 +190,6 @@ def _init_local(app: App, key_type: str) -> dict[str, Any]:
     bound = False
     created: list[str] = []
     try:
-        s.home.mkdir(parents=True, exist_ok=True)
         if not s.log_key_path.exists():
             SigningKey.generate(KeyType.ED25519).save(s.log_key_path, s.passphrase)
             created.append(str(s.log_key_path))
@@ -144,6 +203,8 @@ def _init_local(app: App, key_type: str) -> dict[str, Any]:
             size = ledger.size()
     except BaseException:
         if not bound:
+            with contextlib.suppress(OSError):  # so that the home this run made can go too
+                lock.unlink()
             undo.undo()
         raise
     return {
@@ -162,17 +223,26 @@ def _init_local(app: App, key_type: str) -> dict[str, Any]:
 
 
 def _init_server(app: App, key_type: str) -> dict[str, Any]:
+    made_home = _Undo(app.settings.home)  # the home and its parents, if this run makes them
+    try:
+        with _one_at_a_time(app.settings.home) as lock:
+            return _init_server_locked(app, key_type, lock)
+    except BaseException:
+        made_home.undo()  # empty folders only: another run's key keeps the home
+        raise
+
+
+def _init_server_locked(app: App, key_type: str, lock: Path) -> dict[str, Any]:
     from escrow.server.client import RemoteLedger, ServerAuthError
 
     s = app.settings
     remote = RemoteLedger.open(s)
-    undo = _Undo(s.home, s.key_path, public_key_path(s.key_path), remote.state_path)
+    undo = _Undo(s.key_path, public_key_path(s.key_path), remote.state_path)
     created: list[str] = []
     try:
         with remote:
             size = remote.size()  # a verified checkpoint: the token reads, the log key pins
             verifier_key = remote.verifier_key()
-            s.home.mkdir(parents=True, exist_ok=True)
             build_key = _build_key(s, key_type, created)
             found = remote.key_status(build_key.keyid)
             if found is not None and found[1] != "active":
@@ -193,6 +263,8 @@ def _init_server(app: App, key_type: str) -> dict[str, Any]:
                     pass
                 size = remote.size()
     except BaseException:
+        with contextlib.suppress(OSError):  # so that the home this run made can go too
+            lock.unlink()
         undo.undo()
         raise
     return {

@@ -67,7 +67,13 @@ from escrow.deposit.deposit import (
     record_blobs,
 )
 from escrow.deposit.safetar import MAX_MEMBER, TruncatedArchive, UnsafeArchive, safe_extract
-from escrow.deposit.store import IMPORTS, DepositStore, FileDepositStore, place_blob
+from escrow.deposit.store import (
+    IMPORTS,
+    DepositStore,
+    FileDepositStore,
+    place_blob,
+    reading,
+)
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
 from escrow.errors import CheckFailed, EnvironmentProblem, InputError, SignatureError
 from escrow.times import rfc3339, utc_now
@@ -222,7 +228,23 @@ def export_deposit(
     ``since_checkpoint``: the escrow agent's saved checkpoint note of this ledger; the
     TOC then carries the consistency proof from its size (CheckFailed, nothing written,
     when this ledger does not extend it).
+
+    The store's shared lock is held from the first record read to the last blob
+    written: a ``gc --apply`` run meanwhile waits, instead of removing a blob the
+    export has listed but not copied yet.
     """
+    with reading(store):
+        return _export(ledger, store, indexes, out, since_checkpoint=since_checkpoint)
+
+
+def _export(
+    ledger: Ledger,
+    store: DepositStore,
+    indexes: Sequence[int],
+    out: Path,
+    *,
+    since_checkpoint: str | None,
+) -> dict[str, Any]:
     from escrow.ledger.models import rfc3339
 
     checkpoint = ledger.checkpoint()

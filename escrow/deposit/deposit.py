@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from escrow.deposit.context import context_blobs, context_index, store_context
 from escrow.deposit.images import from_engine_stores, image_layers, missing_parts, save_images
-from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, open_store
+from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, open_store, reading
 from escrow.documents.types import BUILD_MANIFEST
 from escrow.errors import InputError
 from escrow.times import rfc3339, utc_now
@@ -573,9 +573,11 @@ def nothing_deposited(store: DepositStore, entry: Entry) -> str:
 
 
 def check_entry(store: DepositStore, entry: Entry, *, verify: bool = False) -> CheckReport:
+    """Whether the deposit of ``entry`` is complete, read under the store's shared lock:
+    a ``gc --apply`` meanwhile removes it before or after, not half-way through."""
     predicate = build_predicate(entry)
-    found = find_record(store, entry.leaf_hash)
-    if found is None:
-        return check_record(store, predicate, None, collected=store.collected(entry.leaf_hash))
-    report = check_record(store, predicate, found[1], verify=verify, digest=found[0])
-    return report
+    with reading(store):
+        found = find_record(store, entry.leaf_hash)
+        if found is None:
+            return check_record(store, predicate, None, collected=store.collected(entry.leaf_hash))
+        return check_record(store, predicate, found[1], verify=verify, digest=found[0])

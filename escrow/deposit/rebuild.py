@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from escrow.deposit.context import context_index, restore_context
 from escrow.deposit.deposit import check_record, find_record, nothing_deposited
 from escrow.deposit.images import load_image, missing_parts
-from escrow.deposit.store import DepositStore, FileDepositStore
+from escrow.deposit.store import DepositStore, FileDepositStore, reading
 from escrow.errors import CheckFailed, EscrowError, InputError
 
 if TYPE_CHECKING:
@@ -54,7 +54,20 @@ def prepare_from_deposit(
     """Restore the deposited context under ``scratch`` and load missing base images.
 
     Raises :class:`InputError` (exit 2) when the deposit lacks what the rebuild needs.
+    Read under the store's shared lock: a ``gc --apply`` meanwhile waits.
     """
+    with reading(store):
+        return _prepare(store, entry, predicate, engine, scratch, say)
+
+
+def _prepare(
+    store: DepositStore,
+    entry: Entry,
+    predicate: Mapping[str, Any],
+    engine: DockerEngine,
+    scratch: Path,
+    say: Callable[[str], None],
+) -> DepositInputs:
     found = find_record(store, entry.leaf_hash)
     if found is None:
         raise InputError(

@@ -493,6 +493,29 @@ def _drop_pins(file: IO[str], path: Path) -> None:
     file.close()  # and with it the lock that says the pins are in use
 
 
+@contextlib.contextmanager
+def reading(store: DepositStore) -> Iterator[None]:
+    """The store's shared lock, for reading what deposits hold (``deposit export``,
+    ``deposit check``, a rebuild from the deposit): a ``gc --apply`` (exclusive) then
+    waits instead of removing blobs half-way through.  A folder store that cannot be
+    written at all (a read-only mount, an archive) is read without it: nothing can change
+    it; nor is one that does not exist (it is not made for reading)."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(store, FileDepositStore) and not store.root.is_dir():
+            yield
+            return
+        try:
+            stack.enter_context(store.lock(exclusive=False))
+        except EnvironmentProblem:
+            if not (
+                isinstance(store, FileDepositStore)
+                and store.root.is_dir()
+                and not os.access(store.root, os.W_OK)
+            ):
+                raise
+        yield
+
+
 def check_store(store: DepositStore) -> None:
     """Fail now when ``store`` cannot be opened (a folder that cannot be made, a registry
     that does not answer): ``escrow build`` asks before it builds, not after."""

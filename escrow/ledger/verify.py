@@ -381,6 +381,30 @@ def _check_signature(
 # -- worker processes ---------------------------------------------------------------
 
 
+def _check_chunks(
+    conn: Connection,
+    spans: Sequence[tuple[int, int]],
+    candidates: Sequence[tuple[str, str]],
+    indexed: int,
+) -> list[ChunkResult]:
+    """Check ``spans`` on ``conn`` (a fresh connection), in one read snapshot that also
+    gives how far the batches reach: an append that completed a batch since the extent
+    ``indexed`` was read wrote that batch's query rows and subtree hashes, which are
+    then checked as written, not reported as rows no batch made.  ``indexed`` stands
+    when the snapshot has no such row (``verify_ledger`` reports it missing)."""
+    from sqlalchemy import select
+
+    from escrow.ledger.tables import META
+
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        now = conn.execute(select(META.c.value).where(META.c.name == "indexed")).scalar()
+        if now is not None and str(now).isdigit():
+            indexed = max(indexed, int(now))
+        return [check_chunk(conn, a, b, candidates, indexed) for a, b in spans]
+
+
 def _run_chunks(
     ledger: Ledger,
     spans: list[tuple[int, int]],
@@ -392,7 +416,7 @@ def _run_chunks(
 
     if workers <= 1 or len(spans) <= 1:
         with db_errors(ledger.url), ledger._engine.connect() as conn:  # noqa: SLF001
-            return [check_chunk(conn, a, b, candidates, indexed) for a, b in spans]
+            return _check_chunks(conn, spans, candidates, indexed)
     return _run_in_subprocesses(ledger.url, spans, candidates, indexed, min(workers, len(spans)))
 
 
@@ -436,7 +460,7 @@ def _run_in_subprocesses(
     engine = make_engine(url, readonly=True)
     try:
         with db_errors(url), engine.connect() as conn:
-            results = [check_chunk(conn, a, b, candidates, indexed) for a, b in groups[0]]
+            results = _check_chunks(conn, groups[0], candidates, indexed)
     finally:
         engine.dispose()
     failure = ""
@@ -466,7 +490,7 @@ def worker_main() -> None:
     engine = make_engine(url, readonly=True)
     try:
         with db_errors(url), engine.connect() as conn:
-            out = [check_chunk(conn, a, b, candidates, indexed) for a, b in spans]
+            out = _check_chunks(conn, spans, candidates, indexed)
     finally:
         engine.dispose()
     sys.stdout.buffer.write(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
