@@ -13,6 +13,7 @@ to ``build.key.pem``, registers it, and retires the old one from now (or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -30,6 +31,8 @@ from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, PublicKey, SigningKey
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from escrow.ledger.models import KeyRecord
     from escrow.ledger.store import Ledger
     from escrow.server.client import RemoteLedger
@@ -540,8 +543,46 @@ def rotate(
             f"No key named {name!r} exists under {app.settings.keys_dir} (no {path.name}).",
             hint="`escrow keys list` shows the registered keys and where their files are.",
         )
-    when = _retire_from(effective)
+    _retire_from(effective)  # a --from in the past is refused before anything waits
     passphrase = _passphrase(app, passphrase_prompt, confirm=False)
+    with _rotation_lock(path.parent):
+        _rotate(app, name, path, key_type, effective, passphrase, passphrase_prompt, as_json)
+
+
+def _rotation_lock(keys_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the keys folder locked (``flock`` on the folder itself: nothing is written)
+    while a key is rotated, from reading the old key to putting the new one in its place:
+    two rotations at once each registered a new key, archived the other's under the old
+    one's name, and left two keys active."""
+    import fcntl
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        try:
+            fd = os.open(keys_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:  # no keys folder: loading the key says what is missing
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a second rotation waits, then rotates the new key
+            yield
+        finally:
+            os.close(fd)
+
+    return held()
+
+
+def _rotate(
+    app: App,
+    name: str,
+    path: Path,
+    key_type: str | None,
+    effective: str | None,
+    passphrase: str | None,
+    passphrase_prompt: bool,
+    as_json: bool,
+) -> None:
+    when = _retire_from(effective)  # now: after any rotation this one waited for
     old = load_key(path, passphrase, prompted=passphrase_prompt)
     ledger = app.ledger()
     if ledger.key_status(old.keyid) is None:
