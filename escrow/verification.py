@@ -283,7 +283,8 @@ def _no_image_with(short: str, ledger: Ledger | RemoteLedger, engine_asked: bool
     raise InputError(
         f"No image in the Docker Engine has the short ID {short}, and {where}."
         if engine_asked
-        else f"{short} is not a full image ID, and {where}.",
+        else f"{short} is not a full image ID, {where}, and the Docker Engine, which "
+        "could expand a short ID of an image it holds, is not reachable.",
         hint="Give the entry's index or the full image ID (sha256: and 64 hex digits), "
         "which `escrow log --json` shows.",
     )
