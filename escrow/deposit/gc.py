@@ -20,19 +20,15 @@ say that gc removed it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from escrow.blobs import BlobStore
 from escrow.deposit.deposit import record_blobs
-from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, FileDepositStore
-from escrow.errors import EnvironmentProblem
+from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, FileDepositStore, reading
 from escrow.times import rfc3339
 
 
@@ -107,26 +103,9 @@ def _figures(blobs_per_item: list[set[str]], sizes: dict[str, int]) -> dict[str,
     }
 
 
-@contextlib.contextmanager
-def _reading(store: DepositStore) -> Iterator[None]:
-    """The store's shared lock, for reading only: a folder store that cannot be written at
-    all (a read-only mount, an archive) is read without it, since nothing can change it."""
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(store.lock(exclusive=False))
-        except EnvironmentProblem:
-            if not (
-                isinstance(store, FileDepositStore)
-                and store.root.is_dir()
-                and not os.access(store.root, os.W_OK)
-            ):
-                raise
-        yield
-
-
 def store_stats(store: DepositStore) -> dict[str, Any]:
     """Figures for the whole store, and per project."""
-    with _reading(store):
+    with reading(store):
         sizes = _sizes(store)
         items = _items(store)
         temporary = store.temporary() if isinstance(store, FileDepositStore) else (0, 0)
@@ -174,7 +153,7 @@ def collect_garbage(
     ``apply``) too; one a live process is writing is left alone."""
     now = now or datetime.now(UTC)
     since = None if keep_days is None else _days_before(now, keep_days)
-    with store.lock(exclusive=True) if apply else _reading(store):
+    with store.lock(exclusive=True) if apply else reading(store):
         sizes = _sizes(store)
         items = _items(store)
         in_use = store.pinned(clean=apply) & set(sizes)  # a registry store has no pins
