@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,10 +163,18 @@ def _register_elsewhere(s: Settings, keyid: str) -> str:
 
 
 def _init_local(app: App, key_type: str) -> dict[str, Any]:
+    return _one_init(app, key_type, _init_local_locked)
+
+
+def _one_init(
+    app: App, key_type: str, init: Callable[[App, str, Path], dict[str, Any]]
+) -> dict[str, Any]:
+    """``init`` with the home's init lock held (:func:`_one_at_a_time`); a home this run
+    made, and left empty, is removed when it fails (another run's keys keep it)."""
     made_home = _Undo(app.settings.home)  # the home and its parents, if this run makes them
     try:
         with _one_at_a_time(app.settings.home) as lock:
-            return _init_local_locked(app, key_type, lock)
+            return init(app, key_type, lock)
     except BaseException:
         made_home.undo()  # empty folders only: another run's keys keep the home
         raise
@@ -223,13 +231,7 @@ def _init_local_locked(app: App, key_type: str, lock: Path) -> dict[str, Any]:
 
 
 def _init_server(app: App, key_type: str) -> dict[str, Any]:
-    made_home = _Undo(app.settings.home)  # the home and its parents, if this run makes them
-    try:
-        with _one_at_a_time(app.settings.home) as lock:
-            return _init_server_locked(app, key_type, lock)
-    except BaseException:
-        made_home.undo()  # empty folders only: another run's key keeps the home
-        raise
+    return _one_init(app, key_type, _init_server_locked)
 
 
 def _init_server_locked(app: App, key_type: str, lock: Path) -> dict[str, Any]:
