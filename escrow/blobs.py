@@ -24,6 +24,17 @@ from escrow.errors import EnvironmentProblem, InputError
 
 #: a bare lower-case SHA-256 hex digest
 HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX_PREFIX = re.compile(r"[0-9a-f]{1,64}")
+
+
+def digest_prefix(text: str) -> str | None:
+    """The hex digits of a SHA-256 digest, or of its beginning (a short image ID as
+    `escrow log` shows 12), in lower case, ``sha256:`` optional; ``None`` for anything
+    else (an image name)."""
+    digits = text.strip().lower().removeprefix("sha256:")
+    return digits if _HEX_PREFIX.fullmatch(digits) else None
+
+
 _CHUNK = 1 << 20
 #: the name prefix of a blob being written (renamed into place once complete)
 _INCOMING = ".incoming-"

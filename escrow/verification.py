@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from escrow.blobs import digest_prefix
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import CheckFailed, EscrowError, InputError
 
@@ -231,19 +232,8 @@ _PAGE = 1000
 
 def sha256_id(text: str) -> str | None:
     """``sha256:`` and 64 hex digits, given in either form; ``None`` for anything else."""
-    hexpart = text.strip().lower().removeprefix("sha256:")
-    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
-        return "sha256:" + hexpart
-    return None
-
-
-def hex_digits(text: str) -> str | None:
-    """The hex digits of an image ID or the beginning of one (``sha256:`` optional), as
-    `escrow log` shows the first 12; ``None`` for anything else (a name)."""
-    digits = text.strip().lower().removeprefix("sha256:")
-    if not digits or len(digits) > 64 or digits.strip("0123456789abcdef"):
-        return None
-    return digits
+    digits = digest_prefix(text)
+    return "sha256:" + digits if digits is not None and len(digits) == 64 else None
 
 
 def recorded_image_id(
@@ -255,7 +245,7 @@ def recorded_image_id(
     :class:`InputError` when no recorded image or several begin with it (``engine_asked``:
     whether the Docker Engine was asked first, for the message).
     """
-    digits = hex_digits(short)
+    digits = digest_prefix(short)
     if digits is None:
         return None
     found = ledger.image_ids_starting(digits, limit=3)

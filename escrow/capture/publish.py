@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
-    from escrow.signing.dsse import Envelope
     from escrow.signing.keys import SigningKey
 
 
@@ -201,25 +200,11 @@ class Publisher:
                 future.result()
 
     @property
-    def key(self) -> SigningKey:
-        """The signing key (waits for the background parse; re-raises its error)."""
-        self.start()
-        assert self._key is not None
-        return self._key.result()
-
-    @property
     def ledger(self) -> Ledger | RemoteLedger:
         """The ledger (waits for the background open; re-raises its error)."""
         self.start()
         assert self._ledger is not None
         return self._ledger.result()
-
-    def sign(self, statement: dict[str, Any]) -> Envelope:
-        from escrow.documents.schemas import validate_statement
-        from escrow.signing.dsse import sign_statement
-
-        validate_statement(statement)
-        return sign_statement(statement, self.key)
 
     def publish(self, statement: dict[str, Any]) -> tuple[Entry, bool]:
         """Validate against the schemas, sign (DSSE over RFC 8785 bytes), append.

@@ -148,9 +148,9 @@ def _verify_each(
 
 
 def _when(moment: datetime | None) -> str:
-    from datetime import UTC
+    from escrow.times import to_the_second
 
-    return "?" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "?" if moment is None else to_the_second(moment)
 
 
 def _read_envelopes(path: str) -> bytes:
@@ -320,12 +320,13 @@ def verify(
     if is_registry_reference(target):
         _verify_in_registry(app, target, as_json)
         return
-    from escrow.verification import hex_digits, resolve_target, verify_entry
+    from escrow.blobs import digest_prefix
+    from escrow.verification import resolve_target, verify_entry
 
     ledger = app.ledger()
     probed = DockerFacts.probe()
     engine = probed if isinstance(probed, DockerFacts) else None
-    if isinstance(probed, EngineUnavailable) and not target.isdigit() and not hex_digits(target):
+    if isinstance(probed, EngineUnavailable) and not target.isdigit() and not digest_prefix(target):
         raise probed  # only the engine can tell which image a name is (an ID: the ledger too)
     entry = resolve_target(ledger, target, engine)
     unavailable = probed.message if isinstance(probed, EngineUnavailable) else None

@@ -71,6 +71,7 @@ from escrow.deposit.store import (
     IMPORTS,
     DepositStore,
     FileDepositStore,
+    file_sha256,
     place_blob,
     reading,
 )
@@ -922,18 +923,13 @@ def _missing_names(
     return ", ".join(names)
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _corrupt(store: FileDepositStore, digest: str, say: Callable[[str], None]) -> bool:
     """Whether the stored blob ``digest`` does not hash to its name (then say so)."""
     path = store.path(digest)
     if not path.is_file():
         return False
     try:
-        if _sha256_file(path) == digest:
+        if file_sha256(path) == digest:
             return False
     except OSError:
         pass
@@ -1087,7 +1083,7 @@ def import_deposit(
                     raise _altered(
                         f"The deposited blob {digest} does not have its listed size ({size} bytes)"
                     )
-                if _sha256_file(path) != digest:
+                if file_sha256(path) != digest:
                     raise _altered(f"The deposited blob {digest} does not match its SHA-256")
             # -- the signers' key history, then every entry
             key_history = _verified_key_history(staged_root, toc, checkpoint, verifier)

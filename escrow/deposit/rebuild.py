@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from escrow.deposit.context import context_index, restore_context
 from escrow.deposit.deposit import check_record, find_record, nothing_deposited
 from escrow.deposit.images import load_image, missing_parts
-from escrow.deposit.store import DepositStore, FileDepositStore, reading
+from escrow.deposit.store import DepositStore, FileDepositStore, file_sha256, reading
 from escrow.errors import CheckFailed, EscrowError, InputError
 
 if TYPE_CHECKING:
@@ -168,12 +168,9 @@ class DepositLayers:
 def _check_layer(store: FileDepositStore, path: Path, diff_id: str) -> None:
     """The deposited layer file ``path`` hashes to its diff ID (else :class:`CheckFailed`):
     a damaged store must not be compared as the original's files."""
-    import hashlib
-
     hexid = diff_id.removeprefix("sha256:")
     try:
-        with open(path, "rb") as f:
-            ok = hashlib.file_digest(f, "sha256").hexdigest() == hexid
+        ok = file_sha256(path) == hexid
     except OSError as e:
         raise CheckFailed(
             f"The deposited layer sha256:{hexid[:12]} cannot be read from the deposit store "

@@ -365,44 +365,43 @@ class FileDepositStore:
         finally:
             os.close(fd)
 
-    def temporary(self) -> tuple[int, int]:
-        """``(files, bytes)`` of what :meth:`clean_tmp` would remove: what interrupted
-        writes left (or writes in progress are writing)."""
-        files = size = 0
-        paths: list[Path] = []
+    def _temporaries(self) -> Iterator[Path]:
+        """What interrupted writes left (or writes in progress are writing): spooled
+        blobs and staged imports under ``tmp/``, references being replaced."""
         tmp = self.root / "tmp"
         if tmp.is_dir():
-            for walked, _, names in os.walk(tmp):
-                paths.extend(Path(walked) / n for n in names)
+            yield from tmp.iterdir()
         for namespace in (*_NAMESPACES, _COLLECTED):
             folder = self.root / "refs" / namespace
             if folder.is_dir():
-                paths.extend(folder.glob(".ref-*"))
-        for path in paths:
-            with contextlib.suppress(OSError):
-                size += path.lstat().st_size
-                files += 1
+                yield from folder.glob(".ref-*")
+
+    def temporary(self) -> tuple[int, int]:
+        """``(files, bytes)`` of what :meth:`clean_tmp` would remove."""
+        files = size = 0
+        for found in self._temporaries():
+            paths: Iterable[Path] = (
+                (Path(folder) / name for folder, _, names in os.walk(found) for name in names)
+                if found.is_dir()
+                else (found,)
+            )
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    size += path.lstat().st_size
+                    files += 1
         return files, size
 
     def clean_tmp(self) -> None:
         """Remove temporary files left by interrupted writes (under the exclusive lock):
         spooled blobs, staged imports, and references being replaced."""
-        tmp = self.root / "tmp"
-        if tmp.is_dir():
-            for f in tmp.iterdir():
-                with contextlib.suppress(OSError):
-                    if f.is_dir():
-                        import shutil
+        import shutil
 
-                        shutil.rmtree(f)
-                    else:
-                        f.unlink()
-        for namespace in (*_NAMESPACES, _COLLECTED):
-            folder = self.root / "refs" / namespace
-            if folder.is_dir():
-                for f in folder.glob(".ref-*"):
-                    with contextlib.suppress(OSError):
-                        f.unlink()
+        for found in list(self._temporaries()):
+            with contextlib.suppress(OSError):
+                if found.is_dir():
+                    shutil.rmtree(found)
+                else:
+                    found.unlink()
 
     # -- blobs a deposit in progress needs ---------------------------------
     def pin(self, digest: str) -> None:
@@ -450,6 +449,12 @@ class FileDepositStore:
                 with contextlib.suppress(FileNotFoundError):
                     f.unlink()
         return out
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of the file at ``path``: a stored blob checked against its name."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def place_blob(tmp: Path | str, final: Path) -> None:
@@ -501,18 +506,13 @@ def reading(store: DepositStore) -> Iterator[None]:
     written at all (a read-only mount, an archive) is read without it: nothing can change
     it; nor is one that does not exist (it is not made for reading)."""
     with contextlib.ExitStack() as stack:
-        if isinstance(store, FileDepositStore) and not store.root.is_dir():
-            yield
-            return
-        try:
-            stack.enter_context(store.lock(exclusive=False))
-        except EnvironmentProblem:
-            if not (
-                isinstance(store, FileDepositStore)
-                and store.root.is_dir()
-                and not os.access(store.root, os.W_OK)
-            ):
-                raise
+        folder = store.root if isinstance(store, FileDepositStore) else None
+        if folder is None or folder.is_dir():
+            try:
+                stack.enter_context(store.lock(exclusive=False))
+            except EnvironmentProblem:
+                if folder is None or os.access(folder, os.W_OK):
+                    raise
         yield
 
 

@@ -866,7 +866,6 @@ _IMAGE_PREFIX_SQL = (
     "SELECT DISTINCT value FROM ledger_term WHERE kind = 'image' AND value >= ? AND value < ? "
     "ORDER BY value LIMIT ?"
 )
-HEX_DIGITS = "0123456789abcdef"
 
 _CHECKPOINT_SQL = "INSERT INTO ledger_checkpoint (size, root, note, created_us) VALUES (?, ?, ?, ?)"
 _KEYS_SQL = (
@@ -2096,8 +2095,10 @@ class Ledger:
         What finds an entry by the short ID it was shown with once the Docker Engine no
         longer holds the image; ``[]`` for anything that is not hex digits.
         """
-        digits = short.strip().lower().removeprefix("sha256:")
-        if not 0 < len(digits) <= 64 or digits.strip(HEX_DIGITS):
+        from escrow.blobs import digest_prefix
+
+        digits = digest_prefix(short)
+        if digits is None:
             return []
         # every ID that begins with the digits sorts between them and the digits with a
         # "g" after them (in any collation: hex digits sort before "g")

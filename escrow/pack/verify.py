@@ -375,26 +375,25 @@ def _check_pdf_signature(
     except Exception as e:  # noqa: BLE001 - damaged signature containers raise many types
         report.add("pdf signature", False, f"the signature cannot be validated ({e})")
         return reader, None
-    problems = []
     _, _, start2, len2 = (int(x) for x in sig.byte_range)
-    if start2 + len2 > len(data):
-        problems.append(
+    if start2 + len2 > len(data):  # every other problem follows from the missing bytes
+        problems = [
             f"the file is cut short: it ends at byte {len(data)}, before the signed bytes "
             f"do ({start2 + len2})"
-        )
-    elif not status.intact:
-        problems.append("the signed bytes were changed")
-    if not status.valid:
-        problems.append("the signature value does not verify")
-    if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
-        problems.append("the signature does not cover the whole file")
-    padding = _check_padding(data, sig.byte_range)
-    if padding:
-        problems.append(padding)
-    if trust is not None and not status.trusted:
-        problems.append(_untrusted(cert, trust, signed_at))
-    if start2 + len2 > len(data):
-        problems = problems[:1]  # the rest follows from the missing bytes
+        ]
+    else:
+        problems = []
+        if not status.intact:
+            problems.append("the signed bytes were changed")
+        if not status.valid:
+            problems.append("the signature value does not verify")
+        if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
+            problems.append("the signature does not cover the whole file")
+        padding = _check_padding(data, sig.byte_range)
+        if padding:
+            problems.append(padding)
+        if trust is not None and not status.trusted:
+            problems.append(_untrusted(cert, trust, signed_at))
     if problems:
         report.add("pdf signature", False, "; ".join(problems))
         return reader, fingerprint

@@ -46,6 +46,7 @@ from escrow.server.http import (
     pointer_of,
     unknown_token,
 )
+from escrow.server.http import root_path as scope_root_path
 from escrow.server.packs import PackJobs, PackRunner
 from escrow.text import count
 from escrow.times import parse_time
@@ -135,10 +136,9 @@ def _principal(
 
 
 def root_path(request: Request) -> str:
-    """The path prefix a proxy publishes the server under (``escrow serve --root-path``, which
-    Uvicorn hands to each request), ``""`` for none: every path the server hands out begins
-    with it, since clients reach the routes only through it."""
-    return str(request.scope.get("root_path") or "").rstrip("/")
+    """The path prefix a proxy publishes the server under, ``""`` for none: every path the
+    server hands out begins with it, since clients reach the routes only through it."""
+    return scope_root_path(request.scope)
 
 
 def _ready(request: Request) -> None:

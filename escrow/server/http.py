@@ -342,12 +342,18 @@ def allowed_methods(request: Request) -> list[str]:
     return methods
 
 
+def root_path(scope: Scope) -> str:
+    """The path prefix a proxy publishes the server under (``escrow serve --root-path``,
+    which Uvicorn hands to each request), ``""`` for none."""
+    return str(scope.get("root_path") or "").rstrip("/")
+
+
 def route_path(scope: Scope) -> str:
     """The path the routes see: the request's path without the ``root_path`` prefix that
     Uvicorn puts in front of it (``escrow serve --root-path``), as Starlette's router
     takes it off."""
     path = str(scope.get("path", ""))
-    root = str(scope.get("root_path") or "").rstrip("/")
+    root = root_path(scope)
     if root and (path == root or path.startswith(root + "/")):
         return path[len(root) :]
     return path
