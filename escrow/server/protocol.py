@@ -10,6 +10,13 @@ request ``ESCROW_SERVER_REQUEST_TIMEOUT`` seconds from its first byte (or from t
 connection, for the first request) until its body is in whole; a request still
 arriving then gets a JSON 408 and its connection is closed.  Answers, however long
 they take (a pack's PDF), are not limited.
+
+The connection is closed in stages, as RFC 9112 §9.6 asks of a server that closes
+while a client may still be sending: the 408 is written and the sending side shut,
+and what the client sends after it is read and dropped for up to :data:`LINGER_S`
+seconds (or until the client closes).  Closed at once, the server's kernel answers
+the client's next byte with a reset, and a reset makes the client's kernel drop the
+408 it has received but not yet read: the client saw only "connection reset".
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 log = logging.getLogger("escrow.server")
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
+#: how long a timed-out connection is kept half-open, its input dropped, after the 408
+LINGER_S = 2.0
 
 
 def request_timeout() -> float:
@@ -64,12 +73,15 @@ class DeadlineHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         self._timeout = request_timeout()
         self._deadline: asyncio.TimerHandle | None = None
         self._before: Any = None  # the request cycle that was current when the deadline began
+        self._closing: asyncio.TimerHandle | None = None  # set once the 408 is out
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._closing is not None:
+            return  # timed out: the 408 is out, what follows is dropped
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # the first bytes of the next request on this connection
         super().data_received(data)
@@ -79,6 +91,8 @@ class DeadlineHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._closing is not None:
+            self._closing.cancel()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -103,6 +117,9 @@ class DeadlineHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             where,
             self._timeout,
         )
-        if not answering:  # no answer begun on this connection: say why it is closed
-            self.transport.write(timeout_answer(self._timeout))
-        self.transport.close()
+        if answering or not self.transport.can_write_eof():
+            self.transport.close()  # an answer begun is cut short: no 408 to protect
+            return
+        self.transport.write(timeout_answer(self._timeout))  # say why it is closed
+        self.transport.write_eof()
+        self._closing = self.loop.call_later(LINGER_S, self.transport.close)
