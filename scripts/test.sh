@@ -19,4 +19,7 @@ ruff check escrow tests bench
 ruff format --check escrow tests bench
 
 say "tests"
-python -m pytest "$@"
+# Two workers (pytest-xdist): the tests that use the Docker Engine run one at a time on one
+# of them (tests/conftest.py groups them), the rest — ledger, server, PostgreSQL, packs —
+# on either. ESCROW_TEST_WORKERS=0 runs the suite in this one process.
+python -m pytest -n "${ESCROW_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,13 @@ def escrow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, initialised ESCROW_HOME (SQLite ledger, build and log keys)."""
     home = tmp_path / "escrow-home"
     monkeypatch.setenv("ESCROW_HOME", str(home))
-    for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+    for var in (
+        "ESCROW_DB_URL",
+        "ESCROW_KEY",
+        "ESCROW_KEY_PASSPHRASE",
+        "ESCROW_SERVER",
+        "ESCROW_TSA_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     r = run_cli(["init"])
     assert r.exit_code == 0, r.stderr
@@ -107,13 +114,61 @@ def remove_dangling_since(before: set[str]) -> int:
     return len(made)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_dangling_images() -> Iterator[None]:
+def _is_worker(config: pytest.Config) -> bool:
+    """Whether this process is one of pytest-xdist's workers (not the run's controller)."""
+    return hasattr(config, "workerinput")
+
+
+_DANGLING_BEFORE = pytest.StashKey[set[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _is_worker(session.config):
+        session.config.stash[_DANGLING_BEFORE] = dangling_images()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
     """The suite builds hundreds of images; those it leaves untagged are removed at its
-    end (thousands had piled up on the development machine and slowed the engine)."""
-    before = dangling_images()
-    yield
-    remove_dangling_since(before)
+    end (thousands had piled up on the development machine and slowed the engine) — by
+    the run's controller once every worker is done, never by a worker while the other
+    still holds images it made."""
+    before = session.config.stash.get(_DANGLING_BEFORE, None)
+    if before is not None:
+        remove_dangling_since(before)
+
+
+#: fixtures through which a test reaches the Docker Engine or the test registry
+ENGINE_FIXTURES = frozenset({"docker_client", "base_image", "registry", "private_registry"})
+#: a module that runs the docker CLI itself or opens its own engine client
+_ENGINE_CODE = re.compile(r"""["']docker["']\s*,|\bDOCKER\b|docker\.from_env""")
+_engine_modules: dict[Path, bool] = {}
+
+
+def uses_engine(item: pytest.Item) -> bool:
+    """Whether a test reaches the Docker Engine or the registry (or may: a module that
+    calls the docker CLI counts whole)."""
+    if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    if item.get_closest_marker("docker") or item.get_closest_marker("registry"):
+        return True
+    path = item.path
+    if path not in _engine_modules:
+        _engine_modules[path] = bool(_ENGINE_CODE.search(path.read_text(encoding="utf-8")))
+    return _engine_modules[path]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): run on one pytest-xdist worker")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """scripts/test.sh runs the suite on two workers (pytest-xdist, ``--dist loadgroup``):
+    every test that uses the engine goes to one of them, one at a time as in a serial
+    run — they build, tag, remove and count images on the one engine — and the rest
+    (ledger, server, PostgreSQL, packs) to either."""
+    for item in items:
+        if uses_engine(item):
+            item.add_marker(pytest.mark.xdist_group("engine"))
 
 
 def build_base_image(tag: str = BASE_TAG) -> str:
