@@ -63,6 +63,12 @@ def _read_checkpoint(path: Path) -> str:
     help="Write the PDF as rendered, unsigned, and record nothing (to compare a re-rendering).",
 )
 @click.option(
+    "--tsa",
+    metavar="URL",
+    help="An RFC 3161 Time-Stamping Authority: the signature carries its timestamp, which "
+    "`pack verify` checks the signer certificate at [default: ESCROW_TSA_URL].",
+)
+@click.option(
     "-o",
     "--output",
     metavar="FILE.pdf",
@@ -83,15 +89,16 @@ def pack(
     tree_size: int | None,
     max_builds: int | None,
     render_only: bool,
+    tsa: str | None,
     output: Path | None,
     as_json: bool,
 ) -> None:
     """Render a signed PDF audit pack of recorded builds.
 
     \b
-    escrow pack --project P [--since D] [--until D] -o pack.pdf
-    escrow pack verify pack.pdf [--trust CERT.pem] [--project P] [--since D]
-        [--until D] [--since-checkpoint FILE]
+    escrow pack --project P [--since D] [--until D] [--tsa URL] -o pack.pdf
+    escrow pack verify pack.pdf [--trust CERT.pem] [--tsa-trust CERT.pem]
+        [--project P] [--since D] [--until D] [--since-checkpoint FILE]
 
     -o is required to make a pack (exit 2 without it). The PDF embeds every
     envelope, inclusion proof, the checkpoint and the public keys, is signed
@@ -145,18 +152,31 @@ def pack(
     if request.since and request.until and request.since > request.until:
         raise UsageError("--since is after --until.")
     if app.settings.server:
-        if render_only or generated_at is not None or requester or max_builds is not None:
+        if (
+            render_only
+            or generated_at is not None
+            or requester
+            or max_builds is not None
+            or tsa is not None
+        ):
             raise UsageError(
-                "--render-only, --generated-at, --requester and --max-builds work only on a "
-                "local ledger.",
-                hint="Through a server, the server renders, signs and records the pack.",
+                "--render-only, --generated-at, --requester, --tsa and --max-builds work only "
+                "on a local ledger.",
+                hint="Through a server, the server renders, signs and records the pack (with "
+                "the Time-Stamping Authority its own ESCROW_TSA_URL names).",
             )
         _pack_through_server(app, request, output, as_json)
         return
     ledger = app.local_ledger()
     try:
         result = render_pack(
-            app.settings, ledger, request, output, sign=not render_only, record=not render_only
+            app.settings,
+            ledger,
+            request,
+            output,
+            sign=not render_only,
+            record=not render_only,
+            tsa=tsa,
         )
     finally:
         ledger.close()
@@ -294,6 +314,12 @@ def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, 
     help="Certificate (PEM) the pack signature must chain to.",
 )
 @click.option(
+    "--tsa-trust",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Certificate (PEM) of the Time-Stamping Authority, or its CA: the signature must "
+    "carry a timestamp by it (escrow pack --tsa).",
+)
+@click.option(
     "--project",
     "projects",
     multiple=True,
@@ -317,6 +343,7 @@ def verify(
     app: App,
     pdf: Path,
     trust: Path | None,
+    tsa_trust: Path | None,
     projects: tuple[str, ...],
     since: str | None,
     until: str | None,
@@ -327,6 +354,9 @@ def verify(
 
     With --project, --since, --until or --since-checkpoint, also that it is the pack
     asked for: of that scope, and of a ledger that only grew since your checkpoint.
+
+    A signature that carries an RFC 3161 timestamp (escrow pack --tsa) has it checked,
+    and --trust then checks the signer certificate as of the timestamp's time.
     """
     from escrow.errors import CheckFailed
     from escrow.pack.verify import Expected, verify_pack
@@ -342,7 +372,7 @@ def verify(
     )
     if expected.since and expected.until and expected.since > expected.until:
         raise UsageError("--since is after --until.")
-    report = verify_pack(pdf, trust=trust, expected=expected)
+    report = verify_pack(pdf, trust=trust, expected=expected, tsa_trust=tsa_trust)
     if as_json:
         app.emit_json(report.to_json())
     else:

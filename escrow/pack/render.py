@@ -206,9 +206,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_html(view: PackView) -> str:
+def render_html(view: PackView, tsa: str | None = None) -> str:
+    """The pack's HTML; ``tsa``: the URL of the Time-Stamping Authority whose timestamp
+    the signature will carry (the "How to verify" section says how to check it)."""
     try:
-        return environment().get_template(TEMPLATE).render(v=view)
+        return environment().get_template(TEMPLATE).render(v=view, tsa=tsa)
     except jinja2.TemplateError as e:
         raise RenderError(f"The pack template failed to render: {e}.") from e
 
@@ -295,12 +297,14 @@ def render_pdf(
     *,
     strict: bool = False,
     html: str | None = None,
+    tsa: str | None = None,
 ) -> Rendered:
-    """Render the pack to PDF bytes (unsigned). ``strict``: any WeasyPrint warning is an error."""
+    """Render the pack to PDF bytes (unsigned). ``strict``: any WeasyPrint warning is an error.
+    ``tsa``: as for :func:`render_html`."""
     import weasyprint
     from weasyprint.urls import FatalURLFetchingError
 
-    source = html if html is not None else render_html(view)
+    source = html if html is not None else render_html(view, tsa)
     fetcher = make_fetcher()
     capture = _Capture()
     loggers = [logging.getLogger("weasyprint"), logging.getLogger("weasyprint.progress")]
@@ -399,6 +403,7 @@ def render_pack(
     record: bool = True,
     strict: bool = False,
     before_record: Callable[[bytes, Any], None] | None = None,
+    tsa: str | None = None,
 ) -> PackResult:
     """Collect, render, embed, sign, record and write one pack.
 
@@ -412,15 +417,21 @@ def render_pack(
     randomised and dated), so a pack whose process dies after the append can be
     finished only from the very bytes its entry names (the server's pack jobs).
     If it raises, nothing is appended.
+
+    ``tsa``: the URL of a Time-Stamping Authority (``--tsa``; else ``ESCROW_TSA_URL``, as
+    the server's pack jobs take it): the signature then carries its RFC 3161 timestamp,
+    and a TSA that gives none stops the pack before anything is written or appended.
     """
+    from escrow.config import redact_url
     from escrow.documents.schemas import validate_statement
     from escrow.pack.collect import collect
     from escrow.pack.evidence import attachments_for, statement_for
     from escrow.pack.model import SignerView
-    from escrow.pack.sign import check_certificate_current, ensure_pack_signer, sign_pdf
+    from escrow.pack.sign import check_certificate_current, ensure_pack_signer, sign_pdf, tsa_url
     from escrow.signing.dsse import sign_statement
     from escrow.signing.keys import SigningKey
 
+    tsa = tsa_url(tsa)  # before anything else: a mistyped URL is refused at once
     signer = ensure_pack_signer(settings, ledger.origin)
     if sign:  # an expired certificate signs a pack no auditor can verify
         check_certificate_current(signer)
@@ -434,11 +445,15 @@ def render_pack(
     collected = collect(ledger, request, signer_view)
     t1 = time.perf_counter()
     rendered = render_pdf(
-        collected.view, attachments_for(collected), request.generated_at, strict=strict
+        collected.view,
+        attachments_for(collected),
+        request.generated_at,
+        strict=strict,
+        tsa=redact_url(tsa) if tsa else None,
     )
     t2 = time.perf_counter()
     rendered_sha = hashlib.sha256(rendered.pdf).hexdigest()
-    data = sign_pdf(rendered.pdf, signer, settings.passphrase) if sign else rendered.pdf
+    data = sign_pdf(rendered.pdf, signer, settings.passphrase, tsa) if sign else rendered.pdf
     t3 = time.perf_counter()
     sha = hashlib.sha256(data).hexdigest()
     tmp = _atomic_write(output, data)

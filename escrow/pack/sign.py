@@ -6,6 +6,11 @@ do not accept Ed25519 yet.  The key and certificate live in
 creates a self-signed pair on first use, and a certificate issued by the
 user's own CA can be put in their place (``escrow keys``), with any
 intermediate certificates in ``pack.chain.pem`` (embedded in the signature).
+
+With a Time-Stamping Authority (``escrow pack --tsa URL``, or ``ESCROW_TSA_URL``), the
+signature also carries an RFC 3161 signature timestamp (PAdES baseline B-T): the time a
+third party vouches the signature existed at, which ``pack verify`` checks the signer
+certificate at instead of the signing time the signature claims.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,15 +31,45 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from escrow.config import Settings
-from escrow.errors import EscrowError, InputError, KeyLocked
+from escrow.errors import EnvironmentProblem, EscrowError, InputError, KeyLocked
 from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
 from escrow.times import to_the_second
 
 FIELD_NAME = "EscrowPackSignature"
 
+#: the environment variable naming the Time-Stamping Authority (``--tsa`` wins over it)
+TSA_URL_ENV = "ESCROW_TSA_URL"
+#: seconds to wait for the Time-Stamping Authority's answer
+TSA_TIMEOUT = 30.0
+
 
 class PackSigningError(EscrowError):
     """The PDF could not be signed."""
+
+
+class TimestampUnavailable(EnvironmentProblem):
+    """The Time-Stamping Authority gave the signature no (valid) timestamp: exit 3, as for
+    any service escrow needs that does not answer; nothing is written or recorded."""
+
+
+def tsa_url(given: str | None = None) -> str | None:
+    """The Time-Stamping Authority's URL: ``given`` (``--tsa``), else ``ESCROW_TSA_URL``;
+    None when neither names one (an empty value names none).  A URL that is not http(s)
+    is :class:`InputError` (exit 2)."""
+    value = given if given is not None else os.environ.get(TSA_URL_ENV)
+    url = (value or "").strip()
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        source = "--tsa" if given is not None else TSA_URL_ENV
+        raise InputError(
+            f"{source} is not an http(s) URL of a Time-Stamping Authority: {url!r}.",
+            hint="Give the RFC 3161 URL your TSA publishes, e.g. https://tsa.example.com/tsr.",
+        )
+    return url
 
 
 @dataclass(frozen=True)
@@ -198,8 +234,122 @@ def pyhanko_imports() -> Iterator[None]:
         yield
 
 
-def sign_pdf(pdf: bytes, signer: PackSigner, passphrase: str | None = None) -> bytes:
-    """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes."""
+def _timestamper(url: str) -> Any:
+    """pyHanko's RFC 3161 client (:class:`~pyhanko.sign.timestamps.api.TimeStamper`: the
+    request, its nonce and the token's place in the signature are pyHanko's), posting with
+    httpx, and refusing any answer that is not a valid token for the digest asked about:
+    each failure is :class:`TimestampUnavailable`, in one sentence naming ``url``."""
+    with pyhanko_imports():
+        from asn1crypto import tsp  # type: ignore[import-untyped]
+        from pyhanko.sign.timestamps.api import TimeStamper
+        from pyhanko.sign.timestamps.common_utils import TimestampRequestError
+
+    from escrow.config import redact_url
+
+    shown = redact_url(url)
+
+    class EscrowTimeStamper(TimeStamper):
+        async def async_request_tsa_response(self, req: Any) -> Any:
+            import httpx
+
+            try:
+                async with httpx.AsyncClient(timeout=TSA_TIMEOUT) as client:
+                    r = await client.post(
+                        url,
+                        content=req.dump(),
+                        headers={"Content-Type": "application/timestamp-query"},
+                    )
+            except httpx.HTTPError as e:
+                reason = str(e) or type(e).__name__
+                raise TimestampUnavailable(
+                    f"The Time-Stamping Authority {shown} cannot be reached ({reason}).",
+                    hint="Check the --tsa URL (or ESCROW_TSA_URL) and the network; nothing "
+                    "was written or recorded.",
+                ) from e
+            ctype = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if r.status_code != 200 or ctype != "application/timestamp-reply":
+                raise TimestampUnavailable(
+                    f"The Time-Stamping Authority {shown} answered HTTP {r.status_code} "
+                    f"({ctype or 'no content type'}), not a timestamp reply.",
+                    hint="Nothing was written or recorded.",
+                )
+            try:
+                resp = tsp.TimeStampResp.load(r.content)
+                resp.native  # noqa: B018 - parse it all now: asn1crypto parses lazily
+            except Exception as e:  # noqa: BLE001 - asn1crypto raises several types
+                raise self._garbage("is not an RFC 3161 timestamp reply") from e
+            return resp
+
+        def _garbage(self, what: str) -> TimestampUnavailable:
+            return TimestampUnavailable(
+                f"The Time-Stamping Authority {shown} answered with a reply that {what}.",
+                hint="Nothing was written or recorded.",
+            )
+
+        async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> Any:
+            try:
+                token = await super().async_timestamp(message_digest, md_algorithm)
+            except TimestampUnavailable:
+                raise
+            except TimestampRequestError as e:
+                raise TimestampUnavailable(
+                    f"The Time-Stamping Authority {shown} gave no timestamp: {e}.",
+                    hint="Nothing was written or recorded.",
+                ) from e
+            except Exception as e:  # noqa: BLE001 - a malformed token inside the reply
+                raise self._garbage("holds no readable timestamp token") from e
+            problem = await token_problem(token, lambda _: message_digest)
+            if problem:
+                raise self._garbage(problem)
+            return token
+
+    return EscrowTimeStamper()  # type: ignore[no-untyped-call]
+
+
+async def token_problem(token: Any, imprint: Any, validation_context: Any = None) -> str:
+    """What is wrong with the RFC 3161 ``token`` (a CMS ContentInfo), in a few words, or
+    "": its message imprint must be ``imprint(hash algorithm)`` and its CMS signature must
+    verify (by pyHanko's :func:`validate_tst_signed_data`; chained to the token's own
+    certificates unless a ``validation_context`` is given: trust is the verifier's)."""
+    with pyhanko_imports():
+        from asn1crypto import x509 as asn1_x509
+        from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+        from pyhanko_certvalidator import ValidationContext
+
+    try:
+        signed_data = token["content"]
+        info = signed_data["encap_content_info"]["content"].parsed
+        if validation_context is None:
+            certs = [
+                c.chosen
+                for c in signed_data["certificates"] or []
+                if isinstance(c.chosen, asn1_x509.Certificate)
+            ]
+            if not certs:
+                return "does not include the TSA's certificate"
+            validation_context = ValidationContext(
+                trust_roots=certs,
+                allow_fetching=False,
+                revocation_mode="soft-fail",
+                moment=info["gen_time"].native,
+            )
+        status = await validate_tst_signed_data(signed_data, validation_context, imprint)
+    except Exception as e:  # noqa: BLE001 - damaged tokens raise many types
+        return f"holds a timestamp token that cannot be checked ({e})"
+    if not status.get("intact", False):
+        return "holds a timestamp token for other data than this signature"
+    if not status.get("valid", False):
+        return "holds a timestamp token whose signature does not verify"
+    return ""
+
+
+def sign_pdf(
+    pdf: bytes, signer: PackSigner, passphrase: str | None = None, tsa: str | None = None
+) -> bytes:
+    """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes;
+    with the URL of a Time-Stamping Authority ``tsa``, baseline B-T: the signature carries
+    that TSA's RFC 3161 signature timestamp (:class:`TimestampUnavailable` when it gives
+    none)."""
     with pyhanko_imports():
         from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
         from pyhanko.sign import fields, signers
@@ -226,10 +376,13 @@ def sign_pdf(pdf: bytes, signer: PackSigner, passphrase: str | None = None) -> b
         reason="escrow audit pack",
         name=signer.subject,
     )
+    timestamper = _timestamper(tsa) if tsa else None
     out = io.BytesIO()
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-        signers.sign_pdf(writer, meta, signer=simple, output=out)
+        signers.sign_pdf(writer, meta, signer=simple, output=out, timestamper=timestamper)
+    except EscrowError:
+        raise  # the TSA's failure, said in one sentence
     except Exception as e:  # noqa: BLE001 - wrap pyHanko's errors at the boundary
         raise PackSigningError(f"Signing the pack PDF failed: {e}.") from e
     return out.getvalue()

@@ -5,7 +5,11 @@ Checks, in order, each reported by name:
 1. the PDF signature: intact, valid, covering the whole file, its signature
    container padded only with zeros (so no byte of the file is unsigned), made
    by the certificate the pack names (and chaining to ``--trust`` when given, as of
-   the signing time the signature states: a pack verifies after its certificate expired);
+   the time of its RFC 3161 timestamp when it carries one, else the signing time the
+   signature states: a pack verifies after its certificate expired);
+1a. the signature timestamp, when the signature carries one (``escrow pack --tsa``) or
+   ``--tsa-trust`` asks for one: its message imprint is that of the signature value, its
+   own CMS signature verifies, and with ``--tsa-trust`` the TSA certificate chains to it;
 2. the checkpoint note's signature, with the embedded verifier key;
 3. the signer keys: each one registered by a key-event envelope signed by the
    log's key and included in the checkpoint;
@@ -108,6 +112,7 @@ def _found_in(text: str, values: Iterable[str]) -> set[str]:
 # Every check, in the order they run; "consistency" only when the pack holds a proof.
 CHECK_NAMES = (
     "pdf signature",
+    "timestamp",
     "attachments",
     "checkpoint",
     "inclusion proofs",
@@ -146,6 +151,19 @@ class Check:
         return {"name": self.name, "ok": self.ok, "skipped": self.skipped, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class Timestamp:
+    """The signature's RFC 3161 timestamp, as checked: its time, the TSA that signed it
+    (its certificate's subject), and whether that certificate chains to ``--tsa-trust``."""
+
+    time: datetime
+    tsa: str
+    anchored: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": rfc3339(self.time), "tsa": self.tsa, "anchored": self.anchored}
+
+
 @dataclass
 class PackReport:
     path: Path
@@ -157,8 +175,14 @@ class PackReport:
     builds: int = 0
     anchored: bool = False  # the signer certificate was checked against --trust
     scope: str = ""  # the scope the pack statement states, in the cover's words
+    timestamp: Timestamp | None = None  # the signature's RFC 3161 timestamp, once checked
+    #: a "timestamp" check is due: the signature carries a timestamp, or --tsa-trust was given
+    timestamp_due: bool = False
 
     NOT_ANCHORED = "not anchored: give --trust CERT.pem to check who signed it"
+    TIMESTAMP_NOT_ANCHORED = (
+        "timestamp not anchored: give --tsa-trust CERT.pem to check who timestamped it"
+    )
 
     @property
     def ok(self) -> bool:
@@ -178,6 +202,10 @@ class PackReport:
         )
         if self.scope:
             counts = f"{counts}; scope: {self.scope}"
+        if self.timestamp is not None:
+            counts = f"{counts}; timestamped {to_the_second(self.timestamp.time)}"
+            if not self.timestamp.anchored:
+                counts = f"{counts}; {self.TIMESTAMP_NOT_ANCHORED}"
         return counts if self.anchored else f"{counts}; {self.NOT_ANCHORED}"
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
@@ -192,6 +220,8 @@ class PackReport:
         done = {c.name for c in self.checks}
         for name in CHECK_NAMES:
             if name in done or (name == "consistency" and not consistency):
+                continue
+            if name == "timestamp" and not self.timestamp_due:
                 continue
             if name == "requested scope" and not expected:
                 continue
@@ -210,6 +240,7 @@ class PackReport:
             "builds": self.builds,
             "anchored": self.anchored,
             "scope": self.scope,
+            "timestamp": self.timestamp.to_json() if self.timestamp is not None else None,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -267,8 +298,9 @@ def _check_padding(data: bytes, byte_range: Any) -> str:
     return ""
 
 
-def trusted_certificate(trust: Path) -> Any:
-    """The ``--trust`` certificate (PEM or DER); one sentence when it cannot be one."""
+def trusted_certificate(trust: Path, option: str = "--trust") -> Any:
+    """The ``--trust`` (or ``--tsa-trust``) certificate (PEM or DER); one sentence when it
+    cannot be one."""
     from escrow.pack.sign import load_certificate
 
     try:
@@ -278,6 +310,9 @@ def trusted_certificate(trust: Path) -> Any:
     hint = (
         "--trust takes the X.509 certificate the packs are signed with, or the CA "
         "certificate it chains to (PEM or DER)."
+        if option == "--trust"
+        else f"{option} takes the X.509 certificate of the Time-Stamping Authority, or of "
+        "the CA it chains to (PEM or DER)."
     )
     if b"PRIVATE KEY" in data or b"PUBLIC KEY" in data:
         raise InputError(f"{trust} holds a key, not a certificate.", hint=hint)
@@ -308,9 +343,16 @@ def _pyhanko_quiet() -> Iterator[None]:
 
 
 def _check_pdf_signature(
-    report: PackReport, data: bytes, trust: Path | None, trusted: Any = None
+    report: PackReport,
+    data: bytes,
+    trust: Path | None,
+    trusted: Any = None,
+    tsa_trust: Path | None = None,
+    tsa_trusted: Any = None,
 ) -> tuple[Any, str | None]:
-    """Returns the reader (for attachments) and the signer certificate's SHA-256."""
+    """Returns the reader (for attachments) and the signer certificate's SHA-256; adds the
+    "pdf signature" check, and the "timestamp" check when one is due (the signature
+    carries a timestamp, or ``--tsa-trust`` asks for one)."""
     from escrow.pack.sign import certificate_sha256, load_certificate, pyhanko_imports
 
     with pyhanko_imports():
@@ -320,6 +362,7 @@ def _check_pdf_signature(
         from pyhanko.sign.validation.status import SignatureCoverageLevel
         from pyhanko_certvalidator import ValidationContext
 
+    report.timestamp_due = tsa_trust is not None
     if b"%PDF-" not in data[:1024]:
         report.add("pdf signature", False, "the file is not a readable PDF: it has no %PDF- header")
         return None, None
@@ -352,6 +395,8 @@ def _check_pdf_signature(
         report.add("pdf signature", False, f"expected one signature, found {len(sigs)}")
         return reader, None
     sig = sigs[0]
+    stamp = _read_timestamp(sig, tsa_trust, tsa_trusted)
+    report.timestamp_due = report.timestamp_due or stamp is not None
     try:
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -363,17 +408,25 @@ def _check_pdf_signature(
 
         # The certificates are checked as of the time the pack was signed, not today: a
         # pack is verified months or years later, when its certificate may have expired.
+        # That time is the timestamp's, when the signature carries a sound one (a TSA
+        # vouches for it); else the signing time the signature states (the signer's clock).
         signed_at = sig.self_reported_timestamp
+        moment = stamp.time if stamp is not None and stamp.sound else signed_at
         vc = ValidationContext(
             trust_roots=[asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in roots],
             allow_fetching=False,
             revocation_mode="soft-fail",
-            moment=signed_at,
+            moment=moment,
         )
         with _pyhanko_quiet():
-            status = validate_pdf_signature(sig, signer_validation_context=vc)
+            status = validate_pdf_signature(
+                sig,
+                signer_validation_context=vc,
+                ts_validation_context=stamp.context if stamp is not None else None,
+            )
     except Exception as e:  # noqa: BLE001 - damaged signature containers raise many types
-        report.add("pdf signature", False, f"the signature cannot be validated ({e})")
+        why = f"{stamp.problem}: {e}" if stamp is not None and stamp.problem else str(e)
+        report.add("pdf signature", False, f"the signature cannot be validated ({why})")
         return reader, None
     _, _, start2, len2 = (int(x) for x in sig.byte_range)
     if start2 + len2 > len(data):  # every other problem follows from the missing bytes
@@ -393,39 +446,168 @@ def _check_pdf_signature(
         if padding:
             problems.append(padding)
         if trust is not None and not status.trusted:
-            problems.append(_untrusted(cert, trust, signed_at))
+            problems.append(_untrusted(cert, trust, moment, stamp))
     if problems:
         report.add("pdf signature", False, "; ".join(problems))
+        _check_timestamp(report, stamp, tsa_trust)  # the time the certificate failed at
         return reader, fingerprint
     who = cert.subject.rfc4514_string()
     anchor = (
-        f"trusted via {trust.name}{_as_of(cert, signed_at)}"
+        f"trusted via {trust.name}{_as_of(cert, moment, stamp)}"
         if trust
         else "not anchored: no --trust given"
     )
     report.add("pdf signature", True, f"valid, whole file, by {who} ({anchor})")
+    _check_timestamp(report, stamp, tsa_trust)
     return reader, fingerprint
 
 
-def _as_of(cert: Any, signed_at: datetime | None) -> str:
-    """The time the chain was checked at: the signing time the signature states (the pack
-    carries no trusted timestamp), and whether the certificate has expired since."""
-    if signed_at is None:
+@dataclass(frozen=True)
+class _Stamp:
+    """The signature's RFC 3161 timestamp token as read and checked (:func:`_read_timestamp`):
+    its time and TSA (the subject of the certificate that signed it), what is wrong with
+    the token itself ("" when its imprint is the signature's and its signature verifies),
+    whether its TSA chains to ``--tsa-trust``, and the validation context it was checked in."""
+
+    time: datetime | None
+    tsa: str
+    problem: str
+    chained: bool = False
+    context: Any = None
+
+    @property
+    def sound(self) -> bool:
+        return not self.problem and self.time is not None
+
+
+def _read_timestamp(sig: Any, tsa_trust: Path | None, tsa_trusted: Any) -> _Stamp | None:
+    """The signature timestamp (the unsigned attribute signature-time-stamp-token), checked
+    with pyHanko: its message imprint against the signature value, its own CMS signature,
+    and its certificate path to ``--tsa-trust`` (when given) as of its own time.  None when
+    the signature carries none."""
+    import asyncio
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from escrow.pack.sign import load_certificate, pyhanko_imports
+
+    with pyhanko_imports():
+        from asn1crypto import x509 as asn1_x509
+        from pyhanko.sign.validation.generic_cms import (
+            extract_tst_data_iter,
+            message_imprint_checker,
+            validate_tst_signed_data,
+        )
+        from pyhanko.sign.validation.status import TimestampSignatureStatus
+        from pyhanko_certvalidator import ValidationContext
+
+    try:
+        tokens = list(extract_tst_data_iter(sig.signer_info, signed=False))
+    except Exception as e:  # noqa: BLE001 - a damaged attribute
+        return _Stamp(None, "", f"the signature's timestamp cannot be read ({e})")
+    if not tokens:
+        return None
+    if len(tokens) != 1:
+        return _Stamp(None, "", f"the signature carries {len(tokens)} timestamps, not one")
+    signed_data = tokens[0]
+    try:
+        when = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
+        certs = [
+            c.chosen
+            for c in signed_data["certificates"] or []
+            if isinstance(c.chosen, asn1_x509.Certificate)
+        ]
+        # without --tsa-trust the token is checked for itself (imprint, signature), its
+        # TSA taken as it names itself: the time is then the TSA's word, not anchored
+        roots = (
+            [asn1_x509.Certificate.load(tsa_trusted.public_bytes(Encoding.DER))]
+            if tsa_trusted is not None
+            else certs
+        )
+        context = ValidationContext(
+            trust_roots=roots,
+            other_certs=certs,
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+            moment=when,
+        )
+        with _pyhanko_quiet():
+            status = TimestampSignatureStatus(
+                **asyncio.run(
+                    validate_tst_signed_data(
+                        signed_data, context, message_imprint_checker(sig.signer_info)
+                    )
+                )
+            )
+        tsa = load_certificate(status.signing_cert.dump()).subject.rfc4514_string()
+    except Exception as e:  # noqa: BLE001 - damaged tokens raise many types
+        return _Stamp(None, "", f"the signature's timestamp token cannot be read ({e})")
+    problem = ""
+    if not status.intact:
+        problem = (
+            "the timestamp token is not for this signature or was changed (its message "
+            "imprint or its signed content does not match)"
+        )
+    elif not status.valid:
+        problem = "the timestamp token's own signature does not verify"
+    return _Stamp(
+        when, tsa, problem, chained=tsa_trust is not None and status.trusted, context=context
+    )
+
+
+def _check_timestamp(report: PackReport, stamp: _Stamp | None, tsa_trust: Path | None) -> None:
+    """Check 1a: the signature timestamp, when one is due (see :func:`_read_timestamp`)."""
+    if stamp is None:
+        if tsa_trust is not None:
+            report.add(
+                "timestamp",
+                False,
+                f"the pack carries no timestamp (--tsa-trust {tsa_trust.name} asks for one)",
+            )
+        return
+    if not stamp.sound:
+        report.add("timestamp", False, stamp.problem)
+        return
+    assert stamp.time is not None
+    said = f"RFC 3161, {to_the_second(stamp.time)} by {stamp.tsa}, for this signature"
+    if tsa_trust is not None and not stamp.chained:
+        report.add(
+            "timestamp",
+            False,
+            f"{said}, but its TSA certificate does not chain to {tsa_trust} (as of the "
+            "timestamp's time)",
+        )
+        return
+    anchor = f"trusted via {tsa_trust.name}" if tsa_trust else "not anchored: no --tsa-trust given"
+    report.timestamp = Timestamp(stamp.time, stamp.tsa, anchored=tsa_trust is not None)
+    report.add("timestamp", True, f"{said} ({anchor})")
+
+
+def _as_of(cert: Any, moment: datetime | None, stamp: _Stamp | None = None) -> str:
+    """The time the chain was checked at: the timestamp's, when the signature carries a
+    sound one, else the signing time the signature states; and whether the certificate
+    has expired since."""
+    if moment is None:
         return ""
-    text = f" as of its signing time {to_the_second(signed_at)}, as the signature states"
+    if stamp is not None and stamp.sound:
+        text = f" as of its timestamp's time {to_the_second(moment)} (RFC 3161, by {stamp.tsa})"
+    else:
+        text = f" as of its signing time {to_the_second(moment)}, as the signature states"
     if cert.not_valid_after_utc < datetime.now(UTC):
         text += f"; the certificate has expired since ({to_the_second(cert.not_valid_after_utc)})"
     return text
 
 
-def _untrusted(cert: Any, trust: Path, signed_at: datetime | None) -> str:
+def _untrusted(cert: Any, trust: Path, moment: datetime | None, stamp: _Stamp | None = None) -> str:
     """Why the signer certificate is not trusted via ``trust``, in a few words."""
-    if signed_at is not None and not (
-        cert.not_valid_before_utc <= signed_at <= cert.not_valid_after_utc
-    ):
+    if moment is not None and not (cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc):
+        when = (
+            f"at the pack's timestamp ({to_the_second(moment)}, by {stamp.tsa}"
+            if stamp is not None and stamp.sound
+            else f"when the pack was signed ({to_the_second(moment)}"
+        )
         return (
-            f"the signer certificate was not valid when the pack was signed "
-            f"({to_the_second(signed_at)}; it is valid from "
+            f"the signer certificate was not valid {when}; it is valid from "
             f"{to_the_second(cert.not_valid_before_utc)} to "
             f"{to_the_second(cert.not_valid_after_utc)})"
         )
@@ -1203,19 +1385,25 @@ _SEPARATORS = re.compile("[\\s;,\u202a-\u202e\u2066-\u2069]")
 
 
 def verify_pack(
-    path: Path, *, trust: Path | None = None, expected: Expected | None = None
+    path: Path,
+    *,
+    trust: Path | None = None,
+    expected: Expected | None = None,
+    tsa_trust: Path | None = None,
 ) -> PackReport:
     """Verify the pack at ``path``; the report lists every check (fail closed).
 
-    With ``expected``, also that it is the pack the auditor asked for (:class:`Expected`).
+    With ``expected``, also that it is the pack the auditor asked for (:class:`Expected`);
+    with ``tsa_trust``, that the signature carries a timestamp by a TSA chaining to it.
     """
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"Cannot read the pack {path}: {e.strerror}.") from e
     trusted = trusted_certificate(trust) if trust is not None else None
+    tsa_trusted = trusted_certificate(tsa_trust, "--tsa-trust") if tsa_trust is not None else None
     report = PackReport(path=path, sha256=hashlib.sha256(data).hexdigest())
-    reader, cert_sha = _check_pdf_signature(report, data, trust, trusted)
+    reader, cert_sha = _check_pdf_signature(report, data, trust, trusted, tsa_trust, tsa_trusted)
     report.anchored = trust is not None and report.ok
     if reader is None:
         report.skip_the_rest(consistency=False, expected=bool(expected))
