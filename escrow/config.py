@@ -31,8 +31,10 @@ def new_origin() -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` removed, for printing."""
-    return re.sub(r"(?<=//)[^@/]*@", "", url)
+    """``url`` with any ``user:password@`` removed, for printing: all of it up to the last
+    ``@`` before the path, query or fragment (where a URL parser ends it: a raw ``@`` in a
+    password is part of the password)."""
+    return re.sub(r"(?<=//)[^/?#]*@", "", url, count=1)
 
 
 def default_home() -> Path:

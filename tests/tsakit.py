@@ -141,14 +141,16 @@ ess_cert_id_alg = sha256
 @dataclass
 class Tsa:
     """A running TSA: its URL, files, how it answers (``mode``, see :func:`openssl_tsa`)
-    and by which clock (``clock``; both may be changed while it runs), and the replies it
-    gave."""
+    and by which clock (``clock``; both may be changed while it runs), the replies it
+    gave and the credentials it was sent."""
 
     url: str
     files: TsaFiles
     mode: str = "ok"
     clock: str | None = None  # a faketime offset ("-5d") for the TSA's clock
     answered: list[bytes] = field(default_factory=list)
+    #: the Authorization header of each request (None: none was sent)
+    authorizations: list[str | None] = field(default_factory=list)
 
 
 def openssl_reply(files: TsaFiles, query: bytes, clock: str | None = None) -> bytes:
@@ -185,6 +187,7 @@ def openssl_tsa(files: TsaFiles, mode: str = "ok") -> Iterator[Tsa]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            tsa.authorizations.append(self.headers.get("Authorization"))
             mode = tsa.mode
             if mode == "error":
                 self._answer(500, "text/plain", b"the TSA is down\n")

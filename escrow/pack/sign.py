@@ -52,23 +52,57 @@ class TimestampUnavailable(EnvironmentProblem):
     any service escrow needs that does not answer; nothing is written or recorded."""
 
 
+def _without_credentials(url: str) -> str:
+    """``url`` as it may be shown when it cannot be parsed as a URL: everything up to its
+    last ``@`` (after the scheme's ``//``, if any) left out, wherever a password in it
+    would end."""
+    scheme, sep, rest = url.partition("//")
+    if not sep:
+        scheme, rest = "", url
+    return scheme + sep + rest.rpartition("@")[2]
+
+
 def tsa_url(given: str | None = None) -> str | None:
     """The Time-Stamping Authority's URL: ``given`` (``--tsa``), else ``ESCROW_TSA_URL``;
-    None when neither names one (an empty value names none).  A URL that is not http(s)
-    is :class:`InputError` (exit 2)."""
+    None when neither names one (an empty value names none).  A URL that is not http(s),
+    or has a port out of range, or an ``@`` after its host (a password holding a ``/``),
+    is :class:`InputError` (exit 2), shown without its credentials.
+
+    A user name and password (``https://user:password@host/…``, sent to the TSA as HTTP
+    Basic credentials) are returned percent-encoded, so that a password holding an ``@``
+    is left out whole wherever the URL is shown (:func:`escrow.config.redact_url`)."""
     value = given if given is not None else os.environ.get(TSA_URL_ENV)
     url = (value or "").strip()
     if not url:
         return None
-    from urllib.parse import urlsplit
+    from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+    source = "--tsa" if given is not None else TSA_URL_ENV
+    hint = "Give the RFC 3161 URL your TSA publishes, e.g. https://tsa.example.com/tsr."
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        source = "--tsa" if given is not None else TSA_URL_ENV
         raise InputError(
-            f"{source} is not an http(s) URL of a Time-Stamping Authority: {url!r}.",
-            hint="Give the RFC 3161 URL your TSA publishes, e.g. https://tsa.example.com/tsr.",
+            f"{source} is not an http(s) URL of a Time-Stamping Authority: "
+            f"{_without_credentials(url)!r}.",
+            hint=hint,
         )
+    if "@" in urlunsplit(parts._replace(scheme="", netloc="")):
+        raise InputError(
+            f"{source} holds an @ after its host name, as a password holding a / would: "
+            f"{_without_credentials(url)!r}.",
+            hint="Write a user name or password that holds a / or an @ percent-encoded (%2F, %40).",
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise InputError(
+            f"{source} names no valid port: {_without_credentials(url)!r}.", hint=hint
+        ) from None
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        userinfo = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")
+        url = urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
     return url
 
 
@@ -259,7 +293,7 @@ def _timestamper(url: str) -> Any:
                         content=req.dump(),
                         headers={"Content-Type": "application/timestamp-query"},
                     )
-            except httpx.HTTPError as e:
+            except (httpx.HTTPError, httpx.InvalidURL) as e:
                 reason = str(e) or type(e).__name__
                 raise TimestampUnavailable(
                     f"The Time-Stamping Authority {shown} cannot be reached ({reason}).",

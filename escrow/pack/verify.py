@@ -195,18 +195,21 @@ class PackReport:
         return next((c for c in self.checks if not c.ok), None)
 
     def summary(self) -> str:
-        """Counts, and, when no ``--trust`` anchored the signer, that it is not anchored."""
+        """Counts, and, when no ``--trust`` anchored the signer, that it is not anchored;
+        then the timestamp's time, and whether ``--tsa-trust`` anchored it."""
         counts = (
             f"{count(len(self.checks), 'check')}, {count(self.envelopes, 'envelope')}, "
             f"{count(self.builds, 'build')}"
         )
         if self.scope:
             counts = f"{counts}; scope: {self.scope}"
+        if not self.anchored:  # before the timestamp's, which would read as its subject
+            counts = f"{counts}; {self.NOT_ANCHORED}"
         if self.timestamp is not None:
             counts = f"{counts}; timestamped {to_the_second(self.timestamp.time)}"
             if not self.timestamp.anchored:
                 counts = f"{counts}; {self.TIMESTAMP_NOT_ANCHORED}"
-        return counts if self.anchored else f"{counts}; {self.NOT_ANCHORED}"
+        return counts
 
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, ok, detail))
@@ -445,7 +448,9 @@ def _check_pdf_signature(
         padding = _check_padding(data, sig.byte_range)
         if padding:
             problems.append(padding)
-        if trust is not None and not status.trusted:
+        # pyHanko calls a signature that does not verify untrusted too: its certificate is
+        # then not what is wrong, and is not said to be
+        if trust is not None and status.intact and status.valid and not status.trusted:
             problems.append(_untrusted(cert, trust, moment, stamp))
     if problems:
         report.add("pdf signature", False, "; ".join(problems))
