@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -128,3 +129,32 @@ def run_escrow(args: list[str]) -> int:
         except SystemExit as e:
             return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+
+
+@contextlib.contextmanager
+def stamped_pack(tmp: Path, tsa_url: str, builds: int = 1) -> Iterator[Path]:
+    """A pack of ``builds`` builds of project "example" in a home of its own (``tmp /
+    "home"``, ESCROW_HOME while the block runs), timestamped by the TSA at ``tsa_url``
+    given with ``--tsa``; ESCROW_TSA_URL names a TSA nothing answers at, so ``--tsa`` is
+    seen to win over it.  Yields the PDF's path (``tmp / "stamped.pdf"``)."""
+    from tsakit import closed_port_url
+
+    from escrow.config import load_settings
+    from escrow.ledger.store import Ledger
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ESCROW_HOME", str(tmp / "home"))
+        for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
+            mp.delenv(var, raising=False)
+        mp.setenv("ESCROW_TSA_URL", closed_port_url())
+        assert run_escrow(["init"]) == 0
+        settings = load_settings()
+        with Ledger.open(settings) as ledger:
+            key = SigningKey.load(settings.key_path, settings.passphrase)
+            for n in range(builds):
+                ledger.append(sign_statement(manifest_variant(n), key))
+        out = tmp / "stamped.pdf"
+        assert run_escrow(["pack", "--project", "example", "--tsa", tsa_url, "-o", str(out)]) == 0
+        yield out

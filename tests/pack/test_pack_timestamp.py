@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 from tsakit import TSA_NAME, Tsa, TsaFiles, closed_port_url, make_ca, make_tsa_files, openssl_tsa
 
-from .conftest import PackLedger, pdftotext, run_escrow
-from .synth import manifest_variant
+from .conftest import PackLedger, pdftotext, stamped_pack
 from .test_verify_after_cert_expiry import install_ca_issued_pack_cert, verify_elsewhere
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
@@ -52,30 +51,11 @@ class StampedPack:
 
 @pytest.fixture(scope="module")
 def stamped(tsa: Tsa, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StampedPack]:
-    """One pack of one build, timestamped by the test TSA (made once, for every check).
-    ESCROW_TSA_URL names a TSA nothing answers at: --tsa wins over it."""
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
+    """One pack of one build, timestamped by the test TSA (made once, for every check)."""
     tmp = tmp_path_factory.mktemp("stamped-pack")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ESCROW_HOME", str(tmp / "home"))
-        for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
-            mp.delenv(var, raising=False)
-        mp.setenv("ESCROW_TSA_URL", closed_port_url())
-        assert run_escrow(["init"]) == 0
-        settings = load_settings()
-        with Ledger.open(settings) as ledger:
-            key = SigningKey.load(settings.key_path, settings.passphrase)
-            ledger.append(sign_statement(manifest_variant(0), key))
-        out = tmp / "stamped.pdf"
-        before = datetime.now(UTC)
-        code = run_escrow(["pack", "--project", "example", "--tsa", tsa.url, "-o", str(out)])
-        after = datetime.now(UTC)
-        assert code == 0
-        yield StampedPack(out, tmp / "home", before, after)
+    before = datetime.now(UTC)
+    with stamped_pack(tmp, tsa.url) as out:
+        yield StampedPack(out, tmp / "home", before, datetime.now(UTC))
 
 
 def verify(cli: Any, pdf: Path, *args: str) -> Any:

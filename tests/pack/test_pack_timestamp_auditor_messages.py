@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tsakit import TsaFiles, closed_port_url, make_tsa_files, openssl_tsa
+from tsakit import TsaFiles, make_tsa_files, openssl_tsa
 
-from .conftest import run_escrow
-from .synth import manifest_variant
+from .conftest import stamped_pack
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 
@@ -21,25 +20,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWar
 @pytest.fixture(scope="module")
 def stamped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, TsaFiles]]:
     """A pack of one build timestamped by the test TSA; its home; the TSA's files."""
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
     tmp = tmp_path_factory.mktemp("messages")
     files = make_tsa_files(tmp / "tsa")
-    with openssl_tsa(files) as tsa, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ESCROW_HOME", str(tmp / "home"))
-        for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
-            mp.delenv(var, raising=False)
-        mp.setenv("ESCROW_TSA_URL", closed_port_url())
-        assert run_escrow(["init"]) == 0
-        settings = load_settings()
-        with Ledger.open(settings) as ledger:
-            key = SigningKey.load(settings.key_path, settings.passphrase)
-            ledger.append(sign_statement(manifest_variant(0), key))
-        out = tmp / "stamped.pdf"
-        assert run_escrow(["pack", "--project", "example", "--tsa", tsa.url, "-o", str(out)]) == 0
+    with openssl_tsa(files) as tsa, stamped_pack(tmp, tsa.url) as out:
         yield out, tmp / "home", files
 
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tsakit import TSA_NAME, TsaFiles, closed_port_url, make_tsa_files, openssl_tsa
+from tsakit import TSA_NAME, TsaFiles, make_tsa_files, openssl_tsa
 
-from .conftest import pdftotext, run_escrow
-from .synth import manifest_variant
+from .conftest import pdftotext, stamped_pack
 from .test_verify_after_cert_expiry import verify_elsewhere
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
@@ -36,26 +35,9 @@ class Stamped:
 @pytest.fixture(scope="module")
 def stamped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stamped]:
     """A pack of two builds, timestamped by the test TSA."""
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
     tmp = tmp_path_factory.mktemp("recipe")
     files = make_tsa_files(tmp / "tsa")
-    with openssl_tsa(files) as tsa, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ESCROW_HOME", str(tmp / "home"))
-        for var in ("ESCROW_DB_URL", "ESCROW_KEY", "ESCROW_KEY_PASSPHRASE", "ESCROW_SERVER"):
-            mp.delenv(var, raising=False)
-        mp.setenv("ESCROW_TSA_URL", closed_port_url())
-        assert run_escrow(["init"]) == 0
-        settings = load_settings()
-        with Ledger.open(settings) as ledger:
-            key = SigningKey.load(settings.key_path, settings.passphrase)
-            for n in range(2):
-                ledger.append(sign_statement(manifest_variant(n), key))
-        out = tmp / "stamped.pdf"
-        assert run_escrow(["pack", "--project", "example", "--tsa", tsa.url, "-o", str(out)]) == 0
+    with openssl_tsa(files) as tsa, stamped_pack(tmp, tsa.url, builds=2) as out:
         yield Stamped(out, tmp / "home", files)
 
 
