@@ -11,7 +11,7 @@ import click
 from escrow.cli.app import App, file_in_the_way, json_option, pass_app
 from escrow.errors import UsageError
 from escrow.text import count
-from escrow.times import parse_time
+from escrow.times import parse_time, to_the_second
 
 
 def _read_checkpoint(path: Path) -> str:
@@ -189,6 +189,9 @@ def pack(
             f"Pack {result.pack_id}: {count(len(result.entries), 'build')}, "
             f"{count(result.pages, 'page')}, {result.overall.lower()}."
         )
+        if result.timestamp is not None:
+            when, tsa = result.timestamp
+            app.say(f"Timestamped {to_the_second(when)} by {tsa or 'the TSA'} (RFC 3161).")
         if result.index is not None:
             app.say(f"Recorded as ledger entry {result.index} (leaf {result.leaf_hash}).")
         elif render_only:

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 import jinja2
 from markupsafe import Markup
 
+from escrow import times
 from escrow._resources import data_dir
 from escrow.errors import EscrowError, InputError
 from escrow.pack.model import NOTES_WHAT, PackView
@@ -368,6 +369,7 @@ class PackResult:
     overall: str
     warnings: tuple[str, ...]
     timings: tuple[tuple[str, float], ...] = ()  # seconds per phase, for benchmarks
+    timestamp: tuple[datetime, str] | None = None  # the RFC 3161 timestamp's time and TSA
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -380,6 +382,9 @@ class PackResult:
             "index": self.index,
             "leaf_hash": self.leaf_hash,
             "overall": self.overall,
+            "timestamp": {"time": times.rfc3339(self.timestamp[0]), "tsa": self.timestamp[1]}
+            if self.timestamp
+            else None,
         }
 
 
@@ -427,7 +432,13 @@ def render_pack(
     from escrow.pack.collect import collect
     from escrow.pack.evidence import attachments_for, statement_for
     from escrow.pack.model import SignerView
-    from escrow.pack.sign import check_certificate_current, ensure_pack_signer, sign_pdf, tsa_url
+    from escrow.pack.sign import (
+        check_certificate_current,
+        ensure_pack_signer,
+        sign_pdf,
+        token_facts,
+        tsa_url,
+    )
     from escrow.signing.dsse import sign_statement
     from escrow.signing.keys import SigningKey
 
@@ -453,7 +464,11 @@ def render_pack(
     )
     t2 = time.perf_counter()
     rendered_sha = hashlib.sha256(rendered.pdf).hexdigest()
-    data = sign_pdf(rendered.pdf, signer, settings.passphrase, tsa) if sign else rendered.pdf
+    tokens: list[Any] = []  # the TSA's token, when one timestamps the signature
+    data = rendered.pdf
+    if sign:
+        data = sign_pdf(rendered.pdf, signer, settings.passphrase, tsa, tokens)
+    stamp = token_facts(tokens[-1]) if tokens else None
     t3 = time.perf_counter()
     sha = hashlib.sha256(data).hexdigest()
     tmp = _atomic_write(output, data)
@@ -485,4 +500,5 @@ def render_pack(
         overall=collected.view.overall,
         warnings=tuple(rendered.warnings),
         timings=(("collect", t1 - t0), ("render", t2 - t1), ("sign", t3 - t2), ("record", t4 - t3)),
+        timestamp=stamp,
     )

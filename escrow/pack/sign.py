@@ -268,7 +268,7 @@ def pyhanko_imports() -> Iterator[None]:
         yield
 
 
-def _timestamper(url: str) -> Any:
+def _timestamper(url: str, tokens: list[Any] | None = None) -> Any:
     """pyHanko's RFC 3161 client (:class:`~pyhanko.sign.timestamps.api.TimeStamper`: the
     request, its nonce and the token's place in the signature are pyHanko's), posting with
     httpx, and refusing any answer that is not a valid token for the digest asked about:
@@ -335,6 +335,8 @@ def _timestamper(url: str) -> Any:
             problem = await token_problem(token, lambda _: message_digest)
             if problem:
                 raise self._garbage(problem)
+            if tokens is not None:
+                tokens.append(token)  # the last one is the signature's (pyHanko asks twice)
             return token
 
     return EscrowTimeStamper()  # type: ignore[no-untyped-call]
@@ -378,7 +380,11 @@ async def token_problem(token: Any, imprint: Any, validation_context: Any = None
 
 
 def sign_pdf(
-    pdf: bytes, signer: PackSigner, passphrase: str | None = None, tsa: str | None = None
+    pdf: bytes,
+    signer: PackSigner,
+    passphrase: str | None = None,
+    tsa: str | None = None,
+    tokens: list[Any] | None = None,
 ) -> bytes:
     """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes;
     with the URL of a Time-Stamping Authority ``tsa``, baseline B-T: the signature carries
@@ -410,7 +416,7 @@ def sign_pdf(
         reason="escrow audit pack",
         name=signer.subject,
     )
-    timestamper = _timestamper(tsa) if tsa else None
+    timestamper = _timestamper(tsa, tokens) if tsa else None
     out = io.BytesIO()
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
@@ -420,3 +426,24 @@ def sign_pdf(
     except Exception as e:  # noqa: BLE001 - wrap pyHanko's errors at the boundary
         raise PackSigningError(f"Signing the pack PDF failed: {e}.") from e
     return out.getvalue()
+
+
+def token_facts(token: Any) -> tuple[datetime, str]:
+    """The time an RFC 3161 ``token`` (a CMS ContentInfo, as checked) states, and the TSA
+    that signed it (its certificate's subject, as ``pack verify`` names it)."""
+    signed_data = token["content"]
+    when = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
+    sid = signed_data["signer_infos"][0]["sid"]
+    tsa = ""
+    for choice in signed_data["certificates"] or []:
+        cert = choice.chosen
+        if getattr(cert, "serial_number", None) is None:
+            continue
+        if sid.name == "issuer_and_serial_number" and (
+            cert.serial_number != sid.chosen["serial_number"].native
+            or cert.issuer != sid.chosen["issuer"]
+        ):
+            continue
+        tsa = x509.load_der_x509_certificate(cert.dump()).subject.rfc4514_string()
+        break
+    return when, tsa
