@@ -433,10 +433,10 @@ def render_pack(
     from escrow.pack.evidence import attachments_for, statement_for
     from escrow.pack.model import SignerView
     from escrow.pack.sign import (
+        TokenCheck,
         check_certificate_current,
         ensure_pack_signer,
         sign_pdf,
-        token_facts,
         tsa_url,
     )
     from escrow.signing.dsse import sign_statement
@@ -464,11 +464,11 @@ def render_pack(
     )
     t2 = time.perf_counter()
     rendered_sha = hashlib.sha256(rendered.pdf).hexdigest()
-    tokens: list[Any] = []  # the TSA's token, when one timestamps the signature
+    tokens: list[TokenCheck] = []  # the TSA's token, when one timestamps the signature
     data = rendered.pdf
     if sign:
         data = sign_pdf(rendered.pdf, signer, settings.passphrase, tsa, tokens)
-    stamp = token_facts(tokens[-1]) if tokens else None
+    stamp = (tokens[-1].time, tokens[-1].tsa) if tokens else None
     t3 = time.perf_counter()
     sha = hashlib.sha256(data).hexdigest()
     tmp = _atomic_write(output, data)

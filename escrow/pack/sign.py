@@ -268,11 +268,12 @@ def pyhanko_imports() -> Iterator[None]:
         yield
 
 
-def _timestamper(url: str, tokens: list[Any] | None = None) -> Any:
+def _timestamper(url: str, tokens: list[TokenCheck] | None = None) -> Any:
     """pyHanko's RFC 3161 client (:class:`~pyhanko.sign.timestamps.api.TimeStamper`: the
     request, its nonce and the token's place in the signature are pyHanko's), posting with
     httpx, and refusing any answer that is not a valid token for the digest asked about:
-    each failure is :class:`TimestampUnavailable`, in one sentence naming ``url``."""
+    each failure is :class:`TimestampUnavailable`, in one sentence naming ``url``.  Each
+    token accepted is appended to ``tokens`` as checked."""
     with pyhanko_imports():
         from asn1crypto import tsp  # type: ignore[import-untyped]
         from pyhanko.sign.timestamps.api import TimeStamper
@@ -332,51 +333,78 @@ def _timestamper(url: str, tokens: list[Any] | None = None) -> Any:
                 ) from e
             except Exception as e:  # noqa: BLE001 - a malformed token inside the reply
                 raise self._garbage("holds no readable timestamp token") from e
-            problem = await token_problem(token, lambda _: message_digest)
-            if problem:
-                raise self._garbage(problem)
+            try:
+                checked = await check_token(token["content"], lambda _: message_digest)
+            except Exception as e:  # noqa: BLE001 - damaged tokens raise many types
+                raise self._garbage(f"holds a timestamp token that cannot be checked ({e})") from e
+            if not checked.intact:
+                raise self._garbage("holds a timestamp token for other data than this signature")
+            if not checked.valid:
+                raise self._garbage("holds a timestamp token whose signature does not verify")
             if tokens is not None:
-                tokens.append(token)  # the last one is the signature's (pyHanko asks twice)
+                tokens.append(checked)  # the last one is the signature's (pyHanko asks twice)
             return token
 
     return EscrowTimeStamper()  # type: ignore[no-untyped-call]
 
 
-async def token_problem(token: Any, imprint: Any, validation_context: Any = None) -> str:
-    """What is wrong with the RFC 3161 ``token`` (a CMS ContentInfo), in a few words, or
-    "": its message imprint must be ``imprint(hash algorithm)`` and its CMS signature must
-    verify (by pyHanko's :func:`validate_tst_signed_data`; chained to the token's own
-    certificates unless a ``validation_context`` is given: trust is the verifier's)."""
+@dataclass(frozen=True)
+class TokenCheck:
+    """An RFC 3161 timestamp token as :func:`check_token` found it: the time it states,
+    its TSA (the subject of the certificate that signed it), whether its message imprint
+    is the data's (``intact``), its CMS signature verifies (``valid``) and its certificate
+    chains to the roots it was checked against (``trusted``), and that validation context."""
+
+    time: datetime
+    tsa: str
+    intact: bool
+    valid: bool
+    trusted: bool
+    context: Any
+
+
+async def check_token(signed_data: Any, imprint: Any, trusted: Any = None) -> TokenCheck:
+    """Check an RFC 3161 token's SignedData with pyHanko's :func:`validate_tst_signed_data`:
+    its message imprint (``imprint(hash algorithm)`` gives the digest it must hold), its
+    CMS signature, and its certificate path as of its own time — to ``trusted`` (a
+    certificate: ``--tsa-trust``), else to the token's own certificates (the time is then
+    the TSA's word).  What ``escrow pack`` asks of the TSA's answer and ``pack verify`` of
+    the pack's token.  Raises on a token that cannot be read."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     with pyhanko_imports():
         from asn1crypto import x509 as asn1_x509
         from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+        from pyhanko.sign.validation.status import TimestampSignatureStatus
         from pyhanko_certvalidator import ValidationContext
 
-    try:
-        signed_data = token["content"]
-        info = signed_data["encap_content_info"]["content"].parsed
-        if validation_context is None:
-            certs = [
-                c.chosen
-                for c in signed_data["certificates"] or []
-                if isinstance(c.chosen, asn1_x509.Certificate)
-            ]
-            if not certs:
-                return "does not include the TSA's certificate"
-            validation_context = ValidationContext(
-                trust_roots=certs,
-                allow_fetching=False,
-                revocation_mode="soft-fail",
-                moment=info["gen_time"].native,
-            )
-        status = await validate_tst_signed_data(signed_data, validation_context, imprint)
-    except Exception as e:  # noqa: BLE001 - damaged tokens raise many types
-        return f"holds a timestamp token that cannot be checked ({e})"
-    if not status.get("intact", False):
-        return "holds a timestamp token for other data than this signature"
-    if not status.get("valid", False):
-        return "holds a timestamp token whose signature does not verify"
-    return ""
+    when = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
+    certs = [
+        c.chosen
+        for c in signed_data["certificates"] or []
+        if isinstance(c.chosen, asn1_x509.Certificate)
+    ]
+    if not certs and trusted is None:
+        raise ValueError("it does not include the TSA's certificate")
+    roots = [asn1_x509.Certificate.load(trusted.public_bytes(Encoding.DER))] if trusted else certs
+    context = ValidationContext(
+        trust_roots=roots,
+        other_certs=certs,
+        allow_fetching=False,
+        revocation_mode="soft-fail",
+        moment=when,
+    )
+    status = TimestampSignatureStatus(
+        **await validate_tst_signed_data(signed_data, context, imprint)
+    )
+    return TokenCheck(
+        time=when,
+        tsa=load_certificate(status.signing_cert.dump()).subject.rfc4514_string(),
+        intact=status.intact,
+        valid=status.valid,
+        trusted=status.trusted,  # a property of the status (its path to a root), not a field
+        context=context,
+    )
 
 
 def sign_pdf(
@@ -384,7 +412,7 @@ def sign_pdf(
     signer: PackSigner,
     passphrase: str | None = None,
     tsa: str | None = None,
-    tokens: list[Any] | None = None,
+    tokens: list[TokenCheck] | None = None,
 ) -> bytes:
     """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes;
     with the URL of a Time-Stamping Authority ``tsa``, baseline B-T: the signature carries
@@ -426,24 +454,3 @@ def sign_pdf(
     except Exception as e:  # noqa: BLE001 - wrap pyHanko's errors at the boundary
         raise PackSigningError(f"Signing the pack PDF failed: {e}.") from e
     return out.getvalue()
-
-
-def token_facts(token: Any) -> tuple[datetime, str]:
-    """The time an RFC 3161 ``token`` (a CMS ContentInfo, as checked) states, and the TSA
-    that signed it (its certificate's subject, as ``pack verify`` names it)."""
-    signed_data = token["content"]
-    when = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
-    sid = signed_data["signer_infos"][0]["sid"]
-    tsa = ""
-    for choice in signed_data["certificates"] or []:
-        cert = choice.chosen
-        if getattr(cert, "serial_number", None) is None:
-            continue
-        if sid.name == "issuer_and_serial_number" and (
-            cert.serial_number != sid.chosen["serial_number"].native
-            or cert.issuer != sid.chosen["issuer"]
-        ):
-            continue
-        tsa = x509.load_der_x509_certificate(cert.dump()).subject.rfc4514_string()
-        break
-    return when, tsa

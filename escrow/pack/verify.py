@@ -487,24 +487,18 @@ class _Stamp:
 
 def _read_timestamp(sig: Any, tsa_trust: Path | None, tsa_trusted: Any) -> _Stamp | None:
     """The signature timestamp (the unsigned attribute signature-time-stamp-token), checked
-    with pyHanko: its message imprint against the signature value, its own CMS signature,
-    and its certificate path to ``--tsa-trust`` (when given) as of its own time.  None when
-    the signature carries none."""
+    as :func:`escrow.pack.sign.check_token` checks it: its message imprint against the
+    signature value, its own CMS signature, and its certificate path to ``--tsa-trust``
+    (when given) as of its own time.  None when the signature carries none."""
     import asyncio
 
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from escrow.pack.sign import load_certificate, pyhanko_imports
+    from escrow.pack.sign import check_token, pyhanko_imports
 
     with pyhanko_imports():
-        from asn1crypto import x509 as asn1_x509
         from pyhanko.sign.validation.generic_cms import (
             extract_tst_data_iter,
             message_imprint_checker,
-            validate_tst_signed_data,
         )
-        from pyhanko.sign.validation.status import TimestampSignatureStatus
-        from pyhanko_certvalidator import ValidationContext
 
     try:
         tokens = list(extract_tst_data_iter(sig.signer_info, signed=False))
@@ -514,49 +508,27 @@ def _read_timestamp(sig: Any, tsa_trust: Path | None, tsa_trusted: Any) -> _Stam
         return None
     if len(tokens) != 1:
         return _Stamp(None, "", f"the signature carries {len(tokens)} timestamps, not one")
-    signed_data = tokens[0]
     try:
-        when = signed_data["encap_content_info"]["content"].parsed["gen_time"].native
-        certs = [
-            c.chosen
-            for c in signed_data["certificates"] or []
-            if isinstance(c.chosen, asn1_x509.Certificate)
-        ]
-        # without --tsa-trust the token is checked for itself (imprint, signature), its
-        # TSA taken as it names itself: the time is then the TSA's word, not anchored
-        roots = (
-            [asn1_x509.Certificate.load(tsa_trusted.public_bytes(Encoding.DER))]
-            if tsa_trusted is not None
-            else certs
-        )
-        context = ValidationContext(
-            trust_roots=roots,
-            other_certs=certs,
-            allow_fetching=False,
-            revocation_mode="soft-fail",
-            moment=when,
-        )
         with _pyhanko_quiet():
-            status = TimestampSignatureStatus(
-                **asyncio.run(
-                    validate_tst_signed_data(
-                        signed_data, context, message_imprint_checker(sig.signer_info)
-                    )
-                )
+            checked = asyncio.run(
+                check_token(tokens[0], message_imprint_checker(sig.signer_info), tsa_trusted)
             )
-        tsa = load_certificate(status.signing_cert.dump()).subject.rfc4514_string()
     except Exception as e:  # noqa: BLE001 - damaged tokens raise many types
         return _Stamp(None, "", f"the signature's timestamp token cannot be read ({e})")
     problem = ""
-    if not status.intact:
+    if not checked.intact:
         problem = (
             "the timestamp token is not for this signature or was changed (its message "
             "imprint or its signed content does not match)"
         )
-    elif not status.valid:
+    elif not checked.valid:
         problem = "the timestamp token's own signature does not verify"
     return _Stamp(
-        when, tsa, problem, chained=tsa_trust is not None and status.trusted, context=context
+        checked.time,
+        checked.tsa,
+        problem,
+        chained=tsa_trust is not None and checked.trusted,
+        context=checked.context,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tsakit import Tsa, TsaFiles, closed_port_url, make_tsa_files, openssl_tsa
 
 from .synth import manifest_variant
 
@@ -137,8 +138,6 @@ def stamped_pack(tmp: Path, tsa_url: str, builds: int = 1) -> Iterator[Path]:
     "home"``, ESCROW_HOME while the block runs), timestamped by the TSA at ``tsa_url``
     given with ``--tsa``; ESCROW_TSA_URL names a TSA nothing answers at, so ``--tsa`` is
     seen to win over it.  Yields the PDF's path (``tmp / "stamped.pdf"``)."""
-    from tsakit import closed_port_url
-
     from escrow.config import load_settings
     from escrow.ledger.store import Ledger
     from escrow.signing.dsse import sign_statement
@@ -158,3 +157,16 @@ def stamped_pack(tmp: Path, tsa_url: str, builds: int = 1) -> Iterator[Path]:
         out = tmp / "stamped.pdf"
         assert run_escrow(["pack", "--project", "example", "--tsa", tsa_url, "-o", str(out)]) == 0
         yield out
+
+
+@pytest.fixture(scope="module")
+def tsa_files(tmp_path_factory: pytest.TempPathFactory) -> TsaFiles:
+    """A throwaway Time-Stamping Authority's CA, certificate, key and OpenSSL configuration."""
+    return make_tsa_files(tmp_path_factory.mktemp("tsa"))
+
+
+@pytest.fixture(scope="module")
+def tsa(tsa_files: TsaFiles) -> Iterator[Tsa]:
+    """OpenSSL's own TSA (``openssl ts -reply``) answering on a loopback port."""
+    with openssl_tsa(tsa_files) as running:
+        yield running

@@ -22,23 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tsakit import TSA_NAME, Tsa, TsaFiles, closed_port_url, make_ca, make_tsa_files, openssl_tsa
+from tsakit import TSA_NAME, Tsa, TsaFiles, closed_port_url, make_ca, openssl_tsa
 
 from .conftest import PackLedger, pdftotext, stamped_pack
 from .test_verify_after_cert_expiry import install_ca_issued_pack_cert, verify_elsewhere
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def tsa_files(tmp_path_factory: pytest.TempPathFactory) -> TsaFiles:
-    return make_tsa_files(tmp_path_factory.mktemp("tsa"))
-
-
-@pytest.fixture(scope="module")
-def tsa(tsa_files: TsaFiles) -> Iterator[Tsa]:
-    with openssl_tsa(tsa_files) as running:
-        yield running
 
 
 @dataclass

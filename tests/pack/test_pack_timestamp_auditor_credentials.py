@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tsakit import Tsa, TsaFiles, closed_port_url, make_tsa_files, openssl_tsa
+from tsakit import Tsa, TsaFiles, closed_port_url, openssl_tsa
 
 from .conftest import PackLedger, pdftotext
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 
 SECRET = "Zq7-SECRET-w4x"
-
-
-@pytest.fixture(scope="module")
-def tsa_files(tmp_path_factory: pytest.TempPathFactory) -> TsaFiles:
-    return make_tsa_files(tmp_path_factory.mktemp("tsa"))
-
-
-@pytest.fixture(scope="module")
-def tsa(tsa_files: TsaFiles) -> Iterator[Tsa]:
-    with openssl_tsa(tsa_files) as running:
-        yield running
 
 
 def _with_userinfo(url: str, userinfo: str) -> str:

@@ -5,23 +5,16 @@ that made the pack learnt nothing of its timestamp until someone ran `pack verif
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tsakit import TSA_NAME, Tsa, make_tsa_files, openssl_tsa
+from tsakit import TSA_NAME, Tsa
 
 from .synth import manifest_variant
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
-
-
-@pytest.fixture
-def tsa(tmp_path: Path) -> Iterator[Tsa]:
-    with openssl_tsa(make_tsa_files(tmp_path / "tsa")) as running:
-        yield running
 
 
 def _one_build(home: Path) -> None:

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tsakit import make_ca
 
 from .conftest import PackLedger
 
@@ -30,26 +31,11 @@ def _name(cn: str) -> x509.Name:
 
 
 def install_ca_issued_pack_cert(home: Path, tmp: Path, not_before: datetime, days: int) -> Path:
-    """A CA (valid for 20 years) and a pack certificate it issues for ``days`` from
-    ``not_before``, put in ``home/keys`` as the pack signer; returns the CA's PEM."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Test Root CA"))
-        .issuer_name(_name("Test Root CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=3650))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    """A CA (valid from 20 years ago for 40 years) and a pack certificate it issues for
+    ``days`` from ``not_before``, put in ``home/keys`` as the pack signer; returns the CA's
+    PEM."""
+    pem, ca, ca_key = make_ca(tmp, "Test Root CA")
+    ca_pem = pem.replace(tmp / "ca.pem")  # the name the auditor is told to give --trust
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -78,8 +64,6 @@ def install_ca_issued_pack_cert(home: Path, tmp: Path, not_before: datetime, day
         )
     )
     (keys / "pack.cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    ca_pem = tmp / "ca.pem"
-    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return ca_pem
 
 
