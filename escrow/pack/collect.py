@@ -22,6 +22,7 @@ from escrow.documents.canonical import canonical_bytes
 from escrow.documents.types import AUDIT_PACK, BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import EscrowError, InputError
 from escrow.pack.model import (
+    CURRENT_RULES,
     FAILED_VERDICT,
     FINDING_KINDS,
     Anomaly,
@@ -40,6 +41,7 @@ from escrow.pack.model import (
     StepRow,
     SummaryView,
     Verdict,
+    VerdictRules,
 )
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
@@ -305,6 +307,7 @@ def build_view(
     inclusion_verified: bool = False,
     rebuilds: Sequence[RebuildView] = (),
     anomalies: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> BuildView:
     """The view of one build-manifest statement (tolerant of missing fields)."""
     p = _d(statement.get("predicate"))
@@ -407,6 +410,7 @@ def build_view(
         inclusion_verified=inclusion_verified,
         rebuilds=tuple(rebuilds),
         anomalies=tuple(anomalies),
+        notes=tuple(notes),
         failure=_failure_pairs(_d(build.get("failure"))),
         failure_log=_s(_d(build.get("failure")).get("logTail")),
         command=_command_pairs(_d(p.get("command"))),
@@ -545,7 +549,8 @@ class Assessment:
     """A pack's summary, overall verdict and anomalies (:func:`assess`)."""
 
     summary: SummaryView
-    notes: Mapping[int, tuple[str, ...]]  # each build's own anomalies, shown on its page
+    #: each build's own findings and notes (but a secret value's), shown on its page
+    notes: Mapping[int, tuple[Anomaly, ...]]
     overall: str
     checks_ok: bool
 
@@ -560,29 +565,51 @@ class Assessment:
             "rebuilds": {name.replace(" ", "-"): n for name, n in s.verdicts},
             "anomalies": len(s.anomalies),  # findings and notes
             "findings": len(s.findings),
-            "notes": len(s.notes),  # secret values recorded as salted digests
+            "notes": len(s.notes),
             "overall": self.overall,
         }
 
 
+def _built_images(builds: Sequence[BuildFacts]) -> dict[str, tuple[int, str]]:
+    """``image ID -> (index, project)`` of the builds that succeeded, the first of each."""
+    out: dict[str, tuple[int, str]] = {}
+    for b in builds:
+        p = _d(b.statement.get("predicate"))
+        build = _d(p.get("build"))
+        iid = _s(_d(p.get("image")).get("id"))
+        if iid and _s(build.get("status")) == "succeeded":
+            out.setdefault(iid, (b.index, _s(build.get("project"))))
+    return out
+
+
 def assess(
-    builds: Sequence[BuildFacts], *, note_ok: bool, consistency_ok: bool = True
+    builds: Sequence[BuildFacts],
+    *,
+    note_ok: bool,
+    consistency_ok: bool = True,
+    rules: VerdictRules = CURRENT_RULES,
 ) -> Assessment:
-    """The summary, overall verdict and anomalies of a pack of ``builds`` (in log order):
-    the one computation behind the cover of ``escrow pack`` and the "verdict" check of
-    ``escrow pack verify``."""
+    """The summary, overall verdict and anomalies of a pack of ``builds`` (in log order),
+    judged by ``rules``: the one computation behind the cover of ``escrow pack`` and the
+    "verdict" check of ``escrow pack verify``."""
     seen_base: dict[str, tuple[str, int, str]] = {}
+    made = _built_images(builds) if rules.traced_bases else {}
     anomalies: list[Anomaly] = []
-    notes: dict[int, tuple[str, ...]] = {}
+    notes: dict[int, tuple[Anomaly, ...]] = {}
     counts: dict[str, int] = {v.value: 0 for v in Verdict}
     for b in builds:
         p = _d(b.statement.get("predicate"))
-        mine: list[str] = []
+        mine: list[Anomaly] = []
         anchor = f"entry-{b.index}"
-        if b.signer_status in ("revoked", "retired"):
+        if b.signer_status == "retired" and rules.retired_keys_noted:
+            text = (
+                f"entry {b.index} is signed by key {b.signer[:16]}…, retired since "
+                "(not revoked: in force when it signed)"
+            )
+            mine.append(Anomaly("key-retired", text, anchor))
+        elif b.signer_status in ("revoked", "retired"):
             text = f"entry {b.index} is signed by key {b.signer[:16]}…, now {b.signer_status}"
-            mine.append(text)
-            anomalies.append(Anomaly("key", text, anchor))
+            mine.append(Anomaly("key", text, anchor))
         for base in _l(_d(p.get("inputs")).get("baseImages")):
             ref, iid = _s(_d(base).get("reference")), _s(_d(base).get("imageId"))
             dig = _s(_d(base).get("repoDigest"))
@@ -597,9 +624,15 @@ def assess(
                         ": the tag now points to another digest ("
                         f"{prev[2].rsplit('@', 1)[-1]} -> {dig.rsplit('@', 1)[-1]})"
                     )
-                mine.append(text)
-                anomalies.append(Anomaly("base", text, anchor))
+                maker = made.get(iid) if prev[0] != iid else None
+                if maker is not None and maker[0] < b.index:
+                    text += f", rebuilt by entry {maker[0]}"
+                    text += f" (project {maker[1]})" if maker[1] else ""
+                    mine.append(Anomaly("base-rebuilt", text, anchor))
+                else:
+                    mine.append(Anomaly("base", text, anchor))
             seen_base[ref] = (iid, b.index, dig)
+        anomalies.extend(mine)
         secrets = [
             _s(_d(a).get("name"))
             for a in _l(_d(p.get("inputs")).get("buildArgs"))
@@ -612,8 +645,8 @@ def assess(
             anomalies.append(Anomaly("secret", text, anchor))
         if _d(p.get("command")).get("inputsChanged"):
             text = f"entry {b.index}: the build context changed while it was being built"
-            mine.append(text)
-            anomalies.append(Anomaly("inputs", text, anchor))
+            mine.append(Anomaly("inputs", text, anchor))
+            anomalies.append(mine[-1])
         notes[b.index] = tuple(mine)
         verdict = b.rebuilds[-1] if b.rebuilds else Verdict.NOT_CHECKED
         counts[verdict.value] += 1
@@ -626,6 +659,7 @@ def assess(
         inclusion_verified=sum(1 for b in builds if b.inclusion_verified),
         verdicts=tuple((v.value, counts[v.value]) for v in Verdict),
         anomalies=tuple(anomalies),
+        rules=rules,
     )
     checks_ok = (
         note_ok
@@ -837,7 +871,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
                 inclusion_proof=hexes,
                 inclusion_verified=fact.inclusion_verified,
                 rebuilds=[v for _, v in rebuilds.get(entry.index, [])],
-                anomalies=assessment.notes.get(entry.index, ()),
+                anomalies=[a.text for a in assessment.notes.get(entry.index, ()) if a.finding],
+                notes=[a.text for a in assessment.notes.get(entry.index, ()) if not a.finding],
             )
         )
 
@@ -893,6 +928,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         "evidence": sorted(envelope_entries),
         "signer": {"certificateSha256": signer.sha256, "subject": signer.subject},
         "summary": assessment.summary_doc(),
+        "verdictRules": assessment.summary.rules.version,
         "escrowVersion": __version__,
     }
     if consistency_view is not None:

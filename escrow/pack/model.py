@@ -122,7 +122,8 @@ class BuildView:
     inclusion_proof: tuple[str, ...]
     inclusion_verified: bool
     rebuilds: tuple[RebuildView, ...] = ()
-    anomalies: tuple[str, ...] = ()
+    anomalies: tuple[str, ...] = ()  # its findings
+    notes: tuple[str, ...] = ()  # its notes, but a secret value's (in the summary)
     failure: tuple[tuple[str, str], ...] = ()
     failure_log: str = ""
     command: tuple[tuple[str, str], ...] = ()
@@ -178,12 +179,49 @@ class LedgerView:
 
 
 #: the anomalies that are findings (they make the overall verdict "Verified, with
-#: findings"): an entry signed by a key revoked or retired since, a base image changed
-#: under the same reference, an input changed during the build.  The others are notes.
+#: findings"): an entry signed by a key revoked since (or, under verdict rules 1, retired
+#: since), a base image changed under the same reference (under rules 2: unless an earlier
+#: build in the pack made the new one), an input changed during the build.  The other
+#: kinds are notes: ``secret`` (a value recorded as a salted digest), ``base-rebuilt`` and
+#: ``key-retired`` (rules 2).
 FINDING_KINDS = ("key", "inputs", "base")
 
-#: what the pages call the notes (anomalies that are no finding)
-NOTES_WHAT = "secret values recorded as salted digests"
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """Which anomalies of a pack are findings, and how its pages name the notes.
+
+    A pack states the rules it was judged by (``verdictRules`` in its statement) and
+    ``escrow pack verify`` recomputes its verdict by those very rules, so a pack made
+    before a change of rules still verifies as made.  Version 1 (packs without the field)
+    made every base image changed under its reference, and every entry signed by a key
+    retired since, a finding; version 2 makes them notes when the pack itself shows they
+    are routine: the new base image is the image of an earlier build in the pack (a
+    phoenix rebuild of the base), the key was retired (routine rotation, not a
+    revocation) after it signed."""
+
+    version: int
+    #: what the pages call the notes (printed, and looked for by ``pack verify``)
+    notes_what: str
+    #: a base image changed to the image of an earlier build in the pack is a note
+    traced_bases: bool
+    #: an entry signed by a key retired (not revoked) since is a note
+    retired_keys_noted: bool
+
+
+VERDICT_RULES = {
+    1: VerdictRules(1, "secret values recorded as salted digests", False, False),
+    2: VerdictRules(
+        2,
+        "base images rebuilt by builds in this pack, retired signing keys, "
+        "secret values recorded as salted digests",
+        True,
+        True,
+    ),
+}
+
+#: the rules ``escrow pack`` judges new packs by
+CURRENT_RULES = VERDICT_RULES[2]
 
 
 @dataclass(frozen=True)
@@ -206,6 +244,7 @@ class SummaryView:
     inclusion_verified: int
     verdicts: tuple[tuple[str, int], ...]
     anomalies: tuple[Anomaly, ...]  # findings and notes, in log order
+    rules: VerdictRules = CURRENT_RULES
 
     @property
     def findings(self) -> tuple[Anomaly, ...]:
@@ -214,7 +253,7 @@ class SummaryView:
 
     @property
     def notes(self) -> tuple[Anomaly, ...]:
-        """The anomalies that are no finding: secret values recorded as salted digests."""
+        """The anomalies that are no finding (:attr:`VerdictRules.notes_what`)."""
         return tuple(a for a in self.anomalies if not a.finding)
 
     @property
@@ -226,11 +265,13 @@ class SummaryView:
     def counts(self) -> str:
         """The findings and notes as the cover counts them (``pack verify`` looks for
         these words): ``2 findings; 40 notes (secret values recorded as salted digests,
-        not findings)``, with the rebuilds that differ or were not reproduced, if any."""
+        not findings)`` (the notes named by the pack's rules), with the rebuilds that
+        differ or were not reproduced, if any."""
         parts = [count(len(self.findings), "finding")]
         if self.rebuilds_failed:
             parts.append(f"{count(self.rebuilds_failed, 'rebuild')} different or not reproduced")
-        parts.append(f"{count(len(self.notes), 'note')} ({NOTES_WHAT}, not findings)")
+        what = self.rules.notes_what
+        parts.append(f"{count(len(self.notes), 'note')} ({what}, not findings)")
         return "; ".join(parts)
 
 

@@ -33,7 +33,7 @@ from markupsafe import Markup
 from escrow import times
 from escrow._resources import data_dir
 from escrow.errors import EscrowError, InputError
-from escrow.pack.model import NOTES_WHAT, PackView
+from escrow.pack.model import PackView
 from escrow.text import count
 
 TEMPLATE = "pack.html.j2"
@@ -198,7 +198,6 @@ def environment() -> jinja2.Environment:
     env.filters["wrap"] = breakable
     env.filters["shown"] = shown_controls
     env.globals["count"] = count
-    env.globals["notes_what"] = NOTES_WHAT
     env.filters["running"] = running_title
     env.filters["bytes"] = human_bytes
     env.filters["ms"] = human_ms

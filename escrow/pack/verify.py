@@ -29,7 +29,8 @@ Checks, in order, each reported by name:
    evidence with the function ``escrow pack`` computes them with
    (:func:`escrow.pack.collect.assess`), are the ones the pack statement states and the
    cover and summary pages print, the anomalies counted as findings (which make the
-   verdict "with findings") and notes (secret values recorded as salted digests); the
+   verdict "with findings") and notes, by the verdict rules the pack states
+   (:class:`escrow.pack.model.VerdictRules`; rules 1 for a pack that states none); the
    operator holds the pack key, so a pack re-rendered as "Verified" over failed checks or
    findings is still validly signed.
 
@@ -53,6 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from escrow import __version__
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
 from escrow.errors import CheckFailed, EnvironmentProblem, EscrowError, InputError
 from escrow.pack.collect import (
@@ -65,7 +67,7 @@ from escrow.pack.collect import (
     verdict_of,
 )
 from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
-from escrow.pack.model import NOTES_WHAT, Verdict
+from escrow.pack.model import VERDICT_RULES, Verdict, VerdictRules
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
 from escrow.text import count
@@ -1222,8 +1224,11 @@ def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
     return env.signatures[0].keyid if env.signatures else ""
 
 
-def _recompute(ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime) -> Assessment:
-    """The pack's :class:`~escrow.pack.collect.Assessment`, from its evidence alone."""
+def _recompute(
+    ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime, rules: VerdictRules
+) -> Assessment:
+    """The pack's :class:`~escrow.pack.collect.Assessment`, from its evidence alone, judged
+    by ``rules`` (those the pack states)."""
     pred = ev.pack_statement.get("predicate") or {}
     scope = sorted({int(i) for i in (_scope_doc(pred).get("entries") or [])})
     rebuilds: dict[int, list[Verdict]] = {}
@@ -1253,7 +1258,7 @@ def _recompute(ev: EmbeddedEvidence, checked: _Checked, generated_at: datetime) 
             )
         )
     # the checkpoint (and any consistency proof) verified: this runs only when they did
-    return assess(facts, note_ok=True, consistency_ok=True)
+    return assess(facts, note_ok=True, consistency_ok=True, rules=rules)
 
 
 def _flat(text: str) -> str:
@@ -1276,7 +1281,19 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
     if generated_at is None:
         report.add("verdict", False, "the pack statement states no generation time")
         return
-    a = _recompute(ev, checked, generated_at)
+    # packs made before the rules were versioned state none: they were judged by rules 1
+    stated_rules = pred.get("verdictRules", 1)
+    rules = VERDICT_RULES.get(stated_rules) if type(stated_rules) is int else None
+    if rules is None:
+        report.add(
+            "verdict",
+            False,
+            f"the pack statement states verdict rules {_said(stated_rules)}, which this "
+            f"escrow ({__version__}) does not know: verify it with the escrow that made it "
+            f"({_said(pred.get('escrowVersion'))}) or a later one",
+        )
+        return
+    a = _recompute(ev, checked, generated_at, rules)
     want = a.summary_doc()
     n = len(a.summary.anomalies)
     anomalies = count(n, "anomaly", "anomalies")
@@ -1326,7 +1343,7 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
         failed = count(a.summary.failed, "failed build")
         problem = f"the summary page does not show the {failed} its evidence gives"
     if not problem and (
-        _flat(f"Findings {findings} Notes {notes} ({NOTES_WHAT}, not findings)") not in flat
+        _flat(f"Findings {findings} Notes {notes} ({rules.notes_what}, not findings)") not in flat
     ):
         problem = f"the summary page does not count the {tally} its evidence gives{first}"
     if not problem:

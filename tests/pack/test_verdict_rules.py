@@ -1,0 +1,252 @@
+"""Verdict rules 2: routine changes a pack itself explains are notes, not findings.
+
+Phoenix builds rebuild their base image too, so every build of a project that uses it
+sees its base "changed under the same reference".  When the pack holds the build that
+made the new base (an earlier entry whose image ID is the new base's), the change is
+traced, not unexplained: a note naming that entry.  Likewise an entry signed by a key
+retired since (routine rotation; the key was in force when it signed) is a note, where a
+revoked key stays a finding.
+
+``escrow pack verify`` recomputes a pack's verdict by the rules the pack states
+(``verdictRules``; packs made before the rules were versioned state none and were judged
+by rules 1), so packs already issued still verify as they were made: a pack made by the
+escrow before this change is kept in ``tests/pack/data`` and checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from escrow.pack.collect import Collected, PackRequest, collect
+from escrow.pack.evidence import PACK_STATEMENT, attachments_for
+from escrow.pack.model import SignerView
+from escrow.pack.render import AttachmentFile, render_pdf
+from escrow.pack.sign import ensure_pack_signer, sign_pdf
+from escrow.signing.keys import SigningKey
+from tests.conftest import run_cli
+
+from .conftest import PackLedger, pdftotext
+from .synth import manifest_variant
+
+OTHER_BASE = "sha256:" + "ab" * 32
+BASE_REF = "escrow-example/base:latest"  # the base reference of every synthetic build
+RULES_1_PACK = Path(__file__).parent / "data" / "pack-verdict-rules-1.pdf"
+
+pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
+
+
+def _base_build(n: int) -> dict[str, Any]:
+    """Build ``n`` of the base image's own project, ``FROM scratch``."""
+    st = manifest_variant(n, project="example-base")
+    st["predicate"]["inputs"]["baseImages"] = []
+    return st
+
+
+def _image(st: dict[str, Any]) -> str:
+    return str(st["predicate"]["image"]["id"])
+
+
+def _phoenix_days(pack_ledger: PackLedger, days: int) -> list[int]:
+    """``days`` days of phoenix builds: the base rebuilt, then the app built on it."""
+    indexes = []
+    for day in range(1, days + 1):
+        base = _base_build(day)
+        pack_ledger.add_statement(base)
+        app = pack_ledger.add_statement(manifest_variant(day, base_image_id=_image(base)))
+        indexes.append(app.index)
+    return indexes
+
+
+def _pack(cli: Any, out: Path, *args: str) -> dict[str, Any]:
+    r = cli(["pack", *args, "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.stderr
+    return dict(r.json())
+
+
+def _statement(pdf: Path) -> dict[str, Any]:
+    """The pack statement as an auditor extracts it (poppler's ``pdfdetach``)."""
+    out = pdf.with_suffix(".statement.json")
+    subprocess.run(["pdfdetach", "-savefile", PACK_STATEMENT, "-o", str(out), str(pdf)], check=True)
+    return dict(json.loads(out.read_text(encoding="utf-8")))
+
+
+def test_a_base_rebuilt_by_a_build_in_the_pack_is_a_note(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    apps = _phoenix_days(pack_ledger, 3)
+    out = tmp_path / "pack.pdf"
+    r = cli(["pack", "--project", "example-base", "--project", "example", "-o", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert "verified." in r.stderr and "with findings" not in r.stderr, r.stderr
+
+    st = _statement(out)["predicate"]
+    assert st["verdictRules"] == 2
+    assert st["summary"]["overall"] == "Verified"
+    assert st["summary"]["findings"] == 0
+    text = pdftotext(out)
+    for day, app in enumerate(apps[1:], start=2):
+        before, base = apps[day - 2], app - 1
+        assert (
+            f"base image {BASE_REF} changed between entry {before} and entry {app}, "
+            f"rebuilt by entry {base} (project example-base)"
+        ) in " ".join(text.split())
+    assert "Overall verdict: Verified\n" in text or "Overall verdict: Verified " in text
+
+    v = cli(["pack", "verify", str(out), "--json"])
+    assert v.exit_code == 0, v.stderr
+    verdict = next(c for c in v.json()["checks"] if c["name"] == "verdict")
+    # two rebuilt bases, and a secret build argument in each of the six builds
+    assert verdict["ok"] and "0 findings and 8 notes" in verdict["detail"], verdict
+
+
+def test_a_base_whose_build_is_not_in_the_pack_is_still_a_finding(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """Only a build the pack holds explains the change: a pack of the app alone cannot show
+    where its new base came from."""
+    apps = _phoenix_days(pack_ledger, 2)
+    out = tmp_path / "app-only.pdf"
+    _pack(cli, out, "--project", "example")
+    st = _statement(out)["predicate"]
+    assert st["summary"]["overall"] == "Verified, with findings"
+    assert st["summary"]["findings"] == 1
+    text = " ".join(pdftotext(out).split())
+    assert f"base image {BASE_REF} changed between entry {apps[0]} and entry {apps[1]}" in text
+    assert "rebuilt by entry" not in text
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
+
+
+def test_a_base_changed_to_an_image_built_later_or_elsewhere_is_a_finding(
+    pack_ledger: PackLedger, escrow_home: Path
+) -> None:
+    """The new base must be the image of an *earlier* succeeded build in the pack: an
+    image the pack shows built only after the build that used it explains nothing."""
+    first = pack_ledger.add_statement(manifest_variant(1, base_image_id=OTHER_BASE))
+    later_base = _base_build(7)
+    used = pack_ledger.add_statement(manifest_variant(2, base_image_id=_image(later_base)))
+    pack_ledger.add_statement(later_base)
+    unknown = pack_ledger.add_statement(manifest_variant(3, base_image_id=OTHER_BASE))
+    collected = _collect(pack_ledger)
+    kinds = [(a.kind, a.text) for a in collected.view.summary.anomalies if a.kind != "secret"]
+    assert kinds == [
+        (
+            "base",
+            f"base image {BASE_REF} changed between entry {first.index} and entry {used.index}",
+        ),
+        (
+            "base",
+            f"base image {BASE_REF} changed between entry {used.index} and entry {unknown.index}",
+        ),
+    ]
+    assert collected.view.overall == "Verified, with findings"
+
+
+def test_a_key_retired_since_it_signed_is_a_note_a_revoked_one_a_finding(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    ci, laptop = SigningKey.generate(), SigningKey.generate()
+    pack_ledger.ledger.register_key(ci.public, "ci")
+    pack_ledger.ledger.register_key(laptop.public, "laptop")
+    from escrow.signing.dsse import sign_statement
+
+    by_ci, _ = pack_ledger.ledger.append(sign_statement(manifest_variant(1), ci))
+    by_laptop, _ = pack_ledger.ledger.append(sign_statement(manifest_variant(2), laptop))
+    pack_ledger.ledger.retire_key(ci.public.keyid, reason="rotated to a new key")
+    pack_ledger.ledger.revoke_key(laptop.public.keyid, "the laptop was stolen")
+    time.sleep(1.1)  # the pack is made a second after the retirement took effect
+
+    out = tmp_path / "keys.pdf"
+    _pack(cli, out, "--project", "example")
+    summary = _statement(out)["predicate"]["summary"]
+    assert (summary["overall"], summary["findings"]) == ("Verified, with findings", 1)
+    text = " ".join(pdftotext(out).split())
+    assert (
+        f"entry {by_ci.index} is signed by key {ci.public.keyid[:16]}…, retired since "
+        "(not revoked: in force when it signed)"
+    ) in text
+    assert (
+        f"entry {by_laptop.index} is signed by key {laptop.public.keyid[:16]}…, now revoked" in text
+    )
+    findings = text.split("Anomalies that make the verdict")[1].split("Notes")[0]
+    assert "now revoked" in findings and "retired since" not in findings
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
+
+
+def test_a_pack_made_before_the_rules_were_versioned_still_verifies() -> None:
+    """``pack-verdict-rules-1.pdf`` was made by escrow at commit 7b2e54f (before verdict
+    rules 2) from a ledger of two phoenix days, a third base from outside and a retired
+    key: by rules 1, three findings.  By rules 2 the same evidence gives one finding; the
+    pack states no rules, so it is judged by rules 1 and verifies as it was made."""
+    assert "verdictRules" not in _statement(RULES_1_PACK)["predicate"]
+    r = run_cli(["pack", "verify", str(RULES_1_PACK), "--json"])
+    assert r.exit_code == 0, r.stderr
+    verdict = next(c for c in r.json()["checks"] if c["name"] == "verdict")
+    assert verdict["detail"] == (
+        "Verified, with findings, 3 findings and 5 notes: as recomputed from the evidence"
+    )
+
+
+def _collect(pack_ledger: PackLedger) -> Collected:
+    from escrow.config import load_settings
+
+    signer = ensure_pack_signer(load_settings())
+    view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256")
+    when = datetime.now(UTC) + timedelta(minutes=1)
+    return collect(pack_ledger.ledger, PackRequest(generated_at=when), view)
+
+
+def _forged(pack_ledger: PackLedger, tmp_path: Path, rules: Any) -> Path:
+    """An honest rules-2 pack, its statement's ``verdictRules`` changed to ``rules`` and
+    signed again with the operator's own pack key (as a dishonest operator can)."""
+    from escrow.config import load_settings
+
+    signer = ensure_pack_signer(load_settings())
+    collected = _collect(pack_ledger)
+    files = []
+    for f in attachments_for(collected):
+        if f.name == PACK_STATEMENT:
+            st = json.loads(f.data)
+            st["predicate"]["verdictRules"] = rules
+            f = AttachmentFile(f.name, json.dumps(st).encode(), f.description)
+        files.append(f)
+    pdf = render_pdf(collected.view, files, datetime.now(UTC), strict=True).pdf
+    out = tmp_path / f"rules-{rules}.pdf"
+    out.write_bytes(sign_pdf(pdf, signer))
+    shutil.copy(pack_ledger.home / "keys" / "pack.cert.pem", tmp_path / "signer.pem")
+    return out
+
+
+def test_a_pack_judged_by_rules_2_but_stating_rules_1_is_refused(
+    pack_ledger: PackLedger, tmp_path: Path
+) -> None:
+    """Its pages count the rebuilt base as a note; by the rules it states, it is a finding."""
+    _phoenix_days(pack_ledger, 2)
+    r = run_cli(["pack", "verify", str(_forged(pack_ledger, tmp_path, 1))])
+    assert r.exit_code == 1
+    assert (
+        'verdict: the pack statement states the verdict "Verified", '
+        'but its evidence gives "Verified, with findings"'
+    ) in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("rules", [3, "2", None])
+def test_rules_this_escrow_does_not_know_are_one_sentence(
+    pack_ledger: PackLedger, tmp_path: Path, rules: Any
+) -> None:
+    _phoenix_days(pack_ledger, 1)
+    r = run_cli(["pack", "verify", str(_forged(pack_ledger, tmp_path, rules)), "--json"])
+    assert r.exit_code == 1, r.stderr
+    verdict = next(c for c in r.json()["checks"] if c["name"] == "verdict")
+    assert not verdict["ok"]
+    assert verdict["detail"].startswith(
+        f"the pack statement states verdict rules {json.dumps(rules)}, which this escrow ("
+    ), verdict
+    assert "does not know: verify it with the escrow that made it" in verdict["detail"]
