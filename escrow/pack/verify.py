@@ -178,6 +178,10 @@ class PackReport:
     anchored: bool = False  # the signer certificate was checked against --trust
     scope: str = ""  # the scope the pack statement states, in the cover's words
     timestamp: Timestamp | None = None  # the signature's RFC 3161 timestamp, once checked
+    #: the pack's verdict, once the "verdict" check recomputed it equal to the one stated:
+    #: ``overall``, ``findings``, ``rebuilds_failed``, ``notes`` and the ``rules`` it was
+    #: judged by
+    verdict: dict[str, Any] | None = None
     #: a "timestamp" check is due: the signature carries a timestamp, or --tsa-trust was given
     timestamp_due: bool = False
 
@@ -246,6 +250,7 @@ class PackReport:
             "anchored": self.anchored,
             "scope": self.scope,
             "timestamp": self.timestamp.to_json() if self.timestamp is not None else None,
+            "verdict": self.verdict,
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -1350,11 +1355,18 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
         missing = next((x.text for x in a.summary.anomalies if _flat(x.text) not in flat), "")
         if missing:
             problem = f"the summary does not list the finding or note its evidence gives: {missing}"
-    report.add(
+    if report.add(
         "verdict",
         not problem,
         problem or f"{a.overall}, {tally}: as recomputed from the evidence",
-    )
+    ):
+        report.verdict = {
+            "overall": a.overall,
+            "findings": findings,
+            "rebuilds_failed": a.summary.rebuilds_failed,  # different or not reproduced
+            "notes": notes,
+            "rules": rules.version,
+        }
 
 
 def _shows(text: str, phrase: str) -> bool:

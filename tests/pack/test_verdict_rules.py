@@ -250,3 +250,32 @@ def test_rules_this_escrow_does_not_know_are_one_sentence(
         f"the pack statement states verdict rules {json.dumps(rules)}, which this escrow ("
     ), verdict
     assert "does not know: verify it with the escrow that made it" in verdict["detail"]
+
+
+def test_pack_verify_json_gives_the_verdict_it_recomputed(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """An auditor's script reads the pack's verdict, not only that the file checks out."""
+    _phoenix_days(pack_ledger, 2)
+    pack_ledger.add_statement(manifest_variant(9, base_image_id=OTHER_BASE))
+    out = tmp_path / "pack.pdf"
+    _pack(cli, out, "--project", "example-base", "--project", "example")
+    r = cli(["pack", "verify", str(out), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["verdict"] == {
+        "overall": "Verified, with findings",
+        "findings": 1,  # the base from outside the pack
+        "rebuilds_failed": 0,
+        "notes": 6,  # the rebuilt base, and a secret build argument in each of five builds
+        "rules": 2,
+    }
+    old = run_cli(["pack", "verify", str(RULES_1_PACK), "--json"]).json()
+    assert old["verdict"] == {
+        "overall": "Verified, with findings",
+        "findings": 3,
+        "rebuilds_failed": 0,
+        "notes": 5,
+        "rules": 1,
+    }
+    forged = run_cli(["pack", "verify", str(_forged(pack_ledger, tmp_path, 1)), "--json"])
+    assert forged.exit_code == 1 and forged.json()["verdict"] is None
