@@ -304,6 +304,41 @@ def _copy_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any
     return out
 
 
+def trace_images(
+    doc: dict[str, Any], built_by: Callable[[str, int], Mapping[str, Any] | None]
+) -> None:
+    """Name the recorded build that made each image of a base or ``COPY --from`` image that
+    changed behind the same reference: ``builtBy`` (``index``, ``project``) beside its
+    ``imageId`` on each side, from ``built_by(image_id, before_index)`` — the ledger's first
+    succeeded build of that image before the entry of that side (a phoenix rebuild of the
+    base, say).  An image no build made is left as it is."""
+    before = {
+        side: int(doc[side]["index"])
+        for side in ("original", "rebuilt")
+        if isinstance(doc.get(side), dict) and isinstance(doc[side].get("index"), int)
+    }
+    inputs = doc.get("inputs") or {}
+    for item in [*(inputs.get("baseImages") or []), *(inputs.get("copyFromImages") or [])]:
+        if item.get("change") != "image":
+            continue
+        for side in ("original", "rebuilt"):
+            image = item.get(side) or {}
+            if image.get("imageId") and side in before:
+                maker = built_by(str(image["imageId"]), before[side])
+                if maker is not None:
+                    image["builtBy"] = dict(maker)
+
+
+def _built_by(image: Mapping[str, Any] | None) -> str:
+    """`` (built by entry 4, example-base)`` for an image a recorded build made, else
+    nothing."""
+    maker = (image or {}).get("builtBy")
+    if not isinstance(maker, dict):
+        return ""
+    project = f", {maker['project']}" if maker.get("project") else ""
+    return f" (built by entry {maker.get('index')}{project})"
+
+
 def diff_inputs(
     a: Mapping[str, Any], b: Mapping[str, Any], blobs: Any | None, names: tuple[str, str]
 ) -> dict[str, Any]:
@@ -797,9 +832,12 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 continue  # told with the first of its stages
             lines.append(
                 f"  base image {base['reference']} (stage{'s' if len(same) > 1 else ''} "
-                f"{', '.join(same)}): {_short(was['imageId'])} -> {_short(now['imageId'])} "
-                "(same reference, another image)"
+                f"{', '.join(same)}): {_short(was['imageId'])}{_built_by(was)} -> "
+                f"{_short(now['imageId'])}{_built_by(now)} (same reference, another image)"
             )
+            made = [(x.get("builtBy") or {}).get("index") for x in (was, now)]
+            if None not in made and made[0] != made[1]:
+                lines.append(f"    `escrow diff {made[0]} {made[1]}` shows what changed in it")
             da, db = base["original"].get("repoDigest"), base["rebuilt"].get("repoDigest")
             if da and db and da != db:
                 lines.append(
@@ -819,8 +857,8 @@ def render_diff(doc: Mapping[str, Any]) -> str:
         if copy["change"] == "image":
             lines.append(
                 f"  COPY --from image {copy['reference']} (stage {copy['stage']}): "
-                f"{_short(was.get('imageId'))} -> {_short(now.get('imageId'))} "
-                "(same reference, another image)"
+                f"{_short(was.get('imageId'))}{_built_by(was)} -> "
+                f"{_short(now.get('imageId'))}{_built_by(now)} (same reference, another image)"
             )
         elif copy["change"] == "reference":
             lines.append(

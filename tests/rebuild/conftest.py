@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+# a real ledger filled with synthetic signed build manifests (``escrow diff`` of them)
+from tests.pack.conftest import pack_ledger  # noqa: F401 - a fixture, shared
+
 
 @dataclass
 class Recorded:

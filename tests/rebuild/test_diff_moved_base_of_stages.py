@@ -31,9 +31,10 @@ def test_a_base_moved_for_two_stages_is_one_line(
 
     assert r.exit_code == 0, r.stderr
     moved = [line for line in r.stdout.splitlines() if line.startswith("  base image ")]
+    # the new base is the image of a recorded build: named (the old one no build made)
     assert moved == [
         f"  base image {base} (stages 0, 1): {base_image[:19]} -> {str(other.image_id)[:19]} "
-        "(same reference, another image)"
+        f"(built by entry {other.index}, rebuild-test) (same reference, another image)"
     ]
     # the JSON still has one item per stage
     doc = cli(["diff", str(day1.index), str(day2.index), "--json"]).json()
