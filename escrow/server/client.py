@@ -884,7 +884,8 @@ class RemoteLedger:
         return path if path.startswith("/v1/") else None
 
     def wait_pack(self, job_id: str, *, timeout: float = 600.0, poll: float = 1.0) -> bytes:
-        """Wait for a pack job and return the signed PDF; InputError when it failed."""
+        """Wait for a pack job and return the signed PDF; when it failed, the error
+        :func:`_job_failure` makes of it."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.pack_job(job_id)
@@ -893,10 +894,34 @@ class RemoteLedger:
                 pdf: bytes = self._request("GET", path)
                 return pdf
             if job["status"] == "failed":
-                raise InputError(f"The server could not make the pack: {job.get('error')}")
+                raise _job_failure(job)
             if time.monotonic() > deadline:
                 raise ServerUnavailable(
                     f"The pack job {job_id} did not finish within {timeout:.0f} s.",
                     hint=f"Fetch it later from {self.url}/v1/packs/{job_id}.",
                 )
             time.sleep(poll)
+
+
+#: The error ``escrow pack`` raises for a failed pack job of each ``error_kind``: the class
+#: of errors (:mod:`escrow.errors`) the same failure is on a local ledger, so it exits as
+#: a local run does; ``internal`` (the server's renderer failed, a bug) is the server failing.
+_JOB_ERRORS: dict[str, type[EscrowError]] = {
+    "check": CheckFailed,
+    "input": InputError,
+    "unavailable": EnvironmentProblem,
+    "internal": ServerUnavailable,
+}
+#: The same by ``error_exit_code``, for a kind this client does not know.
+_EXIT_ERRORS: dict[int, type[EscrowError]] = {1: CheckFailed, 2: InputError, 3: EnvironmentProblem}
+
+
+def _job_failure(job: dict[str, Any]) -> EscrowError:
+    """The error of a failed pack job, saying what the server said.  A server older than
+    ``error_kind`` (or a kind and exit code this client does not know) is :class:`InputError`,
+    exit 2, as before."""
+    kind, code = job.get("error_kind"), job.get("error_exit_code")
+    cls = _JOB_ERRORS.get(kind) if isinstance(kind, str) else None
+    if cls is None and isinstance(code, int) and not isinstance(code, bool):
+        cls = _EXIT_ERRORS.get(code)
+    return (cls or InputError)(f"The server could not make the pack: {job.get('error')}")

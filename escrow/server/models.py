@@ -270,7 +270,22 @@ class PackJobOut(BaseModel):
     requested_at: str
     started_at: str | None
     finished_at: str | None
-    error: str | None
+    error: str | None = Field(
+        description="Why a failed job failed: one sentence, as `escrow pack` says it."
+    )
+    error_kind: Literal["check", "input", "unavailable", "internal"] | None = Field(
+        None,
+        description="What made a failed job fail: `check` (a check failed), `input` (the "
+        "request, or a document in it, is wrong), `unavailable` (something outside escrow: "
+        "the Time-Stamping Authority, the database, a key, or the server's renderer process "
+        "killed or gone stale) or `internal` (the renderer failed unexpectedly); null unless "
+        "failed, and for jobs that failed before servers recorded it.",
+    )
+    error_exit_code: int | None = Field(
+        None,
+        description="The exit code `escrow pack` has for `error_kind`: 1 for `check`, 2 for "
+        "`input`, 3 for `unavailable` and `internal`.",
+    )
     pdf_sha256: str | None
     pdf_size: int | None
     entry_index: int | None = Field(None, description="The pack's own entry in the ledger.")

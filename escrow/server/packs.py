@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
-from escrow.errors import DatabaseUnavailable, EscrowError
+from escrow.errors import CheckFailed, DatabaseUnavailable, EnvironmentProblem, EscrowError
 from escrow.server.auth import db_reason
 
 if TYPE_CHECKING:
@@ -49,6 +49,28 @@ log = logging.getLogger("escrow.server")
 
 #: A job still "running" after this long is taken to belong to a dead runner and is failed.
 STALE_AFTER_S = 1800
+
+#: What made a failed job fail (``error_kind`` of the job document), and the exit code
+#: ``escrow pack`` has for it, through a server as on a local ledger: ``check`` (a check
+#: failed, :class:`CheckFailed`), ``input`` (the request or a document in it is wrong, and
+#: every other :class:`EscrowError`), ``unavailable`` (something outside escrow: a
+#: Time-Stamping Authority, the database, a key, or the server's renderer process killed
+#: or gone stale, :class:`EnvironmentProblem`) and ``internal`` (the renderer failed with
+#: an error escrow did not foresee, a bug: for the client, the server failed).
+ERROR_EXIT_CODES = {"check": 1, "input": 2, "unavailable": 3, "internal": 3}
+#: The line a renderer process writes to stderr before its error, naming its kind.
+KIND_LINE = "escrow: error-kind: "
+
+
+def error_kind(e: BaseException) -> str:
+    """The kind (:data:`ERROR_EXIT_CODES`) of the error that made a job fail."""
+    if isinstance(e, CheckFailed):
+        return "check"
+    if isinstance(e, EnvironmentProblem):
+        return "unavailable"
+    if isinstance(e, EscrowError):
+        return "input"
+    return "internal"
 
 
 class JobNotRunning(EscrowError):
@@ -66,6 +88,8 @@ class PackJob(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: added after the table's first release: see :func:`_add_missing_columns`
+    error_kind: str | None = Field(default=None, max_length=16)
     pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     pdf_sha256: str | None = Field(default=None, max_length=64)
     pdf_size: int | None = None
@@ -104,6 +128,7 @@ class JobInfo:
     pdf_sha256: str | None
     pdf_size: int | None
     entry_index: int | None
+    error_kind: str | None = None
 
     def to_dict(self, root_path: str = "") -> dict[str, Any]:
         """The job document; its ``pdf_url`` begins with ``root_path``, the path prefix a
@@ -117,6 +142,8 @@ class JobInfo:
             "started_at": _rfc3339(self.started_at),
             "finished_at": _rfc3339(self.finished_at),
             "error": self.error,
+            "error_kind": self.error_kind,
+            "error_exit_code": ERROR_EXIT_CODES.get(self.error_kind or ""),
             "pdf_sha256": self.pdf_sha256,
             "pdf_size": self.pdf_size,
             "entry_index": self.entry_index,
@@ -154,7 +181,38 @@ def _info(row: PackJob) -> JobInfo:
         pdf_sha256=row.pdf_sha256,
         pdf_size=row.pdf_size,
         entry_index=row.entry_index,
+        error_kind=row.error_kind,
     )
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add to a ``server_pack_job`` made by an earlier release the columns it lacks.
+
+    As :func:`escrow.ledger.store.migrate_v1` brings a schema-1 ledger up to date (found
+    by looking at the database's catalogue, changed by ``ALTER TABLE … ADD COLUMN``), in
+    the serialised write transaction :func:`~escrow.ledger.store.create_missing_tables`
+    uses: ``BEGIN IMMEDIATE`` on SQLite, the ledger's advisory lock on PostgreSQL, so of
+    several workers starting together one adds them and the others find them.  Added
+    columns are nullable: rows written before (or by a server of the earlier release,
+    sharing the database) read as having no value.
+    """
+    from sqlalchemy import inspect
+
+    from escrow.ledger.store import _PG_WRITE_SQL
+
+    table = PackJob.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        conn.execution_options(escrow_write=True)
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(_PG_WRITE_SQL)
+            have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+                log.info("added the column %s to the table %s", column.name, table.name)
 
 
 class PackJobs:
@@ -172,6 +230,7 @@ class PackJobs:
             PackJob.__table__,  # type: ignore[attr-defined]
             PackRecord.__table__,  # type: ignore[attr-defined]
         )
+        _add_missing_columns(engine)
 
     def _session(self, *, write: bool = False) -> Any:
         from sqlmodel import Session
@@ -275,6 +334,7 @@ class PackJobs:
                 status="failed",
                 finished_at=datetime.now(UTC),
                 error="The server rendering this pack stopped; request it again.",
+                error_kind="unavailable",
             )
         )
         s.commit()
@@ -356,7 +416,10 @@ class PackJobs:
         pdf: bytes | None = None,
         entry_index: int | None = None,
         error: str | None = None,
+        error_kind: str = "internal",
     ) -> None:
+        """Record the job's outcome: its PDF, or its ``error`` and the kind of that error
+        (:data:`ERROR_EXIT_CODES`)."""
         with self._session(write=True) as s:
             row = s.get(PackJob, job_id)
             if row is None:
@@ -374,6 +437,7 @@ class PackJobs:
             else:
                 row.status = "failed"
                 row.error = error or "The pack could not be rendered."
+                row.error_kind = error_kind if error_kind in ERROR_EXIT_CODES else "internal"
             s.add(row)
             s.commit()
 
@@ -453,8 +517,9 @@ class PackRunner:
             )
             _, err = self._child.communicate()
             code = self._child.returncode
-        except OSError as e:
-            code, err = -1, str(e).encode()
+        except OSError as e:  # the machine's: no process to be had
+            why = f"The pack renderer could not be started: {e}."
+            code, err = -1, f"{KIND_LINE}unavailable\n{why}".encode()
         finally:
             self._child = None
         if code != 0 and self._stop.is_set():
@@ -464,8 +529,7 @@ class PackRunner:
                 log.info("pack job %s: queued again (the server is stopping)", job_id)
             return
         if code != 0:
-            message = err.decode("utf-8", "replace").strip().splitlines()
-            text = message[-1] if message else f"the renderer exited with code {code}"
+            text, kind = _renderer_error(err.decode("utf-8", "replace"), code)
             log.error("pack job %s failed: %s", job_id, text)
             job = self.jobs.get(job_id)
             if job is not None and job.status == "running":
@@ -478,7 +542,7 @@ class PackRunner:
                     )
                     self.jobs.finish(job_id, pdf=done[0], entry_index=done[1])
                     return
-                self.jobs.finish(job_id, error=text[:2000])
+                self.jobs.finish(job_id, error=text[:2000], error_kind=kind)
         else:
             log.info("pack job %s: done", job_id)
 
@@ -498,6 +562,25 @@ class PackRunner:
         except EscrowError as e:
             log.warning("pack job %s: cannot look for its kept pack in the ledger: %s", job_id, e)
             return None
+
+
+def _renderer_error(stderr: str, code: int) -> tuple[str, str]:
+    """The error text and its kind (:data:`ERROR_EXIT_CODES`) of a renderer process that
+    exited with ``code``: the kind its :func:`main` named, else ``unavailable`` for a
+    process killed by a signal (the server's machine: memory, an operator) or that could
+    not be started, and ``internal`` for one that died of an error escrow did not foresee
+    (its traceback)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    named = [line[len(KIND_LINE) :] for line in lines if line.startswith(KIND_LINE)]
+    text = lines[-1] if lines else ""
+    if named and named[-1] in ERROR_EXIT_CODES:
+        return text.removeprefix("escrow: error: "), named[-1]
+    if code < 0:
+        return (
+            f"The process rendering this pack was killed (signal {-code}); request it again.",
+            "unavailable",
+        )
+    return text or f"The pack renderer exited with code {code}.", "internal"
 
 
 def render_job(settings: Settings, job_id: str) -> None:
@@ -536,7 +619,7 @@ def _render_job(ledger: Any, jobs: PackJobs, settings: Settings, job_id: str) ->
         except EscrowError:
             done = None
         if done is None:
-            jobs.finish(job_id, error=e.diagnostics())
+            jobs.finish(job_id, error=e.diagnostics(), error_kind=error_kind(e))
             return
     pdf, entry_index = done
     jobs.finish(job_id, pdf=pdf, entry_index=entry_index)
@@ -637,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         render_job(load_settings(), args[0])
     except EscrowError as e:
+        print(f"{KIND_LINE}{error_kind(e)}", file=sys.stderr)
         print(f"escrow: error: {e.diagnostics()}", file=sys.stderr)
         return 1
     return 0
