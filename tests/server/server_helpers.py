@@ -147,3 +147,49 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def one_build_ledger(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    project: str,
+    *,
+    pg_name: str,
+) -> Iterator[Any]:
+    """The settings of a fresh, initialised ledger holding one signed build of ``project``:
+    the ``escrow_home`` fixture's SQLite ledger when ``request.param`` is ``"sqlite"``, else
+    a fresh PostgreSQL database ``pg_name…`` (its ESCROW_HOME and ESCROW_DB_URL set for the
+    test), dropped afterwards."""
+
+    from escrow.config import load_settings
+    from escrow.ledger.store import Ledger
+    from escrow.signing.dsse import sign_statement
+    from escrow.signing.keys import SigningKey
+
+    pg: Iterator[str] | None = None
+    if request.param == "sqlite":
+        request.getfixturevalue("escrow_home")
+    else:
+        from pgkit import fresh_pg_database
+
+        pg = fresh_pg_database(pg_name)
+        url = next(pg)
+        home = tmp_path / "pg-home"
+        for var in ("ESCROW_HOME", "ESCROW_DB_URL", "ESCROW_SERVER", "ESCROW_KEY"):
+            monkeypatch.delenv(var, raising=False)
+        cmd = [sys.executable, "-m", "escrow.cli.main", "--home", str(home), "--db-url", url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ESCROW_")}
+        r = subprocess.run([*cmd, "init"], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        monkeypatch.setenv("ESCROW_HOME", str(home))
+        monkeypatch.setenv("ESCROW_DB_URL", url)
+    settings = load_settings()
+    with Ledger.open(settings) as ledger:
+        ledger.append(sign_statement(manifest(project), SigningKey.load(settings.key_path)))
+    try:
+        yield settings
+    finally:
+        if pg is not None:
+            next(pg, None)

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import ROOT, free_port, make_tokens, manifest, start_serve, stop
+from server_helpers import ROOT, free_port, make_tokens, one_build_ledger, start_serve, stop
 from tsakit import closed_port_url
 
 pytestmark = [
@@ -56,33 +56,8 @@ def host(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Host]:
     """A fresh ledger holding one build of :data:`PROJECT`."""
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
-    pg: Iterator[str] | None = None
-    if request.param == "sqlite":
-        home = request.getfixturevalue("escrow_home")
-        url = load_settings().db_url
-    else:
-        from pgkit import fresh_pg_database
-
-        pg = fresh_pg_database("escrow_jobkind")
-        url = next(pg)
-        home = tmp_path / "pg-home"
-        cmd = [sys.executable, "-m", "escrow.cli.main", "--home", str(home), "--db-url", url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ESCROW_")}
-        r = subprocess.run([*cmd, "init"], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-    settings = load_settings(home=home, db_url=url)
-    with Ledger.open(settings) as ledger:
-        ledger.append(sign_statement(manifest(PROJECT), SigningKey.load(settings.key_path)))
-    try:
-        yield Host(home, url)
-    finally:
-        if pg is not None:
-            next(pg, None)
+    with one_build_ledger(request, tmp_path, monkeypatch, PROJECT, pg_name="escrow_jobkind") as s:
+        yield Host(s.home, s.db_url)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_helpers import manifest
+from server_helpers import one_build_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -37,40 +37,8 @@ def settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
     """Settings of a fresh, initialised ledger with one build of project ``once``."""
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
-    pg: Iterator[str] | None = None
-    if request.param == "sqlite":
-        request.getfixturevalue("escrow_home")
-        s = load_settings()
-    else:
-        from pgkit import fresh_pg_database
-
-        pg = fresh_pg_database("escrow_review9")
-        url = next(pg)
-        home = tmp_path / "pg-home"
-        for var in ("ESCROW_HOME", "ESCROW_DB_URL", "ESCROW_SERVER", "ESCROW_KEY"):
-            monkeypatch.delenv(var, raising=False)
-        cmd = [sys.executable, "-m", "escrow.cli.main", "--home", str(home), "--db-url", url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ESCROW_")}
-        r = subprocess.run([*cmd, "init"], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-        monkeypatch.setenv("ESCROW_HOME", str(home))
-        monkeypatch.setenv("ESCROW_DB_URL", url)
-        s = load_settings()
-    ledger = Ledger.open(s)
-    try:
-        ledger.append(sign_statement(manifest("once"), SigningKey.load(s.key_path)))
-    finally:
-        ledger.close()
-    try:
+    with one_build_ledger(request, tmp_path, monkeypatch, "once", pg_name="escrow_review9") as s:
         yield s
-    finally:
-        if pg is not None:
-            next(pg, None)
 
 
 def _pack_entries(settings: Any) -> list[Any]:

@@ -8,9 +8,6 @@ they always did (as a job document from a server of the previous release does).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import free_port, make_tokens, manifest, start_serve, stop
+from server_helpers import free_port, make_tokens, one_build_ledger, start_serve, stop
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,35 +45,14 @@ OLD_ERROR = "The pack could not be rendered."
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     """Settings of a fresh ledger holding one build of project ``upgraded``."""
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
-    pg: Iterator[str] | None = None
-    if request.param == "sqlite":
-        request.getfixturevalue("escrow_home")
-        s = load_settings()
-    else:
-        from pgkit import fresh_pg_database
-
-        pg = fresh_pg_database("escrow_jobtable")
-        url = next(pg)
-        home = tmp_path / "pg-home"
-        cmd = [sys.executable, "-m", "escrow.cli.main", "--home", str(home), "--db-url", url]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ESCROW_")}
-        r = subprocess.run([*cmd, "init"], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-        s = load_settings(home=home, db_url=url)
-    with Ledger.open(s) as ledger:
-        ledger.append(sign_statement(manifest("upgraded"), SigningKey.load(s.key_path)))
-    try:
+    with one_build_ledger(
+        request, tmp_path, monkeypatch, "upgraded", pg_name="escrow_jobtable"
+    ) as s:
         yield s
-    finally:
-        if pg is not None:
-            next(pg, None)
 
 
 def make_old_table(settings: Any) -> str:
