@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,10 +73,14 @@ def _pack(cli: Any, out: Path, *args: str) -> dict[str, Any]:
 
 
 def _statement(pdf: Path) -> dict[str, Any]:
-    """The pack statement as an auditor extracts it (poppler's ``pdfdetach``)."""
-    out = pdf.with_suffix(".statement.json")
-    subprocess.run(["pdfdetach", "-savefile", PACK_STATEMENT, "-o", str(out), str(pdf)], check=True)
-    return dict(json.loads(out.read_text(encoding="utf-8")))
+    """The pack statement as an auditor extracts it (poppler's ``pdfdetach``), into a
+    temporary folder (never beside a pack kept in the source tree)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / PACK_STATEMENT
+        subprocess.run(
+            ["pdfdetach", "-savefile", PACK_STATEMENT, "-o", str(out), str(pdf)], check=True
+        )
+        return dict(json.loads(out.read_text(encoding="utf-8")))
 
 
 def test_a_base_rebuilt_by_a_build_in_the_pack_is_a_note(
