@@ -200,7 +200,13 @@ def verify_entry(
                     )
                 )
 
-    # 4. the latest rebuild verdict of a build, when there is one
+    # 4. each base image that a recorded build of this ledger made (a phoenix rebuild of the
+    #    base, before this entry): that build's own entry verified, its bases in turn
+    if ptype == BUILD_MANIFEST:
+        for check in _base_checks(ledger, entry):
+            add(check)
+
+    # 5. the latest rebuild verdict of a build, when there is one
     if ptype == BUILD_MANIFEST:
         try:
             for rb in _every_entry(ledger, predicate_type=REBUILD_VERIFICATION, image_id=image_id):
@@ -213,6 +219,63 @@ def verify_entry(
     if not result.checks:
         raise InputError(f"Entry {entry.index} has nothing that can be verified.")
     return result
+
+
+def _base_checks(ledger: Ledger | RemoteLedger, entry: Entry) -> list[Check]:
+    """One "base" check for each base image of the build ``entry`` records: made by an
+    earlier build of this ledger, whose entry verifies (signature, inclusion, record, and
+    its own bases); else skipped, saying the image is no build of this ledger."""
+    try:
+        inputs = (entry.statement().get("predicate") or {}).get("inputs") or {}
+        bases = [b for b in inputs.get("baseImages") or [] if isinstance(b, dict)]
+    except (EscrowError, AttributeError, TypeError):
+        return []
+    checks: list[Check] = []
+    seen: set[tuple[str, str]] = set()
+    for base in bases:
+        ref, image = str(base.get("reference") or ""), str(base.get("imageId") or "")
+        if not image or (ref, image) in seen:
+            continue  # FROM scratch, or a base two stages share
+        seen.add((ref, image))
+        what = f"{ref} ({image[:19]})" if ref else image[:19]
+        try:
+            maker = built_by(ledger, image, entry.index)
+            made = verify_entry(ledger, ledger.get(maker["index"])) if maker else None
+        except EscrowError as e:
+            checks.append(Check("base", False, f"{what}: {e.diagnostics()}"))
+            continue
+        if maker is None or made is None:
+            checks.append(
+                Check("base", True, f"{what}: not built in this ledger; not verified", skipped=True)
+            )
+            continue
+        by = f"entry {maker['index']}" + (f" ({maker['project']})" if maker["project"] else "")
+        failed = made.failed()
+        checks.append(
+            Check(
+                "base",
+                not failed,
+                f"{what} is the image of {by}, verified"
+                if not failed
+                else f"{what} is the image of {by}, whose {failed[0].name} check fails: "
+                f"{failed[0].detail}",
+            )
+        )
+    return checks
+
+
+def built_by(ledger: Ledger | RemoteLedger, image_id: str, before: int) -> dict[str, Any] | None:
+    """The first succeeded build in the ledger that made ``image_id``, before entry
+    ``before``: ``{"index", "project"}``; through the image-ID index, which also lists the
+    builds that used the image as a base, so each is read to find the one that made it."""
+    for entry in _every_entry(ledger, image_id=image_id, predicate_type=BUILD_MANIFEST):
+        if entry.index >= before:
+            return None
+        p = entry.statement().get("predicate") or {}
+        build = p.get("build") or {}
+        if (p.get("image") or {}).get("id") == image_id and build.get("status") == "succeeded":
+            return {"index": entry.index, "project": str(build.get("project") or "")}
+    return None
 
 
 def _every_entry(ledger: Ledger | RemoteLedger, **filters: Any) -> Iterator[Entry]:

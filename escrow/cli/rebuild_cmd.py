@@ -216,6 +216,7 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
     from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION
     from escrow.errors import InputError
     from escrow.rebuild.manifests import Side, diff_manifests, render_diff, trace_images
+    from escrow.verification import built_by
 
     ledger = app.ledger()
     sides = []
@@ -261,26 +262,3 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
         app.emit_json(doc)
     else:
         app.out(render_diff(doc))
-
-
-def built_by(ledger: Any, image_id: str, before: int) -> dict[str, Any] | None:
-    """The first succeeded build in the ledger that made ``image_id``, before entry
-    ``before``: ``{"index", "project"}`` (through the image-ID index, which also lists the
-    builds that used the image as a base)."""
-    from escrow.documents.types import BUILD_MANIFEST
-
-    after: int | None = None
-    while True:
-        page = ledger.entries(
-            image_id=image_id, predicate_type=BUILD_MANIFEST, after=after, limit=100
-        )
-        for entry in page:
-            if entry.index >= before:
-                return None
-            p = entry.statement().get("predicate") or {}
-            build = p.get("build") or {}
-            if (p.get("image") or {}).get("id") == image_id and build.get("status") == "succeeded":
-                return {"index": entry.index, "project": str(build.get("project") or "")}
-        if len(page) < 100:
-            return None
-        after = page[-1].index
