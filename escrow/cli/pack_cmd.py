@@ -54,8 +54,8 @@ def _read_checkpoint(path: Path) -> str:
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Refuse a scope of more than N builds before rendering it [default: 1000; each "
-    "build takes about two pages, laid out in memory at some 3 MB a page].",
+    help="Refuse a scope of more than N builds before rendering it [default: 5000; each "
+    "build takes about two pages, and the pack some 0.25 MB of memory a page].",
 )
 @click.option(
     "--render-only",

@@ -49,10 +49,11 @@ from escrow.signing.keys import PublicKey
 PAGE = 500  # entries fetched per ledger query
 
 #: the most builds one pack renders unless asked for more (``--max-builds``): each takes
-#: about two pages, and WeasyPrint lays every page out in memory before it writes the
-#: PDF (about 3 MB a page: 900 builds took 1,870 pages, 5.4 GB and 5 minutes), so a
-#: year of ten projects' daily builds would need some 20 GB
-MAX_BUILDS = 1000
+#: about two pages.  The pack is laid out a few builds at a time (escrow/pack/render.py),
+#: so its memory grows by some 0.25 MB a page (bench/pack_memory.py: 200 builds, 417
+#: pages, 274 MB), not the 3 MB a page of a layout kept whole (900 builds took 1,870
+#: pages, 5.4 GB); 5,000 builds are some 10,500 pages, 3 GB and most of an hour
+MAX_BUILDS = 5000
 
 
 class EntryLike(Protocol):
@@ -752,8 +753,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     if len(scoped) > request.max_builds:  # before the proofs and the rendering
         raise InputError(
             f"The scope of this pack holds {len(scoped):,} builds, more than the "
-            f"{request.max_builds:,} a pack holds (each takes about two pages, and the "
-            "renderer keeps every page in memory: some 3 MB a page).",
+            f"{request.max_builds:,} a pack holds (each takes about two pages, and "
+            "the pack needs some 0.25 MB of memory a page).",
             hint="Make one pack per project (--project) or per quarter (--since/--until), "
             "or raise the limit with --max-builds N on a machine with the memory.",
         )

@@ -7,6 +7,16 @@ connection.  The same view model, attachments and ``generated_at`` give the
 same bytes: ``SOURCE_DATE_EPOCH`` is set while rendering, the document and
 attachment dates are the generation time, and the PDF identifier is derived
 from the pack ID.
+
+A pack is laid out in parts (:func:`render_parts`): the front matter, the builds
+:data:`CHUNK` at a time, the back matter, then the cover, whose contents give the page
+of each section.  WeasyPrint keeps a document's whole layout in memory (some 2.5 MB a
+page); each part's pages are drawn as soon as that part is laid out, and its layout is
+let go, so a pack's memory no longer grows with its number of pages.  The drawn pages
+are written as one document by WeasyPrint, which resolves the links between parts and
+makes the bookmarks, and adds the attachments, the metadata and PDF/A-3b.  The page
+furniture that depends on the whole pack (the header and "Page X of N") is drawn over
+each page from a document of empty pages laid out last (``.furniture`` in pack.css).
 """
 
 from __future__ import annotations
@@ -206,11 +216,39 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_html(view: PackView, tsa: str | None = None) -> str:
+#: the parts of a pack laid out on their own (:func:`render_parts`); "all": the whole pack
+PARTS = ("all", "cover", "front", "builds", "back")
+
+
+def render_html(
+    view: PackView,
+    tsa: str | None = None,
+    *,
+    part: str = "all",
+    builds: Sequence[Any] | None = None,
+    first: bool = True,
+    toc: dict[str, int] | None = None,
+) -> str:
     """The pack's HTML; ``tsa``: the URL of the Time-Stamping Authority whose timestamp
-    the signature will carry (the "How to verify" section says how to check it)."""
+    the signature will carry (the "How to verify" section says how to check it).
+
+    ``part``: one of :data:`PARTS`; for "builds", the ``builds`` of that part (all by
+    default) and whether they are the ``first`` (which print the section's heading);
+    for "cover", ``toc``: the page number of each section's anchor."""
+    assert part in PARTS, part
     try:
-        return environment().get_template(TEMPLATE).render(v=view, tsa=tsa)
+        return (
+            environment()
+            .get_template(TEMPLATE)
+            .render(
+                v=view,
+                tsa=tsa,
+                part=part,
+                builds=view.builds if builds is None else builds,
+                first=first,
+                toc=toc,
+            )
+        )
     except jinja2.TemplateError as e:
         raise RenderError(f"The pack template failed to render: {e}.") from e
 
@@ -290,6 +328,133 @@ def _source_date_epoch(when: datetime) -> Iterator[None]:
             os.environ["SOURCE_DATE_EPOCH"] = old
 
 
+#: builds laid out at a time: about two pages each, some 2.5 MB a page while laid out
+CHUNK = 16
+#: the sections the cover's contents list, by anchor
+SECTIONS = ("summary", "controls", "index", "builds", "keys", "ledger", "how")
+_SCALE = 0.75  # PDF points per CSS pixel: what WeasyPrint draws with at zoom 1
+
+
+class _DrawnPage:
+    """A page already drawn: what WeasyPrint's PDF writer reads of a page (its size,
+    links, anchors and bookmarks) and the drawing operators of its content and of its
+    furniture, without its layout."""
+
+    def __init__(self, page: Any, ops: list[Any], drawing: _Drawing) -> None:
+        self.width, self.height, self.bleed = page.width, page.height, page.bleed
+        self.bookmarks, self.links, self.anchors = page.bookmarks, page.links, page.anchors
+        self.forms = page.forms
+        self.ops = ops
+        self._drawing = drawing
+
+    def paint(self, stream: Any, scale: float = 1) -> None:
+        if scale != _SCALE:  # drawn at zoom 1; any other would need drawing again
+            raise RenderError(f"A pack page drawn at scale {_SCALE} was asked at {scale}.")
+        self._drawing.share_with(stream)
+        stream.stream.extend(self.ops)
+
+
+class _Drawing:
+    """Draws laid-out pages into operator lists, with one set of fonts and graphics
+    states for the whole pack, handed to the stream of each page when it is written."""
+
+    def __init__(self) -> None:
+        self.fonts: dict[Any, Any] = {}
+        self.images: dict[Any, Any] = {}
+        self.resources: dict[str, dict[str, Any]] = {
+            k: {} for k in ("ExtGState", "XObject", "Pattern", "Shading", "ColorSpace")
+        }
+
+    def ops(self, doc: Any, page: Any) -> list[Any]:
+        from weasyprint.pdf.stream import Stream
+
+        rect = (0, 0, page.width, page.height)
+        stream = Stream(
+            self.fonts, rect, self.resources, self.images, None,
+            doc.color_profiles, doc.output_intent, compress=True,
+        )  # fmt: skip
+        page.paint(stream, _SCALE)
+        # what a page's operators cannot carry alone (they would name objects of this
+        # stream): the pack's stylesheet uses none of them
+        used = [k for k in ("XObject", "Pattern", "Shading") if self.resources[k]]
+        if used or self.images:
+            raise RenderError(
+                f"The pack's pages use {', '.join(used) or 'images'}, which the pack "
+                "renderer does not draw in parts."
+            )
+        ops = stream.stream  # pydyf writes them joined by newlines: one string is lighter
+        return [b"\n".join(ops)] if all(isinstance(op, bytes) for op in ops) else list(ops)
+
+    def draw(self, doc: Any) -> list[_DrawnPage]:
+        """Every page of ``doc``, drawn; ``doc``'s layout may then be let go."""
+        return [_DrawnPage(page, self.ops(doc, page), self) for page in doc.pages]
+
+    def share_with(self, stream: Any) -> None:
+        """Give the stream being written the fonts (with every glyph the pages used) and
+        graphics states that the drawn operators name."""
+        stream._fonts.update(self.fonts)
+        stream._resources["ExtGState"].update(self.resources["ExtGState"])
+
+
+def furniture_html(view: PackView, pages: int, cover_pages: int) -> str:
+    """One empty page for each page of the pack, with its furniture (pack.css's
+    ``.furniture``): the header with the pack ID and "Page X of N"."""
+    from markupsafe import escape
+
+    first = f'<div class="furniture cover-page" data-packid="{escape(view.pack_id)}"></div>'
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<link rel="stylesheet" href="pack.css"></head><body>'
+        + first * min(cover_pages, pages)
+        + f'<div class="furniture" data-packid="{escape(view.pack_id)}"></div>'
+        * (pages - cover_pages)
+        + "</body></html>"
+    )
+
+
+def render_parts(view: PackView, tsa: str | None, load: Callable[[str], Any]) -> Any:
+    """The pack laid out part by part (module docstring): a WeasyPrint document of drawn
+    pages, ready for ``write_pdf``. ``load(html)``: a WeasyPrint HTML object."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    font_config = FontConfiguration()  # one for every part: the same fonts, once in the PDF
+    drawing = _Drawing()
+
+    def lay_out(html: str) -> Any:
+        return load(html).render(font_config=font_config)
+
+    pages: list[_DrawnPage] = []
+    pages += drawing.draw(lay_out(render_html(view, tsa, part="front")))
+    chunks = [view.builds[i : i + CHUNK] for i in range(0, len(view.builds), CHUNK)] or [()]
+    for k, chunk in enumerate(chunks):
+        html = render_html(view, tsa, part="builds", builds=chunk, first=k == 0)
+        pages += drawing.draw(lay_out(html))
+    pages += drawing.draw(lay_out(render_html(view, tsa, part="back")))
+    # the cover last: its contents give each section's page, after the cover's own pages
+    found: dict[str, int] = {}
+    for i, page in enumerate(pages):
+        for name in page.anchors:
+            found.setdefault(name, i + 1)
+    cover_pages = 1
+    for _ in range(3):
+        toc = {name: cover_pages + found[name] for name in SECTIONS}
+        cover = lay_out(render_html(view, tsa, part="cover", toc=toc))
+        if len(cover.pages) == cover_pages:
+            break
+        cover_pages = len(cover.pages)
+    else:
+        raise RenderError("The pack's cover did not settle on a number of pages.")
+    pages[:0] = drawing.draw(cover)
+    furniture = lay_out(furniture_html(view, len(pages), cover_pages))
+    if len(furniture.pages) != len(pages):
+        raise RenderError(
+            f"The pack's page furniture took {len(furniture.pages)} pages for {len(pages)}."
+        )
+    for page, extra in zip(pages, furniture.pages, strict=True):
+        page.ops += drawing.ops(furniture, extra)
+    return cover.copy(pages)
+
+
 def render_pdf(
     view: PackView,
     attachments: Sequence[AttachmentFile],
@@ -304,7 +469,6 @@ def render_pdf(
     import weasyprint
     from weasyprint.urls import FatalURLFetchingError
 
-    source = html if html is not None else render_html(view, tsa)
     fetcher = make_fetcher()
     capture = _Capture()
     loggers = [logging.getLogger("weasyprint"), logging.getLogger("weasyprint.progress")]
@@ -312,9 +476,12 @@ def render_pdf(
         for lg in loggers:
             lg.addHandler(capture)
         try:
-            doc = weasyprint.HTML(
-                string=source, base_url=reports_url(), url_fetcher=fetcher
-            ).render()
+
+            def load(text: str) -> Any:
+                return weasyprint.HTML(string=text, base_url=reports_url(), url_fetcher=fetcher)
+
+            # a given HTML is laid out whole; the pack's own, in parts
+            doc = load(html).render() if html is not None else render_parts(view, tsa, load)
             files = [
                 weasyprint.Attachment(
                     string=a.data,

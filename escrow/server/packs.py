@@ -50,6 +50,12 @@ log = logging.getLogger("escrow.server")
 #: A job still "running" after this long is taken to belong to a dead runner and is failed.
 STALE_AFTER_S = 1800
 
+#: The most builds a pack job renders (a local ``escrow pack`` takes up to
+#: :data:`escrow.pack.collect.MAX_BUILDS`): 1,000 builds render in some 5.5 minutes on a
+#: 2-core machine (bench/pack_memory.py), well within :data:`STALE_AFTER_S`, after which
+#: a job still running is taken for a dead one; the 5,000 a local pack may hold would not be.
+SERVER_MAX_BUILDS = 1000
+
 #: What made a failed job fail (``error_kind`` of the job document), and the exit code
 #: ``escrow pack`` has for it, through a server as on a local ledger: ``check`` (a check
 #: failed, :class:`CheckFailed`), ``input`` (the request or a document in it is wrong, and
@@ -695,6 +701,7 @@ def _issue_pack(
         requester=job.requested_by,
         since_checkpoint=scope.get("since_checkpoint"),
         tree_size=int(scope["tree_size"]) if scope.get("tree_size") else None,
+        max_builds=SERVER_MAX_BUILDS,
     )
     signed: list[bytes] = []
 
