@@ -55,24 +55,11 @@ def child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
 
 
 def do_fill(n: int, home: Path) -> None:
-    sys.path.insert(0, str(ROOT / "tests" / "pack"))
-    from synth import manifest_variant
+    """A ledger of ``n`` synthetic builds, filled as bench/pack_bench.py fills its own."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pack_bench import fill
 
-    from escrow.config import load_settings
-    from escrow.ledger.store import Ledger
-    from escrow.signing.dsse import sign_statement
-    from escrow.signing.keys import SigningKey
-
-    os.environ["ESCROW_HOME"] = str(home)
-    subprocess.run([ESCROW, "init"], check=True, capture_output=True)
-    settings = load_settings()
-    key = SigningKey.load(settings.key_path, settings.passphrase)
-    with Ledger.open(settings) as ledger:
-        results = list(
-            ledger.append_many(sign_statement(manifest_variant(i), key) for i in range(n))
-        )
-    errors = [r for r in results if isinstance(r, Exception)]
-    assert not errors, errors[0]
+    fill(n, home)
 
 
 def do_table(rows: int) -> None:
