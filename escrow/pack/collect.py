@@ -309,8 +309,11 @@ def build_view(
     rebuilds: Sequence[RebuildView] = (),
     anomalies: Sequence[str] = (),
     notes: Sequence[str] = (),
+    made: Mapping[str, tuple[int, str]] | None = None,
 ) -> BuildView:
-    """The view of one build-manifest statement (tolerant of missing fields)."""
+    """The view of one build-manifest statement (tolerant of missing fields); ``made``:
+    ``image ID -> (index, project)`` of the pack's succeeded builds, which name the build
+    that made a base image (an earlier one)."""
     p = _d(statement.get("predicate"))
     build = _d(p.get("build"))
     builder = _d(p.get("builder"))
@@ -332,6 +335,7 @@ def build_view(
             reference=_s(_d(b).get("reference")),
             image_id=_s(_d(b).get("imageId")),
             repo_digest=_s(_d(b).get("repoDigest")),
+            built_by=_maker(made, _s(_d(b).get("imageId")), index),
         )
         for b in _l(inputs.get("baseImages"))
     )
@@ -569,6 +573,14 @@ class Assessment:
             "notes": len(s.notes),
             "overall": self.overall,
         }
+
+
+def _maker(
+    made: Mapping[str, tuple[int, str]] | None, image_id: str, index: int
+) -> tuple[int, str] | None:
+    """The build of ``made`` that made ``image_id`` before entry ``index``, if any."""
+    maker = (made or {}).get(image_id) if image_id else None
+    return maker if maker is not None and maker[0] < index else None
 
 
 def _built_images(builds: Sequence[BuildFacts]) -> dict[str, tuple[int, str]]:
@@ -856,6 +868,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         consistency_ok=consistency_view is None or consistency_view.verified,
     )
     summary, overall, checks_ok = assessment.summary, assessment.overall, assessment.checks_ok
+    made = _built_images(facts)  # which build in the pack made each image
     builds: list[BuildView] = []
     for (entry, key, pub, problem, hexes), fact in zip(shown, facts, strict=True):
         builds.append(
@@ -874,6 +887,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
                 rebuilds=[v for _, v in rebuilds.get(entry.index, [])],
                 anomalies=[a.text for a in assessment.notes.get(entry.index, ()) if a.finding],
                 notes=[a.text for a in assessment.notes.get(entry.index, ()) if not a.finding],
+                made=made,
             )
         )
 

@@ -66,6 +66,8 @@ class BaseImageRow:
     reference: str
     image_id: str
     repo_digest: str
+    #: the earlier build in the pack that made this image: its index and project
+    built_by: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)

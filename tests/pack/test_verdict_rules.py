@@ -284,3 +284,28 @@ def test_pack_verify_json_gives_the_verdict_it_recomputed(
     }
     forged = run_cli(["pack", "verify", str(_forged(pack_ledger, tmp_path, 1)), "--json"])
     assert forged.exit_code == 1 and forged.json()["verdict"] is None
+
+
+def test_each_builds_base_images_name_the_build_in_the_pack_that_made_them(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """The first day's base too, which changed nothing: the table of a build's base images
+    links each one made by an earlier build of the pack to that build's section."""
+    apps = _phoenix_days(pack_ledger, 2)
+    outside = pack_ledger.add_statement(manifest_variant(9, base_image_id=OTHER_BASE))
+    out = tmp_path / "pack.pdf"
+    _pack(cli, out, "--project", "example-base", "--project", "example")
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True, check=True
+    ).stdout
+
+    def section(index: int) -> str:  # a build's section, however many pages it takes
+        start = text.index(f"Entry {index} — example — succeeded")
+        end = text.find("6. Keys in force", start)
+        following = text.find(" — example — succeeded", start + 10)
+        return text[start : min(x for x in (end, following) if x > 0)]
+
+    for app in apps:
+        assert f"built by entry {app - 1} (example-base), in this pack" in section(app)
+    assert "built by entry" not in section(outside.index)
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
