@@ -240,14 +240,13 @@ def _base_checks(ledger: Ledger | RemoteLedger, entry: Entry) -> list[Check]:
         what = f"{ref} ({image[:19]})" if ref else image[:19]
         try:
             maker = built_by(ledger, image, entry.index)
-            made = verify_entry(ledger, ledger.get(maker["index"])) if maker else None
+            if maker is None:
+                skipped = f"{what}: not built in this ledger; not verified"
+                checks.append(Check("base", True, skipped, skipped=True))
+                continue
+            made = verify_entry(ledger, ledger.get(maker["index"]))
         except EscrowError as e:
             checks.append(Check("base", False, f"{what}: {e.diagnostics()}"))
-            continue
-        if maker is None or made is None:
-            checks.append(
-                Check("base", True, f"{what}: not built in this ledger; not verified", skipped=True)
-            )
             continue
         by = f"entry {maker['index']}" + (f" ({maker['project']})" if maker["project"] else "")
         failed = made.failed()

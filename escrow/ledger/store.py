@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import logging
 import os
 import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -287,15 +288,22 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
 
 
 def create_missing_tables(engine: Engine, *tables: Any) -> None:
-    """Create those of ``tables`` that are missing, in one serialised write transaction.
+    """Create those of ``tables`` that are missing, and add to those that exist the
+    nullable columns they lack, in one serialised write transaction.
 
-    For tables that live beside the ledger (the server's tokens and pack jobs).  On
+    For tables that live beside the ledger (the server's tokens and pack jobs).  A column
+    added to such a table after its first release (``server_pack_job.error_kind``) is added
+    to a table an earlier release made (``ALTER TABLE … ADD COLUMN``, found missing in the
+    database's catalogue, as :func:`migrate_v1` does for the ledger's own); it is nullable,
+    so rows written before, or by an earlier server sharing the database, have none.  On
     SQLite the transaction starts with ``BEGIN IMMEDIATE``, so a process starting while
     another writes waits for the write lock; a deferred transaction would read first
     and then fail at once with "database is locked" when it cannot upgrade.  On
     PostgreSQL the ledger's advisory lock keeps servers starting together from racing
-    on the catalogue.
+    on the catalogue: one adds what is missing, the others find it.
     """
+    from sqlalchemy import inspect
+
     with engine.connect() as conn:
         conn.execution_options(escrow_write=True)
         with conn.begin():
@@ -303,6 +311,16 @@ def create_missing_tables(engine: Engine, *tables: Any) -> None:
                 conn.exec_driver_sql(_PG_WRITE_SQL)
             for table in tables:
                 table.create(conn, checkfirst=True)
+                have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have and column.nullable:
+                        kind = column.type.compile(dialect=engine.dialect)
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                        )
+                        logging.getLogger("escrow.ledger").info(
+                            "added the column %s to the table %s", column.name, table.name
+                        )
 
 
 def _reason(error: object) -> str:

@@ -637,8 +637,8 @@ def assess(
                         ": the tag now points to another digest ("
                         f"{prev[2].rsplit('@', 1)[-1]} -> {dig.rsplit('@', 1)[-1]})"
                     )
-                maker = made.get(iid) if prev[0] != iid else None
-                if maker is not None and maker[0] < b.index:
+                maker = _maker(made, iid, b.index) if prev[0] != iid else None
+                if maker is not None:
                     text += f", rebuilt by entry {maker[0]}"
                     text += f" (project {maker[1]})" if maker[1] else ""
                     mine.append(Anomaly("base-rebuilt", text, anchor))

@@ -94,7 +94,8 @@ class PackJob(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    #: added after the table's first release: see :func:`_add_missing_columns`
+    #: added after the table's first release: :func:`escrow.ledger.store.create_missing_tables`
+    #: adds it to a table made before
     error_kind: str | None = Field(default=None, max_length=16)
     pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     pdf_sha256: str | None = Field(default=None, max_length=64)
@@ -191,36 +192,6 @@ def _info(row: PackJob) -> JobInfo:
     )
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Add to a ``server_pack_job`` made by an earlier release the columns it lacks.
-
-    As :func:`escrow.ledger.store.migrate_v1` brings a schema-1 ledger up to date (found
-    by looking at the database's catalogue, changed by ``ALTER TABLE … ADD COLUMN``), in
-    the serialised write transaction :func:`~escrow.ledger.store.create_missing_tables`
-    uses: ``BEGIN IMMEDIATE`` on SQLite, the ledger's advisory lock on PostgreSQL, so of
-    several workers starting together one adds them and the others find them.  Added
-    columns are nullable: rows written before (or by a server of the earlier release,
-    sharing the database) read as having no value.
-    """
-    from sqlalchemy import inspect
-
-    from escrow.ledger.store import _PG_WRITE_SQL
-
-    table = PackJob.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        conn.execution_options(escrow_write=True)
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql(_PG_WRITE_SQL)
-            have = {c["name"] for c in inspect(conn).get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
-                log.info("added the column %s to the table %s", column.name, table.name)
-
-
 class PackJobs:
     """The job table: submit, look up, claim, finish."""
 
@@ -236,7 +207,6 @@ class PackJobs:
             PackJob.__table__,  # type: ignore[attr-defined]
             PackRecord.__table__,  # type: ignore[attr-defined]
         )
-        _add_missing_columns(engine)
 
     def _session(self, *, write: bool = False) -> Any:
         from sqlmodel import Session
