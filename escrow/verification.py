@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from escrow.ledger.store import Entry, Ledger
+    from escrow.pack.collect import LedgerReader
     from escrow.server.client import RemoteLedger
 
 
@@ -263,7 +264,9 @@ def _base_checks(ledger: Ledger | RemoteLedger, entry: Entry) -> list[Check]:
     return checks
 
 
-def built_by(ledger: Ledger | RemoteLedger, image_id: str, before: int) -> dict[str, Any] | None:
+def built_by(
+    ledger: Ledger | RemoteLedger | LedgerReader, image_id: str, before: int
+) -> dict[str, Any] | None:
     """The first succeeded build in the ledger that made ``image_id``, before entry
     ``before``: ``{"index", "project"}``; through the image-ID index, which also lists the
     builds that used the image as a base, so each is read to find the one that made it."""
@@ -277,7 +280,7 @@ def built_by(ledger: Ledger | RemoteLedger, image_id: str, before: int) -> dict[
     return None
 
 
-def _every_entry(ledger: Ledger | RemoteLedger, **filters: Any) -> Iterator[Entry]:
+def _every_entry(ledger: Ledger | RemoteLedger | LedgerReader, **filters: Any) -> Iterator[Entry]:
     """Every entry matching ``filters``, oldest first, page after page (the latest build of
     an image, or its latest rebuild verdict, may lie beyond any one page)."""
     after: int | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from escrow.pack.model import (
     SignerView,
     StepRow,
     SummaryView,
+    SupportingBuildView,
     Verdict,
     VerdictRules,
 )
@@ -310,10 +311,12 @@ def build_view(
     anomalies: Sequence[str] = (),
     notes: Sequence[str] = (),
     made: Mapping[str, tuple[int, str]] | None = None,
+    outside: Collection[int] = (),
 ) -> BuildView:
     """The view of one build-manifest statement (tolerant of missing fields); ``made``:
-    ``image ID -> (index, project)`` of the pack's succeeded builds, which name the build
-    that made a base image (an earlier one)."""
+    ``image ID -> (index, project)`` of the builds the pack traces bases to
+    (:attr:`Assessment.made`), which name the build that made a base image (an earlier
+    one); ``outside``: those of them that are supporting builds, not in scope."""
     p = _d(statement.get("predicate"))
     build = _d(p.get("build"))
     builder = _d(p.get("builder"))
@@ -335,7 +338,8 @@ def build_view(
             reference=_s(_d(b).get("reference")),
             image_id=_s(_d(b).get("imageId")),
             repo_digest=_s(_d(b).get("repoDigest")),
-            built_by=_maker(made, _s(_d(b).get("imageId")), index),
+            built_by=(maker := _maker(made, _s(_d(b).get("imageId")), index)),
+            built_outside=maker is not None and maker[0] in outside,
         )
         for b in _l(inputs.get("baseImages"))
     )
@@ -558,6 +562,9 @@ class Assessment:
     notes: Mapping[int, tuple[Anomaly, ...]]
     overall: str
     checks_ok: bool
+    #: ``image ID -> (index, project)``: the build that made each image, as the rules
+    #: trace a base (:func:`makers`), named on the pages beside each base image
+    made: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     def summary_doc(self) -> dict[str, Any]:
         """The pack statement's ``summary``."""
@@ -586,7 +593,7 @@ def _maker(
 def _built_images(builds: Sequence[BuildFacts]) -> dict[str, tuple[int, str]]:
     """``image ID -> (index, project)`` of the builds that succeeded, the first of each."""
     out: dict[str, tuple[int, str]] = {}
-    for b in builds:
+    for b in sorted(builds, key=lambda b: b.index):
         p = _d(b.statement.get("predicate"))
         build = _d(p.get("build"))
         iid = _s(_d(p.get("image")).get("id"))
@@ -595,18 +602,46 @@ def _built_images(builds: Sequence[BuildFacts]) -> dict[str, tuple[int, str]]:
     return out
 
 
+def not_counted(build: BuildFacts) -> str:
+    """Why a supporting build is not taken as the provenance of the bases it made (verdict
+    rules 3), or "" when it is: its signature and inclusion verified, and the key that
+    signed it is not revoked (a revoked key's entries prove nothing)."""
+    if not build.signature_verified:
+        return "its signature did not verify"
+    if not build.inclusion_verified:
+        return "its inclusion proof did not verify"
+    if build.signer_status == "revoked":
+        return f"it is signed by key {build.signer[:16]}…, revoked since"
+    return ""
+
+
+def makers(
+    builds: Sequence[BuildFacts], supporting: Sequence[BuildFacts], rules: VerdictRules
+) -> dict[str, tuple[int, str]]:
+    """``image ID -> (index, project)``: the first succeeded build that made each image,
+    of those ``rules`` trace a base to — the builds in scope (rules 2), and the supporting
+    builds that count (rules 3, :func:`not_counted`); none by rules 1."""
+    if not rules.traced_bases:
+        return {}
+    counted = [b for b in supporting if not not_counted(b)] if rules.traced_outside else []
+    return _built_images([*builds, *counted])
+
+
 def assess(
     builds: Sequence[BuildFacts],
     *,
     note_ok: bool,
     consistency_ok: bool = True,
     rules: VerdictRules = CURRENT_RULES,
+    supporting: Sequence[BuildFacts] = (),
 ) -> Assessment:
     """The summary, overall verdict and anomalies of a pack of ``builds`` (in log order),
     judged by ``rules``: the one computation behind the cover of ``escrow pack`` and the
-    "verdict" check of ``escrow pack verify``."""
+    "verdict" check of ``escrow pack verify``.  ``supporting``: the builds outside the
+    scope embedded because they made base images of ``builds`` (judged by nothing, only
+    traced to, by rules 3)."""
     seen_base: dict[str, tuple[str, int, str]] = {}
-    made = _built_images(builds) if rules.traced_bases else {}
+    made = makers(builds, supporting, rules)
     anomalies: list[Anomaly] = []
     notes: dict[int, tuple[Anomaly, ...]] = {}
     counts: dict[str, int] = {v.value: 0 for v in Verdict}
@@ -688,7 +723,7 @@ def assess(
         overall = "Verified, with findings"
     else:
         overall = "Verified"
-    return Assessment(summary=summary, notes=notes, overall=overall, checks_ok=checks_ok)
+    return Assessment(summary=summary, notes=notes, overall=overall, checks_ok=checks_ok, made=made)
 
 
 # -- the whole pack --------------------------------------------------------------
@@ -855,6 +890,31 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         shown.append((entry, key, pub, problem, hexes))
     for entry in key_entries:
         prove(entry)
+    # the builds outside the scope that made base images of builds in it (verdict rules
+    # 3), embedded with their inclusion proofs: the pack itself shows where a rebuilt base
+    # came from.  One whose signature or inclusion does not verify is left out (it could
+    # never be evidence); one signed by a key revoked since is shown, and not counted
+    supporting: list[BuildFacts] = []
+    supporting_entries: dict[int, Any] = {}
+    for entry in _base_makers(ledger, scoped, size):
+        key = key_states.get(entry.signer)
+        verified, _ = signature_status(entry.envelope, public_keys.get(entry.signer))
+        hashes = ledger.inclusion_proof(entry.index, size)
+        leaf = merkle.leaf_hash(entry.envelope)
+        if not verified or not merkle.verify_inclusion(leaf, entry.index, size, hashes, root):
+            continue
+        prove(entry)
+        supporting_entries[entry.index] = entry
+        supporting.append(
+            BuildFacts(
+                index=entry.index,
+                statement=entry.statement(),
+                signer=entry.signer,
+                signer_status=key.status if key is not None else "",
+                signature_verified=True,
+                inclusion_verified=True,
+            )
+        )
 
     consistency_view: ConsistencyView | None = None
     consistency_doc: dict[str, Any] | None = None
@@ -866,9 +926,10 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         facts,
         note_ok=note_ok,
         consistency_ok=consistency_view is None or consistency_view.verified,
+        supporting=supporting,
     )
     summary, overall, checks_ok = assessment.summary, assessment.overall, assessment.checks_ok
-    made = _built_images(facts)  # which build in the pack made each image
+    outside = {b.index for b in supporting}
     builds: list[BuildView] = []
     for (entry, key, pub, problem, hexes), fact in zip(shown, facts, strict=True):
         builds.append(
@@ -887,9 +948,14 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
                 rebuilds=[v for _, v in rebuilds.get(entry.index, [])],
                 anomalies=[a.text for a in assessment.notes.get(entry.index, ()) if a.finding],
                 notes=[a.text for a in assessment.notes.get(entry.index, ()) if not a.finding],
-                made=made,
+                made=assessment.made,
+                outside=outside,
             )
         )
+    supporting_views = tuple(
+        supporting_view(b, supporting_entries[b.index], key_states.get(b.signer), facts)
+        for b in supporting
+    )
 
     # keys in force during the period (valid at some time in it), and any key that
     # signed an entry in scope, whatever its state now (with all its events: a revocation
@@ -904,6 +970,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             rec.keyid for rec in key_records if _in_force(rec, request.since, request.until)
         }
     in_force = in_period | {keyid for keyid, n in signed_count.items() if n}
+    in_force |= {b.signer for b in supporting}
     keys = tuple(
         replace(k, entries_signed=signed_count.get(k.keyid, 0))
         for k in sorted(key_states.values(), key=lambda k: k.events[0].index or 0)
@@ -936,6 +1003,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             envelope_entries[r.index] = r.envelope
     for k_entry in key_entries:
         envelope_entries[k_entry.index] = k_entry.envelope
+    for s_entry in supporting_entries.values():
+        envelope_entries[s_entry.index] = s_entry.envelope
     predicate: dict[str, Any] = {
         "packId": pack_id,
         **core,
@@ -944,6 +1013,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         "signer": {"certificateSha256": signer.sha256, "subject": signer.subject},
         "summary": assessment.summary_doc(),
         "verdictRules": assessment.summary.rules.version,
+        "supportingBuilds": sorted(outside),
         "escrowVersion": __version__,
     }
     if consistency_view is not None:
@@ -977,6 +1047,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         overall=overall,
         overall_ok=checks_ok,
         escrow_version=__version__,
+        supporting=supporting_views,
     )
     evidence = Evidence(
         envelopes=tuple(sorted(envelope_entries.items())),
@@ -989,6 +1060,66 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         consistency=consistency_doc,
     )
     return Collected(view=view, evidence=evidence, predicate=predicate)
+
+
+def _base_makers(ledger: LedgerReader, scoped: Sequence[Any], size: int) -> list[Any]:
+    """The entries outside ``scoped`` that made base images of builds in it: for each base
+    image, the first succeeded build of it in the ledger below the checkpoint
+    (:func:`escrow.verification.built_by`), when that is earlier than a build in scope that
+    used the image and not itself in scope."""
+    from escrow.verification import built_by
+
+    first: dict[str, int | None] = {}  # image ID -> the first build that made it
+    inside = {e.index for e in scoped}
+    wanted: set[int] = set()
+    for entry in scoped:
+        inputs = _d(_d(entry.statement().get("predicate")).get("inputs"))
+        for base in _l(inputs.get("baseImages")):
+            iid = _s(_d(base).get("imageId"))
+            if not iid:
+                continue
+            if iid not in first:
+                maker = built_by(ledger, iid, size)
+                first[iid] = int(maker["index"]) if maker is not None else None
+            index = first[iid]
+            if index is not None and index < entry.index and index not in inside:
+                wanted.add(index)
+    return [ledger.get(i) for i in sorted(wanted)]
+
+
+def supporting_view(
+    build: BuildFacts, entry: Any, key: KeyView | None, users: Sequence[BuildFacts]
+) -> SupportingBuildView:
+    """The view of a supporting build (:class:`SupportingBuildView`); ``users``: the
+    builds in scope, of which those after it that used its image as a base are named."""
+    p = _d(build.statement.get("predicate"))
+    b = _d(p.get("build"))
+    image_id = _s(_d(p.get("image")).get("id"))
+    used_by = tuple(
+        u.index
+        for u in users
+        if u.index > build.index
+        and any(
+            _s(_d(x).get("imageId")) == image_id
+            for x in _l(_d(_d(u.statement.get("predicate")).get("inputs")).get("baseImages"))
+        )
+    )
+    return SupportingBuildView(
+        index=build.index,
+        leaf_hash=entry.leaf_hash,
+        integrated_at=rfc3339(entry.integrated_at),
+        project=_s(b.get("project")),
+        build_id=_s(b.get("id")),
+        image_id=image_id,
+        tags=tuple(_s(t) for t in _l(_d(p.get("image")).get("tags"))),
+        finished_on=_s(b.get("finishedOn")),
+        signer=build.signer,
+        signer_name=key.name if key is not None else "",
+        signature_verified=build.signature_verified,
+        inclusion_verified=build.inclusion_verified,
+        used_by=used_by,
+        not_counted=not_counted(build),
+    )
 
 
 def _consistency(

@@ -203,8 +203,13 @@ def _check_statement_shape(statement: dict[str, Any]) -> None:
     for member in ("scope", "checkpoint", "signer", "summary"):
         if pred.get(member) is not None and not isinstance(pred[member], dict):
             raise CheckFailed(f"{where} has a predicate.{member} that is not an object.")
-    indexes = [pred.get("evidence"), (pred.get("scope") or {}).get("entries")]
-    for member, value in zip(("evidence", "scope.entries"), indexes, strict=True):
+    indexes = [
+        pred.get("evidence"),
+        (pred.get("scope") or {}).get("entries"),
+        pred.get("supportingBuilds"),
+    ]
+    members = ("evidence", "scope.entries", "supportingBuilds")
+    for member, value in zip(members, indexes, strict=True):
         if value is None:
             continue
         if not isinstance(value, list) or not all(

@@ -66,8 +66,10 @@ class BaseImageRow:
     reference: str
     image_id: str
     repo_digest: str
-    #: the earlier build in the pack that made this image: its index and project
+    #: the earlier build that made this image: its index and project
     built_by: tuple[int, str] | None = None
+    #: that build is not in the pack's scope, but embedded as a supporting build
+    built_outside: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,33 @@ class BuildView:
 
 
 @dataclass(frozen=True)
+class SupportingBuildView:
+    """A build outside the pack's scope that made base images of builds in it, embedded as
+    evidence (verdict rules 3) so that the pack itself shows where those bases came from."""
+
+    index: int
+    leaf_hash: str
+    integrated_at: str
+    project: str
+    build_id: str
+    image_id: str
+    tags: tuple[str, ...]
+    finished_on: str
+    signer: str
+    signer_name: str
+    signature_verified: bool
+    inclusion_verified: bool
+    #: the builds in scope that used its image as a base
+    used_by: tuple[int, ...]
+    #: why it does not count as the bases' provenance ("" when it does)
+    not_counted: str = ""
+
+    @property
+    def anchor(self) -> str:
+        return f"entry-{self.index}"
+
+
+@dataclass(frozen=True)
 class KeyEventRow:
     event: str
     effective_from: str
@@ -200,7 +229,10 @@ class VerdictRules:
     retired since, a finding; version 2 makes them notes when the pack itself shows they
     are routine: the new base image is the image of an earlier build in the pack (a
     phoenix rebuild of the base), the key was retired (routine rotation, not a
-    revocation) after it signed."""
+    revocation) after it signed.  Version 3 also traces a base to a *supporting build*:
+    the build outside the pack's scope (another project's, such as the base image's own)
+    that made it, embedded in the pack with its inclusion proof, so that a pack of the
+    application alone shows where its rebuilt bases came from."""
 
     version: int
     #: what the pages call the notes (printed, and looked for by ``pack verify``)
@@ -209,6 +241,10 @@ class VerdictRules:
     traced_bases: bool
     #: an entry signed by a key retired (not revoked) since is a note
     retired_keys_noted: bool
+    #: a base image may also be traced to a supporting build: one outside the scope,
+    #: embedded because it made that base (its signature and inclusion verified, its key
+    #: not revoked)
+    traced_outside: bool = False
 
 
 VERDICT_RULES = {
@@ -220,10 +256,18 @@ VERDICT_RULES = {
         True,
         True,
     ),
+    3: VerdictRules(
+        3,
+        "base images rebuilt by builds this pack shows, retired signing keys, "
+        "secret values recorded as salted digests",
+        True,
+        True,
+        True,
+    ),
 }
 
 #: the rules ``escrow pack`` judges new packs by
-CURRENT_RULES = VERDICT_RULES[2]
+CURRENT_RULES = VERDICT_RULES[3]
 
 
 @dataclass(frozen=True)
@@ -359,3 +403,5 @@ class PackView:
     overall_ok: bool
     escrow_version: str
     attachments: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: builds outside the scope that made base images of builds in it (rules 3)
+    supporting: tuple[SupportingBuildView, ...] = ()

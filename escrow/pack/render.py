@@ -437,7 +437,8 @@ def render_parts(view: PackView, tsa: str | None, load: Callable[[str], Any]) ->
             found.setdefault(name, i + 1)
     cover_pages = 1
     for _ in range(3):
-        toc = {name: cover_pages + found[name] for name in SECTIONS}
+        names = (*SECTIONS, "supporting") if view.supporting else SECTIONS
+        toc = {name: cover_pages + found[name] for name in names}
         cover = lay_out(render_html(view, tsa, part="cover", toc=toc))
         if len(cover.pages) == cover_pages:
             break

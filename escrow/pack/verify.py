@@ -841,6 +841,12 @@ def _verify_evidence(
                 f"({', '.join(scope_projects)})"
             )
             break
+    supporting = _supporting(checked, scope)
+    if sorted(pred.get("supportingBuilds") or []) != supporting:
+        stmt_problems.append(
+            "its supporting builds are not the build manifests embedded outside its scope "
+            f"({', '.join(map(str, supporting)) or 'none'})"
+        )
     if report.pack_id and report.pack_id != _pack_id_of(pred):
         stmt_problems.append(
             f"its pack ID {report.pack_id} is not the one its scope, requester, time and "
@@ -858,7 +864,8 @@ def _verify_evidence(
         not stmt_problems,
         stmt_problems[0]
         if stmt_problems
-        else f"pack {report.pack_id}, {count(len(scope), 'build')}",
+        else f"pack {report.pack_id}, {count(len(scope), 'build')}"
+        + (f" and {count(len(supporting), 'supporting build')}" if supporting else ""),
     )
 
     # 6. consistency
@@ -1245,25 +1252,36 @@ def _recompute(
         if original is not None:
             rebuilds.setdefault(original, []).append(verdict_of(rp)[0])
     statuses = _key_statuses(ev, checked, generated_at)
-    facts = []
-    for index in scope:
+
+    def facts_of(index: int) -> BuildFacts:
         raw, st, env = checked.envelopes[index]
         signer = _signer_of(index, env, checked)
         key = checked.registered.get(signer)
         verified, _ = signature_status(raw, key[0] if key else None)
-        facts.append(
-            BuildFacts(
-                index=index,
-                statement=st,
-                signer=signer,
-                signer_status=statuses.get(signer, ""),
-                signature_verified=verified,
-                inclusion_verified=True,  # the "inclusion proofs" check passed for each
-                rebuilds=tuple(rebuilds.get(index, ())),
-            )
+        return BuildFacts(
+            index=index,
+            statement=st,
+            signer=signer,
+            signer_status=statuses.get(signer, ""),
+            signature_verified=verified,
+            inclusion_verified=True,  # the "inclusion proofs" check passed for each
+            rebuilds=tuple(rebuilds.get(index, ())),
         )
+
+    facts = [facts_of(index) for index in scope]
+    supporting = [facts_of(index) for index in _supporting(checked, scope)]
     # the checkpoint (and any consistency proof) verified: this runs only when they did
-    return assess(facts, note_ok=True, consistency_ok=True, rules=rules)
+    return assess(facts, note_ok=True, consistency_ok=True, rules=rules, supporting=supporting)
+
+
+def _supporting(checked: _Checked, scope: Iterable[int]) -> list[int]:
+    """The embedded build manifests outside the scope: the supporting builds (rules 3)."""
+    inside = set(scope)
+    return [
+        index
+        for index, (_, st, _) in sorted(checked.envelopes.items())
+        if st.get("predicateType") == BUILD_MANIFEST and index not in inside
+    ]
 
 
 def _flat(text: str) -> str:

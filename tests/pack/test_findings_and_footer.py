@@ -39,7 +39,7 @@ from .conftest import PackLedger, example_view, pdftotext
 WHEN = datetime(2026, 12, 4, 16, 0, tzinfo=UTC)
 OTHER_BASE = "sha256:" + "ab" * 32
 NOTES = (
-    "base images rebuilt by builds in this pack, retired signing keys, "
+    "base images rebuilt by builds this pack shows, retired signing keys, "
     "secret values recorded as salted digests, not findings"
 )
 

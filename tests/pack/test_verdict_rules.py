@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from .synth import manifest_variant
 OTHER_BASE = "sha256:" + "ab" * 32
 BASE_REF = "escrow-example/base:latest"  # the base reference of every synthetic build
 RULES_1_PACK = Path(__file__).parent / "data" / "pack-verdict-rules-1.pdf"
+RULES_2_PACK = Path(__file__).parent / "data" / "pack-verdict-rules-2.pdf"
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Result.tuples:DeprecationWarning")
 
@@ -93,7 +95,8 @@ def test_a_base_rebuilt_by_a_build_in_the_pack_is_a_note(
     assert "verified." in r.stderr and "with findings" not in r.stderr, r.stderr
 
     st = _statement(out)["predicate"]
-    assert st["verdictRules"] == 2
+    assert st["verdictRules"] == 3
+    assert st["supportingBuilds"] == []  # the bases' builds are in scope
     assert st["summary"]["overall"] == "Verified"
     assert st["summary"]["findings"] == 0
     text = pdftotext(out)
@@ -112,20 +115,56 @@ def test_a_base_rebuilt_by_a_build_in_the_pack_is_a_note(
     assert verdict["ok"] and "0 findings and 8 notes" in verdict["detail"], verdict
 
 
-def test_a_base_whose_build_is_not_in_the_pack_is_still_a_finding(
+def test_a_pack_of_the_app_alone_embeds_the_builds_of_its_bases(
     pack_ledger: PackLedger, cli: Any, tmp_path: Path
 ) -> None:
-    """Only a build the pack holds explains the change: a pack of the app alone cannot show
-    where its new base came from."""
-    apps = _phoenix_days(pack_ledger, 2)
+    """Rules 3: a pack of the app alone embeds, as supporting builds, the builds outside its
+    scope that made its base images (the base project's phoenix rebuilds), with their
+    inclusion proofs: the pack itself shows where its rebuilt base came from, a note."""
+    apps = _phoenix_days(pack_ledger, 3)
+    bases = [app - 1 for app in apps]
+    out = tmp_path / "app-only.pdf"
+    made = _pack(cli, out, "--project", "example")
+    assert made["entries"] == apps
+    st = _statement(out)["predicate"]
+    assert st["scope"]["entries"] == apps
+    assert st["supportingBuilds"] == bases
+    assert set(bases) <= set(st["evidence"])
+    assert st["summary"]["overall"] == "Verified"
+    assert st["summary"]["findings"] == 0
+    text = " ".join(pdftotext(out).split())
+    for day in (1, 2):
+        assert (
+            f"base image {BASE_REF} changed between entry {apps[day - 1]} and entry "
+            f"{apps[day]}, rebuilt by entry {bases[day]} (project example-base)"
+        ) in text
+    # each app build names the build of its base, and the supporting builds are listed
+    for base in bases:
+        assert f"built by entry {base} (example-base), a supporting build" in text
+    assert "Supporting builds" in text
+    v = cli(["pack", "verify", str(out), "--json"])
+    assert v.exit_code == 0, v.stderr
+    assert v.json()["verdict"]["findings"] == 0 and v.json()["verdict"]["rules"] == 3
+    statement = next(c for c in v.json()["checks"] if c["name"] == "pack statement")
+    assert statement["detail"].endswith("3 builds and 3 supporting builds"), statement
+
+
+def test_a_base_the_ledger_shows_no_build_of_is_still_a_finding(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """A base changed to an image no recorded build made: nothing shows where it came from."""
+    apps = _phoenix_days(pack_ledger, 1)
+    outside = pack_ledger.add_statement(manifest_variant(7, base_image_id=OTHER_BASE))
     out = tmp_path / "app-only.pdf"
     _pack(cli, out, "--project", "example")
     st = _statement(out)["predicate"]
+    assert st["supportingBuilds"] == [apps[0] - 1]  # the first day's base build only
     assert st["summary"]["overall"] == "Verified, with findings"
     assert st["summary"]["findings"] == 1
     text = " ".join(pdftotext(out).split())
-    assert f"base image {BASE_REF} changed between entry {apps[0]} and entry {apps[1]}" in text
-    assert "rebuilt by entry" not in text
+    finding = f"base image {BASE_REF} changed between entry {apps[0]} and entry {outside.index}"
+    assert finding in text
+    assert f"and entry {outside.index}, rebuilt by" not in text
     assert cli(["pack", "verify", str(out)]).exit_code == 0
 
 
@@ -199,27 +238,36 @@ def test_a_pack_made_before_the_rules_were_versioned_still_verifies() -> None:
     )
 
 
-def _collect(pack_ledger: PackLedger) -> Collected:
+def _collect(pack_ledger: PackLedger, *projects: str) -> Collected:
     from escrow.config import load_settings
 
     signer = ensure_pack_signer(load_settings())
     view = SignerView(signer.subject, signer.cert_sha256, "ECDSA P-256")
     when = datetime.now(UTC) + timedelta(minutes=1)
-    return collect(pack_ledger.ledger, PackRequest(generated_at=when), view)
+    return collect(pack_ledger.ledger, PackRequest(generated_at=when, projects=projects), view)
 
 
-def _forged(pack_ledger: PackLedger, tmp_path: Path, rules: Any) -> Path:
-    """An honest rules-2 pack, its statement's ``verdictRules`` changed to ``rules`` and
-    signed again with the operator's own pack key (as a dishonest operator can)."""
+def _forged(
+    pack_ledger: PackLedger,
+    tmp_path: Path,
+    rules: Any,
+    *projects: str,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """An honest pack (of ``projects``; all by default), its statement's ``verdictRules``
+    changed to ``rules`` (and ``edit`` applied to its predicate) and signed again with the
+    operator's own pack key (as a dishonest operator can)."""
     from escrow.config import load_settings
 
     signer = ensure_pack_signer(load_settings())
-    collected = _collect(pack_ledger)
+    collected = _collect(pack_ledger, *projects)
     files = []
     for f in attachments_for(collected):
         if f.name == PACK_STATEMENT:
             st = json.loads(f.data)
             st["predicate"]["verdictRules"] = rules
+            if edit is not None:
+                edit(st["predicate"])
             f = AttachmentFile(f.name, json.dumps(st).encode(), f.description)
         files.append(f)
     pdf = render_pdf(collected.view, files, datetime.now(UTC), strict=True).pdf
@@ -242,7 +290,7 @@ def test_a_pack_judged_by_rules_2_but_stating_rules_1_is_refused(
     ) in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("rules", [3, "2", None])
+@pytest.mark.parametrize("rules", [4, "3", None])
 def test_rules_this_escrow_does_not_know_are_one_sentence(
     pack_ledger: PackLedger, tmp_path: Path, rules: Any
 ) -> None:
@@ -272,7 +320,7 @@ def test_pack_verify_json_gives_the_verdict_it_recomputed(
         "findings": 1,  # the base from outside the pack
         "rebuilds_failed": 0,
         "notes": 6,  # the rebuilt base, and a secret build argument in each of five builds
-        "rules": 2,
+        "rules": 3,
     }
     old = run_cli(["pack", "verify", str(RULES_1_PACK), "--json"]).json()
     assert old["verdict"] == {
@@ -308,4 +356,78 @@ def test_each_builds_base_images_name_the_build_in_the_pack_that_made_them(
     for app in apps:
         assert f"built by entry {app - 1} (example-base), in this pack" in section(app)
     assert "built by entry" not in section(outside.index)
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
+
+
+def test_a_pack_judged_by_rules_2_still_verifies_as_made() -> None:
+    """``pack-verdict-rules-2.pdf`` was made by escrow at commit b71aa32 (verdict rules 2,
+    before supporting builds) from two phoenix days, of the app alone: its rebuilt base is
+    a finding, as rules 2 judged it, and it verifies as it was made."""
+    st = _statement(RULES_2_PACK)["predicate"]
+    assert st["verdictRules"] == 2 and "supportingBuilds" not in st
+    r = run_cli(["pack", "verify", str(RULES_2_PACK), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["verdict"] == {
+        "overall": "Verified, with findings",
+        "findings": 1,
+        "rebuilds_failed": 0,
+        "notes": 2,
+        "rules": 2,
+    }
+
+
+def test_a_pack_judged_by_rules_3_but_stating_rules_2_is_refused(
+    pack_ledger: PackLedger, tmp_path: Path
+) -> None:
+    """Rules 2 trace a base only to a build in scope: by them, the rebuilt base of a pack of
+    the app alone is a finding, which its pages count as a note."""
+    _phoenix_days(pack_ledger, 2)
+    r = run_cli(["pack", "verify", str(_forged(pack_ledger, tmp_path, 2, "example"))])
+    assert r.exit_code == 1
+    assert (
+        'verdict: the pack statement states the verdict "Verified", '
+        'but its evidence gives "Verified, with findings"'
+    ) in r.stderr, r.stderr
+
+
+def test_a_pack_whose_statement_hides_its_supporting_builds_is_refused(
+    pack_ledger: PackLedger, tmp_path: Path
+) -> None:
+    apps = _phoenix_days(pack_ledger, 2)
+
+    def hide(predicate: dict[str, Any]) -> None:
+        predicate["supportingBuilds"] = []
+
+    r = run_cli(["pack", "verify", str(_forged(pack_ledger, tmp_path, 3, "example", edit=hide))])
+    assert r.exit_code == 1
+    assert (
+        "pack statement: its supporting builds are not the build manifests embedded outside "
+        f"its scope ({apps[0] - 1}, {apps[1] - 1})"
+    ) in r.stderr, r.stderr
+
+
+def test_a_supporting_build_signed_by_a_key_revoked_since_is_not_counted(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """A revoked key's entries prove nothing: the base it built is shown, not taken as the
+    provenance of the rebuilt base, which stays a finding."""
+    from escrow.signing.dsse import sign_statement
+
+    day1 = _phoenix_days(pack_ledger, 1)[0]
+    rogue = SigningKey.generate()
+    pack_ledger.ledger.register_key(rogue.public, "rogue")
+    base = _base_build(2)
+    made, _ = pack_ledger.ledger.append(sign_statement(base, rogue))
+    app = pack_ledger.add_statement(manifest_variant(2, base_image_id=_image(base)))
+    pack_ledger.ledger.revoke_key(rogue.public.keyid, "the key leaked")
+    out = tmp_path / "app-only.pdf"
+    _pack(cli, out, "--project", "example")
+    st = _statement(out)["predicate"]
+    assert st["supportingBuilds"] == [day1 - 1, made.index]
+    assert (st["summary"]["overall"], st["summary"]["findings"]) == ("Verified, with findings", 1)
+    text = " ".join(pdftotext(out).split())
+    assert f"base image {BASE_REF} changed between entry {day1} and entry {app.index}" in text
+    assert f"and entry {app.index}, rebuilt by" not in text
+    flat = "".join(text.split())
+    assert f"notcounted:itissignedbykey{rogue.public.keyid[:16]}…,revokedsince" in flat
     assert cli(["pack", "verify", str(out)]).exit_code == 0
