@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,102 @@ import click
 from escrow.cli.app import App, json_option, pass_app
 
 
-def _render_verdict(statement: dict[str, Any]) -> str:
+def _items(images: Mapping[str, Any] | None) -> list[tuple[str, Mapping[str, Any]]]:
+    """The traced input images of a rebuild (``RebuildResult.images``), each with how the
+    text names it: ``base image`` or ``COPY --from image``."""
+    images = images or {}
+    return [("base image", x) for x in images.get("baseImages") or []] + [
+        ("COPY --from image", x) for x in images.get("copyFromImages") or []
+    ]
+
+
+def _diff_hint(item: Mapping[str, Any]) -> str:
+    """`` `escrow diff A B` shows what changed in it`` when recorded builds made both the
+    recorded image and the one its reference names now, as ``escrow diff`` says it."""
+    made = [
+        ((item.get(side) or {}).get("builtBy") or {}).get("index") for side in ("recorded", "now")
+    ]
+    if None in made or made[0] == made[1]:
+        return ""
+    return f"`escrow diff {made[0]} {made[1]}` shows what changed in it"
+
+
+def _moved_lines(images: Mapping[str, Any] | None) -> list[str]:
+    """A line for each recorded input image the engine holds whose reference names another
+    image now (the rebuild used the recorded one), naming the builds that made both."""
+    from escrow.rebuild.manifests import built_by_text, short_id
+
+    told: dict[tuple[Any, ...], list[str]] = {}
+    firsts: dict[tuple[Any, ...], tuple[str, Mapping[str, Any]]] = {}
+    for what, item in _items(images):
+        if "now" not in item or not item.get("inEngine"):
+            continue
+        key = (what, item["reference"], item["recorded"]["imageId"], item["now"]["imageId"])
+        where = f"line {item['line']}" if "line" in item else f"stage {item['stage']}"
+        told.setdefault(key, []).append(where)
+        firsts.setdefault(key, (what, item))
+    lines = []
+    for key, wheres in told.items():
+        what, item = firsts[key]
+        recorded, now = item["recorded"], item["now"]
+        named = (
+            f"the reference now names {short_id(now['imageId'])}{built_by_text(now)}"
+            if now.get("imageId")
+            else "the reference names no image now"
+        )
+        lines.append(
+            f"  {what} {item['reference']} ({', '.join(wheres)}): the recorded "
+            f"{short_id(recorded['imageId'])}{built_by_text(recorded)}; {named}"
+        )
+        hint = _diff_hint(item)
+        if hint:
+            lines.append(f"    {hint}")
+    return lines
+
+
+def _missing_lines(missing: Mapping[str, Any], images: Mapping[str, Any] | None) -> list[str]:
+    """What the ledger says of a base image the engine lacks: the build that made it
+    (which ``escrow rebuild`` can rebuild, though as another image), and the one behind
+    its reference now."""
+    from escrow.rebuild.manifests import built_by_text, short_id
+
+    item = next(
+        (
+            x
+            for _, x in _items(images)
+            if not x.get("inEngine")
+            and x["reference"] == missing.get("name")
+            and x["recorded"]["imageId"] == missing.get("digest")
+        ),
+        None,
+    )
+    if item is None:
+        return []
+    lines = []
+    maker = item["recorded"].get("builtBy")
+    if maker:
+        by = f"entry {maker['index']}" + (f" ({maker['project']})" if maker.get("project") else "")
+        lines.append(
+            f"    the recorded image was built by {by}: `escrow rebuild {maker['index']}` "
+            "rebuilds that image from its own inputs, but as a new one under another ID; "
+            f"this rebuild needs the recorded one, which a deposit of entry {maker['index']} "
+            "holds too"
+        )
+    now = item.get("now")
+    if now and now.get("imageId") and (maker or now.get("builtBy")):
+        hint = _diff_hint(item)
+        lines.append(
+            f"    {item['reference']} now names {short_id(now['imageId'])}{built_by_text(now)}"
+            + (f": {hint}" if hint else "")
+        )
+    return lines
+
+
+def _render_verdict(
+    statement: dict[str, Any], images: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> str:
+    """The verdict for people; ``images`` (``RebuildResult.images``) adds the builds of the
+    ledger that made the base images that moved or are missing."""
     from escrow.rebuild.manifests import render_layers
 
     pred = statement["predicate"]
@@ -23,10 +119,16 @@ def _render_verdict(statement: dict[str, Any]) -> str:
     ]
     if rebuild.get("pinning") == "rewritten-from":
         lines.append("  base images pinned by rewriting FROM to the recorded image IDs")
+    lines += _moved_lines(images)
     if verdict.get("normalisations"):
         lines.append(f"  normalised: {', '.join(verdict['normalisations'])}")
     missing = verdict.get("missing") or []
-    lines.extend(f"  missing {m['kind']} {m['name']}: {m.get('reason', '')}" for m in missing)
+    told = set()  # a base two stages share is missing twice, and traced once
+    for m in missing:
+        lines.append(f"  missing {m['kind']} {m['name']}: {m.get('reason', '')}")
+        if m.get("kind") == "base-image" and (m.get("name"), m.get("digest")) not in told:
+            told.add((m.get("name"), m.get("digest")))
+            lines += _missing_lines(m, images)
     if any(m.get("kind") == "base-image" for m in missing):
         lines.append(
             "  to rebuild it, put the recorded base image back into the engine under its image "
@@ -128,7 +230,9 @@ def rebuild(
     the deposit store (`escrow deposit`): the context is restored from it, base
     images the engine lacks are loaded from it, and the original layers are read
     from it. Base images must be in the engine (or the deposit) under their
-    recorded image IDs; the build is pinned to them. The verdict —
+    recorded image IDs; the build is pinned to them. A base whose tag has moved
+    since, or that the engine lacks, is named with the builds of the ledger that
+    made the recorded image and the one behind the tag now. The verdict —
     identical, equivalent, different, not-reproduced or unknown, per layer with
     the evidence — is signed and appended to the ledger.
 
@@ -172,12 +276,14 @@ def rebuild(
         "verdict": result.verdict.value,
         "entry": result.entry.to_dict() if result.entry is not None else None,
         "rebuiltImage": result.rebuilt_image,
+        "baseImages": result.images.get("baseImages", []),
+        "copyFromImages": result.images.get("copyFromImages", []),
         "statement": result.statement,
     }
     if as_json:
         app.emit_json(doc)
     else:
-        app.out(_render_verdict(result.statement))
+        app.out(_render_verdict(result.statement, result.images))
         if result.entry is not None:
             app.out(
                 f"Verdict recorded as entry {result.entry.index} "

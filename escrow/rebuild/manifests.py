@@ -329,7 +329,7 @@ def trace_images(
                     image["builtBy"] = dict(maker)
 
 
-def _built_by(image: Mapping[str, Any] | None) -> str:
+def built_by_text(image: Mapping[str, Any] | None) -> str:
     """`` (built by entry 4, example-base)`` for an image a recorded build made, else
     nothing."""
     maker = (image or {}).get("builtBy")
@@ -582,7 +582,7 @@ def image_document(c: ImageComparison, indexes: tuple[int, int] | None = None) -
 # human text
 
 
-def _short(image_id: Any) -> str:
+def short_id(image_id: Any) -> str:
     return str(image_id)[:19] if image_id else "(none)"
 
 
@@ -774,7 +774,7 @@ def render_diff(doc: Mapping[str, Any]) -> str:
         + ")"
     ]
     lines.extend(
-        f"  {s['index']}: {s['startedOn']}  {s['status']}  {_short(s['imageId'])}" for s in (a, b)
+        f"  {s['index']}: {s['startedOn']}  {s['status']}  {short_id(s['imageId'])}" for s in (a, b)
     )
 
     inputs = doc["inputs"]
@@ -832,8 +832,8 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 continue  # told with the first of its stages
             lines.append(
                 f"  base image {base['reference']} (stage{'s' if len(same) > 1 else ''} "
-                f"{', '.join(same)}): {_short(was['imageId'])}{_built_by(was)} -> "
-                f"{_short(now['imageId'])}{_built_by(now)} (same reference, another image)"
+                f"{', '.join(same)}): {short_id(was['imageId'])}{built_by_text(was)} -> "
+                f"{short_id(now['imageId'])}{built_by_text(now)} (same reference, another image)"
             )
             made = [(x.get("builtBy") or {}).get("index") for x in (was, now)]
             if None not in made and made[0] != made[1]:
@@ -857,8 +857,9 @@ def render_diff(doc: Mapping[str, Any]) -> str:
         if copy["change"] == "image":
             lines.append(
                 f"  COPY --from image {copy['reference']} (stage {copy['stage']}): "
-                f"{_short(was.get('imageId'))}{_built_by(was)} -> "
-                f"{_short(now.get('imageId'))}{_built_by(now)} (same reference, another image)"
+                f"{short_id(was.get('imageId'))}{built_by_text(was)} -> "
+                f"{short_id(now.get('imageId'))}{built_by_text(now)} "
+                "(same reference, another image)"
             )
         elif copy["change"] == "reference":
             lines.append(
@@ -922,7 +923,7 @@ def render_diff(doc: Mapping[str, Any]) -> str:
         )
     else:
         lines.append(
-            f"  {image['verdict']}: {_short(image['original'])} -> {_short(image['rebuilt'])}"
+            f"  {image['verdict']}: {short_id(image['original'])} -> {short_id(image['rebuilt'])}"
         )
         if image["verdict"] == "identical" and image["original"] != image["rebuilt"]:
             lines.append(

@@ -95,6 +95,9 @@ class RebuildResult:
     entry: Entry | None = None
     rebuilt_image: str | None = None
     pinned_from: str = "as-recorded"
+    #: the recorded input images and the builds of the ledger that made them
+    #: (:func:`trace_bases`): ``baseImages`` and ``copyFromImages``
+    images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +257,10 @@ class BasePlan:
     missing: list[dict[str, Any]]
     rewrite: bool
     pins: list[dict[str, Any]]
+    #: every recorded input image: ``stage``, ``reference``, ``imageId`` (the ``line`` of
+    #: a ``COPY --from``), whether the engine holds it (``inEngine``) and the image its
+    #: reference names now (``referenceNow``, ``None`` for none)
+    images: list[dict[str, Any]] = field(default_factory=list)
 
 
 def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
@@ -262,6 +269,7 @@ def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
     carries the ``line`` of its ``COPY``."""
     missing: list[dict[str, Any]] = []
     pins: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
     rewrite = False
     inputs = predicate["inputs"]
     for base in [*(inputs.get("baseImages") or []), *(inputs.get("copyFromImages") or [])]:
@@ -270,7 +278,14 @@ def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
             continue  # scratch or an earlier stage
         ref = str(base.get("reference"))
         copy = base.get("line") is not None
-        if engine.inspect_image(str(image_id)) is None:
+        present = engine.inspect_image(str(image_id)) is not None
+        current = engine.inspect_image(ref)
+        now = str(current["Id"]) if current else None
+        image = {"stage": base.get("stage"), "reference": ref, "imageId": str(image_id)}
+        if copy:
+            image["line"] = int(base["line"])
+        images.append({**image, "inEngine": present, "referenceNow": now})
+        if not present:
             where = f" (COPY --from on line {base['line']})" if copy else ""
             missing.append(
                 {
@@ -281,15 +296,56 @@ def check_bases(predicate: Mapping[str, Any], engine: DockerEngine) -> BasePlan:
                 }
             )
             continue
-        current = engine.inspect_image(ref)
-        now = str(current["Id"]) if current else None
         if now != image_id:
             rewrite = True
         pin = {"stage": base.get("stage"), "reference": ref, "imageId": image_id}
         if copy:
             pin["line"] = int(base["line"])
         pins.append({**pin, "referenceNow": now})
-    return BasePlan(missing, rewrite, pins)
+    return BasePlan(missing, rewrite, pins, images)
+
+
+def trace_bases(
+    ledger: Ledger | RemoteLedger | None, index: int, images: Sequence[Mapping[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """The recorded input images of entry ``index`` (:attr:`BasePlan.images`) as
+    ``--json`` gives them: ``baseImages`` and ``copyFromImages``, each with its ``stage``
+    (and the ``line`` of its ``COPY``), ``reference``, ``inEngine``, the ``recorded``
+    image and, when the reference names another image now (or none), the ``now`` one.
+    Each image a succeeded build of ``ledger`` made carries ``builtBy`` (``index``,
+    ``project``), as ``escrow diff`` names it (:func:`escrow.verification.built_by`): for
+    the recorded image the first such build before entry ``index`` (a phoenix build of
+    the base), for the one behind the reference now any build so far.  Without a ledger
+    (an imported entry, whose indexes are another ledger's) no maker is named."""
+    from escrow.verification import built_by
+
+    size = ledger.size() if ledger is not None else 0
+    makers: dict[tuple[str, int], dict[str, Any] | None] = {}
+
+    def side(image_id: str | None, before: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"imageId": image_id}
+        if ledger is not None and image_id:
+            if (image_id, before) not in makers:
+                makers[(image_id, before)] = built_by(ledger, image_id, before)
+            maker = makers[(image_id, before)]
+            if maker is not None:
+                out["builtBy"] = maker
+        return out
+
+    traced: dict[str, list[dict[str, Any]]] = {"baseImages": [], "copyFromImages": []}
+    for image in images:
+        item: dict[str, Any] = {"stage": image.get("stage")}
+        if "line" in image:
+            item["line"] = image["line"]
+        item.update(
+            reference=image["reference"],
+            inEngine=bool(image["inEngine"]),
+            recorded=side(str(image["imageId"]), index),
+        )
+        if image["referenceNow"] != image["imageId"]:
+            item["now"] = side(image["referenceNow"], size)
+        traced["copyFromImages" if "line" in image else "baseImages"].append(item)
+    return traced
 
 
 def check_build_args(
@@ -681,6 +737,7 @@ def rebuild_entry(
                 say(f"escrow: the base images could not be taken from the deposit store: {e}")
             if bases_from_deposit:
                 plan = check_bases(original, engine)
+        traced = trace_bases(None if options.imported else publisher.ledger, index, plan.images)
         missing = plan.missing + missing_args + missing_labels
 
         def finish(
@@ -711,6 +768,7 @@ def rebuild_entry(
                 entry=appended,
                 rebuilt_image=((rebuilt or {}).get("image") or {}).get("id"),
                 pinned_from=extra["pinning"],
+                images=traced,
             )
 
         if missing:
