@@ -899,11 +899,11 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     for entry in _base_makers(ledger, scoped, size):
         key = key_states.get(entry.signer)
         verified, _ = signature_status(entry.envelope, public_keys.get(entry.signer))
-        hashes = ledger.inclusion_proof(entry.index, size)
-        leaf = merkle.leaf_hash(entry.envelope)
-        if not verified or not merkle.verify_inclusion(leaf, entry.index, size, hashes, root):
+        if not verified:
             continue
-        prove(entry)
+        if not prove(entry)[1]:
+            del proofs[entry.index]
+            continue
         supporting_entries[entry.index] = entry
         supporting.append(
             BuildFacts(

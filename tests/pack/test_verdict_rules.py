@@ -431,3 +431,31 @@ def test_a_supporting_build_signed_by_a_key_revoked_since_is_not_counted(
     flat = "".join(text.split())
     assert f"notcounted:itissignedbykey{rogue.public.keyid[:16]}…,revokedsince" in flat
     assert cli(["pack", "verify", str(out)]).exit_code == 0
+
+
+def test_a_base_build_whose_signature_fails_is_no_supporting_build(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """A record that does not verify could never be evidence: it is left out of the pack,
+    and the base it would have traced stays a finding (the pack still verifies)."""
+    import sqlite3
+
+    apps = _phoenix_days(pack_ledger, 2)
+    tampered = apps[1] - 1  # the second day's base build
+    db = sqlite3.connect(pack_ledger.home / "ledger.db")
+    with db:
+        (data,) = db.execute(
+            "SELECT envelope FROM ledger_entry WHERE idx = ?", (tampered,)
+        ).fetchone()
+        data = bytes(data)
+        pos = data.index(b'"sig":"') + 12  # the signature changed, the statement intact
+        flipped = data[:pos] + (b"A" if data[pos : pos + 1] != b"A" else b"B") + data[pos + 1 :]
+        db.execute("UPDATE ledger_entry SET envelope = ? WHERE idx = ?", (flipped, tampered))
+    db.close()
+    out = tmp_path / "app-only.pdf"
+    _pack(cli, out, "--project", "example")
+    st = _statement(out)["predicate"]
+    assert st["supportingBuilds"] == [apps[0] - 1]
+    assert tampered not in st["evidence"]
+    assert (st["summary"]["overall"], st["summary"]["findings"]) == ("Verified, with findings", 1)
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
