@@ -12,7 +12,7 @@ Then each command runs as its own process, timed, with its peak memory (GNU ``ti
 ``gc --keep-last 30`` (dry run), and with ``--pack N`` an ``escrow pack`` of one
 project's first N days and its ``pack verify`` (the slow part: about 0.15-0.35 s and
 0.25 MB a page, two pages a build).  A year of all projects is asked for with
-``--max-builds 1000`` (the server's limit) and refused; the bench checks that it is, and
+``--max-builds 1000`` and refused; the bench checks that it is, and
 how fast.
 
     .venv/bin/python bench/year_bench.py [--projects 10] [--days 365] [--pack 90]

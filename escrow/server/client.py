@@ -68,6 +68,14 @@ if TYPE_CHECKING:
 MAX_PAGE = 1000
 
 
+#: How long ``escrow pack`` through a server waits for its job: a pack of the most builds a
+#: job holds (5,000) renders in most of an hour; a job whose server died fails within
+#: minutes (``escrow.server.packs.STALE_AFTER_S``), so the wait is a guard, not the limit
+PACK_WAIT_S = 3 * 3600.0
+#: the longest pause between two questions about a pack job
+PACK_POLL_MAX_S = 10.0
+
+
 class ServerUnavailable(EnvironmentProblem):
     """The escrow server cannot be reached or failed (exit 3)."""
 
@@ -883,9 +891,12 @@ class RemoteLedger:
         path = "/" + target.path[len(base.path) :]
         return path if path.startswith("/v1/") else None
 
-    def wait_pack(self, job_id: str, *, timeout: float = 600.0, poll: float = 1.0) -> bytes:
+    def wait_pack(self, job_id: str, *, timeout: float = PACK_WAIT_S, poll: float = 1.0) -> bytes:
         """Wait for a pack job and return the signed PDF; when it failed, the error
-        :func:`_job_failure` makes of it."""
+        :func:`_job_failure` makes of it.  The server fails a job whose renderer died
+        within minutes (its heartbeat), so the client waits as long as the job lives, up
+        to ``timeout``; it asks every ``poll`` seconds, then less often (up to every
+        :data:`PACK_POLL_MAX_S`) as the job goes on."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.pack_job(job_id)
@@ -901,6 +912,7 @@ class RemoteLedger:
                     hint=f"Fetch it later from {self.url}/v1/packs/{job_id}.",
                 )
             time.sleep(poll)
+            poll = min(poll * 1.25, PACK_POLL_MAX_S)
 
 
 #: The error ``escrow pack`` raises for a failed pack job of each ``error_kind``: the class
@@ -919,9 +931,15 @@ _EXIT_ERRORS: dict[int, type[EscrowError]] = {1: CheckFailed, 2: InputError, 3: 
 def _job_failure(job: dict[str, Any]) -> EscrowError:
     """The error of a failed pack job, saying what the server said.  A server older than
     ``error_kind`` (or a kind and exit code this client does not know) is :class:`InputError`,
-    exit 2, as before."""
+    exit 2, as before.  A job that gives no ``error`` (none, or an empty one) is named, so
+    that its server's log can be searched for it."""
     kind, code = job.get("error_kind"), job.get("error_exit_code")
     cls = _JOB_ERRORS.get(kind) if isinstance(kind, str) else None
     if cls is None and isinstance(code, int) and not isinstance(code, bool):
         cls = _EXIT_ERRORS.get(code)
-    return (cls or InputError)(f"The server could not make the pack: {job.get('error')}")
+    error = job.get("error")
+    if not isinstance(error, str) or not error.strip():
+        job_id = job.get("id")
+        named = f"pack job {job_id}; " if isinstance(job_id, str) and job_id.strip() else ""
+        error = f"the server gave no reason ({named}see the server's log)."
+    return (cls or InputError)(f"The server could not make the pack: {error.strip()}")

@@ -17,6 +17,17 @@ that has such a record is finished from it, never rendered again — its envelop
 is found in the log by its leaf hash, or appended then (appends are idempotent),
 and the job serves those very PDF bytes, the ones the entry names.  The record
 goes when the job row is finished, in the same transaction.
+
+While its renderer runs, the runner that claimed a job sets the row's
+``heartbeat_at`` every :data:`HEARTBEAT_S` (a thread of its own, so a slow or
+briefly unavailable database holds neither the renderer nor the runner).  A job
+still "running" whose last heartbeat (or, before the first, its ``started_at``)
+is older than :data:`STALE_AFTER_S` belongs to a server that died: the next
+claim by any server queues it again when it kept a signed pack, else fails it.
+A job renders as long as it needs (a pack of 5,000 builds, most of an hour),
+and the job of a dead server is found within minutes.  Each claim has its own
+token (``attempt``), and a heartbeat touches its job only while the job is
+running under that claim: never a job finished, queued again or claimed since.
 """
 
 from __future__ import annotations
@@ -47,14 +58,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("escrow.server")
 
-#: A job still "running" after this long is taken to belong to a dead runner and is failed.
-STALE_AFTER_S = 1800
-
-#: The most builds a pack job renders (a local ``escrow pack`` takes up to
-#: :data:`escrow.pack.collect.MAX_BUILDS`): 1,000 builds render in some 5.5 minutes on a
-#: 2-core machine (bench/pack_memory.py), well within :data:`STALE_AFTER_S`, after which
-#: a job still running is taken for a dead one; the 5,000 a local pack may hold would not be.
-SERVER_MAX_BUILDS = 1000
+#: How often the runner rendering a job sets its ``heartbeat_at``, in seconds.
+HEARTBEAT_S = 60.0
+#: A job still "running" whose last heartbeat (or ``started_at``, before the first) is older
+#: than this belongs to a dead server: it is queued again (it kept a signed pack) or failed.
+#: Five heartbeats: a beat late by a busy database, or a few lost to a short outage, are
+#: not a dead server.
+STALE_AFTER_S = 300
 
 #: What made a failed job fail (``error_kind`` of the job document), and the exit code
 #: ``escrow pack`` has for it, through a server as on a local ledger: ``check`` (a check
@@ -97,6 +107,10 @@ class PackJob(SQLModel, table=True):
     #: added after the table's first release: :func:`escrow.ledger.store.create_missing_tables`
     #: adds it to a table made before
     error_kind: str | None = Field(default=None, max_length=16)
+    #: added after the table's first release, as ``error_kind``: the token of the claim now
+    #: rendering the job (a new one at each claim), and that claim's last heartbeat
+    attempt: str | None = Field(default=None, max_length=32)
+    heartbeat_at: datetime | None = None
     pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     pdf_sha256: str | None = Field(default=None, max_length=64)
     pdf_size: int | None = None
@@ -113,6 +127,18 @@ class PackRecord(SQLModel, table=True):
     envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     leaf_hash: str = Field(max_length=64)
     kept_at: datetime
+
+
+class ClaimedJob(str):
+    """The ID of a job :meth:`PackJobs.claim` marked running, carrying the token of that
+    claim (``attempt``), which its heartbeat names (:meth:`PackJobs.beat`)."""
+
+    attempt: str
+
+    def __new__(cls, job_id: str, attempt: str) -> ClaimedJob:
+        claimed = super().__new__(cls, job_id)
+        claimed.attempt = attempt
+        return claimed
 
 
 @dataclass(frozen=True)
@@ -253,8 +279,9 @@ class PackJobs:
         except SQLAlchemyError as e:
             raise DatabaseUnavailable(f"Cannot read the pack: {db_reason(e)}.") from e
 
-    def claim(self) -> str | None:
-        """Mark the oldest queued job as running and return its ID; ``None`` when none waits."""
+    def claim(self) -> ClaimedJob | None:
+        """Mark the oldest queued job as running and return its ID, with the token of this
+        claim; ``None`` when none waits."""
         from sqlalchemy import update
         from sqlmodel import select
 
@@ -274,38 +301,47 @@ class PackJobs:
                 .limit(5)
             ).all()
             for job_id in candidates:
+                attempt = uuid.uuid4().hex
                 res = s.execute(
                     update(tbl)
                     .where(tbl.c.id == job_id, tbl.c.status == "queued")
-                    .values(status="running", started_at=datetime.now(UTC))
+                    .values(
+                        status="running",
+                        started_at=datetime.now(UTC),
+                        attempt=attempt,
+                        heartbeat_at=None,
+                    )
                 )
                 s.commit()
                 if res.rowcount == 1:
-                    return str(job_id)
+                    return ClaimedJob(str(job_id), attempt)
         return None
 
     def _fail_stale(self, s: Any) -> None:
+        """Queue again, or fail, the running jobs whose last heartbeat (or start, before the
+        first) is older than :data:`STALE_AFTER_S`: their server died."""
         from datetime import timedelta
 
-        from sqlalchemy import select, update
+        from sqlalchemy import func, select, update
 
         tbl = PackJob.__table__  # type: ignore[attr-defined]
         kept = PackRecord.__table__  # type: ignore[attr-defined]
         cutoff = datetime.now(UTC) - timedelta(seconds=STALE_AFTER_S)
+        last_sign_of_life = func.coalesce(tbl.c.heartbeat_at, tbl.c.started_at)
         # A stale job that kept its signed pack died in the record step, perhaps after the
         # append: queue it again, to be finished from that pack (not rendered again).
         s.execute(
             update(tbl)
             .where(
                 tbl.c.status == "running",
-                tbl.c.started_at < cutoff,
+                last_sign_of_life < cutoff,
                 tbl.c.id.in_(select(kept.c.job_id)),
             )
-            .values(status="queued", started_at=None)
+            .values(status="queued", started_at=None, attempt=None, heartbeat_at=None)
         )
         s.execute(
             update(tbl)
-            .where(tbl.c.status == "running", tbl.c.started_at < cutoff)
+            .where(tbl.c.status == "running", last_sign_of_life < cutoff)
             .values(
                 status="failed",
                 finished_at=datetime.now(UTC),
@@ -315,16 +351,35 @@ class PackJobs:
         )
         s.commit()
 
-    def requeue(self, job_id: str) -> bool:
-        """Put a running job back in the queue (its renderer was stopped); whether it was."""
+    def requeue(self, job_id: str, attempt: str | None = None) -> bool:
+        """Put a running job back in the queue (its renderer was stopped); whether it was.
+        With ``attempt``, only while it runs under that claim."""
+        from sqlalchemy import update
+
+        tbl = PackJob.__table__  # type: ignore[attr-defined]
+        mine = [tbl.c.id == job_id, tbl.c.status == "running"]
+        if attempt is not None:
+            mine.append(tbl.c.attempt == attempt)
+        with self._session(write=True) as s:
+            res = s.execute(
+                update(tbl)
+                .where(*mine)
+                .values(status="queued", started_at=None, attempt=None, heartbeat_at=None)
+            )
+            s.commit()
+            return bool(res.rowcount == 1)
+
+    def beat(self, job_id: str, attempt: str) -> bool:
+        """Set the job's ``heartbeat_at`` to now, if it is still running under the claim
+        ``attempt``; whether it was (``False``: the job is no longer this claim's)."""
         from sqlalchemy import update
 
         tbl = PackJob.__table__  # type: ignore[attr-defined]
         with self._session(write=True) as s:
             res = s.execute(
                 update(tbl)
-                .where(tbl.c.id == job_id, tbl.c.status == "running")
-                .values(status="queued", started_at=None)
+                .where(tbl.c.id == job_id, tbl.c.status == "running", tbl.c.attempt == attempt)
+                .values(heartbeat_at=datetime.now(UTC))
             )
             s.commit()
             return bool(res.rowcount == 1)
@@ -418,8 +473,62 @@ class PackJobs:
             s.commit()
 
 
+class Heartbeat:
+    """A thread that sets a claimed job's ``heartbeat_at`` every ``every`` seconds while
+    its renderer runs (``with Heartbeat(...):``), and stops when the block ends, however
+    it ends.  A database error does not stop it (one log line while beats fail, one when
+    they succeed again), nor reaches the job; it stops by itself once the job is no
+    longer running under its claim."""
+
+    def __init__(self, jobs: PackJobs, job_id: str, attempt: str, every: float) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.attempt = attempt
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"escrow-pack-heartbeat-{job_id}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        # a beat waiting on the database is not waited for: it names this claim, which the
+        # job's outcome ends, so it can no longer touch the row
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        failing = False
+        while not self._stop.wait(self.every):
+            try:
+                mine = self.jobs.beat(self.job_id, self.attempt)
+            except (SQLAlchemyError, EscrowError) as e:  # the database: retry at the next beat
+                if not failing:
+                    log.error(
+                        "pack job %s: cannot record its heartbeat (retrying): %s",
+                        self.job_id,
+                        db_reason(e),
+                    )
+                failing = True
+                continue
+            except Exception:  # noqa: BLE001 - a bug: its traceback; the job goes on
+                log.exception("pack job %s: cannot record its heartbeat", self.job_id)
+                continue
+            if failing:
+                log.info("pack job %s: its heartbeat is recorded again", self.job_id)
+            failing = False
+            if not mine:  # finished, queued again or claimed since: nothing left to keep alive
+                return
+
+
 class PackRunner:
-    """A thread that renders queued jobs one at a time, each in a child process."""
+    """A thread that renders queued jobs one at a time, each in a child process, keeping
+    each job alive with a :class:`Heartbeat` while its child runs."""
 
     def __init__(self, jobs: PackJobs, settings: Settings, poll_s: float = 2.0) -> None:
         self.jobs = jobs
@@ -477,22 +586,30 @@ class PackRunner:
                 log.exception("pack job %s: the runner failed", job_id)
 
     def _render(self, job_id: str) -> None:
+        from contextlib import AbstractContextManager, nullcontext
+
+        attempt = job_id.attempt if isinstance(job_id, ClaimedJob) else None
+        job_id = str(job_id)
+        alive: AbstractContextManager[object] = (
+            Heartbeat(self.jobs, job_id, attempt, HEARTBEAT_S) if attempt else nullcontext()
+        )
         env = dict(os.environ)
         env["ESCROW_HOME"] = str(self.settings.home)
         env["ESCROW_DB_URL"] = self.settings.db_url
         log.info("pack job %s: rendering", job_id)
         try:
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "escrow.server.packs", job_id],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                # not in the server's process group: a Ctrl-C meant for the server must not
-                # kill the renderer before stop() can queue its job again
-                start_new_session=True,
-            )
-            _, err = self._child.communicate()
-            code = self._child.returncode
+            with alive:  # until the child has exited, however
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", "escrow.server.packs", job_id],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    # not in the server's process group: a Ctrl-C meant for the server must
+                    # not kill the renderer before stop() can queue its job again
+                    start_new_session=True,
+                )
+                _, err = self._child.communicate()
+                code = self._child.returncode
         except OSError as e:  # the machine's: no process to be had
             why = f"The pack renderer could not be started: {e}."
             code, err = -1, f"{KIND_LINE}unavailable\n{why}".encode()
@@ -501,7 +618,7 @@ class PackRunner:
         if code != 0 and self._stop.is_set():
             # stopped with the server (a restart, a deploy): queue it again for the next
             # server to render, rather than fail the auditor's request
-            if self.jobs.requeue(job_id):
+            if self.jobs.requeue(job_id, attempt):
                 log.info("pack job %s: queued again (the server is stopping)", job_id)
             return
         if code != 0:
@@ -595,10 +712,30 @@ def _render_job(ledger: Any, jobs: PackJobs, settings: Settings, job_id: str) ->
         except EscrowError:
             done = None
         if done is None:
-            jobs.finish(job_id, error=e.diagnostics(), error_kind=error_kind(e))
+            jobs.finish(job_id, error=_job_error(e), error_kind=error_kind(e))
             return
     pdf, entry_index = done
     jobs.finish(job_id, pdf=pdf, entry_index=entry_index)
+
+
+#: What to check when the server's Time-Stamping Authority gives no timestamp: the hint a
+#: local `escrow pack` gives names its own ``--tsa`` and ESCROW_TSA_URL, which through a
+#: server are the server's (`escrow pack --tsa` is refused through a server).
+SERVER_TSA_HINT = (
+    "The server's operator should check the Time-Stamping Authority it is set to use "
+    "(ESCROW_TSA_URL where `escrow serve` runs) and its network; nothing was written or "
+    "recorded."
+)
+
+
+def _job_error(e: EscrowError) -> str:
+    """The failed job's ``error``: what `escrow pack` would say on the server's own ledger,
+    with the hint of a Time-Stamping Authority failure about the server's setting."""
+    from escrow.pack.sign import TimestampUnavailable
+
+    if isinstance(e, TimestampUnavailable):
+        return TimestampUnavailable(e.message, hint=SERVER_TSA_HINT).diagnostics()
+    return e.diagnostics()
 
 
 def _from_kept(
@@ -651,7 +788,7 @@ def _issue_pack(
     import tempfile
     from pathlib import Path
 
-    from escrow.pack.collect import PackRequest
+    from escrow.pack.collect import MAX_BUILDS, PackRequest
     from escrow.pack.render import render_pack
 
     scope = job.scope
@@ -671,7 +808,7 @@ def _issue_pack(
         requester=job.requested_by,
         since_checkpoint=scope.get("since_checkpoint"),
         tree_size=int(scope["tree_size"]) if scope.get("tree_size") else None,
-        max_builds=SERVER_MAX_BUILDS,
+        max_builds=MAX_BUILDS,  # as a local pack: the heartbeat keeps a long job alive
     )
     signed: list[bytes] = []
 
@@ -698,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
         render_job(load_settings(), args[0])
     except EscrowError as e:
         print(f"{KIND_LINE}{error_kind(e)}", file=sys.stderr)
-        print(f"escrow: error: {e.diagnostics()}", file=sys.stderr)
+        print(f"escrow: error: {_job_error(e)}", file=sys.stderr)
         return 1
     return 0
 

@@ -2,10 +2,10 @@
 
 A pack job that fails on the server records what kind of failure it was (`error_kind` and
 `error_exit_code` in the job document), and `escrow pack` with ESCROW_SERVER exits with the
-code a local `escrow pack` has for it, saying what the local run says: 3 when the server's
-Time-Stamping Authority cannot be reached or the server's renderer process is killed, 2 for
-bad input (it used to be 2 whatever the failure).  On SQLite and on PostgreSQL, with a real
-`escrow serve`.
+code a local `escrow pack` has for it, saying what the local run says (what to check about
+a Time-Stamping Authority is the server's setting): 3 when the server's Time-Stamping
+Authority cannot be reached or the server's renderer process is killed, 2 for bad input (it
+used to be 2 whatever the failure).  On SQLite and on PostgreSQL, with a real `escrow serve`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import httpx
 import pytest
 from server_helpers import ROOT, free_port, make_tokens, one_build_ledger, start_serve, stop
 from tsakit import closed_port_url
+
+from escrow.server.packs import SERVER_TSA_HINT
 
 pytestmark = [
     pytest.mark.slow,
@@ -127,16 +129,20 @@ def test_a_tsa_that_is_down_fails_a_pack_through_the_server_with_exit_3(
         assert local.exit_code == 3, local.stderr
         local_error = said(local.stderr)
         assert f"The Time-Stamping Authority {tsa} cannot be reached" in local_error
+        # the same failure; what to check is the server's TSA setting, not `--tsa`
+        local_hint = "Check the --tsa URL (or ESCROW_TSA_URL) and the network; nothing was "
+        assert local_error.endswith(local_hint + "written or recorded.")
+        server_error = local_error.split(local_hint)[0] + SERVER_TSA_HINT
 
         as_auditor(monkeypatch, served, tmp_path)
         remote = cli(["pack", "--project", PROJECT, "-o", str(tmp_path / "remote.pdf")])
         assert remote.exit_code == 3, remote.stderr
-        assert said(remote.stderr) == f"The server could not make the pack: {local_error}"
+        assert said(remote.stderr) == f"The server could not make the pack: {server_error}"
         assert not (tmp_path / "remote.pdf").exists()
         job = job_of(served, remote.stderr)
     assert job["status"] == "failed"
     assert (job["error_kind"], job["error_exit_code"]) == ("unavailable", 3)
-    assert job["error"] == local_error
+    assert job["error"] == server_error
 
 
 def test_a_pack_job_failing_on_bad_input_fails_the_pack_with_exit_2(
