@@ -459,3 +459,27 @@ def test_a_base_build_whose_signature_fails_is_no_supporting_build(
     assert tampered not in st["evidence"]
     assert (st["summary"]["overall"], st["summary"]["findings"]) == ("Verified, with findings", 1)
     assert cli(["pack", "verify", str(out)]).exit_code == 0
+
+
+def test_a_pack_with_supporting_builds_renders_again_byte_for_byte(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """The supporting builds are those the ledger held at the pack's checkpoint: days
+    appended since change nothing in a pack rendered again at that size."""
+    _phoenix_days(pack_ledger, 2)
+    size = pack_ledger.ledger.size()
+    args = ["pack", "--project", "example", "--generated-at", "2026-12-04T16:00:00Z"]
+    then = tmp_path / "then.pdf"
+    assert cli([*args, "--render-only", "-o", str(then)]).exit_code == 0
+    for day in (3, 4):  # two more days, the app built on each day's base
+        base = _base_build(day)
+        pack_ledger.add_statement(base)
+        pack_ledger.add_statement(manifest_variant(day, base_image_id=_image(base)))
+    assert pack_ledger.ledger.size() == size + 4
+    now = tmp_path / "now.pdf"
+    assert cli([*args, "--render-only", "-o", str(now)]).exit_code == 0
+    assert len(_statement(now)["predicate"]["supportingBuilds"]) == 4
+    again = tmp_path / "again.pdf"
+    r = cli([*args, "--tree-size", str(size), "--render-only", "-o", str(again)])
+    assert r.exit_code == 0, r.stderr
+    assert again.read_bytes() == then.read_bytes()
