@@ -180,7 +180,8 @@ def openssl_reply(files: TsaFiles, query: bytes, clock: str | None = None) -> by
 @contextmanager
 def openssl_tsa(files: TsaFiles, mode: str = "ok") -> Iterator[Tsa]:
     """Serve a TSA on a loopback port. ``mode``: ``ok`` (OpenSSL's replies), ``error``
-    (HTTP 500), ``garbage`` (a 200 timestamp-reply whose body is no TimeStampResp)."""
+    (HTTP 500), ``garbage`` (a 200 timestamp-reply whose body is no TimeStampResp),
+    ``once`` (OpenSSL's reply to the first request, HTTP 500 after it)."""
     lock = threading.Lock()
     tsa = Tsa("", files, mode)
 
@@ -189,6 +190,8 @@ def openssl_tsa(files: TsaFiles, mode: str = "ok") -> Iterator[Tsa]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             tsa.authorizations.append(self.headers.get("Authorization"))
             mode = tsa.mode
+            if mode == "once":
+                mode = "ok" if len(tsa.authorizations) == 1 else "error"
             if mode == "error":
                 self._answer(500, "text/plain", b"the TSA is down\n")
                 return

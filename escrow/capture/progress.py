@@ -120,7 +120,8 @@ class PlainProgress:
         self._write(f"step {index} {status} in {duration_ms / 1000:.2f}s")
 
     def finish(self, message: str) -> None:
-        self._write(message)
+        if message:  # none: the command's own error or result says how it ended
+            self._write(message)
 
 
 #: output lines of a failed step shown under it on a terminal (its whole log: `escrow logs`)
@@ -249,7 +250,8 @@ class LiveProgress:
             self._current = None
             self._live.stop()
             self._live = None
-        self._print(message)
+        if message:  # none: the command's own error or result says how it ended
+            self._print(message)
 
 
 def make_progress(stream: TextIO | None = None, *, quiet: bool = False) -> Progress:

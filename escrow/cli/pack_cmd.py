@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +14,16 @@ from escrow.cli.app import App, file_in_the_way, json_option, pass_app
 from escrow.errors import UsageError
 from escrow.text import count
 from escrow.times import parse_time, to_the_second
+
+if TYPE_CHECKING:
+    from escrow.capture.progress import Progress
+    from escrow.pack.collect import PackRequest
+    from escrow.pack.render import Stage
+
+#: in plain lines (stderr not a terminal), a part of builds laid out is said at most this
+#: often: its first part always, then the one begun this many seconds or more after the
+#: last line; at 0.16 s a page, every 6th part or so: some 55 lines for 5,000 builds
+PLAIN_EVERY_S = 30.0
 
 
 def _read_checkpoint(path: Path) -> str:
@@ -75,6 +87,9 @@ def _read_checkpoint(path: Path) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The PDF to write (also with --render-only and through a server).  [required]",
 )
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress on stderr (the result and errors still)."
+)
 @json_option
 @click.pass_context
 def pack(
@@ -91,6 +106,7 @@ def pack(
     render_only: bool,
     tsa: str | None,
     output: Path | None,
+    quiet: bool,
     as_json: bool,
 ) -> None:
     """Render a signed PDF audit pack of recorded builds.
@@ -105,6 +121,9 @@ def pack(
     (PAdES, ECDSA P-256) and its statement is appended to the ledger. Exit 1
     when the pack's own checks fail (its cover says "Verification failed"): it
     is written and recorded all the same.
+
+    Progress goes to stderr as it renders (not with -q): a live line on a
+    terminal, plain lines otherwise.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -167,7 +186,14 @@ def pack(
             )
         _pack_through_server(app, request, output, as_json)
         return
+    from escrow.capture.progress import make_progress
+
     ledger = app.local_ledger()
+    shown = _PackProgress(
+        make_progress(sys.stderr, quiet=quiet),
+        f"escrow: audit pack of {_scope_words(request)} to {output}",
+        steps=3 if render_only else 4,
+    )
     try:
         result = render_pack(
             app.settings,
@@ -177,7 +203,13 @@ def pack(
             sign=not render_only,
             record=not render_only,
             tsa=tsa,
+            progress=shown,
         )
+    except BaseException:
+        shown.close(ok=False)
+        raise
+    else:
+        shown.close(ok=True)
     finally:
         ledger.close()
     for w in result.warnings:
@@ -199,6 +231,87 @@ def pack(
         app.say(f"SHA-256 {result.sha256}")
         app.out(str(result.path))
     _fail_if_unverified(result.overall, result.path, result.index)
+
+
+def _scope_words(request: PackRequest) -> str:
+    """The scope asked for, for the progress title: "project app", "entries 3,5"."""
+    words = []
+    if request.projects:
+        words.append(f"{'project' if len(request.projects) == 1 else 'projects'} ")
+        words[-1] += ", ".join(request.projects)
+    if request.entries_text:
+        words.append(f"entries {request.entries_text}")
+    return ", ".join(words) or "every project"
+
+
+class _PackProgress:
+    """The making of a local pack on stderr, as `escrow build` shows its steps
+    (:mod:`escrow.capture.progress`): a step for each phase of :func:`render_pack` —
+    collecting the builds, rendering them, signing (and timestamping), recording (with
+    ``--render-only``: writing) — its time when it ends, and under "rendering" the part
+    being laid out ("laying out builds 17–32 of 364 (39 pages so far)").
+
+    On a terminal the live line shows each part as it begins, under the step and its
+    running time. In plain lines (a pipe, a log, ``TERM=dumb``) every other part is said
+    as it begins, but a part of builds only when it is the first, or begins
+    :data:`PLAIN_EVERY_S` seconds or more after the last line: a line a part would be
+    some 300 lines for 5,000 builds, and the live line needs no such limit.
+
+    Called with each :class:`~escrow.pack.render.Stage`; :meth:`close` at the end marks
+    the last step done, or failed (the error follows)."""
+
+    _STEPS = {"collect": 1, "render": 2, "sign": 3, "record": 4, "write": 3}
+
+    def __init__(self, progress: Progress, title: str, steps: int) -> None:
+        from escrow.capture.progress import LiveProgress
+
+        self.progress = progress
+        self.title = title
+        self.steps = steps
+        self.every = 0.0 if isinstance(progress, LiveProgress) else PLAIN_EVERY_S
+        self._started: float | None = None
+        self._step: tuple[int, float] | None = None  # the current step and when it began
+        self._said = 0.0  # when the last line of a part was said
+        self._parts_of_builds = 0
+
+    def __call__(self, stage: Stage) -> None:
+        now = time.monotonic()
+        index = self._STEPS[stage.phase]
+        if self._step is None or self._step[0] != index:
+            if self._started is None:
+                self._started = now
+                self.progress.start(self.title)
+            self._end_step(0)
+            text = stage.text
+            if stage.phase == "render":
+                text = f"rendering {count(stage.builds, 'build')}"
+            self.progress.step(index, self.steps, text)
+            self._step = (index, now)
+        if stage.phase != "render":
+            return
+        if stage.part == "builds":
+            self._parts_of_builds += 1
+            if self._parts_of_builds > 1 and now - self._said < self.every:
+                return
+        self.progress.output(stage.text + "\n")
+        self._said = now
+
+    def _end_step(self, exit_code: int | None) -> None:
+        if self._step is not None:
+            index, began = self._step
+            self.progress.step_done(index, round((time.monotonic() - began) * 1000), exit_code)
+            self._step = None
+
+    def close(self, *, ok: bool) -> None:
+        """The last step done (``ok``) or failed; the display ended, saying how long the
+        pack took (nothing when it failed: its error says why)."""
+        if self._started is None:  # stopped before the first step: nothing was shown
+            return
+        self._end_step(0 if ok else None)
+        took = round((time.monotonic() - self._started) * 1000)
+        from escrow.pack.render import human_ms
+
+        self.progress.finish(f"escrow: the pack took {human_ms(took)}." if ok else "")
 
 
 def _probe_writable(folder: Path) -> None:

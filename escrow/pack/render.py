@@ -17,6 +17,10 @@ are written as one document by WeasyPrint, which resolves the links between part
 makes the bookmarks, and adds the attachments, the metadata and PDF/A-3b.  The page
 furniture that depends on the whole pack (the header and "Page X of N") is drawn over
 each page from a document of empty pages laid out last (``.furniture`` in pack.css).
+
+A progress display can follow it all: :func:`render_pack` (and :func:`render_pdf`,
+:func:`render_parts`) call ``progress`` with a :class:`Stage` as each phase and part
+begins; it is only told, so the bytes are the same with or without it.
 """
 
 from __future__ import annotations
@@ -330,6 +334,51 @@ def _source_date_epoch(when: datetime) -> Iterator[None]:
 
 #: builds laid out at a time: about two pages each, some 2.5 MB a page while laid out
 CHUNK = 16
+#: the phases of making a pack, in order, as :class:`Stage` names them: "sign" when it is
+#: signed, then "record" when its statement is appended, else "write" (``--render-only``)
+PHASES = ("collect", "render", "sign", "record", "write")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What the making of a pack has come to, for a progress display: its ``phase`` (one of
+    :data:`PHASES`) and what is being done, in words (``text``).  In the phase "render",
+    the ``part`` begun (front, builds, back, cover, furniture, pdf), with the ``pages``
+    laid out before it (the cover comes last: not counted) and the pack's number of
+    ``builds``; for a part of builds, its ``first`` and ``last`` build, from 1."""
+
+    phase: str
+    text: str
+    part: str = ""
+    builds: int = 0
+    pages: int = 0
+    first: int = 0
+    last: int = 0
+
+
+#: what is told of the making of a pack (:class:`Stage`); its return is not used
+OnStage = Callable[[Stage], object]
+
+
+def _part(part: str, view: PackView, pages: int, first: int = 0, last: int = 0) -> Stage:
+    n = len(view.builds)
+    if part == "builds":
+        which = (
+            f"builds {first:,}–{last:,}" if last > first else f"build {first:,}" if first else ""
+        )
+        so_far = f" ({pages:,} {'page' if pages == 1 else 'pages'} so far)"
+        text = f"laying out {which} of {n:,}{so_far}" if which else "laying out the builds"
+    else:
+        text = {
+            "front": "laying out the front matter",
+            "back": "laying out the back matter",
+            "cover": "drawing the cover",
+            "furniture": f"drawing the headers and page numbers of {pages:,} pages",
+            "pdf": f"assembling the PDF of {pages:,} pages",
+        }[part]
+    return Stage("render", text, part, n, pages, first, last)
+
+
 #: the sections the cover's contents list, by anchor
 SECTIONS = ("summary", "controls", "index", "builds", "keys", "ledger", "how")
 _SCALE = 0.75  # PDF points per CSS pixel: what WeasyPrint draws with at zoom 1
@@ -412,24 +461,39 @@ def furniture_html(view: PackView, pages: int, cover_pages: int) -> str:
     )
 
 
-def render_parts(view: PackView, tsa: str | None, load: Callable[[str], Any]) -> Any:
+def render_parts(
+    view: PackView,
+    tsa: str | None,
+    load: Callable[[str], Any],
+    progress: OnStage | None = None,
+) -> Any:
     """The pack laid out part by part (module docstring): a WeasyPrint document of drawn
-    pages, ready for ``write_pdf``. ``load(html)``: a WeasyPrint HTML object."""
+    pages, ready for ``write_pdf``. ``load(html)``: a WeasyPrint HTML object.
+
+    ``progress``: told as each part begins (:class:`Stage`, phase "render"): the front
+    matter, each part of :data:`CHUNK` builds, the back matter, the cover, then the
+    furniture of every page."""
     from weasyprint.text.fonts import FontConfiguration
 
     font_config = FontConfiguration()  # one for every part: the same fonts, once in the PDF
     drawing = _Drawing()
+    tell: OnStage = progress or (lambda _stage: None)
 
     def lay_out(html: str) -> Any:
         return load(html).render(font_config=font_config)
 
     pages: list[_DrawnPage] = []
+    tell(_part("front", view, 0))
     pages += drawing.draw(lay_out(render_html(view, tsa, part="front")))
     chunks = [view.builds[i : i + CHUNK] for i in range(0, len(view.builds), CHUNK)] or [()]
     for k, chunk in enumerate(chunks):
+        first = k * CHUNK + 1 if chunk else 0
+        tell(_part("builds", view, len(pages), first, first + len(chunk) - 1 if chunk else 0))
         html = render_html(view, tsa, part="builds", builds=chunk, first=k == 0)
         pages += drawing.draw(lay_out(html))
+    tell(_part("back", view, len(pages)))
     pages += drawing.draw(lay_out(render_html(view, tsa, part="back")))
+    tell(_part("cover", view, len(pages)))
     # the cover last: its contents give each section's page, after the cover's own pages
     found: dict[str, int] = {}
     for i, page in enumerate(pages):
@@ -446,6 +510,7 @@ def render_parts(view: PackView, tsa: str | None, load: Callable[[str], Any]) ->
     else:
         raise RenderError("The pack's cover did not settle on a number of pages.")
     pages[:0] = drawing.draw(cover)
+    tell(_part("furniture", view, len(pages)))
     furniture = lay_out(furniture_html(view, len(pages), cover_pages))
     if len(furniture.pages) != len(pages):
         raise RenderError(
@@ -464,9 +529,12 @@ def render_pdf(
     strict: bool = False,
     html: str | None = None,
     tsa: str | None = None,
+    progress: OnStage | None = None,
 ) -> Rendered:
     """Render the pack to PDF bytes (unsigned). ``strict``: any WeasyPrint warning is an error.
-    ``tsa``: as for :func:`render_html`."""
+    ``tsa``: as for :func:`render_html`. ``progress``: told of each part laid out (as by
+    :func:`render_parts`; not of a given ``html``, laid out whole) and, last, that the
+    PDF is assembled (:class:`Stage`, phase "render", part "pdf")."""
     import weasyprint
     from weasyprint.urls import FatalURLFetchingError
 
@@ -482,7 +550,11 @@ def render_pdf(
                 return weasyprint.HTML(string=text, base_url=reports_url(), url_fetcher=fetcher)
 
             # a given HTML is laid out whole; the pack's own, in parts
-            doc = load(html).render() if html is not None else render_parts(view, tsa, load)
+            doc = (
+                load(html).render() if html is not None else render_parts(view, tsa, load, progress)
+            )
+            if progress is not None:
+                progress(_part("pdf", view, len(doc.pages)))
             files = [
                 weasyprint.Attachment(
                     string=a.data,
@@ -576,6 +648,7 @@ def render_pack(
     strict: bool = False,
     before_record: Callable[[bytes, Any], None] | None = None,
     tsa: str | None = None,
+    progress: OnStage | None = None,
 ) -> PackResult:
     """Collect, render, embed, sign, record and write one pack.
 
@@ -593,6 +666,9 @@ def render_pack(
     ``tsa``: the URL of a Time-Stamping Authority (``--tsa``; else ``ESCROW_TSA_URL``, as
     the server's pack jobs take it): the signature then carries its RFC 3161 timestamp,
     and a TSA that gives none stops the pack before anything is written or appended.
+
+    ``progress``: told as each phase begins (:class:`Stage`: "collect", "render" with
+    each of its parts, "sign" when signing, then "record" or "write"), for a display.
     """
     from escrow.config import redact_url
     from escrow.documents.schemas import validate_statement
@@ -604,6 +680,7 @@ def render_pack(
         check_certificate_current,
         ensure_pack_signer,
         sign_pdf,
+        timestamper_for,
         tsa_url,
     )
     from escrow.signing.dsse import sign_statement
@@ -619,7 +696,13 @@ def render_pack(
         from escrow.capture.publish import check_may_sign
 
         check_may_sign(ledger, build_key, settings, then="make the pack again")
+    tokens: list[TokenCheck] = []  # the TSA's tokens: the last timestamps the signature
+    # a TSA that gives no timestamp fails now, not after the rendering (half an hour for
+    # the largest packs); what it is asked now is what signing would have asked it first
+    stamper = timestamper_for(tsa, tokens) if sign and tsa else None
+    tell: OnStage = progress or (lambda _stage: None)
     t0 = time.perf_counter()
+    tell(Stage("collect", "collecting the builds"))
     collected = collect(ledger, request, signer_view)
     t1 = time.perf_counter()
     rendered = render_pdf(
@@ -628,16 +711,23 @@ def render_pack(
         request.generated_at,
         strict=strict,
         tsa=redact_url(tsa) if tsa else None,
+        progress=progress,
     )
     t2 = time.perf_counter()
     rendered_sha = hashlib.sha256(rendered.pdf).hexdigest()
-    tokens: list[TokenCheck] = []  # the TSA's token, when one timestamps the signature
     data = rendered.pdf
     if sign:
-        data = sign_pdf(rendered.pdf, signer, settings.passphrase, tsa, tokens)
+        tell(
+            Stage("sign", f"signing and timestamping with {redact_url(tsa)}" if tsa else "signing")
+        )
+        data = sign_pdf(rendered.pdf, signer, settings.passphrase, tsa, tokens, stamper)
     stamp = (tokens[-1].time, tokens[-1].tsa) if tokens else None
     t3 = time.perf_counter()
     sha = hashlib.sha256(data).hexdigest()
+    if build_key is not None:
+        tell(Stage("record", "recording the pack in the ledger"))
+    else:
+        tell(Stage("write", f"writing {output}"))
     tmp = _atomic_write(output, data)
     index: int | None = None
     leaf: str | None = None

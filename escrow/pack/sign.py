@@ -268,6 +268,10 @@ def pyhanko_imports() -> Iterator[None]:
         yield
 
 
+#: the digest of the PDF signature, and of the timestamp requests made for it
+MD_ALGORITHM = "sha256"
+
+
 def _timestamper(url: str, tokens: list[TokenCheck] | None = None) -> Any:
     """pyHanko's RFC 3161 client (:class:`~pyhanko.sign.timestamps.api.TimeStamper`: the
     request, its nonce and the token's place in the signature are pyHanko's), posting with
@@ -342,7 +346,8 @@ def _timestamper(url: str, tokens: list[TokenCheck] | None = None) -> Any:
             if not checked.valid:
                 raise self._garbage("holds a timestamp token whose signature does not verify")
             if tokens is not None:
-                tokens.append(checked)  # the last one is the signature's (pyHanko asks twice)
+                # the last one is the signature's (the first, for a dummy digest, sizes it)
+                tokens.append(checked)
             return token
 
     return EscrowTimeStamper()  # type: ignore[no-untyped-call]
@@ -407,17 +412,31 @@ async def check_token(signed_data: Any, imprint: Any, trusted: Any = None) -> To
     )
 
 
+def timestamper_for(tsa: str, tokens: list[TokenCheck] | None = None) -> Any:
+    """The timestamper :func:`sign_pdf` will use for ``tsa``, having asked the TSA already
+    for the token pyHanko sizes the signature with (a timestamp of a dummy digest, which it
+    keeps): a TSA that cannot be reached, or gives no valid token, fails at once
+    (:class:`TimestampUnavailable`), before a pack is rendered, and signing asks it only for
+    the signature's own token afterwards."""
+    import asyncio
+
+    stamper = _timestamper(tsa, tokens)
+    asyncio.run(stamper.async_dummy_response(MD_ALGORITHM))
+    return stamper
+
+
 def sign_pdf(
     pdf: bytes,
     signer: PackSigner,
     passphrase: str | None = None,
     tsa: str | None = None,
     tokens: list[TokenCheck] | None = None,
+    timestamper: Any = None,
 ) -> bytes:
     """Sign ``pdf`` (PAdES baseline B, incremental update) and return the signed bytes;
     with the URL of a Time-Stamping Authority ``tsa``, baseline B-T: the signature carries
     that TSA's RFC 3161 signature timestamp (:class:`TimestampUnavailable` when it gives
-    none)."""
+    none), through ``timestamper`` when given (:func:`timestamper_for`)."""
     with pyhanko_imports():
         from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
         from pyhanko.sign import fields, signers
@@ -439,12 +458,13 @@ def sign_pdf(
         )
     meta = signers.PdfSignatureMetadata(
         field_name=FIELD_NAME,
-        md_algorithm="sha256",
+        md_algorithm=MD_ALGORITHM,
         subfilter=fields.SigSeedSubFilter.PADES,
         reason="escrow audit pack",
         name=signer.subject,
     )
-    timestamper = _timestamper(tsa, tokens) if tsa else None
+    if timestamper is None and tsa:
+        timestamper = _timestamper(tsa, tokens)
     out = io.BytesIO()
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))

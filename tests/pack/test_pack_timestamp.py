@@ -323,6 +323,21 @@ def test_a_tsa_that_gives_no_timestamp_stops_the_pack_exit_3(
     assert r.stdout == ""
 
 
+def test_the_tsa_is_asked_before_rendering_and_twice_in_all(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path, tsa_files: TsaFiles
+) -> None:
+    """The TSA is asked first for the token pyHanko sizes the signature with, before the
+    pack is rendered (a TSA that is down fails a pack of 5,000 builds at once, not after
+    half an hour: the failing cases above print nothing but the error), then for the
+    signature's own token: two requests, as signing alone made."""
+    pack_ledger.add(0)
+    with openssl_tsa(tsa_files) as tsa:
+        r = cli(["pack", "--project", "example", "--tsa", tsa.url, "-o", str(tmp_path / "p.pdf")])
+        assert r.exit_code == 0, r.stderr
+        assert len(tsa.authorizations) == 2
+    assert "step 1/4: collecting the builds" in r.stderr.splitlines(), r.stderr
+
+
 def test_a_tsa_url_that_is_not_http_is_refused_before_rendering(
     pack_ledger: PackLedger, cli: Any, tmp_path: Path
 ) -> None:
