@@ -138,6 +138,10 @@ def serve(
         "ESCROW_SERVER_ROOT_PATH" if from_env == ParameterSource.ENVIRONMENT else "--root-path",
     )
     _check_listen(host, port)  # one sentence now, rather than Uvicorn's after start-up
+    if not no_packs:  # the Time-Stamping Authority of its pack jobs: refused now, not job by job
+        from escrow.pack.sign import tsa_url
+
+        tsa_url()  # a malformed ESCROW_TSA_URL: InputError (exit 2), in one sentence
     # exit 3 now when the database is unreachable or holds no ledger: never serve (or
     # half-make) a new, empty ledger at a mistyped URL
     with Ledger.open(s, create=False) as ledger:

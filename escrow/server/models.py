@@ -270,6 +270,13 @@ class PackJobOut(BaseModel):
     requested_at: str
     started_at: str | None
     finished_at: str | None
+    heartbeat_at: str | None = Field(
+        None,
+        description="RFC 3339: when the server rendering the job last said it is alive (every "
+        "minute while it renders); null before its first heartbeat and for a job never "
+        "started. A running job whose last heartbeat, or its start before the first, is five "
+        "minutes old belongs to a server that died, and is failed (or queued again).",
+    )
     error: str | None = Field(
         description="Why a failed job failed: one sentence, as `escrow pack` says it."
     )

@@ -26,8 +26,10 @@ is older than :data:`STALE_AFTER_S` belongs to a server that died: the next
 claim by any server queues it again when it kept a signed pack, else fails it.
 A job renders as long as it needs (a pack of 5,000 builds, most of an hour),
 and the job of a dead server is found within minutes.  Each claim has its own
-token (``attempt``), and a heartbeat touches its job only while the job is
-running under that claim: never a job finished, queued again or claimed since.
+token (``attempt``, handed to its renderer process), and the heartbeat, the kept
+pack and the outcome of a claim touch its job only while the job is running
+under that claim: never a job finished, queued again or claimed since (by
+another server that took this one for dead).
 """
 
 from __future__ import annotations
@@ -90,7 +92,13 @@ def error_kind(e: BaseException) -> str:
 
 
 class JobNotRunning(EscrowError):
-    """The job is no longer running (failed as stale, say): its renderer records nothing."""
+    """The job is no longer running under the renderer's claim (failed as stale, or claimed
+    again by another server, say): its renderer records nothing."""
+
+
+class ServerMisconfigured(EnvironmentProblem):
+    """A setting of the server (its environment where `escrow serve` runs), not the request,
+    is wrong: for the client, the server's environment (exit 3), for its operator to fix."""
 
 
 class PackJob(SQLModel, table=True):
@@ -162,6 +170,7 @@ class JobInfo:
     pdf_size: int | None
     entry_index: int | None
     error_kind: str | None = None
+    heartbeat_at: datetime | None = None
 
     def to_dict(self, root_path: str = "") -> dict[str, Any]:
         """The job document; its ``pdf_url`` begins with ``root_path``, the path prefix a
@@ -174,6 +183,7 @@ class JobInfo:
             "requested_at": _rfc3339(self.requested_at),
             "started_at": _rfc3339(self.started_at),
             "finished_at": _rfc3339(self.finished_at),
+            "heartbeat_at": _rfc3339(self.heartbeat_at),
             "error": self.error,
             "error_kind": self.error_kind,
             "error_exit_code": ERROR_EXIT_CODES.get(self.error_kind or ""),
@@ -210,6 +220,7 @@ def _info(row: PackJob) -> JobInfo:
         requested_at=_utc(row.requested_at) or datetime.now(UTC),
         started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
+        heartbeat_at=_utc(row.heartbeat_at),
         error=row.error,
         pdf_sha256=row.pdf_sha256,
         pdf_size=row.pdf_size,
@@ -384,11 +395,12 @@ class PackJobs:
             s.commit()
             return bool(res.rowcount == 1)
 
-    def keep(self, job_id: str, pdf: bytes, envelope: bytes) -> None:
+    def keep(self, job_id: str, pdf: bytes, envelope: bytes, attempt: str | None = None) -> None:
         """Keep a running job's signed pack and its envelope, before the envelope is appended.
+        With ``attempt``, only while the job runs under that claim.
 
-        :class:`JobNotRunning` when the job is no longer running: then the pack must not be
-        recorded.
+        :class:`JobNotRunning` when the job is no longer running (under that claim): then
+        the pack must not be recorded.
         """
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -401,6 +413,11 @@ class PackJobs:
                 if row is None or row.status != "running":
                     raise JobNotRunning(
                         f"The pack job {job_id} is no longer running; its pack is not recorded."
+                    )
+                if attempt is not None and row.attempt != attempt:
+                    raise JobNotRunning(
+                        f"The pack job {job_id} was claimed again by another server; this "
+                        "renderer's pack is not recorded."
                     )
                 record = s.get(PackRecord, job_id)
                 if record is None:
@@ -448,13 +465,18 @@ class PackJobs:
         entry_index: int | None = None,
         error: str | None = None,
         error_kind: str = "internal",
-    ) -> None:
+        attempt: str | None = None,
+    ) -> bool:
         """Record the job's outcome: its PDF, or its ``error`` and the kind of that error
-        (:data:`ERROR_EXIT_CODES`)."""
+        (:data:`ERROR_EXIT_CODES`), while the job is running (with ``attempt``, under that
+        claim); whether it was recorded (``False``: the job was finished, queued again or
+        claimed since, and is left as it is, its kept pack too)."""
         with self._session(write=True) as s:
-            row = s.get(PackJob, job_id)
-            if row is None:
-                return
+            row = s.get(PackJob, job_id, with_for_update=True)
+            if row is None or row.status != "running":
+                return False
+            if attempt is not None and row.attempt != attempt:
+                return False
             record = s.get(PackRecord, job_id)
             if record is not None:  # in the same transaction as the job's outcome
                 s.delete(record)
@@ -471,6 +493,7 @@ class PackJobs:
                 row.error_kind = error_kind if error_kind in ERROR_EXIT_CODES else "internal"
             s.add(row)
             s.commit()
+            return True
 
 
 class Heartbeat:
@@ -540,6 +563,9 @@ class PackRunner:
         self._child: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        problem = server_tsa_problem()
+        if problem is not None:  # said now, in the server's log, not only job by job
+            log.error("pack jobs will fail until this is fixed: %s", problem.diagnostics())
         self._thread.start()
 
     def wake(self) -> None:
@@ -600,7 +626,8 @@ class PackRunner:
         try:
             with alive:  # until the child has exited, however
                 self._child = subprocess.Popen(
-                    [sys.executable, "-m", "escrow.server.packs", job_id],
+                    [sys.executable, "-m", "escrow.server.packs", job_id]
+                    + ([attempt] if attempt else []),  # the renderer records under this claim
                     env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
@@ -633,9 +660,15 @@ class PackRunner:
                         job_id,
                         done[1],
                     )
-                    self.jobs.finish(job_id, pdf=done[0], entry_index=done[1])
+                    if not self.jobs.finish(
+                        job_id, pdf=done[0], entry_index=done[1], attempt=attempt
+                    ):
+                        _not_recorded(job_id)
                     return
-                self.jobs.finish(job_id, error=text[:2000], error_kind=kind)
+                if not self.jobs.finish(
+                    job_id, error=text[:2000], error_kind=kind, attempt=attempt
+                ):
+                    _not_recorded(job_id)
         else:
             log.info("pack job %s: done", job_id)
 
@@ -657,6 +690,14 @@ class PackRunner:
             return None
 
 
+def _not_recorded(job_id: str) -> None:
+    log.warning(
+        "pack job %s: finished or claimed again by another server meanwhile; this renderer's "
+        "outcome is not recorded",
+        job_id,
+    )
+
+
 def _renderer_error(stderr: str, code: int) -> tuple[str, str]:
     """The error text and its kind (:data:`ERROR_EXIT_CODES`) of a renderer process that
     exited with ``code``: the kind its :func:`main` named, else ``unavailable`` for a
@@ -676,8 +717,9 @@ def _renderer_error(stderr: str, code: int) -> tuple[str, str]:
     return text or f"The pack renderer exited with code {code}.", "internal"
 
 
-def render_job(settings: Settings, job_id: str) -> None:
-    """Render one claimed job with the pack code and store the PDF in its row.
+def render_job(settings: Settings, job_id: str, attempt: str | None = None) -> None:
+    """Render one claimed job with the pack code and store the PDF in its row; with
+    ``attempt`` (the token of the claim), only while the job runs under that claim.
 
     A job that kept a signed pack (its renderer was stopped in the record step) is
     finished from that pack instead: at most one ledger entry per job.
@@ -687,22 +729,29 @@ def render_job(settings: Settings, job_id: str) -> None:
     ledger = Ledger.open(settings, create=False)
     engine = make_engine(settings.db_url)
     try:
-        _render_job(ledger, PackJobs(engine), settings, job_id)
+        _render_job(ledger, PackJobs(engine), settings, job_id, attempt)
     finally:
         ledger.close()
         engine.dispose()
 
 
-def _render_job(ledger: Any, jobs: PackJobs, settings: Settings, job_id: str) -> None:
+def _render_job(
+    ledger: Any, jobs: PackJobs, settings: Settings, job_id: str, attempt: str | None = None
+) -> None:
     job = jobs.get(job_id)
     if job is None:
         raise EscrowError(f"There is no pack job {job_id}.")
+
+    def keep(pdf: bytes, envelope: bytes) -> None:
+        if attempt is None:  # no claim named (a renderer run by hand): while it runs
+            jobs.keep(job_id, pdf, envelope)
+        else:
+            jobs.keep(job_id, pdf, envelope, attempt)
+
     try:
         done = _from_kept(ledger, jobs, job_id, append=True)
         if done is None:
-            done = _issue_pack(
-                ledger, settings, job, keep=lambda pdf, env: jobs.keep(job_id, pdf, env)
-            )
+            done = _issue_pack(ledger, settings, job, keep=keep)
     except JobNotRunning as e:
         log.warning("pack job %s: %s", job_id, e)
         return
@@ -712,10 +761,16 @@ def _render_job(ledger: Any, jobs: PackJobs, settings: Settings, job_id: str) ->
         except EscrowError:
             done = None
         if done is None:
-            jobs.finish(job_id, error=_job_error(e), error_kind=error_kind(e))
+            if not jobs.finish(
+                job_id, error=_job_error(e), error_kind=error_kind(e), attempt=attempt
+            ):
+                _not_recorded(job_id)
             return
     pdf, entry_index = done
-    jobs.finish(job_id, pdf=pdf, entry_index=entry_index)
+    if not jobs.finish(job_id, pdf=pdf, entry_index=entry_index, attempt=attempt):
+        # its entry is in the ledger, and its kept pack in the table: the claim that holds
+        # the job now finishes it from that pack
+        _not_recorded(job_id)
 
 
 #: What to check when the server's Time-Stamping Authority gives no timestamp: the hint a
@@ -728,13 +783,51 @@ SERVER_TSA_HINT = (
 )
 
 
+#: The hint of a scope over the build limit: a local `escrow pack` suggests ``--max-builds N``,
+#: which `escrow pack` refuses through a server (the server holds its packs to the limit).
+SERVER_LIMIT_HINT = (
+    "Make one pack per project (--project) or per quarter (--since/--until): the server's "
+    "limit is {limit:,} builds a pack."
+)
+
+#: What to do about a malformed ESCROW_TSA_URL of the server: the server's setting, which
+#: its operator fixes, not the auditor (a local `escrow pack` says to give another URL).
+SERVER_TSA_URL_HINT = (
+    "The server's operator should set ESCROW_TSA_URL where `escrow serve` runs to the RFC "
+    "3161 URL its Time-Stamping Authority publishes (a / or @ in its password "
+    "percent-encoded) and restart it; nothing was written or recorded."
+)
+
+
+def server_tsa_problem() -> ServerMisconfigured | None:
+    """What is wrong with the server's ESCROW_TSA_URL, as the error a pack job fails with
+    (``unavailable``: the server's setting, not the request); ``None`` when it is well
+    formed or unset."""
+    from escrow.errors import InputError
+    from escrow.pack.sign import TSA_URL_ENV, tsa_url
+
+    try:
+        tsa_url()
+    except InputError as e:
+        said = e.message
+        if said.startswith(TSA_URL_ENV):
+            said = "The server's " + said
+        return ServerMisconfigured(said, hint=SERVER_TSA_URL_HINT)
+    return None
+
+
 def _job_error(e: EscrowError) -> str:
     """The failed job's ``error``: what `escrow pack` would say on the server's own ledger,
-    with the hint of a Time-Stamping Authority failure about the server's setting."""
+    with hints that fit a server: a Time-Stamping Authority failure is about the server's
+    setting, and a scope over the build limit cannot be raised with ``--max-builds``."""
+    from escrow.errors import InputError
+    from escrow.pack.collect import MAX_BUILDS
     from escrow.pack.sign import TimestampUnavailable
 
     if isinstance(e, TimestampUnavailable):
         return TimestampUnavailable(e.message, hint=SERVER_TSA_HINT).diagnostics()
+    if isinstance(e, InputError) and "--max-builds" in (e.hint or ""):
+        return InputError(e.message, hint=SERVER_LIMIT_HINT.format(limit=MAX_BUILDS)).diagnostics()
     return e.diagnostics()
 
 
@@ -791,6 +884,9 @@ def _issue_pack(
     from escrow.pack.collect import MAX_BUILDS, PackRequest
     from escrow.pack.render import render_pack
 
+    problem = server_tsa_problem()  # the server's setting: before anything is rendered
+    if problem is not None:
+        raise problem
     scope = job.scope
 
     def when(key: str) -> datetime | None:
@@ -828,11 +924,11 @@ def main(argv: list[str] | None = None) -> int:
     from escrow.config import load_settings
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m escrow.server.packs JOB_ID", file=sys.stderr)
+    if len(args) not in (1, 2):
+        print("usage: python -m escrow.server.packs JOB_ID [ATTEMPT]", file=sys.stderr)
         return 2
     try:
-        render_job(load_settings(), args[0])
+        render_job(load_settings(), args[0], args[1] if len(args) == 2 else None)
     except EscrowError as e:
         print(f"{KIND_LINE}{error_kind(e)}", file=sys.stderr)
         print(f"escrow: error: {_job_error(e)}", file=sys.stderr)
