@@ -166,7 +166,11 @@ def test_a_scope_over_the_limit_through_a_server_suggests_what_works_there(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The local sentence, and a hint without ``--max-builds`` (refused through a server)."""
+    """A pack job holds as many builds as a local pack, 5,000 (the heartbeat keeps a long
+    job alive; the server held jobs to 1,000 builds before it): a larger scope fails its job
+    as bad input, in the sentence a local pack gives but with a hint without ``--max-builds``
+    (refused through a server), and `escrow pack` through the server exits 2 with nothing
+    written."""
     from escrow.ledger.store import Ledger
     from escrow.pack.collect import MAX_BUILDS
     from escrow.signing.dsse import sign_statement
