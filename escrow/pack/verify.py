@@ -175,6 +175,8 @@ class PackReport:
     checks: list[Check] = field(default_factory=list)
     envelopes: int = 0
     builds: int = 0
+    #: the builds outside the scope embedded as the builds of its base images (rules 3)
+    supporting_builds: int = 0
     anchored: bool = False  # the signer certificate was checked against --trust
     scope: str = ""  # the scope the pack statement states, in the cover's words
     timestamp: Timestamp | None = None  # the signature's RFC 3161 timestamp, once checked
@@ -207,6 +209,8 @@ class PackReport:
             f"{count(len(self.checks), 'check')}, {count(self.envelopes, 'envelope')}, "
             f"{count(self.builds, 'build')}"
         )
+        if self.supporting_builds:
+            counts += f" and {count(self.supporting_builds, 'supporting build')}"
         if self.scope:
             counts = f"{counts}; scope: {self.scope}"
         if not self.anchored:  # before the timestamp's, which would read as its subject
@@ -247,6 +251,7 @@ class PackReport:
             "rendered_sha256": self.rendered_sha256,
             "envelopes": self.envelopes,
             "builds": self.builds,
+            "supporting_builds": self.supporting_builds,
             "anchored": self.anchored,
             "scope": self.scope,
             "timestamp": self.timestamp.to_json() if self.timestamp is not None else None,
@@ -859,6 +864,7 @@ def _verify_evidence(
     if signer_sha:
         vouched.add(str(signer_sha))
     report.builds = len(scope)
+    report.supporting_builds = len(supporting)
     report.add(
         "pack statement",
         not stmt_problems,

@@ -147,6 +147,11 @@ def test_a_pack_of_the_app_alone_embeds_the_builds_of_its_bases(
     assert v.json()["verdict"]["findings"] == 0 and v.json()["verdict"]["rules"] == 3
     statement = next(c for c in v.json()["checks"] if c["name"] == "pack statement")
     assert statement["detail"].endswith("3 builds and 3 supporting builds"), statement
+    assert (v.json()["builds"], v.json()["supporting_builds"]) == (3, 3)
+    said = cli(["pack", "verify", str(out)])
+    assert "verified (9 checks, 7 envelopes, 3 builds and 3 supporting builds; " in (
+        said.stdout + said.stderr
+    )
 
 
 def test_a_base_the_ledger_shows_no_build_of_is_still_a_finding(
