@@ -969,8 +969,9 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         in_period = {
             rec.keyid for rec in key_records if _in_force(rec, request.since, request.until)
         }
+    for b in supporting:  # builds embedded in the pack too, and their keys' history
+        signed_count[b.signer] = signed_count.get(b.signer, 0) + 1
     in_force = in_period | {keyid for keyid, n in signed_count.items() if n}
-    in_force |= {b.signer for b in supporting}
     keys = tuple(
         replace(k, entries_signed=signed_count.get(k.keyid, 0))
         for k in sorted(key_states.values(), key=lambda k: k.events[0].index or 0)

@@ -180,7 +180,7 @@ class KeyView:
     status: str
     public_key_pem: str
     events: tuple[KeyEventRow, ...]
-    entries_signed: int = 0
+    entries_signed: int = 0  # builds in scope and supporting builds it signed
 
 
 @dataclass(frozen=True)

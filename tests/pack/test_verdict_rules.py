@@ -435,6 +435,10 @@ def test_a_supporting_build_signed_by_a_key_revoked_since_is_not_counted(
     assert f"and entry {app.index}, rebuilt by" not in text
     flat = "".join(text.split())
     assert f"notcounted:itissignedbykey{rogue.public.keyid[:16]}…,revokedsince" in flat
+    # the key that signed it is listed, with the build it signed in the pack
+    keys = flat[flat.index("6.KeysinforceSigningkeysinforce") :]
+    assert f"rogue—revokedKeyID{rogue.public.keyid}" in keys
+    assert "Buildsitsignedinthispack1" in keys.split("rogue—revoked")[1]
     assert cli(["pack", "verify", str(out)]).exit_code == 0
 
 
