@@ -184,7 +184,7 @@ def pack(
                 hint="Through a server, the server renders, signs and records the pack (with "
                 "the Time-Stamping Authority its own ESCROW_TSA_URL names).",
             )
-        _pack_through_server(app, request, output, as_json)
+        _pack_through_server(app, request, output, as_json, quiet)
         return
     from escrow.capture.progress import make_progress
 
@@ -245,7 +245,8 @@ def _scope_words(request: PackRequest) -> str:
 
 
 class _PackProgress:
-    """The making of a local pack on stderr, as `escrow build` shows its steps
+    """The making of a pack on stderr (a local one, or a server's pack job as the job
+    document tells it), as `escrow build` shows its steps
     (:mod:`escrow.capture.progress`): a step for each phase of :func:`render_pack` —
     collecting the builds, rendering them, signing (and timestamping), recording (with
     ``--render-only``: writing) — its time when it ends, and under "rendering" the part
@@ -273,21 +274,30 @@ class _PackProgress:
         self._step: tuple[int, float] | None = None  # the current step and when it began
         self._said = 0.0  # when the last line of a part was said
         self._parts_of_builds = 0
+        self._text = ""  # what the current step said last
+
+    def begin(self) -> None:
+        """Show the title now, before the first step (a pack job waiting on a server)."""
+        if self._started is None:
+            self._started = time.monotonic()
+            self.progress.start(self.title)
 
     def __call__(self, stage: Stage) -> None:
         now = time.monotonic()
         index = self._STEPS[stage.phase]
         if self._step is None or self._step[0] != index:
-            if self._started is None:
-                self._started = now
-                self.progress.start(self.title)
+            self.begin()
             self._end_step(0)
             text = stage.text
             if stage.phase == "render":
                 text = f"rendering {count(stage.builds, 'build')}"
             self.progress.step(index, self.steps, text)
             self._step = (index, now)
+            self._text = stage.text
         if stage.phase != "render":
+            if stage.text != self._text:  # more of the same step (the TSA asked, collecting)
+                self.progress.output(stage.text + "\n")
+            self._text = stage.text
             return
         if stage.part == "builds":
             self._parts_of_builds += 1
@@ -341,15 +351,24 @@ def _fail_if_unverified(overall: str | None, path: Path, index: int | None) -> N
     )
 
 
-def _pack_through_server(app: App, request: object, output: Path, as_json: bool) -> None:
+def _pack_through_server(
+    app: App, request: object, output: Path, as_json: bool, quiet: bool = False
+) -> None:
     """Ask the server for the pack, wait for it, check it is the pack the log recorded
-    (:func:`_recorded_pack`) and write it atomically."""
+    (:func:`_recorded_pack`) and write it atomically.
+
+    While it waits, the job's progress is shown as a local pack shows its own
+    (:class:`_PackProgress`, not with ``quiet``), under the line saying the job is queued:
+    each step as the server says it has begun (``progress`` of the job document: a step
+    it began and ended between two questions is not shown), its time as the client saw it."""
     import hashlib
     import os
     import tempfile
 
+    from escrow.capture.progress import make_progress
     from escrow.pack.collect import PackRequest
-    from escrow.server.client import RemoteLedger
+    from escrow.server.client import RemoteLedger, progress_stages
+    from escrow.text import printable
 
     assert isinstance(request, PackRequest)
     with RemoteLedger.open(app.settings) as remote:
@@ -361,8 +380,25 @@ def _pack_through_server(app: App, request: object, output: Path, as_json: bool)
             since_checkpoint=request.since_checkpoint,
             tree_size=request.tree_size,
         )
-        app.say(f"Pack job {job['id']} queued on {app.settings.server}; waiting for it.")
-        pdf = remote.wait_pack(str(job["id"]))
+        title = f"Pack job {job['id']} queued on {app.settings.server}; waiting for it."
+        shown = _PackProgress(make_progress(sys.stderr, quiet=quiet), printable(title), steps=4)
+        shown.begin()
+        said: list[object] = [None]  # the last progress shown
+
+        def follow(doc: dict[str, Any]) -> None:
+            progress = doc.get("progress")
+            if progress == said[0]:
+                return
+            said[0] = progress
+            for stage in progress_stages(progress):
+                shown(stage)
+
+        try:
+            pdf = remote.wait_pack(str(job["id"]), on_job=follow)
+        except BaseException:
+            shown.close(ok=False)
+            raise
+        shown.close(ok=True)
         final = remote.pack_job(str(job["id"]))
         digest = hashlib.sha256(pdf).hexdigest()
         entry, statement = _recorded_pack(remote, final, digest)

@@ -696,14 +696,17 @@ def render_pack(
         from escrow.capture.publish import check_may_sign
 
         check_may_sign(ledger, build_key, settings, then="make the pack again")
-    tokens: list[TokenCheck] = []  # the TSA's tokens: the last timestamps the signature
-    # a TSA that gives no timestamp fails now, not after the rendering (half an hour for
-    # the largest packs); what it is asked now is what signing would have asked it first
-    stamper = timestamper_for(tsa, tokens) if sign and tsa else None
     tell: OnStage = progress or (lambda _stage: None)
     t0 = time.perf_counter()
     tell(Stage("collect", "collecting the builds"))
-    collected = collect(ledger, request, signer_view)
+    collected = collect(ledger, request, signer_view)  # a scope it refuses is said first
+    tokens: list[TokenCheck] = []  # the TSA's tokens: the last timestamps the signature
+    stamper = None
+    if sign and tsa:
+        # a TSA that gives no timestamp fails now, not after the rendering (half an hour
+        # for the largest packs); what it is asked now, signing would have asked it first
+        tell(Stage("collect", f"asking the Time-Stamping Authority {redact_url(tsa)}"))
+        stamper = timestamper_for(tsa, tokens)
     t1 = time.perf_counter()
     rendered = render_pdf(
         collected.view,

@@ -189,18 +189,24 @@ def test_a_failed_step_is_marked_and_followed_by_the_error_alone(
     assert not out.exists()
 
 
-def test_a_tsa_that_is_down_stops_the_pack_before_any_step(
+def test_a_tsa_that_is_down_stops_the_pack_before_it_is_rendered(
     pack_ledger: PackLedger, cli: Any, tmp_path: Path
 ) -> None:
-    """The TSA is asked before anything is collected or rendered: nothing answering there
-    is the error alone (exit 3), at once."""
+    """The TSA is asked once the builds are collected, before anything is rendered: nothing
+    answering there fails the first step, then the error alone (exit 3)."""
     pack_ledger.add(0)
     url = closed_port_url()
     out = tmp_path / "pack.pdf"
     r = _pack(cli, out, "--tsa", url)
     assert r.exit_code == 3, r.stderr
-    (line,) = r.stderr.splitlines()
-    assert line.startswith(f"escrow: error: The Time-Stamping Authority {url} cannot be reached")
+    lines = r.stderr.splitlines()
+    assert lines[1:3] == [
+        "step 1/4: collecting the builds",
+        f"  | asking the Time-Stamping Authority {url}",
+    ], lines
+    assert re.fullmatch(r"step 1 failed in \d+\.\d\ds", lines[3]), lines
+    assert lines[4].startswith(f"escrow: error: The Time-Stamping Authority {url} cannot be")
+    assert len(lines) == 5, lines
     assert not out.exists()
 
 

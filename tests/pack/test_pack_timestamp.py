@@ -307,8 +307,12 @@ def test_a_tsa_that_gives_no_timestamp_stops_the_pack_exit_3(
             url = bad.url
             r = cli(["pack", "--project", "example", "--tsa", url, "-o", str(out)])
     assert r.exit_code == 3, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
+    # the TSA is asked once the builds are collected, before rendering: that step failed,
+    # then the one-line error
+    lines = r.stderr.strip().splitlines()[-2:]
+    assert lines[0].startswith("step 1 failed in "), r.stderr
+    assert r.stderr.count("escrow: error: ") == 1 and "step 2/4" not in r.stderr, r.stderr
+    lines = lines[1:]
     assert lines[0].startswith(f"escrow: error: The Time-Stamping Authority {url} "), lines[0]
     said = {
         "unreachable-by-env": "cannot be reached",
@@ -326,16 +330,18 @@ def test_a_tsa_that_gives_no_timestamp_stops_the_pack_exit_3(
 def test_the_tsa_is_asked_before_rendering_and_twice_in_all(
     pack_ledger: PackLedger, cli: Any, tmp_path: Path, tsa_files: TsaFiles
 ) -> None:
-    """The TSA is asked first for the token pyHanko sizes the signature with, before the
-    pack is rendered (a TSA that is down fails a pack of 5,000 builds at once, not after
-    half an hour: the failing cases above print nothing but the error), then for the
-    signature's own token: two requests, as signing alone made."""
+    """The TSA is asked first for the token pyHanko sizes the signature with, once the
+    builds are collected and before the pack is rendered (a TSA that is down fails a pack of
+    5,000 builds at once, not after half an hour: the failing cases above end in step 1),
+    then for the signature's own token: two requests, as signing alone made."""
     pack_ledger.add(0)
     with openssl_tsa(tsa_files) as tsa:
         r = cli(["pack", "--project", "example", "--tsa", tsa.url, "-o", str(tmp_path / "p.pdf")])
         assert r.exit_code == 0, r.stderr
         assert len(tsa.authorizations) == 2
-    assert "step 1/4: collecting the builds" in r.stderr.splitlines(), r.stderr
+    lines = r.stderr.splitlines()
+    at = lines.index("step 1/4: collecting the builds")
+    assert lines[at + 1] == f"  | asking the Time-Stamping Authority {tsa.url}", r.stderr
 
 
 def test_a_tsa_url_that_is_not_http_is_refused_before_rendering(
