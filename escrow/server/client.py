@@ -55,13 +55,14 @@ from escrow.errors import (
 from escrow.text import count
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterable
+    from collections.abc import Callable, Generator, Iterable
 
     import httpx
 
     from escrow.config import Settings
     from escrow.ledger.models import Checkpoint, Entry, KeyRecord
     from escrow.ledger.store import Prepared
+    from escrow.pack.render import Stage
     from escrow.signing.dsse import Envelope
     from escrow.signing.keys import PublicKey
 
@@ -74,6 +75,8 @@ MAX_PAGE = 1000
 PACK_WAIT_S = 3 * 3600.0
 #: the longest pause between two questions about a pack job
 PACK_POLL_MAX_S = 10.0
+#: the most of a pack job's ``progress`` the client reads (the server's own limit)
+PROGRESS_MAX = 200
 
 
 class ServerUnavailable(EnvironmentProblem):
@@ -891,15 +894,26 @@ class RemoteLedger:
         path = "/" + target.path[len(base.path) :]
         return path if path.startswith("/v1/") else None
 
-    def wait_pack(self, job_id: str, *, timeout: float = PACK_WAIT_S, poll: float = 1.0) -> bytes:
+    def wait_pack(
+        self,
+        job_id: str,
+        *,
+        timeout: float = PACK_WAIT_S,
+        poll: float = 1.0,
+        on_job: Callable[[dict[str, Any]], object] | None = None,
+    ) -> bytes:
         """Wait for a pack job and return the signed PDF; when it failed, the error
         :func:`_job_failure` makes of it.  The server fails a job whose renderer died
         within minutes (its heartbeat), so the client waits as long as the job lives, up
         to ``timeout``; it asks every ``poll`` seconds, then less often (up to every
-        :data:`PACK_POLL_MAX_S`) as the job goes on."""
+        :data:`PACK_POLL_MAX_S`) as the job goes on.  ``on_job`` is given each job
+        document as it is read, the last (finished) one included: its ``progress``
+        (:func:`progress_stages`) is for a display."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.pack_job(job_id)
+            if on_job is not None:
+                on_job(job)
             if job["status"] == "succeeded":
                 path = self._link(job.get("pdf_url")) or f"/v1/packs/{job_id}/pdf"
                 pdf: bytes = self._request("GET", path)
@@ -913,6 +927,41 @@ class RemoteLedger:
                 )
             time.sleep(poll)
             poll = min(poll * 1.25, PACK_POLL_MAX_S)
+
+
+#: The phase of a pack job's ``progress`` by the first word of its heading (the words
+#: before its first ": ", ``escrow.server.packs.progress_text``); "rendering" is followed by
+#: the number of builds.
+_PROGRESS_PHASES = {"collecting": "collect", "signing": "sign", "recording": "record"}
+_RENDERING = re.compile(r"rendering (\d[\d,]*) builds?")
+
+
+def progress_stages(progress: object) -> list[Stage]:
+    """The :class:`~escrow.pack.render.Stage` objects a pack job's ``progress`` tells, for
+    the display a local pack has: its phase under its heading ("collecting the builds",
+    "signing and timestamping with URL"), then what comes after the heading, if anything;
+    in the phase "render", the part being laid out, with the pack's number of builds.
+    None (an empty list) for no progress, or one this client does not know (a server of
+    another release).  The server's words are shown as text: a control character in them
+    is escaped."""
+    from escrow.pack.render import Stage
+    from escrow.text import printable
+
+    if not isinstance(progress, str):
+        return []
+    text = printable(" ".join(progress[:PROGRESS_MAX].split()))
+    heading, _, rest = text.partition(": ")
+    rendering = _RENDERING.fullmatch(heading)
+    if rendering is not None:
+        if not rest:
+            return []
+        builds = int(rendering.group(1).replace(",", ""))
+        part = "builds" if rest.startswith("laying out build") else ""
+        return [Stage("render", rest, part=part, builds=builds)]
+    phase = _PROGRESS_PHASES.get(heading.split(" ", 1)[0])
+    if phase is None:
+        return []
+    return [Stage(phase, heading), *([Stage(phase, rest)] if rest else [])]
 
 
 #: The error ``escrow pack`` raises for a failed pack job of each ``error_kind``: the class

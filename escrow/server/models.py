@@ -277,6 +277,15 @@ class PackJobOut(BaseModel):
         "started. A running job whose last heartbeat, or its start before the first, is five "
         "minutes old belongs to a server that died, and is failed (or queued again).",
     )
+    progress: str | None = Field(
+        None,
+        description="What the server rendering the job is doing, in words, as `escrow pack` "
+        "shows it: the step (`collecting the builds`, `rendering 364 builds`, `signing` or "
+        "`signing and timestamping with URL`, `recording the pack in the ledger`), then what "
+        "more it said of that step after a colon (`rendering 364 builds: laying out builds "
+        "17–32 of 364 (39 pages so far)`); at most 200 characters. Null while queued and until "
+        "the renderer first says; a finished job keeps the last, where it ended.",
+    )
     error: str | None = Field(
         description="Why a failed job failed: one sentence, as `escrow pack` says it."
     )

@@ -30,6 +30,13 @@ token (``attempt``, handed to its renderer process), and the heartbeat, the kept
 pack and the outcome of a claim touch its job only while the job is running
 under that claim: never a job finished, queued again or claimed since (by
 another server that took this one for dead).
+
+The renderer also says what it is doing in the row's ``progress`` (the stage of
+:func:`escrow.pack.render.render_pack` it has come to, in words: :func:`progress_text`),
+which the job document gives and `escrow pack` through a server shows as a local
+pack shows its own.  A thread of the renderer writes it (:class:`JobProgress`), under
+the claim too, each phase and part as it begins but a part of builds at most every
+:data:`PROGRESS_EVERY_S`; a database error there is logged once and the rendering goes on.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,11 +60,13 @@ from sqlmodel import Field, SQLModel
 
 from escrow.errors import CheckFailed, DatabaseUnavailable, EnvironmentProblem, EscrowError
 from escrow.server.auth import db_reason
+from escrow.text import count
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from escrow.config import Settings
+    from escrow.pack.render import Stage
 
 log = logging.getLogger("escrow.server")
 
@@ -78,6 +88,15 @@ STALE_AFTER_S = 300
 ERROR_EXIT_CODES = {"check": 1, "input": 2, "unavailable": 3, "internal": 3}
 #: The line a renderer process writes to stderr before its error, naming its kind.
 KIND_LINE = "escrow: error-kind: "
+
+#: The longest ``progress`` of a job, in characters (a longer text is cut, ending in "…").
+PROGRESS_MAX = 200
+#: How often, at most, a job's ``progress`` follows the parts of builds being laid out, in
+#: seconds (some 300 parts for 5,000 builds); each phase and every other part is written
+#: as it begins (the last parts of a large pack take minutes: they must not go unsaid).
+PROGRESS_EVERY_S = 5.0
+#: How long the end of a rendering waits for its last ``progress`` to be written.
+PROGRESS_FLUSH_S = 5.0
 
 
 def error_kind(e: BaseException) -> str:
@@ -119,6 +138,9 @@ class PackJob(SQLModel, table=True):
     #: rendering the job (a new one at each claim), and that claim's last heartbeat
     attempt: str | None = Field(default=None, max_length=32)
     heartbeat_at: datetime | None = None
+    #: added after the table's first release, as ``error_kind``: what the renderer of the
+    #: claim is doing (:func:`progress_text`), null until it says; kept once finished
+    progress: str | None = Field(default=None, max_length=PROGRESS_MAX)
     pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     pdf_sha256: str | None = Field(default=None, max_length=64)
     pdf_size: int | None = None
@@ -171,6 +193,7 @@ class JobInfo:
     entry_index: int | None
     error_kind: str | None = None
     heartbeat_at: datetime | None = None
+    progress: str | None = None
 
     def to_dict(self, root_path: str = "") -> dict[str, Any]:
         """The job document; its ``pdf_url`` begins with ``root_path``, the path prefix a
@@ -184,6 +207,7 @@ class JobInfo:
             "started_at": _rfc3339(self.started_at),
             "finished_at": _rfc3339(self.finished_at),
             "heartbeat_at": _rfc3339(self.heartbeat_at),
+            "progress": self.progress,
             "error": self.error,
             "error_kind": self.error_kind,
             "error_exit_code": ERROR_EXIT_CODES.get(self.error_kind or ""),
@@ -221,6 +245,7 @@ def _info(row: PackJob) -> JobInfo:
         started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
         heartbeat_at=_utc(row.heartbeat_at),
+        progress=row.progress,
         error=row.error,
         pdf_sha256=row.pdf_sha256,
         pdf_size=row.pdf_size,
@@ -321,6 +346,7 @@ class PackJobs:
                         started_at=datetime.now(UTC),
                         attempt=attempt,
                         heartbeat_at=None,
+                        progress=None,
                     )
                 )
                 s.commit()
@@ -348,7 +374,9 @@ class PackJobs:
                 last_sign_of_life < cutoff,
                 tbl.c.id.in_(select(kept.c.job_id)),
             )
-            .values(status="queued", started_at=None, attempt=None, heartbeat_at=None)
+            .values(
+                status="queued", started_at=None, attempt=None, heartbeat_at=None, progress=None
+            )
         )
         s.execute(
             update(tbl)
@@ -375,7 +403,9 @@ class PackJobs:
             res = s.execute(
                 update(tbl)
                 .where(*mine)
-                .values(status="queued", started_at=None, attempt=None, heartbeat_at=None)
+                .values(
+                    status="queued", started_at=None, attempt=None, heartbeat_at=None, progress=None
+                )
             )
             s.commit()
             return bool(res.rowcount == 1)
@@ -392,6 +422,21 @@ class PackJobs:
                 .where(tbl.c.id == job_id, tbl.c.status == "running", tbl.c.attempt == attempt)
                 .values(heartbeat_at=datetime.now(UTC))
             )
+            s.commit()
+            return bool(res.rowcount == 1)
+
+    def set_progress(self, job_id: str, text: str, attempt: str | None = None) -> bool:
+        """Set the job's ``progress`` to ``text`` (cut to :data:`PROGRESS_MAX` characters),
+        if it is still running (with ``attempt``, under that claim); whether it was
+        (``False``: the job is no longer this claim's, and was left as it is)."""
+        from sqlalchemy import update
+
+        tbl = PackJob.__table__  # type: ignore[attr-defined]
+        mine = [tbl.c.id == job_id, tbl.c.status == "running"]
+        if attempt is not None:
+            mine.append(tbl.c.attempt == attempt)
+        with self._session(write=True) as s:
+            res = s.execute(update(tbl).where(*mine).values(progress=_bounded(text)))
             s.commit()
             return bool(res.rowcount == 1)
 
@@ -549,6 +594,113 @@ class Heartbeat:
                 return
 
 
+def progress_text(stage: Stage, heading: str = "") -> str:
+    """What a job's ``progress`` says of a stage of its rendering: the heading of its phase
+    — the words of the phase's first stage (``heading``: "collecting the builds", "signing
+    and timestamping with https://tsa.example/"), in the phase "render" its number of
+    builds ("rendering 364 builds") — and, for any other stage of the phase, its own words
+    after a colon ("rendering 364 builds: laying out builds 17–32 of 364 (39 pages so
+    far)").  `escrow pack` through a server shows the heading as its step, as a local
+    pack does, and the rest under it (:func:`escrow.server.client.progress_stages`)."""
+    if stage.phase == "render":
+        heading = f"rendering {count(stage.builds, 'build')}"
+    text = f"{heading}: {stage.text}" if heading and stage.text != heading else stage.text
+    return _bounded(text)
+
+
+def _bounded(text: str) -> str:
+    """``text`` on one line, of :data:`PROGRESS_MAX` characters at most."""
+    text = " ".join(text.split())
+    return text if len(text) <= PROGRESS_MAX else text[: PROGRESS_MAX - 1] + "…"
+
+
+class JobProgress:
+    """Records in a job's ``progress`` what its renderer is doing: called with each
+    :class:`~escrow.pack.render.Stage` of :func:`~escrow.pack.render.render_pack`
+    (``with JobProgress(...) as progress:``), it hands the stage's text
+    (:func:`progress_text`) to a thread of its own that writes it, so a slow or locked
+    database never holds the rendering.  Each stage is written as it begins (a phase, a
+    part of the rendering), but a part of builds only when it is the first, or begins
+    ``every`` seconds or more after the last text handed over; a text not yet written
+    when a newer one comes is replaced by it (the row says what is being done now).
+
+    Only while the job runs under the claim ``attempt`` (without one, while it runs): once
+    a write finds the job finished, queued again or claimed since, nothing more is written.
+    A database error is logged once, and never reaches the rendering.  The block's end
+    waits (up to :data:`PROGRESS_FLUSH_S`) for the last text to be written, so that it is
+    in the row before the job's outcome."""
+
+    def __init__(
+        self, jobs: PackJobs, job_id: str, attempt: str | None, every: float = PROGRESS_EVERY_S
+    ) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.attempt = attempt
+        self.every = every
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: str | None = None
+        self._stopping = False
+        self._phase = ""
+        self._heading = ""  # the words of the current phase's first stage
+        self._builds_told = False
+        self._told_at = 0.0  # when the last text was handed to the thread (monotonic)
+        self._mine = True
+        self._failed = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"escrow-pack-progress-{job_id}", daemon=True
+        )
+
+    def __enter__(self) -> JobProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=PROGRESS_FLUSH_S)
+
+    def __call__(self, stage: Stage) -> None:
+        now = time.monotonic()
+        if stage.phase == self._phase and stage.part == "builds":
+            if self._builds_told and now - self._told_at < self.every:
+                return
+            self._builds_told = True
+        if stage.phase != self._phase:
+            self._phase, self._heading = stage.phase, stage.text
+        self._told_at = now
+        with self._lock:
+            self._pending = progress_text(stage, self._heading)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                self._wake.clear()
+                text, self._pending = self._pending, None
+                stopping = self._stopping
+            if text is not None and self._mine:
+                self._write(text)
+            if stopping or not self._mine:
+                return
+
+    def _write(self, text: str) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self._mine = self.jobs.set_progress(self.job_id, text, self.attempt)
+        except (SQLAlchemyError, EscrowError) as e:  # the database: the rendering goes on
+            if not self._failed:
+                log.warning(
+                    "pack job %s: cannot record its progress (it renders on): %s",
+                    self.job_id,
+                    db_reason(e),
+                )
+            self._failed = True
+
+
 class PackRunner:
     """A thread that renders queued jobs one at a time, each in a child process, keeping
     each job alive with a :class:`Heartbeat` while its child runs."""
@@ -642,6 +794,10 @@ class PackRunner:
             code, err = -1, f"{KIND_LINE}unavailable\n{why}".encode()
         finally:
             self._child = None
+        said = err.decode("utf-8", "replace")
+        for line in said.splitlines():  # the renderer's own log lines, in the server's log
+            if line.startswith(f"pack job {job_id}: "):
+                log.warning("%s", line.strip())
         if code != 0 and self._stop.is_set():
             # stopped with the server (a restart, a deploy): queue it again for the next
             # server to render, rather than fail the auditor's request
@@ -649,7 +805,7 @@ class PackRunner:
                 log.info("pack job %s: queued again (the server is stopping)", job_id)
             return
         if code != 0:
-            text, kind = _renderer_error(err.decode("utf-8", "replace"), code)
+            text, kind = _renderer_error(said, code)
             log.error("pack job %s failed: %s", job_id, text)
             job = self.jobs.get(job_id)
             if job is not None and job.status == "running":
@@ -749,9 +905,10 @@ def _render_job(
             jobs.keep(job_id, pdf, envelope, attempt)
 
     try:
-        done = _from_kept(ledger, jobs, job_id, append=True)
-        if done is None:
-            done = _issue_pack(ledger, settings, job, keep=keep)
+        with JobProgress(jobs, job_id, attempt) as progress:
+            done = _from_kept(ledger, jobs, job_id, append=True)
+            if done is None:
+                done = _issue_pack(ledger, settings, job, keep=keep, progress=progress)
     except JobNotRunning as e:
         log.warning("pack job %s: %s", job_id, e)
         return
@@ -873,11 +1030,16 @@ def _from_kept(
 
 
 def _issue_pack(
-    ledger: Any, settings: Settings, job: JobInfo, *, keep: Callable[[bytes, bytes], None]
+    ledger: Any,
+    settings: Settings,
+    job: JobInfo,
+    *,
+    keep: Callable[[bytes, bytes], None],
+    progress: Callable[[Stage], object] | None = None,
 ) -> tuple[bytes, int]:
     """Render, sign and record the pack with :func:`escrow.pack.render.render_pack`;
     ``keep(pdf, envelope)`` is called with the signed PDF and its envelope before the
-    envelope is appended."""
+    envelope is appended, and ``progress`` with each stage of the rendering."""
     import tempfile
     from pathlib import Path
 
@@ -914,7 +1076,9 @@ def _issue_pack(
 
     with tempfile.TemporaryDirectory(prefix="escrow-pack-") as tmp:
         out = Path(tmp) / f"pack-{job.id}.pdf"
-        result = render_pack(settings, ledger, request, out, before_record=before_record)
+        result = render_pack(
+            settings, ledger, request, out, before_record=before_record, progress=progress
+        )
     if result.index is None or len(signed) != 1:
         raise EscrowError(f"The pack of job {job.id} was not recorded.")
     return signed[0], result.index
