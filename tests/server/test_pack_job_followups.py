@@ -395,7 +395,7 @@ def test_a_renderer_whose_job_was_claimed_again_records_nothing(
                 r = auditor.post("/v1/packs", json={"projects": [PROJECT]})
                 assert r.status_code == 202, r.text
                 job_id = str(r.json()["id"])
-                # its renderer has rendered and signed the pack, and waits for the timestamp
+                # its renderer has collected the builds and waits for the TSA's first answer
                 assert tsa.asked.wait(240), "the server's renderer never asked its TSA"
                 mine = row(engine, job_id)
                 assert mine.status == "running" and mine.attempt
