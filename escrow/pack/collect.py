@@ -349,6 +349,8 @@ def build_view(
             reference=_s(_d(c).get("reference")),
             image_id=_s(_d(c).get("imageId")),
             repo_digest=_s(_d(c).get("repoDigest")),
+            built_by=(maker := _maker(made, _s(_d(c).get("imageId")), index)),
+            built_outside=maker is not None and maker[0] in outside,
         )
         for c in _l(inputs.get("copyFromImages"))
     )
@@ -1063,22 +1065,26 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     return Collected(view=view, evidence=evidence, predicate=predicate)
 
 
+def _input_images(statement: Mapping[str, Any]) -> list[str]:
+    """The image IDs a build took as input: its base images, and the images its
+    ``COPY --from`` copied files from."""
+    inputs = _d(_d(statement.get("predicate")).get("inputs"))
+    images = [*_l(inputs.get("baseImages")), *_l(inputs.get("copyFromImages"))]
+    return [iid for iid in (_s(_d(x).get("imageId")) for x in images) if iid]
+
+
 def _base_makers(ledger: LedgerReader, scoped: Sequence[Any], size: int) -> list[Any]:
-    """The entries outside ``scoped`` that made base images of builds in it: for each base
-    image, the first succeeded build of it in the ledger below the checkpoint
-    (:func:`escrow.verification.built_by`), when that is earlier than a build in scope that
-    used the image and not itself in scope."""
+    """The entries outside ``scoped`` that made input images of builds in it (base images
+    and ``COPY --from`` images): for each, the first succeeded build of it in the ledger
+    below the checkpoint (:func:`escrow.verification.built_by`), when that is earlier than
+    a build in scope that used the image and not itself in scope."""
     from escrow.verification import built_by
 
     first: dict[str, int | None] = {}  # image ID -> the first build that made it
     inside = {e.index for e in scoped}
     wanted: set[int] = set()
     for entry in scoped:
-        inputs = _d(_d(entry.statement().get("predicate")).get("inputs"))
-        for base in _l(inputs.get("baseImages")):
-            iid = _s(_d(base).get("imageId"))
-            if not iid:
-                continue
+        for iid in _input_images(entry.statement()):
             if iid not in first:
                 maker = built_by(ledger, iid, size)
                 first[iid] = int(maker["index"]) if maker is not None else None
@@ -1092,18 +1098,12 @@ def supporting_view(
     build: BuildFacts, entry: Any, key: KeyView | None, users: Sequence[BuildFacts]
 ) -> SupportingBuildView:
     """The view of a supporting build (:class:`SupportingBuildView`); ``users``: the
-    builds in scope, of which those after it that used its image as a base are named."""
+    builds in scope, of which those after it that took its image as input are named."""
     p = _d(build.statement.get("predicate"))
     b = _d(p.get("build"))
     image_id = _s(_d(p.get("image")).get("id"))
     used_by = tuple(
-        u.index
-        for u in users
-        if u.index > build.index
-        and any(
-            _s(_d(x).get("imageId")) == image_id
-            for x in _l(_d(_d(u.statement.get("predicate")).get("inputs")).get("baseImages"))
-        )
+        u.index for u in users if u.index > build.index and image_id in _input_images(u.statement)
     )
     return SupportingBuildView(
         index=build.index,

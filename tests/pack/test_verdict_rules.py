@@ -492,3 +492,33 @@ def test_a_pack_with_supporting_builds_renders_again_byte_for_byte(
     r = cli([*args, "--tree-size", str(size), "--render-only", "-o", str(again)])
     assert r.exit_code == 0, r.stderr
     assert again.read_bytes() == then.read_bytes()
+
+
+def test_the_build_of_an_image_copy_from_copied_from_is_a_supporting_build(
+    pack_ledger: PackLedger, cli: Any, tmp_path: Path
+) -> None:
+    """A ``COPY --from=IMAGE`` input is shown with the build that made it, as a base is;
+    it is not judged (the verdict's rules are about base images)."""
+    data = manifest_variant(5, project="data")
+    data["predicate"]["inputs"]["baseImages"] = []
+    made = pack_ledger.add_statement(data)
+    app = manifest_variant(6)
+    app["predicate"]["inputs"]["copyFromImages"] = [
+        {
+            "stage": 0,
+            "line": 4,
+            "reference": "escrow-example/data:latest",
+            "imageId": _image(data),
+            "repoDigest": None,
+        }
+    ]
+    used = pack_ledger.add_statement(app)
+    out = tmp_path / "app.pdf"
+    _pack(cli, out, "--project", "example")
+    st = _statement(out)["predicate"]
+    assert st["supportingBuilds"] == [made.index]
+    assert st["summary"]["findings"] == 0
+    text = " ".join(pdftotext(out).split())
+    assert f"built by entry {made.index} (data), a supporting build" in text
+    assert "Used by" in text and f"{used.index}" in text
+    assert cli(["pack", "verify", str(out)]).exit_code == 0
