@@ -384,8 +384,10 @@ def _pack_through_server(
         shown = _PackProgress(make_progress(sys.stderr, quiet=quiet), printable(title), steps=4)
         shown.begin()
         said: list[object] = [None]  # the last progress shown
+        last: list[dict[str, Any]] = [job]  # the last job document read: the final one
 
         def follow(doc: dict[str, Any]) -> None:
+            last[0] = doc
             progress = doc.get("progress")
             if progress == said[0]:
                 return
@@ -399,7 +401,7 @@ def _pack_through_server(
             shown.close(ok=False)
             raise
         shown.close(ok=True)
-        final = remote.pack_job(str(job["id"]))
+        final = last[0]  # read by wait_pack as the job succeeded: not asked again
         digest = hashlib.sha256(pdf).hexdigest()
         entry, statement = _recorded_pack(remote, final, digest)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -898,7 +898,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     # never be evidence); one signed by a key revoked since is shown, and not counted
     supporting: list[BuildFacts] = []
     supporting_entries: dict[int, Any] = {}
-    for entry in _base_makers(ledger, scoped, size):
+    for entry in _base_makers(ledger, facts, size):
         key = key_states.get(entry.signer)
         verified, _ = signature_status(entry.envelope, public_keys.get(entry.signer))
         if not verified:
@@ -1073,23 +1073,23 @@ def _input_images(statement: Mapping[str, Any]) -> list[str]:
     return [iid for iid in (_s(_d(x).get("imageId")) for x in images) if iid]
 
 
-def _base_makers(ledger: LedgerReader, scoped: Sequence[Any], size: int) -> list[Any]:
-    """The entries outside ``scoped`` that made input images of builds in it (base images
-    and ``COPY --from`` images): for each, the first succeeded build of it in the ledger
-    below the checkpoint (:func:`escrow.verification.built_by`), when that is earlier than
-    a build in scope that used the image and not itself in scope."""
+def _base_makers(ledger: LedgerReader, builds: Sequence[BuildFacts], size: int) -> list[Any]:
+    """The entries outside the scope (``builds``) that made input images of builds in it
+    (base images and ``COPY --from`` images): for each, the first succeeded build of it in
+    the ledger below the checkpoint (:func:`escrow.verification.built_by`), when that is
+    earlier than a build in scope that used the image and not itself in scope."""
     from escrow.verification import built_by
 
     first: dict[str, int | None] = {}  # image ID -> the first build that made it
-    inside = {e.index for e in scoped}
+    inside = {b.index for b in builds}
     wanted: set[int] = set()
-    for entry in scoped:
-        for iid in _input_images(entry.statement()):
+    for build in builds:
+        for iid in _input_images(build.statement):
             if iid not in first:
                 maker = built_by(ledger, iid, size)
                 first[iid] = int(maker["index"]) if maker is not None else None
             index = first[iid]
-            if index is not None and index < entry.index and index not in inside:
+            if index is not None and index < build.index and index not in inside:
                 wanted.add(index)
     return [ledger.get(i) for i in sorted(wanted)]
 
