@@ -151,6 +151,22 @@ class Tsa:
     answered: list[bytes] = field(default_factory=list)
     #: the Authorization header of each request (None: none was sent)
     authorizations: list[str | None] = field(default_factory=list)
+    #: with N, the N-th request and those after it are held (``held`` set) until
+    #: :meth:`answer` (then answered as ``mode`` says) or :meth:`refuse` (the connection
+    #: closed unanswered); 0: none is held
+    hold_from: int = 0
+    held: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event = field(default_factory=threading.Event)
+    refused: bool = False
+
+    def answer(self) -> None:
+        """Let the held requests be answered."""
+        self.gate.set()
+
+    def refuse(self) -> None:
+        """Close the held requests' connections unanswered."""
+        self.refused = True
+        self.gate.set()
 
 
 def openssl_reply(files: TsaFiles, query: bytes, clock: str | None = None) -> bytes:
@@ -178,20 +194,29 @@ def openssl_reply(files: TsaFiles, query: bytes, clock: str | None = None) -> by
 
 
 @contextmanager
-def openssl_tsa(files: TsaFiles, mode: str = "ok") -> Iterator[Tsa]:
+def openssl_tsa(files: TsaFiles, mode: str = "ok", hold_from: int = 0) -> Iterator[Tsa]:
     """Serve a TSA on a loopback port. ``mode``: ``ok`` (OpenSSL's replies), ``error``
     (HTTP 500), ``garbage`` (a 200 timestamp-reply whose body is no TimeStampResp),
-    ``once`` (OpenSSL's reply to the first request, HTTP 500 after it)."""
+    ``once`` (OpenSSL's reply to the first request, HTTP 500 after it); ``hold_from``: the
+    first request held (:attr:`Tsa.hold_from`; any still held at the end are refused)."""
     lock = threading.Lock()
-    tsa = Tsa("", files, mode)
+    tsa = Tsa("", files, mode, hold_from=hold_from)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            tsa.authorizations.append(self.headers.get("Authorization"))
+            with lock:
+                tsa.authorizations.append(self.headers.get("Authorization"))
+                nth = len(tsa.authorizations)
+            if tsa.hold_from and nth >= tsa.hold_from:
+                tsa.held.set()
+                tsa.gate.wait(300)
+                if tsa.refused:
+                    self.close_connection = True
+                    return
             mode = tsa.mode
             if mode == "once":
-                mode = "ok" if len(tsa.authorizations) == 1 else "error"
+                mode = "ok" if nth == 1 else "error"
             if mode == "error":
                 self._answer(500, "text/plain", b"the TSA is down\n")
                 return
@@ -215,7 +240,10 @@ def openssl_tsa(files: TsaFiles, mode: str = "ok") -> Iterator[Tsa]:
 
     with loopback_server(Handler) as address:
         tsa.url = f"http://{address}/tsa"
-        yield tsa
+        try:
+            yield tsa
+        finally:
+            tsa.refuse()
 
 
 def closed_port_url() -> str:

@@ -18,22 +18,19 @@ real tables, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import http.server
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from httpkit import loopback_server
 from server_helpers import (
     LiveServer,
     free_port,
@@ -44,7 +41,7 @@ from server_helpers import (
     stop,
 )
 from server_helpers import serving as uvicorn_serving
-from tsakit import TsaFiles, make_tsa_files, openssl_reply
+from tsakit import Tsa, make_tsa_files, openssl_tsa
 
 from tests.pack.synth import manifest_variant
 
@@ -325,55 +322,12 @@ def test_keep_and_finish_act_only_while_the_job_runs_under_their_claim(settings:
         engine.dispose()
 
 
-@dataclass
-class GatedTsa:
+@contextmanager
+def gated_tsa(folder: Path) -> Iterator[Tsa]:
     """A real Time-Stamping Authority (OpenSSL's) that holds each request until ``answer``
     (it then answers with a timestamp) or ``refuse`` (it closes the connection)."""
-
-    files: TsaFiles
-    url: str = ""
-    asked: threading.Event = field(default_factory=threading.Event)
-    gate: threading.Event = field(default_factory=threading.Event)
-    answers: bool = True
-    replies: list[bytes] = field(default_factory=list)
-
-    def answer(self) -> None:
-        self.gate.set()
-
-    def refuse(self) -> None:
-        self.answers = False
-        self.gate.set()
-
-
-@contextmanager
-def gated_tsa(folder: Path) -> Iterator[GatedTsa]:
-    tsa = GatedTsa(make_tsa_files(folder))
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            tsa.asked.set()
-            tsa.gate.wait(300)
-            if not tsa.answers:
-                self.close_connection = True
-                return
-            reply = openssl_reply(tsa.files, body)
-            tsa.replies.append(reply)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/timestamp-reply")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    with loopback_server(Handler) as address:
-        tsa.url = f"http://{address}/tsa"
-        try:
-            yield tsa
-        finally:
-            tsa.refuse()
+    with openssl_tsa(make_tsa_files(folder), hold_from=1) as tsa:
+        yield tsa
 
 
 @pytest.mark.parametrize("outcome", ["signed", "tsa-fails"])
@@ -396,7 +350,7 @@ def test_a_renderer_whose_job_was_claimed_again_records_nothing(
                 assert r.status_code == 202, r.text
                 job_id = str(r.json()["id"])
                 # its renderer has collected the builds and waits for the TSA's first answer
-                assert tsa.asked.wait(240), "the server's renderer never asked its TSA"
+                assert tsa.held.wait(240), "the server's renderer never asked its TSA"
                 mine = row(engine, job_id)
                 assert mine.status == "running" and mine.attempt
 
@@ -423,7 +377,7 @@ def test_a_renderer_whose_job_was_claimed_again_records_nothing(
     finally:
         engine.dispose()
     assert f"pack job {job_id}: done" in served.said(), served.said()[-3000:]
-    assert bool(tsa.replies) == (outcome == "signed")  # timestamped and signed, not kept
+    assert bool(tsa.answered) == (outcome == "signed")  # timestamped and signed, not kept
     assert doc["status"] == "running", doc
     assert (doc["error"], doc["pdf_sha256"], doc["entry_index"]) == (None, None, None)
     engine = make_engine(settings.db_url)
@@ -504,7 +458,7 @@ def test_a_rendering_jobs_heartbeat_advances_in_its_document(
         r = auditor.post("/v1/packs", json={"projects": [PROJECT]})
         assert r.status_code == 202, r.text
         job_id = str(r.json()["id"])
-        assert tsa.asked.wait(240), "the server's renderer never asked its TSA"
+        assert tsa.held.wait(240), "the server's renderer never asked its TSA"
 
         def beat() -> str | None:
             doc = auditor.get(f"/v1/packs/{job_id}").json()

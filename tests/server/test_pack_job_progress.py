@@ -17,7 +17,6 @@ database itself.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
@@ -36,9 +35,8 @@ from typing import Any
 
 import httpx
 import pytest
-from httpkit import loopback_server
 from server_helpers import free_port, make_tokens, one_build_ledger, start_serve, stop
-from tsakit import TsaFiles, make_tsa_files, openssl_reply
+from tsakit import Tsa, make_tsa_files, openssl_tsa
 
 pytestmark = [
     pytest.mark.slow,
@@ -110,59 +108,20 @@ def serving(settings: Any, tmp_path: Path) -> Iterator[Served]:
         stop(proc)
 
 
-@dataclass
-class SigningHeldTsa:
-    """A real Time-Stamping Authority (OpenSSL's) that answers the request a renderer makes
-    before rendering at once, and holds the signature's own (the second) until ``answer``:
-    meanwhile the job is running, and signing."""
-
-    files: TsaFiles
-    url: str = ""
-    held: threading.Event = field(default_factory=threading.Event)
-    gate: threading.Event = field(default_factory=threading.Event)
-    asked: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answer(self) -> None:
-        self.gate.set()
-
-    @property
-    def signing(self) -> str:
-        """The job's progress while its signature waits for this TSA."""
-        return f"signing and timestamping with {self.url}"
-
-
 @contextmanager
-def signing_held_tsa(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SigningHeldTsa]:
-    """The TSA, set as the server's (ESCROW_TSA_URL in the environment `escrow serve` gets)."""
-    tsa = SigningHeldTsa(make_tsa_files(folder))
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with tsa.lock:
-                tsa.asked += 1
-                nth = tsa.asked
-            if nth >= 2:  # the signature's
-                tsa.held.set()
-                tsa.gate.wait(300)
-            reply = openssl_reply(tsa.files, body)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/timestamp-reply")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    with loopback_server(Handler) as address:
-        tsa.url = f"http://{address}/tsa"
+def signing_held_tsa(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tsa]:
+    """A real Time-Stamping Authority (OpenSSL's), set as the server's (ESCROW_TSA_URL in
+    the environment `escrow serve` gets), that answers the request a renderer makes before
+    rendering at once, and holds the signature's own (the second) until ``answer``:
+    meanwhile the job is running, and signing."""
+    with openssl_tsa(make_tsa_files(folder), hold_from=2) as tsa:
         monkeypatch.setenv("ESCROW_TSA_URL", tsa.url)
-        try:
-            yield tsa
-        finally:
-            tsa.answer()
+        yield tsa
+
+
+def signing_text(tsa: Tsa) -> str:
+    """The job's progress while its signature waits for ``tsa``."""
+    return f"signing and timestamping with {tsa.url}"
 
 
 def client_env(served: Served, home: Path) -> dict[str, str]:
@@ -410,11 +369,11 @@ def test_a_rendering_jobs_progress_advances_in_its_row_and_document(
         assert tsa.held.wait(240), "the server's renderer never asked for its signature"
         signing = wait_for(
             "the row to say it signs",
-            lambda: (row := job_row(engine, job_id))["progress"] == tsa.signing and row,
+            lambda: (row := job_row(engine, job_id))["progress"] == signing_text(tsa) and row,
         )
         assert signing["status"] == "running"
         doc = auditor.get(f"/v1/packs/{job_id}").json()
-        assert (doc["status"], doc["progress"]) == ("running", tsa.signing)
+        assert (doc["status"], doc["progress"]) == ("running", signing_text(tsa))
         tsa.answer()
         done = finished(auditor, job_id)
 
@@ -424,7 +383,7 @@ def test_a_rendering_jobs_progress_advances_in_its_row_and_document(
     assert writes[0] is None, writes  # the claim: nothing said yet
     said = [w for w in writes[1:] if w is not None]
     assert len(said) == len(writes) - 1, writes
-    assert said[-2:] == [tsa.signing, RECORD], said
+    assert said[-2:] == [signing_text(tsa), RECORD], said
     # each a stage of the rendering, in order (one the renderer had already left when
     # its thread came to write it is not written: the row says what is being done now)
     asking = re.escape(f"{COLLECT}: asking the Time-Stamping Authority {tsa.url}")
@@ -432,7 +391,7 @@ def test_a_rendering_jobs_progress_advances_in_its_row_and_document(
         *rendering_one_build()[:1],
         asking,  # when the renderer says it asks its TSA, once the builds are collected
         *rendering_one_build()[1:],
-        re.escape(tsa.signing),
+        re.escape(signing_text(tsa)),
         re.escape(RECORD),
     ]
     at = 0
@@ -472,11 +431,11 @@ def test_escrow_pack_says_the_jobs_phases_in_plain_lines(
         run = run_pack(
             client_env(served, tmp_path / "auditor"), "-o", str(out), *(["--json"] * as_json)
         )
-        run.wait_for(f"step 3/4: {tsa.signing}\n")
+        run.wait_for(f"step 3/4: {signing_text(tsa)}\n")
         with served.client() as auditor:
             job_id = re.findall(r"Pack job ([0-9a-f]+) queued", run.shown())[0]
             doc = auditor.get(f"/v1/packs/{job_id}").json()
-        assert (doc["status"], doc["progress"]) == ("running", tsa.signing)
+        assert (doc["status"], doc["progress"]) == ("running", signing_text(tsa))
         tsa.answer()
         code, stdout, stderr = run.end()
 
@@ -489,7 +448,7 @@ def test_escrow_pack_says_the_jobs_phases_in_plain_lines(
         "step 1 ok",
         "step 2/4: rendering 1 build",
         "step 2 ok",
-        f"step 3/4: {tsa.signing}",
+        f"step 3/4: {signing_text(tsa)}",
         "step 3 ok",
         f"step 4/4: {RECORD}",
         "step 4 ok",
@@ -549,10 +508,10 @@ def test_escrow_pack_q_says_no_progress(
         job_id = wait_for("the job", lambda: the_only_job(engine))
         wait_for(
             "the row to say it signs",
-            lambda: job_row(engine, job_id)["progress"] == tsa.signing,
+            lambda: job_row(engine, job_id)["progress"] == signing_text(tsa),
         )
         time.sleep(PACK_POLL_MAX_S + 1)
-        assert job_row(engine, job_id)["progress"] == tsa.signing
+        assert job_row(engine, job_id)["progress"] == signing_text(tsa)
         tsa.answer()
         code, stdout, stderr = run.end()
 
@@ -583,7 +542,7 @@ def test_a_terminal_gets_the_live_display_of_the_job(
             env.pop(name, None)
         env.update(TERM="xterm-256color", COLUMNS="120", LANG="C.UTF-8", PYTHONIOENCODING="utf-8")
         run = run_pack(env, "-o", str(out), terminal=True)
-        run.wait_for(f"⠿ step 3/4 {tsa.signing}")
+        run.wait_for(f"⠿ step 3/4 {signing_text(tsa)}")
         tsa.answer()
         code, stdout, shown = run.end()
 
@@ -591,7 +550,7 @@ def test_a_terminal_gets_the_live_display_of_the_job(
     assert stdout == f"{out}\n"
     assert "\x1b[" in bytes(run.sent).decode("utf-8", "replace")  # drawn in place
     assert re.search(r"Pack job [0-9a-f]+ queued on .+; waiting for it\.", shown), shown
-    assert f"✔ step 3/4 {tsa.signing} " in shown, shown
+    assert f"✔ step 3/4 {signing_text(tsa)} " in shown, shown
     assert f"✔ step 4/4 {RECORD} " in shown, shown
     assert "step 3/4:" not in shown  # no plain lines
     assert re.search(r"escrow: the pack took .+ m?s\.", shown), shown
@@ -673,7 +632,7 @@ def test_a_renderer_whose_job_was_claimed_again_writes_no_progress(
         assert tsa.held.wait(240), "the server's renderer never asked for its signature"
         wait_for(
             "the row to say it signs",
-            lambda: job_row(engine, job_id)["progress"] == tsa.signing,
+            lambda: job_row(engine, job_id)["progress"] == signing_text(tsa),
         )
 
         other = uuid.uuid4().hex  # another server's claim of the job, and what it says
