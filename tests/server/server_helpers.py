@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,45 @@ def one_build_ledger(
     finally:
         if pg is not None:
             next(pg, None)
+
+
+def wait_for(what: str, check: Any, timeout: float = 240) -> Any:
+    """What ``check()`` gives once it gives something true, asked every 50 ms; an
+    assertion error naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+def finished(auditor: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The pack job's document once it has ended (succeeded or failed)."""
+
+    def done() -> dict[str, Any] | None:
+        doc: dict[str, Any] = auditor.get(f"/v1/packs/{job_id}").json()
+        return doc if doc["status"] not in ("queued", "running") else None
+
+    found: dict[str, Any] = wait_for(f"the job {job_id} to end", done)
+    return found
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def job_row(engine: Any, job_id: str) -> Any:
+    """The pack job's row as stored (times in UTC)."""
+    from sqlmodel import Session
+
+    from escrow.server.packs import PackJob
+
+    with Session(engine) as s:
+        found = s.get(PackJob, job_id)
+        assert found is not None
+        s.expunge(found)
+    for name in ("started_at", "finished_at", "heartbeat_at"):
+        setattr(found, name, _utc(getattr(found, name)))
+    return found

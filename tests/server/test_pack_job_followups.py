@@ -39,6 +39,10 @@ from server_helpers import (
     one_build_ledger,
     start_serve,
     stop,
+    wait_for,
+)
+from server_helpers import (
+    job_row as row,
 )
 from server_helpers import serving as uvicorn_serving
 from tsakit import Tsa, make_tsa_files, openssl_tsa
@@ -113,35 +117,6 @@ def at(text: str) -> datetime:
     """An RFC 3339 time of a job document."""
     assert re.fullmatch(RFC3339, text), text
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def wait_for(what: str, check: Any, timeout: float = 240) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return found
-
-
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def row(engine: Any, job_id: str) -> Any:
-    """The job's row as stored (times in UTC)."""
-    from sqlmodel import Session
-
-    from escrow.server.packs import PackJob
-
-    with Session(engine) as s:
-        found = s.get(PackJob, job_id)
-        assert found is not None
-        s.expunge(found)
-    for name in ("started_at", "finished_at", "heartbeat_at"):
-        setattr(found, name, _utc(getattr(found, name)))
-    return found
 
 
 def pack_entries(settings: Any) -> list[int]:

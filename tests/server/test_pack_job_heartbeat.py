@@ -29,12 +29,17 @@ import httpx
 import pytest
 from server_helpers import (
     LiveServer,
+    finished,
     free_port,
     make_tokens,
     manifest,
     one_build_ledger,
     start_serve,
     stop,
+    wait_for,
+)
+from server_helpers import (
+    job_row as row,
 )
 
 pytestmark = [
@@ -92,27 +97,6 @@ def held_tsa() -> Iterator[HeldTsa]:
         thread.join(timeout=10)
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def row(engine: Any, job_id: str) -> Any:
-    """The job's row as stored (times in UTC)."""
-    from sqlmodel import Session
-
-    from escrow.server.packs import PackJob
-
-    with Session(engine) as s:
-        found = s.get(PackJob, job_id)
-        assert found is not None
-        s.expunge(found)
-    for name in ("started_at", "finished_at", "heartbeat_at"):
-        setattr(found, name, _utc(getattr(found, name)))
-    return found
-
-
 def dead_claim(engine: Any, *, heartbeat_at: datetime | None = None) -> str:
     """A job as a server that claimed it and then died left it: running, under a claim
     nobody renders, its last heartbeat ``heartbeat_at`` (none: it died before the first)."""
@@ -143,23 +127,6 @@ def one_build(live_server: LiveServer) -> None:
 
     with live_server.ledger() as ledger:
         ledger.append(sign_statement(manifest(PROJECT), live_server.build_key()))
-
-
-def wait_for(what: str, check: Any, timeout: float = 240) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return found
-
-
-def finished(auditor: httpx.Client, job_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        job: dict[str, Any] = auditor.get(f"/v1/packs/{job_id}").json()
-        return job if job["status"] not in ("queued", "running") else None
-
-    result: dict[str, Any] = wait_for(f"job {job_id}", done)
-    return result
 
 
 def heartbeats_alive(job_id: str) -> bool:

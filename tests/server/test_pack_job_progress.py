@@ -35,7 +35,15 @@ from typing import Any
 
 import httpx
 import pytest
-from server_helpers import free_port, make_tokens, one_build_ledger, start_serve, stop
+from server_helpers import (
+    finished,
+    free_port,
+    make_tokens,
+    one_build_ledger,
+    start_serve,
+    stop,
+    wait_for,
+)
 from tsakit import Tsa, make_tsa_files, openssl_tsa
 
 pytestmark = [
@@ -303,23 +311,6 @@ def the_only_job(engine: Any) -> str | None:
         ids = conn.execute(select(tbl.c.id)).scalars().all()
     assert len(ids) <= 1, ids
     return str(ids[0]) if ids else None
-
-
-def wait_for(what: str, check: Any, timeout: float = 240) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
-
-
-def finished(auditor: httpx.Client, job_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        doc: dict[str, Any] = auditor.get(f"/v1/packs/{job_id}").json()
-        return doc if doc["status"] not in ("queued", "running") else None
-
-    found: dict[str, Any] = wait_for(f"the job {job_id} to end", done)
-    return found
 
 
 #: The phase of each progress text (as :func:`escrow.server.packs.progress_text` makes it).
