@@ -40,6 +40,32 @@ def _log_config(level: str) -> dict[str, Any]:
     return cfg
 
 
+class Duration(click.ParamType[float]):
+    """A positive duration: seconds, or a number with ``s``, ``m`` or ``h`` (``90m``)."""
+
+    name = "duration"
+    _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value), re.IGNORECASE)
+            if found is None:
+                self.fail(
+                    f"{value!r} is not a duration; give seconds, or a number with s, m or h "
+                    "(90m, 2h).",
+                    param,
+                    ctx,
+                )
+            seconds = float(found.group(1)) * self._UNITS[found.group(2).lower()]
+        if not seconds > 0:
+            self.fail(f"{value!r} is not a duration longer than zero.", param, ctx)
+        return seconds
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -92,6 +118,16 @@ def _log_config(level: str) -> dict[str, Any]:
     "(Location, pdf_url, /docs, the OpenAPI servers) carry it (ESCROW_SERVER_ROOT_PATH).",
 )
 @click.option(
+    "--pack-time-limit",
+    type=Duration(),
+    default="2h",
+    show_default=True,
+    envvar="ESCROW_SERVER_PACK_TIME_LIMIT",
+    metavar="DURATION",
+    help="How long a pack job may render (seconds, or with s, m or h: 90m, 2h); its "
+    "renderer is then killed and the job fails saying so (ESCROW_SERVER_PACK_TIME_LIMIT).",
+)
+@click.option(
     "--no-packs",
     is_flag=True,
     help="Queue pack requests but do not render them here (another server does).",
@@ -113,6 +149,7 @@ def serve(
     max_connections: int,
     request_timeout: float,
     root_path: str,
+    pack_time_limit: float,
     no_packs: bool,
     access_log: bool,
 ) -> None:
@@ -153,6 +190,7 @@ def serve(
     os.environ["ESCROW_SERVER_MAX_BODY"] = str(max_body)
     os.environ["ESCROW_SERVER_REQUEST_TIMEOUT"] = repr(request_timeout)
     os.environ["ESCROW_SERVER_PACK_WORKERS"] = "0" if no_packs else "1"
+    os.environ["ESCROW_SERVER_PACK_TIME_LIMIT"] = repr(pack_time_limit)
     app.say(
         f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
         f"on http://{f'[{host}]' if ':' in host else host}:{port} with {workers} worker(s)"

@@ -47,7 +47,7 @@ from escrow.server.http import (
     unknown_token,
 )
 from escrow.server.http import root_path as scope_root_path
-from escrow.server.packs import PackJobs, PackRunner
+from escrow.server.packs import DEFAULT_TIME_LIMIT_S, PackJobs, PackRunner
 from escrow.text import count
 from escrow.times import parse_time
 from escrow.verification import sha256_id
@@ -71,6 +71,8 @@ class ServerConfig:
     max_body: int = DEFAULT_MAX_BODY
     #: Render pack jobs in this process (a child process per job); 0 queues them only.
     pack_workers: int = 1
+    #: Seconds a job's renderer may run before it is killed and its job fails.
+    pack_time_limit: float = DEFAULT_TIME_LIMIT_S
 
 
 # -- responses -------------------------------------------------------------------
@@ -355,7 +357,9 @@ class _Backend:
         state.tokens = TokenStore(engine)
         state.jobs = PackJobs(engine)
         if self.cfg.pack_workers > 0:
-            state.runner = PackRunner(state.jobs, self.cfg.settings)
+            state.runner = PackRunner(
+                state.jobs, self.cfg.settings, time_limit=self.cfg.pack_time_limit
+            )
             state.runner.start()
         state.ledger = ledger
         if not first:
@@ -450,7 +454,12 @@ def app_from_env() -> FastAPI:
     """Uvicorn factory: settings from the environment ``escrow serve`` prepared."""
     max_body = int(os.environ.get("ESCROW_SERVER_MAX_BODY") or DEFAULT_MAX_BODY)
     workers = int(os.environ.get("ESCROW_SERVER_PACK_WORKERS") or 1)
-    return create_app(ServerConfig(load_settings(), max_body=max_body, pack_workers=workers))
+    limit = float(os.environ.get("ESCROW_SERVER_PACK_TIME_LIMIT") or DEFAULT_TIME_LIMIT_S)
+    return create_app(
+        ServerConfig(
+            load_settings(), max_body=max_body, pack_workers=workers, pack_time_limit=limit
+        )
+    )
 
 
 def _health_router() -> APIRouter:

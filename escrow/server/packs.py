@@ -24,8 +24,11 @@ briefly unavailable database holds neither the renderer nor the runner).  A job
 still "running" whose last heartbeat (or, before the first, its ``started_at``)
 is older than :data:`STALE_AFTER_S` belongs to a server that died: the next
 claim by any server queues it again when it kept a signed pack, else fails it.
-A job renders as long as it needs (a pack of 5,000 builds, most of an hour),
-and the job of a dead server is found within minutes.  Each claim has its own
+A job renders for at most the server's time limit (``escrow serve
+--pack-time-limit``, :data:`DEFAULT_TIME_LIMIT_S`: a pack of 5,000 builds takes most
+of an hour), after which its renderer is killed and the job fails saying so (a renderer
+that hangs while its server lives would otherwise beat for ever), and the job of a dead
+server is found within minutes.  Each claim has its own
 token (``attempt``, handed to its renderer process), and the heartbeat, the kept
 pack and the outcome of a claim touch its job only while the job is running
 under that claim: never a job finished, queued again or claimed since (by
@@ -77,6 +80,10 @@ HEARTBEAT_S = 60.0
 #: Five heartbeats: a beat late by a busy database, or a few lost to a short outage, are
 #: not a dead server.
 STALE_AFTER_S = 300
+#: How long a job's renderer may run before it is killed and its job fails, in seconds,
+#: unless ``escrow serve --pack-time-limit`` says otherwise: twice the time a pack of the
+#: 5,000-build limit takes on a slow machine, and less than the 3 h `escrow pack` waits.
+DEFAULT_TIME_LIMIT_S = 2 * 3600.0
 
 #: What made a failed job fail (``error_kind`` of the job document), and the exit code
 #: ``escrow pack`` has for it, through a server as on a local ledger: ``check`` (a check
@@ -705,10 +712,17 @@ class PackRunner:
     """A thread that renders queued jobs one at a time, each in a child process, keeping
     each job alive with a :class:`Heartbeat` while its child runs."""
 
-    def __init__(self, jobs: PackJobs, settings: Settings, poll_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        jobs: PackJobs,
+        settings: Settings,
+        poll_s: float = 2.0,
+        time_limit: float = DEFAULT_TIME_LIMIT_S,
+    ) -> None:
         self.jobs = jobs
         self.settings = settings
         self.poll_s = poll_s
+        self.time_limit = time_limit
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="escrow-pack-runner", daemon=True)
@@ -775,6 +789,7 @@ class PackRunner:
         env["ESCROW_HOME"] = str(self.settings.home)
         env["ESCROW_DB_URL"] = self.settings.db_url
         log.info("pack job %s: rendering", job_id)
+        timed_out = False
         try:
             with alive:  # until the child has exited, however
                 self._child = subprocess.Popen(
@@ -787,7 +802,12 @@ class PackRunner:
                     # not kill the renderer before stop() can queue its job again
                     start_new_session=True,
                 )
-                _, err = self._child.communicate()
+                try:
+                    _, err = self._child.communicate(timeout=self.time_limit)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    _kill_group(self._child)
+                    _, err = self._child.communicate()
                 code = self._child.returncode
         except OSError as e:  # the machine's: no process to be had
             why = f"The pack renderer could not be started: {e}."
@@ -805,7 +825,10 @@ class PackRunner:
                 log.info("pack job %s: queued again (the server is stopping)", job_id)
             return
         if code != 0:
-            text, kind = _renderer_error(said, code)
+            if timed_out:
+                text, kind = time_limit_error(self.time_limit), "unavailable"
+            else:
+                text, kind = _renderer_error(said, code)
             log.error("pack job %s failed: %s", job_id, text)
             job = self.jobs.get(job_id)
             if job is not None and job.status == "running":
@@ -844,6 +867,36 @@ class PackRunner:
         except EscrowError as e:
             log.warning("pack job %s: cannot look for its kept pack in the ledger: %s", job_id, e)
             return None
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """Kill a renderer and whatever it started (its own session: its process group)."""
+    import signal
+
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:  # gone meanwhile
+        pass
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` in words for a message: "2 h", "1 h 30 min", "45 min", "90 s"."""
+    if seconds < 60 or (seconds < 600 and round(seconds) % 60):
+        return f"{seconds:g} s" if seconds < 10 else f"{round(seconds)} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+
+
+def time_limit_error(limit: float) -> str:
+    """The error of a job whose renderer ran longer than the server's ``limit``."""
+    return (
+        f"The pack took longer than this server's limit of {duration_text(limit)} "
+        "(escrow serve --pack-time-limit) and was stopped; nothing was recorded. Ask for "
+        "a smaller scope (one project, or one quarter), or ask the server's operator to "
+        "raise the limit."
+    )
 
 
 def _not_recorded(job_id: str) -> None:
