@@ -27,8 +27,9 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     the end of that day (``--until`` is exclusive: the next midnight)."""
     value = text.strip()
     try:
-        if len(value) == 10:
-            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        if len(value) == 10 or (len(value) == 8 and value.isascii() and value.isdigit()):
+            form = "%Y-%m-%d" if len(value) == 10 else "%Y%m%d"  # 2026-12-06, 20261206
+            day = datetime.strptime(value, form).replace(tzinfo=UTC)
             if end_of_day:  # --until is exclusive: the day after (the last day ends at the last µs)
                 return (
                     day + timedelta(days=1)
@@ -36,7 +37,8 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
                     else datetime.max.replace(tzinfo=UTC)
                 )
             return day
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # RFC 3339 allows a lower-case t and z
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)

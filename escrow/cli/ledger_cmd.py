@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,11 @@ def verifier_key(app: App, as_json: bool) -> None:
 @pass_app
 def leaf(app: App, index: int) -> None:
     """Write the exact stored leaf bytes of entry INDEX to stdout, nothing else."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): say so, write nothing
+        raise InputError(
+            "There is nowhere to write the leaf: stdout is closed.",
+            hint="Redirect it to a file (`> leaf.json`).",
+        )
     with app.ledger() as lg:
         data = lg.get(index).envelope
     buffer = getattr(sys.stdout, "buffer", None)
@@ -311,7 +318,7 @@ def _documents(data: bytes) -> list[tuple[int, bytes]]:
         raise InputError("The input holds no envelope.")
     try:
         json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deeply: no envelope
         if _one_document_then_garbage(text):  # rejected once, as one document
             return [(1, text)]
         return [(n, line) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
@@ -324,9 +331,62 @@ def _one_document_then_garbage(text: bytes) -> bool:
     try:
         decoded = text.removeprefix(b"\xef\xbb\xbf").decode()
         _, end = json.JSONDecoder().raw_decode(decoded)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
     return "\n" in decoded[:end]
+
+
+class _ResultPrinter:
+    """The results of ``escrow post`` on stdout, until a reader closes it (``escrow post
+    FILE | head -1``, ``| grep -q rejected``): the envelopes after that are still
+    appended, their results not printed, and stderr says so at the end."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.closed_at: int | None = None  # the line whose result found stdout closed
+
+    def out(self, line: int, text: str) -> None:
+        if self.closed_at is None:
+            self._write(line, lambda: self.app.out(text))
+
+    def json(self, doc: dict[str, Any]) -> None:
+        self._write(0, lambda: self.app.emit_json(doc))
+
+    def _write(self, line: int, write: Any) -> None:
+        try:
+            write()
+        except OSError as e:
+            if e.errno != errno.EPIPE:
+                raise
+            self.closed_at = line
+            _discard_stdout()
+
+    def report(self, handled: int, appended: int, existing: int, rejected: int) -> None:
+        if self.closed_at is None:
+            return
+        where = f"at line {self.closed_at}" if self.closed_at else "before the results"
+        try:
+            self.app.say(
+                f"Stdout was closed {where}, so not every result was printed; "
+                f"{count(handled, 'envelope')} handled ({appended} appended, {existing} "
+                f"already there, {rejected} rejected)."
+            )
+        except OSError:  # stderr went with it (`2>&1 | head`): the exit status tells
+            pass
+
+
+def _discard_stdout() -> None:
+    """Send whatever is still written to stdout (buffered text, the final flush) nowhere,
+    once its reader is gone, as the interpreter would otherwise fail at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file descriptor (an in-process capture): nothing to redirect
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 @click.command()
@@ -343,6 +403,10 @@ def post(app: App, source: str, as_json: bool) -> None:
     were handled (--json: "results" so far and "stopped" with its "line" and
     "error"), none after; posting the same input again is safe.
     """
+    if not source.strip():  # `escrow post "$FILE"` with FILE unset
+        raise InputError(
+            "The FILE argument is empty.", hint="Give the file of envelopes, or - for stdin."
+        )
     try:
         if source == "-":
             if sys.stdin is None or sys.stdin.closed:  # started with stdin closed (`<&-`)
@@ -359,6 +423,7 @@ def post(app: App, source: str, as_json: bool) -> None:
     docs = _documents(data)
     results: list[dict[str, Any]] = []
     stopped: EscrowError | None = None  # the ledger became unusable part way (exit 3)
+    printer = _ResultPrinter(app)  # a reader that goes away does not stop the appends
     with app.ledger() as lg:
         # each envelope in its own transaction, in order; the next ones are checked
         # on a second thread meanwhile
@@ -369,7 +434,7 @@ def post(app: App, source: str, as_json: bool) -> None:
                     error = outcome.diagnostics()
                     results.append({"line": line, "status": "rejected", "error": error})
                     if not as_json:
-                        app.out(f"rejected line {line}: {error}")
+                        printer.out(line, f"rejected line {line}: {error}")
                     continue
                 entry, created = outcome
                 status = "appended" if created else "exists"
@@ -382,7 +447,7 @@ def post(app: App, source: str, as_json: bool) -> None:
                     }
                 )
                 if not as_json:
-                    app.out(f"{status} {entry.index} {entry.leaf_hash}")
+                    printer.out(line, f"{status} {entry.index} {entry.leaf_hash}")
         except EscrowError as e:
             stopped = e
     appended = sum(r["status"] == "appended" for r in results)
@@ -397,7 +462,8 @@ def post(app: App, source: str, as_json: bool) -> None:
         }
         if stopped is not None:  # what was acknowledged before, and where it stopped
             doc["stopped"] = {"line": docs[len(results)][0], "error": stopped.diagnostics()}
-        app.emit_json(doc)
+        printer.json(doc)
+    printer.report(len(results), appended, existing, rejected)
     if stopped is not None:
         line = docs[len(results)][0]  # the first one not handled
         stopped.message = (

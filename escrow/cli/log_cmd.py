@@ -108,8 +108,10 @@ def log(
         diff_id = _diff_id(diff_id)
     if signer is not None:
         signer = _hex_prefix(signer, "--signer")
-    start = parse_time(since, "--since") if since else None
-    end = parse_time(until, "--until", end_of_day=True) if until else None
+    # an empty value (`--since "$UNSET"`) is refused, as the server's `since=` is, not
+    # taken for no filter
+    start = parse_time(since, "--since") if since is not None else None
+    end = parse_time(until, "--until", end_of_day=True) if until is not None else None
     if start and end and start > end:
         raise UsageError("--since is after --until.")
     if start and end and start == end:  # --until is exclusive: nothing can match

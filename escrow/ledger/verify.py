@@ -344,15 +344,22 @@ def _check_signature(
     known = False
     for keyid, sig in sigs:
         c = by_id.get(keyid)
-        if c is None:
+        if c is not None:
+            tried: Sequence[int] = (c,)
+        elif not keyid:  # no key ID (DSSE makes it optional): appends try every key too
+            tried = range(len(pubs))
+        else:
             continue
         known = True
         res.signatures += 1
-        try:
-            pubs[c](sig, signed)
-        except InvalidSignature:
-            continue
-        verified.append(c)
+        for c in tried:
+            try:
+                pubs[c](sig, signed)
+            except InvalidSignature:
+                continue
+            if c not in verified:
+                verified.append(c)
+            break
     res.signers[k] = tuple(verified)
     if not verified:
         if known:
