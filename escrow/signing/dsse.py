@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_str
@@ -148,6 +149,11 @@ class Envelope:
                 f"The envelope is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {at})."
             ) from e
         except ValueError as e:
+            if _too_long_number(e):
+                raise InputError(
+                    f"The envelope has a number of more than {_MAX_DIGITS:,} digits, which "
+                    "escrow does not read."
+                ) from e
             raise InputError(f"The envelope is not valid JSON ({e}).") from e
         except RecursionError as e:
             raise InputError("The envelope is not valid JSON (it is nested too deeply).") from e
@@ -174,7 +180,14 @@ class Envelope:
                 f"The envelope's payload has the member {e.args[0]!r} twice in one object: "
                 "JSON parsers disagree on which one counts, so it is refused."
             ) from e
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        except ValueError as e:
+            if not isinstance(e, UnicodeDecodeError) and _too_long_number(e):
+                raise InputError(
+                    f"The envelope's payload has a number of more than {_MAX_DIGITS:,} "
+                    "digits, which escrow does not read."
+                ) from e
+            raise InputError("The envelope's payload is not JSON.") from e
+        except RecursionError as e:
             raise InputError("The envelope's payload is not JSON.") from e
         if not isinstance(obj, dict):
             raise InputError("The envelope's payload is not a JSON object.")
@@ -279,6 +292,16 @@ def signature_ids(envelope: Envelope, shown: int = 8) -> str:
     if len(envelope.signatures) > shown:
         ids.append(f"and {len(envelope.signatures) - shown} more")
     return ", ".join(ids)
+
+
+#: The most digits Python reads in an integer (``sys.get_int_max_str_digits``, by default).
+_MAX_DIGITS = sys.get_int_max_str_digits() or 4300
+
+
+def _too_long_number(e: ValueError) -> bool:
+    """Whether ``json.loads`` failed on an integer longer than Python reads (valid JSON,
+    but its message is advice for Python programmers)."""
+    return "integer string conversion" in str(e)
 
 
 class DuplicateMember(ValueError):
