@@ -47,7 +47,7 @@ import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,7 +66,7 @@ from escrow.pack.collect import (
     signature_status,
     verdict_of,
 )
-from escrow.pack.evidence import EmbeddedEvidence, parse_attachments
+from escrow.pack.evidence import CONSISTENCY, REQUIRED, EmbeddedEvidence, parse_attachments
 from escrow.pack.model import VERDICT_RULES, Verdict, VerdictRules
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
@@ -286,8 +286,24 @@ def embedded_files(reader: Any) -> dict[str, bytes]:
         fname = str(spec.get("/UF", spec.get("/F", name)))
         if fname in files:
             raise CheckFailed(f"The pack holds two attachments named {fname}.")
-        files[fname] = spec["/EF"]["/F"].get_object().data
+        try:
+            files[fname] = spec["/EF"]["/F"].get_object().data
+        except (KeyError, TypeError, AttributeError):
+            raise CheckFailed(f"The attachment {_said(fname)} holds no embedded file.") from None
     return files
+
+
+#: the attachments a pack holds (``consistency-proof.json`` only with ``--since-checkpoint``)
+KNOWN_ATTACHMENTS = frozenset((*REQUIRED, CONSISTENCY))
+
+
+def _foreign_attachments(files: dict[str, bytes]) -> str:
+    """An attachment escrow never writes to a pack ("" when there is none): an auditor
+    would take it as part of the evidence escrow signed."""
+    unknown = sorted(set(files) - KNOWN_ATTACHMENTS)
+    if unknown:
+        return f"the pack holds an attachment escrow does not write: {_said(unknown[0])}"
+    return ""
 
 
 def _check_padding(data: bytes, byte_range: Any) -> str:
@@ -311,6 +327,220 @@ def _check_padding(data: bytes, byte_range: Any) -> str:
     if end > len(raw) or any(raw[end:]):
         return "the signature contents carry bytes outside the signed data"
     return ""
+
+
+_BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*0\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
+
+
+def _signed_end(data: bytes) -> int:
+    """Where the bytes the pack's signature covers end: that of the first signature
+    dictionary whose /ByteRange brackets a hex string and ends, within the file, just
+    after an ``%%EOF``.  0 when there is none (not signed, or cut short).  Used only to
+    say what was done to a file that fails: the verdict is pyHanko's."""
+    for m in _BYTE_RANGE.finditer(data):
+        len1, start2, len2 = (int(x) for x in m.groups())
+        end = start2 + len2
+        if (
+            0 < len1 < start2 <= end <= len(data)
+            and data[len1 : len1 + 1] == b"<"
+            and data[start2 - 1 : start2] == b">"
+            and data[:end].rstrip(b"\r\n").endswith(b"%%EOF")
+        ):
+            return end
+    return 0
+
+
+def _appended(added: int, signed_end: int) -> str:
+    """What is wrong with a file that has ``added`` bytes, not an update a PDF reader can
+    read, after the end of the signed file (byte ``signed_end``)."""
+    return (
+        f"{count(added, 'byte')} were appended after the end of the signed file (byte "
+        f"{signed_end}, its %%EOF): the file is not the one escrow signed"
+    )
+
+
+def _bare(e: Exception) -> str:
+    """An exception's text as it goes inside parentheses: without a closing full stop."""
+    return str(e).strip().rstrip(".") or type(e).__name__
+
+
+def _not_covered(reader: Any, sig: Any, added: int) -> str:
+    """Why the signature does not cover the whole file: ``added`` bytes (an incremental
+    update) after the bytes it signed, and, as far as they can be told, what they change."""
+    if added <= 0:
+        return "the signature does not cover the whole file"
+    try:
+        with _pyhanko_quiet():
+            changes = _changes_after(reader, sig.signed_revision)
+    except Exception:  # noqa: BLE001 - a damaged update: say that it is there
+        changes = []
+    what = f", which changes {_listed(changes)}" if changes else ""
+    return (
+        f"the signature does not cover the whole file: {count(added, 'byte')} were added after "
+        f"it by an incremental update{what}, so the file was changed after escrow signed it"
+    )
+
+
+def _listed(items: list[str]) -> str:
+    if len(items) > 4:
+        items = [*items[:3], f"{count(len(items) - 3, 'other part')}"]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _serialised(obj: Any) -> bytes:
+    """A PDF object's bytes as written (a stream: its dictionary and its data), to compare
+    the object of two revisions."""
+    from escrow.pack.sign import pyhanko_imports
+
+    with pyhanko_imports():
+        from pyhanko.pdf_utils import generic
+
+    buf = io.BytesIO()
+    if isinstance(obj, generic.StreamObject):
+        header: Any = generic.DictionaryObject(obj)  # type: ignore[no-untyped-call]
+        header.write_to_stream(buf, None)
+        buf.write(obj.encoded_data or b"")
+    else:
+        obj.write_to_stream(buf, None)
+    return buf.getvalue()
+
+
+def _changes_after(reader: Any, signed_revision: int) -> list[str]:
+    """The parts of the document that the incremental updates after ``signed_revision``
+    change (added or overwritten objects), in a few words each: the attachments, a page's
+    content or annotations, the signature fields, the document information (/Info), the
+    XMP metadata.  Only the objects the updates write are read, with the few the signed
+    revision names them by (the catalog, its attachments, /Info): reading every page of a
+    long pack from its object stream would take minutes."""
+    from escrow.pack.sign import pyhanko_imports
+
+    with pyhanko_imports():
+        from pyhanko.pdf_utils import generic
+
+    refs: set[Any] = set()
+    for revision in range(signed_revision + 1, reader.total_revisions):
+        refs |= reader.xrefs.explicit_refs_in_revision(revision)
+    if not refs:
+        return []
+    old = reader.get_historical_resolver(signed_revision)
+
+    def key(ref: Any) -> tuple[int, int]:
+        return (ref.idnum, ref.generation)
+
+    def deref(obj: Any) -> Any:
+        return obj.get_object()
+
+    def old_obj(ref: Any) -> Any:
+        try:
+            if reader.xrefs.get_introducing_revision(ref) > signed_revision:
+                return None  # added after the signature
+            return reader.get_object(ref, revision=signed_revision)
+        except Exception:  # noqa: BLE001 - an object the signed revision does not have
+            return None
+
+    def differs(was: Any, now: Any) -> bool:
+        return (was is None) != (now is None) or (
+            was is not None and _serialised(was) != _serialised(now)
+        )
+
+    # the signed revision's attachments (name tree nodes, file specifications, embedded
+    # files), /Info and /Metadata, by object
+    part: dict[tuple[int, int], str] = {}
+
+    def tree(node: Any) -> None:
+        if isinstance(node, generic.IndirectObject):
+            part[key(node.reference)] = "the attachments"
+        obj: Any = node.get_object()
+        for kid in obj.get("/Kids", []) if "/Kids" in obj else []:
+            tree(kid)
+        leaves: Any = obj.raw_get("/Names") if "/Names" in obj else []
+        if isinstance(leaves, generic.IndirectObject):
+            leaves = deref(leaves)
+        for spec in list(leaves)[1::2]:
+            if isinstance(spec, generic.IndirectObject):
+                part[key(spec.reference)] = "the attachments"
+            ef = spec.get_object().get("/EF") or {}
+            for f in ef.values() if isinstance(ef, dict) else []:
+                if isinstance(f, generic.IndirectObject):
+                    part[key(f.reference)] = "the attachments"
+
+    root = old.root
+    catalog_names: Any = root.get("/Names") or {}
+    if "/EmbeddedFiles" in catalog_names:
+        tree(catalog_names.raw_get("/EmbeddedFiles"))
+    info = old.trailer_view.raw_get("/Info") if "/Info" in old.trailer_view else None
+    if isinstance(info, generic.IndirectObject):
+        part[key(info.reference)] = "the document information (/Info)"
+    metadata = root.raw_get("/Metadata") if "/Metadata" in root else None
+    if isinstance(metadata, generic.IndirectObject):
+        part[key(metadata.reference)] = "the XMP metadata"
+    root_key = key(reader.root_ref)
+
+    def page_number(ref: Any, page: Any) -> str:
+        """``page N`` when its parent lists only pages (as a pack's does), else ``a page``."""
+        try:
+            parent = page["/Parent"]
+            kids = [key(k.reference) for k in parent["/Kids"]]
+            flat = int(parent.get("/Count", -1)) == len(kids) and "/Parent" not in parent
+            return f"page {kids.index(key(ref)) + 1}" if flat else "a page"
+        except Exception:  # noqa: BLE001 - a damaged page tree: no number
+            return "a page"
+
+    found: list[str] = []
+
+    def say(what: str) -> None:
+        if what not in found:
+            found.append(what)
+
+    for ref in sorted(refs, key=key):
+        new = reader.get_object(ref)
+        before = old_obj(ref)
+        if key(ref) == root_key and isinstance(new, generic.DictionaryObject):
+            for name, what in (
+                ("/Names", "the attachments"),
+                ("/AcroForm", "the signature fields"),
+                ("/Metadata", "the XMP metadata"),
+                ("/Pages", "the pages"),
+            ):
+                was = before.get(name) if isinstance(before, dict) else None
+                if differs(was, new.get(name)):
+                    say(what)
+            continue
+        if key(ref) in part:
+            if differs(before, new):
+                say(part[key(ref)])
+            continue
+        if before is not None and not differs(before, new):
+            continue  # written again unchanged
+        if isinstance(new, generic.DictionaryObject) and new.get("/Type") == "/Page":
+            page = page_number(ref, new)
+            for name, what in (
+                ("/Annots", f"the annotations of {page}"),
+                ("/Contents", f"the content of {page}"),
+            ):
+                was = before.get(name) if isinstance(before, dict) else None
+                if differs(was, new.get(name)):
+                    say(what)
+            if isinstance(before, dict) and not any(x.endswith(page) for x in found):
+                say(page)
+            continue
+        if isinstance(new, generic.StreamObject) and before is not None:
+            say("the content of the pages")  # a content stream, image or font overwritten
+            continue
+        if not isinstance(new, generic.DictionaryObject):
+            continue  # a part of something named by the objects that use it
+        kind = str(new.get("/Type", ""))
+        if new.get("/FT") == "/Sig" or kind in ("/Sig", "/AcroForm") or "/Fields" in new:
+            say("the signature fields")
+        elif kind in ("/Filespec", "/EmbeddedFile") or "/EF" in new:
+            say("the attachments")
+        elif kind == "/Annot" or ("/Subtype" in new and "/Rect" in new):
+            say("the annotations")
+    if any(x.startswith("the annotations of ") for x in found):
+        found = [x for x in found if x != "the annotations"]
+    # what the update was made to change first; the dates a PDF writer updates last
+    last = ("the document information (/Info)", "the XMP metadata")
+    return [x for x in found if x not in last] + [x for x in last if x in found]
 
 
 def trusted_certificate(trust: Path, option: str = "--trust") -> Any:
@@ -378,8 +608,25 @@ def _check_pdf_signature(
         from pyhanko_certvalidator import ValidationContext
 
     report.timestamp_due = tsa_trust is not None
+    if not data:
+        report.add("pdf signature", False, "the file is empty (0 bytes), not a readable PDF")
+        return None, None
     if b"%PDF-" not in data[:1024]:
         report.add("pdf signature", False, "the file is not a readable PDF: it has no %PDF- header")
+        return None, None
+    if not data.startswith(b"%PDF-"):
+        before = data.index(b"%PDF-")
+        report.add(
+            "pdf signature",
+            False,
+            f"{count(before, 'byte')} come before the PDF's %PDF- header, where a pack has "
+            "none: the file is not the one escrow signed",
+        )
+        return None, None
+    signed_end = _signed_end(data)
+    added = len(data) - signed_end if signed_end else 0
+    if added > 0 and b"startxref" not in data[signed_end:]:
+        report.add("pdf signature", False, _appended(added, signed_end))
         return None, None
     if not data.rstrip(b"\0\t\n\f\r ").endswith(b"%%EOF"):
         report.add(
@@ -391,12 +638,30 @@ def _check_pdf_signature(
         return None, None
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
+        if reader.encrypted:
+            report.add(
+                "pdf signature",
+                False,
+                "the PDF is encrypted, and escrow never encrypts a pack: the file is not the "
+                "one escrow signed",
+            )
+            return None, None
         sigs = list(reader.embedded_signatures)
     except (PdfReadError, ValueError, KeyError, IndexError) as e:
-        report.add("pdf signature", False, f"the file is not a readable PDF ({e})")
+        why = (
+            _appended(added, signed_end)
+            if added > 0
+            else f"the file is not a readable PDF ({_bare(e)})"
+        )
+        report.add("pdf signature", False, why)
         return None, None
     except Exception as e:  # noqa: BLE001 - any parser failure means a damaged file
-        report.add("pdf signature", False, f"the PDF cannot be parsed ({type(e).__name__}: {e})")
+        why = (
+            _appended(added, signed_end)
+            if added > 0
+            else f"the PDF cannot be parsed ({type(e).__name__}: {_bare(e)})"
+        )
+        report.add("pdf signature", False, why)
         return None, None
     if not sigs:
         report.add(
@@ -407,7 +672,13 @@ def _check_pdf_signature(
         )
         return reader, None
     if len(sigs) != 1:
-        report.add("pdf signature", False, f"expected one signature, found {len(sigs)}")
+        fields = ", ".join(str(x.field_name) for x in sigs)
+        report.add(
+            "pdf signature",
+            False,
+            f"the file holds {len(sigs)} signatures ({fields}), where a pack has escrow's one: "
+            "it was signed again after escrow signed it",
+        )
         return reader, None
     sig = sigs[0]
     stamp = _read_timestamp(sig, tsa_trust, tsa_trusted)
@@ -456,7 +727,7 @@ def _check_pdf_signature(
         if not status.valid:
             problems.append("the signature value does not verify")
         if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
-            problems.append("the signature does not cover the whole file")
+            problems.append(_not_covered(reader, sig, len(data) - (start2 + len2)))
         padding = _check_padding(data, sig.byte_range)
         if padding:
             problems.append(padding)
@@ -799,12 +1070,11 @@ def _verify_evidence(
     for index, (_, st, env) in sorted(envelopes.items()):
         if st.get("predicateType") == KEY_EVENT:
             continue
-        usable = [
-            registered[s.keyid][0]
-            for s in env.signatures
-            if s.keyid in registered
-            and _valid_at(registered[s.keyid], index, checked.appended_at(index))
-        ]
+        usable: list[Any] = []
+        for s in env.signatures:
+            for _, key in _keys_for(s.keyid, index, registered, checked):
+                if key[0] not in usable:
+                    usable.append(key[0])
         if not usable:
             sig_problems.append(f"entry {index}: no signer key valid at this index")
             continue
@@ -1231,15 +1501,27 @@ def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
     """The key that signed entry ``index``: the first whose signature verifies, of a key
     registered and valid at that index (as the ledger chose it when appending)."""
     for s in env.signatures:
-        key = checked.registered.get(s.keyid)
-        if key is None or not _valid_at(key, index, checked.appended_at(index)):
-            continue
-        try:
-            env.verify([key[0]])
-        except EscrowError:
-            continue
-        return s.keyid
+        for keyid, key in _keys_for(s.keyid, index, checked.registered, checked):
+            try:
+                env.verify([key[0]])
+            except EscrowError:
+                continue
+            return keyid
     return env.signatures[0].keyid if env.signatures else ""
+
+
+def _keys_for(
+    keyid: str, index: int, registered: Mapping[str, Any], checked: _Checked
+) -> list[tuple[str, Any]]:
+    """The registered keys valid at entry ``index`` that a signature naming ``keyid`` may
+    be by: that key, or, for a signature without a key ID (DSSE makes it optional), every
+    key, as the append tried them."""
+    named = (keyid,) if keyid else tuple(registered)
+    return [
+        (k, registered[k])
+        for k in named
+        if k in registered and _valid_at(registered[k], index, checked.appended_at(index))
+    ]
 
 
 def _recompute(
@@ -1441,12 +1723,18 @@ def verify_pack(
     try:
         files = embedded_files(reader)
         ev = parse_attachments(files)
+        foreign = _foreign_attachments(files)
     except CheckFailed as e:
-        report.add("attachments", False, e.message.rstrip("."))
+        detail = e.message.rstrip(".")
+        report.add("attachments", False, detail[:1].lower() + detail[1:])
         report.skip_the_rest(consistency=False, expected=bool(expected))
         return report
     except Exception as e:  # noqa: BLE001 - a damaged object tree
-        report.add("attachments", False, f"the attachments cannot be read ({e})")
+        report.add("attachments", False, f"the attachments cannot be read ({_bare(e)})")
+        report.skip_the_rest(consistency=False, expected=bool(expected))
+        return report
+    if foreign:
+        report.add("attachments", False, foreign)
         report.skip_the_rest(consistency=False, expected=bool(expected))
         return report
     report.add(
