@@ -32,6 +32,8 @@ from escrow.capture.manifest import (
     recipe_section,
     recipe_subject,
     statement,
+    utf8_document,
+    utf8_text,
 )
 from escrow.capture.progress import NoProgress, Progress
 from escrow.capture.secrets import Redactor
@@ -476,6 +478,8 @@ def buildkit_only(dockerfile: str) -> list[str]:
 
 def _buildkit_hint(dockerfile: bytes | None) -> str | None:
     found = buildkit_only((dockerfile or b"").decode("utf-8", errors="replace"))
+    # the classic builder reads a `# syntax=` line as a comment: never why it refused
+    found = [name for name in found if name != _BUILDKIT_ONLY[0][0]]
     if not found:
         return None
     return (
@@ -656,7 +660,8 @@ def phoenix_build(
         raise UsageError("A build needs a tag.", hint="Pass -t NAME:TAG.")
     started_on = utc_now()
     build_id = str(uuid.uuid4())
-    project = request.project or default_project(request.context)
+    # a folder name that is not UTF-8 is recorded with ``\xNN`` escapes, as by ``record``
+    project = utf8_text(request.project or default_project(request.context))
     args = dict(request.build_args)
     arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
     label_records = [redactor.build_arg(name, value) for name, value in request.labels]
@@ -829,7 +834,7 @@ def phoenix_build(
             failed = result.failed_step
             where = f"step {failed.index}" if failed else "the build"
             progress.finish(f"escrow: {where} failed: {failure['message']}")
-        outcome.statement = redactor.document(statement(subject, predicate))
+        outcome.statement = utf8_document(redactor.document(statement(subject, predicate)))
         outcome.steps = steps
         return outcome
     except BaseException:  # Ctrl-C, an engine gone: a live display is not left running

@@ -38,6 +38,14 @@ _IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
 
 
 def image_not_found(ref: str) -> InputError:
+    if _IMAGE_ID.match(ref) and len(ref.removeprefix("sha256:")) < 64:
+        # the engine answers "no such image" for a prefix of several IDs too
+        return InputError(
+            f"The image {ref} does not exist in the Docker Engine, or more than one image "
+            "ID begins with it.",
+            hint="Give more of the ID's digits (`docker images --no-trunc` lists them), "
+            "or the image's name.",
+        )
     return InputError(
         f"The image {ref!r} does not exist in the Docker Engine."
         if ref != ref.strip() or not ref.isprintable()
@@ -177,11 +185,7 @@ def capture_image(
 
 def _repo_name(ref: str) -> str:
     """``registry:5000/team/app:tag`` → ``app`` (the default project of a capture)."""
-    if (
-        ref.startswith("sha256:")
-        or len(ref) in (12, 64)
-        and all(c in "0123456789abcdef" for c in ref)
-    ):
+    if _IMAGE_ID.match(ref):  # an image ID, or the first digits of one
         return "default"
     last = ref.split("@", 1)[0].rsplit("/", 1)[-1]
     return last.split(":", 1)[0] or "default"

@@ -78,16 +78,30 @@ def tree_digest(files: list[dict[str, Any]]) -> str:
 
 
 def read_dockerignore(root: Path) -> list[str] | None:
-    """The ``.dockerignore`` patterns, read exactly as ``docker.APIClient.build`` reads them."""
+    """The ``.dockerignore`` patterns, read as ``docker.APIClient.build`` reads them, in
+    UTF-8 whatever the locale, less a UTF-8 byte-order mark at the start (the docker CLI
+    drops it; the SDK would read ``\ufefflogs`` and send what the first pattern excludes).
+    A comment that is not UTF-8 is dropped like any comment; a pattern that is not is an
+    :class:`InputError` (it could be neither matched nor recorded)."""
     path = root / ".dockerignore"
     if not path.exists():
         return None
-    with open(path) as f:
-        return [
-            line
-            for line in (raw.strip() for raw in f.read().splitlines())
-            if line != "" and line[0] != "#"
-        ]
+    with open(path, "rb") as f:
+        text = f.read().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape")
+    patterns: list[str] = []
+    for no, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line == "" or line[0] == "#":
+            continue
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                f"Line {no} of {path} is not valid UTF-8.",
+                hint="Save the .dockerignore as UTF-8.",
+            ) from None
+        patterns.append(line)
+    return patterns
 
 
 class _Writable(Protocol):
@@ -223,6 +237,18 @@ def resolve_dockerfile(root: Path, dockerfile: str | os.PathLike[str] | None) ->
     ``docker build`` does), else ``CONTEXT/Dockerfile``."""
     path = Path(dockerfile) if dockerfile else root / "Dockerfile"
     if not path.is_file():
+        if path.is_dir() or path.exists():
+            # ``-f <(generate)`` names a pipe, read once and gone: a rebuild could not
+            # find it, and its recorded path would name nothing
+            if path.is_dir():
+                raise InputError(
+                    f"The Dockerfile {_shown(str(path))} is a directory.",
+                    hint="Pass the path of the Dockerfile itself with -f.",
+                )
+            raise InputError(
+                f"The Dockerfile {_shown(str(path))} is not a regular file (a pipe or a device).",
+                hint="Save the Dockerfile to a file and pass its path with -f.",
+            )
         raise InputError(
             f"There is no Dockerfile at {path}.",
             hint="Pass its path with -f, or create it in the build context.",
@@ -441,7 +467,33 @@ def _plan(
         raise InputError(f"Cannot read the build context {root}: {e}.") from e
     if leave_out:
         names = [n for n in names if not _under(n.replace(os.sep, "/"), leave_out)]
+    _check_names(root, names)
     return _Plan(root, names, extra, rel, shown, df_bytes, exclude, tuple(leave_out))
+
+
+def _check_names(root: Path, names: list[str]) -> None:
+    """:class:`InputError`, before anything is sent or built, for a path of the context
+    that is not UTF-8: the file list (the tree digest, the manifest) cannot hold it."""
+    for name in names:
+        if name.isascii():
+            continue
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                f"The name of {_shown(name)} in the build context {_shown(str(root))} "
+                "is not valid UTF-8.",
+                hint="Rename it, or exclude it in .dockerignore.",
+            ) from None
+
+
+def _shown(path: str) -> str:
+    """``path`` for a message: bytes that are not UTF-8 as ``\\xNN``, and a newline or
+    other control character escaped, so that the message stays one line."""
+    return "".join(
+        c if c.isprintable() else repr(c)[1:-1]
+        for c in os.fsencode(path).decode("utf-8", "backslashreplace")
+    )
 
 
 def make_context(

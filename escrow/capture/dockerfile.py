@@ -8,6 +8,14 @@ global ``ARG``s (before the first ``FROM``) with their defaults overridden by
 names (the classic builder takes its value as written: a stage's index or name,
 else an image).  Everything else about the build is what the engine reports while
 it runs.
+
+Lines are read as the classic builder's parser reads them (moby's
+``frontend/dockerfile/parser`` of the engine's release): a UTF-8 byte-order mark
+is dropped, only ``\n`` ends a line, directives stop at the first line that is
+not a known one (``escape``, ``syntax``), a continued line is joined to the next
+with no space added, and blank and comment lines inside a continued instruction
+are skipped.  ``FROM`` words and global ``ARG`` defaults are expanded as the
+builder's shell lexer does (quotes removed, ``${V:-"word"}``, earlier ``ARG``s).
 """
 
 from __future__ import annotations
@@ -20,6 +28,10 @@ from typing import NamedTuple
 from escrow.errors import InputError
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.*?)\s*$")
+#: the parser directives the classic builder knows; any other line ends the directives
+_KNOWN_DIRECTIVES = frozenset({"escape", "syntax"})
+#: what separates an instruction's keyword from its arguments (moby's ``tokenWhitespace``)
+_KEYWORD_SPACE = re.compile(r"[\t\v\f\r ]+")
 _VAR = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
     r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
@@ -147,13 +159,18 @@ def _builder_flags(args: str) -> list[tuple[str, str]]:
     reads them (``extractBuilderFlags`` of the Dockerfile parser: quotes removed,
     ``\\`` escapes the next character, ``--`` ends the flags), each with its text as
     written."""
+    return _flags_and_rest(args)[0]
+
+
+def _flags_and_rest(args: str) -> tuple[list[tuple[str, str]], str]:
+    """:func:`_builder_flags`, and the arguments that follow the flags."""
     out: list[tuple[str, str]] = []
     pos, end = 0, len(args)
     while True:
         while pos < end and args[pos].isspace():
             pos += 1
         if not args.startswith("--", pos):
-            return out
+            return out, args[pos:]
         start = pos
         word: list[str] = []
         quote: str | None = None
@@ -179,70 +196,258 @@ def _builder_flags(args: str) -> list[tuple[str, str]]:
             pos += 1
         text = "".join(word)
         if text == "--":
-            return out
+            return out, args[pos:]
         out.append((text, args[start:pos]))
+
+
+def _physical_lines(text: str) -> list[str]:
+    """The Dockerfile's lines as the builder's parser scans them: a UTF-8 byte-order
+    mark dropped, split at ``\\n`` only (a form feed or U+2028 inside a ``RUN`` does not
+    end its line), each line's final ``\\r`` dropped."""
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _escape_token(lines: list[str]) -> str:
+    """The escape character the parser directives at the top choose (``\\`` unless
+    ``# escape=`\\```); the directives end at the first line that is not a directive
+    the classic builder knows (``# foo=bar`` ends them, and a later ``# escape=`` is a
+    comment)."""
+    escape = "\\"
+    for raw in lines:
+        m = _DIRECTIVE.match(raw.strip())
+        if not m or m.group(1).lower() not in _KNOWN_DIRECTIVES:
+            break
+        if m.group(1).lower() == "escape" and m.group(2) in ("\\", "`"):
+            escape = m.group(2)
+    return escape
 
 
 def logical_lines(text: str) -> list[Instruction]:
     """The Dockerfile's instructions: comments dropped, continuations joined."""
-    lines = text.splitlines()
-    escape = "\\"
-    # parser directives: only at the very top, before any comment or instruction
-    for raw in lines:
-        m = _DIRECTIVE.match(raw.strip())
-        if not m:
-            break
-        if m.group(1).lower() == "escape" and m.group(2) in ("\\", "`"):
-            escape = m.group(2)
+    return _logical_lines(text)[1]
+
+
+def _join(line: str, more: str) -> str:
+    """A continued line and the next, as the parser joins them (with nothing between):
+    whitespace at the join becomes one space, which splits words the same way."""
+    if not line or not more:
+        return line + more
+    if line[-1].isspace() or more[0].isspace():
+        return line.rstrip() + " " + more.lstrip()
+    return line + more
+
+
+def _logical_lines(text: str) -> tuple[str, list[Instruction]]:
+    """The escape character and the instructions (moby's ``parser.Parse``): an
+    instruction's first line has its leading whitespace dropped; a line ending in the
+    escape character (spaces or tabs after it aside) goes on with the next, joined with
+    no space; blank and comment lines inside a continued instruction are skipped."""
+    lines = _physical_lines(text)
+    escape = _escape_token(lines)
+    continued = re.compile(re.escape(escape) + r"[ \t]*$")
     out: list[Instruction] = []
-    buf: list[str] = []
-    start = 0
-    for no, raw in enumerate(lines, start=1):
-        stripped = raw.strip()
-        if not buf and (not stripped or stripped.startswith("#")):
+    no, end = 0, len(lines)
+    while no < end:
+        first = lines[no].lstrip()
+        no += 1
+        start = no
+        if first.startswith("#"):
             continue
-        if buf and stripped.startswith("#"):
-            continue  # comment lines inside a continued instruction are dropped
-        if not buf:
-            start = no
-        body = raw.rstrip()
-        if body.endswith(escape):
-            buf.append(body[: -len(escape)])
+        line, more = continued.sub("", first), bool(continued.search(first))
+        if not more and not line:
             continue
-        buf.append(body)
-        out.append(_instruction(" ".join(p.strip() for p in buf if p.strip()), start))
-        buf = []
-    if buf:
-        out.append(_instruction(" ".join(p.strip() for p in buf if p.strip()), start))
-    return out
+        while more and no < end:
+            raw = lines[no]
+            no += 1
+            if raw.lstrip().startswith("#") or not raw.strip():
+                continue  # a comment or a blank line inside the instruction
+            more = bool(continued.search(raw))
+            line = _join(line, continued.sub("", raw))
+        out.append(_instruction(line, start))
+    return escape, out
 
 
 def _instruction(logical: str, line: int) -> Instruction:
-    keyword, _, args = logical.partition(" ")
-    return Instruction(keyword.upper(), args.strip(), line)
+    keyword, *rest = _KEYWORD_SPACE.split(logical.strip(), maxsplit=1)
+    return Instruction(keyword.upper(), rest[0].strip() if rest else "", line)
 
 
-def substitute(text: str, values: Mapping[str, str | None]) -> str:
-    """Expand ``$V``, ``${V}``, ``${V:-word}`` and ``${V:+word}`` from ``values``."""
-
-    def repl(m: re.Match[str]) -> str:
-        name = m.group("braced") or m.group("plain")
-        value = values.get(name)
-        op = m.group("op")
-        if op == "-":
-            return value if value else m.group("word")
-        if op == "+":
-            return m.group("word") if value else ""
-        return value or ""
-
-    return _VAR.sub(repl, text)
+class _LexError(ValueError):
+    """A word the builder's shell lexer refuses (``${V-x}``, an unmatched quote)."""
 
 
-def _split_arg(args: str) -> list[tuple[str, str | None]]:
-    out: list[tuple[str, str | None]] = []
-    for part in args.split():
-        name, eq, default = part.partition("=")
-        out.append((name, _unquote(default) if eq else None))
+class _Word:
+    """One word expanded as the classic builder's shell lexer (``shell.Lex.ProcessWord``)
+    expands it: quotes removed (nothing is expanded inside ``'…'``), the escape character
+    escapes the next one, ``$V``, ``${V}``, ``${V:-word}``, ``${V:+word}`` and
+    ``${V:?message}``, whose ``word`` is itself expanded."""
+
+    _SPECIAL = "@*#?-$!0"
+
+    def __init__(self, text: str, values: Mapping[str, str | None], escape: str) -> None:
+        self.text, self.pos, self.values, self.escape = text, 0, values, escape
+
+    def peek(self) -> str | None:
+        return self.text[self.pos] if self.pos < len(self.text) else None
+
+    def take(self) -> str | None:
+        ch = self.peek()
+        if ch is not None:
+            self.pos += 1
+        return ch
+
+    def process(self, stop: str | None = None) -> str:
+        out: list[str] = []
+        while (ch := self.peek()) is not None:
+            if ch == stop:
+                self.pos += 1
+                return "".join(out)
+            if ch == "'":
+                out.append(self.single_quoted())
+            elif ch == '"':
+                out.append(self.double_quoted())
+            elif ch == "$":
+                out.append(self.dollar())
+            else:
+                self.pos += 1
+                if ch == self.escape:
+                    escaped = self.take()
+                    if escaped is None:
+                        break  # an escape at the end is dropped
+                    ch = escaped
+                out.append(ch)
+        if stop is not None:
+            raise _LexError(f"unexpected end of statement while looking for matching {stop}")
+        return "".join(out)
+
+    def single_quoted(self) -> str:
+        self.pos += 1
+        out: list[str] = []
+        while (ch := self.take()) != "'":
+            if ch is None:
+                raise _LexError("unexpected end of statement while looking for matching '")
+            out.append(ch)
+        return "".join(out)
+
+    def double_quoted(self) -> str:
+        self.pos += 1
+        out: list[str] = []
+        while True:
+            ch = self.peek()
+            if ch is None:
+                raise _LexError('unexpected end of statement while looking for matching "')
+            if ch == '"':
+                self.pos += 1
+                return "".join(out)
+            if ch == "$":
+                out.append(self.dollar())
+                continue
+            self.pos += 1
+            if ch == self.escape and self.peek() in ('"', "$", self.escape):
+                ch = str(self.take())
+            elif ch == self.escape and self.peek() is None:
+                continue
+            out.append(ch)
+
+    def name(self) -> str:
+        ch = self.peek()
+        if ch is not None and ch.isdigit():
+            start = self.pos
+            while (c := self.peek()) is not None and c.isdigit():
+                self.pos += 1
+            return self.text[start : self.pos]
+        if ch is not None and ch in self._SPECIAL:
+            self.pos += 1
+            return ch
+        start = self.pos
+        while (c := self.peek()) is not None and (c.isalnum() or c == "_"):
+            self.pos += 1
+        return self.text[start : self.pos]
+
+    def dollar(self) -> str:
+        self.pos += 1
+        if self.peek() != "{":
+            name = self.name()
+            return (self.values.get(name) or "") if name else "$"
+        self.pos += 1
+        if self.peek() is None:
+            raise _LexError("syntax error: missing '}'")
+        if self.peek() in ("{", "}", ":"):
+            raise _LexError("syntax error: bad substitution")
+        name = self.name()
+        ch = self.take()
+        if ch == "}":
+            return self.values.get(name) or ""
+        if ch != ":":
+            raise _LexError("missing ':' in substitution")
+        modifier = self.take()
+        try:
+            word = self.process("}")
+        except _LexError:
+            if self.peek() is None:
+                raise _LexError("syntax error: missing '}'") from None
+            raise
+        value = self.values.get(name)
+        if modifier == "+":
+            return word if value else ""
+        if modifier == "-":
+            return value or word
+        if modifier == "?":
+            if value is None:
+                raise _LexError(f"{name}: {word or 'is not allowed to be unset'}")
+            return value
+        raise _LexError(f"unsupported modifier ({modifier}) in substitution")
+
+
+def substitute(text: str, values: Mapping[str, str | None], escape: str = "\\") -> str:
+    """Expand ``text`` as the builder's shell lexer does: ``$V``, ``${V}``, ``${V:-word}``
+    and ``${V:+word}`` from ``values`` (``None``: not set), quotes removed.  Raises
+    :class:`ValueError` for a word the builder refuses (``${V-word}``, an open quote)."""
+    return _Word(text, values, escape).process()
+
+
+def _words(args: str, escape: str) -> list[str]:
+    """An ``ARG``'s words, split at whitespace outside quotes, quotes and escapes kept
+    (moby's ``parseWords``)."""
+    out: list[str] = []
+    word: list[str] = []
+    quote: str | None = None
+    in_word = False
+    pos, end = 0, len(args)
+    while pos < end:
+        ch = args[pos]
+        pos += 1
+        if quote is None:
+            if ch.isspace():
+                if in_word:
+                    out.append("".join(word))
+                word, in_word = [], False
+                continue
+            in_word = True
+            if ch in "'\"":
+                quote = ch
+            elif ch == escape:
+                if pos == end:
+                    continue  # an escape at the end is dropped
+                word.append(ch)
+                ch = args[pos]
+                pos += 1
+            word.append(ch)
+            continue
+        if ch == quote:
+            quote = None
+        elif ch == escape and quote != "'":
+            if pos == end:
+                continue
+            word.append(ch)
+            ch = args[pos]
+            pos += 1
+        word.append(ch)
+    if in_word:
+        out.append("".join(word))
     return out
 
 
@@ -252,10 +457,23 @@ def _unquote(s: str) -> str:
     return s
 
 
+def _expanded(text: str, scope: Mapping[str, str | None], escape: str, ins: Instruction) -> str:
+    """``text`` of ``ins`` expanded with the global ``ARG``s; :class:`InputError`, in
+    the builder's words, for what its lexer refuses."""
+    try:
+        return substitute(text, scope, escape)
+    except _LexError as e:
+        raise InputError(
+            f"The {ins.keyword} on line {ins.line} of the Dockerfile cannot be expanded: "
+            f"{e} in {text!r}.",
+            hint="Write ${NAME}, ${NAME:-default} or ${NAME:+alternative}.",
+        ) from None
+
+
 def parse(text: str, build_args: Mapping[str, str] | None = None) -> Dockerfile:
     """Parse a Dockerfile and resolve every stage's base (after ``ARG`` substitution)."""
     build_args = dict(build_args or {})
-    instructions = logical_lines(text)
+    escape, instructions = _logical_lines(text)
     if not instructions:
         raise InputError("The Dockerfile is empty.", hint="It needs at least one FROM.")
     global_args: list[tuple[str, str | None]] = []
@@ -263,9 +481,13 @@ def parse(text: str, build_args: Mapping[str, str] | None = None) -> Dockerfile:
     stages: list[Stage] = []
     for ins in instructions:
         if ins.keyword == "ARG" and not stages:
-            for name, default in _split_arg(ins.args):
-                global_args.append((name, default))
-                scope[name] = build_args.get(name, default)
+            for word in _words(ins.args, escape):
+                name, eq, default = word.partition("=")
+                global_args.append((name, _unquote(default) if eq else None))
+                # a global ARG's default is expanded with the ARGs before it, a value
+                # given with --build-arg is taken as it is (as the classic builder does)
+                value = _expanded(default, scope, escape, ins) if eq else None
+                scope[name] = build_args.get(name, value)
             continue
         if ins.keyword != "FROM":
             if not stages:
@@ -274,32 +496,36 @@ def parse(text: str, build_args: Mapping[str, str] | None = None) -> Dockerfile:
                     hint="A Dockerfile must start with FROM (only ARG may precede it).",
                 )
             continue
-        stages.append(_stage(ins, len(stages), stages, scope))
+        stages.append(_stage(ins, len(stages), stages, scope, escape))
     return Dockerfile(tuple(instructions), tuple(global_args), tuple(stages))
 
 
 def _stage(
-    ins: Instruction, index: int, earlier: list[Stage], scope: Mapping[str, str | None]
+    ins: Instruction,
+    index: int,
+    earlier: list[Stage],
+    scope: Mapping[str, str | None],
+    escape: str = "\\",
 ) -> Stage:
-    words = ins.args.split()
+    flags, rest = _flags_and_rest(ins.args)
     platform: str | None = None
-    while words and words[0].startswith("--"):
-        flag = words.pop(0)
+    for flag, _ in flags:
         key, _, value = flag[2:].partition("=")
         if key == "platform":
-            platform = substitute(value, scope) or None
+            platform = _expanded(value, scope, escape, ins) or None
+    words = rest.split()
     if not words:
         raise InputError(f"The FROM on line {ins.line} of the Dockerfile names no image.")
     raw_ref = words[0]
     name: str | None = None
-    if len(words) >= 3 and words[1].upper() == "AS":
+    if len(words) == 3 and words[1].upper() == "AS":
         name = words[2].lower()
     elif len(words) != 1:
         raise InputError(
             f"The FROM on line {ins.line} of the Dockerfile is malformed: {ins.text!r}.",
             hint="Write FROM [--platform=P] IMAGE [AS NAME].",
         )
-    ref = substitute(raw_ref, scope)
+    ref = _expanded(raw_ref, scope, escape, ins)
     if not ref:
         raise InputError(
             f"The FROM on line {ins.line} of the Dockerfile expands to an empty image name.",
@@ -308,7 +534,7 @@ def _stage(
     from_stage = next((s.index for s in earlier if s.name == ref.lower()), None)
     if (
         from_stage is None
-        and "$" in raw_ref
+        and ref != raw_ref
         and ref.lower() != "scratch"
         and not _is_reference(ref)
     ):

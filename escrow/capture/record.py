@@ -200,6 +200,82 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+#: what is read at most, once the command has exited, of the output still in the pipe:
+#: more than a pipe holds (the command's own output is all there), so that a process it
+#: left running that writes on and on cannot hold escrow
+_DRAIN_LIMIT = 4 << 20
+
+
+class _Output:
+    """The command's merged output: kept whole for the log, echoed line by line (each
+    line redacted whole, as it is recorded)."""
+
+    def __init__(self, echo: TextIO | None, redactor: Redactor) -> None:
+        self.log = bytearray()
+        self.echo, self.redactor = echo, redactor
+        self._pending = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.log += chunk
+        if self.echo is None:
+            return
+        self._pending += chunk
+        end = self._pending.rfind(b"\n")
+        if end < 0:
+            return
+        done = bytes(self._pending[: end + 1])
+        del self._pending[: end + 1]
+        for line in done.split(b"\n")[:-1]:
+            self.echo.write(self.redactor.text((line + b"\n").decode("utf-8", errors="replace")))
+        self.echo.flush()
+
+    def finish(self) -> None:
+        if self.echo is not None and self._pending:
+            self.echo.write(self.redactor.text(self._pending.decode("utf-8", errors="replace")))
+            self._pending.clear()
+
+
+def _pidfd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (Linux 5.3+), else None."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def _read_output(proc: subprocess.Popen[bytes], fd: int, pidfd: int | None, out: _Output) -> None:
+    """Read the command's output until every writer has closed the pipe -- or until the
+    command has exited and the output it left in the pipe is read: a process it started
+    and left running (``nohup server &``, a daemon) may hold the pipe open for hours, and
+    what it writes after the command ended is not the command's output."""
+    import select
+
+    drained = 0
+    while True:
+        exited = proc.poll() is not None
+        if exited:
+            ready, _, _ = select.select([fd], [], [], 0)
+        elif pidfd is not None:
+            ready, _, _ = select.select([fd, pidfd], [], [])
+        else:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+        if fd not in ready:
+            if exited:
+                return  # it has exited, and nothing of its output is left to read
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return  # every writer has closed the pipe
+        out.add(chunk)
+        if exited:
+            drained += len(chunk)
+            if drained >= _DRAIN_LIMIT:
+                return
+
+
 def _run(
     argv: list[str], echo: TextIO | None, redactor: Redactor
 ) -> tuple[int, bytes, int, int | None]:
@@ -208,7 +284,8 @@ def _run(
 
     Ctrl-C is passed on to the command (SIGINT), and SIGTERM (a cancelled CI job) as
     SIGTERM, and the run recorded as it ends; a second one while it still runs kills it
-    (SIGKILL), so that no command is left running unrecorded behind escrow."""
+    (SIGKILL), so that no command is left running unrecorded behind escrow.  The run ends
+    when the command exits, even if a process it left running still holds its output."""
     started = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -221,8 +298,9 @@ def _run(
         return 127, msg, 0, None
     except OSError as e:
         return _not_runnable(argv, e, echo)
-    log = bytearray()
+    out = _Output(echo, redactor)
     interrupts = 0
+    pidfd = _pidfd(proc.pid)
     # SIGTERM (a cancelled CI job) is passed on as Ctrl-C is: escrow stays to record the run
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
@@ -232,11 +310,7 @@ def _run(
             while True:
                 try:
                     if interrupts < 2:  # after a SIGKILL, what it left running may hold the pipe
-                        for line in iter(proc.stdout.readline, b""):
-                            log += line
-                            if echo is not None:
-                                echo.write(redactor.text(line.decode("utf-8", errors="replace")))
-                                echo.flush()
+                        _read_output(proc, proc.stdout.fileno(), pidfd, out)
                     code = proc.wait()
                     break
                 except (KeyboardInterrupt, _Terminated) as e:
@@ -244,8 +318,12 @@ def _run(
                     first = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
                     proc.send_signal(first if interrupts == 1 else signal.SIGKILL)
     finally:
+        if pidfd is not None:
+            os.close(pidfd)
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    out.finish()
+    log = out.log
     if echo is not None and log and not log.endswith(b"\n"):
         echo.write("\n")  # escrow's own message starts on a line of its own
     duration = round((time.monotonic() - started) * 1000)
@@ -296,6 +374,13 @@ def record_command(
     and listed in ``inputs.context.excluded``."""
     if not argv:
         raise UsageError("No command to record.", hint="Write: escrow record -- COMMAND [ARGS]…")
+    if not argv[0]:
+        # ``escrow record -- "$BUILD_TOOL" …`` with the variable unset: exec would fail
+        # with "Permission denied" (126), which names neither the cause nor the command
+        raise UsageError(
+            "The name of the command to record is empty.",
+            hint="Check the variable that names it: write escrow record -- COMMAND [ARGS]…",
+        )
     if image is not None:
         check_image_ref(image)  # before the command runs: a bad name must not lose its record
         if engine is None:
