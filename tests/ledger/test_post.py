@@ -76,7 +76,7 @@ def _mix(keys: dict[str, Any]) -> list[tuple[str, bytes, str | None]]:
         ),
         ("extra-fields", _line(extra), None),
         ("duplicate-member", dup, "twice"),
-        ("huge-integer", huge, "not valid JSON"),
+        ("huge-integer", huge, "a number of more than 4,300 digits, which escrow does not read"),
         ("not-utf-8", nonutf8, "not UTF-8 text"),
         ("utf-16-payload", _line(utf16), "payload is not JSON"),
         ("bom", b"\xef\xbb\xbf" + _line(dsse(p256, _payload(13))), None),
