@@ -1056,6 +1056,8 @@ def _verify_evidence(
             key_problems.append(f"signer key {keyid[:16]}… has no key event in the evidence")
         elif _pem_keyid(k.get("publicKey")) != keyid:
             key_problems.append(f"signer key {keyid[:16]}…: its PEM is not that key")
+        else:
+            key_problems.extend(_signer_key_problems(k, keyid, envelopes, ev))
     report.add(
         "signer keys",
         not key_problems,
@@ -1458,6 +1460,75 @@ class _KeyEventEntry:
 
     def statement(self) -> dict[str, Any]:
         return self.doc
+
+
+def _signer_key_problems(
+    k: dict[str, Any], keyid: str, envelopes: Mapping[int, Any], ev: EmbeddedEvidence
+) -> list[str]:
+    """What ``signer-keys.json`` says of a key that its key events (signed by the log key,
+    all of them in the pack) do not: its name and algorithm (those its ``added`` event
+    gives), its events (each one, at its index, with its reason), and its status when the
+    pack was made (the events replayed, as :func:`_key_statuses` gives it).  The verdict is
+    computed from the events, never from this file; but an auditor reads the file, and a
+    pack that describes a key otherwise than its log was not made by escrow."""
+    events = [
+        (index, st.get("predicate") or {})
+        for index, (_, st, _) in sorted(envelopes.items())
+        if st.get("predicateType") == KEY_EVENT
+        and str((st.get("predicate") or {}).get("keyid", "")) == keyid
+    ]
+    who = f"signer key {keyid[:16]}…"
+    added = next((p for _, p in events if p.get("event") == "added"), {})
+    for name in ("name", "algorithm"):
+        if k.get(name) != added.get(name):
+            return [
+                f"{who}: signer-keys.json gives its {name} as {_said(k.get(name))}, its key "
+                f"event {_said(added.get(name))}"
+            ]
+    signed = [
+        (str(p.get("event", "")), index, "" if p.get("event") == "added" else _s(p.get("reason")))
+        for index, p in events
+    ]
+    stated = [
+        (str(e.get("event", "")), e.get("index"), _s(e.get("reason")))
+        if isinstance(e, dict)
+        else ("", None, "")
+        for e in k.get("events") or []
+    ]
+    if stated != signed:
+        return [
+            f"{who}: signer-keys.json lists its events as "
+            f"{_events_text(stated)}, its key events are {_events_text(signed)}"
+        ]
+    generated_at = _moment((ev.pack_statement.get("predicate") or {}).get("generatedAt"))
+    if generated_at is not None:
+        from escrow.ledger.store import replay_key_events
+
+        times = _stated_event_times(ev)
+        entries: list[Any] = [  # read as ledger entries: index, integrated_at, statement()
+            _KeyEventEntry(index, times.get((keyid, index), _EARLIEST), envelopes[index][1])
+            for index, _ in events
+        ]
+        status = next(
+            (r.status for r in replay_key_events(entries, generated_at) if r.keyid == keyid), ""
+        )
+        if k.get("status") != status:
+            return [
+                f"{who}: signer-keys.json gives its status as {_said(k.get('status'))}, its "
+                f"key events {_said(status)} when the pack was made"
+            ]
+    return []
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _events_text(events: list[tuple[str, Any, str]]) -> str:
+    return (
+        ", ".join(f"{e or '?'} at {i}" + (f" ({_said(r)})" if r else "") for e, i, r in events)
+        or "none"
+    )
 
 
 def _stated_event_times(ev: EmbeddedEvidence) -> dict[tuple[str, int], datetime]:
