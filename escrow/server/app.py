@@ -39,7 +39,9 @@ from escrow.server.auth import Principal, Role, TokenNameTaken, TokenStore
 from escrow.server.http import (
     ApiError,
     GuardMiddleware,
+    JsonRoute,
     install_error_handlers,
+    loads_unique,
     missing_body,
     missing_token,
     not_json_media,
@@ -179,6 +181,7 @@ def _known_query(request: Request, _: Reader) -> None:
     and the answer would silently be the whole log; of a repeated one, FastAPI keeps
     only the last.
     """
+    _utf8_query(request)
     route = request.scope.get("route")
     known = _query_names(getattr(route, "dependant", None))
     for name in request.query_params:
@@ -202,6 +205,29 @@ def _known_query(request: Request, _: Reader) -> None:
             location="query",
             field=name,
         )
+
+
+def _utf8_query(request: Request) -> None:
+    """Refuse a query string whose percent-decoded bytes are not UTF-8 (``?project=%F8``, a
+    Latin-1 ``ø``): Starlette would make each bad byte a U+FFFD, and the filter would then
+    match nothing, silently."""
+    from urllib.parse import unquote_to_bytes
+
+    raw: bytes = request.scope.get("query_string") or b""
+    for part in raw.split(b"&"):
+        name, _, value = part.replace(b"+", b" ").partition(b"=")
+        for what in (name, value):
+            try:
+                unquote_to_bytes(what).decode("utf-8")
+            except UnicodeDecodeError:
+                field = unquote_to_bytes(name).decode("utf-8", "replace")
+                raise ApiError(
+                    422,
+                    f"The query parameter {field!r} is not UTF-8 text once percent-decoded; "
+                    "percent-encode the UTF-8 bytes of each character (ø is %C3%B8).",
+                    location="query",
+                    field=field,
+                ) from None
 
 
 #: `escrow log` option names, as one might write them on a query string.
@@ -274,14 +300,10 @@ def _envelope(e: m.EnvelopeIn, prefix: str) -> Envelope:
 def _parse_entries(raw: bytes) -> tuple[list[Envelope], bool]:
     """The envelopes of a POST /v1/entries body, and whether it was a batch."""
     try:
-        doc = json.loads(raw)
+        doc = loads_unique(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(
             422, f"The request body is not valid JSON ({e}).", location="body", pointer=""
-        ) from e
-    except RecursionError as e:
-        raise ApiError(
-            422, "The request body is nested too deeply.", location="body", pointer=""
         ) from e
     if isinstance(doc, dict) and "envelopes" in doc:
         batch = _validate(m.BatchIn, doc)
@@ -417,6 +439,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         # and exited 0) and an absolute http:// Location, a downgrade behind a TLS proxy;
         # the JSON 404 names the path instead (escrow.server.http)
         redirect_slashes=False,
+        # a body sent without a Content-Type is read as JSON, as POST /v1/entries reads it
+        # (curl --data-binary @file sends none); FastAPI would otherwise validate its bytes
+        strict_content_type=False,
     )
     app.state.config = cfg
     _document_entry_bodies(app)
@@ -605,7 +630,12 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
     # Every route refuses a query parameter it does not take: a misspelled filter, or a
     # `?dry_run=1` on a POST, must not be silently ignored.
     # Any of them answers 503 (with Retry-After) while the ledger database is unavailable.
-    v1 = APIRouter(prefix="/v1", dependencies=[KnownQuery], responses=_responses(503))
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[KnownQuery],
+        responses=_responses(503),
+        route_class=JsonRoute,  # a JSON body giving a member twice is refused (422)
+    )
     common = _responses(401, 403, 422)
 
     # -- entries -------------------------------------------------------------------
@@ -1041,6 +1071,20 @@ def _check_pack_scope(ledger: Ledger, body: m.PackIn) -> None:
             location="body",
             pointer="/since",
         )
+    if body.since_checkpoint is not None:  # as `escrow pack --since-checkpoint` reads it
+        from escrow.errors import InputError
+        from escrow.ledger.checkpoint import parse_checkpoint_body, parse_note
+
+        try:
+            parse_checkpoint_body(parse_note(body.since_checkpoint)[0])
+        except InputError as e:
+            why = e.message[:1].lower() + e.message[1:]
+            raise ApiError(
+                422,
+                f"since_checkpoint is not a checkpoint note: {why}",
+                location="body",
+                pointer="/since_checkpoint",
+            ) from e
     size = ledger.size()
     if body.tree_size is not None and body.tree_size > size:
         raise ApiError(

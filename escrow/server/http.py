@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -125,7 +127,9 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
     where = str(loc[0]) if loc else "body"
     rest = loc[1:]
     text = str(first.get("msg", "invalid value")).rstrip(".")
+    text = text.removeprefix("Value error, ")  # a validator's own words, without Pydantic's
     if first.get("type") == "json_invalid":
+        text = str((first.get("ctx") or {}).get("error") or text)  # the parser's own words
         return ApiError(
             422, f"The request body is not valid JSON ({text}).", location="body", pointer=""
         )
@@ -144,9 +148,10 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
 
 
 def _is_json(media_type: str) -> bool:
-    """Whether FastAPI reads a body of this media type as JSON (``*/json``, ``*/*+json``)."""
-    subtype = media_type.partition("/")[2]
-    return subtype == "json" or subtype.endswith("+json")
+    """Whether FastAPI reads a body of this media type as JSON (``application/json``,
+    ``application/*+json``; not ``text/json``, whose bytes it would validate as they are)."""
+    main, _, subtype = media_type.partition("/")
+    return main == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def _whole_body_error(request: Request, exc: RequestValidationError) -> ApiError | None:
@@ -187,6 +192,110 @@ def missing_body(request: Request) -> ApiError:
     )
 
 
+class _Duplicate(Exception):
+    pass
+
+
+#: the key a duplicated member's name is kept under while looking for where it is
+_TWICE = object()
+
+
+def loads_unique(raw: bytes | str) -> Any:
+    """``json.loads`` of a request body, refusing what Python's parser would take silently:
+    an object with a member twice (the last one would win, though another parser may keep
+    the first), a number of more digits than Python converts, nesting deeper than it
+    recurses.  These are an :class:`ApiError` 422; bad JSON text is ``json.loads``'s
+    ``ValueError`` still, for the caller to word."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        doc = dict(pairs)
+        if len(doc) < len(pairs):
+            raise _Duplicate
+        return doc
+
+    try:
+        try:
+            return json.loads(raw, object_pairs_hook=unique)
+        except _Duplicate:  # parsed again, to say where (the first parse stopped there)
+            doc = json.loads(raw, object_pairs_hook=_marking_the_duplicate)
+    except RecursionError as e:
+        raise ApiError(
+            422, "The request body is nested too deeply.", location="body", pointer=""
+        ) from e
+    except ValueError as e:
+        if isinstance(e, json.JSONDecodeError) or "integer string conversion" not in str(e):
+            raise
+        raise ApiError(
+            422,
+            f"The request body has a number of more than {sys.get_int_max_str_digits():,} digits.",
+            location="body",
+            pointer="",
+        ) from e
+    raise _duplicate_member(doc)
+
+
+def _marking_the_duplicate(pairs: list[tuple[str, Any]]) -> dict[Any, Any]:
+    doc: dict[Any, Any] = {}
+    for name, value in pairs:
+        if name in doc:
+            doc.setdefault(_TWICE, name)
+        doc[name] = value
+    return doc
+
+
+def _duplicate_member(doc: Any) -> ApiError:
+    """The 422 naming the first member given twice in ``doc`` (looked for without recursion:
+    the body may be nested as deep as the parser goes)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            if _TWICE in value:
+                ptr = pointer_of([*path, value[_TWICE]])
+                return ApiError(
+                    422,
+                    f"The request body gives the member {ptr} more than once; give it once.",
+                    location="body",
+                    pointer=ptr,
+                )
+            stack.extend((v, (*path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+    return ApiError(422, "The request body gives a member more than once.", location="body")
+
+
+class _BodyRefused(StarletteHTTPException):
+    """An :class:`ApiError` from reading a body as JSON, raised as an ``HTTPException`` so
+    that FastAPI's body parsing lets it through (it makes any other exception a 400)."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.status, error.message)
+        self.error = error
+
+
+class _JsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = loads_unique(await self.body())
+            except ApiError as e:
+                raise _BodyRefused(e) from e
+        return self._json
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON body is read by :func:`loads_unique` (a member given twice is a
+    422, as in the body of POST /v1/entries, which is read by hand)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def unique_members(request: Request) -> Response:
+            return await handler(_JsonRequest(request.scope, request.receive))
+
+        return unique_members
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -211,6 +320,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, _BodyRefused):
+            return exc.error.response()
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         method = "HEAD" if request.scope.get("state", {}).get("head") else request.method
         messages = {

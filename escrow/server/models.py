@@ -24,6 +24,40 @@ Hex64 = Field(pattern=r"^[0-9a-f]{64}$")
 NO_NUL = r"^[^\x00]*$"
 
 
+def _time_member(value: Any, name: str, *, end_of_day: bool = False) -> Any:
+    """A time member of a request body as the CLI reads the option: a bare date (2026-12-06,
+    or 20261206) as `escrow pack --since/--until` reads it, and never a number of seconds
+    since 1970, which Pydantic would make of ``0``, ``"0"`` or ``"20261206"``; any other
+    string is Pydantic's to read as an RFC 3339 time."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        given = "true or false" if isinstance(value, bool) else "a number"
+        if not isinstance(value, int | float):
+            given = "a list or an object"
+        raise ValueError(
+            f"{name} must be an RFC 3339 time or a date YYYY-MM-DD, in a string, not {given}"
+        )
+    text = value.strip()
+    if len(text) != 10 and not _is_number(text):
+        return value
+    from escrow.errors import EscrowError
+    from escrow.times import parse_time
+
+    try:
+        return parse_time(value, name, end_of_day=end_of_day)
+    except EscrowError as e:
+        raise ValueError(e.message.rstrip(".")) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class ErrorBody(BaseModel):
     """Every error response: what failed, and where."""
 
@@ -183,6 +217,11 @@ class KeyRetireIn(BaseModel):
         None, description="RFC 3339; the key may sign until then (default: now)."
     )
 
+    @field_validator("effective_from", mode="before")
+    @classmethod
+    def _a_time_in_words(cls, value: Any, info: Any) -> Any:
+        return _time_member(value, info.field_name)
+
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -230,7 +269,7 @@ class PackIn(BaseModel):
         description="RFC 3339 time (exclusive), or a bare date YYYY-MM-DD, which includes that "
         "whole day (UTC), as `escrow pack --until`.",
     )
-    entries: list[Annotated[int, Field(ge=0, le=MAX_INT)]] = Field(
+    entries: list[Annotated[int, Field(strict=True, ge=0, le=MAX_INT)]] = Field(
         default_factory=list, max_length=10000, description="Only these ledger indexes."
     )
     since_checkpoint: str | None = Field(
@@ -241,6 +280,7 @@ class PackIn(BaseModel):
     )
     tree_size: int | None = Field(
         None,
+        strict=True,  # a JSON integer: not true (1), "5" nor 5.0
         ge=1,
         le=MAX_INT,
         description="The ledger as of its first N entries: their signed checkpoint, builds and "
@@ -250,16 +290,8 @@ class PackIn(BaseModel):
     @field_validator("since", "until", mode="before")
     @classmethod
     def _as_the_cli_reads_it(cls, value: Any, info: Any) -> Any:
-        """A bare date means what it means to `escrow pack`: ``until`` includes the day."""
-        if isinstance(value, str) and len(value.strip()) == 10:
-            from escrow.errors import EscrowError
-            from escrow.times import parse_time
-
-            try:
-                return parse_time(value, info.field_name, end_of_day=info.field_name == "until")
-            except EscrowError as e:
-                raise ValueError(e.message) from None
-        return value
+        """A time means what it means to `escrow pack`: ``until`` includes a bare date's day."""
+        return _time_member(value, info.field_name, end_of_day=info.field_name == "until")
 
 
 class PackJobOut(BaseModel):
