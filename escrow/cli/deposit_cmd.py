@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import CheckFailed, EnvironmentProblem, InputError
+from escrow.errors import CheckFailed, EnvironmentProblem, InputError, UsageError
 from escrow.text import count
 
 if TYPE_CHECKING:
@@ -45,6 +45,70 @@ def _existing_store(app: App, override: str | None) -> DepositStore:
             "or ESCROW_DEPOSIT_STORE.",
         )
     return store
+
+
+def _origin_needs_imported(origin: str | None, imported: bool) -> None:
+    """``--origin`` names the ledger of an imported entry: without ``--imported`` INDEX is an
+    entry of the local ledger, which would be taken instead of the imported one meant."""
+    if origin is not None and not imported:
+        raise UsageError(
+            "--origin names the ledger of an imported entry and needs --imported; "
+            "nothing was checked.",
+            hint="Add --imported for an entry of an imported deposit, or drop --origin for "
+            "an entry of this ledger.",
+        )
+
+
+def _not_stdio(path: Path, what: str, option: str) -> None:
+    """``-`` (standard input or output) is not supported: a file named ``-`` is not meant."""
+    if str(path) == "-":
+        how = (
+            "write the archive to standard output"
+            if what == "export"
+            else "read the archive from standard input"
+        )
+        raise UsageError(
+            f"escrow deposit {what} does not {how} ('-'); nothing was done.",
+            hint=f"Give {option} a file path (./- for a file named '-').",
+        )
+
+
+def _escrow_file(output: Path, app: App, store: DepositStore, since: Path | None) -> str | None:
+    """Which of escrow's own files or folders ``output`` (``export -o``) is, if any: a tar in
+    place of the ledger database, a key, a store's file or the agent's saved checkpoint
+    destroys it."""
+    from escrow.deposit.store import FileDepositStore
+    from escrow.ledger.store import sqlite_file
+
+    settings = app.settings
+    files: list[tuple[Path, str]] = [
+        (settings.home / "config.json", "escrow's config.json"),
+        (settings.key_path, "the signing key"),
+        (settings.log_key_path, "the log signing key"),
+    ]
+    if since is not None:
+        files.append((since, "the saved checkpoint --since-checkpoint reads"))
+    db = sqlite_file(settings.db_url)
+    if db:
+        files += [
+            (Path(db + suffix), "the ledger database") for suffix in ("", "-wal", "-shm", ".lock")
+        ]
+    folders: list[tuple[Path, str]] = [
+        (settings.keys_dir, "escrow's keys folder"),
+        (settings.blobs_dir, "the ledger's blob store"),
+    ]
+    if isinstance(store, FileDepositStore):
+        folders.append((store.root, "the deposit store"))
+    target = output.resolve()
+    for path, what in files:
+        if target == path.resolve() or (
+            output.exists() and path.exists() and os.path.samefile(output, path)
+        ):
+            return f"{what}, which the export would overwrite"
+    for folder, what in folders:
+        if target.is_relative_to(folder.resolve()):
+            return f"inside {what}, which only escrow writes to"
+    return None
 
 
 def _saved_note(path: Path) -> str:
@@ -243,6 +307,7 @@ def check(
     """
     from escrow.deposit.deposit import check_entry
 
+    _origin_needs_imported(origin, imported)
     store = _store(app, deposit_store)
     if imported:
         from escrow.deposit.bundle import imported_entry
@@ -313,8 +378,15 @@ def export(
     """
     from escrow.deposit.bundle import export_deposit
 
+    _not_stdio(output, "export", "-o")
     old_note = _saved_note(since_checkpoint) if since_checkpoint is not None else None
     store = _store(app, deposit_store)
+    own = _escrow_file(output, app, store, since_checkpoint)
+    if own is not None:
+        raise UsageError(
+            f"The output {output} is {own}; nothing was written.",
+            hint="Give -o a new file of its own, outside escrow's ledger, keys and stores.",
+        )
     toc = export_deposit(
         app.local_ledger(), store, list(indexes), output, since_checkpoint=old_note
     )
@@ -398,6 +470,7 @@ def import_(
     """
     from escrow.deposit.bundle import import_deposit
 
+    _not_stdio(archive, "import", "ARCHIVE")
     old_note = _saved_note(since_checkpoint) if since_checkpoint is not None else None
     if verifier_key is not None and verifier_key.startswith("@"):
         try:

@@ -243,6 +243,16 @@ def rebuild(
     from escrow.capture.progress import make_progress
     from escrow.rebuild.verify import ContextMismatch, RebuildOptions, rebuild_entry
 
+    if origin is not None and not imported:
+        from escrow.errors import UsageError
+
+        # INDEX would be taken as an entry of this ledger: another build than the one meant
+        raise UsageError(
+            "--origin names the ledger of an imported entry and needs --imported; "
+            "nothing was rebuilt.",
+            hint="Add --imported for an entry of an imported deposit, or drop --origin for "
+            "an entry of this ledger.",
+        )
     if tag is not None:
         from escrow.registry.reference import check_build_tag
 

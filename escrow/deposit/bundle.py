@@ -1093,8 +1093,8 @@ def import_deposit(
                 envelope = _read(staged_root, str(item["envelope"]))
                 leaf = merkle.leaf_hash(envelope)
                 if leaf.hex() != item["leafHash"]:
-                    raise CheckFailed(
-                        f"The envelope of entry {index} does not have its listed leaf hash."
+                    raise _altered(
+                        f"The envelope of entry {index} does not have its listed leaf hash"
                     )
                 proof = [bytes.fromhex(h) for h in item["inclusionProof"]]
                 if item["treeSize"] != checkpoint.size or not merkle.verify_inclusion(

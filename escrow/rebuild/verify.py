@@ -799,6 +799,9 @@ def rebuild_entry(
 
         inputs = original["inputs"]
         tag = options.tag or DEFAULT_TAG.format(index=index)
+        # with --rm, the image the tag names before the rebuild gets it back afterwards
+        named = engine.inspect_image(tag) if options.remove else None
+        tag_before = str(named["Id"]) if named and named.get("Id") else None
         request = BuildRequest(
             context=context,
             tags=(tag,),
@@ -870,6 +873,8 @@ def rebuild_entry(
             if "line" in p and copied.get(int(p["line"])) != p["imageId"]
         ]
         if drift:
+            if options.remove:
+                _remove_image(engine, tag, say, (rebuilt.get("image") or {}).get("id"), tag_before)
             return finish(
                 {"overall": "unknown", "layers": [], "missing": drift},
                 rebuilt,
@@ -902,7 +907,7 @@ def rebuild_entry(
             verdict_document(comparison), rebuilt, {"pinning": pinning, "comparison": comparison}
         )
         if options.remove:
-            _remove_image(engine, tag, say)
+            _remove_image(engine, tag, say, images["rebuilt"], tag_before)
         with contextlib.suppress(EscrowError):  # the verdict is recorded: tidying is optional
             # the earlier stages' images (their history names the build args given again),
             # and with --rm what is left of the rebuilt image
@@ -942,10 +947,33 @@ def _check_rebuildable(index: int, predicate: Mapping[str, Any]) -> None:
         )
 
 
-def _remove_image(engine: DockerEngine, tag: str, say: Callable[[str], None]) -> None:
+def _remove_image(
+    engine: DockerEngine,
+    tag: str,
+    say: Callable[[str], None],
+    rebuilt: str | None = None,
+    before: str | None = None,
+) -> None:
+    """``--rm``: remove the rebuilt image by its tag; ``before``, the image the tag named
+    before the rebuild (``-t`` naming an image of the user's), is tagged with it again —
+    and is kept when it is the rebuilt image itself (a bit-for-bit reproduction)."""
     import docker.errors
+    from docker.utils import parse_repository_tag
 
+    if before is not None and before == rebuilt:
+        return  # the image was there before the rebuild: not the rebuild's to remove
     try:
         engine.api.remove_image(tag)
     except docker.errors.APIError as e:  # the verdict is recorded: warn, do not fail
         say(f"escrow: warning: could not remove the rebuilt image {tag}: {e.explanation or e}")
+        return
+    if before is None:
+        return
+    repository, name = parse_repository_tag(tag)
+    try:
+        engine.api.tag(before, repository, name or "latest")
+    except docker.errors.APIError as e:
+        say(
+            f"escrow: warning: could not tag {before[:19]} as {tag} again (it named it before "
+            f"the rebuild): {e.explanation or e}"
+        )
