@@ -69,15 +69,84 @@ def _file_config(home: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if text.strip() else {}
     except (OSError, ValueError) as e:
         raise InputError(
             f"Cannot read the configuration file {path}: {e}.",
             hint="Fix or remove the file.",
         ) from e
+    if not text.strip():
+        raise InputError(
+            f"The configuration file {path} is empty; it must hold a JSON object.",
+            hint="Write {} in it, or remove it.",
+        )
     if not isinstance(data, dict):
         raise InputError(f"The configuration file {path} must hold a JSON object.")
+    for name, value in data.items():
+        _check_config_value(path, name, value)
     return data
+
+
+#: the keys config.json takes (README "Configuration"); each a string, but
+#: ``secret_patterns``, a list of strings.  ``null`` stands for a key left out.
+CONFIG_KEYS = (
+    "db_url",
+    "key",
+    "log_key",
+    "server",
+    "token",
+    "deposit_store",
+    "secret_patterns",
+    "origin",
+)
+
+
+def _check_config_value(path: Path, name: str, value: Any) -> None:
+    """Refuse a key config.json does not take (a misspelt ``db_ulr`` silently left the
+    ledger where it was not wanted) and a value of the wrong type (a number for ``key``
+    or ``server`` ended in a traceback)."""
+    if name not in CONFIG_KEYS:
+        raise InputError(
+            f"The configuration file {path} has the key {name!r}, which escrow does not know.",
+            hint=f"Use only {', '.join(CONFIG_KEYS)}.",
+        )
+    if value is None:
+        return
+    if name == "secret_patterns":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            given = (
+                "a list holding other things than strings"
+                if isinstance(value, list)
+                else _json_type(value)
+            )
+            raise InputError(
+                f"The configuration file {path} gives secret_patterns as {given}; "
+                "it must be a list of strings."
+            )
+    elif not isinstance(value, str):
+        raise InputError(
+            f"The configuration file {path} gives {name} as {_json_type(value)}; "
+            "it must be a string."
+        )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
+def _config_path(home: Path, value: str) -> Path:
+    """A path config.json gives: ``~`` is the user's home; a relative path is relative to
+    ESCROW_HOME, where the file is (not to the folder the command runs in)."""
+    return home / Path(value).expanduser()
 
 
 def _check_home(home: Path, source: str | None) -> None:
@@ -112,13 +181,20 @@ def load_settings(
         or (f"sqlite:///{home_path / 'ledger.db'}")
     )
     key_path = Path(
-        key or env.get("ESCROW_KEY") or cfg.get("key") or home_path / "keys" / "build.key.pem"
+        key
+        or env.get("ESCROW_KEY")
+        or (cfg.get("key") and _config_path(home_path, cfg["key"]))
+        or home_path / "keys" / "build.key.pem"
     )
     return Settings(
         home=home_path,
         db_url=str(url),
         key_path=key_path,
-        log_key_path=Path(cfg.get("log_key") or home_path / "keys" / "log.key.pem"),
+        log_key_path=(
+            _config_path(home_path, cfg["log_key"])
+            if cfg.get("log_key")
+            else home_path / "keys" / "log.key.pem"
+        ),
         passphrase=env.get("ESCROW_KEY_PASSPHRASE") or None,
         origin=str(cfg["origin"]) if cfg.get("origin") else None,
         server=server or env.get("ESCROW_SERVER") or cfg.get("server") or None,

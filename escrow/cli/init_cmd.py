@@ -28,7 +28,7 @@ import click
 from escrow.capture.publish import register_command, suggested_key_name
 from escrow.cli.app import App, json_option, pass_app
 from escrow.config import Settings, redact_url
-from escrow.errors import KeyLocked
+from escrow.errors import KeyLocked, UsageError
 from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, SigningKey
 
@@ -149,8 +149,10 @@ def init(app: App, key_type: str, as_json: bool) -> None:
             app.say(f"The build key is registered with {where}.")
         else:
             app.say(_register_elsewhere(app.settings, result["build_key"]))
-    if not result["created"] and result["registered"]:
+    if not result["created"] and result["registered"] and not result["registered_now"]:
         app.say("Already initialised; nothing was overwritten.")
+    elif not result["server"] and result["registered_now"] and not result["created"]:
+        app.say(f"Registered the build key {result['build_key'][:16]}… in the ledger.")
 
 
 def _register_elsewhere(s: Settings, keyid: str) -> str:
@@ -204,6 +206,7 @@ def _init_local_locked(app: App, key_type: str, lock: Path) -> dict[str, Any]:
         build_key = _build_key(s, key_type, created)
         with app.local_ledger(create=True) as ledger:
             bound = not db_files or db_files[0] not in undo.new
+            _check_build_key(s, build_key, ledger.verifier_key(), ledger.key_status)
             now = ledger.key_status(build_key.keyid) is None
             ledger.register_key(build_key.public, "build")
             found = ledger.key_status(build_key.keyid)
@@ -228,6 +231,35 @@ def _init_local_locked(app: App, key_type: str, lock: Path) -> dict[str, Any]:
         "created": created,
         "size": size,
     }
+
+
+def _check_build_key(
+    s: Settings,
+    build_key: SigningKey,
+    verifier_key: str,
+    key_status: Callable[[str], tuple[str, str] | None],
+) -> None:
+    """Refuse a build key that is the ledger's log key (``ESCROW_KEY`` or config.json's
+    ``key`` naming ``log.key.pem``: it was registered as a signing key), and one revoked
+    or retired in the ledger (a revoked one failed as a key that cannot be registered
+    again, a retired one passed as set up), as ``escrow init`` with a server does."""
+    from escrow.ledger import checkpoint as cp
+
+    if cp.parse_verifier_key(verifier_key)[2].keyid == build_key.keyid:
+        raise UsageError(
+            f"The build key {s.key_path} is the ledger's log key, which signs its checkpoints "
+            "and key events and cannot also sign builds; nothing was registered.",
+            hint="Point ESCROW_KEY (or config.json's key) at a key of its own, or leave it "
+            "unset for ESCROW_HOME/keys/build.key.pem.",
+        )
+    found = key_status(build_key.keyid)
+    if found is not None and found[1] != "active":
+        raise KeyLocked(
+            f"The build key {build_key.keyid[:16]}… ({found[0]}) is {found[1]} in the ledger "
+            "and may not sign new entries.",
+            hint=f"Replace it with `escrow keys rotate --name build`, or move {s.key_path} "
+            "aside and run `escrow init` again.",
+        )
 
 
 def _init_server(app: App, key_type: str) -> dict[str, Any]:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from escrow.ledger.store import Ledger
     from escrow.server.client import RemoteLedger
 
+#: how :meth:`PublicKey.from_pem` begins naming a public key of another algorithm
+_OTHER_ALGORITHM = "The public key is "
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 type_option = click.option(
@@ -207,6 +210,31 @@ def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecor
         ) from e
 
 
+def _refuse_log_key(ledger: Ledger | RemoteLedger, keyid: str, what: str) -> None:
+    """Refuse to register the ledger's own log key as a signing key: it signs the
+    checkpoints and key events, and `escrow keys` refuses to revoke or retire it."""
+    from escrow.ledger import checkpoint as cp
+
+    if cp.parse_verifier_key(ledger.verifier_key())[2].keyid == keyid:
+        raise UsageError(
+            f"{what} is the ledger's log key {keyid[:16]}…, which signs its checkpoints and "
+            "key events and cannot also be a signing key; nothing was registered.",
+            hint="Register a key of its own (`escrow keys generate`).",
+        )
+
+
+def _check_reason(reason: str) -> str:
+    """``--reason`` as recorded: not one that cannot be written as UTF-8 (bytes that are
+    not, from a shell), which failed as a document that cannot be canonicalised."""
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"The --reason {reason!r} is not valid UTF-8 text; nothing was recorded."
+        ) from None
+    return reason
+
+
 def _find_usable_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecord:
     """:func:`_find_key`, except that a name shared by several keys (a rotated key and
     its successor) names the one of them that is active, when exactly one is.  A full
@@ -313,8 +341,12 @@ def add(app: App, public_key: Path, name: str, as_json: bool) -> None:
     try:
         public = PublicKey.from_pem(data)
     except InputError as e:
+        if e.message.startswith(_OTHER_ALGORITHM):  # a key of another algorithm: say which
+            other = e.message.removeprefix(_OTHER_ALGORITHM)
+            raise InputError(f"{public_key} holds {other}", hint=e.hint) from e
         raise InputError(f"{public_key} is not a PEM public key.", hint=e.hint) from e
     ledger = app.ledger()
+    _refuse_log_key(ledger, public.keyid, str(public_key))
     found = ledger.key_status(public.keyid)
     if found is not None and found[1] != "active":
         raise InputError(
@@ -410,6 +442,7 @@ def revoke(app: App, keyid: str, reason: str, as_json: bool) -> None:
     between, even when only one of them is active: the leaked key may be the retired
     one, and a revocation cannot be undone. Give the key ID (`escrow keys list`).
     """
+    _check_reason(reason)
     ledger = app.ledger()
     rec = _find_key(ledger, keyid, "revoked")
     entry = ledger.revoke_key(rec.keyid, reason)
@@ -447,7 +480,11 @@ def _retire_from(effective: str | None) -> datetime:
 def _build_keyid(app: App) -> str | None:
     """The key ID of the configured build key (by its public key file), if it has one."""
     build = public_key_path(app.settings.key_path)
-    return PublicKey.from_pem(build.read_bytes()).keyid if build.exists() else None
+    try:
+        return PublicKey.from_pem(build.read_bytes()).keyid
+    except (InputError, OSError):  # missing, unreadable or not a public key: not known
+        # (it failed `keys list`, and `keys revoke`/`retire` after the key event was written)
+        return None
 
 
 def _is_build_key(app: App, keyid: str) -> bool:
@@ -476,6 +513,7 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
     that is active; when none or several are, give the key ID.
     """
     when = _retire_from(effective)
+    _check_reason(reason)
     ledger = app.ledger()
     rec = _find_usable_key(ledger, keyid, "retired")
     if rec.status != "active":

@@ -121,12 +121,25 @@ def _info(row: ServerToken) -> TokenInfo:
 
 def check_name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if (
+        not name
+        or len(name) > 200
+        or any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in name)
+    ):
         raise InputError(
             "A token name must be 1 to 200 printable characters.",
             hint="Name it after the pipeline or the person, e.g. --name ci-nightly.",
         )
     return name
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (no lone surrogates from bytes that were not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TokenNameTaken(InputError):
@@ -205,6 +218,11 @@ class TokenStore:
         from sqlmodel import select
 
         try:
+            if not _is_text(id_or_name):  # bytes that are not UTF-8 name no token
+                raise InputError(
+                    f"There is no token with the ID or active name {id_or_name!r}.",
+                    hint="`escrow tokens list` shows them.",
+                )
             with self._session(write=True) as s:
                 row = s.get(ServerToken, id_or_name)
                 if row is None:

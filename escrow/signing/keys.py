@@ -96,10 +96,14 @@ class PublicKey:
             key = serialization.load_pem_public_key(data)
         except ValueError as e:
             raise InputError(f"Not a PEM public key: {e}.") from e
-        if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
-            raise InputError("Unsupported public key type; use Ed25519 or ECDSA P-256.")
+        if not isinstance(key, ed25519.Ed25519PublicKey) and not (
+            isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+        ):
+            raise InputError(
+                f"The public key is {_algorithm_of(key)} key; escrow takes Ed25519 and "
+                "ECDSA P-256 only."
+            )
         pub = cls(key)
-        _ = pub.type  # reject other curves
         return pub
 
     @classmethod
@@ -139,7 +143,7 @@ class SigningKey:
 
     def private_pem(self, passphrase: str | None = None) -> bytes:
         enc: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+            serialization.BestAvailableEncryption(passphrase_bytes(passphrase))
             if passphrase
             else serialization.NoEncryption()
         )
@@ -164,10 +168,17 @@ class SigningKey:
     @classmethod
     def parse(cls, data: bytes, path: Path, passphrase: str | None = None) -> SigningKey:
         """The key in ``data``, the PEM bytes :func:`read_key_file` read from ``path``."""
-        encrypted = ENCRYPTED_MARKER in data
+        # PKCS#8 ("ENCRYPTED PRIVATE KEY") or OpenSSL's traditional PEM encryption
+        # (`openssl ec -aes256`: "Proc-Type: 4,ENCRYPTED"), which was taken for no key
+        encrypted = ENCRYPTED_MARKER in data or _LEGACY_ENCRYPTED in data
+        if encrypted and not passphrase:
+            raise KeyLocked(
+                f"The signing key {path} is encrypted and no passphrase was given.",
+                hint="Set ESCROW_KEY_PASSPHRASE.",
+            )
         try:
             key = serialization.load_pem_private_key(
-                data, password=passphrase.encode("utf-8") if encrypted and passphrase else None
+                data, password=passphrase_bytes(passphrase) if encrypted and passphrase else None
             )
         except (ValueError, TypeError) as e:
             if encrypted:
@@ -176,11 +187,46 @@ class SigningKey:
                     hint="Check ESCROW_KEY_PASSPHRASE.",
                 ) from e
             raise InputError(f"The signing key {path} is not a PKCS#8 PEM private key.") from e
-        if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-            raise InputError(f"The key {path} is neither Ed25519 nor ECDSA P-256.")
-        sk = cls(key)
-        _ = sk.type
-        return sk
+        if not isinstance(key, ed25519.Ed25519PrivateKey) and not (
+            isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
+        ):
+            if isinstance(key, ec.EllipticCurvePrivateKey):
+                raise InputError(
+                    f"Unsupported elliptic curve {key.curve.name} in the key {path}; escrow "
+                    "signs with Ed25519 and ECDSA P-256 only."
+                )
+            raise InputError(
+                f"The key {path} is {_algorithm_of(key)} key; escrow signs with Ed25519 and "
+                "ECDSA P-256 only."
+            )
+        return cls(key)
+
+
+_LEGACY_ENCRYPTED = b"Proc-Type: 4,ENCRYPTED"
+
+
+def _algorithm_of(key: object) -> str:
+    """``an RSA``, ``an ECDSA secp384r1``, … : what a key of another algorithm is, to name it."""
+    from cryptography.hazmat.primitives.asymmetric import ed448, rsa, x448, x25519
+
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return f"an RSA ({key.key_size}-bit)"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return f"an ECDSA {key.curve.name}"
+    if isinstance(key, ed448.Ed448PrivateKey | ed448.Ed448PublicKey):
+        return "an Ed448"
+    if isinstance(key, x25519.X25519PrivateKey | x25519.X25519PublicKey):
+        return "an X25519"
+    if isinstance(key, x448.X448PrivateKey | x448.X448PublicKey):
+        return "an X448"
+    return f"a {type(key).__name__.removeprefix('_')}"
+
+
+def passphrase_bytes(passphrase: str) -> bytes:
+    """The bytes of a passphrase: its UTF-8, and bytes that are not UTF-8 (from
+    ESCROW_KEY_PASSPHRASE or a prompt read from a pipe) as they were given, as `openssl
+    -passin env:…` takes them (``.encode("utf-8")`` ended in a traceback)."""
+    return passphrase.encode("utf-8", "surrogateescape")
 
 
 def b64decode_any(text: str | bytes) -> bytes:
