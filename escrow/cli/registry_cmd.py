@@ -34,7 +34,10 @@ def attach(app: App, index: int, targets: tuple[str, ...], as_json: bool) -> Non
     from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, SCHEMA_NAMES
     from escrow.registry.attest import attach as attach_entry
     from escrow.registry.attest import targets_of
+    from escrow.registry.reference import Reference
 
+    for t in targets:  # every --to checked (credentials refused unprinted) before any work
+        Reference.parse(t)
     ledger = app.ledger()
     entry = ledger.get(index)
     if entry.predicate_type not in (BUILD_MANIFEST, REBUILD_VERIFICATION):

@@ -316,7 +316,9 @@ def verify(
             "when the entry was appended.",
         )
     from escrow.registry.attest import is_registry_reference
+    from escrow.registry.reference import refuse_credentials
 
+    refuse_credentials(target)  # every later message would name the target as given
     if is_registry_reference(target):
         _verify_in_registry(app, target, as_json)
         return

@@ -59,8 +59,15 @@ MAX_IN_MEMORY = 256 << 20
 
 def parse_location(location: str) -> tuple[str, str]:
     """``oci://HOST[:PORT]/REPO`` → ``(HOST[:PORT], REPO)``."""
-    from escrow.registry.reference import _REPO
+    from escrow.registry.reference import _REPO, masked_credentials
 
+    masked = masked_credentials(location)
+    if masked is not None:  # never printed, never recorded: docker login's are used
+        raise InputError(
+            f"The deposit store {masked} holds credentials (USER:PASSWORD@), which escrow "
+            "never takes in its address; nothing was done with it.",
+            hint="Remove them and log in to the registry with docker login instead.",
+        )
     rest = location.removeprefix(SCHEME).strip("/")
     host, _, repo = rest.partition("/")
     if not host or not repo or not _REPO.match(repo):

@@ -65,10 +65,18 @@ class Manifest:
 
 
 def _oras_registry(host: str, insecure: bool) -> Any:
+    import logging
+
     import oras.auth
     import oras.provider
     import requests
 
+    # oras logs a refused token request as an error of its own ("This endpoint requires
+    # a token…"), which Python's last-resort handler printed to stderr beside escrow's
+    # one-sentence error; escrow names the refusal itself (RegistryAuthError)
+    oras_log = logging.getLogger("oras")
+    if not oras_log.handlers:
+        oras_log.addHandler(logging.NullHandler())
     read_timeout = float(os.environ.get("ESCROW_REGISTRY_TIMEOUT", "300"))
 
     class _Session(requests.Session):
@@ -181,8 +189,14 @@ class RegistryClient:
         if status in ok:
             return response
         body = ""
-        if not stream:
-            body = response.text[:300]
+        try:  # a streamed answer's error document too (a manifest read): its first bytes
+            body = (
+                response.raw.read(300, decode_content=True).decode("utf-8", "replace")
+                if stream
+                else response.text[:300]
+            )
+        except Exception:  # noqa: BLE001, S110 - the status alone is reported then
+            pass
         response.close()
         if status in (401, 403):
             raise RegistryAuthError(

@@ -237,6 +237,11 @@ def record_push(statement: dict[str, Any], pushed: list[dict[str, Any]]) -> None
         repo_digest = f"{p['repository']}@{p['digest']}"
         if repo_digest not in image["repoDigests"]:
             image["repoDigests"].append(repo_digest)
-        image.setdefault("pushed", []).append(
-            {"reference": p["reference"], "digest": p["digest"], "mediaType": p["mediaType"]}
-        )
+        pushed_doc = {
+            "reference": p["reference"],
+            "digest": p["digest"],
+            "mediaType": p["mediaType"],
+        }
+        listed = image.setdefault("pushed", [])
+        if pushed_doc not in listed:  # `-t X -t X`: one push, recorded once
+            listed.append(pushed_doc)

@@ -14,6 +14,45 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: what follows the ``@`` of a digest (``NAME@sha256:…``), never of credentials
+_DIGEST_AFTER_AT = re.compile(r"sha(?:256|384|512):")
+
+
+def masked_credentials(text: str) -> str | None:
+    """``text`` with the credentials it holds (``[SCHEME://]USER[:PASSWORD]@HOST/…``)
+    replaced by ``***``, or ``None`` when it holds none.
+
+    A reference's only ``@`` is that of its digest; any other, before a ``/``, is a
+    URL's user information, which must never be printed or recorded.
+    """
+    if "@" not in text:
+        return None
+    scheme, sep, rest = text.strip().partition("://")
+    if not sep:
+        scheme, rest = "", text.strip()
+    cut = -1
+    for i, ch in enumerate(rest):
+        if ch == "@" and not _DIGEST_AFTER_AT.match(rest, i + 1) and "/" in rest[i + 1 :]:
+            cut = i
+    if cut < 0:
+        return None
+    return f"{scheme}{sep}***{rest[cut:]}"
+
+
+def refuse_credentials(text: str) -> None:
+    """:class:`InputError` (exit 2) naming ``text`` with its credentials masked, when it
+    holds any: escrow takes a registry's credentials from ``docker login``, never from a
+    reference it would print and record."""
+    masked = masked_credentials(text)
+    if masked is None:
+        return
+    host = masked.split("@", 1)[1].split("/", 1)[0]
+    raise InputError(
+        f"The image reference {masked} holds credentials (USER:PASSWORD@), which escrow "
+        "never takes in a reference; nothing was done with it.",
+        hint=f"Remove them and log in instead (docker login {host}); escrow uses the "
+        "same credentials.",
+    )
 
 
 # A NamedTuple, not a frozen dataclass: made at import on the way to `escrow build`'s
@@ -29,6 +68,7 @@ class Reference(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> Reference:
+        refuse_credentials(text)
         rest, _, digest = text.strip().partition("@")
         if digest and not _DIGEST.match(digest):
             raise InputError(f"The image reference {text!r} has a malformed digest {digest!r}.")
@@ -98,6 +138,14 @@ def check_build_tag(tag: str) -> None:
 
     Checked before a build: the engine builds first and refuses the name after.
     """
+    masked = masked_credentials(tag)
+    if masked is not None:
+        raise UsageError(
+            f"The tag {masked} holds credentials (USER:PASSWORD@), which escrow never takes "
+            "in a tag; nothing was built.",
+            hint="Tag the build with -t HOST[:PORT]/REPO:TAG and log in to the registry "
+            "with docker login, whose credentials escrow and the engine use.",
+        )
     try:
         if "@" in tag:
             raise InputError(f"The image reference {tag!r} holds a digest.")
