@@ -544,7 +544,11 @@ def store_location(settings_home: Path, override: str | Path | None = None) -> s
 
     cfg = _file_config(settings_home).get("deposit_store")
     if cfg:
-        return str(cfg)
+        if "://" in cfg:
+            return str(cfg)
+        # a folder config.json gives is relative to ESCROW_HOME, where the file is (as its
+        # key paths are), not to the folder the command runs in
+        return str(settings_home / Path(cfg).expanduser())
     return str(settings_home / "deposits")
 
 
