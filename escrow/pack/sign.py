@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from escrow.config import Settings
 from escrow.errors import EnvironmentProblem, EscrowError, InputError, KeyLocked
 from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
+from escrow.signing.keys import passphrase_bytes
 from escrow.times import to_the_second
 
 FIELD_NAME = "EscrowPackSignature"
@@ -145,7 +146,7 @@ def _load_private(path: Path, passphrase: str | None) -> ec.EllipticCurvePrivate
     encrypted = ENCRYPTED_MARKER in data
     try:
         key = serialization.load_pem_private_key(
-            data, password=passphrase.encode() if encrypted and passphrase else None
+            data, password=passphrase_bytes(passphrase) if encrypted and passphrase else None
         )
     except (ValueError, TypeError) as e:
         raise KeyLocked(f"The pack signing key {path} cannot be loaded: {e}.") from e
@@ -199,7 +200,7 @@ def ensure_pack_signer(settings: Settings, origin: str | None = None) -> PackSig
     if not key_path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
         enc: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(settings.passphrase.encode())
+            serialization.BestAvailableEncryption(passphrase_bytes(settings.passphrase))
             if settings.passphrase
             else serialization.NoEncryption()
         )
@@ -447,7 +448,7 @@ def sign_pdf(
             str(signer.key_path),
             str(signer.cert_path),
             ca_chain_files=(str(chain),) if chain.is_file() else None,
-            key_passphrase=passphrase.encode() if passphrase else None,
+            key_passphrase=passphrase_bytes(passphrase) if passphrase else None,
         )
     except Exception as e:  # noqa: BLE001 - pyHanko raises several types here
         raise KeyLocked(f"The pack signing key or certificate cannot be loaded: {e}.") from e
