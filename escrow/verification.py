@@ -345,6 +345,12 @@ def _no_image_with(short: str, ledger: Ledger | RemoteLedger, engine_asked: bool
     )
 
 
+def _plain_http(registry: str) -> bool:
+    from escrow.registry.reference import is_insecure
+
+    return is_insecure(registry)
+
+
 def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None) -> Entry:
     """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
 
@@ -361,12 +367,15 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
     if image_id is None:
         first = target.split("/", 1)[0]
         in_a_registry = "/" in target and ("." in first or ":" in first or first == "localhost")
+        # a registry reached over plain HTTP (loopback, or listed as insecure): skopeo
+        # must be told, or it fails on TLS before it prints anything
+        plain = " --tls-verify=false" if in_a_registry and _plain_http(first) else ""
         raise InputError(
             f"{target!r} is neither a ledger index, an image ID nor an image in the engine.",
             hint=(
                 "To check the image in its registry, name it by digest, "
                 f"{target.rsplit(':', 1)[0] if ':' in target.split('/')[-1] else target}"
-                f"@sha256:… (`skopeo inspect docker://{target}` prints the digest)."
+                f"@sha256:… (`skopeo inspect{plain} docker://{target}` prints the digest)."
                 if in_a_registry and "@" not in target
                 else "Use `escrow log` to list entries."
             ),
