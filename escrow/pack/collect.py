@@ -285,7 +285,9 @@ def _arg_rows(records: Any) -> tuple[BuildArgRow, ...]:
     return tuple(
         BuildArgRow(
             name=_s(_d(a).get("name")),
-            value=None if _d(a).get("secret") else _s(_d(a).get("value")),
+            value=None
+            if _d(a).get("secret") or _d(a).get("value") is None
+            else _s(_d(a).get("value")),
             secret=bool(_d(a).get("secret")),
             salt=_s(_d(a).get("salt")),
             sha256=_s(_d(a).get("sha256")),

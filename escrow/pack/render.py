@@ -65,6 +65,17 @@ _ALGORITHMS = ("sha256:", "sha384:", "sha512:")
 # recorded text they would reorder what the pack prints after them ("evil\u202e" makes
 # a heading's "failed" read "deliaf"), so they are shown as visible "[U+202E]" instead.
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Every character that prints nothing legible, shown as "[U+XXXX]" like the direction
+# controls: the control characters but tab, line feed and carriage return (WeasyPrint draws
+# a box for them, which ``pdftotext`` drops: an ESC of a coloured log, a NUL); the format
+# characters (zero-width space and joiners, direction marks, soft hyphen, BOM, tags), which
+# would hide inside a recorded name ("lat\u200best" printed as "latest"); the line and
+# paragraph separators (which break a one-line value into two); and the invisible fillers.
+INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4"
+    "\u17b5\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0"
+    "\ufff0-\ufffb\U0001d173-\U0001d17a\U000e0000-\U000e007f]"
+)
 _ALLOWED_SUFFIXES = {".css", ".woff", ".woff2", ".ttf", ".otf", ".png", ".svg"}
 _render_lock = threading.Lock()
 
@@ -98,11 +109,11 @@ def digest_markup(value: Any) -> Markup:
     text = "" if value is None else str(value)
     m = _DIGEST.match(text)
     if not m:
-        return Markup('<span class="dg">{}</span>').format(breakable(text))
+        return Markup('<span class="dg">{}</span>').format(breakable(text, isolated=False))
     return Markup('<span class="dg">{}</span>').format(_hex_groups(m.group(1), m.group(2)))
 
 
-def breakable(value: Any) -> Markup:
+def breakable(value: Any, *, isolated: bool = True) -> Markup:
     """Untrusted text, escaped, that may wrap only at natural points.
 
     A zero-width break opportunity (``<wbr>``, which ``pdftotext`` does not print)
@@ -112,6 +123,7 @@ def breakable(value: Any) -> Markup:
     middle of a word.  A digest inside the text gets the soft hyphens of
     :func:`digest_markup` (and no break between ``sha256:`` and its hex).  CSS
     ``overflow-wrap`` remains the last resort for one word wider than its cell.
+    ``isolated``: in a ``<bdi>``, so that a right-to-left value keeps to itself (below).
     """
     if isinstance(value, Markup):
         return value
@@ -126,14 +138,45 @@ def breakable(value: Any) -> Markup:
         out.append(Markup.escape(_hex_groups(m.group(1), m.group(2))))
         pos = m.end()
     out.append(_with_break_points(text[pos:]))
-    return Markup("").join(out)
+    # isolated (<bdi>): a right-to-left value does not take the neutrals and digits of the
+    # text beside it into its own run ("مشروع, 2024-app" read "2024 ,مشروع-app").  WeasyPrint
+    # has no unicode-bidi (it warns of the property), but orders the text of each inline
+    # box on its own, which isolates it (tests/pack/test_hunt_content.py)
+    joined = Markup("").join(out)
+    return Markup("<bdi>{}</bdi>").format(joined) if isolated else joined
+
+
+def scope_markup(scope: Any) -> Markup:
+    """The scope (:class:`~escrow.pack.model.ScopeView`) as the cover prints it: the words
+    of its ``describe()``, each project isolated (:func:`breakable`) from the next."""
+    text = str(scope.describe())
+    head = "projects " + ", ".join(scope.projects)
+    if not scope.projects or not text.startswith(head):
+        return breakable(text)
+    names = Markup(", ").join(breakable(p) for p in scope.projects)
+    rest = text[len(head) :]
+    return Markup("projects ") + names + (breakable(rest) if rest else Markup(""))
+
+
+def recorded_value(value: Any) -> Markup:
+    """A recorded value that may be empty (a tag, a label, a build argument's value, a
+    step's instruction), as :func:`breakable` prints it; but an empty string as a muted
+    "(empty)", and no value at all (a build argument given without one) as "(no value)",
+    so that neither is a blank cell the reader cannot tell from a value left out."""
+    if value is None:
+        return Markup('<span class="muted">(no value)</span>')
+    if value == "":
+        return Markup('<span class="muted">(empty)</span>')
+    return breakable(value)
 
 
 def shown_controls(text: str) -> str:
     """``text`` with each explicit bidirectional formatting character (U+202A–U+202E,
     U+2066–U+2069) written as ``[U+XXXX]``: visible, and unable to reverse or reorder
-    the text printed after it (a right-to-left script itself is left as it is)."""
-    return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    the text printed after it (a right-to-left script itself is left as it is); and so
+    every other character that prints nothing legible (:data:`INVISIBLE`: control and
+    zero-width characters, direction marks, line separators)."""
+    return INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def _with_break_points(text: str) -> Markup:
@@ -146,6 +189,45 @@ def _with_break_points(text: str) -> Markup:
         pos = m.end()
     pieces.append(text[pos:])
     return Markup("<wbr>").join(pieces)
+
+
+#: a letter of a right-to-left script (Hebrew, Arabic, Syriac, Thaana, N'Ko, ...)
+RTL_LETTER = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff]")
+#: Latin text after the row :func:`cover_row_text` lays out: its page reads left to right
+#: as the cover's does (``pdftotext`` takes a page's main direction from its letters)
+_LTR_FILLER = "ltrfiller " * 200
+
+
+def cover_row_text(scope: Any) -> str:
+    """What ``pdftotext`` extracts from the ``scope`` (a ScopeView) printed on the cover
+    (:func:`scope_markup`), its row laid out as the cover lays it out.  A right-to-left
+    name is drawn in its visual order, and ``pdftotext`` turns back only the runs of its
+    letters: a name with a hyphen, a dot or a digit between its words (``مشروع-التطبيق``)
+    comes out with its words in another order than the name's, which ``escrow pack
+    verify`` asks this function for rather than guess."""
+    import shutil
+    import subprocess
+
+    import weasyprint
+
+    markup = Markup(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<link rel="stylesheet" href="pack.css"></head><body><section class="cover">'
+        '<table class="kv"><tbody><tr><th>Scope</th><td>{}</td></tr></tbody></table>'
+        "<p>{}</p></section></body></html>"
+    ).format(scope_markup(scope), _LTR_FILLER)
+    exe = shutil.which("pdftotext")
+    if exe is None:
+        raise InputError("pdftotext (poppler-utils) is needed to read a pack's pages.")
+    with _render_lock:
+        pdf = weasyprint.HTML(
+            string=str(markup), base_url=reports_url(), url_fetcher=make_fetcher()
+        ).write_pdf()
+    out: str = subprocess.run(
+        [exe, "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True, timeout=60
+    ).stdout.decode("utf-8", errors="replace")
+    text = out.split(_LTR_FILLER.split()[0])[0].strip()
+    return text.removeprefix("Scope").strip()
 
 
 #: the longest project name the running footer prints whole (shorter than a 64-hex
@@ -210,6 +292,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters["digest"] = digest_markup
     env.filters["wrap"] = breakable
+    env.filters["value"] = recorded_value
+    env.filters["scope"] = scope_markup
     env.filters["shown"] = shown_controls
     env.globals["count"] = count
     env.filters["running"] = running_title

@@ -1424,7 +1424,7 @@ def _check_text(report: PackReport, text: str, ev: EmbeddedEvidence, vouched: se
     missing = [f"{what} {value}" for what, value in required if value not in shown]
     scope_doc = _scope_doc(pred)
     printed_scope = _scope_view(scope_doc).describe()
-    if not missing and not _shows(text, printed_scope):
+    if not missing and not _shows(text, printed_scope, _scope_view(scope_doc)):
         missing.append(f"scope the pack statement states ({printed_scope})")
     printed = set(HEX64.findall(text))
     unvouched = sorted(printed - vouched)
@@ -1746,7 +1746,7 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
         }
 
 
-def _shows(text: str, phrase: str) -> bool:
+def _shows(text: str, phrase: str, scope: Any) -> bool:
     """Whether the extracted ``text`` shows ``phrase`` as the pages print it, however
     they wrapped it: whitespace aside, and a hyphen where a line broke after it
     (``pdftotext`` joins such lines and drops their hyphen).  The pages print a direction
@@ -1755,8 +1755,14 @@ def _shows(text: str, phrase: str) -> bool:
     separators beside the run into it (``projects مشروع; from`` comes out as
     ``projects \u202b ;مشروع\u202c from``): the controls and the separators ``;`` and ``,``
     are left out on both sides."""
-    from escrow.pack.render import shown_controls
+    from escrow.pack.render import RTL_LETTER, cover_row_text, shown_controls
 
+    if RTL_LETTER.search(phrase):
+        # pdftotext turns back only the runs of right-to-left letters: words with a hyphen,
+        # a dot or a digit between them come out in another order (and a name with two
+        # words swapped would read as the phrase): it is compared as pdftotext reads it
+        # laid out as the cover's row lays it out (``scope``, the ScopeView it describes)
+        return _SEPARATORS.sub("", cover_row_text(scope)) in _SEPARATORS.sub("", text)
     printed = _SEPARATORS.sub("", shown_controls(phrase))
     pattern = "".join("-?" if c == "-" else re.escape(c) for c in printed)
     return re.search(pattern, _SEPARATORS.sub("", text)) is not None
