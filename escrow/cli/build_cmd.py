@@ -329,6 +329,7 @@ def build(
 
     for tag in tags:  # before anything is built: the engine refuses a bad name after
         check_build_tag(tag)
+    tags = tuple(dict.fromkeys(tags))  # `-t X -t X`: one tag, tagged and pushed once
     check_context_dir(context)
     request = BuildRequest(
         context=context,

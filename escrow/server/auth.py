@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -124,7 +125,15 @@ def check_name(name: str) -> str:
     if (
         not name
         or len(name) > 200
-        or any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in name)
+        or any(
+            ord(c) < 32
+            or 0x7F <= ord(c) <= 0x9F
+            or 0xD800 <= ord(c) <= 0xDFFF
+            # format characters: direction overrides (U+202E) and zero-width ones would
+            # reorder or hide what `tokens list` and the server log print beside the name
+            or unicodedata.category(c) == "Cf"
+            for c in name
+        )
     ):
         raise InputError(
             "A token name must be 1 to 200 printable characters.",
