@@ -92,7 +92,7 @@ def _no_constant(name: str) -> Any:
 def _loads(text: str) -> Any:
     """``json.loads``, refusing what JSON parsers read differently: a member named twice in
     one object, NaN/Infinity, numbers out of range; nesting too deep is a ValueError too."""
-    from escrow.signing.dsse import DuplicateMember, unique_members
+    from escrow.signing.dsse import DuplicateMember, too_long_number, unique_members
 
     try:
         return json.loads(
@@ -104,7 +104,7 @@ def _loads(text: str) -> Any:
     except RecursionError as e:
         raise ValueError("it is nested too deeply") from e
     except ValueError as e:
-        if "integer string conversion" in str(e):
+        if not isinstance(e, DuplicateMember) and too_long_number(e):
             raise ValueError("a number has more than 4300 digits") from e
         if isinstance(e, DuplicateMember):
             raise ValueError(

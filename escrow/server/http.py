@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from escrow.errors import (
     SchemaError,
     SignatureError,
 )
+from escrow.signing.dsse import MAX_DIGITS, DuplicateMember, too_long_number, unique_members
 
 log = logging.getLogger("escrow.server")
 
@@ -192,10 +192,6 @@ def missing_body(request: Request) -> ApiError:
     )
 
 
-class _Duplicate(Exception):
-    pass
-
-
 #: the key a duplicated member's name is kept under while looking for where it is
 _TWICE = object()
 
@@ -207,27 +203,21 @@ def loads_unique(raw: bytes | str) -> Any:
     recurses.  These are an :class:`ApiError` 422; bad JSON text is ``json.loads``'s
     ``ValueError`` still, for the caller to word."""
 
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        doc = dict(pairs)
-        if len(doc) < len(pairs):
-            raise _Duplicate
-        return doc
-
     try:
         try:
-            return json.loads(raw, object_pairs_hook=unique)
-        except _Duplicate:  # parsed again, to say where (the first parse stopped there)
+            return json.loads(raw, object_pairs_hook=unique_members)
+        except DuplicateMember:  # parsed again, to say where (the first parse stopped there)
             doc = json.loads(raw, object_pairs_hook=_marking_the_duplicate)
     except RecursionError as e:
         raise ApiError(
             422, "The request body is nested too deeply.", location="body", pointer=""
         ) from e
     except ValueError as e:
-        if isinstance(e, json.JSONDecodeError) or "integer string conversion" not in str(e):
+        if isinstance(e, json.JSONDecodeError) or not too_long_number(e):
             raise
         raise ApiError(
             422,
-            f"The request body has a number of more than {sys.get_int_max_str_digits():,} digits.",
+            f"The request body has a number of more than {MAX_DIGITS:,} digits.",
             location="body",
             pointer="",
         ) from e

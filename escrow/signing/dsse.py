@@ -149,9 +149,9 @@ class Envelope:
                 f"The envelope is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {at})."
             ) from e
         except ValueError as e:
-            if _too_long_number(e):
+            if too_long_number(e):
                 raise InputError(
-                    f"The envelope has a number of more than {_MAX_DIGITS:,} digits, which "
+                    f"The envelope has a number of more than {MAX_DIGITS:,} digits, which "
                     "escrow does not read."
                 ) from e
             raise InputError(f"The envelope is not valid JSON ({e}).") from e
@@ -181,9 +181,9 @@ class Envelope:
                 "JSON parsers disagree on which one counts, so it is refused."
             ) from e
         except ValueError as e:
-            if not isinstance(e, UnicodeDecodeError) and _too_long_number(e):
+            if not isinstance(e, UnicodeDecodeError) and too_long_number(e):
                 raise InputError(
-                    f"The envelope's payload has a number of more than {_MAX_DIGITS:,} "
+                    f"The envelope's payload has a number of more than {MAX_DIGITS:,} "
                     "digits, which escrow does not read."
                 ) from e
             raise InputError("The envelope's payload is not JSON.") from e
@@ -295,10 +295,10 @@ def signature_ids(envelope: Envelope, shown: int = 8) -> str:
 
 
 #: The most digits Python reads in an integer (``sys.get_int_max_str_digits``, by default).
-_MAX_DIGITS = sys.get_int_max_str_digits() or 4300
+MAX_DIGITS = sys.get_int_max_str_digits() or 4300
 
 
-def _too_long_number(e: ValueError) -> bool:
+def too_long_number(e: ValueError) -> bool:
     """Whether ``json.loads`` failed on an integer longer than Python reads (valid JSON,
     but its message is advice for Python programmers)."""
     return "integer string conversion" in str(e)
