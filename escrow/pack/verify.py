@@ -1049,6 +1049,15 @@ def _verify_evidence(
         if st.get("predicateType") == KEY_EVENT
     ]
     key_problems.extend(_key_events_problems(ev.checkpoint_note, checked.key_events, cp.size))
+    # what signer-keys.json must say of each key: its events and its status when the pack
+    # was made, from the key events (signed by the log key, all of them in the pack)
+    events_of: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for index, (_, st, _) in sorted(envelopes.items()):
+        if st.get("predicateType") == KEY_EVENT:
+            p = st.get("predicate") or {}
+            events_of.setdefault(str(p.get("keyid", "")), []).append((index, p))
+    generated_at = _moment((ev.pack_statement.get("predicate") or {}).get("generatedAt"))
+    statuses = _key_statuses(ev, checked, generated_at) if generated_at is not None else None
     for k in ev.signer_keys:
         keyid = str(k.get("keyid", "")) if isinstance(k, dict) else ""
         vouched.add(keyid)
@@ -1057,7 +1066,7 @@ def _verify_evidence(
         elif _pem_keyid(k.get("publicKey")) != keyid:
             key_problems.append(f"signer key {keyid[:16]}…: its PEM is not that key")
         else:
-            key_problems.extend(_signer_key_problems(k, keyid, envelopes, ev))
+            key_problems.extend(_signer_key_problems(k, keyid, events_of.get(keyid, []), statuses))
     report.add(
         "signer keys",
         not key_problems,
@@ -1074,7 +1083,7 @@ def _verify_evidence(
             continue
         usable: list[Any] = []
         for s in env.signatures:
-            for _, key in _keys_for(s.keyid, index, registered, checked):
+            for _, key in _keys_for(s.keyid, index, checked):
                 if key[0] not in usable:
                     usable.append(key[0])
         if not usable:
@@ -1463,20 +1472,18 @@ class _KeyEventEntry:
 
 
 def _signer_key_problems(
-    k: dict[str, Any], keyid: str, envelopes: Mapping[int, Any], ev: EmbeddedEvidence
+    k: dict[str, Any],
+    keyid: str,
+    events: list[tuple[int, dict[str, Any]]],
+    statuses: Mapping[str, str] | None,
 ) -> list[str]:
-    """What ``signer-keys.json`` says of a key that its key events (signed by the log key,
-    all of them in the pack) do not: its name and algorithm (those its ``added`` event
+    """What ``signer-keys.json`` says of a key that its key events (``events``: index and
+    predicate, in log order) do not: its name and algorithm (those its ``added`` event
     gives), its events (each one, at its index, with its reason), and its status when the
-    pack was made (the events replayed, as :func:`_key_statuses` gives it).  The verdict is
-    computed from the events, never from this file; but an auditor reads the file, and a
-    pack that describes a key otherwise than its log was not made by escrow."""
-    events = [
-        (index, st.get("predicate") or {})
-        for index, (_, st, _) in sorted(envelopes.items())
-        if st.get("predicateType") == KEY_EVENT
-        and str((st.get("predicate") or {}).get("keyid", "")) == keyid
-    ]
+    pack was made (``statuses``, :func:`_key_statuses`; None when the pack gives no time).
+    The verdict is computed from the events, never from this file; but an auditor reads
+    the file, and a pack that describes a key otherwise than its log was not made by
+    escrow."""
     who = f"signer key {keyid[:16]}…"
     added = next((p for _, p in events if p.get("event") == "added"), {})
     for name in ("name", "algorithm"):
@@ -1486,11 +1493,11 @@ def _signer_key_problems(
                 f"event {_said(added.get(name))}"
             ]
     signed = [
-        (str(p.get("event", "")), index, "" if p.get("event") == "added" else _s(p.get("reason")))
+        (str(p.get("event", "")), index, "" if p.get("event") == "added" else _text(p, "reason"))
         for index, p in events
     ]
     stated = [
-        (str(e.get("event", "")), e.get("index"), _s(e.get("reason")))
+        (str(e.get("event", "")), e.get("index"), _text(e, "reason"))
         if isinstance(e, dict)
         else ("", None, "")
         for e in k.get("events") or []
@@ -1500,27 +1507,17 @@ def _signer_key_problems(
             f"{who}: signer-keys.json lists its events as "
             f"{_events_text(stated)}, its key events are {_events_text(signed)}"
         ]
-    generated_at = _moment((ev.pack_statement.get("predicate") or {}).get("generatedAt"))
-    if generated_at is not None:
-        from escrow.ledger.store import replay_key_events
-
-        times = _stated_event_times(ev)
-        entries: list[Any] = [  # read as ledger entries: index, integrated_at, statement()
-            _KeyEventEntry(index, times.get((keyid, index), _EARLIEST), envelopes[index][1])
-            for index, _ in events
+    if statuses is not None and k.get("status") != statuses.get(keyid, ""):
+        return [
+            f"{who}: signer-keys.json gives its status as {_said(k.get('status'))}, its "
+            f"key events {_said(statuses.get(keyid, ''))} when the pack was made"
         ]
-        status = next(
-            (r.status for r in replay_key_events(entries, generated_at) if r.keyid == keyid), ""
-        )
-        if k.get("status") != status:
-            return [
-                f"{who}: signer-keys.json gives its status as {_said(k.get('status'))}, its "
-                f"key events {_said(status)} when the pack was made"
-            ]
     return []
 
 
-def _s(value: Any) -> str:
+def _text(doc: Mapping[str, Any], name: str) -> str:
+    """``doc[name]`` as text, "" when it is missing or null."""
+    value = doc.get(name)
     return "" if value is None else str(value)
 
 
@@ -1572,7 +1569,7 @@ def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
     """The key that signed entry ``index``: the first whose signature verifies, of a key
     registered and valid at that index (as the ledger chose it when appending)."""
     for s in env.signatures:
-        for keyid, key in _keys_for(s.keyid, index, checked.registered, checked):
+        for keyid, key in _keys_for(s.keyid, index, checked):
             try:
                 env.verify([key[0]])
             except EscrowError:
@@ -1581,12 +1578,11 @@ def _signer_of(index: int, env: Envelope, checked: _Checked) -> str:
     return env.signatures[0].keyid if env.signatures else ""
 
 
-def _keys_for(
-    keyid: str, index: int, registered: Mapping[str, Any], checked: _Checked
-) -> list[tuple[str, Any]]:
+def _keys_for(keyid: str, index: int, checked: _Checked) -> list[tuple[str, _Key]]:
     """The registered keys valid at entry ``index`` that a signature naming ``keyid`` may
     be by: that key, or, for a signature without a key ID (DSSE makes it optional), every
     key, as the append tried them."""
+    registered = checked.registered
     named = (keyid,) if keyid else tuple(registered)
     return [
         (k, registered[k])
