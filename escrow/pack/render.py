@@ -61,12 +61,10 @@ _HEX_RUN = re.compile(
 # nor inside a number (an address, a port, a version, a date: ``127.0.0.1:5000``).
 _BREAK_AFTER = re.compile(r"[0-9A-Za-z][./:@\-_]+(?=[A-Za-z])")
 _ALGORITHMS = ("sha256:", "sha384:", "sha512:")
-# Explicit bidirectional formatting characters (embeddings, overrides, isolates): in
-# recorded text they would reorder what the pack prints after them ("evil\u202e" makes
-# a heading's "failed" read "deliaf"), so they are shown as visible "[U+202E]" instead.
-BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-# Every character that prints nothing legible, shown as "[U+XXXX]" like the direction
-# controls: the control characters but tab, line feed and carriage return (WeasyPrint draws
+# Every character that prints nothing legible, shown as "[U+XXXX]": the explicit
+# bidirectional formatting characters (embeddings, overrides, isolates), which would
+# reorder what the pack prints after them ("evil\u202e" makes a heading's "failed" read
+# "deliaf"); the control characters but tab, line feed and carriage return (WeasyPrint draws
 # a box for them, which ``pdftotext`` drops: an ESC of a coloured log, a NUL); the format
 # characters (zero-width space and joiners, direction marks, soft hyphen, BOM, tags), which
 # would hide inside a recorded name ("lat\u200best" printed as "latest"); the line and
@@ -193,21 +191,20 @@ def _with_break_points(text: str) -> Markup:
 
 #: a letter of a right-to-left script (Hebrew, Arabic, Syriac, Thaana, N'Ko, ...)
 RTL_LETTER = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff]")
-#: Latin text after the row :func:`cover_row_text` lays out: its page reads left to right
-#: as the cover's does (``pdftotext`` takes a page's main direction from its letters)
-_LTR_FILLER = "ltrfiller " * 200
+#: Latin text after the row :func:`cover_row_pdf` lays out: its page reads left to right
+#: as the cover's does (``pdftotext`` takes a page's main direction from its letters);
+#: what ``pdftotext`` extracts of the row ends before its first word
+COVER_ROW_END = "ltrfiller"
 
 
-def cover_row_text(scope: Any) -> str:
-    """What ``pdftotext`` extracts from the ``scope`` (a ScopeView) printed on the cover
-    (:func:`scope_markup`), its row laid out as the cover lays it out.  A right-to-left
-    name is drawn in its visual order, and ``pdftotext`` turns back only the runs of its
-    letters: a name with a hyphen, a dot or a digit between its words (``مشروع-التطبيق``)
-    comes out with its words in another order than the name's, which ``escrow pack
-    verify`` asks this function for rather than guess."""
-    import shutil
-    import subprocess
-
+def cover_row_pdf(scope: Any) -> bytes:
+    """A PDF of the ``scope`` (a ScopeView) printed as the cover prints it
+    (:func:`scope_markup`), its row laid out as the cover lays it out, then
+    :data:`COVER_ROW_END` words.  A right-to-left name is drawn in its visual order, and
+    ``pdftotext`` turns back only the runs of its letters: a name with a hyphen, a dot or
+    a digit between its words (``مشروع-التطبيق``) comes out with its words in another
+    order than the name's, which ``escrow pack verify`` reads from this PDF rather than
+    guess."""
     import weasyprint
 
     markup = Markup(
@@ -215,19 +212,12 @@ def cover_row_text(scope: Any) -> str:
         '<link rel="stylesheet" href="pack.css"></head><body><section class="cover">'
         '<table class="kv"><tbody><tr><th>Scope</th><td>{}</td></tr></tbody></table>'
         "<p>{}</p></section></body></html>"
-    ).format(scope_markup(scope), _LTR_FILLER)
-    exe = shutil.which("pdftotext")
-    if exe is None:
-        raise InputError("pdftotext (poppler-utils) is needed to read a pack's pages.")
+    ).format(scope_markup(scope), f"{COVER_ROW_END} " * 200)
     with _render_lock:
-        pdf = weasyprint.HTML(
+        pdf: bytes = weasyprint.HTML(
             string=str(markup), base_url=reports_url(), url_fetcher=make_fetcher()
         ).write_pdf()
-    out: str = subprocess.run(
-        [exe, "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True, timeout=60
-    ).stdout.decode("utf-8", errors="replace")
-    text = out.split(_LTR_FILLER.split()[0])[0].strip()
-    return text.removeprefix("Scope").strip()
+    return pdf
 
 
 #: the longest project name the running footer prints whole (shorter than a 64-hex

@@ -877,7 +877,8 @@ def _untrusted(cert: Any, trust: Path, moment: datetime | None, stamp: _Stamp | 
 # -- text ----------------------------------------------------------------------------
 
 
-def pdf_text(path: Path) -> str:
+def pdf_text(path: Path | bytes) -> str:
+    """The text ``pdftotext`` extracts from the PDF at ``path`` (or of these bytes)."""
     exe = shutil.which("pdftotext")
     if exe is None:
         raise EnvironmentProblem(
@@ -886,11 +887,16 @@ def pdf_text(path: Path) -> str:
         )
     try:
         out = subprocess.run(
-            [exe, "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True, timeout=600
+            [exe, "-enc", "UTF-8", "-" if isinstance(path, bytes) else str(path), "-"],
+            input=path if isinstance(path, bytes) else None,
+            capture_output=True,
+            check=True,
+            timeout=600,
         )
     except subprocess.CalledProcessError as e:
+        what = "a PDF it made" if isinstance(path, bytes) else str(path)
         raise CheckFailed(
-            f"pdftotext cannot read {path}: {e.stderr.decode(errors='replace')}"
+            f"pdftotext cannot read {what}: {e.stderr.decode(errors='replace')}"
         ) from e
     return out.stdout.decode("utf-8", errors="replace")
 
@@ -1751,14 +1757,16 @@ def _shows(text: str, phrase: str, scope: Any) -> bool:
     separators beside the run into it (``projects مشروع; from`` comes out as
     ``projects \u202b ;مشروع\u202c from``): the controls and the separators ``;`` and ``,``
     are left out on both sides."""
-    from escrow.pack.render import RTL_LETTER, cover_row_text, shown_controls
+    from escrow.pack.render import COVER_ROW_END, RTL_LETTER, cover_row_pdf, shown_controls
 
     if RTL_LETTER.search(phrase):
         # pdftotext turns back only the runs of right-to-left letters: words with a hyphen,
         # a dot or a digit between them come out in another order (and a name with two
         # words swapped would read as the phrase): it is compared as pdftotext reads it
         # laid out as the cover's row lays it out (``scope``, the ScopeView it describes)
-        return _SEPARATORS.sub("", cover_row_text(scope)) in _SEPARATORS.sub("", text)
+        row = pdf_text(cover_row_pdf(scope)).split(COVER_ROW_END)[0].strip()
+        row = row.removeprefix("Scope").strip()
+        return _SEPARATORS.sub("", row) in _SEPARATORS.sub("", text)
     printed = _SEPARATORS.sub("", shown_controls(phrase))
     pattern = "".join("-?" if c == "-" else re.escape(c) for c in printed)
     return re.search(pattern, _SEPARATORS.sub("", text)) is not None
