@@ -28,7 +28,7 @@ import click
 from escrow.capture.publish import register_command, suggested_key_name
 from escrow.cli.app import App, json_option, pass_app
 from escrow.config import Settings, redact_url
-from escrow.errors import KeyLocked, UsageError
+from escrow.errors import KeyLocked
 from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, SigningKey
 
@@ -243,15 +243,15 @@ def _check_build_key(
     ``key`` naming ``log.key.pem``: it was registered as a signing key), and one revoked
     or retired in the ledger (a revoked one failed as a key that cannot be registered
     again, a retired one passed as set up), as ``escrow init`` with a server does."""
-    from escrow.ledger import checkpoint as cp
+    from escrow.cli.keys_cmd import refuse_log_key
 
-    if cp.parse_verifier_key(verifier_key)[2].keyid == build_key.keyid:
-        raise UsageError(
-            f"The build key {s.key_path} is the ledger's log key, which signs its checkpoints "
-            "and key events and cannot also sign builds; nothing was registered.",
-            hint="Point ESCROW_KEY (or config.json's key) at a key of its own, or leave it "
-            "unset for ESCROW_HOME/keys/build.key.pem.",
-        )
+    refuse_log_key(
+        verifier_key,
+        build_key.keyid,
+        f"The build key {s.key_path}",
+        hint="Point ESCROW_KEY (or config.json's key) at a key of its own, or leave it "
+        "unset for ESCROW_HOME/keys/build.key.pem.",
+    )
     found = key_status(build_key.keyid)
     if found is not None and found[1] != "active":
         raise KeyLocked(

@@ -28,7 +28,7 @@ import click
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import InputError, KeyLocked, UsageError
 from escrow.signing.keyfile import public_key_path
-from escrow.signing.keys import KeyType, PublicKey, SigningKey
+from escrow.signing.keys import KeyType, OtherAlgorithm, PublicKey, SigningKey
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
     from escrow.ledger.models import KeyRecord
     from escrow.ledger.store import Ledger
     from escrow.server.client import RemoteLedger
-
-#: how :meth:`PublicKey.from_pem` begins naming a public key of another algorithm
-_OTHER_ALGORITHM = "The public key is "
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -210,16 +207,22 @@ def _find_key(ledger: Ledger | RemoteLedger, wanted: str, done: str) -> KeyRecor
         ) from e
 
 
-def _refuse_log_key(ledger: Ledger | RemoteLedger, keyid: str, what: str) -> None:
-    """Refuse to register the ledger's own log key as a signing key: it signs the
-    checkpoints and key events, and `escrow keys` refuses to revoke or retire it."""
+def refuse_log_key(
+    verifier_key: str,
+    keyid: str,
+    what: str,
+    hint: str = "Register a key of its own (`escrow keys generate`).",
+) -> None:
+    """Refuse to register the ledger's own log key (``verifier_key``, its note verifier
+    line) as a signing key: it signs the checkpoints and key events, and `escrow keys`
+    refuses to revoke or retire it.  ``what`` names the key offered (its file)."""
     from escrow.ledger import checkpoint as cp
 
-    if cp.parse_verifier_key(ledger.verifier_key())[2].keyid == keyid:
+    if cp.parse_verifier_key(verifier_key)[2].keyid == keyid:
         raise UsageError(
             f"{what} is the ledger's log key {keyid[:16]}…, which signs its checkpoints and "
             "key events and cannot also be a signing key; nothing was registered.",
-            hint="Register a key of its own (`escrow keys generate`).",
+            hint=hint,
         )
 
 
@@ -340,13 +343,14 @@ def add(app: App, public_key: Path, name: str, as_json: bool) -> None:
         )
     try:
         public = PublicKey.from_pem(data)
+    except OtherAlgorithm as e:  # a key, of another algorithm: say which
+        raise InputError(
+            f"{public_key} holds {e.algorithm} key; escrow takes Ed25519 and ECDSA P-256 only."
+        ) from e
     except InputError as e:
-        if e.message.startswith(_OTHER_ALGORITHM):  # a key of another algorithm: say which
-            other = e.message.removeprefix(_OTHER_ALGORITHM)
-            raise InputError(f"{public_key} holds {other}", hint=e.hint) from e
         raise InputError(f"{public_key} is not a PEM public key.", hint=e.hint) from e
     ledger = app.ledger()
-    _refuse_log_key(ledger, public.keyid, str(public_key))
+    refuse_log_key(ledger.verifier_key(), public.keyid, str(public_key))
     found = ledger.key_status(public.keyid)
     if found is not None and found[1] != "active":
         raise InputError(

@@ -99,10 +99,7 @@ class PublicKey:
         if not isinstance(key, ed25519.Ed25519PublicKey) and not (
             isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
         ):
-            raise InputError(
-                f"The public key is {_algorithm_of(key)} key; escrow takes Ed25519 and "
-                "ECDSA P-256 only."
-            )
+            raise OtherAlgorithm(_algorithm_of(key))
         pub = cls(key)
         return pub
 
@@ -203,6 +200,17 @@ class SigningKey:
 
 
 _LEGACY_ENCRYPTED = b"Proc-Type: 4,ENCRYPTED"
+
+
+class OtherAlgorithm(InputError):
+    """A public key of an algorithm escrow does not take; ``algorithm`` names it as
+    :func:`_algorithm_of` does ("an RSA (2048-bit)")."""
+
+    def __init__(self, algorithm: str) -> None:
+        super().__init__(
+            f"The public key is {algorithm} key; escrow takes Ed25519 and ECDSA P-256 only."
+        )
+        self.algorithm = algorithm
 
 
 def _algorithm_of(key: object) -> str:
