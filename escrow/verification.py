@@ -388,9 +388,18 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
         if signed_fields(e)[::2] == (BUILD_MANIFEST, image_id)
     ]
     if not found:
+        digest_given = sha256_id(target) is not None  # typed as a digest, not a name
         raise CheckFailed(  # the answer to "is this image recorded?": no (exit 1)
             f"No build of image {image_id} is recorded in the ledger.",
             hint="`escrow log --image` lists what is; an image built without escrow has no "
-            "record to verify.",
+            "record to verify."
+            + (
+                " If this is the manifest digest a registry gave (`docker push` prints it), "
+                "it is not the image ID: name the image as HOST/REPO@" + image_id + " to "
+                "check it in its registry, or give its image ID "
+                "(`docker image inspect --format '{{.Id}}' IMAGE`)."
+                if digest_given
+                else ""
+            ),
         )
     return found[-1]

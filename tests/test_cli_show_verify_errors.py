@@ -317,3 +317,5 @@ def test_verify_of_an_image_never_recorded_is_a_failed_check(
     r = cli(["verify", "sha256:" + "ab" * 32])
     assert r.exit_code == 1, r.stderr
     assert "No build of image sha256:abab" in r.stderr and "is recorded" in r.stderr
+    # a registry's manifest digest is not an image ID: the hint says how to check one
+    assert "manifest digest" in r.stderr and f"HOST/REPO@sha256:{'ab' * 32}" in r.stderr
