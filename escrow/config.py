@@ -37,6 +37,15 @@ def redact_url(url: str) -> str:
     return re.sub(r"(?<=//)[^/?#]*@", "", url, count=1)
 
 
+def canonical_db_url(url: str) -> str:
+    """``url`` with the scheme ``postgres`` (libpq's and many hosting services' spelling,
+    which SQLAlchemy no longer reads) written ``postgresql``; any other URL as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and (scheme == "postgres" or scheme.startswith("postgres+")):
+        return f"postgresql{scheme.removeprefix('postgres')}://{rest}"
+    return url
+
+
 def default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg) / "escrow"
@@ -188,7 +197,7 @@ def load_settings(
     )
     return Settings(
         home=home_path,
-        db_url=str(url),
+        db_url=canonical_db_url(str(url)),
         key_path=key_path,
         log_key_path=(
             _config_path(home_path, cfg["log_key"])

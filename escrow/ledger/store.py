@@ -221,6 +221,12 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as e:
+        if "://" not in url and "@" not in url:  # a path, say: no credentials to hide
+            raise InputError(
+                f"{url!r} is not a ledger database URL.",
+                hint="A SQLite ledger is sqlite:////absolute/path/ledger.db (four slashes), "
+                "PostgreSQL postgresql+psycopg://user@host:port/dbname.",
+            ) from e
         raise InputError(f"The ledger database URL {redacted(url)!r} is not valid: {e}.") from e
     except ValueError:
         # SQLAlchemy's int() of the port: its message quotes what stood there, which is
