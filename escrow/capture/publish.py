@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     import concurrent.futures
     from pathlib import Path
 
+    from escrow.errors import EscrowError
     from escrow.ledger.store import Entry, Ledger
     from escrow.server.client import RemoteLedger
+    from escrow.signing.dsse import Envelope
     from escrow.signing.keys import SigningKey
 
 
@@ -148,6 +150,42 @@ def check_may_sign(
         )
 
 
+#: where an entry signed but not appended (the ledger unreachable) is kept, under ESCROW_HOME
+UNRECORDED = "unrecorded"
+
+
+def keep_unrecorded(home: Path, envelope: bytes) -> Path:
+    """Write the signed ``envelope`` (its stored bytes) to ``home/unrecorded/`` whole or
+    not at all, synced, under a new name (the time and its digest); the path."""
+    import hashlib
+    import os
+    import tempfile
+    import time
+
+    folder = home / UNRECORDED
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = folder / f"{stamp}-{hashlib.sha256(envelope).hexdigest()[:16]}.dsse.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(envelope + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # the same entry kept in the same second: that file is it
+            pass
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
 def _open_ledger(settings: Settings) -> Ledger | RemoteLedger:
     from escrow.documents.schemas import prepare
     from escrow.ledger.store import Ledger
@@ -172,6 +210,7 @@ class Publisher:
     )
     _signer: concurrent.futures.Future[SigningKey] | None = field(default=None, repr=False)
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
+    _warned: bool = field(default=False, repr=False)  # that the ledger cannot be reached
 
     @classmethod
     def open(cls, settings: Settings) -> Publisher:
@@ -194,10 +233,36 @@ class Publisher:
 
     def check(self) -> None:
         """Raise the signing key's error once it is known (cheap; call it while building):
-        a key that does not parse, or one the ledger does not let sign now."""
+        a key that does not parse, or one the ledger does not let sign now.  A ledger that
+        cannot be reached does not stop the build: it is said once, and :meth:`publish`
+        tries again at the end (or keeps the signed entry, :func:`keep_unrecorded`)."""
+        from escrow.errors import EscrowError
+
         for future in (self._key, self._signer):
-            if future is not None and future.done():
-                future.result()
+            if future is None or not future.done() or future.exception() is None:
+                continue
+            error = future.exception()
+            if future is self._signer and isinstance(error, EscrowError):
+                if self._unavailable(error) and not self._key_failed():
+                    self._warn_unavailable(error)
+                    continue
+            future.result()  # raises it
+
+    def _key_failed(self) -> bool:
+        return self._key is not None and self._key.done() and self._key.exception() is not None
+
+    def _warn_unavailable(self, error: EscrowError) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        import sys
+
+        print(
+            f"escrow: warning: {error.message.rstrip('.')}. The build goes on: its signed "
+            "entry is appended at its end if the ledger answers by then, and kept under "
+            f"{self.settings.home / UNRECORDED} for `escrow post` if not.",
+            file=sys.stderr,
+        )
 
     @property
     def ledger(self) -> Ledger | RemoteLedger:
@@ -213,20 +278,84 @@ class Publisher:
         key read at the start while the build ran, with the new key it put in its place
         (the build would otherwise be lost: built, but refused by the ledger)."""
         from escrow.documents.schemas import validate_statement
-        from escrow.errors import SignatureError
+        from escrow.errors import EscrowError, SignatureError
         from escrow.signing.dsse import sign_statement
 
-        ledger = self.ledger
-        assert self._signer is not None
-        signing = self._signer.result()  # a key the ledger would refuse: say why first
-        validate_statement(statement)
+        envelope = None
         try:
-            return ledger.append(sign_statement(statement, signing))
-        except SignatureError:
-            rotated = _rotated(self.settings, ledger, signing)  # since the check above
-            if rotated is None:
+            ledger, signing = self._ready()  # a key the ledger would refuse: say why first
+            validate_statement(statement)
+            envelope = sign_statement(statement, signing)
+            try:
+                return ledger.append(envelope)
+            except SignatureError:
+                rotated = _rotated(self.settings, ledger, signing)  # since the check above
+                if rotated is None:
+                    raise
+                envelope = sign_statement(statement, rotated)
+                return ledger.append(envelope)
+        except EscrowError as e:
+            if not self._unavailable(e) or self._key_failed():
                 raise
-            return ledger.append(sign_statement(statement, rotated))
+            if envelope is None:  # the ledger could not check the key: signed all the same
+                assert self._key is not None
+                validate_statement(statement)
+                envelope = sign_statement(statement, self._key.result())
+            raise self._kept(envelope, e) from e
+
+    def _ready(self) -> tuple[Ledger | RemoteLedger, SigningKey]:
+        """The ledger and the key to sign with, as the background check found them; when
+        that could not reach the ledger, opened and checked again now (it may be back)."""
+        import concurrent.futures
+
+        from escrow.errors import EscrowError
+
+        self.start()
+        assert self._key is not None and self._ledger is not None and self._signer is not None
+        try:
+            return self._ledger.result(), self._signer.result()
+        except EscrowError as e:
+            if not self._unavailable(e) or self._key_failed():
+                raise
+        ledger: concurrent.futures.Future[Ledger | RemoteLedger] = concurrent.futures.Future()
+        if self._ledger.exception() is None:  # opened; its connection reopens on use
+            ledger = self._ledger
+        else:
+            ledger.set_result(_open_ledger(self.settings))
+            self._ledger = ledger
+        return ledger.result(), _check_signer(self._key, ledger, self.settings)
+
+    def _unavailable(self, error: EscrowError) -> bool:
+        """``error`` says the ledger (its database, or its server) cannot be reached."""
+        from escrow.errors import DatabaseUnavailable
+
+        if isinstance(error, DatabaseUnavailable):
+            return True
+        if self.settings.server:
+            from escrow.server.client import ServerUnavailable
+
+            return isinstance(error, ServerUnavailable)
+        return False
+
+    def _kept(self, envelope: Envelope, error: EscrowError) -> EscrowError:
+        """``error``, saying where the signed ``envelope`` it could not append is kept:
+        a build that ran for an hour is not lost because the ledger was down at its end."""
+        try:
+            path = keep_unrecorded(self.settings.home, envelope.to_bytes())
+        except OSError as e:
+            error.message = (
+                f"{error.message.rstrip('.')}; the signed entry could not be kept either "
+                f"({e.strerror or e}), so nothing was recorded."
+            )
+            return error
+        import shlex
+
+        error.message = (
+            f"{error.message.rstrip('.')}. Nothing is lost: the signed entry is kept as "
+            f"{path}, and `escrow post {shlex.quote(str(path))}` appends it once the "
+            "ledger answers again."
+        )
+        return error
 
     def close(self) -> None:
         """Wait for the background open and close the ledger (errors here are moot)."""
