@@ -175,6 +175,9 @@ def image_section(
         "size": int(inspect.get("Size") or 0),
         "config": runtime_config(cfg, redactor),
     }
+    secrets = redactor.config_digests(cfg)
+    if secrets:  # the values the config holds as "[secret NAME]", checkable
+        image["secrets"] = secrets
     variant = raw_config.get("variant") or inspect.get("Variant")
     if variant:
         image["variant"] = str(variant)

@@ -158,6 +158,22 @@ class Redactor:
                 out[name] = self.text(str(value))
         return out
 
+    def config_digests(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``predicate.image.secrets``: the secret-named ``Env`` values and ``Labels`` of a
+        runtime ``config`` (which the manifest records as ``[secret NAME]``) as salted
+        SHA-256 records (:meth:`digest`) with ``"in"`` naming the field, so an auditor
+        holding a value can check it.  One salt per name in a build: a build argument
+        passed on to an ``ENV`` of the same name has the same digest."""
+        out: list[dict[str, Any]] = []
+        for entry in config.get("Env") or []:
+            name, eq, value = str(entry).partition("=")
+            if eq and self.is_secret(name):
+                out.append({"in": "Env", **self.digest(name, value)})
+        for name, value in (config.get("Labels") or {}).items():
+            if self.is_secret(name):
+                out.append({"in": "Labels", **self.digest(name, str(value))})
+        return out
+
     def env(self, entries: list[str] | None) -> list[str] | None:
         """A runtime ``Env`` list with secret values replaced."""
         if entries is None:
