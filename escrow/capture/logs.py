@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from escrow.blobs import BlobStore
@@ -36,5 +37,25 @@ def entry_logs(
             raise InputError(f"The entry has no step {step}.", hint=f"Its steps are: {known}.")
         items = chosen
     for item in items:
-        item["data"] = blobs.get(item["log"]["sha256"])
+        digest = item["log"]["sha256"]
+        if digest == _EMPTY:  # a step that printed nothing: no blob to read
+            item["data"] = b""
+            continue
+        try:
+            item["data"] = blobs.get(digest)
+        except InputError as e:  # which step's log, not only which blob
+            why = e.message.rstrip(".")
+            raise InputError(
+                f"The entry has no readable log of step {item['step']} "
+                f"({_short(item['instruction'])}): {why[:1].lower()}{why[1:]}.",
+                hint=e.hint,
+            ) from e
     return items
+
+
+#: the SHA-256 of no bytes: the log of a step that printed nothing
+_EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

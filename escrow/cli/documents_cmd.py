@@ -78,6 +78,19 @@ def _new_file_mode(target: Path) -> int:
         return 0o666 & ~umask
 
 
+#: what ``json.dumps(..., ensure_ascii=False)`` leaves raw that a terminal takes for a
+#: control: DEL and the C1 controls (U+009B is a one-character CSI).  In JSON text they
+#: can only be inside strings, where ``\u00XX`` is the same character.
+_RAW_CONTROLS = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0))}
+
+
+def _json_text(document: Any) -> str:
+    """``document`` as indented JSON, non-ASCII text as it is (readable names) but with
+    every control character escaped: a name recorded by someone else (a project, a
+    command) must not drive the terminal the document is printed on."""
+    return json.dumps(document, indent=2, ensure_ascii=False).translate(_RAW_CONTROLS)
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -114,6 +127,26 @@ def _loads(text: str) -> Any:
         raise
 
 
+def _json_lines(lines: list[tuple[int, str]]) -> bool:
+    """Whether ``lines`` (the non-blank lines of an input that is not one JSON document)
+    are JSON Lines rather than one document with an error: the first line is a JSON
+    document of its own, or most of the others are JSON objects of their own (the first
+    line is the bad one) — a document spread over lines has no such lines."""
+
+    def one_object(line: str) -> bool:
+        try:
+            return isinstance(_loads(line), dict)
+        except ValueError:
+            return False
+
+    try:
+        _loads(lines[0][1])
+    except ValueError:
+        others = lines[1:]
+        return 2 * sum(one_object(ln) for _, ln in others) > len(others)
+    return True
+
+
 @dataclass
 class Parsed:
     """One document of the input: where it came from, and it or why it is not JSON."""
@@ -135,9 +168,7 @@ def parse_documents(data: bytes, *, source: str = "The input") -> list[Parsed]:
         return [Parsed("", _loads(text))]
     except ValueError as whole:
         lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-        try:
-            _loads(lines[0][1])
-        except ValueError:
+        if not _json_lines(lines):
             raise InputError(f"{source} is not valid JSON ({whole}).") from whole
     out: list[Parsed] = []
     for n, line in lines:
@@ -432,6 +463,13 @@ def export(
             f"Ledger entry {index} is a {ptype} document, not a build manifest.",
             hint="Pick the index of a build (escrow log).",
         )
+    status = (manifest["predicate"].get("build") or {}).get("status")
+    if status != "succeeded":  # name the entry, not the build ID the manifest holds
+        raise InputError(
+            f"Ledger entry {index} is a {status or 'unfinished'} build: SLSA provenance "
+            "describes the artifacts of a succeeded build.",
+            hint=f"`escrow logs {index}` shows its steps' output." if status == "failed" else None,
+        )
     statement = provenance_statement(
         manifest,
         envelope=entry.envelope,
@@ -454,7 +492,7 @@ def export(
         pretty = as_json and output == "-"  # --json to stdout: one indented JSON document
         text = (json.dumps(env.to_dict(), indent=2) if pretty else env.to_bytes().decode()) + "\n"
     else:
-        text = json.dumps(statement, indent=2, ensure_ascii=False) + "\n"
+        text = _json_text(statement) + "\n"
     _write_output(output, text)
     if output != "-":  # the file holds the document; with --json, stdout says what was written
         app.say(f"Wrote the SLSA provenance of entry {index} to {output}.")

@@ -329,7 +329,7 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
     args), steps, image config and layers; with --files, the files in differing layers.
     """
     from escrow.blobs import BlobStore
-    from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION
+    from escrow.documents.types import BUILD_MANIFEST, REBUILD_VERIFICATION, SCHEMA_NAMES
     from escrow.errors import InputError
     from escrow.rebuild.manifests import Side, diff_manifests, render_diff, trace_images
     from escrow.verification import built_by
@@ -346,9 +346,10 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
                 f"entry {original}; `escrow diff` compares two builds.",
             )
         if entry.predicate_type != BUILD_MANIFEST:
+            kind = SCHEMA_NAMES.get(entry.predicate_type, entry.predicate_type)
             raise InputError(
-                f"Entry {index} is not a build manifest ({entry.predicate_type}).",
-                hint="`escrow log` lists the builds.",
+                f"Entry {index} is a {kind}, not a build manifest.",
+                hint="`escrow log --kind build-manifest` lists the builds.",
             )
         sides.append(Side(index, entry.statement()["predicate"]))
     blobs = BlobStore(app.settings.blobs_dir)

@@ -16,6 +16,7 @@ only the original deletes it, ``added``.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -281,6 +282,11 @@ class ImageComparison:
     rebuilt_image: str | None
     layers: list[LayerResult]
     config: list[ConfigDifference] = field(default_factory=list)
+    #: the names of the secret values the two images' recorded configs and histories
+    #: hide (``[secret NAME]``), when the image IDs differ: equal as recorded, they may
+    #: differ in the images (two builds of the same recipe with another password in an
+    #: ``ENV``), so no comparison of the records can say they are the same
+    hidden: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
@@ -559,4 +565,30 @@ def compare_images(
         align=align,
     )
     config = [] if same else compare_config(original, rebuilt, align=align)
-    return ImageComparison(a_img, b_img, layers, config)
+    hidden = [] if same else sorted(hidden_secrets(original) | hidden_secrets(rebuilt))
+    return ImageComparison(a_img, b_img, layers, config, hidden)
+
+
+#: how a recorded text names a secret value it hid (``Redactor.placeholder``)
+_SECRET = re.compile(r"\[secret ([^\]\s]+)\]")
+
+
+def hidden_secrets(predicate: Mapping[str, Any]) -> set[str]:
+    """The names of the secret values a build manifest's image config (``Env``, ``Labels``,
+    …) and history (the build args a ``RUN`` used) record only as ``[secret NAME]``."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.update(_SECRET.findall(value))
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(k)
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk((predicate.get("image") or {}).get("config"))
+    walk([h.get("createdBy") for h in predicate.get("history") or [] if isinstance(h, Mapping)])
+    return found

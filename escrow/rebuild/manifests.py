@@ -62,7 +62,10 @@ def file_list(context: Mapping[str, Any], blobs: Any | None) -> list[dict[str, A
     digest = str(ref.get("sha256", ""))
     if digest not in blobs:
         return None
-    data = json.loads(blobs.get(digest))
+    try:
+        data = json.loads(blobs.get(digest))
+    except (InputError, ValueError):  # a damaged blob store: the list is not available
+        return None
     return list(data) if isinstance(data, list) else None
 
 
@@ -120,7 +123,12 @@ def _context_diff(
         return out
     la, lb = file_list(ca, blobs), file_list(cb, blobs)
     if la is None or lb is None:
-        out["note"] = "tree digest changed (the recorded file list of one entry is not available)"
+        lacking = [n for files, n in zip((la, lb), names, strict=True) if files is None]
+        lists = "list of" if len(lacking) == 1 else "lists of"
+        out["note"] = (
+            f"tree digest changed (the recorded file {lists} {' and '.join(lacking)} "
+            f"{'is' if len(lacking) == 1 else 'are'} not available)"
+        )
     else:
         out.update(diff_file_lists(la, lb))
     return out
@@ -157,6 +165,14 @@ def _recipe_diff(
             lineterm="",
         )
     )
+    if not lines:  # two files, one text as recorded
+        out["note"] = (
+            "the same recorded text: the files differ only in what the record hides (a "
+            "secret value, credentials in a URL) or cannot show (bytes that are not UTF-8)"
+            if ta == tb
+            else "the same lines: the files differ in their line endings or final newline"
+        )
+        return out
     out["diff"] = lines
     out["linesAdded"] = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
     out["linesRemoved"] = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
@@ -575,6 +591,8 @@ def image_document(c: ImageComparison, indexes: tuple[int, int] | None = None) -
     }
     if verdict is Verdict.EQUIVALENT:
         doc["normalisations"] = c.normalisations
+    if c.hidden:  # recorded only as ``[secret NAME]``: not compared
+        doc["secretsNotCompared"] = list(c.hidden)
     return doc
 
 
@@ -925,11 +943,18 @@ def render_diff(doc: Mapping[str, Any]) -> str:
         lines.append(
             f"  {image['verdict']}: {short_id(image['original'])} -> {short_id(image['rebuilt'])}"
         )
+        hidden = ", ".join(image.get("secretsNotCompared") or [])
         if image["verdict"] == "identical" and image["original"] != image["rebuilt"]:
             lines.append(
-                "  (same layers and configuration: the image IDs differ only in what no "
+                f"  (same layers and configuration as recorded, which hides the secret values "
+                f"{hidden}: the image IDs differ in the creation times and build-container "
+                "fields, and may in those values)"
+                if hidden
+                else "  (same layers and configuration: the image IDs differ only in what no "
                 "rebuild repeats, the creation times and build-container fields)"
             )
+        elif hidden:
+            lines.append(f"  secret values not compared (recorded hidden): {hidden}")
         lines += [_config_line(c) for c in image["config"]]
         lines += ["", "Layers"]
         lines += render_layers(
