@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from escrow.cli.app import App, json_option, pass_app
-from escrow.errors import InputError, KeyLocked, UsageError
+from escrow.errors import EnvironmentProblem, EscrowError, InputError, KeyLocked, UsageError
 from escrow.signing.keyfile import public_key_path
 from escrow.signing.keys import KeyType, OtherAlgorithm, PublicKey, SigningKey
 
@@ -292,13 +292,20 @@ def generate(
         )
     passphrase = _passphrase(app, passphrase_prompt, confirm=True)
     ledger = app.ledger()
+    # both files written before the key is registered: once it is, only names change
     tmp = _write_new(path, key.private_pem(passphrase))
+    try:
+        tmp_pub = _write_new(public_key_path(path), key.public.pem().encode("ascii"), 0o644)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         entry = ledger.register_key(key.public, name)
         os.link(tmp, path)  # fails rather than overwrite a key written meanwhile
-        public_key_path(path).write_text(key.public.pem(), encoding="ascii")
+        os.replace(tmp_pub, public_key_path(path))
     except BaseException:
         tmp.unlink(missing_ok=True)
+        tmp_pub.unlink(missing_ok=True)
         raise
     tmp.unlink()
     result = {
@@ -649,25 +656,43 @@ def _rotate(
     archived = path.with_name(f"{path.name.removesuffix('.key.pem')}-{old.keyid[:8]}.key.pem")
     if archived.exists():
         archived = path.with_name(f"{path.name.removesuffix('.key.pem')}-{old.keyid}.key.pem")
-    tmp = _write_new(path, new.private_pem(passphrase))
+    # Every file is written before the ledger changes: once the new key is registered,
+    # only names change (no space needed), so a full disk cannot leave the new key
+    # registered with its private key thrown away, nor a truncated public key file.
+    written: list[Path] = []
     try:
+        tmp = _write_new(path, new.private_pem(passphrase))
+        written.append(tmp)
+        tmp_pub = _write_new(public_key_path(path), new.public.pem().encode("ascii"), 0o644)
+        written.append(tmp_pub)
+        old_pub = None
+        if not public_key_path(path).exists():
+            old_pub = _write_new(public_key_path(archived), old.public.pem().encode("ascii"), 0o644)
+            written.append(old_pub)
         added = ledger.register_key(new.public, rec.name)
-        # a revoked (or already retired) key just gets replaced
-        retired = (
-            ledger.retire_key(old.keyid, when, f"rotated to {new.keyid[:16]}")
-            if rec.status == "active" and not scheduled
-            else None
-        )
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for p in written:
+            p.unlink(missing_ok=True)
         raise
+    # a revoked (or already retired) key just gets replaced
+    not_retired: BaseException | None = None
+    retired = None
+    if rec.status == "active" and not scheduled:
+        try:
+            retired = ledger.retire_key(old.keyid, when, f"rotated to {new.keyid[:16]}")
+        except BaseException as e:  # the new key is registered: it is put in place all the same
+            not_retired = e
     os.link(path, archived)
-    if public_key_path(path).exists():
+    if old_pub is None:
         os.replace(public_key_path(path), public_key_path(archived))
     else:
-        public_key_path(archived).write_text(old.public.pem(), encoding="ascii")
+        os.replace(old_pub, public_key_path(archived))
     os.replace(tmp, path)
-    public_key_path(path).write_text(new.public.pem(), encoding="ascii")
+    os.replace(tmp_pub, public_key_path(path))
+    if isinstance(not_retired, Exception):
+        raise _not_retired(name, path, old, new, effective, not_retired) from not_retired
+    if not_retired is not None:  # Ctrl-C, SIGTERM: the same interruption, files in place
+        raise not_retired
     after = ledger.key(old.keyid)
     ended = after.retired_at or after.revoked_at
     result = {
@@ -691,3 +716,28 @@ def _rotate(
         f"{'retired' if retired or scheduled else rec.status} from {_rfc3339(ended)}, "
         f"kept as {archived}."
     )
+
+
+def _not_retired(
+    name: str,
+    path: Path,
+    old: SigningKey,
+    new: SigningKey,
+    effective: str | None,
+    error: Exception,
+) -> EnvironmentProblem:
+    """A rotation whose new key was registered and put in place, but whose old key could
+    not be retired (a full disk between the two appends, Ctrl-C): says so, and how to end
+    the old key, which stays active meanwhile.  Before, the new key's file was removed
+    while the ledger kept it registered, active, with no private key anywhere."""
+    reason = error.message if isinstance(error, EscrowError) else str(error)
+    when = f" --from {shlex.quote(effective)}" if effective else ""
+    problem = EnvironmentProblem(
+        f"The key {name!r} was rotated to the new key {new.keyid[:16]}… ({path}), but the old "
+        f"key {old.keyid[:16]}… could not be retired and is still active: "
+        f"{reason[:1].lower()}{reason[1:].rstrip('.')}.",
+        hint=f"Once that is fixed, run `escrow keys retire {old.keyid}{when}`.",
+    )
+    if isinstance(error, EscrowError):
+        problem.exit_code = error.exit_code
+    return problem

@@ -25,6 +25,9 @@ begins; it is only told, so the bytes are the same with or without it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import logging
 import os
@@ -701,14 +704,62 @@ class PackResult:
         }
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
+#: the name of a pack being written beside its -o path: ``.NAME.<random>`` + this
+_PARTIAL = ".escrow-partial"
+
+
+def _write_partial(path: Path, data: bytes) -> tuple[Path, int]:
+    """``data`` in a new file beside ``path``, synced, to be renamed onto ``path`` once the
+    pack is recorded: its path, and a descriptor holding it locked until then (close it).
+
+    A write that fails (a full disk, a read-only folder) removes the file and is one
+    :class:`EnvironmentProblem` naming ``path``; before, the partial file stayed beside
+    the output.  The partial packs that killed ``escrow pack`` runs left beside ``path``
+    are removed first (and the ``.NAME.<pid>.tmp`` of earlier versions); one another pack
+    is still writing is locked, and kept."""
+    import secrets
+
+    from escrow.blobs import locked_files
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for found, _, _, in_use in locked_files(path.parent.glob(f".{glob.escape(path.name)}.*")):
+            partial = re.fullmatch(
+                rf"\.{re.escape(path.name)}\.([0-9a-f]{{8}}{re.escape(_PARTIAL)}|[0-9]+\.tmp)",
+                found.name,
+            )
+            if partial and not in_use:  # not a pack in progress
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(found)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_PARTIAL}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        raise _write_error(path, e) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with open(fd, "wb", closefd=False) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.close(fd)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from e
+        raise
+    return tmp, fd
+
+
+def _write_error(path: Path, e: OSError) -> EscrowError:
+    """The pack ``path`` could not be written: one sentence naming it, not the temporary
+    file (``ENOSPC`` names no file at all)."""
+    from escrow.errors import EnvironmentProblem
+
+    return EnvironmentProblem(
+        f"Cannot write the pack to {path}: {e.strerror or e}; nothing was written or recorded.",
+        hint="Free some space there (or fix its permissions), then make the pack again.",
+    )
 
 
 def render_pack(
@@ -805,7 +856,7 @@ def render_pack(
         tell(Stage("record", "recording the pack in the ledger"))
     else:
         tell(Stage("write", f"writing {output}"))
-    tmp = _atomic_write(output, data)
+    tmp, held = _write_partial(output, data)
     index: int | None = None
     leaf: str | None = None
     try:
@@ -821,6 +872,7 @@ def render_pack(
     finally:
         if tmp.exists():
             tmp.unlink()
+        os.close(held)
     t4 = time.perf_counter()
     return PackResult(
         path=output,

@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from escrow.config import Settings
 from escrow.errors import EnvironmentProblem, EscrowError, InputError, KeyLocked
-from escrow.signing.keyfile import ENCRYPTED_MARKER, read_key_file
+from escrow.signing.keyfile import ENCRYPTED_MARKER, create_file, read_key_file
 from escrow.signing.keys import passphrase_bytes
 from escrow.times import to_the_second
 
@@ -193,6 +193,25 @@ def self_signed_certificate(
     )
 
 
+def _create_signer_file(path: Path, data: bytes, mode: int, what: str) -> None:
+    """Create the pack signer's key or certificate file ``path``, whole or not at all; one
+    another process created meanwhile is kept (theirs signs, and is the one trusted).
+
+    Both were written in place: a full disk left an empty ``pack.key.pem`` that every later
+    pack failed to load, and two first packs at once could each sign with a certificate of
+    their own while ``pack.cert.pem`` held only one of them."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_file(path, data, mode)
+    except FileExistsError:  # another process created it meanwhile: theirs is used
+        pass
+    except OSError as e:
+        raise EnvironmentProblem(
+            f"Cannot create the {what} {path}: {e.strerror or e}; nothing was written.",
+            hint="Free some space there or fix its permissions, then make the pack again.",
+        ) from e
+
+
 def ensure_pack_signer(settings: Settings, origin: str | None = None) -> PackSigner:
     """The pack signing key and certificate, created (self-signed) on first use; its
     subject names the ledger ``origin`` it was first made for."""
@@ -204,25 +223,14 @@ def ensure_pack_signer(settings: Settings, origin: str | None = None) -> PackSig
             if settings.passphrase
             else serialization.NoEncryption()
         )
-        key_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it meanwhile
-            pass
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(
-                    key.private_bytes(
-                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
-                    )
-                )
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+        _create_signer_file(key_path, pem, 0o600, "pack signing key")
     key = _load_private(key_path, settings.passphrase)
     if not cert_path.exists():
         name = f"escrow pack signer ({origin})" if origin else "escrow pack signer"
         cert = self_signed_certificate(key, name)
-        tmp = cert_path.with_suffix(".tmp")
-        tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        os.replace(tmp, cert_path)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        _create_signer_file(cert_path, pem, 0o644, "pack certificate")
     cert = load_certificate(cert_path.read_bytes())
     pub = cert.public_key()
     if not isinstance(pub, ec.EllipticCurvePublicKey) or pub.public_numbers() != (

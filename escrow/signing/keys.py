@@ -7,9 +7,9 @@ PKCS#8 PEM, encrypted with a passphrase when one is given.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from escrow.documents.types import KeyID
 from escrow.errors import InputError, KeyLocked, SignatureError
-from escrow.signing.keyfile import ENCRYPTED_MARKER, public_key_path, read_key_file
+from escrow.signing.keyfile import (
+    ENCRYPTED_MARKER,
+    create_file,
+    public_key_path,
+    read_key_file,
+)
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKeyT = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -149,14 +154,13 @@ class SigningKey:
         )
 
     def save(self, path: Path, passphrase: str | None = None) -> None:
-        """Write the key to ``path`` (mode 0600); never overwrites an existing file."""
+        """Write the key to ``path`` (mode 0600), and its public key beside it unless one
+        is there; never overwrites an existing file.  Each file appears whole or not at
+        all (:func:`create_file`): a full disk or a kill leaves no truncated key."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(self.private_pem(passphrase))
-        pub = public_key_path(path)
-        if not pub.exists():
-            pub.write_text(self.public.pem(), encoding="ascii")
+        create_file(path, self.private_pem(passphrase), 0o600)
+        with contextlib.suppress(FileExistsError):
+            create_file(public_key_path(path), self.public.pem().encode("ascii"), 0o644)
 
     @classmethod
     def load(cls, path: Path, passphrase: str | None = None) -> SigningKey:
