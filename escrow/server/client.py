@@ -29,6 +29,7 @@ Any failed check raises :class:`~escrow.errors.CheckFailed` (exit 1).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -38,7 +39,7 @@ import time
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from escrow.errors import (
@@ -85,6 +86,25 @@ class ServerUnavailable(EnvironmentProblem):
 
 class ServerAuthError(KeyLocked):
     """The server refused the token: missing, unknown, revoked, or the wrong role (exit 3)."""
+
+
+_F = TypeVar("_F", bound="Callable[..., Any]")
+
+
+def _reads_answers(method: _F) -> _F:
+    """``method`` of :class:`RemoteLedger`, with an answer of the server that lacks a field,
+    or holds one of the wrong type (a hash that is not hex, a size that is not a number),
+    reported as :class:`ServerUnavailable` (exit 3, one sentence) instead of a traceback:
+    what answered is not an escrow server speaking this client's protocol."""
+
+    @functools.wraps(method)
+    def wrapper(self: RemoteLedger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise self._malformed(e) from e
+
+    return wrapper  # type: ignore[return-value]
 
 
 #: how long a read or an append is tried again while the server answers 503 (its database
@@ -268,11 +288,41 @@ class RemoteLedger:
 
     # -- HTTP -------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> Any:
-        """The decoded answer (JSON, else bytes) to ``method path``; see :meth:`_send`."""
-        r = self._send(method, path, **kw)
-        if r.headers.get("content-type", "").startswith("application/json"):
-            return r.json()
-        return r.content
+        """The JSON object the server answers to ``method path`` (see :meth:`_send`); an
+        answer that is no JSON object (a proxy's HTML page) is :class:`ServerUnavailable`."""
+        return self._json(self._send(method, path, **kw), method, path)
+
+    def _request_bytes(self, method: str, path: str, **kw: Any) -> bytes:
+        """The body of the server's answer to ``method path`` (a pack's PDF)."""
+        return self._send(method, path, **kw).content
+
+    def _json(self, r: httpx.Response, method: str, path: str) -> dict[str, Any]:
+        """The JSON object of the successful answer ``r``, else ServerUnavailable."""
+        ctype = r.headers.get("content-type", "").split(";")[0].strip().lower()
+        what = f"The escrow server {self.url} answered {method} {path}"
+        hint = (
+            "Check that ESCROW_SERVER names the `escrow serve` itself, not a proxy or "
+            "login page in front of it."
+        )
+        if ctype != "application/json":
+            shown = ctype or "no content type"
+            raise ServerUnavailable(f"{what} with {shown}, not JSON.", hint=hint)
+        try:
+            data = r.json()
+        except ValueError as e:
+            raise ServerUnavailable(f"{what} with a body that is not valid JSON.", hint=hint) from e
+        if not isinstance(data, dict):
+            raise ServerUnavailable(f"{what} with JSON that is not an object.", hint=hint)
+        return data
+
+    def _malformed(self, e: BaseException) -> ServerUnavailable:
+        """The error of an answer of the server that lacks a field or has a bad one."""
+        detail = f"no field {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
+        return ServerUnavailable(
+            f"The escrow server {self.url} sent an answer this client cannot read "
+            f"({detail.rstrip('.')[:200]}).",
+            hint="Check that the server runs a release of escrow this client works with.",
+        )
 
     def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """The server's answer to ``method path`` (under the base URL), once the server's
@@ -300,7 +350,8 @@ class RemoteLedger:
                     f"Cannot reach the escrow server {self.url}: {e}.",
                     hint="Check ESCROW_SERVER and that `escrow serve` is running.",
                 ) from e
-            wait = _retry_wait(r, deadline) if r.status_code == 503 else None
+            # 503: its database unavailable; 429: it (or a proxy) limits the rate of requests
+            wait = _retry_wait(r, deadline) if r.status_code in (429, 503) else None
             if wait is None:
                 break
             # the server's database back in a moment: a request that changes nothing
@@ -312,12 +363,32 @@ class RemoteLedger:
                     f"for up to {RETRY_FOR_S:.0f} s\n"
                 )
             time.sleep(wait)
+        if 300 <= r.status_code < 400:
+            raise self._redirected(r)
         if r.status_code < 400:
             return r
         if r.status_code == 404 and path == "/v1/checkpoint":
             # every escrow server has it: the URL is not one's base URL
             raise self._not_escrow(path)
         raise self._error(r)
+
+    def _redirected(self, r: httpx.Response) -> ServerUnavailable:
+        """The error of a redirect: escrow follows none (the token must go nowhere else, and
+        a pipeline must name the server it trusts); the target is shown without a query or
+        any ``user:password@``."""
+        from escrow.config import redact_url
+        from escrow.text import printable
+
+        target = r.headers.get("location", "").strip()
+        to = ""
+        if target:
+            parts = urlsplit(target)
+            to = f" to {printable(redact_url(parts._replace(query='', fragment='').geturl()))}"
+        return ServerUnavailable(
+            f"The escrow server {self.url} answered {r.status_code}, a redirect{to}; escrow "
+            "follows no redirects.",
+            hint="Set ESCROW_SERVER (or --server) to the URL `escrow serve` answers at.",
+        )
 
     def _not_escrow(self, path: str) -> ServerUnavailable:
         """The error of a server URL at which ``path``, which every escrow server has, is 404."""
@@ -336,7 +407,7 @@ class RemoteLedger:
             body = {}
         if not isinstance(body, dict):
             body = {}
-        msg = str(body.get("message") or f"HTTP {r.status_code}").rstrip(".")
+        msg = str(body.get("message") or r.reason_phrase or f"HTTP {r.status_code}").rstrip(".")
         where = f"The escrow server {self.url} answered {r.status_code}: {msg}."
         code = body.get("error")
         if r.status_code == 401:
@@ -345,6 +416,8 @@ class RemoteLedger:
             return ServerAuthError(where, hint="Use a token with a role that may do this.")
         if r.status_code == 408:  # the request did not reach it within its request timeout
             return ServerUnavailable(where, hint="Check the network to the server; try again.")
+        if r.status_code == 429:  # it (or a proxy before it) limits the rate of requests
+            return ServerUnavailable(where, hint="Try again later.")
         if code == "schema":
             return SchemaError(f"{msg}.", pointer=str(body.get("pointer") or ""))
         if code == "signature" or code == "check_failed":
@@ -382,6 +455,7 @@ class RemoteLedger:
                 os.unlink(tmp)
             raise
 
+    @_reads_answers
     def _trusted_key(self, announced: str | None = None) -> str:
         if self._trusted:
             return self._trusted
@@ -405,6 +479,7 @@ class RemoteLedger:
         )
         return announced
 
+    @_reads_answers
     def _accept(self, cp_json: dict[str, Any]) -> Checkpoint:
         """Verify a checkpoint from the server and its consistency with the last one seen."""
         from escrow.ledger import merkle
@@ -490,6 +565,7 @@ class RemoteLedger:
                 kind="edited",
             )
 
+    @_reads_answers
     def _entry(self, data: dict[str, Any]) -> Entry:
         from escrow.documents.canonical import canonical_bytes
         from escrow.ledger import merkle
@@ -593,6 +669,7 @@ class RemoteLedger:
     def _post(self, p: Prepared) -> Any:
         return self._request("POST", "/v1/entries", json=p.envelope.to_dict())
 
+    @_reads_answers
     def _posted(self, p: Prepared, data: Any) -> tuple[Entry, bool]:
         """The entry the server's answer ``data`` to posting ``p`` gives, once its
         checkpoint, entry bytes and inclusion proof are verified."""
@@ -622,11 +699,20 @@ class RemoteLedger:
                 f"(it holds {count(cp.size, 'entry', 'entries')}, from 0)."
             )
         entry = self._entry(self._request("GET", f"/v1/entries/{index}"))
+        if entry.index != index:
+            # its inclusion proof would be that of the entry it is, not of the one asked for
+            raise LedgerTamperError(
+                f"The escrow server {self.url} answered entry {entry.index} when asked for "
+                f"entry {index}.",
+                index=index,
+                kind="index",
+            )
         if entry.index >= cp.size:
             cp = self.checkpoint()
         self._check_inclusion(entry, self._proof(entry.index, cp.size), cp)
         return entry
 
+    @_reads_answers
     def _proof(self, index: int, tree_size: int) -> list[bytes]:
         data = self._request("GET", f"/v1/entries/{index}/proof", params={"tree_size": tree_size})
         return [bytes.fromhex(h) for h in data["hashes"]]
@@ -636,6 +722,7 @@ class RemoteLedger:
         search), so a short ID is expanded by the Docker Engine or not at all."""
         return []
 
+    @_reads_answers
     def entries(
         self,
         *,
@@ -667,21 +754,64 @@ class RemoteLedger:
         out: list[Entry] = []
         cursor = after
         while len(out) < limit:
-            page_params = {**params, "limit": min(MAX_PAGE, limit - len(out))}
+            want = min(MAX_PAGE, limit - len(out))
+            page_params = {**params, "limit": want}
             if cursor is not None:
                 page_params["after"] = cursor
             page = self._request("GET", "/v1/entries", params=page_params)
-            out.extend(self._entry(e) for e in page["entries"])
-            cursor = page.get("next_cursor")
-            if cursor is None or not page["entries"]:
+            rows = page["entries"]
+            if not isinstance(rows, list):
+                raise TypeError("its entries are not a list")
+            for row in rows[:want]:
+                entry = self._entry(row)
+                self._check_listed(entry, cursor, params)
+                out.append(entry)
+                cursor = entry.index
+            # the next page starts after the last entry listed, not where the server says:
+            # a cursor that goes back would list entries twice, one ahead would skip some
+            if page.get("next_cursor") is None or not rows:
                 break
         return out
 
+    def _check_listed(self, entry: Entry, after: int | None, params: dict[str, Any]) -> None:
+        """An entry the server lists must come after the one before it (``after``) and
+        match the filters its signed statement can be checked against (kind, project,
+        image ID: :meth:`_check_fields` showed them to be the statement's)."""
+        if after is not None and entry.index <= after:
+            raise LedgerTamperError(
+                f"The escrow server {self.url} listed entry {entry.index} after entry {after}: "
+                "its list of entries is out of order or repeats entries.",
+                index=entry.index,
+                kind="index",
+            )
+        shown = {
+            "project": entry.project,
+            "image_id": entry.image_id,
+            "predicate_type": entry.predicate_type,
+        }
+        from escrow.documents.types import SCHEMA_NAMES
+
+        for name, value in shown.items():
+            wanted = params.get(name)
+            if wanted is None:
+                continue
+            if name == "image_id":  # the server takes it with or without "sha256:"
+                wanted = wanted if wanted.startswith("sha256:") else f"sha256:{wanted}"
+            if name == "predicate_type" and SCHEMA_NAMES.get(str(value)) == wanted:
+                continue  # the server takes a kind ("build-manifest") for its type URI
+            if value != wanted:
+                raise LedgerTamperError(
+                    f"The escrow server {self.url} listed entry {entry.index}, whose "
+                    f"{name.replace('_', ' ')} is {value!r}, for the filter {name}={wanted!r}.",
+                    index=entry.index,
+                    kind="index",
+                )
+
+    @_reads_answers
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]:
         """The inclusion proof; verified here when it is for the latest checkpoint."""
         cp = self._current() if tree_size is None else None
-        n = cp.size if cp is not None else tree_size
-        assert n is not None
+        n = self._tree_size(tree_size) if tree_size is not None else self._current().size
         if not 0 <= index < n:
             raise InputError(f"The entry {index} is not in a tree of size {n}.")
         data = self._request("GET", f"/v1/entries/{index}/proof", params={"tree_size": n})
@@ -698,13 +828,29 @@ class RemoteLedger:
                 )
         return proof
 
+    def _tree_size(self, tree_size: int) -> int:
+        """``tree_size``, once it is no larger than the log (the latest checkpoint is read
+        again when it is larger than the one seen): the local ledger's InputError if not."""
+        size = self._current().size
+        if tree_size > size:
+            size = self.checkpoint().size
+        if not 0 <= tree_size <= size:
+            raise InputError(
+                f"The tree size {tree_size} is not between 0 and the log's size {size}."
+            )
+        return tree_size
+
+    @_reads_answers
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         params: dict[str, Any] = {"old": old}
         if new is not None:
-            params["new"] = new
+            params["new"] = new = self._tree_size(new)
+            if not 0 <= old <= new:
+                raise InputError(f"The old size {old} is not between 0 and the new size {new}.")
         data = self._request("GET", "/v1/consistency", params=params)
         return [bytes.fromhex(h) for h in data["hashes"]]
 
+    @_reads_answers
     def root(self, tree_size: int | None = None) -> bytes:
         """The root of ``tree_size`` entries, proved consistent with the signed checkpoint."""
         from escrow.ledger import merkle
@@ -726,6 +872,7 @@ class RemoteLedger:
             )
         return old_root
 
+    @_reads_answers
     def keys(self) -> list[KeyRecord]:
         from escrow.ledger.models import KeyRecord
 
@@ -750,6 +897,7 @@ class RemoteLedger:
             )
         return out
 
+    @_reads_answers
     def own_token(self) -> dict[str, Any] | None:
         """``{id, name, role}`` of this client's token; ``None`` when the server is too
         old to say (it has no ``GET /v1/token``)."""
@@ -762,10 +910,11 @@ class RemoteLedger:
             return None  # unreachable: the request that needs it says so
         if r.status_code == 404:
             return None
+        if 300 <= r.status_code < 400:
+            raise self._redirected(r)
         if r.status_code >= 400:
             raise self._error(r)
-        data: dict[str, Any] = r.json()
-        return data
+        return self._json(r, "GET", "/v1/token")
 
     def key_status(self, keyid: str) -> tuple[str, str] | None:
         """``(name, status)`` of the registered key ``keyid`` now, or ``None``."""
@@ -779,6 +928,7 @@ class RemoteLedger:
         return find_key(self.keys(), keyid)
 
     # -- key administration (admin tokens) --------------------------------------------
+    @_reads_answers
     def _key_event(self, path: str, body: dict[str, Any]) -> Entry:
         data = self._request("POST", path, json=body)
         cp = self._accept(data["checkpoint"])
@@ -803,6 +953,7 @@ class RemoteLedger:
         return self._key_event(f"/v1/keys/{keyid}/retire", body)
 
     # -- tokens (admin tokens) ----------------------------------------------------------
+    @_reads_answers
     def list_tokens(self, *, include_revoked: bool = True) -> list[dict[str, Any]]:
         """The server's tokens (never the secrets), as ``escrow tokens list --json`` shows them."""
         data = self._request("GET", "/v1/tokens")
@@ -865,7 +1016,7 @@ class RemoteLedger:
         if tree_size is not None:
             body["tree_size"] = tree_size
         r = self._send("POST", "/v1/packs", json=body)
-        job: dict[str, Any] = r.json()
+        job = self._json(r, "POST", "/v1/packs")
         location = self._link(r.headers.get("location"))
         if location is not None:
             self._job_paths[str(job.get("id"))] = location
@@ -912,13 +1063,15 @@ class RemoteLedger:
         deadline = time.monotonic() + timeout
         while True:
             job = self.pack_job(job_id)
+            status = job.get("status")
+            if not isinstance(status, str):
+                raise self._malformed(KeyError("status"))
             if on_job is not None:
                 on_job(job)
-            if job["status"] == "succeeded":
+            if status == "succeeded":
                 path = self._link(job.get("pdf_url")) or f"/v1/packs/{job_id}/pdf"
-                pdf: bytes = self._request("GET", path)
-                return pdf
-            if job["status"] == "failed":
+                return self._request_bytes("GET", path)
+            if status == "failed":
                 raise _job_failure(job)
             if time.monotonic() > deadline:
                 raise ServerUnavailable(
