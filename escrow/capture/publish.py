@@ -157,28 +157,20 @@ UNRECORDED = "unrecorded"
 def keep_unrecorded(home: Path, envelope: bytes) -> Path:
     """Write the signed ``envelope`` (its stored bytes) to ``home/unrecorded/`` whole or
     not at all, synced, under a new name (the time and its digest); the path."""
+    import contextlib
     import hashlib
     import os
-    import tempfile
     import time
+
+    from escrow.signing.keyfile import create_file
 
     folder = home / UNRECORDED
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = folder / f"{stamp}-{hashlib.sha256(envelope).hexdigest()[:16]}.dsse.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(envelope + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:  # the same entry kept in the same second: that file is it
-            pass
-    finally:
-        os.unlink(tmp)
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    with contextlib.suppress(FileExistsError):  # the same entry kept in the same second
+        create_file(path, envelope + b"\n", 0o644)
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # the new name, synced too
     try:
         os.fsync(dir_fd)
     finally:
