@@ -347,7 +347,25 @@ def _unavailable_hint(url: str) -> str:
             f"The folder {folder} is read-only, and SQLite writes its -wal and -shm files "
             "beside the ledger even to read it: make the folder writable, or work on a copy."
         )
+    if folder is not None and _disk_full(folder):  # SQLite says "disk I/O error" for it
+        return (
+            f"The disk holding {folder} is full (SQLite writes its -wal and -shm files beside "
+            "the ledger even to read it): free some space there and run the command again."
+        )
     return "Check ESCROW_DB_URL and that the database file can be read and written."
+
+
+#: free bytes under which the disk of a SQLite ledger that failed counts as full
+DISK_FULL_BELOW = 256 * 1024
+
+
+def _disk_full(folder: str) -> bool:
+    """Whether the file system of ``folder`` has (next to) no space left."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_FULL_BELOW or st.f_favail == 0
 
 
 #: SQLSTATEs of a statement cancelled by ``statement_timeout`` (``query_canceled``, also
@@ -356,6 +374,8 @@ _PG_TIMEOUT_STATES = frozenset({"57014", "55P03"})
 #: SQLSTATE of ``insufficient_privilege`` ("permission denied for table …", "must be
 #: owner of …").
 _PG_PRIVILEGE_STATE = "42501"
+#: SQLSTATE of ``disk_full`` ("could not extend file …: No space left on device").
+_PG_DISK_FULL_STATE = "53100"
 #: What escrow does with each kind of object a role may be denied.
 _PRIVILEGES = {
     "schema": "USAGE (and CREATE, to make or migrate the ledger's tables)",
@@ -391,6 +411,12 @@ def _db_hint(url: str, error: object) -> str:
         return (
             f"Another writer or a long transaction held the ledger for over {WRITER_WAIT_S:.0f} s: "
             "try again once it is done, and check for a stuck escrow process."
+        )
+    full = state == _PG_DISK_FULL_STATE or "No space left on device" in reason
+    if full and not url.startswith("sqlite"):
+        return (
+            "The database server's disk is full: free some space there (or ask its "
+            "administrator to), then run the command again."
         )
     denied = re.search(r"permission denied for (\w+) (\S+)", reason)
     if state == _PG_PRIVILEGE_STATE or denied is not None or reason.startswith("must be owner"):
