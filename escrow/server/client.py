@@ -346,9 +346,14 @@ class RemoteLedger:
                     hint="Check that `escrow serve` is running there.",
                 ) from e
             except httpx.HTTPError as e:
+                plain = "WRONG_VERSION_NUMBER" in str(e) and self.url.startswith("https://")
                 raise ServerUnavailable(
                     f"Cannot reach the escrow server {self.url}: {e}.",
-                    hint="Check ESCROW_SERVER and that `escrow serve` is running.",
+                    # TLS spoken to a port that answers plain HTTP (`escrow serve` itself)
+                    hint=f"The server there speaks plain HTTP: use http://{self.url[8:]}, or "
+                    "put a TLS proxy in front of it."
+                    if plain
+                    else "Check ESCROW_SERVER and that `escrow serve` is running.",
                 ) from e
             # 503: its database unavailable; 429: it (or a proxy) limits the rate of requests
             wait = _retry_wait(r, deadline) if r.status_code in (429, 503) else None
