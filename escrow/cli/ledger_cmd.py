@@ -109,7 +109,7 @@ def proof(app: App, index: int, tree_size: int | None, as_json: bool) -> None:
             f"The stored tree does not prove entry {index}.",
             index=index,
             kind="subtree-hash",
-            hint="Run `escrow ledger verify`.",
+            hint=_audit_hint(app),
         )
     doc = {
         "index": index,
@@ -216,7 +216,7 @@ def consistency(
         raise LedgerTamperError(
             "The stored tree does not prove its own consistency.",
             kind="subtree-hash",
-            hint="Run `escrow ledger verify`.",
+            hint=_audit_hint(app),
         )
     if not_extended is not None:
         raise not_extended
@@ -480,3 +480,11 @@ def post(app: App, source: str, as_json: bool) -> None:
 
 
 __all__ = ["ledger", "post", "EscrowError"]
+
+
+def _audit_hint(app: App) -> str:
+    """Where to audit the whole log: here, or on the host of the server worked through
+    (`ledger verify` reads the database itself)."""
+    if app.settings.server:
+        return f"Run `escrow ledger verify` on the host of {app.settings.server}."
+    return "Run `escrow ledger verify`."

@@ -318,3 +318,29 @@ def test_a_tree_size_beyond_the_log_is_said_as_a_local_ledger_says_it(
         assert r.stderr == (
             f"escrow: error: The tree size 500 is not between 0 and the log's size {size}.\n"
         )
+
+
+def test_a_proof_that_does_not_verify_names_where_to_audit(
+    live_server: LiveServer, client_env: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a forged proof for an older tree size said "Run `escrow ledger verify`",
+    which does not work through a server: it reads the database itself."""
+    first, *_ = _post(live_server, ["hunt-p1", "hunt-p2", "hunt-p3"])
+
+    def flip(d: Any) -> Any:
+        hashes = list(d["hashes"])
+        hashes[0] = ("0" if hashes[0][0] != "0" else "1") + hashes[0][1:]
+        return {**d, "hashes": hashes}
+
+    forged = _json(flip)
+
+    def forge(method: str, path: str, status: int, body: bytes) -> Any:
+        if path.startswith(f"/v1/entries/{first}/proof") and "tree_size=2" in path:
+            return forged(body)
+        return None
+
+    with proxy(live_server.url, forge) as url:
+        monkeypatch.setenv("ESCROW_SERVER", url)
+        r = cli(["ledger", "proof", str(first), "--tree-size", "2", "--json"])
+    assert r.exit_code == 1, r.stdout + r.stderr
+    assert f"Run `escrow ledger verify` on the host of {url}." in r.stderr, r.stderr
