@@ -783,6 +783,10 @@ def _detail(d: Mapping[str, Any]) -> str:
     return ""
 
 
+#: context files the text report of `escrow diff` lists before "… N more"
+CONTEXT_LINES_SHOWN = 40
+
+
 def render_diff(doc: Mapping[str, Any]) -> str:
     """``escrow diff`` as a short report."""
     a, b = doc["original"], doc["rebuilt"]
@@ -808,9 +812,14 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 f"  context: {len(ctx['changed'])} changed, {len(ctx['added'])} added, "
                 f"{len(ctx['removed'])} removed"
             )
-            lines += [f"    changed  {c['path']} ({', '.join(c['kinds'])})" for c in ctx["changed"]]
-            lines += [f"    added    {p}" for p in ctx["added"]]
-            lines += [f"    removed  {p}" for p in ctx["removed"]]
+            files = [f"    changed  {c['path']} ({', '.join(c['kinds'])})" for c in ctx["changed"]]
+            files += [f"    added    {p}" for p in ctx["added"]]
+            files += [f"    removed  {p}" for p in ctx["removed"]]
+            lines += files[:CONTEXT_LINES_SHOWN]
+            if len(files) > CONTEXT_LINES_SHOWN:  # the steps and image must stay in sight
+                lines.append(
+                    f"    … {len(files) - CONTEXT_LINES_SHOWN} more (`--json` lists every file)"
+                )
     recipe = inputs["recipe"]
     if not recipe["same"]:
         quiet = False
