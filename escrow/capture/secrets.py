@@ -52,10 +52,17 @@ _HISTORY_ARGS = re.compile(r"^\|(?P<n>\d+) ")
 
 
 def secret_patterns(home: Path | None = None) -> tuple[str, ...]:
-    """The configured secret name patterns (env > config file > default)."""
+    """The configured secret name patterns (env > config file > default).
+
+    A variable set but naming no pattern (``ESCROW_SECRET_PATTERNS=``, as a CI template
+    with an undefined value writes it) counts as unset, as every other escrow variable's
+    empty value does: it used to leave no pattern at all, so every secret build arg was
+    recorded, signed, in plain text.  To turn the patterns off, give config.json's
+    ``"secret_patterns": []``."""
     env = os.environ.get("ESCROW_SECRET_PATTERNS")
-    if env is not None:
-        return tuple(p.strip().upper() for p in env.split(",") if p.strip())
+    named = tuple(p.strip().upper() for p in (env or "").split(",") if p.strip())
+    if named:
+        return named
     if home is not None:
         try:
             cfg = json.loads((home / "config.json").read_text(encoding="utf-8"))

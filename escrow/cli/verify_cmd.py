@@ -93,6 +93,11 @@ def _verify_envelope(
             good = _check_signed(env, *_trusted_keys(app, key_files), key_files, threshold)
         else:
             keys, records = _trusted_keys(app, key_files)
+            # a threshold the keys can never meet is the command's usage error (exit 2,
+            # said once), as for a single envelope, not a failure of every line (exit 1)
+            from escrow.signing.dsse import usable_keys
+
+            usable_keys(keys, threshold)
     except EscrowError as e:
         if as_json:
             app.emit_json({"ok": False, "error": e.diagnostics(), "threshold": threshold})

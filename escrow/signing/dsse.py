@@ -250,20 +250,7 @@ class Envelope:
         threshold below 1 or above the number of distinct trusted keys, or a
         ``payloadType`` other than ``payload_type`` (``None`` accepts any).
         """
-        if threshold < 1:
-            raise InputError("The signature threshold must be at least 1.")
-        keys = _distinct(trusted)
-        if not keys:
-            raise InputError(
-                "No trusted public key was given to verify the envelope with.",
-                hint="Pass the signer's public key (e.g. --key build.pub.pem).",
-            )
-        if threshold > len(keys):
-            raise InputError(
-                f"The threshold {threshold} is more than the {len(keys)} distinct trusted "
-                f"key(s) given, so it can never be met.",
-                hint="Give more keys or lower --threshold.",
-            )
+        keys = usable_keys(trusted, threshold)
         if payload_type is not None and self.payload_type != payload_type:
             raise InputError(
                 f"The envelope's payloadType is {self.payload_type!r}, not {payload_type!r}."
@@ -319,6 +306,29 @@ def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise DuplicateMember(name)
             seen.add(name)
     return obj
+
+
+def usable_keys(
+    trusted: Mapping[str, PublicKey] | Iterable[PublicKey], threshold: int
+) -> dict[str, PublicKey]:
+    """The distinct ``trusted`` keys by key ID, once ``threshold`` signatures by them can
+    be asked for: :class:`InputError` (exit 2) for no key, a threshold below 1, or one
+    above the number of distinct keys (it could never be met)."""
+    if threshold < 1:
+        raise InputError("The signature threshold must be at least 1.")
+    keys = _distinct(trusted)
+    if not keys:
+        raise InputError(
+            "No trusted public key was given to verify the envelope with.",
+            hint="Pass the signer's public key (e.g. --key build.pub.pem).",
+        )
+    if threshold > len(keys):
+        raise InputError(
+            f"The threshold {threshold} is more than the {len(keys)} distinct trusted "
+            f"key(s) given, so it can never be met.",
+            hint="Give more keys or lower --threshold.",
+        )
+    return keys
 
 
 def _distinct(trusted: Mapping[str, PublicKey] | Iterable[PublicKey]) -> dict[str, PublicKey]:
