@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,11 +40,14 @@ from escrow.capture.manifest import (
     utf8_document,
     utf8_text,
 )
-from escrow.capture.secrets import Redactor
+from escrow.capture.secrets import Redactor, strip_url_credentials, url_userinfo
 from escrow.capture.source import builder_id, ci_facts, git_source
 from escrow.documents.canonical import canonical_bytes
 from escrow.errors import EscrowError, UsageError
 from escrow.times import utc_now
+
+#: strips URL credentials and nothing else (it knows no secret values)
+_URL_STRIPPER = Redactor(())
 
 #: changed paths listed in ``command.changedPaths`` (at most)
 MAX_CHANGED_PATHS = 100
@@ -139,21 +143,44 @@ def _secret_option(word: str, redactor: Redactor) -> str | None:
     return name if _secret_name(name, redactor) else None
 
 
+#: the short option for the password of a ``login`` subcommand (``docker login -p``,
+#: ``podman``, ``helm registry``, ``skopeo``, ``oras``, ``buildah``); elsewhere ``-p`` is
+#: anything (``mkdir -p``, ``docker run -p 8080:80``, ``ssh -p 22``) and is kept
+_LOGIN_PW_OPTION = "-p"
+
+
 def _argv_secrets(argv: list[str], redactor: Redactor) -> list[tuple[str, str, str] | None]:
     """For each word of ``argv``, ``(prefix, NAME, value)`` when it is (or holds) a
     secret value, else ``None``: the joined forms of :func:`_argv_secret`, and the word
     after a secret-named option given alone (``--password VALUE``) unless that word is
-    an option itself (starts with ``-``)."""
+    an option itself (starts with ``-``); after a ``login`` subcommand, ``-p`` is the
+    password (``-p VALUE``, ``-p=VALUE``, ``-pVALUE``)."""
     found: list[tuple[str, str, str] | None] = []
     option: str | None = None
+    login = False
     for word in argv:
         if option is not None and not word.startswith("-"):
             found.append(("", option, word))
             option = None
             continue
+        option = None
+        if login and word.startswith(_LOGIN_PW_OPTION) and not word.startswith("--"):
+            rest = word[len(_LOGIN_PW_OPTION) :]
+            if not rest:
+                found.append(None)
+                option = "password"
+                continue
+            prefix = _LOGIN_PW_OPTION + ("=" if rest.startswith("=") else "")
+            found.append((prefix, "password", word[len(prefix) :]))
+            continue
+        login = login or word == "login"
         found.append(_argv_secret(word, redactor))
         option = _secret_option(word, redactor)
     return found
+
+
+#: the name URL credentials given on the command line are hidden under
+_URL_NAME = "URL_CREDENTIALS"
 
 
 def _learn_argv(argv: list[str], redactor: Redactor) -> None:
@@ -163,6 +190,15 @@ def _learn_argv(argv: list[str], redactor: Redactor) -> None:
     for found in _argv_secrets(argv, redactor):
         if found is not None:
             redactor.learn(found[1], found[2])
+    # ``https://user:pw@host``: stripped from URLs anyway, but a command may print the
+    # credentials without the URL (``user:pw``, the password alone, percent-decoded)
+    for word in argv:
+        for info in url_userinfo(word):
+            password = info.partition(":")[2]
+            for value in (info, password):
+                if value:
+                    redactor.learn(_URL_NAME, value)
+                    redactor.learn(_URL_NAME, urllib.parse.unquote(value))
 
 
 def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
@@ -174,7 +210,8 @@ def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
         if found is not None and found[2]:
             out.append(utf8_text(found[0] + redactor.placeholder(found[1])))
         else:
-            out.append(utf8_text(redactor.text(word)))
+            # URL credentials first: stripped whole, not replaced by a placeholder inside
+            out.append(utf8_text(redactor.text(strip_url_credentials(word))))
     return out
 
 
@@ -184,7 +221,9 @@ def _not_runnable(
     """A shell's 126: ``argv[0]`` was found but cannot be run (permission denied, a
     script whose ``#!`` interpreter is missing, a file that is not a program)."""
     why = error.strerror or str(error)
-    if error.errno == errno.ENOENT:
+    if error.errno == errno.EACCES and os.path.isdir(argv[0]):
+        why = "it is a directory"  # what a shell says; exec says only "Permission denied"
+    elif error.errno == errno.ENOENT:
         why = "its interpreter (the #! line) was not found"
     msg = f"escrow: cannot run {utf8_text(argv[0])}: {utf8_text(why)}\n".encode()
     if echo is not None:
@@ -226,12 +265,14 @@ class _Output:
         done = bytes(self._pending[: end + 1])
         del self._pending[: end + 1]
         for line in done.split(b"\n")[:-1]:
-            self.echo.write(self.redactor.text((line + b"\n").decode("utf-8", errors="replace")))
+            text = (line + b"\n").decode("utf-8", errors="replace")
+            self.echo.write(self.redactor.text(strip_url_credentials(text)))
         self.echo.flush()
 
     def finish(self) -> None:
         if self.echo is not None and self._pending:
-            self.echo.write(self.redactor.text(self._pending.decode("utf-8", errors="replace")))
+            text = self._pending.decode("utf-8", errors="replace")
+            self.echo.write(self.redactor.text(strip_url_credentials(text)))
             self._pending.clear()
 
 
@@ -400,6 +441,12 @@ def record_command(
         before_files = before.files
         before_digest = before.tree_digest
     source = git_source(Path(context), leave_out=excluded, environ=env)
+    # the image the name gives before the command runs: the same one after it means the
+    # command did not make it (or made the very same image, a build all from cache)
+    image_before: str | None = None
+    if image is not None and engine is not None:
+        before_inspect = engine.inspect_image(image)
+        image_before = str(before_inspect["Id"]) if before_inspect is not None else None
 
     exit_code, log, duration, killed_by = _run(argv, echo, redactor)
 
@@ -407,7 +454,8 @@ def record_command(
         context, excluded, before_digest, before_files, echo
     )
     finished_on = utc_now()
-    scrubbed_log = redactor.data(log)
+    # URL credentials first, as in the argv: ``https://host``, not a placeholder in the URL
+    scrubbed_log = redactor.data(_URL_STRIPPER.data(log))
     command: dict[str, Any] = {
         "argv": _argv_record(argv, redactor),
         "cwd": utf8_text(str(Path.cwd())),
@@ -418,6 +466,8 @@ def record_command(
         "contextAfter": after_digest,
         "inputsChanged": after_digest != before_digest,
     }
+    if image is not None:
+        command["imageBefore"] = image_before
     if after_error is not None:
         command["contextAfterError"] = redactor.text(after_error)
     if changed:

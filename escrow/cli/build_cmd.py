@@ -48,6 +48,12 @@ _project_option = click.option(
     callback=_check_project,
     help="Project the entry belongs to (default: the context folder's name).",
 )
+_capture_project_option = click.option(
+    "--project",
+    callback=_check_project,
+    help="Project the entry belongs to (default: the --context folder's name; without "
+    "--context, the image's repository name: tool for registry.local/team/tool:2).",
+)
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 
 
@@ -520,7 +526,7 @@ def _report_not_pushed(
     type=click.Path(path_type=Path),
     help="The Dockerfile or build script the image was made from.",
 )
-@_project_option
+@_capture_project_option
 @_secret_option
 @json_option
 @pass_app
@@ -605,6 +611,9 @@ def record(
     result["exit_code"] = outcome.exit_code
     cmd = outcome.statement["predicate"]["command"]
     result["inputs_changed"] = cmd["inputsChanged"]
+    failure = outcome.statement["predicate"]["build"].get("failure")
+    if failure is not None:  # why it failed (an --image that was not made), as `build` says
+        result["failure"] = failure
     if as_json:
         app.emit_json(result)
     else:
@@ -624,6 +633,12 @@ def record(
             "escrow: warning: the command changed its own inputs (the context digest differs"
             " before and after)."
         )
+    if result["image_id"] is not None and cmd.get("imageBefore") == result["image_id"]:
+        app.say(
+            f"escrow: warning: {image} was already this image before the command ran, so "
+            "the command did not make it (or made the very same image); recorded as "
+            "`command.imageBefore`."
+        )
     if outcome.exit_code != 0:
         how = (
             f"was killed by {outcome.signal} (exit code {outcome.exit_code})"
@@ -632,7 +647,6 @@ def record(
         )
         app.say(f"escrow: the command {how}; recorded as ledger entry {entry.index}.")
         sys.exit(outcome.exit_code)
-    failure = outcome.statement["predicate"]["build"].get("failure")
     if failure is not None:
         raise BuildFailed(
             f"{failure['message'].rstrip('.')}; recorded as failed ledger entry {entry.index}."
@@ -657,6 +671,13 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
             from escrow.documents.types import SCHEMA_NAMES
 
             kind = SCHEMA_NAMES.get(entry.predicate_type, entry.predicate_type)
+            build = (entry.statement().get("predicate") or {}).get("build") or {}
+            if kind == "build-manifest" and build.get("kind") == "image":
+                # `escrow capture`: a build-manifest too, but of an image built elsewhere
+                raise InputError(
+                    f"Entry {index} has no recorded logs (it records an image captured with "
+                    "`escrow capture`, built by other means, whose output escrow never saw)."
+                ) from e
             raise InputError(
                 f"Entry {index} has no recorded logs (it is a {kind}, not a build or a "
                 "recorded command)."
@@ -665,18 +686,7 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
             raise InputError(f"Entry {index} {e.message[len('The entry ') :]}", hint=e.hint) from e
         raise
     if as_json:
-        app.emit_json(
-            {
-                "index": index,
-                "logs": [
-                    {
-                        **{k: v for k, v in item.items() if k != "data"},
-                        "text": item["data"].decode("utf-8", errors="replace"),
-                    }
-                    for item in items
-                ],
-            }
-        )
+        app.emit_json({"index": index, "logs": [_json_log(item) for item in items]})
         return
     # to a file or a pipe, the recorded bytes as they are (they hash to the recorded
     # digest); to a terminal, as text: a build's output must not drive the reader's
@@ -687,6 +697,8 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
     for item in items:
         if step is None:
             app.say(f"── step {item['step']}: {item['instruction']}")
+        if not item["data"]:  # else nothing at all says the step was found and is empty
+            app.say(f"escrow: step {item['step']} printed nothing.")
         if out is not None:
             sys.stdout.flush()
             out.write(item["data"])
@@ -699,3 +711,22 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
             sys.stdout.flush()
         else:
             sys.stdout.write(item["data"].decode("utf-8", errors="replace"))
+
+
+def _json_log(item: dict[str, Any]) -> dict[str, Any]:
+    """One log of ``escrow logs --json``: ``text``, exact when ``exact`` is true (the log is
+    UTF-8); a log that is not (binary output) has its bytes exactly in ``base64`` too, and
+    ``text`` shows them with U+FFFD for what is not UTF-8."""
+    import base64
+
+    data: bytes = item["data"]
+    out = {k: v for k, v in item.items() if k != "data"}
+    try:
+        out.update(text=data.decode("utf-8"), exact=True)
+    except UnicodeDecodeError:
+        out.update(
+            text=data.decode("utf-8", errors="replace"),
+            exact=False,
+            base64=base64.b64encode(data).decode("ascii"),
+        )
+    return out
