@@ -129,6 +129,8 @@ def _main(args: list[str]) -> None:
         click.echo("escrow: aborted.", err=True)
         sys.exit(130)
     except click.ClickException as e:
+        if isinstance(e, click.BadParameter):
+            _name_the_variable(e)
         e.show()
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
@@ -140,6 +142,24 @@ def _main(args: list[str]) -> None:
         click.echo(f"escrow: error: {_os_error(e)}", err=True)
         sys.exit(2 if e.errno in _BAD_PATH else 3)
     sys.exit(0)
+
+
+def _name_the_variable(e: click.BadParameter) -> None:
+    """A bad value that came from an option's environment variable (``envvar=``) is named
+    as that variable: "Invalid value for ESCROW_SERVER_MAX_BODY (from the environment)",
+    not for ``--max-body``, which the user never typed."""
+    import os
+
+    from click.core import ParameterSource
+
+    param, ctx = e.param, e.ctx
+    if param is None or ctx is None or param.name is None or not param.envvar:
+        return
+    if ctx.get_parameter_source(param.name) is not ParameterSource.ENVIRONMENT:
+        return
+    names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
+    set_ = [n for n in names if os.environ.get(n)]
+    e.param_hint = f"{(set_ or names)[0]} (from the environment)"
 
 
 #: errors that say the path given is wrong (exit 2), not that the machine is (exit 3)
