@@ -37,7 +37,34 @@ from escrow.times import utc_now
 _IMAGE_ID = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
 
 
-def image_not_found(ref: str) -> InputError:
+def _untagged_hint(ref: str, engine: Engine | None) -> str | None:
+    """For a name without a tag that the engine does not hold (it means ``NAME:latest``):
+    the tags of that repository the engine does hold, as the hint to give."""
+    from escrow.registry.reference import Reference
+
+    if engine is None or "@" in ref or _IMAGE_ID.match(ref):
+        return None
+    try:
+        parsed = Reference.parse(ref)
+    except InputError:
+        return None
+    if parsed.tag is not None:
+        return None
+    name = ref.strip()
+    try:  # the SDK's images list, filtered by the engine to that repository
+        images = engine.api.images(name=name)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - only a better hint is lost
+        return None
+    tags = sorted(
+        {t for i in images for t in i.get("RepoTags") or [] if t.rpartition(":")[0] == name}
+    )
+    if not tags:
+        return None
+    shown = ", ".join(tags[:10]) + (f" and {len(tags) - 10} more" if len(tags) > 10 else "")
+    return f"Without a tag it means {name}:latest; the engine holds {shown}."
+
+
+def image_not_found(ref: str, engine: Engine | None = None) -> InputError:
     if _IMAGE_ID.match(ref) and len(ref.removeprefix("sha256:")) < 64:
         # the engine answers "no such image" for a prefix of several IDs too
         return InputError(
@@ -50,7 +77,8 @@ def image_not_found(ref: str) -> InputError:
         f"The image {ref!r} does not exist in the Docker Engine."
         if ref != ref.strip() or not ref.isprintable()
         else f"The image {ref} does not exist in the Docker Engine.",
-        hint="Check the name with `docker images`, or build it first.",
+        hint=_untagged_hint(ref, engine)
+        or "Check the name with `docker images`, or build it first.",
     )
 
 
@@ -149,7 +177,7 @@ def capture_image(
     engine_facts = engine.facts()
     facts = capture_image_facts(engine, image, redactor)
     if facts is None:
-        raise image_not_found(image)
+        raise image_not_found(image, engine)
     image_doc, layers, history = facts
     inputs, source = capture_inputs(context, dockerfile, engine, blobs, redactor, environ)
     if project is None:
