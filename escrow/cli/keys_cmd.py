@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ import click
 
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import EnvironmentProblem, EscrowError, InputError, KeyLocked, UsageError
-from escrow.signing.keyfile import public_key_path
+from escrow.signing.keyfile import public_key_path, write_temporary
 from escrow.signing.keys import KeyType, OtherAlgorithm, PublicKey, SigningKey
 
 if TYPE_CHECKING:
@@ -131,19 +130,10 @@ def _is_log_key(app: App, path: Path) -> bool:
 
 
 def _write_new(path: Path, data: bytes, mode: int = 0o600) -> Path:
-    """Write ``data`` to a fresh temporary file beside ``path``; return its path."""
+    """Write ``data`` to a fresh temporary file beside ``path`` (synced; its folder made
+    first); return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    return write_temporary(path, data, mode)
 
 
 def _local_keys(app: App) -> dict[str, Path]:

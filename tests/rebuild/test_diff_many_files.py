@@ -8,28 +8,13 @@ from typing import Any
 
 from escrow.rebuild.manifests import CONTEXT_LINES_SHOWN, Side, diff_manifests, render_diff
 
+from .test_diff_reported import predicate
+
 
 def _pred(tree: str, files: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "build": {
-            "id": "b",
-            "project": "p",
-            "kind": "dockerfile",
-            "status": "succeeded",
-            "startedOn": "2025-01-01T00:00:00Z",
-        },
-        "inputs": {
-            "context": {"treeDigest": tree, "files": files},
-            "recipe": {"path": "Dockerfile", "sha256": "1" * 64},
-            "buildArgs": [],
-            "labels": [],
-            "baseImages": [],
-        },
-        "steps": [{"index": 1, "instruction": "FROM base", "exitCode": 0}],
-        "image": {"id": "sha256:" + "a" * 64, "config": {}},
-        "layers": [],
-        "history": [],
-    }
+    pred = predicate()
+    pred["inputs"]["context"] = {"treeDigest": tree, "files": files}
+    return pred
 
 
 def _file(i: int, digest: str) -> dict[str, Any]:
