@@ -33,29 +33,38 @@ class App:
     def settings(self) -> Settings:
         return load_settings(**self.overrides)
 
-    def ledger(self) -> Ledger | RemoteLedger:
+    def ledger(self, *, readonly: bool = False) -> Ledger | RemoteLedger:
         """The ledger this run works on.
 
         A server when ``--server``/``ESCROW_SERVER`` is set (the client verifies every
         proof and checkpoint it is given), else the local one (SQLite by default,
-        ``ESCROW_DB_URL`` otherwise).
+        ``ESCROW_DB_URL`` otherwise).  ``readonly``: the command only reads (see
+        :meth:`local_ledger`).
         """
         if self.settings.server:
             from escrow.server.client import RemoteLedger
 
             return _closed_after_command(RemoteLedger.open(self.settings))
-        return self.local_ledger()
+        return self.local_ledger(readonly=readonly)
 
-    def local_ledger(self, *, create: bool = False) -> Ledger:
+    def local_ledger(self, *, create: bool = False, readonly: bool = False) -> Ledger:
         """The local ledger, even when a server is configured (``init``, ``pack``, ``deposit
         export``, ``serve``, ``ledger checkpoint --tree-size``).
 
         Only ``escrow init`` creates one (``create=True``): a mistyped ESCROW_HOME must
-        not look like an empty, healthy ledger.
+        not look like an empty, healthy ledger.  ``readonly``: a SQLite ledger an older
+        escrow made is read from a migrated copy and left as it is (said on stderr).
         """
         from escrow.ledger.store import Ledger
 
-        return _closed_after_command(Ledger.open(self.settings, create=create))
+        ledger = Ledger.open(self.settings, create=create, readonly=readonly)
+        if ledger.copied_from is not None:
+            self.say(
+                f"escrow: the ledger {ledger.copied_from} was made by an older escrow; it is "
+                "read from a migrated copy and left as it is (the next command that writes "
+                "to it migrates it)."
+            )
+        return _closed_after_command(ledger)
 
     # -- output ----------------------------------------------------------
     @staticmethod

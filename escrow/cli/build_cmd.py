@@ -663,7 +663,7 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
     from escrow.blobs import BlobStore
     from escrow.capture.logs import entry_logs
 
-    entry = app.ledger().get(index)
+    entry = app.ledger(readonly=True).get(index)
     try:
         items = entry_logs(entry.statement(), BlobStore(app.settings.blobs_dir), step)
     except InputError as e:  # name the entry (`The entry has no …` does not)

@@ -454,7 +454,7 @@ def export(
     from escrow.documents.types import BUILD_MANIFEST
     from escrow.signing.dsse import sign_statement
 
-    ledger = app.ledger()
+    ledger = app.ledger(readonly=True)
     entry = ledger.get(index)
     manifest = entry.statement()
     ptype = validate_statement(manifest)

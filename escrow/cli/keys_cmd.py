@@ -379,7 +379,7 @@ def add(app: App, public_key: Path, name: str, as_json: bool) -> None:
 @pass_app
 def list_(app: App, as_json: bool) -> None:
     """List the registered keys, their status and history, and which are on this machine."""
-    records = app.ledger().keys()
+    records = app.ledger(readonly=True).keys()
     local = _local_keys(app)
     build_id = _build_keyid(app)
     rows: list[dict[str, Any]] = []
@@ -420,7 +420,7 @@ def export(app: App, keyid: str, as_json: bool) -> None:
     A name shared by several keys (after `escrow keys rotate`) means the one of them
     that is active; when none or several are, give the key ID.
     """
-    rec = _find_usable_key(app.ledger(), keyid, "exported")
+    rec = _find_usable_key(app.ledger(readonly=True), keyid, "exported")
     if as_json:
         app.emit_json(rec.to_dict())
         return

@@ -42,11 +42,11 @@ def checkpoint(app: App, tree_size: int | None, as_json: bool) -> None:
             hint="Ask the server's operator, or save each checkpoint as you read it.",
         )
     if tree_size is not None:
-        with app.local_ledger() as local:
+        with app.local_ledger(readonly=True) as local:
             cp = local.checkpoint(tree_size)
             doc = {**cp.to_dict(), "verifier_key": local.verifier_key()}
     else:
-        with app.ledger() as lg:
+        with app.ledger(readonly=True) as lg:
             cp = lg.checkpoint()
             doc = {**cp.to_dict(), "verifier_key": lg.verifier_key()}
     if as_json:
@@ -61,7 +61,7 @@ def checkpoint(app: App, tree_size: int | None, as_json: bool) -> None:
 @pass_app
 def verifier_key(app: App, as_json: bool) -> None:
     """Print the log's note verifier key (<name>+<key hash>+<base64 key>)."""
-    with app.ledger() as lg:
+    with app.ledger(readonly=True) as lg:
         key = lg.verifier_key()
     if as_json:
         app.emit_json({"verifier_key": key})
@@ -79,7 +79,7 @@ def leaf(app: App, index: int) -> None:
             "There is nowhere to write the leaf: stdout is closed.",
             hint="Redirect it to a file (`> leaf.json`).",
         )
-    with app.ledger() as lg:
+    with app.ledger(readonly=True) as lg:
         data = lg.get(index).envelope
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is not None:
@@ -99,7 +99,7 @@ def proof(app: App, index: int, tree_size: int | None, as_json: bool) -> None:
     """Print the RFC 9162 inclusion proof of entry INDEX."""
     from escrow.ledger import merkle
 
-    with app.ledger() as lg:
+    with app.ledger(readonly=True) as lg:
         size = tree_size if tree_size is not None else lg.size()
         path = lg.inclusion_proof(index, size)
         root = lg.root(size)
@@ -155,7 +155,7 @@ def consistency(
             if old_size is not None
             else "Give OLD_SIZE or --from CHECKPOINT_FILE."
         )
-    with app.ledger() as lg:
+    with app.ledger(readonly=True) as lg:
         old_claimed: bytes | None = None
         if from_file is not None:
             if new_size is not None or old_size is not None:
@@ -255,11 +255,18 @@ def _key_events_differ(lg: Any, note: str, size: int) -> str:
 def _saved_checkpoint(lg: Any, note: str) -> Any:
     """The checkpoint ``note`` an auditor saved, once it is shown to be this log's
     (signed by its key, for its origin) and no larger than the log; CheckFailed if not."""
-    from escrow.ledger.checkpoint import verify_checkpoint
+    from escrow.ledger.checkpoint import parse_checkpoint_body, parse_note, verify_checkpoint
 
+    # the origin first: another log's checkpoint is signed by another key too, and is
+    # best named as what it is
+    origin = parse_checkpoint_body(parse_note(note)[0])[0]
+    if origin != lg.origin:
+        raise CheckFailed(
+            f"The checkpoint is for the log {origin[:80]!r}, not this log {lg.origin!r}.",
+            hint="Give a checkpoint you saved of this log, or point ESCROW_HOME or "
+            "ESCROW_DB_URL at the log it came from.",
+        )
     old = verify_checkpoint(note, lg.verifier_key())
-    if old.origin != lg.origin:
-        raise CheckFailed(f"The checkpoint is for the log {old.origin!r}, not {lg.origin!r}.")
     current = lg.size()
     if old.size > current:
         raise CheckFailed(
@@ -287,7 +294,7 @@ def verify_cmd(app: App, workers: int | None, as_json: bool) -> None:
     truncated, …). Reads the database itself: run it where the ledger is, not through a
     server.
     """
-    with app.ledger() as lg:
+    with app.ledger(readonly=True) as lg:
         report = lg.verify(workers=workers)
     if as_json:
         app.emit_json(report.to_dict())

@@ -119,7 +119,7 @@ def log(
             f"--since {since} and --until {until} leave no time in between, so no entry "
             "can match (--until is exclusive; a bare date includes that whole day)."
         )
-    ledger = app.ledger()
+    ledger = app.ledger(readonly=True)
     if image_id is not None:
         image_id = _image_id(image_id, ledger)
     if signer is not None and len(signer) != 64:
@@ -234,7 +234,7 @@ def show(app: App, index: int, as_json: bool) -> None:
     """Print entry INDEX: its envelope and the decoded statement."""
     import json
 
-    ledger = app.ledger()
+    ledger = app.ledger(readonly=True)
     entry = ledger.get(index)
     statement = entry.statement()  # stored bytes that do not decode: LedgerTamperError
     envelope = json.loads(entry.envelope)

@@ -334,7 +334,7 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
     from escrow.rebuild.manifests import Side, diff_manifests, render_diff, trace_images
     from escrow.verification import built_by
 
-    ledger = app.ledger()
+    ledger = app.ledger(readonly=True)
     sides = []
     for index in (a, b):
         entry = ledger.get(index)

@@ -206,7 +206,7 @@ def _trusted_keys(app: App, key_files: tuple[str, ...]) -> tuple[list[Any], list
             except InputError as e:
                 raise InputError(f"Key file {k}: {e.message}", hint=e.hint) from e
     else:
-        records = app.ledger().keys()
+        records = app.ledger(readonly=True).keys()
         keys = [PublicKey.from_pem(k.public_pem) for k in records if k.status == "active"]
     if not keys:
         raise UsageError("There is no trusted key to verify with.", hint="Pass --key PUBLIC.pem.")
@@ -330,7 +330,7 @@ def verify(
     from escrow.blobs import digest_prefix
     from escrow.verification import resolve_target, verify_entry
 
-    ledger = app.ledger()
+    ledger = app.ledger(readonly=True)
     probed = DockerFacts.probe()
     engine = probed if isinstance(probed, DockerFacts) else None
     if isinstance(probed, EngineUnavailable) and not target.isdigit() and not digest_prefix(target):
@@ -397,7 +397,7 @@ def _where(failure: dict[str, Any] | None) -> str:
 def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
     from escrow.registry.attest import verify_reference
 
-    result = verify_reference(app.ledger(), target)
+    result = verify_reference(app.ledger(readonly=True), target)
     if as_json:
         app.emit_json(result.to_dict())
     else:

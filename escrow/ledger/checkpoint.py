@@ -218,10 +218,17 @@ def read_checkpoint_file(path: Path, *, hint: str) -> str:
     and parsed as a checkpoint note, not yet verified.  :class:`InputError` (exit 2) when
     the file cannot be read or holds no checkpoint note; ``hint`` says what to give."""
     try:
-        note = path.read_text(encoding="utf-8")
+        # a BOM (saved by an editor) is not part of the note; CRLF line endings are read
+        # as LF (universal newlines)
+        note = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         why = (e.strerror or str(e)) if isinstance(e, OSError) else "not UTF-8 text"
         raise InputError(f"Cannot read the saved checkpoint {path}: {why}.") from e
+    # the line ending after the last signature line is not signed: a copy that lost it
+    # (`printf %s "$(escrow ledger checkpoint)"`), or has blank lines or spaces after it,
+    # is the same note
+    if "\n\n" in note.rstrip():
+        note = note.rstrip() + "\n"
     try:
         parse_checkpoint_body(parse_note(note)[0])
     except InputError as e:

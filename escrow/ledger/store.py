@@ -336,6 +336,30 @@ def _reason(error: object) -> str:
     return (lines[0] if lines else type(error).__name__).rstrip(" .?!:;")
 
 
+def _holds_ledger_tables(path: str) -> bool:
+    """Whether the SQLite file ``path`` holds the tables of some escrow ledger (this
+    schema's or an older one's), read through a read-only connection."""
+    import sqlite3
+
+    try:
+        db = _connect_sqlite(path, readonly=True)
+    except sqlite3.Error:
+        return False
+    try:
+        names = {
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name IN ('ledger_meta', 'ledger_head')"
+            )
+        }
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    return bool(names)
+
+
 def _unavailable_hint(url: str) -> str:
     """What to check when the database cannot be opened or used."""
     if not url.startswith("sqlite"):
@@ -1182,6 +1206,10 @@ class Ledger:
                 self._file_id = _file_id(self._sqlite_file)
             except OSError:
                 pass  # SQLite reports what it cannot open
+        #: a read-only open of a ledger an older escrow made: the SQLite file it was read
+        #: from, this ledger being a migrated private copy of it (:meth:`open`)
+        self.copied_from: str | None = None
+        self._copy_dir: str | None = None
 
     @property
     def _engine(self) -> Engine:
@@ -1195,16 +1223,23 @@ class Ledger:
 
     # -- opening ------------------------------------------------------------------
     @classmethod
-    def open(cls, settings: Settings, *, create: bool = True) -> Ledger:
+    def open(cls, settings: Settings, *, create: bool = True, readonly: bool = False) -> Ledger:
         """Open the ledger at ``settings.db_url``, creating its tables when missing; with
         ``create=False`` a database that holds no ledger is :class:`DatabaseUnavailable`
         (exit 3) and is left as it was: a mistyped ``ESCROW_DB_URL`` or home must not
-        look like an empty, healthy ledger (only ``escrow init`` makes one)."""
+        look like an empty, healthy ledger (only ``escrow init`` makes one).
+
+        ``readonly`` (the commands that only read): a SQLite ledger an older escrow made,
+        which opening would migrate, is left as it is — an auditor's copy must not change
+        — and read from a migrated private copy (:attr:`copied_from` names the file; the
+        copy is removed by :meth:`close`).  The first command that writes migrates it."""
         path = sqlite_file(settings.db_url)
         if path is not None and os.path.isfile(path):
             ready = cls._open_sqlite(settings, path)
             if ready is not None:
                 return ready
+            if readonly and not create and _holds_ledger_tables(path):
+                return cls._open_copy(settings, path)
         elif path is not None and not create:
             raise DatabaseUnavailable(f"There is no ledger at {path}.", hint=NO_LEDGER_HINT)
         engine = make_engine(settings.db_url)
@@ -1221,6 +1256,37 @@ class Ledger:
             engine.dispose()
             raise
         return cls(engine, settings, origin, log_public or stored_pub)
+
+    @classmethod
+    def _open_copy(cls, settings: Settings, path: str) -> Ledger:
+        """The ledger in the SQLite file ``path``, read from a private copy (SQLite's online
+        backup, through a read-only connection) that :meth:`open` then migrates."""
+        import atexit
+        import shutil
+        import sqlite3
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="escrow-ledger-copy-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # also if not closed
+        copy = os.path.join(folder, "ledger.db")
+        try:
+            with db_errors(settings.db_url):
+                source = _connect_sqlite(path, readonly=True)
+                try:
+                    target = sqlite3.connect(copy)
+                    try:
+                        source.backup(target)
+                    finally:
+                        target.close()
+                finally:
+                    source.close()
+            ledger = cls.open(settings._replace(db_url=f"sqlite:///{copy}"), create=False)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        ledger.copied_from = path
+        ledger._copy_dir = folder
+        return ledger
 
     @staticmethod
     def _check_log_key(
@@ -1404,6 +1470,11 @@ class Ledger:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._copy_dir is not None:  # a read-only open's private copy
+            import shutil
+
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            self._copy_dir = None
 
     def __enter__(self) -> Ledger:
         return self

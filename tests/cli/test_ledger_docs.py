@@ -22,7 +22,7 @@ def test_consistency_from_a_foreign_checkpoint_with_json_prints_one_document(
     assert ok.exit_code == 0, ok.stderr
     assert ok.json()["consistent"] is True
 
-    # a checkpoint of another log with the same origin: signed by another key
+    # a checkpoint of another log: its own origin, signed by another key
     other = tmp_path / "other-home"
     monkeypatch.setenv("ESCROW_HOME", str(other))
     assert cli(["init"]).exit_code == 0
@@ -34,5 +34,5 @@ def test_consistency_from_a_foreign_checkpoint_with_json_prints_one_document(
     assert r.exit_code == 1, r.stderr
     doc = r.json()
     assert doc["consistent"] is False
-    assert "not signed by the log key" in doc["error"]
-    assert "not signed by the log key" in r.stderr
+    assert "The checkpoint is for the log" in doc["error"]
+    assert "The checkpoint is for the log" in r.stderr
