@@ -522,7 +522,8 @@ def import_(
         )
     for item in result.entries:
         before = "" if item["new"] else "  (imported before)"
-        app.out(f"  entry {item['index']}  {item['project']}  {item['imageId']}{before}")
+        image = item["imageId"] or "-"  # a failed build made no image
+        app.out(f"  entry {item['index']}  {item['project']}  {image}{before}")
     app.out(f"{count(result.blobs_new, 'new blob')} ({_size(result.bytes_new)})")
     if save_checkpoint is not None:
         app.out(
@@ -737,5 +738,7 @@ def gc(
             f"({_size(doc['logTemporary']['bytes'])}) that interrupted log writes left in "
             f"{app.settings.blobs_dir}"
         )
+    for damage in doc.get("damaged") or []:
+        app.say(f"escrow: warning: the store is damaged: {damage}; --apply would remove nothing")
     if not apply:
         app.say("escrow: dry run; pass --apply to remove.")

@@ -508,15 +508,23 @@ def check_record(
         elif not store.has(str(ctx["index"])):
             need("context", "context index", str(ctx["index"]), "the context index is missing")
         else:
-            index = context_index(store, str(ctx["index"]))
-            for blob in context_blobs(index):
-                need("context", "context file", blob, "a context file blob is missing")
+            try:
+                index = context_index(store, str(ctx["index"]))
+            except InputError as e:  # damaged: named, as a missing blob is
+                missing.append(_damaged("context", "context index", str(ctx["index"]), e))
+            else:
+                for blob in context_blobs(index):
+                    need("context", "context file", blob, "a context file blob is missing")
     for log in needs.logs:
         need("log", "step log", log, "a step log is not deposited")
     if needs.files_blob:
         need("file-list", "context file list", needs.files_blob, "the file list is not deposited")
     for base in needs.bases:
-        parts = missing_parts(store, base["imageId"])
+        try:
+            parts = missing_parts(store, base["imageId"])
+        except InputError as e:  # its config is damaged: named, as a missing one is
+            missing.append(_damaged("base-image", base["reference"], base["imageId"], e))
+            continue
         missing.extend(
             {
                 "kind": "base-image",
@@ -527,7 +535,10 @@ def check_record(
             for part in parts
         )
     if needs.image_id:
-        parts = missing_parts(store, needs.image_id)
+        try:
+            parts = missing_parts(store, needs.image_id)
+        except InputError:  # a damaged config of the built image: as good as none
+            parts = ["config"]
         if parts:
             optional.append(
                 {
@@ -540,7 +551,11 @@ def check_record(
             )
     verified = 0
     if verify:
-        for blob in record_blobs(store, record):
+        try:
+            blobs = record_blobs(store, record)
+        except InputError:  # a damaged index or config, listed above
+            blobs = []
+        for blob in blobs:
             if store.has(blob):
                 try:
                     with store.open(blob) as f:
@@ -562,8 +577,40 @@ def check_record(
     return CheckReport(digest, missing, optional, verified)
 
 
+def _damaged(kind: str, name: str, digest: str | None, error: InputError) -> dict[str, Any]:
+    """A ``missing`` item for a deposited document that cannot be read (``error`` says why)."""
+    return {
+        "kind": kind,
+        "name": name,
+        "digest": digest,
+        "reason": f"damaged: {error.message[:1].lower()}{error.message[1:].rstrip('.')}",
+    }
+
+
+def _dangling(store: DepositStore, entry: Entry) -> dict[str, Any] | None:
+    """The ``missing`` item for an entry whose reference in the store names a record that is
+    not there, or is not a digest at all (a damaged store), else None."""
+    for namespace, what in ((ENTRIES, "deposit record"), (IMPORTS, "import record")):
+        try:
+            digest = store.get_ref(namespace, entry.leaf_hash)
+        except InputError as e:
+            return _damaged("deposit", f"{namespace} reference", None, e)
+        if digest is not None:
+            return {
+                "kind": "deposit",
+                "name": "record",
+                "digest": digest,
+                "reason": f"the store {store.location} references the {what} {digest[:16]}… "
+                "of this entry, which is not in the store (the store is damaged)",
+            }
+    return None
+
+
 def nothing_deposited(store: DepositStore, entry: Entry) -> str:
     """Why ``entry`` has no deposit, as the end of a sentence: gc removed it, or none was made."""
+    dangling = _dangling(store, entry)
+    if dangling is not None:
+        return str(dangling["reason"]).removeprefix("damaged: ")
     when = store.collected(entry.leaf_hash)  # a registry store keeps no such note: None
     if when is not None:
         return (
@@ -577,7 +624,13 @@ def check_entry(store: DepositStore, entry: Entry, *, verify: bool = False) -> C
     a ``gc --apply`` meanwhile removes it before or after, not half-way through."""
     predicate = build_predicate(entry)
     with reading(store):
-        found = find_record(store, entry.leaf_hash)
+        try:
+            found = find_record(store, entry.leaf_hash)
+        except InputError as e:  # a damaged reference or record: named, not a usage error
+            return CheckReport(None, [_damaged("deposit", "record", None, e)], [])
         if found is None:
+            dangling = _dangling(store, entry)
+            if dangling is not None:
+                return CheckReport(None, [dangling], [])
             return check_record(store, predicate, None, collected=store.collected(entry.leaf_hash))
         return check_record(store, predicate, found[1], verify=verify, digest=found[0])

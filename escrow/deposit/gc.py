@@ -29,6 +29,7 @@ from typing import Any
 from escrow.blobs import BlobStore
 from escrow.deposit.deposit import record_blobs
 from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, FileDepositStore, reading
+from escrow.errors import CheckFailed
 from escrow.times import rfc3339
 
 
@@ -49,12 +50,41 @@ def _parse_time(text: Any) -> datetime:
         return datetime.fromtimestamp(0, UTC)
 
 
-def _items(store: DepositStore) -> list[_Item]:
+def _damage(store: DepositStore, namespace: str, leaf: str, record: Any) -> list[str]:
+    """What of a reference's deposit is missing from the store although its record names it
+    (the record itself, its context index, an image config): the blobs that it names in turn
+    are unknown, so they look unreferenced."""
+    what = "deposit" if namespace == ENTRIES else "import"
+    if record is None:
+        return [f"the {what} record of entry {leaf[:16]}… is missing"]
+    docs: list[tuple[str, str]] = []
+    if namespace == IMPORTS:
+        docs.append(("deposit record", str(record.get("record"))))
+    ctx = record.get("context") or {}
+    if ctx.get("index"):
+        docs.append(("context index", str(ctx["index"])))
+    images = [str(b.get("imageId")) for b in record.get("baseImages") or []]
+    if record.get("image"):
+        images.append(str(record["image"].get("imageId")))
+    docs.extend(("image config", i) for i in images)
+    return [
+        f"the {name} {digest.removeprefix('sha256:')[:16]}… of entry {leaf[:16]}… is missing"
+        for name, digest in docs
+        if not store.has(digest)
+    ]
+
+
+def _items(store: DepositStore, damaged: list[str] | None = None) -> list[_Item]:
+    """Every deposit and import in the store, with the blobs it needs; what a damaged store
+    lacks of them is appended to ``damaged``."""
+    damaged = [] if damaged is None else damaged
     items: list[_Item] = []
     for leaf, digest in store.refs(ENTRIES):
         if not store.has(digest):
+            damaged.extend(_damage(store, ENTRIES, leaf, None))
             continue
         record = json.loads(store.get(digest))
+        damaged.extend(_damage(store, ENTRIES, leaf, record))
         e = record.get("entry") or {}
         item = _Item(
             ENTRIES,
@@ -67,8 +97,10 @@ def _items(store: DepositStore) -> list[_Item]:
         items.append(item)
     for leaf, digest in store.refs(IMPORTS):
         if not store.has(digest):
+            damaged.extend(_damage(store, IMPORTS, leaf, None))
             continue
         doc = json.loads(store.get(digest))
+        damaged.extend(_damage(store, IMPORTS, leaf, {"record": doc.get("record")}))
         item = _Item(
             IMPORTS,
             leaf,
@@ -78,7 +110,9 @@ def _items(store: DepositStore) -> list[_Item]:
         )
         item.blobs = {digest, str(doc["envelope"]), str(doc["record"])}
         if store.has(str(doc["record"])):
-            item.blobs.update(record_blobs(store, json.loads(store.get(str(doc["record"])))))
+            record = json.loads(store.get(str(doc["record"])))
+            damaged.extend(_damage(store, ENTRIES, leaf, record))
+            item.blobs.update(record_blobs(store, record))
         items.append(item)
     return items
 
@@ -155,7 +189,19 @@ def collect_garbage(
     since = None if keep_days is None else _days_before(now, keep_days)
     with store.lock(exclusive=True) if apply else reading(store):
         sizes = _sizes(store)
-        items = _items(store)
+        damaged: list[str] = []
+        items = _items(store, damaged)
+        if apply and damaged:
+            # what the missing documents name looks unreferenced: removing it would make
+            # the damage beyond repair (an import of the exported deposit brings them back)
+            raise CheckFailed(
+                f"The deposit store {store.location} is damaged ({damaged[0]}"
+                + (f", and {len(damaged) - 1} more" if len(damaged) > 1 else "")
+                + "); gc --apply removed nothing.",
+                hint="`escrow deposit check INDEX` names what is damaged; import the exported "
+                "deposit again or deposit the entry again (escrow deposit INDEX --context DIR), "
+                "or remove its reference, then run gc again.",
+            )
         in_use = store.pinned(clean=apply) & set(sizes)  # a registry store has no pins
         by_project: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
@@ -215,4 +261,5 @@ def collect_garbage(
         "bytesStored": sum(sizes.values()),
         "logTemporary": {"files": log_tmp[0], "bytes": log_tmp[1]},
         "storeTemporary": {"files": temporary[0], "bytes": temporary[1]},
+        "damaged": damaged,
     }

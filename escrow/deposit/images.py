@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from escrow.blobs import check_digest
 from escrow.deposit.store import DepositStore
-from escrow.errors import EngineUnavailable, InputError
+from escrow.errors import CheckFailed, EngineUnavailable, InputError
 
 if TYPE_CHECKING:
     from escrow.capture.engine import DockerEngine
@@ -288,9 +288,20 @@ def load_archive(store: DepositStore, image_id: str, tags: Sequence[str] = ()) -
         seen.add(name)
         size = store.size(diff_id)
         yield header(name, size)
+        h = hashlib.sha256()
         with store.open(diff_id) as f:
             while chunk := f.read(_CHUNK):
+                h.update(chunk)
                 yield chunk
+        if h.hexdigest() != check_digest(diff_id):
+            # before the manifest: the engine loads nothing from an archive cut here
+            raise CheckFailed(
+                f"The deposited layer sha256:{check_digest(diff_id)[:12]} of the image "
+                f"{image_id[:19]} does not match its SHA-256 (the deposit store "
+                f"{store.location} is damaged); nothing was loaded.",
+                hint="Restore it from a backup, or import the exported deposit again "
+                "(`escrow deposit import` replaces a damaged blob).",
+            )
         yield pad(size)
     yield header("manifest.json", len(manifest)) + manifest + pad(len(manifest))
     yield b"\0" * (2 * tarfile.BLOCKSIZE)

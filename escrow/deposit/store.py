@@ -324,10 +324,16 @@ class FileDepositStore:
         return when if _WHEN.fullmatch(when) else "?"
 
     def get_ref(self, namespace: str, name: str) -> str | None:
+        path = self._ref_path(namespace, name)
         try:
-            text = self._ref_path(namespace, name).read_text(encoding="ascii").strip()
+            text = path.read_bytes().decode("ascii", errors="replace").strip()
         except FileNotFoundError:
             return None
+        if not HEX.match(text.removeprefix("sha256:").lower()):
+            raise InputError(
+                f"The reference {path} in the deposit store does not hold a SHA-256 digest "
+                "(the store is damaged)."
+            )
         return check_digest(text)
 
     def delete_ref(self, namespace: str, name: str) -> None:
