@@ -142,9 +142,14 @@ def breakable(value: Any, *, isolated: bool = True) -> Markup:
     # isolated (<bdi>): a right-to-left value does not take the neutrals and digits of the
     # text beside it into its own run ("مشروع, 2024-app" read "2024 ,مشروع-app").  WeasyPrint
     # has no unicode-bidi (it warns of the property), but orders the text of each inline
-    # box on its own, which isolates it (tests/pack/test_hunt_content.py)
+    # box on its own, which isolates it (tests/pack/test_hunt_content.py).  Only a value with
+    # a right-to-left letter is isolated: in an inline box of its own, a value whose break
+    # points are <wbr> elements wraps mid-word ("very-long-p|roject-name") rather than at
+    # them, as WeasyPrint lays out such a box (tests/pack/test_hunt_layout_wrap.py)
     joined = Markup("").join(out)
-    return Markup("<bdi>{}</bdi>").format(joined) if isolated else joined
+    if isolated and RTL_LETTER.search(text):
+        return Markup("<bdi>{}</bdi>").format(joined)
+    return joined
 
 
 def scope_markup(scope: Any) -> Markup:
