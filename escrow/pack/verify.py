@@ -1759,6 +1759,7 @@ def _shows(text: str, phrase: str, scope: Any) -> bool:
     are left out on both sides."""
     from escrow.pack.render import COVER_ROW_END, RTL_LETTER, cover_row_pdf, shown_controls
 
+    text = _PAGE_FURNITURE.sub("\n", text)  # a scope the cover's pages split goes on
     if RTL_LETTER.search(phrase):
         # pdftotext turns back only the runs of right-to-left letters: words with a hyphen,
         # a dot or a digit between them come out in another order (and a name with two
@@ -1771,6 +1772,14 @@ def _shows(text: str, phrase: str, scope: Any) -> bool:
     pattern = "".join("-?" if c == "-" else re.escape(c) for c in printed)
     return re.search(pattern, _SEPARATORS.sub("", text)) is not None
 
+
+#: what ``pdftotext`` puts where a page breaks (reports/pack.css): the footer's page number,
+#: the form feed, and the running header of the pages that have one (title and pack ID);
+#: :func:`_shows` reads a phrase across it (a long scope runs from the cover onto a second page)
+_PAGE_FURNITURE = re.compile(
+    r"\n[ \t]*Page \d+ of \d+[ \t]*\n*\f"
+    r"(?:[ \t]*escrow audit pack[ \t]*\n\s*EP(?:-[0-9A-F]{4})+[ \t]*\n)?"
+)
 
 #: what :func:`_shows` leaves out of the phrase and the page: whitespace, the separators
 #: of a scope's lists, and the direction controls ``pdftotext`` adds around right-to-left text
