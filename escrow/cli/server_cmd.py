@@ -191,6 +191,8 @@ def serve(
     os.environ["ESCROW_SERVER_REQUEST_TIMEOUT"] = repr(request_timeout)
     os.environ["ESCROW_SERVER_PACK_WORKERS"] = "0" if no_packs else "1"
     os.environ["ESCROW_SERVER_PACK_TIME_LIMIT"] = repr(pack_time_limit)
+    # its workers stop when this process is gone, however it went (escrow.server.app)
+    os.environ["ESCROW_SERVER_SUPERVISOR_PID"] = str(os.getpid())
     app.say(
         f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
         f"on http://{f'[{host}]' if ':' in host else host}:{port} with {workers} worker(s)"
@@ -317,9 +319,22 @@ class _Tokens:
 
         app.local_ledger()  # the database answers and holds a ledger (never made here)
         engine = make_engine(s.db_url)
-        with db_errors(s.db_url):
-            TokenStore.create_tables(engine)
+        try:
+            with db_errors(s.db_url):
+                TokenStore.create_tables(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         self.store = TokenStore(engine)
+
+    def __enter__(self) -> _Tokens:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        # the pooled connections go with the command (`escrow` run in-process, by a test
+        # or a script, would otherwise leave them open until garbage collection)
+        if self.store is not None:
+            self.store.engine.dispose()
 
     def create(self, name: str, role: str) -> dict[str, Any]:
         if self.remote is not None:
@@ -351,7 +366,8 @@ class _Tokens:
 @pass_app
 def tokens_create(app: App, role: str, name: str, as_json: bool) -> None:
     """Create a token and print it once; only its SHA-256 is stored."""
-    info = _Tokens(app).create(name, role)
+    with _Tokens(app) as store:
+        info = store.create(name, role)
     if as_json:
         app.emit_json(info)
         return
@@ -368,7 +384,8 @@ def tokens_create(app: App, role: str, name: str, as_json: bool) -> None:
 @pass_app
 def tokens_list(app: App, active: bool, as_json: bool) -> None:
     """List tokens (never the secrets)."""
-    rows = _Tokens(app).list(include_revoked=not active)
+    with _Tokens(app) as store:
+        rows = store.list(include_revoked=not active)
     if as_json:
         app.emit_json({"tokens": rows})
         return
@@ -406,7 +423,8 @@ def tokens_revoke(app: App, token: str, as_json: bool) -> None:
     """Revoke TOKEN (its ID or its active name); requests with it then get 401."""
     if not token.strip():
         raise UsageError("Give the ID or name of the token to revoke.")
-    info = _Tokens(app).revoke(token.strip())
+    with _Tokens(app) as store:
+        info = store.revoke(token.strip())
     if as_json:
         app.emit_json(info)
         return

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from escrow import __version__
 from escrow.config import Settings, load_settings
 from escrow.documents.types import SCHEMA_NAMES
-from escrow.errors import DatabaseUnavailable, EscrowError, UsageError
+from escrow.errors import DatabaseUnavailable, EscrowError, InputError, UsageError
 from escrow.server import models as m
 from escrow.server.auth import Principal, Role, TokenNameTaken, TokenStore
 from escrow.server.http import (
@@ -480,11 +480,47 @@ def app_from_env() -> FastAPI:
     max_body = int(os.environ.get("ESCROW_SERVER_MAX_BODY") or DEFAULT_MAX_BODY)
     workers = int(os.environ.get("ESCROW_SERVER_PACK_WORKERS") or 1)
     limit = float(os.environ.get("ESCROW_SERVER_PACK_TIME_LIMIT") or DEFAULT_TIME_LIMIT_S)
+    _watch_supervisor(os.environ.get(SUPERVISOR_ENV, ""))
     return create_app(
         ServerConfig(
             load_settings(), max_body=max_body, pack_workers=workers, pack_time_limit=limit
         )
     )
+
+
+#: The process ID of the `escrow serve` process that started Uvicorn (set by the command):
+#: a worker whose parent it is watches it (:func:`_watch_supervisor`).
+SUPERVISOR_ENV = "ESCROW_SERVER_SUPERVISOR_PID"
+#: How often a worker looks whether its supervisor still lives, in seconds.
+SUPERVISOR_CHECK_S = 1.0
+
+
+def _watch_supervisor(pid_text: str) -> None:
+    """In a worker process of `escrow serve --workers N`, stop the worker as SIGTERM does once
+    the supervisor that started it is gone (killed with SIGKILL, say, which it cannot pass
+    on): an orphaned worker would go on holding the port, so the server could not be started
+    again ("another process is using the port"), and its pack job would stay claimed by a
+    server nobody runs.  Stopped this way, it finishes its requests and queues its pack job
+    again, as a worker stopped with the server does.  Nothing is watched in a process that
+    is not the supervisor's child (``--workers 1`` serves in the supervisor itself)."""
+    import signal
+
+    try:
+        supervisor = int(pid_text)
+    except ValueError:
+        return
+    if supervisor <= 1 or os.getppid() != supervisor:
+        return
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(SUPERVISOR_CHECK_S)
+        log.warning(
+            "the escrow serve process %d that started this worker is gone; stopping", supervisor
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="escrow-supervisor-watch", daemon=True).start()
 
 
 def _health_router() -> APIRouter:
@@ -958,6 +994,8 @@ def _v1_router() -> APIRouter:  # noqa: C901 - one closure per route
             token, info = tokens.create(body.name, Role(body.role))
         except TokenNameTaken as e:  # the request is fine; the name is in use
             raise ApiError(409, e.diagnostics(), location="body", pointer="/name") from e
+        except InputError as e:  # the name itself (blank, too long, control characters)
+            raise ApiError(422, e.diagnostics(), location="body", pointer="/name") from e
         request.state.audit = f"created token {info.id} {info.name!r} ({info.role.value})"
         return {**info.to_dict(), "token": token}
 

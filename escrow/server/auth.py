@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 TOKEN_PREFIX = "escrow_"  # noqa: S105 - a prefix, not a secret
+#: PostgreSQL advisory lock key serialising token creation ("escrowt" in ASCII): the check
+#: that no active token has the name and the insert are one step for every server.
+PG_TOKEN_LOCK_KEY = 0x657363726F7774
 
 
 def db_reason(e: BaseException) -> str:
@@ -176,6 +179,7 @@ class TokenStore:
 
     def create(self, name: str, role: Role) -> tuple[str, TokenInfo]:
         """A new token; return ``(token, info)``.  The token itself is never stored."""
+        from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
         from sqlmodel import select
 
@@ -190,6 +194,10 @@ class TokenStore:
         )
         try:
             with self._session(write=True) as s:
+                if self.engine.dialect.name == "postgresql":
+                    # SQLite's BEGIN IMMEDIATE serialises this; on PostgreSQL two servers
+                    # (or workers) would both find the name free and both insert it
+                    s.exec(text(f"SELECT pg_advisory_xact_lock({PG_TOKEN_LOCK_KEY})"))
                 clash = s.exec(
                     select(ServerToken).where(
                         ServerToken.name == name,
@@ -245,6 +253,13 @@ class TokenStore:
                         raise InputError(
                             f"There is no token with the ID or active name {id_or_name!r}.",
                             hint="`escrow tokens list` shows them.",
+                        )
+                    if len(rows) > 1:  # made at once by two servers before names were locked
+                        ids = ", ".join(sorted(r.id for r in rows))
+                        raise InputError(
+                            f"{len(rows)} active tokens are named {id_or_name!r} ({ids}); "
+                            "nothing was revoked.",
+                            hint="Revoke each by its ID.",
                         )
                     row = rows[0]
                 if row.revoked_at is None:

@@ -977,9 +977,17 @@ class RemoteLedger:
     def revoke_token(self, id_or_name: str) -> dict[str, Any]:
         """Revoke the token with this ID or active name (as ``TokenStore.revoke`` does)."""
         rows = self.list_tokens()
-        match = next((t for t in rows if t["id"] == id_or_name), None) or next(
-            (t for t in rows if t["name"] == id_or_name and t.get("active")), None
-        )
+        match = next((t for t in rows if t["id"] == id_or_name), None)
+        if match is None:
+            named = [t for t in rows if t["name"] == id_or_name and t.get("active")]
+            if len(named) > 1:  # made at once by two servers before names were locked
+                ids = ", ".join(sorted(str(t["id"]) for t in named))
+                raise InputError(
+                    f"{len(named)} active tokens are named {id_or_name!r} on {self.url} "
+                    f"({ids}); nothing was revoked.",
+                    hint="Revoke each by its ID.",
+                )
+            match = named[0] if named else None
         if match is None:
             raise InputError(
                 f"There is no token with the ID or active name {id_or_name!r} on {self.url}.",

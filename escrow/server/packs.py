@@ -780,6 +780,8 @@ class PackRunner:
     def _render(self, job_id: str) -> None:
         from contextlib import AbstractContextManager, nullcontext
 
+        from sqlalchemy.exc import SQLAlchemyError
+
         attempt = job_id.attempt if isinstance(job_id, ClaimedJob) else None
         job_id = str(job_id)
         alive: AbstractContextManager[object] = (
@@ -818,38 +820,67 @@ class PackRunner:
         for line in said.splitlines():  # the renderer's own log lines, in the server's log
             if line.startswith(f"pack job {job_id}: "):
                 log.warning("%s", line.strip())
-        if code != 0 and self._stop.is_set():
+        if code == 0:
+            log.info("pack job %s: done", job_id)
+            return
+        try:
+            self._settle(job_id, attempt, code, said, timed_out)
+        except (SQLAlchemyError, EscrowError) as e:
+            # The database is down (most likely why the renderer failed): the job would
+            # stay running, without a heartbeat, until another server took it for dead
+            # minutes later and failed it. Queue it again as soon as the database is back.
+            log.error(
+                "pack job %s: cannot record its outcome (%s); it is queued again once the "
+                "database answers",
+                job_id,
+                db_reason(e),
+            )
+            self._requeue_when_back(job_id, attempt)
+
+    def _requeue_when_back(self, job_id: str, attempt: str | None) -> None:
+        """Queue the job again (under its claim) once the database answers, trying every
+        ``poll_s`` (and once more when the server stops)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        while True:
+            try:
+                if self.jobs.requeue(job_id, attempt):
+                    log.info("pack job %s: queued again (the database was unavailable)", job_id)
+                return
+            except (SQLAlchemyError, EscrowError):
+                if self._stop.is_set():
+                    return  # still running: failed or queued again once stale
+            self._stop.wait(self.poll_s)
+
+    def _settle(
+        self, job_id: str, attempt: str | None, code: int, said: str, timed_out: bool
+    ) -> None:
+        """Record the outcome of a renderer that exited with ``code`` (not 0)."""
+        if self._stop.is_set():
             # stopped with the server (a restart, a deploy): queue it again for the next
             # server to render, rather than fail the auditor's request
             if self.jobs.requeue(job_id, attempt):
                 log.info("pack job %s: queued again (the server is stopping)", job_id)
             return
-        if code != 0:
-            if timed_out:
-                text, kind = time_limit_error(self.time_limit), "unavailable"
-            else:
-                text, kind = _renderer_error(said, code)
-            log.error("pack job %s failed: %s", job_id, text)
-            job = self.jobs.get(job_id)
-            if job is not None and job.status == "running":
-                done = self._recorded_anyway(job_id)
-                if done is not None:  # died after its pack was recorded: serve that pack
-                    log.warning(
-                        "pack job %s: its pack is recorded as ledger entry %d; serving it",
-                        job_id,
-                        done[1],
-                    )
-                    if not self.jobs.finish(
-                        job_id, pdf=done[0], entry_index=done[1], attempt=attempt
-                    ):
-                        _not_recorded(job_id)
-                    return
-                if not self.jobs.finish(
-                    job_id, error=text[:2000], error_kind=kind, attempt=attempt
-                ):
-                    _not_recorded(job_id)
+        if timed_out:
+            text, kind = time_limit_error(self.time_limit), "unavailable"
         else:
-            log.info("pack job %s: done", job_id)
+            text, kind = _renderer_error(said, code)
+        job = self.jobs.get(job_id)  # the database down: queued again once it is back
+        log.error("pack job %s failed: %s", job_id, text)
+        if job is not None and job.status == "running":
+            done = self._recorded_anyway(job_id)
+            if done is not None:  # died after its pack was recorded: serve that pack
+                log.warning(
+                    "pack job %s: its pack is recorded as ledger entry %d; serving it",
+                    job_id,
+                    done[1],
+                )
+                if not self.jobs.finish(job_id, pdf=done[0], entry_index=done[1], attempt=attempt):
+                    _not_recorded(job_id)
+                return
+            if not self.jobs.finish(job_id, error=text[:2000], error_kind=kind, attempt=attempt):
+                _not_recorded(job_id)
 
     def _recorded_anyway(self, job_id: str) -> tuple[bytes, int] | None:
         """The kept pack and its entry, when the job's failed renderer had recorded it
@@ -1144,8 +1175,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) not in (1, 2):
         print("usage: python -m escrow.server.packs JOB_ID [ATTEMPT]", file=sys.stderr)
         return 2
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        render_job(load_settings(), args[0], args[1] if len(args) == 2 else None)
+        try:
+            render_job(load_settings(), args[0], args[1] if len(args) == 2 else None)
+        except SQLAlchemyError as e:  # the job table, read or written outside a wrapper
+            raise DatabaseUnavailable(
+                f"The ledger database became unavailable while the pack was rendered "
+                f"({db_reason(e)}).",
+                hint="Request the pack again.",
+            ) from e
     except EscrowError as e:
         print(f"{KIND_LINE}{error_kind(e)}", file=sys.stderr)
         print(f"escrow: error: {_job_error(e)}", file=sys.stderr)
