@@ -22,4 +22,5 @@ say "tests"
 # Two workers (pytest-xdist): the tests that use the Docker Engine run one at a time on one
 # of them (tests/conftest.py groups them), the rest — ledger, server, PostgreSQL, packs —
 # on either. ESCROW_TEST_WORKERS=0 runs the suite in this one process.
-python -m pytest -n "${ESCROW_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# The 25 slowest tests are listed at the end: the suite must stay under 15 minutes.
+python -m pytest -n "${ESCROW_TEST_WORKERS:-2}" --dist loadgroup --durations=25 "$@"
