@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from escrow.errors import UsageError
@@ -19,6 +20,11 @@ def to_the_second(moment: datetime) -> str:
 def utc_now() -> str:
     """Now as RFC 3339 UTC with microseconds and ``Z``."""
     return rfc3339(datetime.now(UTC))
+
+
+#: a fraction of a second with a non-zero digit past the sixth (finer than a microsecond);
+#: compiled on first use (this module is imported on the way to `escrow build`'s request)
+_FINER_THAN_MICROSECONDS = r"[.,]\d{6}\d*[1-9]"
 
 
 def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
@@ -41,6 +47,11 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
+        if re.search(_FINER_THAN_MICROSECONDS, value):
+            # Python keeps microseconds and drops the rest; times are stored to the
+            # microsecond, so the time given lies after the truncated one: rounded up,
+            # an entry at .865133 is before --since/--until .865133123, as it is
+            parsed += timedelta(microseconds=1)
         return parsed.astimezone(UTC)
     except ValueError:
         raise UsageError(
