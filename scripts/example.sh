@@ -6,7 +6,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
 OUT="${ESCROW_EXAMPLE_OUT:-$ROOT/out}"
-mkdir -p "$OUT"
+# before any build: a user who may not write there (a clone root made) learns it at once,
+# not once everything is built and recorded
+if ! mkdir -p "$OUT" 2>/dev/null || [[ ! -w "$OUT" || ! -x "$OUT" ]]; then
+  printf '[example] %s\n' "cannot write the audit pack in $OUT (not a folder $(id -un) may write): set ESCROW_EXAMPLE_OUT to a folder you can write" >&2
+  exit 3
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

@@ -45,15 +45,36 @@ ensure_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# A user who is not root, with an environment another user (root) made: say what to do
+# rather than fail part way through `python3 -m venv` or pip with their tracebacks.
+cannot_set_up_python() {
+  say "$1, and $(id -un) may not write $2:"
+  say "${3:-run bash scripts/setup.sh once as root (or as the owner of $2)}, or work in a clone of your own"
+  exit 3
+}
+
 ensure_python() {
   local stamp="$VENV/.escrow-installed"
   local want
   want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
-  if [[ ! -x "$VENV/bin/python" ]]; then
+  if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
+    if [[ -e "$VENV" || -L "$VENV/bin/python" ]] && [[ ! -w "$VENV" ]]; then
+      # e.g. root's environment, whose Python lies under root's private home
+      local python
+      python="$(readlink -m "$VENV/bin/python")"
+      cannot_set_up_python "the Python environment in $VENV cannot be run by $(id -un) (its Python, $python, is missing or not permitted)" \
+        "$VENV" "ask its owner to let every user run $python or to remake $VENV with a Python every user can run"
+    fi
+    if [[ ! -e "$VENV" && ! -w "$ROOT" ]]; then
+      cannot_set_up_python "there is no Python environment in $VENV yet" "$ROOT"
+    fi
     say "creating the Python environment in $VENV"
     python3 -m venv "$VENV"
   fi
   if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    if [[ ! -w "$VENV" ]]; then
+      cannot_set_up_python "the Python environment in $VENV is not up to date with pyproject.toml and constraints.txt" "$VENV"
+    fi
     say "installing escrow and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     # the dependency versions the suite last passed with (constraints.txt), not whatever

@@ -91,9 +91,14 @@ def _unavailable(e: BaseException) -> EngineUnavailable:
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     text = str(e)
     if "Permission denied" in text or "PermissionError" in text:
+        if host in ("unix:///var/run/docker.sock", "unix:///run/docker.sock"):
+            hint = "Add your user to the `docker` group (then log in again) or run as root."
+        else:  # the docker group opens only the system engine's socket
+            hint = (
+                "Ask the engine's owner for access, or point DOCKER_HOST at an engine you may use."
+            )
         return EngineUnavailable(
-            f"Permission to use the Docker Engine at {host} was denied.",
-            hint="Add your user to the `docker` group (then log in again) or run as root.",
+            f"Permission to use the Docker Engine at {host} was denied.", hint=hint
         )
     return EngineUnavailable(
         f"The Docker Engine at {host} is not reachable.",
@@ -109,8 +114,12 @@ def _check_socket(base_url: str) -> None:
         return
     path = base_url.split("://", 1)[1] if base_url else "/var/run/docker.sock"
     path = "/" + path.lstrip("/")
-    if not os.path.exists(path):
-        raise _unavailable(FileNotFoundError(path))
+    try:
+        os.stat(path)
+    except PermissionError as e:  # in a folder this user may not enter (a rootless engine's)
+        raise _unavailable(PermissionError(f"Permission denied: {path}")) from e
+    except OSError as e:
+        raise _unavailable(FileNotFoundError(path)) from e
     if not os.access(path, os.R_OK | os.W_OK):
         raise _unavailable(PermissionError(f"Permission denied: {path}"))
 
