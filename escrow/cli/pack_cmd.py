@@ -142,9 +142,12 @@ def pack(
     except OSError as e:
         blocking = file_in_the_way(output)
         reason = f"{blocking} is a file, not a folder" if blocking else (e.strerror or str(e))
+        denied = blocking is None and isinstance(e, PermissionError)
         raise UsageError(
             f"Cannot write the pack to {output}: {reason}.",
-            hint="Give -o a path whose folders can be created.",
+            hint="Give -o a path in a folder you may write to."
+            if denied
+            else "Give -o a path whose folders can be created.",
         ) from e
     from escrow.pack.collect import MAX_BUILDS, PackRequest, parse_entry_list
     from escrow.pack.render import render_pack
