@@ -33,6 +33,12 @@ def read_key_file(path: Path, passphrase: str | None) -> bytes:
             f"The signing key {path} does not exist.",
             hint="Run `escrow init` first, or point ESCROW_KEY at a key.",
         ) from e
+    except PermissionError as e:  # another user's key (a home root made)
+        raise KeyLocked(
+            f"The signing key {path} cannot be read: {e.strerror}.",
+            hint="Run as the key's owner, or point ESCROW_KEY (or ESCROW_HOME) at a key "
+            "you may read.",
+        ) from e
     except OSError as e:
         raise KeyLocked(f"The signing key {path} cannot be read: {e.strerror}.") from e
     if ENCRYPTED_MARKER in data and not passphrase:
