@@ -327,6 +327,26 @@ def recorded_image_id(
     )
 
 
+def _refuse_ambiguous_in_engine(ledger: Ledger | RemoteLedger, engine: Any, target: str) -> None:
+    """:class:`InputError` when the short ID ``target`` begins several of the engine's
+    image IDs: the engine then finds none, and the ledger's own index (which knows only
+    recorded images) must not pick one of them as if it were the image meant (when
+    several recorded IDs begin with it too, :func:`recorded_image_id` says so)."""
+    digits = digest_prefix(target)
+    starting = getattr(engine, "image_ids_starting", None)
+    if digits is None or len(digits) == 64 or starting is None:
+        return
+    found = starting(digits)
+    if len(found) < 2 or len(ledger.image_ids_starting(digits, limit=2)) > 1:
+        return  # none (the ledger may know it), one the engine could not read, or see above
+    listed = ", ".join(i.removeprefix("sha256:")[:16] for i in found[:2])
+    raise InputError(
+        f"The short ID {target} is the beginning of {'several' if len(found) > 2 else 'two'} "
+        f"image IDs in the Docker Engine ({listed}{', …' if len(found) > 2 else ''}).",
+        hint="Give more of its digits, or the entry's index (`escrow log` lists them).",
+    )
+
+
 def _no_image_with(short: str, ledger: Ledger | RemoteLedger, engine_asked: bool) -> NoReturn:
     from escrow.server.client import RemoteLedger
 
@@ -357,10 +377,13 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
     if target.isdigit():
         return ledger.get(int(target))
     image_id = sha256_id(target)
+    in_engine = False  # the name or short ID was resolved by the engine
     if image_id is None and engine is not None:
         facts = engine.image_facts(target)
         if facts is not None:
-            image_id = str(facts["id"])
+            image_id, in_engine = str(facts["id"]), True
+        else:
+            _refuse_ambiguous_in_engine(ledger, engine, target)
     if image_id is None:
         # a short ID as `escrow log` shows it, of an image the engine no longer holds
         image_id = recorded_image_id(ledger, target, engine_asked=engine is not None)
@@ -389,10 +412,20 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
     ]
     if not found:
         digest_given = sha256_id(target) is not None  # typed as a digest, not a name
+        named = in_engine and digest_prefix(target) is None  # a name, not a short ID
         raise CheckFailed(  # the answer to "is this image recorded?": no (exit 1)
-            f"No build of image {image_id} is recorded in the ledger.",
-            hint="`escrow log --image` lists what is; an image built without escrow has no "
-            "record to verify."
+            f"{target} is image {image_id} in the Docker Engine, and no build of that image "
+            "is recorded in the ledger."
+            if named
+            else f"No build of image {image_id} is recorded in the ledger.",
+            hint=(
+                "If escrow recorded a build under that name, the name was since given to an "
+                "image built without escrow (rebuilt, pulled or re-tagged): verify the recorded "
+                "build by its index (`escrow log` lists them)."
+                if named
+                else "`escrow log --image` lists what is; an image built without escrow has no "
+                "record to verify."
+            )
             + (
                 " If this is the manifest digest a registry gave (`docker push` prints it), "
                 "it is not the image ID: name the image as HOST/REPO@" + image_id + " to "

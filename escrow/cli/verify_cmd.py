@@ -76,6 +76,19 @@ class DockerFacts:
             return None
         return {"id": image.id, "diff_ids": list(image.attrs.get("RootFS", {}).get("Layers", []))}
 
+    def image_ids_starting(self, digits: str) -> list[str]:
+        """The IDs of the engine's images (intermediate ones too, as the engine's own
+        short-ID lookup sees them) that begin with the hex ``digits``."""
+        try:
+            ids = self.client.api.images(all=True, quiet=True)
+        except Exception:  # noqa: BLE001 - the engine went away: nothing known
+            return []
+        return sorted({str(i) for i in ids if str(i).removeprefix("sha256:").startswith(digits)})
+
+
+class _Printed(CheckFailed):
+    """A failure whose ``--json`` document has been printed already."""
+
 
 def _verify_envelope(
     app: App, path: str, key_files: tuple[str, ...], threshold: int, as_json: bool
@@ -323,21 +336,32 @@ def verify(
     from escrow.registry.attest import is_registry_reference
     from escrow.registry.reference import refuse_credentials
 
-    refuse_credentials(target)  # every later message would name the target as given
-    if is_registry_reference(target):
-        _verify_in_registry(app, target, as_json)
-        return
-    from escrow.blobs import digest_prefix
-    from escrow.verification import resolve_target, verify_entry
+    try:
+        refuse_credentials(target)  # every later message would name the target as given
+        if is_registry_reference(target):
+            _verify_in_registry(app, target, as_json)
+            return
+        from escrow.blobs import digest_prefix
+        from escrow.verification import resolve_target, verify_entry
 
-    ledger = app.ledger(readonly=True)
-    probed = DockerFacts.probe()
-    engine = probed if isinstance(probed, DockerFacts) else None
-    if isinstance(probed, EngineUnavailable) and not target.isdigit() and not digest_prefix(target):
-        raise probed  # only the engine can tell which image a name is (an ID: the ledger too)
-    entry = resolve_target(ledger, target, engine)
-    unavailable = probed.message if isinstance(probed, EngineUnavailable) else None
-    result = verify_entry(ledger, entry, engine=engine, engine_unavailable=unavailable)
+        ledger = app.ledger(readonly=True)
+        probed = DockerFacts.probe()
+        engine = probed if isinstance(probed, DockerFacts) else None
+        if (
+            isinstance(probed, EngineUnavailable)
+            and not target.isdigit()
+            and not digest_prefix(target)
+        ):
+            raise probed  # only the engine can tell which image a name is (an ID: the ledger too)
+        entry = resolve_target(ledger, target, engine)
+        unavailable = probed.message if isinstance(probed, EngineUnavailable) else None
+        result = verify_entry(ledger, entry, engine=engine, engine_unavailable=unavailable)
+    except _Printed:
+        raise
+    except EscrowError as e:
+        if as_json:  # a target that cannot be checked is still one document on stdout
+            app.emit_json({"ok": False, "target": target, "error": e.diagnostics()})
+        raise
     status, failure = _build_outcome(entry)
     if as_json:
         doc = result.to_dict()
@@ -400,6 +424,8 @@ def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
     result = verify_reference(app.ledger(readonly=True), target)
     if as_json:
         app.emit_json(result.to_dict())
+        if not result.ok:  # the document is out: the failure must not print a second one
+            raise _Printed(f"The attestations of {target} failed verification.")
     else:
         app.out(f"image {result.reference}")
         app.out(f"  manifest {result.manifest_digest}, image ID {result.image_id}")
