@@ -19,8 +19,10 @@ ruff check escrow tests bench
 ruff format --check escrow tests bench
 
 say "tests"
-# Two workers (pytest-xdist): the tests that use the Docker Engine run one at a time on one
-# of them (tests/conftest.py groups them), the rest — ledger, server, PostgreSQL, packs —
-# on either. ESCROW_TEST_WORKERS=0 runs the suite in this one process.
-# The 25 slowest tests are listed at the end: the suite must stay under 15 minutes.
-python -m pytest -n "${ESCROW_TEST_WORKERS:-2}" --dist loadgroup --durations=25 "$@"
+# Three workers (pytest-xdist) on the two cores: the tests that use the Docker Engine run
+# one at a time on one of them (tests/conftest.py groups them), the rest — ledger, server,
+# PostgreSQL, packs — on any; many of those wait on a server, a renderer or a timestamp
+# held on purpose, so a third worker fills that time. ESCROW_TEST_WORKERS=0 runs the suite
+# in this one process. The 25 slowest tests are listed at the end: the suite must stay
+# under 15 minutes.
+python -m pytest -n "${ESCROW_TEST_WORKERS:-3}" --dist loadgroup --durations=25 "$@"
