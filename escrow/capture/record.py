@@ -40,14 +40,11 @@ from escrow.capture.manifest import (
     utf8_document,
     utf8_text,
 )
-from escrow.capture.secrets import Redactor, strip_url_credentials, url_userinfo
+from escrow.capture.secrets import Redactor, url_userinfo
 from escrow.capture.source import builder_id, ci_facts, git_source
 from escrow.documents.canonical import canonical_bytes
 from escrow.errors import EscrowError, UsageError
 from escrow.times import utc_now
-
-#: strips URL credentials and nothing else (it knows no secret values)
-_URL_STRIPPER = Redactor(())
 
 #: changed paths listed in ``command.changedPaths`` (at most)
 MAX_CHANGED_PATHS = 100
@@ -210,8 +207,7 @@ def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
         if found is not None and found[2]:
             out.append(utf8_text(found[0] + redactor.placeholder(found[1])))
         else:
-            # URL credentials first: stripped whole, not replaced by a placeholder inside
-            out.append(utf8_text(redactor.text(strip_url_credentials(word))))
+            out.append(utf8_text(redactor.text(word)))
     return out
 
 
@@ -266,13 +262,13 @@ class _Output:
         del self._pending[: end + 1]
         for line in done.split(b"\n")[:-1]:
             text = (line + b"\n").decode("utf-8", errors="replace")
-            self.echo.write(self.redactor.text(strip_url_credentials(text)))
+            self.echo.write(self.redactor.text(text))
         self.echo.flush()
 
     def finish(self) -> None:
         if self.echo is not None and self._pending:
             text = self._pending.decode("utf-8", errors="replace")
-            self.echo.write(self.redactor.text(strip_url_credentials(text)))
+            self.echo.write(self.redactor.text(text))
             self._pending.clear()
 
 
@@ -454,8 +450,7 @@ def record_command(
         context, excluded, before_digest, before_files, echo
     )
     finished_on = utc_now()
-    # URL credentials first, as in the argv: ``https://host``, not a placeholder in the URL
-    scrubbed_log = redactor.data(_URL_STRIPPER.data(log))
+    scrubbed_log = redactor.data(log)
     command: dict[str, Any] = {
         "argv": _argv_record(argv, redactor),
         "cwd": utf8_text(str(Path.cwd())),

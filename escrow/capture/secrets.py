@@ -214,11 +214,13 @@ class Redactor:
         """``text`` with every known secret value and URL credential removed."""
         if not text:
             return text
-        text = self._history_args(text)
+        # URL credentials first: a learned value inside one (its password) must not leave
+        # "https://[secret NAME]@host" behind, which the URL pattern no longer strips
+        text = self._history_args(strip_url_credentials(text))
         pattern = self._compiled()
         if pattern is not None:
             text = pattern.sub(lambda m: self._values[m.group(0)], text)
-        return strip_url_credentials(text)
+        return text
 
     def _history_args(self, text: str) -> str:
         """Scrub ``|N NAME=value …`` build-arg prefixes whatever the value's length.
@@ -248,7 +250,9 @@ class Redactor:
         return " ".join([f"|{n}", *out, *words[i:]])
 
     def data(self, data: bytes) -> bytes:
-        """Bytes (a log) with every known secret value and URL credential removed."""
+        """Bytes (a log) with every known secret value and URL credential removed (the
+        credentials first, as :meth:`text` does)."""
+        data = _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)
         values = self._values_to_scrub()
         if values:
             table = {
@@ -257,7 +261,7 @@ class Redactor:
             }
             pattern = re.compile(b"|".join(re.escape(v) for v in table))
             data = pattern.sub(lambda m: table[m.group(0)], data)
-        return _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)
+        return data
 
     def document(self, doc: Any, *, _key: str = "") -> Any:
         """A deep copy of a JSON document with every string scrubbed (digests left alone)."""
