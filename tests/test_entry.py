@@ -95,24 +95,71 @@ def test_a_message_given_to_system_exit_is_printed_and_exits_1() -> None:
     assert done.stderr == "escrow: stopped\n"
 
 
+def _with_reader_gone(script: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """Run ``script`` with stdout a pipe whose reader has gone (``| head -1`` that has quit)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env.update(kwargs.pop("env", {}))
+    try:
+        return run_python(script, *args, env=env, stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+
+
 def test_output_to_a_closed_pipe_ends_quietly() -> None:
-    """``escrow log | head -1``: the reader is gone; no traceback, status 120 as Python's."""
+    """The final flush finds stdout's reader gone: no traceback, status 141 (as git's)."""
     script = (
         "import sys\n"
         "from escrow.cli.entry import hard_exit\n"
         "sys.stdout.write('line\\n')\n"
         "hard_exit(0)\n"
     )
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before anything is written
-    try:
-        done = run_python(
-            script,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-        )
-    finally:
-        os.close(write_end)
+    done = _with_reader_gone(script)
+    assert done.returncode == 141
+    assert done.stderr == b""
+
+
+def test_a_full_disk_at_the_final_flush_is_still_python_s_120() -> None:
+    script = "import sys\nfrom escrow.cli.entry import hard_exit\nprint('x')\nhard_exit(0)\n"
+    with open("/dev/full", "wb") as full:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        done = run_python(script, env=env, stdout=full, stderr=subprocess.PIPE)
     assert done.returncode == 120
-    assert b"Traceback" not in done.stderr
+
+
+ENTRY = (
+    "import sys\nfrom escrow.cli.entry import main\nsys.argv = ['escrow', *sys.argv[1:]]\nmain()\n"
+)
+
+
+def test_a_command_whose_reader_went_away_ends_with_141_not_1(escrow_home: Path) -> None:
+    """``escrow log | head -1``: click ended it with status 1 ("a check failed")."""
+    for args in (["log"], ["log", "--json"], ["ledger", "checkpoint"], ["keys", "list"]):
+        done = _with_reader_gone(ENTRY, *args)
+        assert (done.returncode, done.stderr) == (141, b""), args
+
+
+def test_help_and_version_to_a_reader_gone_end_with_141() -> None:
+    for args in (["--help"], ["--version"], ["ledger", "--help"]):
+        done = _with_reader_gone(ENTRY, *args)
+        assert (done.returncode, done.stderr) == (141, b""), args
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_said_as_an_environment_error() -> None:
+    """A connection that breaks (a socket's EPIPE) is not a reader gone: click ended the
+    command silently with status 1."""
+    script = (
+        "import errno, sys, click\n"
+        "from escrow.cli.main import cli, main\n"
+        "@cli.command('boom')\n"
+        "def boom():\n"
+        "    raise BrokenPipeError(errno.EPIPE, 'Broken pipe')\n"
+        "import escrow.cli.main as m\n"
+        "m.COMMANDS['boom'] = 'escrow.cli.main:boom'\n"
+        "m.boom = boom\n"
+        "main(['boom'])\n"
+    )
+    done = run_python(script, text=True)
+    assert done.returncode == 3
+    assert done.stderr.startswith("escrow: error: ") and "Broken pipe" in done.stderr

@@ -62,6 +62,15 @@ def hard_exit(code: object) -> None:
             continue
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: as at a normal exit
+        except OSError as e:  # a closed pipe (`| head -1`) or a full disk (`> /dev/full`)
+            if status == 0:
+                status = 141 if stream is sys.stdout and _reader_gone(e) else 120
+        except ValueError:  # a closed stream: as at a normal exit
             status = status or 120
     os._exit(status)
+
+
+def _reader_gone(error: OSError) -> bool:
+    from escrow.cli.stdout import is_closed_stdout
+
+    return is_closed_stdout(error)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from escrow.cli import stdout
 from escrow.cli.app import App, json_option, pass_app
 from escrow.errors import CheckFailed, EscrowError, InputError, LedgerTamperError, UsageError
 from escrow.text import count
@@ -366,7 +366,7 @@ class _ResultPrinter:
             if e.errno != errno.EPIPE:
                 raise
             self.closed_at = line
-            _discard_stdout()
+            stdout.discard()
 
     def report(self, handled: int, appended: int, existing: int, rejected: int) -> None:
         if self.closed_at is None:
@@ -380,20 +380,6 @@ class _ResultPrinter:
             )
         except OSError:  # stderr went with it (`2>&1 | head`): the exit status tells
             pass
-
-
-def _discard_stdout() -> None:
-    """Send whatever is still written to stdout (buffered text, the final flush) nowhere,
-    once its reader is gone, as the interpreter would otherwise fail at exit."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return  # not a file descriptor (an in-process capture): nothing to redirect
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
 
 
 @click.command()

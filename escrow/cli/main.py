@@ -6,14 +6,17 @@ Commands are registered by module path and imported only when invoked, so
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from escrow import __version__
+from escrow.cli import stdout
 from escrow.cli.app import App, file_in_the_way
 from escrow.errors import EscrowError
 from escrow.text import printable
@@ -46,6 +49,14 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _pipe_errors():  # --help and --version write while parsing
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _pipe_errors():
+            return super().invoke(ctx)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -63,6 +74,30 @@ class LazyGroup(click.Group):
         cmd = getattr(module, attr)
         assert isinstance(cmd, click.Command)
         return cmd
+
+
+class _Unswallowed(Exception):
+    """An ``OSError`` carried past click, which ends every ``Broken pipe`` with a silent 1."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@contextlib.contextmanager
+def _pipe_errors() -> Iterator[None]:
+    """A ``Broken pipe`` is stdout's reader gone (end quietly, :mod:`escrow.cli.stdout`)
+    or a connection's failure (said as any other system error is), never click's silent
+    status 1, which here means that a check failed."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        if stdout.is_closed_stdout(e):
+            stdout.discard()
+            raise stdout.Closed() from e
+        raise _Unswallowed(e) from e
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,12 +171,20 @@ def _main(args: list[str]) -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except OSError as e:
-        # a file-system failure no command foresaw: one sentence, not a traceback
-        if debug or e.errno is None:
-            raise
-        click.echo(f"escrow: error: {_os_error(e)}", err=True)
-        sys.exit(2 if e.errno in _BAD_PATH else 3)
+        _fail_on_os_error(e, debug)
+    except _Unswallowed as e:
+        _fail_on_os_error(e.error, debug)
+    except stdout.Closed:
+        sys.exit(stdout.STATUS)
     sys.exit(0)
+
+
+def _fail_on_os_error(e: OSError, debug: bool) -> None:
+    """A system failure no command foresaw: one sentence, not a traceback."""
+    if debug or e.errno is None:
+        raise e
+    click.echo(f"escrow: error: {_os_error(e)}", err=True)
+    sys.exit(2 if e.errno in _BAD_PATH else 3)
 
 
 def _name_the_variable(e: click.BadParameter) -> None:

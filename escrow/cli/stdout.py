@@ -1,0 +1,60 @@
+"""Stdout whose reader went away (``escrow log | head -1``).
+
+A command whose output nobody reads any more ends quietly with status 141, as a process
+ended by ``SIGPIPE`` shows in the shell (``git log | head -1``, coreutils): not 1, which
+says that a check failed, nor Python's 120.  ``escrow`` keeps ``SIGPIPE`` ignored (as
+Python sets it) rather than dying on the signal: a recording command must finish its
+append, whatever happens to its reader, before it ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import sys
+
+#: the exit status when stdout's reader went away: 128 + SIGPIPE, as the shell shows it
+STATUS = 141
+
+
+class Closed(Exception):
+    """Stdout's reader went away: end quietly with :data:`STATUS`."""
+
+
+def reader_gone(fd: int | None = None) -> bool:
+    """Whether the reader of the pipe on ``fd`` (default: stdout) has gone away.
+
+    Linux reports ``POLLERR`` on the write end of a pipe whose read end is closed
+    (poll(2)); a ``Broken pipe`` from anything else (a socket) is not stdout's.
+    """
+    try:
+        fd = sys.stdout.fileno() if fd is None else fd
+    except (AttributeError, OSError, ValueError):
+        return False  # not a file descriptor (an in-process capture)
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLERR and POLLHUP are reported without being asked for
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return False
+    return any(ev & select.POLLERR for _, ev in events)
+
+
+def is_closed_stdout(error: BaseException) -> bool:
+    """``error`` is a ``Broken pipe`` because stdout's reader went away."""
+    return isinstance(error, OSError) and error.errno == errno.EPIPE and reader_gone()
+
+
+def discard() -> None:
+    """Send whatever is still written to stdout (buffered text, the final flush) nowhere,
+    once its reader is gone, as the interpreter would otherwise fail at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file descriptor (an in-process capture): nothing to redirect
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
