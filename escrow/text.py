@@ -11,10 +11,43 @@ def count(n: int, one: str, many: str | None = None) -> str:
 # C0 controls but newline and tab, DEL, and C1 controls (U+009B is a one-character CSI)
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 del _CONTROLS[0x0A], _CONTROLS[0x09]
+# the explicit bidirectional embeddings, overrides and isolates (U+202A–U+202E,
+# U+2066–U+2069): on a terminal that lays out right-to-left text they reverse or reorder
+# what follows on the line ("evil\u202e" makes a row's "failed" read "deliaf"), as the
+# audit pack shows them as [U+202E]; right-to-left scripts themselves are left as they are
+_CONTROLS.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 
 
 def printable(text: str) -> str:
-    """``text`` with every terminal control character written as ``\\xNN``, so that a name
-    recorded by someone else (a project, a tag, a key or token name, a server's message)
-    cannot move the cursor, rewrite lines or send escape sequences to the terminal."""
+    """``text`` with every terminal control character written as ``\\xNN`` (and each explicit
+    bidirectional formatting character as ``\\u202e``), so that a name recorded by someone
+    else (a project, a tag, a key or token name, a server's message) cannot move the cursor,
+    rewrite lines, send escape sequences to the terminal or reorder the rest of its line."""
     return text.translate(_CONTROLS)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one item of a list printed a line each (a file name in a context's
+    changes): :func:`printable`, and a line feed or tab written ``\\x0a``/``\\x09`` too, so
+    that a name cannot begin a line of its own and pass for another item."""
+    return printable(text).replace("\n", "\\x0a").replace("\t", "\\x09")
+
+
+def cell_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: two for a wide character (CJK, most
+    emoji), none for a combining mark or a format character, one for the others."""
+    import unicodedata
+
+    width = 0
+    for c in text:
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+    return width
+
+
+def padded(text: str, width: int) -> str:
+    """``text`` (shown :func:`printable`) padded with spaces to ``width`` terminal columns,
+    so that the columns of a table stay aligned after a wide or escaped character."""
+    text = printable(text)
+    return text + " " * max(width - cell_width(text), 0)

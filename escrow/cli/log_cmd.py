@@ -143,11 +143,14 @@ def log(
         return
     head = ("INDEX", "INTEGRATED (UTC)", "KIND", "PROJECT", "IMAGE")
     app.out(f"{head[0]:>6}  {head[1]:<19}  {head[2]:<20} {head[3]:<16} {head[4]:<12}  STATUS")
+    from escrow.text import padded
+
     for r in rows:
         image = (r["image_id"] or "-").removeprefix("sha256:")[:12]
+        # padded by terminal columns: a CJK or emoji project name takes two per character
         app.out(
             f"{r['index']:>6}  {r['integrated_at'][:19]}  {r['kind']:<20} "
-            f"{(r['project'] or '-'):<16} {image:<12}  {r['status'] or ''}".rstrip()
+            f"{padded(r['project'] or '-', 16)} {image:<12}  {r['status'] or ''}".rstrip()
         )
     last = rows[-1]["index"]
     if len(rows) == limit and ledger.entries(**filters, after=last, limit=1):

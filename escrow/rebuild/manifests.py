@@ -611,7 +611,10 @@ NOT_SET = "(not set)"
 def _json_short(value: Any, limit: int = 80) -> str:
     if value is None:
         return NOT_SET
-    text = json.dumps(value, sort_keys=True)
+    # as written (``ensure_ascii=False``): a label in Hebrew or a CJK build arg reads as
+    # itself, not as ``\u05e9…`` cut in the middle of an escape; the text is shown
+    # ``printable`` (control characters escaped) wherever it is printed
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -812,9 +815,14 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 f"  context: {len(ctx['changed'])} changed, {len(ctx['added'])} added, "
                 f"{len(ctx['removed'])} removed"
             )
-            files = [f"    changed  {c['path']} ({', '.join(c['kinds'])})" for c in ctx["changed"]]
-            files += [f"    added    {p}" for p in ctx["added"]]
-            files += [f"    removed  {p}" for p in ctx["removed"]]
+            from escrow.text import one_line  # a name with a line break: still one line
+
+            files = [
+                f"    changed  {one_line(c['path'])} ({', '.join(c['kinds'])})"
+                for c in ctx["changed"]
+            ]
+            files += [f"    added    {one_line(p)}" for p in ctx["added"]]
+            files += [f"    removed  {one_line(p)}" for p in ctx["removed"]]
             lines += files[:CONTEXT_LINES_SHOWN]
             if len(files) > CONTEXT_LINES_SHOWN:  # the steps and image must stay in sight
                 lines.append(

@@ -241,14 +241,18 @@ def mismatch_summary(changes: Mapping[str, Any], listed: int = MISMATCH_LISTED) 
         more = len(items) - listed
         return f"{name}: " + ", ".join(items[:listed]) + (f" and {more} more" if more > 0 else "")
 
+    from escrow.text import one_line  # a name with a line break stays in the sentence
+
     parts = []
-    changed = [f"{c['path']} ({', '.join(c['kinds'])})" for c in changes.get("changed") or []]
+    changed = [
+        f"{one_line(c['path'])} ({', '.join(c['kinds'])})" for c in changes.get("changed") or []
+    ]
     if changed:
         parts.append(group("changed", changed))
     if changes.get("missing"):
-        parts.append(group("missing", [str(p) for p in changes["missing"]]))
+        parts.append(group("missing", [one_line(str(p)) for p in changes["missing"]]))
     if changes.get("extra"):
-        parts.append(group("extra", [str(p) for p in changes["extra"]]))
+        parts.append(group("extra", [one_line(str(p)) for p in changes["extra"]]))
     return "; ".join(parts)
 
 

@@ -149,6 +149,7 @@ def check_build_tag(tag: str) -> None:
     try:
         if "@" in tag:
             raise InputError(f"The image reference {tag!r} holds a digest.")
+        _engine_refuses(tag)
         Reference.parse(tag)
     except InputError as e:
         reason = e.message.removeprefix(f"The image reference {tag!r} ").rstrip(".")
@@ -157,3 +158,39 @@ def check_build_tag(tag: str) -> None:
             hint="Write -t [HOST[:PORT]/]name[:tag] in lowercase, e.g. "
             "registry.local/team/app:1.4.",
         ) from e
+
+
+#: a registry host as the engine takes it: DNS labels (upper case too) and an optional port
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?$"
+)
+
+
+def _engine_refuses(tag: str) -> None:
+    """:class:`InputError` naming what in ``tag`` the engine would refuse, which
+    :meth:`Reference.parse` lets through or names only vaguely: a space or line break at
+    an end (``parse`` strips them, and the engine then failed the build, exit 3), a
+    character image names cannot hold, an upper-case letter in the name ("does not name a
+    repository" said neither), a registry host that is not one."""
+    prefix = f"The image reference {tag!r}"
+    if tag != tag.strip():
+        raise InputError(f"{prefix} begins or ends with a space or line break.")
+    odd = next((c for c in tag if not c.isascii()), None)
+    if odd is not None:
+        raise InputError(
+            f"{prefix} has the character {odd!r}, which image names cannot hold "
+            "(ASCII letters, digits and . _ - / : only)."
+        )
+    first, slash, rest = tag.partition("/")
+    is_host = slash and ("." in first or ":" in first or first == "localhost")
+    untagged = tag.rpartition(":")[0] if ":" in tag.rpartition("/")[2] else tag
+    # a host the engine cannot take is read by it as part of the path (``my_host.local/app``)
+    if is_host and not _HOST.match(first) and not _REPO.match(untagged):
+        raise InputError(f"{prefix} names the registry host {first!r}, which is not a host name.")
+    name = untagged.partition("/")[2] if is_host else untagged
+    if name != name.lower() and _REPO.match(name.lower()):
+        raise InputError(
+            f"{prefix} has upper-case letters in its name, which the engine refuses "
+            "(only the tag after the colon may have them)."
+        )

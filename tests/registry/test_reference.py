@@ -118,7 +118,11 @@ def test_attestation_tags_and_registry_targets() -> None:
     ("tag", "reason"),
     [
         ("Bad Tag!", "does not name a repository"),
-        ("UPPER:1", "does not name a repository"),
+        (
+            "UPPER:1",
+            "has upper-case letters in its name, which the engine refuses (only the tag "
+            "after the colon may have them)",
+        ),
         ("app:bad tag", "has a malformed tag 'bad tag'"),
         ("app@sha256:" + "a" * 64, "holds a digest"),
     ],
