@@ -20,6 +20,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from escrow.documents.types import DOCUMENT_SCHEMAS, SCHEMA_IDS, SCHEMA_NAMES, S
 from escrow.errors import InputError, SchemaError
 
 if TYPE_CHECKING:  # jsonschema is imported only to decide and explain what the fast path cannot
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, FormatChecker
     from jsonschema.exceptions import ValidationError
     from referencing import Registry
 
@@ -103,12 +104,55 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
+#: RFC 3339 §5.6 ``date-time`` (the separator, ``Z`` and ``T`` in either case, §5.6 NOTE)
+_DATE_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?"
+    r"(?:[Zz]|[+-](\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def is_date_time(value: object) -> bool:
+    """JSON Schema's ``date-time`` format (RFC 3339 §5.6): a real date, hours up to 23,
+    minutes up to 59, seconds up to 60 (a leap second), an offset of at most 23:59.
+
+    jsonschema checks this format only with the optional ``rfc3339-validator`` installed,
+    and passed every string otherwise: ``2026-13-45T25:61:99Z`` was a valid ``startedOn``
+    (which ``jsonschema_rs`` refuses), and went on into SLSA provenance as is."""
+    if not isinstance(value, str):
+        return True  # the format applies to strings only
+    m = _DATE_TIME.fullmatch(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    oh, om = m.group(7), m.group(8)
+    if hour > 23 or minute > 59 or second > 60:
+        return False
+    if oh is not None and (int(oh) > 23 or int(om) > 59):
+        return False
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+@cache
+def _format_checker() -> FormatChecker:
+    """The draft 2020-12 format checks, with ``date-time`` always checked."""
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker()
+    checker.checks("date-time")(is_date_time)
+    return checker
+
+
 @cache
 def _validator(name: str) -> Draft202012Validator:
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(
-        load_schema(name), registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+        load_schema(name), registry=_registry(), format_checker=_format_checker()
     )
 
 

@@ -30,16 +30,30 @@ from pathlib import Path
 from escrow.errors import InputError, SignatureError
 from escrow.ledger.models import Checkpoint
 from escrow.signing.keys import PublicKey, SigningKey
+from escrow.text import printable
 
 EM_DASH = "\u2014"
 KEY_EVENTS = "key-events"
 _ED25519_ALG = b"\x01"
 
 
-def _check_name(name: str) -> None:
-    if name.split() != [name] or "+" in name:  # empty, or holding any white space
+def check_note_name(name: str, what: str = "The note key name") -> None:
+    """:class:`InputError` unless ``name`` can name a note key (and a checkpoint's origin):
+    non-empty UTF-8 text without white space or '+' (Go's ``note`` package), and without
+    control characters: no signed note may hold an ASCII one (C2SP signed-note: Go's
+    ``note.Open`` refuses such a note as malformed), and escrow prints the others escaped."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        valid = False  # a lone surrogate (a JSON \udxxx escape): not text
+    else:
+        # str.split() splits on all white space; the control characters that are not
+        # white space are looked for too (and DEL, C1 and bidirectional controls, which
+        # escrow's output escapes: the key printed would not be the key)
+        valid = name.split() == [name] and "+" not in name and printable(name) == name
+    if not valid:
         raise InputError(
-            f"The note key name {name!r} must be non-empty, without spaces or '+'.",
+            f"{what} {name!r} must be non-empty text, without spaces, control characters or '+'.",
             hint="Set a log origin such as 'escrow.example.com/ledger'.",
         )
 
@@ -51,7 +65,7 @@ def key_hash(name: str, raw_public: bytes) -> bytes:
 
 def verifier_key_line(name: str, public: PublicKey) -> str:
     """The note verifier key ``<name>+<hash hex>+<base64(0x01 || public key)>``."""
-    _check_name(name)
+    check_note_name(name)
     raw = public.raw()
     return f"{name}+{key_hash(name, raw).hex()}+{base64.b64encode(_ED25519_ALG + raw).decode()}"
 
@@ -121,7 +135,7 @@ def parse_key_events(body: str) -> tuple[int, bytes] | None:
 
 def sign_note(text: str, key: SigningKey, name: str) -> str:
     """A signed note: ``text`` (ending in a newline), a blank line, one signature line."""
-    _check_name(name)
+    check_note_name(name)
     if not text.endswith("\n") or "\n\n" in text:
         raise InputError("A note's text must end in a newline and hold no blank line.")
     raw = key.public.raw()

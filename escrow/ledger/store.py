@@ -47,6 +47,7 @@ from escrow.errors import (
 )
 from escrow.ledger import merkle
 from escrow.ledger.checkpoint import (
+    check_note_name,
     key_events_digest,
     key_events_line,
     sign_checkpoint,
@@ -1395,6 +1396,9 @@ class Ledger:
                 META.metadata.create_all(conn, tables=ALL_TABLES, checkfirst=True)
                 meta = dict(run(_META_ALL_SQL, ()).all())
                 Ledger._check_existing_log(run, settings, meta, log_public, legacy=legacy)
+                if "origin" not in meta and settings.origin:
+                    # before a ledger is bound to it: it names every checkpoint's key
+                    check_note_name(settings.origin, "The log origin (config.json 'origin')")
                 wanted = {
                     "origin": settings.origin or new_origin(),
                     "key_version": "0",
