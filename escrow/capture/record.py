@@ -235,6 +235,32 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+class _Signalled(Exception):
+    """Ctrl-C or SIGTERM taken from escrow's blocked signals while the command runs:
+    ``relay`` is false for one the terminal sent (Ctrl-C, which the command, in the
+    terminal's foreground process group with escrow, got as well)."""
+
+    def __init__(self, signo: int, relay: bool) -> None:
+        super().__init__(signo)
+        self.signo, self.relay = signo, relay
+
+
+#: the signals passed on to the command
+_INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM})
+#: ``si_code`` of a signal the kernel sent: the terminal's Ctrl-C (``SI_KERNEL``)
+_SI_KERNEL = 0x80
+#: how often a wait for the command looks for a signal escrow received (seconds)
+_SIGNAL_POLL = 0.05
+
+
+def _take_signal() -> None:
+    """Raise :class:`_Signalled` for a Ctrl-C or SIGTERM pending for escrow (blocked while
+    the command runs, so that where it came from can be told)."""
+    info = signal.sigtimedwait(_INTERRUPTS, 0)
+    if info is not None:
+        raise _Signalled(info.si_signo, info.si_code != _SI_KERNEL)
+
+
 #: what is read at most, once the command has exited, of the output still in the pipe:
 #: more than a pipe holds (the command's own output is all there), so that a process it
 #: left running that writes on and on cannot hold escrow
@@ -283,11 +309,20 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _read_output(proc: subprocess.Popen[bytes], fd: int, pidfd: int | None, out: _Output) -> None:
+def _read_output(
+    proc: subprocess.Popen[bytes],
+    fd: int,
+    pidfd: int | None,
+    out: _Output,
+    signals: bool = False,
+) -> None:
     """Read the command's output until every writer has closed the pipe -- or until the
     command has exited and the output it left in the pipe is read: a process it started
     and left running (``nohup server &``, a daemon) may hold the pipe open for hours, and
-    what it writes after the command ended is not the command's output."""
+    what it writes after the command ended is not the command's output.
+
+    ``signals``: escrow's Ctrl-C and SIGTERM are blocked; one pending raises
+    :class:`_Signalled` (:func:`_take_signal`)."""
     import select
 
     drained = 0
@@ -296,9 +331,11 @@ def _read_output(proc: subprocess.Popen[bytes], fd: int, pidfd: int | None, out:
         if exited:
             ready, _, _ = select.select([fd], [], [], 0)
         elif pidfd is not None:
-            ready, _, _ = select.select([fd, pidfd], [], [])
+            ready, _, _ = select.select([fd, pidfd], [], [], _SIGNAL_POLL if signals else None)
         else:
-            ready, _, _ = select.select([fd], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], _SIGNAL_POLL if signals else 0.2)
+        if signals and not exited:
+            _take_signal()
         if fd not in ready:
             if exited:
                 return  # it has exited, and nothing of its output is left to read
@@ -341,22 +378,43 @@ def _run(
     # SIGTERM (a cancelled CI job) is passed on as Ctrl-C is: escrow stays to record the run
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
+    # Blocked while the command runs, and taken with their sender (:func:`_take_signal`):
+    # the terminal's Ctrl-C reaches the whole foreground process group, the command too,
+    # and passing it on as well gave the command a second SIGINT -- which many tools take
+    # as "stop at once, without cleaning up" (one that keeps state, a terraform or a
+    # compose, left it half-written).  A signal that reached escrow otherwise (a thread
+    # that does not block it) raises as before, and is passed on.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS) if on_main_thread else None
     try:
         with proc:
             assert proc.stdout is not None
             while True:
                 try:
                     if interrupts < 2:  # after a SIGKILL, what it left running may hold the pipe
-                        _read_output(proc, proc.stdout.fileno(), pidfd, out)
-                    code = proc.wait()
+                        _read_output(
+                            proc, proc.stdout.fileno(), pidfd, out, signals=blocked is not None
+                        )
+                    code = _wait(proc, signals=blocked is not None)
                     break
-                except (KeyboardInterrupt, _Terminated) as e:
+                except (KeyboardInterrupt, _Terminated, _Signalled) as e:
                     interrupts += 1
-                    first = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
-                    proc.send_signal(first if interrupts == 1 else signal.SIGKILL)
+                    if isinstance(e, _Signalled):
+                        first, relay = signal.Signals(e.signo), e.relay
+                    else:
+                        first = signal.SIGTERM if isinstance(e, _Terminated) else signal.SIGINT
+                        relay = True
+                    if interrupts > 1:
+                        proc.send_signal(signal.SIGKILL)
+                    elif relay:
+                        proc.send_signal(first)
     finally:
         if pidfd is not None:
             os.close(pidfd)
+        if blocked is not None:
+            # a signal that came as the command ended is the run's, not the recording's
+            while signal.sigtimedwait(_INTERRUPTS, 0) is not None:
+                pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     out.finish()
@@ -367,6 +425,18 @@ def _run(
     if code < 0:  # killed by a signal: report it the way a shell does
         return 128 - code, bytes(log), duration, -code
     return code, bytes(log), duration, None
+
+
+def _wait(proc: subprocess.Popen[bytes], *, signals: bool) -> int:
+    """The command's exit code, once it has exited; ``signals``: escrow's Ctrl-C and SIGTERM
+    are blocked, and looked for while it waits (:func:`_take_signal`)."""
+    if not signals:
+        return proc.wait()
+    while True:
+        try:
+            return proc.wait(timeout=_SIGNAL_POLL)
+        except subprocess.TimeoutExpired:
+            _take_signal()
 
 
 def _context_after(

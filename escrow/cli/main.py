@@ -10,7 +10,7 @@ import contextlib
 import errno
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -120,7 +120,8 @@ def cli(
     verify and rebuild them, and render signed PDF audit packs.
 
     Exit codes: 0 success; 1 a check failed; 2 usage or input error;
-    3 environment error (Docker engine or database unreachable, key locked).
+    3 environment error (Docker engine or database unreachable, key locked);
+    130/143 stopped by Ctrl-C/SIGTERM; 141 the reader of stdout went away.
     """
     overrides: dict[str, Any] = {}
     if home:
@@ -143,7 +144,41 @@ def main(argv: list[str] | None = None) -> None:
         import gc
 
         atexit.register(gc.freeze)
-    _main(sys.argv[1:] if argv is None else argv)
+    restore = _sigterm_unwinds() if argv is None else None
+    try:
+        _main(sys.argv[1:] if argv is None else argv)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _sigterm_unwinds() -> Callable[[], None]:
+    """Make SIGTERM (a cancelled CI job, ``docker stop``, ``kill``) stop any command as
+    Ctrl-C does -- :class:`~escrow.errors.Terminated` unwinds it, so that what it was
+    writing is removed (a deposit import's staging folder in ESCROW_HOME, a partial pack or
+    export), and it says so and exits 143 -- instead of ending the process where it stood,
+    without a word, leaving those behind; once (a second one, as a whole process group is
+    signalled, does not cut the clean-up the first started short).  Commands that pass
+    SIGTERM on (``escrow record``) or stop by it themselves (``escrow serve``) set their own
+    handler meanwhile.  Returns what puts the previous handler back."""
+    import signal
+
+    from escrow.errors import Terminated
+
+    fired = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    return restore
 
 
 def _main(args: list[str]) -> None:
