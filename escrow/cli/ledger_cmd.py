@@ -459,11 +459,24 @@ def post(app: App, source: str, as_json: bool) -> None:
     printer.report(len(results), appended, existing, rejected)
     if stopped is not None:
         line = docs[len(results)][0]  # the first one not handled
-        stopped.message = (
-            f"{stopped.message.rstrip('.')}; stopped at line {line}: the envelopes before it "
-            f"were handled ({appended} appended, {existing} already there, {rejected} "
-            "rejected), none from it on (posting the same input again is safe)."
+        handled = (
+            f"the envelopes before it were handled ({appended} appended, {existing} already "
+            f"there, {rejected} rejected)"
         )
+        if getattr(stopped, "maybe_received", False):
+            # the connection was lost after the envelope was sent: the server may have
+            # appended it (a server stopped mid-request answers no more)
+            where = (
+                f"stopped at line {line}, which the server may have appended before the "
+                f"connection was lost: {handled}, none after it (posting the same input "
+                "again is safe: what is there shows as `exists`)."
+            )
+        else:
+            where = (
+                f"stopped at line {line}: {handled}, none from it on (posting the same "
+                "input again is safe)."
+            )
+        stopped.message = f"{stopped.message.rstrip('.')}; {where}"
         raise stopped
     if rejected:
         raise CheckFailed(

@@ -83,6 +83,18 @@ PROGRESS_MAX = 200
 class ServerUnavailable(EnvironmentProblem):
     """The escrow server cannot be reached or failed (exit 3)."""
 
+    #: the request may have reached the server (and an append been made) before the
+    #: connection was lost without an answer
+    maybe_received: bool = False
+
+
+def _cut_off() -> tuple[type[Exception], ...]:
+    """The connection lost while a request was sent or its answer awaited (not
+    ``ConnectError``: then nothing reached the server)."""
+    import httpx
+
+    return (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
 
 class ServerAuthError(KeyLocked):
     """The server refused the token: missing, unknown, revoked, or the wrong role (exit 3)."""
@@ -337,24 +349,19 @@ class RemoteLedger:
         retry = method in ("GET", "HEAD") or (method == "POST" and path == "/v1/entries")
         deadline = time.monotonic() + RETRY_FOR_S if retry else 0.0
         told = False
+        lost_answer = False  # a request the server may have acted on, its answer lost
         while True:
             try:
                 r = self._http.request(method, path, **kw)
-            except httpx.TimeoutException as e:
-                raise ServerUnavailable(
-                    f"The escrow server {self.url} did not answer in time.",
-                    hint="Check that `escrow serve` is running there.",
-                ) from e
             except httpx.HTTPError as e:
-                plain = "WRONG_VERSION_NUMBER" in str(e) and self.url.startswith("https://")
-                raise ServerUnavailable(
-                    f"Cannot reach the escrow server {self.url}: {e}.",
-                    # TLS spoken to a port that answers plain HTTP (`escrow serve` itself)
-                    hint=f"The server there speaks plain HTTP: use http://{self.url[8:]}, or "
-                    "put a TLS proxy in front of it."
-                    if plain
-                    else "Check ESCROW_SERVER and that `escrow serve` is running.",
-                ) from e
+                # the request was (maybe) received and the connection lost before its
+                # answer: a server stopping or restarting mid-request, a proxy's cut
+                received = isinstance(e, (*_cut_off(), httpx.ReadTimeout))
+                # made again at once after a cut, not after a wait for an answer in time
+                if isinstance(e, _cut_off()) and retry and not lost_answer:
+                    lost_answer = True  # safe to make again (reads; appends are idempotent)
+                    continue
+                raise self._unreachable(e, maybe_received=received or lost_answer) from e
             # 503: its database unavailable; 429: it (or a proxy) limits the rate of requests
             wait = _retry_wait(r, deadline) if r.status_code in (429, 503) else None
             if wait is None:
@@ -376,6 +383,29 @@ class RemoteLedger:
             # every escrow server has it: the URL is not one's base URL
             raise self._not_escrow(path)
         raise self._error(r)
+
+    def _unreachable(self, e: httpx.HTTPError, *, maybe_received: bool) -> ServerUnavailable:
+        """The error for a request that got no answer; ``maybe_received``: the server may
+        have acted on it (an append made) before the connection was lost."""
+        import httpx
+
+        if isinstance(e, httpx.TimeoutException):
+            error = ServerUnavailable(
+                f"The escrow server {self.url} did not answer in time.",
+                hint="Check that `escrow serve` is running there.",
+            )
+        else:
+            plain = "WRONG_VERSION_NUMBER" in str(e) and self.url.startswith("https://")
+            error = ServerUnavailable(
+                f"Cannot reach the escrow server {self.url}: {e}.",
+                # TLS spoken to a port that answers plain HTTP (`escrow serve` itself)
+                hint=f"The server there speaks plain HTTP: use http://{self.url[8:]}, or "
+                "put a TLS proxy in front of it."
+                if plain
+                else "Check ESCROW_SERVER and that `escrow serve` is running.",
+            )
+        error.maybe_received = maybe_received
+        return error
 
     def _redirected(self, r: httpx.Response) -> ServerUnavailable:
         """The error of a redirect: escrow follows none (the token must go nowhere else, and
