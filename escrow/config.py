@@ -34,7 +34,18 @@ def redact_url(url: str) -> str:
     """``url`` with any ``user:password@`` removed, for printing: all of it up to the last
     ``@`` before the path, query or fragment (where a URL parser ends it: a raw ``@`` in a
     password is part of the password)."""
-    return re.sub(r"(?<=//)[^/?#]*@", "", url, count=1)
+    return hide_query_secrets(re.sub(r"(?<=//)[^/?#]*@", "", url, count=1))
+
+
+#: Query parameters of a URL that hold a secret: libpq reads a connection's password
+#: (and its client key's) from them, ``postgresql://db/ledger?password=…``.
+_SECRET_QUERY = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.IGNORECASE)
+
+
+def hide_query_secrets(url: str) -> str:
+    """``url`` with the values of its ``password`` and ``sslpassword`` query parameters
+    written ``***``."""
+    return _SECRET_QUERY.sub(r"\1***", url)
 
 
 def canonical_db_url(url: str) -> str:

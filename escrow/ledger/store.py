@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from escrow.config import Settings, new_origin
+from escrow.config import Settings, hide_query_secrets, new_origin
 from escrow.documents.canonical import canonical_bytes
 from escrow.documents.schemas import validate_statement
 from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION, STATEMENT_TYPE
@@ -137,8 +137,8 @@ def redacted(url: str) -> str:
         # a password holding an unencoded @: SQLAlchemy splits at the first @, and the
         # rest of the password became the host; show nothing before the last @
         scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rsplit('@', 1)[-1]}"
-    return parsed.render_as_string(hide_password=True)
+        return hide_query_secrets(f"{scheme}://***@{rest.rsplit('@', 1)[-1]}")
+    return hide_query_secrets(parsed.render_as_string(hide_password=True))
 
 
 #: What to do about a database that holds no ledger.
@@ -401,6 +401,12 @@ _PG_TIMEOUT_STATES = frozenset({"57014", "55P03"})
 _PG_PRIVILEGE_STATE = "42501"
 #: SQLSTATE of ``disk_full`` ("could not extend file …: No space left on device").
 _PG_DISK_FULL_STATE = "53100"
+#: SQLSTATE of ``read_only_sql_transaction`` ("cannot execute INSERT in a read-only
+#: transaction": a role or database with ``default_transaction_read_only``, a standby).
+_PG_READ_ONLY_STATE = "25006"
+#: SQLSTATE of ``invalid_schema_name`` ("no schema has been selected to create in": a
+#: ``search_path`` that names no schema that exists).
+_PG_NO_SCHEMA_STATE = "3F000"
 #: What escrow does with each kind of object a role may be denied.
 _PRIVILEGES = {
     "schema": "USAGE (and CREATE, to make or migrate the ledger's tables)",
@@ -442,6 +448,18 @@ def _db_hint(url: str, error: object) -> str:
         return (
             "The database server's disk is full: free some space there (or ask its "
             "administrator to), then run the command again."
+        )
+    if state == _PG_READ_ONLY_STATE or "in a read-only transaction" in reason:
+        return (
+            f"The database role {_db_role(url)} may only read here "
+            "(default_transaction_read_only, or a standby server): to write, set "
+            "ESCROW_DB_URL to the primary server and a role that may write."
+        )
+    if state == _PG_NO_SCHEMA_STATE and "no schema has been selected" in reason:
+        return (
+            "The connection's search_path names no schema that exists (the role's setting, "
+            "or options=-csearch_path=… in ESCROW_DB_URL): create that schema, or name one "
+            "that exists."
         )
     denied = re.search(r"permission denied for (\w+) (\S+)", reason)
     if state == _PG_PRIVILEGE_STATE or denied is not None or reason.startswith("must be owner"):
