@@ -26,27 +26,73 @@ def utc_now() -> str:
 #: compiled on first use (this module is imported on the way to `escrow build`'s request)
 _FINER_THAN_MICROSECONDS = r"[.,]\d{6}\d*[1-9]"
 
+#: an ISO 8601 week (2026-W49, 2026W49) or a day of one (2026-W49-7, 2026W497), alone
+_WEEK = r"(\d{4})-?W(\d{2})(?:-?([1-7]))?"
+
+#: the time of day after the date: an hour or minute with a fraction (ISO 8601's 12.5 is
+#: half past twelve; Python's reader takes it for 12:00:00.5), or the second 60 of a leap
+#: second, which Python refuses
+_HOUR_OR_MINUTE_FRACTION = r"[Tt ]\d{2}(?::?\d{2})?[.,]"
+_LEAP_SECOND = r"([Tt ]\d{2}:?\d{2}:?)60(?=$|[.,+\-Zz ])"
+
+
+class TimeOutOfRange(UsageError):
+    """A time whose UTC falls outside the years 1 to 9999."""
+
+
+def _week(value: str, end_of_day: bool) -> datetime | None:
+    """A bare ISO week as a period, as a bare date is one: its Monday's midnight, or with
+    ``end_of_day`` the next Monday's (``--until 2026-W49`` includes that whole week); a
+    week day (2026-W49-1) as that date.  ``None`` for any other text."""
+    m = re.fullmatch(_WEEK, value)
+    if m is None:
+        return None
+    year, week, weekday = int(m[1]), int(m[2]), m[3]
+    first = date.fromisocalendar(year, week, int(weekday or 1))  # ValueError: no such week
+    length = timedelta(days=1 if weekday else 7)
+    if not end_of_day:
+        return datetime.combine(first, datetime.min.time(), UTC)
+    if first > date.max - length:
+        return datetime.max.replace(tzinfo=UTC)
+    return datetime.combine(first + length, datetime.min.time(), UTC)
+
 
 def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     """A time a user gave (``--since``, ``--until``, the server's query): RFC 3339 (``Z`` or
     an offset) or a bare date; naive times are UTC.  With ``end_of_day`` a bare date means
-    the end of that day (``--until`` is exclusive: the next midnight)."""
+    the end of that day (``--until`` is exclusive: the next midnight), and a bare ISO week
+    (2026-W49) the end of that week.  A leap second (``23:59:60``) is the start of the
+    next second, as POSIX clocks (and so the ledger's times) count it."""
     value = text.strip()
     try:
         if len(value) == 10 or (len(value) == 8 and value.isascii() and value.isdigit()):
-            form = "%Y-%m-%d" if len(value) == 10 else "%Y%m%d"  # 2026-12-06, 20261206
-            day = datetime.strptime(value, form).replace(tzinfo=UTC)
-            if end_of_day:  # --until is exclusive: the day after (the last day ends at the last µs)
-                return (
-                    day + timedelta(days=1)
-                    if day.date() < date.max
-                    else datetime.max.replace(tzinfo=UTC)
-                )
-            return day
+            if "W" not in value.upper():
+                form = "%Y-%m-%d" if len(value) == 10 else "%Y%m%d"  # 2026-12-06, 20261206
+                day = datetime.strptime(value, form).replace(tzinfo=UTC)
+                # --until is exclusive: the day after (the last day ends at the last µs)
+                if end_of_day:
+                    return (
+                        day + timedelta(days=1)
+                        if day.date() < date.max
+                        else datetime.max.replace(tzinfo=UTC)
+                    )
+                return day
+        week = _week(value.upper(), end_of_day) if value.isascii() else None
+        if week is not None:
+            return week
+        if re.search(_HOUR_OR_MINUTE_FRACTION, value):
+            raise ValueError("a fraction of an hour or a minute")
+        value, leap = re.subn(_LEAP_SECOND, r"\g<1>59", value, count=1)
         # RFC 3339 allows a lower-case t and z
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
+        if leap:
+            utc = parsed.astimezone(UTC)
+            if (utc.hour, utc.minute) != (23, 59):  # only the last minute of a UTC day has one
+                raise ValueError("not a leap second")
+            # no clock escrow reads shows :60: the leap second's times are the next second's
+            return (utc.replace(microsecond=0) + timedelta(seconds=1)).astimezone(UTC)
         if re.search(_FINER_THAN_MICROSECONDS, value):
             # Python keeps microseconds and drops the rest; times are stored to the
             # microsecond, so the time given lies after the truncated one: rounded up,
@@ -59,4 +105,21 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
             hint="Write it like 2026-12-01 or 2026-12-01T12:00:00Z.",
         ) from None
     except OverflowError:  # a time whose UTC falls outside years 1–9999
-        raise UsageError(f"{option} {text!r} is outside the years 1 to 9999 in UTC.") from None
+        raise TimeOutOfRange(f"{option} {text!r} is outside the years 1 to 9999 in UTC.") from None
+
+
+def check_period(
+    start: datetime | None, end: datetime | None, since: str | None, until: str | None
+) -> None:
+    """``--since``/``--until`` as read (``since``/``until`` as given) leave some time in
+    between: a UsageError (exit 2) if ``--since`` is after ``--until``, or if they meet,
+    since ``--until`` is exclusive and nothing can be in scope."""
+    if start is None or end is None:
+        return
+    if start > end:
+        raise UsageError("--since is after --until.")
+    if start == end:
+        raise UsageError(
+            f"--since {since} and --until {until} leave no time in between, so no entry "
+            "can match (--until is exclusive; a bare date includes that whole day)."
+        )

@@ -9,7 +9,7 @@ import click
 from escrow.cli.app import App, json_option, pass_app
 from escrow.documents.types import REBUILD_VERIFICATION, SCHEMA_NAMES
 from escrow.errors import UsageError
-from escrow.times import parse_time
+from escrow.times import check_period, parse_time
 from escrow.verification import sha256_id
 
 if TYPE_CHECKING:
@@ -73,8 +73,16 @@ def entry_summary(entry: Any) -> dict[str, Any]:
     type=click.Choice(sorted(SCHEMA_NAMES.values())),
     help="Only entries of this kind (the predicate type).",
 )
-@click.option("--since", help="From this date or RFC 3339 time (integration time, inclusive).")
-@click.option("--until", help="Before this time, exclusive (a bare date includes that whole day).")
+@click.option(
+    "--since",
+    help="From this date or RFC 3339 time (integration time, inclusive; UTC unless it "
+    "gives an offset).",
+)
+@click.option(
+    "--until",
+    help="Before this time, exclusive (a bare date includes that whole day; UTC unless it "
+    "gives an offset).",
+)
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -112,13 +120,7 @@ def log(
     # taken for no filter
     start = parse_time(since, "--since") if since is not None else None
     end = parse_time(until, "--until", end_of_day=True) if until is not None else None
-    if start and end and start > end:
-        raise UsageError("--since is after --until.")
-    if start and end and start == end:  # --until is exclusive: nothing can match
-        raise UsageError(
-            f"--since {since} and --until {until} leave no time in between, so no entry "
-            "can match (--until is exclusive; a bare date includes that whole day)."
-        )
+    check_period(start, end, since, until)
     ledger = app.ledger(readonly=True)
     if image_id is not None:
         image_id = _image_id(image_id, ledger)

@@ -13,7 +13,7 @@ import click
 from escrow.cli.app import App, file_in_the_way, json_option, pass_app
 from escrow.errors import UsageError
 from escrow.text import count
-from escrow.times import parse_time, to_the_second
+from escrow.times import check_period, parse_time, to_the_second
 
 if TYPE_CHECKING:
     from escrow.capture.progress import Progress
@@ -40,8 +40,15 @@ def _read_checkpoint(path: Path) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--project", "projects", multiple=True, help="Project in scope (repeatable).")
-@click.option("--since", help="First date or time in scope (integration time).")
-@click.option("--until", help="End of the scope, exclusive (a bare date includes that whole day).")
+@click.option(
+    "--since",
+    help="First date or time in scope (integration time; UTC unless it gives an offset).",
+)
+@click.option(
+    "--until",
+    help="End of the scope, exclusive (a bare date includes that whole day; UTC unless it "
+    "gives an offset).",
+)
 @click.option("--entries", "entries", help="Ledger indexes in scope, e.g. 3,5,7-9.")
 @click.option("--requester", default="", help="Who asked for the pack (shown on the cover).")
 @click.option(
@@ -171,8 +178,7 @@ def pack(
         tree_size=tree_size,
         max_builds=max_builds if max_builds is not None else MAX_BUILDS,
     )
-    if request.since and request.until and request.since > request.until:
-        raise UsageError("--since is after --until.")
+    check_period(request.since, request.until, since, until)
     if app.settings.server:
         if (
             render_only
@@ -482,11 +488,14 @@ def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, 
     multiple=True,
     help="The project(s) the pack must be of (repeatable; exactly these).",
 )
-@click.option("--since", help="The first date or time the pack's period must start at.")
+@click.option(
+    "--since",
+    help="The first date or time the pack's period must start at (UTC unless it gives an offset).",
+)
 @click.option(
     "--until",
     help="The end the pack's period must have, as given to `escrow pack --until` "
-    "(a bare date includes that whole day).",
+    "(a bare date includes that whole day; UTC unless it gives an offset).",
 )
 @click.option(
     "--since-checkpoint",
@@ -527,8 +536,7 @@ def verify(
         until=parse_time(until, "--until", end_of_day=True) if until is not None else None,
         checkpoint_note=note,
     )
-    if expected.since and expected.until and expected.since > expected.until:
-        raise UsageError("--since is after --until.")
+    check_period(expected.since, expected.until, since, until)
     report = verify_pack(pdf, trust=trust, expected=expected, tsa_trust=tsa_trust)
     if as_json:
         app.emit_json(report.to_json())
