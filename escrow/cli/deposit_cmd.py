@@ -626,6 +626,7 @@ def imports(app: App, deposit_store: str | None, as_json: bool) -> None:
     What `escrow deposit import` stored, and what `escrow rebuild --imported INDEX
     [--origin O]` takes."""
     from escrow.deposit.bundle import imported_entries
+    from escrow.text import padded
 
     docs = sorted(
         imported_entries(_existing_store(app, deposit_store)),
@@ -659,8 +660,9 @@ def imports(app: App, deposit_store: str | None, as_json: bool) -> None:
             key_hash = str(ledger or "").split("+")[1:2] or ["?"]
             app.out(f"ledger {r['origin']} (key {key_hash[0]})")
         image = str(r["imageId"] or "-").removeprefix("sha256:")[:12]
+        # padded by terminal columns: a CJK or emoji project name takes two per character
         app.out(
-            f"  entry {r['index']:<6} {str(r['project'] or '-'):<24} {image:<12}  "
+            f"  entry {r['index']:<6} {padded(str(r['project'] or '-'), 24)} {image:<12}  "
             f"imported {r['importedAt']}"
         )
 

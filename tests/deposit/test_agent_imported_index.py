@@ -58,3 +58,32 @@ def test_an_origin_never_imported_is_said_so(escrow_home: Path, tmp_path: Path) 
     assert r.exit_code == 2, (r.stdout, r.stderr)
     line = _one_line(r.stderr)
     assert "No deposit of that ledger was imported into" in line, line
+
+
+def test_deposit_imports_keeps_its_columns_under_wide_project_names(
+    escrow_home: Path, tmp_path: Path
+) -> None:
+    """The PROJECT column was padded by characters: a CJK name pushed the image ID and
+    the import time out of line."""
+    from escrow.deposit.store import IMPORTS, FileDepositStore
+
+    store = FileDepositStore(tmp_path / "store")
+    for i, project in enumerate(["app", "応用プログラム", "caf\u00e9"], start=1):
+        doc = {
+            "index": i,
+            "origin": "escrow.local/ledger/16df854a",
+            "verifierKey": _KEY,
+            "project": project,
+            "imageId": "sha256:" + f"{i}" * 64,
+            "importedAt": "2026-12-06T12:00:00Z",
+        }
+        store.set_ref(IMPORTS, f"{i:064x}", store.put(json.dumps(doc).encode()))
+    r = run_cli(["deposit", "imports", "--deposit-store", str(tmp_path / "store")])
+    assert r.exit_code == 0, r.stderr
+    from escrow.text import cell_width
+
+    rows = [line for line in r.stdout.splitlines() if line.startswith("  entry")]
+    assert len(rows) == 3, r.stdout
+    # the image ID starts in the same terminal column on every row
+    starts = {cell_width(row[: row.index(str(i) * 12)]) for i, row in enumerate(rows, start=1)}
+    assert len(starts) == 1, r.stdout
