@@ -81,7 +81,7 @@ def _key_history(ledger: Ledger | RemoteLedger) -> list[Any]:
     return replay_key_events(events, datetime.now(UTC))
 
 
-def _key_valid_at(keys: list[Any], keyid: str, entry: Entry) -> tuple[bool, str]:
+def key_valid_at(keys: list[Any], keyid: str, entry: Entry) -> tuple[bool, str]:
     for rec in keys:
         if rec.keyid != keyid:
             continue
@@ -136,7 +136,7 @@ def verify_entry(
             history = _key_history(ledger)
             keys = {k.keyid: PublicKey.from_pem(k.public_pem) for k in history}
             # one signer valid when the entry was appended is enough, as for the append
-            verdicts = [_key_valid_at(history, k, entry) for k in env.verify(keys)]
+            verdicts = [key_valid_at(history, k, entry) for k in env.verify(keys)]
             add(Check("signature", *next((v for v in verdicts if v[0]), verdicts[0])))
     except EscrowError as e:
         add(Check("signature", False, e.diagnostics()))
@@ -373,9 +373,18 @@ def _plain_http(registry: str) -> bool:
 
 def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None) -> Entry:
     """An index, an image ID (``sha256:…`` or hex, full or prefix of ≥12) or an image reference."""
+    return resolve_targets(ledger, target, engine)[-1]
+
+
+def resolve_targets(
+    ledger: Ledger | RemoteLedger, target: str, engine: Any | None = None
+) -> list[Entry]:
+    """The entries :func:`resolve_target` chooses from, oldest first: the one of an index;
+    every recorded build of an image (captured twice, or rebuilt to the same ID), of which
+    the latest is verified."""
 
     if target.isdigit():
-        return ledger.get(int(target))
+        return [ledger.get(int(target))]
     image_id = sha256_id(target)
     in_engine = False  # the name or short ID was resolved by the engine
     if image_id is None and engine is not None:
@@ -435,4 +444,4 @@ def resolve_target(ledger: Ledger | RemoteLedger, target: str, engine: Any | Non
                 else ""
             ),
         )
-    return found[-1]
+    return found

@@ -175,3 +175,25 @@ def test_a_short_id_several_engine_images_begin_with_is_refused(escrow_home: Pat
     with Ledger.open(settings) as ledger, pytest.raises(InputError) as e:
         resolve_target(ledger, other, engine)
     assert "is the beginning of two image IDs in the Docker Engine" in e.value.message
+
+
+def test_an_image_captured_twice_names_the_older_entry(
+    escrow_home: Path, cli: Any, tagger: Tagger, tmp_path: Path
+) -> None:
+    """Each capture is an observation at its time; `escrow verify IMAGE` verifies the
+    latest, and said nothing of the other entry of the same image."""
+    tag = tagger.name
+    tagger.build(tmp_path / "a")
+    first = cli(["capture", tag, "--json"]).json()["index"]
+    second = cli(["capture", tag, "--json"]).json()["index"]
+
+    r = cli(["verify", tag])
+    assert r.exit_code == 0, r.stderr
+    assert (
+        f"escrow: {tag} is recorded by entry {second}, which is verified, and before it by "
+        f"entry {first} (verify one of those by its index)." in r.stderr
+    )
+    doc = _one_document(cli(["verify", tag, "--json"]).stdout)
+    assert (doc["index"], doc["other_entries"]) == (second, [first])
+    # by its index, the older one alone
+    assert _one_document(cli(["verify", str(first), "--json"]).stdout)["other_entries"] == []

@@ -342,7 +342,7 @@ def verify(
             _verify_in_registry(app, target, as_json)
             return
         from escrow.blobs import digest_prefix
-        from escrow.verification import resolve_target, verify_entry
+        from escrow.verification import resolve_targets, verify_entry
 
         ledger = app.ledger(readonly=True)
         probed = DockerFacts.probe()
@@ -353,7 +353,13 @@ def verify(
             and not digest_prefix(target)
         ):
             raise probed  # only the engine can tell which image a name is (an ID: the ledger too)
-        entry = resolve_target(ledger, target, engine)
+        found = resolve_targets(ledger, target, engine)
+        entry, others = found[-1], [e.index for e in found[:-1]]
+        if others and not as_json:  # an image captured twice, or rebuilt to the same ID
+            app.say(
+                f"escrow: {target} is recorded by entry {entry.index}, which is verified, and "
+                f"before it by {_entries_named(others)} (verify one of those by its index)."
+            )
         unavailable = probed.message if isinstance(probed, EngineUnavailable) else None
         result = verify_entry(ledger, entry, engine=engine, engine_unavailable=unavailable)
     except _Printed:
@@ -365,6 +371,7 @@ def verify(
     status, failure = _build_outcome(entry)
     if as_json:
         doc = result.to_dict()
+        doc["other_entries"] = others  # older builds recorded of the same image
         doc["status"] = status
         if failure is not None:
             doc["failure"] = failure
@@ -446,3 +453,10 @@ def _verify_in_registry(app: App, target: str, as_json: bool) -> None:
 
 
 __all__ = ["verify", "EscrowError"]
+
+
+def _entries_named(indexes: list[int]) -> str:
+    """``entry 3`` / ``entries 3 and 5`` / ``entries 1, 3 and 5``."""
+    if len(indexes) == 1:
+        return f"entry {indexes[0]}"
+    return "entries " + ", ".join(map(str, indexes[:-1])) + f" and {indexes[-1]}"
