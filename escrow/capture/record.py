@@ -187,6 +187,10 @@ def _learn_argv(argv: list[str], redactor: Redactor) -> None:
     for found in _argv_secrets(argv, redactor):
         if found is not None:
             redactor.learn(found[1], found[2])
+    for words in _command_lines_within(argv):
+        for found in _argv_secrets(words, redactor):
+            if found is not None:
+                redactor.learn(found[1], found[2])
     # ``https://user:pw@host``: stripped from URLs anyway, but a command may print the
     # credentials without the URL (``user:pw``, the password alone, percent-decoded)
     for word in argv:
@@ -196,6 +200,27 @@ def _learn_argv(argv: list[str], redactor: Redactor) -> None:
                 if value:
                     redactor.learn(_URL_NAME, value)
                     redactor.learn(_URL_NAME, urllib.parse.unquote(value))
+
+
+def _command_lines_within(argv: list[str], depth: int = 3) -> list[list[str]]:
+    """The command lines given inside single words of ``argv`` (``sh -c "docker login -p
+    PW …"``, ``ssh host 'tool --token T'``), split as a shell splits them, and those inside
+    theirs (to ``depth``): their secrets are learnt as the command line's own are, and
+    hidden in the script word (free text) and the log."""
+    import shlex
+
+    found: list[list[str]] = []
+    for word in argv:
+        if depth == 0 or not any(c.isspace() for c in word):
+            continue
+        try:
+            words = shlex.split(word)
+        except ValueError:  # not a command line a shell could split (an open quote)
+            continue
+        if len(words) > 1:
+            found.append(words)
+            found += _command_lines_within(words, depth - 1)
+    return found
 
 
 def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:

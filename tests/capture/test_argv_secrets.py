@@ -148,3 +148,28 @@ def test_record_keeps_a_next_word_password_out_of_the_ledger_blobs_and_manifest(
     assert any(b"[secret password]" in p.read_bytes() for p in files)
     for path in files:
         assert value.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    ("argv", "secret"),
+    [
+        (["sh", "-c", "docker login -u ci -p Pw-4471-oscar registry.example"], "Pw-4471-oscar"),
+        (["bash", "-lc", "deploy --token 'Tk 9931 kilo' --now"], "Tk 9931 kilo"),
+        (["ssh", "ci@host", "tool --password=Pw-5521-lima"], "Pw-5521-lima"),
+        # a script inside a script
+        (["sh", "-c", 'bash -c "skopeo login -p Pw-6612-mike r.example"'], "Pw-6612-mike"),
+    ],
+)
+def test_a_secret_inside_a_script_word_is_hidden(argv: list[str], secret: str) -> None:
+    """`sh -c "docker login -p PW"`: the command line inside one word was not searched,
+    and the password was recorded in the script and in the log."""
+    recorded, redactor = _record(argv)
+    assert all(secret not in word for word in recorded), recorded
+    assert secret not in redactor.text(f"Login with {secret} succeeded")
+    assert secret.encode() not in redactor.data(f"echo {secret}\n".encode())
+
+
+def test_a_script_word_without_secrets_is_kept() -> None:
+    argv = ["sh", "-c", "make -j4 image && docker push app:1 # it's done"]
+    recorded, _ = _record(argv)
+    assert recorded == argv
