@@ -254,7 +254,8 @@ def add(
             app.out(f"  not deposited (optional) {m['kind']}: {m['reason']}")
     if not result.complete:
         raise CheckFailed(
-            f"The deposit of entry {index} is incomplete ({len(result.missing)} item(s) missing).",
+            f"The deposit of entry {index} is incomplete "
+            f"({count(len(result.missing), 'item')} missing).",
             hint=_incomplete_hint(result.missing, context_given=context is not None),
         )
 
@@ -334,10 +335,11 @@ def check(
         for m in report.optional:
             app.out(f"  not deposited (optional) {m['kind']}: {m['reason']}")
         if verify:
-            app.out(f"re-hashed {report.verified} blob(s)")
+            app.out(f"re-hashed {count(report.verified, 'blob')}")
     if not report.complete:
         raise CheckFailed(
-            f"The deposit of entry {index} is incomplete ({len(report.missing)} item(s) missing)."
+            f"The deposit of entry {index} is incomplete "
+            f"({count(len(report.missing), 'item')} missing)."
         )
 
 

@@ -287,7 +287,10 @@ def sign(
         _write_output(output, "".join(e.to_bytes().decode("utf-8") + "\n" for e in envelopes))
         if as_json:
             app.emit_json({**summary, "output": output})
-    app.say(f"Signed {len(envelopes)} statement(s) with {', '.join(k.keyid[:16] for k in keys)}.")
+    from escrow.text import count
+
+    signers = ", ".join(k.keyid[:16] for k in keys)
+    app.say(f"Signed {count(len(envelopes), 'statement')} with {signers}.")
 
 
 # -- escrow schema ---------------------------------------------------------------
@@ -417,7 +420,13 @@ def schema_validate(
         raise InputError("Some files could not be read as JSON; see above.")
     bad = [r["file"] for r in reports if not r["valid"]]
     if bad:
-        raise CheckFailed(f"{len(bad)} of {len(reports)} file(s) are invalid: {', '.join(bad)}.")
+        from escrow.text import count
+
+        raise CheckFailed(
+            f"{len(bad)} of {count(len(reports), 'file')} "
+            + ("is" if len(bad) == 1 else "are")
+            + f" invalid: {', '.join(bad)}."
+        )
 
 
 # -- escrow export ---------------------------------------------------------------

@@ -195,7 +195,7 @@ def serve(
     os.environ["ESCROW_SERVER_SUPERVISOR_PID"] = str(os.getpid())
     app.say(
         f"escrow: serving the ledger {redact_url(s.db_url)} ({count(size, 'entry', 'entries')}) "
-        f"on http://{f'[{host}]' if ':' in host else host}:{port} with {workers} worker(s)"
+        f"on http://{f'[{host}]' if ':' in host else host}:{port} with {count(workers, 'worker')}"
         + (f", published under the path {root_path}" if root_path else "")
     )
     app.say(f"escrow: log verifier key: {verifier}")

@@ -1,4 +1,4 @@
-"""The ledger's database tables (SQLModel), private to :mod:`escrow.ledger.store`.
+"""The ledger's database tables (SQLAlchemy Core), private to :mod:`escrow.ledger.store`.
 
 * ``ledger_entry`` — one row per leaf: the exact envelope bytes, the leaf hash (unique:
   appending an envelope twice returns the first entry), the query fields (project,
@@ -13,8 +13,9 @@
 * ``ledger_meta`` — the log's identity (origin, log public key), the schema version, the
   key-table version and how many entries ``ledger_term`` covers.
 
-Schema 2: an append writes one entry row, its subtree hashes and nothing else — no
-secondary index, no head row (docs/DESIGN-NOTES.md, "The append path (schema 2)").
+Schema 2: an append writes one entry row and nothing else — its subtree hashes and query
+index are written for every :attr:`Ledger.index_every` entries; no secondary index, no head
+row (docs/DESIGN-NOTES.md, "The append path (schema 2)").
 Schema 1 (a head row, five indexes on ``ledger_entry`` and a ``ledger_diff_id`` table)
 is migrated when the ledger is opened (:func:`escrow.ledger.store.migrate_v1`).
 
