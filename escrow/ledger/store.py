@@ -28,7 +28,7 @@ import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -864,6 +864,11 @@ def replay_key_events(events: Iterable[Entry], now: datetime) -> list[KeyRecord]
                 added_index=entry.index,
             )
         elif event in (REVOKED, RETIRED) and keyid in records:
+            rec = records[keyid]
+            if rec.revoked_at is not None or (event == RETIRED and rec.retired_at is not None):
+                # an event the append refuses (a revoked key changed, a retirement moved),
+                # as `ledger verify` reports it: it changes nothing
+                continue
             changes: dict[str, Any] = {
                 "status": event,
                 "reason": pred.get("reason"),
@@ -926,6 +931,9 @@ _TIP_SQL = (
     "(SELECT value FROM ledger_meta WHERE name = 'indexed') AS indexed"
 )
 _LAST_SQL = "SELECT max(idx) AS last FROM ledger_entry"
+#: How far back a retirement's ``effective_from`` may be and still be taken as now
+#: (:meth:`Ledger.retire_key`): the time a command read as "now", a client's clock.
+RETIRE_GRACE = timedelta(seconds=60)
 #: Entries read per page by :meth:`Ledger.key_events_checkpoint`.
 PAGE_LIMIT = 500
 #: The checkpoint of a tree size: the note of its last entry, else one kept in the table.
@@ -1771,10 +1779,22 @@ class Ledger:
     def retire_key(
         self, keyid: str, effective_from: datetime | None = None, reason: str | None = None
     ) -> Entry:
-        """Append a ``retired`` key event; the key signs until ``effective_from`` (default now)."""
-        effective = effective_from or datetime.now(UTC)
+        """Append a ``retired`` key event; the key signs until ``effective_from`` (default now).
+
+        A time in the past is refused, as ``escrow keys retire --from`` refuses it: the
+        ledger never retires a key before the event is appended, so the event would state
+        a date from which nothing was retired (a few seconds back, a command's own "now"
+        or a client's clock, is taken as now)."""
+        now = datetime.now(UTC)
+        effective = effective_from or now
         if effective.tzinfo is None:
             raise InputError("The retirement time needs a time zone (UTC).")
+        if effective < now - RETIRE_GRACE:
+            raise InputError(
+                "A key cannot be retired from a time in the past.",
+                hint="Give a time still to come, or revoke the key.",
+            )
+        effective = max(effective, now)
         return self._key_event_for("retired", keyid, effective, reason or None)
 
     def _sign(self, statement: Mapping[str, Any]) -> Envelope:

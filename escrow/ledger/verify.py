@@ -756,7 +756,8 @@ def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) 
     from escrow.ledger.store import parse_time, to_us
 
     ids = [k for k, _ in candidates]
-    state: dict[str, tuple[int, int | None, int | None]] = {}  # keyid -> (added, ended, until)
+    # keyid -> (added, ended, until, revoked)
+    state: dict[str, tuple[int, int | None, int | None, bool]] = {}
     out: list[Problem] = []
     for r in results:
         for k, verified in enumerate(r.signers):
@@ -767,8 +768,18 @@ def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) 
             if event is not None:
                 keyid = str(event.get("keyid", ""))
                 kind = event.get("event")
-                if kind == "added" and keyid not in state:
-                    state[keyid] = (i, None, None)
+                refused = _refused_key_event(state.get(keyid), kind)
+                if refused is not None:  # the append never makes it: it changes nothing
+                    out.append(
+                        Problem(
+                            i,
+                            "forged",
+                            f"Entry {i} is a key event the ledger refuses: {kind} key "
+                            f"{keyid[:16]}…, {refused}.",
+                        )
+                    )
+                elif kind == "added":
+                    state[keyid] = (i, None, None, False)
                 elif kind in ("revoked", "retired") and keyid in state:
                     until: int | None = None
                     if kind == "retired":
@@ -776,7 +787,7 @@ def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) 
                             until = max(to_us(parse_time(str(event.get("effectiveFrom")))), 0)
                         except EscrowError:
                             until = None
-                    state[keyid] = (state[keyid][0], i, until)
+                    state[keyid] = (state[keyid][0], i, until, kind == "revoked")
                 continue
             ok = False
             ever = False
@@ -787,7 +798,7 @@ def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) 
                 if st is None:
                     continue
                 ever = True
-                added, ended, until = st
+                added, ended, until, _ = st
                 if ended is None or (until is not None and r.times[k] < until):
                     ok = True
                     break
@@ -809,6 +820,24 @@ def _replay_keys(results: list[ChunkResult], candidates: list[tuple[str, str]]) 
                         )
                     )
     return out
+
+
+def _refused_key_event(
+    st: tuple[int, int | None, int | None, bool] | None, kind: Any
+) -> str | None:
+    """Why the append refuses a key event ``kind`` of a key in state ``st`` (as
+    :func:`_replay_keys` keeps it; ``None`` when the key was never added), or ``None``."""
+    if kind == "added":
+        return None if st is None else f"which entry {st[0]} added already"
+    if kind not in ("revoked", "retired"):
+        return None
+    if st is None:
+        return "which no key event added before"
+    if st[3]:
+        return f"which entry {st[1]} revoked already"
+    if kind == "retired" and st[1] is not None:
+        return f"which entry {st[1]} retired already"
+    return None
 
 
 def _key_table_problems(results: list[ChunkResult], key_table: Sequence[Any]) -> list[Problem]:

@@ -542,6 +542,20 @@ def signature_status(envelope: bytes, key: PublicKey | None) -> tuple[bool, str]
     return True, ""
 
 
+def signed_in_force(entry: Any, key: PublicKey | None, records: Sequence[Any]) -> tuple[bool, str]:
+    """:func:`signature_status` of the ledger entry ``entry``, and whether its signer's key
+    could sign it when it was appended (``records``: the keys as the pack's key events left
+    them), as ``escrow verify`` and ``pack verify`` judge it: an entry signed by a key
+    retired or revoked before it (written into the database, not appended) is no evidence."""
+    from escrow.verification import key_valid_at
+
+    verified, problem = signature_status(entry.envelope, key)
+    if not verified:
+        return verified, problem
+    valid, why = key_valid_at(list(records), str(entry.signer), entry)
+    return (True, "") if valid else (False, why)
+
+
 @dataclass(frozen=True)
 class BuildFacts:
     """What a pack's verdict and anomalies are computed from, for one build in scope:
@@ -874,7 +888,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
         st = entry.statement()
         key = key_states.get(entry.signer)
         pub = public_keys.get(entry.signer)
-        verified, problem = signature_status(entry.envelope, pub)
+        verified, problem = signed_in_force(entry, pub, key_records)
         signed_count[entry.signer] = signed_count.get(entry.signer, 0) + 1
         hexes, inc_ok = prove(entry)
         rb = rebuilds.get(entry.index, [])
@@ -902,7 +916,7 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     supporting_entries: dict[int, Any] = {}
     for entry in _base_makers(ledger, facts, size):
         key = key_states.get(entry.signer)
-        verified, _ = signature_status(entry.envelope, public_keys.get(entry.signer))
+        verified, _ = signed_in_force(entry, public_keys.get(entry.signer), key_records)
         if not verified:
             continue
         if not prove(entry)[1]:

@@ -914,6 +914,8 @@ class _Checked:
     vouched: set[str] = field(default_factory=set)
     envelopes: dict[int, tuple[bytes, dict[str, Any], Envelope]] = field(default_factory=dict)
     registered: dict[str, _Key] = field(default_factory=dict)
+    #: the index of each revoked key's revocation
+    revoked: dict[str, int] = field(default_factory=dict)
     appended: dict[int, datetime] = field(default_factory=dict)
     appended_by: datetime | None = None
     #: the embedded key events, ``(index, leaf hash)`` in log order
@@ -925,7 +927,8 @@ class _Checked:
 
 #: a registered signer key: the key, the index of the event that added it, the index of
 #: the event that ended it (revoked or retired), and for a retirement the time it takes
-#: effect (entries appended before it stay valid: ``keys retire --from`` a later date)
+#: effect (entries appended before it stay valid: ``keys retire --from`` a later date);
+#: a retired key revoked later keeps its retirement, the revocation in ``_Checked.revoked``
 _Key = tuple[PublicKey, int, int | None, datetime | None]
 
 
@@ -1036,17 +1039,26 @@ def _verify_evidence(
             if pub.keyid != keyid:
                 key_problems.append(f"entry {index}: the key event's key ID is not its key's")
                 continue
-            registered[keyid] = (pub, index, None, None)
+            # a key is added once (the ledger refuses to add a key again, a revoked one
+            # above all): a second "added" event changes nothing, as in `ledger verify`
+            registered.setdefault(keyid, (pub, index, None, None))
         elif p.get("event") in ("revoked", "retired") and keyid in registered:
-            pub, added, _, _ = registered[keyid]
-            until = None
-            if p.get("event") == "retired":
+            pub, added, ended, until = registered[keyid]
+            if keyid in checked.revoked:
+                continue  # the ledger changes nothing of a revoked key
+            if p.get("event") == "revoked":
+                # a retired key revoked later (its private key leaked since) keeps its
+                # retirement: entries after it stay invalid, whatever the revocation says
+                checked.revoked[keyid] = index
+                if ended is None:
+                    registered[keyid] = (pub, added, index, None)
+            elif ended is None:  # a retirement is never moved
                 # In force from the later of its signed effectiveFrom and its append; every
                 # entry after the event was appended after it (append times never go back),
                 # so the signed date alone decides.  signer-keys.json states the event's
                 # time, but the operator writes it: it never keeps the key signing longer.
                 until = _moment(p.get("effectiveFrom")) or _EARLIEST
-            registered[keyid] = (pub, added, index, until)
+                registered[keyid] = (pub, added, index, until)
     # all of the log's key events below the checkpoint, none left out: the checkpoint
     # commits to their count and digest (its key-events line)
     checked.key_events = [
@@ -1397,11 +1409,12 @@ def _pem_keyid(pem: Any) -> str:
         return ""
 
 
-def _valid_at(key: _Key, index: int, appended: datetime | None) -> bool:
+def _valid_at(key: _Key, index: int, appended: datetime | None, revoked: int | None = None) -> bool:
     """Whether a key added at ``key[1]`` and ended at ``key[2]`` may sign entry ``index``,
-    appended at ``appended`` (or before): after a retirement, until it takes effect."""
+    appended at ``appended`` (or before): after a retirement, until it takes effect; never
+    after its revocation (at entry ``revoked``)."""
     _, added, ended, until = key
-    if added >= index:
+    if added >= index or (revoked is not None and revoked < index):
         return False
     if ended is None or index < ended:
         return True
@@ -1593,7 +1606,8 @@ def _keys_for(keyid: str, index: int, checked: _Checked) -> list[tuple[str, _Key
     return [
         (k, registered[k])
         for k in named
-        if k in registered and _valid_at(registered[k], index, checked.appended_at(index))
+        if k in registered
+        and _valid_at(registered[k], index, checked.appended_at(index), checked.revoked.get(k))
     ]
 
 
