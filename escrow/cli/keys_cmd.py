@@ -664,14 +664,9 @@ def _rotate(
         for p in written:
             p.unlink(missing_ok=True)
         raise
-    # a revoked (or already retired) key just gets replaced
-    not_retired: BaseException | None = None
-    retired = None
-    if rec.status == "active" and not scheduled:
-        try:
-            retired = ledger.retire_key(old.keyid, when, f"rotated to {new.keyid[:16]}")
-        except BaseException as e:  # the new key is registered: it is put in place all the same
-            not_retired = e
+    # the new key is put in place before the old one is retired: a build that reads the
+    # key file meanwhile gets a key that may sign (the old one, still active, or the new
+    # one), and one refused for the retired key finds the new one there (capture.publish)
     os.link(path, archived)
     if old_pub is None:
         os.replace(public_key_path(path), public_key_path(archived))
@@ -679,6 +674,14 @@ def _rotate(
         os.replace(old_pub, public_key_path(archived))
     os.replace(tmp, path)
     os.replace(tmp_pub, public_key_path(path))
+    # a revoked (or already retired) key just gets replaced
+    not_retired: BaseException | None = None
+    retired = None
+    if rec.status == "active" and not scheduled:
+        try:
+            retired = ledger.retire_key(old.keyid, when, f"rotated to {new.keyid[:16]}")
+        except BaseException as e:  # the new key is registered and in place all the same
+            not_retired = e
     if isinstance(not_retired, Exception):
         raise _not_retired(name, path, old, new, effective, not_retired) from not_retired
     if not_retired is not None:  # Ctrl-C, SIGTERM: the same interruption, files in place

@@ -58,7 +58,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from escrow.blobs import HEX, locked_files
 from escrow.deposit.context import context_index
 from escrow.deposit.deposit import (
-    DEPOSIT_RECORD,
     Needs,
     build_predicate,
     check_record,
@@ -75,7 +74,7 @@ from escrow.deposit.store import (
     place_blob,
     reading,
 )
-from escrow.documents.types import BUILD_MANIFEST, KEY_EVENT
+from escrow.documents.types import BUILD_MANIFEST, DEPOSIT_RECORD, IMPORT_RECORD, KEY_EVENT
 from escrow.errors import CheckFailed, EnvironmentProblem, InputError, SignatureError
 from escrow.times import rfc3339, utc_now
 
@@ -84,7 +83,6 @@ if TYPE_CHECKING:
     from escrow.ledger.store import Entry, Ledger
 
 FORMAT = "escrow-deposit/v1"
-IMPORT_RECORD = "https://escrow.dev/deposit-import/v1"
 _TOC_LIMIT = 64 << 20
 
 
@@ -976,7 +974,11 @@ def import_deposit(
         raise InputError(f"Cannot read the deposit archive {archive}: {e.strerror}.") from e
     work: Path | None = None
     try:
-        with _storing(store, archive), store.lock(exclusive=False):
+        with (
+            _storing(store, archive),
+            store.lock(exclusive=False),
+            contextlib.ExitStack() as stack,
+        ):
             # made under the shared lock: `gc --apply` (exclusive) never sweeps it away
             if isinstance(store, FileDepositStore):
                 (store.root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -1184,6 +1186,7 @@ def import_deposit(
                     bytes_new += size
                 place_blob(staged.path(digest), final)  # flushed to disk, then renamed
             entries = []
+            stack.enter_context(_recording_imports(store))  # one import at a time decides
             for item, envelope, pem in checked:
                 env_digest = hashlib.sha256(envelope).hexdigest()
                 if isinstance(store, FileDepositStore) and _corrupt(store, env_digest, say):
@@ -1262,6 +1265,26 @@ def _storing(store: DepositStore, archive: Path) -> Iterator[None]:
             hint="Free some space (or make the store writable) and import again: the blobs "
             "stored so far are reused, and `escrow gc --apply` removes them otherwise.",
         ) from e
+
+
+@contextlib.contextmanager
+def _recording_imports(store: DepositStore) -> Iterator[None]:
+    """Hold the import references of a folder store locked (``flock`` on their folder)
+    while an import decides, entry by entry, whether its record is kept or written: two
+    imports of one archive at once each found no record, each wrote its own (another
+    ``importedAt``), and each said the entries were new; the record the other replaced
+    stayed in the store, referenced by nothing."""
+    if not isinstance(store, FileDepositStore):
+        yield
+        return
+    folder = store.root / "refs" / IMPORTS
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _kept_import(

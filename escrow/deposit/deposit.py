@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from escrow.deposit.context import context_blobs, context_index, store_context
 from escrow.deposit.images import from_engine_stores, image_layers, missing_parts, save_images
 from escrow.deposit.store import ENTRIES, IMPORTS, DepositStore, open_store, reading
-from escrow.documents.types import BUILD_MANIFEST
+from escrow.documents.types import BUILD_MANIFEST, DEPOSIT_RECORD
 from escrow.errors import InputError
 from escrow.times import rfc3339, utc_now
 
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from escrow.config import Settings
     from escrow.deposit.ahead import ContextAhead
     from escrow.ledger.store import Entry
-
-DEPOSIT_RECORD = "https://escrow.dev/deposit/v1"
 
 ContextInput = str | Path | bytes | IO[bytes] | None
 

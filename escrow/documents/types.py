@@ -19,6 +19,10 @@ REBUILD_VERIFICATION: Final = "https://escrow.dev/rebuild-verification/v1"
 AUDIT_PACK: Final = "https://escrow.dev/audit-pack/v1"
 KEY_EVENT: Final = "https://escrow.dev/key-event/v1"
 SLSA_PROVENANCE: Final = "https://slsa.dev/provenance/v1"
+#: ``type`` of a deposit record (a JSON blob in the deposit store, docs/deposits.md) and of
+#: the import record of an entry imported from another ledger; not ledger documents.
+DEPOSIT_RECORD: Final = "https://escrow.dev/deposit/v1"
+IMPORT_RECORD: Final = "https://escrow.dev/deposit-import/v1"
 
 #: SLSA ``buildDefinition.buildType`` of an escrow phoenix Docker build (docs/slsa.md).
 SLSA_BUILD_TYPE: Final = "https://escrow.dev/slsa/docker-build/v1"

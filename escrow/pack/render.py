@@ -767,6 +767,27 @@ def _write_error(path: Path, e: OSError) -> EscrowError:
     )
 
 
+def _append_signed(
+    settings: Any, ledger: Any, statement: dict[str, Any], envelope: Any, build_key: Any
+) -> Any:
+    """Append the pack's signed statement; its entry.  When ``escrow keys rotate``
+    retired the build key while the pack was rendered (an operator's rotation during a
+    long pack), it is signed again with the key the rotation put in its place, as a
+    build is (:meth:`escrow.capture.publish.Publisher.publish`): the rendering is not lost."""
+    from escrow.capture.publish import _rotated
+    from escrow.errors import SignatureError
+    from escrow.signing.dsse import sign_statement
+
+    try:
+        entry, _ = ledger.append(envelope)
+    except SignatureError:
+        rotated = _rotated(settings, ledger, build_key)
+        if rotated is None:
+            raise
+        entry, _ = ledger.append(sign_statement(statement, rotated))
+    return entry
+
+
 def render_pack(
     settings: Any,
     ledger: Any,
@@ -871,7 +892,9 @@ def render_pack(
             envelope = sign_statement(statement, build_key)
             if before_record is not None:
                 before_record(data, envelope)
-            entry, _ = ledger.append(envelope)
+                entry, _ = ledger.append(envelope)
+            else:
+                entry = _append_signed(settings, ledger, statement, envelope, build_key)
             index, leaf = entry.index, entry.leaf_hash
         os.replace(tmp, output)
     finally:

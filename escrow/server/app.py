@@ -361,8 +361,9 @@ class _Backend:
     def _connect(self, first: bool) -> None:
         from escrow.ledger.store import Ledger, db_errors, make_engine
 
-        # only `escrow init` makes a ledger: a later connection never creates one
-        ledger = Ledger.open(self.cfg.settings, create=first)
+        # only `escrow init` makes a ledger: a database that holds none (a mistyped
+        # ESCROW_DB_URL) is refused, at start-up as later, never made a new, empty log
+        ledger = Ledger.open(self.cfg.settings, create=False)
         # The server's own tables (tokens, pack jobs) live in the ledger's database,
         # through an engine made the same way as the ledger's.
         engine = make_engine(self.cfg.settings.db_url)
