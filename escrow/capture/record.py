@@ -189,7 +189,8 @@ def _learn_argv(argv: list[str], redactor: Redactor) -> None:
             redactor.learn(found[1], found[2])
     for words in _command_lines_within(argv):
         for found in _argv_secrets(words, redactor):
-            if found is not None:
+            # a shell expands ``$TOKEN`` there: a reference to the secret, not its value
+            if found is not None and "$" not in found[2]:
                 redactor.learn(found[1], found[2])
     # ``https://user:pw@host``: stripped from URLs anyway, but a command may print the
     # credentials without the URL (``user:pw``, the password alone, percent-decoded)

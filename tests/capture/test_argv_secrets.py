@@ -173,3 +173,10 @@ def test_a_script_word_without_secrets_is_kept() -> None:
     argv = ["sh", "-c", "make -j4 image && docker push app:1 # it's done"]
     recorded, _ = _record(argv)
     assert recorded == argv
+
+
+def test_a_variable_reference_inside_a_script_word_is_no_secret_value() -> None:
+    argv = ["sh", "-c", 'docker login -p "$REGISTRY_PASSWORD" r.example && deploy --token=${TK}']
+    recorded, redactor = _record(argv)
+    assert recorded == argv
+    assert redactor.text("the $REGISTRY_PASSWORD variable") == "the $REGISTRY_PASSWORD variable"
