@@ -57,11 +57,41 @@ def _week(value: str, end_of_day: bool) -> datetime | None:
     return datetime.combine(first + length, datetime.min.time(), UTC)
 
 
+#: a calendar year (2026), month (2026-12) or quarter (2026-Q3, 2026Q3), alone: the
+#: periods audits are asked for
+_YEAR_MONTH_QUARTER = r"(\d{4})(?:-(\d{2})|-?Q([1-4]))?"
+
+
+def _calendar_period(value: str, end_of_day: bool) -> datetime | None:
+    """A bare year, month or quarter as a period, as a bare date is one: its first
+    midnight, or with ``end_of_day`` the next period's (``--until 2026-Q3`` includes the
+    whole quarter).  ``None`` for any other text."""
+    m = re.fullmatch(_YEAR_MONTH_QUARTER, value)
+    if m is None:
+        return None
+    year = int(m[1])
+    if m[2] is not None:
+        first, months = int(m[2]), 1
+    elif m[3] is not None:
+        first, months = 3 * int(m[3]) - 2, 3
+    else:
+        first, months = 1, 12
+    start = date(year, first, 1)  # ValueError: no such month (or year 0)
+    if not end_of_day:
+        return datetime.combine(start, datetime.min.time(), UTC)
+    after = first - 1 + months
+    if year + after // 12 > date.max.year:
+        return datetime.max.replace(tzinfo=UTC)
+    end = date(year + after // 12, after % 12 + 1, 1)
+    return datetime.combine(end, datetime.min.time(), UTC)
+
+
 def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     """A time a user gave (``--since``, ``--until``, the server's query): RFC 3339 (``Z`` or
     an offset) or a bare date; naive times are UTC.  With ``end_of_day`` a bare date means
     the end of that day (``--until`` is exclusive: the next midnight), and a bare ISO week
-    (2026-W49) the end of that week.  A leap second (``23:59:60``) is the start of the
+    (2026-W49), month (2026-12), quarter (2026-Q3) or year (2026) the end of that period.
+    A leap second (``23:59:60``) is the start of the
     next second, as POSIX clocks (and so the ledger's times) count it."""
     value = text.strip()
     try:
@@ -77,9 +107,13 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
                         else datetime.max.replace(tzinfo=UTC)
                     )
                 return day
-        week = _week(value.upper(), end_of_day) if value.isascii() else None
-        if week is not None:
-            return week
+        period = (
+            _week(value.upper(), end_of_day) or _calendar_period(value.upper(), end_of_day)
+            if value.isascii()
+            else None
+        )
+        if period is not None:
+            return period
         if re.search(_HOUR_OR_MINUTE_FRACTION, value):
             raise ValueError("a fraction of an hour or a minute")
         value, leap = re.subn(_LEAP_SECOND, r"\g<1>59", value, count=1)

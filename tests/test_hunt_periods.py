@@ -196,3 +196,44 @@ def test_the_help_says_a_time_without_an_offset_is_utc(
     r = cli([*command, "--help"])
     assert r.exit_code == 0, r.stderr
     assert "UTC unless it gives an offset" in option_help(r.stdout, option)
+
+
+@pytest.mark.parametrize(
+    ("text", "since", "until"),
+    [
+        ("2026", _utc(2026, 1, 1), _utc(2027, 1, 1)),
+        ("2026-12", _utc(2026, 12, 1), _utc(2027, 1, 1)),
+        ("2028-02", _utc(2028, 2, 1), _utc(2028, 3, 1)),
+        ("2026-Q3", _utc(2026, 7, 1), _utc(2026, 10, 1)),
+        ("2026q4", _utc(2026, 10, 1), _utc(2027, 1, 1)),
+        ("2026Q1", _utc(2026, 1, 1), _utc(2026, 4, 1)),
+        ("9999-Q4", _utc(9999, 10, 1), datetime.max.replace(tzinfo=UTC)),
+    ],
+)
+def test_a_year_month_or_quarter_is_a_period_as_a_bare_date_is(
+    text: str, since: datetime, until: datetime
+) -> None:
+    """Audits are asked for a quarter or a month ("Q3 2026"); they were refused."""
+    assert parse_time(text, "--since") == since
+    assert parse_time(text, "--until", end_of_day=True) == until
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-Q5", "2026-Q0", "0000", "202612"])
+def test_a_month_or_quarter_the_calendar_lacks_is_refused(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a date or an RFC 3339 time"):
+        parse_time(text, "--since")
+
+
+def test_log_and_pack_request_take_a_quarter(escrow_home: Path, cli: Any) -> None:
+    entry = cli(["log", "--json"]).json()["entries"][0]
+    day = date.fromisoformat(entry["integrated_at"][:10])
+    quarter = f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+    month, year = f"{day:%Y-%m}", f"{day.year}"
+    for since, until in [(quarter, quarter), (month, month), (year, year)]:
+        r = cli(["log", "--json", "--since", since, "--until", until])
+        assert r.exit_code == 0, r.stderr
+        assert [e["index"] for e in r.json()["entries"]] == [entry["index"]], (since, until)
+    # the server's pack request reads it as `escrow pack` does
+    body = m.PackIn.model_validate({"projects": ["p"], "since": quarter, "until": quarter})
+    assert body.since == parse_time(quarter, "since")
+    assert body.until == parse_time(quarter, "until", end_of_day=True)

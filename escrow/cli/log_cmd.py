@@ -76,12 +76,13 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 @click.option(
     "--since",
     help="From this date or RFC 3339 time (integration time, inclusive; UTC unless it "
-    "gives an offset).",
+    "gives an offset; a week 2026-W49, month 2026-12, quarter 2026-Q3 or year 2026 from "
+    "its start).",
 )
 @click.option(
     "--until",
-    help="Before this time, exclusive (a bare date includes that whole day; UTC unless it "
-    "gives an offset).",
+    help="Before this time, exclusive (a bare date, week, month, quarter or year includes "
+    "that whole period; UTC unless it gives an offset).",
 )
 @click.option(
     "--limit",

@@ -42,12 +42,13 @@ def _read_checkpoint(path: Path) -> str:
 @click.option("--project", "projects", multiple=True, help="Project in scope (repeatable).")
 @click.option(
     "--since",
-    help="First date or time in scope (integration time; UTC unless it gives an offset).",
+    help="First date or time in scope (integration time; UTC unless it gives an offset; a "
+    "week 2026-W49, month 2026-12, quarter 2026-Q3 or year 2026 from its start).",
 )
 @click.option(
     "--until",
-    help="End of the scope, exclusive (a bare date includes that whole day; UTC unless it "
-    "gives an offset).",
+    help="End of the scope, exclusive (a bare date, week, month, quarter or year includes "
+    "that whole period; UTC unless it gives an offset).",
 )
 @click.option("--entries", "entries", help="Ledger indexes in scope, e.g. 3,5,7-9.")
 @click.option("--requester", default="", help="Who asked for the pack (shown on the cover).")
@@ -495,7 +496,8 @@ def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, 
 @click.option(
     "--until",
     help="The end the pack's period must have, as given to `escrow pack --until` "
-    "(a bare date includes that whole day; UTC unless it gives an offset).",
+    "(a bare date, week, month, quarter or year includes that whole period; UTC unless it "
+    "gives an offset).",
 )
 @click.option(
     "--since-checkpoint",
