@@ -91,8 +91,8 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     an offset) or a bare date; naive times are UTC.  With ``end_of_day`` a bare date means
     the end of that day (``--until`` is exclusive: the next midnight), and a bare ISO week
     (2026-W49), month (2026-12), quarter (2026-Q3) or year (2026) the end of that period.
-    A leap second (``23:59:60``) is the start of the
-    next second, as POSIX clocks (and so the ledger's times) count it."""
+    A leap second (``23:59:60``) is the start of the next second, as POSIX clocks (and so
+    the ledger's times) count it."""
     value = text.strip()
     try:
         if len(value) == 10 or (len(value) == 8 and value.isascii() and value.isdigit()):
