@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +335,48 @@ def _documents(data: bytes) -> list[tuple[int, bytes]]:
     return [(1, text)]
 
 
+def _read_documents(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of each envelope of an input read as it is appended:
+    JSON Lines are read line by line (the input of `escrow post` may be larger than
+    memory, or a pipe still being written); anything else -- one JSON document,
+    pretty-printed or not, or a first line that is no JSON value by itself -- is read
+    whole and split by :func:`_documents`, as before.  ``lines`` are the input's
+    physical lines (each ending in ``\\n``, but maybe the last).  What is not JSON
+    Lines, and an input with no envelope (:class:`InputError`), is found before the
+    first result is asked for."""
+    head: list[bytes] = []  # the input read until its form is known
+    found: list[tuple[int, bytes]] = []  # its first two non-blank lines
+    number = 0
+    for chunk in lines:
+        head.append(chunk)
+        for line in chunk.splitlines():  # as bytes.splitlines numbers them: \n, \r\n, \r
+            number += 1
+            if line.strip():
+                found.append((number, line))
+        if len(found) >= 2:
+            break
+    if len(found) < 2:  # at most one envelope: the input is all read
+        return iter(_documents(b"".join(head)))
+    try:
+        json.loads(found[0][1])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # a JSON value spread over lines, or a bad first line: read it whole
+        return iter(_documents(b"".join(head) + b"".join(lines)))
+    return _more_lines(found, lines, number)
+
+
+def _more_lines(
+    found: list[tuple[int, bytes]], lines: Iterator[bytes], number: int
+) -> Iterator[tuple[int, bytes]]:
+    """The rest of a JSON Lines input, its non-blank lines numbered, read as asked for."""
+    yield from found
+    for chunk in lines:
+        for line in chunk.splitlines():
+            number += 1
+            if line.strip():
+                yield number, line
+
+
 def _one_document_then_garbage(text: bytes) -> bool:
     """Whether ``text`` starts with one JSON value spread over several lines (a
     pretty-printed envelope) and goes on after it: one bad document, not JSON Lines."""
@@ -400,29 +445,77 @@ def post(app: App, source: str, as_json: bool) -> None:
         raise InputError(
             "The FILE argument is empty.", hint="Give the file of envelopes, or - for stdin."
         )
-    try:
-        if source == "-":
-            if sys.stdin is None or sys.stdin.closed:  # started with stdin closed (`<&-`)
-                raise InputError(
-                    "There is no input to read: stdin is closed.",
-                    hint="Give a FILE, or pipe the envelopes in.",
+    with contextlib.ExitStack() as closing:
+        try:
+            if source == "-":
+                if sys.stdin is None or sys.stdin.closed:  # started with stdin closed (`<&-`)
+                    raise InputError(
+                        "There is no input to read: stdin is closed.",
+                        hint="Give a FILE, or pipe the envelopes in.",
+                    )
+                stdin = getattr(sys.stdin, "buffer", None)
+                chunks: Iterator[bytes] = (
+                    iter(stdin) if stdin is not None else _encoded_lines(sys.stdin)
                 )
-            stdin = getattr(sys.stdin, "buffer", None)
-            data = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
-        else:
-            data = Path(source).read_bytes()
-    except OSError as e:
-        raise InputError(f"Cannot read {source}: {e.strerror}.") from e
-    docs = _documents(data)
+            else:
+                chunks = iter(closing.enter_context(open(source, "rb")))  # noqa: SIM115
+            # JSON Lines are read as they are appended, so memory does not grow with
+            # the input, and a pipe's envelopes are appended while it is written
+            docs = _read_documents(_reading(chunks, source))
+        except OSError as e:
+            raise InputError(f"Cannot read {source}: {e.strerror}.") from e
+        _post_documents(app, docs, as_json)
+
+
+def _encoded_lines(text: Any) -> Iterator[bytes]:
+    """The lines of a text stdin (no binary buffer under it), UTF-8 encoded."""
+    for line in text:
+        yield line.encode("utf-8")
+
+
+def _reading(chunks: Iterator[bytes], source: str) -> Iterator[bytes]:
+    """``chunks``, an :class:`OSError` while they are read said as one sentence."""
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except OSError as e:
+            raise InputError(f"Cannot read {source}: {e.strerror}.") from e
+        if chunk is None:
+            return
+        yield chunk
+
+
+def _post_documents(app: App, docs: Iterator[tuple[int, bytes]], as_json: bool) -> None:
+    """Append ``docs`` in order and report each result (the body of `escrow post`)."""
     results: list[dict[str, Any]] = []
     stopped: EscrowError | None = None  # the ledger became unusable part way (exit 3)
     printer = _ResultPrinter(app)  # a reader that goes away does not stop the appends
+    read: collections.deque[int] = collections.deque()  # lines read, their results not out
+    last = [0]  # the line of the last envelope read
+
+    def envelopes() -> Iterator[bytes]:
+        for line, raw in docs:
+            read.append(line)
+            last[0] = line
+            yield raw
+
+    def not_handled() -> int:
+        """The line of the first envelope not handled: read, still to be read, or (the
+        input could not be read on) the line after the last one read."""
+        if read:
+            return read[0]
+        try:
+            return next(docs, (last[0] + 1, b""))[0]
+        except EscrowError:
+            return last[0] + 1
+
     with app.ledger() as lg:
         # each envelope in its own transaction, in order; the next ones are checked
         # on a second thread meanwhile
-        outcomes = lg.append_many(raw for _, raw in docs)
+        outcomes = lg.append_many(envelopes())
         try:
-            for (line, _), outcome in zip(docs, outcomes, strict=False):
+            for outcome in outcomes:
+                line = read.popleft()
                 if isinstance(outcome, EscrowError):
                     error = outcome.diagnostics()
                     results.append({"line": line, "status": "rejected", "error": error})
@@ -443,6 +536,7 @@ def post(app: App, source: str, as_json: bool) -> None:
                     printer.out(line, f"{status} {entry.index} {entry.leaf_hash}")
         except EscrowError as e:
             stopped = e
+    stop_line = not_handled() if stopped is not None else 0
     appended = sum(r["status"] == "appended" for r in results)
     existing = sum(r["status"] == "exists" for r in results)
     rejected = sum(r["status"] == "rejected" for r in results)
@@ -454,11 +548,11 @@ def post(app: App, source: str, as_json: bool) -> None:
             "rejected": rejected,
         }
         if stopped is not None:  # what was acknowledged before, and where it stopped
-            doc["stopped"] = {"line": docs[len(results)][0], "error": stopped.diagnostics()}
+            doc["stopped"] = {"line": stop_line, "error": stopped.diagnostics()}
         printer.json(doc)
     printer.report(len(results), appended, existing, rejected)
     if stopped is not None:
-        line = docs[len(results)][0]  # the first one not handled
+        line = stop_line  # the first one not handled
         handled = (
             f"the envelopes before it were handled ({appended} appended, {existing} already "
             f"there, {rejected} rejected)"
