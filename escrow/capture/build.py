@@ -65,6 +65,10 @@ class BuildRequest(NamedTuple):
     #: folders of the context neither sent nor recorded (escrow's own: its home, its
     #: deposit store), relative to it; listed in ``inputs.context.excluded``
     leave_out: tuple[str, ...] = ()
+    #: the Dockerfile to build instead of ``dockerfile``'s own bytes (a rebuild's, its
+    #: ``FROM`` lines pinned), sent so that the build's files are those a build of
+    #: ``dockerfile`` has (:func:`escrow.capture.context._send_recipe`)
+    recipe: bytes | None = None
 
 
 @dataclass
@@ -666,7 +670,7 @@ def phoenix_build(
     arg_records = [redactor.build_arg(name, value) for name, value in request.build_args]
     label_records = [redactor.build_arg(name, value) for name, value in request.labels]
 
-    stream = ContextStream(request.context, request.dockerfile, request.leave_out)
+    stream = ContextStream(request.context, request.dockerfile, request.leave_out, request.recipe)
     root = stream.plan.root
     df = dfparse.parse(stream.dockerfile_bytes.decode("utf-8", errors="replace"), args)
     built = df

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import stat
 import sys
 import tarfile
@@ -292,9 +293,14 @@ def sdk_exclude_paths() -> Any:
     the SDK is already imported, or that layout ever changes, the plain
     import is used.
     """
+    return _sdk_build().exclude_paths
+
+
+def _sdk_build() -> Any:
+    """The Docker SDK's ``docker.utils.build`` module (see :func:`sdk_exclude_paths`)."""
     loaded = sys.modules.get("docker.utils.build")
     if loaded is not None:
-        return loaded.exclude_paths
+        return loaded
     mod: Any = sys.modules.get(f"{_SDK_ALIAS}.utils.build")
     if mod is None:
         try:
@@ -303,7 +309,7 @@ def sdk_exclude_paths() -> Any:
             import docker.utils.build
 
             mod = docker.utils.build
-    return mod.exclude_paths
+    return mod
 
 
 def _load_sdk_build() -> Any:
@@ -431,10 +437,15 @@ def _plan(
     require_dockerfile: bool,
     embed_dockerfile: bool,
     leave_out: Sequence[str] = (),
+    recipe: bytes | None = None,
 ) -> _Plan:
     """What goes in the archive: the Dockerfile and the paths the SDK selects, less
     ``leave_out`` (escrow's own folders: its keys and ledger must never be sent,
-    hashed or deposited as inputs of a build)."""
+    hashed or deposited as inputs of a build).
+
+    ``recipe``: the Dockerfile to build instead of ``dockerfile``'s own bytes (a
+    rebuild's, its ``FROM`` lines pinned to the recorded images), sent so that the
+    build's files are those of a build of ``dockerfile`` (see :func:`_send_recipe`)."""
     root = Path(context_dir)
     check_context_dir(root)
     root = root.resolve()
@@ -468,7 +479,74 @@ def _plan(
     if leave_out:
         names = [n for n in names if not _under(n.replace(os.sep, "/"), leave_out)]
     _check_names(root, names)
+    if recipe is not None and df_bytes is not None:
+        rel, extra = _send_recipe(recipe, df_bytes, rel, extra, names, exclude)
+        df_bytes = recipe
     return _Plan(root, names, extra, rel, shown, df_bytes, exclude, tuple(leave_out))
+
+
+#: what stands for a ``*`` of a ``.dockerignore`` pattern in the name a rebuild's
+#: pinned Dockerfile is sent under (:func:`_send_recipe`)
+_PINNED_STEM = "escrow-pinned-dockerfile"
+
+
+def _send_recipe(
+    recipe: bytes,
+    original: bytes,
+    rel: str | None,
+    extra: list[tuple[str, bytes]],
+    names: list[str],
+    exclude: list[str] | None,
+) -> tuple[str, list[tuple[str, bytes]]]:
+    """The name ``recipe`` is sent under in place of a Dockerfile ``original`` (at
+    ``rel`` in the context, or embedded as ``extra`` when it is outside), and the
+    archive's extra entries.
+
+    The engine removes the Dockerfile from the build's files only when the context's
+    ``.dockerignore`` names it; the docker CLI (and a build of a Dockerfile outside the
+    context) adds its name to that ``.dockerignore``, which then differs from the
+    context's own and is copied so by a ``COPY . /app``: a rebuild that pinned its
+    ``FROM`` lines read as different.  So the recipe goes under a name the context's
+    own ``.dockerignore`` excludes — ``original``'s own when it does (the engine removed
+    it), else one no file of the archive has, which the engine removes as well — and
+    that ``.dockerignore`` is sent as it is.  A Dockerfile outside the context is
+    embedded under the name made from ``original``'s bytes (the ``.dockerignore`` made
+    for it is then the original build's), and so is a recipe whose context's
+    ``.dockerignore`` gives no such name (the build's files then differ)."""
+    if not extra and exclude:
+        matcher = _sdk_build().PatternMatcher(exclude)
+        if rel is not None and matcher.matches(rel):
+            return rel, [(rel, recipe)]  # removed by the engine, as the original was
+        taken = set(names)
+        for pattern in exclude:
+            name = _excluded_name(pattern)
+            if (
+                name is not None
+                and name not in taken
+                and not any(n.startswith(name + os.sep) for n in names)
+                and matcher.matches(name)
+            ):
+                return name, [(name, recipe)]
+    name = f".dockerfile.{hashlib.sha256(original).hexdigest()[:40]}"
+    if extra:  # outside the context: the original build's .dockerignore, this recipe
+        return name, [(n, recipe if n == rel else data) for n, data in extra]
+    ignore_text = "\n".join([*(exclude or [".dockerignore"]), name])
+    return name, [(".dockerignore", ignore_text.encode("utf-8")), (name, recipe)]
+
+
+def _excluded_name(pattern: str) -> str | None:
+    """A file name at the context's top that ``pattern`` (a ``.dockerignore`` line)
+    matches, or None: for a plain name or one with ``*`` (``**/`` in front allowed)."""
+    if pattern.startswith("!"):
+        return None
+    name = pattern.strip().lstrip("/")
+    while name.startswith(("./", "**/")):
+        name = name[2:] if name.startswith("./") else name[3:]
+    name = name.rstrip("/").replace("**", "*")
+    if not name or not re.fullmatch(r"[A-Za-z0-9._*+-]+", name) or name in {".", ".."}:
+        return None
+    name = name.replace("*", _PINNED_STEM)
+    return None if name in {".dockerignore", "."} else name
 
 
 def _check_names(root: Path, names: list[str]) -> None:
@@ -778,8 +856,9 @@ class ContextStream:
         context_dir: str | os.PathLike[str],
         dockerfile: str | os.PathLike[str] | None,
         leave_out: Sequence[str] = (),
+        recipe: bytes | None = None,
     ) -> None:
-        self.plan = _plan(context_dir, dockerfile, True, True, leave_out)
+        self.plan = _plan(context_dir, dockerfile, True, True, leave_out, recipe)
         assert self.plan.df_bytes is not None and self.plan.rel is not None
         self.dockerfile_bytes: bytes = self.plan.df_bytes
         self.dockerfile_in_archive: str = self.plan.rel

@@ -328,7 +328,11 @@ def pair_items(
     has). By position; with ``align``, matched by their texts (layers and history items by
     the command that made them), so that items one side inserts — the layers of another base
     image, a new step — are named as such instead of shifting every later comparison. Runs
-    that do not match are paired by position, the longer run's rest unpaired."""
+    that do not match are matched again by their commands less what a changed input
+    alters (the build args a ``RUN`` names in front, the digest of what a ``COPY`` copied:
+    :func:`_command_of`), so that a step that only changed is paired with itself rather
+    than with a step the other side lacks; the rest are paired by position, the longer
+    run's rest unpaired."""
     if not align:
         return [
             (i if i < len(a) else None, i if i < len(b) else None)
@@ -336,12 +340,58 @@ def pair_items(
         ]
     out: list[tuple[int | None, int | None]] = []
     matcher = difflib.SequenceMatcher(a=list(a), b=list(b), autojunk=False)
-    for _op, i1, i2, j1, j2 in matcher.get_opcodes():
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "replace":
+            loose = difflib.SequenceMatcher(
+                a=[_command_of(x) for x in a[i1:i2]],
+                b=[_command_of(x) for x in b[j1:j2]],
+                autojunk=False,
+            )
+            out.extend(
+                (None if k1 is None else i1 + k1, None if k2 is None else j1 + k2)
+                for k1, k2 in _by_position(loose.get_opcodes())
+            )
+            continue
         out.extend(
             (i1 + k if i1 + k < i2 else None, j1 + k if j1 + k < j2 else None)
             for k in range(max(i2 - i1, j2 - j1))
         )
     return out
+
+
+def _by_position(
+    opcodes: Sequence[tuple[str, int, int, int, int]],
+) -> list[tuple[int | None, int | None]]:
+    """The pairs of ``SequenceMatcher`` opcodes, each run paired by position."""
+    return [
+        (i1 + k if i1 + k < i2 else None, j1 + k if j1 + k < j2 else None)
+        for _op, i1, i2, j1, j2 in opcodes
+        for k in range(max(i2 - i1, j2 - j1))
+    ]
+
+
+#: the build args the classic builder writes in front of a ``RUN``'s command
+#: (``|2 A=1 B=[secret B] /bin/sh -c …``), and the digest of what a ``COPY``/``ADD``
+#: copied (``COPY file:<sha256> in /x``)
+_RUN_ARGS = re.compile(r"\|(\d+) ")
+_RUN_ARG = re.compile(r"[^\s=]+=(?:\[secret [^\]]*\]|\S*) ")
+_COPIED = re.compile(r"\b(file|dir|multi):[0-9a-f]{64}\b")
+
+
+def _command_of(text: str | None) -> str | None:
+    """A history item's command less its build args and the digest of what it copied."""
+    if text is None:
+        return None
+    m = _RUN_ARGS.match(text)
+    if m:
+        rest = text[m.end() :]
+        for _ in range(int(m.group(1))):
+            arg = _RUN_ARG.match(rest)
+            if arg is None:
+                break
+            rest = rest[arg.end() :]
+        text = rest
+    return _COPIED.sub(r"\1:…", text)
 
 
 def layer_pairs(

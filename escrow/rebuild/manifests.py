@@ -884,8 +884,11 @@ def render_diff(doc: Mapping[str, Any]) -> str:
                 f"  base image of stage {base['stage']}: {base['original']['reference']} -> "
                 f"{base['rebuilt']['reference']}"
             )
-        else:
-            lines.append(f"  stage {base['stage']}: base image {base['change']}")
+        else:  # one side only: name the image (a stage one build lacks, as of its --target)
+            side = base["original"] or base["rebuilt"] or {}
+            lines.append(
+                f"  stage {base['stage']}: base image {side.get('reference')} {base['change']}"
+            )
     for copy in inputs.get("copyFromImages") or []:
         quiet = False
         was, now = copy["original"] or {}, copy["rebuilt"] or {}

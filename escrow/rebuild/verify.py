@@ -122,9 +122,11 @@ def load_original(ledger: Ledger | RemoteLedger, index: int) -> tuple[Entry, dic
             f"Entry {index} is not a build manifest ({entry.predicate_type}).",
             hint="Rebuild an entry recorded by `escrow build`; `escrow log` lists them.",
         )
+    # stored bytes that no longer parse were changed after the append: the statement says
+    # so (tampering, exit 1, naming the entry) before the signature is checked
+    predicate: dict[str, Any] = entry.statement()["predicate"]
     key = ledger.key(entry.signer)
     Envelope.from_bytes(entry.envelope).verify([PublicKey.from_pem(key.public_pem)])
-    predicate: dict[str, Any] = entry.statement()["predicate"]
     build = predicate.get("build") or {}
     if build.get("kind", "dockerfile") != "dockerfile":
         how = _RECORDED_BY.get(str(build.get("kind")), "?")
@@ -779,16 +781,14 @@ def rebuild_entry(
             return finish({"overall": "unknown", "layers": [], "missing": missing}, None, {})
 
         pinning = "as-recorded"
-        build_file = dockerfile
+        recipe: bytes | None = None
         if plan.rewrite:
             pinning = "rewritten-from"
             text = dockerfile.read_text(encoding="utf-8")
             ids = {int(p["stage"]): str(p["imageId"]) for p in plan.pins if "line" not in p}
             copies = {int(p["line"]): str(p["imageId"]) for p in plan.pins if "line" in p}
-            pinned = scratch / "pinned" / "Dockerfile"
-            pinned.parent.mkdir(parents=True, exist_ok=True)
-            pinned.write_text(rewrite_from_lines(text, dict(args), ids, copies), encoding="utf-8")
-            build_file = pinned
+            # built in place of the recorded Dockerfile, whose files the build keeps
+            recipe = rewrite_from_lines(text, dict(args), ids, copies).encode("utf-8")
             told = set()
             for p in plan.pins:
                 moved = (p["reference"], p["imageId"], "line" in p)
@@ -809,7 +809,8 @@ def rebuild_entry(
         request = BuildRequest(
             context=context,
             tags=(tag,),
-            dockerfile=build_file,
+            dockerfile=dockerfile,
+            recipe=recipe,
             build_args=tuple(args),
             labels=tuple(labels),
             target=inputs.get("target"),
