@@ -23,6 +23,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class EscrowError(Exception):
     """Base of every error escrow raises deliberately."""
@@ -100,3 +102,30 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a cancelled CI job, ``docker stop``, ``kill``) during work that must stop
     cleanly (``escrow build``): unwinds as Ctrl-C does; the command exits 143 (128 + 15),
     as a process ended by SIGTERM does."""
+
+
+def sigterm_raises_terminated() -> Callable[[], None]:
+    """Make SIGTERM raise :class:`Terminated` in the main thread, so that it stops the work
+    as Ctrl-C does (what it was writing removed, a build's finished steps too) instead of
+    ending the process where it stood; once (a second one, as a whole process group is
+    signalled, does not cut short the clean-up the first started).  Returns what puts the
+    previous handler back.  Off the main thread: nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    fired = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    return restore

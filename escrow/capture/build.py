@@ -38,7 +38,12 @@ from escrow.capture.manifest import (
 from escrow.capture.progress import NoProgress, Progress
 from escrow.capture.secrets import Redactor
 from escrow.capture.source import builder_id, ci_facts, git_source
-from escrow.errors import EscrowError, InputError, Terminated, UsageError
+from escrow.errors import (
+    EscrowError,
+    InputError,
+    UsageError,
+    sigterm_raises_terminated,
+)
 from escrow.times import utc_now
 
 if TYPE_CHECKING:
@@ -575,32 +580,6 @@ def _remove_leftovers(engine: Engine, parser: StepParser) -> None:
         pass  # the engine went away meanwhile: the stop's own error is the one to report
 
 
-def _sigterm_stops_the_build() -> Callable[[], None]:
-    """Make SIGTERM raise :class:`~escrow.errors.Terminated` in the main thread, so that it
-    stops the build as Ctrl-C does (the images of the finished steps removed, nothing
-    recorded) instead of ending the process at once; once (a second one,
-    as a whole process group is signalled, waits for the clean-up the first started);
-    return what puts the previous handler back.  Off the main thread: nothing."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    fired = False
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-    return restore
-
-
 class _FinishOnce:
     """A :class:`Progress` whose ``finish`` happens once: the first message says how the
     build ended; a later one (the build stopped while it was being recorded) is dropped."""
@@ -685,7 +664,7 @@ def phoenix_build(
     ci = ci_facts(environ)
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     progress = _FinishOnce(progress)
-    restore_sigterm = _sigterm_stops_the_build()
+    restore_sigterm = sigterm_raises_terminated()  # stops the build as Ctrl-C does
     try:
         made: StepParser | None = None
 

@@ -157,28 +157,12 @@ def _sigterm_unwinds() -> Callable[[], None]:
     Ctrl-C does -- :class:`~escrow.errors.Terminated` unwinds it, so that what it was
     writing is removed (a deposit import's staging folder in ESCROW_HOME, a partial pack or
     export), and it says so and exits 143 -- instead of ending the process where it stood,
-    without a word, leaving those behind; once (a second one, as a whole process group is
-    signalled, does not cut the clean-up the first started short).  Commands that pass
-    SIGTERM on (``escrow record``) or stop by it themselves (``escrow serve``) set their own
-    handler meanwhile.  Returns what puts the previous handler back."""
-    import signal
+    without a word, leaving those behind.  Commands that pass SIGTERM on (``escrow
+    record``) or stop by it themselves (``escrow serve``) set their own handler meanwhile.
+    Returns what puts the previous handler back."""
+    from escrow.errors import sigterm_raises_terminated
 
-    from escrow.errors import Terminated
-
-    fired = False
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-    return restore
+    return sigterm_raises_terminated()
 
 
 def _main(args: list[str]) -> None:
