@@ -12,11 +12,36 @@ from typing import TYPE_CHECKING, Any
 
 from escrow.capture.secrets import strip_url_credentials
 
+#: the variables that point git at a repository (or its index, objects) other than the one
+#: it finds from ``-C``: git sets ``GIT_DIR`` and ``GIT_INDEX_FILE`` for the hooks it runs, so
+#: ``escrow build`` run from a hook recorded the hook's repository — its remote, commit and
+#: dirty flag — for a context in another repository, or in none.  (``git rev-parse
+#: --local-env-vars`` less the configuration ones, which stay: ``GIT_CONFIG_COUNT`` is how a
+#: CI job may give ``safe.directory``.)
+_REPOSITORY_VARIABLES = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_GRAFT_FILE",
+    "GIT_SHALLOW_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_NAMESPACE",
+)
+
 
 def _git_run(cwd: Path, *args: str) -> tuple[int, str, str] | None:
-    """``(exit code, stdout, stderr)`` of ``git -C cwd ARGS``; ``None`` when git cannot run."""
+    """``(exit code, stdout, stderr)`` of ``git -C cwd ARGS``; ``None`` when git cannot run.
+
+    stdout loses its line ends only: a folder named with a trailing space stays whole."""
     import subprocess  # in the thread that asks git, while the engine builds
 
+    env = {k: v for k, v in os.environ.items() if k not in _REPOSITORY_VARIABLES}
     try:
         r = subprocess.run(
             ["git", "-C", str(cwd), *args],
@@ -24,11 +49,11 @@ def _git_run(cwd: Path, *args: str) -> tuple[int, str, str] | None:
             text=True,
             timeout=30,
             check=False,
-            env={**os.environ, "LC_ALL": "C"},  # git's messages in English, to be read
+            env={**env, "LC_ALL": "C"},  # git's messages in English, to be read
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return r.returncode, r.stdout.strip(), r.stderr.strip()
+    return r.returncode, r.stdout.rstrip("\n"), r.stderr.strip()
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -61,7 +86,8 @@ def git_source(
 
     ``remote`` is the URL of ``origin`` (or the first remote) with any
     credentials stripped; ``dirty`` says whether the context folder has
-    uncommitted or untracked (not ignored) changes; ``path`` is the context's
+    uncommitted or untracked (not ignored) changes, and is true when git cannot
+    tell (its ``status`` fails); ``path`` is the context's
     folder inside the repository.  ``leave_out`` (paths relative to ``context``:
     escrow's own folders, which the recorded context leaves out) do not make it dirty;
     ``recipe``, a Dockerfile outside the context (``-f``) but in the work tree, does
@@ -121,7 +147,8 @@ def git_source(
         "remote": strip_url_credentials(remote) if remote else None,
         "commit": commit or None,
         "branch": branch or None,
-        "dirty": bool(status),
+        # git failing to tell (a submodule whose repository is gone) is not a clean tree
+        "dirty": status is None or bool(status),
         "path": rel or ".",
     }
     if not branch and commit:
@@ -175,7 +202,7 @@ if TYPE_CHECKING:
 
 
 def _ci_github(env: Mapping[str, str]) -> dict[str, str | None]:
-    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
     repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
     url = f"{server}/{repo}/actions/runs/{run}" if repo and run else None
     return {
@@ -188,12 +215,18 @@ def _ci_github(env: Mapping[str, str]) -> dict[str, str | None]:
 
 
 def _ci_azure(env: Mapping[str, str]) -> dict[str, str | None]:
+    from urllib.parse import quote
+
     base, project, build = (
         env.get("SYSTEM_COLLECTIONURI"),
         env.get("SYSTEM_TEAMPROJECT"),
         env.get("BUILD_BUILDID"),
     )
-    url = f"{base.rstrip('/')}/{project}/_build/results?buildId={build}" if base and build else None
+    url = (  # a project's name may hold spaces
+        f"{base.rstrip('/')}/{quote(project, safe='')}/_build/results?buildId={build}"
+        if base and project and build
+        else None
+    )
     return {
         "runId": build,
         "jobUrl": url,
@@ -248,7 +281,7 @@ _CI_SYSTEMS: list[tuple[str, str, _CIFacts]] = [
         _simple(
             "CIRCLE_BUILD_NUM",
             "CIRCLE_BUILD_URL",
-            "CIRCLE_NODE_INDEX",
+            None,  # CIRCLE_NODE_INDEX is the job's index among its parallel copies, not a runner
             "CIRCLE_JOB",
             "CIRCLE_WORKFLOW_ID",
         ),
@@ -265,7 +298,7 @@ _CI_SYSTEMS: list[tuple[str, str, _CIFacts]] = [
         _simple(
             "BITBUCKET_BUILD_NUMBER",
             None,
-            "BITBUCKET_STEP_RUN_NUMBER",
+            None,  # BITBUCKET_STEP_RUN_NUMBER counts a step's reruns: it names no runner
             "BITBUCKET_STEP_UUID",
             "BITBUCKET_PIPELINE_UUID",
         ),
