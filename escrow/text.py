@@ -51,3 +51,12 @@ def padded(text: str, width: int) -> str:
     so that the columns of a table stay aligned after a wide or escaped character."""
     text = printable(text)
     return text + " " * max(width - cell_width(text), 0)
+
+
+#: characters of a failed step's log tail kept (``build.failure.logTail``) and shown
+LOG_TAIL_CHARS = 4000
+
+
+def cut_tail(text: str, chars: int = LOG_TAIL_CHARS) -> str:
+    """The end of ``text``, at most ``chars`` characters, "…" first when it was cut."""
+    return text if len(text) <= chars else "…" + text[len(text) - chars + 1 :]

@@ -15,6 +15,7 @@ from escrow.blobs import BlobStore
 from escrow.capture.engine import Engine
 from escrow.capture.secrets import Redactor
 from escrow.documents.types import BUILD_MANIFEST, STATEMENT_TYPE
+from escrow.text import LOG_TAIL_CHARS, cut_tail
 
 #: the runtime config fields recorded under ``image.config``
 RUNTIME_FIELDS = (
@@ -120,10 +121,14 @@ def build_section(
     }
 
 
-def log_tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a (scrubbed) log: ``build.failure.logTail``."""
+def log_tail(data: bytes, lines: int = LOG_TAIL_LINES, chars: int = LOG_TAIL_CHARS) -> str:
+    """The last ``lines`` lines of a (scrubbed) log, at most ``chars`` characters of
+    them (the cut marked with "…"): ``build.failure.logTail``.  A step that failed after
+    printing one long line (a minified file, a progress bar) had it all signed into the
+    manifest, and a pack showing a tail of a megabyte never finished laying it out; the
+    whole log is the step's log blob (`escrow logs INDEX STEP`)."""
     text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+    return cut_tail("\n".join(text.rstrip("\n").splitlines()[-lines:]), chars)
 
 
 def builder_section(

@@ -46,6 +46,7 @@ from escrow.pack.model import (
 )
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
+from escrow.text import cut_tail
 
 PAGE = 500  # entries fetched per ledger query
 
@@ -425,7 +426,9 @@ def build_view(
         anomalies=tuple(anomalies),
         notes=tuple(notes),
         failure=_failure_pairs(_d(build.get("failure"))),
-        failure_log=_s(_d(build.get("failure")).get("logTail")),
+        # cut as escrow cuts it now: the tail an older escrow signed whole (a megabyte
+        # line) is not laid out in full; the envelope, embedded, still holds all of it
+        failure_log=cut_tail(_s(_d(build.get("failure")).get("logTail"))),
         command=_command_pairs(_d(p.get("command"))),
     )
 
