@@ -406,7 +406,13 @@ def test_the_openapi_document_describes_progress(settings: Any, tmp_path: Path) 
 # -- 2. `escrow pack` through the server shows it -----------------------------------------
 
 
-@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+# each output form once, each database once (not all four pairs: the suite's time counts)
+@pytest.mark.parametrize(
+    ("settings", "as_json"),
+    [("sqlite", False), pytest.param("postgres", True, marks=pytest.mark.postgres)],
+    ids=["sqlite-text", "postgres-json"],
+    indirect=["settings"],
+)
 def test_escrow_pack_says_the_jobs_phases_in_plain_lines(
     settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
 ) -> None:
