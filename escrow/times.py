@@ -40,50 +40,44 @@ class TimeOutOfRange(UsageError):
     """A time whose UTC falls outside the years 1 to 9999."""
 
 
-def _week(value: str, end_of_day: bool) -> datetime | None:
-    """A bare ISO week as a period, as a bare date is one: its Monday's midnight, or with
-    ``end_of_day`` the next Monday's (``--until 2026-W49`` includes that whole week); a
-    week day (2026-W49-1) as that date.  ``None`` for any other text."""
-    m = re.fullmatch(_WEEK, value)
-    if m is None:
-        return None
-    year, week, weekday = int(m[1]), int(m[2]), m[3]
-    first = date.fromisocalendar(year, week, int(weekday or 1))  # ValueError: no such week
-    length = timedelta(days=1 if weekday else 7)
-    if not end_of_day:
-        return datetime.combine(first, datetime.min.time(), UTC)
-    if first > date.max - length:
-        return datetime.max.replace(tzinfo=UTC)
-    return datetime.combine(first + length, datetime.min.time(), UTC)
-
-
 #: a calendar year (2026), month (2026-12) or quarter (2026-Q3, 2026Q3), alone: the
 #: periods audits are asked for
 _YEAR_MONTH_QUARTER = r"(\d{4})(?:-(\d{2})|-?Q([1-4]))?"
 
 
-def _calendar_period(value: str, end_of_day: bool) -> datetime | None:
-    """A bare year, month or quarter as a period, as a bare date is one: its first
-    midnight, or with ``end_of_day`` the next period's (``--until 2026-Q3`` includes the
-    whole quarter).  ``None`` for any other text."""
-    m = re.fullmatch(_YEAR_MONTH_QUARTER, value)
-    if m is None:
-        return None
-    year = int(m[1])
-    if m[2] is not None:
-        first, months = int(m[2]), 1
-    elif m[3] is not None:
-        first, months = 3 * int(m[3]) - 2, 3
-    else:
-        first, months = 1, 12
-    start = date(year, first, 1)  # ValueError: no such month (or year 0)
-    if not end_of_day:
-        return datetime.combine(start, datetime.min.time(), UTC)
-    after = first - 1 + months
-    if year + after // 12 > date.max.year:
-        return datetime.max.replace(tzinfo=UTC)
-    end = date(year + after // 12, after % 12 + 1, 1)
-    return datetime.combine(end, datetime.min.time(), UTC)
+def _bare_period(value: str) -> tuple[date, date | None] | None:
+    """The first day of the period a bare date (2026-12-06, 20261206), ISO week (2026-W49,
+    a week day 2026-W49-1), month (2026-12), quarter (2026-Q3) or year (2026) names, and
+    the day after it (``None`` past the year 9999); ``None`` for any other text.
+    ``ValueError`` for a period the calendar lacks."""
+    if len(value) == 10 and "W" not in value:
+        first = datetime.strptime(value, "%Y-%m-%d").date()
+        return first, _later(first, timedelta(days=1))
+    if len(value) == 8 and value.isdigit():
+        first = datetime.strptime(value, "%Y%m%d").date()
+        return first, _later(first, timedelta(days=1))
+    if (m := re.fullmatch(_WEEK, value)) is not None:
+        weekday = m[3]
+        first = date.fromisocalendar(int(m[1]), int(m[2]), int(weekday or 1))
+        return first, _later(first, timedelta(days=1 if weekday else 7))
+    if (m := re.fullmatch(_YEAR_MONTH_QUARTER, value)) is not None:
+        year = int(m[1])
+        if m[2] is not None:
+            month, months = int(m[2]), 1
+        elif m[3] is not None:
+            month, months = 3 * int(m[3]) - 2, 3
+        else:
+            month, months = 1, 12
+        first = date(year, month, 1)
+        after = month - 1 + months
+        if year + after // 12 > date.max.year:
+            return first, None
+        return first, date(year + after // 12, after % 12 + 1, 1)
+    return None
+
+
+def _later(first: date, length: timedelta) -> date | None:
+    return first + length if first <= date.max - length else None
 
 
 def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
@@ -95,25 +89,14 @@ def parse_time(text: str, option: str, *, end_of_day: bool = False) -> datetime:
     the ledger's times) count it."""
     value = text.strip()
     try:
-        if len(value) == 10 or (len(value) == 8 and value.isascii() and value.isdigit()):
-            if "W" not in value.upper():
-                form = "%Y-%m-%d" if len(value) == 10 else "%Y%m%d"  # 2026-12-06, 20261206
-                day = datetime.strptime(value, form).replace(tzinfo=UTC)
-                # --until is exclusive: the day after (the last day ends at the last µs)
-                if end_of_day:
-                    return (
-                        day + timedelta(days=1)
-                        if day.date() < date.max
-                        else datetime.max.replace(tzinfo=UTC)
-                    )
-                return day
-        period = (
-            _week(value.upper(), end_of_day) or _calendar_period(value.upper(), end_of_day)
-            if value.isascii()
-            else None
-        )
-        if period is not None:
-            return period
+        period = _bare_period(value.upper()) if value.isascii() else None
+        if period is not None:  # --until is exclusive: the day after the period
+            first, after = period
+            if not end_of_day:
+                return datetime.combine(first, datetime.min.time(), UTC)
+            if after is None:  # the last day ends at the last µs
+                return datetime.max.replace(tzinfo=UTC)
+            return datetime.combine(after, datetime.min.time(), UTC)
         if re.search(_HOUR_OR_MINUTE_FRACTION, value):
             raise ValueError("a fraction of an hour or a minute")
         value, leap = re.subn(_LEAP_SECOND, r"\g<1>59", value, count=1)
