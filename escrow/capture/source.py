@@ -197,20 +197,59 @@ def ci_branch(env: Mapping[str, str]) -> tuple[str, str] | None:
 
 if TYPE_CHECKING:
     #: what :func:`ci_facts` records of a CI job: ``runId``, ``jobUrl``, ``runner``,
-    #: ``job`` and ``pipeline``, read from the CI system's own variables
+    #: ``job``, ``pipeline`` and ``attempt`` (a re-run of the same run ID), read from
+    #: the CI system's own variables
     _CIFacts = Callable[[Mapping[str, str]], dict[str, str | None]]
 
 
 def _ci_github(env: Mapping[str, str]) -> dict[str, str | None]:
     server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
     repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+    attempt = env.get("GITHUB_RUN_ATTEMPT")  # a re-run keeps the run's ID
     url = f"{server}/{repo}/actions/runs/{run}" if repo and run else None
+    if url and attempt:
+        url += f"/attempts/{attempt}"
     return {
         "runId": run,
         "jobUrl": url,
         "runner": env.get("RUNNER_NAME"),
         "job": env.get("GITHUB_JOB"),
         "pipeline": env.get("GITHUB_WORKFLOW"),
+        "attempt": attempt,
+    }
+
+
+def _ci_buildkite(env: Mapping[str, str]) -> dict[str, str | None]:
+    build_url, job = env.get("BUILDKITE_BUILD_URL"), env.get("BUILDKITE_JOB_ID")
+    retries = env.get("BUILDKITE_RETRY_COUNT", "")  # 0 on a job's first run
+    return {
+        "runId": job,
+        # the build's page shows the job its fragment names (as Buildkite's own links do)
+        "jobUrl": f"{build_url}#{job}" if build_url and job else build_url,
+        "runner": env.get("BUILDKITE_AGENT_NAME"),
+        "job": env.get("BUILDKITE_LABEL"),
+        "pipeline": env.get("BUILDKITE_PIPELINE_SLUG"),
+        "attempt": str(int(retries) + 1) if retries.isdigit() else None,
+    }
+
+
+def _ci_bitbucket(env: Mapping[str, str]) -> dict[str, str | None]:
+    from urllib.parse import quote
+
+    workspace, repo = env.get("BITBUCKET_WORKSPACE"), env.get("BITBUCKET_REPO_SLUG")
+    build, step = env.get("BITBUCKET_BUILD_NUMBER"), env.get("BITBUCKET_STEP_UUID")
+    url = None
+    if workspace and repo and build:  # Bitbucket Pipelines has no variable for it
+        url = f"https://bitbucket.org/{quote(workspace)}/{quote(repo)}/pipelines/results/{build}"
+        if step:  # "{…}": the braces quoted
+            url += f"/steps/{quote(step, safe='')}"
+    return {
+        "runId": build,
+        "jobUrl": url,
+        "runner": None,  # BITBUCKET_STEP_RUN_NUMBER counts a step's runs: it names no runner
+        "job": step,
+        "pipeline": env.get("BITBUCKET_PIPELINE_UUID"),
+        "attempt": env.get("BITBUCKET_STEP_RUN_NUMBER"),
     }
 
 
@@ -233,6 +272,7 @@ def _ci_azure(env: Mapping[str, str]) -> dict[str, str | None]:
         "runner": env.get("AGENT_NAME"),
         "job": env.get("SYSTEM_JOBDISPLAYNAME"),
         "pipeline": env.get("BUILD_DEFINITIONNAME"),
+        "attempt": env.get("SYSTEM_JOBATTEMPT"),  # a re-run job keeps the build's ID
     }
 
 
@@ -264,17 +304,7 @@ _CI_SYSTEMS: list[tuple[str, str, _CIFacts]] = [
         ),
     ),
     ("jenkins", "JENKINS_URL", _simple("BUILD_ID", "BUILD_URL", "NODE_NAME", "JOB_NAME")),
-    (
-        "buildkite",
-        "BUILDKITE",
-        _simple(
-            "BUILDKITE_JOB_ID",
-            "BUILDKITE_BUILD_URL",
-            "BUILDKITE_AGENT_NAME",
-            "BUILDKITE_LABEL",
-            "BUILDKITE_PIPELINE_SLUG",
-        ),
-    ),
+    ("buildkite", "BUILDKITE", _ci_buildkite),
     (
         "circleci",
         "CIRCLECI",
@@ -292,17 +322,7 @@ _CI_SYSTEMS: list[tuple[str, str, _CIFacts]] = [
         "TRAVIS",
         _simple("TRAVIS_JOB_ID", "TRAVIS_JOB_WEB_URL", None, "TRAVIS_JOB_NAME", "TRAVIS_BUILD_ID"),
     ),
-    (
-        "bitbucket-pipelines",
-        "BITBUCKET_BUILD_NUMBER",
-        _simple(
-            "BITBUCKET_BUILD_NUMBER",
-            None,
-            None,  # BITBUCKET_STEP_RUN_NUMBER counts a step's reruns: it names no runner
-            "BITBUCKET_STEP_UUID",
-            "BITBUCKET_PIPELINE_UUID",
-        ),
-    ),
+    ("bitbucket-pipelines", "BITBUCKET_BUILD_NUMBER", _ci_bitbucket),
     (
         "drone",
         "DRONE",

@@ -105,7 +105,7 @@ def test_no_git_work_tree_means_no_source(tmp_path: Path) -> None:
                 "BUILDKITE_BUILD_URL": "https://bk/b1",
                 "BUILDKITE_AGENT_NAME": "a",
             },
-            {"system": "buildkite", "runId": "b1", "jobUrl": "https://bk/b1", "runner": "a"},
+            {"system": "buildkite", "runId": "b1", "jobUrl": "https://bk/b1#b1", "runner": "a"},
         ),
         (
             {
