@@ -64,13 +64,14 @@ def hard_exit(code: object) -> None:
             stream.flush()
         except OSError as e:  # a closed pipe (`| head -1`) or a full disk (`> /dev/full`)
             if status == 0:
-                status = 141 if stream is sys.stdout and _reader_gone(e) else 120
+                status = _flush_failed_status(stream is sys.stdout, e)
         except ValueError:  # a closed stream: as at a normal exit
             status = status or 120
     os._exit(status)
 
 
-def _reader_gone(error: OSError) -> bool:
-    from escrow.cli.stdout import is_closed_stdout
+def _flush_failed_status(is_stdout: bool, error: OSError) -> int:
+    """141 when stdout's reader went away (:mod:`escrow.cli.stdout`), else Python's 120."""
+    from escrow.cli.stdout import STATUS, is_closed_stdout
 
-    return is_closed_stdout(error)
+    return STATUS if is_stdout and is_closed_stdout(error) else 120

@@ -52,6 +52,7 @@ def module_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "ESCROW_KEY_PASSPHRASE",
             "ESCROW_SERVER",
             "ESCROW_SECRET_PATTERNS",
+            "ESCROW_DEPOSIT_STORE",
         ):
             mp.delenv(var, raising=False)
         r = run_cli(["init"])

@@ -73,6 +73,15 @@ class LiveServer:
         result: dict[str, Any] = sign_statement(statement or manifest(), self.build_key()).to_dict()
         return result
 
+    def envelopes_file(self, path: Path, n: int) -> Path:
+        """``n`` envelopes of distinct builds, signed by the build key, as JSON Lines."""
+        from escrow.signing.dsse import sign_statement
+
+        key = self.build_key()
+        lines = [json.dumps(sign_statement(manifest(), key).to_dict()) for _ in range(n)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:

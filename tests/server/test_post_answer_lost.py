@@ -14,18 +14,7 @@ from typing import Any
 
 import httpx
 from httpkit import loopback_server
-from server_helpers import LiveServer, manifest
-
-from escrow.signing.dsse import sign_statement
-from escrow.signing.keys import SigningKey
-
-
-def _envelopes(live_server: LiveServer, tmp_path: Path, n: int) -> Path:
-    key = SigningKey.load(live_server.settings.key_path)
-    path = tmp_path / "envelopes.jsonl"
-    lines = [json.dumps(sign_statement(manifest(), key).to_dict()) for _ in range(n)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from server_helpers import LiveServer
 
 
 def _cutting_proxy(upstream: str, cut: set[int], dead_from: int | None) -> Any:
@@ -73,7 +62,7 @@ def _cutting_proxy(upstream: str, cut: set[int], dead_from: int | None) -> Any:
 def test_a_post_whose_answer_was_lost_is_made_again(
     live_server: LiveServer, client_env: Path, cli: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    source = _envelopes(live_server, tmp_path, 3)
+    source = live_server.envelopes_file(tmp_path / "envelopes.jsonl", 3)
     with loopback_server(_cutting_proxy(live_server.url, {2}, None)) as address:
         monkeypatch.setenv("ESCROW_SERVER", f"http://{address}")
         r = cli(["post", str(source), "--json"])
@@ -90,7 +79,7 @@ def test_a_post_whose_answer_was_lost_is_made_again(
 def test_a_server_gone_after_a_post_was_sent_says_the_line_may_be_appended(
     live_server: LiveServer, client_env: Path, cli: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    source = _envelopes(live_server, tmp_path, 3)
+    source = live_server.envelopes_file(tmp_path / "envelopes.jsonl", 3)
     with loopback_server(_cutting_proxy(live_server.url, {2}, 3)) as address:
         monkeypatch.setenv("ESCROW_SERVER", f"http://{address}")
         r = cli(["post", str(source)])

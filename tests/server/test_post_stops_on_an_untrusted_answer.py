@@ -21,14 +21,6 @@ from escrow.signing.dsse import sign_statement
 from escrow.signing.keys import SigningKey
 
 
-def _envelopes(live_server: LiveServer, tmp_path: Path, n: int) -> Path:
-    key = SigningKey.load(live_server.settings.key_path)
-    path = tmp_path / "envelopes.jsonl"
-    lines = [json.dumps(sign_statement(manifest(), key).to_dict()) for _ in range(n)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_a_server_signing_with_another_key_stops_the_post(
     live_server: LiveServer,
     client_env: Path,
@@ -36,7 +28,7 @@ def test_a_server_signing_with_another_key_stops_the_post(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    source = _envelopes(live_server, tmp_path, 3)
+    source = live_server.envelopes_file(tmp_path / "envelopes.jsonl", 3)
     monkeypatch.setenv(
         "ESCROW_SERVER_KEY", verifier_key_line("escrow.local/ledger", SigningKey.generate().public)
     )
@@ -95,7 +87,7 @@ def test_a_forged_checkpoint_in_the_answer_stops_the_post(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    source = _envelopes(live_server, tmp_path, 3)
+    source = live_server.envelopes_file(tmp_path / "envelopes.jsonl", 3)
     with loopback_server(_forging_proxy(live_server.url)) as address:
         monkeypatch.setenv("ESCROW_SERVER", f"http://{address}")
         r = cli(["post", str(source)])
@@ -111,7 +103,7 @@ def test_a_forged_checkpoint_in_the_answer_stops_the_post(
 def test_envelopes_the_server_refuses_are_still_rejected_one_by_one(
     live_server: LiveServer, client_env: Path, cli: Any, tmp_path: Path
 ) -> None:
-    good = _envelopes(live_server, tmp_path, 2).read_text().splitlines()
+    good = live_server.envelopes_file(tmp_path / "envelopes.jsonl", 2).read_text().splitlines()
     stranger = sign_statement(manifest(), SigningKey.generate())  # no registered key
     source = tmp_path / "mixed.jsonl"
     source.write_text("\n".join([good[0], json.dumps(stranger.to_dict()), good[1]]) + "\n")

@@ -4,7 +4,6 @@ command sees it (logs, show, log, verify, diff, export, rebuild, deposit check, 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,8 @@ LONG = 12000
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("hunt-fail") / "escrow-home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ESCROW_HOME", str(home))
-        for var in (
-            "ESCROW_DB_URL",
-            "ESCROW_KEY",
-            "ESCROW_KEY_PASSPHRASE",
-            "ESCROW_SERVER",
-            "ESCROW_SECRET_PATTERNS",
-            "ESCROW_DEPOSIT_STORE",
-        ):
-            mp.delenv(var, raising=False)
-        assert run_cli(["init"]).exit_code == 0
-        yield home
+def home(module_home: Path, base_image: str) -> Path:
+    return module_home
 
 
 def _build(ctx: Path, tag: str, *extra: str) -> Any:
