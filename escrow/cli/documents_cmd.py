@@ -455,8 +455,9 @@ def schema_validate(
 def export(
     app: App, index: int, do_sign: bool, passphrase_prompt: bool, output: str, as_json: bool
 ) -> None:
-    """Export the build recorded at ledger INDEX as an in-toto Statement with the
-    SLSA Provenance v1 predicate (docs/slsa.md), for tools that speak SLSA.
+    """Export the build recorded at the ledger index given with --slsa as an in-toto
+    Statement with the SLSA Provenance v1 predicate, for tools that speak SLSA (its build type,
+    https://escrow.dev/slsa/docker-build/v1, is described in the project's docs/slsa.md).
     """
     from escrow.documents.schemas import validate_document, validate_statement
     from escrow.documents.slsa import provenance_statement
