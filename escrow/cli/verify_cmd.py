@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,8 @@ if TYPE_CHECKING:
 
 
 class DockerFacts:
-    """Image facts from the real engine, or ``None`` for images it does not have."""
+    """Image facts from the real engine (``client``: a ``docker.APIClient``), or ``None``
+    for images it does not have."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -39,27 +39,25 @@ class DockerFacts:
 
     @classmethod
     def probe(cls) -> DockerFacts | EngineUnavailable:
-        """The engine, or why it cannot be used: the error ``escrow build`` gives."""
-        from escrow.capture.engine import _check_socket, _unavailable
+        """The engine, or why it cannot be used: the error ``escrow build`` gives.  The
+        engine is the one ``escrow build`` uses (the docker CLI's: ``DOCKER_HOST``, else
+        the Docker context)."""
+        from escrow.capture.engine import _unavailable, engine_endpoint, sdk_client
 
+        endpoint = None
         try:
-            import docker
-            from docker.utils import kwargs_from_env
-
+            endpoint = engine_endpoint()
             # a missing or forbidden socket is reported before the SDK half-opens one
-            _check_socket(
-                str(kwargs_from_env().get("base_url") or os.environ.get("DOCKER_HOST", ""))
-            )
-            client = docker.from_env()
+            client = sdk_client(endpoint)
         except EngineUnavailable as e:
             return e
         except Exception as e:  # noqa: BLE001 - any failure here means no usable engine
-            return _unavailable(e)
+            return _unavailable(e, endpoint)
         try:
             client.ping()
         except Exception as e:  # noqa: BLE001 - as above
             client.close()
-            return _unavailable(e)
+            return _unavailable(e, endpoint)
         return cls(client)
 
     def image_facts(self, ref: str) -> dict[str, Any] | None:
@@ -69,18 +67,18 @@ class DockerFacts:
 
         check_image_ref(ref)  # `..` and the like would reach another endpoint of the engine
         try:
-            image = self.client.images.get(ref)
+            attrs = self.client.inspect_image(ref)
         except (docker.errors.ImageNotFound, docker.errors.NullResource):
             return None
         except docker.errors.APIError:
             return None
-        return {"id": image.id, "diff_ids": list(image.attrs.get("RootFS", {}).get("Layers", []))}
+        return {"id": attrs["Id"], "diff_ids": list(attrs.get("RootFS", {}).get("Layers", []))}
 
     def image_ids_starting(self, digits: str) -> list[str]:
         """The IDs of the engine's images (intermediate ones too, as the engine's own
         short-ID lookup sees them) that begin with the hex ``digits``."""
         try:
-            ids = self.client.api.images(all=True, quiet=True)
+            ids = self.client.images(all=True, quiet=True)
         except Exception:  # noqa: BLE001 - the engine went away: nothing known
             return []
         return sorted({str(i) for i in ids if str(i).removeprefix("sha256:").startswith(digits)})
