@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 
 def count(n: int, one: str, many: str | None = None) -> str:
     """``n`` and the word for it: ``one`` when ``n == 1``, else ``many`` (``one + "s"``)."""
@@ -60,3 +62,57 @@ LOG_TAIL_CHARS = 4000
 def cut_tail(text: str, chars: int = LOG_TAIL_CHARS) -> str:
     """The end of ``text``, at most ``chars`` characters, "…" first when it was cut."""
     return text if len(text) <= chars else "…" + text[len(text) - chars + 1 :]
+
+
+#: what a character of escrow's own messages is written as where the output's encoding
+#: lacks it (``PYTHONIOENCODING=ascii``, a Latin-1 terminal): ASCII that reads the same
+#: (``…`` as ``...``, as :mod:`escrow.capture.progress` shows it)
+ASCII_STAND_INS = {
+    "…": "...",
+    "—": "--",
+    "–": "-",
+    "─": "-",
+    "→": "->",
+    "←": "<-",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "≥": ">=",
+    "≤": "<=",
+    "±": "+/-",
+    "×": "x",
+}
+
+#: the name of the error handler (:func:`codecs.register_error`) of escrow's human text:
+#: see :func:`_readable`
+READABLE = "escrow.readable"
+
+
+def _readable(error: UnicodeError) -> tuple[str | bytes, int]:
+    """Write a character the stream's encoding lacks readably, never fail: its ASCII
+    stand-in (``…`` as ``...``, ``—`` as ``--``), else its escape as Python's stderr writes
+    it (``\\xe9``, ``\\u65e5``); a byte of a file name that is not UTF-8 (decoded with
+    ``surrogateescape``) as the byte it is, as Python's stdout does in the C locale (one
+    that a Latin-1 terminal takes for a C1 control as ``\\x9b``, as :func:`printable` does)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    c = error.object[error.start]
+    if "\udca0" <= c <= "\udcff":
+        return bytes([ord(c) - 0xDC00]), error.start + 1
+    if "\udc80" <= c <= "\udc9f":
+        return f"\\x{ord(c) - 0xDC00:02x}", error.start + 1
+    stand_in = ASCII_STAND_INS.get(c)
+    if stand_in is None:
+        code = ord(c)
+        stand_in = (
+            f"\\x{code:02x}"
+            if code < 0x100
+            else f"\\u{code:04x}"
+            if code < 0x10000
+            else f"\\U{code:08x}"
+        )
+    return stand_in, error.start + 1
+
+
+codecs.register_error(READABLE, _readable)

@@ -69,23 +69,38 @@ class App:
     # -- output ----------------------------------------------------------
     @staticmethod
     def emit_json(document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
-        sys.stdout.flush()
+        """One JSON document on stdout, written as its bytes whatever the locale (ASCII:
+        a character beyond it is escaped, ``"caf\\u00e9"``)."""
+        from escrow.cli.stdout import write_bytes
+
+        write_bytes((json.dumps(document, indent=2, sort_keys=False) + "\n").encode())
+
+    @staticmethod
+    def exact(text: str) -> None:
+        """An exact format on stdout (a signed note, a verifier key, a document): its UTF-8
+        bytes whatever the locale, as a verifier must be given them (see
+        :mod:`escrow.cli.stdout`); nothing added, nothing escaped."""
+        from escrow.cli.stdout import write_bytes
+
+        write_bytes(text.encode("utf-8", "surrogateescape"))
 
     @staticmethod
     def say(message: str) -> None:
-        """Human text: stderr (control characters shown escaped, see ``printable``)."""
+        """Human text: stderr (control characters shown escaped, see ``printable``; a
+        character stderr's encoding lacks written readably, see :mod:`escrow.cli.stdout`)."""
         from escrow.text import printable
 
-        click.echo(printable(message), err=True)
+        # sys.stderr itself: click writes UTF-8 to an ASCII stream, whatever it was told
+        click.echo(printable(message), file=sys.stderr)
 
     @staticmethod
     def out(message: str) -> None:
         """Human result text, when ``--json`` is not given: stdout (control characters shown
-        escaped: names and messages recorded by others must not drive the terminal)."""
+        escaped: names and messages recorded by others must not drive the terminal; a
+        character stdout's encoding lacks written readably, see :mod:`escrow.cli.stdout`)."""
         from escrow.text import printable
 
-        click.echo(printable(message))
+        click.echo(printable(message), file=sys.stdout)
 
 
 _L = TypeVar("_L", "Ledger", "RemoteLedger")

@@ -693,17 +693,17 @@ def logs(app: App, index: int, step: int | None, as_json: bool) -> None:
     # terminal (retitle it, erase or rewrite rows) any more than a recorded name may
     isatty = getattr(sys.stdout, "isatty", None)
     terminal = bool(isatty is not None and isatty())
-    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") and not terminal else None
+    exact = not terminal and (sys.stdout is None or hasattr(sys.stdout, "buffer"))
     for item in items:
         if step is None:
             app.say(f"── step {item['step']}: {item['instruction']}")
         if not item["data"]:  # else nothing at all says the step was found and is empty
             app.say(f"escrow: step {item['step']} printed nothing.")
-        if out is not None:
-            sys.stdout.flush()
-            out.write(item["data"])
-            out.flush()
-        elif terminal:
+        if exact:  # whatever the locale (nowhere, started with stdout closed)
+            from escrow.cli.stdout import write_bytes
+
+            write_bytes(item["data"])
+        elif terminal:  # in the terminal's encoding, what it lacks written readably
             from escrow.text import printable
 
             text = item["data"].decode("utf-8", errors="replace").replace("\r\n", "\n")

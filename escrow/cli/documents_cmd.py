@@ -47,10 +47,10 @@ def _read_input(path: str) -> bytes:
 
 
 def _write_output(path: str, text: str) -> None:
-    """Write ``text`` to stdout ('-') or atomically to ``path`` (temporary file, then rename)."""
+    """Write ``text`` to stdout ('-') or atomically to ``path`` (temporary file, then rename),
+    as UTF-8 either way: a document is the same bytes whatever the locale."""
     if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        App.exact(text)
         return
     target = Path(path)
     try:
@@ -456,8 +456,8 @@ def export(
     app: App, index: int, do_sign: bool, passphrase_prompt: bool, output: str, as_json: bool
 ) -> None:
     """Export the build recorded at the ledger index given with --slsa as an in-toto
-    Statement with the SLSA Provenance v1 predicate, for tools that speak SLSA (its build type,
-    https://escrow.dev/slsa/docker-build/v1, is described in the project's docs/slsa.md).
+    Statement with the SLSA Provenance v1 predicate, for tools that speak SLSA (its build
+    type is described in the project's docs/slsa.md).
     """
     from escrow.documents.schemas import validate_document, validate_statement
     from escrow.documents.slsa import provenance_statement

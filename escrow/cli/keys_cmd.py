@@ -71,10 +71,13 @@ def key_path(app: App, name: str) -> Path:
 def ask_passphrase(what: str, *, confirm: bool) -> str | None:
     """Ask on the terminal; when stdin is not a terminal, read one line from it."""
     if not sys.stdin.isatty():
-        line = sys.stdin.readline()
-        if not line:
+        # its bytes as they come, whatever stdin's encoding (PYTHONIOENCODING=ascii, a
+        # Latin-1 locale): the key was locked with them (see passphrase_bytes)
+        buffer = getattr(sys.stdin, "buffer", None)
+        raw = buffer.readline() if buffer is not None else sys.stdin.readline().encode()
+        if not raw:
             raise UsageError(f"No passphrase for {what} on standard input.")
-        return line.rstrip("\r\n") or None
+        return raw.decode("utf-8", "surrogateescape").rstrip("\r\n") or None
     value: str = click.prompt(
         f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm, err=True
     )

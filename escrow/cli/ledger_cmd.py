@@ -54,9 +54,8 @@ def checkpoint(app: App, tree_size: int | None, as_json: bool) -> None:
             doc = {**cp.to_dict(), "verifier_key": lg.verifier_key()}
     if as_json:
         app.emit_json(doc)
-    else:
-        sys.stdout.write(cp.note)
-        sys.stdout.flush()
+    else:  # a signed note: its exact bytes, whatever the locale, or it does not verify
+        app.exact(cp.note)
 
 
 @ledger.command("verifier-key")
@@ -68,8 +67,8 @@ def verifier_key(app: App, as_json: bool) -> None:
         key = lg.verifier_key()
     if as_json:
         app.emit_json({"verifier_key": key})
-    else:
-        app.out(key)
+    else:  # its name's UTF-8 is what the key hash covers: as it is, whatever the locale
+        app.exact(key + "\n")
 
 
 @ledger.command()
@@ -84,13 +83,7 @@ def leaf(app: App, index: int) -> None:
         )
     with app.ledger(readonly=True) as lg:
         data = lg.get(index).envelope
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is not None:
-        sys.stdout.flush()
-        buffer.write(data)
-        buffer.flush()
-    else:  # a text-only stdout (tests capturing output): the leaf is ASCII JSON
-        sys.stdout.write(data.decode("utf-8"))
+    stdout.write_bytes(data)
 
 
 @ledger.command()

@@ -19,7 +19,6 @@ from escrow import __version__
 from escrow.cli import stdout
 from escrow.cli.app import App, file_in_the_way
 from escrow.errors import EscrowError
-from escrow.text import printable
 
 #: command name -> "module:attribute" (a click.Command)
 COMMANDS: dict[str, str] = {
@@ -144,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         import gc
 
         atexit.register(gc.freeze)
+    stdout.readable_streams()  # human text never fails on a stream that is not UTF-8
     restore = _sigterm_unwinds() if argv is None else None
     try:
         _main(sys.argv[1:] if argv is None else argv)
@@ -172,20 +172,20 @@ def _main(args: list[str]) -> None:
     except EscrowError as e:
         if debug:
             raise
-        click.echo(printable(f"escrow: error: {e.diagnostics()}"), err=True)
+        App.say(f"escrow: error: {e.diagnostics()}")
         sys.exit(e.exit_code)
     except click.exceptions.Abort as e:
         from escrow.errors import Terminated
 
         if isinstance(e.__cause__, Terminated):  # click turns it into Abort
-            click.echo("escrow: terminated.", err=True)
+            App.say("escrow: terminated.")
             sys.exit(143)
-        click.echo("escrow: aborted.", err=True)
+        App.say("escrow: aborted.")
         sys.exit(130)
     except click.ClickException as e:
         if isinstance(e, click.BadParameter):
             _name_the_variable(e)
-        e.show()
+        e.show(file=sys.stderr)
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -202,7 +202,7 @@ def _fail_on_os_error(e: OSError, debug: bool) -> None:
     """A system failure no command foresaw: one sentence, not a traceback."""
     if debug or e.errno is None:
         raise e
-    click.echo(f"escrow: error: {_os_error(e)}", err=True)
+    click.echo(f"escrow: error: {_os_error(e)}", file=sys.stderr)
     sys.exit(2 if e.errno in _BAD_PATH else 3)
 
 

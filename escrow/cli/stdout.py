@@ -58,3 +58,48 @@ def discard() -> None:
         os.dup2(devnull, fd)
     finally:
         os.close(devnull)
+
+
+# -- what is written, whatever the locale ------------------------------------------------
+#
+# Two kinds of output, two rules, for stdout and stderr in any encoding (a Latin-1 locale,
+# ``PYTHONIOENCODING=ascii``):
+#
+# * an exact format (a signed checkpoint note, a verifier key, a leaf, an exported
+#   document, a JSON document) is written as its UTF-8 bytes by :func:`write_bytes`: a
+#   verifier given a checkpoint re-encoded to Latin-1 (or with its "—" escaped) fails;
+# * human text (results, messages, help) is written in the stream's encoding, a character
+#   it lacks readably (:data:`escrow.text.READABLE`: "…" as "...", "é" as "\xe9"), and
+#   never ends the command in a ``UnicodeEncodeError``.
+
+
+def readable_streams() -> None:
+    """Make stdout and stderr write what their encoding lacks readably, as
+    :data:`escrow.text.READABLE` does, instead of failing (stdout) or escaping it as
+    ``\\u2026`` (stderr)."""
+    from escrow.text import READABLE
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:  # closed (`>&-`), or an in-process capture
+            continue
+        try:
+            reconfigure(errors=READABLE)
+        except (OSError, ValueError):  # its reader is gone, or it is closed: as it is
+            pass
+
+
+def write_bytes(data: bytes) -> None:
+    """Write ``data`` to stdout as exactly these bytes, whatever its encoding; nothing when
+    the command was started with stdout closed (`>&-`), as ``print`` does."""
+    out = sys.stdout
+    if out is None:
+        return
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:  # a text-only stdout (an in-process capture): it holds text
+        out.write(data.decode("utf-8", "surrogateescape"))
+        out.flush()
+        return
+    out.flush()  # what was written as text before goes first
+    buffer.write(data)
+    buffer.flush()
