@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.parametrize(
     ("variable", "value", "said"),
     [
-        ("ESCROW_SERVER_MAX_BODY", "abc", "is not a valid integer range"),
+        ("ESCROW_SERVER_MAX_BODY", "abc", "is not a valid integer."),
         ("ESCROW_SERVER_PACK_TIME_LIMIT", "abc", "is not a duration"),
         ("ESCROW_SERVER_REQUEST_TIMEOUT", "-1", "-1"),
     ],

@@ -121,6 +121,36 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else."
 )
 
+#: ``--passphrase-prompt`` of every command that reads or writes a private key
+passphrase_prompt_option = click.option(
+    "--passphrase-prompt",
+    is_flag=True,
+    help="Ask for the key passphrase (one line of stdin when it is not a terminal) "
+    "instead of reading ESCROW_KEY_PASSPHRASE.",
+)
+
+
+def complete_paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of a file argument that is not a ``click.Path`` (``-`` is stdin):
+    the shell's own completion of paths, as a ``click.Path`` gets."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="file")]
+
+
+class Integer(click.IntRange):
+    """An integer within bounds, called an integer in errors and help: click's ``IntRange``
+    calls itself an "integer range" ("'x' is not a valid integer range.", ``--limit INTEGER
+    RANGE``), which reads as if a range such as 3-9 were asked for."""
+
+    name = "integer"
+
+
+class Number(click.FloatRange):
+    """A number within bounds (click's ``FloatRange``, "float range" to a user)."""
+
+    name = "number"
+
 
 def file_in_the_way(path: Path, *, itself: bool = False) -> Path | None:
     """The first folder of ``path`` (or ``path`` itself, with ``itself``) that is a file."""

@@ -45,16 +45,17 @@ def _check_project(_ctx: click.Context, _param: click.Parameter, value: str | No
 
 _project_option = click.option(
     "--project",
+    metavar="NAME",
     callback=_check_project,
-    help="Project the entry belongs to (default: the context folder's name).",
+    help="Project the entry belongs to [default: the context folder's name].",
 )
 _capture_project_option = click.option(
     "--project",
+    metavar="NAME",
     callback=_check_project,
-    help="Project the entry belongs to (default: the --context folder's name; without "
-    "--context, the image's repository name: tool for registry.local/team/tool:2).",
+    help="Project the entry belongs to [default: the --context folder's name; without "
+    "--context, the image's repository name: tool for registry.local/team/tool:2].",
 )
-_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 
 
 def _redactor(app: App, secrets: tuple[str, ...]) -> Redactor:
@@ -241,9 +242,12 @@ def _publisher(app: App) -> Publisher:
     "--file",
     "dockerfile",
     type=click.Path(path_type=Path),
-    help="The Dockerfile (default: CONTEXT/Dockerfile).",
+    metavar="FILE",
+    help="The Dockerfile [default: CONTEXT/Dockerfile].",
 )
-@click.option("-t", "--tag", "tags", multiple=True, required=True, help="Name:tag of the image.")
+@click.option(
+    "-t", "--tag", "tags", multiple=True, required=True, help="Name:tag of the image (repeatable)."
+)
 @click.option(
     "--build-arg",
     "build_args",
@@ -287,7 +291,13 @@ def _publisher(app: App) -> Publisher:
 )
 @_project_option
 @_secret_option
-@_quiet_option
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress on stderr: neither the steps nor their output (warnings, errors and "
+    "the result still).",
+)
 @json_option
 @pass_app
 def build(
@@ -517,6 +527,7 @@ def _report_not_pushed(
     "--context",
     "context",
     type=click.Path(path_type=Path),
+    metavar="DIRECTORY",
     help="The build context the image was made from (recorded as inputs).",
 )
 @click.option(
@@ -524,6 +535,7 @@ def _report_not_pushed(
     "--file",
     "dockerfile",
     type=click.Path(path_type=Path),
+    metavar="FILE",
     help="The Dockerfile or build script the image was made from.",
 )
 @_capture_project_option
@@ -563,16 +575,27 @@ def capture(
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--image", help="The image the command produces (recorded when it succeeds).")
+@click.option(
+    "--image",
+    metavar="IMAGE",
+    help="The image the command produces (recorded when it succeeds).",
+)
 @click.option(
     "--context",
     "context",
     type=click.Path(path_type=Path),
-    help="The folder the command builds from (default: the working directory).",
+    metavar="DIRECTORY",
+    help="The folder the command builds from [default: the working directory].",
 )
 @_project_option
 @_secret_option
-@_quiet_option
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress on stderr: the command's output is not echoed there (it is recorded "
+    "all the same; warnings, errors and the result still).",
+)
 @json_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_app
@@ -589,7 +612,10 @@ def record(
     """Run COMMAND (after --) and record it: argv, exit code, duration, log,
     the context digest before and after, and the image it produced.
 
-    escrow exits with the command's own exit code.
+    escrow exits with the command's own exit code, except: 1 when the command succeeded
+    but the --image it should have made is not in the engine (recorded as a failed
+    build), and 3 when the ledger cannot be reached (the signed entry is kept under
+    ESCROW_HOME/unrecorded/ for `escrow post`).
     """
     from escrow.blobs import BlobStore
     from escrow.capture.engine import DockerEngine

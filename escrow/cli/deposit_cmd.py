@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, json_option, pass_app
 from escrow.errors import CheckFailed, EnvironmentProblem, InputError, UsageError
 from escrow.text import count
 
@@ -163,11 +163,14 @@ def _missing_lines(items: list[dict[str, Any]]) -> list[str]:
 
 
 class DepositGroup(click.Group):
-    """``escrow deposit INDEX`` is short for ``escrow deposit add INDEX``."""
+    """``escrow deposit INDEX`` is short for ``escrow deposit add INDEX``; a first word that
+    is neither a command nor an index (``escrow deposit expor 12``) is a mistyped command,
+    said so with the commands it may mean, not an invalid INDEX."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
-        if first is not None and args[first] not in self.commands:
+        mistyped = first == 0 and not args[0][:1].isdigit()
+        if first is not None and args[first] not in self.commands and not mistyped:
             args = ["add", *args]
         return super().parse_args(ctx, args)
 
@@ -188,7 +191,7 @@ def deposit() -> None:
 
 
 @deposit.command("add")
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=Integer(min=0))
 @click.option(
     "--context",
     "context",
@@ -282,7 +285,7 @@ def _incomplete_hint(missing: list[dict[str, Any]], *, context_given: bool) -> s
 
 
 @deposit.command("check")
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=Integer(min=0))
 @click.option("--verify", is_flag=True, help="Also re-hash every deposited blob.")
 @click.option("--imported", is_flag=True, help="INDEX is an entry of an imported deposit.")
 @click.option(
@@ -304,7 +307,8 @@ def check(
 ) -> None:
     """Whether the deposit of entry INDEX holds everything a rebuild needs.
 
-    Exit codes: 0 complete; 1 incomplete (what is missing is listed).
+    Exit codes: 0 complete; 1 incomplete (what is missing is listed); 2 no such build
+    entry; 3 the ledger or the deposit store cannot be reached.
     """
     from escrow.deposit.deposit import check_entry
 
@@ -344,7 +348,7 @@ def check(
 
 
 @deposit.command("export")
-@click.argument("indexes", nargs=-1, required=True, type=click.IntRange(min=0))
+@click.argument("indexes", nargs=-1, required=True, type=Integer(min=0), metavar="INDEX...")
 @click.option(
     "-o",
     "--output",
@@ -427,7 +431,8 @@ def export(
 )
 @click.option(
     "--max-member-size",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
+    metavar="BYTES",
     default=64 << 30,
     show_default=True,
     help="Refuse archive members larger than this many bytes.",
@@ -671,12 +676,15 @@ def imports(app: App, deposit_store: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.option(
-    "--keep-days", type=click.IntRange(min=0), help="Keep entries built in the last N days."
+    "--keep-days", type=Integer(min=0), metavar="N", help="Keep entries built in the last N days."
 )
 @click.option(
-    "--keep-last", type=click.IntRange(min=0), help="Keep the N most recent entries per project."
+    "--keep-last",
+    type=Integer(min=0),
+    metavar="N",
+    help="Keep the N most recent entries per project.",
 )
-@click.option("--apply", is_flag=True, help="Remove what is reclaimable (default: a dry run).")
+@click.option("--apply", is_flag=True, help="Remove what is reclaimable [default: a dry run].")
 @_store_option
 @json_option
 @pass_app

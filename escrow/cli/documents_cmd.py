@@ -5,7 +5,7 @@
   invalid, each bad one gets one error line and nothing is signed (exit 2).
 * ``escrow schema list|show NAME|validate FILE...`` exposes the JSON Schemas.
 * ``escrow export --slsa INDEX`` writes the SLSA Provenance v1 Statement of a
-  recorded build (see docs/slsa.md).
+  recorded build (docs/slsa.md describes its build type).
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from typing import Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import (
+    App,
+    Integer,
+    complete_paths,
+    json_option,
+    pass_app,
+    passphrase_prompt_option,
+)
 from escrow.errors import CheckFailed, EscrowError, InputError, UsageError
 
 # -- shared helpers --------------------------------------------------------------
@@ -179,11 +186,10 @@ def parse_documents(data: bytes, *, source: str = "The input") -> list[Parsed]:
     return out
 
 
-_passphrase_prompt_option = click.option(
-    "--passphrase-prompt",
-    is_flag=True,
-    help="Ask for the key passphrase (else ESCROW_KEY_PASSPHRASE).",
-)
+def _complete_schema(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from escrow.documents.schemas import schema_names
+
+    return [n for n in schema_names() if n.startswith(incomplete)]
 
 
 def _passphrase(app: App, prompt: bool, what: str) -> str | None:
@@ -215,7 +221,9 @@ def _statement_error(doc: Any) -> str | None:
 
 
 @click.command()
-@click.argument("file", default="-", required=False)
+@click.argument(
+    "file", default="-", required=False, metavar="[FILE|-]", shell_complete=complete_paths
+)
 @click.option(
     "--key",
     "key_paths",
@@ -224,7 +232,7 @@ def _statement_error(doc: Any) -> str | None:
     help="Private key (PKCS#8 PEM) to sign with; repeat for a multi-signature envelope. "
     "Default: the build key (ESCROW_KEY).",
 )
-@_passphrase_prompt_option
+@passphrase_prompt_option
 @click.option(
     "-o",
     "--output",
@@ -316,11 +324,11 @@ def schema_list(app: App, as_json: bool) -> None:
         app.emit_json({"schemas": rows})
         return
     for r in rows:
-        app.out(f"{r['name']:<22} {r['id']}")
+        app.out(f"{r['name']:<22} {r['id']:<44} {r['title']}")
 
 
 @schema.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete_schema)
 @json_option
 @pass_app
 def schema_show(app: App, name: str, as_json: bool) -> None:
@@ -384,10 +392,12 @@ def _file_report(path: str, forced: str | None) -> dict[str, Any]:
 
 
 @schema.command("validate")
-@click.argument("files", nargs=-1, required=True)
+@click.argument("files", nargs=-1, required=True, metavar="FILE...", shell_complete=complete_paths)
 @click.option(
     "--schema",
     "schema_name",
+    metavar="NAME",
+    shell_complete=_complete_schema,
     help="Validate against this schema instead of the one named by each predicateType.",
 )
 @json_option
@@ -395,7 +405,7 @@ def _file_report(path: str, forced: str | None) -> dict[str, Any]:
 def schema_validate(
     app: App, files: tuple[str, ...], schema_name: str | None, as_json: bool
 ) -> None:
-    """Validate FILE(s) ('-' = stdin): Statements, DSSE envelopes (their payload) or JSON Lines.
+    """Validate each FILE ('-' = stdin): Statements, DSSE envelopes (their payload) or JSON Lines.
 
     Exit 0 when all are valid, 1 when any is invalid, 2 when a file cannot be read.
     Every problem names the JSON Pointer of the bad field.
@@ -436,12 +446,18 @@ def schema_validate(
 @click.option(
     "--slsa",
     "index",
-    type=click.IntRange(min=0),
+    type=Integer(min=0),
+    metavar="INDEX",
     required=True,
     help="Ledger index of a build manifest: export it as SLSA Provenance v1.",
 )
-@click.option("--sign", "do_sign", is_flag=True, help="Print a signed DSSE envelope instead.")
-@_passphrase_prompt_option
+@click.option(
+    "--sign",
+    "do_sign",
+    is_flag=True,
+    help="Give a DSSE envelope of it signed with the build key (ESCROW_KEY) instead.",
+)
+@passphrase_prompt_option
 @click.option(
     "-o",
     "--output",
@@ -456,8 +472,8 @@ def export(
     app: App, index: int, do_sign: bool, passphrase_prompt: bool, output: str, as_json: bool
 ) -> None:
     """Export the build recorded at the ledger index given with --slsa as an in-toto
-    Statement with the SLSA Provenance v1 predicate, for tools that speak SLSA (its build
-    type is described in the project's docs/slsa.md).
+    Statement with the SLSA Provenance v1 predicate, for tools that speak SLSA
+    (`escrow schema show slsa-provenance` describes it).
     """
     from escrow.documents.schemas import validate_document, validate_statement
     from escrow.documents.slsa import provenance_statement

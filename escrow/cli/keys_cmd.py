@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, json_option, pass_app, passphrase_prompt_option
 from escrow.errors import EnvironmentProblem, EscrowError, InputError, KeyLocked, UsageError
 from escrow.signing.keyfile import public_key_path, write_temporary
 from escrow.signing.keys import KeyType, OtherAlgorithm, PublicKey, SigningKey
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    from click.decorators import FC
 
     from escrow.ledger.models import KeyRecord
     from escrow.ledger.store import Ledger
@@ -38,18 +40,19 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-type_option = click.option(
-    "--type",
-    "key_type",
-    type=click.Choice([t.value for t in KeyType]),
-    help="Key algorithm (default: Ed25519 for generate, the old key's for rotate).",
-)
-prompt_option = click.option(
-    "--passphrase-prompt",
-    is_flag=True,
-    help="Ask for the passphrase (one line of stdin when it is not a terminal) "
-    "instead of reading ESCROW_KEY_PASSPHRASE.",
-)
+
+def _type_option(default: str) -> Callable[[FC], FC]:
+    """``--type``: the new key's algorithm, its default said as the command takes it."""
+    return click.option(
+        "--type",
+        "key_type",
+        type=click.Choice([t.value for t in KeyType]),
+        help=f"Algorithm of the new key [default: {default}].",
+    )
+
+
+#: ``--from`` of ``retire`` and ``rotate``, after "Retire it from" / "Retire the old key from"
+_FROM_HELP = "this date or RFC 3339 time [default: now]."
 
 
 def _check_name(name: str) -> str:
@@ -264,9 +267,11 @@ def keys() -> None:
 
 
 @keys.command()
-@type_option
-@click.option("--name", help="File name under ESCROW_HOME/keys (default: key-<keyid8>).")
-@prompt_option
+@_type_option("ed25519")
+@click.option(
+    "--name", metavar="NAME", help="File name under ESCROW_HOME/keys [default: key-<keyid8>]."
+)
+@passphrase_prompt_option
 @json_option
 @pass_app
 def generate(
@@ -321,7 +326,12 @@ def generate(
 
 @keys.command()
 @click.argument("public_key", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--name", required=True, help="A name for the key in the ledger (e.g. pipeline).")
+@click.option(
+    "--name",
+    metavar="NAME",
+    required=True,
+    help="A name for the key in the ledger (e.g. pipeline).",
+)
 @json_option
 @pass_app
 def add(app: App, public_key: Path, name: str, as_json: bool) -> None:
@@ -501,7 +511,8 @@ def _is_build_key(app: App, keyid: str) -> bool:
 @click.option(
     "--from",
     "effective",
-    help="Retire it from this date or RFC 3339 time (default: now).",
+    metavar="DATE|TIME",
+    help="Retire it from " + _FROM_HELP,
 )
 @click.option("--reason", default="", help="Why the key is retired (recorded in the ledger).")
 @json_option
@@ -550,15 +561,18 @@ def retire(app: App, keyid: str, effective: str | None, reason: str, as_json: bo
         )
 
 
-@keys.command()
-@click.option("--name", default="build", show_default=True, help="Which key to rotate.")
-@type_option
+@keys.command(short_help="Replace key --name NAME with a new one and retire the old one.")
+@click.option(
+    "--name", metavar="NAME", default="build", show_default=True, help="Which key to rotate."
+)
+@_type_option("the old key's")
 @click.option(
     "--from",
     "effective",
-    help="Retire the old key from this date or RFC 3339 time (default: now).",
+    metavar="DATE|TIME",
+    help="Retire the old key from " + _FROM_HELP,
 )
-@prompt_option
+@passphrase_prompt_option
 @json_option
 @pass_app
 def rotate(
@@ -569,7 +583,7 @@ def rotate(
     passphrase_prompt: bool,
     as_json: bool,
 ) -> None:
-    """Replace key NAME with a new one; the old key is retired from now (or --from).
+    """Replace key --name NAME with a new one; the old key is retired now (or at --from).
 
     The new key takes the old one's file name, so the configuration need not
     change; the old key is kept as <name>-<keyid8>.key.pem.

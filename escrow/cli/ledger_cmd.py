@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from escrow.cli import stdout
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, complete_paths, json_option, pass_app
 from escrow.errors import CheckFailed, EscrowError, InputError, LedgerTamperError, UsageError
 from escrow.text import count
 
@@ -31,8 +31,9 @@ def ledger() -> None:
 @ledger.command()
 @click.option(
     "--tree-size",
-    type=click.IntRange(min=1),
-    help="The checkpoint the log signed when it had N entries (default: the latest); "
+    type=Integer(min=1),
+    metavar="N",
+    help="The checkpoint the log signed when it had N entries [default: the latest]; "
     "on a local ledger only, not through a server.",
 )
 @json_option
@@ -72,7 +73,7 @@ def verifier_key(app: App, as_json: bool) -> None:
 
 
 @ledger.command()
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=Integer(min=0))
 @pass_app
 def leaf(app: App, index: int) -> None:
     """Write the exact stored leaf bytes of entry INDEX to stdout, nothing else."""
@@ -87,8 +88,13 @@ def leaf(app: App, index: int) -> None:
 
 
 @ledger.command()
-@click.argument("index", type=click.IntRange(min=0))
-@click.option("--tree-size", type=click.IntRange(min=1), help="Prove against this tree size.")
+@click.argument("index", type=Integer(min=0))
+@click.option(
+    "--tree-size",
+    type=Integer(min=1),
+    metavar="N",
+    help="Prove against the tree of the first N entries [default: the latest].",
+)
 @json_option
 @pass_app
 def proof(app: App, index: int, tree_size: int | None, as_json: bool) -> None:
@@ -125,8 +131,8 @@ def proof(app: App, index: int, tree_size: int | None, as_json: bool) -> None:
 
 
 @ledger.command()
-@click.argument("old_size", type=click.IntRange(min=0), required=False)
-@click.argument("new_size", type=click.IntRange(min=0), required=False)
+@click.argument("old_size", type=Integer(min=0), required=False)
+@click.argument("new_size", type=Integer(min=0), required=False)
 @click.option(
     "--from",
     "from_file",
@@ -276,9 +282,10 @@ def _saved_checkpoint(lg: Any, note: str) -> Any:
 @ledger.command("verify")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
     default=None,
-    help="Processes for signature checks (default: one per core for large logs).",
+    metavar="N",
+    help="Processes for signature checks [default: one per core for large logs].",
 )
 @json_option
 @pass_app
@@ -421,7 +428,7 @@ class _ResultPrinter:
 
 
 @click.command()
-@click.argument("source", default="-", metavar="[FILE|-]")
+@click.argument("source", default="-", metavar="[FILE|-]", shell_complete=complete_paths)
 @json_option
 @pass_app
 def post(app: App, source: str, as_json: bool) -> None:

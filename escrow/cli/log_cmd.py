@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, json_option, pass_app
 from escrow.documents.types import REBUILD_VERIFICATION, SCHEMA_NAMES
 from escrow.errors import UsageError
 from escrow.times import check_period, parse_time
@@ -52,7 +52,7 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--project", help="Only entries of this project.")
+@click.option("--project", metavar="NAME", help="Only entries of this project.")
 @click.option(
     "--image",
     "image_id",
@@ -61,7 +61,7 @@ def entry_summary(entry: Any) -> dict[str, Any]:
     "Engine resolves, or a short ID (such as the 12 digits the IMAGE column shows), which "
     "the ledger expands once the engine no longer holds the image.",
 )
-@click.option("--diff-id", help="Only builds with this layer diff ID (sha256:…).")
+@click.option("--diff-id", metavar="ID", help="Only builds with this layer diff ID (sha256:…).")
 @click.option(
     "--signer",
     metavar="KEYID",
@@ -75,24 +75,31 @@ def entry_summary(entry: Any) -> dict[str, Any]:
 )
 @click.option(
     "--since",
+    metavar="DATE|TIME",
     help="From this date or RFC 3339 time (integration time, inclusive; UTC unless it "
     "gives an offset; a week 2026-W49, month 2026-12, quarter 2026-Q3 or year 2026 from "
     "its start).",
 )
 @click.option(
     "--until",
+    metavar="DATE|TIME",
     help="Before this time, exclusive (a bare date, week, month, quarter or year includes "
     "that whole period; UTC unless it gives an offset).",
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
+    metavar="N",
     default=100,
     show_default=True,
     help="Entries per page at most; the next page starts with --after LAST_INDEX.",
 )
 @click.option(
-    "--after", type=click.IntRange(min=-1), default=None, help="Cursor: entries after this index."
+    "--after",
+    type=Integer(min=-1),
+    default=None,
+    metavar="INDEX",
+    help="Cursor: entries after this index.",
 )
 @json_option
 @pass_app
@@ -233,7 +240,7 @@ def _signer(ledger: Ledger | RemoteLedger, prefix: str) -> str:
 
 
 @click.command()
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=Integer(min=0))
 @json_option
 @pass_app
 def show(app: App, index: int, as_json: bool) -> None:

@@ -59,6 +59,19 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click suggests a close command from ``self.commands``, which a lazy group
+        leaves empty: ``escrow verfy`` said only "No such command", not "Did you mean
+        'verify'?" as ``escrow ledger veriy`` does."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as e:
+            raise click.exceptions.NoSuchCommand(
+                e.command_name, possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:
@@ -103,9 +116,9 @@ def _pipe_errors() -> Iterator[None]:
 @click.version_option(__version__, prog_name="escrow")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--home", type=click.Path(file_okay=False), help="ESCROW_HOME for this run.")
-@click.option("--db-url", help="Ledger database URL (ESCROW_DB_URL).")
-@click.option("--server", help="Work against this escrow server (ESCROW_SERVER).")
-@click.option("--token", help="Bearer token for --server (ESCROW_TOKEN).")
+@click.option("--db-url", metavar="URL", help="Ledger database URL (ESCROW_DB_URL).")
+@click.option("--server", metavar="URL", help="Work against this escrow server (ESCROW_SERVER).")
+@click.option("--token", metavar="TOKEN", help="Bearer token for --server (ESCROW_TOKEN).")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -185,6 +198,8 @@ def _main(args: list[str]) -> None:
     except click.ClickException as e:
         if isinstance(e, click.BadParameter):
             _name_the_variable(e)
+        if isinstance(e, click.MissingParameter):
+            e = _one_line(e)
         e.show(file=sys.stderr)
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
@@ -204,6 +219,15 @@ def _fail_on_os_error(e: OSError, debug: bool) -> None:
         raise e
     click.echo(f"escrow: error: {_os_error(e)}", file=sys.stderr)
     sys.exit(2 if e.errno in _BAD_PATH else 3)
+
+
+def _one_line(e: click.MissingParameter) -> click.ClickException:
+    """A missing option with choices, said on one line ("Missing option '--role'. Choose
+    from: pipeline, auditor, admin."): click lists the choices one per line, tab-indented."""
+    message = " ".join(e.format_message().split())
+    if not message.endswith((".", "?")):
+        message += "."
+    return click.UsageError(message, ctx=e.ctx)
 
 
 def _name_the_variable(e: click.BadParameter) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from escrow.cli.app import App, file_in_the_way, json_option, pass_app
+from escrow.cli.app import App, Integer, file_in_the_way, json_option, pass_app
 from escrow.errors import UsageError
 from escrow.text import count
 from escrow.times import check_period, parse_time, to_the_second
@@ -39,14 +39,18 @@ def _read_checkpoint(path: Path) -> str:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--project", "projects", multiple=True, help="Project in scope (repeatable).")
+@click.option(
+    "--project", "projects", multiple=True, metavar="NAME", help="Project in scope (repeatable)."
+)
 @click.option(
     "--since",
+    metavar="DATE|TIME",
     help="First date or time in scope (integration time; UTC unless it gives an offset; a "
     "week 2026-W49, month 2026-12, quarter 2026-Q3 or year 2026 from its start).",
 )
 @click.option(
     "--until",
+    metavar="DATE|TIME",
     help="End of the scope, exclusive (a bare date, week, month, quarter or year includes "
     "that whole period; UTC unless it gives an offset).",
 )
@@ -59,19 +63,21 @@ def _read_checkpoint(path: Path) -> str:
 )
 @click.option(
     "--generated-at",
+    metavar="TIME",
     help="Generation time to print (RFC 3339); the same ledger, options and time "
     "give a byte-identical PDF before it is signed.",
 )
 @click.option(
     "--tree-size",
-    type=click.IntRange(min=1),
-    help="The ledger as of its first N entries: their signed checkpoint, builds and key "
-    "history (default: all). With --generated-at, a pack rendered earlier renders again "
+    type=Integer(min=1),
+    metavar="N",
+    help="The ledger as of its first N entries [default: all]: their signed checkpoint, "
+    "builds and key history. With --generated-at, a pack rendered earlier renders again "
     "byte for byte however much the ledger grew since.",
 )
 @click.option(
     "--max-builds",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
     default=None,
     metavar="N",
     help="Refuse a scope of more than N builds before rendering it [default: 5000; each "
@@ -96,7 +102,10 @@ def _read_checkpoint(path: Path) -> str:
     help="The PDF to write (also with --render-only and through a server).  [required]",
 )
 @click.option(
-    "-q", "--quiet", is_flag=True, help="No progress on stderr (the result and errors still)."
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress on stderr (warnings, errors and the result still).",
 )
 @json_option
 @click.pass_context
@@ -120,9 +129,10 @@ def pack(
     """Render a signed PDF audit pack of recorded builds.
 
     \b
-    escrow pack --project P [--since D] [--until D] [--tsa URL] -o pack.pdf
+    escrow pack --project NAME [--since DATE] [--until DATE] [--tsa URL]
+        -o pack.pdf
     escrow pack verify pack.pdf [--trust CERT.pem] [--tsa-trust CERT.pem]
-        [--project P] [--since D] [--until D] [--since-checkpoint FILE]
+        [--project NAME] [--since DATE] [--until DATE] [--since-checkpoint FILE]
 
     -o is required to make a pack (exit 2 without it). The PDF embeds every
     envelope, inclusion proof, the checkpoint and the public keys, is signed
@@ -475,11 +485,13 @@ def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, 
 @click.option(
     "--trust",
     type=click.Path(dir_okay=False, path_type=Path),
+    metavar="CERT.pem",
     help="Certificate (PEM) the pack signature must chain to.",
 )
 @click.option(
     "--tsa-trust",
     type=click.Path(dir_okay=False, path_type=Path),
+    metavar="CERT.pem",
     help="Certificate (PEM) of the Time-Stamping Authority, or its CA: the signature must "
     "carry a timestamp by it (escrow pack --tsa).",
 )
@@ -487,14 +499,18 @@ def _recorded_pack(remote: Any, job: dict[str, Any], digest: str) -> tuple[Any, 
     "--project",
     "projects",
     multiple=True,
+    metavar="NAME",
     help="The project(s) the pack must be of (repeatable; exactly these).",
 )
 @click.option(
     "--since",
-    help="The first date or time the pack's period must start at (UTC unless it gives an offset).",
+    metavar="DATE|TIME",
+    help="The start the pack's period must have, as given to `escrow pack --since` (a week, "
+    "month, quarter or year from its start; UTC unless it gives an offset).",
 )
 @click.option(
     "--until",
+    metavar="DATE|TIME",
     help="The end the pack's period must have, as given to `escrow pack --until` "
     "(a bare date, week, month, quarter or year includes that whole period; UTC unless it "
     "gives an offset).",

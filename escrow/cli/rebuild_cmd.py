@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, json_option, pass_app
 
 
 def _items(images: Mapping[str, Any] | None) -> list[tuple[str, Mapping[str, Any]]]:
@@ -155,7 +155,7 @@ def _render_verdict(
 
 
 @click.command()
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=Integer(min=0))
 @click.option(
     "--context",
     "context",
@@ -204,7 +204,10 @@ def _render_verdict(
     help="Where layer archives are spooled while compared [default: the temporary folder].",
 )
 @click.option(
-    "-q", "--quiet", is_flag=True, help="No progress on stderr (warnings and errors still)."
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress on stderr (warnings, errors and the result still).",
 )
 @json_option
 @pass_app
@@ -309,8 +312,8 @@ def rebuild(
 
 
 @click.command()
-@click.argument("a", type=click.IntRange(min=0))
-@click.argument("b", type=click.IntRange(min=0))
+@click.argument("a", type=Integer(min=0))
+@click.argument("b", type=Integer(min=0))
 @click.option(
     "--files",
     is_flag=True,

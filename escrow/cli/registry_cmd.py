@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, json_option, pass_app
 from escrow.errors import InputError
 
 
 @click.command()
-@click.argument("index", type=click.IntRange(min=0))
+@click.argument("index", type=Integer(min=0))
 @click.option(
     "--to",
     "targets",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, Number, json_option, pass_app
 from escrow.errors import EnvironmentProblem, UsageError
 from escrow.text import count
 
@@ -67,24 +67,33 @@ class Duration(click.ParamType[float]):
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    metavar="ADDRESS",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on.",
+)
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=Integer(0, 65535),
+    metavar="PORT",
     default=8080,
     show_default=True,
     help="Port to listen on.",
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
+    metavar="N",
     default=1,
     show_default=True,
     help="Server processes (each renders pack jobs too).",
 )
 @click.option(
     "--max-body",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
+    metavar="BYTES",
     default=DEFAULT_MAX_BODY,
     show_default=True,
     envvar="ESCROW_SERVER_MAX_BODY",
@@ -92,7 +101,8 @@ class Duration(click.ParamType[float]):
 )
 @click.option(
     "--max-connections",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
+    metavar="N",
     default=256,
     show_default=True,
     help="Open connections one worker serves at once; beyond them new requests get 503, "
@@ -100,7 +110,8 @@ class Duration(click.ParamType[float]):
 )
 @click.option(
     "--request-timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Number(min=0, min_open=True),
+    metavar="SECONDS",
     default=60.0,
     show_default=True,
     envvar="ESCROW_SERVER_REQUEST_TIMEOUT",
@@ -299,7 +310,8 @@ def tokens() -> None:
     """Bearer tokens of the server: create (shown once), list, revoke.
 
     Works on the ledger database directly (ESCROW_DB_URL), on the server's host; or,
-    with ESCROW_SERVER (or --server) set, through that server with an admin token.
+    with ESCROW_SERVER (or `escrow --server URL`) set, through that server with an
+    admin token.
     """
 
 
@@ -361,7 +373,9 @@ class _Tokens:
 
 @tokens.command("create")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the token may do.")
-@click.option("--name", required=True, help="Who uses it (shown in the server log).")
+@click.option(
+    "--name", metavar="NAME", required=True, help="Who uses it (shown in the server log)."
+)
 @json_option
 @pass_app
 def tokens_create(app: App, role: str, name: str, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from escrow.cli.app import App, json_option, pass_app
+from escrow.cli.app import App, Integer, complete_paths, json_option, pass_app
 from escrow.errors import (
     CheckFailed,
     EngineUnavailable,
@@ -268,6 +268,7 @@ def _check_signed(
     "--envelope",
     "envelope_path",
     metavar="FILE",
+    shell_complete=complete_paths,
     help="Verify this DSSE envelope file ('-' = stdin) instead of a TARGET; offline with --key.",
 )
 @click.option(
@@ -282,7 +283,8 @@ def _check_signed(
 )
 @click.option(
     "--threshold",
-    type=click.IntRange(min=1),
+    type=Integer(min=1),
+    metavar="N",
     default=1,
     show_default=True,
     help="Distinct trusted keys that must have signed.",
