@@ -82,6 +82,12 @@ def _key_history(ledger: Ledger | RemoteLedger) -> list[Any]:
 
 
 def key_valid_at(keys: list[Any], keyid: str, entry: Entry) -> tuple[bool, str]:
+    """Whether the key ``keyid`` (of ``keys``, replayed from the log's key events) could
+    sign ``entry``, and why.  Decided by the entry's position in the log, as the append
+    decided it and as `escrow ledger verify`, `pack verify` and a deposit's import decide
+    it: the key was added by an event before the entry, and neither revoked nor retired
+    by one before it — except that after a retirement it signs until the time the
+    retirement takes effect (:meth:`~escrow.ledger.models.KeyRecord.retired_before`)."""
     for rec in keys:
         if rec.keyid != keyid:
             continue
@@ -91,7 +97,7 @@ def key_valid_at(keys: list[Any], keyid: str, entry: Entry) -> tuple[bool, str]:
             rec.ended_index is None or rec.ended_index < entry.index
         ):
             return False, f"key {keyid[:16]}… was revoked before the entry was appended"
-        if rec.retired_at is not None and rec.retired_at <= entry.integrated_at:
+        if rec.retired_before(entry.index, entry.integrated_at):
             return False, f"key {keyid[:16]}… was retired before the entry was appended"
         note = f" (since {rec.status})" if rec.status != "active" else ""
         return True, f"signed by {rec.name} key {keyid[:16]}…{note}"
@@ -207,15 +213,22 @@ def verify_entry(
         for check in _base_checks(ledger, entry):
             add(check)
 
-    # 5. the latest rebuild verdict of a build, when there is one
+    # 5. the rebuild verdict a build stands by, when there is one: its latest conclusive one
+    #    (a later rebuild that could not be made, "unknown", does not undo it), as packs do
     if ptype == BUILD_MANIFEST:
+        from escrow.pack.model import Verdict, standing_verdict
+
+        rebuilds: list[Verdict] = []
         try:
             for rb in _every_entry(ledger, predicate_type=REBUILD_VERIFICATION, image_id=image_id):
                 pred = rb.statement().get("predicate", {})
                 if pred.get("original", {}).get("index") == entry.index:
-                    result.rebuild_verdict = str(pred.get("verdict", {}).get("overall"))
-        except (EscrowError, AttributeError, TypeError):
+                    rebuilds.append(Verdict(str(pred.get("verdict", {}).get("overall"))))
+        except (EscrowError, AttributeError, TypeError, ValueError):
             pass
+        standing = standing_verdict(rebuilds)
+        if standing is not None:
+            result.rebuild_verdict = standing.value
 
     if not result.checks:
         raise InputError(f"Entry {entry.index} has nothing that can be verified.")

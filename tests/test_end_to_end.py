@@ -154,7 +154,7 @@ def test_verify_shows_the_latest_rebuild_verdict(
     after = cli(["verify", str(index), "--json"])
     assert after.exit_code == 0, after.stdout + after.stderr
     assert after.json()["rebuild_verdict"] in {"identical", "equivalent"}
-    assert cli(["verify", str(index)]).stdout.count("latest verdict") == 1
+    assert cli(["verify", str(index)]).stdout.count("rebuild    verdict:") == 1
 
 
 def test_commands_on_a_home_that_was_never_initialised_say_so(

@@ -381,7 +381,7 @@ def verify(
             mark = "skip" if c.skipped else "ok  " if c.ok else "FAIL"
             app.out(f"{mark} {c.name:<10} {c.detail}")
         if result.rebuild_verdict:
-            app.out(f"     rebuild    latest verdict: {result.rebuild_verdict}")
+            app.out(f"     rebuild    verdict: {result.rebuild_verdict}")
     if not result.ok:
         names = ", ".join(c.name for c in result.failed())
         raise CheckFailed(f"Entry {entry.index} failed verification ({names}).")

@@ -97,6 +97,28 @@ class KeyRecord:
     retired_at: datetime | None = None
     reason: str | None = None
     ended_index: int | None = None  # ledger index of the revoke/retire event
+    #: ledger index of the retire event, which a later revocation leaves in force
+    #: (``ended_index`` is then the revocation's).  Known from the log's key events
+    #: (:func:`escrow.ledger.store.replay_key_events`); the key table keeps only the last
+    #: event's index, so a key read from it that was retired, then revoked, has ``None``
+    #: here: not compared, the records are otherwise the same.
+    retired_index: int | None = field(default=None, compare=False)
+
+    def retired_before(self, index: int, appended: datetime) -> bool:
+        """Whether the key's retirement was in force for entry ``index``, appended at
+        ``appended``: an entry before the retire event was appended before it, whatever its
+        time (the same microsecond, or the clock put back: append times never go back);
+        one after it, from the time the retirement takes effect (``retired_at``: a
+        retirement from a later date leaves the key signing until then).  Without the
+        event's index (a record from the key table), by that time alone."""
+        if self.retired_at is None:
+            return False
+        at = self.retired_index
+        if at is None and self.revoked_at is None:
+            at = self.ended_index
+        if at is not None and index < at:
+            return False
+        return self.retired_at <= appended
 
     @property
     def told_reason(self) -> str | None:

@@ -878,6 +878,7 @@ def replay_key_events(events: Iterable[Entry], now: datetime) -> list[KeyRecord]
                 changes["revoked_at"] = at
             else:
                 changes["retired_at"] = max(parse_time(pred["effectiveFrom"]), at)
+                changes["retired_index"] = entry.index
             records[keyid] = dataclasses.replace(records[keyid], **changes)
     return [
         dataclasses.replace(r, status=ACTIVE)
@@ -969,6 +970,18 @@ _IMAGE_PREFIX_SQL = (
 )
 
 _CHECKPOINT_SQL = "INSERT INTO ledger_checkpoint (size, root, note, created_us) VALUES (?, ?, ?, ?)"
+#: What :meth:`Ledger.check_writable` runs in a transaction it rolls back: a statement of
+#: each kind an append runs on each table it writes, matching no row, so that it writes
+#: nothing yet is refused as an append would be — by a read-only transaction
+#: (``default_transaction_read_only``, a standby: SQLSTATE 25006), a missing privilege
+#: (42501), or a SQLite file, folder or mount that cannot be written.
+_WRITE_PROBE_SQL = (
+    "INSERT INTO ledger_entry SELECT * FROM ledger_entry WHERE 1 = 0",
+    "INSERT INTO ledger_node SELECT * FROM ledger_node WHERE 1 = 0",
+    "INSERT INTO ledger_term SELECT * FROM ledger_term WHERE 1 = 0",
+    "INSERT INTO ledger_checkpoint SELECT * FROM ledger_checkpoint WHERE 1 = 0",
+    "UPDATE ledger_meta SET value = value WHERE 1 = 0",
+)
 _KEYS_SQL = (
     "SELECT keyid, name, algorithm, public_pem, status, added_us, added_index, revoked_us, "
     "retired_us, reason, ended_index FROM ledger_key"
@@ -1558,6 +1571,32 @@ class Ledger:
                 self._rollback(db)
                 raise
 
+    def check_writable(self) -> None:
+        """:class:`DatabaseUnavailable` (exit 3, the error an append would get) when an
+        append to this ledger would be refused, found without writing anything: in a write
+        transaction that is rolled back, as an append takes it (SQLite: its lock file and
+        ``BEGIN IMMEDIATE``), the statements of :data:`_WRITE_PROBE_SQL`, which match no
+        row.  For a command that works long before it appends (``escrow pack``)."""
+        if self._pg:
+            self._check_file()
+            with db_errors(self.url), self._engine.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    for sql in _WRITE_PROBE_SQL:
+                        conn.exec_driver_sql(sql)
+                finally:
+                    transaction.rollback()
+            return
+        with db_errors(self.url), self._writer_lock():
+            db = self._writer_db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._check_file()
+                for sql in _WRITE_PROBE_SQL:
+                    db.execute(sql)
+            finally:
+                self._rollback(db)
+
     def _check_file(self) -> None:
         """:class:`DatabaseUnavailable` when the SQLite file this ledger opened is no longer
         the one at its path: deleted, or another file renamed onto it (a restored backup).
@@ -1705,6 +1744,8 @@ class Ledger:
             retired_at=from_us(row.retired_us) if row.retired_us is not None else None,
             reason=row.reason,
             ended_index=row.ended_index,
+            # a retirement revoked since: its index is the log's alone (KeyRecord)
+            retired_index=row.ended_index if row.status == RETIRED else None,
         )
 
     def keys(self) -> list[KeyRecord]:
@@ -2249,6 +2290,70 @@ class Ledger:
                     conn, terms, max(lo, indexed), hi, limit - len(found)
                 )
         return [self._entry(r) for r in found]
+
+    def count_entries(
+        self,
+        *,
+        project: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        predicate_type: str | None = None,
+        ranges: Sequence[tuple[int, int]] | None = None,
+    ) -> int:
+        """How many entries :meth:`entries` would give with these filters, counted through
+        the query index without reading an envelope (``escrow pack`` refuses a scope over
+        its limit before loading it).  ``ranges``: only entries whose index is in one of
+        these ``[start, end)`` ranges (default: the whole log)."""
+        terms = [
+            (kind, value)
+            for kind, value in (("project", project), ("type", predicate_type))
+            if value is not None
+        ]
+        total = 0
+        with self._read(snapshot=True) as conn:
+            size = self._size(conn)
+            lo = 0 if since is None else self._first_at_or_after(conn, to_us(since), size)
+            hi = size if until is None else self._first_at_or_after(conn, to_us(until), size)
+            indexed = min(self._indexed(conn), size)
+            tail: list[tuple[int, int]] = []  # parts of the ranges after the batches
+            for start, end in ranges if ranges is not None else [(0, size)]:
+                start, end = max(start, lo), min(end, hi)
+                if start >= end:
+                    continue
+                if start < indexed:
+                    total += self._indexed_count(conn, terms, start, min(end, indexed))
+                if max(start, indexed) < end:
+                    tail.append((max(start, indexed), end))
+            if tail:  # at most a batch of entries: matched on their own rows
+                wanted = set(terms)
+                first, last = min(a for a, _ in tail), max(b for _, b in tail)
+                total += sum(
+                    1
+                    for r in self._sql(conn, _FIELDS_SQL, (first, last)).all()
+                    if any(a <= r.idx < b for a, b in tail)
+                    and wanted <= {(kind, value) for _, kind, value in entry_terms(*r[:6])}
+                )
+        return total
+
+    def _indexed_count(
+        self, conn: Connection, terms: Sequence[tuple[str, str]], lo: int, hi: int
+    ) -> int:
+        if not terms:
+            sql = "SELECT count(*) AS n FROM ledger_entry WHERE idx >= ? AND idx < ?"
+            return int(self._sql(conn, sql, (lo, hi)).one().n)
+        kind, value = terms[0]
+        sql = (
+            "SELECT count(*) AS n FROM ledger_term q"
+            " WHERE q.kind = ? AND q.value = ? AND q.idx >= ? AND q.idx < ?"
+        )
+        params: list[Any] = [kind, value, lo, hi]
+        for kind, value in terms[1:]:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM ledger_term t WHERE t.idx = q.idx"
+                " AND t.kind = ? AND t.value = ?)"
+            )
+            params += [kind, value]
+        return int(self._sql(conn, sql, tuple(params)).one().n)
 
     def image_ids_starting(self, short: str, *, limit: int = 2) -> list[str]:
         """Recorded image IDs (``sha256:…``) that begin with ``short``, hex digits such as

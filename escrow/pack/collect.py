@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from escrow import __version__
 from escrow.documents.canonical import canonical_bytes
 from escrow.documents.types import AUDIT_PACK, BUILD_MANIFEST, KEY_EVENT, REBUILD_VERIFICATION
-from escrow.errors import EscrowError, InputError
+from escrow.errors import CheckFailed, EscrowError, InputError, SignatureError
 from escrow.pack.model import (
     CURRENT_RULES,
     FAILED_VERDICT,
@@ -43,6 +43,7 @@ from escrow.pack.model import (
     SupportingBuildView,
     Verdict,
     VerdictRules,
+    standing_verdict,
 )
 from escrow.signing.dsse import Envelope
 from escrow.signing.keys import PublicKey
@@ -271,7 +272,7 @@ def verdict_of(predicate: Mapping[str, Any]) -> tuple[Verdict, tuple[str, ...]]:
         verdict = Verdict(_s(raw.get("overall")))
     except ValueError:
         verdict = Verdict.UNKNOWN
-    if verdict is Verdict.NOT_CHECKED:
+    if verdict in (Verdict.NOT_CHECKED, Verdict.NOT_APPLICABLE):  # not a rebuild's verdict
         verdict = Verdict.UNKNOWN
     return verdict, tuple(details)
 
@@ -476,12 +477,15 @@ def _in_force(rec: Any, since: datetime | None, until: datetime | None) -> bool:
 
 def _in_force_at(rec: Any, entries: Sequence[Any]) -> bool:
     """Whether the key was valid at some moment from the first of ``entries`` (in log
-    order) to the last: added before the last one, and not ended before the first."""
+    order) to the last: added before the last one, and not ended before the first (by
+    the log's order, as :func:`escrow.verification.key_valid_at` decides it)."""
     first, last = entries[0], entries[-1]
     if rec.added_index > last.index:
         return False
-    ends = [t for t in (rec.revoked_at, rec.retired_at) if t is not None]
-    return not (ends and min(ends) <= first.integrated_at)
+    revoked = rec.revoked_at is not None and (
+        rec.ended_index is None or rec.ended_index < first.index
+    )
+    return not (revoked or rec.retired_before(first.index, first.integrated_at))
 
 
 def key_event_rows(key_entries: Iterable[Any]) -> dict[str, list[KeyEventRow]]:
@@ -648,6 +652,19 @@ def makers(
     return _built_images([*builds, *counted])
 
 
+def failed_finding(index: int, predicate: Mapping[str, Any]) -> str:
+    """The finding of the failed build of entry ``index`` (verdict rules 4): where it
+    failed and with what exit code, as its manifest records them (numbers only: what the
+    build printed is on its page, under "Failure"), and that it made no image."""
+    build = _d(predicate.get("build"))
+    failure = _d(build.get("failure"))
+    step, code = _i(failure.get("step")), _i(failure.get("exitCode"))
+    what = "the recorded command" if _s(build.get("kind")) == "command" else "the build"
+    where = f" at step {step}" if step is not None else ""
+    how = f" with exit code {code}" if code is not None else ""
+    return f"entry {index}: {what} failed{where}{how} and produced no image"
+
+
 def assess(
     builds: Sequence[BuildFacts],
     *,
@@ -670,6 +687,9 @@ def assess(
         p = _d(b.statement.get("predicate"))
         mine: list[Anomaly] = []
         anchor = f"entry-{b.index}"
+        failed = _s(_d(p.get("build")).get("status")) == "failed"
+        if failed and rules.failed_builds_found:
+            mine.append(Anomaly("failed", failed_finding(b.index, p), anchor))
         if b.signer_status == "retired" and rules.retired_keys_noted:
             text = (
                 f"entry {b.index} is signed by key {b.signer[:16]}…, retired since "
@@ -717,7 +737,13 @@ def assess(
             mine.append(Anomaly("inputs", text, anchor))
             anomalies.append(mine[-1])
         notes[b.index] = tuple(mine)
-        verdict = b.rebuilds[-1] if b.rebuilds else Verdict.NOT_CHECKED
+        standing = standing_verdict(b.rebuilds, rules.conclusive_rebuilds)
+        if standing is not None:
+            verdict = standing
+        elif failed and rules.failed_builds_found:  # no image: nothing to rebuild
+            verdict = Verdict.NOT_APPLICABLE
+        else:
+            verdict = Verdict.NOT_CHECKED
         counts[verdict.value] += 1
     status = (_s(_d(_d(b.statement.get("predicate")).get("build")).get("status")) for b in builds)
     summary = SummaryView(
@@ -726,7 +752,11 @@ def assess(
         signatures_verified=sum(1 for b in builds if b.signature_verified),
         signatures_total=len(builds),
         inclusion_verified=sum(1 for b in builds if b.inclusion_verified),
-        verdicts=tuple((v.value, counts[v.value]) for v in Verdict),
+        verdicts=tuple(
+            (v.value, counts[v.value])
+            for v in Verdict
+            if v is not Verdict.NOT_APPLICABLE or rules.failed_builds_found
+        ),
         anomalies=tuple(anomalies),
         rules=rules,
     )
@@ -766,6 +796,50 @@ def pack_id_for(predicate_core: Mapping[str, Any]) -> str:
     return "EP-" + "-".join(h[i : i + 4] for i in range(0, 16, 4))
 
 
+def _too_many(builds: int, limit: int) -> InputError:
+    """The refusal of a scope of ``builds`` builds, over the ``limit`` a pack holds."""
+    return InputError(
+        f"The scope of this pack holds {builds:,} builds, more than the {limit:,} a pack "
+        "holds (each takes about two pages, and the pack needs some 0.25 MB of memory a "
+        "page).",
+        hint="Make one pack per project (--project) or per quarter (--since/--until), "
+        "or raise the limit with --max-builds N on a machine with the memory.",
+    )
+
+
+def _runs(indexes: Iterable[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges covering ``indexes`` (``3,5,6,7`` → ``(3, 4), (5, 8)``)."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(set(indexes)):
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+def _scope_count(ledger: LedgerReader, request: PackRequest, size: int) -> int | None:
+    """How many builds the scope of ``request`` holds among the first ``size`` entries,
+    counted through the ledger's query index without loading one (``None`` for a reader
+    that cannot count: they are then counted once loaded)."""
+    counter = getattr(ledger, "count_entries", None)
+    if counter is None:
+        return None
+    ranges = _runs(request.entries) if request.entries else [(0, size)]
+    return sum(
+        int(
+            counter(
+                project=project,
+                since=request.since,
+                until=request.until,
+                predicate_type=BUILD_MANIFEST,
+                ranges=[(a, min(b, size)) for a, b in ranges if a < size],
+            )
+        )
+        for project in (tuple(dict.fromkeys(request.projects)) or (None,))
+    )
+
+
 def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> Collected:
     """Read the ledger and build the view model and evidence of one pack."""
     from escrow.ledger import checkpoint as cpmod
@@ -784,14 +858,17 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
     size, root = int(cp.size), bytes(cp.root)
 
     # builds in scope
+    missing = [i for i in request.entries if i >= size]
+    if missing:
+        raise InputError(
+            f"The ledger has no entry {missing[0]} (it holds {size} entries).",
+            hint="Check the --entries list against `escrow log`.",
+        )
+    counted = _scope_count(ledger, request, size)
+    if counted is not None and counted > request.max_builds:  # before loading any of them
+        raise _too_many(counted, request.max_builds)
     if request.entries:
-        chosen = [ledger.get(i) for i in request.entries if i < size]
-        missing = [i for i in request.entries if i >= size]
-        if missing:
-            raise InputError(
-                f"The ledger has no entry {missing[0]} (it holds {size} entries).",
-                hint="Check the --entries list against `escrow log`.",
-            )
+        chosen = [ledger.get(i) for i in request.entries]
         scoped = [
             e
             for e in chosen
@@ -818,14 +895,8 @@ def collect(ledger: LedgerReader, request: PackRequest, signer: SignerView) -> C
             "No recorded build is in the scope of this pack.",
             hint="Check --project, --since, --until and --entries against `escrow log`.",
         )
-    if len(scoped) > request.max_builds:  # before the proofs and the rendering
-        raise InputError(
-            f"The scope of this pack holds {len(scoped):,} builds, more than the "
-            f"{request.max_builds:,} a pack holds (each takes about two pages, and "
-            "the pack needs some 0.25 MB of memory a page).",
-            hint="Make one pack per project (--project) or per quarter (--since/--until), "
-            "or raise the limit with --max-builds N on a machine with the memory.",
-        )
+    if len(scoped) > request.max_builds:  # a reader that could not count them first
+        raise _too_many(len(scoped), request.max_builds)
 
     # keys and their history (key events are ledger entries, embedded as evidence)
     key_entries = [e for e in _all_entries(ledger, predicate_type=KEY_EVENT) if e.index < size]
@@ -1148,29 +1219,42 @@ def _consistency(
     from escrow.ledger import checkpoint as cpmod
     from escrow.ledger import merkle
 
+    # a note of another log, or one this log does not extend, is a check that failed
+    # (exit 1, as `escrow ledger consistency --from` and `deposit export --since-checkpoint`
+    # say of the same file), refused before anything is rendered or recorded; a file that
+    # is no checkpoint note at all was refused as input when it was read (exit 2)
     problem = ""
-    origin = ledger.checkpoint().origin
+    nothing = "nothing was written or recorded"
+    latest = ledger.checkpoint()
     claimed = old_note.split("\n", 1)[0]
-    if claimed != origin:  # another log's: say so, not that its signature fails
-        raise InputError(
+    if claimed != latest.origin:  # another log's: say so, not that its signature fails
+        raise CheckFailed(
             f"The previous checkpoint is for the log {claimed[:100]!r}, not this one.",
-            hint="Give a checkpoint note this ledger issued.",
+            hint=f"Give a checkpoint note this ledger issued; {nothing}.",
         )
     try:
         old = cpmod.verify_checkpoint(old_note, verifier)
         note_ok = True
     except EscrowError as e:
         why = e.message.rstrip(".")
-        raise InputError(
+        raise SignatureError(
             f"The previous checkpoint does not verify with this ledger's key "
             f"({why[:1].lower() + why[1:]}).",
-            hint="Give the checkpoint note this ledger issued earlier.",
+            hint=f"Give the checkpoint note this ledger issued earlier; {nothing}.",
         ) from e
     old_size, old_root = int(old.size), bytes(old.root)
-    if old_size > size:
+    if old_size > size and old_size <= int(latest.size):  # --tree-size below it: input
         raise InputError(
-            f"The previous checkpoint has {old_size} entries, more than the ledger's {size}.",
-            hint="This ledger was truncated or the checkpoint belongs to another log.",
+            f"The previous checkpoint has {old_size} entries, more than the {size} of --tree-size.",
+            hint=f"Give --tree-size {old_size} or more, or an earlier checkpoint; {nothing}.",
+        )
+    if old_size > size:
+        raise CheckFailed(
+            f"The previous checkpoint has {old_size} entries, more than the ledger's {size}: "
+            "the log does not extend it.",
+            hint="The log was cut back or rewritten after the checkpoint was saved (restored "
+            "from an older backup, or forked): keep the checkpoint and the database as they "
+            f"are; {nothing}.",
         )
     proof = ledger.consistency_proof(old_size, size) if 0 < old_size < size else []
     if old_size == size:

@@ -10,6 +10,7 @@ untrusted: the templates autoescape all of it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -29,6 +30,25 @@ class Verdict(StrEnum):
     NOT_REPRODUCED = "not-reproduced"
     UNKNOWN = "unknown"
     NOT_CHECKED = "not checked"
+    #: a failed build: it made no image, so there is nothing to rebuild (verdict rules 4;
+    #: by earlier rules a failed build counted as "not checked")
+    NOT_APPLICABLE = "not applicable"
+
+
+def standing_verdict(verdicts: Sequence[Verdict], conclusive: bool = True) -> Verdict | None:
+    """The rebuild verdict a build stands by, of its rebuilds' ``verdicts`` in log order
+    (``None``: no rebuild).  ``conclusive`` (verdict rules 4): the latest that is not
+    ``unknown`` — a rebuild that could not be made (a secret build arg not given again,
+    a base image gone) says nothing against an earlier identical one, and a later
+    ``different`` still overrides it; ``unknown`` only when every rebuild was.  By earlier
+    rules: the latest, whatever it was."""
+    if not verdicts:
+        return None
+    if conclusive:
+        for v in reversed(verdicts):
+            if v is not Verdict.UNKNOWN:
+                return v
+    return verdicts[-1]
 
 
 @dataclass(frozen=True)
@@ -134,7 +154,11 @@ class BuildView:
 
     @property
     def verdict(self) -> Verdict:
-        return self.rebuilds[-1].verdict if self.rebuilds else Verdict.NOT_CHECKED
+        """The verdict the build stands by (:func:`standing_verdict`, current rules)."""
+        standing = standing_verdict([r.verdict for r in self.rebuilds])
+        if standing is not None:
+            return standing
+        return Verdict.NOT_APPLICABLE if self.status == "failed" else Verdict.NOT_CHECKED
 
 
 @dataclass(frozen=True)
@@ -212,10 +236,10 @@ class LedgerView:
 #: the anomalies that are findings (they make the overall verdict "Verified, with
 #: findings"): an entry signed by a key revoked since (or, under verdict rules 1, retired
 #: since), a base image changed under the same reference (under rules 2: unless an earlier
-#: build in the pack made the new one), an input changed during the build.  The other
-#: kinds are notes: ``secret`` (a value recorded as a salted digest), ``base-rebuilt`` and
-#: ``key-retired`` (rules 2).
-FINDING_KINDS = ("key", "inputs", "base")
+#: build in the pack made the new one), an input changed during the build, and (rules 4)
+#: a build that failed.  The other kinds are notes: ``secret`` (a value recorded as a
+#: salted digest), ``base-rebuilt`` and ``key-retired`` (rules 2).
+FINDING_KINDS = ("key", "inputs", "base", "failed")
 
 
 @dataclass(frozen=True)
@@ -232,7 +256,14 @@ class VerdictRules:
     revocation) after it signed.  Version 3 also traces a base to a *supporting build*:
     the build outside the pack's scope (another project's, such as the base image's own)
     that made it, embedded in the pack with its inclusion proof, so that a pack of the
-    application alone shows where its rebuilt bases came from."""
+    application alone shows where its rebuilt bases came from.  Version 4 makes each
+    failed build in scope a finding that names it (the cover names them too), and counts
+    its rebuild as "not applicable" rather than "not checked": it made no image, so there
+    is nothing to rebuild (by earlier rules a failed build was only counted, on the
+    summary page, and its rebuild read "not checked"); and a build stands by its latest
+    conclusive rebuild verdict, so that a later rebuild that could not be made (``unknown``:
+    a secret build arg not given again) does not undo an earlier ``identical`` (by earlier
+    rules the latest verdict counted, whatever it was)."""
 
     version: int
     #: what the pages call the notes (printed, and looked for by ``pack verify``)
@@ -245,6 +276,11 @@ class VerdictRules:
     #: embedded because it made that base (its signature and inclusion verified, its key
     #: not revoked)
     traced_outside: bool = False
+    #: a failed build is a finding, and its rebuild "not applicable" (no image to rebuild)
+    failed_builds_found: bool = False
+    #: a build stands by its latest conclusive rebuild verdict, not a later ``unknown``
+    #: (:func:`standing_verdict`)
+    conclusive_rebuilds: bool = False
 
 
 VERDICT_RULES = {
@@ -264,10 +300,20 @@ VERDICT_RULES = {
         True,
         True,
     ),
+    4: VerdictRules(
+        4,
+        "base images rebuilt by builds this pack shows, retired signing keys, "
+        "secret values recorded as salted digests",
+        True,
+        True,
+        True,
+        True,
+        True,
+    ),
 }
 
 #: the rules ``escrow pack`` judges new packs by
-CURRENT_RULES = VERDICT_RULES[3]
+CURRENT_RULES = VERDICT_RULES[4]
 
 
 @dataclass(frozen=True)
@@ -279,6 +325,11 @@ class Anomaly:
     @property
     def finding(self) -> bool:
         return self.kind in FINDING_KINDS
+
+
+#: the failed builds the cover names, at most (the others are counted, and listed in the
+#: findings of section 2)
+COVER_FAILED = 20
 
 
 @dataclass(frozen=True)
@@ -301,6 +352,28 @@ class SummaryView:
     def notes(self) -> tuple[Anomaly, ...]:
         """The anomalies that are no finding (:attr:`VerdictRules.notes_what`)."""
         return tuple(a for a in self.anomalies if not a.finding)
+
+    @property
+    def failed_builds(self) -> tuple[int, ...]:
+        """The entries of the failed builds the findings name (verdict rules 4), in log
+        order."""
+        return tuple(
+            int(a.anchor.removeprefix("entry-")) for a in self.anomalies if a.kind == "failed"
+        )
+
+    def failed_line(self) -> str:
+        """What the cover says of the failed builds (verdict rules 4; ``pack verify`` looks
+        for these words): "Failed builds, each a finding: entries 2, 5." — the first
+        :data:`COVER_FAILED` of them, and how many more section 2 lists; "" when none."""
+        failed = self.failed_builds
+        if not failed:
+            return ""
+        shown = ", ".join(str(i) for i in failed[:COVER_FAILED])
+        more = len(failed) - COVER_FAILED
+        rest = f" and {more:,} more (section 2)" if more > 0 else ""
+        which = "entry" if len(failed) == 1 else "entries"
+        what = "Failed build, a finding" if len(failed) == 1 else "Failed builds, each a finding"
+        return f"{what}: {which} {shown}{rest}."
 
     @property
     def rebuilds_failed(self) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import glob
 import hashlib
 import logging
@@ -768,24 +769,57 @@ def _write_error(path: Path, e: OSError) -> EscrowError:
 
 
 def _append_signed(
-    settings: Any, ledger: Any, statement: dict[str, Any], envelope: Any, build_key: Any
+    settings: Any,
+    ledger: Any,
+    statement: dict[str, Any],
+    envelope: Any,
+    build_key: Any,
+    keep: Callable[[Any], None] | None = None,
 ) -> Any:
     """Append the pack's signed statement; its entry.  When ``escrow keys rotate``
     retired the build key while the pack was rendered (an operator's rotation during a
     long pack), it is signed again with the key the rotation put in its place, as a
-    build is (:meth:`escrow.capture.publish.Publisher.publish`): the rendering is not lost."""
+    build is (:meth:`escrow.capture.publish.Publisher.publish`): the rendering is not lost.
+
+    ``keep(envelope)`` is called with the envelope signed again before it is appended
+    (the server's pack jobs keep it first, as they kept the first one); if it raises,
+    nothing more is appended."""
     from escrow.capture.publish import _rotated
     from escrow.errors import SignatureError
     from escrow.signing.dsse import sign_statement
 
     try:
         entry, _ = ledger.append(envelope)
-    except SignatureError:
+    except SignatureError:  # refused: nothing was appended
         rotated = _rotated(settings, ledger, build_key)
         if rotated is None:
             raise
-        entry, _ = ledger.append(sign_statement(statement, rotated))
+        again = sign_statement(statement, rotated)
+        if keep is not None:
+            keep(again)
+        entry, _ = ledger.append(again)
     return entry
+
+
+def _check_may_record(ledger: Any) -> None:
+    """The pack's own entry could be appended: a ledger the database lets this role only
+    read (a read-only transaction, SQLSTATE 25006; a missing privilege; a SQLite file or
+    folder that cannot be written) fails now, with the error the append would have had,
+    before the rendering (half an hour for the largest packs) — checked without writing
+    anything (:meth:`~escrow.ledger.store.Ledger.check_writable`)."""
+    from escrow.errors import DatabaseUnavailable
+
+    check = getattr(ledger, "check_writable", None)
+    if check is None:  # not a local ledger: its server records the pack
+        return
+    try:
+        check()
+    except DatabaseUnavailable as e:
+        said = e.message.rstrip(".")
+        raise DatabaseUnavailable(
+            f"{said}; the pack could not be recorded, so nothing was rendered or written.",
+            hint=e.hint,
+        ) from e
 
 
 def render_pack(
@@ -812,7 +846,9 @@ def render_pack(
     caller can keep both first: signing is not reproducible (the PDF signature is
     randomised and dated), so a pack whose process dies after the append can be
     finished only from the very bytes its entry names (the server's pack jobs).
-    If it raises, nothing is appended.
+    If it raises, nothing is appended.  It is called again, with the same PDF, when the
+    ledger refused the envelope because ``escrow keys rotate`` retired the build key
+    meanwhile, with the statement signed again by the new key (:func:`_append_signed`).
 
     ``tsa``: the URL of a Time-Stamping Authority (``--tsa``; else ``ESCROW_TSA_URL``, as
     the server's pack jobs take it): the signature then carries its RFC 3161 timestamp,
@@ -847,6 +883,7 @@ def render_pack(
         from escrow.capture.publish import check_may_sign
 
         check_may_sign(ledger, build_key, settings, then="make the pack again")
+        _check_may_record(ledger)
     tell: OnStage = progress or (lambda _stage: None)
     t0 = time.perf_counter()
     tell(Stage("collect", "collecting the builds"))
@@ -890,11 +927,11 @@ def render_pack(
             statement = statement_for(collected.predicate, sha, rendered_sha)
             validate_statement(statement)
             envelope = sign_statement(statement, build_key)
-            if before_record is not None:
-                before_record(data, envelope)
-                entry, _ = ledger.append(envelope)
-            else:
-                entry = _append_signed(settings, ledger, statement, envelope, build_key)
+            keep: Callable[[Any], None] | None = None
+            if before_record is not None:  # kept first: the very bytes appended next
+                keep = functools.partial(before_record, data)
+                keep(envelope)
+            entry = _append_signed(settings, ledger, statement, envelope, build_key, keep)
             index, leaf = entry.index, entry.leaf_hash
         os.replace(tmp, output)
     finally:

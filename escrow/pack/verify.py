@@ -1737,6 +1737,9 @@ def _check_verdict(report: PackReport, ev: EmbeddedEvidence, text: str, checked:
     # the cover counts them as findings and notes (secret values recorded as digests)
     if not problem and _flat(f"; {a.summary.counts()}.") not in flat:
         problem = f"the cover does not count the {tally} its evidence gives{first}"
+    failed_line = a.summary.failed_line()  # by rules 4: the cover names the failed builds
+    if not problem and failed_line and _flat(failed_line) not in flat:
+        problem = f"the cover does not name the failed builds its evidence gives ({failed_line})"
     if not problem and _flat(f"Failed builds {a.summary.failed} Signatures") not in flat:
         failed = count(a.summary.failed, "failed build")
         problem = f"the summary page does not show the {failed} its evidence gives"

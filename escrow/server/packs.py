@@ -16,7 +16,11 @@ renderer keeps the signed PDF and the signed envelope of its pack statement in
 that has such a record is finished from it, never rendered again — its envelope
 is found in the log by its leaf hash, or appended then (appends are idempotent),
 and the job serves those very PDF bytes, the ones the entry names.  The record
-goes when the job row is finished, in the same transaction.
+goes when the job row is finished, in the same transaction.  An envelope the ledger
+refuses because `escrow keys rotate` retired the build key meanwhile (it can never be
+appended then) is signed again with the key the rotation put in its place, and kept in
+its place before that is appended, as `escrow pack` does on a local ledger: the
+rendering is not lost, nor the kept pack of a job claimed again rendered anew.
 
 While its renderer runs, the runner that claimed a job sets the row's
 ``heartbeat_at`` every :data:`HEARTBEAT_S` (a thread of its own, so a slow or
@@ -476,7 +480,8 @@ class PackJobs:
                     record = PackRecord(
                         job_id=job_id, pdf=pdf, envelope=envelope, leaf_hash=leaf, kept_at=_now()
                     )
-                else:  # one discarded by render_job (never appended); replace it
+                else:  # one discarded by render_job, or one the ledger refused (its key
+                    # retired by a rotation, so never appended) signed again: replace it
                     record.pdf, record.envelope, record.leaf_hash = pdf, envelope, leaf
                     record.kept_at = _now()
                 s.add(record)
@@ -990,7 +995,7 @@ def _render_job(
 
     try:
         with JobProgress(jobs, job_id, attempt) as progress:
-            done = _from_kept(ledger, jobs, job_id, append=True)
+            done = _from_kept(ledger, jobs, job_id, append=True, settings=settings, keep=keep)
             if done is None:
                 done = _issue_pack(ledger, settings, job, keep=keep, progress=progress)
     except JobNotRunning as e:
@@ -1073,15 +1078,24 @@ def _job_error(e: EscrowError) -> str:
 
 
 def _from_kept(
-    ledger: Any, jobs: PackJobs, job_id: str, *, append: bool
+    ledger: Any,
+    jobs: PackJobs,
+    job_id: str,
+    *,
+    append: bool,
+    settings: Settings | None = None,
+    keep: Callable[[bytes, bytes], None] | None = None,
 ) -> tuple[bytes, int] | None:
     """The job's kept pack and the index of the entry recording it; ``None`` when it has none.
 
     Its envelope is looked up by leaf hash (the first renderer appended it) and, with
     ``append``, appended when missing (the renderer stopped just before; appends are
-    idempotent, so a race with another renderer still makes one entry).  An envelope the
-    ledger now refuses was never recorded: the kept pack is discarded and ``None`` says
-    to render afresh.
+    idempotent, so a race with another renderer still makes one entry).  An envelope
+    signed by a key `escrow keys rotate` retired since is signed again with the new key
+    (``settings``' key file), as a pack rendering during a rotation is, and kept in its
+    place (``keep(pdf, envelope)``, under the job's claim) before it is appended: the
+    pack is not rendered again.  An envelope the ledger refuses otherwise was never
+    recorded: the kept pack is discarded and ``None`` says to render afresh.
     """
     from escrow.errors import CheckFailed, InputError, SignatureError
 
@@ -1094,13 +1108,14 @@ def _from_kept(
         if not append:
             return None
         try:
-            entry, _ = ledger.append(kept.envelope)
+            entry = _append_kept(ledger, kept, settings, keep)
         except (SignatureError, InputError) as e:  # refused: nothing was appended
             log.warning(
                 "pack job %s: the kept pack is not recorded (%s); rendering it again", job_id, e
             )
             jobs.discard(job_id)
             return None
+        kept = KeptPack(kept.pdf, entry.envelope, entry.leaf_hash)  # perhaps signed again
     digest = hashlib.sha256(kept.pdf).hexdigest()
     subjects = entry.statement().get("subject") or []
     if entry.leaf_hash != kept.leaf_hash or digest not in {
@@ -1111,6 +1126,38 @@ def _from_kept(
         )
     log.info("pack job %s: finished from its kept pack, ledger entry %d", job_id, entry.index)
     return kept.pdf, int(entry.index)
+
+
+def _append_kept(
+    ledger: Any,
+    kept: KeptPack,
+    settings: Settings | None,
+    keep: Callable[[bytes, bytes], None] | None,
+) -> Any:
+    """Append the kept envelope (:func:`escrow.pack.render._append_signed`: signed again,
+    and kept again first, when a rotation retired its key since); its entry."""
+    from escrow.pack.render import _append_signed
+    from escrow.signing.dsse import Envelope
+
+    if settings is None:
+        entry, _ = ledger.append(kept.envelope)
+        return entry
+    envelope = Envelope.from_bytes(kept.envelope)
+    signer = _KeyId(envelope.signatures[0].keyid if envelope.signatures else "")
+
+    def keep_again(again: Any) -> None:
+        if keep is not None:
+            keep(kept.pdf, again.to_bytes())
+
+    return _append_signed(settings, ledger, envelope.statement(), kept.envelope, signer, keep_again)
+
+
+@dataclass(frozen=True)
+class _KeyId:
+    """The key that signed a kept envelope, as :func:`escrow.capture.publish._rotated`
+    compares it with the key file's (by key ID)."""
+
+    keyid: str
 
 
 def _issue_pack(
@@ -1155,8 +1202,9 @@ def _issue_pack(
     signed: list[bytes] = []
 
     def before_record(pdf: bytes, envelope: Any) -> None:
+        # called again, with the same PDF, for the statement signed again after a rotation
         keep(pdf, envelope.to_bytes())
-        signed.append(pdf)
+        signed[:] = [pdf]
 
     with tempfile.TemporaryDirectory(prefix="escrow-pack-") as tmp:
         out = Path(tmp) / f"pack-{job.id}.pdf"

@@ -80,7 +80,7 @@ def findings(pack_ledger: PackLedger, tmp_path: Path) -> tuple[Any, Collected]:
     """A pack of three builds (entries 1-3; entry 0 registered the key): the base image
     changed under its reference at entries 2 and 3 (anomalies that make the verdict
     "Verified, with findings"), each records a secret build argument (an anomaly that
-    does not), and entry 3 failed."""
+    does not), and entry 3 failed (a finding too, by verdict rules 4)."""
     pack_ledger.add(0)
     pack_ledger.add(1, base_image_id=OTHER_BASE)
     pack_ledger.add(2, status="failed")
@@ -107,7 +107,7 @@ def test_an_honest_pack_with_findings_verifies(
     signer, collected = findings
     assert collected.view.overall == "Verified, with findings"
     kinds = [a.kind for a in collected.view.summary.anomalies]
-    assert kinds == ["secret", "base", "secret", "base", "secret"]
+    assert kinds == ["secret", "base", "secret", "failed", "base", "secret"]
     assert collected.view.summary.failed == 1
     pdf = _write(tmp_path / "honest.pdf", signer, collected)
     report = verify_pack(pdf)
@@ -115,7 +115,7 @@ def test_an_honest_pack_with_findings_verifies(
     assert [c.name for c in report.checks][-1] == "verdict" == CHECK_NAMES[-1]
     verdict = report.checks[-1]
     assert verdict.ok and verdict.detail == (
-        "Verified, with findings, 2 findings and 3 notes: as recomputed from the evidence"
+        "Verified, with findings, 3 findings and 3 notes: as recomputed from the evidence"
     )
     r = _verify(pdf)
     assert r.exit_code == 0, r.stderr
@@ -158,7 +158,7 @@ def test_a_statement_that_hides_the_findings_is_refused(
     failed = report.first_failure
     assert failed is not None and failed.name == "verdict"
     assert failed.detail == (
-        "the pack statement states 0 anomalies, but its evidence gives 5 anomalies "
+        "the pack statement states 0 anomalies, but its evidence gives 6 anomalies "
         "(base image escrow-example/base:latest changed between entry 1 and entry 2)"
     )
     st = _statement(collected)
@@ -191,7 +191,7 @@ def test_a_cover_that_hides_the_findings_is_refused(
     failed = report.first_failure
     assert failed is not None and failed.name == "verdict"
     assert failed.detail == (
-        "the cover does not count the 2 findings and 3 notes its evidence gives "
+        "the cover does not count the 3 findings and 3 notes its evidence gives "
         "(base image escrow-example/base:latest changed between entry 1 and entry 2)"
     )
 

@@ -95,7 +95,7 @@ def test_a_base_rebuilt_by_a_build_in_the_pack_is_a_note(
     assert "verified." in r.stderr and "with findings" not in r.stderr, r.stderr
 
     st = _statement(out)["predicate"]
-    assert st["verdictRules"] == 3
+    assert st["verdictRules"] == 4  # rules 3, and failed builds are findings
     assert st["supportingBuilds"] == []  # the bases' builds are in scope
     assert st["summary"]["overall"] == "Verified"
     assert st["summary"]["findings"] == 0
@@ -144,7 +144,7 @@ def test_a_pack_of_the_app_alone_embeds_the_builds_of_its_bases(
     assert "Supporting builds" in text
     v = cli(["pack", "verify", str(out), "--json"])
     assert v.exit_code == 0, v.stderr
-    assert v.json()["verdict"]["findings"] == 0 and v.json()["verdict"]["rules"] == 3
+    assert v.json()["verdict"]["findings"] == 0 and v.json()["verdict"]["rules"] == 4
     statement = next(c for c in v.json()["checks"] if c["name"] == "pack statement")
     assert statement["detail"].endswith("3 builds and 3 supporting builds"), statement
     assert (v.json()["builds"], v.json()["supporting_builds"]) == (3, 3)
@@ -295,7 +295,7 @@ def test_a_pack_judged_by_rules_2_but_stating_rules_1_is_refused(
     ) in r.stderr, r.stderr
 
 
-@pytest.mark.parametrize("rules", [4, "3", None])
+@pytest.mark.parametrize("rules", [5, "3", None])
 def test_rules_this_escrow_does_not_know_are_one_sentence(
     pack_ledger: PackLedger, tmp_path: Path, rules: Any
 ) -> None:
@@ -325,7 +325,7 @@ def test_pack_verify_json_gives_the_verdict_it_recomputed(
         "findings": 1,  # the base from outside the pack
         "rebuilds_failed": 0,
         "notes": 6,  # the rebuilt base, and a secret build argument in each of five builds
-        "rules": 3,
+        "rules": 4,
     }
     old = run_cli(["pack", "verify", str(RULES_1_PACK), "--json"]).json()
     assert old["verdict"] == {

@@ -4,8 +4,9 @@ A pack job that fails on the server records what kind of failure it was (`error_
 `error_exit_code` in the job document), and `escrow pack` with ESCROW_SERVER exits with the
 code a local `escrow pack` has for it, saying what the local run says (what to check about
 a Time-Stamping Authority is the server's setting): 3 when the server's Time-Stamping
-Authority cannot be reached or the server's renderer process is killed, 2 for bad input (it
-used to be 2 whatever the failure).  On SQLite and on PostgreSQL, with a real `escrow serve`.
+Authority cannot be reached or the server's renderer process is killed, 1 for a check that
+failed (it used to be 2 whatever the failure).  On SQLite and on PostgreSQL, with a real
+`escrow serve`.
 """
 
 from __future__ import annotations
@@ -145,11 +146,12 @@ def test_a_tsa_that_is_down_fails_a_pack_through_the_server_with_exit_3(
     assert job["error"] == server_error
 
 
-def test_a_pack_job_failing_on_bad_input_fails_the_pack_with_exit_2(
+def test_a_pack_job_failing_a_check_fails_the_pack_with_exit_1(
     host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any
 ) -> None:
     """A checkpoint note of another log is read by the client (it is a checkpoint note) and
-    refused by the renderer: input, as on the local ledger."""
+    refused by the renderer: a check that failed (the log does not extend it), as on the
+    local ledger and as `escrow ledger consistency --from` says of it."""
     from escrow.config import load_settings
     from escrow.ledger.store import Ledger
 
@@ -162,17 +164,17 @@ def test_a_pack_job_failing_on_bad_input_fails_the_pack_with_exit_2(
         on_the_host(monkeypatch, host, tsa)
         args = ["pack", "--project", PROJECT, "--since-checkpoint", str(other), "-o"]
         local = cli([*args, str(tmp_path / "local.pdf")])
-        assert local.exit_code == 2, local.stderr
+        assert local.exit_code == 1, local.stderr
         local_error = said(local.stderr)
         assert "'example.org/another-log', not this one" in local_error
 
         as_auditor(monkeypatch, served, tmp_path)
         remote = cli([*args, str(tmp_path / "remote.pdf")])
-        assert remote.exit_code == 2, remote.stderr
+        assert remote.exit_code == 1, remote.stderr
         assert said(remote.stderr) == f"The server could not make the pack: {local_error}"
         job = job_of(served, remote.stderr)
     assert job["status"] == "failed"
-    assert (job["error_kind"], job["error_exit_code"]) == ("input", 2)
+    assert (job["error_kind"], job["error_exit_code"]) == ("check", 1)
 
 
 @contextmanager

@@ -158,11 +158,12 @@ def _crashed_after(
     return job_id
 
 
-def test_a_kept_pack_the_ledger_now_refuses_is_rendered_afresh(
+def test_a_kept_pack_the_ledger_now_refuses_is_signed_again_with_the_new_key(
     settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any
 ) -> None:
     """Died before the append, then the build key was rotated: the kept envelope, signed by
-    a retired key, was never recorded and cannot be; the job renders and records a new pack."""
+    a retired key, was never recorded and cannot be; the job signs the pack it kept again
+    with the new key and records that (another envelope, one pack)."""
     from escrow.ledger.store import make_engine
     from escrow.server.packs import PackJobs, render_job
 

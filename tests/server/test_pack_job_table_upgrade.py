@@ -143,7 +143,8 @@ def test_serve_adds_error_kind_to_a_pack_job_table_of_the_previous_release(
                 assert time.monotonic() < deadline, job
                 time.sleep(0.2)
             assert job["status"] == "failed", job
-            assert (job["error_kind"], job["error_exit_code"]) == ("input", 2)
+            # another log's checkpoint: a check that failed (`ledger consistency --from`)
+            assert (job["error_kind"], job["error_exit_code"]) == ("check", 1)
     finally:
         stop(proc)
     assert "error_kind" in columns(settings)
