@@ -27,7 +27,6 @@ from escrow.capture.manifest import (
     builder_section,
     capture_image_facts,
     image_subject,
-    log_ref,
     log_tail,
     recipe_section,
     recipe_subject,
@@ -426,7 +425,7 @@ def steps_section(
                 "exitCode": s.exit_code,
                 "startedOn": s.started_on,
                 "durationMs": s.duration_ms,
-                "log": log_ref(blobs, redactor.data(bytes(s.log))),
+                "log": s.log.store(blobs, redactor),
             }
         )
     return out
@@ -665,18 +664,25 @@ def phoenix_build(
     progress.start(f"escrow: phoenix build of {root} as {request.tags[0]}")
     progress = _FinishOnce(progress)
     restore_sigterm = sigterm_raises_terminated()  # stops the build as Ctrl-C does
+    made: StepParser | None = None
     try:
-        made: StepParser | None = None
 
         def parser() -> StepParser:
             """The parser of the engine's messages, made when the first one comes (the
             module is imported while the engine starts the build, not before the request)."""
             nonlocal made
             if made is None:
+                from escrow.capture.logs import LogBuffer
                 from escrow.capture.steps import StepParser
 
                 on_step = _layers_watch(df, layers_done) if layers_done else None
-                made = StepParser(progress, redactor.text, on_step=on_step)
+                made = StepParser(
+                    progress,
+                    redactor.text,
+                    on_step=on_step,
+                    # a large step log goes on, scrubbed, to the blob store as it comes
+                    new_log=lambda: LogBuffer(blobs, redactor),
+                )
             return made
 
         # git, the engine's own facts and ``on_build_started`` run while the engine
@@ -825,6 +831,9 @@ def phoenix_build(
         raise
     finally:
         restore_sigterm()
+        if made is not None:
+            for step in made.steps:
+                step.log.close()  # a large log's temporary file
 
 
 def _history_and_inspect(
@@ -849,7 +858,7 @@ def _failure(result: StreamResult, redactor: Redactor) -> dict[str, Any]:
         "instruction": redactor.text(failed.instruction) if failed else None,
         "exitCode": result.error_code,
         "message": redactor.text(result.error or "the build produced no image"),
-        "logTail": log_tail(redactor.data(bytes(failed.log))) if failed else "",
+        "logTail": log_tail(failed.log.scrubbed_end(redactor)) if failed else "",
     }
 
 

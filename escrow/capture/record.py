@@ -29,12 +29,12 @@ from escrow.capture.build import default_project
 from escrow.capture.capture import check_image_ref, image_not_found
 from escrow.capture.context import ContextArchive, escrow_folders_in, left_out_note, make_context
 from escrow.capture.engine import Engine
+from escrow.capture.logs import LogBuffer
 from escrow.capture.manifest import (
     build_section,
     builder_section,
     capture_image_facts,
     image_subject,
-    log_ref,
     log_tail,
     statement,
     utf8_document,
@@ -237,9 +237,16 @@ def _argv_record(argv: list[str], redactor: Redactor) -> list[str]:
     return out
 
 
+def _message_log(msg: bytes) -> LogBuffer:
+    """The log of a command that did not run: escrow's message why."""
+    log = LogBuffer()
+    log.write(msg)
+    return log
+
+
 def _not_runnable(
     argv: list[str], error: OSError, echo: TextIO | None
-) -> tuple[int, bytes, int, int | None]:
+) -> tuple[int, LogBuffer, int, int | None]:
     """A shell's 126: ``argv[0]`` was found but cannot be run (permission denied, a
     script whose ``#!`` interpreter is missing, a file that is not a program)."""
     why = error.strerror or str(error)
@@ -250,7 +257,7 @@ def _not_runnable(
     msg = f"escrow: cannot run {utf8_text(argv[0])}: {utf8_text(why)}\n".encode()
     if echo is not None:
         echo.write(msg.decode())
-    return 126, msg, 0, None
+    return 126, _message_log(msg), 0, None
 
 
 class _Terminated(Exception):
@@ -294,16 +301,17 @@ _DRAIN_LIMIT = 4 << 20
 
 
 class _Output:
-    """The command's merged output: kept whole for the log, echoed line by line (each
+    """The command's merged output: kept for the log (:class:`LogBuffer`: in memory while
+    small, scrubbed into the blob store as it comes when large), echoed line by line (each
     line redacted whole, as it is recorded)."""
 
-    def __init__(self, echo: TextIO | None, redactor: Redactor) -> None:
-        self.log = bytearray()
+    def __init__(self, echo: TextIO | None, redactor: Redactor, log: LogBuffer) -> None:
+        self.log = log
         self.echo, self.redactor = echo, redactor
         self._pending = bytearray()
 
     def add(self, chunk: bytes) -> None:
-        self.log += chunk
+        self.log.write(chunk)
         if self.echo is None:
             return
         self._pending += chunk
@@ -377,10 +385,12 @@ def _read_output(
 
 
 def _run(
-    argv: list[str], echo: TextIO | None, redactor: Redactor
-) -> tuple[int, bytes, int, int | None]:
+    argv: list[str], echo: TextIO | None, redactor: Redactor, blobs: BlobStore | None = None
+) -> tuple[int, LogBuffer, int, int | None]:
     """Run ``argv``; return ``(exit code, merged output, duration ms, signal)``: a command
     killed by a signal has the exit code a shell gives it (128 + the signal's number).
+    Output past :data:`~escrow.capture.logs.MEMORY_LIMIT` goes on, scrubbed, to a
+    temporary file in ``blobs``.
 
     Ctrl-C is passed on to the command (SIGINT), and SIGTERM (a cancelled CI job) as
     SIGTERM, and the run recorded as it ends; a second one while it still runs kills it
@@ -395,10 +405,10 @@ def _run(
         msg = f"escrow: command not found: {utf8_text(argv[0])}\n".encode()
         if echo is not None:
             echo.write(msg.decode())
-        return 127, msg, 0, None
+        return 127, _message_log(msg), 0, None
     except OSError as e:
         return _not_runnable(argv, e, echo)
-    out = _Output(echo, redactor)
+    out = _Output(echo, redactor, LogBuffer(blobs, redactor))
     interrupts = 0
     pidfd = _pidfd(proc.pid)
     # SIGTERM (a cancelled CI job) is passed on as Ctrl-C is: escrow stays to record the run
@@ -445,12 +455,12 @@ def _run(
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     out.finish()
     log = out.log
-    if echo is not None and log and not log.endswith(b"\n"):
+    if echo is not None and log.size and not log.ends_with_newline():
         echo.write("\n")  # escrow's own message starts on a line of its own
     duration = round((time.monotonic() - started) * 1000)
     if code < 0:  # killed by a signal: report it the way a shell does
-        return 128 - code, bytes(log), duration, -code
-    return code, bytes(log), duration, None
+        return 128 - code, log, duration, -code
+    return code, log, duration, None
 
 
 def _wait(proc: subprocess.Popen[bytes], *, signals: bool) -> int:
@@ -540,19 +550,19 @@ def record_command(
         before_inspect = engine.inspect_image(image)
         image_before = str(before_inspect["Id"]) if before_inspect is not None else None
 
-    exit_code, log, duration, killed_by = _run(argv, echo, redactor)
+    exit_code, log, duration, killed_by = _run(argv, echo, redactor, blobs)
 
     after_digest, after_error, changed = _context_after(
         context, excluded, before_digest, before_files, echo
     )
     finished_on = utc_now()
-    scrubbed_log = redactor.data(log)
+    stored_log = log.store(blobs, redactor)
     command: dict[str, Any] = {
         "argv": _argv_record(argv, redactor),
         "cwd": utf8_text(str(Path.cwd())),
         "exitCode": exit_code,
         "durationMs": duration,
-        "log": log_ref(blobs, scrubbed_log),
+        "log": stored_log,
         "contextBefore": before_digest,
         "contextAfter": after_digest,
         "inputsChanged": after_digest != before_digest,
@@ -608,10 +618,11 @@ def record_command(
             "instruction": " ".join(command["argv"]),
             "exitCode": exit_code,
             "message": failure_message,
-            "logTail": log_tail(scrubbed_log),
+            "logTail": log_tail(log.scrubbed_end(redactor)),
         }
     # a folder or project name that is not UTF-8 is recorded with ``\xNN`` escapes
     doc = dict(utf8_document(redactor.document(statement(subject, predicate))))
+    log.close()  # a large log's temporary file (it has no name: nothing is left of it)
     return RecordOutcome(
         doc,
         exit_code,

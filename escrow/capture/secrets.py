@@ -249,19 +249,41 @@ class Redactor:
             taken += 1
         return " ".join([f"|{n}", *out, *words[i:]])
 
+    def _byte_table(self, values: Iterable[str] | None = None) -> dict[bytes, bytes]:
+        """The values searched for in bytes (all known, or those of ``values``), longest
+        first, each with its placeholder."""
+        wanted = None if values is None else set(values)
+        return {
+            v.encode("utf-8", "surrogateescape"): self._values[v].encode("utf-8")
+            for v in self._values_to_scrub()
+            if wanted is None or v in wanted
+        }
+
     def data(self, data: bytes) -> bytes:
         """Bytes (a log) with every known secret value and URL credential removed (the
         credentials first, as :meth:`text` does)."""
         data = _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)
-        values = self._values_to_scrub()
-        if values:
-            table = {
-                v.encode("utf-8", "surrogateescape"): self._values[v].encode("utf-8")
-                for v in values
-            }
+        table = self._byte_table()
+        if table:
             pattern = re.compile(b"|".join(re.escape(v) for v in table))
             data = pattern.sub(lambda m: table[m.group(0)], data)
         return data
+
+    def known_values(self) -> frozenset[str]:
+        """The secret values known now (for :meth:`stream_since`)."""
+        return frozenset(self._values)
+
+    def stream(self) -> StreamScrub:
+        """:meth:`data` of a log that comes in pieces (:class:`StreamScrub`), with the
+        values known now."""
+        return StreamScrub(self._byte_table())
+
+    def stream_since(self, known: frozenset[str]) -> StreamScrub | None:
+        """The values learnt since ``known`` (:meth:`known_values`) alone, as a
+        :class:`StreamScrub` without the URL credentials (removed already); ``None`` when
+        none was."""
+        table = self._byte_table(v for v in self._values if v not in known)
+        return StreamScrub(table, urls=False) if table else None
 
     def document(self, doc: Any, *, _key: str = "") -> Any:
         """A deep copy of a JSON document with every string scrubbed (digests left alone)."""
@@ -278,3 +300,113 @@ class Redactor:
     @property
     def secret_count(self) -> int:
         return len(self._values)
+
+
+#: the bytes that end a URL's user-info (``[^/@\s]`` of :data:`_URL_CREDENTIALS_B`)
+_USERINFO_ENDS = tuple(bytes([c]) for c in b"/@ \t\n\r\x0b\x0c")
+#: a scheme and ``://`` ending where the search ends (a URL's user-info may follow)
+_SCHEME_SEP_B = re.compile(rf"{_SCHEME}\Z".encode())
+#: the beginning of a scheme cut at the end: letters, ``:`` or ``:/`` (``//`` may follow)
+_SCHEME_CUT_B = re.compile(rb"(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.\-]{0,63}(?::/?)?\Z")
+#: the end of a piece searched for the last user-info end first (most lines are shorter)
+_NEAR_END = 4096
+
+
+class _UrlCut:
+    """:data:`_URL_CREDENTIALS_B` removed from bytes that come in pieces.
+
+    What is sent on is final: a match, or a place where none can start, is decided by
+    the bytes seen. Kept back are the bytes from the first place where a URL with
+    credentials may begin but is not decided yet -- a scheme (at most 64 characters)
+    and ``://`` cut at the end, or a scheme, ``://`` and a user-info that has not ended
+    (it ends at the first ``/``, ``@`` or white space, so within its line)."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+        #: the byte sent on last (what the scheme's look-behind sees)
+        self._prev = b""
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        text = self._prev + self._carry + data
+        start = len(self._prev)
+        end = len(text) if final else self._undecided(text, start)
+        out: list[bytes] = []
+        pos = start
+        for m in _URL_CREDENTIALS_B.finditer(text, start):
+            if m.start() >= end:
+                break
+            out += (text[pos : m.start()], m.group("scheme"))
+            pos = m.end()
+        cut = max(pos, end)
+        out.append(text[pos:cut])
+        if cut > start:
+            self._prev = text[cut - 1 : cut]
+        self._carry = text[cut:]
+        return b"".join(out)
+
+    @staticmethod
+    def _undecided(text: bytes, start: int) -> int:
+        """Where the first URL not decided by ``text`` may begin (``len(text)``: none)."""
+        size = len(text)
+        near = max(start, size - _NEAR_END)
+        last = max(text.rfind(c, near) for c in _USERINFO_ENDS)
+        if last < 0 and near > start:  # none near the end: a long run, look at all of it
+            last = max(text.rfind(c, start) for c in _USERINFO_ENDS)
+        run = max(last + 1, start)  # where the bytes after the last user-info end begin
+        hold = size
+        if run - 3 >= start and text[run - 3 : run] == b"://":
+            m = _SCHEME_SEP_B.search(text, max(start, run - 68), run)
+            if m is not None:
+                hold = m.start()
+        m = _SCHEME_CUT_B.search(text, max(start, size - 67))
+        if m is not None:
+            hold = min(hold, m.start())
+        return hold
+
+
+class _ValueCut:
+    """Secret values replaced in bytes that come in pieces: the last (longest value - 1)
+    bytes are kept back, where a value may have begun."""
+
+    def __init__(self, table: Mapping[bytes, bytes]) -> None:
+        self._table = dict(table)
+        self._pattern = re.compile(b"|".join(re.escape(v) for v in self._table))
+        self._keep = max(len(v) for v in self._table) - 1
+        self._carry = b""
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        text = self._carry + data
+        end = len(text) if final else len(text) - self._keep
+        out: list[bytes] = []
+        pos = 0
+        for m in self._pattern.finditer(text):
+            if m.start() >= end:
+                break
+            out += (text[pos : m.start()], self._table[m.group(0)])
+            pos = m.end()
+        cut = max(pos, end)
+        out.append(text[pos:cut])
+        self._carry = text[cut:]
+        return b"".join(out)
+
+
+class StreamScrub:
+    """:meth:`Redactor.data` of a log that comes in pieces, in bounded memory: what
+    :meth:`feed` and :meth:`close` return, joined, is what :meth:`Redactor.data` gives
+    for the whole log (with the values of ``table``) -- a value or a URL's credentials
+    split between two pieces too. Kept back between pieces: the longest value's length
+    less one byte, and a URL whose user-info has not ended yet."""
+
+    def __init__(self, table: Mapping[bytes, bytes], *, urls: bool = True) -> None:
+        self._urls = _UrlCut() if urls else None
+        self._values = _ValueCut(table) if table else None
+
+    def feed(self, data: bytes) -> bytes:
+        if self._urls is not None:
+            data = self._urls.feed(data)
+        return self._values.feed(data) if self._values is not None else data
+
+    def close(self) -> bytes:
+        """The rest, once the log has ended."""
+        data = self._urls.feed(b"", final=True) if self._urls is not None else b""
+        return self._values.feed(data, final=True) if self._values is not None else data

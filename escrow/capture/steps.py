@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from escrow.capture.logs import LogBuffer
 from escrow.capture.progress import NoProgress, Progress
 from escrow.times import utc_now
 
@@ -44,7 +45,8 @@ class StepRecord:
     container: str | None = None
     exit_code: int | None = 0
     duration_ms: int = 0
-    log: bytearray = field(default_factory=bytearray)
+    #: the step's output as it comes (kept in memory while small)
+    log: LogBuffer = field(default_factory=LogBuffer)
 
 
 @dataclass
@@ -65,8 +67,11 @@ class StepParser:
         progress: Progress | None = None,
         scrub: Callable[[str], str] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
+        new_log: Callable[[], LogBuffer] | None = None,
     ) -> None:
         self.progress = progress or NoProgress()
+        #: where each step's log goes (``escrow build``'s go on to the blob store once large)
+        self._new_log = new_log or LogBuffer
         self._scrub = scrub or (lambda text: text)
         self._on_step = on_step  # called as each step starts (the one before has its image)
         self.steps: list[StepRecord] = []
@@ -105,7 +110,7 @@ class StepParser:
         step = self.current
         if step is None:
             return  # engine output before the first step (nothing normally): no step's log
-        step.log += (text + "\n").encode("utf-8", errors="surrogateescape")
+        step.log.write((text + "\n").encode("utf-8", errors="surrogateescape"))
         self.progress.output(self._scrub(text))
 
     def _line(self, line: str) -> None:
@@ -133,6 +138,7 @@ class StepParser:
                 stage=self._stage if self._stage >= 0 else None,
                 started_on=utc_now(),
                 started=time.monotonic(),
+                log=self._new_log(),
             )
             self.steps.append(step)
             self.progress.step(step.index, step.total, self._scrub(step.instruction))
@@ -186,7 +192,7 @@ class StepParser:
         if self.error is not None and self.current is not None:
             failed = self.current
             failed.exit_code = self.error_code
-            failed.log += (self.error + "\n").encode("utf-8")
+            failed.log.write((self.error + "\n").encode("utf-8"))
         self._close_step()
         return StreamResult(
             steps=self.steps,
