@@ -7,7 +7,10 @@ so a pipeline does not pay for them on top of the build.  A key that then
 fails to parse (a wrong passphrase), or that the ledger would not let sign (not
 registered, revoked, retired), is reported by :meth:`Publisher.check` while the
 build runs, which stops it: nothing is recorded.  A key that ``escrow keys rotate``
-replaced meanwhile is not such a key: the build is signed with the new one.
+replaced meanwhile is not such a key: the build is signed with the new one.  So is a
+ledger that would refuse the append (a database role that may only read, a SQLite file
+that cannot be written): the thread then checks it without writing anything
+(:func:`_check_writable`).
 """
 
 from __future__ import annotations
@@ -150,6 +153,41 @@ def check_may_sign(
         )
 
 
+def _check_writable(
+    ledger: concurrent.futures.Future[Ledger | RemoteLedger],
+    signer: concurrent.futures.Future[SigningKey],
+) -> None:
+    """In the background, once the key is known to be one the ledger lets sign: an append
+    to a local ledger would not be refused (:meth:`~escrow.ledger.store.Ledger.
+    check_writable`, a rolled-back probe writing nothing); a server records on its own."""
+    signer.result()  # a key that may not sign is said by its own future
+    check = getattr(ledger.result(), "check_writable", None)
+    if check is not None:
+        check()
+
+
+#: SQLite result codes of a write refused (``SQLITE_PERM``, ``SQLITE_READONLY`` and its
+#: extended codes) and PostgreSQL SQLSTATEs of one (``read_only_sql_transaction``: a role
+#: or database with ``default_transaction_read_only``, a standby; ``insufficient_privilege``)
+_SQLITE_REFUSED = frozenset({3, 8})
+_PG_REFUSED = frozenset({"25006", "42501"})
+
+
+def write_refused(error: BaseException) -> bool:
+    """``error`` (a :class:`~escrow.errors.DatabaseUnavailable`) says the ledger's database
+    refuses this writer, not that it cannot be reached: trying again later will not help."""
+    import errno
+    import sqlite3
+
+    cause = error.__cause__
+    if isinstance(cause, sqlite3.Error):
+        return getattr(cause, "sqlite_errorcode", 0) & 0xFF in _SQLITE_REFUSED
+    if isinstance(cause, OSError):  # the SQLite ledger's lock file
+        return cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    state = getattr(getattr(cause, "orig", None), "sqlstate", None)
+    return state in _PG_REFUSED
+
+
 #: where an entry signed but not appended (the ledger unreachable) is kept, under ESCROW_HOME
 UNRECORDED = "unrecorded"
 
@@ -201,6 +239,7 @@ class Publisher:
         default=None, repr=False
     )
     _signer: concurrent.futures.Future[SigningKey] | None = field(default=None, repr=False)
+    _writable: concurrent.futures.Future[None] | None = field(default=None, repr=False)
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
     _warned: bool = field(default=False, repr=False)  # that the ledger cannot be reached
 
@@ -222,22 +261,35 @@ class Publisher:
             self._key = self._pool.submit(_parse_key, self.settings, self._key_pem)
             self._ledger = self._pool.submit(_open_ledger, self.settings)
             self._signer = self._pool.submit(_check_signer, self._key, self._ledger, self.settings)
+            self._writable = self._pool.submit(_check_writable, self._ledger, self._signer)
 
     def check(self) -> None:
         """Raise the signing key's error once it is known (cheap; call it while building):
-        a key that does not parse, or one the ledger does not let sign now.  A ledger that
-        cannot be reached does not stop the build: it is said once, and :meth:`publish`
-        tries again at the end (or keeps the signed entry, :func:`keep_unrecorded`)."""
-        from escrow.errors import EscrowError
+        a key that does not parse, or one the ledger does not let sign now, or a ledger
+        that would refuse the append (:func:`write_refused`): nothing of the build could
+        be recorded.  A ledger that cannot be reached does not stop the build: it is said
+        once, and :meth:`publish` tries again at the end (or keeps the signed entry,
+        :func:`keep_unrecorded`)."""
+        from escrow.errors import DatabaseUnavailable, EscrowError
 
-        for future in (self._key, self._signer):
+        for future in (self._key, self._signer, self._writable):
             if future is None or not future.done() or future.exception() is None:
                 continue
             error = future.exception()
+            if future is self._writable:
+                if isinstance(error, DatabaseUnavailable) and write_refused(error):
+                    raise DatabaseUnavailable(
+                        f"{error.message.rstrip('.')}; the build could not be recorded, so "
+                        "it was stopped and nothing was recorded.",
+                        hint=error.hint,
+                    ) from error
+                if isinstance(error, EscrowError):
+                    continue  # the key's and signer's own, or found again at the append
             if future is self._signer and isinstance(error, EscrowError):
                 if self._unavailable(error) and not self._key_failed():
                     self._warn_unavailable(error)
                     continue
+            assert future is not None
             future.result()  # raises it
 
     def _key_failed(self) -> bool:
@@ -342,10 +394,14 @@ class Publisher:
             return error
         import shlex
 
+        when = (  # a ledger that refuses this writer will not take it later either
+            "once the ledger may be written to"
+            if write_refused(error)
+            else "once the ledger answers again"
+        )
         error.message = (
             f"{error.message.rstrip('.')}. Nothing is lost: the signed entry is kept as "
-            f"{path}, and `escrow post {shlex.quote(str(path))}` appends it once the "
-            "ledger answers again."
+            f"{path}, and `escrow post {shlex.quote(str(path))}` appends it {when}."
         )
         return error
 

@@ -118,7 +118,9 @@ def _report(
             app.out(f"pushed:   {p['reference']} = {p['digest']}")
         if deposit is not None:
             if deposit.complete:
-                app.out("deposit:  complete")
+                from escrow.deposit.deposit import complete_words
+
+                app.out(f"deposit:  {complete_words(statement['predicate'])}")
             else:
                 lacking = ", ".join(f"{m.get('kind')} {m.get('name')}" for m in deposit.missing)
                 app.out(

@@ -230,7 +230,7 @@ def add(
     the logs are deposited. Exits 1 when the deposit is still incomplete,
     listing what is missing.
     """
-    from escrow.deposit.deposit import deposit_entry
+    from escrow.deposit.deposit import build_predicate, complete_words, deposit_entry
 
     store = _store(app, deposit_store)
     entry = app.ledger().get(index)
@@ -247,7 +247,8 @@ def add(
     if as_json:
         app.emit_json(doc)
     else:
-        app.out(f"deposit of entry {index}: {'complete' if result.complete else 'INCOMPLETE'}")
+        done = complete_words(build_predicate(entry)) if result.complete else "INCOMPLETE"
+        app.out(f"deposit of entry {index}: {done}")
         app.out(f"record:    {result.record}")
         app.out(f"deposited: {', '.join(result.deposited) or 'nothing new'}")
         app.out(f"new bytes: {_size(result.bytes_new)}")
@@ -310,7 +311,7 @@ def check(
     Exit codes: 0 complete; 1 incomplete (what is missing is listed); 2 no such build
     entry; 3 the ledger or the deposit store cannot be reached.
     """
-    from escrow.deposit.deposit import check_entry
+    from escrow.deposit.deposit import build_predicate, check_entry, complete_words
 
     _origin_needs_imported(origin, imported)
     store = _store(app, deposit_store)
@@ -333,7 +334,8 @@ def check(
     if as_json:
         app.emit_json(doc)
     else:
-        app.out(f"deposit of entry {index}: {'complete' if report.complete else 'INCOMPLETE'}")
+        done = complete_words(build_predicate(entry)) if report.complete else "INCOMPLETE"
+        app.out(f"deposit of entry {index}: {done}")
         for line in _missing_lines(report.missing):
             app.out(line)
         for m in report.optional:

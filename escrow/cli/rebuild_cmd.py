@@ -372,7 +372,11 @@ def diff(app: App, a: int, b: int, files: bool, workdir: Path | None, as_json: b
         engine = DockerEngine()
         engine.facts()  # exit 3 now if the engine is unreachable
         with EngineLayers(
-            engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=workdir
+            engine.api,
+            images,
+            {"original": want_a, "rebuilt": want_b},
+            workdir=workdir,
+            endpoint=engine.endpoint,
         ) as source:
             if want_a or want_b:
                 source.prefetch()

@@ -119,6 +119,14 @@ def build_predicate(entry: Entry) -> dict[str, Any]:
     return predicate
 
 
+def complete_words(predicate: Mapping[str, Any]) -> str:
+    """How a complete deposit of the build ``predicate`` is told: of a failed build, what it
+    holds, and that it made no image (``escrow rebuild`` refuses it: nothing to reproduce)."""
+    if (predicate.get("build") or {}).get("status") != "succeeded":
+        return "complete (the inputs and logs of a failed build; it made no image)"
+    return "complete"
+
+
 # ---------------------------------------------------------------------------
 # records
 

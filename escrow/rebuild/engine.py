@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from escrow.errors import EscrowError, InputError
 from escrow.rebuild.layers import LayerIndex, SavedImage, save_image
+
+if TYPE_CHECKING:
+    from escrow.capture.engine import Endpoint
 
 
 class EngineLayers:
@@ -25,8 +28,10 @@ class EngineLayers:
         images: Mapping[str, str | None],
         want: dict[str, set[str]] | None = None,
         workdir: str | Path | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self._api = api
+        self._endpoint = endpoint  # the engine's address, named when it cannot be reached
         self._images = images
         self._want = want or {}
         self._workdir = workdir
@@ -42,7 +47,13 @@ class EngineLayers:
         try:
             if ref is None:
                 raise InputError(f"There is no {side} image to read layers from.")
-            saved = save_image(self._api, ref, want=self._want.get(side), workdir=self._workdir)
+            saved = save_image(
+                self._api,
+                ref,
+                want=self._want.get(side),
+                workdir=self._workdir,
+                endpoint=self._endpoint,
+            )
         except EscrowError as e:
             self._failed[side] = e
             raise

@@ -35,9 +35,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from escrow.errors import EngineUnavailable, EnvironmentProblem, InputError
+
+if TYPE_CHECKING:
+    from escrow.capture.engine import Endpoint
 
 BUFSIZE = 1 << 20
 BLOCK = 512
@@ -862,11 +865,20 @@ def _describe(
 
 
 def save_image(
-    api: Any, image: str, *, want: set[str] | None = None, workdir: str | Path | None = None
+    api: Any,
+    image: str,
+    *,
+    want: set[str] | None = None,
+    workdir: str | Path | None = None,
+    endpoint: Endpoint | None = None,
 ) -> SavedImage:
-    """``docker save IMAGE`` through the Docker SDK's ``APIClient``, read as it streams."""
+    """``docker save IMAGE`` through the Docker SDK's ``APIClient``, read as it streams;
+    ``endpoint``: the engine's address, named when it cannot be reached (else the one
+    escrow would use)."""
     import docker.errors
     import requests.exceptions
+
+    from escrow.capture.engine import _unavailable
 
     try:
         api.inspect_image(image)
@@ -879,7 +891,7 @@ def save_image(
             f"The Docker Engine could not save {image}: {e.explanation}."
         ) from e
     except requests.exceptions.RequestException as e:
-        raise EngineUnavailable(f"The Docker Engine is unreachable: {e}.") from e
+        raise _unavailable(e, endpoint) from e
     chunks = itertools.chain([first], stream)
     return read_saved_image(
         IterSource(chunks, f"docker save {image}"),

@@ -899,7 +899,11 @@ def rebuild_entry(
             if DepositLayers(store, None).covers(want_a):
                 want_a = set()  # the original layers come from the deposit
         with EngineLayers(
-            engine.api, images, {"original": want_a, "rebuilt": want_b}, workdir=scratch
+            engine.api,
+            images,
+            {"original": want_a, "rebuilt": want_b},
+            workdir=scratch,
+            endpoint=engine.endpoint,
         ) as source:
             if want_a or want_b:
                 source.prefetch()
