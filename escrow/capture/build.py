@@ -586,6 +586,7 @@ class _FinishOnce:
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self.finished = False
+        self.shows_output = bool(getattr(progress, "shows_output", True))
 
     def start(self, title: str) -> None:
         self._progress.start(title)

@@ -17,6 +17,10 @@ class Progress(Protocol):
 
 
 class NoProgress:
+    #: whether :meth:`output` shows anything (a build's output lines are scrubbed for it
+    #: only when it does: ``StepParser``)
+    shows_output = False
+
     def start(self, title: str) -> None:
         pass
 
@@ -91,12 +95,17 @@ class PlainProgress:
         self.terminal = terminal
         self._ellipsis = "…" if _encodes(self.stream, "…") else "..."
 
-    def _write(self, line: str) -> None:
+    @property
+    def shows_output(self) -> bool:
+        return self.show_output
+
+    def _write(self, *lines: str) -> None:
         if self.terminal:
             from escrow.text import printable
 
-            line = printable(line)
-        self.stream.write(line + "\n")
+            lines = tuple(printable(line) for line in lines)
+        # one write and one flush for a command's many lines
+        self.stream.write(lines[0] + "\n" if len(lines) == 1 else "\n".join(lines) + "\n")
         self.stream.flush()
 
     def start(self, title: str) -> None:
@@ -108,8 +117,9 @@ class PlainProgress:
 
     def output(self, text: str) -> None:
         if self.show_output:
-            for line in text.splitlines():
-                self._write(f"  | {line}")
+            lines = text.splitlines()
+            if lines:
+                self._write(*(f"  | {line}" for line in lines))
 
     def step_done(self, index: int, duration_ms: int, exit_code: int | None) -> None:
         status = (
@@ -136,6 +146,8 @@ class LiveProgress:
     control character in it is escaped, never sent (it would move the cursor under the
     display, or an escape sequence left open would swallow it). The live lines are cut
     to the terminal's width, so that none wraps and the display is redrawn in place."""
+
+    shows_output = True
 
     def __init__(self, stream: TextIO | None = None) -> None:
         from rich.console import Console

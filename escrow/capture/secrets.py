@@ -76,6 +76,8 @@ def secret_patterns(home: Path | None = None) -> tuple[str, ...]:
 
 def strip_url_credentials(text: str) -> str:
     """``https://user:pass@host/x`` → ``https://host/x`` (every URL in ``text``)."""
+    if "://" not in text:  # none can match (found at once; the pattern tries each letter)
+        return text
     return _URL_CREDENTIALS.sub(lambda m: m.group("scheme"), text)
 
 
@@ -262,7 +264,8 @@ class Redactor:
     def data(self, data: bytes) -> bytes:
         """Bytes (a log) with every known secret value and URL credential removed (the
         credentials first, as :meth:`text` does)."""
-        data = _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)
+        if b"://" in data:  # none can match otherwise (found at once)
+            data = _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)
         table = self._byte_table()
         if table:
             pattern = re.compile(b"|".join(re.escape(v) for v in table))
@@ -332,7 +335,8 @@ class _UrlCut:
         end = len(text) if final else self._undecided(text, start)
         out: list[bytes] = []
         pos = start
-        for m in _URL_CREDENTIALS_B.finditer(text, start):
+        # a URL has ``://``: without one, the pattern is not tried at each letter
+        for m in _URL_CREDENTIALS_B.finditer(text, start) if b"://" in text else ():
             if m.start() >= end:
                 break
             out += (text[pos : m.start()], m.group("scheme"))

@@ -16,6 +16,7 @@ _STEP = re.compile(r"^Step (?P<n>\d+)/(?P<total>\d+) : (?P<text>.*)$")
 _RUNNING = re.compile(r"^(?P<pre>.*) ---> Running in (?P<id>[0-9a-f]{12,64})$")
 _IMAGE = re.compile(r"^(?P<pre>.*) ---> (?P<id>[0-9a-f]{12,64})$")
 _REMOVING = re.compile(r"^(?P<pre>.*)Removing intermediate container (?P<id>[0-9a-f]{12,64})$")
+_REMOVING_TEXT = "Removing intermediate container "
 _CACHE = re.compile(r"^(?P<pre>.*) ---> Using cache$")
 # `FROM scratch` has no image: the engine prints an empty arrow
 _NO_IMAGE = re.compile(r"^(?P<pre>.*) ---> ?$")
@@ -78,7 +79,14 @@ class StepParser:
         self.stage_images: list[str] = []
         self.error: str | None = None
         self.error_code: int | None = None
-        self._buf = ""
+        #: the line not ended yet, in the pieces it came in (joined once its newline comes:
+        #: a long line over many messages is neither copied nor searched again each time)
+        self._pending: list[str] = []
+        #: characters searched for a newline (each message's text once)
+        self.scanned = 0
+        #: whether the progress shows a step's output: when it does not (``-q``), an output
+        #: line is not scrubbed for it -- the stored log is scrubbed whole (:class:`LogBuffer`)
+        self._shown = bool(getattr(self.progress, "shows_output", True))
         self._stage = -1
         #: the container a step runs in (``---> Running in ID``) until the builder removes
         #: it: what comes meanwhile is the command's output, even a line that looks like
@@ -91,10 +99,16 @@ class StepParser:
 
     def feed(self, msg: dict[str, Any]) -> None:
         if "stream" in msg:
-            self._buf += _unwrap_stderr(str(msg["stream"]))
-            while "\n" in self._buf:
-                line, self._buf = self._buf.split("\n", 1)
-                self._line(line)
+            text = _unwrap_stderr(str(msg["stream"]))
+            self.scanned += len(text)
+            end = text.find("\n")
+            if end < 0:
+                if text:  # a piece of a line: held, neither joined nor searched again
+                    self._pending.append(text)
+            elif end == len(text) - 1 and not self._pending:
+                self._line(text[:end])  # a line in a message of its own (most are)
+            else:
+                self._lines(text)
         if "aux" in msg and isinstance(msg["aux"], dict) and msg["aux"].get("ID"):
             self.stage_images.append(str(msg["aux"]["ID"]))
         if msg.get("error") or msg.get("errorDetail"):
@@ -106,16 +120,62 @@ class StepParser:
                 code = int(m.group("code")) if m else None
             self.error_code = code
 
+    def _lines(self, text: str) -> None:
+        """The lines ``text`` (which has a newline) ends, the first with the pieces held
+        before it; what follows its last newline is held."""
+        if self._pending:
+            self._pending.append(text)
+            text = "".join(self._pending)
+            self._pending.clear()
+        lines = text.split("\n")
+        rest = lines.pop()
+        if rest:
+            self._pending.append(rest)
+        self._line(lines[0])
+        if len(lines) > 2 and self._running is not None:
+            # a command's output, many lines at once: written to its log together, unless
+            # a line may be the builder's (the step's end) or name build arguments
+            body = "\n".join(lines[1:])
+            if not (
+                body.startswith(("Step ", "|"))
+                or "\nStep " in body
+                or "\n|" in body
+                or _REMOVING_TEXT in body
+            ):
+                self._output(body, lines[1:])
+                return
+        for line in lines[1:]:
+            self._line(line)
+
+    def _output(self, body: str, lines: list[str]) -> None:
+        """The output lines ``body`` (``lines`` joined) of the running step: as ``_log``
+        of each line does (an empty line is shown as nothing)."""
+        step = self.current
+        assert step is not None  # a step runs
+        step.log.write((body + "\n").encode("utf-8", errors="surrogateescape"))
+        if self._shown:
+            shown = "\n".join(line for line in lines if line)
+            if shown:
+                # scrubbed whole: as each line is (none starts ``|N``, which alone is
+                # scrubbed by where it begins), and a value of many lines too
+                self.progress.output(self._scrub(shown))
+
     def _log(self, text: str) -> None:
         step = self.current
         if step is None:
             return  # engine output before the first step (nothing normally): no step's log
         step.log.write((text + "\n").encode("utf-8", errors="surrogateescape"))
-        self.progress.output(self._scrub(text))
+        if self._shown:
+            self.progress.output(self._scrub(text))
+        elif text.startswith("|"):
+            # shown nowhere, but scrubbing learns the values of a ``|N NAME=value``
+            # line (it alone can start so), which later text is scrubbed of
+            self._scrub(text)
 
     def _line(self, line: str) -> None:
         if self._running is not None:
-            m = _REMOVING.match(line)
+            # the patterns are tried only on a line that can match (most are output)
+            m = _REMOVING.match(line) if _REMOVING_TEXT in line else None
             if m is not None and m.group("id") == self._running:
                 self._running = None
                 if m.group("pre"):
@@ -169,7 +229,7 @@ class StepParser:
 
     def _next_step(self, line: str) -> bool:
         """Whether ``line`` starts the step that follows the current one (same total)."""
-        m = _STEP.match(line)
+        m = _STEP.match(line) if line.startswith("Step ") else None
         current = self.current
         return (
             m is not None
@@ -185,9 +245,10 @@ class StepParser:
             self.progress.step_done(step.index, step.duration_ms, step.exit_code)
 
     def finish(self) -> StreamResult:
-        if self._buf:
-            self._line(self._buf)
-            self._buf = ""
+        if self._pending:
+            line = "".join(self._pending)
+            self._pending.clear()
+            self._line(line)
         failed: StepRecord | None = None
         if self.error is not None and self.current is not None:
             failed = self.current
