@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -267,10 +267,7 @@ class Redactor:
         if b"://" in data:  # none can match otherwise (found at once)
             data = _URL_CREDENTIALS_B.sub(lambda m: m.group("scheme"), data)
         table = self._byte_table()
-        if table:
-            pattern = re.compile(b"|".join(re.escape(v) for v in table))
-            data = pattern.sub(lambda m: table[m.group(0)], data)
-        return data
+        return _ValueCut(table).feed(data, final=True) if table else data
 
     def known_values(self) -> frozenset[str]:
         """The secret values known now (for :meth:`stream_since`)."""
@@ -315,6 +312,28 @@ _SCHEME_CUT_B = re.compile(rb"(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.\-]{0,63}(?::/?)?
 _NEAR_END = 4096
 
 
+def _replaced_before(
+    found: Iterator[re.Match[bytes]],
+    text: bytes,
+    start: int,
+    end: int,
+    replace: Callable[[re.Match[bytes]], bytes],
+) -> tuple[bytes, int]:
+    """``text`` from ``start`` with the matches ``found`` that begin before ``end``
+    replaced, up to where it is decided: ``end``, or the end of a match past it; and that
+    place (what follows it is kept back for the next piece)."""
+    out: list[bytes] = []
+    pos = start
+    for m in found:
+        if m.start() >= end:
+            break
+        out += (text[pos : m.start()], replace(m))
+        pos = m.end()
+    cut = max(pos, end)
+    out.append(text[pos:cut])
+    return b"".join(out), cut
+
+
 class _UrlCut:
     """:data:`_URL_CREDENTIALS_B` removed from bytes that come in pieces.
 
@@ -333,20 +352,13 @@ class _UrlCut:
         text = self._prev + self._carry + data
         start = len(self._prev)
         end = len(text) if final else self._undecided(text, start)
-        out: list[bytes] = []
-        pos = start
         # a URL has ``://``: without one, the pattern is not tried at each letter
-        for m in _URL_CREDENTIALS_B.finditer(text, start) if b"://" in text else ():
-            if m.start() >= end:
-                break
-            out += (text[pos : m.start()], m.group("scheme"))
-            pos = m.end()
-        cut = max(pos, end)
-        out.append(text[pos:cut])
+        found = _URL_CREDENTIALS_B.finditer(text, start) if b"://" in text else iter(())
+        out, cut = _replaced_before(found, text, start, end, lambda m: m.group("scheme"))
         if cut > start:
             self._prev = text[cut - 1 : cut]
         self._carry = text[cut:]
-        return b"".join(out)
+        return out
 
     @staticmethod
     def _undecided(text: bytes, start: int) -> int:
@@ -381,17 +393,10 @@ class _ValueCut:
     def feed(self, data: bytes, final: bool = False) -> bytes:
         text = self._carry + data
         end = len(text) if final else len(text) - self._keep
-        out: list[bytes] = []
-        pos = 0
-        for m in self._pattern.finditer(text):
-            if m.start() >= end:
-                break
-            out += (text[pos : m.start()], self._table[m.group(0)])
-            pos = m.end()
-        cut = max(pos, end)
-        out.append(text[pos:cut])
+        found = self._pattern.finditer(text)
+        out, cut = _replaced_before(found, text, 0, end, lambda m: self._table[m.group(0)])
         self._carry = text[cut:]
-        return b"".join(out)
+        return out
 
 
 class StreamScrub:

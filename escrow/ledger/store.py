@@ -1578,7 +1578,6 @@ class Ledger:
         ``BEGIN IMMEDIATE``), the statements of :data:`_WRITE_PROBE_SQL`, which match no
         row.  For a command that works long before it appends (``escrow pack``)."""
         if self._pg:
-            self._check_file()
             with db_errors(self.url), self._engine.connect() as conn:
                 transaction = conn.begin()
                 try:
